@@ -1,0 +1,519 @@
+//! Named shared-memory segments in `/dev/shm`.
+//!
+//! Layout of a segment:
+//!
+//! ```text
+//! 0            4 KiB                         heap_offset (64 KiB aligned)      size
+//! | header     | allocator metadata          | heap pages ...                   |
+//! ```
+//!
+//! The [`SegmentHeader`] is written completely before its magic number is stored
+//! (Release), and an attacher reads the magic first (Acquire): a half-created
+//! segment is reported as "wrong magic", never read half-initialised.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::Mode;
+use rustix::shm;
+
+use super::alloc::{self, PAGE_SIZE};
+use super::{SegmentId, ShmError, ShmPtr, registry};
+
+/// First eight bytes of every segment: `b"CHIMSEG1"` as a little-endian word.
+pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"CHIMSEG1");
+/// Version of the layout of the header, the allocator metadata and the block
+/// headers. Bump it on any change to them.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Number of root slots in the header (well-known objects such as the process queue).
+pub const NUM_ROOTS: usize = 16;
+/// Bytes reserved for the header at the start of a segment.
+pub(crate) const HEADER_SIZE: u64 = 4096;
+/// Largest segment: offsets of blocks must fit the free lists' head words.
+pub(crate) const MAX_SEGMENT_SIZE: u64 = super::alloc::stack::MAX_NODE_OFFSET;
+const NAME_CAP: usize = 128;
+
+/// The header at offset 0 of every segment.
+#[repr(C)]
+pub(crate) struct SegmentHeader {
+    /// [`SEGMENT_MAGIC`] once the segment is fully initialised.
+    magic: AtomicU64,
+    layout_version: u32,
+    segment_id: u16,
+    _pad: u16,
+    /// Size of the whole segment in bytes.
+    size: u64,
+    /// pid of the creating process.
+    creator_pid: u32,
+    _pad2: u32,
+    /// Offset of the allocator metadata.
+    pub alloc_offset: u64,
+    /// NUL-padded name, for diagnostics.
+    name: [u8; NAME_CAP],
+    /// Root slots: `ShmPtr` bits of well-known objects, set by the creator.
+    roots: [AtomicU64; NUM_ROOTS],
+}
+
+const _: () = assert!(size_of::<SegmentHeader>() as u64 <= HEADER_SIZE);
+
+/// One mapping of a segment in this process, shared by every handle to it.
+pub(crate) struct Mapping {
+    name: String,
+    id: SegmentId,
+    map: MmapRaw,
+    size: u64,
+    /// (device, inode) of the file, to tell our segment from a replacement.
+    file_id: (u64, u64),
+}
+
+impl Mapping {
+    /// Base address of the mapping.
+    #[inline]
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Length of the mapping.
+    #[inline]
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The segment's id.
+    #[inline]
+    pub(crate) fn id(&self) -> SegmentId {
+        self.id
+    }
+
+    /// The segment's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[inline]
+    pub(crate) fn header(&self) -> &SegmentHeader {
+        // SAFETY: every mapping is at least HEADER_SIZE long (checked at create and
+        // attach), page aligned, and the header is only accessed through atomics or
+        // fields written before the magic was published.
+        unsafe { &*(self.base() as *const SegmentHeader) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        registry::unregister(self.id, self.base() as usize);
+        let mut by_name = BY_NAME.lock().unwrap_or_else(|e| e.into_inner());
+        by_name.retain(|(n, w)| !(n == &self.name && w.strong_count() == 0));
+    }
+}
+
+/// Mappings of this process by name, so attaching twice shares one mapping.
+static BY_NAME: Mutex<Vec<(String, Weak<Mapping>)>> = Mutex::new(Vec::new());
+
+/// A handle to a mapped segment.
+///
+/// Created by [`Segment::create`] (the owner of the name, which unlinks it on drop)
+/// or [`Segment::attach`] (which never unlinks). Handles are cheap to clone; clones
+/// do not own the name.
+pub struct Segment {
+    map: Arc<Mapping>,
+    owns_name: bool,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.map.name)
+            .field("id", &self.map.id)
+            .field("size", &self.map.size)
+            .field("owns_name", &self.owns_name)
+            .finish()
+    }
+}
+
+impl Clone for Segment {
+    fn clone(&self) -> Self {
+        Segment {
+            map: self.map.clone(),
+            owns_name: false,
+        }
+    }
+}
+
+fn io_err<'a>(name: &'a str, op: &'static str) -> impl FnOnce(rustix::io::Errno) -> ShmError + 'a {
+    move |e| ShmError::Io {
+        name: name.to_owned(),
+        op,
+        source: io::Error::from(e),
+    }
+}
+
+fn shm_path(name: &str) -> Result<CString, ShmError> {
+    let bad = |reason| ShmError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if name.len() >= NAME_CAP {
+        return Err(bad("it is longer than 127 bytes"));
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err(bad("it contains '/' or NUL"));
+    }
+    CString::new(format!("/{name}")).map_err(|_| bad("it contains NUL"))
+}
+
+fn file_id(file: &File, name: &str) -> Result<(u64, u64, u64), ShmError> {
+    let st = rustix::fs::fstat(file).map_err(io_err(name, "fstat"))?;
+    Ok((st.st_dev, st.st_ino, st.st_size as u64))
+}
+
+impl Segment {
+    /// Smallest size accepted by [`create`](Self::create).
+    pub fn min_size() -> u64 {
+        alloc::heap_offset_for(HEADER_SIZE, 1) + PAGE_SIZE
+    }
+
+    /// Largest size accepted by [`create`](Self::create) (16 TiB).
+    pub fn max_size() -> u64 {
+        MAX_SEGMENT_SIZE
+    }
+
+    /// Creates segment `name` (in `/dev/shm`, mode 0600) of `size` bytes with id `id`,
+    /// lays out its header and allocator, and maps it. A stale segment of the same
+    /// name (left by a process that died) is replaced. The returned handle owns the
+    /// name and unlinks it on drop.
+    pub fn create(name: &str, id: SegmentId, size: u64) -> Result<Segment, ShmError> {
+        let path = shm_path(name)?;
+        if id == SegmentId::NULL || id > SegmentId::MAX {
+            return Err(ShmError::InvalidId {
+                name: name.to_owned(),
+                id: id.0,
+                max: SegmentId::MAX.0,
+            });
+        }
+        let size = size.next_multiple_of(4096);
+        if size < Self::min_size() || size > Self::max_size() {
+            return Err(ShmError::BadSize {
+                name: name.to_owned(),
+                size,
+                min: Self::min_size(),
+                max: Self::max_size(),
+            });
+        }
+        let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
+        let mode = Mode::RUSR | Mode::WUSR;
+        let fd = match shm::open(path.as_c_str(), flags, mode) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::EXIST) => {
+                tracing::warn!(segment = name, "replacing a stale shared-memory segment");
+                let _ = shm::unlink(path.as_c_str());
+                shm::open(path.as_c_str(), flags, mode).map_err(io_err(name, "shm_open"))?
+            }
+            Err(e) => return Err(io_err(name, "shm_open")(e)),
+        };
+        let file = File::from(fd);
+        let created = (|| {
+            rustix::fs::ftruncate(&file, size).map_err(io_err(name, "ftruncate"))?;
+            let (dev, ino, _) = file_id(&file, name)?;
+            let map = MmapOptions::new()
+                .len(size as usize)
+                .map_raw(&file)
+                .map_err(|source| ShmError::Io {
+                    name: name.to_owned(),
+                    op: "mmap",
+                    source,
+                })?;
+            let mapping = Mapping {
+                name: name.to_owned(),
+                id,
+                map,
+                size,
+                file_id: (dev, ino),
+            };
+            // SAFETY: the mapping is fresh, private to this process until the magic is
+            // published, at least `min_size()` long and page aligned.
+            unsafe { Self::format(&mapping) };
+            Ok::<_, ShmError>(mapping)
+        })();
+        let mapping = match created {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = shm::unlink(path.as_c_str());
+                return Err(e);
+            }
+        };
+        let seg = Self::publish(mapping, true);
+        if let Err(e) = &seg {
+            tracing::debug!(segment = name, error = %e, "could not register new segment");
+            let _ = shm::unlink(path.as_c_str());
+        }
+        seg
+    }
+
+    /// Writes the header and the allocator metadata, then the magic.
+    ///
+    /// # Safety
+    /// No other process may access the mapping yet.
+    unsafe fn format(m: &Mapping) {
+        let base = m.base();
+        let alloc_offset = HEADER_SIZE;
+        // SAFETY: the header fits in the first HEADER_SIZE bytes of the mapping,
+        // which nobody else accesses yet; the fresh file is zero-filled.
+        unsafe {
+            let h = base as *mut SegmentHeader;
+            (*h).layout_version = LAYOUT_VERSION;
+            (*h).segment_id = m.id.0;
+            (*h).size = m.size;
+            (*h).creator_pid = std::process::id();
+            (*h).alloc_offset = alloc_offset;
+            let n = m.name.len().min(NAME_CAP - 1);
+            (&mut (*h).name)[..n].copy_from_slice(&m.name.as_bytes()[..n]);
+            alloc::format(base, m.size, alloc_offset);
+        }
+        // Release: pairs with the Acquire load of the magic in `attach`; everything
+        // written above is visible to an attacher that sees the magic.
+        m.header().magic.store(SEGMENT_MAGIC, Ordering::Release);
+    }
+
+    fn publish(mapping: Mapping, owns_name: bool) -> Result<Segment, ShmError> {
+        let mut by_name = BY_NAME.lock().unwrap_or_else(|e| e.into_inner());
+        registry::register(
+            mapping.id,
+            mapping.base() as usize,
+            mapping.size,
+            &mapping.name,
+        )?;
+        let map = Arc::new(mapping);
+        by_name.retain(|(_, w)| w.strong_count() > 0);
+        by_name.push((map.name.clone(), Arc::downgrade(&map)));
+        Ok(Segment { map, owns_name })
+    }
+
+    /// Maps the existing segment `name`. Fails with a typed error naming the
+    /// segment if it is missing, not a chimaera segment, of another layout version,
+    /// or truncated. Attaching a segment this process already maps shares the
+    /// mapping.
+    pub fn attach(name: &str) -> Result<Segment, ShmError> {
+        Self::attach_inner(name, None)
+    }
+
+    /// Like [`attach`](Self::attach), and also checks the segment is `size` bytes
+    /// (as announced by the runtime).
+    pub fn attach_expecting(name: &str, size: u64) -> Result<Segment, ShmError> {
+        Self::attach_inner(name, Some(size))
+    }
+
+    fn attach_inner(name: &str, expected: Option<u64>) -> Result<Segment, ShmError> {
+        let path = shm_path(name)?;
+        {
+            let by_name = BY_NAME.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(map) = by_name
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, w)| w.upgrade())
+            {
+                check_size(name, expected, map.size)?;
+                return Ok(Segment {
+                    map,
+                    owns_name: false,
+                });
+            }
+        }
+        let fd = shm::open(path.as_c_str(), shm::OFlags::RDWR, Mode::empty()).map_err(|e| {
+            if e == rustix::io::Errno::NOENT {
+                ShmError::NotFound {
+                    name: name.to_owned(),
+                }
+            } else {
+                io_err(name, "shm_open")(e)
+            }
+        })?;
+        let file = File::from(fd);
+        let (dev, ino, file_size) = file_id(&file, name)?;
+        if file_size < HEADER_SIZE {
+            return Err(ShmError::SizeMismatch {
+                name: name.to_owned(),
+                expected: expected.unwrap_or(HEADER_SIZE),
+                actual: file_size,
+            });
+        }
+        let map = MmapOptions::new()
+            .len(file_size as usize)
+            .map_raw(&file)
+            .map_err(|source| ShmError::Io {
+                name: name.to_owned(),
+                op: "mmap",
+                source,
+            })?;
+        let mut mapping = Mapping {
+            name: name.to_owned(),
+            id: SegmentId::NULL,
+            map,
+            size: file_size,
+            file_id: (dev, ino),
+        };
+        let h = mapping.header();
+        // Acquire: pairs with the Release store in `format`.
+        let magic = h.magic.load(Ordering::Acquire);
+        if magic != SEGMENT_MAGIC {
+            return Err(ShmError::WrongMagic {
+                name: name.to_owned(),
+                found: magic,
+                expected: SEGMENT_MAGIC,
+            });
+        }
+        if h.layout_version != LAYOUT_VERSION {
+            return Err(ShmError::WrongVersion {
+                name: name.to_owned(),
+                found: h.layout_version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        if h.size != file_size {
+            return Err(ShmError::SizeMismatch {
+                name: name.to_owned(),
+                expected: h.size,
+                actual: file_size,
+            });
+        }
+        check_size(name, expected, file_size)?;
+        let id = SegmentId(h.segment_id);
+        // SAFETY: the header was validated above (magic, version, size), so the
+        // allocator metadata offset it names was written by `format`.
+        unsafe { alloc::validate(mapping.base(), file_size, h.alloc_offset) }.map_err(
+            |reason| ShmError::WrongMagic {
+                name: format!("{name} ({reason})"),
+                found: magic,
+                expected: SEGMENT_MAGIC,
+            },
+        )?;
+        mapping.id = id;
+        Self::publish(mapping, false)
+    }
+
+    /// Removes segment `name` from `/dev/shm`. Returns whether it existed.
+    /// Processes that map it keep their mapping.
+    pub fn unlink(name: &str) -> Result<bool, ShmError> {
+        let path = shm_path(name)?;
+        match shm::unlink(path.as_c_str()) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(io_err(name, "shm_unlink")(e)),
+        }
+    }
+
+    /// Whether a segment of that name exists in `/dev/shm`.
+    pub fn exists(name: &str) -> bool {
+        shm_path(name)
+            .ok()
+            .and_then(|p| shm::open(p.as_c_str(), shm::OFlags::RDONLY, Mode::empty()).ok())
+            .is_some()
+    }
+
+    /// The segment's name (without the leading `/`).
+    pub fn name(&self) -> &str {
+        &self.map.name
+    }
+
+    /// The segment's id, used in every [`ShmPtr`] into it.
+    pub fn id(&self) -> SegmentId {
+        self.map.id
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.map.size
+    }
+
+    /// Base address in this process.
+    pub fn base(&self) -> *mut u8 {
+        self.map.base()
+    }
+
+    /// Whether this handle unlinks the name when dropped.
+    pub fn owns_name(&self) -> bool {
+        self.owns_name
+    }
+
+    /// Gives up ownership of the name: dropping this handle will not unlink it.
+    pub fn disown(&mut self) {
+        self.owns_name = false;
+    }
+
+    /// The pointer to `offset` in this segment.
+    pub fn ptr_at(&self, offset: u64) -> ShmPtr {
+        ShmPtr::new(self.map.id, offset)
+    }
+
+    /// Whether `ptr` points into this segment (bounds only).
+    pub fn contains(&self, ptr: ShmPtr) -> bool {
+        ptr.segment() == self.map.id && ptr.offset() < self.map.size
+    }
+
+    /// Reads root slot `i` (a pointer the creator published there), or `None` if
+    /// `i` is out of range.
+    pub fn root(&self, i: usize) -> Option<ShmPtr> {
+        // Acquire: pairs with the Release store in `set_root`, so the object the
+        // root points to is fully written when it is seen.
+        self.map
+            .header()
+            .roots
+            .get(i)
+            .map(|r| ShmPtr::from_bits(r.load(Ordering::Acquire)))
+    }
+
+    /// Publishes `ptr` in root slot `i`. Panics if `i >= NUM_ROOTS`.
+    pub fn set_root(&self, i: usize, ptr: ShmPtr) {
+        self.map.header().roots[i].store(ptr.to_bits(), Ordering::Release);
+    }
+
+    /// pid of the process that created the segment.
+    pub fn creator_pid(&self) -> u32 {
+        self.map.header().creator_pid
+    }
+
+    pub(crate) fn mapping(&self) -> &Arc<Mapping> {
+        &self.map
+    }
+}
+
+fn check_size(name: &str, expected: Option<u64>, actual: u64) -> Result<(), ShmError> {
+    match expected {
+        Some(e) if e != actual => Err(ShmError::SizeMismatch {
+            name: name.to_owned(),
+            expected: e,
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if !self.owns_name {
+            return;
+        }
+        // Unlink only if the name still names our file: a newer segment may have
+        // replaced ours (e.g. after we were presumed dead).
+        let Ok(path) = shm_path(&self.map.name) else {
+            return;
+        };
+        let Ok(fd) = shm::open(path.as_c_str(), shm::OFlags::RDONLY, Mode::empty()) else {
+            return;
+        };
+        let file = File::from(fd);
+        if let Ok((dev, ino, _)) = file_id(&file, &self.map.name)
+            && (dev, ino) == self.map.file_id
+            && let Err(e) = shm::unlink(path.as_c_str())
+        {
+            tracing::warn!(segment = %self.map.name, error = %e, "could not unlink segment");
+        }
+    }
+}
