@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: formatting, lints, the
+# multi-process test suite, doc tests, the loom model checks and a smoke run of
+# the benchmarks. Installs what it needs (cargo-nextest) itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== tests (nextest)"
+cargo nextest run --workspace --no-fail-fast
+echo "== doc tests"
+cargo test --workspace --doc
+if [ -x scripts/check-loom.sh ]; then
+  echo "== loom model checks"
+  scripts/check-loom.sh
+fi
+echo "== benchmark smoke run"
+cargo bench -p chi-sdk --bench shm -- --test
+echo "== all tests passed"
