@@ -47,7 +47,9 @@ fn worker(name: &str) -> Result<(), Box<dyn std::error::Error>> {
         // touch it until `done` is set; fields written here are atomics.
         let req = unsafe { req.as_ref() };
         let text = req.text.to_str()?;
-        let sum = text.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
+        let sum = text
+            .bytes()
+            .fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64));
         req.len.store(text.len() as u64, Ordering::Relaxed);
         req.checksum.store(sum, Ordering::Relaxed);
         req.done.store(1, Ordering::Release);
@@ -61,10 +63,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = format!("chi_demo_{}", std::process::id());
     let seg = Segment::create(&name, SegmentId(1), 32 << 20)?;
     let alloc = Allocator::attach(&seg)?;
-    let cfg = QueueConfig { low_latency_lanes: 1, high_latency_lanes: 1, depth: 64 };
+    let cfg = QueueConfig {
+        low_latency_lanes: 1,
+        high_latency_lanes: 1,
+        depth: 64,
+    };
     let queue = MultiLaneQueue::create(&seg, &alloc, cfg)?;
     seg.set_root(0, queue.shm());
-    println!("segment /dev/shm/{name}: {} MiB, queue of {} lanes", seg.size() >> 20, queue.num_lanes());
+    println!(
+        "segment /dev/shm/{name}: {} MiB, queue of {} lanes",
+        seg.size() >> 20,
+        queue.num_lanes()
+    );
 
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .env("CHI_DEMO_WORKER", &name)
@@ -79,7 +89,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             checksum: AtomicU64::new(0),
             done: AtomicU32::new(0),
         })?;
-        let prio = if i % 2 == 0 { Priority::LowLatency } else { Priority::HighLatency };
+        let prio = if i % 2 == 0 {
+            Priority::LowLatency
+        } else {
+            Priority::HighLatency
+        };
         let lane = queue.push(prio, i as u64, req.shm(), Some(Duration::from_secs(1)))?;
         // SAFETY: the record stays allocated until we free it below; the worker
         // only writes its atomics.
@@ -102,7 +116,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         alloc.free(req.shm())?;
     }
     println!("{} round trips in {:?}", words.len(), start.elapsed());
-    queue.push(Priority::LowLatency, 0, ShmPtr::from_bits(STOP), Some(Duration::from_secs(1)))?;
+    queue.push(
+        Priority::LowLatency,
+        0,
+        ShmPtr::from_bits(STOP),
+        Some(Duration::from_secs(1)),
+    )?;
     child.wait()?;
     let after = alloc.stats();
     println!(

@@ -198,7 +198,8 @@ impl Segment {
                 max: SegmentId::MAX.0,
             });
         }
-        let size = size.next_multiple_of(4096);
+        // A size that overflows when rounded up is out of range like any too large one.
+        let size = size.checked_next_multiple_of(4096).unwrap_or(u64::MAX);
         if size < Self::min_size() || size > Self::max_size() {
             return Err(ShmError::BadSize {
                 name: name.to_owned(),

@@ -77,9 +77,14 @@ impl<T: ShmSafe> ShmVec<T> {
             return Ok(());
         }
         self.reserve(alloc, items.len())?;
+        // `len` may have been written by another process: checked arithmetic.
+        let at = self
+            .len
+            .checked_mul(size_of::<T>() as u64)
+            .ok_or_else(|| oom(alloc, items))?;
         let dst = self
             .data
-            .byte_add(self.len * size_of::<T>() as u64)
+            .byte_add(at)
             .and_then(|p| p.resolve_slice::<T>(items.len() as u64))
             .map_err(|_| oom(alloc, items))?;
         // SAFETY: `reserve` made room for `items.len()` more elements after `len`;
@@ -111,7 +116,13 @@ impl<T: ShmSafe> ShmVec<T> {
 
     /// Makes room for at least `additional` more elements.
     pub fn reserve(&mut self, alloc: &Allocator, additional: usize) -> Result<(), AllocError> {
-        let need = self.len.saturating_add(additional as u64);
+        let too_big = AllocError::OutOfMemory {
+            segment: alloc.segment_id(),
+            requested: usize::MAX,
+            free_pages: 0,
+        };
+        // `len` may have been written by another process: checked arithmetic.
+        let need = self.len.checked_add(additional as u64).ok_or(too_big)?;
         if need <= self.cap {
             return Ok(());
         }
@@ -119,11 +130,7 @@ impl<T: ShmSafe> ShmVec<T> {
         let bytes = usize::try_from(new_cap)
             .ok()
             .and_then(|c| c.checked_mul(size_of::<T>()))
-            .ok_or(AllocError::OutOfMemory {
-                segment: alloc.segment_id(),
-                requested: usize::MAX,
-                free_pages: 0,
-            })?;
+            .ok_or(too_big)?;
         let new = alloc.allocate_aligned(bytes.max(1), align_of::<T>())?;
         if self.len > 0
             && let Ok(old) = self.data.resolve_slice::<T>(self.len)
@@ -151,9 +158,13 @@ impl<T: ShmSafe> ShmVec<T> {
     /// Appends `value`, growing the storage if needed.
     pub fn push(&mut self, alloc: &Allocator, value: T) -> Result<(), AllocError> {
         self.reserve(alloc, 1)?;
+        let at = self
+            .len
+            .checked_mul(size_of::<T>() as u64)
+            .ok_or_else(|| oom(alloc, &[0u8]))?;
         let slot = self
             .data
-            .byte_add(self.len * size_of::<T>() as u64)
+            .byte_add(at)
             .and_then(|p| p.resolve::<T>())
             .map_err(|_| oom(alloc, &[0u8]))?;
         // SAFETY: `reserve` guaranteed room for element `len`; it is uninitialised

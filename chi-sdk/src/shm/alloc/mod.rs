@@ -393,7 +393,11 @@ impl Shared {
                     return Err(bad);
                 }
                 let bs = layout::CLASS_SIZES[class] as u64;
-                let rel = off - BLOCK_HEADER - start;
+                // `off >= start`; a pointer into the first header of the page is not a
+                // payload (and must not underflow).
+                let Some(rel) = (off - start).checked_sub(BLOCK_HEADER) else {
+                    return Err(bad);
+                };
                 if !rel.is_multiple_of(bs) || rel / bs >= layout::blocks_per_page(class) {
                     return Err(bad);
                 }
@@ -406,7 +410,7 @@ impl Shared {
             desc::LARGE_HEAD => {
                 let n = (d & desc::VALUE_MASK) as u64;
                 let delta = self.block(start).next.load(Ordering::Relaxed);
-                if off != start + delta || page + n > self.n_pages {
+                if start.checked_add(delta) != Some(off) || page + n > self.n_pages {
                     return Err(bad);
                 }
                 Ok((start, None, (n << PAGE_SHIFT) - delta))
@@ -643,7 +647,20 @@ impl Allocator {
                             Ok(c.bins[class].pop().unwrap_or_default())
                         }
                     })
-                    .unwrap_or_else(|| self.alloc_uncached(class))?;
+                    .unwrap_or_else(|| self.alloc_uncached(class))
+                    .map_err(|e| match e {
+                        // Report the size asked for, not the size class's.
+                        AllocError::OutOfMemory {
+                            segment,
+                            free_pages,
+                            ..
+                        } => AllocError::OutOfMemory {
+                            segment,
+                            requested: size,
+                            free_pages,
+                        },
+                        other => other,
+                    })?;
                 let h = s.block(block);
                 h.owner.store(s.owner, Ordering::Relaxed);
                 h.state.store(state::LIVE, Ordering::Relaxed);

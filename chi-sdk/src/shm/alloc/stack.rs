@@ -150,3 +150,194 @@ mod tests {
         assert!(s.is_empty());
     }
 }
+
+#[cfg(all(loom, test))]
+mod loom_tests {
+    //! Model checks of the tagged Treiber stack over a small arena of loom atomics.
+    //!
+    //! Each node also carries a non-atomic payload (a loom `UnsafeCell`) that its
+    //! owner writes after a pop and before a push, as the allocator's users write
+    //! into blocks. Loom reports any two accesses to a payload that are not ordered
+    //! by happens-before, so these tests check both that a node has one owner at a
+    //! time and that the Release/Acquire orderings hand the block's contents over.
+    //! At the end every node must be owned exactly once (held by a thread or still
+    //! on the stack): none lost, none handed to two owners.
+
+    use super::*;
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    const A: u64 = 16;
+    const B: u64 = 32;
+    const C: u64 = 48;
+
+    /// Nodes at offsets 16, 32, ..., `16 * n`; index 0 is unused (offset 0 is
+    /// never a node).
+    struct Arena {
+        links: Vec<AtomicU64>,
+        payload: Vec<UnsafeCell<u64>>,
+    }
+
+    impl Arena {
+        fn new(n: usize) -> Arena {
+            Arena {
+                links: (0..=n).map(|_| AtomicU64::new(0)).collect(),
+                payload: (0..=n).map(|_| UnsafeCell::new(0)).collect(),
+            }
+        }
+
+        /// What the owner of `node` does with it: writes and reads its payload.
+        fn use_node(&self, node: u64, who: u64) {
+            let cell = &self.payload[(node / 16) as usize];
+            // SAFETY: the caller claims to own `node` (just popped it, or holds it
+            // before pushing it); loom fails the model if another thread accesses
+            // the payload without a happens-before edge, i.e. if the claim is false.
+            cell.with_mut(|p| unsafe { *p = who });
+            // SAFETY: as above.
+            let back = cell.with(|p| unsafe { *p });
+            assert_eq!(back, who, "payload of {node} changed under its owner");
+        }
+    }
+
+    impl Links for Arena {
+        fn next(&self, node: u64) -> &AtomicU64 {
+            &self.links[(node / 16) as usize]
+        }
+    }
+
+    fn drain(s: &TaggedStack, a: &Arena) -> Vec<u64> {
+        let out: Vec<u64> = std::iter::from_fn(|| s.pop(a)).collect();
+        assert!(s.is_empty());
+        out
+    }
+
+    /// Every node of `all` appears exactly once in `owned`.
+    fn assert_each_owned_once(mut owned: Vec<u64>, all: &[u64]) {
+        owned.sort_unstable();
+        assert_eq!(owned, all, "a node was lost or handed to two owners");
+    }
+
+    /// The ABA scenario. The stack is A -> B -> C. Thread 1 pops once; thread 2
+    /// pops A, pops B and pushes A back. If thread 1 read `head = A` and
+    /// `next(A) = B` before thread 2 ran, its CAS must fail (the tag moved on even
+    /// though A is on top again): installing the stale B would hand B, which
+    /// thread 2 holds, to a second owner.
+    #[test]
+    fn aba_pop_vs_pop_pop_push() {
+        loom::model(|| {
+            let a = Arc::new(Arena::new(3));
+            let s = Arc::new(TaggedStack::new());
+            for n in [C, B, A] {
+                s.push(&*a, n);
+            }
+            let (a1, s1) = (a.clone(), s.clone());
+            let t1 = thread::spawn(move || {
+                let n = s1.pop(&*a1).expect("stack of 3 emptied by 3 pops");
+                a1.use_node(n, 1);
+                n
+            });
+            let (a2, s2) = (a.clone(), s.clone());
+            let t2 = thread::spawn(move || {
+                let x = s2.pop(&*a2).expect("stack of 3 emptied by 3 pops");
+                a2.use_node(x, 2);
+                let y = s2.pop(&*a2).expect("stack of 3 emptied by 3 pops");
+                a2.use_node(y, 2);
+                a2.use_node(x, 2);
+                s2.push(&*a2, x);
+                y
+            });
+            let mut owned = vec![t1.join().unwrap(), t2.join().unwrap()];
+            let rest = drain(&s, &a);
+            for &n in &rest {
+                a.use_node(n, 0);
+            }
+            owned.extend(rest);
+            assert_each_owned_once(owned, &[A, B, C]);
+        });
+    }
+
+    /// Three threads each pop a node, use it and push it back, on a stack of two:
+    /// pops race with pops and pushes of the same nodes from every side. A pop
+    /// may find the stack empty (both nodes held by the others), never anything
+    /// else; at the end both nodes are on the stack, once each.
+    #[test]
+    fn three_threads_pop_and_push_back() {
+        loom::model(|| {
+            let a = Arc::new(Arena::new(2));
+            let s = Arc::new(TaggedStack::new());
+            s.push(&*a, B);
+            s.push(&*a, A);
+            let threads: Vec<_> = (1..=3u64)
+                .map(|who| {
+                    let (a, s) = (a.clone(), s.clone());
+                    thread::spawn(move || {
+                        if let Some(n) = s.pop(&*a) {
+                            a.use_node(n, who);
+                            s.push(&*a, n);
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let rest = drain(&s, &a);
+            for &n in &rest {
+                a.use_node(n, 0);
+            }
+            assert_each_owned_once(rest, &[A, B]);
+        });
+    }
+
+    /// `push_chain` of A -> B (one CAS) while another thread pops twice from a
+    /// stack holding C. The chain's internal link, written by its owner before the
+    /// push, must be seen by the popper (Release/Acquire), the chain must stay
+    /// contiguous (B is only reachable through A), and every node ends up owned
+    /// exactly once.
+    #[test]
+    fn push_chain_vs_pop() {
+        loom::model(|| {
+            let a = Arc::new(Arena::new(3));
+            let s = Arc::new(TaggedStack::new());
+            s.push(&*a, C);
+            let (a1, s1) = (a.clone(), s.clone());
+            let pusher = thread::spawn(move || {
+                a1.use_node(A, 1);
+                a1.use_node(B, 1);
+                a1.next(A).store(B, Ordering::Relaxed);
+                s1.push_chain(&*a1, A, B);
+            });
+            let (a2, s2) = (a.clone(), s.clone());
+            let popper = thread::spawn(move || {
+                let mut got = Vec::new();
+                for _ in 0..2 {
+                    if let Some(n) = s2.pop(&*a2) {
+                        a2.use_node(n, 2);
+                        got.push(n);
+                    }
+                }
+                got
+            });
+            pusher.join().unwrap();
+            let popped = popper.join().unwrap();
+            let rest = drain(&s, &a);
+            for &n in &rest {
+                a.use_node(n, 0);
+            }
+            // B is only reachable after A was popped, by the same popper or later.
+            if let Some(ib) = popped.iter().position(|&n| n == B) {
+                assert!(popped[..ib].contains(&A), "B popped before A: {popped:?}");
+            }
+            if let (Some(ia), Some(ib)) = (
+                rest.iter().position(|&n| n == A),
+                rest.iter().position(|&n| n == B),
+            ) {
+                assert_eq!(ia + 1, ib, "chain split: {rest:?}");
+            }
+            let mut owned = popped;
+            owned.extend(rest);
+            assert_each_owned_once(owned, &[A, B, C]);
+        });
+    }
+}
