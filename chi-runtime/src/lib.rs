@@ -1,0 +1,3 @@
+//! `chi-runtime` library: the daemon's building blocks.
+
+pub mod config;
