@@ -7,6 +7,11 @@
 //!   containers. It knows nothing of tasks or modules.
 //! * [`queue`]: the multi-lane queue that carries task pointers from clients to
 //!   the runtime's workers, with futex doorbells for idle consumers.
+//! * [`types`], [`task`]: ids, the domain query, the task header and its state
+//!   machine.
+//! * [`abi`]: the C boundary between the runtime and module libraries.
+//! * [`client`], [`admin`], [`proto`], [`transport`]: registering with a runtime,
+//!   submitting and waiting for tasks, the admin pool's calls.
 //!
 //! Building with `RUSTFLAGS="--cfg loom"` compiles only the lock-free algorithms
 //! (the allocator's free lists, the lane rings and the doorbell handshake) against
@@ -19,9 +24,25 @@
 pub(crate) mod sync;
 
 #[cfg(not(loom))]
+pub mod abi;
+#[cfg(not(loom))]
+pub mod admin;
+#[cfg(not(loom))]
+pub mod client;
+#[cfg(not(loom))]
+pub mod futex;
+#[cfg(not(loom))]
+pub mod proto;
+#[cfg(not(loom))]
 pub mod queue;
 #[cfg(not(loom))]
 pub mod shm;
+#[cfg(not(loom))]
+pub mod task;
+#[cfg(not(loom))]
+pub mod transport;
+#[cfg(not(loom))]
+pub mod types;
 
 // Under loom: only the algorithm modules, each with its model tests.
 #[cfg(loom)]

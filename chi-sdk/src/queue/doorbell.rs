@@ -54,27 +54,19 @@ pub(crate) fn cancel_sleep(state: &AtomicU32) {
     state.store(AWAKE, Ordering::Relaxed);
 }
 
-/// Blocks while `*state == SLEEPING`, up to `timeout`. Shared (not private)
-/// futex: the word is in memory mapped by several processes.
+/// Blocks while `*state == SLEEPING`, up to `timeout`.
 #[cfg(not(loom))]
 pub(crate) fn futex_wait(
     state: &std::sync::atomic::AtomicU32,
     timeout: Option<std::time::Duration>,
 ) {
-    use rustix::thread::futex;
-    let ts = timeout.map(|d| rustix::time::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: d.subsec_nanos() as _,
-    });
-    // EAGAIN (word changed), EINTR and ETIMEDOUT all mean "go and look again".
-    let _ = futex::wait(state, futex::Flags::empty(), SLEEPING, ts.as_ref());
+    crate::futex::wait(state, SLEEPING, timeout);
 }
 
-/// Wakes one thread blocked in [`futex_wait`] on `state`.
+/// Wakes the consumer blocked in [`futex_wait`] on `state`.
 #[cfg(not(loom))]
 pub(crate) fn futex_wake(state: &std::sync::atomic::AtomicU32) {
-    use rustix::thread::futex;
-    let _ = futex::wake(state, futex::Flags::empty(), 1);
+    crate::futex::wake(state, 1);
 }
 
 #[cfg(all(loom, test))]
@@ -129,5 +121,91 @@ mod loom_tests {
                 assert!(woke, "lost wake-up");
             }
         });
+    }
+
+    /// The consumer's whole loop (pop; else announce sleep, re-check, wait on the
+    /// word, go back to awake), over several rounds, against `producers` threads
+    /// pushing `per_producer` values each (never more than the depth, so pushes
+    /// never fail and producers never spin).
+    ///
+    /// The futex is modelled by what it guarantees here: `futex_wait` returns once
+    /// the word no longer reads `SLEEPING` (every waker swaps it to `AWAKE` before
+    /// calling `futex_wake`). The real wait also has a timeout, which would turn a
+    /// lost wake-up into latency; the model has none, so a lost wake-up is
+    /// reported: all producers finished and the word still reads `SLEEPING`.
+    fn consumer_loop_model(producers: u64, per_producer: u64) {
+        loom::model(move || {
+            let l = Arc::new(Lane {
+                pos: Positions {
+                    tail: Padded(AtomicU64::new(0)),
+                    head: Padded(AtomicU64::new(0)),
+                },
+                cells: (0..4).map(Cell::new).collect(),
+                bell: AtomicU32::new(AWAKE),
+            });
+            let finished = Arc::new(AtomicU32::new(0));
+            let threads: Vec<_> = (0..producers)
+                .map(|p| {
+                    let (l, finished) = (l.clone(), finished.clone());
+                    thread::spawn(move || {
+                        let ring = Ring {
+                            pos: &l.pos,
+                            cells: &l.cells,
+                        };
+                        for i in 0..per_producer {
+                            ring.push((p << 8) | (i + 1)).unwrap();
+                            // `true` means: call futex_wake, which the model's
+                            // waiter does not need (it watches the word).
+                            let _ = needs_wake(&l.bell);
+                        }
+                        finished.fetch_add(1, Ordering::Release);
+                    })
+                })
+                .collect();
+            let ring = Ring {
+                pos: &l.pos,
+                cells: &l.cells,
+            };
+            let mut got = 0;
+            while got < producers * per_producer {
+                if ring.pop().is_some() {
+                    got += 1;
+                    continue;
+                }
+                prepare_sleep(&l.bell);
+                if ring.has_claimed() {
+                    cancel_sleep(&l.bell);
+                    // A value is claimed but not yet published: let its producer run.
+                    thread::yield_now();
+                    continue;
+                }
+                // futex_wait(bell, SLEEPING)
+                while l.bell.load(Ordering::Relaxed) == SLEEPING {
+                    if finished.load(Ordering::Acquire) == producers as u32 {
+                        // Every producer is done (and its swap, if any, happened
+                        // before its Release increment): nobody will wake us.
+                        assert_ne!(l.bell.load(Ordering::Relaxed), SLEEPING, "lost wake-up");
+                    }
+                    thread::yield_now();
+                }
+                cancel_sleep(&l.bell);
+            }
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(ring.pop(), None);
+        });
+    }
+
+    /// One producer, two values: the consumer may sleep and be woken twice.
+    #[test]
+    fn consumer_loop_one_producer_two_rounds() {
+        consumer_loop_model(1, 2);
+    }
+
+    /// Two producers racing to wake the same sleeper.
+    #[test]
+    fn consumer_loop_two_producers() {
+        consumer_loop_model(2, 1);
     }
 }

@@ -1,0 +1,485 @@
+//! The client side of IPC (the seed's `CHIMAERA_CLIENT_INIT` and IPC manager):
+//! register with the node's runtime, map its segments, allocate tasks, enqueue
+//! them, wait for them, free them.
+//!
+//! # Waiting
+//!
+//! [`Client::wait`] spins on the task's state word for a short while (a task
+//! usually completes within microseconds), then sets the `WAITER` bit and sleeps
+//! on the word as a futex in slices of 10 ms. Between slices it checks that the
+//! runtime is alive and not stopping: a runtime that died is reported at once; one
+//! that is stopping gets the configured `client_wait_timeout` to complete the task
+//! before the wait fails. A wait never hangs on a runtime that went away.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::abi::AbiFingerprint;
+use crate::proto::{self, Registration, Reply, Request, RuntimeBlock, runtime_state};
+use crate::queue::{MultiLaneQueue, Priority, PushError, QueueError};
+use crate::shm::{AllocError, Allocator, FullPtr, Segment, ShmError, ShmPtr};
+use crate::task::{Task, TaskHeader, code, state};
+use crate::transport::{ControlClient, TransportError, ZmqClient};
+use crate::types::{NodeId, TaskNode};
+
+/// How to find the runtime.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Address of the runtime's loopback socket.
+    pub addr: String,
+    /// Its port.
+    pub port: u16,
+    /// How long to wait for the registration reply.
+    pub connect_timeout: Duration,
+    /// How long to spin on a task before sleeping.
+    pub spin: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            addr: "127.0.0.1".into(),
+            port: proto::DEFAULT_PORT,
+            connect_timeout: Duration::from_secs(5),
+            spin: Duration::from_micros(50),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Options from the environment: `CHI_PORT` and `CHI_ADDR` if set, otherwise
+    /// the `port` key of the file named by `CHI_SERVER_CONF`, otherwise defaults.
+    pub fn from_env() -> ClientOptions {
+        let mut o = ClientOptions::default();
+        if let Some(port) = std::env::var("CHI_PORT")
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            o.port = port;
+        } else if let Some(port) = std::env::var("CHI_SERVER_CONF")
+            .ok()
+            .and_then(|f| port_from_config(&f))
+        {
+            o.port = port;
+        }
+        if let Ok(addr) = std::env::var("CHI_ADDR") {
+            o.addr = addr;
+        }
+        o
+    }
+}
+
+/// The top-level `port:` key of a server config file, if readable.
+fn port_from_config(path: &str) -> Option<u16> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("port:")?;
+        rest.split('#').next()?.trim().parse().ok()
+    })
+}
+
+/// Why the client could not deliver a task or get its answer (as opposed to the
+/// method reporting an error, which is a [`TaskError`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Talking to the runtime's socket failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The runtime answered something unexpected.
+    #[error("unexpected answer from the runtime: {0}")]
+    Protocol(String),
+    /// The runtime was built against another ABI.
+    #[error(
+        "the runtime's ABI ({runtime}) differs from this client's ({client}); rebuild the client against the runtime's chi-sdk"
+    )]
+    AbiMismatch {
+        /// Runtime's fingerprint.
+        runtime: String,
+        /// Ours.
+        client: String,
+    },
+    /// Mapping a segment failed.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
+    /// Shared memory ran out.
+    #[error(transparent)]
+    Alloc(#[from] AllocError),
+    /// The process queue is unusable.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The task could not be enqueued.
+    #[error(transparent)]
+    Push(#[from] PushError),
+    /// The runtime process is gone.
+    #[error(
+        "the runtime (pid {pid}) exited while this client waited for a task; restart it and resubmit"
+    )]
+    RuntimeDied {
+        /// Its pid.
+        pid: u32,
+    },
+    /// The runtime stopped without completing the task.
+    #[error(
+        "the runtime (pid {pid}) stopped before completing the task (waited {waited:?} after it began stopping)"
+    )]
+    RuntimeStopped {
+        /// Its pid.
+        pid: u32,
+        /// How long we waited.
+        waited: Duration,
+    },
+}
+
+/// The method failed: its result code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task failed with code {code}: {message}")]
+pub struct TaskError {
+    /// Result code ([`crate::task::code`]).
+    pub code: i32,
+    /// Message from the runtime or the module.
+    pub message: String,
+}
+
+/// Either failure of a synchronous call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Not delivered or not answered.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Answered with an error.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+impl From<AllocError> for CallError {
+    fn from(e: AllocError) -> Self {
+        CallError::Client(e.into())
+    }
+}
+
+/// A task allocated by a client in the main segment.
+pub struct TaskPtr<T: Task> {
+    ptr: FullPtr<T>,
+}
+
+impl<T: Task> std::fmt::Debug for TaskPtr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskPtr({:?})", self.ptr.shm())
+    }
+}
+
+impl<T: Task> TaskPtr<T> {
+    /// The task. Outputs are final only once the task is complete.
+    pub fn get(&self) -> &T {
+        // SAFETY: the client allocated and initialised the task and keeps it until
+        // `del_task`; the runtime writes only its atomics and outputs, which are
+        // read after the Acquire load that observes COMPLETE.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Where the task lives.
+    pub fn shm(&self) -> ShmPtr {
+        self.ptr.shm()
+    }
+
+    /// Whether the runtime completed the task.
+    pub fn is_complete(&self) -> bool {
+        self.get().header().is_complete()
+    }
+
+    /// The method's outcome, once complete.
+    pub fn result(&self) -> Result<(), TaskError> {
+        let h = self.get().header();
+        match h.result() {
+            code::OK => Ok(()),
+            c => Err(TaskError {
+                code: c,
+                message: h
+                    .error
+                    .to_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|e| format!("<{e}>")),
+            }),
+        }
+    }
+}
+
+/// A process's connection to its node's runtime.
+pub struct Client {
+    opts: ClientOptions,
+    reg: Registration,
+    _segments: Vec<Segment>,
+    main_alloc: Allocator,
+    cdata_alloc: Allocator,
+    queue: MultiLaneQueue,
+    runtime: FullPtr<RuntimeBlock>,
+    majors: AtomicU64,
+    lane_hint: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("node_id", &self.reg.node_id)
+            .field("client_id", &self.reg.client_id)
+            .field("runtime_pid", &self.reg.runtime_pid)
+            .finish()
+    }
+}
+
+fn request(opts: &ClientOptions, req: &Request) -> Result<Reply, ClientError> {
+    let msg = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let raw = ZmqClient::new(&opts.addr, opts.port).request(&msg, opts.connect_timeout)?;
+    serde_json::from_slice(&raw).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+impl Client {
+    /// Connects using [`ClientOptions::from_env`] (the seed's `CHIMAERA_CLIENT_INIT`).
+    pub fn init() -> Result<Client, ClientError> {
+        Self::connect(ClientOptions::from_env())
+    }
+
+    /// Registers with the runtime at `opts` and maps its segments. Fails at once,
+    /// saying to start a runtime, if none listens.
+    pub fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
+        let reg = match request(
+            &opts,
+            &Request::Register {
+                pid: std::process::id(),
+            },
+        )? {
+            Reply::Registered(r) => r,
+            Reply::Error { message } => return Err(ClientError::Protocol(message)),
+            other => return Err(ClientError::Protocol(format!("{other:?}"))),
+        };
+        let ours = AbiFingerprint::current().to_string();
+        if reg.fingerprint != ours {
+            return Err(ClientError::AbiMismatch {
+                runtime: reg.fingerprint,
+                client: ours,
+            });
+        }
+        let mut segments = Vec::new();
+        let mut main = None;
+        let mut cdata = None;
+        for s in &reg.segments {
+            let seg = Segment::attach_expecting(&s.name, s.size)?;
+            match s.role.as_str() {
+                "main" => main = Some(seg.clone()),
+                "client_data" => cdata = Some(seg.clone()),
+                _ => {}
+            }
+            segments.push(seg);
+        }
+        let (Some(main), Some(cdata)) = (main, cdata) else {
+            return Err(ClientError::Protocol(
+                "registration lacks the main or client_data segment".into(),
+            ));
+        };
+        let main_alloc = Allocator::attach(&main)?;
+        let cdata_alloc = Allocator::attach(&cdata)?;
+        let qptr = main.root(proto::ROOT_QUEUE).unwrap_or(ShmPtr::NULL);
+        let queue = MultiLaneQueue::attach(&main, qptr)?;
+        let runtime = main
+            .root(proto::ROOT_RUNTIME)
+            .unwrap_or(ShmPtr::NULL)
+            .resolve::<RuntimeBlock>()?;
+        // SAFETY: resolved in bounds and aligned; RuntimeBlock is valid for any bytes.
+        let rb = unsafe { runtime.as_ref() };
+        if rb.magic != proto::RUNTIME_MAGIC {
+            return Err(ClientError::Protocol(
+                "the runtime block in the main segment is not initialised".into(),
+            ));
+        }
+        let majors = rb.next_major.fetch_add(1 << 20, Ordering::Relaxed);
+        Ok(Client {
+            opts,
+            reg,
+            _segments: segments,
+            main_alloc,
+            cdata_alloc,
+            queue,
+            runtime,
+            majors: AtomicU64::new(majors.max(1)),
+            lane_hint: AtomicU64::new(0),
+        })
+    }
+
+    /// This node.
+    pub fn node_id(&self) -> NodeId {
+        NodeId(self.reg.node_id)
+    }
+
+    /// This client's id.
+    pub fn client_id(&self) -> u32 {
+        self.reg.client_id
+    }
+
+    /// The runtime's pid.
+    pub fn runtime_pid(&self) -> u32 {
+        self.reg.runtime_pid
+    }
+
+    /// The allocator of the main segment (tasks).
+    pub fn main_allocator(&self) -> &Allocator {
+        &self.main_alloc
+    }
+
+    /// The process queue.
+    pub fn queue(&self) -> &MultiLaneQueue {
+        &self.queue
+    }
+
+    /// A fresh root task-graph node.
+    pub fn new_task_node(&self) -> TaskNode {
+        TaskNode::root(self.majors.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Moves `task` into the main segment, stamping its size, client id and (if
+    /// unset) a fresh task node.
+    pub fn new_task<T: Task>(&self, mut task: T) -> Result<TaskPtr<T>, ClientError> {
+        let h = task.header_mut();
+        h.size = size_of::<T>() as u32;
+        h.client_id = self.reg.client_id;
+        if h.task_node.major == 0 {
+            h.task_node = self.new_task_node();
+        }
+        let ptr = self.main_alloc.new_obj(task)?;
+        Ok(TaskPtr { ptr })
+    }
+
+    /// Hands `task` to the runtime on a lane of `prio` (lanes taken round robin).
+    /// Fails if the lane stays full for the connect timeout.
+    pub fn enqueue<T: Task>(&self, task: &TaskPtr<T>, prio: Priority) -> Result<(), ClientError> {
+        task.get()
+            .header()
+            .state
+            .fetch_or(state::QUEUED, Ordering::Relaxed);
+        let hint = self.lane_hint.fetch_add(1, Ordering::Relaxed);
+        self.queue
+            .push(prio, hint, task.shm(), Some(self.opts.connect_timeout))?;
+        Ok(())
+    }
+
+    /// Waits until `task` completes (see the module doc for how). `Ok` means the
+    /// runtime answered; the method's own outcome is [`TaskPtr::result`].
+    pub fn wait<T: Task>(&self, task: &TaskPtr<T>) -> Result<(), ClientError> {
+        let h = task.get().header();
+        if h.is_complete() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        while start.elapsed() < self.opts.spin {
+            for _ in 0..64 {
+                if h.is_complete() {
+                    return Ok(());
+                }
+                std::hint::spin_loop();
+            }
+        }
+        self.wait_slow(h)
+    }
+
+    #[cold]
+    fn wait_slow(&self, h: &TaskHeader) -> Result<(), ClientError> {
+        let mut stopping_since = None::<Instant>;
+        let limit = Duration::from_millis(self.reg.wait_timeout_ms);
+        loop {
+            // Acquire: pairs with the Release fetch_or(COMPLETE) of the worker.
+            let cur = h.state.fetch_or(state::WAITER, Ordering::Acquire) | state::WAITER;
+            if cur & state::COMPLETE != 0 {
+                return Ok(());
+            }
+            crate::futex::wait(&h.state, cur, Some(Duration::from_millis(10)));
+            if h.is_complete() {
+                return Ok(());
+            }
+            // SAFETY: the runtime block was validated at connect; it stays mapped
+            // while the client lives.
+            let rb = unsafe { self.runtime.as_ref() };
+            let pid = self.reg.runtime_pid;
+            if !crate::shm::alloc::pid_alive(pid) {
+                return Err(ClientError::RuntimeDied { pid });
+            }
+            if rb.state.load(Ordering::Acquire) != runtime_state::RUNNING {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= limit {
+                    return Err(ClientError::RuntimeStopped {
+                        pid,
+                        waited: since.elapsed(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Frees `task` (and what its fields own) from the main segment.
+    pub fn del_task<T: Task>(&self, task: TaskPtr<T>) {
+        let mut ptr = task.ptr;
+        // SAFETY: the task is ours again (complete, or never enqueued) and is freed
+        // right after; nobody else refers to it.
+        let t = unsafe { ptr.as_mut() };
+        t.free_fields(&self.main_alloc);
+        let _ = t.header_mut().error.free(&self.main_alloc);
+        if let Err(e) = self.main_alloc.free(ptr.shm()) {
+            tracing::warn!(error = %e, "could not free a task");
+        }
+    }
+
+    /// Submits `task`, waits for it, and returns it (the caller reads the outputs,
+    /// then passes it to [`del_task`](Self::del_task)).
+    pub fn call<T: Task>(&self, task: T, prio: Priority) -> Result<TaskPtr<T>, CallError> {
+        let t = self.new_task(task)?;
+        if let Err(e) = self.enqueue(&t, prio) {
+            self.del_task(t);
+            return Err(e.into());
+        }
+        // If the wait fails the runtime may still hold the task: it is not freed.
+        self.wait(&t)?;
+        if let Err(e) = t.result() {
+            self.del_task(t);
+            return Err(e.into());
+        }
+        Ok(t)
+    }
+
+    /// Allocates a buffer of `size` bytes in the client_data segment.
+    pub fn allocate_buffer(&self, size: usize) -> Result<FullPtr<u8>, ClientError> {
+        Ok(self.cdata_alloc.allocate(size)?)
+    }
+
+    /// Frees a buffer from [`allocate_buffer`](Self::allocate_buffer).
+    pub fn free_buffer(&self, ptr: ShmPtr) -> Result<(), crate::shm::FreeError> {
+        self.cdata_alloc.free(ptr)
+    }
+
+    /// Asks the runtime at `opts` for its status (no registration needed).
+    pub fn status(opts: &ClientOptions) -> Result<proto::StatusReport, ClientError> {
+        match request(opts, &Request::Status)? {
+            Reply::Status(s) => Ok(s),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Asks the runtime at `opts` to stop; returns its pid.
+    pub fn request_stop(opts: &ClientOptions) -> Result<u32, ClientError> {
+        match request(opts, &Request::Stop)? {
+            Reply::Ok { pid } => Ok(pid),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let mut opts = self.opts.clone();
+        opts.connect_timeout = Duration::from_millis(200);
+        let _ = request(
+            &opts,
+            &Request::Unregister {
+                client_id: self.reg.client_id,
+            },
+        );
+    }
+}

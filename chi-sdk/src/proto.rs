@@ -1,0 +1,182 @@
+//! What a client and the runtime say to each other outside the queues: the
+//! control protocol over the loopback socket (JSON messages), and the runtime
+//! block the runtime publishes in its main segment.
+
+use serde::{Deserialize, Serialize};
+
+use crate::shm::ShmSafe;
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// Root slot of the main segment holding the process queue.
+pub const ROOT_QUEUE: usize = 0;
+/// Root slot of the main segment holding the [`RuntimeBlock`].
+pub const ROOT_RUNTIME: usize = 1;
+
+/// Default port of the runtime's loopback socket.
+pub const DEFAULT_PORT: u16 = 9513;
+
+/// States of [`RuntimeBlock::state`].
+pub mod runtime_state {
+    /// Accepting and running tasks.
+    pub const RUNNING: u32 = 1;
+    /// Stopping: in-flight tasks are finished or failed; no new ones are taken.
+    pub const STOPPING: u32 = 2;
+    /// Stopped.
+    pub const STOPPED: u32 = 3;
+}
+
+/// Facts about the runtime that clients read from shared memory.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RuntimeBlock {
+    /// `b"CHIRUNTM"`.
+    pub magic: u64,
+    /// pid of the runtime process.
+    pub pid: u32,
+    /// One of [`runtime_state`]; also a futex word.
+    pub state: AtomicU32,
+    /// This node's id.
+    pub node_id: u32,
+    /// Reserved.
+    pub _reserved: u32,
+    /// Start time, nanoseconds since the Unix epoch.
+    pub started_unix_ns: u64,
+    /// Next task-graph major id to hand out (clients take ranges).
+    pub next_major: AtomicU64,
+}
+
+/// Magic of [`RuntimeBlock`].
+pub const RUNTIME_MAGIC: u64 = u64::from_le_bytes(*b"CHIRUNTM");
+
+// SAFETY: repr(C) of integers and atomic integers; every bit pattern is valid.
+unsafe impl ShmSafe for RuntimeBlock {}
+
+/// A request on the loopback socket.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// A client process announces itself.
+    Register {
+        /// Its pid.
+        pid: u32,
+    },
+    /// A client process leaves.
+    Unregister {
+        /// Its client id.
+        client_id: u32,
+    },
+    /// What the runtime is doing.
+    Status,
+    /// Stop the runtime.
+    Stop,
+}
+
+/// One segment in a [`Registration`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SegmentDesc {
+    /// `main`, `client_data` or `runtime_data`.
+    pub role: String,
+    /// Name in `/dev/shm`.
+    pub name: String,
+    /// Segment id.
+    pub id: u16,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a registering client learns.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Registration {
+    /// This node.
+    pub node_id: u32,
+    /// The client's id.
+    pub client_id: u32,
+    /// The runtime's pid.
+    pub runtime_pid: u32,
+    /// The segments to map.
+    pub segments: Vec<SegmentDesc>,
+    /// The runtime's ABI fingerprint, as text.
+    pub fingerprint: String,
+    /// How long a client keeps waiting for a task once the runtime is stopping.
+    pub wait_timeout_ms: u64,
+}
+
+/// One worker in a [`StatusReport`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct WorkerStatus {
+    /// Worker id.
+    pub id: u32,
+    /// `low_latency` or `high_latency`.
+    pub kind: String,
+    /// Process-queue lanes it serves.
+    pub lanes: Vec<usize>,
+    /// Tasks it completed.
+    pub tasks_completed: u64,
+    /// Whether it is asleep on its doorbell.
+    pub sleeping: bool,
+}
+
+/// One lane in a [`StatusReport`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LaneStatus {
+    /// Lane index.
+    pub lane: usize,
+    /// `low_latency` or `high_latency`.
+    pub priority: String,
+    /// Entries waiting.
+    pub len: u64,
+}
+
+/// One pool in a [`StatusReport`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PoolStatus {
+    /// Pool id.
+    pub id: u64,
+    /// Pool name.
+    pub name: String,
+    /// Module library name.
+    pub module: String,
+    /// Ids of this node's containers.
+    pub containers: Vec<u32>,
+}
+
+/// The answer to [`Request::Status`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    /// This node.
+    pub node_id: u32,
+    /// The runtime's pid.
+    pub pid: u32,
+    /// Milliseconds since start.
+    pub uptime_ms: u64,
+    /// Workers.
+    pub workers: Vec<WorkerStatus>,
+    /// Process-queue lanes.
+    pub lanes: Vec<LaneStatus>,
+    /// Pools.
+    pub pools: Vec<PoolStatus>,
+    /// Tasks completed by all workers.
+    pub tasks_completed: u64,
+    /// Registered clients.
+    pub clients: u32,
+}
+
+/// A reply on the loopback socket.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    /// Answer to `Register`.
+    Registered(Registration),
+    /// Answer to `Status`.
+    Status(StatusReport),
+    /// Answer to `Stop` and `Unregister`.
+    Ok {
+        /// The runtime's pid.
+        pid: u32,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}

@@ -1,0 +1,166 @@
+//! The task header and the task state machine.
+//!
+//! Every task is a `#[repr(C)]` struct in the main segment whose first field is a
+//! [`TaskHeader`]; the rest are the method's parameters. A client allocates it,
+//! fills it, enqueues its [`ShmPtr`](crate::shm::ShmPtr) and waits; a worker runs
+//! it and completes it.
+//!
+//! # The state word
+//!
+//! `TaskHeader::state` is one `u32` of bits, also used as a futex:
+//!
+//! | bit | set by | meaning |
+//! | --- | --- | --- |
+//! | [`state::QUEUED`] | client, at enqueue | the task was handed to the runtime |
+//! | [`state::RUNNING`] | worker | a worker started it |
+//! | [`state::COMPLETE`] | worker | finished; outputs and `result` are final |
+//! | [`state::WAITER`] | waiting client | a thread sleeps on the futex: wake it |
+//!
+//! Completion is `fetch_or(COMPLETE)` with Release ordering after the outputs were
+//! written; a waiter spins on an Acquire load of the word, then sets `WAITER` and
+//! sleeps; the completer issues the wake-up system call only when it sees
+//! `WAITER` in the value it replaced, so a client that spins costs no system call.
+
+use crate::shm::{ShmSafe, ShmString};
+use crate::sync::{AtomicI32, AtomicU32, Ordering};
+use crate::types::{DomainQuery, MethodId, PoolId, TaskNode};
+
+/// Bits of [`TaskHeader::state`].
+pub mod state {
+    /// Handed to the runtime.
+    pub const QUEUED: u32 = 1 << 0;
+    /// Started by a worker.
+    pub const RUNNING: u32 = 1 << 1;
+    /// Finished: outputs and result are final.
+    pub const COMPLETE: u32 = 1 << 2;
+    /// A thread is (about to be) asleep on the state word.
+    pub const WAITER: u32 = 1 << 3;
+}
+
+/// Bits of [`TaskHeader::flags`].
+pub mod flags {
+    /// Runs again every `period_ns` until cancelled.
+    pub const PERIODIC: u32 = 1 << 0;
+    /// Nobody waits: the runtime frees the task when it completes.
+    pub const FIRE_AND_FORGET: u32 = 1 << 1;
+}
+
+/// Result codes in [`TaskHeader::result`]; a module may use its own codes from
+/// [`code::MODULE_BASE`] up.
+pub mod code {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// The container does not support this method (`-1` in its YAML).
+    pub const UNSUPPORTED_METHOD: i32 = 1;
+    /// No such pool.
+    pub const NO_POOL: i32 = 2;
+    /// The task failed validation (bad size, bad pointers, bad query).
+    pub const BAD_TASK: i32 = 3;
+    /// The handler panicked.
+    pub const PANICKED: i32 = 4;
+    /// The runtime stopped before running the task.
+    pub const SHUTDOWN: i32 = 5;
+    /// The module or pool could not be created.
+    pub const CREATE_FAILED: i32 = 6;
+    /// The method reported a failure (details in the error message).
+    pub const FAILED: i32 = 7;
+    /// First code free for modules.
+    pub const MODULE_BASE: i32 = 1000;
+}
+
+/// The header every task starts with (`#[repr(C)]`, 88 bytes).
+#[repr(C)]
+#[derive(Debug)]
+pub struct TaskHeader {
+    /// State bits ([`state`]); the futex a waiting client sleeps on.
+    pub state: AtomicU32,
+    /// Flags ([`flags`]).
+    pub flags: u32,
+    /// The method to run.
+    pub method: MethodId,
+    /// Size in bytes of the whole task struct (checked by the runtime before use).
+    pub size: u32,
+    /// Target pool.
+    pub pool_id: PoolId,
+    /// Place in the task graph.
+    pub task_node: TaskNode,
+    /// Which containers of the pool.
+    pub dom_query: DomainQuery,
+    /// Period of a periodic task, in nanoseconds.
+    pub period_ns: u64,
+    /// Result code ([`code`]), final once `COMPLETE` is set.
+    pub result: AtomicI32,
+    /// Id of the client that submitted the task.
+    pub client_id: u32,
+    /// Error message written by the runtime on failure (allocated in the main
+    /// segment; freed with the task).
+    pub error: ShmString,
+}
+
+const _: () = assert!(size_of::<TaskHeader>() == 88);
+
+// SAFETY: repr(C) of integers, ShmSafe ids and a ShmString; no pointers; every bit
+// pattern is a valid (if meaningless) header, and the runtime validates it.
+unsafe impl ShmSafe for TaskHeader {}
+
+impl TaskHeader {
+    /// A header for a new task of `size` bytes.
+    pub fn new(pool_id: PoolId, method: MethodId, size: usize, dom_query: DomainQuery) -> Self {
+        TaskHeader {
+            state: AtomicU32::new(0),
+            flags: 0,
+            method,
+            size: size as u32,
+            pool_id,
+            task_node: TaskNode::default(),
+            dom_query,
+            period_ns: 0,
+            result: AtomicI32::new(code::OK),
+            client_id: 0,
+            error: ShmString::new(),
+        }
+    }
+
+    /// The result code (meaningful once complete).
+    #[inline]
+    pub fn result(&self) -> i32 {
+        self.result.load(Ordering::Relaxed)
+    }
+
+    /// Whether the task completed.
+    #[inline]
+    pub fn is_complete(&self) -> bool {
+        // Acquire: pairs with the Release `fetch_or(COMPLETE)` in `complete`.
+        self.state.load(Ordering::Acquire) & state::COMPLETE != 0
+    }
+
+    /// Marks the task complete with `result`; returns whether a waiter sleeps on the
+    /// state word (the caller must then wake it with a futex wake).
+    #[inline]
+    #[must_use = "a sleeping waiter must be woken"]
+    pub fn complete(&self, result: i32) -> bool {
+        self.result.store(result, Ordering::Relaxed);
+        // Release: publishes the outputs and `result` to the waiter's Acquire load.
+        self.state.fetch_or(state::COMPLETE, Ordering::Release) & state::WAITER != 0
+    }
+}
+
+/// A task type: a `#[repr(C)]` struct whose first field is a [`TaskHeader`].
+///
+/// # Safety
+/// The type must be `#[repr(C)]` with a `TaskHeader` as its first field, and be
+/// [`ShmSafe`]. The `#[task]` macro generates this impl.
+pub unsafe trait Task: ShmSafe {
+    /// The method this task calls.
+    const METHOD: MethodId;
+
+    /// The header.
+    fn header(&self) -> &TaskHeader;
+
+    /// The header, mutably.
+    fn header_mut(&mut self) -> &mut TaskHeader;
+
+    /// Frees the shared memory this task's fields own (strings, vectors), before the
+    /// task itself is freed. The default owns nothing.
+    fn free_fields(&mut self, _alloc: &crate::shm::Allocator) {}
+}
