@@ -1,3 +1,19 @@
-//! `chi-runtime` library: the daemon's building blocks.
+//! `chi-runtime`: the daemon's building blocks.
+//!
+//! * [`config`]: the server configuration (embedded defaults + `CHI_SERVER_CONF`).
+//! * [`ipc`]: segments, process queue and runtime block.
+//! * [`module`]: finding and checking module libraries; the module ABI services.
+//! * [`pool`]: pools and containers of this node.
+//! * [`worker`]: workers running tasks in coroutines.
+//! * [`admin`]: the built-in admin module.
+//! * [`runtime`]: start, serve, stop.
+//! * [`cli`]: the `chi-runtime` command line.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
+pub mod ipc;
+pub mod module;
+pub mod pool;
+pub mod runtime;
+pub mod worker;

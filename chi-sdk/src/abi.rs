@@ -329,6 +329,12 @@ pub struct RuntimeServices {
     pub num_segments: usize,
 }
 
+// SAFETY: the table is immutable after the runtime builds it; its pointers name
+// static, immutable data (function code and a leaked segment list).
+unsafe impl Sync for RuntimeServices {}
+// SAFETY: as above.
+unsafe impl Send for RuntimeServices {}
+
 impl fmt::Debug for RuntimeServices {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuntimeServices")

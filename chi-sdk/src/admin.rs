@@ -181,6 +181,10 @@ pub struct EchoTask {
     pub header: TaskHeader,
     /// In.
     pub value: u64,
+    /// In: how long the handler takes before answering, in microseconds (0 for
+    /// the empty task). The handler yields its coroutine while it waits, so the
+    /// worker keeps running other tasks.
+    pub delay_us: u64,
     /// Out: `value`.
     pub reply: u64,
 }
@@ -194,6 +198,7 @@ impl EchoTask {
         EchoTask {
             header: TaskHeader::new(pool, method::ECHO, size_of::<Self>(), DomainQuery::local()),
             value,
+            delay_us: 0,
             reply: 0,
         }
     }

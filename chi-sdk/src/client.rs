@@ -356,7 +356,15 @@ impl Client {
             .header()
             .state
             .fetch_or(state::QUEUED, Ordering::Relaxed);
-        let hint = self.lane_hint.fetch_add(1, Ordering::Relaxed);
+        // One lane per client thread: a thread's tasks stay in order on one worker,
+        // and threads spread over the lanes.
+        thread_local!(static HINT: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) });
+        let hint = HINT.with(|h| {
+            if h.get() == u64::MAX {
+                h.set(self.lane_hint.fetch_add(1, Ordering::Relaxed) + self.reg.client_id as u64);
+            }
+            h.get()
+        });
         self.queue
             .push(prio, hint, task.shm(), Some(self.opts.connect_timeout))?;
         Ok(())

@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use layout::{BLOCK_HEADER, BlockHeader, NUM_CLASSES, OwnerSlot, PAGE_SHIFT, Padded, desc, state};
 pub use layout::{MAX_OWNERS, MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
 use pages::PageState;
-pub(crate) use pages::pid_alive;
+pub use pages::pid_alive;
 use stack::{Links, TaggedStack};
 
 use super::segment::Mapping;

@@ -27,8 +27,14 @@ pub(crate) struct PageGuard<'a> {
     pid: u32,
 }
 
+/// This process's pid, cached (`getpid` is a system call on every use otherwise).
+pub(crate) fn current_pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// Whether process `pid` exists (a process we may not signal still exists).
-pub(crate) fn pid_alive(pid: u32) -> bool {
+pub fn pid_alive(pid: u32) -> bool {
     let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
         return false;
     };
@@ -41,7 +47,7 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 impl PageLock {
     /// Takes the lock, spinning, then yielding; steals it from a dead holder.
     pub(crate) fn lock(&self) -> PageGuard<'_> {
-        let pid = std::process::id();
+        let pid = current_pid();
         let mut spins = 0u32;
         let mut since = None::<Instant>;
         loop {

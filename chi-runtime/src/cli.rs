@@ -1,0 +1,297 @@
+//! The `chi-runtime` command line: `start [--daemon]`, `stop`, `status`,
+//! `default-config`. `chimaera_start_runtime` and `chimaera_stop_runtime` are
+//! the same commands under the seeds' names.
+//!
+//! Exit codes: 0 success, 1 runtime error (including "no runtime running" for
+//! `stop` and `status`), 2 configuration error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chi_sdk::client::{Client, ClientOptions};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+
+/// The Chimaera runtime daemon.
+#[derive(Parser, Debug)]
+#[command(name = "chi-runtime", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Sub-commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a runtime (in the foreground unless --daemon).
+    Start {
+        /// Server configuration file (default: $CHI_SERVER_CONF, else the built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Detach: run in the background, logging to --log-file; returns once ready.
+        #[arg(long)]
+        daemon: bool,
+        /// Log file of a daemon (default: /tmp/chi_runtime_<uid>_<port>.log).
+        #[arg(long)]
+        log_file: Option<PathBuf>,
+        /// pid file of a daemon (default: /tmp/chi_runtime_<uid>_<port>.pid).
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Stop the runtime and wait until it has exited.
+    Stop {
+        /// Server configuration file (for the port).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// How long to wait for the runtime to exit.
+        #[arg(long, default_value = "30")]
+        timeout_secs: u64,
+    },
+    /// Show what the running runtime is doing.
+    Status {
+        /// Server configuration file (for the port).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the built-in default configuration (a commented YAML file to copy).
+    DefaultConfig,
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<Config, crate::config::ConfigError> {
+    match path {
+        Some(p) => Config::from_file(p),
+        None => Config::load(),
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHI_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(cfg.logging.level.as_str()));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let file = cfg.logging.file.as_ref().and_then(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .ok()
+    });
+    let _ = match file {
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        None => {
+            use std::io::IsTerminal;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .try_init()
+        }
+    };
+}
+
+fn opts(cfg: &Config) -> ClientOptions {
+    ClientOptions {
+        port: cfg.port,
+        connect_timeout: Duration::from_secs(5),
+        ..ClientOptions::default()
+    }
+}
+
+fn default_file(cfg: &Config, ext: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/tmp/chi_runtime_{}_{}.{ext}",
+        rustix::process::getuid().as_raw(),
+        cfg.port
+    ))
+}
+
+fn daemonize(
+    cfg: &Config,
+    config: &Option<PathBuf>,
+    log: Option<PathBuf>,
+    pid: Option<PathBuf>,
+) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log = log.unwrap_or_else(|| default_file(cfg, "log"));
+    let pid_file = pid.unwrap_or_else(|| default_file(cfg, "pid"));
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening log file {}", log.display()))?;
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("start");
+    if let Some(c) = config {
+        cmd.arg("--config")
+            .arg(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // SAFETY: `setsid` is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().context("spawning the daemon")?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+            bail!(
+                "the daemon exited during start ({status}); last lines of {}:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if let Ok(st) = Client::status(&opts(cfg)) {
+            if st.pid == child.id() {
+                std::fs::write(&pid_file, format!("{}\n", st.pid))
+                    .with_context(|| format!("writing pid file {}", pid_file.display()))?;
+                println!(
+                    "chi-runtime started: pid {}, port {}, log {}, pid file {}",
+                    st.pid,
+                    cfg.port,
+                    log.display(),
+                    pid_file.display()
+                );
+                return Ok(());
+            }
+            bail!(
+                "another runtime (pid {}) already answers on port {}",
+                st.pid,
+                cfg.port
+            );
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!(
+                "the daemon did not become ready within 30 s; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn stop(cfg: &Config, timeout: Duration) -> Result<()> {
+    let o = opts(cfg);
+    let pid = Client::request_stop(&o)
+        .with_context(|| format!("stopping the runtime on port {}", cfg.port))?;
+    let start = Instant::now();
+    while chi_sdk::shm::alloc::pid_alive(pid) {
+        if start.elapsed() > timeout {
+            bail!("the runtime (pid {pid}) did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("chi-runtime stopped (pid {pid})");
+    Ok(())
+}
+
+fn status(cfg: &Config, json: bool) -> Result<()> {
+    let st = Client::status(&opts(cfg))
+        .with_context(|| format!("asking the runtime on port {}", cfg.port))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&st)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "node {}  pid {}  uptime {:.1} s  clients {}  tasks completed {}",
+        st.node_id,
+        st.pid,
+        st.uptime_ms as f64 / 1e3,
+        st.clients,
+        st.tasks_completed
+    )?;
+    writeln!(out, "workers:")?;
+    for w in &st.workers {
+        writeln!(
+            out,
+            "  #{:<3} {:<13} lanes {:?}  completed {}{}",
+            w.id,
+            w.kind,
+            w.lanes,
+            w.tasks_completed,
+            if w.sleeping { "  (sleeping)" } else { "" }
+        )?;
+    }
+    writeln!(out, "queue lanes:")?;
+    for l in &st.lanes {
+        writeln!(
+            out,
+            "  lane {:<3} {:<13} depth in use {}",
+            l.lane, l.priority, l.len
+        )?;
+    }
+    writeln!(out, "pools:")?;
+    for p in &st.pools {
+        writeln!(
+            out,
+            "  {:<6} {:<20} module {:<24} containers {:?}",
+            p.id, p.name, p.module, p.containers
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs the command line `args` (without the program name's effect on parsing).
+pub fn main_with(cli: Cli) -> ExitCode {
+    let config_arg = match &cli.command {
+        Command::Start { config, .. }
+        | Command::Stop { config, .. }
+        | Command::Status { config, .. } => config.clone(),
+        Command::DefaultConfig => {
+            print!("{}", Config::default_yaml());
+            return ExitCode::SUCCESS;
+        }
+    };
+    let cfg = match load_config(&config_arg) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chi-runtime: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Start {
+            daemon: true,
+            log_file,
+            pid_file,
+            ..
+        } => daemonize(&cfg, &config_arg, log_file, pid_file),
+        Command::Start { .. } => {
+            init_logging(&cfg);
+            Runtime::start(cfg).and_then(Runtime::serve)
+        }
+        Command::Stop { timeout_secs, .. } => stop(&cfg, Duration::from_secs(timeout_secs)),
+        Command::Status { json, .. } => status(&cfg, json),
+        Command::DefaultConfig => Ok(()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chi-runtime: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

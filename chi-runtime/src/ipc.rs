@@ -1,0 +1,139 @@
+//! The runtime side of IPC: the three segments, the process queue and the
+//! runtime block, created at start and unlinked at stop.
+//!
+//! Segment names are unique per user and port (`chi_{uid}_{port}_{role}`), so
+//! two users, or two runtimes on distinct ports, never collide. A stale set left
+//! by a runtime that died is replaced. The caller must hold the port (the bound
+//! loopback socket) before calling [`Ipc::create`], so a second runtime on the
+//! same port never touches the first one's segments.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use chi_sdk::proto::{self, RUNTIME_MAGIC, RuntimeBlock, SegmentDesc, runtime_state};
+use chi_sdk::queue::{MultiLaneQueue, QueueConfig};
+use chi_sdk::shm::{Allocator, FullPtr, Segment, SegmentId};
+
+use crate::config::Config;
+
+/// The runtime's shared memory.
+pub struct Ipc {
+    /// Tasks.
+    pub main: Segment,
+    /// Client data.
+    pub client_data: Segment,
+    /// Runtime data.
+    pub runtime_data: Segment,
+    /// The runtime's allocator of the main segment.
+    pub main_alloc: Allocator,
+    /// The process queue.
+    pub queue: MultiLaneQueue,
+    block: FullPtr<RuntimeBlock>,
+}
+
+impl std::fmt::Debug for Ipc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ipc")
+            .field("main", &self.main)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// Segment name for `role` of the runtime on `port`.
+pub fn segment_name(port: u16, role: &str) -> String {
+    format!(
+        "chi_{}_{}_{}",
+        rustix::process::getuid().as_raw(),
+        port,
+        role
+    )
+}
+
+impl Ipc {
+    /// Creates the segments, the process queue (`low` + `high` lanes) and the
+    /// runtime block.
+    pub fn create(cfg: &Config, node_id: u32, low: u32, high: u32) -> anyhow::Result<Ipc> {
+        use anyhow::Context;
+        let mk = |role: &str, id: u16, size: u64| {
+            let name = segment_name(cfg.port, role);
+            Segment::create(&name, SegmentId(id), size)
+                .with_context(|| format!("creating the {role} segment"))
+        };
+        let main = mk("main", 1, cfg.segments.main)?;
+        let client_data = mk("client_data", 2, cfg.segments.client_data)?;
+        let runtime_data = mk("runtime_data", 3, cfg.segments.runtime_data)?;
+        let main_alloc = Allocator::attach(&main)?;
+        let queue = MultiLaneQueue::create(
+            &main,
+            &main_alloc,
+            QueueConfig {
+                low_latency_lanes: low,
+                high_latency_lanes: high,
+                depth: cfg.queue.depth as u64,
+            },
+        )
+        .context("creating the process queue")?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        let block = main_alloc.new_obj(RuntimeBlock {
+            magic: RUNTIME_MAGIC,
+            pid: std::process::id(),
+            state: AtomicU32::new(runtime_state::RUNNING),
+            node_id,
+            _reserved: 0,
+            started_unix_ns: started,
+            next_major: AtomicU64::new(1),
+        })?;
+        main.set_root(proto::ROOT_QUEUE, queue.shm());
+        main.set_root(proto::ROOT_RUNTIME, block.shm());
+        Ok(Ipc {
+            main,
+            client_data,
+            runtime_data,
+            main_alloc,
+            queue,
+            block,
+        })
+    }
+
+    /// Sets the runtime state clients see ([`runtime_state`]).
+    pub fn set_state(&self, state: u32) {
+        // SAFETY: the block was allocated and initialised in `create` and lives as
+        // long as the main segment, which `self` keeps mapped.
+        let b = unsafe { self.block.as_ref() };
+        // Release: pairs with the Acquire load in the client's wait loop.
+        b.state.store(state, Ordering::Release);
+        chi_sdk::futex::wake(&b.state, u32::MAX);
+    }
+
+    /// The segments, as announced to clients.
+    pub fn describe(&self) -> Vec<SegmentDesc> {
+        [
+            ("main", &self.main),
+            ("client_data", &self.client_data),
+            ("runtime_data", &self.runtime_data),
+        ]
+        .into_iter()
+        .map(|(role, s)| SegmentDesc {
+            role: role.into(),
+            name: s.name().into(),
+            id: s.id().0,
+            size: s.size(),
+        })
+        .collect()
+    }
+
+    /// The segments, for modules' segment tables.
+    pub fn segment_infos(&self) -> Vec<chi_sdk::abi::SegmentInfo> {
+        [&self.main, &self.client_data, &self.runtime_data]
+            .into_iter()
+            .map(|s| chi_sdk::abi::SegmentInfo {
+                id: s.id().0,
+                base: s.base() as usize,
+                len: s.size(),
+            })
+            .collect()
+    }
+}

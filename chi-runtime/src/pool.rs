@@ -1,0 +1,265 @@
+//! The pool manager: this node's pools by id and by name, and their containers.
+//!
+//! Lookups by id on the task path are O(1) and lock-free for workers: each worker
+//! keeps its own map of pools and refreshes it when the manager's generation
+//! counter moves (one atomic load per task). Creation and destruction take the
+//! manager's lock.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chi_sdk::abi::{ContainerInfo, ErrorBuf, fixed_str};
+use chi_sdk::types::{ContainerId, NodeId, PoolId};
+
+use crate::module::LoadedModule;
+
+/// A container of a pool on this node: a module's state.
+#[derive(Debug)]
+pub struct Container {
+    /// Its id in the pool.
+    pub id: ContainerId,
+    /// Its module.
+    pub module: Arc<LoadedModule>,
+    /// The module's opaque state.
+    pub state: *mut c_void,
+}
+
+// SAFETY: the state belongs to the module, whose functions must accept calls from
+// any worker thread (the module ABI contract); the runtime only passes it along.
+unsafe impl Send for Container {}
+// SAFETY: as above.
+unsafe impl Sync for Container {}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // SAFETY: `state` came from this module's `create` and is destroyed once,
+        // after the last reference (tasks hold an Arc while they run).
+        unsafe { (self.module.api.destroy)(self.state) };
+    }
+}
+
+/// A pool: a name, a module and this node's containers.
+#[derive(Debug)]
+pub struct Pool {
+    /// Id.
+    pub id: PoolId,
+    /// Name.
+    pub name: String,
+    /// Containers on this node.
+    pub containers: Vec<Arc<Container>>,
+}
+
+impl Pool {
+    /// The module's library name.
+    pub fn module_name(&self) -> &str {
+        self.containers
+            .first()
+            .map_or("", |c| c.module.name.as_str())
+    }
+}
+
+/// Why a pool operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The name is used by a pool of another module.
+    #[error("pool name '{name}' is taken by a pool of module '{module}'; choose another name")]
+    NameTaken {
+        /// Name.
+        name: String,
+        /// The existing pool's module.
+        module: String,
+    },
+    /// The id is taken.
+    #[error("pool id {id} is taken by pool '{name}'; request another id or 0 for any")]
+    IdTaken {
+        /// Id.
+        id: u64,
+        /// Existing pool name.
+        name: String,
+    },
+    /// The id is reserved.
+    #[error("pool id {0} is reserved; use 0 (any) or an id from 2 up")]
+    Reserved(u64),
+    /// No such pool.
+    #[error("no pool {0} on this node")]
+    NoPool(u64),
+    /// The module could not create its container.
+    #[error("module '{module}' could not create a container for pool '{name}': {message}")]
+    Create {
+        /// Module.
+        module: String,
+        /// Pool name.
+        name: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+#[derive(Default)]
+struct Tables {
+    by_id: HashMap<PoolId, Arc<Pool>>,
+    by_name: HashMap<String, PoolId>,
+    next: u64,
+}
+
+/// This node's pools.
+pub struct PoolManager {
+    node: NodeId,
+    tables: RwLock<Tables>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for PoolManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolManager")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl PoolManager {
+    /// An empty manager for node `node`.
+    pub fn new(node: NodeId) -> PoolManager {
+        PoolManager {
+            node,
+            tables: RwLock::new(Tables {
+                next: PoolId::FIRST_USER.0,
+                ..Tables::default()
+            }),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// Changes each time a pool is created or destroyed.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        // Acquire: pairs with the Release increment after a table change, so a
+        // worker that sees the new generation sees the new table in `snapshot`.
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// All pools, for a worker's cache.
+    pub fn snapshot(&self) -> HashMap<PoolId, Arc<Pool>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .clone()
+    }
+
+    /// The pool `id`.
+    pub fn get(&self, id: PoolId) -> Option<Arc<Pool>> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .get(&id)
+            .cloned()
+    }
+
+    /// The pool named `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<Pool>> {
+        let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
+        t.by_name.get(name).and_then(|id| t.by_id.get(id)).cloned()
+    }
+
+    /// Every pool, ordered by id.
+    pub fn list(&self) -> Vec<Arc<Pool>> {
+        let mut v: Vec<_> = self.snapshot().into_values().collect();
+        v.sort_by_key(|p| p.id);
+        v
+    }
+
+    /// Creates pool `name` of `module` with one container on this node.
+    /// `requested` 0 means any id. With `get_or_create`, an existing pool of that
+    /// name and module is returned instead.
+    pub fn create(
+        &self,
+        module: Arc<LoadedModule>,
+        name: &str,
+        args: &str,
+        requested: PoolId,
+        get_or_create: bool,
+    ) -> Result<PoolId, PoolError> {
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(&id) = t.by_name.get(name) {
+            let existing = &t.by_id[&id];
+            if get_or_create && existing.module_name() == module.name {
+                return Ok(id);
+            }
+            return Err(PoolError::NameTaken {
+                name: name.to_owned(),
+                module: existing.module_name().to_owned(),
+            });
+        }
+        let id = if requested.is_null() {
+            while t.by_id.contains_key(&PoolId(t.next)) {
+                t.next += 1;
+            }
+            t.next += 1;
+            PoolId(t.next - 1)
+        } else if requested == PoolId::ADMIN && module.name != chi_sdk::admin::ADMIN_LIB_NAME {
+            return Err(PoolError::Reserved(requested.0));
+        } else if let Some(p) = t.by_id.get(&requested) {
+            return Err(PoolError::IdTaken {
+                id: requested.0,
+                name: p.name.clone(),
+            });
+        } else {
+            requested
+        };
+        let info = ContainerInfo {
+            pool_id: id,
+            container_id: ContainerId(0),
+            node_id: self.node,
+            pool_name: fixed_str(name),
+        };
+        let mut err = ErrorBuf::default();
+        // SAFETY: `info`, `args` and `err` are valid for the call; the module's
+        // create contract is to return its state or null with `err` filled.
+        let state = unsafe { (module.api.create)(&info, args.as_ptr(), args.len(), &mut err) };
+        if state.is_null() {
+            return Err(PoolError::Create {
+                module: module.name.clone(),
+                name: name.to_owned(),
+                message: err.as_str().to_owned(),
+            });
+        }
+        let container = Arc::new(Container {
+            id: ContainerId(0),
+            module,
+            state,
+        });
+        let pool = Arc::new(Pool {
+            id,
+            name: name.to_owned(),
+            containers: vec![container],
+        });
+        t.by_id.insert(id, pool);
+        t.by_name.insert(name.to_owned(), id);
+        self.generation.fetch_add(1, Ordering::Release);
+        tracing::info!(pool = %id, name, "pool created");
+        Ok(id)
+    }
+
+    /// Removes pool `id`; its containers are destroyed when the last task using
+    /// them finishes.
+    pub fn destroy(&self, id: PoolId) -> Result<(), PoolError> {
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        let pool = t.by_id.remove(&id).ok_or(PoolError::NoPool(id.0))?;
+        t.by_name.remove(&pool.name);
+        self.generation.fetch_add(1, Ordering::Release);
+        tracing::info!(pool = %id, name = %pool.name, "pool destroyed");
+        Ok(())
+    }
+
+    /// Removes every pool (at stop).
+    pub fn clear(&self) {
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        t.by_id.clear();
+        t.by_name.clear();
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}

@@ -1,0 +1,389 @@
+//! The runtime: start, serve the loopback socket, stop.
+//!
+//! # Start
+//! config → bind the loopback socket (a second runtime on the same port stops
+//! here, before touching any segment) → create the segments, the process queue
+//! and the runtime block → module manager → admin pool and the `compose` pools →
+//! spawn the workers → ready.
+//!
+//! # Stop
+//! (a `Stop` request, a StopRuntime task, SIGINT or SIGTERM) → the runtime block
+//! says STOPPING (waiting clients notice) → the socket stops answering → workers
+//! finish parked tasks and fail what is queued with `SHUTDOWN` → pools are
+//! destroyed → STOPPED → segments unlinked.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chi_sdk::abi::AbiFingerprint;
+use chi_sdk::proto::{
+    LaneStatus, PoolStatus, Registration, Reply, Request, StatusReport, WorkerStatus, runtime_state,
+};
+use chi_sdk::queue::Priority;
+use chi_sdk::transport::{ControlServer, TransportError, ZmqServer};
+use chi_sdk::types::PoolId;
+
+use crate::config::Config;
+use crate::ipc::Ipc;
+use crate::module::{Builtin, MODULES, ModuleManager};
+use crate::pool::PoolManager;
+use crate::worker::{Worker, WorkerStats};
+
+/// State shared by the runtime's threads.
+pub struct Shared {
+    /// The configuration.
+    pub config: Config,
+    /// This node's id.
+    pub node_id: u32,
+    /// Shared memory.
+    pub ipc: Ipc,
+    /// Pools.
+    pub pools: PoolManager,
+    stop: AtomicBool,
+    started: Instant,
+    clients: Mutex<HashMap<u32, u32>>,
+    next_client: AtomicU32,
+    workers: Mutex<Vec<Arc<WorkerStats>>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Whether a stop was requested.
+    #[inline]
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Requests a stop (idempotent).
+    pub fn request_stop(&self, by: &str) {
+        if !self.stop.swap(true, Ordering::AcqRel) {
+            tracing::info!(by, "stop requested");
+            self.ipc.set_state(runtime_state::STOPPING);
+        }
+    }
+
+    /// Creates a pool of `module` (loading it if needed).
+    pub fn create_pool(
+        &self,
+        module: &str,
+        name: &str,
+        args: &str,
+        id: PoolId,
+        goc: bool,
+    ) -> Result<PoolId> {
+        let modules = MODULES
+            .get()
+            .context("the module manager is not initialised")?;
+        let m = modules.get(module)?;
+        Ok(self.pools.create(m, name, args, id, goc)?)
+    }
+
+    /// The status report.
+    pub fn status(&self) -> StatusReport {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let q = &self.ipc.queue;
+        let low = q.lanes_of(Priority::LowLatency);
+        StatusReport {
+            node_id: self.node_id,
+            pid: std::process::id(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            workers: workers
+                .iter()
+                .map(|w| WorkerStatus {
+                    id: w.id,
+                    kind: w.kind.into(),
+                    lanes: w.lanes.clone(),
+                    tasks_completed: w.completed.load(Ordering::Relaxed),
+                    sleeping: w.sleeping.load(Ordering::Relaxed),
+                })
+                .collect(),
+            lanes: (0..q.num_lanes())
+                .map(|l| LaneStatus {
+                    lane: l,
+                    priority: if low.contains(&l) {
+                        "low_latency"
+                    } else {
+                        "high_latency"
+                    }
+                    .into(),
+                    len: q.lane_len(l),
+                })
+                .collect(),
+            pools: self
+                .pools
+                .list()
+                .iter()
+                .map(|p| PoolStatus {
+                    id: p.id.0,
+                    name: p.name.clone(),
+                    module: p.module_name().to_owned(),
+                    containers: p.containers.iter().map(|c| c.id.0).collect(),
+                })
+                .collect(),
+            tasks_completed: workers
+                .iter()
+                .map(|w| w.completed.load(Ordering::Relaxed))
+                .sum(),
+            clients: self.clients.lock().unwrap_or_else(|e| e.into_inner()).len() as u32,
+        }
+    }
+
+    fn answer(&self, req: Request) -> Reply {
+        match req {
+            Request::Register { pid } => {
+                let id = self.next_client.fetch_add(1, Ordering::Relaxed);
+                self.clients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, pid);
+                tracing::debug!(client = id, pid, "client registered");
+                Reply::Registered(Registration {
+                    node_id: self.node_id,
+                    client_id: id,
+                    runtime_pid: std::process::id(),
+                    segments: self.ipc.describe(),
+                    fingerprint: AbiFingerprint::current().to_string(),
+                    wait_timeout_ms: self.config.client_wait_timeout.as_millis() as u64,
+                })
+            }
+            Request::Unregister { client_id } => {
+                self.clients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&client_id);
+                Reply::Ok {
+                    pid: std::process::id(),
+                }
+            }
+            Request::Status => Reply::Status(self.status()),
+            Request::Stop => {
+                self.request_stop("a stop request");
+                Reply::Ok {
+                    pid: std::process::id(),
+                }
+            }
+        }
+    }
+}
+
+/// A started runtime.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    server: ZmqServer,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    signal: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+/// Binds the first host of the list this machine can (node id = its index + 1).
+fn bind(cfg: &Config) -> Result<(ZmqServer, u32)> {
+    let mut last = None;
+    for (i, host) in cfg.hosts.iter().enumerate() {
+        match ZmqServer::bind(host, cfg.port) {
+            Ok(s) => return Ok((s, i as u32 + 1)),
+            Err(e @ TransportError::AddressInUse { .. }) => {
+                bail!("{e}; stop it with 'chi-runtime stop' or choose another port")
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    match last {
+        Some(e) => bail!(
+            "cannot bind any host of the hostfile on port {}: {e}",
+            cfg.port
+        ),
+        None => bail!("the host list is empty"),
+    }
+}
+
+impl Runtime {
+    /// Starts a runtime with `config`; returns once it is ready.
+    pub fn start(config: Config) -> Result<Runtime> {
+        let t0 = Instant::now();
+        let (server, node_id) = bind(&config)?;
+        let low_workers = config.workers.low_latency.max(1);
+        let high_workers = config.workers.high_latency;
+        let low_lanes = config.queue.lanes.max(1);
+        let high_lanes = high_workers;
+        let ipc = Ipc::create(&config, node_id, low_lanes, high_lanes)?;
+        if MODULES
+            .set(ModuleManager::new(
+                &config.module_path,
+                vec![Builtin {
+                    name: chi_sdk::admin::ADMIN_LIB_NAME,
+                    entry: crate::admin::entry,
+                }],
+                ipc.segment_infos(),
+            ))
+            .is_err()
+        {
+            tracing::debug!("module manager already set in this process; reusing it");
+        }
+        let shared = Arc::new(Shared {
+            pools: PoolManager::new(chi_sdk::types::NodeId(node_id)),
+            config,
+            node_id,
+            ipc,
+            stop: AtomicBool::new(false),
+            started: Instant::now(),
+            clients: Mutex::new(HashMap::new()),
+            next_client: AtomicU32::new(1),
+            workers: Mutex::new(Vec::new()),
+        });
+        *crate::admin::CURRENT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&shared));
+        shared
+            .create_pool(
+                chi_sdk::admin::ADMIN_LIB_NAME,
+                "admin",
+                "",
+                PoolId::ADMIN,
+                false,
+            )
+            .context("creating the admin pool")?;
+        for p in &shared.config.compose.clone() {
+            let id = PoolId(p.id.unwrap_or(0));
+            shared
+                .create_pool(
+                    &p.module,
+                    &p.name,
+                    p.args.as_deref().unwrap_or(""),
+                    id,
+                    false,
+                )
+                .with_context(|| {
+                    format!("creating pool '{}' of the config's compose list", p.name)
+                })?;
+        }
+        let mut threads = Vec::new();
+        let q = shared.ipc.queue.clone();
+        let mut plan: Vec<(&'static str, Vec<usize>)> = Vec::new();
+        for (kind, prio, n) in [
+            ("low_latency", Priority::LowLatency, low_workers),
+            ("high_latency", Priority::HighLatency, high_workers),
+        ] {
+            let lanes: Vec<usize> = q.lanes_of(prio).collect();
+            for w in 0..n as usize {
+                let mine: Vec<usize> = lanes.iter().copied().skip(w).step_by(n as usize).collect();
+                if !mine.is_empty() {
+                    plan.push((kind, mine));
+                }
+            }
+        }
+        for (id, (kind, lanes)) in plan.into_iter().enumerate() {
+            let stats = Arc::new(WorkerStats {
+                id: id as u32,
+                kind,
+                lanes: lanes.clone(),
+                completed: Default::default(),
+                sleeping: Default::default(),
+            });
+            let consumer = q.consumer(&lanes)?;
+            shared
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(stats.clone());
+            let sh = shared.clone();
+            threads.push(std::thread::Builder::new().name(format!("chi-worker-{id}")).spawn(move || {
+                match Worker::new(sh.clone(), stats, consumer) {
+                    Ok(w) => w.run(),
+                    Err(e) => {
+                        tracing::error!(worker = id, error = %e, "worker could not start; stopping");
+                        sh.request_stop("a worker that could not start");
+                    }
+                }
+            })?);
+        }
+        let signal = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(sig, signal.clone())?;
+        }
+        tracing::info!(
+            node = node_id,
+            endpoint = server.endpoint(),
+            workers = threads.len(),
+            ready_in_us = t0.elapsed().as_micros() as u64,
+            "runtime ready"
+        );
+        Ok(Runtime {
+            shared,
+            server,
+            threads,
+            signal,
+        })
+    }
+
+    /// The shared state.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Serves the loopback socket until a stop is requested, then stops.
+    pub fn serve(mut self) -> Result<()> {
+        while !self.shared.stopping() {
+            if self.signal.load(Ordering::Relaxed) {
+                self.shared.request_stop("a signal");
+                break;
+            }
+            let msg = match self.server.recv(Duration::from_millis(50)) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket error");
+                    continue;
+                }
+            };
+            let reply = match serde_json::from_slice::<Request>(&msg) {
+                Ok(req) => self.shared.answer(req),
+                Err(e) => Reply::Error {
+                    message: format!("malformed request: {e}"),
+                },
+            };
+            let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+            if let Err(e) = self.server.reply(&bytes) {
+                tracing::warn!(error = %e, "could not reply on the control socket");
+            }
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn shutdown(self) {
+        let Runtime {
+            shared,
+            server,
+            threads,
+            ..
+        } = self;
+        drop(server);
+        for t in threads {
+            let _ = t.join();
+        }
+        shared.pools.clear();
+        shared.ipc.set_state(runtime_state::STOPPED);
+        *crate::admin::CURRENT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        tracing::info!("runtime stopped");
+        // Dropping the last Arc unmaps and unlinks the segments.
+    }
+}

@@ -1,0 +1,361 @@
+//! Workers: pop tasks from their lanes, route them to a container and run each in
+//! a stackful coroutine.
+//!
+//! # The loop
+//!
+//! A worker holds its process-queue lanes as a [`Consumer`] (active lanes are
+//! popped round robin). For each task pointer it:
+//!
+//! 1. resolves the header (the pointer is untrusted: bounds and alignment are
+//!    checked, and the whole `size` the header claims must lie in the segment);
+//! 2. looks the pool up in its own cache of the pool table (refreshed when the
+//!    pool manager's generation moves);
+//! 3. resolves the domain query to a container (all local for now, but a real
+//!    step: an unknown query kind or container id fails the task);
+//! 4. asks the container's `Monitor(LocalSchedule)` for a lane;
+//! 5. runs the module's `run` in a coroutine on a stack taken from the worker's
+//!    pool (no `mmap` per task); a task that yields is parked and resumed on later
+//!    iterations;
+//! 6. writes the error message if any, marks the task complete and wakes its
+//!    waiter (a futex wake only if the waiter sleeps); fire-and-forget tasks are
+//!    freed here.
+//!
+//! With nothing to do the worker polls for the configured busy period, then
+//! sleeps on its doorbell; a push wakes it. At stop it finishes parked tasks and
+//! fails what is left in its lanes with `SHUTDOWN`, so no client waits forever.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chi_sdk::abi::{ErrorBuf, MonitorMode, RunCtx};
+use chi_sdk::queue::Consumer;
+use chi_sdk::shm::{Allocator, ShmPtr, ShmString};
+use chi_sdk::task::{TaskHeader, code, flags, state};
+use chi_sdk::types::{PoolId, QueryKind};
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::pool::{Container, Pool};
+use crate::runtime::Shared;
+
+/// What the status command shows of a worker.
+#[derive(Debug)]
+pub struct WorkerStats {
+    /// Worker id.
+    pub id: u32,
+    /// `low_latency` or `high_latency`.
+    pub kind: &'static str,
+    /// Its lanes.
+    pub lanes: Vec<usize>,
+    /// Tasks completed.
+    pub completed: AtomicU64,
+    /// Asleep on its doorbell.
+    pub sleeping: AtomicBool,
+}
+
+type TaskCoroutine = Coroutine<(), (), (i32, Option<String>), DefaultStack>;
+
+struct Parked {
+    co: TaskCoroutine,
+    task: *mut TaskHeader,
+    _container: Arc<Container>,
+}
+
+/// One worker thread's state.
+#[allow(missing_debug_implementations)]
+pub struct Worker {
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    consumer: Consumer,
+    alloc: Allocator,
+    stacks: Vec<DefaultStack>,
+    parked: VecDeque<Parked>,
+    pools: HashMap<PoolId, Arc<Pool>>,
+    pools_gen: u64,
+}
+
+/// Suspends the coroutine of the task whose context is `ctx`.
+///
+/// # Safety
+/// `ctx` must be the [`RunCtx`] the worker passed to a running task.
+pub(crate) unsafe fn yield_current(ctx: *mut RunCtx) {
+    // SAFETY: per the contract, `runtime` points to the running coroutine's
+    // yielder, set by `Worker::start_task` and valid while the task runs.
+    unsafe {
+        let y = (*ctx).runtime as *const Yielder<(), ()>;
+        if !y.is_null() {
+            (*y).suspend(());
+        }
+    }
+}
+
+const MAX_POOLED_STACKS: usize = 64;
+
+impl Worker {
+    /// A worker consuming `consumer`'s lanes.
+    pub fn new(
+        shared: Arc<Shared>,
+        stats: Arc<WorkerStats>,
+        consumer: Consumer,
+    ) -> anyhow::Result<Worker> {
+        let alloc = Allocator::attach(&shared.ipc.main)?;
+        Ok(Worker {
+            shared,
+            stats,
+            consumer,
+            alloc,
+            stacks: Vec::new(),
+            parked: VecDeque::new(),
+            pools: HashMap::new(),
+            pools_gen: 0,
+        })
+    }
+
+    /// Runs until the runtime stops.
+    pub fn run(mut self) {
+        let busy = self.shared.config.idle.busy_poll;
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            if self.shared.stopping() {
+                break;
+            }
+            if let Some((ptr, _lane)) = self.consumer.pop() {
+                self.handle(ptr);
+                idle_since = None;
+                continue;
+            }
+            if let Some(p) = self.parked.pop_front() {
+                self.resume(p);
+                continue;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < busy {
+                std::hint::spin_loop();
+                continue;
+            }
+            self.stats.sleeping.store(true, Ordering::Relaxed);
+            self.consumer.sleep(Some(Duration::from_millis(250)));
+            self.stats.sleeping.store(false, Ordering::Relaxed);
+            idle_since = None;
+        }
+        self.drain();
+    }
+
+    /// At stop: finish parked tasks, fail what is still queued.
+    fn drain(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(p) = self.parked.pop_front() {
+            if Instant::now() > deadline {
+                self.finish(
+                    p.task,
+                    code::SHUTDOWN,
+                    Some("the runtime stopped while the task was suspended".into()),
+                );
+                continue;
+            }
+            self.resume(p);
+        }
+        while let Some((ptr, _)) = self.consumer.pop() {
+            if let Some(task) = self.header(ptr) {
+                self.finish(
+                    task,
+                    code::SHUTDOWN,
+                    Some(
+                        "the runtime stopped before running this task; start it again and resubmit"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Resolves and checks a task pointer from a lane.
+    fn header(&self, ptr: ShmPtr) -> Option<*mut TaskHeader> {
+        let h = match ptr.resolve::<TaskHeader>() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(%ptr, error = %e, "dropping a task pointer that does not resolve");
+                return None;
+            }
+        };
+        Some(h.as_ptr())
+    }
+
+    fn refresh_pools(&mut self) {
+        let g = self.shared.pools.generation();
+        if g != self.pools_gen {
+            self.pools = self.shared.pools.snapshot();
+            self.pools_gen = g;
+        }
+    }
+
+    fn handle(&mut self, ptr: ShmPtr) {
+        let Some(task) = self.header(ptr) else { return };
+        // SAFETY: resolved in bounds and aligned; TaskHeader is valid for any bytes;
+        // fields are only read here (writes go through `finish` and atomics).
+        let h = unsafe { &*task };
+        let size = h.size as u64;
+        if size < size_of::<TaskHeader>() as u64 || ptr.resolve_slice::<u8>(size).is_err() {
+            self.finish(
+                task,
+                code::BAD_TASK,
+                Some(format!(
+                    "task at {ptr} claims {size} bytes, which do not fit its segment"
+                )),
+            );
+            return;
+        }
+        h.state.fetch_or(state::RUNNING, Ordering::Relaxed);
+        self.refresh_pools();
+        let Some(pool) = self.pools.get(&h.pool_id).cloned() else {
+            self.finish(
+                task,
+                code::NO_POOL,
+                Some(format!("no {} on this node; create it first", h.pool_id)),
+            );
+            return;
+        };
+        let n = pool.containers.len() as u32;
+        let q = h.dom_query;
+        let idx = match q.kind() {
+            Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => q.value,
+            Some(QueryKind::LocalId | QueryKind::GlobalId) => {
+                self.finish(
+                    task,
+                    code::BAD_TASK,
+                    Some(format!("{} has no container {}", pool.id, q.value)),
+                );
+                return;
+            }
+            Some(QueryKind::LocalHash | QueryKind::GlobalHash) => q.value % n.max(1),
+            Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => 0,
+            None => {
+                self.finish(
+                    task,
+                    code::BAD_TASK,
+                    Some(format!("unknown domain query kind {}", q.kind)),
+                );
+                return;
+            }
+        };
+        let container = pool.containers[idx as usize].clone();
+        if let Some(monitor) = container.module.api.monitor {
+            let mut ctx = self.ctx(&container, std::ptr::null_mut());
+            // SAFETY: the container's state and the validated task are live; the
+            // monitor only writes `ctx` (routing is by returned lane, never by
+            // enqueueing).
+            unsafe {
+                monitor(
+                    container.state,
+                    MonitorMode::LocalSchedule as u32,
+                    task,
+                    &mut ctx,
+                )
+            };
+        }
+        self.start_task(container, task);
+    }
+
+    fn ctx(&self, c: &Container, runtime: *mut c_void) -> RunCtx {
+        RunCtx {
+            worker_id: self.stats.id,
+            route_lane: 0,
+            est_load_us: 0.0,
+            pool_id: PoolId::NULL,
+            container_id: c.id,
+            runtime,
+        }
+    }
+
+    fn start_task(&mut self, container: Arc<Container>, task: *mut TaskHeader) {
+        let stack = match self.stacks.pop() {
+            Some(s) => s,
+            None => match DefaultStack::new(self.shared.config.coroutine.stack_size) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.finish(
+                        task,
+                        code::FAILED,
+                        Some(format!("cannot allocate a coroutine stack: {e}")),
+                    );
+                    return;
+                }
+            },
+        };
+        let run = container.module.api.run;
+        let state_ptr = container.state as usize;
+        let task_addr = task as usize;
+        let mut base = self.ctx(&container, std::ptr::null_mut());
+        base.pool_id = container_pool(task);
+        let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
+            let mut ctx = base;
+            ctx.runtime = yielder as *const Yielder<(), ()> as *mut c_void;
+            let mut err = ErrorBuf::default();
+            // SAFETY: the container outlives the coroutine (held in `Parked` or by
+            // the caller), the task was validated, and `ctx`/`err` live on this stack.
+            let rc = unsafe {
+                run(
+                    state_ptr as *mut c_void,
+                    task_addr as *mut TaskHeader,
+                    &mut ctx,
+                    &mut err,
+                )
+            };
+            (rc, (rc != code::OK).then(|| err.as_str().to_owned()))
+        });
+        self.step(Parked {
+            co,
+            task,
+            _container: container,
+        });
+    }
+
+    fn resume(&mut self, p: Parked) {
+        self.step(p);
+    }
+
+    fn step(&mut self, mut p: Parked) {
+        match p.co.resume(()) {
+            CoroutineResult::Yield(()) => self.parked.push_back(p),
+            CoroutineResult::Return((rc, msg)) => {
+                self.finish(p.task, rc, msg);
+                if self.stacks.len() < MAX_POOLED_STACKS {
+                    self.stacks.push(p.co.into_stack());
+                }
+            }
+        }
+    }
+
+    /// Writes the outcome, marks the task complete and wakes its waiter.
+    fn finish(&mut self, task: *mut TaskHeader, rc: i32, msg: Option<String>) {
+        if let Some(msg) = msg.filter(|_| rc != code::OK)
+            && let Ok(s) = ShmString::from_str(&self.alloc, &msg)
+        {
+            // SAFETY: `task` was resolved in bounds; only the runtime writes the
+            // error field, before completion; the client reads it after observing
+            // COMPLETE (Release below). A fresh header's error is empty (nothing to free).
+            unsafe { std::ptr::addr_of_mut!((*task).error).write(s) };
+        }
+        // SAFETY: as above; the rest is read through a shared reference.
+        let h = unsafe { &*task };
+        let fire_and_forget = h.flags & flags::FIRE_AND_FORGET != 0;
+        if h.complete(rc) {
+            chi_sdk::futex::wake(&h.state, u32::MAX);
+        }
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
+        if fire_and_forget {
+            // Nobody waits: the runtime frees the task block.
+            let main = &self.shared.ipc.main;
+            let ptr = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
+            let _ = self.alloc.free(ptr);
+        }
+    }
+}
+
+fn container_pool(task: *mut TaskHeader) -> PoolId {
+    // SAFETY: `task` was validated by the caller.
+    unsafe { (*task).pool_id }
+}
