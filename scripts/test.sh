@@ -22,6 +22,8 @@ if [ -x scripts/check-loom.sh ]; then
   echo "== loom model checks"
   scripts/check-loom.sh
 fi
-echo "== benchmark smoke run"
+echo "== benchmark smoke runs"
 cargo bench -p chi-sdk --bench shm -- --test
+cargo build --release -p chi-runtime --bins
+target/release/chi-bench --quick
 echo "== all tests passed"

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The demo: builds the project, starts a runtime on the embedded default
+# configuration, runs a client that creates a pool and runs tasks (printing the
+# results), shows the runtime's status, and stops the runtime.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p chi-runtime --bins --examples
+bin=target/release
+unset CHI_SERVER_CONF
+"$bin/chi-runtime" start --daemon
+trap '"$bin/chi-runtime" stop >/dev/null 2>&1 || true' EXIT
+"$bin/examples/demo_client"
+"$bin/chi-runtime" status
+"$bin/chi-runtime" stop
+trap - EXIT
