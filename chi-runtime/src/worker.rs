@@ -3,8 +3,11 @@
 //!
 //! # The loop
 //!
-//! A worker holds its process-queue lanes as a [`Consumer`] (active lanes are
-//! popped round robin). For each task pointer it:
+//! A worker holds its process-queue lanes as a [`Consumer`] and sorts them into
+//! an *active* list, popped round robin, and a *cold* list of lanes that were
+//! found empty several times in a row; cold lanes are looked at every
+//! [`COLD_CHECK`] iterations (and before sleeping) and move back to the active
+//! list when they hold work. For each task pointer it:
 //!
 //! 1. resolves the header (the pointer is untrusted: bounds and alignment are
 //!    checked, and the whole `size` the header claims must lie in the segment);
@@ -93,6 +96,78 @@ pub(crate) unsafe fn yield_current(ctx: *mut RunCtx) {
 }
 
 const MAX_POOLED_STACKS: usize = 64;
+/// Consecutive empty polls after which an active lane goes cold.
+const COLD_AFTER: u32 = 256;
+/// Iterations between looks at the cold lanes.
+const COLD_CHECK: u32 = 64;
+
+/// The worker's view of its lanes: indices into `Consumer::lanes()`.
+struct LaneSets {
+    active: Vec<usize>,
+    cold: Vec<usize>,
+    misses: Vec<u32>,
+    next: usize,
+    tick: u32,
+}
+
+impl LaneSets {
+    fn new(n: usize) -> LaneSets {
+        LaneSets {
+            active: (0..n).collect(),
+            cold: Vec::new(),
+            misses: vec![0; n],
+            next: 0,
+            tick: 0,
+        }
+    }
+
+    /// Pops the next task from the active lanes (round robin), warming cold lanes
+    /// that have work every few calls.
+    fn pop(&mut self, c: &mut Consumer) -> Option<ShmPtr> {
+        self.tick = self.tick.wrapping_add(1);
+        if self.tick.is_multiple_of(COLD_CHECK) || self.active.is_empty() {
+            self.warm(c);
+        }
+        let n = self.active.len();
+        for k in 0..n {
+            let slot = (self.next + k) % n;
+            let i = self.active[slot];
+            if let Some(v) = c.pop_lane(i) {
+                self.misses[i] = 0;
+                self.next = (slot + 1) % n;
+                return Some(v);
+            }
+            self.misses[i] += 1;
+        }
+        if n > 1 {
+            let misses = &self.misses;
+            let (hot, cold): (Vec<usize>, Vec<usize>) =
+                self.active.iter().partition(|&&i| misses[i] < COLD_AFTER);
+            if !cold.is_empty() {
+                self.active = hot;
+                self.cold.extend(cold);
+                self.next = 0;
+            }
+        }
+        None
+    }
+
+    /// Moves cold lanes that hold work back to the active list.
+    fn warm(&mut self, c: &Consumer) {
+        let lanes = c.lanes();
+        let q = c.queue();
+        let mut k = 0;
+        while k < self.cold.len() {
+            let i = self.cold[k];
+            if q.lane_len(lanes[i]) > 0 {
+                self.misses[i] = 0;
+                self.active.push(self.cold.swap_remove(k));
+            } else {
+                k += 1;
+            }
+        }
+    }
+}
 
 impl Worker {
     /// A worker consuming `consumer`'s lanes.
@@ -118,11 +193,12 @@ impl Worker {
     pub fn run(mut self) {
         let busy = self.shared.config.idle.busy_poll;
         let mut idle_since: Option<Instant> = None;
+        let mut sets = LaneSets::new(self.consumer.lanes().len());
         loop {
             if self.shared.stopping() {
                 break;
             }
-            if let Some((ptr, _lane)) = self.consumer.pop() {
+            if let Some(ptr) = sets.pop(&mut self.consumer) {
                 self.handle(ptr);
                 idle_since = None;
                 continue;
@@ -136,9 +212,12 @@ impl Worker {
                 std::hint::spin_loop();
                 continue;
             }
+            // `sleep` returns at once if any lane (cold ones too) holds work, which
+            // the next `pop` then warms up.
             self.stats.sleeping.store(true, Ordering::Relaxed);
             self.consumer.sleep(Some(Duration::from_millis(250)));
             self.stats.sleeping.store(false, Ordering::Relaxed);
+            sets.warm(&self.consumer);
             idle_since = None;
         }
         self.drain();
