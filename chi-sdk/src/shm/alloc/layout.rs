@@ -124,6 +124,26 @@ pub(crate) struct OwnerSlot {
     pub live_blocks: AtomicU64,
 }
 
+/// Counters of one thread cache: written by that thread alone (plain load + store,
+/// no locked instruction), summed by readers. Net of the allocations and frees
+/// the thread made of blocks of its own owner; may be negative (two's complement).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct ThreadSlot {
+    /// 1 while a thread cache holds the slot.
+    pub taken: AtomicU32,
+    /// Owner slot index of that cache's handle.
+    pub owner: AtomicU32,
+    /// Net payload bytes.
+    pub live_bytes: AtomicU64,
+    /// Net blocks.
+    pub live_blocks: AtomicU64,
+}
+
+/// Thread-counter slots per segment; threads beyond this count use the owner's
+/// shared (atomic) counters.
+pub(crate) const MAX_THREAD_SLOTS: usize = 1024;
+
 /// Maximum number of owners (attached allocator handles) per segment.
 pub const MAX_OWNERS: usize = 1024;
 

@@ -47,7 +47,10 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use layout::{BLOCK_HEADER, BlockHeader, NUM_CLASSES, OwnerSlot, PAGE_SHIFT, Padded, desc, state};
+use layout::{
+    BLOCK_HEADER, BlockHeader, MAX_THREAD_SLOTS, NUM_CLASSES, OwnerSlot, PAGE_SHIFT, Padded,
+    ThreadSlot, desc, state,
+};
 pub use layout::{MAX_OWNERS, MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
 use pages::PageState;
 pub use pages::pid_alive;
@@ -75,6 +78,7 @@ struct AllocHeader {
     pages: Padded<PageState>,
     classes: [Padded<TaggedStack>; NUM_CLASSES],
     owners: [Padded<OwnerSlot>; MAX_OWNERS],
+    threads: [Padded<ThreadSlot>; MAX_THREAD_SLOTS],
 }
 
 fn meta_size(n_pages: u64) -> u64 {
@@ -513,6 +517,8 @@ impl Bin {
 struct ThreadCache {
     shared: Arc<Shared>,
     bins: Box<[Bin; NUM_CLASSES]>,
+    /// This thread's counter slot, if one was free.
+    slot: Option<usize>,
 }
 
 impl ThreadCache {
@@ -521,7 +527,48 @@ impl ThreadCache {
             len: 0,
             items: [0; BIN_CAP],
         }));
-        ThreadCache { shared, bins }
+        let slot = shared.hdr().threads.iter().position(|t| {
+            // Acquire: pairs with the Release store of 0 in `ThreadCache::drop`.
+            t.0.taken
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        });
+        if let Some(i) = slot {
+            let t = &shared.hdr().threads[i].0;
+            t.owner.store(shared.owner, Ordering::Relaxed);
+            t.live_bytes.store(0, Ordering::Relaxed);
+            t.live_blocks.store(0, Ordering::Relaxed);
+        }
+        ThreadCache { shared, bins, slot }
+    }
+
+    /// Adds `bytes` (and one block) to this thread's net count for its own owner,
+    /// without a locked instruction; falls back to the owner's atomic counters.
+    #[inline]
+    fn count(&self, bytes: u64, alloc: bool) {
+        let Some(i) = self.slot else {
+            if alloc {
+                self.shared.count_alloc(bytes);
+            } else {
+                self.shared.count_free(self.shared.owner, bytes);
+            }
+            return;
+        };
+        let t = &self.shared.hdr().threads[i].0;
+        let (db, dn) = if alloc {
+            (bytes, 1u64)
+        } else {
+            (bytes.wrapping_neg(), 1u64.wrapping_neg())
+        };
+        // Single writer (this thread): load + store is exact; readers sum Relaxed loads.
+        t.live_bytes.store(
+            t.live_bytes.load(Ordering::Relaxed).wrapping_add(db),
+            Ordering::Relaxed,
+        );
+        t.live_blocks.store(
+            t.live_blocks.load(Ordering::Relaxed).wrapping_add(dn),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -531,6 +578,18 @@ impl Drop for ThreadCache {
             while self.bins[class].len > 0 {
                 self.shared.spill(class, &mut self.bins[class]);
             }
+        }
+        if let Some(i) = self.slot {
+            // Fold this thread's counts into the owner's shared counters, then free
+            // the slot.
+            let t = &self.shared.hdr().threads[i].0;
+            if let Some(o) = self.shared.owner_slot(self.shared.owner) {
+                o.live_bytes
+                    .fetch_add(t.live_bytes.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+                o.live_blocks
+                    .fetch_add(t.live_blocks.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+            }
+            t.taken.store(0, Ordering::Release);
         }
     }
 }
@@ -639,15 +698,24 @@ impl Allocator {
         let s = &*self.shared;
         let off = match layout::class_of(size).filter(|_| align <= SMALL_ALIGN) {
             Some(class) => {
+                let payload = layout::class_payload(class);
                 let block = self
-                    .with_cache(|c| match c.bins[class].pop() {
-                        Some(b) => Ok(b),
-                        None => {
-                            s.refill(class, &mut c.bins[class])?;
-                            Ok(c.bins[class].pop().unwrap_or_default())
-                        }
+                    .with_cache(|c| {
+                        let b = match c.bins[class].pop() {
+                            Some(b) => b,
+                            None => {
+                                s.refill(class, &mut c.bins[class])?;
+                                c.bins[class].pop().unwrap_or_default()
+                            }
+                        };
+                        c.count(payload, true);
+                        Ok(b)
                     })
-                    .unwrap_or_else(|| self.alloc_uncached(class))
+                    .unwrap_or_else(|| {
+                        let b = self.alloc_uncached(class)?;
+                        s.count_alloc(payload);
+                        Ok(b)
+                    })
                     .map_err(|e| match e {
                         // Report the size asked for, not the size class's.
                         AllocError::OutOfMemory {
@@ -664,7 +732,6 @@ impl Allocator {
                 let h = s.block(block);
                 h.owner.store(s.owner, Ordering::Relaxed);
                 h.state.store(state::LIVE, Ordering::Relaxed);
-                s.count_alloc(layout::class_payload(class));
                 block + BLOCK_HEADER
             }
             None => s.alloc_large(size, align)?,
@@ -726,8 +793,12 @@ impl Allocator {
             .map_err(|_| FreeError::NotAllocated { ptr })?;
         let prev = h.owner.load(Ordering::Relaxed);
         h.owner.store(s.owner, Ordering::Relaxed);
-        s.count_free(prev, payload);
         let cached = self.with_cache(|c| {
+            if prev == s.owner {
+                c.count(payload, false);
+            } else {
+                s.count_free(prev, payload);
+            }
             let bin = &mut c.bins[class];
             if bin.len == BIN_CAP {
                 s.spill(class, bin);
@@ -735,6 +806,7 @@ impl Allocator {
             bin.push(block);
         });
         if cached.is_none() {
+            s.count_free(prev, payload);
             h.state.store(state::FREE, Ordering::Relaxed);
             s.hdr().classes[class].0.push(s, block);
         }
@@ -780,30 +852,44 @@ impl Allocator {
             .map(|s| s.pid.load(Ordering::Acquire))
     }
 
-    /// Live bytes and blocks allocated under `owner`.
+    /// Live bytes and blocks allocated under `owner` (exact when no allocation or
+    /// free is in progress).
     pub fn owner_usage(&self, owner: OwnerId) -> Option<(u64, u64)> {
-        self.shared.owner_slot(owner.0).map(|s| {
-            (
-                s.live_bytes.load(Ordering::Relaxed),
-                s.live_blocks.load(Ordering::Relaxed),
-            )
-        })
+        let s = &*self.shared;
+        let o = s.owner_slot(owner.0)?;
+        let mut bytes = o.live_bytes.load(Ordering::Relaxed);
+        let mut blocks = o.live_blocks.load(Ordering::Relaxed);
+        for t in &s.hdr().threads {
+            let t = &t.0;
+            if t.taken.load(Ordering::Acquire) == 1 && t.owner.load(Ordering::Relaxed) == owner.0 {
+                bytes = bytes.wrapping_add(t.live_bytes.load(Ordering::Relaxed));
+                blocks = blocks.wrapping_add(t.live_blocks.load(Ordering::Relaxed));
+            }
+        }
+        Some((bytes, blocks))
     }
 
-    /// Used and free figures of the heap.
+    /// Used and free figures of the heap (exact when no allocation or free is in
+    /// progress).
     pub fn stats(&self) -> AllocStats {
         let s = &*self.shared;
         let mut st = AllocStats {
             heap_bytes: s.n_pages << PAGE_SHIFT,
             ..AllocStats::default()
         };
-        for o in &s.hdr().owners {
-            st.used_bytes = st
-                .used_bytes
-                .wrapping_add(o.0.live_bytes.load(Ordering::Relaxed));
-            st.live_blocks = st
-                .live_blocks
-                .wrapping_add(o.0.live_blocks.load(Ordering::Relaxed));
+        let counters = s
+            .hdr()
+            .owners
+            .iter()
+            .map(|o| (&o.0.live_bytes, &o.0.live_blocks));
+        let threads = s
+            .hdr()
+            .threads
+            .iter()
+            .map(|t| (&t.0.live_bytes, &t.0.live_blocks));
+        for (b, n) in counters.chain(threads) {
+            st.used_bytes = st.used_bytes.wrapping_add(b.load(Ordering::Relaxed));
+            st.live_blocks = st.live_blocks.wrapping_add(n.load(Ordering::Relaxed));
         }
         let p = &s.hdr().pages.0;
         st.small_pages = p.small_pages.load(Ordering::Relaxed);
