@@ -22,6 +22,12 @@ if [ -x scripts/check-loom.sh ]; then
   echo "== loom model checks"
   scripts/check-loom.sh
 fi
+if cargo +nightly miri --version >/dev/null 2>&1; then
+  echo "== miri (the algorithms, under the interpreter)"
+  scripts/check-miri.sh
+else
+  echo "== miri skipped: no nightly toolchain with miri (rustup toolchain install nightly --component miri)"
+fi
 echo "== benchmark smoke runs"
 cargo bench -p chi-sdk --bench shm -- --test
 cargo build --release -p chi-runtime --bins

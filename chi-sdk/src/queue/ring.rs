@@ -31,8 +31,8 @@ pub(crate) struct Cell {
 }
 
 impl Cell {
-    /// A cell initialised for position `i`.
-    #[cfg(loom)]
+    /// A cell initialised for position `i` (for models and tests over the heap).
+    #[cfg(any(loom, test))]
     pub(crate) fn new(i: u64) -> Cell {
         Cell {
             seq: AtomicU64::new(i),
@@ -277,5 +277,119 @@ mod loom_tests {
                 Err(Full) => assert_eq!(rest, vec![2]),
             }
         });
+    }
+}
+
+/// Ordinary tests over a heap-allocated lane, with real threads: run natively and
+/// under Miri (`scripts/check-miri.sh`), which checks them for data races and
+/// undefined behaviour under its own (randomised) scheduler and weak memory.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::thread;
+
+    /// Items per producer: small enough for Miri, which interprets every step.
+    const ITEMS: u64 = if cfg!(miri) { 200 } else { 50_000 };
+
+    struct Lane {
+        pos: Positions,
+        cells: Vec<Cell>,
+    }
+
+    fn lane(depth: u64) -> Arc<Lane> {
+        let cells: Vec<Cell> = (0..depth)
+            .map(|_| Cell {
+                seq: AtomicU64::new(u64::MAX),
+                value: AtomicU64::new(u64::MAX),
+            })
+            .collect();
+        for (i, c) in cells.iter().enumerate() {
+            c.init(i as u64);
+        }
+        Arc::new(Lane {
+            pos: Positions::default(),
+            cells,
+        })
+    }
+
+    fn ring(l: &Lane) -> Ring<'_> {
+        Ring {
+            pos: &l.pos,
+            cells: &l.cells,
+        }
+    }
+
+    #[test]
+    fn fifo_full_and_wraparound() {
+        let l = lane(4);
+        let r = ring(&l);
+        assert_eq!(r.pop(), None);
+        assert!(!r.has_claimed());
+        let mut next_in = 0;
+        let mut next_out = 0;
+        for round in 0..5 {
+            while r.push(next_in).is_ok() {
+                next_in += 1;
+            }
+            assert_eq!(r.len(), 4, "round {round}");
+            assert!(r.has_claimed());
+            assert_eq!(r.push(999), Err(Full));
+            // Pop some (not all), so later rounds start mid-ring.
+            for _ in 0..3 {
+                assert_eq!(r.pop(), Some(next_out));
+                next_out += 1;
+            }
+            assert_eq!(r.len(), 1);
+        }
+        while let Some(v) = r.pop() {
+            assert_eq!(v, next_out);
+            next_out += 1;
+        }
+        assert_eq!(next_out, next_in);
+        assert_eq!(r.len(), 0);
+        assert!(!r.has_claimed());
+    }
+
+    /// Two producers and one consumer on a small lane (so that it is often full):
+    /// every value arrives exactly once and each producer's values in order.
+    #[test]
+    fn two_producers_one_consumer() {
+        let l = lane(8);
+        let producers: Vec<_> = (0..2u64)
+            .map(|p| {
+                let l = l.clone();
+                thread::spawn(move || {
+                    let mut full = 0u64;
+                    for i in 0..ITEMS {
+                        while ring(&l).push((p << 32) | i).is_err() {
+                            full += 1;
+                            thread::yield_now();
+                        }
+                    }
+                    full
+                })
+            })
+            .collect();
+        let mut next = [0u64; 2];
+        let mut received = 0;
+        while received < 2 * ITEMS {
+            match ring(&l).pop() {
+                Some(v) => {
+                    let (p, i) = ((v >> 32) as usize, v & 0xffff_ffff);
+                    assert!(p < 2, "garbage value {v:#x}");
+                    assert_eq!(i, next[p], "producer {p}: lost, duplicated or reordered");
+                    next[p] += 1;
+                    received += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        assert_eq!(next, [ITEMS, ITEMS]);
+        assert_eq!(ring(&l).pop(), None);
+        assert!(!ring(&l).has_claimed());
     }
 }

@@ -149,6 +149,81 @@ mod tests {
         assert_eq!(popped, vec![48, 64, 80, 32, 16]);
         assert!(s.is_empty());
     }
+
+    /// Threads pop nodes, write and read their (non-atomic) payload, and push them
+    /// back, one at a time or two as a chain. Natively a stress test; under Miri
+    /// its data-race detector checks that ownership is handed over with the
+    /// Release/Acquire edges (a payload access racing with another owner's is
+    /// reported as undefined behaviour).
+    #[test]
+    fn threads_pop_use_and_push_back() {
+        use std::cell::UnsafeCell;
+        use std::sync::Arc;
+
+        const NODES: u64 = 4;
+        const ROUNDS: u64 = if cfg!(miri) { 60 } else { 20_000 };
+
+        struct Shared {
+            arena: Arena,
+            payload: Vec<UnsafeCell<u64>>,
+            stack: TaggedStack,
+        }
+        // SAFETY: `payload[i]` is only accessed by the thread that popped node
+        // `i` and has not pushed it back yet, which is what the stack guarantees
+        // (and what this test checks).
+        unsafe impl Sync for Shared {}
+
+        impl Shared {
+            fn use_node(&self, node: u64, who: u64) {
+                let p = self.payload[(node / 16) as usize].get();
+                // SAFETY: the caller owns `node` (see `impl Sync`).
+                unsafe {
+                    assert_eq!(*p % 16, 0, "payload of {node} torn");
+                    *p = who << 4;
+                    assert_eq!(*p, who << 4, "payload of {node} changed under its owner");
+                }
+            }
+        }
+
+        let sh = Arc::new(Shared {
+            arena: Arena((0..=NODES).map(|_| AtomicU64::new(0)).collect()),
+            payload: (0..=NODES).map(|_| UnsafeCell::new(0)).collect(),
+            stack: TaggedStack::new(),
+        });
+        for n in 1..=NODES {
+            sh.stack.push(&sh.arena, n * 16);
+        }
+        let threads: Vec<_> = (1..=3u64)
+            .map(|who| {
+                let sh = sh.clone();
+                std::thread::spawn(move || {
+                    for round in 0..ROUNDS {
+                        let Some(a) = sh.stack.pop(&sh.arena) else {
+                            std::thread::yield_now();
+                            continue;
+                        };
+                        sh.use_node(a, who);
+                        // Every other round, return two nodes as one chain.
+                        if round % 2 == 0
+                            && let Some(b) = sh.stack.pop(&sh.arena)
+                        {
+                            sh.use_node(b, who);
+                            sh.arena.next(a).store(b, Ordering::Relaxed);
+                            sh.stack.push_chain(&sh.arena, a, b);
+                            continue;
+                        }
+                        sh.stack.push(&sh.arena, a);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut all: Vec<u64> = std::iter::from_fn(|| sh.stack.pop(&sh.arena)).collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=NODES).map(|n| n * 16).collect::<Vec<_>>());
+    }
 }
 
 #[cfg(all(loom, test))]
