@@ -127,6 +127,11 @@ fn run_admin(admin: &Admin, task: *mut TaskHeader, ctx: *mut RunCtx) -> Result<(
         method::ECHO => {
             // SAFETY: as above.
             let t: &mut EchoTask = unsafe { cast(task)? };
+            // Hold no reference to the runtime while suspended: a task still
+            // parked when the runtime stops is leaked (see `Worker::drain`), and
+            // its frame must not keep the runtime's state, and so its segments,
+            // alive.
+            drop(shared);
             if t.delay_us > 0 {
                 let until = std::time::Instant::now()
                     + std::time::Duration::from_micros(t.delay_us.min(60_000_000));

@@ -174,6 +174,11 @@ fn daemonize(
                 );
                 return Ok(());
             }
+            // Ours cannot have the port. Do not leave it behind: if it has not
+            // reached its bind yet it would take the port, unnoticed, once the
+            // other runtime stops.
+            let _ = child.kill();
+            let _ = child.wait();
             bail!(
                 "another runtime (pid {}) already answers on port {}",
                 st.pid,
@@ -182,6 +187,7 @@ fn daemonize(
         }
         if start.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
+            let _ = child.wait();
             bail!(
                 "the daemon did not become ready within 30 s; see {}",
                 log.display()

@@ -228,11 +228,18 @@ impl Worker {
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Some(p) = self.parked.pop_front() {
             if Instant::now() > deadline {
+                let Parked { co, task, .. } = p;
                 self.finish(
-                    p.task,
+                    task,
                     code::SHUTDOWN,
                     Some("the runtime stopped while the task was suspended".into()),
                 );
+                // Dropping a suspended coroutine force-unwinds its stack through
+                // the module's entry point, which catches panics; corosensei then
+                // aborts the process (segments left behind, other waiters never
+                // answered). The process is exiting: leak the coroutine and its
+                // stack instead. The task is complete, so nothing resumes it.
+                std::mem::forget(co);
                 continue;
             }
             self.resume(p);

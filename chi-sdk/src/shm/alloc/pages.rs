@@ -33,15 +33,38 @@ pub(crate) fn current_pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
-/// Whether process `pid` exists (a process we may not signal still exists).
+/// Whether process `pid` is alive: it exists (a process we may not signal still
+/// exists) and is not a zombie. A zombie has exited and only waits for its parent
+/// to reap it, which a parent may do late or never (an init that reaps lazily, a
+/// supervisor that does not reap): its locks, tasks and answers are gone.
 pub fn pid_alive(pid: u32) -> bool {
     let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
         return false;
     };
-    !matches!(
+    if matches!(
         rustix::process::test_kill_process(p),
         Err(rustix::io::Errno::SRCH)
-    )
+    ) {
+        return false;
+    }
+    !is_zombie(pid)
+}
+
+/// Whether `/proc/<pid>/stat` says the process is a zombie (`Z`) or dead (`X`).
+/// `false` if it cannot be read.
+fn is_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "pid (comm) S ...": comm may hold spaces and parentheses; the state is the
+    // first field after the last ')'.
+    let Some(end) = stat.iter().rposition(|&b| b == b')') else {
+        return false;
+    };
+    stat[end + 1..]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'Z' || b == b'X')
 }
 
 impl PageLock {
