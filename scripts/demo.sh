@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p chi-runtime --bins --examples
-bin=target/release
+bin="${CARGO_TARGET_DIR:-target}/release"
 unset CHI_SERVER_CONF
 "$bin/chi-runtime" start --daemon
 trap '"$bin/chi-runtime" stop >/dev/null 2>&1 || true' EXIT

@@ -31,5 +31,5 @@ fi
 echo "== benchmark smoke runs"
 cargo bench -p chi-sdk --bench shm -- --test
 cargo build --release -p chi-runtime --bins
-target/release/chi-bench --quick
+"${CARGO_TARGET_DIR:-target}/release/chi-bench" --quick
 echo "== all tests passed"
