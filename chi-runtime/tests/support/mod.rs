@@ -10,33 +10,35 @@
 //!   Dropping the guard stops the
 //!   runtime, kills it if it does not exit, reaps it and removes leftover
 //!   segments, also when the test fails; a failing test prints the runtime's log.
-//! * [`Children`]: client processes. A test re-executes its own binary to run one
-//!   `#[test]` function as a "child role" (`exe --exact <role> --nocapture
-//!   --test-threads=1`) with the role and its parameters in environment
-//!   variables; a role function returns at once without the variable, so it
-//!   passes as a no-op in normal runs.
-//! * [`run_cli`]: runs a command under a time limit.
 //! * [`Watchdog`]: a per-test limit; if it fires it kills every process the test
 //!   started, removes the segments of its ports and ends the test process.
+//! * From `chi-testkit`: [`Children`] (client processes: a test re-executes its
+//!   own binary to run one `#[test]` function as a "child role" with the role and
+//!   its parameters in environment variables; a role function returns at once
+//!   without the variable, so it passes as a no-op in normal runs), [`run_cli`]
+//!   (runs a command under a time limit), [`wait_until`], [`Rng`], signals.
 //!
 //! Tests never assert timings: every wait is bounded by a watchdog that fails
 //! the test with the processes' output.
 
 #![allow(dead_code)]
 
-use std::collections::HashSet;
-use std::io::Read;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chi_sdk::client::{Client, ClientOptions};
+// Each test binary uses a subset.
+#[allow(unused_imports)]
+pub use chi_testkit::{
+    Children, Rng, child_role, env_str, env_u64, run_cli, sigkill, sigterm, wait_until,
+};
+use chi_testkit::{die_with_parent, spawn_registered, try_reap};
 
-/// Environment variable naming the child role a re-executed test binary runs.
-pub const ROLE_ENV: &str = "CHI_TEST_ROLE";
 /// Environment variable with the runtime's port, for children.
 pub const PORT_ENV: &str = "CHI_TEST_PORT";
 /// Default limit for waits on children.
@@ -64,79 +66,20 @@ pub fn stop_exe() -> &'static str {
 // ---------------------------------------------------------------------------------
 // What the test started, for the watchdog.
 
-/// pids of processes this test process started and has not reaped, and ports
-/// whose segments to remove if the watchdog fires.
-struct Registry {
-    pids: HashSet<u32>,
-    ports: HashSet<u16>,
-}
+/// Ports whose segments to remove if the watchdog fires (the processes the
+/// test started are tracked by `chi-testkit`).
+static PORTS: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
-static REGISTRY: Mutex<Option<Registry>> = Mutex::new(None);
-
-fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
-    let mut g = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    let r = g.get_or_insert_with(|| Registry {
-        pids: HashSet::new(),
-        ports: HashSet::new(),
-    });
-    f(r)
-}
-
-fn register_pid(pid: u32) {
-    with_registry(|r| r.pids.insert(pid));
+fn ports() -> std::sync::MutexGuard<'static, BTreeSet<u16>> {
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn register_port(port: u16) {
-    with_registry(|r| r.ports.insert(port));
+    ports().insert(port);
 }
 
 fn unregister_port(port: u16) {
-    with_registry(|r| r.ports.remove(&port));
-}
-
-/// Reaps `child` if it exited; unregisters its pid in the same critical section,
-/// so the watchdog never signals a pid that was reaped (and maybe reused).
-fn try_reap(child: &mut Child) -> Option<ExitStatus> {
-    with_registry(|r| match child.try_wait() {
-        Ok(Some(st)) => {
-            r.pids.remove(&child.id());
-            Some(st)
-        }
-        Ok(None) => None,
-        Err(_) => {
-            r.pids.remove(&child.id());
-            None
-        }
-    })
-}
-
-/// Sends SIGKILL to `pid`.
-pub fn sigkill(pid: u32) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
-}
-
-/// Sends SIGTERM to `pid`.
-pub fn sigterm(pid: u32) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-    }
-}
-
-/// Makes the process `cmd` starts receive `sig` when the thread that started it
-/// ends (in particular when the test process dies, even by SIGKILL), so nothing
-/// outlives a test run that was killed.
-fn die_with_parent(cmd: &mut Command, sig: rustix::process::Signal) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec; it only makes the
-    // prctl system call, which is async-signal-safe, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(sig))
-                .map_err(std::io::Error::from)
-        });
-    }
+    ports().remove(&port);
 }
 
 /// Whether `pid` is alive (exists and is not a zombie).
@@ -144,57 +87,23 @@ pub fn pid_alive(pid: u32) -> bool {
     chi_sdk::shm::alloc::pid_alive(pid)
 }
 
-/// A time limit for the whole test. If it passes before the guard is dropped,
-/// every process the test started is killed, the segments of its ports are
-/// removed, and the test process exits with a failure.
+/// A time limit for the whole test ([`chi_testkit::Watchdog`]): if it passes
+/// before the guard is dropped, every process the test started is killed, the
+/// segments of its ports are removed, and the test process exits with a failure.
 #[derive(Debug)]
-pub struct Watchdog {
-    disarm: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Watchdog(chi_testkit::Watchdog);
 
 impl Watchdog {
     /// Arms a watchdog of `limit` for `test`.
     pub fn new(test: &str, limit: Duration) -> Watchdog {
-        let (tx, rx) = mpsc::channel::<()>();
-        let test = test.to_owned();
-        let thread = std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!(
-                    "watchdog: test '{test}' did not finish within {limit:?}; killing what it started"
-                );
-                let (pids, ports) = with_registry(|r| {
-                    (
-                        r.pids.iter().copied().collect::<Vec<_>>(),
-                        r.ports.iter().copied().collect::<Vec<_>>(),
-                    )
-                });
-                for pid in pids {
-                    eprintln!("watchdog: SIGKILL {pid}");
-                    sigkill(pid);
+        Watchdog(chi_testkit::Watchdog::with_cleanup(test, limit, || {
+            let ports: Vec<u16> = ports().iter().copied().collect();
+            for port in ports {
+                for s in remove_segments(port) {
+                    eprintln!("watchdog: removed segment {s}");
                 }
-                std::thread::sleep(Duration::from_millis(200));
-                for port in ports {
-                    for s in remove_segments(port) {
-                        eprintln!("watchdog: removed segment {s}");
-                    }
-                }
-                std::process::exit(101);
             }
-        });
-        Watchdog {
-            disarm: Some(tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        drop(self.disarm.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        }))
     }
 }
 
@@ -425,120 +334,6 @@ pub fn client_opts(port: u16) -> ClientOptions {
 }
 
 // ---------------------------------------------------------------------------------
-// Running commands.
-
-fn drain_into(mut from: impl Read + Send + 'static, to: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => to
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-}
-
-/// What a command did.
-#[derive(Debug)]
-pub struct CliOutput {
-    /// How it exited.
-    pub status: ExitStatus,
-    /// Its standard output.
-    pub stdout: String,
-    /// Its standard error.
-    pub stderr: String,
-}
-
-impl CliOutput {
-    /// The exit code (-1 if killed by a signal).
-    pub fn code(&self) -> i32 {
-        self.status.code().unwrap_or(-1)
-    }
-}
-
-impl std::fmt::Display for CliOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}\n--- stdout:\n{}--- stderr:\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `exe args` with `env` set (and `CHI_SERVER_CONF` unset unless given),
-/// failing the test if it does not finish within `limit`.
-pub fn run_cli(exe: &str, args: &[&str], env: &[(&str, &str)], limit: Duration) -> CliOutput {
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env_remove("CHI_SERVER_CONF")
-        .env_remove("CHI_PORT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    die_with_parent(&mut cmd, rustix::process::Signal::KILL);
-    let mut child = with_registry(|r| {
-        let c = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {exe}: {e}"));
-        r.pids.insert(c.id());
-        c
-    });
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let err = Arc::new(Mutex::new(Vec::new()));
-    let r1 = drain_into(child.stdout.take().expect("stdout"), out.clone());
-    let r2 = drain_into(child.stderr.take().expect("stderr"), err.clone());
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = try_reap(&mut child) {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            with_registry(|r| r.pids.remove(&child.id()));
-            let _ = (r1.join(), r2.join());
-            panic!(
-                "watchdog: `{exe} {}` did not finish within {limit:?}; killed it\n--- stdout:\n{}--- stderr:\n{}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.lock().unwrap()),
-                String::from_utf8_lossy(&err.lock().unwrap()),
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    // The pipes close when the command exits, unless it left a child holding them
-    // (a daemon redirects its own output, so it does not).
-    let _ = (r1.join(), r2.join());
-    let stdout = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
-    CliOutput {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-/// Waits until `cond` holds, failing the test if `limit` passes first.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "watchdog: {what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-// ---------------------------------------------------------------------------------
 // The runtime.
 
 struct RtProc {
@@ -592,11 +387,7 @@ impl RuntimeGuard {
             .stderr(file);
         // SIGTERM: a runtime orphaned by a killed test still stops cleanly.
         die_with_parent(&mut cmd, rustix::process::Signal::TERM);
-        let child = with_registry(|r| {
-            let c = cmd.spawn().expect("spawn chi-runtime start");
-            r.pids.insert(c.id());
-            c
-        });
+        let child = spawn_registered(&mut cmd).expect("spawn chi-runtime start");
         let pid = child.id();
         let proc = Arc::new(Mutex::new(RtProc {
             child,
@@ -842,279 +633,11 @@ impl Drop for RuntimeGuard {
 // ---------------------------------------------------------------------------------
 // Client processes.
 
-/// Whether this process is a child started to play `role`.
-pub fn child_role(role: &str) -> bool {
-    std::env::var(ROLE_ENV).is_ok_and(|r| r == role)
-}
-
-/// A parameter passed to a child.
-pub fn env_str(key: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| panic!("child parameter {key} is missing"))
-}
-
-/// A numeric parameter passed to a child.
-pub fn env_u64(key: &str) -> u64 {
-    let v = env_str(key);
-    v.parse()
-        .unwrap_or_else(|_| panic!("child parameter {key}={v:?} is not a number"))
-}
-
 /// In a child: connects to the runtime whose port the parent passed.
 pub fn child_connect() -> Client {
     let port = env_u64(PORT_ENV) as u16;
     Client::connect(client_opts(port))
         .unwrap_or_else(|e| panic!("child cannot connect to the runtime on port {port}: {e}"))
-}
-
-/// A small, fast, seedable PRNG (SplitMix64): deterministic per seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
-struct Proc {
-    label: String,
-    child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<JoinHandle<()>>,
-    status: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn output(&mut self) -> String {
-        // The readers end at EOF, i.e. once the child (and its pipe ends) are gone.
-        if self.status.is_some() {
-            for r in self.readers.drain(..) {
-                let _ = r.join();
-            }
-        }
-        let out = self.output.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    fn kill(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            self.status = self.child.wait().ok();
-            with_registry(|r| r.pids.remove(&self.child.id()));
-        }
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-    }
-}
-
-/// The client processes of one test. Dropping it kills and reaps every child
-/// still running, so a failing test never leaves processes behind.
-#[derive(Default)]
-pub struct Children {
-    procs: Vec<Proc>,
-}
-
-impl std::fmt::Debug for Children {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.procs.iter().map(|p| (&p.label, p.child.id())))
-            .finish()
-    }
-}
-
-impl Children {
-    /// No children yet.
-    pub fn new() -> Children {
-        Children::default()
-    }
-
-    /// Starts this test binary again to run the `#[test]` function `role` (a
-    /// top-level function of the test file) as a child, with `env` set. Returns
-    /// the child's index.
-    pub fn spawn(&mut self, role: &str, label: &str, env: &[(&str, String)]) -> usize {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new(exe);
-        cmd.args(["--exact", role, "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, role)
-            .env("RUST_BACKTRACE", "1")
-            .env_remove("CHI_SERVER_CONF")
-            .env_remove("CHI_PORT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        die_with_parent(&mut cmd, rustix::process::Signal::KILL);
-        let mut child = with_registry(|r| {
-            let c = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start child {label}: {e}"));
-            r.pids.insert(c.id());
-            c
-        });
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            drain_into(child.stdout.take().expect("stdout"), output.clone()),
-            drain_into(child.stderr.take().expect("stderr"), output.clone()),
-        ];
-        self.procs.push(Proc {
-            label: label.to_owned(),
-            child,
-            output,
-            readers,
-            status: None,
-        });
-        self.procs.len() - 1
-    }
-
-    /// Number of children.
-    pub fn len(&self) -> usize {
-        self.procs.len()
-    }
-
-    /// pid of child `i`.
-    pub fn pid(&self, i: usize) -> u32 {
-        self.procs[i].child.id()
-    }
-
-    /// The output (stdout and stderr) child `i` produced so far.
-    pub fn output(&mut self, i: usize) -> String {
-        self.procs[i].output()
-    }
-
-    /// Reaps children that exited; fails the test (after killing the others) if
-    /// one exited unsuccessfully.
-    fn poll(&mut self) {
-        let mut failed = None;
-        for (i, p) in self.procs.iter_mut().enumerate() {
-            if p.status.is_none()
-                && let Some(st) = try_reap(&mut p.child)
-            {
-                p.status = Some(st);
-                if !st.success() && failed.is_none() {
-                    failed = Some(i);
-                }
-            }
-        }
-        if let Some(i) = failed {
-            self.kill_all();
-            let p = &mut self.procs[i];
-            let out = p.output();
-            let status = p
-                .status
-                .map_or("an unknown status".into(), |s| s.to_string());
-            panic!(
-                "child '{}' (pid {}) failed ({status}); its output:\n{out}",
-                p.label,
-                p.child.id(),
-            );
-        }
-    }
-
-    fn watchdog_fired(&mut self, timeout: Duration, what: &str) -> ! {
-        let mut report = String::new();
-        for p in &mut self.procs {
-            if p.status.is_none() {
-                report.push_str(&format!(
-                    "  '{}' (pid {}) still running\n",
-                    p.label,
-                    p.child.id()
-                ));
-            }
-        }
-        self.kill_all();
-        for p in &mut self.procs {
-            let out = p.output();
-            report.push_str(&format!("--- output of '{}':\n{out}\n", p.label));
-        }
-        panic!("watchdog: {what} did not happen within {timeout:?}; killed the children\n{report}");
-    }
-
-    /// Waits until every child `i` printed `marker`, failing the test if a child
-    /// fails meanwhile or if `timeout` passes.
-    pub fn wait_output_all(&mut self, marker: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let all = (0..self.procs.len()).all(|i| self.procs[i].output().contains(marker));
-            if all {
-                return;
-            }
-            self.poll();
-            if Instant::now() >= deadline {
-                self.watchdog_fired(timeout, &format!("'{marker}' from every child"));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Waits for child `i` to exit successfully, under the watchdog.
-    pub fn wait_for(&mut self, i: usize, timeout: Duration) {
-        let what = format!("exit of child '{}'", self.procs[i].label);
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.poll();
-            if self.procs[i].status.is_some() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                self.watchdog_fired(timeout, &what);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Waits for every child to exit successfully, under the watchdog.
-    pub fn wait_all(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.poll();
-            if self.procs.iter().all(|p| p.status.is_some()) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                self.watchdog_fired(timeout, "exit of every child");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Runs one child to completion and returns its output.
-    pub fn run(
-        &mut self,
-        role: &str,
-        label: &str,
-        env: &[(&str, String)],
-        timeout: Duration,
-    ) -> String {
-        let i = self.spawn(role, label, env);
-        self.wait_for(i, timeout);
-        self.output(i)
-    }
-
-    /// Kills and reaps every child still running.
-    pub fn kill_all(&mut self) {
-        for p in &mut self.procs {
-            p.kill();
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        self.kill_all();
-    }
 }
 
 /// The value of `KEY=value` after the word `tag` on a line of `out` (a child's

@@ -1,0 +1,234 @@
+//! Child processes running a role of the test binary.
+
+use std::process::{Child, ExitStatus};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::process::{drain_into, kill_and_reap, piped_command, spawn_registered, text, try_reap};
+use crate::role::ROLE_ENV;
+
+struct Proc {
+    label: String,
+    child: Child,
+    output: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn output(&mut self) -> String {
+        // The readers end at EOF, i.e. once the child (and its pipe ends) are gone.
+        if self.status.is_some() {
+            for r in self.readers.drain(..) {
+                let _ = r.join();
+            }
+        }
+        text(&self.output)
+    }
+
+    fn kill(&mut self) {
+        if self.status.is_none() {
+            self.status = kill_and_reap(&mut self.child);
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The child processes of one test. Dropping it kills and reaps every child
+/// still running, so a failing (panicking) test never leaves processes behind.
+#[derive(Default)]
+pub struct Children {
+    procs: Vec<Proc>,
+}
+
+impl std::fmt::Debug for Children {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.procs.iter().map(|p| (&p.label, p.child.id())))
+            .finish()
+    }
+}
+
+impl Children {
+    /// No children yet.
+    pub fn new() -> Children {
+        Children::default()
+    }
+
+    /// Starts this test binary again to run the `#[test]` function `role` (a
+    /// top-level function of the test file) as a child, with `env` set (and the
+    /// [`SCRUBBED_ENV`](crate::SCRUBBED_ENV) variables unset unless given). The
+    /// child is SIGKILLed if the calling thread ends before it. Returns the
+    /// child's index (for [`wait_for`](Self::wait_for) and [`pid`](Self::pid)).
+    pub fn spawn(&mut self, role: &str, label: &str, env: &[(&str, String)]) -> usize {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut cmd = piped_command(exe);
+        cmd.args(["--exact", role, "--nocapture", "--test-threads=1"])
+            .env(ROLE_ENV, role)
+            .env("RUST_BACKTRACE", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = spawn_registered(&mut cmd)
+            .unwrap_or_else(|e| panic!("cannot start child {label}: {e}"));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            drain_into(child.stdout.take().expect("stdout"), output.clone()),
+            drain_into(child.stderr.take().expect("stderr"), output.clone()),
+        ];
+        self.procs.push(Proc {
+            label: label.to_owned(),
+            child,
+            output,
+            readers,
+            status: None,
+        });
+        self.procs.len() - 1
+    }
+
+    /// Number of children.
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Whether no child was started.
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    /// pid of child `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.procs[i].child.id()
+    }
+
+    /// The output (stdout and stderr) child `i` produced so far.
+    pub fn output(&mut self, i: usize) -> String {
+        self.procs[i].output()
+    }
+
+    /// Reaps children that exited; fails the test (after killing the others) if
+    /// one exited unsuccessfully.
+    fn poll(&mut self) {
+        let mut failed = None;
+        for (i, p) in self.procs.iter_mut().enumerate() {
+            if p.status.is_none()
+                && let Some(st) = try_reap(&mut p.child)
+            {
+                p.status = Some(st);
+                if !st.success() && failed.is_none() {
+                    failed = Some(i);
+                }
+            }
+        }
+        if let Some(i) = failed {
+            self.kill_all();
+            let p = &mut self.procs[i];
+            let out = p.output();
+            let status = p
+                .status
+                .map_or("an unknown status".into(), |s| s.to_string());
+            panic!(
+                "child '{}' (pid {}) failed ({status}); its output:\n{out}",
+                p.label,
+                p.child.id(),
+            );
+        }
+    }
+
+    fn watchdog_fired(&mut self, timeout: Duration, what: &str) -> ! {
+        let mut report = String::new();
+        for p in &mut self.procs {
+            if p.status.is_none() {
+                report.push_str(&format!(
+                    "  '{}' (pid {}) still running\n",
+                    p.label,
+                    p.child.id()
+                ));
+            }
+        }
+        self.kill_all();
+        for p in &mut self.procs {
+            let out = p.output();
+            report.push_str(&format!("--- output of '{}':\n{out}\n", p.label));
+        }
+        panic!("watchdog: {what} did not happen within {timeout:?}; killed the children\n{report}");
+    }
+
+    /// Polls until `done` holds, failing the test if a child fails meanwhile or
+    /// if `timeout` passes (the children are then killed). `done` runs before
+    /// the first poll.
+    fn wait(&mut self, timeout: Duration, what: &str, mut done: impl FnMut(&mut Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return;
+            }
+            self.poll();
+            if Instant::now() >= deadline {
+                self.watchdog_fired(timeout, what);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits until `cond` holds, failing the test if a child fails meanwhile or
+    /// if `timeout` passes (the children are then killed).
+    pub fn wait_until(&mut self, timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+        self.wait(timeout, what, |_| cond());
+    }
+
+    /// Waits until every child printed `marker`, failing the test if a child
+    /// fails meanwhile or if `timeout` passes.
+    pub fn wait_output_all(&mut self, marker: &str, timeout: Duration) {
+        let what = format!("'{marker}' from every child");
+        self.wait(timeout, &what, |c| {
+            c.procs.iter_mut().all(|p| p.output().contains(marker))
+        });
+    }
+
+    /// Waits for child `i` to exit successfully, under the watchdog.
+    pub fn wait_for(&mut self, i: usize, timeout: Duration) {
+        let what = format!("exit of child '{}'", self.procs[i].label);
+        self.wait(timeout, &what, |c| {
+            c.poll();
+            c.procs[i].status.is_some()
+        });
+    }
+
+    /// Waits for every child to exit successfully, under the watchdog.
+    pub fn wait_all(&mut self, timeout: Duration) {
+        self.wait(timeout, "exit of every child", |c| {
+            c.poll();
+            c.procs.iter().all(|p| p.status.is_some())
+        });
+    }
+
+    /// Runs one child to completion and returns its output.
+    pub fn run(
+        &mut self,
+        role: &str,
+        label: &str,
+        env: &[(&str, String)],
+        timeout: Duration,
+    ) -> String {
+        let i = self.spawn(role, label, env);
+        self.wait_for(i, timeout);
+        self.output(i)
+    }
+
+    /// Kills and reaps every child still running.
+    pub fn kill_all(&mut self) {
+        for p in &mut self.procs {
+            p.kill();
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}

@@ -1,0 +1,74 @@
+//! Time limits.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::process::{registered_pids, sigkill};
+
+/// Waits until `cond` holds, failing the test if `limit` passes first.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: {what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A time limit for the whole test. If it passes before the guard is dropped,
+/// every process the test started (through this crate, and not reaped yet) is
+/// SIGKILLed, the cleanup given to [`with_cleanup`](Self::with_cleanup) runs,
+/// and the test process exits with a failure (code 101).
+#[derive(Debug)]
+pub struct Watchdog {
+    disarm: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Arms a watchdog of `limit` for `test`.
+    pub fn new(test: &str, limit: Duration) -> Watchdog {
+        Watchdog::with_cleanup(test, limit, || {})
+    }
+
+    /// Arms a watchdog of `limit` for `test` that, when it fires, runs `cleanup`
+    /// once the processes are killed (e.g. to remove what they left behind).
+    pub fn with_cleanup(
+        test: &str,
+        limit: Duration,
+        cleanup: impl FnOnce() + Send + 'static,
+    ) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        let test = test.to_owned();
+        let thread = std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!(
+                    "watchdog: test '{test}' did not finish within {limit:?}; killing what it started"
+                );
+                for pid in registered_pids() {
+                    eprintln!("watchdog: SIGKILL {pid}");
+                    sigkill(pid);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                cleanup();
+                std::process::exit(101);
+            }
+        });
+        Watchdog {
+            disarm: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.disarm.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
