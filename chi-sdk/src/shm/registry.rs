@@ -54,6 +54,15 @@ pub(crate) fn register(id: SegmentId, base: usize, len: u64, name: &str) -> Resu
     Ok(())
 }
 
+/// Where segment `id` is mapped now: (base, length), if it is.
+pub(crate) fn lookup(id: SegmentId) -> Option<(usize, u64)> {
+    let slot = SLOTS.get(id.0 as usize)?;
+    // Acquire: pairs with the Release store in `register`.
+    let len = slot.len.load(Ordering::Acquire);
+    let base = slot.base.load(Ordering::Relaxed);
+    (len != 0 && base != 0).then_some((base, len))
+}
+
 /// Forgets the mapping of `id` (if it is still the one at `base`).
 pub(crate) fn unregister(id: SegmentId, base: usize) {
     if let Some(slot) = SLOTS.get(id.0 as usize)

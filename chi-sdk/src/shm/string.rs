@@ -65,6 +65,13 @@ impl ShmString {
             .map_err(|_| ShmError::InvalidUtf8 { ptr: self.data() })
     }
 
+    /// Upper-cases the ASCII letters in place (the string stays valid UTF-8; no
+    /// allocation, so a module can update an `#[inout]` string of the same length).
+    pub fn make_ascii_uppercase(&mut self) -> Result<(), ShmError> {
+        self.bytes.as_mut_slice()?.make_ascii_uppercase();
+        Ok(())
+    }
+
     /// The storage pointer.
     pub fn data(&self) -> ShmPtr {
         self.bytes.data()

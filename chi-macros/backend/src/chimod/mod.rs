@@ -1,0 +1,650 @@
+//! `#[chimod]`: a module's container, its method table and its C entry points.
+//!
+//! # What the author writes
+//!
+//! One inherent `impl` block of the container type, holding only:
+//!
+//! * `fn create(info: &ContainerInfo, args: &str) -> Result<Self, String>`
+//!   (method `kCreate`, 0): builds the container of a pool from the pool's
+//!   argument string. Required. Destroying a container (`kDestroy`, 1) drops it:
+//!   implement `Drop` for cleanup.
+//! * one handler per supported method of `chimaera_mod.yaml`: the key less its
+//!   `k`, in snake_case (`kCustom` → `custom`, `kCoMutexTest` →
+//!   `co_mutex_test`), taking `(&self, task: &mut FooTask, ctx: &mut RunCtx)`
+//!   and returning `Result<(), E>` with `String: From<E>`;
+//! * optionally `monitor_foo(&self, mode: MonitorMode, task: &FooTask, ctx: &mut
+//!   RunCtx)` for a handler `foo`.
+//!
+//! Helpers belong in another `impl` block: every other function here is taken
+//! for a handler and must have a YAML key.
+//!
+//! # The YAML
+//!
+//! `chimaera_mod.yaml` beside the crate's `Cargo.toml` (or `yaml = "path"`,
+//! relative to the source file) gives `module_name`, `namespace` and the method
+//! ids; the nearest `chimaera_repo.yaml` in the directories above it gives the
+//! repository's `namespace`, which must agree. `chimod_lib_name` is
+//! `{namespace}_{module_name}`.
+//!
+//! Inherited methods have fixed ids (`kCreate` 0, `kDestroy` 1, `kNodeFailure`
+//! 2, `kRecover` 3, `kMigrate` 4, `kUpgrade` 5) or `-1` (unsupported); custom
+//! methods have ids from 10, or `-1`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, LitStr, Type};
+
+use crate::Context;
+use crate::task::{normalize, yaml_path};
+use crate::yaml::{ModYaml, YamlError};
+
+/// The repository file looked up above the module's YAML.
+pub(crate) const REPO_YAML: &str = "chimaera_repo.yaml";
+
+/// Inherited methods and their fixed ids.
+pub const INHERITED: [(&str, i64); 6] = [
+    ("kCreate", 0),
+    ("kDestroy", 1),
+    ("kNodeFailure", 2),
+    ("kRecover", 3),
+    ("kMigrate", 4),
+    ("kUpgrade", 5),
+];
+
+/// First id of a custom method.
+pub const FIRST_CUSTOM: i64 = 10;
+
+/// `FooBar` → `foo_bar` (`CoMutexTest` → `co_mutex_test`, `IOStat` → `io_stat`).
+pub fn snake_case(camel: &str) -> String {
+    let chars: Vec<char> = camel.chars().collect();
+    let mut out = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev_lower =
+                i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            let prev_upper = i > 0 && chars[i - 1].is_ascii_uppercase();
+            if i > 0 && (prev_lower || (prev_upper && next_lower)) && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A YAML method: its key and id.
+#[derive(Debug, Clone)]
+struct Method {
+    key: String,
+    id: i64,
+    line: u64,
+}
+
+impl Method {
+    /// The handler's name.
+    fn handler(&self) -> String {
+        snake_case(&self.key[1..])
+    }
+
+    /// The constant's name.
+    fn constant(&self) -> String {
+        self.handler().to_ascii_uppercase()
+    }
+}
+
+/// A handler of the impl block.
+struct Handler<'a> {
+    func: &'a ImplItemFn,
+    task_ty: Type,
+}
+
+pub(crate) fn expand(
+    attr: TokenStream,
+    item: TokenStream,
+    ctx: &Context,
+) -> syn::Result<TokenStream> {
+    let yaml_arg = parse_args(attr)?;
+    let imp: ItemImpl = syn::parse2(item).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("#[chimod] applies to an inherent `impl Container {{ … }}` block: {e}"),
+        )
+    })?;
+    let mut errors: Vec<syn::Error> = Vec::new();
+    if let Some((_, path, _)) = &imp.trait_ {
+        errors.push(syn::Error::new_spanned(
+            path,
+            "#[chimod] applies to an inherent impl block (`impl MyContainer { … }`), not a trait impl",
+        ));
+    }
+    if !imp.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &imp.generics,
+            "a container cannot be generic: the runtime creates it by name",
+        ));
+    }
+    let self_ty = &imp.self_ty;
+
+    // The YAML files.
+    let mod_path = normalize(&yaml_path(yaml_arg.as_ref(), ctx)?);
+    let at_attr = yaml_arg.as_ref().map_or(Span::call_site(), LitStr::span);
+    let yaml = match ModYaml::load(&mod_path) {
+        Ok(y) => y,
+        Err(YamlError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(syn::Error::new(
+                at_attr,
+                format!(
+                    "{} not found: #[chimod] reads the module's methods from it; every module \
+                     crate has one beside its Cargo.toml (or name it with `yaml = \"…\"`, relative \
+                     to this source file)",
+                    mod_path.display()
+                ),
+            ));
+        }
+        Err(e) => return Err(syn::Error::new(at_attr, e.to_string())),
+    };
+    let shown = mod_path.display().to_string();
+    let repo_path = find_repo(&mod_path);
+    let repo = match &repo_path {
+        Some(p) => match ModYaml::load(p) {
+            Ok(y) => Some(y),
+            Err(e) => {
+                errors.push(syn::Error::new(at_attr, e.to_string()));
+                None
+            }
+        },
+        None => None,
+    };
+
+    // module_name and namespace.
+    let module_name = yaml.texts.get("module_name").map(|t| t.value.clone());
+    if module_name.is_none() {
+        errors.push(syn::Error::new(
+            at_attr,
+            format!("{shown} has no `module_name`: add e.g. `module_name: my_module`"),
+        ));
+    }
+    let mod_ns = yaml.texts.get("namespace");
+    let repo_ns = repo.as_ref().and_then(|r| r.texts.get("namespace"));
+    let namespace = match (mod_ns, repo_ns) {
+        (Some(m), Some(r)) if m.value != r.value => {
+            errors.push(syn::Error::new(
+                at_attr,
+                format!(
+                    "`namespace: {}` at {shown}:{} disagrees with `namespace: {}` at {}:{}: a \
+                     module takes its repository's namespace; make them equal",
+                    m.value,
+                    m.line,
+                    r.value,
+                    repo_path
+                        .as_deref()
+                        .map(Path::display)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    r.line
+                ),
+            ));
+            None
+        }
+        (Some(m), _) => Some(m.value.clone()),
+        (None, Some(r)) => Some(r.value.clone()),
+        (None, None) => {
+            errors.push(syn::Error::new(
+                at_attr,
+                format!(
+                    "no namespace: {shown} has no `namespace` and no {REPO_YAML} with one was found \
+                     above it"
+                ),
+            ));
+            None
+        }
+    };
+
+    // The methods.
+    let mut methods: Vec<Method> = Vec::new();
+    for (key, e) in &yaml.methods {
+        let at = format!("{shown}:{}", e.line);
+        let Some(id) = e.id else {
+            errors.push(syn::Error::new(
+                at_attr,
+                format!("`{key}` at {at} is not an integer method id"),
+            ));
+            continue;
+        };
+        match INHERITED.iter().find(|(k, _)| k == key) {
+            Some((_, fixed)) => {
+                let ok = id == *fixed || (id == -1 && *fixed > 1);
+                if !ok {
+                    let allowed = if *fixed > 1 {
+                        format!("{fixed} or -1 (unsupported)")
+                    } else {
+                        fixed.to_string()
+                    };
+                    errors.push(syn::Error::new(
+                        at_attr,
+                        format!(
+                            "`{key}: {id}` at {at}: `{key}` is inherited and its id is {allowed}"
+                        ),
+                    ));
+                    continue;
+                }
+            }
+            None if id != -1 && id < FIRST_CUSTOM => {
+                errors.push(syn::Error::new(
+                    at_attr,
+                    format!(
+                        "`{key}: {id}` at {at}: custom methods have ids from {FIRST_CUSTOM} (0..{} \
+                         are inherited methods); use -1 for an unsupported method",
+                        FIRST_CUSTOM - 1
+                    ),
+                ));
+                continue;
+            }
+            None if id > i64::from(u32::MAX) => {
+                errors.push(syn::Error::new(
+                    at_attr,
+                    format!("`{key}: {id}` at {at}: a method id fits in a u32"),
+                ));
+                continue;
+            }
+            None => {}
+        }
+        methods.push(Method {
+            key: key.clone(),
+            id,
+            line: e.line,
+        });
+    }
+    let mut by_id: BTreeMap<i64, &Method> = BTreeMap::new();
+    for m in &methods {
+        if m.id < 0 {
+            continue;
+        }
+        if let Some(prev) = by_id.insert(m.id, m) {
+            errors.push(syn::Error::new(
+                at_attr,
+                format!(
+                    "duplicate method id {}: `{}` ({shown}:{}) and `{}` ({shown}:{}); every method \
+                     needs its own id",
+                    m.id, prev.key, prev.line, m.key, m.line
+                ),
+            ));
+        }
+    }
+
+    // The functions.
+    let mut create: Option<&ImplItemFn> = None;
+    let mut handlers: BTreeMap<String, Handler<'_>> = BTreeMap::new();
+    let mut monitors: BTreeMap<String, &ImplItemFn> = BTreeMap::new();
+    for it in &imp.items {
+        let ImplItem::Fn(f) = it else {
+            continue;
+        };
+        let name = f.sig.ident.to_string();
+        if name == "create" {
+            create = Some(f);
+            continue;
+        }
+        if let Some(h) = name.strip_prefix("monitor_") {
+            monitors.insert(h.to_owned(), f);
+            continue;
+        }
+        let Some(m) = methods.iter().find(|m| m.handler() == name) else {
+            let key = format!("k{}", camel_case(&name));
+            errors.push(syn::Error::new(
+                f.sig.ident.span(),
+                format!(
+                    "`{name}` handles no method of {shown}: add `{key}: <id>` to it (custom ids \
+                     from {FIRST_CUSTOM}), or move this function to another impl block (every \
+                     function of a #[chimod] impl is a handler)"
+                ),
+            ));
+            continue;
+        };
+        if m.id < 0 {
+            errors.push(syn::Error::new(
+                f.sig.ident.span(),
+                format!(
+                    "`{}` is -1 (unsupported) at {shown}:{}, but `{name}` handles it: give it an \
+                     id or remove the handler",
+                    m.key, m.line
+                ),
+            ));
+            continue;
+        }
+        if m.key == "kDestroy" {
+            errors.push(syn::Error::new(
+                f.sig.ident.span(),
+                "kDestroy drops the container: implement `Drop` instead of a `destroy` handler",
+            ));
+            continue;
+        }
+        match handler_task_type(f) {
+            Ok(task_ty) => {
+                handlers.insert(name, Handler { func: f, task_ty });
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for (h, f) in &monitors {
+        if !methods.iter().any(|m| &m.handler() == h && m.id >= 0) {
+            errors.push(syn::Error::new(
+                f.sig.ident.span(),
+                format!("`monitor_{h}` monitors no supported method: there is no handler `{h}`"),
+            ));
+        }
+    }
+    if create.is_none() {
+        errors.push(syn::Error::new(
+            self_ty.span(),
+            "a #[chimod] impl needs `fn create(info: &chi_sdk::abi::ContainerInfo, args: &str) -> \
+             Result<Self, String>` (method kCreate)",
+        ));
+    }
+    for m in &methods {
+        let needs = m.id >= 0 && m.key != "kCreate" && m.key != "kDestroy";
+        let name = m.handler();
+        if needs && !has_fn(&imp, &name) {
+            errors.push(syn::Error::new(
+                self_ty.span(),
+                format!(
+                    "`{}: {}` ({shown}:{}) has no handler: add `fn {name}(&self, task: &mut \
+                     {}Task, ctx: &mut chi_sdk::abi::RunCtx) -> Result<(), String>`, or set it \
+                     to -1 (unsupported)",
+                    m.key,
+                    m.id,
+                    m.line,
+                    &m.key[1..]
+                ),
+            ));
+        }
+    }
+    if let Some(e) = crate::task::combine(errors) {
+        return Err(e);
+    }
+    let (Some(module_name), Some(namespace)) = (module_name, namespace) else {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "#[chimod] could not be expanded",
+        ));
+    };
+    let lib_name = format!("{namespace}_{module_name}");
+    Ok(generate(
+        &imp,
+        &lib_name,
+        &methods,
+        &handlers,
+        &monitors,
+        &mod_path,
+        repo_path.as_deref(),
+    ))
+}
+
+/// Whether the impl has a function named `name` (if it was rejected, that was
+/// reported at the function).
+fn has_fn(imp: &ItemImpl, name: &str) -> bool {
+    imp.items
+        .iter()
+        .any(|i| matches!(i, ImplItem::Fn(f) if f.sig.ident == name))
+}
+
+/// `foo_bar` → `FooBar`.
+fn camel_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// `yaml = "…"`, the only argument.
+fn parse_args(attr: TokenStream) -> syn::Result<Option<LitStr>> {
+    let mut yaml = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("yaml") {
+            yaml = Some(meta.value()?.parse::<LitStr>()?);
+            Ok(())
+        } else {
+            Err(meta.error(
+                "unknown argument of #[chimod]; the only one is `yaml = \"path/to/chimaera_mod.yaml\"`",
+            ))
+        }
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    Ok(yaml)
+}
+
+/// The nearest `chimaera_repo.yaml` in the directories above the module's YAML
+/// (its own directory excluded: a repository holds modules in subdirectories).
+fn find_repo(mod_yaml: &Path) -> Option<PathBuf> {
+    let dir = mod_yaml.parent()?;
+    dir.ancestors()
+        .skip(1)
+        .map(|d| d.join(REPO_YAML))
+        .find(|p| p.is_file())
+}
+
+/// `T` of a handler `fn h(&self, task: &mut T, ctx: &mut RunCtx)`.
+fn handler_task_type(f: &ImplItemFn) -> syn::Result<Type> {
+    let usage = format!(
+        "a handler takes `(&self, task: &mut {}Task, ctx: &mut chi_sdk::abi::RunCtx)` and returns \
+         `Result<(), String>`",
+        camel_case(&f.sig.ident.to_string())
+    );
+    let inputs: Vec<&FnArg> = f.sig.inputs.iter().collect();
+    let ok_recv = matches!(inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
+    if inputs.len() != 3 || !ok_recv {
+        return Err(syn::Error::new_spanned(&f.sig, usage));
+    }
+    match inputs[1] {
+        FnArg::Typed(pt) => match &*pt.ty {
+            Type::Reference(r) if r.mutability.is_some() => Ok((*r.elem).clone()),
+            other => Err(syn::Error::new_spanned(other, usage)),
+        },
+        FnArg::Receiver(r) => Err(syn::Error::new_spanned(r, usage)),
+    }
+}
+
+fn generate(
+    imp: &ItemImpl,
+    lib_name: &str,
+    methods: &[Method],
+    handlers: &BTreeMap<String, Handler<'_>>,
+    monitors: &BTreeMap<String, &ImplItemFn>,
+    mod_yaml: &Path,
+    repo_yaml: Option<&Path>,
+) -> TokenStream {
+    let p = quote!(::chi_sdk::__private::chimod);
+    let ty = &imp.self_ty;
+    let consts = methods.iter().filter(|m| m.id >= 0).map(|m| {
+        let c = format_ident!("{}", m.constant());
+        let id = m.id as u32;
+        let doc = format!("`{}` in chimaera_mod.yaml.", m.key);
+        quote!(#[doc = #doc] pub const #c: u32 = #id;)
+    });
+    let all = methods.iter().map(|m| {
+        let k = &m.key;
+        let id = m.id;
+        quote!((#k, #id))
+    });
+    let includes = std::iter::once(mod_yaml)
+        .chain(repo_yaml)
+        .map(|p| {
+            let l = LitStr::new(&p.display().to_string(), Span::call_site());
+            quote!(
+                const _: &[u8] = include_bytes!(#l);
+            )
+        })
+        .collect::<Vec<_>>();
+
+    let mut arms = Vec::new();
+    let mut checks = Vec::new();
+    let mut monitor_arms = Vec::new();
+    for m in methods.iter().filter(|m| m.id >= 0) {
+        let Some(h) = handlers.get(&m.handler()) else {
+            continue;
+        };
+        let id = m.id as u32;
+        let fname = &h.func.sig.ident;
+        let tt = &h.task_ty;
+        let msg = format!(
+            "the task type of `{fname}` must have METHOD = {id} (`{}` in chimaera_mod.yaml)",
+            m.key
+        );
+        // Spanned at the handler's task type, so the error points there.
+        checks.push(quote::quote_spanned!(tt.span()=>
+            const _: () = ::core::assert!(<#tt as #p::Task>::METHOD == #id, #msg);
+        ));
+        arms.push(quote! {
+            #id => {
+                // SAFETY: the runtime validated the task's `size` bytes; `cast`
+                // checks they cover the task type and its alignment.
+                let t = unsafe { #p::cast::<#tt>(task)? };
+                this.#fname(t, ctx).map_err(#p::failed)
+            }
+        });
+        if let Some(mf) = monitors.get(&m.handler()) {
+            let mname = &mf.sig.ident;
+            monitor_arms.push(quote! {
+                #id => {
+                    // SAFETY: as in `run`.
+                    let t = unsafe { #p::cast::<#tt>(task)? };
+                    this.#mname(mode, t, ctx);
+                    ::core::result::Result::Ok(())
+                }
+            });
+        }
+    }
+    let names = methods.iter().map(|m| {
+        let k = &m.key;
+        let id = m.id;
+        quote!((#k, #id))
+    });
+    let lib_lit = LitStr::new(lib_name, Span::call_site());
+    let monitor = if monitor_arms.is_empty() {
+        quote!(::core::option::Option::None)
+    } else {
+        quote! {{
+            unsafe extern "C" fn __monitor(
+                container: *mut ::core::ffi::c_void,
+                mode: u32,
+                task: *mut #p::TaskHeader,
+                ctx: *mut #p::RunCtx,
+            ) -> i32 {
+                // SAFETY: the runtime passes its container, a validated task and a context.
+                unsafe {
+                    #p::monitor::<#ty>(container, mode, task, ctx, |this, mode, task, ctx| {
+                        // SAFETY: validated by the runtime.
+                        match unsafe { (*task).method } {
+                            #(#monitor_arms)*
+                            _ => #p::default_monitor(mode, ctx),
+                        }
+                    })
+                }
+            }
+            ::core::option::Option::Some(__monitor as #p::MonitorFn)
+        }}
+    };
+
+    quote! {
+        #imp
+
+        /// Method ids of this module (from its `chimaera_mod.yaml`).
+        pub mod method {
+            #(#consts)*
+            /// Every method key with its id (`-1` = unsupported).
+            pub const ALL: &[(&str, i64)] = &[#(#all),*];
+        }
+
+        /// This module's library name (`{namespace}_{module_name}`): the runtime
+        /// loads `lib{CHIMOD_LIB_NAME}_runtime.so`.
+        pub const CHIMOD_LIB_NAME: &str = #lib_lit;
+
+        #(#includes)*
+
+        const _: () = {
+            #(#checks)*
+            const _: fn() = #p::assert_container::<#ty>;
+
+            const NAMES: &[(&str, i64)] = &[#(#names),*];
+
+            unsafe extern "C" fn __init(services: *const #p::RuntimeServices) -> i32 {
+                // SAFETY: the runtime passes its services table, valid for the process.
+                unsafe { #p::init(services) }
+            }
+
+            unsafe extern "C" fn __create(
+                info: *const #p::ContainerInfo,
+                args: *const u8,
+                args_len: usize,
+                err: *mut #p::ErrorBuf,
+            ) -> *mut ::core::ffi::c_void {
+                // SAFETY: the runtime passes valid pointers (ModuleApi::create contract).
+                unsafe { #p::create::<#ty>(info, args, args_len, err, <#ty>::create) }
+            }
+
+            unsafe extern "C" fn __destroy(container: *mut ::core::ffi::c_void) {
+                // SAFETY: `container` came from `__create` and is destroyed once.
+                unsafe { #p::destroy::<#ty>(container) }
+            }
+
+            unsafe extern "C" fn __run(
+                container: *mut ::core::ffi::c_void,
+                task: *mut #p::TaskHeader,
+                ctx: *mut #p::RunCtx,
+                err: *mut #p::ErrorBuf,
+            ) -> i32 {
+                // SAFETY: the runtime passes its container, a validated task, a
+                // context and an error buffer.
+                unsafe {
+                    #p::run::<#ty>(container, task, ctx, err, |this, task, ctx| {
+                        // SAFETY: validated by the runtime.
+                        match unsafe { (*task).method } {
+                            #(#arms)*
+                            other => ::core::result::Result::Err(#p::unsupported(#lib_lit, other, NAMES)),
+                        }
+                    })
+                }
+            }
+
+            static API: #p::ModuleApi = #p::ModuleApi {
+                fingerprint: #p::AbiFingerprint::current(),
+                name: #p::fixed_str(#lib_lit),
+                init: __init,
+                create: __create,
+                destroy: __destroy,
+                run: __run,
+                monitor: #monitor,
+                del: ::core::option::Option::None,
+                save_in: ::core::option::Option::None,
+                load_in: ::core::option::Option::None,
+                save_out: ::core::option::Option::None,
+                load_out: ::core::option::Option::None,
+                new_copy: ::core::option::Option::None,
+            };
+
+            /// The module's entry: its function table.
+            ///
+            /// # Safety
+            /// Always safe to call.
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn chimaera_module_entry() -> *const #p::ModuleApi {
+                &API
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,10 @@
+// trybuild's generated crate has no chimaera_mod.yaml beside its Cargo.toml.
+#[chi_sdk::task(method = 10)]
+pub struct CustomTask {
+    pub id: u32,
+}
+
+#[chi_sdk::task(method = 10, yaml = "missing/chimaera_mod.yaml")]
+pub struct Custom;
+
+fn main() {}
