@@ -63,12 +63,7 @@ use proc_macro::TokenStream;
 /// * `const _: &[u8] = include_bytes!(<the YAML>)`, so editing the YAML rebuilds.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let ctx = chi_macros_backend::Context {
-        manifest_dir: std::env::var_os("CARGO_MANIFEST_DIR").map(Into::into),
-        source_file: Some(proc_macro::Span::call_site().local_file())
-            .flatten()
-            .map(absolute),
-    };
+    let ctx = context();
     let item2: proc_macro2::TokenStream = item.into();
     match chi_macros_backend::expand_task_in(attr.into(), item2.clone(), &ctx) {
         Ok(ts) => ts.into(),
@@ -157,12 +152,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///   chimaera_module_entry()` returning it.
 #[proc_macro_attribute]
 pub fn chimod(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let ctx = chi_macros_backend::Context {
-        manifest_dir: std::env::var_os("CARGO_MANIFEST_DIR").map(Into::into),
-        source_file: Some(proc_macro::Span::call_site().local_file())
-            .flatten()
-            .map(absolute),
-    };
+    let ctx = context();
     let item2: proc_macro2::TokenStream = item.into();
     match chi_macros_backend::expand_chimod_in(attr.into(), item2.clone(), &ctx) {
         Ok(ts) => ts.into(),
@@ -179,4 +169,13 @@ pub fn chimod(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// cargo's relative source paths start).
 fn absolute(p: std::path::PathBuf) -> std::path::PathBuf {
     std::path::absolute(&p).unwrap_or(p)
+}
+
+/// Where the macro is expanded: the crate's manifest directory and the source file
+/// (for locating `chimaera_mod.yaml` and relative `yaml = "..."` paths).
+fn context() -> chi_macros_backend::Context {
+    chi_macros_backend::Context {
+        manifest_dir: std::env::var_os("CARGO_MANIFEST_DIR").map(Into::into),
+        source_file: proc_macro::Span::call_site().local_file().map(absolute),
+    }
 }

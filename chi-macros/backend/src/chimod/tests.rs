@@ -57,7 +57,7 @@ kGone: -1
 fn item() -> TokenStream {
     quote! {
         impl MyContainer {
-            fn create(info: &ContainerInfo, args: &str) -> Result<Self, String> { todo!() }
+            fn create(info: &ContainerInfo, args: &str) -> Result<Self, String> { Err(String::new()) }
             fn custom(&self, task: &mut CustomTask, ctx: &mut RunCtx) -> Result<(), String> { Ok(()) }
             fn co_mutex_test(&self, task: &mut CoMutexTestTask, ctx: &mut RunCtx) -> Result<(), String> { Ok(()) }
             fn monitor_custom(&self, mode: MonitorMode, task: &CustomTask, ctx: &mut RunCtx) {}
@@ -118,7 +118,7 @@ fn without_monitors_the_table_has_none() {
     );
     let it = quote! {
         impl C {
-            fn create(i: &ContainerInfo, a: &str) -> Result<Self, String> { todo!() }
+            fn create(i: &ContainerInfo, a: &str) -> Result<Self, String> { Err(String::new()) }
             fn custom(&self, t: &mut CustomTask, c: &mut RunCtx) -> Result<(), String> { Ok(()) }
         }
     };
@@ -178,7 +178,7 @@ fn a_handler_of_the_wrong_shape_is_reported_once() {
     let r = Repo::new(Some(REPO), "module_name: a\nkCreate: 0\nkCustom: 10\n");
     let it = quote! {
         impl C {
-            fn create(i: &ContainerInfo, a: &str) -> Result<Self, String> { todo!() }
+            fn create(i: &ContainerInfo, a: &str) -> Result<Self, String> { Err(String::new()) }
             fn custom(&mut self, t: CustomTask) -> Result<(), String> { Ok(()) }
         }
     };
@@ -193,7 +193,7 @@ fn a_handler_of_the_wrong_shape_is_reported_once() {
 #[test]
 fn missing_yaml_and_namespace() {
     let r = Repo::new(None, "module_name: a\nkCreate: 0\n");
-    let it = quote!(impl C { fn create(i: &ContainerInfo, a: &str) -> Result<Self, String> { todo!() } });
+    let it = quote!(impl C { fn create(i: &ContainerInfo, a: &str) -> Result<Self, String> { Err(String::new()) } });
     let msgs = errors(expand(quote!(), it.clone(), &r.ctx()).unwrap_err());
     assert!(msgs[0].contains("no namespace"), "{msgs:#?}");
     let ctx = Context {
