@@ -22,11 +22,15 @@ if [ -x scripts/check-loom.sh ]; then
   echo "== loom model checks"
   scripts/check-loom.sh
 fi
+if ! cargo +nightly miri --version >/dev/null 2>&1; then
+  echo "== installing a nightly toolchain with miri"
+  rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 || true
+fi
 if cargo +nightly miri --version >/dev/null 2>&1; then
   echo "== miri (the algorithms, under the interpreter)"
   scripts/check-miri.sh
 else
-  echo "== miri skipped: no nightly toolchain with miri (rustup toolchain install nightly --component miri)"
+  echo "== miri skipped: could not install a nightly toolchain with miri (rustup toolchain install nightly --component miri)"
 fi
 echo "== benchmark smoke runs"
 cargo bench -p chi-sdk --bench shm -- --test
