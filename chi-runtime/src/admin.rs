@@ -163,11 +163,7 @@ unsafe extern "C" fn run(
         Ok(Ok(())) => return code::OK,
         Ok(Err(e)) => e,
         Err(p) => {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = chi_sdk::__private::chimod::panic_text(&*p);
             (
                 code::PANICKED,
                 format!("the admin handler panicked: {what}"),

@@ -138,8 +138,8 @@ pub mod chimod {
         0
     }
 
-    /// The text of a panic payload.
-    fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    /// The text of a panic payload (also used by the runtime's built-in admin module).
+    pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         p.downcast_ref::<&str>()
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
