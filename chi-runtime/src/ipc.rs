@@ -127,13 +127,19 @@ impl Ipc {
 
     /// The segments, for modules' segment tables.
     pub fn segment_infos(&self) -> Vec<chi_sdk::abi::SegmentInfo> {
-        [&self.main, &self.client_data, &self.runtime_data]
-            .into_iter()
-            .map(|s| chi_sdk::abi::SegmentInfo {
-                id: s.id().0,
-                base: s.base() as usize,
-                len: s.size(),
-            })
-            .collect()
+        use chi_sdk::abi::segment_kind;
+        [
+            (segment_kind::MAIN, &self.main),
+            (segment_kind::CLIENT_DATA, &self.client_data),
+            (segment_kind::RUNTIME_DATA, &self.runtime_data),
+        ]
+        .into_iter()
+        .map(|(kind, s)| chi_sdk::abi::SegmentInfo {
+            kind,
+            id: s.id().0,
+            base: s.base() as usize,
+            len: s.size(),
+        })
+        .collect()
     }
 }

@@ -11,8 +11,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use std::ffi::c_void;
+
 use chi_sdk::abi::{
-    AbiFingerprint, ENTRY_SYMBOL, EntryFn, ModuleApi, RunCtx, RuntimeServices, SegmentInfo, level,
+    AbiFingerprint, EntryFn, ErrorBuf, LocalQueueInfo, ModuleApi, RunCtx, RuntimeServices,
+    SegmentInfo, entry_symbol, level,
 };
 
 /// Why a module could not be used.
@@ -142,6 +145,61 @@ unsafe extern "C" fn svc_yield(ctx: *mut RunCtx) {
     unsafe { crate::worker::yield_current(ctx) }
 }
 
+/// What `create_local_queue` fills while a container is being created
+/// ([`chi_sdk::abi::ContainerInfo::runtime`] points to it).
+#[derive(Debug, Default)]
+pub(crate) struct QueueBuilder {
+    pub(crate) queues: Vec<LocalQueueInfo>,
+}
+
+unsafe extern "C" fn svc_create_local_queue(
+    runtime: *mut c_void,
+    queue_id: u32,
+    lanes: u32,
+    priority: u32,
+    err: *mut ErrorBuf,
+) -> i32 {
+    // SAFETY: `err` is the caller's buffer.
+    let err = unsafe { &mut *err };
+    if runtime.is_null() {
+        err.set("no container is being created");
+        return chi_sdk::task::code::FAILED;
+    }
+    // SAFETY: `runtime` is the `QueueBuilder` the pool manager passed in the
+    // ContainerInfo of the `create` call still running (checked non-null).
+    let b = unsafe { &mut *(runtime as *mut QueueBuilder) };
+    if lanes == 0 || lanes > u32::from(u16::MAX) || queue_id > u32::from(u16::MAX) {
+        err.set(&format!("a local queue has 1..=65535 lanes and an id up to 65535 (got {lanes} lanes, id {queue_id})"));
+        return chi_sdk::task::code::FAILED;
+    }
+    if priority > chi_sdk::abi::lane_priority::HIGH_LATENCY {
+        err.set(&format!("unknown lane priority {priority}"));
+        return chi_sdk::task::code::FAILED;
+    }
+    if b.queues.iter().any(|q| q.queue_id == queue_id) {
+        err.set("a queue with this id exists; give each queue its own id");
+        return chi_sdk::task::code::FAILED;
+    }
+    b.queues.push(LocalQueueInfo {
+        queue_id,
+        lanes,
+        priority,
+    });
+    0
+}
+
+fn max_log_level() -> u32 {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::OFF => 0,
+        LevelFilter::ERROR => level::ERROR,
+        LevelFilter::WARN => level::WARN,
+        LevelFilter::INFO => level::INFO,
+        LevelFilter::DEBUG => level::DEBUG,
+        _ => level::TRACE,
+    }
+}
+
 impl ModuleManager {
     /// A manager searching `module_path` then `CHI_MODULE_PATH`, knowing the
     /// built-in modules, offering modules the runtime's `segments`.
@@ -161,7 +219,10 @@ impl ModuleManager {
             yield_now: svc_yield,
             segments: segs.as_ptr(),
             num_segments: segs.len(),
+            max_log_level: max_log_level(),
+            create_local_queue: svc_create_local_queue,
         }));
+        chi_sdk::container::mark_runtime_process();
         ModuleManager {
             search,
             builtins,
@@ -245,7 +306,7 @@ impl ModuleManager {
         // fingerprint of the table it returns before using anything else.
         let api = unsafe {
             let entry: libloading::Symbol<'_, EntryFn> = lib
-                .get(ENTRY_SYMBOL.as_bytes())
+                .get(entry_symbol(name).as_bytes())
                 .map_err(|e| err(e.to_string()))?;
             let p = entry();
             if p.is_null() {

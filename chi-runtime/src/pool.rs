@@ -10,7 +10,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use chi_sdk::abi::{ContainerInfo, ErrorBuf, fixed_str};
+use chi_sdk::abi::{ContainerInfo, ErrorBuf, LaneId, LocalQueueInfo, fixed_str, lane_priority};
 use chi_sdk::types::{ContainerId, NodeId, PoolId};
 
 use crate::module::LoadedModule;
@@ -24,6 +24,46 @@ pub struct Container {
     pub module: Arc<LoadedModule>,
     /// The module's opaque state.
     pub state: *mut c_void,
+    /// The local queues the container created (empty: one default lane).
+    pub queues: Vec<LocalQueueInfo>,
+}
+
+impl Container {
+    /// Where lane `lane` of this container runs: the process-queue lane (and so
+    /// the worker) it maps to, given the process queue's lanes of each
+    /// priority. Lanes of one queue are spread over the lanes of their
+    /// priority starting at a per-queue offset; `None` if the container has no
+    /// such lane.
+    pub fn process_lane(
+        &self,
+        pool: PoolId,
+        lane: LaneId,
+        low: &std::ops::Range<usize>,
+        high: &std::ops::Range<usize>,
+    ) -> Option<usize> {
+        let q = self
+            .queues
+            .iter()
+            .find(|q| q.queue_id == u32::from(lane.queue()))?;
+        if u32::from(lane.lane()) >= q.lanes {
+            return None;
+        }
+        let group = if q.priority == lane_priority::HIGH_LATENCY && !high.is_empty() {
+            high
+        } else {
+            low
+        };
+        if group.is_empty() {
+            return None;
+        }
+        let seed = pool
+            .0
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(u64::from(self.id.0) << 16)
+            .wrapping_add(u64::from(q.queue_id));
+        let n = group.len() as u64;
+        Some(group.start + ((seed % n + u64::from(lane.lane())) % n) as usize)
+    }
 }
 
 // SAFETY: the state belongs to the module, whose functions must accept calls from
@@ -210,11 +250,13 @@ impl PoolManager {
         } else {
             requested
         };
+        let mut queues = crate::module::QueueBuilder::default();
         let info = ContainerInfo {
             pool_id: id,
             container_id: ContainerId(0),
             node_id: self.node,
             pool_name: fixed_str(name),
+            runtime: &mut queues as *mut crate::module::QueueBuilder as *mut c_void,
         };
         let mut err = ErrorBuf::default();
         // SAFETY: `info`, `args` and `err` are valid for the call; the module's
@@ -231,6 +273,7 @@ impl PoolManager {
             id: ContainerId(0),
             module,
             state,
+            queues: queues.queues,
         });
         let pool = Arc::new(Pool {
             id,

@@ -228,7 +228,7 @@ impl Runtime {
                 &config.module_path,
                 vec![Builtin {
                     name: chi_sdk::admin::ADMIN_LIB_NAME,
-                    entry: crate::admin::entry,
+                    entry: crate::admin::CHIMOD_ENTRY,
                 }],
                 ipc.segment_infos(),
             ))

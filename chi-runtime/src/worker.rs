@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chi_sdk::abi::{ErrorBuf, MonitorMode, RunCtx};
+use chi_sdk::abi::{ErrorBuf, LaneId, MonitorMode, RunCtx};
 use chi_sdk::queue::Consumer;
 use chi_sdk::shm::{Allocator, ShmPtr, ShmString};
 use chi_sdk::task::{TaskHeader, code, flags, state};
@@ -78,6 +78,8 @@ pub struct Worker {
     parked: VecDeque<Parked>,
     pools: HashMap<PoolId, Arc<Pool>>,
     pools_gen: u64,
+    /// (pool, lane) pairs already warned about (bad routes), to warn once.
+    warned_lanes: Vec<(PoolId, u32)>,
 }
 
 /// Suspends the coroutine of the task whose context is `ctx`.
@@ -186,6 +188,7 @@ impl Worker {
             parked: VecDeque::new(),
             pools: HashMap::new(),
             pools_gen: 0,
+            warned_lanes: Vec::new(),
         })
     }
 
@@ -328,8 +331,16 @@ impl Worker {
             }
         };
         let container = pool.containers[idx as usize].clone();
-        if let Some(monitor) = container.module.api.monitor {
+        // Acquire: pairs with the Release fetch_or(ROUTED) of the worker that
+        // moved the task here.
+        let routed = h.state.load(Ordering::Acquire) & state::ROUTED != 0;
+        if !routed
+            && let Some(monitor) = container.module.api.monitor
+            && !container.queues.is_empty()
+        {
             let mut ctx = self.ctx(&container, std::ptr::null_mut());
+            ctx.pool_id = pool.id;
+            ctx.route_lane = LaneId::HERE.0;
             // SAFETY: the container's state and the validated task are live; the
             // monitor only writes `ctx` (routing is by returned lane, never by
             // enqueueing).
@@ -341,8 +352,56 @@ impl Worker {
                     &mut ctx,
                 )
             };
+            if self.route(&container, pool.id, LaneId(ctx.route_lane), ptr, h) {
+                return;
+            }
         }
         self.start_task(container, task);
+    }
+
+    /// Moves the task to the worker of `lane` if that is another worker;
+    /// returns whether it did. A lane the container does not have, or a full
+    /// target lane, leaves the task here (it is never left unrouted).
+    fn route(
+        &mut self,
+        container: &Container,
+        pool: PoolId,
+        lane: LaneId,
+        ptr: ShmPtr,
+        h: &TaskHeader,
+    ) -> bool {
+        if lane == LaneId::HERE {
+            return false;
+        }
+        let q = self.consumer.queue();
+        let low = q.lanes_of(chi_sdk::queue::Priority::LowLatency);
+        let high = q.lanes_of(chi_sdk::queue::Priority::HighLatency);
+        let Some(target) = container.process_lane(pool, lane, &low, &high) else {
+            if !self.warned_lanes.contains(&(pool, lane.0)) {
+                self.warned_lanes.push((pool, lane.0));
+                tracing::warn!(
+                    %pool,
+                    queue = lane.queue(),
+                    lane = lane.lane(),
+                    "Monitor routed a task to a lane the container did not create; running it \
+                     where it arrived (create the queue in `create` with create_local_queue)"
+                );
+            }
+            return false;
+        };
+        if self.consumer.lanes().contains(&target) {
+            return false;
+        }
+        // Release: publishes nothing new, but pairs with the target's Acquire load
+        // so it skips Monitor; the push itself hands the task over.
+        h.state.fetch_or(state::ROUTED, Ordering::Release);
+        match q.try_push(target, ptr) {
+            Ok(()) => true,
+            Err(_) => {
+                h.state.fetch_and(!state::ROUTED, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     fn ctx(&self, c: &Container, runtime: *mut c_void) -> RunCtx {
@@ -353,6 +412,9 @@ impl Worker {
             pool_id: PoolId::NULL,
             container_id: c.id,
             runtime,
+            queues: c.queues.as_ptr(),
+            num_queues: c.queues.len() as u32,
+            route_container: u32::MAX,
         }
     }
 

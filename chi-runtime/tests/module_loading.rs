@@ -10,89 +10,19 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-
 use chi_sdk::abi::AbiFingerprint;
 use chi_sdk::admin::AdminClient;
 use chi_sdk::client::{CallError, Client, TaskError};
 use chi_sdk::task::code;
 use chi_sdk::types::PoolId;
 use chimaera_mod_name_runtime as mod_name;
+use mod_name::{CreateParams, CustomTask, ModNameClient};
+use support::modules::{module_dir, module_setup};
 use support::*;
-
-/// Builds the module libraries once; returns the directory holding them.
-fn module_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        // This test is target/<profile>/deps/module_loading-…
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .to_owned();
-        let target_dir = profile_dir.parent().expect("target dir").to_owned();
-        let profile = profile_dir
-            .file_name()
-            .and_then(|s| s.to_str())
-            .expect("profile name")
-            .to_owned();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "mod_name",
-                "-p",
-                "chi-test-bad-abi",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let out = cmd.output().expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of the module libraries failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for lib in [
-            "libchimaera_mod_name_runtime.so",
-            "libchimaera_bad_abi_runtime.so",
-        ] {
-            assert!(
-                profile_dir.join(lib).is_file(),
-                "{lib} is not in {}",
-                profile_dir.display()
-            );
-        }
-        profile_dir
-    })
-}
 
 /// A runtime whose module path is the module libraries' directory.
 fn setup(test: &str) -> Setup {
-    let dir = module_dir();
-    Setup::with(
-        test,
-        ConfigOpts {
-            extra: format!("module_path: [{:?}]\n", dir.display().to_string()),
-            ..ConfigOpts::default()
-        },
-    )
+    module_setup(test)
 }
 
 /// The call failed with `want`; returns its message.
@@ -108,6 +38,11 @@ fn generated_constants() {
     assert_eq!(mod_name::CHIMOD_LIB_NAME, "chimaera_mod_name");
     assert_eq!(mod_name::method::CUSTOM, 10);
     assert_eq!(mod_name::method::PANIC, 11);
+    assert_eq!(mod_name::method::ECHO, 14);
+    assert_eq!(
+        <CreateParams as chi_sdk::admin::PoolParams>::CHIMOD_LIB_NAME,
+        "chimaera_mod_name"
+    );
     assert!(mod_name::method::ALL.contains(&("kUnsupported", -1)));
     assert!(mod_name::method::ALL.contains(&("kNodeFailure", -1)));
 }
@@ -120,41 +55,80 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
     let client = Client::connect(s.opts()).expect("connect");
     let admin = AdminClient::new(&client);
 
-    let pool = admin
-        .create_pool(
-            mod_name::CHIMOD_LIB_NAME,
-            "mod_pool",
-            "some args",
-            PoolId::NULL,
-        )
-        .expect("create a pool of the example module");
+    // Typed creation parameters (GetOrCreatePool with the module's CreateParams);
+    // the library name comes from the module's YAML through PoolParams.
+    let params = CreateParams {
+        config_data: "some config".into(),
+        fail: false,
+    };
+    let m = ModNameClient::create(&client, "mod_pool", &params).expect("create a pool");
+    // GetOrCreate returns the same pool the second time (here asynchronously).
+    let again = ModNameClient::async_create(&client, "mod_pool", &params)
+        .expect("submit")
+        .wait_with(|t| t.pool_id)
+        .expect("get the pool again");
+    assert_eq!(again, m.pool);
 
     // Custom: in-place upper-casing, and state kept by the container.
-    let (data, n) =
-        mod_name::custom(&client, pool, "hello, chimaera", mod_name::OP_UPPERCASE).expect("Custom");
+    let (data, n) = m
+        .custom(&client, "hello, chimaera", mod_name::OP_UPPERCASE)
+        .expect("Custom");
     assert_eq!((data.as_str(), n), ("HELLO, CHIMAERA", 15));
-    let (data, n) = mod_name::custom(&client, pool, "x", mod_name::OP_COUNT).expect("Custom");
+    let (data, n) = m.custom(&client, "x", mod_name::OP_COUNT).expect("Custom");
     assert_eq!((data.as_str(), n), ("x", 1));
+    // An output that grows: the handler allocates it in the main segment.
+    let (data, n) = m
+        .custom(&client, "abc", mod_name::OP_APPEND_POOL)
+        .expect("Custom append");
+    assert_eq!((data.as_str(), n), ("abc:mod_pool", 12));
+
+    // Asynchronous calls: many in flight over both processing lanes (the
+    // monitor routes by op), all answered correctly.
+    let pending: Vec<_> = (0..64)
+        .map(|i| {
+            let op = if i % 2 == 0 {
+                mod_name::OP_UPPERCASE
+            } else {
+                mod_name::OP_APPEND_POOL
+            };
+            (
+                i,
+                op,
+                m.async_custom(&client, &format!("v{i}"), op)
+                    .expect("submit"),
+            )
+        })
+        .collect();
+    for (i, op, p) in pending {
+        let (data, _) = p
+            .wait_with(|t| (t.data.to_str().unwrap().to_owned(), t.result))
+            .expect("async Custom");
+        let want = if op == mod_name::OP_UPPERCASE {
+            format!("V{i}")
+        } else {
+            format!("v{i}:mod_pool")
+        };
+        assert_eq!(data, want);
+    }
+    assert_eq!(m.echo(&client, 4242).expect("Echo"), 4242);
 
     // A handler's Err is FAILED with its message.
-    let msg = task_err(
-        mod_name::custom(&client, pool, "x", 77),
-        code::FAILED,
-        "unknown op",
-    );
+    let msg = task_err(m.custom(&client, "x", 77), code::FAILED, "unknown op");
     assert!(
-        msg.contains("unknown op 77") && msg.contains("mod_pool") && msg.contains("some args"),
+        msg.contains("unknown op 77") && msg.contains("mod_pool") && msg.contains("some config"),
         "{msg}"
     );
 
     // A panicking handler is contained and reported with its message.
-    let msg = task_err(mod_name::panic(&client, pool, 42), code::PANICKED, "kPanic");
+    let msg = task_err(m.panic(&client, 42), code::PANICKED, "kPanic");
     assert!(msg.contains("kPanic asked to panic with value 42"), "{msg}");
     // …and the runtime (and the container) still answer.
-    let (_, n) = mod_name::custom(&client, pool, "y", mod_name::OP_COUNT).expect("after panic");
-    assert_eq!(n, 3);
+    let (_, n) = m
+        .custom(&client, "y", mod_name::OP_COUNT)
+        .expect("after panic");
+    assert_eq!(n, 68);
     assert_eq!(
-        mod_name::custom(&client, pool, "abc", mod_name::OP_UPPERCASE)
+        m.custom(&client, "abc", mod_name::OP_UPPERCASE)
             .expect("after panic")
             .0,
         "ABC"
@@ -162,7 +136,7 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
 
     // Unsupported and unknown methods name the method.
     let msg = task_err(
-        mod_name::call_method(&client, pool, 2),
+        m.call_method(&client, 2),
         code::UNSUPPORTED_METHOD,
         "kNodeFailure",
     );
@@ -171,22 +145,152 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
         "{msg}"
     );
     let msg = task_err(
-        mod_name::call_method(&client, pool, 99),
+        m.call_method(&client, 99),
         code::UNSUPPORTED_METHOD,
         "method 99",
     );
     assert!(msg.contains("has no method 99"), "{msg}");
 
-    // A create that fails reports the module's message.
-    let e = admin
-        .create_pool(mod_name::CHIMOD_LIB_NAME, "bad_pool", "fail", PoolId::NULL)
-        .expect_err("create with args = fail");
+    // A create that fails reports the module's message; bad parameters too.
+    let e = ModNameClient::create(
+        &client,
+        "bad_pool",
+        &CreateParams {
+            config_data: "cfg".into(),
+            fail: true,
+        },
+    )
+    .expect_err("create with fail = true");
     assert!(e.to_string().contains("asked to fail"), "{e}");
+    let e = admin
+        .create_pool(
+            mod_name::CHIMOD_LIB_NAME,
+            "bad_args",
+            "not json",
+            PoolId::NULL,
+        )
+        .expect_err("create with unreadable parameters");
+    assert!(
+        e.to_string()
+            .contains("not the JSON of chimaera_mod_name's create parameters"),
+        "{e}"
+    );
 
-    admin.destroy_pool(pool).expect("destroy the pool");
+    admin.destroy_pool(m.pool).expect("destroy the pool");
     drop(client);
     let log = rt.stop();
     assert!(log.contains("module loaded"), "{log}");
+    // The module's own tracing events reached the runtime's log.
+    assert!(log.contains("mod_name container created"), "{log}");
+    assert!(log.contains("kPanic is about to panic"), "{log}");
+}
+
+/// The task hooks `#[chimod]` generates (`save_in`/`load_in`, `save_out`/
+/// `load_out`, `new_copy`, `task_size`, `del`), called through the C table of
+/// the real library, on tasks in a real segment.
+#[test]
+fn the_generated_task_hooks_round_trip_tasks() {
+    use chi_sdk::abi::{SegmentInfo, segment_kind};
+    use chi_sdk::shm::{Allocator, Segment, SegmentId};
+
+    let name = format!("chi_test_hooks_{}", std::process::id());
+    let seg = Segment::create(&name, SegmentId(1), 8 << 20).expect("segment");
+    let alloc = Allocator::attach(&seg).expect("allocator");
+    let mm = chi_runtime::module::ModuleManager::new(
+        &[module_dir().to_owned()],
+        Vec::new(),
+        vec![SegmentInfo {
+            kind: segment_kind::MAIN,
+            id: seg.id().0,
+            base: seg.base() as usize,
+            len: seg.size(),
+        }],
+    );
+    let m = mm.get(mod_name::CHIMOD_LIB_NAME).expect("load the module");
+    let api = m.api;
+    let baseline = alloc.stats().live_blocks;
+    // The module's allocator caches blocks per thread until the thread exits:
+    // run it on a thread that ends before the segment is unmapped.
+    std::thread::scope(|sc| sc.spawn(|| call_hooks(api, &alloc)).join().unwrap());
+    assert_eq!(alloc.stats().live_blocks, baseline, "del leaked blocks");
+}
+
+fn call_hooks(api: &chi_sdk::abi::ModuleApi, alloc: &chi_sdk::shm::Allocator) {
+    use chi_sdk::abi::{ByteSink, ErrorBuf};
+    use chi_sdk::shm::ShmString;
+    use chi_sdk::task::TaskHeader;
+    use chi_sdk::types::DomainQuery;
+    let alloc = alloc.clone();
+
+    let data = ShmString::from_str(&alloc, "payload").unwrap();
+    let mut task = CustomTask::new(PoolId(77), DomainQuery::local(), data, mod_name::OP_COUNT);
+    task.result = 5;
+    let t = alloc.new_obj(task).expect("task");
+    let th = t.as_ptr() as *mut TaskHeader;
+    let mut err = ErrorBuf::default();
+    let null = std::ptr::null_mut();
+
+    // save_in → load_in into a fresh block of task_size bytes.
+    let mut bytes = Vec::new();
+    let mut sink = ByteSink::for_vec(&mut bytes);
+    // SAFETY: a live task of the module's type, a live sink and error buffer.
+    let rc = unsafe { (api.save_in.unwrap())(null, th, &mut sink, &mut err) };
+    assert_eq!(rc, code::OK, "{err:?}");
+    // SAFETY: plain function of the module.
+    let size = unsafe { (api.task_size.unwrap())(mod_name::method::CUSTOM) };
+    assert_eq!(size, size_of::<CustomTask>());
+    // SAFETY: as above.
+    assert_eq!(unsafe { (api.task_size.unwrap())(12345) }, 0);
+    let block = alloc
+        .allocate_aligned(size, align_of::<CustomTask>())
+        .unwrap();
+    let bh = block.as_ptr() as *mut TaskHeader;
+    // SAFETY: a block of `size` bytes whose header names the method, as load_in
+    // requires (the rest is overwritten).
+    unsafe {
+        std::ptr::write_bytes(block.as_ptr(), 0, size);
+        (*bh).method = mod_name::method::CUSTOM;
+    }
+    // SAFETY: as above, with `bytes.len()` bytes at `bytes`.
+    let rc = unsafe { (api.load_in.unwrap())(null, bh, bytes.as_ptr(), bytes.len(), &mut err) };
+    assert_eq!(rc, code::OK, "{err:?}");
+    // SAFETY: load_in wrote a whole CustomTask there.
+    let loaded = unsafe { &*(bh as *const CustomTask) };
+    assert_eq!(loaded.data.to_str().unwrap(), "payload");
+    assert_eq!(loaded.op, mod_name::OP_COUNT);
+    assert_eq!(loaded.header.pool_id, PoolId(77));
+    assert_eq!(loaded.result, 0, "outputs are not inputs");
+
+    // save_out → load_out carries the outputs.
+    let mut out = Vec::new();
+    let mut sink = ByteSink::for_vec(&mut out);
+    // SAFETY: as above.
+    let rc = unsafe { (api.save_out.unwrap())(null, th, &mut sink, &mut err) };
+    assert_eq!(rc, code::OK, "{err:?}");
+    // SAFETY: as above.
+    let rc = unsafe { (api.load_out.unwrap())(null, bh, out.as_ptr(), out.len(), &mut err) };
+    assert_eq!(rc, code::OK, "{err:?}");
+    assert_eq!(loaded.result, 5);
+    // Garbage bytes are refused, not trusted.
+    // SAFETY: as above.
+    let rc = unsafe { (api.load_out.unwrap())(null, bh, [0xffu8; 3].as_ptr(), 3, &mut err) };
+    assert_eq!(rc, code::BAD_TASK, "{err:?}");
+
+    // new_copy: a deep copy in a new block.
+    // SAFETY: as above.
+    let copy = unsafe { (api.new_copy.unwrap())(null, th, &mut err) };
+    assert!(!copy.is_null(), "{err:?}");
+    // SAFETY: new_copy returned a whole CustomTask.
+    let c = unsafe { &*(copy as *const CustomTask) };
+    assert_eq!(c.data.to_str().unwrap(), "payload");
+    // SAFETY: the original task is live and unchanged.
+    assert_ne!(c.data.data(), unsafe { t.as_ref() }.data.data());
+
+    // del frees each task with what it owns: back to the baseline.
+    for h in [th, bh, copy] {
+        // SAFETY: live tasks of the module, not used afterwards.
+        assert_eq!(unsafe { (api.del.unwrap())(null, h) }, code::OK);
+    }
 }
 
 #[test]
@@ -215,7 +319,8 @@ fn a_library_with_another_fingerprint_is_refused() {
         .create_pool("chimaera_mod_name", "fine", "", PoolId::NULL)
         .expect("the runtime still loads good modules");
     assert_eq!(
-        mod_name::custom(&client, pool, "ok", mod_name::OP_UPPERCASE)
+        ModNameClient::from(pool)
+            .custom(&client, "ok", mod_name::OP_UPPERCASE)
             .expect("Custom")
             .0,
         "OK"

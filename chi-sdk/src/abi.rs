@@ -31,10 +31,18 @@ use crate::task::TaskHeader;
 use crate::types::{ContainerId, NodeId, PoolId};
 
 /// Version of this boundary (tables, calling conventions). Bump on any change.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
-/// Name of the symbol every module library exports.
-pub const ENTRY_SYMBOL: &str = "chimaera_module_entry";
+/// Prefix of the symbol a module library exports: the full name is the prefix
+/// followed by the library's `chimod_lib_name` ([`entry_symbol`]), so that
+/// several modules linked into one program (as `rlib`s, for their client APIs)
+/// never clash.
+pub const ENTRY_SYMBOL: &str = "chimaera_module_entry_";
+
+/// The entry symbol of the module library named `lib_name`.
+pub fn entry_symbol(lib_name: &str) -> String {
+    format!("{ENTRY_SYMBOL}{lib_name}")
+}
 
 /// What a module and the runtime must agree on to work together.
 #[repr(C)]
@@ -172,6 +180,59 @@ pub struct ContainerInfo {
     pub node_id: NodeId,
     /// The pool's name, NUL-padded.
     pub pool_name: [u8; 128],
+    /// The runtime's handle of the container being created, for
+    /// [`RuntimeServices::create_local_queue`]; valid only during `create`.
+    pub runtime: *mut c_void,
+}
+
+/// Lane priorities of a container's local queues (seed: `kLowLatency`,
+/// `kHighLatency`): low-latency lanes run on the low-latency workers,
+/// high-latency lanes on the workers meant for long tasks.
+pub mod lane_priority {
+    /// Short tasks.
+    pub const LOW_LATENCY: u32 = 0;
+    /// Long tasks.
+    pub const HIGH_LATENCY: u32 = 1;
+}
+
+/// A local queue of a container, as the runtime reports it to Monitor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalQueueInfo {
+    /// The container's id for the queue.
+    pub queue_id: u32,
+    /// Number of lanes.
+    pub lanes: u32,
+    /// A [`lane_priority`].
+    pub priority: u32,
+}
+
+/// A lane of a container's local queue, as Monitor(LocalSchedule) returns it in
+/// [`RunCtx::route_lane`]: the queue id in the high 16 bits, the lane index in
+/// the low 16.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct LaneId(pub u32);
+
+impl LaneId {
+    /// No lane: the task runs on the worker that took it from the process queue
+    /// (what the runtime assumes when Monitor names no lane).
+    pub const HERE: LaneId = LaneId(u32::MAX);
+
+    /// Lane `lane` of queue `queue`.
+    pub const fn new(queue: u16, lane: u16) -> LaneId {
+        LaneId(((queue as u32) << 16) | lane as u32)
+    }
+
+    /// The queue id.
+    pub const fn queue(self) -> u16 {
+        (self.0 >> 16) as u16
+    }
+
+    /// The lane index within the queue.
+    pub const fn lane(self) -> u16 {
+        self.0 as u16
+    }
 }
 
 /// Per-call context the runtime hands to `run` and `monitor`: the seed's
@@ -181,7 +242,8 @@ pub struct ContainerInfo {
 pub struct RunCtx {
     /// Worker running the task.
     pub worker_id: u32,
-    /// Monitor(LocalSchedule) output: the lane of the container's local queue.
+    /// Monitor(LocalSchedule) output: the [`LaneId`] bits of the lane of the
+    /// container's local queue that runs the task (see [`RunCtx::route`]).
     pub route_lane: u32,
     /// Monitor(EstLoad) output: estimated run time in microseconds.
     pub est_load_us: f64,
@@ -191,6 +253,117 @@ pub struct RunCtx {
     pub container_id: ContainerId,
     /// The runtime's private state for this task (opaque to modules).
     pub runtime: *mut c_void,
+    /// The container's local queues (for Monitor), `num_queues` entries.
+    pub queues: *const LocalQueueInfo,
+    /// Number of entries at `queues`.
+    pub num_queues: u32,
+    /// Monitor(GlobalSchedule) output: the container the task should run on
+    /// (`u32::MAX` = no preference).
+    pub route_container: u32,
+}
+
+/// A container's id for one of its local queues. Give queues names
+/// (`const METADATA: QueueId = QueueId(0);`): a bare integer is not a `QueueId`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub u16);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "queue {}", self.0)
+    }
+}
+
+/// Why Monitor could not name a lane.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The container has no queue of that id.
+    #[error("the container has no {0}; create it in `create` with `ctx.create_local_queue`")]
+    NoQueue(QueueId),
+    /// The lane index is past the queue's lanes.
+    #[error("{queue} has {lanes} lanes, so it has no lane {lane}")]
+    NoLane {
+        /// The queue.
+        queue: QueueId,
+        /// Its number of lanes.
+        lanes: u32,
+        /// The lane asked for.
+        lane: u32,
+    },
+}
+
+impl RunCtx {
+    /// The container's local queues (empty outside Monitor, or if the container
+    /// created none: then every task runs on the default lane).
+    pub fn queues(&self) -> &[LocalQueueInfo] {
+        if self.queues.is_null() || self.num_queues == 0 {
+            return &[];
+        }
+        // SAFETY: the runtime sets `queues` to its table of `num_queues` entries,
+        // which lives as long as the container, for the duration of the call.
+        unsafe { std::slice::from_raw_parts(self.queues, self.num_queues as usize) }
+    }
+
+    fn queue(&self, queue: QueueId) -> Result<LocalQueueInfo, RouteError> {
+        self.queues()
+            .iter()
+            .find(|q| q.queue_id == u32::from(queue.0))
+            .copied()
+            .ok_or(RouteError::NoQueue(queue))
+    }
+
+    /// Lane `lane` of local queue `queue` (seed: `GetLaneFullPtr`).
+    pub fn lane(&self, queue: QueueId, lane: u32) -> Result<LaneId, RouteError> {
+        let q = self.queue(queue)?;
+        if lane >= q.lanes {
+            return Err(RouteError::NoLane {
+                queue,
+                lanes: q.lanes,
+                lane,
+            });
+        }
+        Ok(LaneId::new(queue.0, lane as u16))
+    }
+
+    /// The lane of local queue `queue` that `hash` selects (seed:
+    /// `GetLaneFullPtrByHash`): equal hashes always select the same lane.
+    pub fn lane_by_hash(&self, queue: QueueId, hash: u64) -> Result<LaneId, RouteError> {
+        let q = self.queue(queue)?;
+        Ok(LaneId::new(
+            queue.0,
+            (hash % u64::from(q.lanes.max(1))) as u16,
+        ))
+    }
+
+    /// Monitor(LocalSchedule): run the task on `lane`. Routing is only ever by
+    /// naming a lane: the runtime moves the task there.
+    pub fn route(&mut self, lane: LaneId) {
+        self.route_lane = lane.0;
+    }
+
+    /// The lane chosen so far.
+    pub fn routed_lane(&self) -> LaneId {
+        LaneId(self.route_lane)
+    }
+
+    /// Monitor(EstLoad): the estimated run time of the task.
+    pub fn set_est_load_us(&mut self, us: f64) {
+        self.est_load_us = us;
+    }
+
+    /// Monitor(GlobalSchedule): prefer container `container` of the pool.
+    pub fn route_to_container(&mut self, container: ContainerId) {
+        self.route_container = container.0;
+    }
+
+    /// Suspends the running task's coroutine; the worker resumes it after
+    /// running other work. Use it inside long loops and while waiting.
+    pub fn yield_now(&mut self) {
+        if let Some(s) = crate::__private::chimod::services() {
+            // SAFETY: `self` is the context the runtime passed to the running task.
+            unsafe { (s.yield_now)(self) }
+        }
+    }
 }
 
 /// Creates a container for a pool; returns its state, or null after filling `err`.
@@ -218,19 +391,72 @@ pub type MonitorFn = unsafe extern "C" fn(
 ) -> i32;
 /// Frees what a task of this module owns (its fields and the task itself).
 pub type DelFn = unsafe extern "C" fn(container: *mut c_void, task: *mut TaskHeader) -> i32;
-/// Serialises a task's inputs or outputs into `out` (a runtime buffer handle).
-pub type SaveFn =
-    unsafe extern "C" fn(container: *mut c_void, task: *mut TaskHeader, out: *mut c_void) -> i32;
-/// Loads a task's inputs or outputs from `len` bytes at `data`.
+/// Where a module writes serialised bytes: the runtime's buffer and its append
+/// function.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ByteSink {
+    /// The runtime's buffer (opaque).
+    pub buf: *mut c_void,
+    /// Appends `len` bytes at `data` to `buf`.
+    pub write: unsafe extern "C" fn(buf: *mut c_void, data: *const u8, len: usize),
+}
+
+impl ByteSink {
+    /// A sink appending to `v`.
+    pub fn for_vec(v: &mut Vec<u8>) -> ByteSink {
+        unsafe extern "C" fn write(buf: *mut c_void, data: *const u8, len: usize) {
+            // SAFETY: `buf` is the `Vec<u8>` of `for_vec`, borrowed mutably for the
+            // life of the sink; `data` holds `len` readable bytes (the contract).
+            unsafe {
+                (*(buf as *mut Vec<u8>)).extend_from_slice(std::slice::from_raw_parts(data, len))
+            }
+        }
+        ByteSink {
+            buf: v as *mut Vec<u8> as *mut c_void,
+            write,
+        }
+    }
+
+    /// Appends `bytes`.
+    ///
+    /// # Safety
+    /// The sink's buffer is still alive (as [`for_vec`](Self::for_vec) makes sure
+    /// by borrowing it).
+    pub unsafe fn put(&mut self, bytes: &[u8]) {
+        // SAFETY: per the contract.
+        unsafe { (self.write)(self.buf, bytes.as_ptr(), bytes.len()) }
+    }
+}
+
+/// Serialises a task's inputs or outputs into `out`; returns a result code,
+/// filling `err` on failure.
+pub type SaveFn = unsafe extern "C" fn(
+    container: *mut c_void,
+    task: *const TaskHeader,
+    out: *mut ByteSink,
+    err: *mut ErrorBuf,
+) -> i32;
+/// Loads a task's inputs or outputs from `len` bytes at `data`, allocating what
+/// its fields need from the main segment; returns a result code, filling `err`
+/// on failure. For inputs, `task` is a task block of the method's size whose
+/// header is zero: the load fills it all.
 pub type LoadFn = unsafe extern "C" fn(
     container: *mut c_void,
     task: *mut TaskHeader,
     data: *const u8,
     len: usize,
+    err: *mut ErrorBuf,
 ) -> i32;
-/// Copies a task (for replication); returns the new task's header or null.
-pub type NewCopyFn =
-    unsafe extern "C" fn(container: *mut c_void, task: *const TaskHeader) -> *mut TaskHeader;
+/// Copies a task into a new block of the main segment (for replication);
+/// returns the new task's header, or null after filling `err`.
+pub type NewCopyFn = unsafe extern "C" fn(
+    container: *mut c_void,
+    task: *const TaskHeader,
+    err: *mut ErrorBuf,
+) -> *mut TaskHeader;
+/// The size in bytes of the task type of `method` (0 if the module has none).
+pub type TaskSizeFn = unsafe extern "C" fn(method: u32) -> usize;
 
 /// The function table a module exports.
 #[repr(C)]
@@ -247,9 +473,11 @@ pub struct ModuleApi {
     pub destroy: DestroyFn,
     /// Runs a task.
     pub run: RunFn,
-    /// Monitor hook; `None` applies the documented default (lane 0, no estimate).
+    /// Monitor hook; `None` applies the documented default (lane 0 of queue 0,
+    /// no estimate, no container preference).
     pub monitor: Option<MonitorFn>,
-    /// Deletes a task; `None` frees the task block only.
+    /// Deletes a task (its fields, its error message and its block); `None`
+    /// frees the error message and the block only.
     pub del: Option<DelFn>,
     /// Saves inputs (network).
     pub save_in: Option<SaveFn>,
@@ -261,6 +489,8 @@ pub struct ModuleApi {
     pub load_out: Option<LoadFn>,
     /// Copies a task.
     pub new_copy: Option<NewCopyFn>,
+    /// The task size of a method (to allocate a block before `load_in`).
+    pub task_size: Option<TaskSizeFn>,
 }
 
 impl ModuleApi {
@@ -296,10 +526,22 @@ pub mod level {
     pub const TRACE: u32 = 5;
 }
 
+/// What a runtime segment holds ([`SegmentInfo::kind`]).
+pub mod segment_kind {
+    /// Tasks and the process queue.
+    pub const MAIN: u32 = 1;
+    /// Buffers clients allocate for bulk data.
+    pub const CLIENT_DATA: u32 = 2;
+    /// The runtime's own data.
+    pub const RUNTIME_DATA: u32 = 3;
+}
+
 /// A segment the runtime maps, for the module's own segment table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentInfo {
+    /// What the segment is for: a [`segment_kind`].
+    pub kind: u32,
     /// Segment id.
     pub id: u16,
     /// Base address in the runtime process.
@@ -327,6 +569,20 @@ pub struct RuntimeServices {
     pub segments: *const SegmentInfo,
     /// Number of entries at `segments`.
     pub num_segments: usize,
+    /// The most verbose [`level`] the runtime's log records (events above it
+    /// are not worth formatting).
+    pub max_log_level: u32,
+    /// Adds a local queue of `lanes` lanes and priority `priority`
+    /// ([`lane_priority`]) with id `queue_id` to the container being created
+    /// (`runtime` is [`ContainerInfo::runtime`]); returns 0, or a result code
+    /// after filling `err`.
+    pub create_local_queue: unsafe extern "C" fn(
+        runtime: *mut c_void,
+        queue_id: u32,
+        lanes: u32,
+        priority: u32,
+        err: *mut ErrorBuf,
+    ) -> i32,
 }
 
 // SAFETY: the table is immutable after the runtime builds it; its pointers name

@@ -2,16 +2,15 @@
 //! and an echo for measuring the round trip. Every runtime has an admin pool,
 //! [`PoolId::ADMIN`].
 
-use crate::client::{CallError, Client, TaskPtr};
+use crate::client::{CallError, Client, Pending, TaskError, TaskPtr};
 use crate::queue::Priority;
 use crate::shm::{Allocator, ShmString};
-use crate::task::{Task, TaskHeader};
 use crate::types::{DomainQuery, PoolId};
 
 /// The admin module's library name.
 pub const ADMIN_LIB_NAME: &str = "chimaera_admin";
 
-/// Method ids of the admin module (its `chimaera_mod.yaml`).
+/// Method ids of the admin module (its `chimaera_mod.yaml`, beside this file).
 pub mod method {
     /// Creates the admin container itself.
     pub const CREATE: u32 = 0;
@@ -29,141 +28,166 @@ pub mod method {
     pub const ECHO: u32 = 14;
 }
 
-/// Implements [`Task`] for a `#[repr(C)]` struct whose first field is `header`.
-macro_rules! admin_task {
-    ($t:ty, $m:expr) => {
-        // SAFETY: the struct is repr(C) with `header: TaskHeader` first, and its
-        // fields are ShmSafe (checked by the ShmSafe impl below).
-        unsafe impl Task for $t {
-            const METHOD: u32 = $m;
-            fn header(&self) -> &TaskHeader {
-                &self.header
-            }
-            fn header_mut(&mut self) -> &mut TaskHeader {
-                &mut self.header
-            }
-        }
-    };
+/// The creation parameters of a module's pools (seed: a module's
+/// `CreateParams`): serialised into the pool's argument string (as JSON) by the
+/// client, and handed to the container's `create` as a value.
+///
+/// `#[chimod]` implements this trait for the parameter type of the module's
+/// `create`, with the module's library name from its YAML, so the name a client
+/// asks for and the library the runtime loads cannot disagree.
+pub trait PoolParams: serde::Serialize + serde::de::DeserializeOwned {
+    /// The module's library name (`{namespace}_{module_name}`).
+    const CHIMOD_LIB_NAME: &'static str;
+
+    /// The argument string of a pool created with these parameters.
+    fn to_args(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| {
+            format!(
+                "cannot serialise the parameters of {}: {e}",
+                Self::CHIMOD_LIB_NAME
+            )
+        })
+    }
+
+    /// The parameters in a pool's argument string (an empty string reads as `{}`,
+    /// then as `null`, so a type with all-default fields needs no arguments).
+    fn from_args(args: &str) -> Result<Self, String> {
+        let text = args.trim();
+        let parsed = if text.is_empty() {
+            serde_json::from_str("{}").or_else(|_| serde_json::from_str("null"))
+        } else {
+            serde_json::from_str(text)
+        };
+        parsed.map_err(|e| {
+            format!(
+                "the pool arguments {args:?} are not the JSON of {}'s create parameters ({}): {e}",
+                Self::CHIMOD_LIB_NAME,
+                std::any::type_name::<Self>()
+            )
+        })
+    }
 }
 
-/// Creates a pool of a module (or, with `get_or_create`, returns the existing pool
-/// of that name if it runs the same module).
-#[repr(C)]
+/// Creates a pool of a module; fails if the name is taken.
+#[crate::task(method = 10, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
 #[derive(Debug)]
 pub struct CreatePoolTask {
-    /// Header.
-    pub header: TaskHeader,
-    /// In: module library name (`chimod_lib_name`, e.g. `chimaera_echo`).
+    /// Module library name (`chimod_lib_name`, e.g. `chimaera_mod_name`).
+    #[input]
     pub module: ShmString,
-    /// In: pool name, unique on the node.
+    /// Pool name, unique on the node.
+    #[input]
     pub pool_name: ShmString,
-    /// In: module-specific creation arguments.
+    /// Module-specific creation arguments ([`PoolParams::to_args`]).
+    #[input]
     pub args: ShmString,
-    /// In: requested id (0 = any). Out: the pool's id.
+    /// In: the requested id (0 = any). Out: the pool's id.
+    #[inout]
     pub pool_id: PoolId,
-    /// In: non-zero for GetOrCreate semantics.
-    pub get_or_create: u32,
-    /// Reserved.
-    pub _reserved: u32,
-}
-
-// SAFETY: repr(C) of ShmSafe fields.
-unsafe impl crate::shm::ShmSafe for CreatePoolTask {}
-
-// SAFETY: see `admin_task!`; the method is set per call by the constructor (the
-// METHOD constant is the plain CreatePool).
-unsafe impl Task for CreatePoolTask {
-    const METHOD: u32 = method::CREATE_POOL;
-    fn header(&self) -> &TaskHeader {
-        &self.header
-    }
-    fn header_mut(&mut self) -> &mut TaskHeader {
-        &mut self.header
-    }
-    fn free_fields(&mut self, alloc: &Allocator) {
-        let _ = self.module.free(alloc);
-        let _ = self.pool_name.free(alloc);
-        let _ = self.args.free(alloc);
-    }
 }
 
 impl CreatePoolTask {
-    /// A CreatePool (or GetOrCreatePool) task for the admin pool.
+    /// A CreatePool task for the admin pool.
     pub fn new(
         alloc: &Allocator,
         module: &str,
         pool_name: &str,
         args: &str,
         requested: PoolId,
-        get_or_create: bool,
     ) -> Result<Self, crate::shm::AllocError> {
-        let m = if get_or_create {
-            method::GET_OR_CREATE_POOL
-        } else {
-            method::CREATE_POOL
-        };
-        Ok(CreatePoolTask {
-            header: TaskHeader::new(PoolId::ADMIN, m, size_of::<Self>(), DomainQuery::local()),
-            module: ShmString::from_str(alloc, module)?,
-            pool_name: ShmString::from_str(alloc, pool_name)?,
-            args: ShmString::from_str(alloc, args)?,
-            pool_id: requested,
-            get_or_create: get_or_create as u32,
-            _reserved: 0,
-        })
+        Ok(Self::emplace(
+            PoolId::ADMIN,
+            DomainQuery::local(),
+            ShmString::from_str(alloc, module)?,
+            ShmString::from_str(alloc, pool_name)?,
+            ShmString::from_str(alloc, args)?,
+            requested,
+        ))
+    }
+}
+
+/// Returns the pool of a name, creating it if it does not exist (seed:
+/// `GetOrCreatePoolTask<CreateParams>`; the parameter type is given to
+/// [`with_params`](Self::with_params), which fills in the module's library
+/// name and serialises the parameters).
+#[crate::task(method = 13, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
+#[derive(Debug)]
+pub struct GetOrCreatePoolTask {
+    /// Module library name (`chimod_lib_name`).
+    #[input]
+    pub module: ShmString,
+    /// Pool name, unique on the node.
+    #[input]
+    pub pool_name: ShmString,
+    /// Module-specific creation arguments ([`PoolParams::to_args`]).
+    #[input]
+    pub args: ShmString,
+    /// The pool's id.
+    #[output]
+    pub pool_id: PoolId,
+}
+
+impl GetOrCreatePoolTask {
+    /// A GetOrCreatePool task with raw arguments.
+    pub fn new(
+        alloc: &Allocator,
+        module: &str,
+        pool_name: &str,
+        args: &str,
+    ) -> Result<Self, crate::shm::AllocError> {
+        Ok(Self::emplace(
+            PoolId::ADMIN,
+            DomainQuery::local(),
+            ShmString::from_str(alloc, module)?,
+            ShmString::from_str(alloc, pool_name)?,
+            ShmString::from_str(alloc, args)?,
+        ))
+    }
+
+    /// A GetOrCreatePool task for a pool of the module whose parameters are `P`.
+    pub fn with_params<P: PoolParams>(
+        alloc: &Allocator,
+        pool_name: &str,
+        params: &P,
+    ) -> Result<Self, CallError> {
+        let args = params.to_args().map_err(|message| TaskError {
+            code: crate::task::code::BAD_TASK,
+            message,
+        })?;
+        Ok(Self::new(alloc, P::CHIMOD_LIB_NAME, pool_name, &args)?)
+    }
+
+    /// The parameters in the task, read as `P`.
+    pub fn params<P: PoolParams>(&self) -> Result<P, String> {
+        P::from_args(self.args.to_str().map_err(|e| e.to_string())?)
     }
 }
 
 /// Destroys a pool.
-#[repr(C)]
+#[crate::task(method = 11, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
 #[derive(Debug)]
 pub struct DestroyPoolTask {
-    /// Header.
-    pub header: TaskHeader,
-    /// In: the pool.
+    /// The pool.
+    #[input]
     pub pool_id: PoolId,
 }
-// SAFETY: repr(C) of ShmSafe fields.
-unsafe impl crate::shm::ShmSafe for DestroyPoolTask {}
-admin_task!(DestroyPoolTask, method::DESTROY_POOL);
 
 impl DestroyPoolTask {
     /// A DestroyPool task.
     pub fn new(pool_id: PoolId) -> Self {
-        DestroyPoolTask {
-            header: TaskHeader::new(
-                PoolId::ADMIN,
-                method::DESTROY_POOL,
-                size_of::<Self>(),
-                DomainQuery::local(),
-            ),
-            pool_id,
-        }
+        Self::emplace(PoolId::ADMIN, DomainQuery::local(), pool_id)
     }
 }
 
 /// Stops the runtime (it completes the task first).
-#[repr(C)]
+#[crate::task(method = 12, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
 #[derive(Debug)]
-pub struct StopRuntimeTask {
-    /// Header.
-    pub header: TaskHeader,
-}
-// SAFETY: repr(C) of ShmSafe fields.
-unsafe impl crate::shm::ShmSafe for StopRuntimeTask {}
-admin_task!(StopRuntimeTask, method::STOP_RUNTIME);
+pub struct StopRuntimeTask;
 
 impl StopRuntimeTask {
     /// A StopRuntime task.
     pub fn new() -> Self {
-        StopRuntimeTask {
-            header: TaskHeader::new(
-                PoolId::ADMIN,
-                method::STOP_RUNTIME,
-                size_of::<Self>(),
-                DomainQuery::local(),
-            ),
-        }
+        Self::emplace(PoolId::ADMIN, DomainQuery::local())
     }
 }
 
@@ -174,33 +198,26 @@ impl Default for StopRuntimeTask {
 }
 
 /// Echoes `value` into `reply` (the empty task of round-trip measurements).
-#[repr(C)]
+#[crate::task(method = 14, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
 #[derive(Debug)]
 pub struct EchoTask {
-    /// Header.
-    pub header: TaskHeader,
-    /// In.
+    /// The value.
+    #[input]
     pub value: u64,
-    /// In: how long the handler takes before answering, in microseconds (0 for
-    /// the empty task). The handler yields its coroutine while it waits, so the
+    /// How long the handler takes before answering, in microseconds (0 for the
+    /// empty task). The handler yields its coroutine while it waits, so the
     /// worker keeps running other tasks.
+    #[input]
     pub delay_us: u64,
-    /// Out: `value`.
+    /// `value`.
+    #[output]
     pub reply: u64,
 }
-// SAFETY: repr(C) of ShmSafe fields.
-unsafe impl crate::shm::ShmSafe for EchoTask {}
-admin_task!(EchoTask, method::ECHO);
 
 impl EchoTask {
     /// An Echo task for `pool` (the admin pool, or any pool whose module echoes).
     pub fn new(pool: PoolId, value: u64) -> Self {
-        EchoTask {
-            header: TaskHeader::new(pool, method::ECHO, size_of::<Self>(), DomainQuery::local()),
-            value,
-            delay_us: 0,
-            reply: 0,
-        }
+        Self::emplace(pool, DomainQuery::local(), value, 0)
     }
 }
 
@@ -216,21 +233,6 @@ impl<'a> AdminClient<'a> {
         AdminClient { client }
     }
 
-    fn create(
-        &self,
-        module: &str,
-        name: &str,
-        args: &str,
-        id: PoolId,
-        goc: bool,
-    ) -> Result<PoolId, CallError> {
-        let t = CreatePoolTask::new(self.client.main_allocator(), module, name, args, id, goc)?;
-        let t = self.client.call(t, Priority::LowLatency)?;
-        let id = t.get().pool_id;
-        self.client.del_task(t);
-        Ok(id)
-    }
-
     /// Creates pool `name` of `module` (requested id 0 = any); fails if the name
     /// is taken.
     pub fn create_pool(
@@ -240,7 +242,10 @@ impl<'a> AdminClient<'a> {
         args: &str,
         id: PoolId,
     ) -> Result<PoolId, CallError> {
-        self.create(module, name, args, id, false)
+        let t = CreatePoolTask::new(self.client.main_allocator(), module, name, args, id)?;
+        self.client
+            .submit(t, Priority::LowLatency)?
+            .wait_with(|t| t.pool_id)
     }
 
     /// Returns pool `name`, creating it from `module` if it does not exist; fails if
@@ -251,7 +256,32 @@ impl<'a> AdminClient<'a> {
         name: &str,
         args: &str,
     ) -> Result<PoolId, CallError> {
-        self.create(module, name, args, PoolId::NULL, true)
+        let t = GetOrCreatePoolTask::new(self.client.main_allocator(), module, name, args)?;
+        self.client
+            .submit(t, Priority::LowLatency)?
+            .wait_with(|t| t.pool_id)
+    }
+
+    /// Returns pool `name` of the module whose parameters are `P`, creating it
+    /// with `params` if it does not exist (seed: a module client's `Create`).
+    pub fn get_or_create<P: PoolParams>(
+        &self,
+        name: &str,
+        params: &P,
+    ) -> Result<PoolId, CallError> {
+        self.async_get_or_create(name, params)?
+            .wait_with(|t| t.pool_id)
+    }
+
+    /// Submits a GetOrCreatePool of the module whose parameters are `P` (seed: a
+    /// module client's `AsyncCreate`); read `pool_id` once it completes.
+    pub fn async_get_or_create<P: PoolParams>(
+        &self,
+        name: &str,
+        params: &P,
+    ) -> Result<Pending<'a, GetOrCreatePoolTask>, CallError> {
+        let t = GetOrCreatePoolTask::with_params(self.client.main_allocator(), name, params)?;
+        self.client.submit(t, Priority::LowLatency)
     }
 
     /// Destroys a pool.

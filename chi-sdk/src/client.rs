@@ -205,6 +205,77 @@ impl<T: Task> TaskPtr<T> {
     }
 }
 
+/// A task submitted with [`Client::submit`], not yet waited for.
+///
+/// Dropping it without waiting frees the task if the runtime completed it, and
+/// otherwise leaves it allocated (the runtime still writes to it) with a warning.
+pub struct Pending<'c, T: Task> {
+    client: &'c Client,
+    task: Option<TaskPtr<T>>,
+}
+
+impl<T: Task> std::fmt::Debug for Pending<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("task", &self.task).finish()
+    }
+}
+
+impl<'c, T: Task> Pending<'c, T> {
+    /// Whether the runtime completed the task (wait does not block then).
+    pub fn is_complete(&self) -> bool {
+        self.task.as_ref().is_none_or(TaskPtr::is_complete)
+    }
+
+    /// The task in flight (outputs are final only once complete).
+    pub fn task(&self) -> Option<&TaskPtr<T>> {
+        self.task.as_ref()
+    }
+
+    /// Waits for the task. On success the caller reads the outputs and passes
+    /// the task to [`Client::del_task`]; a failed task is freed and its error
+    /// returned.
+    pub fn wait(mut self) -> Result<TaskPtr<T>, CallError> {
+        let t = self
+            .task
+            .take()
+            .expect("a Pending holds its task until waited");
+        // If the wait fails the runtime may still hold the task: it is not freed.
+        if let Err(e) = self.client.wait(&t) {
+            std::mem::forget(t);
+            return Err(e.into());
+        }
+        if let Err(e) = t.result() {
+            self.client.del_task(t);
+            return Err(e.into());
+        }
+        Ok(t)
+    }
+
+    /// Waits, reads the outputs with `read`, and frees the task.
+    pub fn wait_with<R>(self, read: impl FnOnce(&T) -> R) -> Result<R, CallError> {
+        let client = self.client;
+        let t = self.wait()?;
+        let r = read(t.get());
+        client.del_task(t);
+        Ok(r)
+    }
+}
+
+impl<T: Task> Drop for Pending<'_, T> {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            if t.is_complete() {
+                self.client.del_task(t);
+            } else {
+                tracing::warn!(
+                    task = %t.shm(),
+                    "a submitted task was dropped before it completed; it stays allocated"
+                );
+            }
+        }
+    }
+}
+
 /// A process's connection to its node's runtime.
 pub struct Client {
     opts: ClientOptions,
@@ -438,18 +509,21 @@ impl Client {
     /// Submits `task`, waits for it, and returns it (the caller reads the outputs,
     /// then passes it to [`del_task`](Self::del_task)).
     pub fn call<T: Task>(&self, task: T, prio: Priority) -> Result<TaskPtr<T>, CallError> {
+        self.submit(task, prio)?.wait()
+    }
+
+    /// Submits `task` without waiting (seed: the `Async…` calls): the returned
+    /// [`Pending`] is waited for with [`Pending::wait`].
+    pub fn submit<T: Task>(&self, task: T, prio: Priority) -> Result<Pending<'_, T>, CallError> {
         let t = self.new_task(task)?;
         if let Err(e) = self.enqueue(&t, prio) {
             self.del_task(t);
             return Err(e.into());
         }
-        // If the wait fails the runtime may still hold the task: it is not freed.
-        self.wait(&t)?;
-        if let Err(e) = t.result() {
-            self.del_task(t);
-            return Err(e.into());
-        }
-        Ok(t)
+        Ok(Pending {
+            client: self,
+            task: Some(t),
+        })
     }
 
     /// Allocates a buffer of `size` bytes in the client_data segment.

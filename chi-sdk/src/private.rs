@@ -76,6 +76,115 @@ pub fn copy_header(h: &TaskHeader) -> TaskHeader {
     new
 }
 
+/// Forwards a module library's `tracing` events to the runtime's log.
+pub mod logbridge {
+    use std::fmt::Write as _;
+
+    use tracing::field::{Field, Visit};
+    use tracing::level_filters::LevelFilter;
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    use crate::abi::{RuntimeServices, level};
+
+    struct Forward {
+        services: &'static RuntimeServices,
+        max: LevelFilter,
+    }
+
+    fn filter_of(max: u32) -> LevelFilter {
+        match max {
+            0 => LevelFilter::OFF,
+            level::ERROR => LevelFilter::ERROR,
+            level::WARN => LevelFilter::WARN,
+            level::INFO => LevelFilter::INFO,
+            level::DEBUG => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        }
+    }
+
+    fn code_of(l: &Level) -> u32 {
+        match *l {
+            Level::ERROR => level::ERROR,
+            Level::WARN => level::WARN,
+            Level::INFO => level::INFO,
+            Level::DEBUG => level::DEBUG,
+            Level::TRACE => level::TRACE,
+        }
+    }
+
+    /// The event's message, then its other fields as ` key=value`.
+    #[derive(Default)]
+    struct Text {
+        message: String,
+        fields: String,
+    }
+
+    impl Visit for Text {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "message" {
+                self.message.push_str(value);
+            } else {
+                let _ = write!(self.fields, " {}={value}", field.name());
+            }
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                let _ = write!(self.message, "{value:?}");
+            } else {
+                let _ = write!(self.fields, " {}={value:?}", field.name());
+            }
+        }
+    }
+
+    impl Subscriber for Forward {
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            *m.level() <= self.max
+        }
+
+        fn max_level_hint(&self) -> Option<LevelFilter> {
+            Some(self.max)
+        }
+
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+        fn event(&self, e: &Event<'_>) {
+            let mut t = Text::default();
+            e.record(&mut t);
+            t.message.push_str(&t.fields);
+            let target = e.metadata().target();
+            // SAFETY: the runtime's log function, called with two live strings.
+            unsafe {
+                (self.services.log)(
+                    code_of(e.metadata().level()),
+                    target.as_ptr(),
+                    target.len(),
+                    t.message.as_ptr(),
+                    t.message.len(),
+                )
+            };
+        }
+
+        fn enter(&self, _: &Id) {}
+
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// Installs the forwarder as this library's global `tracing` subscriber
+    /// (once; a library that already has one keeps it).
+    pub fn install(services: &'static RuntimeServices) {
+        let max = filter_of(services.max_log_level);
+        let _ = tracing::subscriber::set_global_default(Forward { services, max });
+    }
+}
+
 /// Registers a segment another copy of chi-sdk mapped (the runtime's, seen from
 /// a module library, which has its own segment table) so that pointers into it
 /// resolve here. Registering the mapping already recorded is a no-op.
@@ -94,11 +203,14 @@ pub mod chimod {
     use std::sync::atomic::{AtomicPtr, Ordering};
 
     pub use crate::abi::{
-        AbiFingerprint, ContainerInfo, ErrorBuf, ModuleApi, MonitorFn, MonitorMode, RunCtx,
-        RuntimeServices, fixed_str,
+        AbiFingerprint, ByteSink, ContainerInfo, EntryFn, ErrorBuf, LaneId, ModuleApi, MonitorFn,
+        MonitorMode, RunCtx, RuntimeServices, fixed_str,
     };
+    pub use crate::admin::PoolParams;
+    pub use crate::container::CreateCtx;
     use crate::task::code;
     pub use crate::task::{Task, TaskHeader};
+    pub use crate::types::PoolId;
 
     /// The runtime's services, as handed to this library's `init`.
     static SERVICES: AtomicPtr<RuntimeServices> = AtomicPtr::new(std::ptr::null_mut());
@@ -113,7 +225,8 @@ pub mod chimod {
     /// Checks at compile time what a container type must be.
     pub fn assert_container<T: Send + Sync + 'static>() {}
 
-    /// `init`: keeps the services and registers the runtime's segments.
+    /// `init`: keeps the services, adopts the runtime's segments and forwards
+    /// this library's logs to the runtime's.
     ///
     /// # Safety
     /// `services` is the runtime's table, valid for the life of the process.
@@ -123,19 +236,24 @@ pub mod chimod {
         }
         SERVICES.store(services as *mut RuntimeServices, Ordering::Release);
         // SAFETY: per the contract.
-        let s = unsafe { &*services };
-        let segs: &[crate::abi::SegmentInfo] = if s.segments.is_null() {
-            &[]
-        } else {
-            // SAFETY: the runtime's leaked list of `num_segments` entries.
-            unsafe { std::slice::from_raw_parts(s.segments, s.num_segments) }
-        };
-        for seg in segs {
-            if super::register_external_segment(seg.id, seg.base, seg.len).is_err() {
-                return 2;
+        let s: &'static RuntimeServices = unsafe { &*services };
+        match crate::container::init(s) {
+            Ok(()) => 0,
+            Err(msg) => {
+                let target = "chi_sdk::container";
+                // SAFETY: the runtime's log function; both strings outlive the call.
+                unsafe {
+                    (s.log)(
+                        crate::abi::level::ERROR,
+                        target.as_ptr(),
+                        target.len(),
+                        msg.as_ptr(),
+                        msg.len(),
+                    )
+                };
+                2
             }
         }
-        0
     }
 
     /// The text of a panic payload (also used by the runtime's built-in admin module).
@@ -155,7 +273,7 @@ pub mod chimod {
         args: *const u8,
         args_len: usize,
         err: *mut ErrorBuf,
-        make: fn(&ContainerInfo, &str) -> Result<T, String>,
+        make: impl FnOnce(&mut CreateCtx<'_>, &str) -> Result<T, String>,
     ) -> *mut c_void {
         let out = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: per the contract.
@@ -168,7 +286,8 @@ pub mod chimod {
             };
             let args = std::str::from_utf8(bytes)
                 .map_err(|e| format!("the pool's arguments are not UTF-8: {e}"))?;
-            make(info, args)
+            let mut ctx = CreateCtx::new(info);
+            make(&mut ctx, args)
         }));
         let msg = match out {
             Ok(Ok(c)) => return Box::into_raw(Box::new(c)) as *mut c_void,
@@ -178,6 +297,156 @@ pub mod chimod {
         // SAFETY: the caller's buffer.
         unsafe { (*err).set(&msg) };
         std::ptr::null_mut()
+    }
+
+    /// Decodes typed create parameters.
+    pub fn params<P: crate::admin::PoolParams>(args: &str) -> Result<P, String> {
+        P::from_args(args)
+    }
+
+    /// The main allocator, as a task-hook error.
+    fn alloc() -> Result<&'static crate::shm::Allocator, (i32, String)> {
+        crate::container::main_allocator().map_err(|e| (code::FAILED, e.to_string()))
+    }
+
+    /// Runs a task hook (`del`, `save_*`, `load_*`): contains panics, writes a
+    /// failure to `err` (if any) and returns the result code.
+    pub fn hook(err: *mut ErrorBuf, f: impl FnOnce() -> Result<(), (i32, String)>) -> i32 {
+        let (rc, msg) = match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(())) => return code::OK,
+            Ok(Err(e)) => e,
+            Err(p) => (code::PANICKED, format!("panicked: {}", panic_text(&*p))),
+        };
+        if !err.is_null() {
+            // SAFETY: the caller's buffer (checked non-null).
+            unsafe { (*err).set(&msg) };
+        }
+        rc
+    }
+
+    fn ser_err(e: crate::ser::SerError) -> (i32, String) {
+        (code::BAD_TASK, e.to_string())
+    }
+
+    /// `del` for a task of type `T`: frees its fields, its error message and
+    /// its block in the main segment.
+    ///
+    /// # Safety
+    /// As [`cast`]; nobody uses the task afterwards.
+    pub unsafe fn del<T: crate::ser::TaskSer>(task: *mut TaskHeader) -> Result<(), (i32, String)> {
+        let alloc = alloc()?;
+        // SAFETY: per the contract.
+        let t = unsafe { cast::<T>(task)? };
+        t.free_fields(alloc);
+        let _ = t.header_mut().error.free(alloc);
+        let ptr = crate::shm::ShmPtr::from_addr(task).ok_or_else(|| {
+            (
+                code::BAD_TASK,
+                format!("task at {task:p} is not in a mapped segment"),
+            )
+        })?;
+        alloc.free(ptr).map_err(|e| (code::BAD_TASK, e.to_string()))
+    }
+
+    /// `save_in` / `save_out` for a task of type `T`.
+    ///
+    /// # Safety
+    /// As [`cast`] (read only); `out` is the runtime's live sink.
+    pub unsafe fn save<T: crate::ser::TaskSer>(
+        task: *const TaskHeader,
+        out: *mut crate::abi::ByteSink,
+        outputs: bool,
+    ) -> Result<(), (i32, String)> {
+        // SAFETY: per the contract; only read.
+        let t: &T = unsafe { cast::<T>(task as *mut TaskHeader)? };
+        let mut v = Vec::new();
+        if outputs {
+            t.save_out(&mut v).map_err(ser_err)?;
+        } else {
+            t.save_in(&mut v).map_err(ser_err)?;
+        }
+        // SAFETY: the runtime's sink, live for the call.
+        unsafe { (*out).put(&v) };
+        Ok(())
+    }
+
+    /// `load_in` for a task of type `T`: `task` is a block of
+    /// `size_of::<T>()` bytes, overwritten with the task read from `data`.
+    ///
+    /// # Safety
+    /// `task` points to a writable block of at least `size_of::<T>()` bytes,
+    /// aligned for `T`; `data` holds `len` readable bytes.
+    pub unsafe fn load_in<T: crate::ser::TaskSer>(
+        task: *mut TaskHeader,
+        data: *const u8,
+        len: usize,
+        empty: fn(crate::types::PoolId) -> T,
+    ) -> Result<(), (i32, String)> {
+        let alloc = alloc()?;
+        if !(task as usize).is_multiple_of(align_of::<T>()) {
+            return Err((
+                code::BAD_TASK,
+                format!("task block at {task:p} is misaligned"),
+            ));
+        }
+        // SAFETY: per the contract, the block is writable and large enough; T is
+        // ShmSafe, so overwriting whatever bytes were there needs no drop.
+        let t = unsafe {
+            (task as *mut T).write(empty(crate::types::PoolId::NULL));
+            &mut *(task as *mut T)
+        };
+        // SAFETY: per the contract.
+        let bytes = unsafe { bytes_at(data, len) };
+        let mut r = crate::ser::Reader::new(bytes);
+        t.load_in(&mut r, alloc).map_err(ser_err)?;
+        r.finish().map_err(ser_err)
+    }
+
+    /// `load_out` for a task of type `T`.
+    ///
+    /// # Safety
+    /// As [`cast`]; `data` holds `len` readable bytes.
+    pub unsafe fn load_out<T: crate::ser::TaskSer>(
+        task: *mut TaskHeader,
+        data: *const u8,
+        len: usize,
+    ) -> Result<(), (i32, String)> {
+        let alloc = alloc()?;
+        // SAFETY: per the contract.
+        let t = unsafe { cast::<T>(task)? };
+        // SAFETY: per the contract.
+        let bytes = unsafe { bytes_at(data, len) };
+        let mut r = crate::ser::Reader::new(bytes);
+        t.load_out(&mut r, alloc).map_err(ser_err)?;
+        r.finish().map_err(ser_err)
+    }
+
+    /// `new_copy` for a task of type `T`: a deep copy in a new main-segment block.
+    ///
+    /// # Safety
+    /// As [`cast`] (read only).
+    pub unsafe fn new_copy<T: crate::ser::TaskSer>(
+        task: *const TaskHeader,
+    ) -> Result<*mut TaskHeader, (i32, String)> {
+        let alloc = alloc()?;
+        // SAFETY: per the contract; only read.
+        let t: &T = unsafe { cast::<T>(task as *mut TaskHeader)? };
+        let copy = t.new_copy(alloc).map_err(ser_err)?;
+        let p = alloc
+            .new_obj(copy)
+            .map_err(|e| (code::FAILED, e.to_string()))?;
+        Ok(p.as_ptr() as *mut TaskHeader)
+    }
+
+    /// # Safety
+    /// `data` holds `len` readable bytes (or `len` is 0).
+    unsafe fn bytes_at<'a>(data: *const u8, len: usize) -> &'a [u8] {
+        if data.is_null() || len == 0 {
+            &[]
+        } else {
+            // SAFETY: per the contract.
+            unsafe { std::slice::from_raw_parts(data, len) }
+        }
     }
 
     /// `destroy`: drops the container (panics in `Drop` are contained).
@@ -223,11 +492,9 @@ pub mod chimod {
     }
 
     /// A handler's error as a failed call.
-    pub fn failed<E>(e: E) -> (i32, String)
-    where
-        String: From<E>,
-    {
-        (code::FAILED, String::from(e))
+    pub fn failed<E: Into<crate::task::Failure>>(e: E) -> (i32, String) {
+        let f = e.into();
+        (f.code, f.message)
     }
 
     /// The error for a method this module does not handle.
@@ -316,10 +583,13 @@ pub mod chimod {
         }
     }
 
-    /// The monitor of a method without `monitor_*`: lane 0, no estimate.
+    /// The monitor of a method without `monitor_*` (the documented default):
+    /// LocalSchedule names no lane ([`LaneId::HERE`]: the task runs on the
+    /// worker that took it from the process queue); no estimate, no container
+    /// preference.
     pub fn default_monitor(mode: MonitorMode, ctx: &mut RunCtx) -> Result<(), (i32, String)> {
         if mode == MonitorMode::LocalSchedule {
-            ctx.route_lane = 0;
+            ctx.route(LaneId::HERE);
         }
         Ok(())
     }

@@ -15,6 +15,7 @@
 //! | [`state::RUNNING`] | worker | a worker started it |
 //! | [`state::COMPLETE`] | worker | finished; outputs and `result` are final |
 //! | [`state::WAITER`] | waiting client | a thread sleeps on the futex: wake it |
+//! | [`state::ROUTED`] | worker | moved to the worker of its container lane |
 //!
 //! Completion is `fetch_or(COMPLETE)` with Release ordering after the outputs were
 //! written; a waiter spins on an Acquire load of the word, then sets `WAITER` and
@@ -35,6 +36,9 @@ pub mod state {
     pub const COMPLETE: u32 = 1 << 2;
     /// A thread is (about to be) asleep on the state word.
     pub const WAITER: u32 = 1 << 3;
+    /// The runtime moved the task to the worker of the lane its container's
+    /// Monitor chose: run it there without asking Monitor again.
+    pub const ROUTED: u32 = 1 << 4;
 }
 
 /// Bits of [`TaskHeader::flags`].
@@ -66,6 +70,46 @@ pub mod code {
     pub const FAILED: i32 = 7;
     /// First code free for modules.
     pub const MODULE_BASE: i32 = 1000;
+}
+
+/// Why a handler failed: a result code ([`code`]) and a message for the client.
+/// A handler returns `Result<(), E>` for any `E: Into<Failure>`: a `String` or
+/// `&str` is a [`code::FAILED`] failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The result code the task completes with.
+    pub code: i32,
+    /// The message.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with `code` (one of [`code`], or a module's own from
+    /// [`code::MODULE_BASE`]).
+    pub fn new(code: i32, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::new(code::FAILED, message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::new(code::FAILED, message)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (code {})", self.message, self.code)
+    }
 }
 
 /// The header every task starts with (`#[repr(C)]`, 88 bytes).

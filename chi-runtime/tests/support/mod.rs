@@ -23,6 +23,8 @@
 
 #![allow(dead_code)]
 
+pub mod modules;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -48,6 +48,11 @@ pub struct ShmPtr {
 }
 
 impl ShmPtr {
+    /// The pointer to address `addr`, if it lies in a segment this process maps.
+    pub fn from_addr<T>(addr: *const T) -> Option<ShmPtr> {
+        super::registry::pointer_of(addr as usize)
+    }
+
     /// The null pointer (segment 0, offset 0).
     pub const NULL: ShmPtr = ShmPtr { bits: 0 };
     /// The largest offset a `ShmPtr` can hold.

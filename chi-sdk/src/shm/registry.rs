@@ -97,3 +97,15 @@ pub(crate) fn resolve(ptr: ShmPtr, len: u64, align: u64) -> Result<usize, ShmErr
     }
     Ok(addr)
 }
+
+/// The pointer of address `addr` if it lies inside a mapped segment (a linear
+/// scan of the table: for rare paths such as freeing a task by address).
+pub(crate) fn pointer_of(addr: usize) -> Option<ShmPtr> {
+    SLOTS.iter().enumerate().skip(1).find_map(|(id, slot)| {
+        // Acquire: pairs with the Release store in `register`.
+        let len = slot.len.load(Ordering::Acquire);
+        let base = slot.base.load(Ordering::Relaxed);
+        (len != 0 && base != 0 && addr >= base && ((addr - base) as u64) < len)
+            .then(|| ShmPtr::new(super::SegmentId(id as u16), (addr - base) as u64))
+    })
+}

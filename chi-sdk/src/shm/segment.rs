@@ -64,7 +64,11 @@ const _: () = assert!(size_of::<SegmentHeader>() as u64 <= HEADER_SIZE);
 pub(crate) struct Mapping {
     name: String,
     id: SegmentId,
-    map: MmapRaw,
+    /// `None` for a mapping made by another copy of this library in the same
+    /// process (a module seeing the runtime's segments): see
+    /// [`Segment::adopt_external`].
+    map: Option<MmapRaw>,
+    ext_base: usize,
     size: u64,
     /// (device, inode) of the file, to tell our segment from a replacement.
     file_id: (u64, u64),
@@ -74,7 +78,10 @@ impl Mapping {
     /// Base address of the mapping.
     #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
+        match &self.map {
+            Some(m) => m.as_mut_ptr(),
+            None => self.ext_base as *mut u8,
+        }
     }
 
     /// Length of the mapping.
@@ -105,6 +112,10 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.map.is_none() {
+            // Adopted: the other copy owns the mapping and its registration.
+            return;
+        }
         registry::unregister(self.id, self.base() as usize);
         let mut by_name = BY_NAME.lock().unwrap_or_else(|e| e.into_inner());
         by_name.retain(|(n, w)| !(n == &self.name && w.strong_count() == 0));
@@ -234,7 +245,8 @@ impl Segment {
             let mapping = Mapping {
                 name: name.to_owned(),
                 id,
-                map,
+                map: Some(map),
+                ext_base: 0,
                 size,
                 file_id: (dev, ino),
             };
@@ -356,7 +368,8 @@ impl Segment {
         let mut mapping = Mapping {
             name: name.to_owned(),
             id: SegmentId::NULL,
-            map,
+            map: Some(map),
+            ext_base: 0,
             size: file_size,
             file_id: (dev, ino),
         };
@@ -416,6 +429,55 @@ impl Segment {
             .ok()
             .and_then(|p| shm::open(p.as_c_str(), shm::OFlags::RDONLY, Mode::empty()).ok())
             .is_some()
+    }
+
+    /// A handle to a segment that another copy of this library mapped in this
+    /// process at `base` for `len` bytes (the runtime's segments, seen from a
+    /// module library, which has its own copy of chi-sdk and so its own segment
+    /// table). Registers it in this copy's table unless the same mapping is
+    /// already there. The handle never unmaps, unregisters or unlinks anything.
+    ///
+    /// # Safety
+    /// `base..base + len` is a live mapping of a formatted segment with id `id`
+    /// that stays mapped for as long as the returned handle (or anything made
+    /// from it) is used.
+    pub unsafe fn adopt_external(
+        id: SegmentId,
+        base: usize,
+        len: u64,
+    ) -> Result<Segment, ShmError> {
+        let name = format!("segment {} (mapped by the runtime)", id.0);
+        if len < HEADER_SIZE || base == 0 {
+            return Err(ShmError::SizeMismatch {
+                name,
+                expected: HEADER_SIZE,
+                actual: len,
+            });
+        }
+        if registry::lookup(id) != Some((base, len)) {
+            registry::register(id, base, len, &name)?;
+        }
+        let mapping = Mapping {
+            name,
+            id,
+            map: None,
+            ext_base: base,
+            size: len,
+            file_id: (0, 0),
+        };
+        // Acquire: pairs with the Release store of the magic in `format`.
+        let found = mapping.header().magic.load(Ordering::Acquire);
+        if found != SEGMENT_MAGIC {
+            return Err(ShmError::WrongMagic {
+                name: mapping.name.clone(),
+                found,
+                expected: SEGMENT_MAGIC,
+            });
+        }
+        Ok(Segment {
+            map: Arc::new(mapping),
+            owns_name: false,
+        })
     }
 
     /// The segment's name (without the leading `/`).

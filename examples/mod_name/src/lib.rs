@@ -1,6 +1,6 @@
 //! The seed's `MOD_NAME` module in Rust: a container declared with
 //! [`#[chi_sdk::chimod]`](chi_sdk::chimod), its tasks declared with
-//! [`#[chi_sdk::task]`](chi_sdk::task), and a small client API.
+//! [`#[chi_sdk::task]`](chi_sdk::task), and its client, [`ModNameClient`].
 //!
 //! Built as `libchimaera_mod_name_runtime.so` (a `cdylib`) for the runtime to
 //! load from its module path, and as an `rlib` for client programs.
@@ -8,14 +8,24 @@
 //! Methods (see `chimaera_mod.yaml`):
 //! * `kCustom` (10): [`CustomTask`]: `op` [`OP_UPPERCASE`] upper-cases `data` in
 //!   place and returns its length; [`OP_COUNT`] returns how many Custom calls the
-//!   container ran before this one; other ops fail with a message.
+//!   container ran before this one; [`OP_APPEND_POOL`] appends `:` and the pool's
+//!   name to `data` (the output grows: the handler allocates it in the main
+//!   segment); other ops fail with a message.
 //! * `kPanic` (11): [`PanicTask`]: the handler panics (the runtime must report
 //!   `code::PANICKED` and keep serving).
+//! * `kEcho` (14): [`EchoTask`]: answers `value`, like the admin pool's Echo
+//!   (for measuring a loaded module's round trip against the built-in one).
+//!
+//! The container has two local queues: [`METADATA_QUEUE`] (one high-latency
+//! lane) and [`PROCESSING_QUEUE`] (two low-latency lanes). Its monitor routes
+//! Custom by the hash of `op`, so calls of one op stay in order on one lane.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use chi_sdk::abi::{ContainerInfo, RunCtx};
-use chi_sdk::client::{CallError, Client};
+use chi_sdk::abi::{MonitorMode, QueueId, RunCtx};
+use chi_sdk::admin::AdminClient;
+use chi_sdk::client::{CallError, Client, Pending};
+use chi_sdk::container::CreateCtx;
 use chi_sdk::queue::Priority;
 use chi_sdk::shm::ShmString;
 use chi_sdk::types::{DomainQuery, PoolId};
@@ -24,6 +34,24 @@ use chi_sdk::types::{DomainQuery, PoolId};
 pub const OP_UPPERCASE: u32 = 0;
 /// `op` of [`CustomTask`]: result = the number of earlier Custom calls.
 pub const OP_COUNT: u32 = 1;
+/// `op` of [`CustomTask`]: append `:` and the pool name to `data`.
+pub const OP_APPEND_POOL: u32 = 2;
+
+/// The local queue for metadata operations.
+pub const METADATA_QUEUE: QueueId = QueueId(0);
+/// The local queue for processing.
+pub const PROCESSING_QUEUE: QueueId = QueueId(1);
+
+/// The module's creation parameters (seed: `CreateParams`), given by the client
+/// that creates a pool.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct CreateParams {
+    /// Kept by the container and quoted in its error messages.
+    pub config_data: String,
+    /// Makes `create` fail (to test how a failed create is reported).
+    pub fail: bool,
+}
 
 /// The seed's `CustomTask`.
 #[chi_sdk::task(method = 10)]
@@ -32,7 +60,7 @@ pub struct CustomTask {
     /// The string to transform; transformed in place.
     #[inout]
     pub data: ShmString,
-    /// What to do ([`OP_UPPERCASE`], [`OP_COUNT`]).
+    /// What to do ([`OP_UPPERCASE`], [`OP_COUNT`], [`OP_APPEND_POOL`]).
     pub op: u32,
     /// The answer.
     #[output]
@@ -47,24 +75,41 @@ pub struct PanicTask {
     pub value: u32,
 }
 
+/// Echoes `value` into `reply`.
+#[chi_sdk::task(method = 14)]
+#[derive(Debug)]
+pub struct EchoTask {
+    /// The value.
+    pub value: u64,
+    /// `value`.
+    #[output]
+    pub reply: u64,
+}
+
 /// The container of a `chimaera_mod_name` pool.
 #[derive(Debug)]
 pub struct ModNameContainer {
     pool_name: String,
-    args: String,
+    params: CreateParams,
     calls: AtomicU32,
 }
 
 #[chi_sdk::chimod]
 impl ModNameContainer {
-    /// kCreate: `args` is kept (a module would parse its parameters from it).
-    fn create(info: &ContainerInfo, args: &str) -> Result<Self, String> {
-        if args == "fail" {
-            return Err("asked to fail (args = \"fail\")".into());
+    /// kCreate: sets up the local queues and keeps the parameters.
+    fn create(ctx: &mut CreateCtx<'_>, params: CreateParams) -> Result<Self, String> {
+        if params.fail {
+            return Err(format!(
+                "asked to fail (fail = true, config_data {:?})",
+                params.config_data
+            ));
         }
+        ctx.create_local_queue(METADATA_QUEUE, 1, Priority::HighLatency)?;
+        ctx.create_local_queue(PROCESSING_QUEUE, 2, Priority::LowLatency)?;
+        chi_sdk::tracing::info!(pool = ctx.pool_name(), "mod_name container created");
         Ok(ModNameContainer {
-            pool_name: chi_sdk::abi::nul_str(&info.pool_name).to_owned(),
-            args: args.to_owned(),
+            pool_name: ctx.pool_name().to_owned(),
+            params,
             calls: AtomicU32::new(0),
         })
     }
@@ -84,59 +129,154 @@ impl ModNameContainer {
                 task.result = before;
                 Ok(())
             }
+            OP_APPEND_POOL => {
+                let alloc = chi_sdk::container::main_allocator().map_err(|e| e.to_string())?;
+                let text = format!(
+                    "{}:{}",
+                    task.data.to_str().map_err(|e| e.to_string())?,
+                    self.pool_name
+                );
+                let grown = ShmString::from_str(alloc, &text).map_err(|e| e.to_string())?;
+                let mut old = std::mem::replace(&mut task.data, grown);
+                let _ = old.free(alloc);
+                task.result = task.data.len() as u32;
+                Ok(())
+            }
             other => Err(format!(
-                "pool '{}' (args {:?}): unknown op {other}",
-                self.pool_name, self.args
+                "pool '{}' (config_data {:?}): unknown op {other}",
+                self.pool_name, self.params.config_data
             )),
+        }
+    }
+
+    /// Custom runs on the processing lanes, by the hash of its op.
+    fn monitor_custom(&self, mode: MonitorMode, task: &CustomTask, ctx: &mut RunCtx) {
+        match mode {
+            MonitorMode::LocalSchedule => {
+                if let Ok(lane) = ctx.lane_by_hash(PROCESSING_QUEUE, u64::from(task.op)) {
+                    ctx.route(lane);
+                }
+            }
+            MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
+            MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
         }
     }
 
     /// kPanic.
     fn panic(&self, task: &mut PanicTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        chi_sdk::tracing::warn!(value = task.value, "kPanic is about to panic");
         panic!("kPanic asked to panic with value {}", task.value)
+    }
+
+    /// kEcho.
+    fn echo(&self, task: &mut EchoTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        task.reply = task.value;
+        Ok(())
     }
 }
 
-/// Calls Custom on `pool`: returns the (transformed) data and the result.
-pub fn custom(
-    client: &Client,
-    pool: PoolId,
-    data: &str,
-    op: u32,
-) -> Result<(String, u32), CallError> {
-    let data = ShmString::from_str(client.main_allocator(), data)?;
-    let t = client.call(
-        CustomTask::new(pool, DomainQuery::local(), data, op),
-        Priority::LowLatency,
-    )?;
-    let out = t.get();
-    let answer = (
-        out.data
-            .to_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|e| format!("<{e}>")),
-        out.result,
-    );
-    client.del_task(t);
-    Ok(answer)
+/// The client of a `chimaera_mod_name` pool (seed: `chimaera::MOD_NAME::Client`):
+/// each method has a synchronous call and an `async_` call returning a
+/// [`Pending`] task to `wait()` for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModNameClient {
+    /// The pool.
+    pub pool: PoolId,
 }
 
-/// Calls Panic on `pool` (always fails with `code::PANICKED`).
-pub fn panic(client: &Client, pool: PoolId, value: u32) -> Result<(), CallError> {
-    let t = client.call(
-        PanicTask::new(pool, DomainQuery::local(), value),
-        Priority::LowLatency,
-    )?;
-    client.del_task(t);
-    Ok(())
+impl From<PoolId> for ModNameClient {
+    fn from(pool: PoolId) -> Self {
+        ModNameClient { pool }
+    }
 }
 
-/// Sends a task of `method` with no parameters to `pool` (for testing how the
-/// module answers methods it does not support).
-pub fn call_method(client: &Client, pool: PoolId, method: u32) -> Result<(), CallError> {
-    let mut task = PanicTask::new(pool, DomainQuery::local(), 0);
-    task.header.method = method;
-    let t = client.call(task, Priority::LowLatency)?;
-    client.del_task(t);
-    Ok(())
+impl ModNameClient {
+    /// Creates (or finds) pool `pool_name` with `params` (seed: `Create`).
+    pub fn create(
+        client: &Client,
+        pool_name: &str,
+        params: &CreateParams,
+    ) -> Result<ModNameClient, CallError> {
+        AdminClient::new(client)
+            .get_or_create(pool_name, params)
+            .map(ModNameClient::from)
+    }
+
+    /// Submits the creation of pool `pool_name` (seed: `AsyncCreate`); the pool
+    /// id is the task's `pool_id` once complete.
+    pub fn async_create<'c>(
+        client: &'c Client,
+        pool_name: &str,
+        params: &CreateParams,
+    ) -> Result<Pending<'c, chi_sdk::admin::GetOrCreatePoolTask>, CallError> {
+        AdminClient::new(client).async_get_or_create(pool_name, params)
+    }
+
+    /// Submits Custom.
+    pub fn async_custom<'c>(
+        &self,
+        client: &'c Client,
+        data: &str,
+        op: u32,
+    ) -> Result<Pending<'c, CustomTask>, CallError> {
+        let data = ShmString::from_str(client.main_allocator(), data)?;
+        client.submit(
+            CustomTask::new(self.pool, DomainQuery::local(), data, op),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Custom: returns the (transformed) data and the result.
+    pub fn custom(&self, client: &Client, data: &str, op: u32) -> Result<(String, u32), CallError> {
+        self.async_custom(client, data, op)?.wait_with(|t| {
+            let data = t
+                .data
+                .to_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|e| format!("<{e}>"));
+            (data, t.result)
+        })
+    }
+
+    /// Submits Panic.
+    pub fn async_panic<'c>(
+        &self,
+        client: &'c Client,
+        value: u32,
+    ) -> Result<Pending<'c, PanicTask>, CallError> {
+        client.submit(
+            PanicTask::new(self.pool, DomainQuery::local(), value),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Panic (always fails with `code::PANICKED`).
+    pub fn panic(&self, client: &Client, value: u32) -> Result<(), CallError> {
+        self.async_panic(client, value)?.wait_with(|_| ())
+    }
+
+    /// Submits Echo.
+    pub fn async_echo<'c>(
+        &self,
+        client: &'c Client,
+        value: u64,
+    ) -> Result<Pending<'c, EchoTask>, CallError> {
+        client.submit(
+            EchoTask::new(self.pool, DomainQuery::local(), value),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Echo: returns `value`.
+    pub fn echo(&self, client: &Client, value: u64) -> Result<u64, CallError> {
+        self.async_echo(client, value)?.wait_with(|t| t.reply)
+    }
+
+    /// Sends a task of `method` with no parameters (for testing how the module
+    /// answers methods it does not support).
+    pub fn call_method(&self, client: &Client, method: u32) -> Result<(), CallError> {
+        let mut task = PanicTask::new(self.pool, DomainQuery::local(), 0);
+        task.header.method = method;
+        client.submit(task, Priority::LowLatency)?.wait_with(|_| ())
+    }
 }

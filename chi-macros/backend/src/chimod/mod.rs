@@ -4,16 +4,34 @@
 //!
 //! One inherent `impl` block of the container type, holding only:
 //!
-//! * `fn create(info: &ContainerInfo, args: &str) -> Result<Self, String>`
-//!   (method `kCreate`, 0): builds the container of a pool from the pool's
-//!   argument string. Required. Destroying a container (`kDestroy`, 1) drops it:
-//!   implement `Drop` for cleanup.
+//! * `fn create(ctx: &mut CreateCtx<'_>, params: CreateParams) -> Result<Self,
+//!   String>` (method `kCreate`, 0): builds the container of a pool. `params`
+//!   is the module's creation parameters, any serde type: `#[chimod]`
+//!   implements `chi_sdk::admin::PoolParams` for it (with this module's library
+//!   name), and the generated code decodes it from the pool's argument string;
+//!   `args: &str` takes the raw string instead. `ctx` gives the pool's id and
+//!   name and creates the container's local queues. Required. Destroying a
+//!   container (`kDestroy`, 1) drops it: implement `Drop` for cleanup.
 //! * one handler per supported method of `chimaera_mod.yaml`: the key less its
 //!   `k`, in snake_case (`kCustom` → `custom`, `kCoMutexTest` →
 //!   `co_mutex_test`), taking `(&self, task: &mut FooTask, ctx: &mut RunCtx)`
-//!   and returning `Result<(), E>` with `String: From<E>`;
+//!   and returning `Result<(), E>` with `E: Into<chi_sdk::task::Failure>` (a
+//!   `String` fails the task with `code::FAILED`);
 //! * optionally `monitor_foo(&self, mode: MonitorMode, task: &FooTask, ctx: &mut
-//!   RunCtx)` for a handler `foo`.
+//!   RunCtx)` for a handler `foo`: in `LocalSchedule` it names a lane of the
+//!   container's local queues with `ctx.route(ctx.lane(..)?)`; it cannot
+//!   enqueue. A method without a monitor runs where the runtime took it from
+//!   the process queue (no extra hop).
+//!
+//! # What it generates
+//!
+//! The `method` module of id constants, `CHIMOD_LIB_NAME`, `CHIMOD_ENTRY`, and
+//! in a hidden module the C boundary: `create`, `destroy`, `run` and `monitor`
+//! dispatching by method id, and per-method `del`, `save_in`, `load_in`,
+//! `save_out`, `load_out`, `new_copy` and `task_size` hooks over the task
+//! types' `TaskSer` impls. A method set to -1, or an id the YAML does not
+//! have, fails with `code::UNSUPPORTED_METHOD`. The entry is exported as
+//! `chimaera_module_entry_{CHIMOD_LIB_NAME}`.
 //!
 //! Helpers belong in another `impl` block: every other function here is taken
 //! for a handler and must have a YAML key.
@@ -341,12 +359,16 @@ pub(crate) fn expand(
             ));
         }
     }
-    if create.is_none() {
-        errors.push(syn::Error::new(
+    let mut params: Option<Option<Type>> = None;
+    match create {
+        None => errors.push(syn::Error::new(
             self_ty.span(),
-            "a #[chimod] impl needs `fn create(info: &chi_sdk::abi::ContainerInfo, args: &str) -> \
-             Result<Self, String>` (method kCreate)",
-        ));
+            format!("a #[chimod] impl needs {CREATE_USAGE} (method kCreate)"),
+        )),
+        Some(f) => match create_params(f) {
+            Ok(p) => params = Some(p),
+            Err(e) => errors.push(e),
+        },
     }
     for m in &methods {
         let needs = m.id >= 0 && m.key != "kCreate" && m.key != "kDestroy";
@@ -378,6 +400,7 @@ pub(crate) fn expand(
     let lib_name = format!("{namespace}_{module_name}");
     Ok(generate(
         &imp,
+        params.flatten().as_ref(),
         &lib_name,
         &methods,
         &handlers,
@@ -435,6 +458,40 @@ fn find_repo(mod_yaml: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+const CREATE_USAGE: &str = "`fn create(ctx: &mut chi_sdk::container::CreateCtx<'_>, params: \
+     CreateParams) -> Result<Self, String>` (params: a serde type, the module's create \
+     parameters; or `args: &str` for the raw argument string)";
+
+/// The parameter type of `create` (`None` for a raw `&str`).
+fn create_params(f: &ImplItemFn) -> syn::Result<Option<Type>> {
+    let inputs: Vec<&FnArg> = f.sig.inputs.iter().collect();
+    let usage = || syn::Error::new_spanned(&f.sig, format!("expected {CREATE_USAGE}"));
+    if inputs.len() != 2 {
+        return Err(usage());
+    }
+    let (FnArg::Typed(ctx), FnArg::Typed(p)) = (inputs[0], inputs[1]) else {
+        return Err(usage());
+    };
+    if !matches!(&*ctx.ty, Type::Reference(_)) {
+        return Err(syn::Error::new_spanned(
+            &ctx.ty,
+            format!(
+                "the first parameter of create is `&mut CreateCtx<'_>`: expected {CREATE_USAGE}"
+            ),
+        ));
+    }
+    match &*p.ty {
+        Type::Reference(r) if matches!(&*r.elem, Type::Path(tp) if tp.path.is_ident("str")) => {
+            Ok(None)
+        }
+        Type::Reference(r) => Err(syn::Error::new_spanned(
+            r,
+            format!("create takes its parameters by value: expected {CREATE_USAGE}"),
+        )),
+        other => Ok(Some(other.clone())),
+    }
+}
+
 /// `T` of a handler `fn h(&self, task: &mut T, ctx: &mut RunCtx)`.
 fn handler_task_type(f: &ImplItemFn) -> syn::Result<Type> {
     let usage = format!(
@@ -456,8 +513,10 @@ fn handler_task_type(f: &ImplItemFn) -> syn::Result<Type> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn generate(
     imp: &ItemImpl,
+    params: Option<&Type>,
     lib_name: &str,
     methods: &[Method],
     handlers: &BTreeMap<String, Handler<'_>>,
@@ -489,6 +548,13 @@ fn generate(
         .collect::<Vec<_>>();
 
     let mut arms = Vec::new();
+    let mut del_arms = Vec::new();
+    let mut save_in_arms = Vec::new();
+    let mut save_out_arms = Vec::new();
+    let mut load_in_arms = Vec::new();
+    let mut load_out_arms = Vec::new();
+    let mut copy_arms = Vec::new();
+    let mut size_arms = Vec::new();
     let mut checks = Vec::new();
     let mut monitor_arms = Vec::new();
     for m in methods.iter().filter(|m| m.id >= 0) {
@@ -514,6 +580,15 @@ fn generate(
                 this.#fname(t, ctx).map_err(#p::failed)
             }
         });
+        // SAFETY (of each arm): the hooks' contracts are the runtime's, passed on.
+        del_arms.push(quote!(#id => unsafe { #p::del::<#tt>(task) },));
+        save_in_arms.push(quote!(#id => unsafe { #p::save::<#tt>(task, out, false) },));
+        save_out_arms.push(quote!(#id => unsafe { #p::save::<#tt>(task, out, true) },));
+        load_in_arms
+            .push(quote!(#id => unsafe { #p::load_in::<#tt>(task, data, len, <#tt>::empty) },));
+        load_out_arms.push(quote!(#id => unsafe { #p::load_out::<#tt>(task, data, len) },));
+        copy_arms.push(quote!(#id => unsafe { #p::new_copy::<#tt>(task) },));
+        size_arms.push(quote!(#id => ::core::mem::size_of::<#tt>(),));
         if let Some(mf) = monitors.get(&m.handler()) {
             let mname = &mf.sig.ident;
             monitor_arms.push(quote! {
@@ -532,6 +607,24 @@ fn generate(
         quote!((#k, #id))
     });
     let lib_lit = LitStr::new(lib_name, Span::call_site());
+    let entry_lit = LitStr::new(
+        &format!("chimaera_module_entry_{lib_name}"),
+        Span::call_site(),
+    );
+    let (make, params_impl) = match params {
+        None => (quote!(|ctx, args| <#ty>::create(ctx, args)), quote!()),
+        Some(pt) => (
+            quote!(|ctx, args| <#ty>::create(ctx, #p::params::<#pt>(args)?)),
+            quote! {
+                impl #p::PoolParams for #pt {
+                    const CHIMOD_LIB_NAME: &'static str = #lib_lit;
+                }
+            },
+        ),
+    };
+    let unknown = quote! {
+        other => ::core::result::Result::Err(#p::unsupported(#lib_lit, other, NAMES)),
+    };
     let monitor = if monitor_arms.is_empty() {
         quote!(::core::option::Option::None)
     } else {
@@ -571,9 +664,16 @@ fn generate(
         /// loads `lib{CHIMOD_LIB_NAME}_runtime.so`.
         pub const CHIMOD_LIB_NAME: &str = #lib_lit;
 
+        #params_impl
+
         #(#includes)*
 
-        const _: () = {
+        /// The module's C boundary, generated by `#[chimod]`.
+        #[doc(hidden)]
+        pub mod __chimod {
+            #[allow(unused_imports)]
+            use super::*;
+
             #(#checks)*
             const _: fn() = #p::assert_container::<#ty>;
 
@@ -591,7 +691,7 @@ fn generate(
                 err: *mut #p::ErrorBuf,
             ) -> *mut ::core::ffi::c_void {
                 // SAFETY: the runtime passes valid pointers (ModuleApi::create contract).
-                unsafe { #p::create::<#ty>(info, args, args_len, err, <#ty>::create) }
+                unsafe { #p::create::<#ty>(info, args, args_len, err, #make) }
             }
 
             unsafe extern "C" fn __destroy(container: *mut ::core::ffi::c_void) {
@@ -618,6 +718,106 @@ fn generate(
                 }
             }
 
+            unsafe extern "C" fn __del(
+                _container: *mut ::core::ffi::c_void,
+                task: *mut #p::TaskHeader,
+            ) -> i32 {
+                #p::hook(::core::ptr::null_mut(), || {
+                    // SAFETY: the runtime passes a validated task nobody uses after.
+                    match unsafe { (*task).method } {
+                        #(#del_arms)*
+                        #unknown
+                    }
+                })
+            }
+
+            unsafe extern "C" fn __save_in(
+                _container: *mut ::core::ffi::c_void,
+                task: *const #p::TaskHeader,
+                out: *mut #p::ByteSink,
+                err: *mut #p::ErrorBuf,
+            ) -> i32 {
+                #p::hook(err, || {
+                    // SAFETY: the runtime passes a validated task and a live sink.
+                    match unsafe { (*task).method } {
+                        #(#save_in_arms)*
+                        #unknown
+                    }
+                })
+            }
+
+            unsafe extern "C" fn __save_out(
+                _container: *mut ::core::ffi::c_void,
+                task: *const #p::TaskHeader,
+                out: *mut #p::ByteSink,
+                err: *mut #p::ErrorBuf,
+            ) -> i32 {
+                #p::hook(err, || {
+                    // SAFETY: as in `__save_in`.
+                    match unsafe { (*task).method } {
+                        #(#save_out_arms)*
+                        #unknown
+                    }
+                })
+            }
+
+            unsafe extern "C" fn __load_in(
+                _container: *mut ::core::ffi::c_void,
+                task: *mut #p::TaskHeader,
+                data: *const u8,
+                len: usize,
+                err: *mut #p::ErrorBuf,
+            ) -> i32 {
+                #p::hook(err, || {
+                    // SAFETY: the runtime passes a block of `task_size(method)`
+                    // bytes whose header names the method, and `len` bytes at `data`.
+                    match unsafe { (*task).method } {
+                        #(#load_in_arms)*
+                        #unknown
+                    }
+                })
+            }
+
+            unsafe extern "C" fn __load_out(
+                _container: *mut ::core::ffi::c_void,
+                task: *mut #p::TaskHeader,
+                data: *const u8,
+                len: usize,
+                err: *mut #p::ErrorBuf,
+            ) -> i32 {
+                #p::hook(err, || {
+                    // SAFETY: a validated task and `len` bytes at `data`.
+                    match unsafe { (*task).method } {
+                        #(#load_out_arms)*
+                        #unknown
+                    }
+                })
+            }
+
+            unsafe extern "C" fn __new_copy(
+                _container: *mut ::core::ffi::c_void,
+                task: *const #p::TaskHeader,
+                err: *mut #p::ErrorBuf,
+            ) -> *mut #p::TaskHeader {
+                let mut copy = ::core::ptr::null_mut();
+                #p::hook(err, || {
+                    // SAFETY: a validated task, only read.
+                    copy = match unsafe { (*task).method } {
+                        #(#copy_arms)*
+                        #unknown
+                    }?;
+                    ::core::result::Result::Ok(())
+                });
+                copy
+            }
+
+            unsafe extern "C" fn __task_size(method: u32) -> usize {
+                match method {
+                    #(#size_arms)*
+                    _ => 0,
+                }
+            }
+
             static API: #p::ModuleApi = #p::ModuleApi {
                 fingerprint: #p::AbiFingerprint::current(),
                 name: #p::fixed_str(#lib_lit),
@@ -626,23 +826,29 @@ fn generate(
                 destroy: __destroy,
                 run: __run,
                 monitor: #monitor,
-                del: ::core::option::Option::None,
-                save_in: ::core::option::Option::None,
-                load_in: ::core::option::Option::None,
-                save_out: ::core::option::Option::None,
-                load_out: ::core::option::Option::None,
-                new_copy: ::core::option::Option::None,
+                del: ::core::option::Option::Some(__del),
+                save_in: ::core::option::Option::Some(__save_in),
+                load_in: ::core::option::Option::Some(__load_in),
+                save_out: ::core::option::Option::Some(__save_out),
+                load_out: ::core::option::Option::Some(__load_out),
+                new_copy: ::core::option::Option::Some(__new_copy),
+                task_size: ::core::option::Option::Some(__task_size),
             };
 
             /// The module's entry: its function table.
             ///
             /// # Safety
             /// Always safe to call.
-            #[unsafe(no_mangle)]
-            pub unsafe extern "C" fn chimaera_module_entry() -> *const #p::ModuleApi {
+            #[unsafe(export_name = #entry_lit)]
+            pub unsafe extern "C" fn entry() -> *const #p::ModuleApi {
                 &API
             }
-        };
+        }
+
+        /// The module's entry (exported as `chimaera_module_entry_{CHIMOD_LIB_NAME}`):
+        /// its function table. A runtime that links the module in registers it
+        /// with this.
+        pub const CHIMOD_ENTRY: #p::EntryFn = __chimod::entry;
     }
 }
 

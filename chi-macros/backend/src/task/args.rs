@@ -17,10 +17,13 @@ pub(crate) struct TaskArgs {
     pub name: Option<LitStr>,
     /// `yaml = "path"`: the YAML file, relative to the source file.
     pub yaml: Option<LitStr>,
+    /// `new = "name"`: the name of the emplace constructor (default `new`), for
+    /// a type that keeps a hand-written `new`.
+    pub new_name: Option<syn::Ident>,
 }
 
-const USAGE: &str = "expected `#[task(method = N)]`, optionally with `name = \"kFoo\"` \
-                     and `yaml = \"path/to/chimaera_mod.yaml\"`";
+const USAGE: &str = "expected `#[task(method = N)]`, optionally with `name = \"kFoo\"`, \
+                     `yaml = \"path/to/chimaera_mod.yaml\"` and `new = \"constructor_name\"`";
 
 /// Parses the attribute's tokens; every problem is reported, combined.
 pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
@@ -28,6 +31,7 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
     let mut method: Option<(u32, LitInt)> = None;
     let mut name: Option<LitStr> = None;
     let mut yaml: Option<LitStr> = None;
+    let mut new_name: Option<syn::Ident> = None;
     let mut seen_method = false;
 
     let parser = syn::meta::parser(|meta| {
@@ -72,6 +76,22 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
                 }
                 yaml = Some(meta.value()?.parse()?);
             }
+            "new" => {
+                if new_name.is_some() {
+                    errors.push(dup("new"));
+                }
+                let lit: LitStr = meta.value()?.parse()?;
+                match syn::parse_str::<syn::Ident>(&lit.value()) {
+                    Ok(mut id) => {
+                        id.set_span(lit.span());
+                        new_name = Some(id);
+                    }
+                    Err(_) => errors.push(syn::Error::new(
+                        lit.span(),
+                        format!("`{}` is not a function name", lit.value()),
+                    )),
+                }
+            }
             _ => {
                 // Skip a value so that later arguments are still parsed.
                 if let Ok(v) = meta.value() {
@@ -114,6 +134,7 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
         method_lit,
         name,
         yaml,
+        new_name,
     })
 }
 

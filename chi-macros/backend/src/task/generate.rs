@@ -22,6 +22,10 @@ pub(crate) fn task(
     let vis = &item.vis;
     let attrs = &item.attrs;
     let method = &args.method_lit;
+    let new_fn = args
+        .new_name
+        .clone()
+        .unwrap_or_else(|| quote::format_ident!("new"));
 
     let field_defs = fields.iter().map(|f| {
         let TaskField {
@@ -176,7 +180,7 @@ pub(crate) fn task(
 
             #[doc = #new_doc]
             #[allow(clippy::too_many_arguments)]
-            pub fn new(#pool: #p::PoolId, #query: #p::DomainQuery #(, #ins: #in_tys)*) -> Self {
+            pub fn #new_fn(#pool: #p::PoolId, #query: #p::DomainQuery #(, #ins: #in_tys)*) -> Self {
                 Self {
                     header: #p::TaskHeader::new(
                         #pool,

@@ -495,6 +495,7 @@ impl Drop for Shared {
 }
 
 /// A thread's cache of free blocks of one class.
+#[derive(Clone, Copy)]
 struct Bin {
     len: usize,
     items: [u64; BIN_CAP],
@@ -523,10 +524,17 @@ struct ThreadCache {
 
 impl ThreadCache {
     fn new(shared: Arc<Shared>) -> ThreadCache {
-        let bins = Box::new(std::array::from_fn(|_| Bin {
+        // Built on the heap directly: the array is ~18 KiB, too much for the
+        // stack of a coroutine (where a module's first allocation on a worker
+        // thread creates its cache).
+        let empty = Bin {
             len: 0,
             items: [0; BIN_CAP],
-        }));
+        };
+        let bins: Box<[Bin; NUM_CLASSES]> = vec![empty; NUM_CLASSES]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("the vector has NUM_CLASSES bins"));
         let slot = shared.hdr().threads.iter().position(|t| {
             // Acquire: pairs with the Release store of 0 in `ThreadCache::drop`.
             t.0.taken
