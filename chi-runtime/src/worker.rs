@@ -469,7 +469,9 @@ impl Worker {
         match p.co.resume(()) {
             CoroutineResult::Yield(()) => self.parked.push_back(p),
             CoroutineResult::Return((rc, msg)) => {
-                self.finish(p.task, rc, msg);
+                let c = &p._container;
+                let del = c.module.api.del.map(|d| (d, c.state));
+                self.finish_with(p.task, rc, msg, del);
                 if self.stacks.len() < MAX_POOLED_STACKS {
                     self.stacks.push(p.co.into_stack());
                 }
@@ -479,7 +481,25 @@ impl Worker {
 
     /// Writes the outcome, marks the task complete and wakes its waiter.
     fn finish(&mut self, task: *mut TaskHeader, rc: i32, msg: Option<String>) {
-        if let Some(msg) = msg.filter(|_| rc != code::OK)
+        self.finish_with(task, rc, msg, None);
+    }
+
+    /// [`finish`](Self::finish), with the module's `del` for a fire-and-forget
+    /// task (which frees what the task's fields own, not only its block).
+    fn finish_with(
+        &mut self,
+        task: *mut TaskHeader,
+        rc: i32,
+        msg: Option<String>,
+        del: Option<(chi_sdk::abi::DelFn, *mut c_void)>,
+    ) {
+        // SAFETY: `task` was resolved in bounds; `flags` is only read.
+        let fire_and_forget = unsafe { (*task).flags } & flags::FIRE_AND_FORGET != 0;
+        if fire_and_forget && let Some(m) = msg.as_ref().filter(|_| rc != code::OK) {
+            // Nobody will read the error message: log it instead.
+            tracing::warn!(code = rc, error = %m, "a fire-and-forget task failed");
+        }
+        if let Some(msg) = msg.filter(|_| rc != code::OK && !fire_and_forget)
             && let Ok(s) = ShmString::from_str(&self.alloc, &msg)
         {
             // SAFETY: `task` was resolved in bounds; only the runtime writes the
@@ -489,13 +509,20 @@ impl Worker {
         }
         // SAFETY: as above; the rest is read through a shared reference.
         let h = unsafe { &*task };
-        let fire_and_forget = h.flags & flags::FIRE_AND_FORGET != 0;
         if h.complete(rc) {
             chi_sdk::futex::wake(&h.state, u32::MAX);
         }
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         if fire_and_forget {
-            // Nobody waits: the runtime frees the task block.
+            // Nobody waits: the runtime frees the task, through the module's
+            // `del` when it has one (fields, error message and block).
+            if let Some((del, state)) = del {
+                // SAFETY: the task is complete and nobody else refers to it; the
+                // container's state is alive (the caller holds the container).
+                if unsafe { del(state, task) } == code::OK {
+                    return;
+                }
+            }
             let main = &self.shared.ipc.main;
             let ptr = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
             let _ = self.alloc.free(ptr);

@@ -328,3 +328,56 @@ fn a_library_with_another_fingerprint_is_refused() {
     drop(client);
     rt.stop();
 }
+
+/// Fire-and-forget tasks of a loaded module are freed by the runtime through
+/// the module's generated `del`: their fields (here a string) too, not only
+/// the task block.
+#[test]
+fn fire_and_forget_tasks_are_freed_with_their_fields() {
+    use chi_sdk::queue::Priority;
+    use chi_sdk::shm::ShmString;
+    use chi_sdk::task::flags;
+    use chi_sdk::types::DomainQuery;
+
+    let _wd = Watchdog::new("fire_and_forget_tasks_are_freed", WATCHDOG);
+    let s = setup("chimod_ff");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "ff_pool", &CreateParams::default()).expect("pool");
+    // Warm up (the runtime's first error strings, caches).
+    m.custom(&client, "warm", mod_name::OP_UPPERCASE)
+        .expect("Custom");
+    let live = || client.main_allocator().stats().live_blocks;
+    let before = live();
+    const N: u32 = 200;
+    for i in 0..N {
+        let data = ShmString::from_str(client.main_allocator(), &format!("ff {i}")).unwrap();
+        let mut t = CustomTask::new(m.pool, DomainQuery::local(), data, mod_name::OP_UPPERCASE);
+        t.header.flags |= flags::FIRE_AND_FORGET;
+        let t = client.new_task(t).expect("task");
+        client.enqueue(&t, Priority::LowLatency).expect("enqueue");
+        // The runtime owns it now.
+        std::mem::forget(t);
+    }
+    // Custom by op 0 runs on one lane, in order: a synchronous call of the same
+    // op after them completes after all of them.
+    let (_, n) = m
+        .custom(&client, "flush", mod_name::OP_COUNT)
+        .expect("flush");
+    assert!(n > N, "{n}");
+    let (_, _) = m
+        .custom(&client, "flush", mod_name::OP_UPPERCASE)
+        .expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while live() > before + 8 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let after = live();
+    assert!(
+        after <= before + 8,
+        "{N} fire-and-forget tasks left {} blocks behind ({before} → {after})",
+        after - before
+    );
+    drop(client);
+    rt.stop();
+}
