@@ -183,6 +183,8 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
     // The module's own tracing events reached the runtime's log.
     assert!(log.contains("mod_name container created"), "{log}");
     assert!(log.contains("kPanic is about to panic"), "{log}");
+    // kDestroy dropped the container.
+    assert!(log.contains("mod_name container destroyed"), "{log}");
 }
 
 /// The task hooks `#[chimod]` generates (`save_in`/`load_in`, `save_out`/

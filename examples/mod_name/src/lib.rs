@@ -94,6 +94,13 @@ pub struct ModNameContainer {
     calls: AtomicU32,
 }
 
+/// kDestroy drops the container.
+impl Drop for ModNameContainer {
+    fn drop(&mut self) {
+        chi_sdk::tracing::info!(pool = %self.pool_name, "mod_name container destroyed");
+    }
+}
+
 #[chi_sdk::chimod]
 impl ModNameContainer {
     /// kCreate: sets up the local queues and keeps the parameters.
