@@ -176,6 +176,19 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
         "{e}"
     );
 
+    // The admin pool's asynchronous calls.
+    let p2 = admin
+        .async_create_pool(mod_name::CHIMOD_LIB_NAME, "async_pool", "", PoolId::NULL)
+        .expect("submit CreatePool")
+        .wait_with(|t| t.pool_id)
+        .expect("CreatePool");
+    assert_ne!(p2, m.pool);
+    admin
+        .async_destroy_pool(p2)
+        .expect("submit DestroyPool")
+        .wait_with(|_| ())
+        .expect("DestroyPool");
+
     admin.destroy_pool(m.pool).expect("destroy the pool");
     drop(client);
     let log = rt.stop();

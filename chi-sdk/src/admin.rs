@@ -284,6 +284,33 @@ impl<'a> AdminClient<'a> {
         self.client.submit(t, Priority::LowLatency)
     }
 
+    /// Submits a CreatePool; read `pool_id` once it completes.
+    pub fn async_create_pool(
+        &self,
+        module: &str,
+        name: &str,
+        args: &str,
+        id: PoolId,
+    ) -> Result<Pending<'a, CreatePoolTask>, CallError> {
+        let t = CreatePoolTask::new(self.client.main_allocator(), module, name, args, id)?;
+        self.client.submit(t, Priority::LowLatency)
+    }
+
+    /// Submits a DestroyPool.
+    pub fn async_destroy_pool(
+        &self,
+        pool: PoolId,
+    ) -> Result<Pending<'a, DestroyPoolTask>, CallError> {
+        self.client
+            .submit(DestroyPoolTask::new(pool), Priority::LowLatency)
+    }
+
+    /// Submits a StopRuntime.
+    pub fn async_stop_runtime(&self) -> Result<Pending<'a, StopRuntimeTask>, CallError> {
+        self.client
+            .submit(StopRuntimeTask::new(), Priority::LowLatency)
+    }
+
     /// Destroys a pool.
     pub fn destroy_pool(&self, pool: PoolId) -> Result<(), CallError> {
         let t = self
@@ -312,7 +339,9 @@ impl<'a> AdminClient<'a> {
         Ok(reply)
     }
 
-    /// Submits an echo without waiting; `wait` it with the client, then read `reply`.
+    /// Submits an echo without waiting; `wait` it with the client, then read
+    /// `reply` (a bare [`TaskPtr`], the cheapest form, for measurements; the
+    /// other `async_` calls return a [`Pending`]).
     pub fn async_echo(&self, pool: PoolId, value: u64) -> Result<TaskPtr<EchoTask>, CallError> {
         let t = self.client.new_task(EchoTask::new(pool, value))?;
         self.client.enqueue(&t, Priority::LowLatency)?;
