@@ -1,14 +1,64 @@
-//! `cargo chimod`: scaffolds and refreshes Chimaera module repositories.
+//! `cargo chimod`: create, check and install Chimaera module repositories.
+//!
+//! * `new`: a repository (`chimaera_repo.yaml`, workspace `Cargo.toml`,
+//!   `chimaera_methods.lock`) with one module rendered from the embedded
+//!   templates, or one more module in the repository you are in ([`new`]);
+//! * `refresh`: checks every YAML file, holds method ids to the lock file and
+//!   scaffolds the code of new methods ([`refresh`]);
+//! * `install`: builds the module libraries and copies them where a runtime
+//!   finds them ([`install`]).
+//!
+//! Cargo runs `cargo chimod …` as `cargo-chimod chimod …`; the binary also
+//! works when run directly (`cargo-chimod new …`).
+
+mod check;
+mod cli;
+mod install;
+mod lock;
+mod names;
+mod new;
+mod refresh;
+mod repo;
+mod sdk;
+mod source;
+mod templates;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Parser;
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "chimod").collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | None => {
-            println!("cargo-chimod {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+use crate::cli::{Cli, Command};
+use crate::repo::Repo;
+
+fn main() -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "chimod") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
-        Some(other) => anyhow::bail!("unknown sub-command '{other}'; run 'cargo chimod --version'"),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::New(a) => new::run(&a),
+        Command::Refresh(a) => refresh::run(&open(a.repo.as_deref())?, a.check),
+        Command::Install(a) => install::run(&open(a.repo.as_deref())?, &a),
+    }
+}
+
+/// The repository `--repo` names, else the one the current directory is in.
+fn open(repo: Option<&std::path::Path>) -> Result<Repo> {
+    match repo {
+        Some(dir) => Repo::find(dir),
+        None => Repo::find(&std::env::current_dir()?),
     }
 }

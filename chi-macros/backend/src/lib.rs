@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use proc_macro2::TokenStream;
 
+pub mod check;
 pub mod chimod;
 mod task;
 pub mod yaml;

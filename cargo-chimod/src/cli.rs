@@ -1,0 +1,154 @@
+//! The command line: `cargo chimod new | refresh | install`, with the help text
+//! a newcomer reads first.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Shown after `cargo chimod --help`.
+const AFTER_HELP: &str = "\
+A module repository holds one or more Chimaera modules (ChiMods). Each module
+is a crate built as lib{namespace}_{module}_runtime.so, which a running
+chi-runtime loads when a pool of the module is created.
+
+Getting started:
+  cargo chimod new my_mods --module hello   # a repository with module 'hello'
+  cd my_mods && cargo build                 # builds libchimaera_hello_runtime.so
+  cargo test                                # starts chi-runtime ($CHI_RUNTIME_BIN or on
+                                            # PATH), creates a pool, calls the method
+  cargo chimod install --dest ~/chimods     # copies the library where a runtime looks
+
+Then edit hello/chimaera_mod.yaml to add a method and run 'cargo chimod refresh'.";
+
+/// Create, check and install Chimaera module repositories.
+#[derive(Parser, Debug)]
+#[command(
+    name = "cargo chimod",
+    bin_name = "cargo chimod",
+    version,
+    about,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The sub-commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a module repository, or add a module to the repository you are in.
+    #[command(after_help = NEW_AFTER_HELP)]
+    New(NewArgs),
+    /// Check every chimaera_repo.yaml and chimaera_mod.yaml, record method ids
+    /// in chimaera_methods.lock, and scaffold the code of newly added methods.
+    #[command(after_help = REFRESH_AFTER_HELP)]
+    Refresh(RefreshArgs),
+    /// Build the repository's modules and copy their runtime libraries to a
+    /// directory the runtime searches.
+    #[command(after_help = INSTALL_AFTER_HELP)]
+    Install(InstallArgs),
+}
+
+const NEW_AFTER_HELP: &str = "\
+Examples:
+  cargo chimod new my_mods                     # repository my_mods/, module 'my_mods'
+  cargo chimod new my_mods --module hello      # repository my_mods/, module 'hello'
+  cargo chimod new my_mods --namespace acme    # library libacme_my_mods_runtime.so
+  cd my_mods && cargo chimod new --module other   # add a module to this repository
+
+A new repository has chimaera_repo.yaml (namespace and module list), a
+workspace Cargo.toml, chimaera_methods.lock and one module directory with its
+chimaera_mod.yaml, sources (tasks, runtime, client), README and a test that
+starts chi-runtime, creates a pool and calls the module's method.
+
+Names (namespace and module) are lower-case Rust identifiers: letters, digits
+and '_', starting with a letter. They are checked before anything is written.
+
+chi-sdk dependency: when this cargo-chimod was built from a checkout of the
+Chimaera sources that still exists, the repository depends on that checkout's
+chi-sdk by path (so it builds against exactly the runtime you built there);
+otherwise on the chi-sdk version equal to cargo-chimod's own. --sdk-path and
+--sdk-version override the rule.";
+
+const REFRESH_AFTER_HELP: &str = "\
+Run it after editing a chimaera_mod.yaml. It
+
+  1. checks every chimaera_repo.yaml and chimaera_mod.yaml of the repository:
+     module names, namespace agreement, method keys ('k' + CamelCase), ids
+     (inherited: kCreate 0, kDestroy 1, and kNodeFailure 2, kRecover 3,
+     kMigrate 4, kUpgrade 5 or -1; custom: from 10, or -1), duplicates;
+  2. compares the ids with chimaera_methods.lock (commit that file): a method
+     whose id changed, or a new method reusing a recorded id, is refused;
+  3. for each method new since the lock, adds what is missing without touching
+     existing code: the task struct (kFooBar -> FooBarTask) at the end of the
+     module's tasks file, the handler (foo_bar) and monitor (monitor_foo_bar)
+     at the end of the #[chimod] impl block, and the client calls foo_bar and
+     async_foo_bar at the end of the {Module}Client impl block;
+  4. records the new ids in chimaera_methods.lock.
+
+Nothing is written when a check fails. A second run changes nothing.";
+
+const INSTALL_AFTER_HELP: &str = "\
+The runtime looks for lib{namespace}_{module}_runtime.so when a pool of the
+module is created: first in the directories of 'module_path' in its
+configuration file (chi-runtime start -c FILE, or $CHI_SERVER_CONF), then in
+the colon-separated directories of $CHI_MODULE_PATH in the runtime's
+environment. Install into one of those, or point CHI_MODULE_PATH at the
+repository's target/debug (or target/release) directory instead of installing.
+
+Examples:
+  cargo chimod install --dest /opt/chimods
+  CHI_MODULE_PATH=/opt/chimods cargo chimod install --release";
+
+/// `cargo chimod new`.
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// Directory of the new repository (must not exist, or be empty). Without
+    /// it, or when it already holds a chimaera_repo.yaml, --module is added to
+    /// that repository (the current one if DIR is not given).
+    pub dir: Option<PathBuf>,
+    /// Namespace of a new repository [default: chimaera]; prefixes the library
+    /// names (lib{namespace}_{module}_runtime.so).
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Module name [default: the new repository's directory name].
+    #[arg(long, value_name = "NAME")]
+    pub module: Option<String>,
+    /// Depend on the chi-sdk crate in this directory (by path).
+    #[arg(long, value_name = "PATH", conflicts_with = "sdk_version")]
+    pub sdk_path: Option<PathBuf>,
+    /// Depend on this version of chi-sdk (from the registry).
+    #[arg(long, value_name = "VERSION")]
+    pub sdk_version: Option<String>,
+}
+
+/// `cargo chimod refresh`.
+#[derive(Args, Debug)]
+pub struct RefreshArgs {
+    /// The repository [default: the one the current directory is in].
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Only check: fail if anything would be scaffolded or recorded (for CI).
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// `cargo chimod install`.
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// Directory to copy the libraries to [default: the first directory of
+    /// $CHI_MODULE_PATH].
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Only this module [default: every module of the repository].
+    #[arg(long, value_name = "NAME")]
+    pub module: Option<String>,
+    /// Build and install the release profile.
+    #[arg(long)]
+    pub release: bool,
+    /// The repository [default: the one the current directory is in].
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+}

@@ -1,0 +1,349 @@
+//! `cargo chimod new`: a new repository with its first module, or a module
+//! added to an existing repository. Every name is checked and every file
+//! rendered before the first one is written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chi_macros_backend::check::{REPO_YAML, check_module};
+use chi_macros_backend::yaml::ModYaml;
+use minijinja::{Value, context};
+
+use crate::cli::NewArgs;
+use crate::lock::{LOCK_FILE, Lock};
+use crate::names::{self, Kind};
+use crate::repo::{self, CARGO_TOML, Repo};
+use crate::sdk::{SdkDep, own_version};
+use crate::templates::{self, MODULE_FILES, REPO_FILES, camel_case};
+
+/// The namespace of a repository made without `--namespace`.
+pub const DEFAULT_NAMESPACE: &str = "chimaera";
+
+/// Library names the runtime has built in.
+const BUILTIN_LIBS: &[&str] = &["chimaera_admin"];
+
+/// Runs `cargo chimod new`.
+pub fn run(args: &NewArgs) -> Result<()> {
+    match &args.dir {
+        Some(dir) if dir.join(REPO_YAML).is_file() => add_module(&Repo::open(dir)?, args),
+        Some(dir) => new_repo(dir, args),
+        None => {
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let repo = Repo::find(&cwd).map_err(|_| {
+                anyhow::anyhow!(
+                    "{} is not inside a module repository (no {REPO_YAML} here or above). To \
+                     create one: `cargo chimod new <dir>`; to add a module to one: run `cargo \
+                     chimod new --module <name>` inside it",
+                    cwd.display()
+                )
+            })?;
+            add_module(&repo, args)
+        }
+    }
+}
+
+/// Files to write: path and content.
+type Files = Vec<(PathBuf, String)>;
+
+fn new_repo(dir: &Path, args: &NewArgs) -> Result<()> {
+    if dir.exists() {
+        let empty = dir.is_dir()
+            && std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .next()
+                .is_none();
+        if !empty {
+            bail!(
+                "{} already exists and is not an empty directory: choose a new directory for the \
+                 repository, or, to add a module to an existing repository, run `cargo chimod new \
+                 --module <name>` inside it",
+                dir.display()
+            );
+        }
+    }
+    let namespace = args.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    names::check(Kind::Namespace, namespace)?;
+    let abs =
+        std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let repo_name = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let module = match &args.module {
+        Some(m) => m.clone(),
+        None => {
+            if let Err(e) = names::check(Kind::Module, &repo_name) {
+                let s = names::suggest(&repo_name);
+                bail!(
+                    "the module is named after the directory by default, but {e:#}; pass --module \
+                     <name>{}",
+                    if s.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (e.g. --module {s})")
+                    }
+                );
+            }
+            repo_name.clone()
+        }
+    };
+    names::check(Kind::Module, &module)?;
+    check_builtin(namespace, &module)?;
+    let sdk = SdkDep::choose(args.sdk_path.as_deref(), args.sdk_version.as_deref())?;
+
+    let ctx = context! {
+        namespace => namespace,
+        repo_name => repo_name.clone(),
+        sdk_dep => sdk.toml_value(),
+        sdk_note => sdk_note(&sdk),
+        module => module.clone(),
+        lib_name => format!("{namespace}_{module}"),
+        version => own_version(),
+    };
+    let mut files: Files = Vec::new();
+    for (id, path) in REPO_FILES {
+        files.push((abs.join(path), templates::render(id, &ctx)?));
+    }
+    let (module_files, lock) = render_module(&abs, namespace, &module, &sdk, Lock::default())?;
+    files.extend(module_files);
+    files.push((abs.join(LOCK_FILE), lock.render()));
+    write_all(&files)?;
+    println!(
+        "created module repository {} ({})",
+        abs.display(),
+        sdk.describe()
+    );
+    println!("  namespace {namespace}, module {module}: lib{namespace}_{module}_runtime.so");
+    println!();
+    println!("next:");
+    println!("  cd {}", dir.display());
+    println!("  cargo build     # builds target/debug/lib{namespace}_{module}_runtime.so");
+    println!("  cargo test      # starts chi-runtime, creates a pool, calls the method");
+    println!("see {}/README.md", dir.display());
+    Ok(())
+}
+
+fn add_module(repo: &Repo, args: &NewArgs) -> Result<()> {
+    let Some(module) = &args.module else {
+        bail!(
+            "{} is a module repository: to add a module to it, name the module with --module \
+             <name>; to create a new repository, give a new directory",
+            repo.root.display()
+        );
+    };
+    names::check(Kind::Module, module)?;
+    let namespace = repo.namespace()?;
+    if let Some(ns) = &args.namespace
+        && ns != namespace
+    {
+        bail!(
+            "the repository's namespace is `{namespace}` ({}), and its modules share it: drop \
+             --namespace {ns}, or create a new repository for namespace {ns}",
+            repo.yaml_path().display()
+        );
+    }
+    check_builtin(namespace, module)?;
+    if repo.yaml.modules.iter().any(|m| m == module) {
+        bail!(
+            "module `{module}` already exists: {} lists it; choose another name",
+            repo.yaml_path().display()
+        );
+    }
+    let dir = repo.root.join(module);
+    if dir.exists() {
+        bail!(
+            "{} already exists: a module named `{module}` would go there; choose another name",
+            dir.display()
+        );
+    }
+    for existing in crate::check::check_repo(&repo.root)?.modules {
+        if existing.name == *module {
+            bail!(
+                "module `{module}` already exists in this repository ({}); choose another name",
+                existing.checked.path.display()
+            );
+        }
+    }
+    let manifest = repo.root.join(CARGO_TOML);
+    let manifest_text = std::fs::read_to_string(&manifest).unwrap_or_default();
+    let current = SdkDep::from_manifest(&repo.root, &manifest_text);
+    let sdk = match (
+        &current,
+        args.sdk_path.is_some() || args.sdk_version.is_some(),
+    ) {
+        (Some(_), true) => bail!(
+            "this repository already depends on chi-sdk ({} [workspace.dependencies]); its modules \
+             share that dependency: change it there instead of passing --sdk-path/--sdk-version",
+            manifest.display()
+        ),
+        (Some(dep), false) => dep.clone(),
+        (None, _) => SdkDep::choose(args.sdk_path.as_deref(), args.sdk_version.as_deref())?,
+    };
+
+    let lock_path = repo.root.join(LOCK_FILE);
+    let lock = Lock::load(&lock_path)?;
+    let (mut files, lock) = render_module(&repo.root, namespace, module, &sdk, lock)?;
+    let yaml_text = std::fs::read_to_string(repo.yaml_path())?;
+    files.push((
+        repo.yaml_path(),
+        repo::add_module_to_yaml(&repo.yaml_path(), &yaml_text, module)?,
+    ));
+    files.push((
+        manifest.clone(),
+        repo::add_workspace_member(&manifest, &manifest_text, module, &sdk.toml_value())?,
+    ));
+    files.push((lock_path, lock.render()));
+    write_all(&files)?;
+    println!(
+        "added module {module} to {} (lib{namespace}_{module}_runtime.so)",
+        repo.root.display()
+    );
+    println!("  updated chimaera_repo.yaml (modules), Cargo.toml (workspace members), {LOCK_FILE}");
+    println!("next: cargo build && cargo test -p {module}");
+    Ok(())
+}
+
+/// Refuses names the runtime has built in.
+fn check_builtin(namespace: &str, module: &str) -> Result<()> {
+    let lib = format!("{namespace}_{module}");
+    if BUILTIN_LIBS.contains(&lib.as_str()) {
+        bail!(
+            "module `{module}` in namespace `{namespace}` would be `{lib}`, the runtime's built-in \
+             module: choose another module name"
+        );
+    }
+    if module == "target" {
+        bail!("`target` is cargo's build directory, not a module name: choose another name");
+    }
+    Ok(())
+}
+
+/// The files of module `module` in the repository at `root`, and `lock` with
+/// its method ids recorded.
+fn render_module(
+    root: &Path,
+    namespace: &str,
+    module: &str,
+    sdk: &SdkDep,
+    mut lock: Lock,
+) -> Result<(Files, Lock)> {
+    let ctx = module_context(namespace, module, sdk);
+    let dir = root.join(module);
+    let mut files = Vec::new();
+    for (id, path) in MODULE_FILES {
+        let path = dir.join(path.replace("{module}", module));
+        files.push((path, templates::render(id, &ctx)?));
+    }
+    // The rendered YAML must pass refresh's checks; its ids start the lock.
+    let yaml_path = dir.join(chi_macros_backend::check::MOD_YAML);
+    let yaml_text = files
+        .iter()
+        .find(|(p, _)| *p == yaml_path)
+        .map(|(_, t)| t.as_str())
+        .unwrap_or_default();
+    let yaml = ModYaml::parse(&yaml_path, yaml_text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let repo_yaml = ModYaml::parse(&root.join(REPO_YAML), &format!("namespace: {namespace}\n"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let checked = check_module(&yaml, Some(&repo_yaml));
+    if !checked.problems.is_empty() {
+        bail!(
+            "the module template renders a YAML file with problems (a bug in cargo-chimod):\n  {}",
+            checked.problems.join("\n  ")
+        );
+    }
+    let lib = format!("{namespace}_{module}");
+    lock.record(&lib, &checked.methods);
+    Ok((files, lock))
+}
+
+/// The context of the module templates.
+pub fn module_context(namespace: &str, module: &str, sdk: &SdkDep) -> Value {
+    let camel = camel_case(module);
+    context! {
+        namespace => namespace,
+        module => module,
+        lib_name => format!("{namespace}_{module}"),
+        crate_lib => format!("{namespace}_{module}_runtime"),
+        container => format!("{camel}Container"),
+        client => format!("{camel}Client"),
+        params => "CreateParams",
+        version => own_version(),
+        runtime_hint => format!("{:?}", runtime_hint(sdk)),
+    }
+}
+
+/// How the module's test tells its user to get `chi-runtime`.
+fn runtime_hint(sdk: &SdkDep) -> String {
+    match sdk.checkout() {
+        Some(c) => format!(
+            "build it in the Chimaera checkout this repository uses ({0}) with `cargo build -p \
+             chi-runtime` and set CHI_RUNTIME_BIN={0}/target/debug/chi-runtime (or put it on PATH \
+             with `cargo install --path {0}/chi-runtime`)",
+            c.display()
+        ),
+        None => match sdk {
+            SdkDep::Version(v) => format!(
+                "install the runtime of the same version as chi-sdk with `cargo install \
+                 chi-runtime --version {v}`, or set CHI_RUNTIME_BIN to the chi-runtime binary \
+                 built from the same sources as chi-sdk"
+            ),
+            SdkDep::Path(p) => format!(
+                "build chi-runtime from the sources of {} and set CHI_RUNTIME_BIN to it, or put it \
+                 on PATH",
+                p.display()
+            ),
+        },
+    }
+}
+
+/// How the repository depends on chi-sdk, for its README.
+fn sdk_note(sdk: &SdkDep) -> String {
+    match sdk {
+        SdkDep::Path(p) => format!("by path, on `{}`", p.display()),
+        SdkDep::Version(v) => format!("by version, on chi-sdk {v} from the registry"),
+    }
+}
+
+/// Writes every file, creating directories, then formats the Rust files
+/// with `rustfmt` if it is installed (names of any length then still give
+/// formatted code; without rustfmt the files are written as rendered).
+fn write_all(files: &Files) -> Result<()> {
+    for (path, text) in files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let rust: Vec<&PathBuf> = files
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    if !rust.is_empty() {
+        let _ = std::process::Command::new("rustfmt")
+            .args(["--edition", "2024"])
+            .args(rust)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    Ok(())
+}
+
+impl SdkDep {
+    /// The chi-sdk dependency of the workspace manifest `text` in `root`.
+    pub fn from_manifest(root: &Path, text: &str) -> Option<SdkDep> {
+        let doc: toml_edit::DocumentMut = text.parse().ok()?;
+        let dep = doc.get("workspace")?.get("dependencies")?.get("chi-sdk")?;
+        if let Some(v) = dep.as_str() {
+            return Some(SdkDep::Version(v.to_owned()));
+        }
+        if let Some(p) = dep.get("path").and_then(|p| p.as_str()) {
+            return Some(SdkDep::Path(root.join(p)));
+        }
+        dep.get("version")
+            .and_then(|v| v.as_str())
+            .map(|v| SdkDep::Version(v.to_owned()))
+    }
+}
