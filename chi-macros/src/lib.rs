@@ -32,6 +32,9 @@ use proc_macro::TokenStream;
 ///   that holds the attribute (as `include_str!` resolves paths); for tests (a
 ///   trybuild crate's `CARGO_MANIFEST_DIR` is a generated directory) and crates
 ///   laid out differently.
+/// * `new = "name"`: the name of the emplace constructor (default `new`), for a
+///   type that keeps a hand-written `new`; it must be a function name other
+///   than `empty`.
 ///
 /// # Errors
 /// Every problem is reported at once, at its span: arguments, item shape, each
@@ -58,8 +61,9 @@ use proc_macro::TokenStream;
 /// * `pub fn empty(pool: PoolId) -> Self`: a task for `pool` with a local domain
 ///   query and every field zero / empty;
 /// * `pub fn new(pool: PoolId, query: DomainQuery, <each input and inout field,
-///   in declaration order, by value>) -> Self`: output fields start zero / empty.
-///   A field named `pool` or `query` renames that parameter to `_pool` / `_query`;
+///   in declaration order, by value>) -> Self` (or the `new = "…"` name): output
+///   fields start zero / empty. A field named `pool` or `query` renames that
+///   parameter to `_pool` / `_query`;
 /// * `const _: &[u8] = include_bytes!(<the YAML>)`, so editing the YAML rebuilds.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -78,26 +82,38 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Declares a module: its container type, the handlers of its methods, and the
-/// C entry points the runtime loads (`chimaera_module_entry`).
+/// C entry points the runtime loads (`chimaera_module_entry_{chimod_lib_name}`).
 ///
 /// ```ignore
+/// use chi_sdk::abi::{MonitorMode, QueueId, RunCtx};
+/// use chi_sdk::container::CreateCtx;
+/// use chi_sdk::queue::Priority;
+///
+/// #[derive(Default, serde::Serialize, serde::Deserialize)]
+/// pub struct CreateParams { pub depth: u32 }
+///
 /// pub struct MyContainer { /* … */ }
 ///
 /// #[chi_sdk::chimod]
 /// impl MyContainer {
-///     /// Method kCreate (0): builds the container from the pool's args string.
-///     fn create(info: &chi_sdk::abi::ContainerInfo, args: &str) -> Result<Self, String> {
+///     /// Method kCreate (0): builds the container from the pool's parameters.
+///     fn create(ctx: &mut CreateCtx<'_>, params: CreateParams) -> Result<Self, String> {
+///         ctx.create_local_queue(QueueId(0), 2, Priority::LowLatency)?;
 ///         Ok(MyContainer { /* … */ })
 ///     }
 ///
 ///     /// Handler of kCustom (10): the YAML key without `k`, in snake_case.
-///     fn custom(&self, task: &mut CustomTask, ctx: &mut chi_sdk::abi::RunCtx) -> Result<(), String> {
+///     fn custom(&self, task: &mut CustomTask, ctx: &mut RunCtx) -> Result<(), String> {
 ///         Ok(())
 ///     }
 ///
-///     /// Optional: the monitor of kCustom (default: lane 0, no estimate).
-///     fn monitor_custom(&self, mode: chi_sdk::abi::MonitorMode, task: &CustomTask, ctx: &mut chi_sdk::abi::RunCtx) {
-///         ctx.route_lane = 0;
+///     /// Optional: the monitor of kCustom (default: run where it was taken).
+///     fn monitor_custom(&self, mode: MonitorMode, task: &CustomTask, ctx: &mut RunCtx) {
+///         if mode == MonitorMode::LocalSchedule {
+///             if let Ok(lane) = ctx.lane(QueueId(0), 1) {
+///                 ctx.route(lane);
+///             }
+///         }
 ///     }
 /// }
 /// ```
@@ -107,10 +123,18 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// only `create` (required), one handler per supported method and optional
 /// `monitor_<handler>` functions. Helpers go in another impl block: every other
 /// function here is a handler and needs a YAML key. `kDestroy` drops the
-/// container (implement `Drop` for cleanup). A handler takes `(&self, task:
-/// &mut T, ctx: &mut RunCtx)` where `T` is a `#[task]` type whose `METHOD` is
-/// the key's id (checked at compile time), and returns `Result<(), E>` with
-/// `String: From<E>`.
+/// container (implement `Drop` for cleanup).
+///
+/// * `fn create(ctx: &mut CreateCtx<'_>, params: P) -> Result<Self, String>`
+///   with `P` any serde type, decoded from the pool's argument string
+///   (`#[chimod]` implements `chi_sdk::admin::PoolParams` for it, with this
+///   module's library name); or `args: &str` for the raw string.
+/// * A handler takes `(&self, task: &mut T, ctx: &mut RunCtx)` where `T` is a
+///   `#[task]` type whose `METHOD` is the key's id (checked at compile time),
+///   and returns `Result<(), E>` with `E: Into<chi_sdk::task::Failure>` (a
+///   `String` or `&str` fails the task with `code::FAILED`).
+/// * A monitor takes `(&self, mode: MonitorMode, task: &T, ctx: &mut RunCtx)`;
+///   in `LocalSchedule` it routes with `ctx.route(lane)`, never by enqueueing.
 ///
 /// # The YAML
 /// `chimaera_mod.yaml` beside the crate's `Cargo.toml` (or `yaml = "path"`,
@@ -130,26 +154,29 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// # Errors
 /// Reported together, each at its span (YAML problems at the attribute, with
 /// file and line): a supported method with no handler, a handler (or monitor)
-/// with no supported method, duplicate ids, a custom id below 10, an inherited
-/// key with another id, a namespace that disagrees with `chimaera_repo.yaml`, a
-/// missing `create`, a handler with the wrong shape.
+/// with no supported method, a handler of a `-1` method, a `destroy` handler,
+/// duplicate ids, a custom id below 10, an inherited key with another id, a
+/// namespace that disagrees with `chimaera_repo.yaml`, a missing or misshapen
+/// `create`, a handler with the wrong shape, a generic container, a trait
+/// impl. After expansion the compiler reports a handler whose task type has
+/// another `METHOD` (at that type) and a container that is not `Send + Sync`.
 ///
 /// # Generated
 /// * the impl block, unchanged;
 /// * `pub mod method { pub const CUSTOM: u32 = 10; …; pub const ALL: &[(&str, i64)] }`:
 ///   a constant per supported key, and every key with its id (`-1` included);
-/// * `pub const CHIMOD_LIB_NAME: &str`;
+/// * `pub const CHIMOD_LIB_NAME: &str` and `pub const CHIMOD_ENTRY: EntryFn`
+///   (the entry, for a program that links the module in);
+/// * `impl chi_sdk::admin::PoolParams for P` (typed create parameters only);
 /// * `include_bytes!` of both YAML files, so editing them rebuilds;
-/// * `extern "C"` init (keeps the runtime's services, registers its segments in
-///   this library's own segment table), create, destroy, run (dispatch on the
-///   header's method, size and alignment check of the task before the cast,
-///   panics caught as `code::PANICKED` with the panic message, an unknown or
-///   `-1` method as `code::UNSUPPORTED_METHOD` naming it, a handler's `Err` as
-///   `code::FAILED` with its message) and monitor (only if a `monitor_*`
-///   exists; otherwise the runtime applies the default, lane 0);
-/// * a `static` [`ModuleApi`](../chi_sdk/abi/struct.ModuleApi.html) with this
-///   build's `AbiFingerprint`, and `#[unsafe(no_mangle)] extern "C" fn
-///   chimaera_module_entry()` returning it.
+/// * in a hidden `pub mod __chimod`, the C boundary: `extern "C"` init, create,
+///   destroy, run (dispatch on the header's method; an unknown or `-1` method
+///   fails with `code::UNSUPPORTED_METHOD`, a handler's `Err` with its
+///   `Failure`, a panic with `code::PANICKED`), monitor (only if a `monitor_*`
+///   exists; otherwise the runtime's default applies), and per-method del,
+///   save_in, load_in, save_out, load_out, new_copy and task_size hooks; a
+///   `static` `ModuleApi` with this build's `AbiFingerprint`, returned by the
+///   entry exported as `chimaera_module_entry_{chimod_lib_name}`.
 #[proc_macro_attribute]
 pub fn chimod(attr: TokenStream, item: TokenStream) -> TokenStream {
     let ctx = context();

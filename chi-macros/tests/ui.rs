@@ -1,12 +1,27 @@
 //! UI tests of `#[task]` and `#[chimod]`: `pass/` must compile (and run), each file of `fail/`
 //! must fail with the diagnostics in its `.stderr`. Regenerate those with
-//! `TRYBUILD=overwrite cargo test -p chi-macros` and read every one.
+//! `TRYBUILD=overwrite cargo test -p chi-macros --test ui` and read every one.
 //!
 //! The tests name their YAML with `yaml = "…"` (relative to the test file):
 //! trybuild compiles them in a generated crate under `target/tests/trybuild/`,
 //! whose `CARGO_MANIFEST_DIR` has no `chimaera_mod.yaml` (which `fail/no_yaml.rs`
-//! relies on). The `#[chimod]` fixtures are under `chimod/repo/` (a
-//! `chimaera_repo.yaml` and one module directory per case).
+//! relies on). `chimaera_mod.yaml` here serves the `#[task]` tests; the
+//! `#[chimod]` fixtures are under `chimod/repo/` (a `chimaera_repo.yaml` and one
+//! module directory per case: `ok` and `raw` are valid, `bad` has every YAML
+//! problem at once).
+//!
+//! Where the diagnostics are:
+//! * `#[task]`: `string_field`, `vec_field`, `bool_field`, `pointer_fields`,
+//!   `not_shm_safe`, `not_ser` (field types); `method_mismatch` (id ≠ YAML id);
+//!   `missing_key` (no YAML entry, a `-1` entry); `no_yaml` (no YAML file);
+//!   `yaml_parse_error`; `bad_new` (`new = "…"`); `missing_method` (arguments);
+//!   `field_attrs`, `generic`, `not_a_struct`, `tuple_struct` (item shape).
+//! * `#[chimod]`: `chimod_yaml_errors` (namespace, inherited ids, custom id
+//!   below 10, duplicate ids, a handler with no method, methods with no
+//!   handler); `chimod_impl_errors` (handler of a `-1` method, `destroy`
+//!   handler, monitor of no method, handler shape, `create` signatures, no
+//!   `create`, generic container, trait impl); `chimod_wrong_task` (task type
+//!   with another METHOD, container not Sync); `no_yaml` (no YAML file).
 
 #[test]
 fn ui() {

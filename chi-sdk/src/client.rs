@@ -241,7 +241,7 @@ impl<'c, T: Task> Pending<'c, T> {
             .expect("a Pending holds its task until waited");
         // If the wait fails the runtime may still hold the task: it is not freed.
         if let Err(e) = self.client.wait(&t) {
-            std::mem::forget(t);
+            // Not freed: `TaskPtr` has no Drop, so letting it go leaves the block.
             return Err(e.into());
         }
         if let Err(e) = t.result() {

@@ -158,9 +158,13 @@ impl<'a> CreateCtx<'a> {
     }
 }
 
-/// The runtime's segments as this copy of the library sees them.
+/// An allocator attached on first use (or why it could not be).
+type LazyAllocator = std::sync::OnceLock<Result<Allocator, String>>;
+
+/// The runtime's segments as this copy of the library sees them: kind, handle
+/// and allocator.
 struct Segments {
-    list: Vec<(u32, Segment, std::sync::OnceLock<Result<Allocator, String>>)>,
+    list: Vec<(u32, Segment, LazyAllocator)>,
 }
 
 static SEGMENTS: RwLock<Option<&'static Segments>> = RwLock::new(None);

@@ -311,15 +311,14 @@ pub mod chimod {
 
     /// Runs a task hook (`del`, `save_*`, `load_*`): contains panics, writes a
     /// failure to `err` (if any) and returns the result code.
-    pub fn hook(err: *mut ErrorBuf, f: impl FnOnce() -> Result<(), (i32, String)>) -> i32 {
+    pub fn hook(err: Option<&mut ErrorBuf>, f: impl FnOnce() -> Result<(), (i32, String)>) -> i32 {
         let (rc, msg) = match catch_unwind(AssertUnwindSafe(f)) {
             Ok(Ok(())) => return code::OK,
             Ok(Err(e)) => e,
             Err(p) => (code::PANICKED, format!("panicked: {}", panic_text(&*p))),
         };
-        if !err.is_null() {
-            // SAFETY: the caller's buffer (checked non-null).
-            unsafe { (*err).set(&msg) };
+        if let Some(err) = err {
+            err.set(&msg);
         }
         rc
     }

@@ -7,4 +7,13 @@ pub struct CustomTask {
 #[chi_sdk::task(method = 10, yaml = "missing/chimaera_mod.yaml")]
 pub struct Custom;
 
+pub struct M;
+
+#[chi_sdk::chimod(yaml = "missing/chimaera_mod.yaml")]
+impl M {
+    fn create(_ctx: &mut chi_sdk::container::CreateCtx<'_>, _args: &str) -> Result<Self, String> {
+        Ok(M)
+    }
+}
+
 fn main() {}

@@ -135,13 +135,15 @@ pub(crate) fn expand(
             format!("#[chimod] applies to an inherent `impl Container {{ … }}` block: {e}"),
         )
     })?;
-    let mut errors: Vec<syn::Error> = Vec::new();
     if let Some((_, path, _)) = &imp.trait_ {
-        errors.push(syn::Error::new_spanned(
+        // Alone: the trait's functions are not handlers, so nothing else applies.
+        return Err(syn::Error::new_spanned(
             path,
-            "#[chimod] applies to an inherent impl block (`impl MyContainer { … }`), not a trait impl",
+            "#[chimod] applies to an inherent impl block (`impl MyContainer { … }`), not a trait \
+             impl: put `create` and the handlers in an `impl MyContainer` block",
         ));
     }
+    let mut errors: Vec<syn::Error> = Vec::new();
     if !imp.generics.params.is_empty() {
         errors.push(syn::Error::new_spanned(
             &imp.generics,
@@ -156,12 +158,17 @@ pub(crate) fn expand(
     let yaml = match ModYaml::load(&mod_path) {
         Ok(y) => y,
         Err(YamlError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
+            let how = match &yaml_arg {
+                Some(_) => "check the `yaml = \"…\"` path (it is relative to this source file)",
+                None => {
+                    "every module crate has one beside its Cargo.toml (`cargo chimod new` writes \
+                     it); or name another file with `yaml = \"…\"`, relative to this source file"
+                }
+            };
             return Err(syn::Error::new(
                 at_attr,
                 format!(
-                    "{} not found: #[chimod] reads the module's methods from it; every module \
-                     crate has one beside its Cargo.toml (or name it with `yaml = \"…\"`, relative \
-                     to this source file)",
+                    "{} not found: #[chimod] reads the module's methods from it; {how}",
                     mod_path.display()
                 ),
             ));
@@ -352,12 +359,18 @@ pub(crate) fn expand(
         }
     }
     for (h, f) in &monitors {
-        if !methods.iter().any(|m| &m.handler() == h && m.id >= 0) {
-            errors.push(syn::Error::new(
-                f.sig.ident.span(),
-                format!("`monitor_{h}` monitors no supported method: there is no handler `{h}`"),
-            ));
-        }
+        let why = match methods.iter().find(|m| &m.handler() == h) {
+            Some(m) if m.id >= 0 => continue,
+            Some(m) => format!("`{}` is -1 (unsupported) at {shown}:{}", m.key, m.line),
+            None => format!(
+                "no method of {shown} has the handler `{h}` (a monitor is named `monitor_` + \
+                 its method's handler, e.g. `monitor_custom` for `kCustom`)"
+            ),
+        };
+        errors.push(syn::Error::new(
+            f.sig.ident.span(),
+            format!("`monitor_{h}` monitors no supported method: {why}"),
+        ));
     }
     let mut params: Option<Option<Type>> = None;
     match create {
@@ -465,12 +478,30 @@ const CREATE_USAGE: &str = "`fn create(ctx: &mut chi_sdk::container::CreateCtx<'
 /// The parameter type of `create` (`None` for a raw `&str`).
 fn create_params(f: &ImplItemFn) -> syn::Result<Option<Type>> {
     let inputs: Vec<&FnArg> = f.sig.inputs.iter().collect();
-    let usage = || syn::Error::new_spanned(&f.sig, format!("expected {CREATE_USAGE}"));
+    if let Some(FnArg::Receiver(r)) = inputs.first() {
+        return Err(syn::Error::new_spanned(
+            r,
+            format!(
+                "create is an associated function, without `self` (it makes the container): \
+                 expected {CREATE_USAGE}"
+            ),
+        ));
+    }
     if inputs.len() != 2 {
-        return Err(usage());
+        return Err(syn::Error::new(
+            f.sig.paren_token.span.join(),
+            format!(
+                "create takes 2 parameters (its context and its create parameters), not {}: \
+                 expected {CREATE_USAGE}",
+                inputs.len()
+            ),
+        ));
     }
     let (FnArg::Typed(ctx), FnArg::Typed(p)) = (inputs[0], inputs[1]) else {
-        return Err(usage());
+        return Err(syn::Error::new_spanned(
+            &f.sig,
+            format!("expected {CREATE_USAGE}"),
+        ));
     };
     if !matches!(&*ctx.ty, Type::Reference(_)) {
         return Err(syn::Error::new_spanned(
@@ -486,7 +517,12 @@ fn create_params(f: &ImplItemFn) -> syn::Result<Option<Type>> {
         }
         Type::Reference(r) => Err(syn::Error::new_spanned(
             r,
-            format!("create takes its parameters by value: expected {CREATE_USAGE}"),
+            format!(
+                "create takes its parameters by value (`{}`, not `{}`; they are decoded from the \
+                 pool's arguments for this call): expected {CREATE_USAGE}",
+                crate::task::show(&r.elem),
+                crate::task::show(&p.ty)
+            ),
         )),
         other => Ok(Some(other.clone())),
     }
@@ -496,7 +532,7 @@ fn create_params(f: &ImplItemFn) -> syn::Result<Option<Type>> {
 fn handler_task_type(f: &ImplItemFn) -> syn::Result<Type> {
     let usage = format!(
         "a handler takes `(&self, task: &mut {}Task, ctx: &mut chi_sdk::abi::RunCtx)` and returns \
-         `Result<(), String>`",
+         `Result<(), E>` with `E: Into<chi_sdk::task::Failure>` (e.g. `String`)",
         camel_case(&f.sig.ident.to_string())
     );
     let inputs: Vec<&FnArg> = f.sig.inputs.iter().collect();
@@ -565,8 +601,10 @@ fn generate(
         let fname = &h.func.sig.ident;
         let tt = &h.task_ty;
         let msg = format!(
-            "the task type of `{fname}` must have METHOD = {id} (`{}` in chimaera_mod.yaml)",
-            m.key
+            "`{fname}` handles `{}` ({id} in chimaera_mod.yaml), but its task type `{}` has \
+             another METHOD: take the `#[task(method = {id})]` type",
+            m.key,
+            crate::task::show(tt)
         );
         // Spanned at the handler's task type, so the error points there.
         checks.push(quote::quote_spanned!(tt.span()=>
@@ -722,7 +760,7 @@ fn generate(
                 _container: *mut ::core::ffi::c_void,
                 task: *mut #p::TaskHeader,
             ) -> i32 {
-                #p::hook(::core::ptr::null_mut(), || {
+                #p::hook(::core::option::Option::None, || {
                     // SAFETY: the runtime passes a validated task nobody uses after.
                     match unsafe { (*task).method } {
                         #(#del_arms)*
@@ -737,7 +775,10 @@ fn generate(
                 out: *mut #p::ByteSink,
                 err: *mut #p::ErrorBuf,
             ) -> i32 {
-                #p::hook(err, || {
+                #p::hook(
+                    // SAFETY: the runtime's error buffer, or null.
+                    unsafe { err.as_mut() },
+                    || {
                     // SAFETY: the runtime passes a validated task and a live sink.
                     match unsafe { (*task).method } {
                         #(#save_in_arms)*
@@ -752,7 +793,10 @@ fn generate(
                 out: *mut #p::ByteSink,
                 err: *mut #p::ErrorBuf,
             ) -> i32 {
-                #p::hook(err, || {
+                #p::hook(
+                    // SAFETY: the runtime's error buffer, or null.
+                    unsafe { err.as_mut() },
+                    || {
                     // SAFETY: as in `__save_in`.
                     match unsafe { (*task).method } {
                         #(#save_out_arms)*
@@ -768,7 +812,10 @@ fn generate(
                 len: usize,
                 err: *mut #p::ErrorBuf,
             ) -> i32 {
-                #p::hook(err, || {
+                #p::hook(
+                    // SAFETY: the runtime's error buffer, or null.
+                    unsafe { err.as_mut() },
+                    || {
                     // SAFETY: the runtime passes a block of `task_size(method)`
                     // bytes whose header names the method, and `len` bytes at `data`.
                     match unsafe { (*task).method } {
@@ -785,7 +832,10 @@ fn generate(
                 len: usize,
                 err: *mut #p::ErrorBuf,
             ) -> i32 {
-                #p::hook(err, || {
+                #p::hook(
+                    // SAFETY: the runtime's error buffer, or null.
+                    unsafe { err.as_mut() },
+                    || {
                     // SAFETY: a validated task and `len` bytes at `data`.
                     match unsafe { (*task).method } {
                         #(#load_out_arms)*
@@ -800,7 +850,10 @@ fn generate(
                 err: *mut #p::ErrorBuf,
             ) -> *mut #p::TaskHeader {
                 let mut copy = ::core::ptr::null_mut();
-                #p::hook(err, || {
+                #p::hook(
+                    // SAFETY: the runtime's error buffer, or null.
+                    unsafe { err.as_mut() },
+                    || {
                     // SAFETY: a validated task, only read.
                     copy = match unsafe { (*task).method } {
                         #(#copy_arms)*

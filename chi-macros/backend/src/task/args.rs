@@ -82,13 +82,23 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
                 }
                 let lit: LitStr = meta.value()?.parse()?;
                 match syn::parse_str::<syn::Ident>(&lit.value()) {
+                    Ok(id) if id == "empty" => errors.push(syn::Error::new(
+                        lit.span(),
+                        "`empty` is the other constructor #[task] generates (a task with every \
+                         field zero / empty); give the emplace constructor another name, e.g. \
+                         `new = \"emplace\"`",
+                    )),
                     Ok(mut id) => {
                         id.set_span(lit.span());
                         new_name = Some(id);
                     }
                     Err(_) => errors.push(syn::Error::new(
                         lit.span(),
-                        format!("`{}` is not a function name", lit.value()),
+                        format!(
+                            "`{}` is not a function name: `new = \"…\"` names the emplace \
+                             constructor (default `new`), e.g. `new = \"emplace\"`",
+                            lit.value()
+                        ),
                     )),
                 }
             }
@@ -181,10 +191,48 @@ mod tests {
 
     #[test]
     fn parses_all_arguments() {
-        let a = parse(quote!(method = 12, name = "kBar", yaml = "x.yaml")).unwrap();
+        let a = parse(quote!(
+            method = 12,
+            name = "kBar",
+            yaml = "x.yaml",
+            new = "emplace"
+        ))
+        .unwrap();
         assert_eq!(a.method, 12);
         assert_eq!(a.name.unwrap().value(), "kBar");
         assert_eq!(a.yaml.unwrap().value(), "x.yaml");
+        assert_eq!(a.new_name.unwrap(), "emplace");
+        assert!(parse(quote!(method = 12)).unwrap().new_name.is_none());
+    }
+
+    #[test]
+    fn bad_new_values() {
+        let msgs = |attr| -> Vec<String> {
+            parse(attr)
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect()
+        };
+        let e = msgs(quote!(method = 10, new = "1st"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "`1st` is not a function name: `new = \"…\"` names the emplace constructor"
+            ),
+            "{e:?}"
+        );
+        let e = msgs(quote!(method = 10, new = "fn"));
+        assert!(e[0].starts_with("`fn` is not a function name"), "{e:?}");
+        let e = msgs(quote!(method = 10, new = "empty"));
+        assert!(
+            e[0].starts_with("`empty` is the other constructor"),
+            "{e:?}"
+        );
+        let e = msgs(quote!(method = 10, new = "a", new = "b"));
+        assert!(e[0].contains("`new` is given twice"), "{e:?}");
+        let e = parse(quote!(method = 10, new = emplace)).unwrap_err();
+        assert!(e.to_string().contains("expected string literal"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ use crate::Context;
 use crate::yaml::{ModYaml, YamlError};
 use args::TaskArgs;
 pub(crate) use args::combine;
+pub(crate) use fields::show;
 
 /// The file name looked up beside `Cargo.toml`.
 pub(crate) const MOD_YAML: &str = "chimaera_mod.yaml";

@@ -250,6 +250,54 @@ fn unit_struct_and_directions() {
 }
 
 #[test]
+fn new_renames_the_emplace_constructor() {
+    let m = TempMod::new(YAML);
+    let item = quote! {
+        pub struct PingTask {
+            pub seq: u64,
+            #[output]
+            pub reply: u64,
+        }
+    };
+    let plain = expand(&m, quote!(method = 10), item.clone())
+        .unwrap()
+        .to_string();
+    let renamed = expand(&m, quote!(method = 10, new = "emplace"), item.clone())
+        .unwrap()
+        .to_string();
+    // Only the constructor's name differs; `empty` keeps its name.
+    assert_eq!(
+        renamed,
+        plain.replacen("pub fn new (", "pub fn emplace (", 1)
+    );
+    assert!(
+        renamed.contains("pub fn empty (pool : :: chi_sdk :: __private :: PoolId) -> Self"),
+        "{renamed}"
+    );
+    assert!(!renamed.contains("pub fn new ("), "{renamed}");
+
+    // Argument errors come with the other problems of the item.
+    let e = error(
+        &m,
+        quote!(method = 10, new = "empty"),
+        quote!(
+            struct PingTask {
+                s: String,
+            }
+        ),
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("`empty` is the other constructor"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("`String` cannot be a task field"),
+        "{e:#?}"
+    );
+}
+
+#[test]
 fn method_key_strips_task() {
     let k = |s: &str| super::method_key(&syn::Ident::new(s, proc_macro2::Span::call_site()));
     assert_eq!(k("CustomTask"), "kCustom");
