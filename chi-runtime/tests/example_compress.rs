@@ -1,0 +1,520 @@
+//! The `compress` example module (`libchimaera_compress_runtime.so`) in a real
+//! runtime: real data of several sizes round-trips through Compress and
+//! Decompress on LZ4 and DEFLATE pools, compressible data shrinks, calls run
+//! asynchronously in flight, and bad input — garbage frames, corrupt payloads,
+//! bad pointers and lengths in the task — fails that task with a clear message
+//! while the runtime keeps serving.
+//!
+//! The test builds the module libraries itself (see `support::modules`).
+
+mod support;
+
+use std::sync::{Mutex, MutexGuard};
+
+use chi_sdk::client::{CallError, Client, TaskError};
+use chi_sdk::queue::Priority;
+use chi_sdk::shm::{Allocator, Segment, SegmentId, ShmPtr};
+use chi_sdk::task::code;
+use chi_sdk::types::DomainQuery;
+use chimaera_compress_runtime as compress;
+use compress::frame::{self, ALGO_DEFLATE, ALGO_LZ4, ALGO_STORED, HEADER_LEN};
+use compress::{Codec, CompressClient, CompressTask, CreateParams, DecompressTask, errcode};
+use support::modules::module_setup;
+use support::*;
+
+/// A client maps the runtime's segments under their fixed ids, so one process
+/// talks to one runtime at a time: the tests that start one hold this lock
+/// (under nextest each test has its own process anyway).
+fn one_runtime() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The call failed with `want`; returns its message.
+fn task_err<T: std::fmt::Debug>(r: Result<T, CallError>, want: i32, what: &str) -> String {
+    match r {
+        Err(CallError::Task(TaskError { code, message })) if code == want => message,
+        other => panic!("{what}: expected a task error with code {want}, got {other:?}"),
+    }
+}
+
+/// `n` bytes of log-like text: compressible, but not trivially.
+fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "worker",
+        "completed",
+        "task",
+        "pool",
+        "lane",
+        "queued",
+        "runtime",
+        "client",
+        "segment",
+        "compress",
+        "latency",
+        "buffer",
+    ];
+    let mut out = Vec::with_capacity(n + 128);
+    let mut line = 0u64;
+    while out.len() < n {
+        line += 1;
+        let w1 = WORDS[rng.range(0, 11) as usize];
+        let w2 = WORDS[rng.range(0, 11) as usize];
+        let s = format!(
+            "{line:08} INFO {w1}-{} {w2} {} in {} us\n",
+            rng.range(0, 7),
+            rng.range(0, 999),
+            rng.range(1, 50)
+        );
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// `n` random bytes: incompressible.
+fn noise(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// An allocator handle of the runtime's client-data segment (the client's
+/// mapping, shared), to count its live blocks and to make bad pointers.
+fn client_data(port: u16) -> (Segment, Allocator) {
+    let seg = Segment::attach(&chi_runtime::ipc::segment_name(port, "client_data"))
+        .expect("attach the client-data segment");
+    let alloc = Allocator::attach(&seg).expect("client-data allocator");
+    (seg, alloc)
+}
+
+/// Submits a raw Compress task and waits for its outcome.
+fn raw_compress(client: &Client, task: CompressTask) -> Result<(u64, u32), CallError> {
+    client
+        .submit(task, Priority::LowLatency)?
+        .wait_with(|t| (t.output_len, t.algorithm))
+}
+
+/// Submits a raw Decompress task and waits for its outcome.
+fn raw_decompress(client: &Client, task: DecompressTask) -> Result<u64, CallError> {
+    client
+        .submit(task, Priority::LowLatency)?
+        .wait_with(|t| t.output_len)
+}
+
+/// Writes `data` into a new client-data buffer.
+fn buffer_with(client: &Client, data: &[u8]) -> ShmPtr {
+    let p = client
+        .allocate_buffer(data.len())
+        .expect("allocate a buffer");
+    // SAFETY: a fresh allocation of `data.len()` bytes, ours alone.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p.as_ptr(), data.len()) };
+    p.shm()
+}
+
+/// Round-trips `data` through `pool` and checks the frame.
+fn round_trip(client: &Client, pool: &CompressClient, data: &[u8], what: &str) -> Vec<u8> {
+    let f = pool
+        .compress(client, data)
+        .unwrap_or_else(|e| panic!("{what}: compress: {e}"));
+    let h = frame::header(&f).unwrap_or_else(|e| panic!("{what}: frame header: {e}"));
+    assert_eq!(h.original_len, data.len() as u64, "{what}");
+    assert!(f.len() <= frame::max_frame_len(data.len()), "{what}");
+    // The module's frames decode with the library, and back through the runtime.
+    assert!(frame::decode(&f).expect("decode locally") == data, "{what}");
+    let back = pool
+        .decompress(client, &f)
+        .unwrap_or_else(|e| panic!("{what}: decompress: {e}"));
+    assert!(back == data, "{what}: the round trip changed the data");
+    f
+}
+
+#[test]
+fn generated_constants() {
+    assert_eq!(compress::CHIMOD_LIB_NAME, "chimaera_compress");
+    assert_eq!(compress::method::COMPRESS, 10);
+    assert_eq!(compress::method::DECOMPRESS, 11);
+    assert_eq!(
+        <CreateParams as chi_sdk::admin::PoolParams>::CHIMOD_LIB_NAME,
+        "chimaera_compress"
+    );
+    assert!(compress::method::ALL.contains(&("kNodeFailure", -1)));
+}
+
+#[test]
+fn compress_round_trips_real_data() {
+    let _one = one_runtime();
+    let _wd = Watchdog::new("compress_round_trips_real_data", WATCHDOG);
+    let s = module_setup("compress_round_trip");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let (_seg, cdata) = client_data(s.port);
+    let baseline = cdata.stats().live_blocks;
+    let mut rng = Rng::new(0xC0FFEE);
+
+    let lz4 = CompressClient::create(&client, "lz4", &CreateParams::default()).expect("lz4 pool");
+    let deflate = CompressClient::create(
+        &client,
+        "deflate",
+        &CreateParams {
+            codec: Codec::Deflate,
+            level: 9,
+        },
+    )
+    .expect("deflate pool");
+    assert_ne!(lz4.pool, deflate.pool);
+
+    let mib_text = text(&mut rng, 1 << 20);
+    let random = noise(&mut rng, 256 << 10);
+    for (name, pool, algo) in [("lz4", &lz4, ALGO_LZ4), ("deflate", &deflate, ALGO_DEFLATE)] {
+        // Empty and one byte: a stored frame, the header alone plus the byte.
+        let f = round_trip(&client, pool, b"", &format!("{name} empty"));
+        assert_eq!((f.len(), f[4]), (HEADER_LEN, ALGO_STORED));
+        let f = round_trip(&client, pool, b"x", &format!("{name} 1 byte"));
+        assert_eq!((f.len(), f[4]), (HEADER_LEN + 1, ALGO_STORED));
+
+        // 1 MiB of text shrinks a lot.
+        let f = round_trip(&client, pool, &mib_text, &format!("{name} 1 MiB text"));
+        assert_eq!(f[4], algo, "{name}");
+        assert!(
+            f.len() < mib_text.len() / 2,
+            "{name}: 1 MiB of text compressed to only {} bytes",
+            f.len()
+        );
+        eprintln!(
+            "{name}: 1 MiB of text -> {} bytes (ratio {:.2})",
+            f.len(),
+            mib_text.len() as f64 / f.len() as f64
+        );
+
+        // Random bytes do not: stored, 20 bytes more than the data.
+        let f = round_trip(&client, pool, &random, &format!("{name} random"));
+        assert_eq!((f.len(), f[4]), (random.len() + HEADER_LEN, ALGO_STORED));
+    }
+
+    // DEFLATE at level 9 beats LZ4 on text; a task may override the codec, and a
+    // pool decompresses frames of any codec.
+    let by_lz4 = lz4.compress(&client, &mib_text).expect("lz4");
+    let by_deflate = deflate.compress(&client, &mib_text).expect("deflate");
+    assert!(by_deflate.len() < by_lz4.len());
+    let f = lz4
+        .compress_with(&client, &mib_text, Codec::Deflate)
+        .expect("deflate on the lz4 pool");
+    assert_eq!(f[4], ALGO_DEFLATE);
+    assert!(lz4.decompress(&client, &by_deflate).expect("cross") == mib_text);
+    assert!(deflate.decompress(&client, &by_lz4).expect("cross") == mib_text);
+
+    // Asynchronous calls: many in flight on both pools, small ones on the
+    // low-latency lane and large ones on the bulk lanes.
+    let inputs: Vec<Vec<u8>> = (0..48usize)
+        .map(|i| {
+            let n = if i.is_multiple_of(4) {
+                rng.range(64 << 10, 160 << 10)
+            } else {
+                rng.range(0, 8 << 10)
+            } as usize;
+            if i.is_multiple_of(5) {
+                noise(&mut rng, n)
+            } else {
+                text(&mut rng, n)
+            }
+        })
+        .collect();
+    let pool_of = |i: usize| if i.is_multiple_of(2) { &lz4 } else { &deflate };
+    let pending: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| pool_of(i).async_compress(&client, d).expect("submit"))
+        .collect();
+    let frames: Vec<Vec<u8>> = pending
+        .into_iter()
+        .map(|p| p.wait().expect("async compress"))
+        .collect();
+    let pending: Vec<_> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| pool_of(i + 1).async_decompress(&client, f).expect("submit"))
+        .collect();
+    for (i, p) in pending.into_iter().enumerate() {
+        let back = p.wait().expect("async decompress");
+        assert!(back == inputs[i], "async call {i} changed the data");
+    }
+    // Monitor sent the large inputs to the bulk lanes, which run on the
+    // high-latency worker.
+    let st = Client::status(&s.opts()).expect("status");
+    assert!(
+        st.workers
+            .iter()
+            .any(|w| w.kind == "high_latency" && w.tasks_completed > 0),
+        "no task ran on a high-latency worker: {:?}",
+        st.workers
+    );
+
+    // A call dropped unwaited: the drop waits for it and frees its buffers.
+    drop(deflate.async_compress(&client, &mib_text).expect("submit"));
+    drop(lz4.async_decompress(&client, &frames[0]).expect("submit"));
+
+    // Every client-data buffer was freed.
+    assert_eq!(
+        cdata.stats().live_blocks,
+        baseline,
+        "client-data buffers leaked"
+    );
+
+    // Creation parameters are checked.
+    let e = CompressClient::create(
+        &client,
+        "bad_level",
+        &CreateParams {
+            codec: Codec::Deflate,
+            level: 11,
+        },
+    )
+    .expect_err("level 11");
+    assert!(e.to_string().contains("level 11 is out of range"), "{e}");
+
+    drop(client);
+    let log = rt.stop();
+    assert!(log.contains("compress container created"), "{log}");
+    assert!(log.contains("compress container destroyed"), "{log}");
+}
+
+#[test]
+fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
+    let _one = one_runtime();
+    let _wd = Watchdog::new("bad_input_fails_cleanly", WATCHDOG);
+    let s = module_setup("compress_bad_input");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let (_seg, cdata) = client_data(s.port);
+    let mut rng = Rng::new(7);
+    let pool = CompressClient::create(&client, "lz4", &CreateParams::default()).expect("pool");
+    let data = text(&mut rng, 50_000);
+    let good = pool.compress(&client, &data).expect("compress");
+    let serves = |what: &str| {
+        let f = pool
+            .compress(&client, &data)
+            .unwrap_or_else(|e| panic!("after {what}: {e}"));
+        assert!(pool.decompress(&client, &f).expect(what) == data, "{what}");
+    };
+
+    // Garbage instead of a frame.
+    let msg = task_err(
+        pool.decompress(&client, &noise(&mut rng, 1000)),
+        errcode::CORRUPT_DATA,
+        "random bytes",
+    );
+    assert!(msg.contains("not a compressed frame"), "{msg}");
+    let msg = task_err(
+        pool.decompress(&client, b"CHZ1\x01"),
+        errcode::CORRUPT_DATA,
+        "5 bytes",
+    );
+    assert!(msg.contains("shorter than the 20-byte header"), "{msg}");
+    serves("garbage");
+
+    // A frame whose payload, checksum or algorithm was damaged.
+    let mut f = good.clone();
+    f[HEADER_LEN..]
+        .iter_mut()
+        .for_each(|b| *b = b.wrapping_mul(31) ^ 0xa5);
+    let msg = task_err(
+        pool.decompress(&client, &f),
+        errcode::CORRUPT_DATA,
+        "corrupt payload",
+    );
+    assert!(msg.contains("corrupt frame"), "{msg}");
+    let mut f = good.clone();
+    f[17] ^= 0x40;
+    let msg = task_err(
+        pool.decompress(&client, &f),
+        errcode::CORRUPT_DATA,
+        "bad checksum",
+    );
+    assert!(msg.contains("checksum mismatch"), "{msg}");
+    let mut f = good.clone();
+    f[4] = 77;
+    let msg = task_err(
+        pool.decompress(&client, &f),
+        errcode::CORRUPT_DATA,
+        "unknown algorithm",
+    );
+    assert!(msg.contains("unknown algorithm id 77"), "{msg}");
+    let deflated = pool
+        .compress_with(&client, &data, Codec::Deflate)
+        .expect("deflate");
+    let mut f = deflated.clone();
+    let mid = HEADER_LEN + (f.len() - HEADER_LEN) / 2;
+    f[mid..].iter_mut().for_each(|b| *b ^= 0x3c);
+    let msg = task_err(
+        pool.decompress(&client, &f),
+        errcode::CORRUPT_DATA,
+        "corrupt deflate",
+    );
+    assert!(msg.contains("corrupt frame"), "{msg}");
+    serves("corrupt frames");
+
+    // Raw tasks with bad pointers and lengths: each fails with BAD_TASK naming
+    // the buffer; nothing is read or written outside the client's buffers.
+    let input = buffer_with(&client, &data);
+    let output = client
+        .allocate_buffer(data.len() + HEADER_LEN)
+        .unwrap()
+        .shm();
+    let cap = (data.len() + HEADER_LEN) as u64;
+    let n = data.len() as u64;
+    let ctask = |inp: ShmPtr, len: u64, out: ShmPtr, cap: u64| {
+        CompressTask::new(pool.pool, DomainQuery::local(), inp, len, out, cap, 0)
+    };
+    let main_block = client.main_allocator().allocate(4096).expect("main block");
+    let seg_id = cdata.segment_id();
+    let freed = client.allocate_buffer(256).unwrap().shm();
+    client.free_buffer(freed).unwrap();
+    let small = client.allocate_buffer(100).unwrap().shm();
+    let cases: Vec<(&str, CompressTask, &str)> = vec![
+        (
+            "null input",
+            ctask(ShmPtr::NULL, 10, output, cap),
+            "input buffer: null pointer with length 10",
+        ),
+        (
+            "input in the main segment",
+            ctask(main_block.shm(), 100, output, cap),
+            "is not in the client-data segment",
+        ),
+        (
+            "output in the main segment",
+            ctask(input, n, main_block.shm(), 4096),
+            "output buffer: ",
+        ),
+        (
+            "unknown segment",
+            ctask(ShmPtr::new(SegmentId(200), 4096), 100, output, cap),
+            "is not in the client-data segment",
+        ),
+        (
+            "garbage offset",
+            ctask(ShmPtr::new(seg_id, 0x12345), 100, output, cap),
+            "is not the start of a live client-data allocation",
+        ),
+        (
+            "past the segment",
+            ctask(
+                ShmPtr::new(seg_id, ShmPtr::MAX_OFFSET - 7),
+                100,
+                output,
+                cap,
+            ),
+            "is not the start of a live client-data allocation",
+        ),
+        (
+            "freed buffer",
+            ctask(freed, 100, output, cap),
+            "is not the start of a live client-data allocation",
+        ),
+        (
+            "length past the allocation",
+            ctask(small, 1 << 20, output, cap),
+            "length 1048576 runs past the end of the allocation",
+        ),
+        (
+            "huge length",
+            ctask(input, u64::MAX, output, cap),
+            "runs past the end of the allocation",
+        ),
+        (
+            "output capacity past the allocation",
+            ctask(input, n, small, 1 << 30),
+            "output buffer: length 1073741824 runs past the end",
+        ),
+        (
+            "output is the input",
+            ctask(input, n, input, n),
+            "is the input buffer",
+        ),
+    ];
+    for (what, task, want) in cases {
+        let msg = task_err(raw_compress(&client, task), code::BAD_TASK, what);
+        assert!(msg.contains(want), "{what}: {msg}");
+    }
+    let msg = task_err(
+        raw_compress(
+            &client,
+            CompressTask::new(pool.pool, DomainQuery::local(), input, n, output, cap, 9),
+        ),
+        code::BAD_TASK,
+        "unknown codec",
+    );
+    assert!(msg.contains("unknown codec 9"), "{msg}");
+    // A too-small output names the size needed.
+    let random = noise(&mut rng, 10_000);
+    let rnd = buffer_with(&client, &random);
+    let msg = task_err(
+        raw_compress(&client, ctask(rnd, 10_000, small, 100)),
+        errcode::OUTPUT_TOO_SMALL,
+        "small output",
+    );
+    assert!(
+        msg.contains("holds 100 bytes") && msg.contains("needs 10020"),
+        "{msg}"
+    );
+    // The right sizes work on the same buffers.
+    let (len, algo) = raw_compress(&client, ctask(input, n, output, cap)).expect("raw compress");
+    assert_eq!(algo, u32::from(ALGO_LZ4));
+    assert_eq!(len, good.len() as u64);
+    let back = client.allocate_buffer(data.len()).unwrap().shm();
+    let got = raw_decompress(
+        &client,
+        DecompressTask::new(pool.pool, DomainQuery::local(), output, len, back, n),
+    )
+    .expect("raw decompress");
+    assert_eq!(got, n);
+    let msg = task_err(
+        raw_decompress(
+            &client,
+            DecompressTask::new(pool.pool, DomainQuery::local(), output, len, small, 100),
+        ),
+        errcode::OUTPUT_TOO_SMALL,
+        "small decompress output",
+    );
+    assert!(
+        msg.contains("holds 100 bytes") && msg.contains(&format!("needs {n}")),
+        "{msg}"
+    );
+    // A frame declaring an absurd length is refused before anything is written.
+    let mut huge = good.clone();
+    huge[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let hbuf = buffer_with(&client, &huge);
+    let msg = task_err(
+        raw_decompress(
+            &client,
+            DecompressTask::new(
+                pool.pool,
+                DomainQuery::local(),
+                hbuf,
+                huge.len() as u64,
+                back,
+                n,
+            ),
+        ),
+        errcode::OUTPUT_TOO_SMALL,
+        "absurd length",
+    );
+    assert!(msg.contains("needs 1099511627776"), "{msg}");
+
+    for p in [input, output, small, rnd, back, hbuf] {
+        client.free_buffer(p).expect("free a test buffer");
+    }
+    client
+        .main_allocator()
+        .free(main_block.shm())
+        .expect("free the main block");
+    serves("bad pointers");
+
+    drop(client);
+    let log = rt.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}
