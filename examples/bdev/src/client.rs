@@ -1,0 +1,418 @@
+//! [`BdevClient`]: the client of a bdev pool.
+
+use chi_sdk::admin::AdminClient;
+use chi_sdk::client::{CallError, Client, ClientError, Pending};
+use chi_sdk::queue::Priority;
+use chi_sdk::shm::{FullPtr, ShmPtr, ShmVec};
+use chi_sdk::types::{DomainQuery, PoolId};
+
+use crate::{AllocateBlocksTask, CreateParams, FreeBlocksTask, GetStatsTask, ReadTask, WriteTask};
+
+/// A bdev pool's figures ([`BdevClient::get_stats`]; see [`GetStatsTask`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BdevStats {
+    /// Bytes of the device.
+    pub capacity: u64,
+    /// Bytes of a block.
+    pub block_size: u64,
+    /// Blocks of the device.
+    pub total_blocks: u64,
+    /// Blocks allocated.
+    pub used_blocks: u64,
+    /// Blocks free.
+    pub free_blocks: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Successful writes.
+    pub writes: u64,
+    /// Successful reads.
+    pub reads: u64,
+    /// Successful AllocateBlocks calls.
+    pub allocations: u64,
+    /// Successful FreeBlocks calls.
+    pub frees: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Whether the backend is a file (else RAM).
+    pub file_backend: bool,
+}
+
+impl From<&GetStatsTask> for BdevStats {
+    fn from(t: &GetStatsTask) -> Self {
+        BdevStats {
+            capacity: t.capacity,
+            block_size: t.block_size,
+            total_blocks: t.total_blocks,
+            used_blocks: t.used_blocks,
+            free_blocks: t.free_blocks,
+            bytes_written: t.bytes_written,
+            bytes_read: t.bytes_read,
+            writes: t.writes,
+            reads: t.reads,
+            allocations: t.allocations,
+            frees: t.frees,
+            failures: t.failures,
+            file_backend: t.backend == 1,
+        }
+    }
+}
+
+/// Frees a client-data buffer once the runtime is done with it: after `r`
+/// unless the call was not answered (then the runtime may still use it, and
+/// it is left allocated).
+fn release<R>(client: &Client, buf: ShmPtr, r: &Result<R, CallError>) {
+    if buf.is_null() || matches!(r, Err(CallError::Client(_))) {
+        return;
+    }
+    if let Err(e) = client.free_buffer(buf) {
+        chi_sdk::tracing::warn!(buffer = %buf, error = %e, "bdev: cannot free an I/O buffer");
+    }
+}
+
+/// A [`BdevClient::async_write`] in flight; owns its client-data buffer,
+/// freed by [`wait`](Self::wait) (or on drop once complete; dropped before the
+/// runtime completed it, the task and the buffer stay allocated, since the
+/// runtime may still use them).
+#[derive(Debug)]
+pub struct PendingWrite<'c> {
+    client: &'c Client,
+    pending: Option<Pending<'c, WriteTask>>,
+    buf: ShmPtr,
+}
+
+impl PendingWrite<'_> {
+    /// Whether the runtime completed the write.
+    pub fn is_complete(&self) -> bool {
+        self.pending.as_ref().is_none_or(Pending::is_complete)
+    }
+
+    /// Waits for the write; returns the bytes written. Frees the buffer.
+    pub fn wait(mut self) -> Result<u64, CallError> {
+        let p = self.pending.take().expect("held until waited");
+        let r = p.wait_with(|t| t.written);
+        release(self.client, std::mem::take(&mut self.buf), &r);
+        r
+    }
+}
+
+impl Drop for PendingWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let done = p.is_complete();
+            drop(p);
+            if done {
+                release::<()>(self.client, self.buf, &Ok(()));
+            }
+        }
+    }
+}
+
+/// A [`BdevClient::async_read`] in flight; owns its client-data buffer, freed
+/// as for [`PendingWrite`].
+#[derive(Debug)]
+pub struct PendingRead<'c> {
+    client: &'c Client,
+    pending: Option<Pending<'c, ReadTask>>,
+    buf: Option<FullPtr<u8>>,
+    len: usize,
+}
+
+impl PendingRead<'_> {
+    /// Whether the runtime completed the read.
+    pub fn is_complete(&self) -> bool {
+        self.pending.as_ref().is_none_or(Pending::is_complete)
+    }
+
+    /// Waits for the read; returns the bytes read. Frees the buffer.
+    pub fn wait(mut self) -> Result<Vec<u8>, CallError> {
+        let p = self.pending.take().expect("held until waited");
+        let buf = self.buf.take();
+        let len = self.len;
+        let r = p.wait_with(|t| t.read).map(|n| {
+            let Some(b) = buf else {
+                return Vec::new();
+            };
+            // SAFETY: the runtime completed the read (Acquire in `wait`), so it
+            // filled the first `n` bytes of our buffer and no longer touches
+            // it; the buffer holds `len` bytes and at most `len` are read.
+            let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr(), len.min(n as usize)) };
+            bytes.to_vec()
+        });
+        release(self.client, buf.map_or(ShmPtr::NULL, |b| b.shm()), &r);
+        r
+    }
+}
+
+impl Drop for PendingRead<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let done = p.is_complete();
+            drop(p);
+            if done && let Some(b) = self.buf.take() {
+                release::<()>(self.client, b.shm(), &Ok(()));
+            }
+        }
+    }
+}
+
+/// The client of a `chimaera_bdev` pool: each method has a synchronous call and
+/// an `async_` call returning a handle to `wait()` for. [`write`](Self::write)
+/// and [`read`](Self::read) (and their `async_` forms) manage the client-data
+/// buffers; [`write_buffer`](Self::write_buffer) and
+/// [`read_buffer`](Self::read_buffer) take buffers the caller allocated with
+/// [`Client::allocate_buffer`] (and reuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BdevClient {
+    /// The pool.
+    pub pool: PoolId,
+}
+
+impl From<PoolId> for BdevClient {
+    fn from(pool: PoolId) -> Self {
+        BdevClient { pool }
+    }
+}
+
+impl BdevClient {
+    /// Creates (or finds) pool `pool_name` with `params`.
+    pub fn create(
+        client: &Client,
+        pool_name: &str,
+        params: &CreateParams,
+    ) -> Result<BdevClient, CallError> {
+        AdminClient::new(client)
+            .get_or_create(pool_name, params)
+            .map(BdevClient::from)
+    }
+
+    /// Submits the creation of pool `pool_name`; the pool id is the task's
+    /// `pool_id` once complete.
+    pub fn async_create<'c>(
+        client: &'c Client,
+        pool_name: &str,
+        params: &CreateParams,
+    ) -> Result<Pending<'c, chi_sdk::admin::GetOrCreatePoolTask>, CallError> {
+        AdminClient::new(client).async_get_or_create(pool_name, params)
+    }
+
+    /// Destroys the pool. Its container goes (and a file backend's file is
+    /// removed, unless kept) once no worker of the runtime refers to it.
+    pub fn destroy(&self, client: &Client) -> Result<(), CallError> {
+        AdminClient::new(client).destroy_pool(self.pool)
+    }
+
+    /// Submits the destruction of the pool.
+    pub fn async_destroy<'c>(
+        &self,
+        client: &'c Client,
+    ) -> Result<Pending<'c, chi_sdk::admin::DestroyPoolTask>, CallError> {
+        AdminClient::new(client).async_destroy_pool(self.pool)
+    }
+
+    /// Submits AllocateBlocks: `blocks` blocks, or (with `blocks` 0) enough for
+    /// `bytes` bytes, as one run if `contiguous`.
+    pub fn async_allocate_blocks<'c>(
+        &self,
+        client: &'c Client,
+        blocks: u64,
+        bytes: u64,
+        contiguous: bool,
+    ) -> Result<Pending<'c, AllocateBlocksTask>, CallError> {
+        client.submit(
+            AllocateBlocksTask::new(
+                self.pool,
+                DomainQuery::local(),
+                blocks,
+                bytes,
+                u64::from(contiguous),
+            ),
+            Priority::LowLatency,
+        )
+    }
+
+    fn offsets_of(p: Pending<'_, AllocateBlocksTask>) -> Result<Vec<u64>, CallError> {
+        p.wait_with(|t| t.offsets.as_slice().map(<[u64]>::to_vec))?
+            .map_err(|e| CallError::Client(ClientError::Shm(e)))
+    }
+
+    /// Allocates `count` blocks; returns their byte offsets.
+    pub fn allocate_blocks(&self, client: &Client, count: u64) -> Result<Vec<u64>, CallError> {
+        Self::offsets_of(self.async_allocate_blocks(client, count, 0, false)?)
+    }
+
+    /// Allocates enough blocks for `bytes` bytes; returns their byte offsets.
+    pub fn allocate_bytes(&self, client: &Client, bytes: u64) -> Result<Vec<u64>, CallError> {
+        Self::offsets_of(self.async_allocate_blocks(client, 0, bytes, false)?)
+    }
+
+    /// Allocates one run of blocks holding `bytes` bytes; returns its offset.
+    pub fn allocate_extent(&self, client: &Client, bytes: u64) -> Result<u64, CallError> {
+        let offsets = Self::offsets_of(self.async_allocate_blocks(client, 0, bytes, true)?)?;
+        offsets.first().copied().ok_or_else(|| {
+            CallError::Client(ClientError::Protocol(
+                "AllocateBlocks answered no offsets".into(),
+            ))
+        })
+    }
+
+    /// Submits FreeBlocks of the blocks at `offsets`.
+    pub fn async_free_blocks<'c>(
+        &self,
+        client: &'c Client,
+        offsets: &[u64],
+    ) -> Result<Pending<'c, FreeBlocksTask>, CallError> {
+        let list = ShmVec::from_slice(client.main_allocator(), offsets)?;
+        client.submit(
+            FreeBlocksTask::new(self.pool, DomainQuery::local(), list),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Frees the blocks at `offsets` (all or none); returns how many.
+    pub fn free_blocks(&self, client: &Client, offsets: &[u64]) -> Result<u64, CallError> {
+        self.async_free_blocks(client, offsets)?
+            .wait_with(|t| t.freed)
+    }
+
+    /// Submits a Write of `len` bytes of the client-data buffer `buf` at `offset`.
+    pub fn async_write_buffer<'c>(
+        &self,
+        client: &'c Client,
+        offset: u64,
+        buf: ShmPtr,
+        len: u64,
+    ) -> Result<Pending<'c, WriteTask>, CallError> {
+        client.submit(
+            WriteTask::new(self.pool, DomainQuery::local(), offset, buf, len),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Writes `len` bytes of the client-data buffer `buf` at `offset`; returns
+    /// the bytes written.
+    pub fn write_buffer(
+        &self,
+        client: &Client,
+        offset: u64,
+        buf: ShmPtr,
+        len: u64,
+    ) -> Result<u64, CallError> {
+        self.async_write_buffer(client, offset, buf, len)?
+            .wait_with(|t| t.written)
+    }
+
+    /// Submits a Read of `len` bytes at `offset` into the client-data buffer `buf`.
+    pub fn async_read_buffer<'c>(
+        &self,
+        client: &'c Client,
+        offset: u64,
+        buf: ShmPtr,
+        len: u64,
+    ) -> Result<Pending<'c, ReadTask>, CallError> {
+        client.submit(
+            ReadTask::new(self.pool, DomainQuery::local(), offset, buf, len),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Reads `len` bytes at `offset` into the client-data buffer `buf`; returns
+    /// the bytes read.
+    pub fn read_buffer(
+        &self,
+        client: &Client,
+        offset: u64,
+        buf: ShmPtr,
+        len: u64,
+    ) -> Result<u64, CallError> {
+        self.async_read_buffer(client, offset, buf, len)?
+            .wait_with(|t| t.read)
+    }
+
+    /// Submits a Write of `data` at `offset` (copied into a client-data buffer
+    /// that the handle frees).
+    pub fn async_write<'c>(
+        &self,
+        client: &'c Client,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<PendingWrite<'c>, CallError> {
+        let buf = if data.is_empty() {
+            ShmPtr::NULL
+        } else {
+            let b = client.allocate_buffer(data.len())?;
+            // SAFETY: a fresh buffer of `data.len()` bytes, ours alone, disjoint
+            // from `data`.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), b.as_ptr(), data.len()) };
+            b.shm()
+        };
+        match self.async_write_buffer(client, offset, buf, data.len() as u64) {
+            Ok(p) => Ok(PendingWrite {
+                client,
+                pending: Some(p),
+                buf,
+            }),
+            Err(e) => {
+                // Never enqueued: the buffer is still ours.
+                release::<()>(client, buf, &Ok(()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub fn write(&self, client: &Client, offset: u64, data: &[u8]) -> Result<u64, CallError> {
+        self.async_write(client, offset, data)?.wait()
+    }
+
+    /// Submits a Read of `len` bytes at `offset` into a client-data buffer that
+    /// the handle copies out and frees.
+    pub fn async_read<'c>(
+        &self,
+        client: &'c Client,
+        offset: u64,
+        len: usize,
+    ) -> Result<PendingRead<'c>, CallError> {
+        let buf = if len == 0 {
+            None
+        } else {
+            Some(client.allocate_buffer(len)?)
+        };
+        let shm = buf.map_or(ShmPtr::NULL, |b| b.shm());
+        match self.async_read_buffer(client, offset, shm, len as u64) {
+            Ok(p) => Ok(PendingRead {
+                client,
+                pending: Some(p),
+                buf,
+                len,
+            }),
+            Err(e) => {
+                release::<()>(client, shm, &Ok(()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn read(&self, client: &Client, offset: u64, len: usize) -> Result<Vec<u8>, CallError> {
+        self.async_read(client, offset, len)?.wait()
+    }
+
+    /// Submits GetStats.
+    pub fn async_get_stats<'c>(
+        &self,
+        client: &'c Client,
+    ) -> Result<Pending<'c, GetStatsTask>, CallError> {
+        client.submit(
+            GetStatsTask::new(self.pool, DomainQuery::local()),
+            Priority::LowLatency,
+        )
+    }
+
+    /// The pool's figures.
+    pub fn get_stats(&self, client: &Client) -> Result<BdevStats, CallError> {
+        self.async_get_stats(client)?
+            .wait_with(|t| BdevStats::from(t))
+    }
+}
