@@ -12,9 +12,9 @@ use super::{ConfigOpts, Setup};
 /// each builds.
 pub const MODULE_PACKAGES: &[(&str, &str)] = &[
     ("mod_name", "libchimaera_mod_name_runtime.so"),
-    ("chi-test-bad-abi", "libchimaera_bad_abi_runtime.so"),
     ("compress", "libchimaera_compress_runtime.so"),
     ("bdev", "libchimaera_bdev_runtime.so"),
+    ("chi-test-bad-abi", "libchimaera_bad_abi_runtime.so"),
 ];
 
 /// Builds every module library once per test binary; returns the directory
