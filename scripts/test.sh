@@ -34,6 +34,9 @@ else
 fi
 echo "== benchmark smoke runs"
 cargo bench -p chi-sdk --bench shm -- --test
-cargo build --release -p chi-runtime --bins
-"${CARGO_TARGET_DIR:-target}/release/chi-bench" --quick
+cargo bench -p chi-runtime --bench coroutine -- --test
+cargo build --release -p chi-runtime -p chi-bench -p bdev
+bench_out="$(mktemp -d)"
+"${CARGO_TARGET_DIR:-target}/release/chi-bench" all --quick --json "$bench_out/bench.json" --plot "$bench_out"
+rm -rf "$bench_out"
 echo "== all tests passed"
