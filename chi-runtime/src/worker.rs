@@ -215,6 +215,10 @@ impl Worker {
                 std::hint::spin_loop();
                 continue;
             }
+            // Drop this worker's references to destroyed pools before sleeping, so
+            // their containers go (and release what they hold) without waiting
+            // for this worker's next task.
+            self.refresh_pools();
             // `sleep` returns at once if any lane (cold ones too) holds work, which
             // the next `pop` then warms up.
             self.stats.sleeping.store(true, Ordering::Relaxed);
