@@ -35,7 +35,7 @@ fi
 echo "== benchmark smoke runs"
 cargo bench -p chi-sdk --bench shm -- --test
 cargo bench -p chi-runtime --bench coroutine -- --test
-cargo build --release -p chi-runtime -p chi-bench -p bdev
+cargo build --release -p chi-runtime -p chi-bench -p bdev -p mod_name
 bench_out="$(mktemp -d)"
 "${CARGO_TARGET_DIR:-target}/release/chi-bench" all --quick --json "$bench_out/bench.json" --plot "$bench_out"
 rm -rf "$bench_out"

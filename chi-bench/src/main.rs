@@ -144,8 +144,10 @@ enum Cmd {
     Md,
     /// Round trip and pipelined throughput between two runtimes (not available yet).
     Remote,
-    /// Block-device 4 KiB writes and reads (not available yet).
+    /// Block-device 4 KiB writes and reads through the bdev example module.
     Bdev,
+    /// The sync echo through a loaded module against the built-in admin module.
+    ModuleEcho,
     /// The same round trip through iceoryx2 request-response (feature `iceoryx2`).
     Peer,
     /// Everything available, in one run.
@@ -238,9 +240,11 @@ fn main() -> Result<()> {
         Cmd::FireAndForget => workloads::fire_and_forget::run(&mut ctx)?,
         Cmd::Md | Cmd::Remote => unreachable!("handled above"),
         Cmd::Bdev => workloads::bdev::run(&mut ctx)?,
+        Cmd::ModuleEcho => workloads::module_echo::run(&mut ctx)?,
         Cmd::Peer => workloads::peer::run(&mut ctx)?,
         Cmd::All => {
             workloads::roundtrip::run(&mut ctx)?;
+            workloads::module_echo::run(&mut ctx)?;
             workloads::throughput::run(&mut ctx)?;
             workloads::fire_and_forget::run(&mut ctx)?;
             workloads::alloc::run(&mut ctx)?;

@@ -40,6 +40,19 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// The module directories of the runtimes the bench starts, as a YAML list:
+/// this executable's directory (where `cargo build --release -p mod_name`
+/// puts the example modules beside `chi-bench`). The runtime also searches
+/// `CHI_MODULE_PATH`, which it inherits.
+fn module_path_yaml() -> String {
+    let dirs: Vec<String> = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| format!("{:?}", d.display().to_string())))
+        .into_iter()
+        .collect();
+    format!("[{}]", dirs.join(", "))
+}
+
 /// Client options for a runtime on `port`.
 pub fn client_options(port: u16) -> ClientOptions {
     ClientOptions {
@@ -76,7 +89,9 @@ impl RuntimeProc {
             &cfg,
             format!(
                 "port: {port}\nsegments:\n  main: 256m\n  client_data: 64m\n  runtime_data: 64m\n\
-                 workers:\n  low_latency: {workers}\n  high_latency: 1\nlogging:\n  level: warn\n"
+                 workers:\n  low_latency: {workers}\n  high_latency: 1\nlogging:\n  level: warn\n\
+                 module_path: {}\n",
+                module_path_yaml()
             ),
         )
         .with_context(|| format!("writing {}", cfg.display()))?;

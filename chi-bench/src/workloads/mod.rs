@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod bdev;
 pub mod fire_and_forget;
 pub mod idle;
+pub mod module_echo;
 pub mod peer;
 pub mod pending;
 pub mod roundtrip;
