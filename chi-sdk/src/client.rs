@@ -285,9 +285,19 @@ pub struct Client {
     cdata_alloc: Allocator,
     queue: MultiLaneQueue,
     runtime: FullPtr<RuntimeBlock>,
-    majors: AtomicU64,
+    /// This process's key for this client (thread-local id blocks are tagged
+    /// with it).
+    key: u64,
     lane_hint: AtomicU64,
 }
+
+/// Task-node majors a thread takes from the runtime at a time: threads of one
+/// client share no counter on the task path, and majors stay unique across all
+/// clients of the runtime.
+const MAJOR_BLOCK: u64 = 4096;
+
+/// Keys of the clients of this process.
+static NEXT_CLIENT_KEY: AtomicU64 = AtomicU64::new(1);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -363,7 +373,6 @@ impl Client {
                 "the runtime block in the main segment is not initialised".into(),
             ));
         }
-        let majors = rb.next_major.fetch_add(1 << 20, Ordering::Relaxed);
         Ok(Client {
             opts,
             reg,
@@ -372,7 +381,8 @@ impl Client {
             cdata_alloc,
             queue,
             runtime,
-            majors: AtomicU64::new(majors.max(1)),
+            // Relaxed: only uniqueness matters.
+            key: NEXT_CLIENT_KEY.fetch_add(1, Ordering::Relaxed),
             lane_hint: AtomicU64::new(0),
         })
     }
@@ -404,7 +414,27 @@ impl Client {
 
     /// A fresh root task-graph node.
     pub fn new_task_node(&self) -> TaskNode {
-        TaskNode::root(self.majors.fetch_add(1, Ordering::Relaxed))
+        // (client key, next major, end of the block) of this thread.
+        thread_local!(static BLOCK: std::cell::Cell<(u64, u64, u64)> =
+            const { std::cell::Cell::new((0, 0, 0)) });
+        BLOCK.with(|b| {
+            let (key, next, end) = b.get();
+            let (next, end) = if key == self.key && next < end {
+                (next, end)
+            } else {
+                // SAFETY: the runtime block was validated at connect and stays
+                // mapped while the client lives.
+                let rb = unsafe { self.runtime.as_ref() };
+                // Relaxed: only uniqueness matters (the runtime starts it at 1).
+                let start = rb
+                    .next_major
+                    .fetch_add(MAJOR_BLOCK, Ordering::Relaxed)
+                    .max(1);
+                (start, start + MAJOR_BLOCK)
+            };
+            b.set((self.key, next + 1, end));
+            TaskNode::root(next)
+        })
     }
 
     /// Moves `task` into the main segment, stamping its size, client id and (if
