@@ -1,8 +1,8 @@
-// trybuild's generated crate has no chimaera_mod.yaml beside its Cargo.toml.
-#[chi_sdk::task(method = 10)]
-pub struct CustomTask {
-    pub id: u32,
-}
+// A missing `yaml = "…"` file. (A crate without chimaera_mod.yaml beside its
+// Cargo.toml is covered by the backend's unit tests: its message names the
+// absolute path of the crate, which depends on where the target directory is.)
+//
+//
 
 #[chi_sdk::task(method = 10, yaml = "missing/chimaera_mod.yaml")]
 pub struct Custom;
