@@ -9,6 +9,12 @@
 //! * **SPSC ring**: 1024 slots of `u64` (the size of a task pointer, the depth of
 //!   a process-queue lane) with cache-padded head and tail; this process
 //!   produces, the partner consumes and checks every item. Items per second.
+//! * **Task-shaped ping-pong** (reported beside the floor, not used as a base):
+//!   what a synchronous empty task must move at least, with no runtime: this
+//!   process writes a 112-byte message (the size of an echo task) and posts its
+//!   sequence number in a separate slot word (the queue slot); the partner reads
+//!   the whole message and writes an answer into the message's first word (the
+//!   task's state), which this process waits for. Timed like the ping-pong.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +42,24 @@ struct Line(AtomicU64);
 
 // SAFETY: repr(C) wrapper of one atomic integer (padding is never read).
 unsafe impl ShmSafe for Line {}
+
+/// Words of the task-shaped message: 112 bytes, an echo task's size.
+const MSG_WORDS: usize = 14;
+
+/// The task-shaped ping-pong's shared memory: the slot (a queue slot) on its own
+/// lines, the message (a task) on the next two.
+#[repr(C)]
+struct TaskFloor {
+    slot: Line,
+    msg: Msg,
+}
+
+/// The message, aligned like a task block at the start of a cache line.
+#[repr(C, align(128))]
+struct Msg([AtomicU64; MSG_WORDS]);
+
+// SAFETY: repr(C) of atomics, no pointers, any bits valid.
+unsafe impl ShmSafe for TaskFloor {}
 
 /// The ring shared by the producer (this process) and the consumer (the partner).
 #[repr(C)]
@@ -120,6 +144,7 @@ pub fn measure(ctx: &mut Ctx) -> Result<()> {
     );
     let shm = FloorShm::new()?;
     let (mut each, batch) = ping_pong(&shm, n, &bar)?;
+    let mut task_shaped = task_ping_pong(&shm, n.min(200_000))?;
     let mut rates = Vec::with_capacity(RING_RUNS);
     for _ in 0..RING_RUNS {
         rates.push(ring(&shm, ring_items)?);
@@ -150,6 +175,15 @@ pub fn measure(ctx: &mut Ctx) -> Result<()> {
         Unit::Ns,
         pp,
     );
+    let ts = stats::summarize(&mut task_shaped);
+    r.add(
+        w,
+        "task-shaped ping-pong (112-byte message + slot word), median (each timed)",
+        ts.p50,
+        Unit::Ns,
+        pp,
+    );
+    r.detail("floor_task_shaped_ping_pong", ts);
     r.add(
         w,
         format!("SPSC ring of u64, 2 processes, {RING_SLOTS} slots (items/s)"),
@@ -216,6 +250,89 @@ fn ping_pong(shm: &FloorShm, n: u64, bar: &ProgressBar) -> Result<(Vec<u32>, f64
     })();
     let _ = shm.alloc.free(word.shm());
     result
+}
+
+/// The task-shaped ping-pong: `n` round trips, each timed (ns).
+fn task_ping_pong(shm: &FloorShm, n: u64) -> Result<Vec<u32>> {
+    let tf = shm.alloc.new_obj(TaskFloor {
+        slot: Line(AtomicU64::new(0)),
+        msg: Msg([const { AtomicU64::new(0) }; MSG_WORDS]),
+    })?;
+    shm.seg.set_root(2, tf.shm());
+    let result = (|| {
+        let args = vec!["__floor-task".to_owned(), shm.seg.name().to_owned()];
+        let mut partner = ChildGuard::spawn_self(&args, "floor task-shaped partner")?;
+        partner.wait_ready()?;
+        // SAFETY: allocated above and freed only after the partner exited.
+        let t = unsafe { tf.as_ref() };
+        let round_trip = |i: u64| -> Result<()> {
+            for w in &t.msg.0[1..] {
+                // Relaxed: published by the Release store of the slot below.
+                w.store(i, Ordering::Relaxed);
+            }
+            // Relaxed: as above (the state word is reset before posting).
+            t.msg.0[0].store(0, Ordering::Relaxed);
+            // Release: publishes the message; pairs with the partner's Acquire load.
+            t.slot.0.store(i, Ordering::Release);
+            let want = i * (MSG_WORDS as u64 - 1);
+            let mut spin = Spin::new();
+            // Acquire: pairs with the partner's Release store of the answer.
+            while t.msg.0[0].load(Ordering::Acquire) != want {
+                spin.tick("the floor task-shaped partner")?;
+            }
+            Ok(())
+        };
+        for i in 1..=n.min(10_000) {
+            round_trip(i)?;
+        }
+        let mut each = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let t0 = Instant::now();
+            round_trip(20_000 + i)?;
+            each.push(ns_u32(t0.elapsed()));
+        }
+        // Release: pairs with the partner's Acquire load; tells it to exit.
+        t.slot.0.store(u64::MAX, Ordering::Release);
+        partner.finish(Duration::from_secs(5))?;
+        Ok(each)
+    })();
+    let _ = shm.alloc.free(tf.shm());
+    result
+}
+
+/// The partner of the task-shaped ping-pong: reads each posted message whole and
+/// answers with the sum of its payload words in its first word.
+pub fn task_child(segment: &str) -> Result<()> {
+    let parent = std::os::unix::process::parent_id();
+    let seg = Segment::attach(segment)?;
+    let tf: FullPtr<TaskFloor> = seg.root(2).context("no task floor")?.resolve()?;
+    // SAFETY: the parent allocated and initialised it and frees it only after
+    // this process exited.
+    let t = unsafe { tf.as_ref() };
+    child::say_ready()?;
+    let mut last = 0u64;
+    let mut idle = 0u32;
+    loop {
+        // Acquire: pairs with the parent's Release store of the slot.
+        let v = t.slot.0.load(Ordering::Acquire);
+        if v == u64::MAX {
+            return Ok(());
+        }
+        if v != last {
+            last = v;
+            // Relaxed: ordered by the Acquire load of the slot above.
+            let sum: u64 = t.msg.0[1..].iter().map(|w| w.load(Ordering::Relaxed)).sum();
+            // Release: publishes the answer; pairs with the parent's Acquire load.
+            t.msg.0[0].store(sum, Ordering::Release);
+            idle = 0;
+            continue;
+        }
+        std::hint::spin_loop();
+        idle = idle.wrapping_add(1);
+        if idle & 0xFF_FFFF == 0 && child::orphaned(parent) {
+            bail!("the parent went away");
+        }
+    }
 }
 
 /// The partner of the ping-pong: answers each odd value with the next one.

@@ -154,6 +154,8 @@ enum Cmd {
     All,
     #[command(name = "__floor-pong", hide = true)]
     FloorPong { segment: String },
+    #[command(name = "__floor-task", hide = true)]
+    FloorTask { segment: String },
     #[command(name = "__floor-ring", hide = true)]
     FloorRing { segment: String, count: u64 },
     #[command(name = "__client", hide = true)]
@@ -203,6 +205,7 @@ fn main() -> Result<()> {
     // Hidden partner processes first: they print nothing but their protocol.
     match cmd {
         Cmd::FloorPong { segment } => return floor::pong_child(&segment),
+        Cmd::FloorTask { segment } => return floor::task_child(&segment),
         Cmd::FloorRing { segment, count } => return floor::ring_child(&segment, count),
         Cmd::Client(args) => return client::child_main(&args),
         Cmd::PeerServer { service } => return workloads::peer::server_child(&service),
@@ -256,7 +259,11 @@ fn main() -> Result<()> {
             workloads::bdev::run(&mut ctx)?;
             workloads::peer::run(&mut ctx)?;
         }
-        Cmd::FloorPong { .. } | Cmd::FloorRing { .. } | Cmd::Client(_) | Cmd::PeerServer { .. } => {
+        Cmd::FloorPong { .. }
+        | Cmd::FloorTask { .. }
+        | Cmd::FloorRing { .. }
+        | Cmd::Client(_)
+        | Cmd::PeerServer { .. } => {
             unreachable!("handled above")
         }
     }

@@ -29,6 +29,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -67,6 +68,28 @@ struct Parked {
     _container: Arc<Container>,
 }
 
+/// The hasher of a worker's pool table: pool ids are small integers chosen by
+/// the runtime, so a multiplicative hash is enough (and costs a multiply, where
+/// the default hasher costs tens of nanoseconds per task).
+#[derive(Default, Debug)]
+pub struct PoolIdHasher(u64);
+
+impl std::hash::Hasher for PoolIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// One worker thread's state.
 #[allow(missing_debug_implementations)]
 pub struct Worker {
@@ -76,7 +99,7 @@ pub struct Worker {
     alloc: Allocator,
     stacks: Vec<DefaultStack>,
     parked: VecDeque<Parked>,
-    pools: HashMap<PoolId, Arc<Pool>>,
+    pools: HashMap<PoolId, Arc<Pool>, BuildHasherDefault<PoolIdHasher>>,
     pools_gen: u64,
     /// (pool, lane) pairs already warned about (bad routes), to warn once.
     warned_lanes: Vec<(PoolId, u32)>,
@@ -188,7 +211,7 @@ impl Worker {
             alloc,
             stacks: Vec::new(),
             parked: VecDeque::new(),
-            pools: HashMap::new(),
+            pools: HashMap::default(),
             pools_gen: 0,
             warned_lanes: Vec::new(),
         })
@@ -292,7 +315,7 @@ impl Worker {
     fn refresh_pools(&mut self) {
         let g = self.shared.pools.generation();
         if g != self.pools_gen {
-            self.pools = self.shared.pools.snapshot();
+            self.pools = self.shared.pools.snapshot().into_iter().collect();
             self.pools_gen = g;
         }
     }
@@ -313,40 +336,48 @@ impl Worker {
             );
             return;
         }
-        h.state.fetch_or(state::RUNNING, Ordering::Relaxed);
+        // No RUNNING bit is set here: the waiting client spins on this word, and
+        // every write to it while the task runs costs a cache-line transfer on
+        // the round trip (the state goes from QUEUED to COMPLETE in one write).
         self.refresh_pools();
-        let Some(pool) = self.pools.get(&h.pool_id).cloned() else {
-            self.finish(
-                task,
+        // The container, borrowed from this worker's pool table: only the
+        // container's Arc is cloned (it stays alive while the task runs).
+        let found = match self.pools.get(&h.pool_id) {
+            None => Err((
                 code::NO_POOL,
-                Some(format!("no {} on this node; create it first", h.pool_id)),
-            );
-            return;
+                format!("no {} on this node; create it first", h.pool_id),
+            )),
+            Some(pool) => {
+                let n = pool.containers.len() as u32;
+                let q = h.dom_query;
+                match q.kind() {
+                    Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => Ok(q.value),
+                    Some(QueryKind::LocalId | QueryKind::GlobalId) => Err((
+                        code::BAD_TASK,
+                        format!("{} has no container {}", pool.id, q.value),
+                    )),
+                    Some(QueryKind::LocalHash | QueryKind::GlobalHash) => Ok(q.value % n.max(1)),
+                    Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => Ok(0),
+                    None => Err((
+                        code::BAD_TASK,
+                        format!("unknown domain query kind {}", q.kind),
+                    )),
+                }
+                .and_then(|idx| {
+                    pool.containers
+                        .get(idx as usize)
+                        .map(|c| (pool.id, c.clone()))
+                        .ok_or((code::NO_POOL, format!("{} has no containers", pool.id)))
+                })
+            }
         };
-        let n = pool.containers.len() as u32;
-        let q = h.dom_query;
-        let idx = match q.kind() {
-            Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => q.value,
-            Some(QueryKind::LocalId | QueryKind::GlobalId) => {
-                self.finish(
-                    task,
-                    code::BAD_TASK,
-                    Some(format!("{} has no container {}", pool.id, q.value)),
-                );
+        let (pool_id, container) = match found {
+            Ok(found) => found,
+            Err((rc, msg)) => {
+                self.finish(task, rc, Some(msg));
                 return;
             }
-            Some(QueryKind::LocalHash | QueryKind::GlobalHash) => q.value % n.max(1),
-            Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => 0,
-            None => {
-                self.finish(
-                    task,
-                    code::BAD_TASK,
-                    Some(format!("unknown domain query kind {}", q.kind)),
-                );
-                return;
-            }
         };
-        let container = pool.containers[idx as usize].clone();
         // Acquire: pairs with the Release fetch_or(ROUTED) of the worker that
         // moved the task here.
         let routed = h.state.load(Ordering::Acquire) & state::ROUTED != 0;
@@ -355,7 +386,7 @@ impl Worker {
             && !container.queues.is_empty()
         {
             let mut ctx = self.ctx(&container, std::ptr::null_mut());
-            ctx.pool_id = pool.id;
+            ctx.pool_id = pool_id;
             ctx.route_lane = LaneId::HERE.0;
             // SAFETY: the container's state and the validated task are live; the
             // monitor only writes `ctx` (routing is by returned lane, never by
@@ -368,7 +399,7 @@ impl Worker {
                     &mut ctx,
                 )
             };
-            if self.route(&container, pool.id, LaneId(ctx.route_lane), ptr, h) {
+            if self.route(&container, pool_id, LaneId(ctx.route_lane), ptr, h) {
                 return;
             }
         }

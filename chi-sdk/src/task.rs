@@ -12,7 +12,7 @@
 //! | bit | set by | meaning |
 //! | --- | --- | --- |
 //! | [`state::QUEUED`] | client, at enqueue | the task was handed to the runtime |
-//! | [`state::RUNNING`] | worker | a worker started it |
+//! | [`state::RUNNING`] | — | reserved (a worker does not set it: the waiting client spins on this word, and a write while the task runs would cost the round trip a cache-line transfer) |
 //! | [`state::COMPLETE`] | worker | finished; outputs and `result` are final |
 //! | [`state::WAITER`] | waiting client | a thread sleeps on the futex: wake it |
 //! | [`state::ROUTED`] | worker | moved to the worker of its container lane |
@@ -30,7 +30,7 @@ use crate::types::{DomainQuery, MethodId, PoolId, TaskNode};
 pub mod state {
     /// Handed to the runtime.
     pub const QUEUED: u32 = 1 << 0;
-    /// Started by a worker.
+    /// Reserved: not set on the task path (see the module documentation).
     pub const RUNNING: u32 = 1 << 1;
     /// Finished: outputs and result are final.
     pub const COMPLETE: u32 = 1 << 2;
