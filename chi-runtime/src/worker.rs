@@ -367,7 +367,7 @@ impl Worker {
                     pool.containers
                         .get(idx as usize)
                         .map(|c| (pool.id, c.clone()))
-                        .ok_or((code::NO_POOL, format!("{} has no containers", pool.id)))
+                        .ok_or_else(|| (code::NO_POOL, format!("{} has no containers", pool.id)))
                 })
             }
         };
