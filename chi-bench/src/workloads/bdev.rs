@@ -5,13 +5,11 @@
 //!
 //! # The runtime
 //!
-//! The shared runtime's configuration names no module directory, so this
-//! workload starts its own `chi-runtime` (same binary, same workers) whose
-//! configuration has `module_path` set to the directory of the bdev library:
-//! the first directory of `CHI_MODULE_PATH` that holds it, else this
+//! The workload uses the shared runtime, which finds the bdev library in this
 //! executable's directory (where `cargo build --release -p bdev` puts it
-//! beside `chi-bench`). Without the library the workload is skipped with a
-//! note saying how to build it.
+//! beside `chi-bench`) or in a directory of `CHI_MODULE_PATH`. Without the
+//! library the workload is skipped with a note saying how to build it. The
+//! task types are the bdev crate's own.
 //!
 //! # The floor
 //!
@@ -36,8 +34,6 @@
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -51,62 +47,14 @@ use serde::Serialize;
 
 use crate::Ctx;
 use crate::report::{Base, Unit};
-use crate::runtime::{client_options, runtime_exe};
 use crate::stats::{self, Summary, ns_u32};
 
 /// The module's library file.
 const LIB: &str = "libchimaera_bdev_runtime.so";
-/// The module's library name (`{namespace}_{module_name}`).
-const MODULE: &str = "chimaera_bdev";
 /// The I/O size.
 const IO: usize = 4096;
 
-/// The bdev module's tasks that this workload sends, as `examples/bdev`
-/// declares them (same fields, same order; the method ids are checked against
-/// that module's `chimaera_mod.yaml` at compile time). chi-bench does not
-/// depend on the bdev crate, so it declares them itself; the answers are
-/// checked (block size, bytes moved, data read back), so a layout that
-/// drifted would fail the run rather than measure garbage.
-mod wire {
-    use chi_sdk::shm::{ShmPtr, ShmVec};
-
-    /// `kAllocateBlocks`.
-    #[chi_sdk::task(method = 10, yaml = "../../../examples/bdev/chimaera_mod.yaml")]
-    #[derive(Debug)]
-    pub struct AllocateBlocksTask {
-        pub blocks: u64,
-        pub bytes: u64,
-        pub contiguous: u64,
-        #[output]
-        pub offsets: ShmVec<u64>,
-        #[output]
-        pub block_size: u64,
-    }
-
-    /// `kWrite`.
-    #[chi_sdk::task(method = 12, yaml = "../../../examples/bdev/chimaera_mod.yaml")]
-    #[derive(Debug)]
-    pub struct WriteTask {
-        pub offset: u64,
-        pub data: ShmPtr,
-        pub len: u64,
-        #[output]
-        pub written: u64,
-    }
-
-    /// `kRead`.
-    #[chi_sdk::task(method = 13, yaml = "../../../examples/bdev/chimaera_mod.yaml")]
-    #[derive(Debug)]
-    pub struct ReadTask {
-        pub offset: u64,
-        pub data: ShmPtr,
-        pub len: u64,
-        #[output]
-        pub read: u64,
-    }
-}
-
-use wire::{AllocateBlocksTask, ReadTask, WriteTask};
+use chimaera_bdev_runtime::{AllocateBlocksTask, CHIMOD_LIB_NAME as MODULE, ReadTask, WriteTask};
 
 /// One measured phase, for the JSON details.
 #[derive(Debug, Serialize)]
@@ -147,83 +95,6 @@ struct Scratch(PathBuf);
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A `chi-runtime start` whose module path holds the bdev library; stopped
-/// (asked, then killed after 10 s) on drop.
-#[derive(Debug)]
-struct BdevRuntime {
-    child: Child,
-    port: u16,
-    cfg: PathBuf,
-}
-
-impl BdevRuntime {
-    fn start(
-        exe: &Path,
-        workers: u32,
-        modules: &Path,
-        dir: &Path,
-    ) -> Result<(BdevRuntime, Client)> {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.local_addr())
-            .context("finding a free port")?
-            .port();
-        // Relaxed: only uniqueness matters.
-        let cfg = dir.join(format!("runtime{}.yaml", N.fetch_add(1, Ordering::Relaxed)));
-        std::fs::write(
-            &cfg,
-            format!(
-                "port: {port}\nsegments:\n  main: 256m\n  client_data: 64m\n  runtime_data: 64m\n\
-                 workers:\n  low_latency: {workers}\n  high_latency: 1\nlogging:\n  level: warn\n\
-                 module_path: [{:?}]\n",
-                modules.display().to_string()
-            ),
-        )
-        .with_context(|| format!("writing {}", cfg.display()))?;
-        let child = Command::new(exe)
-            .args(["start", "-c"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        let mut rt = BdevRuntime { child, port, cfg };
-        let t = Instant::now();
-        loop {
-            if let Ok(c) = Client::connect(client_options(port)) {
-                return Ok((rt, c));
-            }
-            if let Some(s) = rt.child.try_wait()? {
-                bail!("the runtime exited during its start: {s}");
-            }
-            if t.elapsed() > Duration::from_secs(20) {
-                bail!("the runtime did not become ready within 20 s");
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-impl Drop for BdevRuntime {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Client::request_stop(&client_options(self.port));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            if let Ok(None) = self.child.try_wait() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-        let _ = std::fs::remove_file(&self.cfg);
     }
 }
 
@@ -396,7 +267,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         );
         return Ok(());
     };
-    let exe = runtime_exe(ctx.opts.runtime.as_deref())?;
     // I/Os per phase (4 phases per backend).
     let n = (ctx.opts.iters() / 2).max(100);
     let window = ctx.opts.window;
@@ -407,7 +277,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     std::fs::create_dir_all(&scratch.0)
         .with_context(|| format!("creating {}", scratch.0.display()))?;
     let bar = ctx.progress.bar(8 * n, "bdev: 4 KiB writes and reads");
-    let (rt, client) = BdevRuntime::start(&exe, ctx.opts.workers.max(1), &modules, &scratch.0)?;
+    let rt = ctx.runtime()?;
+    let client = &rt.client;
     let mut points = Vec::new();
     for file in [false, true] {
         let backend = if file { "file" } else { "ram" };
@@ -421,7 +292,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         } else {
             serde_json::json!({"backend": "ram", "capacity": capacity, "block_size": IO})
         };
-        let admin = AdminClient::new(&client);
+        let admin = AdminClient::new(client);
         let pool = admin
             .create_pool(
                 MODULE,
@@ -452,7 +323,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             bufs.push(b);
         }
         let dev = Dev {
-            client: &client,
+            client,
             pool,
             offsets,
             bufs,
@@ -524,8 +395,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         admin.destroy_pool(pool)?;
     }
     bar.finish_and_clear();
-    drop(client);
-    drop(rt);
     drop(scratch);
     record(ctx, window, points);
     Ok(())
