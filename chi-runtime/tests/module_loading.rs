@@ -81,6 +81,11 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
         .custom(&client, "abc", mod_name::OP_APPEND_POOL)
         .expect("Custom append");
     assert_eq!((data.as_str(), n), ("abc:mod_pool", 12));
+    // The container's own client (init_client in create) names its pool.
+    let (_, own) = m
+        .custom(&client, "", mod_name::OP_OWN_POOL)
+        .expect("Custom own pool");
+    assert_eq!(u64::from(own), m.pool.0);
 
     // Asynchronous calls: many in flight over both processing lanes (the
     // monitor routes by op), all answered correctly.
@@ -126,7 +131,7 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
     let (_, n) = m
         .custom(&client, "y", mod_name::OP_COUNT)
         .expect("after panic");
-    assert_eq!(n, 68);
+    assert_eq!(n, 69);
     assert_eq!(
         m.custom(&client, "abc", mod_name::OP_UPPERCASE)
             .expect("after panic")

@@ -10,7 +10,8 @@
 //!   place and returns its length; [`OP_COUNT`] returns how many Custom calls the
 //!   container ran before this one; [`OP_APPEND_POOL`] appends `:` and the pool's
 //!   name to `data` (the output grows: the handler allocates it in the main
-//!   segment); other ops fail with a message.
+//!   segment); [`OP_OWN_POOL`] returns the pool id of the container's own client;
+//!   other ops fail with a message.
 //! * `kPanic` (11): [`PanicTask`]: the handler panics (the runtime must report
 //!   `code::PANICKED` and keep serving).
 //! * `kEcho` (14): [`EchoTask`]: answers `value`, like the admin pool's Echo
@@ -36,6 +37,9 @@ pub const OP_UPPERCASE: u32 = 0;
 pub const OP_COUNT: u32 = 1;
 /// `op` of [`CustomTask`]: append `:` and the pool name to `data`.
 pub const OP_APPEND_POOL: u32 = 2;
+/// `op` of [`CustomTask`]: result = the pool id of the container's own client
+/// (made in `create` with `init_client`).
+pub const OP_OWN_POOL: u32 = 3;
 
 /// The local queue for metadata operations.
 pub const METADATA_QUEUE: QueueId = QueueId(0);
@@ -90,6 +94,8 @@ pub struct EchoTask {
 #[derive(Debug)]
 pub struct ModNameContainer {
     pool_name: String,
+    /// A client of the container's own pool (seed: `InitClient`).
+    own: ModNameClient,
     params: CreateParams,
     calls: AtomicU32,
 }
@@ -116,6 +122,7 @@ impl ModNameContainer {
         chi_sdk::tracing::info!(pool = ctx.pool_name(), "mod_name container created");
         Ok(ModNameContainer {
             pool_name: ctx.pool_name().to_owned(),
+            own: ctx.init_client(),
             params,
             calls: AtomicU32::new(0),
         })
@@ -134,6 +141,10 @@ impl ModNameContainer {
             }
             OP_COUNT => {
                 task.result = before;
+                Ok(())
+            }
+            OP_OWN_POOL => {
+                task.result = self.own.pool.0 as u32;
                 Ok(())
             }
             OP_APPEND_POOL => {
