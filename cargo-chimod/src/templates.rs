@@ -183,18 +183,7 @@ pub fn render(id: &str, ctx: &Value) -> Result<String> {
         .with_context(|| format!("cannot render template {id}"))
 }
 
-/// `foo_bar` → `FooBar`.
-pub fn camel_case(snake: &str) -> String {
-    snake
-        .split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
+pub use chi_macros_backend::chimod::camel_case;
 
 #[cfg(test)]
 mod tests {

@@ -185,17 +185,6 @@ pub mod logbridge {
     }
 }
 
-/// Registers a segment another copy of chi-sdk mapped (the runtime's, seen from
-/// a module library, which has its own segment table) so that pointers into it
-/// resolve here. Registering the mapping already recorded is a no-op.
-pub fn register_external_segment(id: u16, base: usize, len: u64) -> Result<(), String> {
-    let sid = crate::shm::SegmentId(id);
-    if crate::shm::registry::lookup(sid) == Some((base, len)) {
-        return Ok(());
-    }
-    crate::shm::registry::register(sid, base, len, "a runtime segment").map_err(|e| e.to_string())
-}
-
 /// What the code `#[chimod]` generates calls: the module side of the C boundary.
 pub mod chimod {
     use std::ffi::c_void;

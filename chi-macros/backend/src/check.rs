@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::chimod::{FIRST_CUSTOM, INHERITED, snake_case};
+use crate::chimod::{FIRST_CUSTOM, INHERITED, camel_case, snake_case};
 use crate::yaml::ModYaml;
 
 /// A module's method file, beside its `Cargo.toml`.
@@ -302,19 +302,7 @@ fn method_key_hint(key: &str) -> Option<String> {
         Some(r) if r.starts_with(|c: char| c.is_ascii_alphabetic()) => r,
         _ => key,
     };
-    Some(format!("k{}", snake_to_camel(rest)))
-}
-
-/// `foo_bar` → `FooBar`.
-fn snake_to_camel(s: &str) -> String {
-    s.split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
+    Some(format!("k{}", camel_case(rest)))
 }
 
 #[cfg(test)]

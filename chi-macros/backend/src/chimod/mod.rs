@@ -49,7 +49,7 @@
 //! methods have ids from 10, or `-1`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
@@ -60,8 +60,7 @@ use crate::Context;
 use crate::task::{normalize, yaml_path};
 use crate::yaml::{ModYaml, YamlError};
 
-/// The repository file looked up above the module's YAML.
-pub(crate) const REPO_YAML: &str = "chimaera_repo.yaml";
+use crate::check::REPO_YAML;
 
 /// Inherited methods and their fixed ids.
 pub const INHERITED: [(&str, i64); 6] = [
@@ -176,7 +175,7 @@ pub(crate) fn expand(
         Err(e) => return Err(syn::Error::new(at_attr, e.to_string())),
     };
     let shown = mod_path.display().to_string();
-    let repo_path = find_repo(&mod_path);
+    let repo_path = crate::check::find_repo_yaml(&mod_path);
     let repo = match &repo_path {
         Some(p) => match ModYaml::load(p) {
             Ok(y) => Some(y),
@@ -431,8 +430,8 @@ fn has_fn(imp: &ItemImpl, name: &str) -> bool {
         .any(|i| matches!(i, ImplItem::Fn(f) if f.sig.ident == name))
 }
 
-/// `foo_bar` → `FooBar`.
-fn camel_case(snake: &str) -> String {
+/// `foo_bar` → `FooBar` (the inverse of [`snake_case`] for handler names).
+pub fn camel_case(snake: &str) -> String {
     snake
         .split('_')
         .map(|w| {
@@ -459,16 +458,6 @@ fn parse_args(attr: TokenStream) -> syn::Result<Option<LitStr>> {
     });
     syn::parse::Parser::parse2(parser, attr)?;
     Ok(yaml)
-}
-
-/// The nearest `chimaera_repo.yaml` in the directories above the module's YAML
-/// (its own directory excluded: a repository holds modules in subdirectories).
-fn find_repo(mod_yaml: &Path) -> Option<PathBuf> {
-    let dir = mod_yaml.parent()?;
-    dir.ancestors()
-        .skip(1)
-        .map(|d| d.join(REPO_YAML))
-        .find(|p| p.is_file())
 }
 
 const CREATE_USAGE: &str = "`fn create(ctx: &mut chi_sdk::container::CreateCtx<'_>, params: \
@@ -663,6 +652,45 @@ fn generate(
     let unknown = quote! {
         other => ::core::result::Result::Err(#p::unsupported(#lib_lit, other, NAMES)),
     };
+    // The hooks that return a result code: each dispatches on the task's method
+    // to its arms, inside `hook` (panics contained, failures written to `err`).
+    let hook = |name: &str, params: TokenStream, with_err: bool, arms: &[TokenStream]| {
+        let name = format_ident!("{name}");
+        let err = if with_err {
+            // SAFETY (generated): the runtime's error buffer, or null.
+            quote!(unsafe { err.as_mut() })
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        quote! {
+            unsafe extern "C" fn #name(_container: *mut ::core::ffi::c_void, #params) -> i32 {
+                // SAFETY (generated): the runtime passes a validated task (for
+                // `load_in`, a block of `task_size(method)` bytes whose header
+                // names the method) and, where taken, a live sink or `len`
+                // readable bytes at `data`.
+                #p::hook(#err, || match unsafe { (*task).method } {
+                    #(#arms)*
+                    #unknown
+                })
+            }
+        }
+    };
+    let task_mut = quote!(task: *mut #p::TaskHeader);
+    let task_ref = quote!(task: *const #p::TaskHeader);
+    let sink = quote!(out: *mut #p::ByteSink, err: *mut #p::ErrorBuf);
+    let bytes = quote!(data: *const u8, len: usize, err: *mut #p::ErrorBuf);
+    let hooks = [
+        hook("__del", task_mut.clone(), false, &del_arms),
+        hook("__save_in", quote!(#task_ref, #sink), true, &save_in_arms),
+        hook("__save_out", quote!(#task_ref, #sink), true, &save_out_arms),
+        hook("__load_in", quote!(#task_mut, #bytes), true, &load_in_arms),
+        hook(
+            "__load_out",
+            quote!(#task_mut, #bytes),
+            true,
+            &load_out_arms,
+        ),
+    ];
     let monitor = if monitor_arms.is_empty() {
         quote!(::core::option::Option::None)
     } else {
@@ -756,93 +784,7 @@ fn generate(
                 }
             }
 
-            unsafe extern "C" fn __del(
-                _container: *mut ::core::ffi::c_void,
-                task: *mut #p::TaskHeader,
-            ) -> i32 {
-                #p::hook(::core::option::Option::None, || {
-                    // SAFETY: the runtime passes a validated task nobody uses after.
-                    match unsafe { (*task).method } {
-                        #(#del_arms)*
-                        #unknown
-                    }
-                })
-            }
-
-            unsafe extern "C" fn __save_in(
-                _container: *mut ::core::ffi::c_void,
-                task: *const #p::TaskHeader,
-                out: *mut #p::ByteSink,
-                err: *mut #p::ErrorBuf,
-            ) -> i32 {
-                #p::hook(
-                    // SAFETY: the runtime's error buffer, or null.
-                    unsafe { err.as_mut() },
-                    || {
-                    // SAFETY: the runtime passes a validated task and a live sink.
-                    match unsafe { (*task).method } {
-                        #(#save_in_arms)*
-                        #unknown
-                    }
-                })
-            }
-
-            unsafe extern "C" fn __save_out(
-                _container: *mut ::core::ffi::c_void,
-                task: *const #p::TaskHeader,
-                out: *mut #p::ByteSink,
-                err: *mut #p::ErrorBuf,
-            ) -> i32 {
-                #p::hook(
-                    // SAFETY: the runtime's error buffer, or null.
-                    unsafe { err.as_mut() },
-                    || {
-                    // SAFETY: as in `__save_in`.
-                    match unsafe { (*task).method } {
-                        #(#save_out_arms)*
-                        #unknown
-                    }
-                })
-            }
-
-            unsafe extern "C" fn __load_in(
-                _container: *mut ::core::ffi::c_void,
-                task: *mut #p::TaskHeader,
-                data: *const u8,
-                len: usize,
-                err: *mut #p::ErrorBuf,
-            ) -> i32 {
-                #p::hook(
-                    // SAFETY: the runtime's error buffer, or null.
-                    unsafe { err.as_mut() },
-                    || {
-                    // SAFETY: the runtime passes a block of `task_size(method)`
-                    // bytes whose header names the method, and `len` bytes at `data`.
-                    match unsafe { (*task).method } {
-                        #(#load_in_arms)*
-                        #unknown
-                    }
-                })
-            }
-
-            unsafe extern "C" fn __load_out(
-                _container: *mut ::core::ffi::c_void,
-                task: *mut #p::TaskHeader,
-                data: *const u8,
-                len: usize,
-                err: *mut #p::ErrorBuf,
-            ) -> i32 {
-                #p::hook(
-                    // SAFETY: the runtime's error buffer, or null.
-                    unsafe { err.as_mut() },
-                    || {
-                    // SAFETY: a validated task and `len` bytes at `data`.
-                    match unsafe { (*task).method } {
-                        #(#load_out_arms)*
-                        #unknown
-                    }
-                })
-            }
+            #(#hooks)*
 
             unsafe extern "C" fn __new_copy(
                 _container: *mut ::core::ffi::c_void,

@@ -1,6 +1,7 @@
 //! Unit tests of `#[chimod]`: the generated items, read back with `syn`, and
 //! each diagnostic.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use quote::quote;

@@ -39,8 +39,7 @@ use args::TaskArgs;
 pub(crate) use args::combine;
 pub(crate) use fields::show;
 
-/// The file name looked up beside `Cargo.toml`.
-pub(crate) const MOD_YAML: &str = "chimaera_mod.yaml";
+pub(crate) use crate::check::MOD_YAML;
 
 pub(crate) fn expand(
     attr: TokenStream,
