@@ -25,9 +25,13 @@ pub struct Ipc {
     pub runtime_data: Segment,
     /// The runtime's allocator of the main segment.
     pub main_alloc: Allocator,
+    /// The runtime's allocator of the client-data segment.
+    pub client_data_alloc: Allocator,
     /// The process queue.
     pub queue: MultiLaneQueue,
     block: FullPtr<RuntimeBlock>,
+    /// One beat word per process-queue lane (see [`RuntimeBlock::lane_beats`]).
+    beats: FullPtr<AtomicU64>,
 }
 
 impl std::fmt::Debug for Ipc {
@@ -63,6 +67,7 @@ impl Ipc {
         let client_data = mk("client_data", 2, cfg.segments.client_data)?;
         let runtime_data = mk("runtime_data", 3, cfg.segments.runtime_data)?;
         let main_alloc = Allocator::attach(&main)?;
+        let client_data_alloc = Allocator::attach(&client_data)?;
         let queue = MultiLaneQueue::create(
             &main,
             &main_alloc,
@@ -77,14 +82,20 @@ impl Ipc {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or_default();
+        let lanes = queue.num_lanes();
+        let beats = main_alloc
+            .allocate_zeroed(lanes * size_of::<AtomicU64>())
+            .context("allocating the lane beats")?
+            .cast::<AtomicU64>();
         let block = main_alloc.new_obj(RuntimeBlock {
             magic: RUNTIME_MAGIC,
             pid: std::process::id(),
             state: AtomicU32::new(runtime_state::RUNNING),
             node_id,
-            _reserved: 0,
+            num_lanes: lanes as u32,
             started_unix_ns: started,
             next_major: AtomicU64::new(1),
+            lane_beats: beats.shm(),
         })?;
         main.set_root(proto::ROOT_QUEUE, queue.shm());
         main.set_root(proto::ROOT_RUNTIME, block.shm());
@@ -93,9 +104,56 @@ impl Ipc {
             client_data,
             runtime_data,
             main_alloc,
+            client_data_alloc,
             queue,
             block,
+            beats,
         })
+    }
+
+    /// Use of the main and client-data segments, for `status`.
+    pub fn usage(&self) -> Vec<proto::SegmentUsage> {
+        [
+            ("main", &self.main_alloc),
+            ("client_data", &self.client_data_alloc),
+        ]
+        .into_iter()
+        .map(|(role, a)| {
+            let st = a.stats();
+            let owners = (0..chi_sdk::shm::alloc::MAX_OWNERS as u32)
+                .filter(|&o| {
+                    a.owner_pid(chi_sdk::shm::OwnerId(o))
+                        .is_some_and(|p| p != 0)
+                })
+                .count() as u32;
+            proto::SegmentUsage {
+                role: role.into(),
+                used_bytes: st.used_bytes,
+                live_blocks: st.live_blocks,
+                free_pages: st.free_pages,
+                owners,
+            }
+        })
+        .collect()
+    }
+
+    /// The runtime's own blocks in the main segment (process queue, runtime
+    /// block, lane beats): a word popped from a lane that names one of them is
+    /// refused, never run as a task.
+    pub fn runtime_owned(&self) -> [chi_sdk::shm::ShmPtr; 3] {
+        [self.queue.shm(), self.block.shm(), self.beats.shm()]
+    }
+
+    /// Publishes that the worker of `lane` was seen making progress (or idle)
+    /// at `now_ms` ([`proto::monotonic_ms`]).
+    pub fn beat_lane(&self, lane: usize, now_ms: u64) {
+        if lane < self.queue.num_lanes() {
+            // SAFETY: `beats` holds `num_lanes` atomics, allocated in `create` and
+            // alive while the main segment is mapped (as long as `self`).
+            let b = unsafe { &*self.beats.as_ptr().add(lane) };
+            // Relaxed: a monitoring value clients compare with their own clock.
+            b.store(now_ms, Ordering::Relaxed);
+        }
     }
 
     /// Sets the runtime state clients see ([`runtime_state`]).

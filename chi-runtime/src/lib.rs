@@ -5,6 +5,8 @@
 //! * [`module`]: finding and checking module libraries; the module ABI services.
 //! * [`pool`]: pools and containers of this node.
 //! * [`worker`]: workers running tasks in coroutines.
+//! * [`reaper`]: the supervisor thread: process reaper and worker watch.
+//! * [`ratelimit`]: rate-limited warnings.
 //! * [`admin`]: the built-in admin module.
 //! * [`runtime`]: start, serve, stop.
 //! * [`cli`]: the `chi-runtime` command line.
@@ -15,5 +17,7 @@ pub mod config;
 pub mod ipc;
 pub mod module;
 pub mod pool;
+pub mod ratelimit;
+pub mod reaper;
 pub mod runtime;
 pub mod worker;

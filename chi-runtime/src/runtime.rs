@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chi_sdk::abi::AbiFingerprint;
 use chi_sdk::proto::{
-    LaneStatus, PoolStatus, Registration, Reply, Request, StatusReport, WorkerStatus, runtime_state,
+    LaneStatus, PoolStatus, ReaperStatus, Registration, Reply, Request, StatusReport, WorkerStatus,
+    runtime_state,
 };
 use chi_sdk::queue::Priority;
 use chi_sdk::transport::{ControlServer, TransportError, ZmqServer};
@@ -30,6 +31,7 @@ use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::module::{Builtin, MODULES, ModuleManager};
 use crate::pool::PoolManager;
+use crate::reaper::ReaperStats;
 use crate::worker::{Worker, WorkerStats};
 
 /// State shared by the runtime's threads.
@@ -47,6 +49,8 @@ pub struct Shared {
     clients: Mutex<HashMap<u32, u32>>,
     next_client: AtomicU32,
     workers: Mutex<Vec<Arc<WorkerStats>>>,
+    /// What the process reaper did.
+    pub reaper: ReaperStats,
 }
 
 impl std::fmt::Debug for Shared {
@@ -70,6 +74,25 @@ impl Shared {
             tracing::info!(by, "stop requested");
             self.ipc.set_state(runtime_state::STOPPING);
         }
+    }
+
+    /// Drops the registrations of client processes that are gone; returns how
+    /// many it dropped.
+    pub fn forget_dead_clients(&self) -> u64 {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let before = clients.len();
+        clients.retain(|id, pid| {
+            let alive = chi_sdk::shm::alloc::pid_alive(*pid);
+            if !alive {
+                tracing::info!(
+                    client = id,
+                    pid,
+                    "client process is gone; registration dropped"
+                );
+            }
+            alive
+        });
+        (before - clients.len()) as u64
     }
 
     /// Creates a pool of `module` (loading it if needed).
@@ -105,6 +128,12 @@ impl Shared {
                     lanes: w.lanes.clone(),
                     tasks_completed: w.completed.load(Ordering::Relaxed),
                     sleeping: w.sleeping.load(Ordering::Relaxed),
+                    stalled: w.stalled.load(Ordering::Relaxed),
+                    live_tasks: w.live.load(Ordering::Relaxed),
+                    refused: w.refused.load(Ordering::Relaxed),
+                    panics: w.panics.load(Ordering::Relaxed),
+                    cells_skipped: w.cells_skipped.load(Ordering::Relaxed),
+                    restarts: w.restarts.load(Ordering::Relaxed),
                 })
                 .collect(),
             lanes: (0..q.num_lanes())
@@ -134,7 +163,21 @@ impl Shared {
                 .iter()
                 .map(|w| w.completed.load(Ordering::Relaxed))
                 .sum(),
-            clients: self.clients.lock().unwrap_or_else(|e| e.into_inner()).len() as u32,
+            clients: self
+                .clients
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .filter(|&&pid| chi_sdk::shm::alloc::pid_alive(pid))
+                .count() as u32,
+            reaper: ReaperStatus {
+                clients_reaped: self.reaper.clients_reaped.load(Ordering::Relaxed),
+                blocks_freed: self.reaper.blocks_freed.load(Ordering::Relaxed),
+                bytes_freed: self.reaper.bytes_freed.load(Ordering::Relaxed),
+                tasks_handed_over: self.reaper.tasks_handed_over.load(Ordering::Relaxed),
+                owners_cleared: self.reaper.owners_cleared.load(Ordering::Relaxed),
+            },
+            segments: self.ipc.usage(),
         }
     }
 
@@ -154,6 +197,7 @@ impl Shared {
                     segments: self.ipc.describe(),
                     fingerprint: AbiFingerprint::current().to_string(),
                     wait_timeout_ms: self.config.client_wait_timeout.as_millis() as u64,
+                    task_deadline_ms: crate::reaper::DEFAULT_TASK_DEADLINE.as_millis() as u64,
                 })
             }
             Request::Unregister { client_id } => {
@@ -189,6 +233,56 @@ impl std::fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("server", &self.server)
             .finish()
+    }
+}
+
+/// A worker thread: runs the worker and, should the worker's own code panic
+/// past every guard (a bug), logs it and starts the worker again on the same
+/// lanes, so they are never left without a consumer.
+fn worker_thread(
+    shared: Arc<Shared>,
+    stats: Arc<WorkerStats>,
+    consumer: chi_sdk::queue::Consumer,
+    lanes: Vec<usize>,
+) {
+    let id = stats.id;
+    let mut consumer = Some(consumer);
+    loop {
+        let c = match consumer.take() {
+            Some(c) => c,
+            None => match shared.ipc.queue.consumer(&lanes) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(worker = id, error = %e, "worker could not take its lanes back; stopping");
+                    shared.request_stop("a worker that could not restart");
+                    return;
+                }
+            },
+        };
+        let worker = match Worker::new(shared.clone(), stats.clone(), c) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(worker = id, error = %e, "worker could not start; stopping");
+                shared.request_stop("a worker that could not start");
+                return;
+            }
+        };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
+            Ok(()) => return,
+            Err(p) => {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                stats.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(worker = id, panic = %what, "worker died; restarting it on its lanes");
+                if shared.stopping() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
 }
 
@@ -246,6 +340,7 @@ impl Runtime {
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU32::new(1),
             workers: Mutex::new(Vec::new()),
+            reaper: ReaperStats::default(),
         });
         *crate::admin::CURRENT
             .lock()
@@ -288,31 +383,29 @@ impl Runtime {
                 }
             }
         }
+        let mut all_stats = Vec::new();
         for (id, (kind, lanes)) in plan.into_iter().enumerate() {
-            let stats = Arc::new(WorkerStats {
-                id: id as u32,
-                kind,
-                lanes: lanes.clone(),
-                completed: Default::default(),
-                sleeping: Default::default(),
-            });
+            let stats = Arc::new(WorkerStats::new(id as u32, kind, lanes.clone()));
             let consumer = q.consumer(&lanes)?;
             shared
                 .workers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(stats.clone());
+            all_stats.push(stats.clone());
             let sh = shared.clone();
-            threads.push(std::thread::Builder::new().name(format!("chi-worker-{id}")).spawn(move || {
-                match Worker::new(sh.clone(), stats, consumer) {
-                    Ok(w) => w.run(),
-                    Err(e) => {
-                        tracing::error!(worker = id, error = %e, "worker could not start; stopping");
-                        sh.request_stop("a worker that could not start");
-                    }
-                }
-            })?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("chi-worker-{id}"))
+                    .spawn(move || worker_thread(sh, stats, consumer, lanes))?,
+            );
         }
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("chi-supervisor".into())
+                .spawn(move || crate::reaper::run(sh, all_stats))?,
+        );
         let signal = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, signal.clone())?;

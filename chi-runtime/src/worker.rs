@@ -58,6 +58,121 @@ pub struct WorkerStats {
     pub completed: AtomicU64,
     /// Asleep on its doorbell.
     pub sleeping: AtomicBool,
+    /// Loop iterations: the supervisor reads it to tell a worker that moves
+    /// from one that is wedged (inside a task that never returns or yields).
+    pub beat: AtomicU64,
+    /// Whether the worker is inside a task's coroutine (set around each step).
+    pub in_task: AtomicBool,
+    /// Set by the supervisor: the worker had work and made no progress for the
+    /// configured stall timeout.
+    pub stalled: AtomicBool,
+    /// Live coroutines (running or suspended tasks).
+    pub live: AtomicU64,
+    /// Popped words that were not live tasks and were dropped untouched.
+    pub refused: AtomicU64,
+    /// Panics caught in the worker's own code (each failed its task).
+    pub panics: AtomicU64,
+    /// Lane cells claimed by a producer that never published them, skipped.
+    pub cells_skipped: AtomicU64,
+    /// Times the worker thread was restarted after it died.
+    pub restarts: AtomicU64,
+}
+
+impl WorkerStats {
+    /// Fresh statistics of worker `id`.
+    pub fn new(id: u32, kind: &'static str, lanes: Vec<usize>) -> WorkerStats {
+        WorkerStats {
+            id,
+            kind,
+            lanes,
+            completed: AtomicU64::new(0),
+            sleeping: AtomicBool::new(false),
+            beat: AtomicU64::new(0),
+            in_task: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            live: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            cells_skipped: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Why a popped word is not run.
+#[derive(Debug)]
+pub enum Invalid {
+    /// Not a live task block of the main segment: dropped without a write.
+    Refuse(String),
+    /// A live task block with a bad header: completed with `BAD_TASK`.
+    Fail {
+        /// The task.
+        task: *mut TaskHeader,
+        /// Its generation.
+        generation: u32,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Checks that `ptr`, a word popped from a lane, names the start of a live task
+/// block of the main segment that is not one of the runtime's own structures
+/// (`runtime_owned`), and that the size its header claims fits the block.
+/// Returns the header and the generation the task has now (the runtime writes
+/// to the task only while the generation stays this one).
+///
+/// Nothing is written: the pointer is untrusted until this returns `Ok`.
+pub fn validate_task(
+    alloc: &Allocator,
+    runtime_owned: &[ShmPtr],
+    ptr: ShmPtr,
+) -> Result<(*mut TaskHeader, u32), Invalid> {
+    if ptr.segment() != alloc.segment_id() {
+        return Err(Invalid::Refuse(format!(
+            "{ptr} is not in the main segment ({})",
+            alloc.segment_id()
+        )));
+    }
+    if runtime_owned.contains(&ptr) {
+        return Err(Invalid::Refuse(format!(
+            "{ptr} names one of the runtime's own structures, not a task"
+        )));
+    }
+    let usable = alloc
+        .live_size(ptr)
+        .map_err(|e| Invalid::Refuse(format!("{ptr} is not a live allocation: {e}")))?;
+    if usable < size_of::<TaskHeader>() as u64 {
+        return Err(Invalid::Refuse(format!(
+            "{ptr} is a block of {usable} bytes, too small for a task"
+        )));
+    }
+    let h = ptr
+        .resolve::<TaskHeader>()
+        .map_err(|e| Invalid::Refuse(format!("{ptr} does not resolve: {e}")))?;
+    let task = h.as_ptr();
+    // SAFETY: resolved in bounds and aligned inside a live block of at least a
+    // header's size; TaskHeader is valid for any bytes; only read here.
+    let hdr = unsafe { &*task };
+    if hdr.magic != chi_sdk::task::TASK_MAGIC {
+        return Err(Invalid::Refuse(format!(
+            "{ptr} is a live block but not a task (magic {:#x})",
+            hdr.magic
+        )));
+    }
+    let generation = hdr.generation;
+    let size = u64::from(hdr.size);
+    if size < size_of::<TaskHeader>() as u64 || size > usable {
+        return Err(Invalid::Fail {
+            task,
+            generation,
+            message: format!(
+                "task at {ptr} claims {size} bytes, but its block holds {usable} (and a task \
+                 is at least its {}-byte header)",
+                size_of::<TaskHeader>()
+            ),
+        });
+    }
+    Ok((task, generation))
 }
 
 type TaskCoroutine = Coroutine<(), (), (i32, Option<String>), DefaultStack>;
@@ -65,6 +180,7 @@ type TaskCoroutine = Coroutine<(), (), (i32, Option<String>), DefaultStack>;
 struct Parked {
     co: TaskCoroutine,
     task: *mut TaskHeader,
+    generation: u32,
     _container: Arc<Container>,
 }
 
@@ -103,7 +219,27 @@ pub struct Worker {
     pools_gen: u64,
     /// (pool, lane) pairs already warned about (bad routes), to warn once.
     warned_lanes: Vec<(PoolId, u32)>,
+    /// The runtime's own blocks of the main segment: never run as tasks.
+    runtime_owned: [ShmPtr; 3],
+    /// Live coroutines at most; past it, tasks wait in their lanes.
+    max_live: usize,
+    /// Per lane (index into the consumer's lanes): a claimed cell seen
+    /// unpublished at (position, since, reaper epoch then).
+    stalls: Vec<Option<(u64, Instant, u64)>>,
+    /// Loop iterations (published to `stats.beat`).
+    beat: u64,
 }
+
+/// A claimed but unpublished lane cell is skipped after this long if a client
+/// died since it was first seen (the producer is then most likely dead)...
+const SKIP_AFTER_DEATH: Duration = Duration::from_millis(500);
+/// ...and after this long in any case (a producer preempted between its claim
+/// and its publication for this long is gone or stopped).
+const SKIP_ANYWAY: Duration = Duration::from_secs(30);
+
+/// Rate limits of the worker's warnings about refused words and failures.
+static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
+static STACK_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
 
 /// Suspends the coroutine of the task whose context is `ctx`.
 ///
@@ -204,6 +340,9 @@ impl Worker {
         consumer: Consumer,
     ) -> anyhow::Result<Worker> {
         let alloc = Allocator::attach(&shared.ipc.main)?;
+        let runtime_owned = shared.ipc.runtime_owned();
+        let max_live = crate::reaper::DEFAULT_MAX_LIVE;
+        let n = consumer.lanes().len();
         Ok(Worker {
             shared,
             stats,
@@ -214,6 +353,10 @@ impl Worker {
             pools: HashMap::default(),
             pools_gen: 0,
             warned_lanes: Vec::new(),
+            runtime_owned,
+            max_live,
+            stalls: vec![None; n],
+            beat: 0,
         })
     }
 
@@ -227,17 +370,24 @@ impl Worker {
         let mut idle_polls: u32 = 0;
         let mut sets = LaneSets::new(self.consumer.lanes().len());
         loop {
+            self.beat = self.beat.wrapping_add(1);
+            // Relaxed: a progress counter the supervisor samples.
+            self.stats.beat.store(self.beat, Ordering::Relaxed);
             if self.shared.stopping() {
                 break;
             }
-            if let Some(ptr) = sets.pop(&mut self.consumer) {
-                self.handle(ptr);
+            // Past `max_live` coroutines, new tasks wait in their lanes
+            // (back-pressure) while the suspended ones are resumed.
+            if self.parked.len() < self.max_live
+                && let Some(ptr) = sets.pop(&mut self.consumer)
+            {
+                self.guarded(|w| w.handle(ptr), Some(ptr));
                 idle_since = None;
                 idle_polls = 0;
                 continue;
             }
             if let Some(p) = self.parked.pop_front() {
-                self.resume(p);
+                self.guarded(|w| w.resume(p), None);
                 continue;
             }
             idle_polls = idle_polls.wrapping_add(1);
@@ -257,12 +407,93 @@ impl Worker {
             // `sleep` returns at once if any lane (cold ones too) holds work, which
             // the next `pop` then warms up.
             self.stats.sleeping.store(true, Ordering::Relaxed);
-            self.consumer.sleep(Some(Duration::from_millis(250)));
+            let slept = self.consumer.sleep(Some(Duration::from_millis(250)));
             self.stats.sleeping.store(false, Ordering::Relaxed);
+            if !slept && self.check_stalled_cells() {
+                // Only cells that a producer claimed and has not published: wait
+                // for it (or for the reaper) without spinning a core.
+                std::thread::sleep(Duration::from_millis(1));
+            }
             sets.warm(&self.consumer);
             idle_since = None;
         }
         self.drain();
+    }
+
+    /// Runs `f`, catching a panic of the worker's own code (a module's panics
+    /// are caught on the module's side of the boundary): the panic is logged,
+    /// counted, and the task of `ptr`, if it is a live task not yet complete, is
+    /// failed with `PANICKED`; the worker goes on.
+    fn guarded(&mut self, f: impl FnOnce(&mut Worker), ptr: Option<ShmPtr>) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        let Err(payload) = r else { return };
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        self.stats.panics.fetch_add(1, Ordering::Relaxed);
+        self.stats.in_task.store(false, Ordering::Relaxed);
+        tracing::error!(
+            worker = self.stats.id,
+            task = ?ptr,
+            panic = %what,
+            "the worker caught a panic of its own code; the task fails and the worker goes on"
+        );
+        if let Some(ptr) = ptr
+            && let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr)
+            // SAFETY: validated just above; only read.
+            && !unsafe { &*task }.is_complete()
+        {
+            self.finish(
+                task,
+                generation,
+                code::PANICKED,
+                Some(format!(
+                    "the runtime failed while handling this task: {what}"
+                )),
+            );
+        }
+    }
+
+    /// Looks for lanes held up by a claimed but unpublished cell and skips those
+    /// whose producer is most likely dead (see [`SKIP_AFTER_DEATH`]). Returns
+    /// whether some lane is still held up.
+    fn check_stalled_cells(&mut self) -> bool {
+        let epoch = self.shared.reaper.epoch();
+        let mut held = false;
+        for i in 0..self.consumer.lanes().len() {
+            let Some(pos) = self.consumer.stalled_at(i) else {
+                self.stalls[i] = None;
+                continue;
+            };
+            let (at, since, epoch0) = match self.stalls[i] {
+                Some(s) if s.0 == pos => s,
+                _ => {
+                    let s = (pos, Instant::now(), epoch);
+                    self.stalls[i] = Some(s);
+                    s
+                }
+            };
+            let age = since.elapsed();
+            if ((age >= SKIP_AFTER_DEATH && epoch > epoch0) || age >= SKIP_ANYWAY)
+                && self.consumer.skip_stalled(i, at)
+            {
+                self.stalls[i] = None;
+                self.stats.cells_skipped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    worker = self.stats.id,
+                    lane = self.consumer.lanes()[i],
+                    position = at,
+                    stalled_ms = age.as_millis() as u64,
+                    "skipped a lane cell that a client claimed and never filled (the client \
+                     died in the middle of a push); the lane moves on"
+                );
+                continue;
+            }
+            held = true;
+        }
+        held
     }
 
     /// At stop: finish parked tasks, fail what is still queued.
@@ -270,9 +501,16 @@ impl Worker {
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Some(p) = self.parked.pop_front() {
             if Instant::now() > deadline {
-                let Parked { co, task, .. } = p;
+                let Parked {
+                    co,
+                    task,
+                    generation,
+                    ..
+                } = p;
+                self.stats.live.fetch_sub(1, Ordering::Relaxed);
                 self.finish(
                     task,
+                    generation,
                     code::SHUTDOWN,
                     Some("the runtime stopped while the task was suspended".into()),
                 );
@@ -287,9 +525,10 @@ impl Worker {
             self.resume(p);
         }
         while let Some((ptr, _)) = self.consumer.pop() {
-            if let Some(task) = self.header(ptr) {
+            if let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr) {
                 self.finish(
                     task,
+                    generation,
                     code::SHUTDOWN,
                     Some(
                         "the runtime stopped before running this task; start it again and resubmit"
@@ -298,18 +537,6 @@ impl Worker {
                 );
             }
         }
-    }
-
-    /// Resolves and checks a task pointer from a lane.
-    fn header(&self, ptr: ShmPtr) -> Option<*mut TaskHeader> {
-        let h = match ptr.resolve::<TaskHeader>() {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(%ptr, error = %e, "dropping a task pointer that does not resolve");
-                return None;
-            }
-        };
-        Some(h.as_ptr())
     }
 
     fn refresh_pools(&mut self) {
@@ -321,21 +548,33 @@ impl Worker {
     }
 
     fn handle(&mut self, ptr: ShmPtr) {
-        let Some(task) = self.header(ptr) else { return };
-        // SAFETY: resolved in bounds and aligned; TaskHeader is valid for any bytes;
-        // fields are only read here (writes go through `finish` and atomics).
-        let h = unsafe { &*task };
-        let size = h.size as u64;
-        if size < size_of::<TaskHeader>() as u64 || ptr.resolve_slice::<u8>(size).is_err() {
-            self.finish(
+        let (task, generation) = match validate_task(&self.alloc, &self.runtime_owned, ptr) {
+            Ok(v) => v,
+            Err(Invalid::Refuse(why)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                if let Some(suppressed) = REFUSED_LOG.allow() {
+                    tracing::warn!(
+                        worker = self.stats.id,
+                        word = format_args!("{:#018x}", ptr.to_bits()),
+                        suppressed,
+                        "dropped a word from a lane that is not a live task ({why}); a client \
+                         pushed a stale or garbage pointer"
+                    );
+                }
+                return;
+            }
+            Err(Invalid::Fail {
                 task,
-                code::BAD_TASK,
-                Some(format!(
-                    "task at {ptr} claims {size} bytes, which do not fit its segment"
-                )),
-            );
-            return;
-        }
+                generation,
+                message,
+            }) => {
+                self.finish(task, generation, code::BAD_TASK, Some(message));
+                return;
+            }
+        };
+        // SAFETY: validated: the start of a live task block of at least `size`
+        // bytes; fields are only read here (writes go through `finish` and atomics).
+        let h = unsafe { &*task };
         // No RUNNING bit is set here: the waiting client spins on this word, and
         // every write to it while the task runs costs a cache-line transfer on
         // the round trip (the state goes from QUEUED to COMPLETE in one write).
@@ -374,7 +613,7 @@ impl Worker {
         let (pool_id, container) = match found {
             Ok(found) => found,
             Err((rc, msg)) => {
-                self.finish(task, rc, Some(msg));
+                self.finish(task, generation, rc, Some(msg));
                 return;
             }
         };
@@ -403,7 +642,7 @@ impl Worker {
                 return;
             }
         }
-        self.start_task(container, task);
+        self.start_task(container, task, generation);
     }
 
     /// Moves the task to the worker of `lane` if that is another worker;
@@ -442,9 +681,12 @@ impl Worker {
         // Release: publishes nothing new, but pairs with the target's Acquire load
         // so it skips Monitor; the push itself hands the task over.
         h.state.fetch_or(state::ROUTED, Ordering::Release);
+        // Relaxed: the lane a waiting client watches; published by the push.
+        let from = h.lane.swap(target as u32, Ordering::Relaxed);
         match q.try_push(target, ptr) {
             Ok(()) => true,
             Err(_) => {
+                h.lane.store(from, Ordering::Relaxed);
                 h.state.fetch_and(!state::ROUTED, Ordering::Relaxed);
                 false
             }
@@ -465,16 +707,31 @@ impl Worker {
         }
     }
 
-    fn start_task(&mut self, container: Arc<Container>, task: *mut TaskHeader) {
+    fn start_task(&mut self, container: Arc<Container>, task: *mut TaskHeader, generation: u32) {
         let stack = match self.stacks.pop() {
             Some(s) => s,
             None => match DefaultStack::new(self.shared.config.coroutine.stack_size) {
                 Ok(s) => s,
                 Err(e) => {
+                    let live = self.parked.len();
+                    if let Some(suppressed) = STACK_LOG.allow() {
+                        tracing::warn!(
+                            worker = self.stats.id,
+                            live,
+                            suppressed,
+                            error = %e,
+                            "cannot allocate a coroutine stack; lower coroutine.max_live or \
+                             coroutine.stack_size"
+                        );
+                    }
                     self.finish(
                         task,
+                        generation,
                         code::FAILED,
-                        Some(format!("cannot allocate a coroutine stack: {e}")),
+                        Some(format!(
+                            "the runtime could not allocate a coroutine stack ({e}) with {live} \
+                             tasks suspended on this worker; resubmit later"
+                        )),
                     );
                     return;
                 }
@@ -501,9 +758,11 @@ impl Worker {
             };
             (rc, (rc != code::OK).then(|| err.as_str().to_owned()))
         });
+        self.stats.live.fetch_add(1, Ordering::Relaxed);
         self.step(Parked {
             co,
             task,
+            generation,
             _container: container,
         });
     }
@@ -513,12 +772,17 @@ impl Worker {
     }
 
     fn step(&mut self, mut p: Parked) {
-        match p.co.resume(()) {
+        // Relaxed: read by the supervisor with the beat; no data hangs on it.
+        self.stats.in_task.store(true, Ordering::Relaxed);
+        let r = p.co.resume(());
+        self.stats.in_task.store(false, Ordering::Relaxed);
+        match r {
             CoroutineResult::Yield(()) => self.parked.push_back(p),
             CoroutineResult::Return((rc, msg)) => {
+                self.stats.live.fetch_sub(1, Ordering::Relaxed);
                 let c = &p._container;
                 let del = c.module.api.del.map(|d| (d, c.state));
-                self.finish_with(p.task, rc, msg, del);
+                self.finish_with(p.task, p.generation, rc, msg, del);
                 if self.stacks.len() < MAX_POOLED_STACKS {
                     self.stacks.push(p.co.into_stack());
                 }
@@ -527,20 +791,43 @@ impl Worker {
     }
 
     /// Writes the outcome, marks the task complete and wakes its waiter.
-    fn finish(&mut self, task: *mut TaskHeader, rc: i32, msg: Option<String>) {
-        self.finish_with(task, rc, msg, None);
+    fn finish(&mut self, task: *mut TaskHeader, generation: u32, rc: i32, msg: Option<String>) {
+        self.finish_with(task, generation, rc, msg, None);
     }
 
     /// [`finish`](Self::finish), with the module's `del` for a fire-and-forget
     /// task (which frees what the task's fields own, not only its block).
+    ///
+    /// Nothing is written if the task's block no longer holds the task the worker
+    /// took (its generation changed: the client freed it while it ran, and the
+    /// block may hold another task now).
     fn finish_with(
         &mut self,
         task: *mut TaskHeader,
+        generation: u32,
         rc: i32,
         msg: Option<String>,
         del: Option<(chi_sdk::abi::DelFn, *mut c_void)>,
     ) {
-        // SAFETY: `task` was resolved in bounds; `flags` is only read.
+        // SAFETY: `task` was validated as a live block when taken; the block stays
+        // mapped (the main segment lives as long as the runtime), so reading its
+        // header is sound even if the client freed it meanwhile.
+        let (magic, now) = unsafe { ((*task).magic, (*task).generation) };
+        if magic != chi_sdk::task::TASK_MAGIC || now != generation {
+            self.stats.completed.fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = REFUSED_LOG.allow() {
+                tracing::warn!(
+                    worker = self.stats.id,
+                    generation,
+                    now,
+                    suppressed,
+                    "a task's block was freed while the runtime ran the task (its generation \
+                     changed); the outcome is dropped, the block is left to its new owner"
+                );
+            }
+            return;
+        }
+        // SAFETY: as above; `flags` is only read.
         let fire_and_forget = unsafe { (*task).flags } & flags::FIRE_AND_FORGET != 0;
         if fire_and_forget && let Some(m) = msg.as_ref().filter(|_| rc != code::OK) {
             // Nobody will read the error message: log it instead.
@@ -561,8 +848,17 @@ impl Worker {
         }
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         if fire_and_forget {
+            // Nobody reads the error field: the runtime never wrote one, so what
+            // is there came from the client; forget it rather than free a block
+            // it may name (it is not ours to free).
+            // SAFETY: the task is complete and ours to free; the field is plain data.
+            unsafe { std::ptr::addr_of_mut!((*task).error).write(ShmString::new()) };
             // Nobody waits: the runtime frees the task, through the module's
             // `del` when it has one (fields, error message and block).
+            // A freed task has generation 0: a stale free or completion through a
+            // copy of its pointer is recognised even before the block is reused.
+            // SAFETY: as above.
+            unsafe { (*task).generation = 0 };
             if let Some((del, state)) = del {
                 // SAFETY: the task is complete and nobody else refers to it; the
                 // container's state is alive (the caller holds the container).

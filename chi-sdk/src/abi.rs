@@ -31,7 +31,7 @@ use crate::task::TaskHeader;
 use crate::types::{ContainerId, NodeId, PoolId};
 
 /// Version of this boundary (tables, calling conventions). Bump on any change.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Prefix of the symbol a module library exports: the full name is the prefix
 /// followed by the library's `chimod_lib_name` ([`entry_symbol`]), so that

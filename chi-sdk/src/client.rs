@@ -119,6 +119,38 @@ pub enum ClientError {
         /// Its pid.
         pid: u32,
     },
+    /// The caller's deadline passed before the task completed.
+    #[error(
+        "task {task} did not complete within the {waited:?} the caller allowed; it is still queued or \
+         running and stays allocated (wait again, or let it go: the runtime frees nothing of it)"
+    )]
+    Deadline {
+        /// The task.
+        task: ShmPtr,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The runtime lives, but the worker serving the task's lane made no progress
+    /// for the configured task deadline.
+    #[error(
+        "task {task} made no progress for {stalled:?}: the runtime (pid {pid}) is alive but the \
+         worker serving lane {lane} is wedged or dead (see 'chi-runtime status'); the task stays \
+         allocated"
+    )]
+    NoProgress {
+        /// The task.
+        task: ShmPtr,
+        /// Its lane.
+        lane: u32,
+        /// How long the lane has not moved.
+        stalled: Duration,
+        /// The runtime's pid.
+        pid: u32,
+    },
+    /// A task was freed while the runtime may still use it, or through a
+    /// pointer whose block now holds another task.
+    #[error("{0}")]
+    BadFree(String),
     /// The runtime stopped without completing the task.
     #[error(
         "the runtime (pid {pid}) stopped before completing the task (waited {waited:?} after it began stopping)"
@@ -161,6 +193,8 @@ impl From<AllocError> for CallError {
 /// A task allocated by a client in the main segment.
 pub struct TaskPtr<T: Task> {
     ptr: FullPtr<T>,
+    /// The generation the task was allocated with (see [`TaskHeader::generation`]).
+    generation: u32,
 }
 
 impl<T: Task> std::fmt::Debug for TaskPtr<T> {
@@ -176,6 +210,20 @@ impl<T: Task> TaskPtr<T> {
         // `del_task`; the runtime writes only its atomics and outputs, which are
         // read after the Acquire load that observes COMPLETE.
         unsafe { self.ptr.as_ref() }
+    }
+
+    /// A second handle to the same task, for tests of stale frees.
+    ///
+    /// # Safety
+    /// None for memory safety of this process beyond what the client API checks
+    /// (frees through a stale handle are refused), but the two handles name one
+    /// task: use only to test that the refusal works.
+    #[doc(hidden)]
+    pub unsafe fn duplicate(&self) -> TaskPtr<T> {
+        TaskPtr {
+            ptr: self.ptr,
+            generation: self.generation,
+        }
     }
 
     /// Where the task lives.
@@ -234,13 +282,25 @@ impl<'c, T: Task> Pending<'c, T> {
     /// Waits for the task. On success the caller reads the outputs and passes
     /// the task to [`Client::del_task`]; a failed task is freed and its error
     /// returned.
-    pub fn wait(mut self) -> Result<TaskPtr<T>, CallError> {
+    pub fn wait(self) -> Result<TaskPtr<T>, CallError> {
+        self.wait_until(None)
+    }
+
+    /// [`wait`](Self::wait), giving up after `timeout` with
+    /// [`ClientError::Deadline`] (the task then stays allocated: the runtime may
+    /// still write to it).
+    pub fn wait_timeout(self, timeout: Duration) -> Result<TaskPtr<T>, CallError> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// [`wait`](Self::wait) with an optional deadline.
+    pub fn wait_until(mut self, deadline: Option<Instant>) -> Result<TaskPtr<T>, CallError> {
         let t = self
             .task
             .take()
             .expect("a Pending holds its task until waited");
         // If the wait fails the runtime may still hold the task: it is not freed.
-        if let Err(e) = self.client.wait(&t) {
+        if let Err(e) = self.client.wait_until(&t, deadline) {
             // Not freed: `TaskPtr` has no Drop, so letting it go leaves the block.
             return Err(e.into());
         }
@@ -446,17 +506,14 @@ impl Client {
         if h.task_node.major == 0 {
             h.task_node = self.new_task_node();
         }
+        let generation = h.generation;
         let ptr = self.main_alloc.new_obj(task)?;
-        Ok(TaskPtr { ptr })
+        Ok(TaskPtr { ptr, generation })
     }
 
     /// Hands `task` to the runtime on a lane of `prio` (lanes taken round robin).
     /// Fails if the lane stays full for the connect timeout.
     pub fn enqueue<T: Task>(&self, task: &TaskPtr<T>, prio: Priority) -> Result<(), ClientError> {
-        task.get()
-            .header()
-            .state
-            .fetch_or(state::QUEUED, Ordering::Relaxed);
         // One lane per client thread: a thread's tasks stay in order on one worker,
         // and threads spread over the lanes.
         thread_local!(static HINT: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) });
@@ -466,14 +523,51 @@ impl Client {
             }
             h.get()
         });
+        self.enqueue_to_lane(task, self.queue.lane_for(prio, hint))
+    }
+
+    /// Hands `task` to the runtime on process-queue lane `lane` (pinning it to
+    /// the worker that serves that lane). Fails if the lane does not exist or
+    /// stays full for the connect timeout.
+    pub fn enqueue_to_lane<T: Task>(
+        &self,
+        task: &TaskPtr<T>,
+        lane: usize,
+    ) -> Result<(), ClientError> {
+        let h = task.get().header();
+        // Relaxed: published to the worker by the push (Release on the cell).
+        h.lane.store(lane as u32, Ordering::Relaxed);
+        h.state.fetch_or(state::QUEUED, Ordering::Relaxed);
         self.queue
-            .push(prio, hint, task.shm(), Some(self.opts.connect_timeout))?;
+            .push_to_lane(lane, task.shm(), Some(self.opts.connect_timeout))?;
         Ok(())
     }
 
     /// Waits until `task` completes (see the module doc for how). `Ok` means the
-    /// runtime answered; the method's own outcome is [`TaskPtr::result`].
+    /// runtime answered; the method's own outcome is [`TaskPtr::result`]. Fails
+    /// if the runtime dies, stops, or makes no progress on the task's lane for the
+    /// configured task deadline.
+    #[inline]
     pub fn wait<T: Task>(&self, task: &TaskPtr<T>) -> Result<(), ClientError> {
+        self.wait_until(task, None)
+    }
+
+    /// [`wait`](Self::wait), giving up with [`ClientError::Deadline`] after `timeout`.
+    pub fn wait_timeout<T: Task>(
+        &self,
+        task: &TaskPtr<T>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.wait_until(task, Some(Instant::now() + timeout))
+    }
+
+    /// [`wait`](Self::wait), giving up with [`ClientError::Deadline`] at `deadline`
+    /// (`None`: only the runtime's own checks end the wait).
+    pub fn wait_until<T: Task>(
+        &self,
+        task: &TaskPtr<T>,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
         let h = task.get().header();
         if h.is_complete() {
             return Ok(());
@@ -487,22 +581,41 @@ impl Client {
                 std::hint::spin_loop();
             }
         }
-        self.wait_slow(h)
+        self.wait_slow(task.shm(), h, start, deadline)
     }
 
     #[cold]
-    fn wait_slow(&self, h: &TaskHeader) -> Result<(), ClientError> {
+    fn wait_slow(
+        &self,
+        ptr: ShmPtr,
+        h: &TaskHeader,
+        start: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
         let mut stopping_since = None::<Instant>;
         let limit = Duration::from_millis(self.reg.wait_timeout_ms);
+        let no_progress = Duration::from_millis(self.reg.task_deadline_ms);
         loop {
             // Acquire: pairs with the Release fetch_or(COMPLETE) of the worker.
             let cur = h.state.fetch_or(state::WAITER, Ordering::Acquire) | state::WAITER;
             if cur & state::COMPLETE != 0 {
                 return Ok(());
             }
-            crate::futex::wait(&h.state, cur, Some(Duration::from_millis(10)));
+            let slice = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(10)),
+                None => Duration::from_millis(10),
+            };
+            crate::futex::wait(&h.state, cur, Some(slice));
             if h.is_complete() {
                 return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ClientError::Deadline {
+                    task: ptr,
+                    waited: start.elapsed(),
+                });
             }
             // SAFETY: the runtime block was validated at connect; it stays mapped
             // while the client lives.
@@ -519,21 +632,92 @@ impl Client {
                         waited: since.elapsed(),
                     });
                 }
+            } else if !no_progress.is_zero()
+                && start.elapsed() >= no_progress
+                && let Some(stalled) = self.lane_stalled_for(h.lane.load(Ordering::Relaxed))
+                && stalled >= no_progress
+            {
+                return Err(ClientError::NoProgress {
+                    task: ptr,
+                    lane: h.lane.load(Ordering::Relaxed),
+                    stalled,
+                    pid,
+                });
             }
         }
     }
 
-    /// Frees `task` (and what its fields own) from the main segment.
+    /// How long the runtime's supervisor has not seen the worker of `lane` make
+    /// progress (`None` if the runtime publishes no beat for that lane).
+    fn lane_stalled_for(&self, lane: u32) -> Option<Duration> {
+        // SAFETY: validated at connect; mapped while the client lives.
+        let rb = unsafe { self.runtime.as_ref() };
+        if lane >= rb.num_lanes {
+            return None;
+        }
+        let beats = rb
+            .lane_beats
+            .resolve_slice::<std::sync::atomic::AtomicU64>(u64::from(rb.num_lanes))
+            .ok()?;
+        // SAFETY: resolved in bounds and aligned; atomics are valid for any bytes.
+        let beat = unsafe { &*beats.as_ptr().add(lane as usize) };
+        // Relaxed: a monitoring figure; a stale read only delays the verdict.
+        let at = beat.load(Ordering::Relaxed);
+        if at == 0 {
+            return None;
+        }
+        Some(Duration::from_millis(
+            proto::monotonic_ms().saturating_sub(at),
+        ))
+    }
+
+    /// Frees `task` (and what its fields own) from the main segment; a refusal
+    /// (see [`try_del_task`](Self::try_del_task)) is logged and the task is left
+    /// allocated.
     pub fn del_task<T: Task>(&self, task: TaskPtr<T>) {
+        if let Err(e) = self.try_del_task(task) {
+            tracing::error!(error = %e, "a task was not freed");
+        }
+    }
+
+    /// Frees `task` (and what its fields own) from the main segment. Refused,
+    /// with nothing changed, if the task was handed to the runtime and has not
+    /// completed (the runtime still uses it), or if its block no longer holds
+    /// the task this pointer was made for (a stale pointer: another task lives
+    /// there now).
+    pub fn try_del_task<T: Task>(&self, task: TaskPtr<T>) -> Result<(), ClientError> {
         let mut ptr = task.ptr;
+        let h = task.get().header();
+        if h.magic != crate::task::TASK_MAGIC || h.generation != task.generation {
+            return Err(ClientError::BadFree(format!(
+                "task {} was not freed: its block holds another task now (generation {:#x}, \
+                 this pointer was made for {:#x}); the pointer is stale — it was freed before",
+                ptr.shm(),
+                h.generation,
+                task.generation
+            )));
+        }
+        // Acquire: pairs with the Release fetch_or(COMPLETE) of the worker, so
+        // the runtime's last writes happen before the free.
+        let st = h.state.load(Ordering::Acquire);
+        if st & state::QUEUED != 0 && st & state::COMPLETE == 0 {
+            return Err(ClientError::BadFree(format!(
+                "task {} was not freed: the runtime has not completed it and may still write \
+                 to it; wait for it first",
+                ptr.shm()
+            )));
+        }
         // SAFETY: the task is ours again (complete, or never enqueued) and is freed
         // right after; nobody else refers to it.
         let t = unsafe { ptr.as_mut() };
         t.free_fields(&self.main_alloc);
         let _ = t.header_mut().error.free(&self.main_alloc);
-        if let Err(e) = self.main_alloc.free(ptr.shm()) {
-            tracing::warn!(error = %e, "could not free a task");
-        }
+        // A freed block's generation is 0, so a second free through a copy of
+        // this pointer is recognised as stale even before the block is reused.
+        t.header_mut().generation = 0;
+        self.main_alloc
+            .free(ptr.shm())
+            .map_err(|e| ClientError::BadFree(format!("task {} was not freed: {e}", ptr.shm())))
     }
 
     /// Submits `task`, waits for it, and returns it (the caller reads the outputs,

@@ -37,12 +37,25 @@ pub struct RuntimeBlock {
     pub state: AtomicU32,
     /// This node's id.
     pub node_id: u32,
-    /// Reserved.
-    pub _reserved: u32,
+    /// Entries of the `lane_beats` array (the process queue's lanes).
+    pub num_lanes: u32,
     /// Start time, nanoseconds since the Unix epoch.
     pub started_unix_ns: u64,
     /// Next task-graph major id to hand out (clients take ranges).
     pub next_major: AtomicU64,
+    /// An array of `num_lanes` [`AtomicU64`]s: for each process-queue lane, the
+    /// `CLOCK_MONOTONIC` time in milliseconds ([`monotonic_ms`]) at which the
+    /// runtime's supervisor last saw the worker serving that lane make progress
+    /// (or idle with nothing to do). A waiting client whose task's lane has not
+    /// moved for its deadline reports the task as stuck instead of waiting on.
+    pub lane_beats: crate::shm::ShmPtr,
+}
+
+/// `CLOCK_MONOTONIC` in milliseconds: one clock for every process of the machine,
+/// so the runtime's lane beats and a client's wait can be compared.
+pub fn monotonic_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
 }
 
 /// Magic of [`RuntimeBlock`].
@@ -99,6 +112,10 @@ pub struct Registration {
     pub fingerprint: String,
     /// How long a client keeps waiting for a task once the runtime is stopping.
     pub wait_timeout_ms: u64,
+    /// How long a client keeps waiting for a task whose lane makes no progress
+    /// (a wedged or dead worker) before it reports an error; 0 = for ever.
+    #[serde(default)]
+    pub task_deadline_ms: u64,
 }
 
 /// One worker in a [`StatusReport`].
@@ -114,6 +131,54 @@ pub struct WorkerStatus {
     pub tasks_completed: u64,
     /// Whether it is asleep on its doorbell.
     pub sleeping: bool,
+    /// Whether the supervisor found it making no progress.
+    #[serde(default)]
+    pub stalled: bool,
+    /// Live coroutines (running or suspended tasks).
+    #[serde(default)]
+    pub live_tasks: u64,
+    /// Words popped from its lanes that were not live tasks (dropped untouched).
+    #[serde(default)]
+    pub refused: u64,
+    /// Panics of the runtime's own code caught on this worker.
+    #[serde(default)]
+    pub panics: u64,
+    /// Lane cells claimed by a client that died before filling them, skipped.
+    #[serde(default)]
+    pub cells_skipped: u64,
+    /// Times the worker thread was restarted.
+    #[serde(default)]
+    pub restarts: u64,
+}
+
+/// How much of a segment is in use, in a [`StatusReport`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct SegmentUsage {
+    /// `main` or `client_data`.
+    pub role: String,
+    /// Usable bytes of live allocations.
+    pub used_bytes: u64,
+    /// Live allocations.
+    pub live_blocks: u64,
+    /// Free 64 KiB pages.
+    pub free_pages: u64,
+    /// Allocator owner slots taken (one per attached allocator handle).
+    pub owners: u32,
+}
+
+/// What the process reaper reclaimed, in a [`StatusReport`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct ReaperStatus {
+    /// Dead client processes noticed.
+    pub clients_reaped: u64,
+    /// Blocks freed.
+    pub blocks_freed: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// In-flight tasks of dead clients handed to the workers to free.
+    pub tasks_handed_over: u64,
+    /// Owner slots of dead processes cleared.
+    pub owners_cleared: u64,
 }
 
 /// One lane in a [`StatusReport`].
@@ -157,8 +222,14 @@ pub struct StatusReport {
     pub pools: Vec<PoolStatus>,
     /// Tasks completed by all workers.
     pub tasks_completed: u64,
-    /// Registered clients.
+    /// Registered clients whose process is alive.
     pub clients: u32,
+    /// What the process reaper reclaimed.
+    #[serde(default)]
+    pub reaper: ReaperStatus,
+    /// Use of the main and client-data segments.
+    #[serde(default)]
+    pub segments: Vec<SegmentUsage>,
 }
 
 /// A reply on the loopback socket.

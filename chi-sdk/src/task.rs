@@ -112,7 +112,17 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The header every task starts with (`#[repr(C)]`, 88 bytes).
+/// Value of [`TaskHeader::magic`]: `b"CHTK"`.
+pub const TASK_MAGIC: u32 = u32::from_le_bytes(*b"CHTK");
+
+/// The header every task starts with (`#[repr(C)]`, 104 bytes).
+///
+/// `magic` and `generation` let the runtime tell a task from any other block of
+/// the main segment, and a task from the task that reused its block: the runtime
+/// refuses a popped pointer whose block does not start with [`TASK_MAGIC`], and
+/// completes (or frees) a task only if its generation is still the one it saw
+/// when it took the task. A client frees a task only if the generation matches
+/// the one it allocated ([`crate::client::Client::try_del_task`]).
 #[repr(C)]
 #[derive(Debug)]
 pub struct TaskHeader {
@@ -124,6 +134,17 @@ pub struct TaskHeader {
     pub method: MethodId,
     /// Size in bytes of the whole task struct (checked by the runtime before use).
     pub size: u32,
+    /// [`TASK_MAGIC`].
+    pub magic: u32,
+    /// Tells this task from earlier and later occupants of its block: never 0,
+    /// drawn from a per-thread sequence ([`next_generation`]).
+    pub generation: u32,
+    /// The process-queue lane the task was last pushed to (the runtime keeps it
+    /// current when it routes the task); a waiting client watches the progress of
+    /// the worker serving that lane.
+    pub lane: AtomicU32,
+    /// Reserved, zero.
+    pub _reserved: u32,
     /// Target pool.
     pub pool_id: PoolId,
     /// Place in the task graph.
@@ -141,7 +162,7 @@ pub struct TaskHeader {
     pub error: ShmString,
 }
 
-const _: () = assert!(size_of::<TaskHeader>() == 88);
+const _: () = assert!(size_of::<TaskHeader>() == 104);
 
 // SAFETY: repr(C) of integers, ShmSafe ids and a ShmString; no pointers; every bit
 // pattern is a valid (if meaningless) header, and the runtime validates it.
@@ -155,6 +176,10 @@ impl TaskHeader {
             flags: 0,
             method,
             size: size as u32,
+            magic: TASK_MAGIC,
+            generation: next_generation(),
+            lane: AtomicU32::new(u32::MAX),
+            _reserved: 0,
             pool_id,
             task_node: TaskNode::default(),
             dom_query,
@@ -187,6 +212,36 @@ impl TaskHeader {
         // Release: publishes the outputs and `result` to the waiter's Acquire load.
         self.state.fetch_or(state::COMPLETE, Ordering::Release) & state::WAITER != 0
     }
+}
+
+/// A fresh task generation (never 0): a per-thread sequence whose start is
+/// drawn from the process id, the thread and the clock, so that two threads (or
+/// processes) reusing one block almost never draw the same value (1 in 2^32).
+pub fn next_generation() -> u32 {
+    use std::cell::Cell;
+    thread_local! {
+        static NEXT: Cell<u32> = Cell::new({
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default(),
+            );
+            h.finish() as u32
+        });
+    }
+    NEXT.with(|n| {
+        // Odd increments visit every value; skip 0 ("no generation").
+        let mut g = n.get().wrapping_add(0x9e37_79b9);
+        if g == 0 {
+            g = 1;
+        }
+        n.set(g);
+        g
+    })
 }
 
 /// A task type: a `#[repr(C)]` struct whose first field is a [`TaskHeader`].

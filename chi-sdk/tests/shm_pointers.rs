@@ -60,6 +60,11 @@ fn garbage_pointers_are_rejected() {
         ShmPtr::new(unknown, 0),
         ShmPtr::new(unknown, 4096),
         ShmPtr::new(SegmentId::NULL, 64),
+        // Ids past the segment table (it holds 256 slots), as a random word from
+        // a client may carry: refused, not an index out of bounds.
+        ShmPtr::new(SegmentId(256), 64),
+        ShmPtr::new(SegmentId(u16::MAX), 0),
+        ShmPtr::from_bits(u64::MAX),
     ] {
         match p.resolve::<u64>() {
             Err(ShmError::UnknownSegment { ptr }) => assert_eq!(ptr, p),
@@ -174,6 +179,7 @@ fn random_pointers_never_resolve_outside_the_segment() {
         let segment = match rng.next_u64() % 8 {
             0 => unknown,
             1 => SegmentId::NULL,
+            2 => SegmentId(rng.range(256, u16::MAX as u64) as u16),
             _ => id,
         };
         let offset = match rng.next_u64() % 4 {

@@ -382,6 +382,37 @@ impl MultiLaneQueue {
         Ok(())
     }
 
+    /// Fault injection for tests of the runtime's robustness: claims the next
+    /// cell of `lane` as a producer does and never publishes it, as a producer
+    /// killed between the two steps would. Returns the claimed position, or
+    /// `None` if the lane is full. Never call this outside such a test.
+    #[doc(hidden)]
+    pub fn claim_without_publishing(&self, lane: usize) -> Option<u64> {
+        if lane >= self.num_lanes() {
+            return None;
+        }
+        let pos = &self.inner.lane(lane).pos.tail.0;
+        let p = pos.load(Ordering::Relaxed);
+        // Relaxed: as the claim in `Ring::push`; nothing is published.
+        pos.compare_exchange(p, p.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+    }
+
+    /// Fault injection for tests of the runtime's robustness: overwrites the
+    /// `head` word that the consumer of `lane` publishes, as a scribbling client
+    /// could. Never call this outside such a test.
+    #[doc(hidden)]
+    pub fn scribble_head(&self, lane: usize, value: u64) {
+        if lane < self.num_lanes() {
+            self.inner
+                .lane(lane)
+                .pos
+                .head
+                .0
+                .store(value, Ordering::Relaxed);
+        }
+    }
+
     /// Pushes `value` onto `lane`, waiting up to `wait` (spinning, then yielding)
     /// while the lane is full.
     pub fn push_to_lane(
@@ -477,9 +508,17 @@ impl MultiLaneQueue {
                 .doorbell
                 .store(bell as u32, Ordering::Relaxed);
         }
+        // The consumer's positions start where the previous consumer of each lane
+        // left them (published in the lane's `head`); from here on they are kept
+        // in this process, and the shared word is only a published copy.
+        let heads = lanes
+            .iter()
+            .map(|&l| self.inner.lane(l).pos.head.0.load(Ordering::Relaxed))
+            .collect();
         Ok(Consumer {
             queue: self.clone(),
             lanes: lanes.to_vec(),
+            heads,
             bell,
             next: 0,
             token,
@@ -549,6 +588,9 @@ impl Inner {
 pub struct Consumer {
     queue: MultiLaneQueue,
     lanes: Vec<usize>,
+    /// This consumer's position in each of its lanes (its own copy: a client
+    /// that scribbles on the shared `head` word cannot move it).
+    heads: Vec<u64>,
     bell: usize,
     next: usize,
     token: u64,
@@ -578,7 +620,52 @@ impl Consumer {
     #[inline]
     pub fn pop_lane(&mut self, i: usize) -> Option<ShmPtr> {
         let lane = *self.lanes.get(i)?;
-        self.queue.inner.ring(lane).pop().map(ShmPtr::from_bits)
+        let head = &mut self.heads[i];
+        self.queue
+            .inner
+            .ring(lane)
+            .pop_from(head)
+            .map(ShmPtr::from_bits)
+    }
+
+    /// Entries claimed by producers and not yet popped in lane `i` (an index
+    /// into [`lanes`](Self::lanes)), counted from this consumer's own position.
+    pub fn pending(&self, i: usize) -> u64 {
+        let Some(&lane) = self.lanes.get(i) else {
+            return 0;
+        };
+        let tail = self
+            .queue
+            .inner
+            .lane(lane)
+            .pos
+            .tail
+            .0
+            .load(Ordering::Relaxed);
+        tail.wrapping_sub(self.heads[i]).min(self.queue.depth())
+    }
+
+    /// If lane `i` is held up by a cell a producer claimed and has not published,
+    /// the position of that cell (see [`skip_stalled`](Self::skip_stalled)).
+    pub fn stalled_at(&self, i: usize) -> Option<u64> {
+        let lane = *self.lanes.get(i)?;
+        self.queue.inner.ring(lane).stalled_at(self.heads[i])
+    }
+
+    /// Moves past the claimed but unpublished cell at position `pos` of lane `i`
+    /// (a producer that died between its claim and its publication). Returns
+    /// whether it did; `false` if the lane moved or the cell was published
+    /// meanwhile. The value of a producer that publishes into the skipped cell
+    /// later is lost: call this only for a cell whose producer is believed dead.
+    pub fn skip_stalled(&mut self, i: usize, pos: u64) -> bool {
+        let Some(&lane) = self.lanes.get(i) else {
+            return false;
+        };
+        if self.heads[i] != pos {
+            return false;
+        }
+        let head = &mut self.heads[i];
+        self.queue.inner.ring(lane).skip(head)
     }
 
     /// Pops from the next non-empty lane, round robin. Returns the value and its lane.
@@ -601,7 +688,12 @@ impl Consumer {
         let q = &*self.queue.inner;
         let bell = q.bell(self.bell);
         doorbell::prepare_sleep(bell);
-        if self.lanes.iter().any(|&l| q.ring(l).has_claimed()) {
+        if self
+            .lanes
+            .iter()
+            .zip(&self.heads)
+            .any(|(&l, &h)| q.ring(l).has_claimed_from(h))
+        {
             doorbell::cancel_sleep(bell);
             return false;
         }

@@ -16,9 +16,25 @@
 //! there is no non-atomic access at all, which keeps the code clean under loom and
 //! Miri at no cost on x86-64.
 //!
+//! # Untrusted memory
+//!
+//! The lane lives in a segment every client can write, so nothing read from it
+//! is trusted further than the ring needs: cell indices are masked with the
+//! depth the handle was created with (never read back from the segment), the
+//! consumer keeps its own `head` and only publishes a copy for monitoring
+//! ([`Ring::pop_from`]), and a producer gives up after [`PUSH_RETRIES`] rounds of
+//! a `tail` that keeps moving without a free cell (a scribbled position reads as
+//! a full lane instead of a spin).
+//!
+//! # A producer that dies mid-push
+//!
 //! If a producer dies between its CAS on `tail` and its store of `seq`, the
-//! consumer stops at that cell; the process reaper (which knows the producer died)
-//! is responsible for unwedging the lane.
+//! consumer stops at that cell: the lane holds a *claimed* cell that will never
+//! be published. [`Ring::stalled_at`] reports such a cell and [`Ring::skip`]
+//! moves the consumer past it (handing the cell to the next round); the runtime
+//! skips only when the cell has been stalled for long and a client died since
+//! (its process reaper says so), because a live producer that was merely
+//! descheduled publishes moments later.
 
 use crate::sync::{AtomicU64, Ordering, Padded};
 
@@ -58,6 +74,11 @@ pub(crate) struct Positions {
     pub head: Padded<AtomicU64>,
 }
 
+/// Rounds a producer retries a moving `tail` without finding a free cell before
+/// it reports the lane full (in a healthy lane a retry follows another
+/// producer's successful claim, so this bound is never reached in practice).
+pub(crate) const PUSH_RETRIES: u32 = 1 << 16;
+
 /// The lane is full: the value was not pushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Full;
@@ -79,7 +100,12 @@ impl Ring<'_> {
     #[inline]
     pub(crate) fn push(&self, value: u64) -> Result<(), Full> {
         let mut pos = self.pos.tail.0.load(Ordering::Relaxed);
+        let mut retries = 0u32;
         loop {
+            retries += 1;
+            if retries > PUSH_RETRIES {
+                return Err(Full);
+            }
             let cell = &self.cells[(pos & self.mask()) as usize];
             // Acquire: pairs with the consumer's Release store of `seq` in `pop`, so
             // the consumer's read of the old value happened before we overwrite it.
@@ -108,13 +134,25 @@ impl Ring<'_> {
         }
     }
 
-    /// Pops the oldest value, if one is published.
+    /// Pops the oldest value, if one is published (reading and writing the
+    /// lane's shared `head`: for models and tests; the runtime's consumer keeps
+    /// its own head, [`pop_from`](Self::pop_from)).
     ///
     /// Only one thread at a time may call this on a given lane (the lane's single
     /// consumer); [`crate::queue::Consumer`] enforces that.
+    #[cfg(any(test, loom))]
     #[inline]
     pub(crate) fn pop(&self) -> Option<u64> {
-        let pos = self.pos.head.0.load(Ordering::Relaxed);
+        let mut head = self.pos.head.0.load(Ordering::Relaxed);
+        self.pop_from(&mut head)
+    }
+
+    /// Pops the value at the consumer's position `head` (its own copy, never read
+    /// back from the segment), advancing it and publishing it to the lane's
+    /// `head` word for monitoring.
+    #[inline]
+    pub(crate) fn pop_from(&self, head: &mut u64) -> Option<u64> {
+        let pos = *head;
         let cell = &self.cells[(pos & self.mask()) as usize];
         // Acquire: pairs with the producer's Release store of `seq` in `push`.
         let seq = cell.seq.load(Ordering::Acquire);
@@ -125,11 +163,60 @@ impl Ring<'_> {
         // Release: pairs with the Acquire load of `seq` in `push` of the next round.
         cell.seq
             .store(pos.wrapping_add(self.cells.len() as u64), Ordering::Release);
-        self.pos
-            .head
-            .0
-            .store(pos.wrapping_add(1), Ordering::Relaxed);
+        *head = pos.wrapping_add(1);
+        self.pos.head.0.store(*head, Ordering::Relaxed);
         Some(value)
+    }
+
+    /// The consumer at `head` is held up by a claimed but unpublished cell: a
+    /// producer moved `tail` past `head` and has not (yet) stored the cell's
+    /// `seq`. Returns `head` then.
+    #[inline]
+    pub(crate) fn stalled_at(&self, head: u64) -> Option<u64> {
+        let tail = self.pos.tail.0.load(Ordering::Relaxed);
+        if tail == head {
+            return None;
+        }
+        let cell = &self.cells[(head & self.mask()) as usize];
+        // Acquire: pairs with the producer's Release store of `seq` in `push`.
+        (cell.seq.load(Ordering::Acquire) != head.wrapping_add(1)).then_some(head)
+    }
+
+    /// Moves the consumer at `head` past a cell that [`stalled_at`](Self::stalled_at)
+    /// reported: the cell is handed to the producers of the next round as if it
+    /// had been popped. Returns `false` (and changes nothing) if the cell was
+    /// published meanwhile (pop it instead) or is not stalled. A producer that
+    /// publishes into a skipped cell later loses that value: the caller skips
+    /// only cells whose producer it believes dead.
+    pub(crate) fn skip(&self, head: &mut u64) -> bool {
+        let pos = *head;
+        if self.stalled_at(pos).is_none() {
+            return false;
+        }
+        let cell = &self.cells[(pos & self.mask()) as usize];
+        // The cell's seq is `pos` when a producer claimed it and died before
+        // publishing; anything else is a scribble, repaired the same way.
+        let cur = cell.seq.load(Ordering::Acquire);
+        if cur == pos.wrapping_add(1) {
+            return false;
+        }
+        // Release: pairs with the Acquire load of `seq` in `push` of the next round,
+        // exactly as a pop does; the CAS fails if the producer publishes now.
+        if cell
+            .seq
+            .compare_exchange(
+                cur,
+                pos.wrapping_add(self.cells.len() as u64),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        *head = pos.wrapping_add(1);
+        self.pos.head.0.store(*head, Ordering::Relaxed);
+        true
     }
 
     /// Values pushed (or being pushed) and not yet popped: a monitoring figure.
@@ -143,8 +230,15 @@ impl Ring<'_> {
     /// Whether a producer has claimed a position the consumer has not read yet.
     /// Used by a consumer about to sleep, after its `SeqCst` fence.
     #[inline]
+    #[cfg(any(test, loom))]
     pub(crate) fn has_claimed(&self) -> bool {
-        self.pos.tail.0.load(Ordering::Relaxed) != self.pos.head.0.load(Ordering::Relaxed)
+        self.has_claimed_from(self.pos.head.0.load(Ordering::Relaxed))
+    }
+
+    /// [`has_claimed`](Self::has_claimed) for a consumer at its own `head`.
+    #[inline]
+    pub(crate) fn has_claimed_from(&self, head: u64) -> bool {
+        self.pos.tail.0.load(Ordering::Relaxed) != head
     }
 }
 

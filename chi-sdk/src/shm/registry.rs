@@ -80,7 +80,11 @@ pub(crate) fn resolve(ptr: ShmPtr, len: u64, align: u64) -> Result<usize, ShmErr
     if ptr.is_null() {
         return Err(ShmError::Null);
     }
-    let slot = &SLOTS[ptr.segment().0 as usize];
+    // The segment id comes from another process: an id past the table is an
+    // unknown segment, never an index out of bounds.
+    let Some(slot) = SLOTS.get(ptr.segment().0 as usize) else {
+        return Err(ShmError::UnknownSegment { ptr });
+    };
     // Acquire: pairs with the Release store in `register`.
     let seg_len = slot.len.load(Ordering::Acquire);
     let base = slot.base.load(Ordering::Relaxed);

@@ -17,6 +17,10 @@
 //! * `kEcho` (14): [`EchoTask`]: answers `value`, like the admin pool's Echo
 //!   (for measuring a loaded module's round trip against the built-in one).
 //!
+//! * `kSleep` (15): [`SleepTask`]: takes `ms` milliseconds, yielding its
+//!   coroutine meanwhile, or (`block` ≠ 0) holding its worker without yielding
+//!   (a misbehaving handler: for testing back-pressure and the supervisor).
+//!
 //! The container has two local queues: [`METADATA_QUEUE`] (one high-latency
 //! lane) and [`PROCESSING_QUEUE`] (two low-latency lanes). Its monitor routes
 //! Custom by the hash of `op`, so calls of one op stay in order on one lane.
@@ -88,6 +92,16 @@ pub struct EchoTask {
     /// `value`.
     #[output]
     pub reply: u64,
+}
+
+/// A task that takes `ms` milliseconds.
+#[chi_sdk::task(method = 15)]
+#[derive(Debug)]
+pub struct SleepTask {
+    /// How long.
+    pub ms: u32,
+    /// 0: yield the coroutine while waiting; otherwise block the worker.
+    pub block: u32,
 }
 
 /// The container of a `chimaera_mod_name` pool.
@@ -191,6 +205,20 @@ impl ModNameContainer {
         task.reply = task.value;
         Ok(())
     }
+
+    /// kSleep.
+    fn sleep(&self, task: &mut SleepTask, ctx: &mut RunCtx) -> Result<(), String> {
+        let until =
+            std::time::Instant::now() + std::time::Duration::from_millis(u64::from(task.ms));
+        while std::time::Instant::now() < until {
+            if task.block != 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            } else {
+                ctx.yield_now();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The client of a `chimaera_mod_name` pool (seed: `chimaera::MOD_NAME::Client`):
@@ -288,6 +316,24 @@ impl ModNameClient {
     /// Calls Echo: returns `value`.
     pub fn echo(&self, client: &Client, value: u64) -> Result<u64, CallError> {
         self.async_echo(client, value)?.wait_with(|t| t.reply)
+    }
+
+    /// Submits Sleep (`block`: hold the worker instead of yielding).
+    pub fn async_sleep<'c>(
+        &self,
+        client: &'c Client,
+        ms: u32,
+        block: bool,
+    ) -> Result<Pending<'c, SleepTask>, CallError> {
+        client.submit(
+            SleepTask::new(self.pool, DomainQuery::local(), ms, u32::from(block)),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Sleep.
+    pub fn sleep(&self, client: &Client, ms: u32, block: bool) -> Result<(), CallError> {
+        self.async_sleep(client, ms, block)?.wait_with(|_| ())
     }
 
     /// Sends a task of `method` with no parameters (for testing how the module

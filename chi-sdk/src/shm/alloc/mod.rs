@@ -837,6 +837,21 @@ impl Allocator {
         Ok(OwnerId(h.owner.load(Ordering::Relaxed)))
     }
 
+    /// Usable bytes of the allocation at `ptr` if `ptr` is the start of a *live*
+    /// allocation of this segment (not a block inside one, not a free or cached
+    /// block): what the runtime checks before it trusts a pointer a client sent.
+    #[inline]
+    pub fn live_size(&self, ptr: ShmPtr) -> Result<u64, FreeError> {
+        let s = &*self.shared;
+        let (block, _, payload) = s.locate(ptr)?;
+        // Relaxed: a check, not a hand-over (the pointer reached us through an
+        // Acquire of its own: the queue cell or the task's state word).
+        if s.block(block).state.load(Ordering::Relaxed) != state::LIVE {
+            return Err(FreeError::NotAllocated { ptr });
+        }
+        Ok(payload)
+    }
+
     /// Usable bytes of the live allocation at `ptr` (at least what was asked for).
     pub fn usable_size(&self, ptr: ShmPtr) -> Result<u64, FreeError> {
         let (_, _, payload) = self.shared.locate(ptr)?;
