@@ -4,6 +4,7 @@
 //! * [`ipc`]: segments, process queue and runtime block.
 //! * [`module`]: finding and checking module libraries; the module ABI services.
 //! * [`pool`]: pools and containers of this node.
+//! * [`ratelimit`]: rate-limited warnings.
 //! * [`worker`]: workers running tasks in coroutines.
 //! * [`admin`]: the built-in admin module.
 //! * [`runtime`]: start, serve, stop.
@@ -15,5 +16,6 @@ pub mod config;
 pub mod ipc;
 pub mod module;
 pub mod pool;
+pub mod ratelimit;
 pub mod runtime;
 pub mod worker;
