@@ -216,6 +216,7 @@ fn bind(cfg: &Config) -> Result<(ZmqServer, u32)> {
 impl Runtime {
     /// Starts a runtime with `config`; returns once it is ready.
     pub fn start(config: Config) -> Result<Runtime> {
+        config.check_resources()?;
         let t0 = Instant::now();
         let (server, node_id) = bind(&config)?;
         let low_workers = config.workers.low_latency.max(1);
