@@ -8,8 +8,10 @@
 //!   (64 KiB heap pages: the queue takes a run of pages, the runtime block the
 //!   first page of its size class), plus [`TASK_ROOM_PAGES`] so that tasks of a
 //!   few size classes fit. A segment of [`MainSegmentNeeds::min_size`] starts and
-//!   runs tasks; one page less and the runtime cannot start, or starts with no
-//!   room for a single task.
+//!   runs tasks (`tests/config_errors.rs` runs pools and tasks in one). Without
+//!   the room for tasks the runtime starts (448 KiB with the default queue) but
+//!   no client can allocate a task; without the runtime block's page it fails
+//!   at start.
 //! * **Allocator owner slots**: every handle on the main segment's allocator takes
 //!   one of its [`MAX_OWNERS`] slots — the runtime, each worker thread, each
 //!   module library, each registered client. [`max_clients_for`] is what is left
@@ -23,7 +25,10 @@ use chi_sdk::shm::alloc::{MAX_OWNERS, PAGE_SIZE};
 use chi_sdk::shm::{Allocator, Segment};
 
 /// Heap pages of the main segment kept for tasks beyond the queue and the runtime
-/// block: 1 MiB, room for tasks of 16 size classes at once.
+/// block: 1 MiB. Each size class of task in use takes a page of its own: with no
+/// room at all the runtime starts but no client can submit a task, and creating
+/// a pool, echoing through it and destroying it (strings and three task types)
+/// already takes 4 pages. 16 leave room for a few modules' task types.
 pub const TASK_ROOM_PAGES: u64 = 16;
 
 /// Allocator owner slots of the main segment kept for module libraries: each
