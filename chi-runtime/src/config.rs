@@ -472,7 +472,7 @@ impl KeyOrigins {
     }
 
     /// Whether the user's file set `key`.
-    fn from_user(&self, key: &str) -> bool {
+    fn set_by_user(&self, key: &str) -> bool {
         self.0.get(key).is_some_and(|o| o.from_user)
     }
 
@@ -480,7 +480,7 @@ impl KeyOrigins {
     /// largest value among those the user set, else the first.
     fn blame<'k>(&self, keys: &[(&'k str, u64)]) -> &'k str {
         keys.iter()
-            .filter(|(k, _)| self.from_user(k))
+            .filter(|(k, _)| self.set_by_user(k))
             .max_by_key(|(_, v)| *v)
             .or(keys.first())
             .map_or("", |(k, _)| k)
@@ -1571,12 +1571,12 @@ impl Builder<'_> {
             "workers.low_latency",
             "workers.high_latency",
         ];
-        let key = if origins.from_user("segments.main") {
+        let key = if origins.set_by_user("segments.main") {
             "segments.main"
         } else {
             queue_keys
                 .into_iter()
-                .find(|k| origins.from_user(k))
+                .find(|k| origins.set_by_user(k))
                 .unwrap_or("segments.main")
         };
         let mut message = format!(

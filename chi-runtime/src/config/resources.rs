@@ -251,7 +251,7 @@ impl Config {
         }
 
         // Name the stack size if the user set it, else the count.
-        let key = if o.from_user("coroutine.stack_size") && !o.from_user("coroutine.max_live") {
+        let key = if o.set_by_user("coroutine.stack_size") && !o.set_by_user("coroutine.max_live") {
             "coroutine.stack_size"
         } else {
             "coroutine.max_live"
