@@ -10,6 +10,16 @@
 //! then every value is checked and the typed [`Config`] built. A mistake in the user's
 //! file becomes a [`ConfigError`] that names the file, the line and column, the key
 //! (as a dotted path such as `workers.low_latency`) and what was expected.
+//!
+//! Checking a value includes what the runtime will make of it
+//! ([`footprint`]): the main segment must hold its allocator metadata, the
+//! process queue and room for tasks; worker threads and clients share the main
+//! segment's allocator owner slots. What depends on the machine is checked at
+//! start, before anything is created, by [`Config::check_resources`]
+//! (`resources.rs`): the segments against the free space of `/dev/shm`, the
+//! workers against the CPUs, the coroutine stacks against the memory-map and
+//! address-space limits. Its errors name the file, line and key too, and the
+//! CLI exits with code 2 on them as on any configuration error.
 
 pub mod footprint;
 mod hostfile;
