@@ -278,6 +278,14 @@ pub fn main_with(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before a daemon is spawned or anything is created: a machine that cannot
+    // hold the configuration is a configuration error too.
+    if matches!(cli.command, Command::Start { .. })
+        && let Err(e) = cfg.check_resources()
+    {
+        eprintln!("chi-runtime: configuration error: {e}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Start {
             daemon: true,

@@ -10,22 +10,38 @@
 //! then every value is checked and the typed [`Config`] built. A mistake in the user's
 //! file becomes a [`ConfigError`] that names the file, the line and column, the key
 //! (as a dotted path such as `workers.low_latency`) and what was expected.
+//!
+//! Checking a value includes what the runtime will make of it
+//! ([`footprint`]): the main segment must hold its allocator metadata, the
+//! process queue and room for tasks; worker threads and clients share the main
+//! segment's allocator owner slots. What depends on the machine is checked at
+//! start, before anything is created, by [`Config::check_resources`]
+//! (`resources.rs`): the segments against the free space of `/dev/shm`, the
+//! workers against the CPUs, the coroutine stacks against the memory-map and
+//! address-space limits. Its errors name the file, line and key too, and the
+//! CLI exits with code 2 on them as on any configuration error.
 
+pub mod footprint;
 mod hostfile;
+mod resources;
 mod units;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chi_sdk::shm::Segment;
+use chi_sdk::shm::alloc::MAX_OWNERS;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
 pub use hostfile::{MAX_HOSTS, load_hostfile, parse_hostfile};
-pub use units::{UnitError, format_size, parse_duration, parse_size};
+pub use units::{UnitError, format_size, format_size_approx, parse_duration, parse_size};
 
-use units::{ByteSize, DurationValue};
+use footprint::{MainSegmentNeeds, max_clients_for};
+use units::{ByteSize, DurationValue, OptionalDuration};
 
 /// The environment variable naming the server configuration file.
 pub const ENV_SERVER_CONF: &str = "CHI_SERVER_CONF";
@@ -36,12 +52,18 @@ pub const DEFAULT_SOURCE_NAME: &str = "<built-in defaults>";
 /// The built-in default configuration, commented.
 const DEFAULT_YAML: &str = include_str!("../config/chimaera_default.yaml");
 
-/// Smallest accepted shared-memory segment.
-pub const MIN_SEGMENT_SIZE: u64 = 4 << 10;
-/// Largest accepted shared-memory segment.
+/// Largest accepted shared-memory segment. (The smallest: [`Segment::min_size`]
+/// for `client_data` and `runtime_data`, [`MainSegmentNeeds::min_size`] for `main`.)
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 40;
 /// Most worker threads of one kind.
-pub const MAX_WORKERS: u32 = 1024;
+pub const MAX_WORKERS: u32 = MAX_WORKER_THREADS;
+/// Most worker threads of all kinds together. Each holds an allocator owner slot
+/// of the main segment (there are [`MAX_OWNERS`]), and far more threads than
+/// cores only adds switching.
+pub const MAX_WORKER_THREADS: u32 = 256;
+/// Worker threads per available CPU at most, checked at start
+/// ([`Config::check_resources`]).
+pub const WORKER_THREADS_PER_CPU: u32 = 64;
 /// Most lanes per priority of the process queue.
 pub const MAX_LANES: u32 = 1024;
 /// Smallest lane depth.
@@ -54,8 +76,16 @@ pub const MIN_STACK_SIZE: usize = 16 << 10;
 pub const MAX_STACK_SIZE: usize = 64 << 20;
 /// Coroutine stacks are rounded up to a multiple of this.
 pub const STACK_SIZE_GRANULE: usize = 4 << 10;
+/// Most live coroutines per worker.
+pub const MAX_LIVE_COROUTINES: u32 = 1 << 16;
 /// Longest accepted busy-poll period.
 pub const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
+/// Accepted `reaper.interval`s.
+pub const REAPER_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(60));
+/// Accepted `supervisor.stall_timeout`s.
+pub const STALL_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(24 * 3600));
 /// Pool ids a `compose` entry may not take: the null pool (0) and the admin pool (1).
 pub const RESERVED_POOL_IDS: [u64; 2] = [0, 1];
 
@@ -88,10 +118,21 @@ pub struct Config {
     pub idle: IdleConfig,
     /// How long a client waits for a stopped or dead runtime before erroring.
     pub client_wait_timeout: Duration,
+    /// The process reaper.
+    pub reaper: ReaperConfig,
+    /// The worker supervisor.
+    pub supervisor: SupervisorConfig,
+    /// The deadline a client's `wait` applies by default when the runtime is alive
+    /// but the task makes no progress; `None`: wait without a deadline.
+    pub task_deadline: Option<Duration>,
+    /// The control socket.
+    pub control: ControlConfig,
     /// Pools to create at start, in order.
     pub compose: Vec<PoolSpec>,
     /// The user's file the configuration came from (`None`: the defaults alone).
     pub source: Option<String>,
+    /// Where the keys checked at start were set, for their errors.
+    origins: KeyOrigins,
 }
 
 /// Sizes in bytes of the three shared-memory segments.
@@ -114,8 +155,15 @@ pub struct WorkerCounts {
     pub high_latency: u32,
     /// Train the ChiMods' performance models.
     pub reinforcement: u32,
-    /// Reclaim what dead clients held.
+    /// Reclaim what dead clients held: 0 (no reaper) or 1.
     pub process_reaper: u32,
+}
+
+impl WorkerCounts {
+    /// Worker threads of all kinds.
+    pub fn total(&self) -> u32 {
+        self.low_latency + self.high_latency + self.reinforcement + self.process_reaper
+    }
 }
 
 /// The shape of the process queue.
@@ -132,6 +180,32 @@ pub struct QueueConfig {
 pub struct CoroutineConfig {
     /// Bytes of one coroutine stack; a multiple of [`STACK_SIZE_GRANULE`].
     pub stack_size: usize,
+    /// Live coroutines (running or suspended tasks) per worker at most; past it,
+    /// tasks wait in their lanes. At least 1.
+    pub max_live: u32,
+}
+
+/// Process reaper settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReaperConfig {
+    /// How often the reaper checks that registered clients are alive.
+    pub interval: Duration,
+}
+
+/// Worker supervisor settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisorConfig {
+    /// A worker that has work but makes no progress for this long is reported as
+    /// stalled, and its lanes are moved to other workers.
+    pub stall_timeout: Duration,
+}
+
+/// Control socket settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Registered clients at most. Each holds an allocator owner slot of the main
+    /// segment, so this is at most [`footprint::max_clients_for`] the workers.
+    pub max_clients: u32,
 }
 
 /// Log settings.
@@ -350,6 +424,12 @@ pub enum ConfigError {
     /// missing key...). The message says what is expected.
     #[error("{}: key `{}`: {}{}", .0.at, .0.key, .0.message, .0.snippet)]
     BadValue(Box<ErrorDetail>),
+    /// A valid configuration that this machine cannot hold (checked at start by
+    /// [`Config::check_resources`]): segments larger than the free space of
+    /// `/dev/shm`, more threads or coroutine stacks than it can run. `key` is the
+    /// key to change; the message names the others involved and what to do.
+    #[error("{}: key `{}`: {}{}", .0.at, .0.key, .0.message, .0.snippet)]
+    Resources(Box<ErrorDetail>),
     /// A mistake in the hostfile.
     #[error("{}: {message}{origin}", Pos { file: file.clone(), line: *line as u64, column: 0 })]
     Hostfile {
@@ -362,6 +442,93 @@ pub enum ConfigError {
         /// Which config key named the hostfile; may be empty.
         origin: String,
     },
+}
+
+/// Where a key's value was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    at: Pos,
+    snippet: Snippet,
+    from_user: bool,
+}
+
+/// Where the keys checked after parsing were set, by dotted key: errors found
+/// later (at start) still name the file, line and key.
+///
+/// Not part of a configuration's value: two configurations with the same
+/// settings are equal wherever their keys were written.
+#[derive(Clone, Default)]
+struct KeyOrigins(HashMap<String, Origin>);
+
+impl PartialEq for KeyOrigins {
+    fn eq(&self, _: &KeyOrigins) -> bool {
+        true
+    }
+}
+
+impl Eq for KeyOrigins {}
+
+impl fmt::Debug for KeyOrigins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut keys: Vec<(&String, &Origin)> = self.0.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        f.debug_map()
+            .entries(keys.into_iter().map(|(k, o)| (k, o.at.to_string())))
+            .finish()
+    }
+}
+
+impl KeyOrigins {
+    /// Where `key` was set; a place in the defaults without a line if unknown.
+    fn of(&self, key: &str) -> Origin {
+        self.0.get(key).cloned().unwrap_or_else(|| Origin {
+            at: Pos {
+                file: DEFAULT_SOURCE_NAME.to_owned(),
+                line: 0,
+                column: 0,
+            },
+            snippet: Snippet::default(),
+            from_user: false,
+        })
+    }
+
+    /// Whether the user's file set `key`.
+    fn set_by_user(&self, key: &str) -> bool {
+        self.0.get(key).is_some_and(|o| o.from_user)
+    }
+
+    /// Of `keys`, the one to name in an error about all of them: the one with the
+    /// largest value among those the user set, else the first.
+    fn blame<'k>(&self, keys: &[(&'k str, u64)]) -> &'k str {
+        keys.iter()
+            .filter(|(k, _)| self.set_by_user(k))
+            .max_by_key(|(_, v)| *v)
+            .or(keys.first())
+            .map_or("", |(k, _)| k)
+    }
+
+    /// `key` with its value and place, for messages naming several keys:
+    /// ``segments.main = 1g (chi.yaml:3)``.
+    fn describe(&self, key: &str, value: impl fmt::Display) -> String {
+        format!("`{key}` = {value} ({})", self.of(key).at)
+    }
+
+    /// An error of kind `kind` at `key`.
+    fn error(
+        &self,
+        kind: fn(Box<ErrorDetail>) -> ConfigError,
+        key: &str,
+        message: String,
+    ) -> ConfigError {
+        let origin = self.of(key);
+        kind(detail(
+            origin.at,
+            key.to_owned(),
+            message,
+            String::new(),
+            origin.snippet,
+        ))
+    }
 }
 
 fn near_key(key: &str) -> String {
@@ -395,7 +562,8 @@ impl ConfigError {
             ConfigError::Syntax(detail)
             | ConfigError::UnknownKey(detail)
             | ConfigError::WrongType(detail)
-            | ConfigError::BadValue(detail) => Some(detail),
+            | ConfigError::BadValue(detail)
+            | ConfigError::Resources(detail) => Some(detail),
             ConfigError::Read { .. } | ConfigError::Hostfile { .. } => None,
         }
     }
@@ -466,7 +634,20 @@ struct RawConfig {
     logging: Option<RawLogging>,
     idle: Option<RawIdle>,
     client_wait_timeout: Leaf<DurationValue>,
+    reaper: Option<RawReaper>,
+    supervisor: Option<RawSupervisor>,
+    /// `~` here means "no deadline", not "the default": a present key is `Some`.
+    #[serde(default, deserialize_with = "present")]
+    task_deadline: Leaf<OptionalDuration>,
+    control: Option<RawControl>,
     compose: Leaf<Vec<RawPool>>,
+}
+
+/// A key whose presence matters even when its value is null.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Leaf<T>, D::Error> {
+    Item::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,6 +678,25 @@ struct RawQueue {
 #[serde(deny_unknown_fields)]
 struct RawCoroutine {
     stack_size: Leaf<ByteSize>,
+    max_live: Leaf<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReaper {
+    interval: Leaf<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSupervisor {
+    stall_timeout: Leaf<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    max_clients: Leaf<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -561,8 +761,8 @@ macro_rules! impl_merge {
     };
 }
 
-impl_merge!(RawConfig { port, hostfile, module_path, client_wait_timeout, compose }
-    sections { segments, workers, queue, coroutine, logging, idle });
+impl_merge!(RawConfig { port, hostfile, module_path, client_wait_timeout, task_deadline, compose }
+    sections { segments, workers, queue, coroutine, logging, idle, reaper, supervisor, control });
 impl_merge!(RawSegments {
     main,
     client_data,
@@ -575,7 +775,13 @@ impl_merge!(RawWorkers {
     process_reaper
 });
 impl_merge!(RawQueue { lanes, depth });
-impl_merge!(RawCoroutine { stack_size });
+impl_merge!(RawCoroutine {
+    stack_size,
+    max_live
+});
+impl_merge!(RawReaper { interval });
+impl_merge!(RawSupervisor { stall_timeout });
+impl_merge!(RawControl { max_clients });
 impl_merge!(RawLogging { level, file });
 impl_merge!(RawIdle { busy_poll });
 
@@ -601,15 +807,26 @@ fn expected_for(key: &str) -> &'static str {
         "queue" => "a mapping with keys lanes, depth",
         "queue.lanes" => "a whole number of lanes, or ~ for one per low-latency worker",
         "queue.depth" => "a whole number of tasks per lane (a power of two, at least 2)",
-        "coroutine" => "a mapping with key stack_size",
+        "coroutine" => "a mapping with keys stack_size, max_live",
         "coroutine.stack_size" => "a size such as 64k or 1m",
+        "coroutine.max_live" => "a whole number of coroutines per worker, at least 1",
+        "reaper" => "a mapping with key interval",
+        "supervisor" => "a mapping with key stall_timeout",
+        "control" => "a mapping with key max_clients",
+        "control.max_clients" => "a whole number of clients, at least 1",
+        "task_deadline" => {
+            "a duration with a unit ns, us, ms, s, m or h (e.g. 60s), or ~ or 0 for none"
+        }
         "module_path" => "a list of directories, e.g. [/opt/chimods, ./build/lib]",
         "module_path[]" => "the path of a directory",
         "logging" => "a mapping with keys level, file",
         "logging.level" => "one of error, warn, info, debug, trace",
         "logging.file" => "the path of a log file",
         "idle" => "a mapping with key busy_poll",
-        "idle.busy_poll" | "client_wait_timeout" => {
+        "idle.busy_poll"
+        | "client_wait_timeout"
+        | "reaper.interval"
+        | "supervisor.stall_timeout" => {
             "a duration: a number with a unit ns, us, ms, s, m or h (e.g. 100us, 30s)"
         }
         "compose" => {
@@ -892,6 +1109,35 @@ struct Source<'a> {
 struct Builder<'a> {
     defaults: Source<'a>,
     user: Source<'a>,
+    /// Where the keys checked were set; handed to the [`Config`].
+    origins: RefCell<KeyOrigins>,
+}
+
+/// `" (why)"`, or nothing for an empty `why`.
+fn parenthesised(why: &str) -> String {
+    if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({why})")
+    }
+}
+
+/// The worker keys with their values.
+fn worker_keys(w: &WorkerCounts) -> [(&'static str, u64); 4] {
+    [
+        ("workers.low_latency", u64::from(w.low_latency)),
+        ("workers.high_latency", u64::from(w.high_latency)),
+        ("workers.reinforcement", u64::from(w.reinforcement)),
+        ("workers.process_reaper", u64::from(w.process_reaper)),
+    ]
+}
+
+/// `a 1 + b 2`.
+fn sum_of(keys: &[(&str, u64)]) -> String {
+    keys.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 impl Builder<'_> {
@@ -960,39 +1206,93 @@ impl Builder<'_> {
         }
     }
 
+    /// Remembers where `key` was set, for errors found after parsing.
+    fn note<T>(&self, key: &str, item: &Item<T>) {
+        let source = self.source(item.from_user);
+        let origin = Origin {
+            at: self.pos(item.from_user, item),
+            snippet: Snippet::of(source.text, item.line, item.column),
+            from_user: item.from_user,
+        };
+        self.origins.borrow_mut().0.insert(key.to_owned(), origin);
+    }
+
+    /// A [`ConfigError::BadValue`] at a key already noted.
+    fn bad_key(&self, key: &str, message: String) -> ConfigError {
+        self.origins
+            .borrow()
+            .error(ConfigError::BadValue, key, message)
+    }
+
+    /// A size from `min` to `max`; `why` (may be empty) says where `min` comes from.
     fn size(
         &self,
         leaf: Leaf<ByteSize>,
         key: &str,
-        min: u64,
-        max: u64,
+        (min, max): (u64, u64),
+        why: &str,
     ) -> Result<(u64, Item<ByteSize>), ConfigError> {
         let item = self.need(leaf, key)?;
+        self.note(key, &item);
         let bytes = item.value.0;
         if bytes < min || bytes > max {
             return Err(self.bad(
                 &item,
                 key,
                 format!(
-                    "{bytes} bytes is out of range; expected a size from {} to {}",
+                    "{bytes} bytes is out of range; expected a size from {} to {}{}",
                     format_size(min),
-                    format_size(max)
+                    format_size(max),
+                    parenthesised(why)
                 ),
             ));
         }
         Ok((bytes, item))
     }
 
-    fn count(&self, leaf: Leaf<u32>, key: &str, min: u32, max: u32) -> Result<u32, ConfigError> {
+    /// A whole number from `min` to `max`; `why` (may be empty) says where the
+    /// bounds come from.
+    fn count(
+        &self,
+        leaf: Leaf<u32>,
+        key: &str,
+        (min, max): (u32, u32),
+        why: &str,
+    ) -> Result<u32, ConfigError> {
         let item = self.need(leaf, key)?;
+        self.note(key, &item);
         if item.value < min || item.value > max {
             return Err(self.bad(
                 &item,
                 key,
-                format!("{} is out of range; expected {min} to {max}", item.value),
+                format!(
+                    "{} is out of range; expected {min} to {max}{}",
+                    item.value,
+                    parenthesised(why)
+                ),
             ));
         }
         Ok(item.value)
+    }
+
+    /// A duration from `min` to `max`.
+    fn duration(
+        &self,
+        leaf: Leaf<DurationValue>,
+        key: &str,
+        (min, max): (Duration, Duration),
+    ) -> Result<Duration, ConfigError> {
+        let item = self.need(leaf, key)?;
+        self.note(key, &item);
+        let value = item.value.0;
+        if value < min || value > max {
+            return Err(self.bad(
+                &item,
+                key,
+                format!("{value:?} is out of range; expected a duration from {min:?} to {max:?}"),
+            ));
+        }
+        Ok(value)
     }
 
     fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -1022,72 +1322,52 @@ impl Builder<'_> {
         };
 
         let segments = raw.segments.unwrap_or_default();
+        // The main segment's minimum depends on the queue: checked below.
+        let (main, _) = self.size(segments.main, "segments.main", (0, MAX_SEGMENT_SIZE), "")?;
+        let data_range = (Segment::min_size(), MAX_SEGMENT_SIZE);
+        let data_why = "the smallest holds the allocator metadata and one 64 KiB page";
         let segments = SegmentSizes {
-            main: self
-                .size(
-                    segments.main,
-                    "segments.main",
-                    MIN_SEGMENT_SIZE,
-                    MAX_SEGMENT_SIZE,
-                )?
-                .0,
+            main,
             client_data: self
                 .size(
                     segments.client_data,
                     "segments.client_data",
-                    MIN_SEGMENT_SIZE,
-                    MAX_SEGMENT_SIZE,
+                    data_range,
+                    data_why,
                 )?
                 .0,
             runtime_data: self
                 .size(
                     segments.runtime_data,
                     "segments.runtime_data",
-                    MIN_SEGMENT_SIZE,
-                    MAX_SEGMENT_SIZE,
+                    data_range,
+                    data_why,
                 )?
                 .0,
         };
 
-        let workers = raw.workers.unwrap_or_default();
-        let workers = WorkerCounts {
-            low_latency: self.count(workers.low_latency, "workers.low_latency", 1, MAX_WORKERS)?,
-            high_latency: self.count(
-                workers.high_latency,
-                "workers.high_latency",
-                1,
-                MAX_WORKERS,
-            )?,
-            reinforcement: self.count(
-                workers.reinforcement,
-                "workers.reinforcement",
-                0,
-                MAX_WORKERS,
-            )?,
-            process_reaper: self.count(
-                workers.process_reaper,
-                "workers.process_reaper",
-                0,
-                MAX_WORKERS,
-            )?,
-        };
+        let workers = self.workers(raw.workers.unwrap_or_default())?;
 
         let queue = raw.queue.unwrap_or_default();
         let lanes = match queue.lanes {
-            Some(item) if item.value == 0 || item.value > MAX_LANES => {
-                return Err(self.bad(
-                    &item,
-                    "queue.lanes",
-                    format!(
-                        "{} is out of range; expected 1 to {MAX_LANES}, or ~ for one lane per low-latency worker",
-                        item.value
-                    ),
-                ));
+            Some(item) => {
+                self.note("queue.lanes", &item);
+                if item.value == 0 || item.value > MAX_LANES {
+                    return Err(self.bad(
+                        &item,
+                        "queue.lanes",
+                        format!(
+                            "{} is out of range; expected 1 to {MAX_LANES}, or ~ for one lane per low-latency worker",
+                            item.value
+                        ),
+                    ));
+                }
+                item.value
             }
-            Some(item) => item.value,
             None => workers.low_latency.min(MAX_LANES),
         };
         let depth = self.need(queue.depth, "queue.depth")?;
+        self.note("queue.depth", &depth);
         if depth.value < MIN_QUEUE_DEPTH || depth.value > MAX_QUEUE_DEPTH {
             return Err(self.bad(
                 &depth,
@@ -1106,12 +1386,16 @@ impl Builder<'_> {
                 depth.value
             );
         }
+        // The runtime gives the high-latency priority one lane per high-latency
+        // worker (`Runtime::start`).
+        self.check_main_segment(main, lanes, workers.high_latency, rounded_depth)?;
 
+        let coroutine = raw.coroutine.unwrap_or_default();
         let (stack, stack_item) = self.size(
-            raw.coroutine.unwrap_or_default().stack_size,
+            coroutine.stack_size,
             "coroutine.stack_size",
-            MIN_STACK_SIZE as u64,
-            MAX_STACK_SIZE as u64,
+            (MIN_STACK_SIZE as u64, MAX_STACK_SIZE as u64),
+            "",
         )?;
         let stack = usize::try_from(stack).unwrap_or(MAX_STACK_SIZE);
         let stack_size = stack.next_multiple_of(STACK_SIZE_GRANULE);
@@ -1121,6 +1405,12 @@ impl Builder<'_> {
                 "coroutine.stack_size {stack} rounded up to {stack_size}"
             );
         }
+        let max_live = self.count(
+            coroutine.max_live,
+            "coroutine.max_live",
+            (1, MAX_LIVE_COROUTINES),
+            "",
+        )?;
 
         let module_path_item = self.need(raw.module_path, "module_path")?;
         let mut module_path = Vec::with_capacity(module_path_item.value.len());
@@ -1165,6 +1455,37 @@ impl Builder<'_> {
             ));
         }
 
+        let reaper = ReaperConfig {
+            interval: self.duration(
+                raw.reaper.unwrap_or_default().interval,
+                "reaper.interval",
+                REAPER_INTERVAL_RANGE,
+            )?,
+        };
+        let supervisor = SupervisorConfig {
+            stall_timeout: self.duration(
+                raw.supervisor.unwrap_or_default().stall_timeout,
+                "supervisor.stall_timeout",
+                STALL_TIMEOUT_RANGE,
+            )?,
+        };
+        let task_deadline = self.need(raw.task_deadline, "task_deadline")?;
+        self.note("task_deadline", &task_deadline);
+
+        let threads = workers.total();
+        let control = ControlConfig {
+            max_clients: self.count(
+                raw.control.unwrap_or_default().max_clients,
+                "control.max_clients",
+                (1, max_clients_for(threads)),
+                &format!(
+                    "each client holds one of the main segment's {MAX_OWNERS} allocator owner slots; \
+                     the runtime, its {threads} worker threads and up to {} module libraries hold others",
+                    footprint::OWNER_SLOTS_FOR_MODULES
+                ),
+            )?,
+        };
+
         let compose = self.compose(self.need(raw.compose, "compose")?)?;
 
         Ok(Config {
@@ -1177,16 +1498,127 @@ impl Builder<'_> {
                 lanes,
                 depth: rounded_depth,
             },
-            coroutine: CoroutineConfig { stack_size },
+            coroutine: CoroutineConfig {
+                stack_size,
+                max_live,
+            },
             module_path,
             logging,
             idle: IdleConfig {
                 busy_poll: busy_poll.value.0,
             },
             client_wait_timeout: timeout.value.0,
+            reaper,
+            supervisor,
+            task_deadline: task_deadline.value.0,
+            control,
             compose,
             source: None,
+            origins: self.origins.take(),
         })
+    }
+
+    fn workers(&self, raw: RawWorkers) -> Result<WorkerCounts, ConfigError> {
+        let why = format!("at most {MAX_WORKER_THREADS} worker threads in all");
+        let workers = WorkerCounts {
+            low_latency: self.count(
+                raw.low_latency,
+                "workers.low_latency",
+                (1, MAX_WORKERS),
+                &why,
+            )?,
+            high_latency: self.count(
+                raw.high_latency,
+                "workers.high_latency",
+                (1, MAX_WORKERS),
+                &why,
+            )?,
+            reinforcement: self.count(
+                raw.reinforcement,
+                "workers.reinforcement",
+                (0, MAX_WORKERS),
+                &why,
+            )?,
+            process_reaper: self.count(
+                raw.process_reaper,
+                "workers.process_reaper",
+                (0, 1),
+                "one reaper serves the whole node; 0 runs none",
+            )?,
+        };
+        let total = u64::from(workers.low_latency)
+            + u64::from(workers.high_latency)
+            + u64::from(workers.reinforcement)
+            + u64::from(workers.process_reaper);
+        if total > u64::from(MAX_WORKER_THREADS) {
+            let keys = worker_keys(&workers);
+            let origins = self.origins.borrow();
+            let key = origins.blame(&keys);
+            let message = format!(
+                "{total} worker threads in all is more than {MAX_WORKER_THREADS} ({}); \
+                 each holds one of the main segment's {MAX_OWNERS} allocator owner slots, \
+                 which clients need too: lower the worker counts",
+                sum_of(&keys)
+            );
+            return Err(origins.error(ConfigError::BadValue, key, message));
+        }
+        Ok(workers)
+    }
+
+    /// The main segment must hold its allocator metadata, the process queue of
+    /// `low` + `high` lanes × `depth`, the runtime block and room for tasks
+    /// ([`MainSegmentNeeds`]).
+    fn check_main_segment(
+        &self,
+        main: u64,
+        low: u32,
+        high: u32,
+        depth: u32,
+    ) -> Result<(), ConfigError> {
+        let Some(needs) = MainSegmentNeeds::of(low, high, depth) else {
+            return Err(self.bad_key(
+                "queue.depth",
+                format!("{low} + {high} lanes of {depth} tasks is too large a queue"),
+            ));
+        };
+        if main >= needs.min_size {
+            return Ok(());
+        }
+        // Name segments.main unless the user left it and set the queue's shape.
+        let origins = self.origins.borrow();
+        let queue_keys = [
+            "queue.depth",
+            "queue.lanes",
+            "workers.low_latency",
+            "workers.high_latency",
+        ];
+        let key = if origins.set_by_user("segments.main") {
+            "segments.main"
+        } else {
+            queue_keys
+                .into_iter()
+                .find(|k| origins.set_by_user(k))
+                .unwrap_or("segments.main")
+        };
+        let mut message = format!(
+            "segments.main is {}, but this configuration needs at least {} ({}): {} of segment \
+             header and allocator metadata, {} for the process queue ({} lanes of {depth} \
+             tasks), {} for the runtime block and {} of room for tasks; set segments.main to \
+             at least {}",
+            format_size(main),
+            format_size(needs.min_size),
+            format_size_approx(needs.min_size),
+            format_size_approx(needs.metadata),
+            format_size_approx(needs.queue),
+            low + high,
+            format_size_approx(needs.runtime_block),
+            format_size_approx(needs.tasks),
+            format_size(needs.min_size),
+        );
+        if needs.queue > needs.tasks {
+            message.push_str(", or lower queue.depth or queue.lanes");
+        }
+        Err(origins.error(ConfigError::BadValue, key, message))
     }
 
     fn compose(&self, list: Item<Vec<RawPool>>) -> Result<Vec<PoolSpec>, ConfigError> {
@@ -1323,6 +1755,7 @@ impl Config {
                 text,
                 base_dir,
             },
+            origins: RefCell::default(),
         };
         let mut config = builder.build(defaults.merge(user))?;
         config.source = is_path.then(|| source_name.to_owned());
@@ -1369,7 +1802,17 @@ mod tests {
                 depth: 1024
             }
         );
-        assert_eq!(c.coroutine.stack_size, 64 << 10);
+        assert_eq!(
+            c.coroutine,
+            CoroutineConfig {
+                stack_size: 64 << 10,
+                max_live: 256
+            }
+        );
+        assert_eq!(c.reaper.interval, Duration::from_millis(200));
+        assert_eq!(c.supervisor.stall_timeout, Duration::from_secs(10));
+        assert_eq!(c.task_deadline, Some(Duration::from_secs(60)));
+        assert_eq!(c.control.max_clients, 512);
         assert!(c.module_path.is_empty());
         assert_eq!(
             c.logging,
@@ -1386,6 +1829,21 @@ mod tests {
             Config::from_yaml_override("", DEFAULT_SOURCE_NAME).unwrap(),
             c
         );
+    }
+
+    #[test]
+    fn equality_ignores_where_keys_were_written() {
+        let defaults = Config::defaults().unwrap();
+        let copy = Config::from_yaml_override(DEFAULT_YAML, "copy.yaml").unwrap();
+        assert_eq!(copy.origins.of("segments.main").at.file, "copy.yaml");
+        assert_eq!(
+            Config {
+                source: None,
+                ..copy
+            },
+            defaults
+        );
+        assert_ne!(with("workers: {low_latency: 3}"), with(""));
     }
 
     #[test]
@@ -1436,11 +1894,15 @@ hostfile: hosts
 segments: {main: 1073741824, client_data: 256MiB, runtime_data: "1.5g"}
 workers: {low_latency: 3, high_latency: 2, reinforcement: 0, process_reaper: 1}
 queue: {lanes: 5, depth: 100}
-coroutine: {stack_size: 100k}
 module_path: [mods, /abs/mods]
 logging: {level: debug, file: chi.log}
 idle: {busy_poll: 50us}
 client_wait_timeout: 2m
+task_deadline: 5m
+reaper: {interval: 1s}
+supervisor: {stall_timeout: 30s}
+control: {max_clients: 100}
+coroutine: {stack_size: 100k, max_live: 32}
 compose:
   - module: chimaera_bdev
     name: ram
@@ -1479,6 +1941,11 @@ compose:
             }
         );
         assert_eq!(c.coroutine.stack_size, 100 << 10);
+        assert_eq!(c.coroutine.max_live, 32);
+        assert_eq!(c.task_deadline, Some(Duration::from_secs(300)));
+        assert_eq!(c.reaper.interval, Duration::from_secs(1));
+        assert_eq!(c.supervisor.stall_timeout, Duration::from_secs(30));
+        assert_eq!(c.control.max_clients, 100);
         assert_eq!(
             c.module_path,
             [dir.join("mods"), PathBuf::from("/abs/mods")]
@@ -1614,7 +2081,7 @@ compose:
                 "workers: {reinforcement: 5000}\n",
                 "workers.reinforcement",
                 1,
-                "expected 0 to 1024",
+                "expected 0 to 256",
             ),
             (
                 "queue:\n  depth: 0\n",
@@ -1628,7 +2095,55 @@ compose:
                 "segments:\n  main: 0\n",
                 "segments.main",
                 2,
-                "expected a size from 4k to 1t",
+                "needs at least 1472k",
+            ),
+            (
+                "segments:\n  client_data: 4k\n",
+                "segments.client_data",
+                2,
+                "expected a size from 384k to 1t (the smallest holds the allocator metadata",
+            ),
+            (
+                "workers:\n  process_reaper: 2\n",
+                "workers.process_reaper",
+                2,
+                "expected 0 to 1 (one reaper serves the whole node",
+            ),
+            (
+                "coroutine:\n  max_live: 0\n",
+                "coroutine.max_live",
+                2,
+                "expected 1 to 65536",
+            ),
+            (
+                "reaper:\n  interval: 5ms\n",
+                "reaper.interval",
+                2,
+                "expected a duration from 10ms to 60s",
+            ),
+            (
+                "reaper:\n  interval: 2m\n",
+                "reaper.interval",
+                2,
+                "out of range",
+            ),
+            (
+                "supervisor:\n  stall_timeout: 0s\n",
+                "supervisor.stall_timeout",
+                2,
+                "from 100ms to 86400s",
+            ),
+            (
+                "control:\n  max_clients: 0\n",
+                "control.max_clients",
+                2,
+                "expected 1 to 986",
+            ),
+            (
+                "control:\n  max_clients: 1000\n",
+                "control.max_clients",
+                2,
+                "allocator owner slots",
             ),
             (
                 "segments:\n  client_data: 2t\n",
@@ -1666,6 +2181,101 @@ compose:
             );
             assert!(e.to_string().contains(what), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn main_segment_minimum() {
+        let needs = |low, high, depth| MainSegmentNeeds::of(low, high, depth).unwrap().min_size;
+        let min = needs(2, 1, 1024);
+        assert_eq!(min, 1472 << 10);
+        // The minimum itself is accepted, a page less is not.
+        let ok = with(&format!("segments:\n  main: {min}\n"));
+        assert_eq!(ok.segments.main, min);
+        let e = error(&format!("segments:\n  main: {}\n", min - 4096));
+        assert_eq!((e.line(), e.key()), (Some(2), Some("segments.main")));
+        let text = e.to_string();
+        for part in [
+            "1468k",
+            "at least 1472k (1.44 MiB)",
+            "320 KiB of segment header and allocator metadata",
+            "64 KiB for the process queue (3 lanes of 1024 tasks)",
+            "64 KiB for the runtime block",
+            "1 MiB of room for tasks",
+            "set segments.main to at least 1472k",
+        ] {
+            assert!(text.contains(part), "{part:?} missing: {text}");
+        }
+        // The queue's shape counts: a deep queue in the default 1g is refused at
+        // the key the user set, naming the queue keys to lower.
+        let e = error("queue:\n  lanes: 64\n  depth: 1048576\n");
+        assert_eq!((e.line(), e.key()), (Some(3), Some("queue.depth")));
+        assert!(
+            e.to_string()
+                .contains("or lower queue.depth or queue.lanes"),
+            "{e}"
+        );
+        let e =
+            error("segments:\n  main: 16m\nworkers:\n  low_latency: 8\nqueue:\n  depth: 262144\n");
+        assert_eq!((e.line(), e.key()), (Some(2), Some("segments.main")));
+        assert_eq!(
+            with("segments: {main: 64m}\nqueue: {lanes: 8, depth: 65536}")
+                .queue
+                .depth,
+            65536
+        );
+    }
+
+    #[test]
+    fn worker_totals() {
+        let e = error("workers:\n  low_latency: 1024\n  high_latency: 1024\n");
+        assert_eq!((e.line(), e.key()), (Some(2), Some("workers.low_latency")));
+        assert!(e.to_string().contains("expected 1 to 256"), "{e}");
+        let e = error("workers:\n  low_latency: 200\n  high_latency: 100\n");
+        assert_eq!((e.line(), e.key()), (Some(2), Some("workers.low_latency")));
+        let text = e.to_string();
+        assert!(
+            text.contains("302 worker threads in all is more than 256"),
+            "{text}"
+        );
+        assert!(text.contains("workers.high_latency 100"), "{text}");
+        // The most clients shrink with the workers.
+        let c = with("workers: {low_latency: 200, high_latency: 54, reinforcement: 1}");
+        assert_eq!(c.workers.total(), 256);
+        let e = error("workers: {low_latency: 200, high_latency: 54}\ncontrol: {max_clients: 736}");
+        assert!(e.to_string().contains("expected 1 to 735"), "{e}");
+    }
+
+    #[test]
+    fn task_deadline_none() {
+        for text in [
+            "task_deadline: ~\n",
+            "task_deadline: 0\n",
+            "task_deadline: null\n",
+            "task_deadline: 0s\n",
+        ] {
+            assert_eq!(with(text).task_deadline, None, "{text}");
+        }
+        assert_eq!(
+            with("port: 1\n").task_deadline,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            with("task_deadline: 1.5s").task_deadline,
+            Some(Duration::from_millis(1500))
+        );
+        let e = error("port: 1\ntask_deadline: 60\n");
+        assert_eq!((e.line(), e.key()), (Some(2), Some("task_deadline")));
+        assert!(e.to_string().contains("has no unit"), "{e}");
+        let e = error("port: 1\ntask_deadline: [1s]\n");
+        assert_eq!((e.line(), e.key()), (Some(2), Some("task_deadline")));
+        let e = error("reaper:\n  intervall: 1s\n");
+        assert_eq!((e.line(), e.key()), (Some(2), Some("reaper.intervall")));
+        let e = error("control:\n  max_clients: lots\n");
+        assert_eq!((e.line(), e.key()), (Some(2), Some("control.max_clients")));
+        assert!(
+            e.to_string().contains("expected a whole number of clients"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! * [`ipc`]: segments, process queue and runtime block.
 //! * [`module`]: finding and checking module libraries; the module ABI services.
 //! * [`pool`]: pools and containers of this node.
+//! * [`ratelimit`]: rate-limited warnings.
 //! * [`worker`]: workers running tasks in coroutines.
 //! * [`reaper`]: the supervisor thread: process reaper and worker watch.
-//! * [`ratelimit`]: rate-limited warnings.
 //! * [`admin`]: the built-in admin module.
 //! * [`runtime`]: start, serve, stop.
 //! * [`cli`]: the `chi-runtime` command line.

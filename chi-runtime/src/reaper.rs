@@ -50,17 +50,9 @@ use chi_sdk::task::{TASK_MAGIC, TaskHeader, flags, state};
 use crate::runtime::Shared;
 use crate::worker::WorkerStats;
 
-/// Live coroutines per worker at most, unless configured.
-pub const DEFAULT_MAX_LIVE: usize = 256;
-/// How often the reaper looks for dead clients, unless configured.
-pub const DEFAULT_REAPER_INTERVAL: Duration = Duration::from_millis(200);
-/// How long a worker may make no progress before it is reported, unless configured.
-pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the reaper waits for a dead client's in-flight tasks to finish
 /// before it reclaims their blocks anyway.
 pub const KEEP_LIMIT: Duration = Duration::from_secs(60);
-/// How long a waiting client tolerates a lane that makes no progress, unless configured.
-pub const DEFAULT_TASK_DEADLINE: Duration = Duration::from_secs(60);
 /// Period of the worker watch.
 pub const TICK: Duration = Duration::from_millis(50);
 
@@ -128,8 +120,8 @@ pub fn run(shared: Arc<Shared>, workers: Vec<Arc<WorkerStats>>) {
         }
     };
     let mut reaper = reaper.filter(|_| shared.config.workers.process_reaper > 0);
-    let interval = DEFAULT_REAPER_INTERVAL;
-    let stall = DEFAULT_STALL_TIMEOUT;
+    let interval = shared.config.reaper.interval;
+    let stall = shared.config.supervisor.stall_timeout;
     let mut watch: Vec<Watch> = workers
         .iter()
         .map(|_| Watch {

@@ -197,7 +197,10 @@ impl Shared {
                     segments: self.ipc.describe(),
                     fingerprint: AbiFingerprint::current().to_string(),
                     wait_timeout_ms: self.config.client_wait_timeout.as_millis() as u64,
-                    task_deadline_ms: crate::reaper::DEFAULT_TASK_DEADLINE.as_millis() as u64,
+                    task_deadline_ms: self
+                        .config
+                        .task_deadline
+                        .map_or(0, |d| d.as_millis() as u64),
                 })
             }
             Request::Unregister { client_id } => {
@@ -310,6 +313,7 @@ fn bind(cfg: &Config) -> Result<(ZmqServer, u32)> {
 impl Runtime {
     /// Starts a runtime with `config`; returns once it is ready.
     pub fn start(config: Config) -> Result<Runtime> {
+        config.check_resources()?;
         let t0 = Instant::now();
         let (server, node_id) = bind(&config)?;
         let low_workers = config.workers.low_latency.max(1);

@@ -341,7 +341,7 @@ impl Worker {
     ) -> anyhow::Result<Worker> {
         let alloc = Allocator::attach(&shared.ipc.main)?;
         let runtime_owned = shared.ipc.runtime_owned();
-        let max_live = crate::reaper::DEFAULT_MAX_LIVE;
+        let max_live = shared.config.coroutine.max_live.max(1) as usize;
         let n = consumer.lanes().len();
         Ok(Worker {
             shared,

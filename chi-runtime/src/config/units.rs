@@ -286,9 +286,107 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+/// A duration, or none: `~` or `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OptionalDuration(pub Option<Duration>);
+
+#[derive(Clone, Copy)]
+struct OptionalDurationVisitor;
+
+impl<'de> Visitor<'de> for OptionalDurationVisitor {
+    type Value = OptionalDuration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration with a unit ns, us, ms, s, m or h (e.g. 60s), or ~ or 0 for none")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<OptionalDuration, E> {
+        Ok(OptionalDuration(None))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<OptionalDuration, E> {
+        Ok(OptionalDuration(None))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<OptionalDuration, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<OptionalDuration, E> {
+        DurationVisitor.visit_u64(v).map(OptionalDuration::of)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<OptionalDuration, E> {
+        DurationVisitor.visit_i64(v).map(OptionalDuration::of)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<OptionalDuration, E> {
+        DurationVisitor.visit_str(v).map(OptionalDuration::of)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<OptionalDuration, E> {
+        Err(wrong_kind(format_args!("boolean `{v}`"), &Expecting(self)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<OptionalDuration, E> {
+        Err(wrong_kind(
+            format_args!("floating point `{v}`"),
+            &Expecting(self),
+        ))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, _seq: A) -> Result<OptionalDuration, A::Error> {
+        Err(wrong_kind("a sequence", &Expecting(self)))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _map: A) -> Result<OptionalDuration, A::Error> {
+        Err(wrong_kind("a mapping", &Expecting(self)))
+    }
+}
+
+impl OptionalDuration {
+    /// `0` is none.
+    fn of(d: DurationValue) -> OptionalDuration {
+        OptionalDuration((!d.0.is_zero()).then_some(d.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for OptionalDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(OptionalDurationVisitor)
+    }
+}
+
+/// A size for messages, rounded to three digits: `1.41 MiB`, `24 GiB`, `512 B`.
+pub fn format_size_approx(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else if value >= 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approximate_sizes() {
+        assert_eq!(format_size_approx(512), "512 B");
+        assert_eq!(format_size_approx(24 << 30), "24 GiB");
+        assert_eq!(format_size_approx(1_441_792), "1.38 MiB");
+        assert_eq!(format_size_approx(3 << 29), "1.50 GiB");
+        assert_eq!(format_size_approx(25_000_000_000), "23.3 GiB");
+    }
 
     #[test]
     fn sizes() {

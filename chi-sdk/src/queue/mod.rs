@@ -39,6 +39,8 @@ use ring::{Cell, Positions, Ring};
 
 const QUEUE_MAGIC: u64 = u64::from_le_bytes(*b"CHIQUEUE");
 const QUEUE_VERSION: u32 = 1;
+/// Alignment of a queue's allocation (its lanes' line pairs are 128 bytes).
+const QUEUE_ALIGN: usize = 128;
 /// Largest depth of a lane.
 pub const MAX_DEPTH: u64 = 1 << 24;
 /// Largest number of lanes of a queue.
@@ -216,6 +218,12 @@ impl MultiLaneQueue {
         geometry(lanes, cfg.depth.max(2).checked_next_power_of_two()?).map(|g| g.total)
     }
 
+    /// Heap pages of its segment that a queue of this shape takes (see
+    /// [`Allocator::pages_for`]); `None` if its size overflows.
+    pub fn heap_pages(cfg: &QueueConfig) -> Option<u64> {
+        Self::memory_size(cfg).map(|bytes| Allocator::pages_for(bytes, QUEUE_ALIGN))
+    }
+
     /// Allocates and initialises a queue in `segment` (through `alloc`, an
     /// allocator of that segment).
     pub fn create(
@@ -243,7 +251,7 @@ impl MultiLaneQueue {
         let depth = cfg.depth.max(2).next_power_of_two();
         let geo = geometry(lanes as usize, depth)
             .ok_or_else(|| QueueError::BadConfig("queue too large".into()))?;
-        let mem = alloc.allocate_aligned(geo.total, 128)?;
+        let mem = alloc.allocate_aligned(geo.total, QUEUE_ALIGN)?;
         let base = mem.as_ptr();
         // SAFETY: `mem` is a fresh allocation of `geo.total` bytes aligned to 128
         // that nobody else knows yet; every part is initialised before the pointer is
@@ -282,7 +290,7 @@ impl MultiLaneQueue {
         if !segment.contains(ptr) {
             return Err(bad("the pointer is not inside the queue's segment"));
         }
-        if !ptr.offset().is_multiple_of(128) {
+        if !ptr.offset().is_multiple_of(QUEUE_ALIGN as u64) {
             return Err(bad("misaligned"));
         }
         let h = ptr.resolve::<QueueHeader>()?;

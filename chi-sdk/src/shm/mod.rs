@@ -148,6 +148,21 @@ pub enum ShmError {
         /// OS error.
         source: io::Error,
     },
+    /// The file system of `/dev/shm` has less free space than the segment needs:
+    /// mapping it would end in SIGBUS once its pages are touched.
+    #[error(
+        "segment '{name}' needs {size} bytes but /dev/shm has only {free} bytes free; \
+         configure smaller segments, free /dev/shm, or enlarge it \
+         (mount -o remount,size=<bytes> /dev/shm)"
+    )]
+    NoSpace {
+        /// Segment name.
+        name: String,
+        /// Bytes the segment needs.
+        size: u64,
+        /// Bytes free in `/dev/shm`.
+        free: u64,
+    },
     /// A null pointer was resolved.
     #[error("null shared-memory pointer")]
     Null,

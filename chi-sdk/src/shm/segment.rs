@@ -186,9 +186,32 @@ fn file_id(file: &File, name: &str) -> Result<(u64, u64, u64), ShmError> {
 }
 
 impl Segment {
-    /// Smallest size accepted by [`create`](Self::create).
+    /// Smallest size accepted by [`create`](Self::create): the header, the
+    /// allocator metadata and one heap page.
     pub fn min_size() -> u64 {
-        alloc::heap_offset_for(HEADER_SIZE, 1) + PAGE_SIZE
+        Self::size_for_heap_pages(1)
+    }
+
+    /// Heap pages (of [`PAGE_SIZE`]) the allocator of a segment of `size` bytes
+    /// hands out: what is left after the header and the allocator metadata, which
+    /// grows with the size (4 bytes per page). `size` is rounded up to 4 KiB, as in
+    /// [`create`](Self::create).
+    pub fn heap_pages(size: u64) -> u64 {
+        let size = size.checked_next_multiple_of(4096).unwrap_or(u64::MAX);
+        alloc::geometry(size, HEADER_SIZE).1
+    }
+
+    /// The smallest segment size whose allocator hands out at least `pages` heap
+    /// pages ([`heap_pages`](Self::heap_pages)).
+    pub fn size_for_heap_pages(pages: u64) -> u64 {
+        let mut size = alloc::heap_offset_for(HEADER_SIZE, pages)
+            .saturating_add(pages.saturating_mul(PAGE_SIZE));
+        // The metadata is sized for `size / PAGE_SIZE` pages, a little more than
+        // `pages`: it may push the heap a page further.
+        while Self::heap_pages(size) < pages && size < u64::MAX {
+            size = size.saturating_add(PAGE_SIZE);
+        }
+        size
     }
 
     /// Largest size accepted by [`create`](Self::create) (16 TiB).
@@ -232,6 +255,7 @@ impl Segment {
         };
         let file = File::from(fd);
         let created = (|| {
+            check_space(&file, name, size)?;
             rustix::fs::ftruncate(&file, size).map_err(io_err(name, "ftruncate"))?;
             let (dev, ino, _) = file_id(&file, name)?;
             let map = MmapOptions::new()
@@ -547,6 +571,29 @@ impl Segment {
     }
 }
 
+/// Refuses a segment larger than the free space of the file system holding `file`
+/// (the tmpfs of `/dev/shm`). The file is sparse, so nothing fails at `ftruncate`
+/// or `mmap`: without this check a segment larger than the free space dies of
+/// SIGBUS when a page past the free space is first touched. Reserving the pages
+/// up front (`fallocate`) would also catch space taken later by others, but costs
+/// ~0.5 s and the memory itself per GiB at start, so only the free space is checked.
+fn check_space(file: &File, name: &str, size: u64) -> Result<(), ShmError> {
+    let st = rustix::fs::fstatvfs(file).map_err(io_err(name, "fstatvfs"))?;
+    // A tmpfs mounted without a size limit reports no blocks at all.
+    if st.f_blocks == 0 {
+        return Ok(());
+    }
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if size > free {
+        return Err(ShmError::NoSpace {
+            name: name.to_owned(),
+            size,
+            free,
+        });
+    }
+    Ok(())
+}
+
 fn check_size(name: &str, expected: Option<u64>, actual: u64) -> Result<(), ShmError> {
     match expected {
         Some(e) if e != actual => Err(ShmError::SizeMismatch {
@@ -578,5 +625,39 @@ impl Drop for Segment {
         {
             tracing::warn!(segment = %self.map.name, error = %e, "could not unlink segment");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::Allocator;
+
+    #[test]
+    fn heap_pages_and_sizes_agree() {
+        assert_eq!(
+            Segment::min_size(),
+            alloc::heap_offset_for(HEADER_SIZE, 1) + PAGE_SIZE
+        );
+        assert_eq!(Segment::heap_pages(Segment::min_size()), 1);
+        assert_eq!(Segment::heap_pages(Segment::min_size() - 4096), 0);
+        assert_eq!(Segment::heap_pages(0), 0);
+        for pages in [1, 2, 3, 17, 1000, 16_384, 1 << 20] {
+            let size = Segment::size_for_heap_pages(pages);
+            assert!(Segment::heap_pages(size) >= pages, "{pages} pages");
+            assert!(
+                Segment::heap_pages(size - 4096) < pages,
+                "{pages}: not the least"
+            );
+        }
+    }
+
+    #[test]
+    fn pages_for_small_and_large() {
+        assert_eq!(Allocator::pages_for(40, 8), 1);
+        assert_eq!(Allocator::pages_for(40, 128), 1);
+        assert_eq!(Allocator::pages_for(PAGE_SIZE as usize - 128, 128), 1);
+        assert_eq!(Allocator::pages_for(PAGE_SIZE as usize, 128), 2);
+        assert_eq!(Allocator::pages_for(3 * PAGE_SIZE as usize, 16), 4);
     }
 }

@@ -90,7 +90,9 @@ pub(crate) fn heap_offset_for(alloc_offset: u64, n_pages: u64) -> u64 {
     (alloc_offset + meta_size(n_pages)).next_multiple_of(PAGE_SIZE)
 }
 
-fn geometry(size: u64, alloc_offset: u64) -> (u64, u64) {
+/// `(heap_offset, n_pages)` of a segment of `size` bytes with its allocator
+/// metadata at `alloc_offset`.
+pub(crate) fn geometry(size: u64, alloc_offset: u64) -> (u64, u64) {
     let upper = size / PAGE_SIZE;
     let heap_offset = heap_offset_for(alloc_offset, upper);
     let n_pages = size.saturating_sub(heap_offset) / PAGE_SIZE;
@@ -633,6 +635,19 @@ impl std::fmt::Debug for Allocator {
 }
 
 impl Allocator {
+    /// Heap pages that one allocation of `size` bytes aligned to `align` takes in a
+    /// segment with no free block of its size: one page for a small size (the page
+    /// is carved into blocks of that size class), the whole run for a large one.
+    /// For sizing segments ahead of time.
+    pub fn pages_for(size: usize, align: usize) -> u64 {
+        if layout::class_of(size).is_some() && align <= SMALL_ALIGN {
+            return 1;
+        }
+        // As in `alloc_large`: the payload starts `delta` bytes into the run.
+        let delta = (align.max(SMALL_ALIGN) as u64).max(BLOCK_HEADER);
+        (size as u64).saturating_add(delta).div_ceil(PAGE_SIZE)
+    }
+
     /// Attaches to the allocator of `segment`, taking an owner slot for this handle.
     pub fn attach(segment: &Segment) -> Result<Allocator, AllocError> {
         let map = segment.mapping().clone();
