@@ -293,8 +293,8 @@ fn hold(c: &Client, tasks: u64, mib: u64) -> Result<()> {
         let mut t = EchoTask::new(PoolId::ADMIN, v);
         t.header.flags |= flags::FIRE_AND_FORGET;
         let t = c.new_task(t)?;
+        // The runtime frees it: the handle is simply let go.
         c.enqueue(&t, Priority::LowLatency)?;
-        std::mem::forget(t);
     }
     ready();
     std::mem::forget((held, pending, bufs));

@@ -89,6 +89,38 @@ impl Children {
         self.procs.len() - 1
     }
 
+    /// Starts `program` with `args` as a child (like [`spawn`](Self::spawn), for
+    /// another program than this test binary: same environment scrubbing,
+    /// captured output and kill on the caller's end).
+    pub fn spawn_program(
+        &mut self,
+        program: &std::path::Path,
+        args: &[&str],
+        label: &str,
+        env: &[(&str, String)],
+    ) -> usize {
+        let mut cmd = piped_command(program);
+        cmd.args(args).env("RUST_BACKTRACE", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = spawn_registered(&mut cmd)
+            .unwrap_or_else(|e| panic!("cannot start {label} ({}): {e}", program.display()));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            drain_into(child.stdout.take().expect("stdout"), output.clone()),
+            drain_into(child.stderr.take().expect("stderr"), output.clone()),
+        ];
+        self.procs.push(Proc {
+            label: label.to_owned(),
+            child,
+            output,
+            readers,
+            status: None,
+        });
+        self.procs.len() - 1
+    }
+
     /// Number of children.
     pub fn len(&self) -> usize {
         self.procs.len()
@@ -217,6 +249,27 @@ impl Children {
         let i = self.spawn(role, label, env);
         self.wait_for(i, timeout);
         self.output(i)
+    }
+
+    /// Kills and reaps child `i` (a kill the test meant: not a failure).
+    pub fn kill(&mut self, i: usize) {
+        self.procs[i].kill();
+    }
+
+    /// Waits up to `timeout` for child `i` to exit however it does (a child
+    /// meant to crash), and returns its status; `None` if it is still running.
+    pub fn expect_exit(&mut self, i: usize, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let p = &mut self.procs[i];
+        loop {
+            if p.status.is_none() {
+                p.status = try_reap(&mut p.child);
+            }
+            if p.status.is_some() || Instant::now() >= deadline {
+                return p.status;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Kills and reaps every child still running.

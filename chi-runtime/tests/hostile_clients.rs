@@ -1,0 +1,365 @@
+//! A runtime no client can break: the hostile client program
+//! (`examples/hostile.rs`) against real runtimes, while well-behaved clients
+//! run beside it. Every class of misbehaviour has a test: garbage and stale
+//! words pushed onto the lanes, scribbles on what clients can write of the
+//! runtime's structures, clients killed while holding tasks and buffers or in
+//! the middle of a push, thousands of clients that connect and die, a flood of
+//! slow tasks, stale frees, and a worker wedged by a handler that never yields.
+//!
+//! Each test checks the runtime afterwards through `status`: nothing stalled,
+//! every byte and owner slot given back, the good clients served throughout.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chi_sdk::admin::{AdminClient, EchoTask};
+use chi_sdk::client::{Client, ClientError};
+use chi_sdk::proto::StatusReport;
+use chi_sdk::queue::Priority;
+use chi_sdk::types::{DomainQuery, PoolId};
+use chimaera_mod_name_runtime::{CreateParams, ModNameClient, SleepTask};
+use support::*;
+
+/// The hostile program, built once per test binary (same profile and target
+/// directory as this test).
+fn hostile_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_owned();
+        let target_dir = profile_dir.parent().expect("target dir").to_owned();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace");
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.current_dir(workspace)
+            .args(["build", "--quiet", "-p", "chi-runtime", "--example", "hostile"])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build of the hostile program failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = profile_dir.join("examples").join("hostile");
+        assert!(path.exists(), "{} missing after the build", path.display());
+        path
+    })
+}
+
+fn env_of(setup: &Setup) -> Vec<(&'static str, String)> {
+    vec![("CHI_PORT", setup.port.to_string())]
+}
+
+fn spawn(kids: &mut Children, setup: &Setup, args: &[&str], label: &str) -> usize {
+    kids.spawn_program(hostile_exe(), args, label, &env_of(setup))
+}
+
+fn status(setup: &Setup) -> StatusReport {
+    Client::status(&setup.opts()).expect("status")
+}
+
+fn setup_with(test: &str, extra: &str) -> Setup {
+    let mut o = ConfigOpts::default();
+    o.extra = format!("reaper:\n  interval: 50ms\n{extra}");
+    Setup::with(test, o)
+}
+
+/// The figures that must come back to where they were once dead clients are reaped.
+#[derive(Debug, PartialEq)]
+struct Held {
+    main_bytes: u64,
+    main_owners: u32,
+    data_bytes: u64,
+    data_owners: u32,
+    clients: u32,
+}
+
+fn held(s: &StatusReport) -> Held {
+    let seg = |role: &str| {
+        s.segments
+            .iter()
+            .find(|u| u.role == role)
+            .unwrap_or_else(|| panic!("status has no {role} segment: {s:?}"))
+    };
+    Held {
+        main_bytes: seg("main").used_bytes,
+        main_owners: seg("main").owners,
+        data_bytes: seg("client_data").used_bytes,
+        data_owners: seg("client_data").owners,
+        clients: s.clients,
+    }
+}
+
+fn assert_healthy(s: &StatusReport) {
+    for w in &s.workers {
+        assert!(!w.stalled, "worker {} is stalled: {s:?}", w.id);
+        assert_eq!(w.panics, 0, "worker {} caught panics: {s:?}", w.id);
+        assert_eq!(w.restarts, 0, "worker {} was restarted: {s:?}", w.id);
+    }
+}
+
+/// Every lane still serves: a pinned echo on each.
+fn every_lane_serves(kids: &mut Children, setup: &Setup) {
+    let lanes = status(setup).lanes.len();
+    for lane in 0..lanes {
+        let i = spawn(kids, setup, &["good-lane", &lane.to_string(), "20"], "good-lane");
+        kids.wait_for(i, WATCHDOG);
+    }
+}
+
+#[test]
+fn garbage_words_are_refused_while_good_clients_run() {
+    let _w = Watchdog::new("garbage_words", Duration::from_secs(240));
+    let setup = setup_with("garbage_words", "");
+    let rt = RuntimeGuard::start(&setup);
+    let mut kids = Children::new();
+    let good: Vec<usize> = (0..2)
+        .map(|i| spawn(&mut kids, &setup, &["good", "3000"], &format!("good{i}")))
+        .collect();
+    let bad: Vec<usize> = (0..4)
+        .map(|i| {
+            spawn(
+                &mut kids,
+                &setup,
+                &["garbage", "3000", &(i + 1).to_string()],
+                &format!("garbage{i}"),
+            )
+        })
+        .collect();
+    for i in good.into_iter().chain(bad) {
+        kids.wait_for(i, WATCHDOG);
+    }
+    every_lane_serves(&mut kids, &setup);
+    let s = status(&setup);
+    assert_healthy(&s);
+    let refused: u64 = s.workers.iter().map(|w| w.refused).sum();
+    assert!(refused > 1000, "the workers refused only {refused} garbage words: {s:?}");
+    assert!(
+        rt.log().contains("not a live task"),
+        "the log names no refused word:\n{}",
+        rt.log()
+    );
+}
+
+#[test]
+fn stale_pointers_and_scribbles_are_refused_or_out_of_reach() {
+    let _w = Watchdog::new("stale_pointers", Duration::from_secs(180));
+    let setup = setup_with("stale_pointers", "");
+    let _rt = RuntimeGuard::start(&setup);
+    let mut kids = Children::new();
+    let good = spawn(&mut kids, &setup, &["good", "2000"], "good");
+    let i = spawn(&mut kids, &setup, &["stale"], "stale");
+    kids.wait_for(i, WATCHDOG);
+    let i = spawn(&mut kids, &setup, &["scribble"], "scribble");
+    kids.wait_for(i, WATCHDOG);
+    kids.wait_for(good, WATCHDOG);
+    // New clients still connect and every lane still serves.
+    every_lane_serves(&mut kids, &setup);
+    let s = status(&setup);
+    assert_healthy(&s);
+    assert!(s.workers.iter().map(|w| w.refused).sum::<u64>() >= 8, "{s:?}");
+}
+
+#[test]
+fn killed_clients_give_back_every_byte_slot_and_lane() {
+    let _w = Watchdog::new("killed_clients", Duration::from_secs(400));
+    let setup = setup_with("killed_clients", "");
+    let _rt = RuntimeGuard::start(&setup);
+    let mut kids = Children::new();
+    // Create the sleepers' pool once, so that the baseline includes it.
+    let i = spawn(&mut kids, &setup, &["flood", "1", "1"], "warm-up");
+    kids.wait_for(i, WATCHDOG);
+    let base = held(&status(&setup));
+    let rounds = 60;
+    let lanes = status(&setup).lanes.len();
+    for r in 0..rounds {
+        // A client holding tasks (some in flight), buffers and fire-and-forget
+        // tasks, killed with SIGKILL.
+        let h = spawn(&mut kids, &setup, &["hold", "40", "2"], &format!("hold{r}"));
+        wait_ready(&mut kids, h);
+        kids.kill(h);
+        // A client that dies between claiming a lane cell and publishing it.
+        if r % 6 == 0 {
+            let lane = (r / 6) % lanes;
+            let c = spawn(&mut kids, &setup, &["claim", &lane.to_string()], "claim");
+            let st = kids.expect_exit(c, WATCHDOG);
+            assert!(st.is_some(), "the claiming client did not exit");
+            assert!(kids.output(c).contains("READY"), "{}", kids.output(c));
+        }
+    }
+    // Every lane moves again, and everything comes back.
+    every_lane_serves(&mut kids, &setup);
+    let mut last = None;
+    wait_until(Duration::from_secs(60), "the reaper giving everything back", || {
+        let now = held(&status(&setup));
+        let ok = now == base;
+        last = Some(now);
+        ok
+    });
+    let s = status(&setup);
+    assert_healthy(&s);
+    assert!(s.reaper.clients_reaped >= rounds as u64, "{:?}", s.reaper);
+    assert!(s.reaper.blocks_freed > 0, "{:?}", s.reaper);
+    let skipped: u64 = s.workers.iter().map(|w| w.cells_skipped).sum();
+    assert!(skipped >= 1, "no claimed cell was skipped: {s:?}");
+    let _ = last;
+}
+
+/// Waits until child `i` printed READY (failing the test after the watchdog limit).
+fn wait_ready(kids: &mut Children, i: usize) {
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while !kids.output(i).contains("READY") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no READY from child {i}:\n{}",
+            kids.output(i)
+        );
+        if kids.expect_exit(i, Duration::ZERO).is_some() {
+            panic!("child {i} exited before READY:\n{}", kids.output(i));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn two_thousand_clients_connect_and_die() {
+    let _w = Watchdog::new("two_thousand_clients", Duration::from_secs(600));
+    let setup = setup_with("two_thousand_clients", "");
+    let _rt = RuntimeGuard::start(&setup);
+    let base = held(&status(&setup));
+    let total = 2000;
+    let batch = 16;
+    let mut done = 0;
+    while done < total {
+        let mut kids = Children::new();
+        let ids: Vec<usize> = (0..batch)
+            .map(|k| spawn(&mut kids, &setup, &["connect"], &format!("connect{}", done + k)))
+            .collect();
+        for i in ids {
+            kids.wait_for(i, WATCHDOG);
+        }
+        done += batch;
+    }
+    // Owner slots never ran out (every connect above succeeded), and all of
+    // them come back.
+    wait_until(Duration::from_secs(60), "the reaper giving every slot back", || {
+        held(&status(&setup)) == base
+    });
+    let mut kids = Children::new();
+    let i = spawn(&mut kids, &setup, &["good", "200"], "good");
+    kids.wait_for(i, WATCHDOG);
+}
+
+#[test]
+fn a_flood_of_slow_tasks_waits_in_the_lanes_and_none_fails() {
+    let _w = Watchdog::new("slow_flood", Duration::from_secs(300));
+    let setup = setup_with("slow_flood", "coroutine:\n  max_live: 8\n");
+    let rt = RuntimeGuard::start(&setup);
+    let mut kids = Children::new();
+    let floods: Vec<usize> = (0..3)
+        .map(|i| spawn(&mut kids, &setup, &["flood", "200", "20"], &format!("flood{i}")))
+        .collect();
+    let good = spawn(&mut kids, &setup, &["good", "2000"], "good");
+    for i in floods.into_iter().chain([good]) {
+        kids.wait_for(i, WATCHDOG);
+    }
+    let s = status(&setup);
+    assert_healthy(&s);
+    assert!(
+        !rt.log().contains("coroutine stack"),
+        "stacks ran out:\n{}",
+        rt.log()
+    );
+}
+
+#[test]
+fn stale_frees_and_frees_in_flight_are_refused() {
+    let _w = Watchdog::new("stale_frees", Duration::from_secs(120));
+    let setup = setup_with("stale_frees", "");
+    let rt = RuntimeGuard::start(&setup);
+    let c = Client::connect(setup.opts()).expect("connect");
+    let m = ModNameClient::create(&c, "sleepers", &CreateParams::default()).expect("pool");
+
+    // A stale free: the block now holds another task.
+    let t = c.new_task(EchoTask::new(PoolId::ADMIN, 1)).unwrap();
+    // SAFETY: a second handle, used only to check that its free is refused.
+    let stale = unsafe { t.duplicate() };
+    c.try_del_task(t).expect("first free");
+    let again = c.new_task(EchoTask::new(PoolId::ADMIN, 2)).unwrap();
+    match c.try_del_task(stale) {
+        Err(ClientError::BadFree(msg)) => assert!(msg.contains("stale"), "{msg}"),
+        other => panic!("a stale free was not refused: {other:?}"),
+    }
+    assert_eq!(again.get().value, 2, "the stale free touched the new task");
+    c.try_del_task(again).expect("free of the live task");
+
+    // A free while the runtime runs the task.
+    let slow = c
+        .new_task(SleepTask::new(m.pool, DomainQuery::local(), 300, 0))
+        .unwrap();
+    c.enqueue(&slow, Priority::LowLatency).unwrap();
+    // SAFETY: as above.
+    let dup = unsafe { slow.duplicate() };
+    match c.try_del_task(dup) {
+        Err(ClientError::BadFree(msg)) => assert!(msg.contains("not completed"), "{msg}"),
+        other => panic!("a free in flight was not refused: {other:?}"),
+    }
+
+    // A clumsy client frees a running task behind the API's back, and its
+    // block is reused: the late completion must not touch the new task.
+    c.main_allocator().free(slow.shm()).expect("raw free");
+    let reused = c
+        .new_task(SleepTask::new(m.pool, DomainQuery::local(), 1, 0))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    if reused.shm() == slow.shm() {
+        assert!(
+            !reused.is_complete(),
+            "the freed task's completion was written into the task that reused its block"
+        );
+        assert!(rt.log().contains("generation changed"), "{}", rt.log());
+    }
+    c.enqueue(&reused, Priority::LowLatency).unwrap();
+    c.wait_timeout(&reused, Duration::from_secs(20)).unwrap();
+    reused.result().unwrap();
+    c.del_task(reused);
+    assert_eq!(AdminClient::new(&c).echo(PoolId::ADMIN, 9).unwrap(), 9);
+}
+
+#[test]
+fn a_wedged_worker_is_reported_and_its_waiters_get_an_error() {
+    let _w = Watchdog::new("wedged_worker", Duration::from_secs(120));
+    let setup = setup_with(
+        "wedged_worker",
+        "supervisor:\n  stall_timeout: 500ms\ntask_deadline: 2s\n",
+    );
+    let rt = RuntimeGuard::start(&setup);
+    let mut kids = Children::new();
+    // The handler holds its worker for 8 s without yielding.
+    let b = spawn(&mut kids, &setup, &["block", "8000"], "block");
+    kids.wait_for(b, WATCHDOG);
+    let out = kids.output(b);
+    assert!(out.contains("DONE no-progress"), "{out}");
+    wait_until(Duration::from_secs(10), "status reporting the stall", || {
+        status(&setup).workers.iter().any(|w| w.stalled)
+    });
+    assert!(rt.log().contains("no progress"), "{}", rt.log());
+    // Once the handler returns, the worker recovers and serves again.
+    wait_until(Duration::from_secs(30), "the worker recovering", || {
+        status(&setup).workers.iter().all(|w| !w.stalled)
+    });
+    every_lane_serves(&mut kids, &setup);
+}
