@@ -364,3 +364,58 @@ fn reap_frees_a_dead_owners_blocks_and_keeps_what_it_is_told() {
     alloc.free_full(all).unwrap();
     assert_eq!(alloc.stats(), empty);
 }
+
+#[test]
+fn reap_repairs_what_a_process_killed_mid_operation_left() {
+    let (seg, alloc) = segment("reap_torn", 4 << 20);
+    let empty = alloc.stats();
+    let other = Allocator::attach(&seg).unwrap();
+    let owner = other.owner();
+    let [x, y, z] = [100, 2000, 40].map(|n| other.allocate(n).unwrap().shm());
+    let large = other.allocate(200_000).unwrap().shm();
+    other.flush_thread_cache();
+    let slot = alloc.shared.owner_slot(owner.0).unwrap();
+    // x: killed after popping it from a bin and counting it, before marking it
+    // LIVE. y: killed after the CAS LIVE -> CACHED of its free, before counting it.
+    // Both are CACHED by the owner and still counted.
+    for p in [x, y] {
+        alloc
+            .shared
+            .block(p.offset() - BLOCK_HEADER)
+            .word
+            .store(word(state::CACHED, owner.0), Ordering::Relaxed);
+    }
+    // The large run: set up and published, not yet counted.
+    let usable = alloc.usable_size(large).unwrap();
+    slot.live_bytes.fetch_sub(usable, Ordering::Relaxed);
+    slot.live_blocks.fetch_sub(1, Ordering::Relaxed);
+    // A thread of the owner killed half-way through a counter update, while moving
+    // 4 KiB between its cache and a shared list.
+    let t = &alloc.shared.hdr().threads[MAX_THREAD_SLOTS - 1].0;
+    t.taken.store(owner.0 + 1, Ordering::Relaxed);
+    t.live_bytes.store(12345, Ordering::Relaxed);
+    t.transit.store(4096, Ordering::Relaxed);
+    slot.pid.store(1 << 22, Ordering::Relaxed);
+
+    let r = alloc.reap_owner(owner, &|_| false).unwrap();
+    assert_eq!((r.freed_blocks, r.uncached_blocks), (2, 2));
+    assert_eq!(r.possibly_leaked_bytes, 4096);
+    assert!(r.slot_released);
+    assert_eq!(t.taken.load(Ordering::Relaxed), 0);
+    let st = alloc.stats();
+    assert_eq!((st.used_bytes, st.live_blocks), (0, 0));
+    assert_eq!(st.possibly_leaked_bytes, 4096);
+    for p in [x, y, z, large] {
+        assert_eq!(alloc.free(p), Err(FreeError::NotAllocated { ptr: p }));
+    }
+    drop(other);
+    let all = alloc.allocate(largest(&alloc)).unwrap();
+    alloc.free_full(all).unwrap();
+    assert_eq!(
+        alloc.stats(),
+        AllocStats {
+            possibly_leaked_bytes: 4096,
+            ..empty
+        }
+    );
+}
