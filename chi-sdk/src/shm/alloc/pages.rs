@@ -30,7 +30,8 @@
 //!
 //! * a holder that is dead, or a word that is not a plausible pid, is taken over
 //!   after a short grace period;
-//! * a holder that stays the same for [`LOCK_TIMEOUT`] is taken over if it is a
+//! * a holder that stays the same for [`LOCK_TIMEOUT`] (and does not bump the
+//!   lock's heartbeat, as long operations under the lock do) is taken over if it is a
 //!   live process that is not attached to the segment (a scribbled word naming
 //!   some unrelated process); otherwise the waiter gives up with
 //!   [`LockTimeout`], which the allocator reports as an error naming the pid.
@@ -63,6 +64,8 @@ const PID_MAX_LIMIT: u32 = 1 << 22;
 #[derive(Debug)]
 pub(crate) struct PageLock {
     holder: AtomicU32,
+    /// Bumped by a holder in long operations, so that waiters see progress.
+    beat: AtomicU32,
 }
 
 /// Proof that the [`PageLock`] is held; releases it on drop.
@@ -150,8 +153,8 @@ impl PageLock {
     ) -> Result<PageGuard<'_>, LockTimeout> {
         let pid = current_pid();
         let mut tries = 0u32;
-        // The holder we are timing, and since when it holds the lock.
-        let mut seen = 0u32;
+        // The holder (and its heartbeat) we are timing, and since when.
+        let mut seen = (0u32, 0u32);
         let mut since = Instant::now();
         loop {
             // Acquire: pairs with the Release CAS in `PageGuard::drop` (and in a
@@ -171,9 +174,12 @@ impl PageLock {
                 }
                 Err(holder) => holder,
             };
-            if holder != seen {
-                // Progress: the lock changed hands (or was free) since we looked.
-                seen = holder;
+            // Relaxed: only compared with the previous value.
+            let now = (holder, self.beat.load(Ordering::Relaxed));
+            if now != seen {
+                // Progress: the lock changed hands (or was free), or its holder
+                // reported progress, since we looked.
+                seen = now;
                 since = Instant::now();
                 tries = 0;
             }
@@ -235,7 +241,6 @@ impl Drop for PageGuard<'_> {
 #[derive(Debug)]
 pub(crate) struct PageState {
     pub lock: PageLock,
-    _pad: u32,
     /// First page of the range never handed out (or merged back into it).
     pub top: AtomicU64,
     /// FREE pages below `top`.
@@ -281,6 +286,13 @@ impl Pages<'_> {
     /// caller may have more to repair than [`repair`](Self::repair) does).
     pub(crate) fn taken_over(&self) -> bool {
         self.guard.taken_over
+    }
+
+    /// Tells waiters that this holder is making progress (call it now and then in
+    /// long operations, so they do not give up after [`LOCK_TIMEOUT`]).
+    pub(crate) fn beat(&self) {
+        // Relaxed: waiters only compare it with what they saw before.
+        self.guard.lock.beat.fetch_add(1, Ordering::Relaxed);
     }
 
     fn total(&self) -> u64 {
@@ -463,8 +475,8 @@ mod tests {
         PageState {
             lock: PageLock {
                 holder: AtomicU32::new(0),
+                beat: AtomicU32::new(0),
             },
-            _pad: 0,
             top: AtomicU64::new(0),
             free_below_top: AtomicU64::new(0),
             small_pages: AtomicU64::new(0),
@@ -591,6 +603,23 @@ mod tests {
         assert!(g.taken_over);
         drop(g);
         assert_eq!(st.lock.holder.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_holder_that_reports_progress_is_waited_for() {
+        let st = state();
+        let d = descs(4);
+        let short = Duration::from_millis(100);
+        std::thread::scope(|s| {
+            let p = st.lock(&d, short, &|_| true).unwrap();
+            let waiter = s.spawn(|| st.lock.lock(short, &|_| true).map(|g| g.taken_over));
+            for _ in 0..6 {
+                std::thread::sleep(Duration::from_millis(50));
+                p.beat();
+            }
+            drop(p);
+            assert_eq!(waiter.join().unwrap(), Ok(false));
+        });
     }
 
     #[test]

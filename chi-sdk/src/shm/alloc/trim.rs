@@ -48,7 +48,11 @@ impl Shared {
         let max = self.n_pages * per_page;
         let mut nodes = Vec::new();
         let mut seen = HashSet::new();
+        pages.beat();
         while node != 0 {
+            if nodes.len() % 4096 == 4095 {
+                pages.beat();
+            }
             if nodes.len() as u64 >= max || !links.is_node(node) || !seen.insert(node) {
                 // Logged and counted; the detached rest is simply not followed.
                 let _ = self.corrupt_list(class, node);
