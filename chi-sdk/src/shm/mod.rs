@@ -39,7 +39,7 @@ mod vec;
 
 use std::io;
 
-pub use alloc::{AllocError, AllocStats, Allocator, FreeError, OwnerId};
+pub use alloc::{AllocError, AllocStats, Allocator, FreeError, OwnerId, ReapError, ReapReport};
 pub use ptr::{FullPtr, SegmentId, ShmPtr};
 pub use safe::ShmSafe;
 pub use segment::{LAYOUT_VERSION, NUM_ROOTS, SEGMENT_MAGIC, Segment};

@@ -91,3 +91,5 @@ pub fn new_segment(test: &str, size: u64) -> (ShmName, Segment) {
         .unwrap_or_else(|e| panic!("creating segment for {test}: {e}"));
     (name, seg)
 }
+
+pub mod pattern;

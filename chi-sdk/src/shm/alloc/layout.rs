@@ -2,7 +2,7 @@
 //! descriptors. Everything here is `#[repr(C)]`, pointer-free and shared by every
 //! process that maps the segment.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use crate::sync::{AtomicU32, AtomicU64};
 
 pub(crate) use crate::sync::Padded;
 
@@ -67,8 +67,8 @@ pub(crate) fn blocks_per_page(class: usize) -> u64 {
     PAGE_SIZE / CLASS_SIZES[class] as u64
 }
 
-/// Block states, stored in [`BlockHeader::state`]. Distinct magic values, so that
-/// zeroed or foreign memory is never mistaken for a block.
+/// Block states, stored in the low half of [`BlockHeader::word`]. Distinct magic
+/// values, so that zeroed or foreign memory is never mistaken for a block.
 pub(crate) mod state {
     /// Allocated and owned by the process in `owner`.
     pub const LIVE: u32 = 0x4c49_5645;
@@ -86,10 +86,30 @@ pub(crate) struct BlockHeader {
     /// Small blocks: the free-list link while free. Large runs: offset of the
     /// payload from the run's first byte.
     pub next: AtomicU64,
-    /// One of [`state`].
-    pub state: AtomicU32,
-    /// Owner slot index of the process that allocated (LIVE) or caches (CACHED) it.
-    pub owner: AtomicU32,
+    /// The block's state (one of [`state`], low 32 bits) and the owner slot index
+    /// of the process that allocated (LIVE) or caches (CACHED) it (high 32 bits).
+    /// One word, so that a block changes state and owner in one atomic step: a
+    /// reaper never sees a block that another process just took over still
+    /// carrying the old owner.
+    pub word: AtomicU64,
+}
+
+/// The header word of a block in `state` owned by `owner`.
+#[inline]
+pub(crate) const fn word(state: u32, owner: u32) -> u64 {
+    state as u64 | (owner as u64) << 32
+}
+
+/// The state half of a header word.
+#[inline]
+pub(crate) const fn state_of(word: u64) -> u32 {
+    word as u32
+}
+
+/// The owner half of a header word.
+#[inline]
+pub(crate) const fn owner_of(word: u64) -> u32 {
+    (word >> 32) as u32
 }
 
 /// Page descriptor values (one `AtomicU32` per page).
@@ -114,7 +134,10 @@ pub(crate) mod desc {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct OwnerSlot {
-    /// pid of the process holding the slot; 0 = slot free.
+    /// pid of the process holding the slot; 0 = slot free; [`OWNER_REAPED`] = its
+    /// process died and was reaped, but blocks the runtime kept are still live
+    /// (see `Allocator::reap_owner`). While a reaper works on the slot, the
+    /// reaper's pid.
     pub pid: AtomicU32,
     /// Bumped each time the slot is taken, so a reused slot can be told apart.
     pub generation: AtomicU32,
@@ -122,7 +145,14 @@ pub(crate) struct OwnerSlot {
     pub live_bytes: AtomicU64,
     /// Number of LIVE blocks allocated under this owner.
     pub live_blocks: AtomicU64,
+    /// pid of the dead process while the slot is [`OWNER_REAPED`] (for reports).
+    pub reaped_pid: AtomicU32,
 }
+
+/// [`OwnerSlot::pid`] of a slot whose process was reaped while the runtime kept
+/// some of its blocks: not free (its blocks still name it), not a process. Above
+/// every pid Linux hands out, so it is never mistaken for one.
+pub(crate) const OWNER_REAPED: u32 = u32::MAX;
 
 /// Counters of one thread cache: written by that thread alone (plain load + store,
 /// no locked instruction), summed by readers. Net of the allocations and frees
@@ -130,14 +160,29 @@ pub(crate) struct OwnerSlot {
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct ThreadSlot {
-    /// 1 while a thread cache holds the slot.
+    /// 0 while free; `owner + 1` while a thread cache of that owner holds it (one
+    /// word, so a reaper never pairs a taken slot with a stale owner).
     pub taken: AtomicU32,
-    /// Owner slot index of that cache's handle.
-    pub owner: AtomicU32,
     /// Net payload bytes.
     pub live_bytes: AtomicU64,
     /// Net blocks.
     pub live_blocks: AtomicU64,
+    /// Bytes this thread is moving between its cache and the shared structures
+    /// (a refill, a spill, a fresh page being carved, a large run being set up);
+    /// 0 otherwise. If the thread is killed meanwhile, at most this much is
+    /// leaked, and the reaper counts it.
+    pub transit: AtomicU64,
+}
+
+/// The counters the allocator keeps about damage it could not repair.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Health {
+    /// Upper bound of the bytes lost by threads killed in the middle of a move
+    /// (summed by the reaper from their [`ThreadSlot::transit`]).
+    pub possibly_leaked_bytes: AtomicU64,
+    /// Free lists found corrupt and abandoned (their blocks are leaked).
+    pub abandoned_lists: AtomicU64,
 }
 
 /// Thread-counter slots per segment; threads beyond this count use the owner's
@@ -171,5 +216,8 @@ mod tests {
     fn header_layout_is_fixed() {
         assert_eq!(size_of::<BlockHeader>() as u64, BLOCK_HEADER);
         assert_eq!(size_of::<Padded<OwnerSlot>>(), 128);
+        assert_eq!(size_of::<Padded<ThreadSlot>>(), 128);
+        let w = word(state::LIVE, 7);
+        assert_eq!((state_of(w), owner_of(w)), (state::LIVE, 7));
     }
 }

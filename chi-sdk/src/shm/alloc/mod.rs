@@ -4,15 +4,16 @@
 //!
 //! The heap is an array of 64 KiB pages, each described by one `AtomicU32` page
 //! descriptor ([`layout::desc`]): free, carved into blocks of one size class, or
-//! part of a large run. Every block starts with a 16-byte [`BlockHeader`] (free-list
-//! link, state, owner) that only the allocator touches, so payloads are 16-byte
-//! aligned and a block's owner and state can always be read.
+//! part of a large run. Every block starts with a 16-byte [`BlockHeader`]
+//! (free-list link, and one word holding state and owner) that only the allocator
+//! touches, so payloads are 16-byte aligned and a block's owner and state can
+//! always be read.
 //!
 //! **Small sizes** (≤ 16 368 bytes, 35 classes) are the hot path and take no lock:
 //!
 //! 1. Each thread keeps, per allocator handle and class, a cache ("bin") of up to
 //!    64 free blocks. `allocate` pops one; `free` pushes one. No atomic RMW on
-//!    shared lines apart from the owner's counters.
+//!    shared lines apart from the owner's counters ([`cache`]).
 //! 2. An empty bin refills with up to 32 blocks from the class's shared free list,
 //!    a lock-free Treiber stack in the segment whose head carries a 24-bit tag
 //!    against ABA ([`stack`]). A full bin returns 32 blocks as one chain (one CAS).
@@ -23,41 +24,76 @@
 //! there or, after overflow, by anyone through the shared list.
 //!
 //! **Large sizes** (and alignments above 16) take a run of whole pages under the
-//! page lock; freeing returns the run.
+//! page lock; freeing returns the run, which merges with the free pages next to
+//! it at the top of the used range ([`pages`]).
+//!
+//! **Pages go back.** When no run of pages is left for a request, the allocator
+//! detaches the class free lists, gives every page whose blocks are all on them
+//! back to the page pool, and tries again ([`trim`]); before failing, the calling
+//! thread also returns its own cached blocks. So pages carved for one size class
+//! serve other classes and large runs once they are empty; blocks cached by other
+//! threads keep their pages.
 //!
 //! **Ownership.** Each handle ([`Allocator::attach`]) takes an owner slot (pid +
 //! live bytes/blocks counters) in the segment. A block's header names the owner
-//! that allocated it (LIVE) or whose thread cache holds it (CACHED), so a dead
-//! client's blocks can be found by walking the pages ([`Allocator::blocks_of`]).
+//! that allocated it (LIVE) or whose thread cache holds it (CACHED), and changes
+//! state and owner in one atomic step, so a dead client's blocks can be found by
+//! walking the pages ([`Allocator::blocks_of`]) and reclaimed
+//! ([`Allocator::reap_owner`], see [`reap`]).
 //!
-//! **Robustness.** `free` validates its argument: the segment, the page
-//! descriptor, the block boundary and the header state (a CAS from LIVE), so a
-//! garbage pointer or a double free is an error, not corruption. Running out of
-//! pages is [`AllocError::OutOfMemory`].
+//! # Robustness
 //!
-//! **Limits.** Pages carved for a size class stay with that class (they are not
-//! returned to the page pool when all their blocks are free); blocks in a thread's
-//! cache are available to other threads only after overflow or thread exit.
+//! Clients map the segment read-write: they are trusted not to be malicious,
+//! never to be correct. They may die at any instruction, free garbage, or scribble
+//! on the allocator's metadata. So:
+//!
+//! * `free` validates its argument: the segment, the page descriptor, the block
+//!   boundary and the header state (a CAS from LIVE), so a garbage pointer or a
+//!   double free is an error, not corruption.
+//! * Every node offset read from a shared free list is checked (inside the heap,
+//!   on a block boundary of a page carved for that class, marked FREE) before it
+//!   is followed; a list found corrupt is abandoned (reset to empty, its blocks
+//!   leaked and counted) and reported as [`AllocError::CorruptFreeList`].
+//! * Every wait is bounded: the page lock is taken over from dead holders and
+//!   gives up with [`AllocError::PageLockTimeout`] after [`pages::LOCK_TIMEOUT`]
+//!   without progress; every CAS loop gives up after [`stack::MAX_ATTEMPTS`]
+//!   failures; every walk of the pages or of a list is bounded by the heap's size.
+//! * Page descriptors, `top` and header fields are range-checked before they index
+//!   anything.
+//!
+//! Running out of pages is [`AllocError::OutOfMemory`].
+//!
+//! **Limits.** Blocks in a thread's cache are available to other threads only
+//! after overflow, thread exit or an out-of-memory retry of that thread; a page
+//! some of whose blocks are cached stays with its class. The free-list check
+//! cannot tell a scribbled link that happens to name a valid free block of the
+//! right class from a real one.
 
+mod cache;
 pub(crate) mod layout;
 mod pages;
+mod reap;
 pub(crate) mod stack;
+#[cfg(test)]
+mod tests;
+mod trim;
 
-use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use cache::{Bin, CACHES, ThreadCache};
 use layout::{
-    BLOCK_HEADER, BlockHeader, MAX_THREAD_SLOTS, NUM_CLASSES, OwnerSlot, PAGE_SHIFT, Padded,
-    ThreadSlot, desc, state,
+    BLOCK_HEADER, BlockHeader, Health, MAX_THREAD_SLOTS, NUM_CLASSES, OwnerSlot, PAGE_SHIFT,
+    Padded, ThreadSlot, desc, state, word,
 };
 pub use layout::{MAX_OWNERS, MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
-use pages::PageState;
 pub use pages::pid_alive;
+use pages::{PageState, Pages};
+pub use reap::{ReapError, ReapReport};
 use stack::{Links, TaggedStack};
 
 use super::segment::Mapping;
 use super::{FullPtr, Segment, SegmentId, ShmPtr, ShmSafe};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 const ALLOC_MAGIC: u64 = u64::from_le_bytes(*b"CHIALLOC");
 /// Blocks a thread keeps per class at most.
@@ -76,6 +112,7 @@ struct AllocHeader {
     n_pages: u64,
     desc_offset: u64,
     pages: Padded<PageState>,
+    health: Padded<Health>,
     classes: [Padded<TaggedStack>; NUM_CLASSES],
     owners: [Padded<OwnerSlot>; MAX_OWNERS],
     threads: [Padded<ThreadSlot>; MAX_THREAD_SLOTS],
@@ -185,6 +222,37 @@ pub enum AllocError {
         /// Segment.
         segment: SegmentId,
     },
+    /// A shared free list held an offset that is not a free block of its class.
+    /// The list was abandoned (its blocks are lost until the segment is
+    /// recreated); the next allocation of that class carves a fresh page.
+    #[error(
+        "free list of class {class} in {segment} is corrupt at offset {offset:#x}; the segment \
+         was scribbled on by a client: the list was abandoned (its blocks are lost), so restart \
+         the runtime to recover them and look for a client writing out of bounds"
+    )]
+    CorruptFreeList {
+        /// Segment.
+        segment: SegmentId,
+        /// Size class of the list.
+        class: u32,
+        /// The offending offset.
+        offset: u64,
+    },
+    /// The page lock stayed with one live, attached process for
+    /// [`pages::LOCK_TIMEOUT`] (2 s) without progress.
+    #[error(
+        "{segment}: the allocator's page lock has been held by process {holder} for {waited_ms} \
+         ms; if that process is hung, kill it (the lock of a dead process is taken over) and \
+         retry"
+    )]
+    PageLockTimeout {
+        /// Segment.
+        segment: SegmentId,
+        /// pid in the lock word.
+        holder: u32,
+        /// How long this call waited, in milliseconds.
+        waited_ms: u64,
+    },
 }
 
 /// Why a free (or an ownership query) was refused.
@@ -205,6 +273,18 @@ pub enum FreeError {
         /// The pointer.
         ptr: ShmPtr,
     },
+    /// Freeing a large block needs the page lock, which stayed with one live,
+    /// attached process for [`pages::LOCK_TIMEOUT`]. The block is still allocated.
+    #[error(
+        "{ptr}: not freed, the allocator's page lock has been held by process {holder} for over \
+         2 s; if that process is hung, kill it and free the block again"
+    )]
+    PageLockTimeout {
+        /// The pointer (still allocated).
+        ptr: ShmPtr,
+        /// pid in the lock word.
+        holder: u32,
+    },
 }
 
 /// Used and free figures of one segment's heap.
@@ -222,6 +302,11 @@ pub struct AllocStats {
     pub large_pages: u64,
     /// Pages not in use.
     pub free_pages: u64,
+    /// Upper bound of the bytes lost by client threads killed while moving blocks
+    /// between their cache and the shared lists (counted when they are reaped).
+    pub possibly_leaked_bytes: u64,
+    /// Free lists found corrupt and abandoned (their blocks are lost).
+    pub abandoned_lists: u64,
 }
 
 /// What one handle shares with the thread caches that serve it.
@@ -244,11 +329,35 @@ unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
 
-impl Links for Shared {
+/// The links of one class's free list, with the check of its nodes.
+struct ClassLinks<'a> {
+    shared: &'a Shared,
+    class: usize,
+}
+
+impl Links for ClassLinks<'_> {
     #[inline]
     fn next(&self, node: u64) -> &AtomicU64 {
-        &self.block(node).next
+        &self.shared.block(node).next
     }
+
+    #[inline]
+    fn is_node(&self, node: u64) -> bool {
+        self.shared.is_list_node(self.class, node)
+    }
+}
+
+/// One block found by [`Shared::walk_blocks`].
+#[derive(Clone, Copy)]
+struct Walked {
+    /// Offset of its header.
+    block: u64,
+    /// Offset of its payload.
+    payload: u64,
+    /// Usable bytes.
+    usable: u64,
+    /// Size class; `None` for a large run.
+    class: Option<usize>,
 }
 
 impl Shared {
@@ -279,8 +388,24 @@ impl Shared {
     }
 
     #[inline]
+    fn page_of(&self, offset: u64) -> u64 {
+        (offset - self.heap_offset) >> PAGE_SHIFT
+    }
+
+    #[inline]
     fn owner_slot(&self, owner: u32) -> Option<&OwnerSlot> {
         self.hdr().owners.get(owner as usize).map(|p| &p.0)
+    }
+
+    fn health(&self) -> &Health {
+        &self.hdr().health.0
+    }
+
+    fn class_links(&self, class: usize) -> ClassLinks<'_> {
+        ClassLinks {
+            shared: self,
+            class,
+        }
     }
 
     fn full(&self, offset: u64) -> FullPtr<u8> {
@@ -296,7 +421,10 @@ impl Shared {
 
     fn free_pages(&self) -> u64 {
         let p = &self.hdr().pages.0;
-        self.n_pages - p.small_pages.load(Ordering::Relaxed) - p.large_pages.load(Ordering::Relaxed)
+        // Relaxed: statistics; wrapping, as scribbled counters must not panic.
+        self.n_pages
+            .wrapping_sub(p.small_pages.load(Ordering::Relaxed))
+            .wrapping_sub(p.large_pages.load(Ordering::Relaxed))
     }
 
     fn oom(&self, requested: usize) -> AllocError {
@@ -307,72 +435,158 @@ impl Shared {
         }
     }
 
-    /// Moves up to `BATCH` blocks of `class` into `bin`, from the shared list or a
-    /// fresh page.
-    fn refill(&self, class: usize, bin: &mut Bin) -> Result<(), AllocError> {
-        let list = &self.hdr().classes[class].0;
-        while bin.len < BATCH {
-            let Some(b) = list.pop(self) else { break };
-            let h = self.block(b);
-            h.owner.store(self.owner, Ordering::Relaxed);
-            h.state.store(state::CACHED, Ordering::Relaxed);
-            bin.push(b);
+    /// Whether `node`, read from the shared free list of `class`, is a free block
+    /// of that class: inside the heap, on a block boundary of a page carved for
+    /// the class, marked FREE.
+    fn is_list_node(&self, class: usize, node: u64) -> bool {
+        if node < self.heap_offset || !node.is_multiple_of(SMALL_ALIGN as u64) {
+            return false;
         }
-        if bin.len > 0 {
-            return Ok(());
+        let page = self.page_of(node);
+        if page >= self.n_pages {
+            return false;
         }
-        let p = &self.hdr().pages.0;
-        let page = pages::claim(p, self.descs(), 1, desc::RESERVED, 0)
-            .ok_or_else(|| self.oom(layout::class_payload(class) as usize))?;
-        p.small_pages.fetch_add(1, Ordering::Relaxed);
-        let start = self.page_start(page);
+        // Acquire: pairs with the Release store of the descriptor in `refill`, so
+        // the headers written before it are visible.
+        if self.descs()[page as usize].load(Ordering::Acquire) != desc::SMALL | class as u32 {
+            return false;
+        }
         let bs = layout::CLASS_SIZES[class] as u64;
-        let n = layout::blocks_per_page(class);
-        let mut chain: Option<(u64, u64)> = None;
-        for i in (0..n).rev() {
-            let b = start + i * bs;
-            let h = self.block(b);
-            if bin.len < BATCH {
-                h.owner.store(self.owner, Ordering::Relaxed);
-                h.state.store(state::CACHED, Ordering::Relaxed);
-                bin.push(b);
-            } else {
-                h.state.store(state::FREE, Ordering::Relaxed);
-                h.next.store(chain.map_or(0, |c| c.0), Ordering::Relaxed);
-                chain = Some((b, chain.map_or(b, |c| c.1)));
-            }
+        let rel = node - self.page_start(page);
+        if !rel.is_multiple_of(bs) || rel / bs >= layout::blocks_per_page(class) {
+            return false;
         }
-        // Release: the headers written above are visible to whoever validates a
-        // block of this page through its descriptor (Acquire in `locate`).
-        self.descs()[page as usize].store(desc::SMALL | class as u32, Ordering::Release);
-        if let Some((first, last)) = chain {
-            list.push_chain(self, first, last);
-        }
-        Ok(())
+        // Relaxed: a check only; a stale value is caught by the pop's CAS.
+        layout::state_of(self.block(node).word.load(Ordering::Relaxed)) == state::FREE
     }
 
-    /// Returns the `BATCH` most recently cached blocks of `bin` to the shared list.
-    fn spill(&self, class: usize, bin: &mut Bin) {
-        let take = BATCH.min(bin.len);
-        let mut first = 0;
-        let mut last = 0;
-        for _ in 0..take {
-            let b = bin.pop().unwrap_or_default();
-            let h = self.block(b);
-            h.state.store(state::FREE, Ordering::Relaxed);
-            h.next.store(first, Ordering::Relaxed);
-            if last == 0 {
-                last = b;
+    /// Abandons nothing more (the caller already reset the list): logs, counts and
+    /// builds the error for a corrupt free list.
+    #[cold]
+    fn corrupt_list(&self, class: usize, offset: u64) -> AllocError {
+        self.health()
+            .abandoned_lists
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            segment = %self.map.id(),
+            class,
+            offset,
+            "a free list of the shared-memory allocator was corrupt and was abandoned"
+        );
+        AllocError::CorruptFreeList {
+            segment: self.map.id(),
+            class: class as u32,
+            offset,
+        }
+    }
+
+    /// Pushes the chain `first ..= last` of `class` (linked, marked FREE) to the
+    /// shared list; if the list head keeps changing for too long, the chain is
+    /// leaked and its `bytes` counted.
+    fn push_or_leak(&self, class: usize, first: u64, last: u64, bytes: u64) {
+        if self.hdr().classes[class]
+            .0
+            .push_chain(&self.class_links(class), first, last)
+            .is_err()
+        {
+            self.health()
+                .possibly_leaked_bytes
+                .fetch_add(bytes, Ordering::Relaxed);
+            tracing::error!(
+                segment = %self.map.id(),
+                class,
+                bytes,
+                "a free list's head kept changing; blocks returned to it were leaked"
+            );
+        }
+    }
+
+    /// Whether some owner slot names process `pid`.
+    fn is_attached(&self, pid: u32) -> bool {
+        // Relaxed: a snapshot is all the page lock's take-over decision needs.
+        self.hdr()
+            .owners
+            .iter()
+            .any(|o| o.0.pid.load(Ordering::Relaxed) == pid)
+    }
+
+    /// Takes the page lock. If it was taken over from a holder that died in the
+    /// middle of freeing a large run (its header FREE, its pages not yet given
+    /// back), finishes that release.
+    fn lock_pages(&self) -> Result<Pages<'_>, pages::LockTimeout> {
+        let pages = self
+            .hdr()
+            .pages
+            .0
+            .lock(self.descs(), pages::LOCK_TIMEOUT, &|pid| {
+                self.is_attached(pid)
+            })?;
+        if pages.taken_over() {
+            for page in 0..self.n_pages {
+                // Acquire: pairs with the Release store of the descriptor in
+                // `alloc_large`.
+                let d = self.descs()[page as usize].load(Ordering::Acquire);
+                if d & desc::KIND_MASK != desc::LARGE_HEAD {
+                    continue;
+                }
+                let Some((_, n)) = self.large_run(page, d) else {
+                    continue;
+                };
+                // Relaxed: a FREE large head only exists inside a free that holds
+                // the lock, which is now ours.
+                let w = self
+                    .block(self.page_start(page))
+                    .word
+                    .load(Ordering::Relaxed);
+                if layout::state_of(w) == state::FREE {
+                    tracing::warn!(
+                        segment = %self.map.id(),
+                        page,
+                        pages = n,
+                        "releasing a large run whose free was cut short"
+                    );
+                    pages.release_large(page, n);
+                }
             }
-            first = b;
         }
-        if first != 0 {
-            self.hdr().classes[class].0.push_chain(self, first, last);
+        Ok(pages)
+    }
+
+    fn lock_error(&self, e: pages::LockTimeout) -> AllocError {
+        tracing::warn!(
+            segment = %self.map.id(),
+            holder = e.holder,
+            "gave up waiting for the allocator's page lock"
+        );
+        AllocError::PageLockTimeout {
+            segment: self.map.id(),
+            holder: e.holder,
+            waited_ms: e.waited.as_millis() as u64,
         }
+    }
+
+    /// Claims one page for a size class (`large == None`) or a run of `n` pages
+    /// for a large allocation; if no run is free, gives the empty pages of the size
+    /// classes back ([`trim`]) and tries again.
+    fn claim_pages(&self, large: Option<u64>, requested: u64) -> Result<u64, AllocError> {
+        let pages = self.lock_pages().map_err(|e| self.lock_error(e))?;
+        let claim = |pages: &Pages<'_>| match large {
+            None => pages.claim_small(),
+            Some(n) => pages.claim_large(n),
+        };
+        if let Some(first) = claim(&pages) {
+            return Ok(first);
+        }
+        if self.trim(&pages) > 0
+            && let Some(first) = claim(&pages)
+        {
+            return Ok(first);
+        }
+        Err(self.oom(usize::try_from(requested).unwrap_or(usize::MAX)))
     }
 
     /// Finds the block a payload offset belongs to: `(block, Some(class))` for a
-    /// small block, `(block, None)` for a large run's head.
+    /// small block, `(block, None)` for a large run's head, and its usable size.
     fn locate(&self, ptr: ShmPtr) -> Result<(u64, Option<usize>, u64), FreeError> {
         let bad = FreeError::NotAllocated { ptr };
         if ptr.segment() != self.map.id() {
@@ -390,7 +604,7 @@ impl Shared {
             return Err(bad);
         }
         let start = self.page_start(page);
-        // Acquire: pairs with the Release stores in `refill` / `pages::claim`.
+        // Acquire: pairs with the Release stores in `refill` / `Pages::claim`.
         let d = self.descs()[page as usize].load(Ordering::Acquire);
         match d & desc::KIND_MASK {
             desc::SMALL => {
@@ -414,9 +628,8 @@ impl Shared {
                 ))
             }
             desc::LARGE_HEAD => {
-                let n = (d & desc::VALUE_MASK) as u64;
-                let delta = self.block(start).next.load(Ordering::Relaxed);
-                if start.checked_add(delta) != Some(off) || page + n > self.n_pages {
+                let (delta, n) = self.large_run(page, d).ok_or(bad)?;
+                if start + delta != off {
                     return Err(bad);
                 }
                 Ok((start, None, (n << PAGE_SHIFT) - delta))
@@ -425,8 +638,76 @@ impl Shared {
         }
     }
 
+    /// The payload offset within the run and the page count of the large run
+    /// whose head page `page` has descriptor `d`, if they are consistent.
+    fn large_run(&self, page: u64, d: u32) -> Option<(u64, u64)> {
+        let n = (d & desc::VALUE_MASK) as u64;
+        // Relaxed: written before the descriptor's Release store, which the
+        // caller's Acquire load of `d` saw.
+        let delta = self
+            .block(self.page_start(page))
+            .next
+            .load(Ordering::Relaxed);
+        let ok = n >= 1
+            && page + n <= self.n_pages
+            && (BLOCK_HEADER..=MAX_ALIGN as u64).contains(&delta)
+            && delta.is_multiple_of(SMALL_ALIGN as u64)
+            && delta < n << PAGE_SHIFT;
+        ok.then_some((delta, n))
+    }
+
+    /// Calls `f` on every block of the carved pages and the head of every large
+    /// run, with its header word (Acquire). Bounded by the heap's page count;
+    /// descriptors that do not make sense are skipped.
+    fn walk_blocks(&self, mut f: impl FnMut(Walked, u64)) {
+        for page in 0..self.n_pages {
+            // Acquire: pairs with the Release stores of the descriptors in `refill`
+            // and `alloc_large`, so the headers written before them are visible.
+            let d = self.descs()[page as usize].load(Ordering::Acquire);
+            let start = self.page_start(page);
+            match d & desc::KIND_MASK {
+                desc::SMALL => {
+                    let class = (d & desc::VALUE_MASK) as usize;
+                    if class >= NUM_CLASSES {
+                        continue;
+                    }
+                    let bs = layout::CLASS_SIZES[class] as u64;
+                    for i in 0..layout::blocks_per_page(class) {
+                        let b = start + i * bs;
+                        // Acquire: pairs with the Release by which a block's
+                        // previous holder handed it over.
+                        let w = self.block(b).word.load(Ordering::Acquire);
+                        let walked = Walked {
+                            block: b,
+                            payload: b + BLOCK_HEADER,
+                            usable: layout::class_payload(class),
+                            class: Some(class),
+                        };
+                        f(walked, w);
+                    }
+                }
+                desc::LARGE_HEAD => {
+                    let Some((delta, n)) = self.large_run(page, d) else {
+                        continue;
+                    };
+                    // Acquire: as above.
+                    let w = self.block(start).word.load(Ordering::Acquire);
+                    let walked = Walked {
+                        block: start,
+                        payload: start + delta,
+                        usable: (n << PAGE_SHIFT) - delta,
+                        class: None,
+                    };
+                    f(walked, w);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn count_alloc(&self, bytes: u64) {
         if let Some(s) = self.owner_slot(self.owner) {
+            // Relaxed: counters, summed by readers; no data is published by them.
             s.live_bytes.fetch_add(bytes, Ordering::Relaxed);
             s.live_blocks.fetch_add(1, Ordering::Relaxed);
         }
@@ -434,52 +715,90 @@ impl Shared {
 
     fn count_free(&self, owner: u32, bytes: u64) {
         if let Some(s) = self.owner_slot(owner) {
+            // Relaxed: as in `count_alloc`.
             s.live_bytes.fetch_sub(bytes, Ordering::Relaxed);
             s.live_blocks.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    fn alloc_large(&self, size: usize, align: usize) -> Result<u64, AllocError> {
+    fn alloc_large(
+        &self,
+        size: usize,
+        align: usize,
+        slot: Option<&ThreadSlot>,
+    ) -> Result<u64, AllocError> {
         let delta = (align.max(SMALL_ALIGN) as u64).max(BLOCK_HEADER);
         let total = (size as u64)
             .checked_add(delta)
             .ok_or_else(|| self.oom(size))?;
         let n = total.div_ceil(PAGE_SIZE);
-        if n > desc::VALUE_MASK as u64 {
+        if n > self.n_pages || n > desc::VALUE_MASK as u64 {
             return Err(self.oom(size));
         }
-        let p = &self.hdr().pages.0;
-        let page = pages::claim(p, self.descs(), n, desc::RESERVED, desc::LARGE_TAIL)
-            .ok_or_else(|| self.oom(size))?;
-        p.large_pages.fetch_add(n, Ordering::Relaxed);
-        let start = self.page_start(page);
-        let h = self.block(start);
-        h.next.store(delta, Ordering::Relaxed);
-        h.owner.store(self.owner, Ordering::Relaxed);
-        h.state.store(state::LIVE, Ordering::Relaxed);
-        self.descs()[page as usize].store(desc::LARGE_HEAD | n as u32, Ordering::Release);
-        self.count_alloc((n << PAGE_SHIFT) - delta);
-        Ok(start + delta)
+        // The run is RESERVED from the claim to the descriptor store: if this
+        // thread is killed in between, it is leaked.
+        if let Some(t) = slot {
+            // Relaxed: read by the reaper only after this process died.
+            t.transit.store(n << PAGE_SHIFT, Ordering::Relaxed);
+        }
+        let claimed = self.claim_pages(Some(n), size as u64);
+        let result = claimed.map(|page| {
+            let start = self.page_start(page);
+            let h = self.block(start);
+            // Relaxed: published by the Release store of the descriptor below.
+            h.next.store(delta, Ordering::Relaxed);
+            h.word
+                .store(word(state::LIVE, self.owner), Ordering::Relaxed);
+            // Release: pairs with the Acquire loads of the descriptor in `locate`
+            // and `walk_blocks`, which then see the header.
+            self.descs()[page as usize].store(desc::LARGE_HEAD | n as u32, Ordering::Release);
+            self.count_alloc((n << PAGE_SHIFT) - delta);
+            start + delta
+        });
+        if let Some(t) = slot {
+            // Relaxed: as above.
+            t.transit.store(0, Ordering::Relaxed);
+        }
+        result
     }
 
+    /// Frees the large run whose head block is `block` (validated by `locate`),
+    /// if it is LIVE; counts it against its owner.
     fn free_large(&self, block: u64, ptr: ShmPtr) -> Result<(), FreeError> {
+        // The lock first: if it times out, the block is still allocated and the
+        // caller can try again.
+        let pages = self.lock_pages().map_err(|e| FreeError::PageLockTimeout {
+            ptr,
+            holder: e.holder,
+        })?;
+        let page = self.page_of(block);
+        // Acquire: pairs with the Release store of the descriptor in `alloc_large`.
+        let d = self.descs()[page as usize].load(Ordering::Acquire);
+        let (delta, n) = match d & desc::KIND_MASK {
+            desc::LARGE_HEAD => self.large_run(page, d),
+            _ => None,
+        }
+        .ok_or(FreeError::NotAllocated { ptr })?;
         let h = self.block(block);
-        h.state
+        // Relaxed: the CAS below decides.
+        let w = h.word.load(Ordering::Relaxed);
+        if layout::state_of(w) != state::LIVE {
+            return Err(FreeError::NotAllocated { ptr });
+        }
+        // Acquire: we take the run over; pairs with the Release by which the pointer
+        // reached us (queue push, task completion).
+        h.word
             .compare_exchange(
-                state::LIVE,
-                state::FREE,
+                w,
+                word(state::FREE, layout::owner_of(w)),
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
             .map_err(|_| FreeError::NotAllocated { ptr })?;
-        let page = (block - self.heap_offset) >> PAGE_SHIFT;
-        let d = self.descs()[page as usize].load(Ordering::Acquire);
-        let n = (d & desc::VALUE_MASK) as u64;
-        let delta = h.next.load(Ordering::Relaxed);
-        self.count_free(h.owner.load(Ordering::Relaxed), (n << PAGE_SHIFT) - delta);
-        let p = &self.hdr().pages.0;
-        p.large_pages.fetch_sub(n, Ordering::Relaxed);
-        pages::release(p, self.descs(), page, n);
+        // Released before it is counted: a holder killed in between leaves a FREE
+        // head under a LARGE_HEAD descriptor, which the next locker releases.
+        pages.release_large(page, n);
+        self.count_free(layout::owner_of(w), (n << PAGE_SHIFT) - delta);
         Ok(())
     }
 }
@@ -489,123 +808,20 @@ impl Drop for Shared {
         // Give the owner slot back if nothing allocated under it is still live; a
         // slot with live blocks stays taken so the reaper can reclaim them.
         if let Some(s) = self.owner_slot(self.owner)
+            // Relaxed: every thread cache of this handle folded its counts into
+            // the slot before it dropped its reference to us.
             && s.live_blocks.load(Ordering::Relaxed) == 0
         {
-            s.pid.store(0, Ordering::Release);
+            // Release: pairs with the Acquire CAS in `attach`. A CAS: a slot a
+            // reaper took (forced) is not ours any more.
+            let _ = s.pid.compare_exchange(
+                pages::current_pid(),
+                0,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
         }
     }
-}
-
-/// A thread's cache of free blocks of one class.
-#[derive(Clone, Copy)]
-struct Bin {
-    len: usize,
-    items: [u64; BIN_CAP],
-}
-
-impl Bin {
-    #[inline]
-    fn pop(&mut self) -> Option<u64> {
-        self.len = self.len.checked_sub(1)?;
-        Some(self.items[self.len])
-    }
-    #[inline]
-    fn push(&mut self, b: u64) {
-        self.items[self.len] = b;
-        self.len += 1;
-    }
-}
-
-/// One thread's bins for one allocator handle.
-struct ThreadCache {
-    shared: Arc<Shared>,
-    bins: Box<[Bin; NUM_CLASSES]>,
-    /// This thread's counter slot, if one was free.
-    slot: Option<usize>,
-}
-
-impl ThreadCache {
-    fn new(shared: Arc<Shared>) -> ThreadCache {
-        // Built on the heap directly: the array is ~18 KiB, too much for the
-        // stack of a coroutine (where a module's first allocation on a worker
-        // thread creates its cache).
-        let empty = Bin {
-            len: 0,
-            items: [0; BIN_CAP],
-        };
-        let bins: Box<[Bin; NUM_CLASSES]> = vec![empty; NUM_CLASSES]
-            .into_boxed_slice()
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("the vector has NUM_CLASSES bins"));
-        let slot = shared.hdr().threads.iter().position(|t| {
-            // Acquire: pairs with the Release store of 0 in `ThreadCache::drop`.
-            t.0.taken
-                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        });
-        if let Some(i) = slot {
-            let t = &shared.hdr().threads[i].0;
-            t.owner.store(shared.owner, Ordering::Relaxed);
-            t.live_bytes.store(0, Ordering::Relaxed);
-            t.live_blocks.store(0, Ordering::Relaxed);
-        }
-        ThreadCache { shared, bins, slot }
-    }
-
-    /// Adds `bytes` (and one block) to this thread's net count for its own owner,
-    /// without a locked instruction; falls back to the owner's atomic counters.
-    #[inline]
-    fn count(&self, bytes: u64, alloc: bool) {
-        let Some(i) = self.slot else {
-            if alloc {
-                self.shared.count_alloc(bytes);
-            } else {
-                self.shared.count_free(self.shared.owner, bytes);
-            }
-            return;
-        };
-        let t = &self.shared.hdr().threads[i].0;
-        let (db, dn) = if alloc {
-            (bytes, 1u64)
-        } else {
-            (bytes.wrapping_neg(), 1u64.wrapping_neg())
-        };
-        // Single writer (this thread): load + store is exact; readers sum Relaxed loads.
-        t.live_bytes.store(
-            t.live_bytes.load(Ordering::Relaxed).wrapping_add(db),
-            Ordering::Relaxed,
-        );
-        t.live_blocks.store(
-            t.live_blocks.load(Ordering::Relaxed).wrapping_add(dn),
-            Ordering::Relaxed,
-        );
-    }
-}
-
-impl Drop for ThreadCache {
-    fn drop(&mut self) {
-        for class in 0..NUM_CLASSES {
-            while self.bins[class].len > 0 {
-                self.shared.spill(class, &mut self.bins[class]);
-            }
-        }
-        if let Some(i) = self.slot {
-            // Fold this thread's counts into the owner's shared counters, then free
-            // the slot.
-            let t = &self.shared.hdr().threads[i].0;
-            if let Some(o) = self.shared.owner_slot(self.shared.owner) {
-                o.live_bytes
-                    .fetch_add(t.live_bytes.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-                o.live_blocks
-                    .fetch_add(t.live_blocks.swap(0, Ordering::Relaxed), Ordering::Relaxed);
-            }
-            t.taken.store(0, Ordering::Release);
-        }
-    }
-}
-
-thread_local! {
-    static CACHES: RefCell<Vec<ThreadCache>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
@@ -618,6 +834,7 @@ pub struct Allocator {
 
 impl Clone for Allocator {
     fn clone(&self) -> Self {
+        // Relaxed: a reference count; the Release/Acquire pair is in `drop`.
         self.shared.handles.fetch_add(1, Ordering::Relaxed);
         Allocator {
             shared: self.shared.clone(),
@@ -657,18 +874,25 @@ impl Allocator {
         let hdr = unsafe { map.base().add(alloc_offset as usize) as *const AllocHeader };
         // SAFETY: as above.
         let h = unsafe { &*hdr };
-        let pid = std::process::id();
+        let pid = pages::current_pid();
         let owner = h
             .owners
             .iter()
             .position(|s| {
-                // Acquire: pairs with the Release store of 0 in `Shared::drop`.
+                // Acquire: pairs with the Release store of 0 in `Shared::drop` and
+                // in the reaper, after which the slot's counters are settled.
                 s.0.pid
                     .compare_exchange(0, pid, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             })
             .ok_or(AllocError::OwnerTableFull { segment: map.id() })?;
-        h.owners[owner].0.generation.fetch_add(1, Ordering::Relaxed);
+        let slot = &h.owners[owner].0;
+        // Relaxed: the slot is ours now. The counters of a free slot are zero;
+        // resetting them heals a scribbled one.
+        slot.generation.fetch_add(1, Ordering::Relaxed);
+        slot.live_bytes.store(0, Ordering::Relaxed);
+        slot.live_blocks.store(0, Ordering::Relaxed);
+        slot.reaped_pid.store(0, Ordering::Relaxed);
         // SAFETY: validated: the descriptors lie between the header and the heap.
         let descs = unsafe { map.base().add(h.desc_offset as usize) as *const AtomicU32 };
         let shared = Shared {
@@ -718,61 +942,67 @@ impl Allocator {
         if !align.is_power_of_two() || align > MAX_ALIGN {
             return Err(AllocError::UnsupportedAlign { align });
         }
-        let s = &*self.shared;
-        let off = match layout::class_of(size).filter(|_| align <= SMALL_ALIGN) {
-            Some(class) => {
-                let payload = layout::class_payload(class);
-                let block = self
-                    .with_cache(|c| {
-                        let b = match c.bins[class].pop() {
-                            Some(b) => b,
-                            None => {
-                                s.refill(class, &mut c.bins[class])?;
-                                c.bins[class].pop().unwrap_or_default()
-                            }
-                        };
-                        c.count(payload, true);
-                        Ok(b)
-                    })
-                    .unwrap_or_else(|| {
-                        let b = self.alloc_uncached(class)?;
-                        s.count_alloc(payload);
-                        Ok(b)
-                    })
-                    .map_err(|e| match e {
-                        // Report the size asked for, not the size class's.
-                        AllocError::OutOfMemory {
-                            segment,
-                            free_pages,
-                            ..
-                        } => AllocError::OutOfMemory {
-                            segment,
-                            requested: size,
-                            free_pages,
-                        },
-                        other => other,
-                    })?;
-                let h = s.block(block);
-                h.owner.store(s.owner, Ordering::Relaxed);
-                h.state.store(state::LIVE, Ordering::Relaxed);
-                block + BLOCK_HEADER
+        let off = match self.try_allocate(size, align) {
+            Err(AllocError::OutOfMemory { .. })
+                if self.with_cache(|c| c.spill_all()).unwrap_or(0) > 0 =>
+            {
+                // This thread's cached blocks may be what keeps pages from going
+                // back to the pool: return them and try once more.
+                self.try_allocate(size, align)
             }
-            None => s.alloc_large(size, align)?,
+            other => other,
+        }?;
+        Ok(self.shared.full(off))
+    }
+
+    fn try_allocate(&self, size: usize, align: usize) -> Result<u64, AllocError> {
+        let s = &*self.shared;
+        let Some(class) = layout::class_of(size).filter(|_| align <= SMALL_ALIGN) else {
+            return self
+                .with_cache(|c| s.alloc_large(size, align, c.slot()))
+                .unwrap_or_else(|| s.alloc_large(size, align, None));
         };
-        Ok(s.full(off))
+        let payload = layout::class_payload(class);
+        let block = self
+            .with_cache(|c| {
+                let b = c.take(class)?;
+                c.count(payload, true);
+                Ok(b)
+            })
+            .unwrap_or_else(|| {
+                let b = self.alloc_uncached(class)?;
+                s.count_alloc(payload);
+                Ok(b)
+            })
+            .map_err(|e| match e {
+                // Report the size asked for, not the size class's.
+                AllocError::OutOfMemory {
+                    segment,
+                    free_pages,
+                    ..
+                } => AllocError::OutOfMemory {
+                    segment,
+                    requested: size,
+                    free_pages,
+                },
+                other => other,
+            })?;
+        // Relaxed: the block is ours; the pointer is published by the caller's
+        // own Release (queue push), which covers this store.
+        s.block(block)
+            .word
+            .store(word(state::LIVE, s.owner), Ordering::Relaxed);
+        Ok(block + BLOCK_HEADER)
     }
 
     /// Small allocation without a thread cache (during thread teardown).
     #[cold]
     fn alloc_uncached(&self, class: usize) -> Result<u64, AllocError> {
-        let mut bin = Bin {
-            len: 0,
-            items: [0; BIN_CAP],
-        };
-        self.shared.refill(class, &mut bin)?;
+        let mut bin = Bin::EMPTY;
+        self.shared.refill(class, &mut bin, None)?;
         let b = bin.pop().unwrap_or_default();
         while bin.len > 0 {
-            self.shared.spill(class, &mut bin);
+            self.shared.spill(class, &mut bin, None);
         }
         Ok(b)
     }
@@ -804,34 +1034,36 @@ impl Allocator {
             return s.free_large(block, ptr);
         };
         let h = s.block(block);
+        // Relaxed: the CAS below decides.
+        let w = h.word.load(Ordering::Relaxed);
+        if layout::state_of(w) != state::LIVE {
+            return Err(FreeError::NotAllocated { ptr });
+        }
         // Acquire: we take the block over; pairs with the Release by which the
-        // pointer reached us (queue push, task completion).
-        h.state
+        // pointer reached us (queue push, task completion). State and owner change
+        // together, so a reaper never takes this block for the old owner's.
+        h.word
             .compare_exchange(
-                state::LIVE,
-                state::CACHED,
+                w,
+                word(state::CACHED, s.owner),
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
             .map_err(|_| FreeError::NotAllocated { ptr })?;
-        let prev = h.owner.load(Ordering::Relaxed);
-        h.owner.store(s.owner, Ordering::Relaxed);
+        let prev = layout::owner_of(w);
         let cached = self.with_cache(|c| {
             if prev == s.owner {
                 c.count(payload, false);
             } else {
                 s.count_free(prev, payload);
             }
-            let bin = &mut c.bins[class];
-            if bin.len == BIN_CAP {
-                s.spill(class, bin);
-            }
-            bin.push(block);
+            c.put(class, block);
         });
         if cached.is_none() {
             s.count_free(prev, payload);
-            h.state.store(state::FREE, Ordering::Relaxed);
-            s.hdr().classes[class].0.push(s, block);
+            // Relaxed: published by the push's Release CAS.
+            h.word.store(word(state::FREE, s.owner), Ordering::Relaxed);
+            s.push_or_leak(class, block, block, payload + BLOCK_HEADER);
         }
         Ok(())
     }
@@ -845,11 +1077,12 @@ impl Allocator {
     pub fn owner_of(&self, ptr: ShmPtr) -> Result<OwnerId, FreeError> {
         let s = &*self.shared;
         let (block, _, _) = s.locate(ptr)?;
-        let h = s.block(block);
-        if h.state.load(Ordering::Relaxed) != state::LIVE {
+        // Relaxed: a query; the answer may be stale by the time it is used.
+        let w = s.block(block).word.load(Ordering::Relaxed);
+        if layout::state_of(w) != state::LIVE {
             return Err(FreeError::NotAllocated { ptr });
         }
-        Ok(OwnerId(h.owner.load(Ordering::Relaxed)))
+        Ok(OwnerId(layout::owner_of(w)))
     }
 
     /// Usable bytes of the allocation at `ptr` if `ptr` is the start of a *live*
@@ -883,11 +1116,16 @@ impl Allocator {
         self.shared.map.id()
     }
 
-    /// pid holding `owner`'s slot (0 if free).
+    /// pid holding `owner`'s slot (0 if free). For a slot whose process was reaped
+    /// while blocks were kept, the pid of that dead process.
     pub fn owner_pid(&self, owner: OwnerId) -> Option<u32> {
-        self.shared
-            .owner_slot(owner.0)
-            .map(|s| s.pid.load(Ordering::Acquire))
+        self.shared.owner_slot(owner.0).map(|s| {
+            // Acquire: pairs with the Release stores of the slot's pid.
+            match s.pid.load(Ordering::Acquire) {
+                layout::OWNER_REAPED => s.reaped_pid.load(Ordering::Relaxed),
+                pid => pid,
+            }
+        })
     }
 
     /// Live bytes and blocks allocated under `owner` (exact when no allocation or
@@ -895,11 +1133,14 @@ impl Allocator {
     pub fn owner_usage(&self, owner: OwnerId) -> Option<(u64, u64)> {
         let s = &*self.shared;
         let o = s.owner_slot(owner.0)?;
+        // Relaxed: statistics.
         let mut bytes = o.live_bytes.load(Ordering::Relaxed);
         let mut blocks = o.live_blocks.load(Ordering::Relaxed);
         for t in &s.hdr().threads {
             let t = &t.0;
-            if t.taken.load(Ordering::Acquire) == 1 && t.owner.load(Ordering::Relaxed) == owner.0 {
+            // Acquire: pairs with the Release store of `taken` when a cache frees
+            // its slot (its counters are then folded and zeroed).
+            if t.taken.load(Ordering::Acquire) == owner.0.wrapping_add(1) {
                 bytes = bytes.wrapping_add(t.live_bytes.load(Ordering::Relaxed));
                 blocks = blocks.wrapping_add(t.live_blocks.load(Ordering::Relaxed));
             }
@@ -925,6 +1166,7 @@ impl Allocator {
             .threads
             .iter()
             .map(|t| (&t.0.live_bytes, &t.0.live_blocks));
+        // Relaxed, here and below: statistics.
         for (b, n) in counters.chain(threads) {
             st.used_bytes = st.used_bytes.wrapping_add(b.load(Ordering::Relaxed));
             st.live_blocks = st.live_blocks.wrapping_add(n.load(Ordering::Relaxed));
@@ -933,47 +1175,28 @@ impl Allocator {
         st.small_pages = p.small_pages.load(Ordering::Relaxed);
         st.large_pages = p.large_pages.load(Ordering::Relaxed);
         st.free_pages = s.free_pages();
+        st.possibly_leaked_bytes = s.health().possibly_leaked_bytes.load(Ordering::Relaxed);
+        st.abandoned_lists = s.health().abandoned_lists.load(Ordering::Relaxed);
         st
     }
 
     /// Every live allocation owned by `owner`, found by walking the pages (for the
-    /// process reaper: what a dead client still holds), and the blocks its thread
-    /// caches held.
+    /// process reaper: what a dead client still holds), and the number of blocks
+    /// its thread caches held.
     pub fn blocks_of(&self, owner: OwnerId) -> (Vec<ShmPtr>, u64) {
         let s = &*self.shared;
         let mut live = Vec::new();
         let mut cached = 0;
-        let top = s.hdr().pages.0.top.load(Ordering::Relaxed).min(s.n_pages);
-        for page in 0..top {
-            let d = s.descs()[page as usize].load(Ordering::Acquire);
-            let start = s.page_start(page);
-            let mut visit = |b: u64, payload_at: u64| {
-                let h = s.block(b);
-                if h.owner.load(Ordering::Relaxed) != owner.0 {
-                    return;
-                }
-                match h.state.load(Ordering::Relaxed) {
-                    state::LIVE => live.push(ShmPtr::new(s.map.id(), payload_at)),
-                    state::CACHED => cached += 1,
-                    _ => {}
-                }
-            };
-            match d & desc::KIND_MASK {
-                desc::SMALL => {
-                    let class = (d & desc::VALUE_MASK) as usize;
-                    let bs = layout::CLASS_SIZES[class] as u64;
-                    for i in 0..layout::blocks_per_page(class) {
-                        let b = start + i * bs;
-                        visit(b, b + BLOCK_HEADER);
-                    }
-                }
-                desc::LARGE_HEAD => {
-                    let delta = s.block(start).next.load(Ordering::Relaxed);
-                    visit(start, start + delta);
-                }
+        s.walk_blocks(|b, w| {
+            if layout::owner_of(w) != owner.0 {
+                return;
+            }
+            match layout::state_of(w) {
+                state::LIVE => live.push(ShmPtr::new(s.map.id(), b.payload)),
+                state::CACHED => cached += 1,
                 _ => {}
             }
-        }
+        });
         (live, cached)
     }
 
@@ -992,6 +1215,8 @@ impl Drop for Allocator {
     fn drop(&mut self) {
         // The last handle flushes this thread's cache; other threads flush theirs
         // when they exit (their caches keep the mapping alive until then).
+        // AcqRel: orders this handle's use before the flush of whichever drop is
+        // last (the usual reference-count pairing).
         if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.flush_thread_cache();
         }

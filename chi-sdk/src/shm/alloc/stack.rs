@@ -15,6 +15,20 @@
 //! always accessed atomically, so a stale reader racing with a reuse of the block
 //! reads a stale but well-defined value. The algorithm is written against
 //! [`Links`] so the loom tests can run it over an ordinary array.
+//!
+//! # Untrusted links
+//!
+//! The head and the links live in memory that clients can write, so `pop` checks
+//! every node offset it reads before it dereferences it or installs it as the new
+//! head ([`Links::is_node`]). A value that fails the check may just be stale (the
+//! node was popped and reused meanwhile): the pop then tries to replace the head
+//! it read, unchanged, by an empty list. If that CAS succeeds the head was not
+//! stale, so the list really holds garbage: it is abandoned (its blocks leak) and
+//! the pop reports [`PopError::Corrupt`]; if it fails the pop retries with the new
+//! head. Every CAS loop is bounded ([`MAX_ATTEMPTS`]): a CAS fails only when
+//! another update succeeded, so a loop that keeps failing means a word rewritten
+//! without pause, and the operation gives up with [`Contended`] instead of
+//! spinning forever.
 
 use crate::sync::{AtomicU64, Ordering};
 
@@ -27,11 +41,36 @@ const _: () = assert!(TAG_BITS == 24 && NODE_BITS + 4 <= 48);
 /// Offsets must be below this (16 TiB) to be stored in a head word.
 pub(crate) const MAX_NODE_OFFSET: u64 = NODE_MASK << 4;
 
-/// Where the `next` link of each node lives.
+/// Failed CAS attempts after which an operation gives up.
+pub(crate) const MAX_ATTEMPTS: u32 = 1 << 20;
+
+/// Where the `next` link of each node lives, and which offsets are nodes.
 pub(crate) trait Links {
-    /// The link word of the node at `node` (a multiple of 16, non-zero).
+    /// The link word of the node at `node` (one [`is_node`](Links::is_node)
+    /// accepted).
     fn next(&self, node: u64) -> &AtomicU64;
+
+    /// Whether `node`, read from shared memory, may be a node of this list (at
+    /// least: a non-zero multiple of 16 whose link can be read).
+    fn is_node(&self, node: u64) -> bool;
 }
+
+/// Why a pop returned nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum PopError {
+    /// The head or a link named `offset`, which is not a node of this list; the
+    /// list was reset to empty (what it held is leaked).
+    Corrupt {
+        /// The offending value.
+        offset: u64,
+    },
+    /// The head kept changing for [`MAX_ATTEMPTS`] attempts.
+    Contended(Contended),
+}
+
+/// The head kept changing for [`MAX_ATTEMPTS`] CAS attempts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Contended;
 
 #[inline]
 fn pack(node: u64, tag: u64) -> u64 {
@@ -67,9 +106,14 @@ impl TaggedStack {
 
     /// Pushes the chain `first ..= last`, already linked through `links` by the
     /// caller (who owns every node of it), with one successful CAS.
-    pub(crate) fn push_chain<L: Links>(&self, links: &L, first: u64, last: u64) {
+    pub(crate) fn push_chain<L: Links>(
+        &self,
+        links: &L,
+        first: u64,
+        last: u64,
+    ) -> Result<(), Contended> {
         let mut head = self.head.load(Ordering::Relaxed);
-        loop {
+        for _ in 0..MAX_ATTEMPTS {
             links.next(last).store(node_of(head), Ordering::Relaxed);
             let new = pack(first, tag_of(head).wrapping_add(1));
             // Release: publishes the chain's links (and whatever the caller wrote
@@ -78,42 +122,99 @@ impl TaggedStack {
                 .head
                 .compare_exchange_weak(head, new, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => return Ok(()),
                 Err(actual) => head = actual,
             }
         }
+        Err(Contended)
     }
 
     /// Pushes one node the caller owns.
-    #[inline]
-    pub(crate) fn push<L: Links>(&self, links: &L, node: u64) {
-        self.push_chain(links, node, node);
+    #[cfg(any(loom, test))]
+    pub(crate) fn push<L: Links>(&self, links: &L, node: u64) -> Result<(), Contended> {
+        self.push_chain(links, node, node)
     }
 
     /// Pops the top node, if any; the caller then owns it.
-    pub(crate) fn pop<L: Links>(&self, links: &L) -> Option<u64> {
+    pub(crate) fn pop<L: Links>(&self, links: &L) -> Result<Option<u64>, PopError> {
         // Acquire: pairs with the Release CAS in `push_chain`, so the link of the
         // node we read was written before we read it.
         let mut head = self.head.load(Ordering::Acquire);
-        loop {
+        for _ in 0..MAX_ATTEMPTS {
             let node = node_of(head);
             if node == 0 {
-                return None;
+                return Ok(None);
             }
-            // May be stale if `node` is popped concurrently; the tagged CAS below
-            // then fails, so a stale value is never installed.
-            let next = links.next(node).load(Ordering::Relaxed);
-            let new = (tag_of(head).wrapping_add(1) << NODE_BITS) | (next >> 4);
+            // `next` may be stale if `node` is popped concurrently; the tagged CAS
+            // below then fails, so a stale value is never installed.
+            let next = if links.is_node(node) {
+                links.next(node).load(Ordering::Relaxed)
+            } else {
+                node
+            };
+            let bad = if next == node {
+                Some(node)
+            } else if next != 0 && !links.is_node(next) {
+                Some(next)
+            } else {
+                None
+            };
+            if let Some(offset) = bad {
+                // Garbage, or a stale read: abandon the list only if the head is
+                // still the one we read. Relaxed on success: nothing is taken over;
+                // Acquire on failure, as for the load above.
+                match self.head.compare_exchange(
+                    head,
+                    pack(0, tag_of(head).wrapping_add(1)),
+                    Ordering::Relaxed,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Err(PopError::Corrupt { offset }),
+                    Err(actual) => {
+                        head = actual;
+                        continue;
+                    }
+                }
+            }
+            let new = pack(next, tag_of(head).wrapping_add(1));
             // Acquire on success: we take ownership of `node` and must see what
             // its previous owner wrote before pushing it (Release in push_chain).
             match self
                 .head
                 .compare_exchange_weak(head, new, Ordering::Acquire, Ordering::Acquire)
             {
-                Ok(_) => return Some(node),
+                Ok(_) => return Ok(Some(node)),
                 Err(actual) => head = actual,
             }
         }
+        Err(PopError::Contended(Contended))
+    }
+
+    /// Detaches the whole list and returns its first node (0 if it was empty),
+    /// unchecked: the caller walks it with [`Links::is_node`], and owns every node
+    /// it reaches that way.
+    pub(crate) fn take_all(&self) -> Result<u64, Contended> {
+        let mut head = self.head.load(Ordering::Relaxed);
+        for _ in 0..MAX_ATTEMPTS {
+            // Acquire on success: pairs with the Release CAS in `push_chain`, so
+            // the chain's links are visible to the walk.
+            match self.head.compare_exchange_weak(
+                head,
+                pack(0, tag_of(head).wrapping_add(1)),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(node_of(head)),
+                Err(actual) => head = actual,
+            }
+        }
+        Err(Contended)
+    }
+
+    /// The head word, for tests that scribble on it.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn head_word(&self) -> &AtomicU64 {
+        &self.head
     }
 
     /// Whether the list looked empty at the time of the call.
@@ -132,6 +233,9 @@ mod tests {
         fn next(&self, node: u64) -> &AtomicU64 {
             &self.0[(node / 16) as usize]
         }
+        fn is_node(&self, node: u64) -> bool {
+            node != 0 && node.is_multiple_of(16) && ((node / 16) as usize) < self.0.len()
+        }
     }
 
     #[test]
@@ -139,14 +243,51 @@ mod tests {
         let arena = Arena((0..8).map(|_| AtomicU64::new(0)).collect());
         let s = TaggedStack::new();
         assert!(s.is_empty());
-        s.push(&arena, 16);
-        s.push(&arena, 32);
+        s.push(&arena, 16).unwrap();
+        s.push(&arena, 32).unwrap();
         // chain 48 -> 64 -> 80
         arena.next(48).store(64, Ordering::Relaxed);
         arena.next(64).store(80, Ordering::Relaxed);
-        s.push_chain(&arena, 48, 80);
-        let popped: Vec<u64> = std::iter::from_fn(|| s.pop(&arena)).collect();
+        s.push_chain(&arena, 48, 80).unwrap();
+        let popped: Vec<u64> = std::iter::from_fn(|| s.pop(&arena).unwrap()).collect();
         assert_eq!(popped, vec![48, 64, 80, 32, 16]);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_garbage_link_or_head_abandons_the_list() {
+        let arena = Arena((0..8).map(|_| AtomicU64::new(0)).collect());
+        let s = TaggedStack::new();
+        s.push(&arena, 16).unwrap();
+        s.push(&arena, 32).unwrap();
+        s.push(&arena, 48).unwrap();
+        // A client scribbles on the link of 32 (the second node).
+        arena.next(32).store(0xdead_beef0, Ordering::Relaxed);
+        assert_eq!(s.pop(&arena), Ok(Some(48)));
+        assert_eq!(
+            s.pop(&arena),
+            Err(PopError::Corrupt {
+                offset: 0xdead_beef0
+            })
+        );
+        assert!(s.is_empty());
+        assert_eq!(s.pop(&arena), Ok(None));
+        // A garbage head word (a misaligned or out-of-range node).
+        s.push(&arena, 16).unwrap();
+        s.head.store(pack(4096, 7), Ordering::Relaxed);
+        assert_eq!(s.pop(&arena), Err(PopError::Corrupt { offset: 4096 }));
+        assert!(s.is_empty());
+        // A node linked to itself (a cycle of one).
+        s.push(&arena, 64).unwrap();
+        arena.next(64).store(64, Ordering::Relaxed);
+        assert_eq!(s.pop(&arena), Err(PopError::Corrupt { offset: 64 }));
+        // The list works again.
+        s.push(&arena, 80).unwrap();
+        assert_eq!(s.pop(&arena), Ok(Some(80)));
+        // take_all detaches everything.
+        s.push(&arena, 16).unwrap();
+        s.push(&arena, 32).unwrap();
+        assert_eq!(s.take_all(), Ok(32));
         assert!(s.is_empty());
     }
 
@@ -191,28 +332,28 @@ mod tests {
             stack: TaggedStack::new(),
         });
         for n in 1..=NODES {
-            sh.stack.push(&sh.arena, n * 16);
+            sh.stack.push(&sh.arena, n * 16).unwrap();
         }
         let threads: Vec<_> = (1..=3u64)
             .map(|who| {
                 let sh = sh.clone();
                 std::thread::spawn(move || {
                     for round in 0..ROUNDS {
-                        let Some(a) = sh.stack.pop(&sh.arena) else {
+                        let Some(a) = sh.stack.pop(&sh.arena).unwrap() else {
                             std::thread::yield_now();
                             continue;
                         };
                         sh.use_node(a, who);
                         // Every other round, return two nodes as one chain.
                         if round % 2 == 0
-                            && let Some(b) = sh.stack.pop(&sh.arena)
+                            && let Some(b) = sh.stack.pop(&sh.arena).unwrap()
                         {
                             sh.use_node(b, who);
                             sh.arena.next(a).store(b, Ordering::Relaxed);
-                            sh.stack.push_chain(&sh.arena, a, b);
+                            sh.stack.push_chain(&sh.arena, a, b).unwrap();
                             continue;
                         }
-                        sh.stack.push(&sh.arena, a);
+                        sh.stack.push(&sh.arena, a).unwrap();
                     }
                 })
             })
@@ -220,7 +361,7 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let mut all: Vec<u64> = std::iter::from_fn(|| sh.stack.pop(&sh.arena)).collect();
+        let mut all: Vec<u64> = std::iter::from_fn(|| sh.stack.pop(&sh.arena).unwrap()).collect();
         all.sort_unstable();
         assert_eq!(all, (1..=NODES).map(|n| n * 16).collect::<Vec<_>>());
     }
@@ -279,10 +420,13 @@ mod loom_tests {
         fn next(&self, node: u64) -> &AtomicU64 {
             &self.links[(node / 16) as usize]
         }
+        fn is_node(&self, node: u64) -> bool {
+            node != 0 && node.is_multiple_of(16) && ((node / 16) as usize) < self.links.len()
+        }
     }
 
     fn drain(s: &TaggedStack, a: &Arena) -> Vec<u64> {
-        let out: Vec<u64> = std::iter::from_fn(|| s.pop(a)).collect();
+        let out: Vec<u64> = std::iter::from_fn(|| s.pop(a).unwrap()).collect();
         assert!(s.is_empty());
         out
     }
@@ -304,22 +448,22 @@ mod loom_tests {
             let a = Arc::new(Arena::new(3));
             let s = Arc::new(TaggedStack::new());
             for n in [C, B, A] {
-                s.push(&*a, n);
+                s.push(&*a, n).unwrap();
             }
             let (a1, s1) = (a.clone(), s.clone());
             let t1 = thread::spawn(move || {
-                let n = s1.pop(&*a1).expect("stack of 3 emptied by 3 pops");
+                let n = s1.pop(&*a1).unwrap().expect("stack of 3 emptied by 3 pops");
                 a1.use_node(n, 1);
                 n
             });
             let (a2, s2) = (a.clone(), s.clone());
             let t2 = thread::spawn(move || {
-                let x = s2.pop(&*a2).expect("stack of 3 emptied by 3 pops");
+                let x = s2.pop(&*a2).unwrap().expect("stack of 3 emptied by 3 pops");
                 a2.use_node(x, 2);
-                let y = s2.pop(&*a2).expect("stack of 3 emptied by 3 pops");
+                let y = s2.pop(&*a2).unwrap().expect("stack of 3 emptied by 3 pops");
                 a2.use_node(y, 2);
                 a2.use_node(x, 2);
-                s2.push(&*a2, x);
+                s2.push(&*a2, x).unwrap();
                 y
             });
             let mut owned = vec![t1.join().unwrap(), t2.join().unwrap()];
@@ -341,15 +485,15 @@ mod loom_tests {
         loom::model(|| {
             let a = Arc::new(Arena::new(2));
             let s = Arc::new(TaggedStack::new());
-            s.push(&*a, B);
-            s.push(&*a, A);
+            s.push(&*a, B).unwrap();
+            s.push(&*a, A).unwrap();
             let threads: Vec<_> = (1..=3u64)
                 .map(|who| {
                     let (a, s) = (a.clone(), s.clone());
                     thread::spawn(move || {
-                        if let Some(n) = s.pop(&*a) {
+                        if let Some(n) = s.pop(&*a).unwrap() {
                             a.use_node(n, who);
-                            s.push(&*a, n);
+                            s.push(&*a, n).unwrap();
                         }
                     })
                 })
@@ -375,19 +519,19 @@ mod loom_tests {
         loom::model(|| {
             let a = Arc::new(Arena::new(3));
             let s = Arc::new(TaggedStack::new());
-            s.push(&*a, C);
+            s.push(&*a, C).unwrap();
             let (a1, s1) = (a.clone(), s.clone());
             let pusher = thread::spawn(move || {
                 a1.use_node(A, 1);
                 a1.use_node(B, 1);
                 a1.next(A).store(B, Ordering::Relaxed);
-                s1.push_chain(&*a1, A, B);
+                s1.push_chain(&*a1, A, B).unwrap();
             });
             let (a2, s2) = (a.clone(), s.clone());
             let popper = thread::spawn(move || {
                 let mut got = Vec::new();
                 for _ in 0..2 {
-                    if let Some(n) = s2.pop(&*a2) {
+                    if let Some(n) = s2.pop(&*a2).unwrap() {
                         a2.use_node(n, 2);
                         got.push(n);
                     }
