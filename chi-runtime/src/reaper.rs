@@ -43,7 +43,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chi_sdk::proto::monotonic_ms;
-use chi_sdk::shm::alloc::pid_alive;
 use chi_sdk::shm::{Allocator, OwnerId, ShmPtr};
 use chi_sdk::task::{TASK_MAGIC, TaskHeader, flags, state};
 
@@ -84,7 +83,6 @@ impl ReaperStats {
 
 /// A dead owner whose blocks are not all reclaimed yet.
 struct Pending {
-    pid: u32,
     since: Instant,
 }
 
@@ -170,19 +168,27 @@ impl Reaper {
     /// One pass: registrations, then the owner slots of both segments.
     fn pass(&mut self) {
         let mut found = self.shared.forget_dead_clients();
+        let main_dead = self.main.dead_owners();
+        let data_dead = self.client_data.dead_owners();
+        let (main_id, data_id) = (self.main.segment_id().0, self.client_data.segment_id().0);
+        // Forget owners that are not dead any more (their slot was released).
+        self.pending.retain(|k, _| {
+            (k.0 == main_id && main_dead.iter().any(|(o, _)| o.0 == k.1))
+                || (k.0 == data_id && data_dead.iter().any(|(o, _)| o.0 == k.1))
+        });
         let mut new_pids = Vec::new();
-        for alloc in [&self.main, &self.client_data] {
-            for (owner, pid) in dead_owners(alloc) {
-                let key = (alloc.segment_id().0, owner.0);
-                if let std::collections::hash_map::Entry::Vacant(e) = self.pending.entry(key) {
+        for (seg, dead) in [(main_id, &main_dead), (data_id, &data_dead)] {
+            for &(owner, pid) in dead {
+                if let std::collections::hash_map::Entry::Vacant(e) =
+                    self.pending.entry((seg, owner.0))
+                {
                     tracing::info!(
                         pid,
-                        segment = %alloc.segment_id(),
+                        segment = seg,
                         owner = owner.0,
                         "reclaiming what a dead client held"
                     );
                     e.insert(Pending {
-                        pid,
                         since: Instant::now(),
                     });
                     if !new_pids.contains(&pid) {
@@ -201,110 +207,97 @@ impl Reaper {
             // Release: pairs with the Acquire load in `ReaperStats::epoch`.
             self.shared.reaper.epoch.fetch_add(1, Ordering::Release);
         }
-        if self.pending.is_empty() {
-            return;
-        }
         // Main segment first: whether a dead client still has tasks in flight
         // decides whether its buffers may go.
-        let main_id = self.main.segment_id().0;
-        let keys: Vec<(u16, u32)> = self.pending.keys().copied().collect();
         let mut in_flight_pids = Vec::new();
-        for key in keys.iter().filter(|k| k.0 == main_id) {
-            let p = &self.pending[key];
-            let force = p.since.elapsed() >= KEEP_LIMIT;
-            let kept = self.reap_main(OwnerId(key.1), force);
-            if kept == 0 {
-                self.clear(*key);
-            } else {
-                in_flight_pids.push(p.pid);
+        for &(owner, pid) in &main_dead {
+            let force = self
+                .pending
+                .get(&(main_id, owner.0))
+                .is_some_and(|p| p.since.elapsed() >= KEEP_LIMIT);
+            if !self.reap_main(owner, force) {
+                in_flight_pids.push(pid);
             }
         }
-        for key in keys.iter().filter(|k| k.0 != main_id) {
-            let p = &self.pending[key];
-            if in_flight_pids.contains(&p.pid) && p.since.elapsed() < KEEP_LIMIT {
+        for &(owner, pid) in &data_dead {
+            let waited = self
+                .pending
+                .get(&(data_id, owner.0))
+                .is_some_and(|p| p.since.elapsed() >= KEEP_LIMIT);
+            if in_flight_pids.contains(&pid) && !waited {
                 continue;
             }
-            let (blocks, bytes) = free_all(&self.client_data, OwnerId(key.1), |_| false);
-            self.count(blocks, bytes);
-            self.clear(*key);
+            match self.client_data.reap_owner(owner, &|_| false) {
+                Ok(r) => self.count(&r),
+                Err(e) => self.failed(&e),
+            }
         }
     }
 
-    fn clear(&mut self, key: (u16, u32)) {
-        if self.pending.remove(&key).is_some() {
-            self.shared
-                .reaper
-                .owners_cleared
-                .fetch_add(1, Ordering::Relaxed);
+    fn count(&self, r: &chi_sdk::shm::alloc::ReapReport) {
+        let st = &self.shared.reaper;
+        st.blocks_freed.fetch_add(r.freed_blocks, Ordering::Relaxed);
+        st.bytes_freed.fetch_add(r.freed_bytes, Ordering::Relaxed);
+        if r.slot_released {
+            st.owners_cleared.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn count(&self, blocks: u64, bytes: u64) {
-        let r = &self.shared.reaper;
-        r.blocks_freed.fetch_add(blocks, Ordering::Relaxed);
-        r.bytes_freed.fetch_add(bytes, Ordering::Relaxed);
+    fn failed(&self, e: &dyn std::fmt::Display) {
+        static LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
+        if let Some(suppressed) = LOG.allow() {
+            tracing::warn!(
+                error = %e,
+                suppressed,
+                "the process reaper could not reclaim a dead client's slot; it retries"
+            );
+        }
     }
 
-    /// Reclaims the main-segment blocks of dead `owner`; returns how many of its
-    /// tasks are still in flight (kept, and handed to the workers to free).
-    fn reap_main(&self, owner: OwnerId, force: bool) -> u64 {
-        let mut kept = 0u64;
-        let mut handed = 0u64;
-        let (blocks, bytes) = free_all(&self.main, owner, |ptr| {
+    /// Reclaims the main-segment blocks of dead `owner`, keeping (and handing
+    /// to the workers to free) its tasks still in flight unless `force`.
+    /// Returns whether the owner is fully reclaimed.
+    fn reap_main(&self, owner: OwnerId, force: bool) -> bool {
+        let handed = std::cell::Cell::new(0u64);
+        let main = &self.main;
+        let keep = |ptr: ShmPtr| {
             if force {
                 return false;
             }
-            let Some(t) = in_flight_task(&self.main, ptr) else {
+            let Some(t) = in_flight_task(main, ptr) else {
                 return false;
             };
-            kept += 1;
             // SAFETY: `in_flight_task` checked a live task block; `flags` is a
             // plain u32 inside it, naturally aligned, also read by the worker.
             let f = unsafe { AtomicU32::from_ptr(std::ptr::addr_of_mut!((*t).flags)) };
-            // Relaxed: the worker reads the flag when it completes the task;
-            // if it read it before this store, the next pass finds the task
-            // complete and frees it.
+            // Relaxed: the worker reads the flag when it completes the task; if
+            // it read it before this store, a later pass finds the task complete
+            // and frees it.
             if f.fetch_or(flags::FIRE_AND_FORGET, Ordering::Relaxed) & flags::FIRE_AND_FORGET == 0 {
-                handed += 1;
+                handed.set(handed.get() + 1);
             }
             true
-        });
-        self.count(blocks, bytes);
+        };
+        let r = if force {
+            main.force_reap_owner(owner, &keep)
+        } else {
+            main.reap_owner(owner, &keep)
+        };
         self.shared
             .reaper
             .tasks_handed_over
-            .fetch_add(handed, Ordering::Relaxed);
-        kept
-    }
-}
-
-/// The owner slots of `alloc`'s segment held by processes that are gone.
-fn dead_owners(alloc: &Allocator) -> Vec<(OwnerId, u32)> {
-    (0..chi_sdk::shm::alloc::MAX_OWNERS as u32)
-        .map(OwnerId)
-        .filter_map(|o| {
-            let pid = alloc.owner_pid(o)?;
-            (pid != 0 && !pid_alive(pid)).then_some((o, pid))
-        })
-        .collect()
-}
-
-/// Frees every live block of `owner` for which `keep` is false; returns the
-/// blocks and bytes freed.
-fn free_all(alloc: &Allocator, owner: OwnerId, mut keep: impl FnMut(ShmPtr) -> bool) -> (u64, u64) {
-    let (live, _cached) = alloc.blocks_of(owner);
-    let (mut blocks, mut bytes) = (0, 0);
-    for ptr in live {
-        if keep(ptr) {
-            continue;
-        }
-        let size = alloc.live_size(ptr).unwrap_or(0);
-        if alloc.free(ptr).is_ok() {
-            blocks += 1;
-            bytes += size;
+            .fetch_add(handed.get(), Ordering::Relaxed);
+        match r {
+            Ok(r) => {
+                self.count(&r);
+                r.slot_released
+            }
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
         }
     }
-    (blocks, bytes)
 }
 
 /// `ptr` as a task the runtime still has to run or is running: a live task

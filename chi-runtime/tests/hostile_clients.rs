@@ -41,7 +41,14 @@ fn hostile_exe() -> &'static Path {
             .expect("workspace");
         let mut cmd = std::process::Command::new(env!("CARGO"));
         cmd.current_dir(workspace)
-            .args(["build", "--quiet", "-p", "chi-runtime", "--example", "hostile"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "chi-runtime",
+                "--example",
+                "hostile",
+            ])
             .arg("--target-dir")
             .arg(&target_dir);
         if release {
@@ -115,7 +122,12 @@ fn assert_healthy(s: &StatusReport) {
 fn every_lane_serves(kids: &mut Children, setup: &Setup) {
     let lanes = status(setup).lanes.len();
     for lane in 0..lanes {
-        let i = spawn(kids, setup, &["good-lane", &lane.to_string(), "20"], "good-lane");
+        let i = spawn(
+            kids,
+            setup,
+            &["good-lane", &lane.to_string(), "20"],
+            "good-lane",
+        );
         kids.wait_for(i, WATCHDOG);
     }
 }
@@ -146,7 +158,10 @@ fn garbage_words_are_refused_while_good_clients_run() {
     let s = status(&setup);
     assert_healthy(&s);
     let refused: u64 = s.workers.iter().map(|w| w.refused).sum();
-    assert!(refused > 1000, "the workers refused only {refused} garbage words: {s:?}");
+    assert!(
+        refused > 1000,
+        "the workers refused only {refused} garbage words: {s:?}"
+    );
     assert!(
         rt.log().contains("not a live task"),
         "the log names no refused word:\n{}",
@@ -170,7 +185,10 @@ fn stale_pointers_and_scribbles_are_refused_or_out_of_reach() {
     every_lane_serves(&mut kids, &setup);
     let s = status(&setup);
     assert_healthy(&s);
-    assert!(s.workers.iter().map(|w| w.refused).sum::<u64>() >= 8, "{s:?}");
+    assert!(
+        s.workers.iter().map(|w| w.refused).sum::<u64>() >= 8,
+        "{s:?}"
+    );
 }
 
 #[test]
@@ -203,12 +221,16 @@ fn killed_clients_give_back_every_byte_slot_and_lane() {
     // Every lane moves again, and everything comes back.
     every_lane_serves(&mut kids, &setup);
     let mut last = None;
-    wait_until(Duration::from_secs(60), "the reaper giving everything back", || {
-        let now = held(&status(&setup));
-        let ok = now == base;
-        last = Some(now);
-        ok
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the reaper giving everything back",
+        || {
+            let now = held(&status(&setup));
+            let ok = now == base;
+            last = Some(now);
+            ok
+        },
+    );
     let s = status(&setup);
     assert_healthy(&s);
     assert!(s.reaper.clients_reaped >= rounds as u64, "{:?}", s.reaper);
@@ -246,7 +268,14 @@ fn two_thousand_clients_connect_and_die() {
     while done < total {
         let mut kids = Children::new();
         let ids: Vec<usize> = (0..batch)
-            .map(|k| spawn(&mut kids, &setup, &["connect"], &format!("connect{}", done + k)))
+            .map(|k| {
+                spawn(
+                    &mut kids,
+                    &setup,
+                    &["connect"],
+                    &format!("connect{}", done + k),
+                )
+            })
             .collect();
         for i in ids {
             kids.wait_for(i, WATCHDOG);
@@ -255,9 +284,11 @@ fn two_thousand_clients_connect_and_die() {
     }
     // Owner slots never ran out (every connect above succeeded), and all of
     // them come back.
-    wait_until(Duration::from_secs(60), "the reaper giving every slot back", || {
-        held(&status(&setup)) == base
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the reaper giving every slot back",
+        || held(&status(&setup)) == base,
+    );
     let mut kids = Children::new();
     let i = spawn(&mut kids, &setup, &["good", "200"], "good");
     kids.wait_for(i, WATCHDOG);
@@ -270,7 +301,14 @@ fn a_flood_of_slow_tasks_waits_in_the_lanes_and_none_fails() {
     let rt = RuntimeGuard::start(&setup);
     let mut kids = Children::new();
     let floods: Vec<usize> = (0..3)
-        .map(|i| spawn(&mut kids, &setup, &["flood", "200", "20"], &format!("flood{i}")))
+        .map(|i| {
+            spawn(
+                &mut kids,
+                &setup,
+                &["flood", "200", "20"],
+                &format!("flood{i}"),
+            )
+        })
         .collect();
     let good = spawn(&mut kids, &setup, &["good", "2000"], "good");
     for i in floods.into_iter().chain([good]) {
@@ -353,9 +391,11 @@ fn a_wedged_worker_is_reported_and_its_waiters_get_an_error() {
     kids.wait_for(b, WATCHDOG);
     let out = kids.output(b);
     assert!(out.contains("DONE no-progress"), "{out}");
-    wait_until(Duration::from_secs(10), "status reporting the stall", || {
-        status(&setup).workers.iter().any(|w| w.stalled)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "status reporting the stall",
+        || status(&setup).workers.iter().any(|w| w.stalled),
+    );
     assert!(rt.log().contains("no progress"), "{}", rt.log());
     // Once the handler returns, the worker recovers and serves again.
     wait_until(Duration::from_secs(30), "the worker recovering", || {

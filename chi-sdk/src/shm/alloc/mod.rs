@@ -1094,7 +1094,7 @@ impl Allocator {
         let (block, _, payload) = s.locate(ptr)?;
         // Relaxed: a check, not a hand-over (the pointer reached us through an
         // Acquire of its own: the queue cell or the task's state word).
-        if s.block(block).state.load(Ordering::Relaxed) != state::LIVE {
+        if layout::state_of(s.block(block).word.load(Ordering::Relaxed)) != state::LIVE {
             return Err(FreeError::NotAllocated { ptr });
         }
         Ok(payload)
