@@ -2,6 +2,7 @@
 //!
 //! * [`config`]: the server configuration (embedded defaults + `CHI_SERVER_CONF`).
 //! * [`ipc`]: segments, process queue and runtime block.
+//! * [`clients`]: the bounded registry of client processes.
 //! * [`module`]: finding and checking module libraries; the module ABI services.
 //! * [`pool`]: pools and containers of this node.
 //! * [`worker`]: workers running tasks in coroutines.
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clients;
 pub mod config;
 pub mod ipc;
 pub mod module;

@@ -1,31 +1,40 @@
 //! The runtime: start, serve the loopback socket, stop.
 //!
 //! # Start
-//! config → bind the loopback socket (a second runtime on the same port stops
-//! here, before touching any segment) → create the segments, the process queue
-//! and the runtime block → module manager → admin pool and the `compose` pools →
-//! spawn the workers → ready.
+//! config → the per-user directory (created 0700, or refused if unsafe) and a
+//! fresh key in memory → bind the loopback socket, which admits only peers
+//! presenting the key (a second runtime on the same port stops here, before
+//! touching any segment or key file) → write the key file → create the
+//! segments, the process queue and the runtime block → module manager → admin
+//! pool and the `compose` pools → spawn the workers → ready.
+//!
+//! # Serving
+//! Only peers with the key get a request through (see [`chi_sdk::auth`]). A
+//! request is one message of at most [`MAX_REQUEST_BYTES`]; a larger one, or
+//! one that is not a well-formed [`Request`], gets a `Reply::Error`. Registered
+//! clients are bounded ([`MAX_CLIENTS`]) and must be live processes.
 //!
 //! # Stop
 //! (a `Stop` request, a StopRuntime task, SIGINT or SIGTERM) → the runtime block
-//! says STOPPING (waiting clients notice) → the socket stops answering → workers
-//! finish parked tasks and fail what is queued with `SHUTDOWN` → pools are
-//! destroyed → STOPPED → segments unlinked.
+//! says STOPPING (waiting clients notice) → the socket stops answering → the key
+//! file is removed → workers finish parked tasks and fail what is queued with
+//! `SHUTDOWN` → pools are destroyed → STOPPED → segments unlinked.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chi_sdk::abi::AbiFingerprint;
+use chi_sdk::auth::{ControlKey, KeyFile, RuntimeDir};
 use chi_sdk::proto::{
     LaneStatus, PoolStatus, Registration, Reply, Request, StatusReport, WorkerStatus, runtime_state,
 };
 use chi_sdk::queue::Priority;
-use chi_sdk::transport::{ControlServer, TransportError, ZmqServer};
+use chi_sdk::transport::{ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, ZmqServer};
 use chi_sdk::types::PoolId;
 
+use crate::clients::{ClientRegistry, MAX_CLIENTS};
 use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::module::{Builtin, MODULES, ModuleManager};
@@ -44,8 +53,7 @@ pub struct Shared {
     pub pools: PoolManager,
     stop: AtomicBool,
     started: Instant,
-    clients: Mutex<HashMap<u32, u32>>,
-    next_client: AtomicU32,
+    clients: ClientRegistry,
     workers: Mutex<Vec<Arc<WorkerStats>>>,
 }
 
@@ -134,18 +142,35 @@ impl Shared {
                 .iter()
                 .map(|w| w.completed.load(Ordering::Relaxed))
                 .sum(),
-            clients: self.clients.lock().unwrap_or_else(|e| e.into_inner()).len() as u32,
+            clients: self.clients.len() as u32,
         }
     }
 
+    /// The registered clients as `(client id, pid)`, sorted by id: what a
+    /// process reaper checks for dead processes.
+    pub fn registered_clients(&self) -> Vec<(u32, u32)> {
+        self.clients.list()
+    }
+
+    /// Forgets client `client_id` (its process died, or it unregistered);
+    /// returns its pid if it was registered.
+    pub fn forget_client(&self, client_id: u32) -> Option<u32> {
+        self.clients.forget(client_id)
+    }
+
+    /// Answers one control request (from a peer that presented the key).
     fn answer(&self, req: Request) -> Reply {
         match req {
             Request::Register { pid } => {
-                let id = self.next_client.fetch_add(1, Ordering::Relaxed);
-                self.clients
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, pid);
+                let id = match self.clients.register(pid) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!(pid, error = %e, "registration refused");
+                        return Reply::Error {
+                            message: format!("registration refused: {e}"),
+                        };
+                    }
+                };
                 tracing::debug!(client = id, pid, "client registered");
                 Reply::Registered(Registration {
                     node_id: self.node_id,
@@ -157,10 +182,7 @@ impl Shared {
                 })
             }
             Request::Unregister { client_id } => {
-                self.clients
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&client_id);
+                self.forget_client(client_id);
                 Reply::Ok {
                     pid: std::process::id(),
                 }
@@ -180,6 +202,7 @@ impl Shared {
 pub struct Runtime {
     shared: Arc<Shared>,
     server: ZmqServer,
+    key_file: KeyFile,
     threads: Vec<std::thread::JoinHandle<()>>,
     signal: Arc<AtomicBool>,
 }
@@ -192,11 +215,12 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// Binds the first host of the list this machine can (node id = its index + 1).
-fn bind(cfg: &Config) -> Result<(ZmqServer, u32)> {
+/// Binds the first host of the list this machine can (node id = its index + 1),
+/// admitting peers that present `key`.
+fn bind(cfg: &Config, key: &ControlKey) -> Result<(ZmqServer, u32)> {
     let mut last = None;
     for (i, host) in cfg.hosts.iter().enumerate() {
-        match ZmqServer::bind(host, cfg.port) {
+        match ZmqServer::bind(host, cfg.port, key.clone()) {
             Ok(s) => return Ok((s, i as u32 + 1)),
             Err(e @ TransportError::AddressInUse { .. }) => {
                 bail!("{e}; stop it with 'chi-runtime stop' or choose another port")
@@ -217,7 +241,12 @@ impl Runtime {
     /// Starts a runtime with `config`; returns once it is ready.
     pub fn start(config: Config) -> Result<Runtime> {
         let t0 = Instant::now();
-        let (server, node_id) = bind(&config)?;
+        let dir = RuntimeDir::ensure()?;
+        let key = ControlKey::generate().context("reading random bytes for the runtime's key")?;
+        let (server, node_id) = bind(&config, &key)?;
+        // Only now that the port is ours: a stale key of this port is replaced.
+        let key_file = key.write(&dir, config.port)?;
+        tracing::debug!(path = %key_file.path().display(), "key written");
         let low_workers = config.workers.low_latency.max(1);
         let high_workers = config.workers.high_latency;
         let low_lanes = config.queue.lanes.max(1);
@@ -243,8 +272,7 @@ impl Runtime {
             ipc,
             stop: AtomicBool::new(false),
             started: Instant::now(),
-            clients: Mutex::new(HashMap::new()),
-            next_client: AtomicU32::new(1),
+            clients: ClientRegistry::new(MAX_CLIENTS),
             workers: Mutex::new(Vec::new()),
         });
         *crate::admin::CURRENT
@@ -327,6 +355,7 @@ impl Runtime {
         Ok(Runtime {
             shared,
             server,
+            key_file,
             threads,
             signal,
         })
@@ -352,11 +381,21 @@ impl Runtime {
                     continue;
                 }
             };
-            let reply = match serde_json::from_slice::<Request>(&msg) {
-                Ok(req) => self.shared.answer(req),
-                Err(e) => Reply::Error {
-                    message: format!("malformed request: {e}"),
+            let reply = match msg {
+                Incoming::Request(bytes) => match serde_json::from_slice::<Request>(&bytes) {
+                    Ok(req) => self.shared.answer(req),
+                    Err(e) => Reply::Error {
+                        message: format!("malformed request: {e}"),
+                    },
                 },
+                Incoming::Rejected { size, parts } => {
+                    tracing::warn!(size, parts, "refused an oversized control request");
+                    Reply::Error {
+                        message: format!(
+                            "request refused: {size} bytes in {parts} part(s); a request is one message of at most {MAX_REQUEST_BYTES} bytes"
+                        ),
+                    }
+                }
             };
             let bytes = serde_json::to_vec(&reply).unwrap_or_default();
             if let Err(e) = self.server.reply(&bytes) {
@@ -371,10 +410,12 @@ impl Runtime {
         let Runtime {
             shared,
             server,
+            key_file,
             threads,
             ..
         } = self;
         drop(server);
+        drop(key_file);
         for t in threads {
             let _ = t.join();
         }
