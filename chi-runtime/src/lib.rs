@@ -8,12 +8,14 @@
 //! * [`worker`]: workers running tasks in coroutines.
 //! * [`admin`]: the built-in admin module.
 //! * [`runtime`]: start, serve, stop.
-//! * [`cli`]: the `chi-runtime` command line.
+//! * [`cli`]: the `chi-runtime` command line; [`daemon_files`]: its pid and log
+//!   files, opened without following symbolic links.
 
 pub mod admin;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod daemon_files;
 pub mod ipc;
 pub mod module;
 pub mod pool;
