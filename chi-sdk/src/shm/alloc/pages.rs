@@ -37,8 +37,15 @@ pub(crate) fn current_pid() -> u32 {
 /// exists) and is not a zombie. A zombie has exited and only waits for its parent
 /// to reap it, which a parent may do late or never (an init that reaps lazily, a
 /// supervisor that does not reap): its locks, tasks and answers are gone.
+///
+/// Any `u32` may be asked (pids come from clients and from shared memory): 0 and
+/// values above `i32::MAX` name no process. Cast to a negative `pid_t` they would
+/// name process groups, or every process.
 pub fn pid_alive(pid: u32) -> bool {
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return false;
     };
     if matches!(
@@ -186,4 +193,17 @@ pub(crate) fn release(st: &PageState, descs: &[AtomicU32], first: u64, n: u64) {
         d.store(desc::FREE, Ordering::Release);
     }
     st.free_below_top.fetch_add(n, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pid_alive;
+
+    #[test]
+    fn pid_alive_takes_any_u32() {
+        assert!(pid_alive(std::process::id()));
+        for pid in [0, u32::MAX, i32::MAX as u32 + 1, 1 << 30] {
+            assert!(!pid_alive(pid), "{pid}");
+        }
+    }
 }
