@@ -129,8 +129,14 @@ fn daemonize(
     let log = log.unwrap_or_else(|| dir.log_file(cfg.port));
     let pid = pid.unwrap_or_else(|| dir.pid_file(cfg.port));
     // Both files are opened (and checked) before anything starts.
-    let out = open_log(&log)?;
     let pid_file = PidFile::open(&pid)?;
+    let out = match open_log(&log) {
+        Ok(f) => f,
+        Err(e) => {
+            pid_file.discard();
+            return Err(e);
+        }
+    };
     match spawn_daemon(cfg, config, &log, out) {
         Ok(daemon) => {
             let path = pid_file.path().to_owned();
