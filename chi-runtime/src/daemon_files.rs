@@ -193,7 +193,7 @@ mod tests {
         assert!(e.contains("hard links"), "{e}");
         let e = open_log(&hard).unwrap_err().to_string();
         assert!(e.contains("hard links"), "{e}");
-        let e = PidFile::open(&d).unwrap_err().to_string();
+        let e = format!("{:#}", PidFile::open(&d).unwrap_err());
         assert!(
             e.contains("not a regular file") || e.contains("directory"),
             "{e}"
