@@ -55,12 +55,24 @@ fn child_forged_key() {
     }
     let port = env_u64(PORT_ENV) as u16;
     // The SDK knows at once that the runtime is another user's.
-    match Client::connect(client_opts(port)) {
-        Err(ClientError::Auth(AuthError::OtherUser { owner, you, .. })) => {
-            println!("CONNECT owner={owner} you={you}")
-        }
+    let e = match Client::connect(client_opts(port)) {
+        Err(ClientError::Auth(e)) => e,
         other => panic!("Client::connect as another user: {other:?}"),
-    }
+    };
+    let AuthError::OtherUser {
+        owner,
+        you,
+        key_dir: Some(dir),
+        ..
+    } = &e
+    else {
+        panic!("Client::connect as another user: {e:?}")
+    };
+    // The message says whose runtime it is and where its key is.
+    let text = e.to_string();
+    assert!(text.contains("started by uid 0"), "{text}");
+    assert!(text.contains(&dir.display().to_string()), "{text}");
+    println!("CONNECT owner={owner} you={you}");
     // The key cannot be read.
     let path = PathBuf::from(env_str(KEY_ENV));
     match ControlKey::read(&path, 0) {

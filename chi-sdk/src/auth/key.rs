@@ -138,6 +138,9 @@ impl ControlKey {
                     port,
                     owner: o,
                     you: me,
+                    key_dir: RuntimeDir::candidates(o)
+                        .into_iter()
+                        .find(|d| rustix::fs::lstat(d).is_ok()),
                 });
             }
             Some(o) => o,

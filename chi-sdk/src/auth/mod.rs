@@ -91,7 +91,8 @@ pub enum AuthError {
     },
     /// The runtime on the port belongs to another user.
     #[error(
-        "not authorised: the runtime on port {port} was started by uid {owner}, and only that user (or root) may talk to it; you are uid {you}. Start your own runtime on another port"
+        "not authorised: the runtime on port {port} was started by uid {owner}, and only that user (or root) may talk to it; its key{} is private to them and you are uid {you}. Start your own runtime on another port",
+        key_dir.as_ref().map(|d| format!(" (in {})", d.display())).unwrap_or_default()
     )]
     OtherUser {
         /// The port.
@@ -100,6 +101,8 @@ pub enum AuthError {
         owner: u32,
         /// This process's uid.
         you: u32,
+        /// The directory of the runtime's key, if one of that user's exists.
+        key_dir: Option<PathBuf>,
     },
     /// No key file of the port was found.
     #[error(
