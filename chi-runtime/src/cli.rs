@@ -45,11 +45,11 @@ pub enum Command {
         /// Detach: run in the background, logging to --log-file; returns once ready.
         #[arg(long)]
         daemon: bool,
-        /// Log file of a daemon (default: <port>.log in the per-user directory,
-        /// $XDG_RUNTIME_DIR/chimaera or /tmp/chimaera-<uid>).
+        /// Log file of a daemon (default: {port}.log in the per-user directory,
+        /// $XDG_RUNTIME_DIR/chimaera or /tmp/chimaera-{uid}).
         #[arg(long)]
         log_file: Option<PathBuf>,
-        /// pid file of a daemon (default: <port>.pid in the per-user directory).
+        /// pid file of a daemon (default: {port}.pid in the per-user directory).
         #[arg(long)]
         pid_file: Option<PathBuf>,
     },
