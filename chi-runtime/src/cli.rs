@@ -2,6 +2,12 @@
 //! `default-config`. `chimaera_start_runtime` and `chimaera_stop_runtime` are
 //! the same commands under the seeds' names.
 //!
+//! `start --daemon` keeps its pid and log files in the per-user directory
+//! ([`RuntimeDir`]: `$XDG_RUNTIME_DIR/chimaera` or `/tmp/chimaera-{uid}`, mode
+//! 0700) unless told otherwise, and opens them without following symbolic links
+//! ([`crate::daemon_files`]); `stop` removes the pid file there once the runtime
+//! has exited.
+//!
 //! Exit codes: 0 success, 1 runtime error (including "no runtime running" for
 //! `stop` and `status`), 2 configuration error.
 
@@ -11,10 +17,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use chi_sdk::auth::{RuntimeDir, current_uid};
 use chi_sdk::client::{Client, ClientOptions};
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::daemon_files::{PidFile, open_log, remove_pid_file};
 use crate::runtime::Runtime;
 
 /// The Chimaera runtime daemon.
@@ -37,10 +45,11 @@ pub enum Command {
         /// Detach: run in the background, logging to --log-file; returns once ready.
         #[arg(long)]
         daemon: bool,
-        /// Log file of a daemon (default: /tmp/chi_runtime_<uid>_<port>.log).
+        /// Log file of a daemon (default: {port}.log in the per-user directory,
+        /// $XDG_RUNTIME_DIR/chimaera or /tmp/chimaera-{uid}).
         #[arg(long)]
         log_file: Option<PathBuf>,
-        /// pid file of a daemon (default: /tmp/chi_runtime_<uid>_<port>.pid).
+        /// pid file of a daemon (default: {port}.pid in the per-user directory).
         #[arg(long)]
         pid_file: Option<PathBuf>,
     },
@@ -80,12 +89,12 @@ fn init_logging(cfg: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    let file = cfg.logging.file.as_ref().and_then(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .ok()
+    let file = cfg.logging.file.as_ref().and_then(|p| match open_log(p) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("chi-runtime: {e:#}; logging to standard error instead");
+            None
+        }
     });
     let _ = match file {
         Some(f) => builder
@@ -110,28 +119,52 @@ fn opts(cfg: &Config) -> ClientOptions {
     }
 }
 
-fn default_file(cfg: &Config, ext: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/tmp/chi_runtime_{}_{}.{ext}",
-        rustix::process::getuid().as_raw(),
-        cfg.port
-    ))
-}
-
 fn daemonize(
     cfg: &Config,
     config: &Option<PathBuf>,
     log: Option<PathBuf>,
     pid: Option<PathBuf>,
 ) -> Result<()> {
+    let dir = RuntimeDir::ensure()?;
+    let log = log.unwrap_or_else(|| dir.log_file(cfg.port));
+    let pid = pid.unwrap_or_else(|| dir.pid_file(cfg.port));
+    // Both files are opened (and checked) before anything starts.
+    let pid_file = PidFile::open(&pid)?;
+    let out = match open_log(&log) {
+        Ok(f) => f,
+        Err(e) => {
+            pid_file.discard();
+            return Err(e);
+        }
+    };
+    match spawn_daemon(cfg, config, &log, out) {
+        Ok(daemon) => {
+            let path = pid_file.path().to_owned();
+            pid_file.write(daemon)?;
+            println!(
+                "chi-runtime started: pid {daemon}, port {}, log {}, pid file {}",
+                cfg.port,
+                log.display(),
+                path.display()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            pid_file.discard();
+            Err(e)
+        }
+    }
+}
+
+/// Starts the daemon writing to `out` (the log file `log`); returns its pid once
+/// it answers.
+fn spawn_daemon(
+    cfg: &Config,
+    config: &Option<PathBuf>,
+    log: &std::path::Path,
+    out: std::fs::File,
+) -> Result<u32> {
     use std::os::unix::process::CommandExt;
-    let log = log.unwrap_or_else(|| default_file(cfg, "log"));
-    let pid_file = pid.unwrap_or_else(|| default_file(cfg, "pid"));
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening log file {}", log.display()))?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.arg("start");
     if let Some(c) = config {
@@ -153,7 +186,7 @@ fn daemonize(
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(10).collect();
             bail!(
                 "the daemon exited during start ({status}); last lines of {}:\n{}",
@@ -163,16 +196,7 @@ fn daemonize(
         }
         if let Ok(st) = Client::status(&opts(cfg)) {
             if st.pid == child.id() {
-                std::fs::write(&pid_file, format!("{}\n", st.pid))
-                    .with_context(|| format!("writing pid file {}", pid_file.display()))?;
-                println!(
-                    "chi-runtime started: pid {}, port {}, log {}, pid file {}",
-                    st.pid,
-                    cfg.port,
-                    log.display(),
-                    pid_file.display()
-                );
-                return Ok(());
+                return Ok(st.pid);
             }
             // Ours cannot have the port. Do not leave it behind: if it has not
             // reached its bind yet it would take the port, unnoticed, once the
@@ -207,6 +231,10 @@ fn stop(cfg: &Config, timeout: Duration) -> Result<()> {
             bail!("the runtime (pid {pid}) did not exit within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+    // The pid file `start --daemon` wrote by default, if it names this runtime.
+    for dir in RuntimeDir::candidates(current_uid()) {
+        remove_pid_file(&dir.join(format!("{}.pid", cfg.port)), pid);
     }
     println!("chi-runtime stopped (pid {pid})");
     Ok(())

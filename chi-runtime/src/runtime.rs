@@ -1,32 +1,41 @@
 //! The runtime: start, serve the loopback socket, stop.
 //!
 //! # Start
-//! config → bind the loopback socket (a second runtime on the same port stops
-//! here, before touching any segment) → create the segments, the process queue
-//! and the runtime block → module manager → admin pool and the `compose` pools →
-//! spawn the workers → ready.
+//! config → the per-user directory (created 0700, or refused if unsafe) and a
+//! fresh key in memory → bind the loopback socket, which admits only peers
+//! presenting the key (a second runtime on the same port stops here, before
+//! touching any segment or key file) → write the key file → create the
+//! segments, the process queue and the runtime block → module manager → admin
+//! pool and the `compose` pools → spawn the workers → ready.
+//!
+//! # Serving
+//! Only peers with the key get a request through (see [`chi_sdk::auth`]). A
+//! request is one message of at most [`MAX_REQUEST_BYTES`]; a larger one, or
+//! one that is not a well-formed [`Request`], gets a `Reply::Error`. Registered
+//! clients are bounded (`control.max_clients`) and must be live processes.
 //!
 //! # Stop
 //! (a `Stop` request, a StopRuntime task, SIGINT or SIGTERM) → the runtime block
-//! says STOPPING (waiting clients notice) → the socket stops answering → workers
-//! finish parked tasks and fail what is queued with `SHUTDOWN` → pools are
-//! destroyed → STOPPED → segments unlinked.
+//! says STOPPING (waiting clients notice) → the socket stops answering → the key
+//! file is removed → workers finish parked tasks and fail what is queued with
+//! `SHUTDOWN` → pools are destroyed → STOPPED → segments unlinked.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chi_sdk::abi::AbiFingerprint;
+use chi_sdk::auth::{ControlKey, KeyFile, RuntimeDir};
 use chi_sdk::proto::{
     LaneStatus, PoolStatus, ReaperStatus, Registration, Reply, Request, StatusReport, WorkerStatus,
     runtime_state,
 };
 use chi_sdk::queue::Priority;
-use chi_sdk::transport::{ControlServer, TransportError, ZmqServer};
+use chi_sdk::transport::{ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, ZmqServer};
 use chi_sdk::types::PoolId;
 
+use crate::clients::ClientRegistry;
 use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::module::{Builtin, MODULES, ModuleManager};
@@ -46,8 +55,7 @@ pub struct Shared {
     pub pools: PoolManager,
     stop: AtomicBool,
     started: Instant,
-    clients: Mutex<HashMap<u32, u32>>,
-    next_client: AtomicU32,
+    clients: ClientRegistry,
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     /// What the process reaper did.
     pub reaper: ReaperStats,
@@ -79,20 +87,18 @@ impl Shared {
     /// Drops the registrations of client processes that are gone; returns how
     /// many it dropped.
     pub fn forget_dead_clients(&self) -> u64 {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let before = clients.len();
-        clients.retain(|id, pid| {
-            let alive = chi_sdk::shm::alloc::pid_alive(*pid);
-            if !alive {
+        let mut n = 0;
+        for (id, pid) in self.clients.list() {
+            if !chi_sdk::shm::alloc::pid_alive(pid) && self.clients.forget(id).is_some() {
                 tracing::info!(
                     client = id,
                     pid,
                     "client process is gone; registration dropped"
                 );
+                n += 1;
             }
-            alive
-        });
-        (before - clients.len()) as u64
+        }
+        n
     }
 
     /// Creates a pool of `module` (loading it if needed).
@@ -165,10 +171,9 @@ impl Shared {
                 .sum(),
             clients: self
                 .clients
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .filter(|&&pid| chi_sdk::shm::alloc::pid_alive(pid))
+                .list()
+                .iter()
+                .filter(|&&(_, pid)| chi_sdk::shm::alloc::pid_alive(pid))
                 .count() as u32,
             reaper: ReaperStatus {
                 clients_reaped: self.reaper.clients_reaped.load(Ordering::Relaxed),
@@ -181,14 +186,31 @@ impl Shared {
         }
     }
 
+    /// The registered clients as `(client id, pid)`, sorted by id: what a
+    /// process reaper checks for dead processes.
+    pub fn registered_clients(&self) -> Vec<(u32, u32)> {
+        self.clients.list()
+    }
+
+    /// Forgets client `client_id` (its process died, or it unregistered);
+    /// returns its pid if it was registered.
+    pub fn forget_client(&self, client_id: u32) -> Option<u32> {
+        self.clients.forget(client_id)
+    }
+
+    /// Answers one control request (from a peer that presented the key).
     fn answer(&self, req: Request) -> Reply {
         match req {
             Request::Register { pid } => {
-                let id = self.next_client.fetch_add(1, Ordering::Relaxed);
-                self.clients
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, pid);
+                let id = match self.clients.register(pid) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!(pid, error = %e, "registration refused");
+                        return Reply::Error {
+                            message: format!("registration refused: {e}"),
+                        };
+                    }
+                };
                 tracing::debug!(client = id, pid, "client registered");
                 Reply::Registered(Registration {
                     node_id: self.node_id,
@@ -204,10 +226,7 @@ impl Shared {
                 })
             }
             Request::Unregister { client_id } => {
-                self.clients
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&client_id);
+                self.forget_client(client_id);
                 Reply::Ok {
                     pid: std::process::id(),
                 }
@@ -227,6 +246,7 @@ impl Shared {
 pub struct Runtime {
     shared: Arc<Shared>,
     server: ZmqServer,
+    key_file: KeyFile,
     threads: Vec<std::thread::JoinHandle<()>>,
     signal: Arc<AtomicBool>,
 }
@@ -289,11 +309,12 @@ fn worker_thread(
     }
 }
 
-/// Binds the first host of the list this machine can (node id = its index + 1).
-fn bind(cfg: &Config) -> Result<(ZmqServer, u32)> {
+/// Binds the first host of the list this machine can (node id = its index + 1),
+/// admitting peers that present `key`.
+fn bind(cfg: &Config, key: &ControlKey) -> Result<(ZmqServer, u32)> {
     let mut last = None;
     for (i, host) in cfg.hosts.iter().enumerate() {
-        match ZmqServer::bind(host, cfg.port) {
+        match ZmqServer::bind(host, cfg.port, key.clone()) {
             Ok(s) => return Ok((s, i as u32 + 1)),
             Err(e @ TransportError::AddressInUse { .. }) => {
                 bail!("{e}; stop it with 'chi-runtime stop' or choose another port")
@@ -315,7 +336,12 @@ impl Runtime {
     pub fn start(config: Config) -> Result<Runtime> {
         config.check_resources()?;
         let t0 = Instant::now();
-        let (server, node_id) = bind(&config)?;
+        let dir = RuntimeDir::ensure()?;
+        let key = ControlKey::generate().context("reading random bytes for the runtime's key")?;
+        let (server, node_id) = bind(&config, &key)?;
+        // Only now that the port is ours: a stale key of this port is replaced.
+        let key_file = key.write(&dir, config.port)?;
+        tracing::debug!(path = %key_file.path().display(), "key written");
         let low_workers = config.workers.low_latency.max(1);
         let high_workers = config.workers.high_latency;
         let low_lanes = config.queue.lanes.max(1);
@@ -334,6 +360,7 @@ impl Runtime {
         {
             tracing::debug!("module manager already set in this process; reusing it");
         }
+        let clients = ClientRegistry::new(config.control.max_clients as usize);
         let shared = Arc::new(Shared {
             pools: PoolManager::new(chi_sdk::types::NodeId(node_id)),
             config,
@@ -341,8 +368,7 @@ impl Runtime {
             ipc,
             stop: AtomicBool::new(false),
             started: Instant::now(),
-            clients: Mutex::new(HashMap::new()),
-            next_client: AtomicU32::new(1),
+            clients,
             workers: Mutex::new(Vec::new()),
             reaper: ReaperStats::default(),
         });
@@ -424,6 +450,7 @@ impl Runtime {
         Ok(Runtime {
             shared,
             server,
+            key_file,
             threads,
             signal,
         })
@@ -449,11 +476,21 @@ impl Runtime {
                     continue;
                 }
             };
-            let reply = match serde_json::from_slice::<Request>(&msg) {
-                Ok(req) => self.shared.answer(req),
-                Err(e) => Reply::Error {
-                    message: format!("malformed request: {e}"),
+            let reply = match msg {
+                Incoming::Request(bytes) => match serde_json::from_slice::<Request>(&bytes) {
+                    Ok(req) => self.shared.answer(req),
+                    Err(e) => Reply::Error {
+                        message: format!("malformed request: {e}"),
+                    },
                 },
+                Incoming::Rejected { size, parts } => {
+                    tracing::warn!(size, parts, "refused an oversized control request");
+                    Reply::Error {
+                        message: format!(
+                            "request refused: {size} bytes in {parts} part(s); a request is one message of at most {MAX_REQUEST_BYTES} bytes"
+                        ),
+                    }
+                }
             };
             let bytes = serde_json::to_vec(&reply).unwrap_or_default();
             if let Err(e) = self.server.reply(&bytes) {
@@ -468,10 +505,12 @@ impl Runtime {
         let Runtime {
             shared,
             server,
+            key_file,
             threads,
             ..
         } = self;
         drop(server);
+        drop(key_file);
         for t in threads {
             let _ = t.join();
         }

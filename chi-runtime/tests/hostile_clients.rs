@@ -79,8 +79,10 @@ fn status(setup: &Setup) -> StatusReport {
 }
 
 fn setup_with(test: &str, extra: &str) -> Setup {
-    let mut o = ConfigOpts::default();
-    o.extra = format!("reaper:\n  interval: 50ms\n{extra}");
+    let o = ConfigOpts {
+        extra: format!("reaper:\n  interval: 50ms\n{extra}"),
+        ..ConfigOpts::default()
+    };
     Setup::with(test, o)
 }
 

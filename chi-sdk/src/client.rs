@@ -15,11 +15,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::abi::AbiFingerprint;
+use crate::auth::{AuthError, ControlKey};
 use crate::proto::{self, Registration, Reply, Request, RuntimeBlock, runtime_state};
 use crate::queue::{MultiLaneQueue, Priority, PushError, QueueError};
 use crate::shm::{AllocError, Allocator, FullPtr, Segment, ShmError, ShmPtr};
 use crate::task::{Task, TaskHeader, code, state};
-use crate::transport::{ControlClient, TransportError, ZmqClient};
+use crate::transport::{self, ControlClient, TransportError, ZmqClient};
 use crate::types::{NodeId, TaskNode};
 
 /// How to find the runtime.
@@ -86,9 +87,16 @@ pub enum ClientError {
     /// Talking to the runtime's socket failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The runtime's key could not be read: not this user's runtime, or its key
+    /// file is missing or unsafe.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The runtime answered something unexpected.
     #[error("unexpected answer from the runtime: {0}")]
     Protocol(String),
+    /// The runtime refused the request, saying why.
+    #[error("the runtime refused the request: {0}")]
+    Refused(String),
     /// The runtime was built against another ABI.
     #[error(
         "the runtime's ABI ({runtime}) differs from this client's ({client}); rebuild the client against the runtime's chi-sdk"
@@ -369,9 +377,23 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The key of the runtime at `opts` ([`ControlKey::find`]); without one, says
+/// first whether anything listens there at all.
+fn control_key(opts: &ClientOptions) -> Result<ControlKey, ClientError> {
+    match ControlKey::find(&opts.addr, opts.port) {
+        Ok(k) => Ok(k),
+        Err(e @ AuthError::NoKey { .. }) => {
+            transport::probe(&opts.addr, opts.port, opts.connect_timeout)?;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn request(opts: &ClientOptions, req: &Request) -> Result<Reply, ClientError> {
     let msg = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let raw = ZmqClient::new(&opts.addr, opts.port).request(&msg, opts.connect_timeout)?;
+    let key = control_key(opts)?;
+    let raw = ZmqClient::new(&opts.addr, opts.port, key).request(&msg, opts.connect_timeout)?;
     serde_json::from_slice(&raw).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 
@@ -391,7 +413,7 @@ impl Client {
             },
         )? {
             Reply::Registered(r) => r,
-            Reply::Error { message } => return Err(ClientError::Protocol(message)),
+            Reply::Error { message } => return Err(ClientError::Refused(message)),
             other => return Err(ClientError::Protocol(format!("{other:?}"))),
         };
         let ours = AbiFingerprint::current().to_string();
@@ -754,6 +776,7 @@ impl Client {
     pub fn status(opts: &ClientOptions) -> Result<proto::StatusReport, ClientError> {
         match request(opts, &Request::Status)? {
             Reply::Status(s) => Ok(s),
+            Reply::Error { message } => Err(ClientError::Refused(message)),
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }
     }
@@ -762,6 +785,7 @@ impl Client {
     pub fn request_stop(opts: &ClientOptions) -> Result<u32, ClientError> {
         match request(opts, &Request::Stop)? {
             Reply::Ok { pid } => Ok(pid),
+            Reply::Error { message } => Err(ClientError::Refused(message)),
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }
     }

@@ -12,7 +12,8 @@
 //! * [`abi`]: the C boundary between the runtime and module libraries;
 //!   [`container`]: what a module's container sees of the runtime.
 //! * [`client`], [`admin`], [`proto`], [`transport`]: registering with a runtime,
-//!   submitting and waiting for tasks, the admin pool's calls.
+//!   submitting and waiting for tasks, the admin pool's calls; [`auth`]: the
+//!   runtime's key, which only its user can read, and the per-user directory.
 //!
 //! Building with `RUSTFLAGS="--cfg loom"` compiles only the lock-free algorithms
 //! (the allocator's free lists, the lane rings and the doorbell handshake) against
@@ -28,6 +29,8 @@ pub(crate) mod sync;
 pub mod abi;
 #[cfg(not(loom))]
 pub mod admin;
+#[cfg(not(loom))]
+pub mod auth;
 #[cfg(not(loom))]
 pub mod client;
 #[cfg(not(loom))]

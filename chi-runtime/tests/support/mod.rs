@@ -104,6 +104,7 @@ impl Watchdog {
                 for s in remove_segments(port) {
                     eprintln!("watchdog: removed segment {s}");
                 }
+                remove_runtime_files(port);
             }
         }))
     }
@@ -127,6 +128,17 @@ pub fn segments(port: u16) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// Removes what runtimes on `port` may leave in this user's runtime directories
+/// (a killed runtime's key file, a daemon's pid and log files).
+pub fn remove_runtime_files(port: u16) {
+    let uid = chi_sdk::auth::current_uid();
+    for dir in chi_sdk::auth::RuntimeDir::candidates(uid) {
+        for ext in ["key", "pid", "log"] {
+            let _ = std::fs::remove_file(dir.join(format!("{port}.{ext}")));
+        }
+    }
 }
 
 /// Removes the segments of `port`; returns the names removed.
@@ -322,6 +334,7 @@ impl Drop for Setup {
         for s in remove_segments(self.port) {
             eprintln!("test cleanup: removed leftover segment /dev/shm/{s}");
         }
+        remove_runtime_files(self.port);
         unregister_port(self.port);
     }
 }

@@ -1,0 +1,191 @@
+//! The per-user directory of a runtime's key, pid and log files.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode};
+
+use super::{AuthError, current_uid};
+
+/// Name of the directory under `$XDG_RUNTIME_DIR`.
+pub const DIR_NAME: &str = "chimaera";
+
+/// A directory private to one user (0700, owned by them, not a symbolic link)
+/// holding the files of that user's runtimes: `{port}.key`, `{port}.pid`,
+/// `{port}.log`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeDir {
+    path: PathBuf,
+}
+
+impl RuntimeDir {
+    /// This user's directory, created if missing: `$XDG_RUNTIME_DIR/chimaera` if
+    /// `XDG_RUNTIME_DIR` names a private directory of this user, else
+    /// `/tmp/chimaera-{uid}`. Fails, saying why, unless the result is a real
+    /// directory owned by this user without group or other access.
+    pub fn ensure() -> Result<RuntimeDir, AuthError> {
+        let uid = current_uid();
+        let path = xdg_base(uid)
+            .map(|b| b.join(DIR_NAME))
+            .unwrap_or_else(|| tmp_dir(uid));
+        match rustix::fs::mkdir(&path, Mode::RWXU) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => {
+                return Err(AuthError::Io {
+                    action: "creating the runtime directory",
+                    path,
+                    source: e.into(),
+                });
+            }
+        }
+        check_private_dir(&path, uid)?;
+        Ok(RuntimeDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The key file of the runtime on `port`.
+    pub fn key_file(&self, port: u16) -> PathBuf {
+        self.path.join(format!("{port}.key"))
+    }
+
+    /// The pid file of the daemon on `port`.
+    pub fn pid_file(&self, port: u16) -> PathBuf {
+        self.path.join(format!("{port}.pid"))
+    }
+
+    /// The log file of the daemon on `port`.
+    pub fn log_file(&self, port: u16) -> PathBuf {
+        self.path.join(format!("{port}.log"))
+    }
+
+    /// Where a runtime of `uid` may keep its files, in the order clients look:
+    /// this process's `$XDG_RUNTIME_DIR/chimaera` (if `uid` is ours and the
+    /// variable names a private directory), `/run/user/{uid}/chimaera` (the usual
+    /// `XDG_RUNTIME_DIR` of a login session, so a client without the variable
+    /// still finds a runtime started with it), `/tmp/chimaera-{uid}`. The
+    /// directories may not exist.
+    pub fn candidates(uid: u32) -> Vec<PathBuf> {
+        let mut v = Vec::with_capacity(3);
+        if uid == current_uid()
+            && let Some(b) = xdg_base(uid)
+        {
+            v.push(b.join(DIR_NAME));
+        }
+        let run = Path::new("/run/user").join(uid.to_string()).join(DIR_NAME);
+        if !v.contains(&run) {
+            v.push(run);
+        }
+        v.push(tmp_dir(uid));
+        v
+    }
+}
+
+/// `/tmp/chimaera-{uid}`.
+fn tmp_dir(uid: u32) -> PathBuf {
+    PathBuf::from(format!("/tmp/{DIR_NAME}-{uid}"))
+}
+
+/// `$XDG_RUNTIME_DIR`, if it is an absolute path to a private directory of `uid`.
+fn xdg_base(uid: u32) -> Option<PathBuf> {
+    let base = PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?);
+    if !base.is_absolute() {
+        return None;
+    }
+    match check_private_dir(&base, uid) {
+        Ok(()) => Some(base),
+        Err(e) => {
+            tracing::debug!(error = %e, "not using XDG_RUNTIME_DIR");
+            None
+        }
+    }
+}
+
+/// Fails unless `path` is a directory (not a symbolic link) owned by `uid` with
+/// no group or other permission bits.
+pub(crate) fn check_private_dir(path: &Path, uid: u32) -> Result<(), AuthError> {
+    let st = rustix::fs::lstat(path).map_err(|e| AuthError::Io {
+        action: "checking the runtime directory",
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    let unsafe_dir = |problem: String| AuthError::UnsafeDir {
+        path: path.to_owned(),
+        problem,
+    };
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => {}
+        FileType::Symlink => return Err(unsafe_dir("it is a symbolic link".into())),
+        _ => return Err(unsafe_dir("it is not a directory".into())),
+    }
+    if st.st_uid != uid {
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, not to uid {uid} (another user may have created it to read or replace the runtime's files)",
+            st.st_uid
+        )));
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(unsafe_dir(format!(
+            "its mode is {:04o}: group or others have access",
+            st.st_mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("chi-auth-dir-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn private_directory_checks() {
+        let uid = current_uid();
+        let d = scratch("checks");
+        let ok = d.join("ok");
+        std::fs::create_dir(&ok).unwrap();
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o700)).unwrap();
+        check_private_dir(&ok, uid).unwrap();
+
+        let open = d.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = check_private_dir(&open, uid).unwrap_err().to_string();
+        assert!(e.contains("mode is 0755"), "{e}");
+
+        let link = d.join("link");
+        symlink(&ok, &link).unwrap();
+        let e = check_private_dir(&link, uid).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+
+        let file = d.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let e = check_private_dir(&file, uid).unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
+
+        let e = check_private_dir(&ok, uid + 1).unwrap_err().to_string();
+        assert!(e.contains(&format!("belongs to uid {uid}")), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn candidates_end_in_tmp() {
+        let c = RuntimeDir::candidates(4242);
+        assert_eq!(
+            c,
+            vec![
+                PathBuf::from("/run/user/4242/chimaera"),
+                PathBuf::from("/tmp/chimaera-4242")
+            ]
+        );
+    }
+}

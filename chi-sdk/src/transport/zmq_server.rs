@@ -1,0 +1,190 @@
+//! The ZeroMQ REP server of the control socket, and its authenticator.
+
+use std::time::{Duration, Instant};
+
+use super::{
+    ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, millis, tcp_endpoint, zerr,
+};
+use crate::auth::{ControlKey, current_uid};
+
+/// Where libzmq sends its authentication (ZAP, RFC 27) requests.
+const ZAP_ENDPOINT: &str = "inproc://zeromq.zap.01";
+/// The ZAP domain of the control socket.
+const ZAP_DOMAIN: &str = "chimaera-control";
+
+/// How many refused connections are logged per [`REFUSAL_WINDOW`]; the rest are
+/// counted and summed up in the next window.
+const REFUSALS_LOGGED: u32 = 5;
+/// See [`REFUSALS_LOGGED`].
+const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+
+/// ZeroMQ REP server bound to one endpoint, admitting only peers that present
+/// its key. It has a ZeroMQ context of its own, whose authentication requests it
+/// answers from [`recv`](ControlServer::recv).
+pub struct ZmqServer {
+    sock: zmq::Socket,
+    zap: zmq::Socket,
+    endpoint: String,
+    key: ControlKey,
+    refusals: Refusals,
+}
+
+impl std::fmt::Debug for ZmqServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZmqServer")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl ZmqServer {
+    /// Binds `addr:port`, admitting only clients presenting `key`; fails with
+    /// [`TransportError::AddressInUse`] if the address is taken.
+    pub fn bind(addr: &str, port: u16, key: ControlKey) -> Result<ZmqServer, TransportError> {
+        let endpoint = tcp_endpoint(addr, port);
+        // A context of its own: the ZAP endpoint is one per context.
+        let ctx = zmq::Context::new();
+        let zap = ctx.socket(zmq::REP).map_err(zerr(&endpoint))?;
+        zap.set_linger(0).map_err(zerr(&endpoint))?;
+        // Bound before the control socket: a handshake without an authenticator
+        // fails.
+        zap.bind(ZAP_ENDPOINT).map_err(zerr(&endpoint))?;
+        let sock = ctx.socket(zmq::REP).map_err(zerr(&endpoint))?;
+        sock.set_linger(0).map_err(zerr(&endpoint))?;
+        sock.set_maxmsgsize(MAX_REQUEST_BYTES as i64)
+            .map_err(zerr(&endpoint))?;
+        sock.set_plain_server(true).map_err(zerr(&endpoint))?;
+        sock.set_zap_domain(ZAP_DOMAIN).map_err(zerr(&endpoint))?;
+        sock.bind(&endpoint).map_err(|e| match e {
+            zmq::Error::EADDRINUSE => TransportError::AddressInUse {
+                endpoint: endpoint.clone(),
+            },
+            e => zerr(&endpoint)(e),
+        })?;
+        Ok(ZmqServer {
+            sock,
+            zap,
+            endpoint,
+            key,
+            refusals: Refusals::new(),
+        })
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Answers one ZAP request: admits the peer if it presented the key.
+    fn authenticate(&mut self) -> Result<(), TransportError> {
+        let frames = self.zap.recv_multipart(0).map_err(zerr(&self.endpoint))?;
+        // version, request id, domain, address, routing id, mechanism, credentials.
+        let admitted = frames.len() == 8
+            && frames[0] == b"1.0"
+            && frames[5] == b"PLAIN"
+            && self.key.matches(&frames[7]);
+        let id = frames.get(1).cloned().unwrap_or_default();
+        let (code, text): (&[u8], &[u8]) = if admitted {
+            (b"200", b"OK")
+        } else {
+            (b"400", b"not authorised")
+        };
+        // version, request id, status code, status text, user id, metadata.
+        self.zap
+            .send_multipart([b"1.0".as_slice(), &id, code, text, b"", b""], 0)
+            .map_err(zerr(&self.endpoint))?;
+        if !admitted {
+            let peer = frames
+                .get(3)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default();
+            self.refusals.note(&peer);
+        }
+        Ok(())
+    }
+
+    /// Reads every part of the next request.
+    fn read_request(&mut self) -> Result<Incoming, TransportError> {
+        let first = self.sock.recv_msg(0).map_err(zerr(&self.endpoint))?;
+        let mut size = first.len();
+        let mut parts = 1;
+        // Discarded as they come: REP answers only once the last part is read.
+        while self.sock.get_rcvmore().map_err(zerr(&self.endpoint))? {
+            size += self.sock.recv_msg(0).map_err(zerr(&self.endpoint))?.len();
+            parts += 1;
+        }
+        Ok(if parts > 1 || size > MAX_REQUEST_BYTES {
+            Incoming::Rejected { size, parts }
+        } else {
+            Incoming::Request(first.to_vec())
+        })
+    }
+}
+
+impl ControlServer for ZmqServer {
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Incoming>, TransportError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut items = [
+                self.sock.as_poll_item(zmq::POLLIN),
+                self.zap.as_poll_item(zmq::POLLIN),
+            ];
+            zmq::poll(&mut items, millis(left)).map_err(zerr(&self.endpoint))?;
+            let (request, zap) = (items[0].is_readable(), items[1].is_readable());
+            if zap {
+                self.authenticate()?;
+            }
+            if request {
+                return self.read_request().map(Some);
+            }
+            if !zap && Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn reply(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+        self.sock.send(msg, 0).map_err(zerr(&self.endpoint))
+    }
+}
+
+/// Logs refused connections, at most [`REFUSALS_LOGGED`] per [`REFUSAL_WINDOW`].
+struct Refusals {
+    window: Instant,
+    logged: u32,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn new() -> Refusals {
+        Refusals {
+            window: Instant::now(),
+            logged: 0,
+            unlogged: 0,
+        }
+    }
+
+    fn note(&mut self, peer: &str) {
+        if self.window.elapsed() >= REFUSAL_WINDOW {
+            if self.unlogged > 0 {
+                tracing::warn!(
+                    count = self.unlogged,
+                    "refused {} more control connections without the runtime's key",
+                    self.unlogged
+                );
+            }
+            *self = Refusals::new();
+        }
+        if self.logged < REFUSALS_LOGGED {
+            self.logged += 1;
+            tracing::warn!(
+                peer,
+                "refused a control connection without the runtime's key: not authorised, only the user who started the runtime (uid {}) may talk to it",
+                current_uid()
+            );
+        } else {
+            self.unlogged += 1;
+        }
+    }
+}
