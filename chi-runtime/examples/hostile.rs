@@ -51,7 +51,7 @@ fn main() -> Result<()> {
         "block" => block(&client()?, arg(1, 1000) as u32),
         _ => {
             eprintln!(
-                "usage: hostile good MS | good-lane LANE N | garbage N SEED | stale | scribble | hold TASKS BUFFER_MIB \
+                "usage: hostile good MS | good-lane LANE N | garbage N SEED | stale | scribble | hold TASKS BUFFERS \
                  | claim LANE | connect | flood N MS | block MS   (runtime from CHI_PORT)"
             );
             bail!("unknown command {cmd:?}")
@@ -272,9 +272,9 @@ fn scribble(c: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Holds `tasks` allocated tasks (some submitted and slow), `mib` MiB of
-/// client-data buffers, then prints READY and waits to be killed.
-fn hold(c: &Client, tasks: u64, mib: u64) -> Result<()> {
+/// Holds `tasks` allocated tasks (some submitted and slow), `buffers`
+/// client-data buffers of 256 KiB, then prints READY and waits to be killed.
+fn hold(c: &Client, tasks: u64, buffers: u64) -> Result<()> {
     let m = ModNameClient::create(c, "hostile_sleepers", &CreateParams::default())?;
     let mut held = Vec::new();
     for i in 0..tasks {
@@ -285,8 +285,8 @@ fn hold(c: &Client, tasks: u64, mib: u64) -> Result<()> {
         pending.push(m.async_sleep(c, 300, false)?);
     }
     let mut bufs = Vec::new();
-    for _ in 0..mib {
-        bufs.push(c.allocate_buffer(1 << 20)?);
+    for _ in 0..buffers {
+        bufs.push(c.allocate_buffer(256 << 10)?);
     }
     // Fire-and-forget tasks in flight too.
     for v in 0..16 {

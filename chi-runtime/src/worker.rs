@@ -115,7 +115,7 @@ pub enum Invalid {
     },
 }
 
-/// Checks that `ptr`, a word popped from a lane, names the start of a live task
+/// Checks that `word`, popped from a lane, names the start of a live task
 /// block of the main segment that is not one of the runtime's own structures
 /// (`runtime_owned`), and that the size its header claims fits the block.
 /// Returns the header and the generation the task has now (the runtime writes
@@ -125,8 +125,9 @@ pub enum Invalid {
 pub fn validate_task(
     alloc: &Allocator,
     runtime_owned: &[ShmPtr],
-    ptr: ShmPtr,
+    word: ShmPtr,
 ) -> Result<(*mut TaskHeader, u32), Invalid> {
+    let (ptr, tag) = chi_sdk::task::split_task_word(word);
     if ptr.segment() != alloc.segment_id() {
         return Err(Invalid::Refuse(format!(
             "{ptr} is not in the main segment ({})",
@@ -160,6 +161,12 @@ pub fn validate_task(
         )));
     }
     let generation = hdr.generation;
+    if tag != 0 && tag != chi_sdk::task::generation_tag(generation) {
+        return Err(Invalid::Refuse(format!(
+            "{ptr} is stale: its block holds another task now (generation changed since the \
+             pointer was pushed; the client freed the task before the runtime took it)"
+        )));
+    }
     let size = u64::from(hdr.size);
     if size < size_of::<TaskHeader>() as u64 || size > usable {
         return Err(Invalid::Fail {
@@ -236,6 +243,10 @@ const SKIP_AFTER_DEATH: Duration = Duration::from_millis(500);
 /// ...and after this long in any case (a producer preempted between its claim
 /// and its publication for this long is gone or stopped).
 const SKIP_ANYWAY: Duration = Duration::from_secs(30);
+
+/// Loop iterations between two looks for lanes held up by unpublished cells
+/// while the worker is busy (an idle worker looks before it sleeps).
+const STALL_CHECK_EVERY: u64 = 4096;
 
 /// Rate limits of the worker's warnings about refused words and failures.
 static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
@@ -375,6 +386,11 @@ impl Worker {
             self.stats.beat.store(self.beat, Ordering::Relaxed);
             if self.shared.stopping() {
                 break;
+            }
+            // A lane held up by a cell a dead client claimed must be noticed
+            // even while other lanes and suspended tasks keep the worker busy.
+            if self.beat.is_multiple_of(STALL_CHECK_EVERY) {
+                self.check_stalled_cells();
             }
             // Past `max_live` coroutines, new tasks wait in their lanes
             // (back-pressure) while the suspended ones are resumed.

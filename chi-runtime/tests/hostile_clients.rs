@@ -79,8 +79,9 @@ fn status(setup: &Setup) -> StatusReport {
 }
 
 fn setup_with(test: &str, extra: &str) -> Setup {
+    let modules = support::modules::module_dir().display().to_string();
     let o = ConfigOpts {
-        extra: format!("reaper:\n  interval: 50ms\n{extra}"),
+        extra: format!("module_path: [{modules:?}]\nreaper:\n  interval: 50ms\n{extra}"),
         ..ConfigOpts::default()
     };
     Setup::with(test, o)
@@ -203,17 +204,23 @@ fn killed_clients_give_back_every_byte_slot_and_lane() {
     let i = spawn(&mut kids, &setup, &["flood", "1", "1"], "warm-up");
     kids.wait_for(i, WATCHDOG);
     let base = held(&status(&setup));
-    let rounds = 60;
+    let rounds = 200;
     let lanes = status(&setup).lanes.len();
     for r in 0..rounds {
         // A client holding tasks (some in flight), buffers and fire-and-forget
         // tasks, killed with SIGKILL.
-        let h = spawn(&mut kids, &setup, &["hold", "40", "2"], &format!("hold{r}"));
+        let h = spawn(&mut kids, &setup, &["hold", "40", "4"], &format!("hold{r}"));
         wait_ready(&mut kids, h);
         kids.kill(h);
+        // A well-behaved client killed at a random moment of its pushes and waits.
+        if r % 2 == 0 {
+            let g = spawn(&mut kids, &setup, &["good", "5000"], &format!("good{r}"));
+            std::thread::sleep(Duration::from_millis(20 + (r as u64 * 37) % 60));
+            kids.kill(g);
+        }
         // A client that dies between claiming a lane cell and publishing it.
-        if r % 6 == 0 {
-            let lane = (r / 6) % lanes;
+        if r % 10 == 0 {
+            let lane = (r / 10) % lanes;
             let c = spawn(&mut kids, &setup, &["claim", &lane.to_string()], "claim");
             let st = kids.expect_exit(c, WATCHDOG);
             assert!(st.is_some(), "the claiming client did not exit");
@@ -222,16 +229,10 @@ fn killed_clients_give_back_every_byte_slot_and_lane() {
     }
     // Every lane moves again, and everything comes back.
     every_lane_serves(&mut kids, &setup);
-    let mut last = None;
     wait_until(
         Duration::from_secs(60),
         "the reaper giving everything back",
-        || {
-            let now = held(&status(&setup));
-            let ok = now == base;
-            last = Some(now);
-            ok
-        },
+        || gave_back(&held(&status(&setup)), &base),
     );
     let s = status(&setup);
     assert_healthy(&s);
@@ -239,7 +240,17 @@ fn killed_clients_give_back_every_byte_slot_and_lane() {
     assert!(s.reaper.blocks_freed > 0, "{:?}", s.reaper);
     let skipped: u64 = s.workers.iter().map(|w| w.cells_skipped).sum();
     assert!(skipped >= 1, "no claimed cell was skipped: {s:?}");
-    let _ = last;
+}
+
+/// Whether `now` is back at `base`: every byte and registration exactly; the
+/// owner slots too, but for the runtime's own (a module attaches its
+/// allocator handles on first use, on the workers that first call it).
+fn gave_back(now: &Held, base: &Held) -> bool {
+    now.main_bytes == base.main_bytes
+        && now.data_bytes == base.data_bytes
+        && now.clients == base.clients
+        && now.main_owners <= base.main_owners + 4
+        && now.data_owners <= base.data_owners + 4
 }
 
 /// Waits until child `i` printed READY (failing the test after the watchdog limit).

@@ -560,8 +560,9 @@ impl Client {
         // Relaxed: published to the worker by the push (Release on the cell).
         h.lane.store(lane as u32, Ordering::Relaxed);
         h.state.fetch_or(state::QUEUED, Ordering::Relaxed);
+        let word = crate::task::task_word(task.shm(), task.generation);
         self.queue
-            .push_to_lane(lane, task.shm(), Some(self.opts.connect_timeout))?;
+            .push_to_lane(lane, word, Some(self.opts.connect_timeout))?;
         Ok(())
     }
 

@@ -214,6 +214,31 @@ impl TaskHeader {
     }
 }
 
+/// The word that carries a task through a queue: its [`ShmPtr`](crate::shm::ShmPtr)
+/// with a tag of its generation in the top byte (which no segment id uses:
+/// ids stop at 255). The runtime compares the tag with the generation the block
+/// holds when it pops the word, so a pointer that was freed, and whose block
+/// was reused by another task, before the runtime took it is refused instead
+/// of running the new task in its place. Tag 0 means "untagged" (no check).
+pub fn task_word(ptr: crate::shm::ShmPtr, generation: u32) -> crate::shm::ShmPtr {
+    let tag = u64::from(generation_tag(generation));
+    crate::shm::ShmPtr::from_bits((ptr.to_bits() & !(0xff << 56)) | (tag << 56))
+}
+
+/// Splits a queue word into the task pointer and its generation tag (0: none).
+pub fn split_task_word(word: crate::shm::ShmPtr) -> (crate::shm::ShmPtr, u8) {
+    let bits = word.to_bits();
+    (
+        crate::shm::ShmPtr::from_bits(bits & !(0xff << 56)),
+        (bits >> 56) as u8,
+    )
+}
+
+/// The 8-bit tag of `generation` in a queue word (1..=255).
+pub fn generation_tag(generation: u32) -> u8 {
+    (generation % 255) as u8 + 1
+}
+
 /// A fresh task generation (never 0): a per-thread sequence whose start is
 /// drawn from the process id, the thread and the clock, so that two threads (or
 /// processes) reusing one block almost never draw the same value (1 in 2^32).
