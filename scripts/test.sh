@@ -39,4 +39,6 @@ cargo build --release -p chi-runtime -p chi-bench -p bdev -p mod_name
 bench_out="$(mktemp -d)"
 "${CARGO_TARGET_DIR:-target}/release/chi-bench" all --quick --json "$bench_out/bench.json" --plot "$bench_out"
 rm -rf "$bench_out"
+echo "== soak (short): mixed clients, one killed every 3 s, nothing may leak"
+"${CARGO_TARGET_DIR:-target}/release/chi-bench" soak --seconds 30
 echo "== all tests passed"

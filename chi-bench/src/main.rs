@@ -150,6 +150,10 @@ enum Cmd {
     ModuleEcho,
     /// The same round trip through iceoryx2 request-response (feature `iceoryx2`).
     Peer,
+    /// Mixed work from several client processes for minutes, one client
+    /// killed and restarted every few seconds; memory, slots, lanes and rates
+    /// every 10 s; fails if anything leaked or wedged.
+    Soak(workloads::soak::SoakArgs),
     /// Everything available, in one run.
     All,
     #[command(name = "__floor-pong", hide = true)]
@@ -160,6 +164,8 @@ enum Cmd {
     FloorRing { segment: String, count: u64 },
     #[command(name = "__client", hide = true)]
     Client(client::ChildArgs),
+    #[command(name = "__soak-client", hide = true)]
+    SoakClient(workloads::soak::SoakClientArgs),
     #[command(name = "__peer-server", hide = true)]
     PeerServer { service: String },
 }
@@ -209,6 +215,8 @@ fn main() -> Result<()> {
         Cmd::FloorRing { segment, count } => return floor::ring_child(&segment, count),
         Cmd::Client(args) => return client::child_main(&args),
         Cmd::PeerServer { service } => return workloads::peer::server_child(&service),
+        Cmd::SoakClient(args) => return workloads::soak::client_main(&args),
+        Cmd::Soak(args) => return workloads::soak::run(&args, cli.opts.runtime.as_deref()),
         _ => {}
     }
     // Sub-commands that cannot measure anything in this build say so at once.
@@ -263,6 +271,8 @@ fn main() -> Result<()> {
         | Cmd::FloorTask { .. }
         | Cmd::FloorRing { .. }
         | Cmd::Client(_)
+        | Cmd::SoakClient(_)
+        | Cmd::Soak(_)
         | Cmd::PeerServer { .. } => {
             unreachable!("handled above")
         }

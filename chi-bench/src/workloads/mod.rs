@@ -8,6 +8,7 @@ pub mod module_echo;
 pub mod peer;
 pub mod pending;
 pub mod roundtrip;
+pub mod soak;
 pub mod startup;
 pub mod throughput;
 
