@@ -259,14 +259,27 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
     )?;
     writeln!(out, "workers:")?;
     for w in &st.workers {
+        let mut notes = String::new();
+        if w.stalled {
+            notes.push_str("  STALLED (a task runs without returning or yielding)");
+        } else if w.sleeping {
+            notes.push_str("  (sleeping)");
+        }
+        for (n, what) in [
+            (w.live_tasks, "live tasks"),
+            (w.refused, "refused words"),
+            (w.cells_skipped, "dead clients' cells skipped"),
+            (w.panics, "panics caught"),
+            (w.restarts, "restarts"),
+        ] {
+            if n > 0 {
+                notes.push_str(&format!("  {what} {n}"));
+            }
+        }
         writeln!(
             out,
-            "  #{:<3} {:<13} lanes {:?}  completed {}{}",
-            w.id,
-            w.kind,
-            w.lanes,
-            w.tasks_completed,
-            if w.sleeping { "  (sleeping)" } else { "" }
+            "  #{:<3} {:<13} lanes {:?}  completed {}{notes}",
+            w.id, w.kind, w.lanes, w.tasks_completed,
         )?;
     }
     writeln!(out, "queue lanes:")?;
@@ -277,6 +290,21 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
             l.lane, l.priority, l.len
         )?;
     }
+    writeln!(out, "segments:")?;
+    for u in &st.segments {
+        writeln!(
+            out,
+            "  {:<12} in use {} bytes in {} blocks  free pages {}  owner slots {}",
+            u.role, u.used_bytes, u.live_blocks, u.free_pages, u.owners
+        )?;
+    }
+    let r = &st.reaper;
+    writeln!(
+        out,
+        "reaper: {} dead clients, {} blocks ({} bytes) reclaimed, {} in-flight tasks handed to \
+         the workers, {} owner slots released",
+        r.clients_reaped, r.blocks_freed, r.bytes_freed, r.tasks_handed_over, r.owners_cleared
+    )?;
     writeln!(out, "pools:")?;
     for p in &st.pools {
         writeln!(

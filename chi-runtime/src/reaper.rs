@@ -32,10 +32,17 @@
 //! of work, is healthy: the supervisor stamps the beats of its lanes in the
 //! main segment ([`crate::ipc::Ipc::beat_lane`]), which waiting clients read to
 //! tell a slow task from a wedged worker. A worker whose beat has not moved for
-//! `supervisor.stall_timeout` is reported stalled in the log and in `status`;
-//! its lanes' beats stop, so the clients waiting on them get an error after
-//! their task deadline instead of waiting for ever. A worker thread that dies
-//! is restarted by its own thread wrapper (see `runtime.rs`).
+//! `supervisor.stall_timeout` is reported stalled in the log and in `status`.
+//! If it is inside a task (a handler that neither returns nor yields), the
+//! supervisor *retires* it — a compare-and-swap on the worker's phase word from
+//! IN_TASK to RETIRED, which the worker's own swap back to IDLE after each step
+//! would have beaten had the task returned — and gives its lanes to a new
+//! worker thread ([`chi_sdk::queue::MultiLaneQueue::take_over`]), so the other
+//! tasks of those lanes go on. The wedged task's lane word is set to
+//! `LANE_STALLED`, so its waiting client gets an error after its task deadline.
+//! The retired worker, if its task ever returns, finishes the suspended tasks it
+//! holds without touching a lane, and exits. A worker thread that dies is
+//! restarted by its own thread wrapper (see `runtime.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +54,7 @@ use chi_sdk::shm::{Allocator, OwnerId, ShmPtr};
 use chi_sdk::task::{TASK_MAGIC, TaskHeader, flags, state};
 
 use crate::runtime::Shared;
-use crate::worker::WorkerStats;
+use crate::worker::{WorkerStats, phase};
 
 /// How long the reaper waits for a dead client's in-flight tasks to finish
 /// before it reclaims their blocks anyway.
@@ -101,7 +108,7 @@ struct Watch {
 }
 
 /// Runs the supervisor until the runtime stops.
-pub fn run(shared: Arc<Shared>, workers: Vec<Arc<WorkerStats>>) {
+pub fn run(shared: Arc<Shared>) {
     let reaper = match (
         Allocator::attach(&shared.ipc.main),
         Allocator::attach(&shared.ipc.client_data),
@@ -120,17 +127,22 @@ pub fn run(shared: Arc<Shared>, workers: Vec<Arc<WorkerStats>>) {
     let mut reaper = reaper.filter(|_| shared.config.workers.process_reaper > 0);
     let interval = shared.config.reaper.interval;
     let stall = shared.config.supervisor.stall_timeout;
-    let mut watch: Vec<Watch> = workers
-        .iter()
-        .map(|_| Watch {
-            beat: u64::MAX,
-            since: Instant::now(),
-        })
-        .collect();
+    let mut watch: Vec<Watch> = Vec::new();
+    let mut replacements = Vec::new();
     let mut last_reap = Instant::now();
     while !shared.stopping() {
         let now = monotonic_ms();
+        let workers = shared.workers();
+        while watch.len() < workers.len() {
+            watch.push(Watch {
+                beat: u64::MAX,
+                since: Instant::now(),
+            });
+        }
         for (w, seen) in workers.iter().zip(watch.iter_mut()) {
+            if w.phase.load(Ordering::Relaxed) == phase::RETIRED {
+                continue;
+            }
             // Relaxed: samples of counters; a stale value delays a verdict by a tick.
             let beat = w.beat.load(Ordering::Relaxed);
             let sleeping = w.sleeping.load(Ordering::Relaxed);
@@ -147,11 +159,12 @@ pub fn run(shared: Arc<Shared>, workers: Vec<Arc<WorkerStats>>) {
                 tracing::error!(
                     worker = w.id,
                     lanes = ?w.lanes,
-                    in_task = w.in_task.load(Ordering::Relaxed),
                     stalled_s = seen.since.elapsed().as_secs(),
-                    "worker makes no progress: a task runs without returning or yielding; the \
-                     clients waiting on its lanes get an error after their task deadline"
+                    "worker makes no progress: a task runs without returning or yielding"
                 );
+                if let Some(h) = take_over(&shared, w) {
+                    replacements.push(h);
+                }
             }
         }
         if let Some(r) = reaper.as_mut()
@@ -162,6 +175,68 @@ pub fn run(shared: Arc<Shared>, workers: Vec<Arc<WorkerStats>>) {
         }
         std::thread::sleep(TICK.min(interval));
     }
+    for h in replacements {
+        let _ = h.join();
+    }
+}
+
+/// Retires wedged worker `w` (if it is inside a task: the handshake on its
+/// phase word) and starts a new worker on its lanes. The wedged task's waiting
+/// client learns that its task makes no progress (its lane is marked
+/// [`LANE_STALLED`]). Returns the new worker's thread.
+fn take_over(shared: &Arc<Shared>, w: &Arc<WorkerStats>) -> Option<std::thread::JoinHandle<()>> {
+    // AcqRel: pairs with the worker's Release store of IN_TASK (its pops before
+    // the task happen before ours) and with its AcqRel CAS back to IDLE.
+    if w.phase
+        .compare_exchange(
+            phase::IN_TASK,
+            phase::RETIRED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_err()
+    {
+        return None;
+    }
+    let task = w.current.load(Ordering::Relaxed) as *mut TaskHeader;
+    let generation = w.current_generation.load(Ordering::Relaxed);
+    if !task.is_null() {
+        // SAFETY: the worker validated this task block when it took it; the
+        // main segment stays mapped; magic and generation are checked before
+        // the lane word (an atomic) is written.
+        unsafe {
+            if (*task).magic == TASK_MAGIC && (*task).generation == generation {
+                (*task)
+                    .lane
+                    .store(chi_sdk::task::LANE_STALLED, Ordering::Relaxed);
+            }
+        }
+    }
+    // SAFETY: the wedged worker is RETIRED (the CAS above won while it was
+    // inside a task): it never touches these lanes again.
+    let consumer = match unsafe { shared.ipc.queue.take_over(&w.lanes) } {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(worker = w.id, error = %e, "could not take the wedged worker's lanes over");
+            return None;
+        }
+    };
+    let id = shared.workers().len() as u32;
+    let stats = Arc::new(WorkerStats::new(id, w.kind, w.lanes.clone()));
+    shared.add_worker(stats.clone());
+    let lanes = w.lanes.clone();
+    let sh = shared.clone();
+    tracing::warn!(
+        wedged = w.id,
+        worker = id,
+        lanes = ?lanes,
+        "moved the wedged worker's lanes to a new worker; the wedged one finishes what it holds and exits"
+    );
+    std::thread::Builder::new()
+        .name(format!("chi-worker-{id}"))
+        .spawn(move || crate::runtime::worker_thread(sh, stats, consumer, lanes))
+        .map_err(|e| tracing::error!(error = %e, "could not start the replacement worker"))
+        .ok()
 }
 
 impl Reaper {

@@ -84,6 +84,22 @@ impl Shared {
         }
     }
 
+    /// The workers' statistics (the supervisor's view of them).
+    pub fn workers(&self) -> Vec<Arc<WorkerStats>> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Adds a worker (one that took over a wedged worker's lanes).
+    pub(crate) fn add_worker(&self, stats: Arc<WorkerStats>) {
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stats);
+    }
+
     /// Drops the registrations of client processes that are gone; returns how
     /// many it dropped.
     pub fn forget_dead_clients(&self) -> u64 {
@@ -140,6 +156,7 @@ impl Shared {
                     panics: w.panics.load(Ordering::Relaxed),
                     cells_skipped: w.cells_skipped.load(Ordering::Relaxed),
                     restarts: w.restarts.load(Ordering::Relaxed),
+                    retired: w.phase.load(Ordering::Relaxed) == crate::worker::phase::RETIRED,
                 })
                 .collect(),
             lanes: (0..q.num_lanes())
@@ -262,7 +279,7 @@ impl std::fmt::Debug for Runtime {
 /// A worker thread: runs the worker and, should the worker's own code panic
 /// past every guard (a bug), logs it and starts the worker again on the same
 /// lanes, so they are never left without a consumer.
-fn worker_thread(
+pub(crate) fn worker_thread(
     shared: Arc<Shared>,
     stats: Arc<WorkerStats>,
     consumer: chi_sdk::queue::Consumer,
@@ -413,7 +430,6 @@ impl Runtime {
                 }
             }
         }
-        let mut all_stats = Vec::new();
         for (id, (kind, lanes)) in plan.into_iter().enumerate() {
             let stats = Arc::new(WorkerStats::new(id as u32, kind, lanes.clone()));
             let consumer = q.consumer(&lanes)?;
@@ -422,7 +438,6 @@ impl Runtime {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(stats.clone());
-            all_stats.push(stats.clone());
             let sh = shared.clone();
             threads.push(
                 std::thread::Builder::new()
@@ -434,7 +449,7 @@ impl Runtime {
         threads.push(
             std::thread::Builder::new()
                 .name("chi-supervisor".into())
-                .spawn(move || crate::reaper::run(sh, all_stats))?,
+                .spawn(move || crate::reaper::run(sh))?,
         );
         let signal = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

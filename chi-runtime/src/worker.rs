@@ -31,7 +31,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chi_sdk::abi::{ErrorBuf, LaneId, MonitorMode, RunCtx};
@@ -61,8 +61,13 @@ pub struct WorkerStats {
     /// Loop iterations: the supervisor reads it to tell a worker that moves
     /// from one that is wedged (inside a task that never returns or yields).
     pub beat: AtomicU64,
-    /// Whether the worker is inside a task's coroutine (set around each step).
-    pub in_task: AtomicBool,
+    /// [`phase`]: outside a task, inside one, or retired (its lanes were
+    /// taken over while it was wedged inside a task).
+    pub phase: AtomicU8,
+    /// Address of the task the worker runs now (for the supervisor).
+    pub current: AtomicU64,
+    /// Generation of that task.
+    pub current_generation: AtomicU32,
     /// Set by the supervisor: the worker had work and made no progress for the
     /// configured stall timeout.
     pub stalled: AtomicBool,
@@ -78,6 +83,18 @@ pub struct WorkerStats {
     pub restarts: AtomicU64,
 }
 
+/// Values of [`WorkerStats::phase`].
+pub mod phase {
+    /// Not inside a task.
+    pub const IDLE: u8 = 0;
+    /// Inside a task's coroutine.
+    pub const IN_TASK: u8 = 1;
+    /// Retired by the supervisor while inside a task: the worker must never
+    /// touch its lanes again (another worker consumes them now); it finishes
+    /// the tasks it holds and exits.
+    pub const RETIRED: u8 = 2;
+}
+
 impl WorkerStats {
     /// Fresh statistics of worker `id`.
     pub fn new(id: u32, kind: &'static str, lanes: Vec<usize>) -> WorkerStats {
@@ -88,7 +105,9 @@ impl WorkerStats {
             completed: AtomicU64::new(0),
             sleeping: AtomicBool::new(false),
             beat: AtomicU64::new(0),
-            in_task: AtomicBool::new(false),
+            phase: AtomicU8::new(phase::IDLE),
+            current: AtomicU64::new(0),
+            current_generation: AtomicU32::new(0),
             stalled: AtomicBool::new(false),
             live: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -235,6 +254,12 @@ pub struct Worker {
     stalls: Vec<Option<(u64, Instant, u64)>>,
     /// Loop iterations (published to `stats.beat`).
     beat: u64,
+    /// Live coroutines (published to `stats.live`: a plain store, no locked
+    /// instruction on the task path).
+    live: u64,
+    /// The supervisor moved this worker's lanes to another worker: it finishes
+    /// the tasks it holds and exits without touching its lanes.
+    retired: bool,
 }
 
 /// A claimed but unpublished lane cell is skipped after this long if a client
@@ -368,6 +393,8 @@ impl Worker {
             max_live,
             stalls: vec![None; n],
             beat: 0,
+            live: 0,
+            retired: false,
         })
     }
 
@@ -384,6 +411,10 @@ impl Worker {
             self.beat = self.beat.wrapping_add(1);
             // Relaxed: a progress counter the supervisor samples.
             self.stats.beat.store(self.beat, Ordering::Relaxed);
+            if self.retired {
+                self.finish_retired();
+                return;
+            }
             if self.shared.stopping() {
                 break;
             }
@@ -449,7 +480,7 @@ impl Worker {
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".to_owned());
         self.stats.panics.fetch_add(1, Ordering::Relaxed);
-        self.stats.in_task.store(false, Ordering::Relaxed);
+        self.leave_task();
         tracing::error!(
             worker = self.stats.id,
             task = ?ptr,
@@ -469,6 +500,60 @@ impl Worker {
                     "the runtime failed while handling this task: {what}"
                 )),
             );
+        }
+    }
+
+    /// The supervisor took this worker's lanes over while it was wedged: run
+    /// the suspended tasks it holds to their end, touching no lane, then exit.
+    fn finish_retired(&mut self) {
+        tracing::warn!(
+            worker = self.stats.id,
+            parked = self.parked.len(),
+            "retired worker finishes the tasks it holds; its lanes are served by another worker"
+        );
+        while let Some(p) = self.parked.pop_front() {
+            if self.shared.stopping() {
+                // As in `drain`: a suspended coroutine is leaked, not unwound.
+                let Parked {
+                    co,
+                    task,
+                    generation,
+                    ..
+                } = p;
+                self.finish(
+                    task,
+                    generation,
+                    code::SHUTDOWN,
+                    Some("the runtime stopped while the task was suspended".into()),
+                );
+                std::mem::forget(co);
+                continue;
+            }
+            self.guarded(|w| w.resume(p), None);
+        }
+        // The lanes belong to the new consumer: forget ours without releasing
+        // their claim words (the new consumer's token is there now).
+        self.stats.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Marks the end of a task step; notices a retirement by the supervisor.
+    #[inline]
+    fn leave_task(&mut self) {
+        // AcqRel: pairs with the supervisor's CAS to RETIRED; if it won, this
+        // worker must not touch its lanes again.
+        if self
+            .stats
+            .phase
+            .compare_exchange(
+                phase::IN_TASK,
+                phase::IDLE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+            && self.stats.phase.load(Ordering::Acquire) == phase::RETIRED
+        {
+            self.retired = true;
         }
     }
 
@@ -523,7 +608,8 @@ impl Worker {
                     generation,
                     ..
                 } = p;
-                self.stats.live.fetch_sub(1, Ordering::Relaxed);
+                self.live -= 1;
+                self.stats.live.store(self.live, Ordering::Relaxed);
                 self.finish(
                     task,
                     generation,
@@ -540,7 +626,7 @@ impl Worker {
             }
             self.resume(p);
         }
-        while let Some((ptr, _)) = self.consumer.pop() {
+        while let Some((ptr, _)) = (!self.retired).then(|| self.consumer.pop()).flatten() {
             if let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr) {
                 self.finish(
                     task,
@@ -774,7 +860,8 @@ impl Worker {
             };
             (rc, (rc != code::OK).then(|| err.as_str().to_owned()))
         });
-        self.stats.live.fetch_add(1, Ordering::Relaxed);
+        self.live += 1;
+        self.stats.live.store(self.live, Ordering::Relaxed);
         self.step(Parked {
             co,
             task,
@@ -788,14 +875,26 @@ impl Worker {
     }
 
     fn step(&mut self, mut p: Parked) {
-        // Relaxed: read by the supervisor with the beat; no data hangs on it.
-        self.stats.in_task.store(true, Ordering::Relaxed);
+        // Relaxed: read by the supervisor, which checks the task's magic and
+        // generation before it uses them.
+        self.stats.current.store(p.task as u64, Ordering::Relaxed);
+        self.stats
+            .current_generation
+            .store(p.generation, Ordering::Relaxed);
+        if !self.retired {
+            // Release: the pops before this step happen before a takeover of the
+            // lanes (pairs with the supervisor's AcqRel CAS to RETIRED).
+            self.stats.phase.store(phase::IN_TASK, Ordering::Release);
+        }
         let r = p.co.resume(());
-        self.stats.in_task.store(false, Ordering::Relaxed);
+        if !self.retired {
+            self.leave_task();
+        }
         match r {
             CoroutineResult::Yield(()) => self.parked.push_back(p),
             CoroutineResult::Return((rc, msg)) => {
-                self.stats.live.fetch_sub(1, Ordering::Relaxed);
+                self.live -= 1;
+                self.stats.live.store(self.live, Ordering::Relaxed);
                 let c = &p._container;
                 let del = c.module.api.del.map(|d| (d, c.state));
                 self.finish_with(p.task, p.generation, rc, msg, del);

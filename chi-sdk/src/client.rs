@@ -657,7 +657,10 @@ impl Client {
                 }
             } else if !no_progress.is_zero()
                 && start.elapsed() >= no_progress
-                && let Some(stalled) = self.lane_stalled_for(h.lane.load(Ordering::Relaxed))
+                && let Some(stalled) = match h.lane.load(Ordering::Relaxed) {
+                    crate::task::LANE_STALLED => Some(start.elapsed()),
+                    lane => self.lane_stalled_for(lane),
+                }
                 && stalled >= no_progress
             {
                 return Err(ClientError::NoProgress {

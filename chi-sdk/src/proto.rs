@@ -149,6 +149,10 @@ pub struct WorkerStatus {
     /// Times the worker thread was restarted.
     #[serde(default)]
     pub restarts: u64,
+    /// Retired by the supervisor: it was wedged inside a task and another
+    /// worker serves its lanes now.
+    #[serde(default)]
+    pub retired: bool,
 }
 
 /// How much of a segment is in use, in a [`StatusReport`].

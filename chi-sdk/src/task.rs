@@ -112,6 +112,11 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Value of [`TaskHeader::lane`] for a task whose worker was found wedged
+/// inside it (its lanes were moved to another worker): a waiting client reports
+/// the task as making no progress after its deadline.
+pub const LANE_STALLED: u32 = u32::MAX - 1;
+
 /// Value of [`TaskHeader::magic`]: `b"CHTK"`.
 pub const TASK_MAGIC: u32 = u32::from_le_bytes(*b"CHTK");
 

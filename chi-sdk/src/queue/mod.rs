@@ -534,6 +534,63 @@ impl MultiLaneQueue {
     }
 }
 
+impl MultiLaneQueue {
+    /// Takes `lanes` over from their current consumer, which is alive but will
+    /// never pop again (a worker wedged inside a task): the new consumer starts
+    /// at the positions the old one published.
+    ///
+    /// # Safety
+    /// The previous consumer of these lanes must not pop, sleep on, or skip
+    /// cells of them ever again (the runtime guarantees it with a handshake on
+    /// the wedged worker's phase word before it calls this); two consumers of
+    /// one lane break the queue.
+    pub unsafe fn take_over(&self, lanes: &[usize]) -> Result<Consumer, QueueError> {
+        static TAKEOVERS: AtomicU64 = AtomicU64::new(1);
+        let n = self.num_lanes();
+        if let Some(&lane) = lanes.iter().find(|&&l| l >= n) {
+            return Err(QueueError::NoLane { lane, lanes: n });
+        }
+        if lanes.is_empty() {
+            return Err(QueueError::BadConfig(
+                "a consumer needs at least one lane".into(),
+            ));
+        }
+        let pid = std::process::id() as u64;
+        // Distinct from the tokens of `consumer` (their low word counts up from 1).
+        let token = (pid << 32)
+            | (0x8000_0000 | TAKEOVERS.fetch_add(1, Ordering::Relaxed) as u32 & 0x7fff_ffff) as u64;
+        for &lane in lanes {
+            // AcqRel: Acquire pairs with the Release by which the old consumer's
+            // last pops were handed over (the caller's handshake); Release
+            // publishes the new claim.
+            self.inner
+                .lane(lane)
+                .info
+                .0
+                .consumer
+                .swap(token, Ordering::AcqRel);
+            self.inner
+                .lane(lane)
+                .info
+                .0
+                .doorbell
+                .store(lanes[0] as u32, Ordering::Relaxed);
+        }
+        let heads = lanes
+            .iter()
+            .map(|&l| self.inner.lane(l).pos.head.0.load(Ordering::Acquire))
+            .collect();
+        Ok(Consumer {
+            queue: self.clone(),
+            lanes: lanes.to_vec(),
+            heads,
+            bell: lanes[0],
+            next: 0,
+            token,
+        })
+    }
+}
+
 impl Inner {
     #[inline]
     fn lane(&self, l: usize) -> &Lane {
