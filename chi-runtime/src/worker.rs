@@ -269,6 +269,10 @@ const SKIP_AFTER_DEATH: Duration = Duration::from_millis(500);
 /// and its publication for this long is gone or stopped).
 const SKIP_ANYWAY: Duration = Duration::from_secs(30);
 
+/// A claimed cell unpublished for this long holds its lane up (shorter: a push
+/// in progress).
+const HELD_AFTER: Duration = Duration::from_millis(2);
+
 /// Loop iterations between two looks for lanes held up by unpublished cells
 /// while the worker is busy (an idle worker looks before it sleeps).
 const STALL_CHECK_EVERY: u64 = 4096;
@@ -592,7 +596,9 @@ impl Worker {
                 );
                 continue;
             }
-            held = true;
+            // A cell claimed a moment ago is a push in progress, not a hold-up:
+            // only one that stays unpublished makes the worker nap instead of spin.
+            held |= age >= HELD_AFTER;
         }
         held
     }
