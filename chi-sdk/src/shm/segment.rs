@@ -628,7 +628,9 @@ impl Drop for Segment {
     }
 }
 
-#[cfg(test)]
+// Real segments, processes, files or sockets: not under Miri (see
+// scripts/check-miri.sh); run natively.
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
     use crate::shm::Allocator;

@@ -172,5 +172,7 @@ fn millis(d: Duration) -> i64 {
     d.as_millis().min(i32::MAX as u128) as i64
 }
 
-#[cfg(test)]
+// Real segments, processes, files or sockets: not under Miri (see
+// scripts/check-miri.sh); run natively.
+#[cfg(all(test, not(miri)))]
 mod tests;

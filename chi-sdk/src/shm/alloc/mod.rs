@@ -74,7 +74,9 @@ pub(crate) mod layout;
 mod pages;
 mod reap;
 pub(crate) mod stack;
-#[cfg(test)]
+// Real segments, processes, files or sockets: not under Miri (see
+// scripts/check-miri.sh); run natively.
+#[cfg(all(test, not(miri)))]
 mod tests;
 mod trim;
 
