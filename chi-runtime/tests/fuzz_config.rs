@@ -586,7 +586,7 @@ fn config_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config("config", 400))]
+    #![proptest_config(fuzzing::config("config", 300))]
 
     #[test]
     fn fuzz_config_yaml(text in config_text()) {
@@ -709,7 +709,7 @@ fn hostfile_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config("hostfile", 800))]
+    #![proptest_config(fuzzing::config("hostfile", 500))]
 
     #[test]
     fn fuzz_hostfile(text in hostfile_text()) {

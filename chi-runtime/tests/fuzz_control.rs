@@ -413,7 +413,7 @@ fn key_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config("control", 4000))]
+    #![proptest_config(fuzzing::config("control", 3000))]
 
     #[test]
     fn fuzz_control_messages(bytes in message()) {

@@ -434,7 +434,7 @@ static HEADERS: OnceLock<Mutex<ShmFixture>> = OnceLock::new();
 // Target 1: arbitrary words against real blocks.
 
 proptest! {
-    #![proptest_config(fuzzing::config("queue_words", 1000))]
+    #![proptest_config(fuzzing::config("queue_words", 700))]
 
     #[test]
     fn fuzz_queue_words(
@@ -577,7 +577,7 @@ fn check_header(
 }
 
 proptest! {
-    #![proptest_config(fuzzing::config("task_header", 5000))]
+    #![proptest_config(fuzzing::config("task_header", 4000))]
 
     #[test]
     fn fuzz_task_header_bytes((bytes, slack, magic, size, tag) in header_case()) {

@@ -7,8 +7,8 @@
 //! * [`seeds`]: the hand-written seed inputs of a target, the files of
 //!   `tests/fuzz-corpus/<target>/`, which a plain test replays.
 //! * [`parse_hex`]: the hex notation of binary seeds.
-//! * [`ShmFixture`]: a real segment (unique name, unlinked on drop) and its
-//!   allocator.
+//! * [`ShmFixture`]: a real segment (its name unlinked as soon as it is
+//!   mapped) and its allocator.
 
 #![allow(dead_code)]
 
@@ -94,8 +94,7 @@ static NAME_COUNTER: AtomicU32 = AtomicU32::new(0);
 static NEXT_ID: AtomicU16 = AtomicU16::new(1);
 
 /// A segment of its own (unique name and id in this process) and an allocator
-/// attached to it. Dropping it unmaps the segment and unlinks its name, also
-/// when the test panics.
+/// attached to it. Its name is unlinked at once; dropping it unmaps it.
 pub struct ShmFixture {
     // Field order: the allocator is dropped before the segment.
     pub alloc: Allocator,
@@ -113,6 +112,10 @@ impl ShmFixture {
         let segment = Segment::create(&name, id, size)
             .unwrap_or_else(|e| panic!("creating segment {name}: {e}"));
         let alloc = Allocator::attach(&segment).expect("attaching the allocator");
+        // No other process attaches: the name can go now, so that nothing is
+        // left in /dev/shm even when the fixture is a static (never dropped) or
+        // the test process dies. The mapping stays valid.
+        Segment::unlink(&name).expect("unlinking the segment's name");
         ShmFixture { alloc, segment }
     }
 
