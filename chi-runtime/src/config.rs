@@ -37,7 +37,7 @@ use chi_sdk::shm::alloc::MAX_OWNERS;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::{MessageFormatter, Spanned, UserMessageFormatter};
 
-pub use hostfile::{MAX_HOSTS, load_hostfile, parse_hostfile};
+pub use hostfile::{MAX_HOST_NAME, MAX_HOSTS, load_hostfile, parse_hostfile};
 pub use units::{UnitError, format_size, format_size_approx, parse_duration, parse_size};
 
 use footprint::{MainSegmentNeeds, max_clients_for};

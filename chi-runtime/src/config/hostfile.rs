@@ -9,7 +9,8 @@
 //!
 //! A bracket holds comma-separated numbers and `lo-hi` ranges. A bound written with
 //! leading zeros (`01`) sets the width every number of that range is padded to. Several
-//! brackets in one name expand to every combination, left to right.
+//! brackets in one name expand to every combination, left to right. A file lists at
+//! most [`MAX_HOSTS`] hosts, each at most [`MAX_HOST_NAME`] characters long.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,6 +19,11 @@ use super::ConfigError;
 
 /// At most this many hosts, so that a typo like `node[1-99999999]` fails fast.
 pub const MAX_HOSTS: usize = 1 << 16;
+
+/// Longest host name (a DNS name has at most 253 characters). Checked before a
+/// line is expanded: with [`MAX_HOSTS`] it bounds what a hostfile can make
+/// (16 MiB), where a long name times a range would otherwise ask for gigabytes.
+pub const MAX_HOST_NAME: usize = 255;
 
 /// Parses a hostfile's text into its list of hosts, in order. Errors name
 /// `<hostfile>` as the file; [`load_hostfile`] names the real path.
@@ -57,6 +63,14 @@ pub(super) fn parse_hostfile_named(text: &str, file: &str) -> Result<Vec<String>
                 format!("`{content}` holds spaces; write one host a line"),
             ));
         }
+        // Each bracket adds at least one character to every name: more brackets
+        // than a name has characters can only fail (and would recurse deeply).
+        if content.matches('[').count() > MAX_HOST_NAME {
+            return Err(error(
+                line_no,
+                format!("more than {MAX_HOST_NAME} `[` in one name"),
+            ));
+        }
         let expanded = expand(content, MAX_HOSTS.saturating_sub(hosts.len()))
             .map_err(|message| error(line_no, format!("in `{content}`: {message}")))?;
         for host in expanded {
@@ -81,6 +95,9 @@ fn expand(pattern: &str, budget: usize) -> Result<Vec<String>, String> {
         if pattern.contains(']') {
             return Err("`]` without `[`".to_owned());
         }
+        if pattern.len() > MAX_HOST_NAME {
+            return Err(too_long());
+        }
         return Ok(vec![pattern.to_owned()]);
     };
     let prefix = &pattern[..open];
@@ -100,6 +117,10 @@ fn expand(pattern: &str, budget: usize) -> Result<Vec<String>, String> {
     let total = numbers.len().saturating_mul(rest.len());
     if total > budget {
         return Err(format!("expands to more than {MAX_HOSTS} hosts"));
+    }
+    let longest = |v: &[String]| v.iter().map(String::len).max().unwrap_or(0);
+    if prefix.len() + longest(&numbers) + longest(&rest) > MAX_HOST_NAME {
+        return Err(too_long());
     }
     let mut out = Vec::with_capacity(total);
     for number in &numbers {
@@ -128,12 +149,19 @@ fn expand_bracket(inside: &str, budget: usize) -> Result<Vec<String>, String> {
         } else {
             0
         };
+        if width > MAX_HOST_NAME {
+            return Err(too_long());
+        }
         if (hi - lo) as usize >= budget.saturating_sub(out.len()) {
             return Err(format!("expands to more than {MAX_HOSTS} hosts"));
         }
         out.extend((lo..=hi).map(|n| format!("{n:0width$}")));
     }
     Ok(out)
+}
+
+fn too_long() -> String {
+    format!("makes host names longer than {MAX_HOST_NAME} characters")
 }
 
 fn parse_bound(text: &str) -> Result<u64, String> {
@@ -219,6 +247,13 @@ mod tests {
         assert!(err("node1 node2").contains("one host a line"));
         assert!(err("node[1-99999999]").contains("more than"));
         assert!(err("a[1-300]b[1-300]").contains("more than"));
+        // Long names are refused before they are multiplied by a range.
+        let long = "h".repeat(MAX_HOST_NAME);
+        assert_eq!(hosts(&long), std::slice::from_ref(&long));
+        assert!(err(&format!("{long}x")).contains("longer than"));
+        assert!(err(&format!("{long}[1-65536]")).contains("longer than"));
+        assert!(err(&format!("n[{}-65535]", "0".repeat(300))).contains("longer than"));
+        assert!(err(&"[1]".repeat(5000)).contains("`[` in one name"));
     }
 
     #[test]

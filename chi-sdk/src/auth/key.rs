@@ -44,7 +44,8 @@ impl ControlKey {
 
     /// Parses 64 hex digits.
     pub fn from_hex(text: &str) -> Option<ControlKey> {
-        if text.len() != 2 * KEY_BYTES || !text.is_ascii() {
+        // Digits only: `from_str_radix` alone would also take a sign (`+f`).
+        if text.len() != 2 * KEY_BYTES || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut k = [0u8; KEY_BYTES];
@@ -287,6 +288,8 @@ mod tests {
         assert!(!k.matches(b""));
         assert!(ControlKey::from_hex("zz").is_none());
         assert!(ControlKey::from_hex(&"g".repeat(64)).is_none());
+        // `u8::from_str_radix` takes "+f"; a key is digits only.
+        assert!(ControlKey::from_hex(&"+f".repeat(32)).is_none());
         assert_eq!(format!("{k:?}"), "ControlKey(<secret>)");
     }
 

@@ -1,0 +1,749 @@
+//! Fuzz targets of the configuration parsers (see docs/verification.md,
+//! "Fuzzing"): `Config::from_yaml_override` (the user's YAML over the built-in
+//! defaults), `parse_size` / `parse_duration`, and `parse_hostfile`.
+//!
+//! Config inputs: arbitrary text, the default configuration mutated line by
+//! line (values replaced by odd scalars such as `1e999g`, lines deleted,
+//! duplicated, re-indented, YAML oddities inserted: anchors, tags, deep
+//! nesting), and documents of known keys with random plausible values. Checked:
+//!
+//! * nothing panics or overflows the stack;
+//! * every error names a key or a line of the file it is in, and its Display
+//!   shows that position and key;
+//! * every configuration accepted satisfies the documented bounds (worker
+//!   counts, lane shape, segment sizes against the main segment's needs, stack
+//!   size, durations, client slots, unique compose entries), and checking it
+//!   against this machine (`check_resources`) does not panic either.
+//!
+//! Hostfile inputs: arbitrary text and lines of ranges, including huge ones
+//! (`node[1-99999999]`), many brackets, long names. Checked: no panic; a
+//! result has 1 to `MAX_HOSTS` distinct hosts without spaces, none longer than
+//! a host name can be; an error names the hostfile and a line.
+//!
+//! Seeds: `tests/fuzz-corpus/config/*.yaml`, `tests/fuzz-corpus/hostfile/*`.
+
+mod fuzzing;
+
+use std::time::Duration;
+
+use chi_runtime::config::footprint::{MainSegmentNeeds, max_clients_for};
+use chi_runtime::config::{
+    Config, ConfigError, DEFAULT_SOURCE_NAME, MAX_BUSY_POLL, MAX_HOST_NAME, MAX_HOSTS, MAX_LANES,
+    MAX_LIVE_COROUTINES, MAX_QUEUE_DEPTH, MAX_SEGMENT_SIZE, MAX_STACK_SIZE, MAX_WORKER_THREADS,
+    MAX_WORKERS, MIN_QUEUE_DEPTH, MIN_STACK_SIZE, REAPER_INTERVAL_RANGE, RESERVED_POOL_IDS,
+    STACK_SIZE_GRANULE, STALL_TIMEOUT_RANGE, parse_duration, parse_hostfile, parse_size,
+};
+use chi_sdk::shm::Segment;
+use proptest::prelude::*;
+
+/// How the fuzzed text is named in errors (not a path: relative paths in it,
+/// such as a `hostfile`, resolve against the test's working directory).
+const SOURCE: &str = "<fuzz>";
+
+// ---------------------------------------------------------------------------
+// Config checks.
+
+/// An error must say where: a line of the user's file or of the defaults, or
+/// at least the key, and its Display must show both.
+fn check_error(e: &ConfigError) -> Result<(), TestCaseError> {
+    let shown = e.to_string();
+    prop_assert!(!shown.is_empty());
+    match e.detail() {
+        Some(d) => {
+            prop_assert!(
+                d.at.file == SOURCE || d.at.file == DEFAULT_SOURCE_NAME,
+                "error in file {:?}: {}",
+                d.at.file,
+                shown
+            );
+            prop_assert!(
+                d.at.line > 0 || !d.key.is_empty(),
+                "error names neither a line nor a key: {}",
+                shown
+            );
+            prop_assert!(
+                shown.contains(&d.at.to_string()),
+                "position not shown: {}",
+                shown
+            );
+            if !d.key.is_empty() {
+                prop_assert!(
+                    shown.contains(&format!("`{}`", d.key)),
+                    "key not shown: {}",
+                    shown
+                );
+            }
+        }
+        None => {
+            // A hostfile named by the text: the error names it.
+            prop_assert!(shown.contains("hostfile"), "{}", shown);
+        }
+    }
+    Ok(())
+}
+
+/// The documented bounds of an accepted configuration.
+fn check_config(c: &Config) -> Result<(), TestCaseError> {
+    prop_assert!(c.port != 0);
+    let w = c.workers;
+    prop_assert!((1..=MAX_WORKERS).contains(&w.low_latency), "{:?}", w);
+    prop_assert!((1..=MAX_WORKERS).contains(&w.high_latency), "{:?}", w);
+    prop_assert!(
+        w.reinforcement <= MAX_WORKERS && w.process_reaper <= 1,
+        "{:?}",
+        w
+    );
+    prop_assert!(w.total() <= MAX_WORKER_THREADS, "{:?}", w);
+    let q = c.queue;
+    prop_assert!((1..=MAX_LANES).contains(&q.lanes), "{:?}", q);
+    prop_assert!(q.depth.is_power_of_two(), "{:?}", q);
+    prop_assert!(
+        (MIN_QUEUE_DEPTH..=MAX_QUEUE_DEPTH).contains(&q.depth),
+        "{:?}",
+        q
+    );
+    let s = c.segments;
+    let needs = MainSegmentNeeds::of(q.lanes, w.high_latency, q.depth);
+    prop_assert!(
+        needs.is_some_and(|n| s.main >= n.min_size) && s.main <= MAX_SEGMENT_SIZE,
+        "{:?} for {:?}",
+        s,
+        q
+    );
+    for data in [s.client_data, s.runtime_data] {
+        prop_assert!(
+            (Segment::min_size()..=MAX_SEGMENT_SIZE).contains(&data),
+            "{:?}",
+            s
+        );
+    }
+    let co = c.coroutine;
+    prop_assert!(
+        (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&co.stack_size),
+        "{:?}",
+        co
+    );
+    prop_assert!(co.stack_size.is_multiple_of(STACK_SIZE_GRANULE), "{:?}", co);
+    prop_assert!((1..=MAX_LIVE_COROUTINES).contains(&co.max_live), "{:?}", co);
+    prop_assert!(c.idle.busy_poll <= MAX_BUSY_POLL);
+    prop_assert!(c.client_wait_timeout > Duration::ZERO);
+    let within = |d: Duration, (lo, hi): (Duration, Duration)| lo <= d && d <= hi;
+    prop_assert!(within(c.reaper.interval, REAPER_INTERVAL_RANGE));
+    prop_assert!(within(c.supervisor.stall_timeout, STALL_TIMEOUT_RANGE));
+    prop_assert!((1..=max_clients_for(w.total())).contains(&c.control.max_clients));
+    prop_assert!(!c.hosts.is_empty() && c.hosts.len() <= MAX_HOSTS);
+    prop_assert!(c.module_path.iter().all(|p| !p.as_os_str().is_empty()));
+    let mut names = std::collections::HashSet::new();
+    let mut ids = std::collections::HashSet::new();
+    for p in &c.compose {
+        prop_assert!(
+            !p.module.is_empty() && !p.module.contains(char::is_whitespace),
+            "{:?}",
+            p
+        );
+        prop_assert!(
+            !p.name.is_empty() && names.insert(p.name.clone()),
+            "{:?}",
+            p
+        );
+        if let Some(id) = p.id {
+            prop_assert!(
+                !RESERVED_POOL_IDS.contains(&id) && ids.insert(id),
+                "{:?}",
+                p
+            );
+        }
+    }
+    // What the machine can hold: an answer either way, never a panic.
+    if let Err(e) = c.check_resources() {
+        check_error(&e)?;
+    }
+    Ok(())
+}
+
+fn check_text(text: &str) -> Result<bool, TestCaseError> {
+    match Config::from_yaml_override(text, SOURCE) {
+        Ok(c) => {
+            check_config(&c)?;
+            Ok(true)
+        }
+        Err(e) => {
+            check_error(&e)?;
+            Ok(false)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Config inputs.
+
+/// Odd and plausible scalars for any key.
+const SCALARS: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "-1",
+    "3",
+    "7",
+    "255",
+    "256",
+    "257",
+    "1023",
+    "1024",
+    "65535",
+    "65536",
+    "4294967295",
+    "4294967296",
+    "18446744073709551615",
+    "18446744073709551616",
+    "99999999999999999999999999",
+    "1e999",
+    "1e999g",
+    "-1e999",
+    "1.5g",
+    "0.5k",
+    ".5t",
+    ".",
+    "1.",
+    "1t",
+    "2t",
+    "1024t",
+    "1.0000000000000000001g",
+    "16k",
+    "15k",
+    "12k",
+    "64m",
+    "1m",
+    "1g",
+    "384k",
+    "1 g",
+    "1gb",
+    "1GiB",
+    "g",
+    "k1",
+    "1e3",
+    "100us",
+    "50µs",
+    "0s",
+    "0",
+    "1ns",
+    "9ms",
+    "10ms",
+    "61s",
+    "25h",
+    "1e3ms",
+    "1.5s",
+    "99999999999h",
+    "5m",
+    "~",
+    "null",
+    "true",
+    "false",
+    "yes",
+    "NaN",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "''",
+    "\"\"",
+    "'quoted'",
+    "\"1g\"",
+    "\"30s\"",
+    "[]",
+    "{}",
+    "[1, 2]",
+    "[a, b]",
+    "{a: 1}",
+    "0x10",
+    "0o17",
+    "0b11",
+    "1_000",
+    "+5",
+    "local",
+    "global",
+    "debug",
+    "trace",
+    "LOUD",
+    "!!binary aGk=",
+    "!!int \"5\"",
+    "&a 5",
+    "*a",
+    "|",
+    ">-",
+    "- 1",
+    "? a",
+    "@",
+    "`",
+    "%",
+    "\t",
+    "a #b",
+    "\"\\u0000\"",
+    "'\\n'",
+    "é",
+];
+
+#[derive(Clone, Debug)]
+enum LineEdit {
+    /// Replaces the value of the line's `key: value`.
+    Value {
+        line: usize,
+        with: String,
+    },
+    Delete {
+        line: usize,
+    },
+    Duplicate {
+        line: usize,
+    },
+    Indent {
+        line: usize,
+        by: i8,
+    },
+    Insert {
+        line: usize,
+        text: String,
+    },
+}
+
+fn scalar() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::sample::select(SCALARS).prop_map(str::to_owned),
+        2 => any::<u64>().prop_map(|n| n.to_string()),
+        1 => any::<i64>().prop_map(|n| n.to_string()),
+        1 => (any::<u32>(), "(|k|m|g|t|b|kb|KiB|ns|us|ms|s|m|h|min|sec)").prop_map(|(n, u)| format!("{n}{u}")),
+        1 => "[a-z0-9._-]{1,10}",
+    ]
+}
+
+/// Insertions that YAML makes interesting.
+fn fragment() -> impl Strategy<Value = String> {
+    let nest = (1usize..2000, any::<bool>()).prop_map(|(depth, flow)| {
+        if flow {
+            format!("workers: {}1{}", "[".repeat(depth), "]".repeat(depth))
+        } else {
+            let mut s = "queue:".to_owned();
+            for i in 0..depth.min(300) {
+                s.push('\n');
+                s.push_str(&" ".repeat(i + 1));
+                s.push_str("a:");
+            }
+            s
+        }
+    });
+    prop_oneof![
+        4 => prop::sample::select(&[
+            "workers:\n  low_latency: 0",
+            "workers: {low_latency: 256, high_latency: 1}",
+            "workers: {low_latency: 100, high_latency: 100, reinforcement: 100}",
+            "queue: {lanes: 1024, depth: 16777216}",
+            "queue: {lanes: 0}",
+            "queue: {depth: 3}",
+            "segments: {main: 1m}",
+            "segments: {main: 1t, client_data: 1t, runtime_data: 1t}",
+            "coroutine: {stack_size: 1e999g}",
+            "compose:\n  - module: chimaera_bdev\n    name: a\n    query: local\n  - module: m\n    name: a\n    query: global",
+            "compose:\n  - {module: m, name: n, query: local, id: 1}",
+            "compose:\n  - {module: 'has space', name: n, query: local}",
+            "compose:\n  -",
+            "compose: [~]",
+            "module_path: ['', a]",
+            "base: &b {low_latency: 3}\nworkers: *b",
+            "workers:\n  <<: {low_latency: 3}",
+            "--- \nport: 1\n---\nport: 2",
+            "...",
+            "%YAML 1.2\n---\nport: 5",
+            "port: !!str 5",
+            "port: 5\nport: 6",
+            "? port\n: 7",
+            "task_deadline: ~",
+            "task_deadline: 0",
+            "idle: {busy_poll: 2s}",
+            "control: {max_clients: 100000}",
+            "logging: {level: LOUD}",
+            "hostfile: ''",
+            "hostfile: does-not-exist",
+            "\u{feff}port: 5",
+            "port: 5\t# tab",
+            "\t- x",
+            "a: |\n  text\n  more",
+        ][..]).prop_map(str::to_owned),
+        1 => nest,
+        1 => "[a-z_ :\\[\\]{}#~0-9.'\",&*!|>?@-]{0,30}",
+    ]
+}
+
+fn line_edit() -> impl Strategy<Value = LineEdit> {
+    let line = any::<usize>();
+    prop_oneof![
+        6 => (line, scalar()).prop_map(|(line, with)| LineEdit::Value { line, with }),
+        2 => line.prop_map(|line| LineEdit::Delete { line }),
+        2 => line.prop_map(|line| LineEdit::Duplicate { line }),
+        1 => (line, -4i8..=4).prop_map(|(line, by)| LineEdit::Indent { line, by }),
+        2 => (line, fragment()).prop_map(|(line, text)| LineEdit::Insert { line, text }),
+    ]
+}
+
+/// The default configuration with `edits` applied, line by line.
+fn edited_defaults(edits: &[LineEdit]) -> String {
+    let mut lines: Vec<String> = Config::default_yaml().lines().map(str::to_owned).collect();
+    // Edits aim at key lines (comments are most of the file).
+    let keys = |lines: &[String]| -> Vec<usize> {
+        (0..lines.len())
+            .filter(|&i| {
+                let t = lines[i].trim_start();
+                !t.is_empty() && !t.starts_with('#')
+            })
+            .collect()
+    };
+    for e in edits {
+        let key_lines = keys(&lines);
+        if key_lines.is_empty() {
+            break;
+        }
+        let pick = |i: usize| key_lines[i % key_lines.len()];
+        match e {
+            LineEdit::Value { line, with } => {
+                let i = pick(*line);
+                if let Some(colon) = lines[i].find(':') {
+                    lines[i] = format!("{} {with}", &lines[i][..=colon]);
+                }
+            }
+            LineEdit::Delete { line } => {
+                lines.remove(pick(*line));
+            }
+            LineEdit::Duplicate { line } => {
+                let i = pick(*line);
+                let copy = lines[i].clone();
+                lines.insert(i + 1, copy);
+            }
+            LineEdit::Indent { line, by } => {
+                let i = pick(*line);
+                lines[i] = if *by >= 0 {
+                    format!("{}{}", " ".repeat(*by as usize), lines[i])
+                } else {
+                    let strip = lines[i]
+                        .chars()
+                        .take((-by) as usize)
+                        .take_while(|&c| c == ' ')
+                        .count();
+                    lines[i][strip..].to_owned()
+                };
+            }
+            LineEdit::Insert { line, text } => {
+                let i = line % (lines.len() + 1);
+                lines.insert(i, text.clone());
+            }
+        }
+    }
+    lines.join("\n")
+}
+
+/// A document of known keys with plausible values (many are accepted).
+fn known_keys() -> impl Strategy<Value = String> {
+    // Mostly values in range, so that many documents are accepted and their
+    // bounds checked; sometimes not.
+    let size = prop_oneof![
+        4 => Just("1g".to_owned()),
+        2 => Just("64m".to_owned()),
+        1 => Just("2m".to_owned()),
+        1 => Just("384k".to_owned()),
+        1 => (1u64..4096).prop_map(|n| format!("{n}k")),
+        1 => (1u64..2048).prop_map(|n| format!("{n}m")),
+        1 => scalar(),
+    ];
+    let count = prop_oneof![
+        8 => 1u32..8,
+        1 => 0u32..300,
+        1 => Just(u32::MAX),
+    ]
+    .prop_map(|n| n.to_string());
+    // A duration mostly in `lo..=hi` microseconds.
+    let duration = |lo: u64, hi: u64| {
+        prop_oneof![
+            8 => (lo..=hi).prop_map(|n| format!("{n}us")),
+            1 => (0u64..100_000).prop_map(|n| format!("{n}s")),
+            1 => scalar(),
+        ]
+        .boxed()
+    };
+    let entry = |key: &'static str, value: BoxedStrategy<String>| {
+        prop::option::weighted(0.4, value).prop_map(move |v| v.map(|v| format!("{key}: {v}")))
+    };
+    (
+        (
+            entry(
+                "port",
+                prop_oneof![8 => 1u32..65_536, 1 => 65_536u32..70_000, 1 => Just(0)]
+                    .prop_map(|n| n.to_string())
+                    .boxed(),
+            ),
+            entry("  main", size.clone().boxed()),
+            entry("  client_data", size.clone().boxed()),
+            entry("  runtime_data", size.boxed()),
+            entry("  low_latency", count.clone().boxed()),
+            entry("  high_latency", count.clone().boxed()),
+            entry("  reinforcement", count.clone().boxed()),
+            entry(
+                "  process_reaper",
+                prop_oneof![8 => 0u32..2, 1 => 2u32..5]
+                    .prop_map(|n| n.to_string())
+                    .boxed(),
+            ),
+        ),
+        (
+            entry(
+                "  lanes",
+                prop_oneof![Just("~".to_owned()), count.clone()].boxed(),
+            ),
+            entry(
+                "  depth",
+                prop_oneof![
+                    8 => (1u32..13).prop_map(|b| 1 << b),
+                    2 => 1u32..5000,
+                    1 => prop_oneof![Just(1 << 24), Just((1 << 24) + 1), Just(u32::MAX)],
+                ]
+                .prop_map(|n| n.to_string())
+                .boxed(),
+            ),
+            entry(
+                "  stack_size",
+                prop_oneof![
+                    8 => (16u32..2048).prop_map(|n| format!("{n}k")),
+                    1 => (1u32..70_000).prop_map(|n| format!("{n}k")),
+                    1 => scalar(),
+                ]
+                .boxed(),
+            ),
+            entry("  max_live", count.clone().boxed()),
+            entry("  busy_poll", duration(0, 1_000_000)),
+            entry("client_wait_timeout", duration(1, 100_000_000)),
+            entry("task_deadline", duration(0, 100_000_000)),
+            entry("  interval", duration(10_000, 60_000_000)),
+        ),
+        (
+            entry("  stall_timeout", duration(100_000, 86_400_000_000)),
+            entry("  max_clients", count.boxed()),
+            prop::collection::vec(
+                (
+                    prop_oneof![8 => "[a-z_]{1,6}", 1 => "[a-z_ ]{0,6}"],
+                    prop_oneof![8 => "[a-z]{1,4}", 1 => "[a-z ]{0,4}"],
+                    prop_oneof![4 => Just("local"), 4 => Just("global"), 1 => Just("other")],
+                    prop::option::weighted(0.3, 0u64..40),
+                ),
+                0..3,
+            ),
+        ),
+    )
+        .prop_map(|(a, b, (stall, max_clients, pools))| {
+            let (port, main, client, runtime, low, high, rl, reaper) = a;
+            let (lanes, depth, stack, live, busy, wait, deadline, interval) = b;
+            let mut doc = String::new();
+            let mut section = |name: &str, items: Vec<Option<String>>| {
+                let items: Vec<String> = items.into_iter().flatten().collect();
+                if !items.is_empty() {
+                    doc.push_str(name);
+                    doc.push_str(":\n");
+                    for i in items {
+                        doc.push_str(&i);
+                        doc.push('\n');
+                    }
+                }
+            };
+            section("segments", vec![main, client, runtime]);
+            section("workers", vec![low, high, rl, reaper]);
+            section("queue", vec![lanes, depth]);
+            section("coroutine", vec![stack, live]);
+            section("idle", vec![busy]);
+            section("reaper", vec![interval]);
+            section("supervisor", vec![stall]);
+            section("control", vec![max_clients]);
+            for top in [port, wait, deadline].into_iter().flatten() {
+                doc.push_str(&top);
+                doc.push('\n');
+            }
+            if !pools.is_empty() {
+                doc.push_str("compose:\n");
+                for (module, name, query, id) in pools {
+                    doc.push_str(&format!(
+                        "  - module: '{module}'\n    name: '{name}'\n    query: {query}\n"
+                    ));
+                    if let Some(id) = id {
+                        doc.push_str(&format!("    id: {id}\n"));
+                    }
+                }
+            }
+            doc
+        })
+}
+
+fn config_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => any::<String>().prop_map(|s| s.chars().take(200).collect()),
+        1 => "[a-z_:\\- \n\\[\\]{}#~0-9.'\",&*!|>?]{0,200}",
+        4 => prop::collection::vec(line_edit(), 1..6).prop_map(|e| edited_defaults(&e)),
+        3 => known_keys(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(fuzzing::config("config", 300))]
+
+    #[test]
+    fn fuzz_config_yaml(text in config_text()) {
+        check_text(&text)?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Units.
+
+fn unit_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>().prop_map(|s| s.chars().take(40).collect()),
+        "[0-9.]{0,30}[ ]{0,2}(|b|k|kb|kib|m|g|t|TB|ns|us|µs|ms|s|sec|m|min|h|x)",
+        prop::sample::select(SCALARS).prop_map(str::to_owned),
+    ]
+}
+
+proptest! {
+    #![proptest_config(fuzzing::config("config_units", 2000))]
+
+    /// `parse_size` / `parse_duration` answer every string, exactly for a
+    /// whole number with a unit, and name the input in their errors.
+    #[test]
+    fn fuzz_config_units(text in unit_text()) {
+        match parse_size(&text) {
+            Ok(bytes) => {
+                let t = text.trim().to_ascii_lowercase();
+                if let Some(n) = t.strip_suffix('k').and_then(|n| n.parse::<u64>().ok()) {
+                    prop_assert_eq!(Some(bytes), n.checked_mul(1024));
+                }
+            }
+            Err(e) => prop_assert!(e.to_string().contains(text.as_str()), "{}", e),
+        }
+        match parse_duration(&text) {
+            Ok(d) => {
+                if let Some(n) = text.trim().strip_suffix("ms").and_then(|n| n.parse::<u64>().ok()) {
+                    prop_assert_eq!(d, Duration::from_millis(n));
+                }
+            }
+            Err(e) => prop_assert!(e.to_string().contains(text.as_str()), "{}", e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hostfiles.
+
+fn check_hostfile(text: &str) -> Result<(), TestCaseError> {
+    match parse_hostfile(text) {
+        Ok(hosts) => {
+            prop_assert!(
+                !hosts.is_empty() && hosts.len() <= MAX_HOSTS,
+                "{} hosts",
+                hosts.len()
+            );
+            let mut seen = std::collections::HashSet::new();
+            for h in &hosts {
+                prop_assert!(!h.is_empty() && h.len() <= MAX_HOST_NAME, "host {:?}", h);
+                prop_assert!(
+                    !h.contains(char::is_whitespace) && !h.contains(['#', '[', ']']),
+                    "host {:?}",
+                    h
+                );
+                prop_assert!(seen.insert(h), "host {:?} twice", h);
+            }
+        }
+        Err(e) => {
+            let shown = e.to_string();
+            prop_assert!(shown.starts_with("<hostfile>"), "{}", shown);
+            prop_assert_eq!(e.file(), Some("<hostfile>"));
+            let lines = text.lines().count() as u64;
+            prop_assert!(e.line().is_none_or(|l| l <= lines), "{}", shown);
+        }
+    }
+    Ok(())
+}
+
+fn bound() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => (0u64..20).prop_map(|n| n.to_string()),
+        2 => (0u64..100_000).prop_map(|n| n.to_string()),
+        1 => "0{1,4}[0-9]{1,3}",
+        1 => Just("99999999".to_owned()),
+        1 => Just("18446744073709551615".to_owned()),
+        1 => Just("18446744073709551616".to_owned()),
+        1 => Just(String::new()),
+        1 => "[a-z+-]{1,2}",
+    ]
+}
+
+fn bracket() -> impl Strategy<Value = String> {
+    let part = prop_oneof![
+        2 => (bound(), bound()).prop_map(|(lo, hi)| format!("{lo}-{hi}")),
+        1 => bound(),
+    ];
+    prop::collection::vec(part, 1..4).prop_map(|parts| format!("[{}]", parts.join(",")))
+}
+
+fn host_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => prop::collection::vec(("[a-z0-9.-]{0,6}", prop::option::of(bracket())), 1..4).prop_map(|segs| {
+            segs.into_iter()
+                .map(|(lit, br)| format!("{lit}{}", br.unwrap_or_default()))
+                .collect::<String>()
+        }),
+        1 => (1usize..600, prop::option::of(bracket())).prop_map(|(n, br)| format!("{}{}", "h".repeat(n), br.unwrap_or_default())),
+        1 => (1usize..400).prop_map(|n| "[1]".repeat(n)),
+        1 => "[a-z0-9 \\[\\],#-]{0,30}",
+        1 => Just(String::new()),
+        1 => "#.{0,20}",
+    ]
+}
+
+fn hostfile_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => any::<String>().prop_map(|s| s.chars().take(200).collect()),
+        4 => prop::collection::vec(host_line(), 1..8).prop_map(|l| l.join("\n")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(fuzzing::config("hostfile", 500))]
+
+    #[test]
+    fn fuzz_hostfile(text in hostfile_text()) {
+        check_hostfile(&text)?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The seed corpus.
+
+#[test]
+fn fuzz_config_seeds() {
+    for (file, bytes) in fuzzing::seeds("config") {
+        let text = String::from_utf8(bytes).expect("config seeds are UTF-8");
+        let accepted = check_text(&text).unwrap_or_else(|e| panic!("seed {file}: {e}"));
+        // `# expect: ok` / `# expect: error` in a seed checks the outcome.
+        if text.contains("# expect: ok") {
+            assert!(accepted, "seed {file} was refused");
+        }
+        if text.contains("# expect: error") {
+            assert!(!accepted, "seed {file} was accepted");
+        }
+    }
+}
+
+#[test]
+fn fuzz_hostfile_seeds() {
+    for (file, bytes) in fuzzing::seeds("hostfile") {
+        let text = String::from_utf8(bytes).expect("hostfile seeds are UTF-8");
+        if let Err(e) = check_hostfile(&text) {
+            panic!("seed {file}: {e}");
+        }
+        if text.contains("# expect: error") {
+            assert!(parse_hostfile(&text).is_err(), "seed {file} was accepted");
+        }
+    }
+}
