@@ -34,9 +34,10 @@
 //! tell a slow task from a wedged worker. A worker whose beat has not moved for
 //! `supervisor.stall_timeout` is reported stalled in the log and in `status`.
 //! If it is inside a task (a handler that neither returns nor yields), the
-//! supervisor *retires* it — a compare-and-swap on the worker's phase word from
-//! IN_TASK to RETIRED, which the worker's own swap back to IDLE after each step
-//! would have beaten had the task returned — and gives its lanes to a new
+//! supervisor *retires* it — an asymmetric hand-shake: the supervisor posts a
+//! claim, forces a barrier on every thread with `membarrier`, and takes the
+//! lanes only if the worker is still inside its task; the worker, which pays no
+//! locked instruction for this, checks the claim after each step — and gives its lanes to a new
 //! worker thread ([`chi_sdk::queue::MultiLaneQueue::take_over`]), so the other
 //! tasks of those lanes go on. The wedged task's lane word is set to
 //! `LANE_STALLED`, so its waiting client gets an error after its task deadline.
@@ -54,7 +55,7 @@ use chi_sdk::shm::{Allocator, OwnerId, ShmPtr};
 use chi_sdk::task::{TASK_MAGIC, TaskHeader, flags, state};
 
 use crate::runtime::Shared;
-use crate::worker::{WorkerStats, phase};
+use crate::worker::{WorkerStats, claim, phase};
 
 /// How long the reaper waits for a dead client's in-flight tasks to finish
 /// before it reclaims their blocks anyway.
@@ -109,6 +110,7 @@ struct Watch {
 
 /// Runs the supervisor until the runtime stops.
 pub fn run(shared: Arc<Shared>) {
+    membarrier_ready();
     let reaper = match (
         Allocator::attach(&shared.ipc.main),
         Allocator::attach(&shared.ipc.client_data),
@@ -180,24 +182,54 @@ pub fn run(shared: Arc<Shared>) {
     }
 }
 
+/// Whether this process is registered for `membarrier(PRIVATE_EXPEDITED)`,
+/// which the retirement hand-shake needs (registered once; a kernel or a
+/// sandbox without it leaves wedged workers reported but not replaced).
+fn membarrier_ready() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        match rustix::thread::membarrier(
+            rustix::thread::MembarrierCommand::RegisterPrivateExpedited,
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "membarrier is not available: wedged workers are reported but their lanes \
+                     are not moved"
+                );
+                false
+            }
+        }
+    })
+}
+
 /// Retires wedged worker `w` (if it is inside a task: the handshake on its
 /// phase word) and starts a new worker on its lanes. The wedged task's waiting
 /// client learns that its task makes no progress (its lane is marked
 /// [`LANE_STALLED`]). Returns the new worker's thread.
 fn take_over(shared: &Arc<Shared>, w: &Arc<WorkerStats>) -> Option<std::thread::JoinHandle<()>> {
-    // AcqRel: pairs with the worker's Release store of IN_TASK (its pops before
-    // the task happen before ours) and with its AcqRel CAS back to IDLE.
-    if w.phase
-        .compare_exchange(
-            phase::IN_TASK,
-            phase::RETIRED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
-        .is_err()
-    {
+    if !membarrier_ready() || w.phase.load(Ordering::Acquire) != phase::IN_TASK {
         return None;
     }
+    // The asymmetric Dekker hand-shake (see `Worker::leave_task`): claim, full
+    // barrier on every thread of the process, then look at the phase.
+    w.claim.store(claim::PENDING, Ordering::Relaxed);
+    if rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited).is_err() {
+        // Release: pairs with the worker's Acquire load in `settle_claim`.
+        w.claim.store(claim::NONE, Ordering::Release);
+        return None;
+    }
+    // Acquire: pairs with the worker's Release store of IN_TASK, so its pops
+    // before the task happen before the take-over.
+    if w.phase.load(Ordering::Acquire) != phase::IN_TASK {
+        // Release: pairs with the worker's Acquire load in `settle_claim`.
+        w.claim.store(claim::NONE, Ordering::Release);
+        return None;
+    }
+    // Release: pairs with the worker's Acquire load in `settle_claim`.
+    w.claim.store(claim::TAKEN, Ordering::Release);
+    w.phase.store(phase::RETIRED, Ordering::Relaxed);
     let task = w.current.load(Ordering::Relaxed) as *mut TaskHeader;
     let generation = w.current_generation.load(Ordering::Relaxed);
     if !task.is_null() {

@@ -64,6 +64,8 @@ pub struct WorkerStats {
     /// [`phase`]: outside a task, inside one, or retired (its lanes were
     /// taken over while it was wedged inside a task).
     pub phase: AtomicU8,
+    /// [`claim`]: the supervisor's side of the retirement hand-shake.
+    pub claim: AtomicU8,
     /// Address of the task the worker runs now (for the supervisor).
     pub current: AtomicU64,
     /// Generation of that task.
@@ -95,6 +97,16 @@ pub mod phase {
     pub const RETIRED: u8 = 2;
 }
 
+/// Values of [`WorkerStats::claim`].
+pub mod claim {
+    /// No retirement under way.
+    pub const NONE: u8 = 0;
+    /// The supervisor is deciding; the worker waits at the end of its step.
+    pub const PENDING: u8 = 1;
+    /// The supervisor took the lanes: the worker is retired.
+    pub const TAKEN: u8 = 2;
+}
+
 impl WorkerStats {
     /// Fresh statistics of worker `id`.
     pub fn new(id: u32, kind: &'static str, lanes: Vec<usize>) -> WorkerStats {
@@ -106,6 +118,7 @@ impl WorkerStats {
             sleeping: AtomicBool::new(false),
             beat: AtomicU64::new(0),
             phase: AtomicU8::new(phase::IDLE),
+            claim: AtomicU8::new(claim::NONE),
             current: AtomicU64::new(0),
             current_generation: AtomicU32::new(0),
             stalled: AtomicBool::new(false),
@@ -541,23 +554,39 @@ impl Worker {
     }
 
     /// Marks the end of a task step; notices a retirement by the supervisor.
+    ///
+    /// The hand-shake is an asymmetric Dekker: this side stores its phase and
+    /// loads the supervisor's claim with no fence (no locked instruction on the
+    /// task path); the supervisor, which stores the claim and then loads the
+    /// phase, issues `membarrier(PRIVATE_EXPEDITED)` in between, which acts as a
+    /// full fence on every thread of the process. So the two cannot both miss
+    /// each other: if the supervisor sees this worker still in its task, this
+    /// worker sees the claim here.
     #[inline]
     fn leave_task(&mut self) {
-        // AcqRel: pairs with the supervisor's CAS to RETIRED; if it won, this
-        // worker must not touch its lanes again.
-        if self
-            .stats
-            .phase
-            .compare_exchange(
-                phase::IN_TASK,
-                phase::IDLE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-            && self.stats.phase.load(Ordering::Acquire) == phase::RETIRED
-        {
-            self.retired = true;
+        // Relaxed + compiler fence: the supervisor's membarrier orders it.
+        self.stats.phase.store(phase::IDLE, Ordering::Relaxed);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        if self.stats.claim.load(Ordering::Relaxed) != claim::NONE {
+            self.settle_claim();
+        }
+    }
+
+    /// The supervisor is deciding whether to take this worker's lanes: wait
+    /// for its verdict (it comes within microseconds).
+    #[cold]
+    fn settle_claim(&mut self) {
+        loop {
+            // Acquire: pairs with the supervisor's Release store of the verdict.
+            match self.stats.claim.load(Ordering::Acquire) {
+                claim::PENDING => std::thread::yield_now(),
+                claim::TAKEN => {
+                    self.retired = true;
+                    self.stats.phase.store(phase::RETIRED, Ordering::Relaxed);
+                    return;
+                }
+                _ => return,
+            }
         }
     }
 
@@ -889,7 +918,7 @@ impl Worker {
             .store(p.generation, Ordering::Relaxed);
         if !self.retired {
             // Release: the pops before this step happen before a takeover of the
-            // lanes (pairs with the supervisor's AcqRel CAS to RETIRED).
+            // lanes (pairs with the supervisor's Acquire load of the phase).
             self.stats.phase.store(phase::IN_TASK, Ordering::Release);
         }
         let r = p.co.resume(());
