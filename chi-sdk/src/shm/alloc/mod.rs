@@ -620,7 +620,10 @@ impl Shared {
                 let Some(rel) = (off - start).checked_sub(BLOCK_HEADER) else {
                     return Err(bad);
                 };
-                if !rel.is_multiple_of(bs) || rel / bs >= layout::blocks_per_page(class) {
+                // One 32-bit remainder (`rel` < PAGE_SIZE): this check runs for
+                // every task the runtime takes. A block boundary whose block ends
+                // inside the page is one of the page's blocks.
+                if !(rel as u32).is_multiple_of(bs as u32) || rel + bs > PAGE_SIZE {
                     return Err(bad);
                 }
                 Ok((
