@@ -47,7 +47,8 @@ pub struct ClientRegistry {
 
 #[derive(Debug)]
 struct Inner {
-    by_id: HashMap<u32, u32>,
+    /// id → (pid, the process's start time: a reused pid is not the client).
+    by_id: HashMap<u32, (u32, u64)>,
     next: u32,
 }
 
@@ -83,18 +84,38 @@ impl ClientRegistry {
             id = id.wrapping_add(1);
         }
         g.next = id.wrapping_add(1);
-        g.by_id.insert(id, pid);
+        let started = chi_sdk::shm::alloc::process_start(pid).unwrap_or(0);
+        g.by_id.insert(id, (pid, started));
         Ok(id)
     }
 
     /// Forgets client `id`; returns its pid if it was registered.
     pub fn forget(&self, id: u32) -> Option<u32> {
-        self.lock().by_id.remove(&id)
+        self.lock().by_id.remove(&id).map(|(pid, _)| pid)
+    }
+
+    /// The registered clients whose process is gone (a pid reused by a later
+    /// process counts as gone), as `(client id, pid)`.
+    pub fn dead(&self) -> Vec<(u32, u32)> {
+        let clients: Vec<(u32, (u32, u64))> =
+            self.lock().by_id.iter().map(|(&i, &p)| (i, p)).collect();
+        clients
+            .into_iter()
+            .filter(|&(_, (pid, started))| {
+                !chi_sdk::shm::alloc::started_process_alive(pid, started)
+            })
+            .map(|(id, (pid, _))| (id, pid))
+            .collect()
     }
 
     /// The registered clients as `(client id, pid)`, sorted by id.
     pub fn list(&self) -> Vec<(u32, u32)> {
-        let mut v: Vec<(u32, u32)> = self.lock().by_id.iter().map(|(&i, &p)| (i, p)).collect();
+        let mut v: Vec<(u32, u32)> = self
+            .lock()
+            .by_id
+            .iter()
+            .map(|(&i, &(p, _))| (i, p))
+            .collect();
         v.sort_unstable();
         v
     }

@@ -104,8 +104,8 @@ impl Shared {
     /// many it dropped.
     pub fn forget_dead_clients(&self) -> u64 {
         let mut n = 0;
-        for (id, pid) in self.clients.list() {
-            if !chi_sdk::shm::alloc::pid_alive(pid) && self.clients.forget(id).is_some() {
+        for (id, pid) in self.clients.dead() {
+            if self.clients.forget(id).is_some() {
                 tracing::info!(
                     client = id,
                     pid,
@@ -186,12 +186,7 @@ impl Shared {
                 .iter()
                 .map(|w| w.completed.load(Ordering::Relaxed))
                 .sum(),
-            clients: self
-                .clients
-                .list()
-                .iter()
-                .filter(|&&(_, pid)| chi_sdk::shm::alloc::pid_alive(pid))
-                .count() as u32,
+            clients: (self.clients.len() - self.clients.dead().len()) as u32,
             reaper: ReaperStatus {
                 clients_reaped: self.reaper.clients_reaped.load(Ordering::Relaxed),
                 blocks_freed: self.reaper.blocks_freed.load(Ordering::Relaxed),

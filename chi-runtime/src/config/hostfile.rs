@@ -13,6 +13,7 @@
 //! most [`MAX_HOSTS`] hosts, each at most [`MAX_HOST_NAME`] characters long.
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use super::ConfigError;
@@ -33,14 +34,48 @@ pub fn parse_hostfile(text: &str) -> Result<Vec<String>, ConfigError> {
 
 /// Reads and parses the hostfile at `path`.
 pub fn load_hostfile(path: &Path) -> Result<Vec<String>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    use std::io::Read as _;
+    let read_error = |source| ConfigError::Read {
         what: "hostfile",
         path: path.to_path_buf(),
         origin: String::new(),
         source,
+    };
+    // At most MAX_HOSTFILE_BYTES (+1 to tell a longer file): `/dev/zero` or a
+    // huge file is an error, not the runtime's memory. Non-blocking, so that a
+    // FIFO with no writer is read as empty instead of hanging the start.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_HOSTFILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Ok(0),
+            _ => Err(e),
+        })
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_HOSTFILE_BYTES {
+        return Err(read_error(std::io::Error::other(format!(
+            "the hostfile is larger than {} MiB; list one host a line, with ranges such as \
+             node[001-512]",
+            MAX_HOSTFILE_BYTES >> 20
+        ))));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
     })?;
     parse_hostfile_named(&text, &path.display().to_string())
 }
+
+/// Largest hostfile read (16 MiB: the most hosts a file may list, at a name
+/// of 255 characters).
+pub const MAX_HOSTFILE_BYTES: u64 = 16 << 20;
 
 pub(super) fn parse_hostfile_named(text: &str, file: &str) -> Result<Vec<String>, ConfigError> {
     let error = |line: usize, message: String| ConfigError::Hostfile {
@@ -187,6 +222,30 @@ pub(super) fn with_origin(mut err: ConfigError, origin_text: String) -> ConfigEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endless_or_huge_hostfiles_are_refused_and_fifos_do_not_hang() {
+        let e = load_hostfile(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("larger than 16 MiB"), "{e}");
+        let dir = std::env::temp_dir().join(format!("chi-hostfile-fifo-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &dir,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        // Opened non-blocking with no writer: read as empty, no hang.
+        let r = load_hostfile(&dir);
+        let _ = std::fs::remove_file(&dir);
+        // Read as empty: a hostfile with no host, reported as such (no hang).
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("no host"), "{e}");
+    }
 
     fn hosts(text: &str) -> Vec<String> {
         parse_hostfile(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))

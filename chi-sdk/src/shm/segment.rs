@@ -28,7 +28,7 @@ use super::{SegmentId, ShmError, ShmPtr, registry};
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"CHIMSEG1");
 /// Version of the layout of the header, the allocator metadata and the block
 /// headers. Bump it on any change to them.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Number of root slots in the header (well-known objects such as the process queue).
 pub const NUM_ROOTS: usize = 16;
 /// Bytes reserved for the header at the start of a segment.

@@ -147,6 +147,9 @@ pub(crate) struct OwnerSlot {
     pub live_blocks: AtomicU64,
     /// pid of the dead process while the slot is [`OWNER_REAPED`] (for reports).
     pub reaped_pid: AtomicU32,
+    /// Start time of the process holding the slot (clock ticks since boot; 0:
+    /// unknown), so that a reused pid is not taken for the dead holder.
+    pub started: AtomicU64,
 }
 
 /// [`OwnerSlot::pid`] of a slot whose process was reaped while the runtime kept

@@ -88,8 +88,8 @@ use layout::{
     Padded, ThreadSlot, desc, state, word,
 };
 pub use layout::{MAX_OWNERS, MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
-pub use pages::pid_alive;
 use pages::{PageState, Pages};
+pub use pages::{pid_alive, process_start, started_process_alive};
 pub use reap::{ReapError, ReapReport};
 use stack::{Links, TaggedStack};
 
@@ -898,6 +898,7 @@ impl Allocator {
         slot.live_bytes.store(0, Ordering::Relaxed);
         slot.live_blocks.store(0, Ordering::Relaxed);
         slot.reaped_pid.store(0, Ordering::Relaxed);
+        slot.started.store(pages::own_start(), Ordering::Relaxed);
         // SAFETY: validated: the descriptors lie between the header and the heap.
         let descs = unsafe { map.base().add(h.desc_offset as usize) as *const AtomicU32 };
         let shared = Shared {

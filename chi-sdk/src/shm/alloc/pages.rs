@@ -117,6 +117,44 @@ pub fn pid_alive(pid: u32) -> bool {
     !is_zombie(pid)
 }
 
+/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`,
+/// field 22); `None` if it cannot be read. With the pid it names one process
+/// for good: a pid that was reused names a process with another start time.
+pub fn process_start(pid: u32) -> Option<u64> {
+    if !plausible_pid(pid) {
+        return None;
+    }
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let end = stat.iter().rposition(|&b| b == b')')?;
+    // After "pid (comm)": field 3 (state) is the first, field 22 (starttime)
+    // the twentieth.
+    std::str::from_utf8(&stat[end + 1..])
+        .ok()?
+        .split_ascii_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// This process's start time (see [`process_start`]), read once per process
+/// (and again in a forked child, whose pid differs).
+pub fn own_start() -> u64 {
+    static CACHE: std::sync::Mutex<(u32, u64)> = std::sync::Mutex::new((0, 0));
+    let pid = std::process::id();
+    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if c.0 != pid {
+        *c = (pid, process_start(pid).unwrap_or(0));
+    }
+    c.1
+}
+
+/// Whether the process that was `pid` when it started at `started` (0:
+/// unknown) is alive: [`pid_alive`], and the pid was not reused since by a
+/// process that started later (pids wrap quickly where `pid_max` is small).
+pub fn started_process_alive(pid: u32, started: u64) -> bool {
+    pid_alive(pid) && (started == 0 || process_start(pid).is_none_or(|now| now == started))
+}
+
 /// Whether `/proc/<pid>/stat` says the process is a zombie (`Z`) or dead (`X`).
 /// `false` if it cannot be read.
 fn is_zombie(pid: u32) -> bool {
@@ -472,6 +510,22 @@ fn add(counter: &AtomicU64, delta: u64) {
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reused_pid_is_not_the_process_that_started_before() {
+        let me = std::process::id();
+        let started = own_start();
+        assert!(started > 0, "no start time in /proc/self/stat");
+        assert_eq!(process_start(me), Some(started));
+        assert!(started_process_alive(me, started));
+        assert!(
+            started_process_alive(me, 0),
+            "unknown start time: the pid alone"
+        );
+        // The same pid, but a holder that started at another time: reused.
+        assert!(!started_process_alive(me, started + 1));
+        assert!(!started_process_alive(0, started));
+    }
 
     fn state() -> PageState {
         PageState {

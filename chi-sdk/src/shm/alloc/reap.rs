@@ -55,7 +55,7 @@
 //! settled the slot.
 
 use super::layout::{self, OWNER_REAPED, OwnerSlot, state, word};
-use super::pages::{current_pid, pid_alive};
+use super::pages::{current_pid, started_process_alive};
 use super::{Allocator, FreeError, MAX_OWNERS, OwnerId, SegmentId, ShmPtr};
 use crate::sync::Ordering;
 
@@ -218,7 +218,9 @@ impl Allocator {
                 let pid = match o.0.pid.load(Ordering::Acquire) {
                     0 => return None,
                     OWNER_REAPED => o.0.reaped_pid.load(Ordering::Relaxed),
-                    pid if pid_alive(pid) => return None,
+                    pid if started_process_alive(pid, o.0.started.load(Ordering::Relaxed)) => {
+                        return None;
+                    }
                     pid => pid,
                 };
                 Some((OwnerId(i as u32), pid))
@@ -272,7 +274,7 @@ impl Allocator {
             0 => return Err(ReapError::NotAttached { segment, owner }),
             OWNER_REAPED => slot.reaped_pid.load(Ordering::Relaxed),
             p if p == me => return Err(ReapError::OwnSlot { segment, owner }),
-            p if !force && pid_alive(p) => {
+            p if !force && started_process_alive(p, slot.started.load(Ordering::Relaxed)) => {
                 return Err(ReapError::OwnerAlive {
                     segment,
                     owner,
