@@ -288,6 +288,8 @@ fn reap_refuses_what_it_must_not_touch() {
     let slot = alloc.shared.owner_slot(other.owner().0).unwrap();
     let parent = std::os::unix::process::parent_id();
     slot.pid.store(parent, Ordering::Relaxed);
+    slot.started
+        .store(pages::process_start(parent).unwrap_or(0), Ordering::Relaxed);
     let err = alloc.reap_owner(other.owner(), &keep_none).unwrap_err();
     assert_eq!(
         err,
