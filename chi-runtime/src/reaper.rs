@@ -237,7 +237,7 @@ fn take_over(shared: &Arc<Shared>, w: &Arc<WorkerStats>) -> Option<std::thread::
         // main segment stays mapped; magic and generation are checked before
         // the lane word (an atomic) is written.
         unsafe {
-            if (*task).magic == TASK_MAGIC && (*task).generation == generation {
+            if (*task).magic == TASK_MAGIC && u32::from((*task).generation) == generation {
                 (*task)
                     .lane
                     .store(chi_sdk::task::LANE_STALLED, Ordering::Relaxed);

@@ -192,7 +192,7 @@ pub fn validate_task(
             hdr.magic
         )));
     }
-    let generation = hdr.generation;
+    let generation = u32::from(hdr.generation);
     if tag != 0 && tag != chi_sdk::task::generation_tag(generation) {
         return Err(Invalid::Refuse(format!(
             "{ptr} is stale: its block holds another task now (generation changed since the \
@@ -963,7 +963,7 @@ impl Worker {
         // mapped (the main segment lives as long as the runtime), so reading its
         // header is sound even if the client freed it meanwhile.
         let (magic, now) = unsafe { ((*task).magic, (*task).generation) };
-        if magic != chi_sdk::task::TASK_MAGIC || now != generation {
+        if magic != chi_sdk::task::TASK_MAGIC || u32::from(now) != generation {
             self.stats.completed.fetch_add(1, Ordering::Relaxed);
             if let Some(suppressed) = REFUSED_LOG.allow() {
                 tracing::warn!(

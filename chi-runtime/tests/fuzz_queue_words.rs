@@ -110,7 +110,7 @@ struct Block {
     live: bool,
     owned: bool,
     /// The header's magic, generation and size (when the block is a task).
-    task: Option<(u32, u32, u32)>,
+    task: Option<(u16, u16, u32)>,
 }
 
 /// The verdict of `validate_task`, reduced to what the model predicts.
@@ -155,9 +155,10 @@ fn expected(seg: SegmentId, blocks: &[Block], owned: &[ShmPtr], word: ShmPtr) ->
     let Some((magic, generation, size)) = b.task else {
         return Verdict::Refuse;
     };
-    if magic != TASK_MAGIC || (tag != 0 && tag != generation_tag(generation)) {
+    if magic != TASK_MAGIC || (tag != 0 && tag != generation_tag(u32::from(generation))) {
         return Verdict::Refuse;
     }
+    let generation = u32::from(generation);
     let addr = b.addr as usize;
     if u64::from(size) < HEADER || u64::from(size) > b.usable {
         Verdict::Fail { addr, generation }
@@ -166,15 +167,12 @@ fn expected(seg: SegmentId, blocks: &[Block], owned: &[ShmPtr], word: ShmPtr) ->
     }
 }
 
-/// Writes `v` at byte `offset` of the block at `addr`.
-///
-/// # Safety
-/// `offset + 4` bytes at `addr` must be ours to write.
-unsafe fn put_u32(addr: *mut u8, offset: usize, v: u32) {
-    // SAFETY: in bounds by the caller's promise; unaligned write.
-    unsafe { addr.add(offset).cast::<u32>().write_unaligned(v) }
+/// The little-endian `u16` at `offset` of `bytes`.
+fn get_u16(bytes: &[u8], offset: usize) -> u16 {
+    u16::from_le_bytes(bytes[offset..offset + 2].try_into().unwrap())
 }
 
+/// The little-endian `u32` at `offset` of `bytes`.
 fn get_u32(bytes: &[u8], offset: usize) -> u32 {
     u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
 }
@@ -243,10 +241,13 @@ impl<'f> Case<'f> {
                         unsafe { p.as_ptr().cast::<TaskHeader>().write(header) };
                         Some((TASK_MAGIC, generation, size))
                     } else {
-                        if usable >= offset_of!(TaskHeader, magic) as u64 + 4 {
-                            // SAFETY: in the block (checked just above).
+                        if usable >= offset_of!(TaskHeader, magic) as u64 + 2 {
+                            // SAFETY: in the block (checked just above); unaligned write.
                             unsafe {
-                                put_u32(p.as_ptr(), offset_of!(TaskHeader, magic), TASK_MAGIC)
+                                p.as_ptr()
+                                    .add(offset_of!(TaskHeader, magic))
+                                    .cast::<u16>()
+                                    .write_unaligned(TASK_MAGIC)
                             };
                         }
                         None
@@ -306,10 +307,10 @@ impl<'f> Case<'f> {
             Seg::Other(id) => SegmentId(id),
         };
         let ptr = ShmPtr::new(segment, offset);
-        let good = b.task.map_or(1, |(_, g, _)| generation_tag(g));
+        let good = b.task.map_or(1, |(_, g, _)| generation_tag(u32::from(g)));
         let tag = match tag {
             Tag::None => 0,
-            Tag::Good => return task_word(ptr, b.task.map_or(0, |(_, g, _)| g)),
+            Tag::Good => return task_word(ptr, b.task.map_or(0, |(_, g, _)| u32::from(g))),
             Tag::Bad(t) => {
                 if t == 0 || t == good {
                     good % 255 + 1
@@ -526,7 +527,7 @@ fn check_header(
     content.resize(usable as usize, slack);
     if usable >= HEADER {
         if let Magic::Set = magic {
-            content[offset_of!(TaskHeader, magic)..][..4]
+            content[offset_of!(TaskHeader, magic)..][..2]
                 .copy_from_slice(&TASK_MAGIC.to_le_bytes());
         }
         let size = match size {
@@ -543,8 +544,8 @@ fn check_header(
 
     let task = (usable >= HEADER).then(|| {
         (
-            get_u32(&content, offset_of!(TaskHeader, magic)),
-            get_u32(&content, offset_of!(TaskHeader, generation)),
+            get_u16(&content, offset_of!(TaskHeader, magic)),
+            get_u16(&content, offset_of!(TaskHeader, generation)),
             get_u32(&content, offset_of!(TaskHeader, size)),
         )
     });
@@ -556,7 +557,7 @@ fn check_header(
         owned: false,
         task,
     }];
-    let good = task.map_or(1, |(_, g, _)| generation_tag(g));
+    let good = task.map_or(1, |(_, g, _)| generation_tag(u32::from(g)));
     let tag = match tag {
         Tag::None => 0,
         Tag::Good => good,

@@ -202,7 +202,7 @@ impl From<AllocError> for CallError {
 pub struct TaskPtr<T: Task> {
     ptr: FullPtr<T>,
     /// The generation the task was allocated with (see [`TaskHeader::generation`]).
-    generation: u32,
+    generation: u16,
 }
 
 impl<T: Task> std::fmt::Debug for TaskPtr<T> {
@@ -560,7 +560,7 @@ impl Client {
         // Relaxed: published to the worker by the push (Release on the cell).
         h.lane.store(lane as u32, Ordering::Relaxed);
         h.state.fetch_or(state::QUEUED, Ordering::Relaxed);
-        let word = crate::task::task_word(task.shm(), task.generation);
+        let word = crate::task::task_word(task.shm(), u32::from(task.generation));
         self.queue
             .push_to_lane(lane, word, Some(self.opts.connect_timeout))?;
         Ok(())

@@ -117,10 +117,10 @@ impl std::fmt::Display for Failure {
 /// the task as making no progress after its deadline.
 pub const LANE_STALLED: u32 = u32::MAX - 1;
 
-/// Value of [`TaskHeader::magic`]: `b"CHTK"`.
-pub const TASK_MAGIC: u32 = u32::from_le_bytes(*b"CHTK");
+/// Value of [`TaskHeader::magic`]: `b"CT"`.
+pub const TASK_MAGIC: u16 = u16::from_le_bytes(*b"CT");
 
-/// The header every task starts with (`#[repr(C)]`, 104 bytes).
+/// The header every task starts with (`#[repr(C)]`, 96 bytes).
 ///
 /// `magic` and `generation` let the runtime tell a task from any other block of
 /// the main segment, and a task from the task that reused its block: the runtime
@@ -140,16 +140,14 @@ pub struct TaskHeader {
     /// Size in bytes of the whole task struct (checked by the runtime before use).
     pub size: u32,
     /// [`TASK_MAGIC`].
-    pub magic: u32,
+    pub magic: u16,
     /// Tells this task from earlier and later occupants of its block: never 0,
     /// drawn from a per-thread sequence ([`next_generation`]).
-    pub generation: u32,
+    pub generation: u16,
     /// The process-queue lane the task was last pushed to (the runtime keeps it
     /// current when it routes the task); a waiting client watches the progress of
     /// the worker serving that lane.
     pub lane: AtomicU32,
-    /// Reserved, zero.
-    pub _reserved: u32,
     /// Target pool.
     pub pool_id: PoolId,
     /// Place in the task graph.
@@ -167,7 +165,9 @@ pub struct TaskHeader {
     pub error: ShmString,
 }
 
-const _: () = assert!(size_of::<TaskHeader>() == 104);
+// 96 bytes: an echo-sized task (header + two u64) and its 16-byte block header
+// fill one 128-byte size class, two cache lines, as the task path budgets.
+const _: () = assert!(size_of::<TaskHeader>() == 96);
 
 // SAFETY: repr(C) of integers, ShmSafe ids and a ShmString; no pointers; every bit
 // pattern is a valid (if meaningless) header, and the runtime validates it.
@@ -184,7 +184,6 @@ impl TaskHeader {
             magic: TASK_MAGIC,
             generation: next_generation(),
             lane: AtomicU32::new(u32::MAX),
-            _reserved: 0,
             pool_id,
             task_node: TaskNode::default(),
             dom_query,
@@ -246,8 +245,8 @@ pub fn generation_tag(generation: u32) -> u8 {
 
 /// A fresh task generation (never 0): a per-thread sequence whose start is
 /// drawn from the process id, the thread and the clock, so that two threads (or
-/// processes) reusing one block almost never draw the same value (1 in 2^32).
-pub fn next_generation() -> u32 {
+/// processes) reusing one block rarely draw the same value (1 in 2^16).
+pub fn next_generation() -> u16 {
     use std::cell::Cell;
     thread_local! {
         static NEXT: Cell<u32> = Cell::new({
@@ -264,13 +263,14 @@ pub fn next_generation() -> u32 {
         });
     }
     NEXT.with(|n| {
-        // Odd increments visit every value; skip 0 ("no generation").
-        let mut g = n.get().wrapping_add(0x9e37_79b9);
-        if g == 0 {
-            g = 1;
-        }
+        // An odd increment of a 32-bit counter; its top half is the generation
+        // (consecutive ones always differ), never 0 ("no generation").
+        let g = n.get().wrapping_add(0x9e37_79b9);
         n.set(g);
-        g
+        match (g >> 16) as u16 {
+            0 => 1,
+            top => top,
+        }
     })
 }
 
