@@ -267,6 +267,8 @@ pub struct Worker {
     stalls: Vec<Option<(u64, Instant, u64)>>,
     /// Loop iterations (published to `stats.beat`).
     beat: u64,
+    /// The word being handled (failed with `PANICKED` if the handling panics).
+    handling: Option<ShmPtr>,
     /// Live coroutines (published to `stats.live`: a plain store, no locked
     /// instruction on the task path).
     live: u64,
@@ -410,13 +412,35 @@ impl Worker {
             max_live,
             stalls: vec![None; n],
             beat: 0,
+            handling: None,
             live: 0,
             retired: false,
         })
     }
 
     /// Runs until the runtime stops.
+    ///
+    /// A panic of the worker's own code unwinds to here (one `catch_unwind`
+    /// around the loop, not one per task, which would keep the task path from
+    /// being inlined): it is logged, the task being handled fails with
+    /// `PANICKED`, and the loop goes on.
     pub fn run(mut self) {
+        loop {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve())) {
+                Ok(()) => break,
+                Err(payload) => {
+                    let ptr = self.handling.take();
+                    self.recover(&*payload, ptr);
+                }
+            }
+        }
+        if !self.retired {
+            self.drain();
+        }
+    }
+
+    /// The loop of [`run`](Self::run): returns at stop, or once retired.
+    fn serve(&mut self) {
         let busy = self.shared.config.idle.busy_poll;
         let mut idle_since: Option<Instant> = None;
         // Empty polls since the last task: the clock is read only every
@@ -445,13 +469,15 @@ impl Worker {
             if self.parked.len() < self.max_live
                 && let Some(ptr) = sets.pop(&mut self.consumer)
             {
-                self.guarded(|w| w.handle(ptr), Some(ptr));
+                self.handling = Some(ptr);
+                self.handle(ptr);
+                self.handling = None;
                 idle_since = None;
                 idle_polls = 0;
                 continue;
             }
             if let Some(p) = self.parked.pop_front() {
-                self.guarded(|w| w.resume(p), None);
+                self.resume(p);
                 continue;
             }
             idle_polls = idle_polls.wrapping_add(1);
@@ -481,7 +507,6 @@ impl Worker {
             sets.warm(&self.consumer);
             idle_since = None;
         }
-        self.drain();
     }
 
     /// Runs `f`, catching a panic of the worker's own code (a module's panics
@@ -490,7 +515,15 @@ impl Worker {
     /// failed with `PANICKED`; the worker goes on.
     fn guarded(&mut self, f: impl FnOnce(&mut Worker), ptr: Option<ShmPtr>) {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
-        let Err(payload) = r else { return };
+        if let Err(payload) = r {
+            self.recover(&*payload, ptr);
+        }
+    }
+
+    /// After a caught panic: log and count it, and fail the task of `ptr` if it
+    /// is a live task not yet complete.
+    #[cold]
+    fn recover(&mut self, payload: &(dyn std::any::Any + Send), ptr: Option<ShmPtr>) {
         let what = payload
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
