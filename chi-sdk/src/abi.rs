@@ -114,17 +114,18 @@ pub fn nul_str(b: &[u8]) -> &str {
 /// A message buffer a module fills when a call fails.
 #[repr(C)]
 pub struct ErrorBuf {
-    /// Bytes used.
-    pub len: u32,
-    /// UTF-8 text.
-    pub buf: [u8; 500],
+    /// Bytes of `buf` written by [`set`](Self::set).
+    len: u32,
+    /// UTF-8 text; only the first `len` bytes are initialised (a fresh buffer
+    /// costs no 500-byte memset on every task).
+    buf: [std::mem::MaybeUninit<u8>; 500],
 }
 
 impl Default for ErrorBuf {
     fn default() -> Self {
         ErrorBuf {
             len: 0,
-            buf: [0; 500],
+            buf: [std::mem::MaybeUninit::uninit(); 500],
         }
     }
 }
@@ -142,14 +143,19 @@ impl ErrorBuf {
         while !msg.is_char_boundary(n) {
             n -= 1;
         }
-        self.buf[..n].copy_from_slice(&msg.as_bytes()[..n]);
+        for (d, &b) in self.buf[..n].iter_mut().zip(&msg.as_bytes()[..n]) {
+            d.write(b);
+        }
         self.len = n as u32;
     }
 
     /// The message.
     pub fn as_str(&self) -> &str {
         let n = (self.len as usize).min(self.buf.len());
-        nul_str(&self.buf[..n])
+        // SAFETY: `len` is private and only `set` writes it, after writing the
+        // first `len` bytes; MaybeUninit<u8> has u8's layout.
+        let bytes = unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), n) };
+        nul_str(bytes)
     }
 }
 
