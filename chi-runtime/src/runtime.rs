@@ -305,11 +305,7 @@ pub(crate) fn worker_thread(
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
             Ok(()) => return,
             Err(p) => {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let what = crate::worker::panic_message(&*p);
                 stats.restarts.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(worker = id, panic = %what, "worker died; restarting it on its lanes");
                 if shared.stopping() {

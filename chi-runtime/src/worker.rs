@@ -524,11 +524,7 @@ impl Worker {
     /// is a live task not yet complete.
     #[cold]
     fn recover(&mut self, payload: &(dyn std::any::Any + Send), ptr: Option<ShmPtr>) {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let what = panic_message(payload);
         self.stats.panics.fetch_add(1, Ordering::Relaxed);
         self.leave_task();
         tracing::error!(
@@ -563,20 +559,7 @@ impl Worker {
         );
         while let Some(p) = self.parked.pop_front() {
             if self.shared.stopping() {
-                // As in `drain`: a suspended coroutine is leaked, not unwound.
-                let Parked {
-                    co,
-                    task,
-                    generation,
-                    ..
-                } = p;
-                self.finish(
-                    task,
-                    generation,
-                    code::SHUTDOWN,
-                    Some("the runtime stopped while the task was suspended".into()),
-                );
-                std::mem::forget(co);
+                self.abandon(p);
                 continue;
             }
             self.guarded(|w| w.resume(p), None);
@@ -665,36 +648,41 @@ impl Worker {
         held
     }
 
+    /// Fails suspended task `p` with `SHUTDOWN` at stop, without resuming it.
+    fn abandon(&mut self, p: Parked) {
+        let Parked {
+            co,
+            task,
+            generation,
+            ..
+        } = p;
+        self.live -= 1;
+        self.stats.live.store(self.live, Ordering::Relaxed);
+        self.finish(
+            task,
+            generation,
+            code::SHUTDOWN,
+            Some("the runtime stopped while the task was suspended".into()),
+        );
+        // Dropping a suspended coroutine force-unwinds its stack through the
+        // module's entry point, which catches panics; corosensei then aborts the
+        // process (segments left behind, other waiters never answered). The
+        // process is exiting: leak the coroutine and its stack instead. The task
+        // is complete, so nothing resumes it.
+        std::mem::forget(co);
+    }
+
     /// At stop: finish parked tasks, fail what is still queued.
     fn drain(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while let Some(p) = self.parked.pop_front() {
             if Instant::now() > deadline {
-                let Parked {
-                    co,
-                    task,
-                    generation,
-                    ..
-                } = p;
-                self.live -= 1;
-                self.stats.live.store(self.live, Ordering::Relaxed);
-                self.finish(
-                    task,
-                    generation,
-                    code::SHUTDOWN,
-                    Some("the runtime stopped while the task was suspended".into()),
-                );
-                // Dropping a suspended coroutine force-unwinds its stack through
-                // the module's entry point, which catches panics; corosensei then
-                // aborts the process (segments left behind, other waiters never
-                // answered). The process is exiting: leak the coroutine and its
-                // stack instead. The task is complete, so nothing resumes it.
-                std::mem::forget(co);
+                self.abandon(p);
                 continue;
             }
             self.resume(p);
         }
-        while let Some((ptr, _)) = (!self.retired).then(|| self.consumer.pop()).flatten() {
+        while let Some((ptr, _)) = self.consumer.pop() {
             if let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr) {
                 self.finish(
                     task,
@@ -1054,6 +1042,15 @@ impl Worker {
             let _ = self.alloc.free(ptr);
         }
     }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn container_pool(task: *mut TaskHeader) -> PoolId {

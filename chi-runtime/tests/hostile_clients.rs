@@ -28,37 +28,9 @@ use support::*;
 fn hostile_exe() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();
     EXE.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>")
-            .to_owned();
-        let target_dir = profile_dir.parent().expect("target dir").to_owned();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace");
-        let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.current_dir(workspace)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "chi-runtime",
-                "--example",
-                "hostile",
-            ])
-            .arg("--target-dir")
-            .arg(&target_dir);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "cargo build of the hostile program failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let profile_dir = support::modules::cargo_build(
+            &["-p", "chi-runtime", "--example", "hostile"],
+            "the hostile program",
         );
         let path = profile_dir.join("examples").join("hostile");
         assert!(path.exists(), "{} missing after the build", path.display());

@@ -507,6 +507,14 @@ impl MultiLaneQueue {
             }
             claimed.push(lane);
         }
+        Ok(self.claimed_consumer(lanes, token))
+    }
+
+    /// The consumer of `lanes`, claimed with `token`: its doorbell is the first
+    /// lane's, and its positions start where the previous consumer of each lane
+    /// left them (published in the lane's `head`); from here on they are kept in
+    /// this process, and the shared word is only a published copy.
+    fn claimed_consumer(&self, lanes: &[usize], token: u64) -> Consumer {
         let bell = lanes[0];
         for &lane in lanes {
             self.inner
@@ -516,21 +524,20 @@ impl MultiLaneQueue {
                 .doorbell
                 .store(bell as u32, Ordering::Relaxed);
         }
-        // The consumer's positions start where the previous consumer of each lane
-        // left them (published in the lane's `head`); from here on they are kept
-        // in this process, and the shared word is only a published copy.
         let heads = lanes
             .iter()
-            .map(|&l| self.inner.lane(l).pos.head.0.load(Ordering::Relaxed))
+            // Acquire: pairs with the claim's hand-over (the previous consumer's
+            // release of the lane, or the caller's hand-shake for a take-over).
+            .map(|&l| self.inner.lane(l).pos.head.0.load(Ordering::Acquire))
             .collect();
-        Ok(Consumer {
+        Consumer {
             queue: self.clone(),
             lanes: lanes.to_vec(),
             heads,
             bell,
             next: 0,
             token,
-        })
+        }
     }
 }
 
@@ -569,25 +576,8 @@ impl MultiLaneQueue {
                 .0
                 .consumer
                 .swap(token, Ordering::AcqRel);
-            self.inner
-                .lane(lane)
-                .info
-                .0
-                .doorbell
-                .store(lanes[0] as u32, Ordering::Relaxed);
         }
-        let heads = lanes
-            .iter()
-            .map(|&l| self.inner.lane(l).pos.head.0.load(Ordering::Acquire))
-            .collect();
-        Ok(Consumer {
-            queue: self.clone(),
-            lanes: lanes.to_vec(),
-            heads,
-            bell: lanes[0],
-            next: 0,
-            token,
-        })
+        Ok(self.claimed_consumer(lanes, token))
     }
 }
 

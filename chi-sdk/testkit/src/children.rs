@@ -72,21 +72,7 @@ impl Children {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = spawn_registered(&mut cmd)
-            .unwrap_or_else(|e| panic!("cannot start child {label}: {e}"));
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            drain_into(child.stdout.take().expect("stdout"), output.clone()),
-            drain_into(child.stderr.take().expect("stderr"), output.clone()),
-        ];
-        self.procs.push(Proc {
-            label: label.to_owned(),
-            child,
-            output,
-            readers,
-            status: None,
-        });
-        self.procs.len() - 1
+        self.start(cmd, label, label)
     }
 
     /// Starts `program` with `args` as a child (like [`spawn`](Self::spawn), for
@@ -104,8 +90,14 @@ impl Children {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        self.start(cmd, label, &program.display().to_string())
+    }
+
+    /// Spawns `cmd` (registered for the watchdog), captures its output, and
+    /// records it as child `label`; returns its index.
+    fn start(&mut self, mut cmd: std::process::Command, label: &str, what: &str) -> usize {
         let mut child = spawn_registered(&mut cmd)
-            .unwrap_or_else(|e| panic!("cannot start {label} ({}): {e}", program.display()));
+            .unwrap_or_else(|e| panic!("cannot start child {label} ({what}): {e}"));
         let output = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
             drain_into(child.stdout.take().expect("stdout"), output.clone()),
