@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use chi_sdk::proto::monotonic_ms;
 use chi_sdk::shm::{Allocator, OwnerId, ShmPtr};
-use chi_sdk::task::{TASK_MAGIC, TaskHeader, flags, state};
+use chi_sdk::task::{TASK_MAGIC, TaskHeader, flags};
 
 use crate::runtime::Shared;
 use crate::worker::{WorkerStats, claim, phase};
@@ -419,6 +419,5 @@ fn in_flight_task(alloc: &Allocator, ptr: ShmPtr) -> Option<*mut TaskHeader> {
     // the header is valid for any bytes; read only.
     let h = unsafe { &*t };
     // Acquire: pairs with the worker's Release fetch_or(COMPLETE).
-    let st = h.state.load(Ordering::Acquire);
-    (h.magic == TASK_MAGIC && st & state::QUEUED != 0 && st & state::COMPLETE == 0).then_some(t)
+    (h.magic == TASK_MAGIC && h.is_in_flight()).then_some(t)
 }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use chi_sdk::abi::{ErrorBuf, LaneId, MonitorMode, RunCtx};
 use chi_sdk::queue::Consumer;
 use chi_sdk::shm::{Allocator, ShmPtr, ShmString};
-use chi_sdk::task::{TaskHeader, code, flags, state};
+use chi_sdk::task::{TaskHeader, code, flags};
 use chi_sdk::types::{PoolId, QueryKind};
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -775,9 +775,7 @@ impl Worker {
                 return;
             }
         };
-        // Acquire: pairs with the Release fetch_or(ROUTED) of the worker that
-        // moved the task here.
-        let routed = h.state.load(Ordering::Acquire) & state::ROUTED != 0;
+        let routed = h.is_routed();
         if !routed
             && let Some(monitor) = container.module.api.monitor
             && !container.queues.is_empty()
@@ -836,16 +834,14 @@ impl Worker {
         if self.consumer.lanes().contains(&target) {
             return false;
         }
-        // Release: publishes nothing new, but pairs with the target's Acquire load
-        // so it skips Monitor; the push itself hands the task over.
-        h.state.fetch_or(state::ROUTED, Ordering::Release);
+        h.mark_routed();
         // Relaxed: the lane a waiting client watches; published by the push.
         let from = h.lane.swap(target as u32, Ordering::Relaxed);
         match q.try_push(target, ptr) {
             Ok(()) => true,
             Err(_) => {
                 h.lane.store(from, Ordering::Relaxed);
-                h.state.fetch_and(!state::ROUTED, Ordering::Relaxed);
+                h.unmark_routed();
                 false
             }
         }
@@ -1015,7 +1011,7 @@ impl Worker {
         // SAFETY: as above; the rest is read through a shared reference.
         let h = unsafe { &*task };
         if h.complete(rc) {
-            chi_sdk::futex::wake(&h.state, u32::MAX);
+            h.wake_waiters();
         }
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         if fire_and_forget {

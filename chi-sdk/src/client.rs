@@ -559,7 +559,7 @@ impl Client {
         let h = task.get().header();
         // Relaxed: published to the worker by the push (Release on the cell).
         h.lane.store(lane as u32, Ordering::Relaxed);
-        h.state.fetch_or(state::QUEUED, Ordering::Relaxed);
+        h.mark_queued();
         let word = crate::task::task_word(task.shm(), u32::from(task.generation));
         self.queue
             .push_to_lane(lane, word, Some(self.opts.connect_timeout))?;
@@ -619,8 +619,7 @@ impl Client {
         let limit = Duration::from_millis(self.reg.wait_timeout_ms);
         let no_progress = Duration::from_millis(self.reg.task_deadline_ms);
         loop {
-            // Acquire: pairs with the Release fetch_or(COMPLETE) of the worker.
-            let cur = h.state.fetch_or(state::WAITER, Ordering::Acquire) | state::WAITER;
+            let cur = h.announce_waiter();
             if cur & state::COMPLETE != 0 {
                 return Ok(());
             }
@@ -630,7 +629,7 @@ impl Client {
                     .min(Duration::from_millis(10)),
                 None => Duration::from_millis(10),
             };
-            crate::futex::wait(&h.state, cur, Some(slice));
+            h.sleep_until_changed(cur, Some(slice));
             if h.is_complete() {
                 return Ok(());
             }
@@ -723,10 +722,7 @@ impl Client {
                 task.generation
             )));
         }
-        // Acquire: pairs with the Release fetch_or(COMPLETE) of the worker, so
-        // the runtime's last writes happen before the free.
-        let st = h.state.load(Ordering::Acquire);
-        if st & state::QUEUED != 0 && st & state::COMPLETE == 0 {
+        if h.is_in_flight() {
             return Err(ClientError::BadFree(format!(
                 "task {} was not freed: the runtime has not completed it and may still write \
                  to it; wait for it first",

@@ -7,15 +7,24 @@
 //!
 //! # The state word
 //!
-//! `TaskHeader::state` is one `u32` of bits, also used as a futex:
+//! `TaskHeader::state` is one `u32` of bits, also used as a futex. It is
+//! private to this file: every transition is a named method of [`TaskHeader`],
+//! and this table is the whole state machine.
 //!
-//! | bit | set by | meaning |
-//! | --- | --- | --- |
-//! | [`state::QUEUED`] | client, at enqueue | the task was handed to the runtime |
-//! | [`state::RUNNING`] | — | reserved (a worker does not set it: the waiting client spins on this word, and a write while the task runs would cost the round trip a cache-line transfer) |
-//! | [`state::COMPLETE`] | worker | finished; outputs and `result` are final |
-//! | [`state::WAITER`] | waiting client | a thread sleeps on the futex: wake it |
-//! | [`state::ROUTED`] | worker | moved to the worker of its container lane |
+//! | bit | transition (method) | by | ordering | meaning |
+//! | --- | --- | --- | --- | --- |
+//! | [`state::QUEUED`] | [`mark_queued`](TaskHeader::mark_queued) | client, before the push | Relaxed (the push's Release publishes it) | handed to the runtime |
+//! | [`state::ROUTED`] | [`mark_routed`](TaskHeader::mark_routed) / [`unmark_routed`](TaskHeader::unmark_routed) | worker, before / after a failed push to another lane | Release / Relaxed | moved to the worker of its container lane: run there without asking Monitor again |
+//! | [`state::WAITER`] | [`announce_waiter`](TaskHeader::announce_waiter) | waiting client, before it sleeps | Acquire | a thread sleeps on the futex: wake it |
+//! | [`state::COMPLETE`] | [`complete`](TaskHeader::complete), then [`wake_waiters`](TaskHeader::wake_waiters) | worker | Release | finished; outputs and `result` are final |
+//! | [`state::RUNNING`] | — | — | — | reserved (a worker does not set it: the waiting client spins on this word, and a write while the task runs would cost the round trip a cache-line transfer) |
+//!
+//! A fresh header has no bit set; a task goes `0 → QUEUED [→ ROUTED] → COMPLETE`,
+//! with `WAITER` set at any point by a client that stops spinning. Readers:
+//! [`is_complete`](TaskHeader::is_complete) (Acquire, pairs with `complete`),
+//! [`is_in_flight`](TaskHeader::is_in_flight) (queued and not complete: the
+//! runtime may still write to it), [`is_routed`](TaskHeader::is_routed) and
+//! [`state_bits`](TaskHeader::state_bits) for diagnostics.
 //!
 //! Completion is `fetch_or(COMPLETE)` with Release ordering after the outputs were
 //! written; a waiter spins on an Acquire load of the word, then sets `WAITER` and
@@ -131,8 +140,9 @@ pub const TASK_MAGIC: u16 = u16::from_le_bytes(*b"CT");
 #[repr(C)]
 #[derive(Debug)]
 pub struct TaskHeader {
-    /// State bits ([`state`]); the futex a waiting client sleeps on.
-    pub state: AtomicU32,
+    /// State bits ([`state`]); the futex a waiting client sleeps on. Private:
+    /// changed only through the transitions of the module's table.
+    state: AtomicU32,
     /// Flags ([`flags`]).
     pub flags: u32,
     /// The method to run.
@@ -208,13 +218,85 @@ impl TaskHeader {
     }
 
     /// Marks the task complete with `result`; returns whether a waiter sleeps on the
-    /// state word (the caller must then wake it with a futex wake).
+    /// state word (the caller must then call [`wake_waiters`](Self::wake_waiters)).
     #[inline]
     #[must_use = "a sleeping waiter must be woken"]
     pub fn complete(&self, result: i32) -> bool {
         self.result.store(result, Ordering::Relaxed);
-        // Release: publishes the outputs and `result` to the waiter's Acquire load.
+        // Release: publishes the outputs and `result` to the waiter's Acquire load
+        // in `is_complete` / `announce_waiter`.
         self.state.fetch_or(state::COMPLETE, Ordering::Release) & state::WAITER != 0
+    }
+
+    /// Wakes every thread asleep on the state word (after [`complete`](Self::complete)
+    /// returned `true`).
+    #[inline]
+    pub fn wake_waiters(&self) {
+        crate::futex::wake(&self.state, u32::MAX);
+    }
+
+    /// The client hands the task to the runtime: sets `QUEUED` before the push.
+    #[inline]
+    pub fn mark_queued(&self) {
+        // Relaxed: published to the worker by the push (Release on the lane cell).
+        self.state.fetch_or(state::QUEUED, Ordering::Relaxed);
+    }
+
+    /// A client is about to sleep on the state word: sets `WAITER` and returns the
+    /// word as it is now (with `WAITER`), the value to pass to
+    /// [`sleep_until_changed`](Self::sleep_until_changed).
+    #[inline]
+    pub fn announce_waiter(&self) -> u32 {
+        // Acquire: pairs with the Release fetch_or(COMPLETE) in `complete`, when
+        // the returned word already holds COMPLETE.
+        self.state.fetch_or(state::WAITER, Ordering::Acquire) | state::WAITER
+    }
+
+    /// Sleeps while the state word still equals `seen` (from
+    /// [`announce_waiter`](Self::announce_waiter)), at most `timeout`.
+    #[inline]
+    pub fn sleep_until_changed(&self, seen: u32, timeout: Option<std::time::Duration>) {
+        crate::futex::wait(&self.state, seen, timeout);
+    }
+
+    /// The worker moves the task to the worker of another lane: sets `ROUTED`
+    /// before the push, so the target runs it without asking Monitor again.
+    #[inline]
+    pub fn mark_routed(&self) {
+        // Release: pairs with the target worker's Acquire load in `is_routed`
+        // (the push hands the task over as well).
+        self.state.fetch_or(state::ROUTED, Ordering::Release);
+    }
+
+    /// The push of a routed task failed: the task stays with this worker.
+    #[inline]
+    pub fn unmark_routed(&self) {
+        // Relaxed: only this worker holds the task.
+        self.state.fetch_and(!state::ROUTED, Ordering::Relaxed);
+    }
+
+    /// Whether another worker routed the task here.
+    #[inline]
+    pub fn is_routed(&self) -> bool {
+        // Acquire: pairs with the Release fetch_or in `mark_routed`.
+        self.state.load(Ordering::Acquire) & state::ROUTED != 0
+    }
+
+    /// Whether the task was handed to the runtime and is not complete: the
+    /// runtime may still write to it, so it must not be freed.
+    #[inline]
+    pub fn is_in_flight(&self) -> bool {
+        // Acquire: pairs with the Release fetch_or(COMPLETE) in `complete`, so the
+        // runtime's last writes happen before a free that follows.
+        let st = self.state.load(Ordering::Acquire);
+        st & state::QUEUED != 0 && st & state::COMPLETE == 0
+    }
+
+    /// The raw state bits, for diagnostics and tests.
+    #[inline]
+    pub fn state_bits(&self) -> u32 {
+        // Acquire: as `is_complete`.
+        self.state.load(Ordering::Acquire)
     }
 }
 

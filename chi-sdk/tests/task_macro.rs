@@ -192,9 +192,7 @@ fn new_copy_is_deep_and_free_fields_returns_everything() {
     let baseline = used(&alloc);
     let mut orig = custom(&alloc);
     orig.values.push(&alloc, 5).unwrap();
-    orig.header
-        .state
-        .store(chi_sdk::task::state::COMPLETE, Ordering::Relaxed);
+    let _ = orig.header.complete(chi_sdk::task::code::OK);
     orig.header.client_id = 3;
     let mut copy = orig.new_copy(&alloc).unwrap();
 
@@ -209,7 +207,7 @@ fn new_copy_is_deep_and_free_fields_returns_everything() {
     );
     assert_eq!(copy.values.as_slice().unwrap(), [5]);
     // A fresh header with the routing fields.
-    assert_eq!(copy.header.state.load(Ordering::Relaxed), 0);
+    assert_eq!(copy.header.state_bits(), 0);
     assert_eq!(copy.header.client_id, 3);
     assert_eq!(copy.header.pool_id, PoolId(42));
 

@@ -34,4 +34,4 @@ pub use cli::{CliOutput, run_cli};
 pub use process::{SCRUBBED_ENV, die_with_parent, sigkill, sigterm, spawn_registered, try_reap};
 pub use rng::Rng;
 pub use role::{ROLE_ENV, child_role, env_str, env_u64};
-pub use watchdog::{Watchdog, wait_until};
+pub use watchdog::{Watchdog, exempt, wait_until};

@@ -1,5 +1,6 @@
 //! Time limits.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,7 +19,26 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A time limit for the whole test. If it passes before the guard is dropped,
+/// Nanoseconds this process spent in [`exempt`] sections so far.
+static EXEMPT_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `f` without counting its time against any armed [`Watchdog`]: for
+/// building test artifacts (a `cargo build` on a loaded machine can take
+/// minutes, and that says nothing about the code under test).
+pub fn exempt<R>(f: impl FnOnce() -> R) -> R {
+    let start = Instant::now();
+    let r = f();
+    // Relaxed: a counter the watchdog thread polls; no data hangs on it.
+    EXEMPT_NANOS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    r
+}
+
+fn exempt_total() -> Duration {
+    // Relaxed: see `exempt`.
+    Duration::from_nanos(EXEMPT_NANOS.load(Ordering::Relaxed))
+}
+
+/// A time limit for the whole test (time spent in [`exempt`] does not count). If it passes before the guard is dropped,
 /// every process the test started (through this crate, and not reaped yet) is
 /// SIGKILLed, the cleanup given to [`with_cleanup`](Self::with_cleanup) runs,
 /// and the test process exits with a failure (code 101).
@@ -44,7 +64,22 @@ impl Watchdog {
         let (tx, rx) = mpsc::channel::<()>();
         let test = test.to_owned();
         let thread = std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            let armed = Instant::now();
+            let exempt0 = exempt_total();
+            let fired = loop {
+                let deadline = armed + limit + (exempt_total() - exempt0);
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left.max(Duration::from_millis(1))) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // The deadline moves while an exempt section runs.
+                        if Instant::now() >= armed + limit + (exempt_total() - exempt0) {
+                            break true;
+                        }
+                    }
+                    _ => break false,
+                }
+            };
+            if fired {
                 eprintln!(
                     "watchdog: test '{test}' did not finish within {limit:?}; killing what it started"
                 );
