@@ -1,6 +1,6 @@
 //! Time limits.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,17 +19,22 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Nanoseconds this process spent in [`exempt`] sections so far.
+/// Nanoseconds this process spent in finished [`exempt`] sections so far.
 static EXEMPT_NANOS: AtomicU64 = AtomicU64::new(0);
+/// [`exempt`] sections running now: no watchdog fires meanwhile.
+static EXEMPT_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `f` without counting its time against any armed [`Watchdog`]: for
 /// building test artifacts (a `cargo build` on a loaded machine can take
 /// minutes, and that says nothing about the code under test).
 pub fn exempt<R>(f: impl FnOnce() -> R) -> R {
+    // Relaxed (here and below): counters the watchdog thread polls; no data
+    // hangs on them.
+    EXEMPT_ACTIVE.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
     let r = f();
-    // Relaxed: a counter the watchdog thread polls; no data hangs on it.
     EXEMPT_NANOS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    EXEMPT_ACTIVE.fetch_sub(1, Ordering::Relaxed);
     r
 }
 
@@ -69,10 +74,13 @@ impl Watchdog {
             let fired = loop {
                 let deadline = armed + limit + (exempt_total() - exempt0);
                 let left = deadline.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left.max(Duration::from_millis(1))) {
+                match rx.recv_timeout(left.max(Duration::from_millis(50))) {
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        // The deadline moves while an exempt section runs.
-                        if Instant::now() >= armed + limit + (exempt_total() - exempt0) {
+                        // The deadline moves by the time of exempt sections, and
+                        // waits for one that is running.
+                        if EXEMPT_ACTIVE.load(Ordering::Relaxed) == 0
+                            && Instant::now() >= armed + limit + (exempt_total() - exempt0)
+                        {
                             break true;
                         }
                     }
@@ -105,5 +113,20 @@ impl Drop for Watchdog {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // If the watchdog counted the exempt section, it would exit this test
+    // process with code 101 and the test would fail.
+    #[test]
+    fn exempt_time_does_not_count() {
+        let wd = Watchdog::new("exempt_time_does_not_count", Duration::from_millis(300));
+        exempt(|| std::thread::sleep(Duration::from_millis(700)));
+        std::thread::sleep(Duration::from_millis(100));
+        drop(wd);
     }
 }
