@@ -298,15 +298,6 @@ fn new_renames_the_emplace_constructor() {
 }
 
 #[test]
-fn method_key_strips_task() {
-    let k = |s: &str| super::method_key(&syn::Ident::new(s, proc_macro2::Span::call_site()));
-    assert_eq!(k("CustomTask"), "kCustom");
-    assert_eq!(k("Custom"), "kCustom");
-    assert_eq!(k("Task"), "kTask");
-    assert_eq!(k("GetOrCreatePoolTask"), "kGetOrCreatePool");
-}
-
-#[test]
 fn field_errors_are_all_reported() {
     let m = TempMod::new(YAML);
     let e = error(
