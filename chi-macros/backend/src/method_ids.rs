@@ -26,8 +26,8 @@ pub(crate) fn constants(methods: &[Method]) -> TokenStream {
         let c = format_ident!("{}", m.constant());
         let id = m.id as u32;
         let doc = match &m.comment {
-            Some(text) => format!("`{}` in chimaera_mod.yaml: {text}", m.key),
-            None => format!("`{}` in chimaera_mod.yaml.", m.key),
+            Some(text) => format!(" `{}` in chimaera_mod.yaml: {text}", m.key),
+            None => format!(" `{}` in chimaera_mod.yaml.", m.key),
         };
         quote!(#[doc = #doc] pub const #c: u32 = #id;)
     });
@@ -106,8 +106,8 @@ mod tests {
         assert_eq!(
             constants(&c.methods).to_string(),
             quote! {
-                #[doc = "`kCreate` in chimaera_mod.yaml."] pub const CREATE: u32 = 0u32;
-                #[doc = "`kEcho` in chimaera_mod.yaml: Echoes a value"] pub const ECHO: u32 = 14u32;
+                #[doc = " `kCreate` in chimaera_mod.yaml."] pub const CREATE: u32 = 0u32;
+                #[doc = " `kEcho` in chimaera_mod.yaml: Echoes a value"] pub const ECHO: u32 = 14u32;
                 /// Every method key with its id (`-1` = unsupported).
                 pub const ALL: &[(&str, i64)] = &[("kCreate", 0i64), ("kEcho", 14i64), ("kGone", -1i64)];
             }
