@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use chi_macros_backend::check::{
-    CheckedModule, MOD_YAML, REPO_YAML, check_module, find_repo_yaml, is_identifier,
-};
-use chi_macros_backend::yaml::ModYaml;
+use chi_macros_backend::check::{CheckedModule, check_module_file};
+use chi_macros_backend::names::is_identifier;
+use chi_macros_backend::yaml::{MOD_YAML, REPO_YAML};
 
 use crate::repo::parse_repo_yaml;
 
@@ -97,26 +96,17 @@ pub fn check_repo(root: &Path) -> Result<RepoCheck> {
     // The modules.
     let mut by_lib: BTreeMap<String, PathBuf> = BTreeMap::new();
     for path in &mod_yamls {
-        let yaml = match ModYaml::load(path) {
-            Ok(y) => y,
+        // The rules `#[chimod]` applies too: a module that passes builds.
+        let checked = match check_module_file(path) {
+            Ok(c) => c,
             Err(e) => {
                 out.problems.push(e.to_string());
                 continue;
             }
         };
-        let repo_path = find_repo_yaml(path);
-        let repo = match repo_path.as_deref().map(ModYaml::load) {
-            Some(Ok(r)) => Some(r),
-            Some(Err(e)) => {
-                out.problems.push(e.to_string());
-                None
-            }
-            None => None,
-        };
-        let checked = check_module(&yaml, repo.as_ref());
         let dir = path.parent().unwrap_or(root).to_owned();
-        let mut problems = checked.problems.clone();
-        if let Some(rp) = &repo_path {
+        let mut problems: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+        if let Some(rp) = &checked.repo_path {
             let repo_dir = rp.parent().unwrap_or(root);
             let rel = dir
                 .strip_prefix(repo_dir)

@@ -163,6 +163,7 @@ mod tests {
             key: key.into(),
             id,
             line: 7,
+            comment: None,
         }
     }
 

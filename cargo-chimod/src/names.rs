@@ -7,7 +7,7 @@
 //! `n`, `true`, `false`, `null`).
 
 use anyhow::{Result, bail};
-use chi_macros_backend::check::is_keyword;
+use chi_macros_backend::names::is_keyword;
 
 /// What a name names, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use chi_macros_backend::check::{REPO_YAML, check_module};
+use chi_macros_backend::check::check_module;
 use chi_macros_backend::yaml::ModYaml;
+use chi_macros_backend::yaml::REPO_YAML;
 use minijinja::{Value, context};
 
 use crate::cli::NewArgs;
@@ -235,7 +236,7 @@ fn render_module(
         files.push((path, templates::render(id, &ctx)?));
     }
     // The rendered YAML must pass refresh's checks; its ids start the lock.
-    let yaml_path = dir.join(chi_macros_backend::check::MOD_YAML);
+    let yaml_path = dir.join(chi_macros_backend::yaml::MOD_YAML);
     let yaml_text = files
         .iter()
         .find(|(p, _)| *p == yaml_path)
@@ -248,7 +249,12 @@ fn render_module(
     if !checked.problems.is_empty() {
         bail!(
             "the module template renders a YAML file with problems (a bug in cargo-chimod):\n  {}",
-            checked.problems.join("\n  ")
+            checked
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
         );
     }
     let lib = format!("{namespace}_{module}");

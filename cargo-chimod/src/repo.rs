@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use chi_macros_backend::check::REPO_YAML;
+use chi_macros_backend::yaml::REPO_YAML;
 use serde::Deserialize;
 
 /// The repository's workspace manifest.

@@ -183,7 +183,7 @@ pub fn render(id: &str, ctx: &Value) -> Result<String> {
         .with_context(|| format!("cannot render template {id}"))
 }
 
-pub use chi_macros_backend::chimod::camel_case;
+pub use chi_macros_backend::names::camel_case;
 
 #[cfg(test)]
 mod tests {

@@ -152,13 +152,17 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `-1`.
 ///
 /// # Errors
-/// Reported together, each at its span (YAML problems at the attribute, with
-/// file and line): a supported method with no handler, a handler (or monitor)
-/// with no supported method, a handler of a `-1` method, a `destroy` handler,
-/// duplicate ids, a custom id below 10, an inherited key with another id, a
-/// namespace that disagrees with `chimaera_repo.yaml`, a missing or misshapen
-/// `create`, a handler with the wrong shape, a generic container, a trait
-/// impl. After expansion the compiler reports a handler whose task type has
+/// Reported together, each at its span. At the attribute, naming file and
+/// line: every problem `cargo chimod refresh` reports in the YAML files (the
+/// same rules, the same messages): a missing or non-identifier `module_name`
+/// or namespace, a namespace that disagrees with `chimaera_repo.yaml`, an
+/// unknown key (`custom: 10` for `kCustom: 10`), an id that is not an integer,
+/// an inherited key with another id, a custom id below 10, duplicate ids, a key
+/// whose handler would be a keyword or a `monitor_…` name. At the functions: a
+/// supported method with no handler, a handler (or monitor) with no supported
+/// method, a handler of a `-1` method, a `destroy` handler, a missing or
+/// misshapen `create`, a handler with the wrong shape, a generic container, a
+/// trait impl. After expansion the compiler reports a handler whose task type has
 /// another `METHOD` (at that type) and a container that is not `Send + Sync`.
 ///
 /// # Generated
@@ -189,6 +193,39 @@ pub fn chimod(attr: TokenStream, item: TokenStream) -> TokenStream {
             out.extend(item2);
             out.into()
         }
+    }
+}
+
+/// The method id constants of a module, from its `chimaera_mod.yaml`: the
+/// items `#[chimod]` puts in its `method` module, for a crate that has the
+/// module's YAML but not its container.
+///
+/// ```ignore
+/// /// Method ids of the admin module.
+/// pub mod method {
+///     chi_macros::method_ids!(yaml = "admin/chimaera_mod.yaml");
+/// }
+/// ```
+///
+/// # Arguments
+/// Nothing (the crate's own `chimaera_mod.yaml`, beside its `Cargo.toml`) or
+/// `yaml = "path"`, relative to the source file of the call.
+///
+/// # Generated
+/// * `pub const FOO_BAR: u32 = N;` for every supported key `kFooBar: N`
+///   (documented with the YAML comment after it, if any);
+/// * `pub const ALL: &[(&str, i64)]`: every key with its id (`-1` included);
+/// * `include_bytes!` of the YAML files, so editing them rebuilds.
+///
+/// # Errors
+/// Every problem `cargo chimod refresh` would report in the YAML (and in the
+/// `chimaera_repo.yaml` above it), at the call, naming the file and line.
+#[proc_macro]
+pub fn method_ids(input: TokenStream) -> TokenStream {
+    let ctx = context();
+    match chi_macros_backend::expand_method_ids(input.into(), &ctx) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
     }
 }
 

@@ -8,7 +8,8 @@
 //! relies on). `chimaera_mod.yaml` here serves the `#[task]` tests; the
 //! `#[chimod]` fixtures are under `chimod/repo/` (a `chimaera_repo.yaml` and one
 //! module directory per case: `ok` and `raw` are valid, `bad` has every YAML
-//! problem at once).
+//! problem at once, `names` the mistakes only `cargo chimod refresh` used to
+//! catch).
 //!
 //! Where the diagnostics are:
 //! * `#[task]`: `string_field`, `vec_field`, `bool_field`, `pointer_fields`,
@@ -18,7 +19,9 @@
 //!   `field_attrs`, `generic`, `not_a_struct`, `tuple_struct` (item shape).
 //! * `#[chimod]`: `chimod_yaml_errors` (namespace, inherited ids, custom id
 //!   below 10, duplicate ids, a handler with no method, methods with no
-//!   handler); `chimod_impl_errors` (handler of a `-1` method, `destroy`
+//!   handler); `chimod_refresh_rules` (the YAML rules `cargo chimod refresh`
+//!   applies: an unknown key, a module name that is not an identifier);
+//!   `chimod_impl_errors` (handler of a `-1` method, `destroy`
 //!   handler, monitor of no method, handler shape, `create` signatures, no
 //!   `create`, generic container, trait impl); `chimod_wrong_task` (task type
 //!   with another METHOD, container not Sync); `no_yaml` (no YAML file).

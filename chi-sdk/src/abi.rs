@@ -242,7 +242,9 @@ impl LaneId {
 }
 
 /// Per-call context the runtime hands to `run` and `monitor`: the seed's
-/// `RunContext`, as far as a module may see it.
+/// `RunContext`, as far as a module may see it. (Its one call into the
+/// runtime, [`RunCtx::yield_now`], is defined beside the services table it goes
+/// through, in the crate's `module_side`.)
 #[repr(C)]
 #[derive(Debug)]
 pub struct RunCtx {
@@ -360,15 +362,6 @@ impl RunCtx {
     /// Monitor(GlobalSchedule): prefer container `container` of the pool.
     pub fn route_to_container(&mut self, container: ContainerId) {
         self.route_container = container.0;
-    }
-
-    /// Suspends the running task's coroutine; the worker resumes it after
-    /// running other work. Use it inside long loops and while waiting.
-    pub fn yield_now(&mut self) {
-        if let Some(s) = crate::__private::chimod::services() {
-            // SAFETY: `self` is the context the runtime passed to the running task.
-            unsafe { (s.yield_now)(self) }
-        }
     }
 }
 

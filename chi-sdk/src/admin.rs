@@ -10,22 +10,12 @@ use crate::types::{DomainQuery, PoolId};
 /// The admin module's library name.
 pub const ADMIN_LIB_NAME: &str = "chimaera_admin";
 
-/// Method ids of the admin module (its `chimaera_mod.yaml`, beside this file).
+/// Method ids of the admin module, generated from its `chimaera_mod.yaml`
+/// (beside this file) as every module's are: one constant per supported method
+/// (`CREATE_POOL` for `kCreatePool`…) and [`ALL`](method::ALL). The container,
+/// linked into the runtime, is declared with `#[chimod]` on the same file.
 pub mod method {
-    /// Creates the admin container itself.
-    pub const CREATE: u32 = 0;
-    /// Destroys the admin container.
-    pub const DESTROY: u32 = 1;
-    /// Creates a pool.
-    pub const CREATE_POOL: u32 = 10;
-    /// Destroys a pool.
-    pub const DESTROY_POOL: u32 = 11;
-    /// Stops the runtime.
-    pub const STOP_RUNTIME: u32 = 12;
-    /// Returns the pool of that name, creating it if needed.
-    pub const GET_OR_CREATE_POOL: u32 = 13;
-    /// Echoes a value (round-trip measurement).
-    pub const ECHO: u32 = 14;
+    chi_macros::method_ids!(yaml = "admin/chimaera_mod.yaml");
 }
 
 /// The creation parameters of a module's pools (seed: a module's

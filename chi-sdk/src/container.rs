@@ -4,7 +4,7 @@
 //!
 //! A module library carries its own copy of chi-sdk (see [`crate::abi`]), so
 //! everything here works across that boundary through the runtime's
-//! [`RuntimeServices`] table, handed to the library once when it is loaded:
+//! [`RuntimeServices`](crate::abi::RuntimeServices) table, handed to the library once when it is loaded:
 //!
 //! * [`CreateCtx`] is what `create` (method `kCreate`) receives: the pool's id,
 //!   name and the container's id, and [`CreateCtx::create_local_queue`], which
@@ -19,40 +19,22 @@
 //!   segment, which the client frees them from with the task.
 //! * The library's `tracing` events go to the runtime's log: at load time a
 //!   subscriber is installed in the library's copy of `tracing` that forwards
-//!   every enabled event through [`RuntimeServices::log`], with the library's
-//!   module path as its target. Module code logs with the ordinary `tracing`
-//!   macros (re-exported as [`chi_sdk::tracing`](crate::tracing)).
+//!   every enabled event through
+//!   [`RuntimeServices::log`](crate::abi::RuntimeServices::log), with the
+//!   library's module path as its target. Module code logs with the ordinary
+//!   `tracing` macros (re-exported as [`chi_sdk::tracing`](crate::tracing)).
+//!
+//! The state behind these (the services table, the adopted segments, the log
+//! bridge) is kept by the crate's `module_side` module, set up once when the
+//! runtime initialises the library; this module is its public face.
 
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::abi::{ContainerInfo, ErrorBuf, RuntimeServices, lane_priority, nul_str, segment_kind};
+use crate::abi::{ContainerInfo, ErrorBuf, lane_priority, nul_str};
 pub use crate::abi::{LaneId, LocalQueueInfo, QueueId, RouteError, RunCtx};
+pub use crate::module_side::{
+    ContainerError, client_data_allocator, main_allocator, runtime_data_allocator,
+};
 use crate::queue::Priority;
-use crate::shm::{Allocator, Segment, SegmentId};
 use crate::types::{ContainerId, NodeId, PoolId};
-
-/// Why a container could not reach a runtime service.
-#[derive(Debug, thiserror::Error)]
-pub enum ContainerError {
-    /// Called outside a loaded module (no runtime services).
-    #[error(
-        "no runtime services: this function works in module code run by a runtime (inside \
-         `create`, a handler or a monitor), not in a client program"
-    )]
-    NoRuntime,
-    /// The runtime did not announce the segment.
-    #[error("the runtime maps no {0} segment")]
-    NoSegment(&'static str),
-    /// Attaching the segment's allocator failed.
-    #[error("cannot use the runtime's {what} segment: {message}")]
-    Segment {
-        /// Which segment.
-        what: &'static str,
-        /// What failed.
-        message: String,
-    },
-}
 
 /// What `create` receives: the container's identity and the runtime's services
 /// for setting it up.
@@ -118,7 +100,7 @@ impl<'a> CreateCtx<'a> {
             Priority::LowLatency => lane_priority::LOW_LATENCY,
             Priority::HighLatency => lane_priority::HIGH_LATENCY,
         };
-        let services = crate::__private::chimod::services().ok_or_else(|| {
+        let services = crate::module_side::services().ok_or_else(|| {
             "create_local_queue needs the runtime's services: call it from a module's create"
                 .to_owned()
         })?;
@@ -158,81 +140,10 @@ impl<'a> CreateCtx<'a> {
     }
 }
 
-/// An allocator attached on first use (or why it could not be).
-type LazyAllocator = std::sync::OnceLock<Result<Allocator, String>>;
-
-/// The runtime's segments as this copy of the library sees them: kind, handle
-/// and allocator.
-struct Segments {
-    list: Vec<(u32, Segment, LazyAllocator)>,
-}
-
-static SEGMENTS: RwLock<Option<&'static Segments>> = RwLock::new(None);
-
-/// Whether this copy of the library is the runtime's own (set by the runtime):
-/// then module code linked into the runtime needs no log forwarding.
-static IS_RUNTIME: AtomicBool = AtomicBool::new(false);
-
-/// Marks this copy of chi-sdk as the runtime's (called by the runtime at start).
+/// Marks this copy of chi-sdk as the runtime's (called by the runtime at start):
+/// module code linked into the runtime logs through the runtime's `tracing`, so
+/// no log bridge is installed for it.
 #[doc(hidden)]
 pub fn mark_runtime_process() {
-    IS_RUNTIME.store(true, Ordering::Relaxed);
-}
-
-/// Called by the generated `init` of a module: adopts the runtime's segments and
-/// forwards this library's logs. Returns a message on failure.
-pub(crate) fn init(services: &'static RuntimeServices) -> Result<(), String> {
-    let infos: &[crate::abi::SegmentInfo] = if services.segments.is_null() {
-        &[]
-    } else {
-        // SAFETY: the runtime's leaked list of `num_segments` entries.
-        unsafe { std::slice::from_raw_parts(services.segments, services.num_segments) }
-    };
-    let mut list = Vec::new();
-    for s in infos {
-        // SAFETY: the runtime keeps its segments mapped while it runs modules.
-        let seg = unsafe { Segment::adopt_external(SegmentId(s.id), s.base, s.len) }
-            .map_err(|e| e.to_string())?;
-        list.push((s.kind, seg, std::sync::OnceLock::new()));
-    }
-    let segs: &'static Segments = Box::leak(Box::new(Segments { list }));
-    *SEGMENTS.write().unwrap_or_else(|e| e.into_inner()) = Some(segs);
-    if !IS_RUNTIME.load(Ordering::Relaxed) {
-        crate::__private::logbridge::install(services);
-    }
-    Ok(())
-}
-
-fn allocator(kind: u32, what: &'static str) -> Result<&'static Allocator, ContainerError> {
-    let segs = SEGMENTS
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .ok_or(ContainerError::NoRuntime)?;
-    let (_, seg, cell) = segs
-        .list
-        .iter()
-        .find(|(k, _, _)| *k == kind)
-        .ok_or(ContainerError::NoSegment(what))?;
-    cell.get_or_init(|| Allocator::attach(seg).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|message| ContainerError::Segment {
-            what,
-            message: message.clone(),
-        })
-}
-
-/// The allocator of the runtime's main segment: tasks, and what their fields
-/// own. Use it for outputs stored in a task.
-pub fn main_allocator() -> Result<&'static Allocator, ContainerError> {
-    allocator(segment_kind::MAIN, "main")
-}
-
-/// The allocator of the client-data segment, where clients put bulk data.
-pub fn client_data_allocator() -> Result<&'static Allocator, ContainerError> {
-    allocator(segment_kind::CLIENT_DATA, "client_data")
-}
-
-/// The allocator of the runtime-data segment, for a container's own shared data.
-pub fn runtime_data_allocator() -> Result<&'static Allocator, ContainerError> {
-    allocator(segment_kind::RUNTIME_DATA, "runtime_data")
+    crate::module_side::mark_runtime_process();
 }

@@ -52,10 +52,15 @@ pub mod transport;
 #[cfg(not(loom))]
 pub mod types;
 
+// What a loaded module keeps (the runtime's services, its segments, the log
+// bridge); public through `container`.
+#[cfg(not(loom))]
+mod module_side;
+
 /// Used by the code `#[task]` and `#[chimod]` generate; not a public API.
 #[cfg(not(loom))]
 #[doc(hidden)]
-#[path = "private.rs"]
+#[path = "private/mod.rs"]
 pub mod __private;
 
 /// Declares a task type: see [`chi_macros::task`].

@@ -33,7 +33,7 @@
 //! the task afterwards frees everything it owns.
 
 use crate::shm::{AllocError, Allocator, ShmError, ShmPtr, ShmSafe, ShmString, ShmVec};
-use crate::task::Task;
+use crate::task::{Failure, Task};
 use crate::types::{ContainerId, DomainQuery, NodeId, PoolId, TaskNode};
 
 /// Why a task or field could not be saved, loaded or copied.
@@ -81,6 +81,22 @@ pub enum SerError {
     /// process wrote garbage into it).
     #[error("reading a task field from shared memory: {0}")]
     Shm(#[from] ShmError),
+}
+
+/// A task that cannot be saved, loaded or copied fails with
+/// [`code::BAD_TASK`](crate::task::code::BAD_TASK) and the reason.
+impl From<SerError> for Failure {
+    fn from(e: SerError) -> Failure {
+        Failure::bad_task(e.to_string())
+    }
+}
+
+/// A value of `T` whose bytes are all zero: the empty value of every field type
+/// (`0`, an empty [`ShmString`] or [`ShmVec`]).
+pub(crate) fn zeroed<T: ShmSafe>() -> T {
+    // SAFETY: `ShmSafe` promises that every bit pattern is a valid `T` (item 3 of
+    // its checklist), all zeroes included, and that `T` has no meaningful Drop.
+    unsafe { std::mem::zeroed() }
 }
 
 /// A cursor over a received buffer; every read is bounds-checked.
@@ -178,7 +194,7 @@ pub trait Ser: ShmSafe {
     /// The value whose bytes are all zero: `0`, an empty string or vector. (Valid
     /// for every `ShmSafe` type, all of whose bit patterns are values.)
     fn empty() -> Self {
-        crate::__private::zeroed()
+        zeroed()
     }
 
     /// Appends the value to `out`.
@@ -333,7 +349,7 @@ impl<T: Ser, const N: usize> Ser for [T; N] {
         self.iter_mut().try_for_each(|x| x.load(r, alloc))
     }
     fn deep_copy(&self, alloc: &Allocator) -> Result<Self, SerError> {
-        let mut out: [T; N] = crate::__private::zeroed();
+        let mut out: [T; N] = zeroed();
         for (i, (dst, src)) in out.iter_mut().zip(self).enumerate() {
             match src.deep_copy(alloc) {
                 Ok(v) => *dst = v,
@@ -392,7 +408,7 @@ impl<T: Ser> Ser for ShmVec<T> {
         self.clear();
         self.reserve(alloc, n as usize)?;
         for _ in 0..n {
-            self.push(alloc, crate::__private::zeroed())?;
+            self.push(alloc, zeroed())?;
             let last = self.len() - 1;
             // The element was just pushed, so the slice resolves and holds it.
             let slot = &mut self.as_mut_slice()?[last];
@@ -407,7 +423,7 @@ impl<T: Ser> Ser for ShmVec<T> {
             // Room first (so a copied value is never dropped with its storage),
             // then the copy into the new slot.
             let res = out
-                .push(alloc, crate::__private::zeroed())
+                .push(alloc, zeroed())
                 .map_err(SerError::from)
                 .and_then(|()| x.deep_copy(alloc))
                 .and_then(|v| {

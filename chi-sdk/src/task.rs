@@ -101,17 +101,39 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// A [`code::FAILED`] failure: the method reported an error.
+    pub fn failed(message: impl Into<String>) -> Failure {
+        Failure::new(code::FAILED, message)
+    }
+
+    /// A [`code::BAD_TASK`] failure: the task is not what its method takes (its
+    /// size, alignment, pointers or serialised bytes).
+    pub fn bad_task(message: impl Into<String>) -> Failure {
+        Failure::new(code::BAD_TASK, message)
+    }
+
+    /// A [`code::UNSUPPORTED_METHOD`] failure: the module has no such method,
+    /// or does not support it (`-1` in its YAML).
+    pub fn unsupported_method(message: impl Into<String>) -> Failure {
+        Failure::new(code::UNSUPPORTED_METHOD, message)
+    }
+
+    /// A [`code::PANICKED`] failure: the code serving the task panicked.
+    pub fn panicked(message: impl Into<String>) -> Failure {
+        Failure::new(code::PANICKED, message)
+    }
 }
 
 impl From<String> for Failure {
     fn from(message: String) -> Failure {
-        Failure::new(code::FAILED, message)
+        Failure::failed(message)
     }
 }
 
 impl From<&str> for Failure {
     fn from(message: &str) -> Failure {
-        Failure::new(code::FAILED, message)
+        Failure::failed(message)
     }
 }
 

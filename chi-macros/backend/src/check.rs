@@ -16,18 +16,31 @@
 //! * the handler a key maps to (`kFooBar` → `foo_bar`) is an identifier that is
 //!   not a keyword, does not start with `monitor_` (that prefix names monitor
 //!   functions), and no two keys map to the same handler.
+//!
+//! This is the one place these rules are written: [`check_module_file`] is
+//! what `cargo chimod refresh` runs on each module and what `#[chimod]` runs
+//! on its own YAML (each [`Problem`] becoming a compile error), so a module
+//! that builds passes `refresh`, and the other way round.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::chimod::{FIRST_CUSTOM, INHERITED, camel_case, snake_case};
-use crate::yaml::ModYaml;
+pub use crate::diag::Problem;
+use crate::names::{handler_of, is_identifier, is_keyword, method_key_hint};
+use crate::yaml::{ModYaml, REPO_YAML, YamlError, find_repo_yaml};
 
-/// A module's method file, beside its `Cargo.toml`.
-pub const MOD_YAML: &str = "chimaera_mod.yaml";
+/// Inherited methods and their fixed ids.
+pub const INHERITED: [(&str, i64); 6] = [
+    ("kCreate", 0),
+    ("kDestroy", 1),
+    ("kNodeFailure", 2),
+    ("kRecover", 3),
+    ("kMigrate", 4),
+    ("kUpgrade", 5),
+];
 
-/// A repository's file, in its root directory.
-pub const REPO_YAML: &str = "chimaera_repo.yaml";
+/// First id of a custom method.
+pub const FIRST_CUSTOM: i64 = 10;
 
 /// Top-level keys of `chimaera_mod.yaml` that are not methods.
 pub const METADATA_KEYS: [&str; 4] = ["module_name", "namespace", "version", "description"];
@@ -41,12 +54,19 @@ pub struct Method {
     pub id: i64,
     /// 1-based line of the entry.
     pub line: u64,
+    /// The comment after the id in the YAML, if any.
+    pub comment: Option<String>,
 }
 
 impl Method {
     /// The handler's name: `kFooBar` → `foo_bar`.
     pub fn handler(&self) -> String {
-        snake_case(&self.key[1..])
+        handler_of(&self.key)
+    }
+
+    /// The name of its id constant: `FOO_BAR`.
+    pub fn constant(&self) -> String {
+        self.handler().to_ascii_uppercase()
     }
 
     /// The optional monitor's name: `monitor_foo_bar`.
@@ -76,14 +96,16 @@ impl Method {
 pub struct CheckedModule {
     /// The module's YAML file.
     pub path: PathBuf,
+    /// The repository's YAML file that applies to it, if any.
+    pub repo_path: Option<PathBuf>,
     /// `module_name`, if present.
     pub module_name: Option<String>,
     /// The namespace (the module's, else the repository's), if known.
     pub namespace: Option<String>,
     /// The methods whose ids passed the rules, in key order.
     pub methods: Vec<Method>,
-    /// What is wrong, one message each, naming file, line and key.
-    pub problems: Vec<String>,
+    /// What is wrong, one problem each, naming file, line and key.
+    pub problems: Vec<Problem>,
 }
 
 impl CheckedModule {
@@ -97,59 +119,54 @@ impl CheckedModule {
     }
 }
 
-/// The nearest `chimaera_repo.yaml` in the directories above `mod_yaml`'s own
-/// (a repository holds its modules in subdirectories): the file `#[chimod]`
-/// takes the namespace from.
-pub fn find_repo_yaml(mod_yaml: &Path) -> Option<PathBuf> {
-    let dir = mod_yaml.parent()?;
-    dir.ancestors()
-        .skip(1)
-        .map(|d| d.join(REPO_YAML))
-        .find(|p| p.is_file())
-}
-
-/// Whether `s` is a Rust identifier that is not a keyword.
-pub fn is_identifier(s: &str) -> bool {
-    let mut c = s.chars();
-    let first_ok = c
-        .next()
-        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_');
-    first_ok && c.all(|c| c.is_ascii_alphanumeric() || c == '_') && s != "_" && !is_keyword(s)
-}
-
-/// Whether `s` is a keyword of Rust 2024 (strict or reserved).
-pub fn is_keyword(s: &str) -> bool {
-    const KEYWORDS: &[&str] = &[
-        "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum",
-        "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
-        "move", "mut", "pub", "ref", "return", "self", "Self", "static", "struct", "super",
-        "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box",
-        "do", "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
-    ];
-    KEYWORDS.contains(&s)
+/// Reads `path` (a module's `chimaera_mod.yaml`) and the `chimaera_repo.yaml`
+/// above it ([`find_repo_yaml`]) and checks them with [`check_module`]. A
+/// repository file that cannot be read is one of the problems; the module's
+/// own file not being readable is the error.
+pub fn check_module_file(path: &Path) -> Result<CheckedModule, YamlError> {
+    let yaml = ModYaml::load(path)?;
+    let repo_path = find_repo_yaml(path);
+    let mut repo_problem = None;
+    let repo = match repo_path.as_deref().map(ModYaml::load) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            repo_problem = Some(Problem::from(e));
+            None
+        }
+        None => None,
+    };
+    let mut checked = check_module(&yaml, repo.as_ref());
+    checked.repo_path = repo_path;
+    checked.problems.extend(repo_problem);
+    Ok(checked)
 }
 
 /// Checks `yaml` (a module's `chimaera_mod.yaml`) against the rules of the
 /// module doc, `repo` being the `chimaera_repo.yaml` that applies to it (see
 /// [`find_repo_yaml`]), parsed with [`ModYaml::load`] too.
 pub fn check_module(yaml: &ModYaml, repo: Option<&ModYaml>) -> CheckedModule {
-    let shown = yaml.path.display().to_string();
+    let file = yaml.path.as_path();
+    let at = |line: u64, message: String| Problem::at_line(file, line, message);
     let mut problems = Vec::new();
 
     let module_name = match yaml.texts.get("module_name") {
         Some(t) if is_identifier(&t.value) => Some(t.value.clone()),
         Some(t) => {
-            problems.push(format!(
-                "{shown}:{}: `module_name: {}` is not a Rust identifier (letters, digits and `_`, \
-                 not starting with a digit, not a keyword): the runtime library is named \
-                 lib{{namespace}}_{{module_name}}_runtime.so",
-                t.line, t.value
+            problems.push(at(
+                t.line,
+                format!(
+                    "`module_name: {}` is not a Rust identifier (letters, digits and `_`, not \
+                     starting with a digit, not a keyword): the runtime library is named \
+                     lib{{namespace}}_{{module_name}}_runtime.so",
+                    t.value
+                ),
             ));
             None
         }
         None => {
-            problems.push(format!(
-                "{shown}: no `module_name`: add e.g. `module_name: my_module`"
+            problems.push(Problem::in_file(
+                file,
+                "no `module_name`: add e.g. `module_name: my_module`",
             ));
             None
         }
@@ -159,32 +176,40 @@ pub fn check_module(yaml: &ModYaml, repo: Option<&ModYaml>) -> CheckedModule {
     let repo_ns = repo.and_then(|r| r.texts.get("namespace").map(|t| (r, t)));
     let namespace = match (mod_ns, repo_ns) {
         (Some(m), Some((r, rt))) if m.value != rt.value => {
-            problems.push(format!(
-                "{shown}:{}: `namespace: {}` disagrees with `namespace: {}` at {}:{}: a module \
-                 takes its repository's namespace; make them equal",
+            problems.push(at(
                 m.line,
-                m.value,
-                rt.value,
-                r.path.display(),
-                rt.line
+                format!(
+                    "`namespace: {}` disagrees with `namespace: {}` at {}:{}: a module takes its \
+                     repository's namespace; make them equal",
+                    m.value,
+                    rt.value,
+                    r.path.display(),
+                    rt.line
+                ),
             ));
             None
         }
         (Some(m), _) => Some(m.value.clone()),
         (None, Some((_, rt))) => Some(rt.value.clone()),
         (None, None) => {
-            problems.push(format!(
-                "{shown}: no namespace: neither this file nor a {REPO_YAML} above it has a \
-                 `namespace`"
+            problems.push(Problem::in_file(
+                file,
+                format!(
+                    "no namespace: neither this file nor a {REPO_YAML} above it has a \
+                     `namespace`"
+                ),
             ));
             None
         }
     };
     let namespace = match namespace {
         Some(ns) if !is_identifier(&ns) => {
-            problems.push(format!(
-                "{shown}: namespace `{ns}` is not a Rust identifier (letters, digits and `_`, not \
-                 starting with a digit, not a keyword)"
+            problems.push(Problem::in_file(
+                file,
+                format!(
+                    "namespace `{ns}` is not a Rust identifier (letters, digits and `_`, not \
+                     starting with a digit, not a keyword)"
+                ),
             ));
             None
         }
@@ -198,52 +223,49 @@ pub fn check_module(yaml: &ModYaml, repo: Option<&ModYaml>) -> CheckedModule {
         let hint = method_key_hint(key)
             .map(|k| format!(" (did you mean `{k}`?)"))
             .unwrap_or_default();
-        problems.push(format!(
-            "{shown}:{}: unknown key `{key}`{hint}: a method key is `k` followed by an upper-case \
-             letter (`kFooBar: 10`), and the other keys are {}",
+        problems.push(at(
             t.line,
-            METADATA_KEYS.join(", ")
+            format!(
+                "unknown key `{key}`{hint}: a method key is `k` followed by an upper-case letter \
+                 (`kFooBar: 10`), and the other keys are {}",
+                METADATA_KEYS.join(", ")
+            ),
         ));
     }
 
     let mut methods: Vec<Method> = Vec::new();
     for (key, e) in &yaml.methods {
-        let at = format!("{shown}:{}", e.line);
         let Some(id) = e.id else {
-            problems.push(format!("{at}: `{key}` is not an integer method id"));
+            problems.push(at(e.line, format!("`{key}` is not an integer method id")));
             continue;
         };
-        match INHERITED.iter().find(|(k, _)| k == key) {
+        let wrong = match INHERITED.iter().find(|(k, _)| k == key) {
             Some((_, fixed)) if !(id == *fixed || (id == -1 && *fixed > 1)) => {
                 let allowed = if *fixed > 1 {
                     format!("{fixed} or -1 (unsupported)")
                 } else {
                     fixed.to_string()
                 };
-                problems.push(format!(
-                    "{at}: `{key}: {id}`: `{key}` is inherited and its id is {allowed}"
-                ));
-                continue;
+                Some(format!("`{key}` is inherited and its id is {allowed}"))
             }
-            Some(_) => {}
-            None if id != -1 && id < FIRST_CUSTOM => {
-                problems.push(format!(
-                    "{at}: `{key}: {id}`: custom methods have ids from {FIRST_CUSTOM} (0..{} are \
-                     inherited methods); use -1 for an unsupported method",
-                    FIRST_CUSTOM - 1
-                ));
-                continue;
-            }
-            None if id > i64::from(u32::MAX) => {
-                problems.push(format!("{at}: `{key}: {id}`: a method id fits in a u32"));
-                continue;
-            }
-            None => {}
+            Some(_) => None,
+            None if id != -1 && id < FIRST_CUSTOM => Some(format!(
+                "custom methods have ids from {FIRST_CUSTOM} (0..{} are inherited methods); use \
+                 -1 for an unsupported method",
+                FIRST_CUSTOM - 1
+            )),
+            None if id > i64::from(u32::MAX) => Some("a method id fits in a u32".to_owned()),
+            None => None,
+        };
+        if let Some(why) = wrong {
+            problems.push(at(e.line, format!("`{key}: {id}`: {why}")));
+            continue;
         }
         methods.push(Method {
             key: key.clone(),
             id,
             line: e.line,
+            comment: e.comment.clone(),
         });
     }
 
@@ -254,35 +276,48 @@ pub fn check_module(yaml: &ModYaml, repo: Option<&ModYaml>) -> CheckedModule {
         if m.supported()
             && let Some(prev) = by_id.insert(m.id, m)
         {
-            problems.push(format!(
-                "{shown}: duplicate method id {}: `{}` (line {}) and `{}` (line {}); every method \
-                 needs its own id",
-                m.id, prev.key, prev.line, m.key, m.line
+            problems.push(Problem::in_file(
+                file,
+                format!(
+                    "duplicate method id {}: `{}` (line {}) and `{}` (line {}); every method \
+                     needs its own id",
+                    m.id, prev.key, prev.line, m.key, m.line
+                ),
             ));
         }
         if let Some(prev) = by_handler.insert(handler.clone(), m) {
-            problems.push(format!(
-                "{shown}: `{}` (line {}) and `{}` (line {}) both map to the handler `{handler}`: \
-                 rename one",
-                prev.key, prev.line, m.key, m.line
+            problems.push(Problem::in_file(
+                file,
+                format!(
+                    "`{}` (line {}) and `{}` (line {}) both map to the handler `{handler}`: \
+                     rename one",
+                    prev.key, prev.line, m.key, m.line
+                ),
             ));
         }
         if is_keyword(&handler) {
-            problems.push(format!(
-                "{shown}:{}: `{}` maps to the handler `{handler}`, a Rust keyword: rename the key",
-                m.line, m.key
+            problems.push(at(
+                m.line,
+                format!(
+                    "`{}` maps to the handler `{handler}`, a Rust keyword: rename the key",
+                    m.key
+                ),
             ));
         } else if handler.starts_with("monitor_") {
-            problems.push(format!(
-                "{shown}:{}: `{}` maps to the handler `{handler}`, but `monitor_…` names a \
-                 monitor function: rename the key",
-                m.line, m.key
+            problems.push(at(
+                m.line,
+                format!(
+                    "`{}` maps to the handler `{handler}`, but `monitor_…` names a monitor \
+                     function: rename the key",
+                    m.key
+                ),
             ));
         }
     }
 
     CheckedModule {
         path: yaml.path.clone(),
+        repo_path: repo.map(|r| r.path.clone()),
         module_name,
         namespace,
         methods,
@@ -290,19 +325,27 @@ pub fn check_module(yaml: &ModYaml, repo: Option<&ModYaml>) -> CheckedModule {
     }
 }
 
-/// The method key `key` was probably meant to be: `kbar` → `kBar`, `KBar` →
-/// `kBar`, `foo_bar` → `kFooBar`; `None` if it has other characters.
-fn method_key_hint(key: &str) -> Option<String> {
-    if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        || !key.starts_with(|c: char| c.is_ascii_alphabetic())
-    {
-        return None;
+impl From<YamlError> for Problem {
+    fn from(e: YamlError) -> Problem {
+        match e {
+            YamlError::Io { path, error } => {
+                Problem::in_file(path, format!("cannot read: {error}"))
+            }
+            YamlError::Parse {
+                path,
+                line,
+                column,
+                message,
+            } => {
+                let column = column.map(|c| format!(" (column {c})")).unwrap_or_default();
+                Problem {
+                    file: path,
+                    line,
+                    message: format!("cannot parse{column}: {message}"),
+                }
+            }
+        }
     }
-    let rest = match key.strip_prefix(['k', 'K']) {
-        Some(r) if r.starts_with(|c: char| c.is_ascii_alphabetic()) => r,
-        _ => key,
-    };
-    Some(format!("k{}", camel_case(rest)))
 }
 
 #[cfg(test)]
@@ -313,6 +356,11 @@ mod tests {
         let y = ModYaml::parse(Path::new("m/chimaera_mod.yaml"), module).unwrap();
         let r = repo.map(|r| ModYaml::parse(Path::new("chimaera_repo.yaml"), r).unwrap());
         check_module(&y, r.as_ref())
+    }
+
+    fn text(c: &CheckedModule) -> String {
+        let all: Vec<String> = c.problems.iter().map(ToString::to_string).collect();
+        all.join("\n")
     }
 
     const GOOD: &str = "\
@@ -356,7 +404,7 @@ kOff: -1
              custom: 12\nkType: 13\nkMonitorX: 14\nkOdd: ten\n",
             Some("namespace: other\n"),
         );
-        let all = c.problems.join("\n");
+        let all = text(&c);
         for want in [
             "`module_name: bad-name` is not a Rust identifier",
             "disagrees with `namespace: other`",
@@ -374,7 +422,7 @@ kOff: -1
 
     #[test]
     fn the_namespace_comes_from_either_file() {
-        assert!(check("module_name: m\n", None).problems[0].contains("no namespace"));
+        assert!(text(&check("module_name: m\n", None)).contains("no namespace"));
         let c = check("module_name: m\nnamespace: x\n", None);
         assert_eq!(c.lib_name().as_deref(), Some("x_m"));
         let c = check("module_name: m\n", Some("namespace: why\n"));
@@ -382,37 +430,32 @@ kOff: -1
     }
 
     #[test]
-    fn hints_for_keys_without_their_k() {
-        for (key, want) in [
-            ("kbar", Some("kBar")),
-            ("KBar", Some("kBar")),
-            ("foo_bar", Some("kFooBar")),
-            ("Custom", Some("kCustom")),
-            ("a-b", None),
-        ] {
-            assert_eq!(method_key_hint(key).as_deref(), want, "{key}");
-        }
-    }
-
-    #[test]
-    fn identifiers() {
-        assert!(is_identifier("mod_name") && is_identifier("_x") && is_identifier("A1"));
-        for bad in ["", "_", "1a", "a-b", "fn", "type", "a b", "é"] {
-            assert!(!is_identifier(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_repo_yaml_is_found_above_the_module_directory() {
-        let base = std::env::temp_dir().join(format!("chi-check-{}", std::process::id()));
-        let module = base.join("repo/m");
-        std::fs::create_dir_all(&module).unwrap();
-        std::fs::write(base.join("repo").join(REPO_YAML), "namespace: a\n").unwrap();
-        std::fs::write(module.join(REPO_YAML), "namespace: ignored\n").unwrap();
+    fn problems_name_file_and_line() {
+        let c = check("module_name: m\nnamespace: a\nkA: 5\n", None);
         assert_eq!(
-            find_repo_yaml(&module.join(MOD_YAML)),
-            Some(base.join("repo").join(REPO_YAML))
+            text(&c),
+            "m/chimaera_mod.yaml:3: `kA: 5`: custom methods have ids from 10 (0..9 are inherited \
+             methods); use -1 for an unsupported method"
         );
+    }
+
+    #[test]
+    fn a_module_file_is_checked_with_its_repository() {
+        let base = std::env::temp_dir().join(format!("chi-check-{}", std::process::id()));
+        let module = base.join("m");
+        std::fs::create_dir_all(&module).unwrap();
+        std::fs::write(base.join(REPO_YAML), "namespace: a\nmodules: [m]\n").unwrap();
+        let path = module.join(crate::yaml::MOD_YAML);
+        std::fs::write(&path, "module_name: m\nkCreate: 0\n").unwrap();
+        let c = check_module_file(&path).unwrap();
+        assert!(c.problems.is_empty(), "{}", text(&c));
+        assert_eq!(c.lib_name().as_deref(), Some("a_m"));
+        assert_eq!(c.repo_path, Some(base.join(REPO_YAML)));
+
+        std::fs::write(base.join(REPO_YAML), "namespace: [a\n").unwrap();
+        let c = check_module_file(&path).unwrap();
+        assert!(text(&c).contains("cannot parse"), "{}", text(&c));
         std::fs::remove_dir_all(&base).unwrap();
+        assert!(check_module_file(&path).is_err());
     }
 }

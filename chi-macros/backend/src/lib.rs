@@ -9,38 +9,35 @@
 //! * [`expand_task`]: `#[task(method = N)]` (see the `task` module).
 //! * [`expand_chimod`]: `#[chimod]` on a container's impl block (see the
 //!   `chimod` module).
-
-use std::path::PathBuf;
+//! * [`expand_method_ids`]: `method_ids!(yaml = "…")`, a module's id
+//!   constants without its container (see the `method_ids` module).
+//!
+//! # Modules
+//!
+//! The modules form a tree, leaves first; each imports only from those above
+//! it in this list:
+//!
+//! * [`names`]: what each name derives from (`kFooBar` → `foo_bar`, …);
+//! * [`diag`]: [`diag::Problem`], combining errors, showing types;
+//! * [`yaml`]: reading `chimaera_mod.yaml` and `chimaera_repo.yaml`;
+//! * `context`: where a macro runs and which YAML that means ([`Context`]);
+//! * [`check`]: the YAML rules, the one function `cargo chimod refresh` and
+//!   `#[chimod]` both run;
+//! * `method_ids`: the id constants;
+//! * `task`, `chimod`: the two attribute macros.
 
 use proc_macro2::TokenStream;
 
 pub mod check;
-pub mod chimod;
+mod chimod;
+mod context;
+pub mod diag;
+mod method_ids;
+pub mod names;
 mod task;
 pub mod yaml;
 
-/// Where the macro is expanded: the inputs a proc macro gets from its
-/// environment, passed explicitly so that tests can set them.
-#[derive(Debug, Clone, Default)]
-pub struct Context {
-    /// `CARGO_MANIFEST_DIR` of the crate being compiled: `chimaera_mod.yaml` is
-    /// looked up there.
-    pub manifest_dir: Option<PathBuf>,
-    /// The source file holding the attribute, absolute: `yaml = "…"` is relative
-    /// to its directory.
-    pub source_file: Option<PathBuf>,
-}
-
-impl Context {
-    /// The context of the current process: `CARGO_MANIFEST_DIR` from the
-    /// environment, no source file.
-    pub fn from_env() -> Self {
-        Context {
-            manifest_dir: std::env::var_os("CARGO_MANIFEST_DIR").map(Into::into),
-            source_file: None,
-        }
-    }
-}
+pub use context::Context;
 
 /// Expands `#[task(attr)] item` in the context of [`Context::from_env`].
 pub fn expand_task(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
@@ -75,4 +72,11 @@ pub fn expand_chimod_in(
     ctx: &Context,
 ) -> syn::Result<TokenStream> {
     chimod::expand(attr, item, ctx)
+}
+
+/// Expands `method_ids!(input)` in `ctx`: the id constants of the module whose
+/// YAML `input` names (`yaml = "…"`, relative to the calling file; or nothing,
+/// for the crate's own `chimaera_mod.yaml`), checked as `#[chimod]` checks it.
+pub fn expand_method_ids(input: TokenStream, ctx: &Context) -> syn::Result<TokenStream> {
+    method_ids::expand(input, ctx)
 }

@@ -11,7 +11,12 @@
 //! ```
 //!
 //! Every top-level key of the form `k` + upper-case letter is a method; its value
-//! is its id, `-1` meaning unsupported. Other keys are metadata and ignored here.
+//! is its id, `-1` meaning unsupported, and a comment after it describes it.
+//! Other keys with a scalar value are kept as text; whether they are allowed is
+//! for the rules (`check`) to say. A repository's `chimaera_repo.yaml` is read
+//! the same way (only its `namespace` matters to a module).
+//!
+//! This module only reads: it depends on nothing of the crate but `names`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +24,25 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::names::is_method_key;
+
+/// A module's method file, beside its `Cargo.toml`.
+pub const MOD_YAML: &str = "chimaera_mod.yaml";
+
+/// A repository's file, in its root directory.
+pub const REPO_YAML: &str = "chimaera_repo.yaml";
+
+/// The nearest `chimaera_repo.yaml` in the directories above `mod_yaml`'s own
+/// (a repository holds its modules in subdirectories): the file a module
+/// takes its namespace from.
+pub fn find_repo_yaml(mod_yaml: &Path) -> Option<PathBuf> {
+    let dir = mod_yaml.parent()?;
+    dir.ancestors()
+        .skip(1)
+        .map(|d| d.join(REPO_YAML))
+        .find(|p| p.is_file())
+}
 
 /// The method entries of one `chimaera_mod.yaml`.
 #[derive(Debug, Clone)]
@@ -48,6 +72,9 @@ pub struct MethodEntry {
     pub id: Option<i64>,
     /// 1-based line of the value.
     pub line: u64,
+    /// The comment after the value on its line (`kEcho: 14  # Echoes a value`
+    /// → `Echoes a value`), if any.
+    pub comment: Option<String>,
 }
 
 /// Why a `chimaera_mod.yaml` could not be read.
@@ -132,7 +159,8 @@ impl ModYaml {
                     Value::Int(i) => Some(i),
                     _ => None,
                 };
-                methods.insert(k, MethodEntry { id, line });
+                let comment = id.and_then(|_| trailing_comment(text, line));
+                methods.insert(k, MethodEntry { id, line, comment });
             } else {
                 let value = match v.value {
                     Value::Int(i) => i.to_string(),
@@ -162,12 +190,18 @@ fn short_message(full: &str) -> String {
     first.to_string()
 }
 
-/// Whether `s` has the form of a method key: `k` then an upper-case letter.
-pub fn is_method_key(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next() == Some('k')
-        && c.next().is_some_and(|c| c.is_ascii_uppercase())
-        && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// The comment at the end of 1-based `line` of `text`: what follows the first
+/// `#` that follows a blank (a `#` elsewhere belongs to a value). Only asked of
+/// lines whose value is an integer, which holds no `#`.
+fn trailing_comment(text: &str, line: u64) -> Option<String> {
+    let l = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let at = l
+        .char_indices()
+        .find_map(|(i, c)| (c == '#' && l[..i].ends_with([' ', '\t'])).then_some(i))?;
+    let comment = l[at + 1..].trim();
+    (!comment.is_empty()).then(|| comment.to_owned())
 }
 
 /// A top-level value: an integer, a string, or anything else.
@@ -261,7 +295,8 @@ kOdd: ten
             y.methods["kCreate"],
             MethodEntry {
                 id: Some(0),
-                line: 6
+                line: 6,
+                comment: Some("Container creation (required)".into()),
             }
         );
         assert_eq!(y.methods["kNodeFailure"].id, Some(-1));
@@ -269,7 +304,8 @@ kOdd: ten
             y.methods["kCustom"],
             MethodEntry {
                 id: Some(10),
-                line: 9
+                line: 9,
+                comment: None,
             }
         );
         assert_eq!(y.methods["kOdd"].id, None);
@@ -296,6 +332,20 @@ kOdd: ten
                 .starts_with("cannot parse /x/chimaera_mod.yaml:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_repo_yaml_is_found_above_the_module_directory() {
+        let base = std::env::temp_dir().join(format!("chi-yaml-{}", std::process::id()));
+        let module = base.join("repo/m");
+        std::fs::create_dir_all(&module).unwrap();
+        std::fs::write(base.join("repo").join(REPO_YAML), "namespace: a\n").unwrap();
+        std::fs::write(module.join(REPO_YAML), "namespace: ignored\n").unwrap();
+        assert_eq!(
+            find_repo_yaml(&module.join(MOD_YAML)),
+            Some(base.join("repo").join(REPO_YAML))
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

@@ -4,7 +4,8 @@ use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, ExprUnary, Lit, LitInt, LitStr, UnOp};
 
-use crate::yaml::is_method_key;
+use crate::diag::combine;
+use crate::names::is_method_key;
 
 /// Parsed `#[task(...)]` arguments.
 #[derive(Debug)]
@@ -173,14 +174,6 @@ fn method_id(expr: &Expr) -> syn::Result<(u32, LitInt)> {
              id in chimaera_mod.yaml",
         )),
     }
-}
-
-/// All of `errors` as one error, or `None`.
-pub(crate) fn combine(errors: Vec<syn::Error>) -> Option<syn::Error> {
-    errors.into_iter().reduce(|mut a, b| {
-        a.combine(b);
-        a
-    })
 }
 
 #[cfg(test)]

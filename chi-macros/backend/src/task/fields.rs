@@ -9,6 +9,8 @@
 use syn::spanned::Spanned;
 use syn::{Attribute, Field, GenericArgument, Ident, PathArguments, Type, TypePath, Visibility};
 
+use crate::diag::show;
+
 /// Which way a field travels.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Dir {
@@ -232,27 +234,6 @@ fn first_type_arg(args: &PathArguments) -> Option<&Type> {
     }
 }
 
-/// `ty` as an author writes it (token spacing squeezed out).
-pub(crate) fn show(ty: &Type) -> String {
-    let s = quote::quote!(#ty).to_string();
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    let mut prev = ' ';
-    while let Some(c) = chars.next() {
-        if c == ' ' {
-            let next = chars.peek().copied().unwrap_or(' ');
-            let keep = !("<&[(*:".contains(prev) || "<>,;]):".contains(next));
-            if keep {
-                out.push(c);
-            }
-        } else {
-            out.push(c);
-        }
-        prev = c;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use syn::parse_quote;
@@ -313,17 +294,5 @@ mod tests {
         ] {
             assert!(errors_of(ty).is_empty());
         }
-    }
-
-    #[test]
-    fn show_squeezes_token_spacing() {
-        assert_eq!(show(&parse_quote!(Vec<u32>)), "Vec<u32>");
-        assert_eq!(
-            show(&parse_quote!(std::collections::HashMap<u32, String>)),
-            "std::collections::HashMap<u32, String>"
-        );
-        assert_eq!(show(&parse_quote!(&'static str)), "&'static str");
-        assert_eq!(show(&parse_quote!(*const u8)), "*const u8");
-        assert_eq!(show(&parse_quote!([u8; 4])), "[u8; 4]");
     }
 }

@@ -2,13 +2,14 @@
 
 use std::path::Path;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemStruct};
 
 use super::args::TaskArgs;
 use super::fields::TaskField;
+use crate::context::include_yaml;
 
 /// The generated items for `item`, whose fields were read into `fields`.
 pub(crate) fn task(
@@ -37,7 +38,7 @@ pub(crate) fn task(
         } = f;
         quote!(#(#attrs)* #vis #ident: #ty)
     });
-    let yaml_lit = syn::LitStr::new(&yaml.display().to_string(), Span::call_site());
+    let include = include_yaml(yaml);
 
     // One compile-time check per field, spanned at its type so that the
     // compiler's "trait bound not satisfied" points at the field.
@@ -133,7 +134,7 @@ pub(crate) fn task(
         }
 
         // Editing the YAML must rebuild the crate that checked against it.
-        const _: &[u8] = include_bytes!(#yaml_lit);
+        #include
 
         #(#checks)*
 

@@ -31,15 +31,13 @@ use std::path::PathBuf;
 
 use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned;
-use syn::{Fields, Item, ItemStruct, LitStr};
+use syn::{Fields, Item, ItemStruct};
 
-use crate::Context;
-use crate::yaml::{ModYaml, YamlError};
+use crate::context::{Context, load_error, yaml_path};
+use crate::diag::combine;
+use crate::names::task_key;
+use crate::yaml::ModYaml;
 use args::TaskArgs;
-pub(crate) use args::combine;
-pub(crate) use fields::show;
-
-pub(crate) use crate::check::MOD_YAML;
 
 pub(crate) fn expand(
     attr: TokenStream,
@@ -141,48 +139,23 @@ fn parse_item(item: TokenStream, errors: &mut Vec<syn::Error>) -> syn::Result<It
     Ok(s)
 }
 
-/// The YAML key the struct maps to: `FooTask` → `kFoo`, `Foo` → `kFoo`.
-pub(crate) fn method_key(ident: &syn::Ident) -> String {
-    let name = ident.to_string();
-    let base = match name.strip_suffix("Task") {
-        Some(b) if !b.is_empty() => b,
-        _ => &name,
-    };
-    format!("k{base}")
-}
-
 /// Finds the YAML and checks the method id against it; returns the file's path.
 fn check_yaml(args: &TaskArgs, item: &ItemStruct, ctx: &Context) -> syn::Result<PathBuf> {
-    let path = normalize(&yaml_path(args.yaml.as_ref(), ctx)?);
+    let path = yaml_path(args.yaml.as_ref(), ctx)?;
     let (key, key_span) = match &args.name {
         Some(n) => (n.value(), n.span()),
-        None => (method_key(&item.ident), args.method_lit.span()),
+        None => (task_key(&item.ident.to_string()), args.method_lit.span()),
     };
     let n = args.method;
     let at_id = args.method_lit.span();
     let shown = path.display();
-    let yaml = match ModYaml::load(&path) {
-        Ok(y) => y,
-        Err(YamlError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
-            let how = match &args.yaml {
-                Some(_) => "check the `yaml = \"…\"` path (it is relative to this source file)",
-                None => {
-                    "every module crate has one beside its Cargo.toml (`cargo chimod new` \
-                         writes it); or name another file with `yaml = \"…\"`, relative to this \
-                         source file"
-                }
-            };
-            let span = args.yaml.as_ref().map_or(Span::call_site(), LitStr::span);
-            return Err(syn::Error::new(
-                span,
-                format!("{shown} not found: #[task] checks method ids against it; {how}"),
-            ));
-        }
-        Err(e) => {
-            let span = args.yaml.as_ref().map_or(Span::call_site(), LitStr::span);
-            return Err(syn::Error::new(span, e.to_string()));
-        }
-    };
+    let yaml = ModYaml::load(&path).map_err(|e| {
+        load_error(
+            &e,
+            args.yaml.as_ref(),
+            "#[task] checks method ids against it",
+        )
+    })?;
     let Some(entry) = yaml.methods.get(&key) else {
         let hint = if args.name.is_some() {
             String::new()
@@ -222,59 +195,6 @@ fn check_yaml(args: &TaskArgs, item: &ItemStruct, ctx: &Context) -> syn::Result<
             format!("`{key}` at {at} is not an integer method id; write `{key}: {n}`"),
         )),
     }
-}
-
-/// The YAML's path: `yaml = "…"` against the source file's directory, else
-/// `chimaera_mod.yaml` in the manifest directory.
-pub(crate) fn yaml_path(arg: Option<&LitStr>, ctx: &Context) -> syn::Result<PathBuf> {
-    match arg {
-        Some(lit) => {
-            let rel = PathBuf::from(lit.value());
-            if rel.is_absolute() {
-                return Ok(rel);
-            }
-            let base = ctx
-                .source_file
-                .as_ref()
-                .and_then(|f| f.parent())
-                .or(ctx.manifest_dir.as_deref());
-            match base {
-                Some(b) => Ok(b.join(rel)),
-                None => Err(syn::Error::new(
-                    lit.span(),
-                    "cannot tell which directory `yaml = \"…\"` is relative to (neither the source \
-                     file nor CARGO_MANIFEST_DIR is known); give an absolute path",
-                )),
-            }
-        }
-        None => match &ctx.manifest_dir {
-            Some(dir) => Ok(dir.join(MOD_YAML)),
-            None => Err(syn::Error::new(
-                Span::call_site(),
-                "CARGO_MANIFEST_DIR is not set, so chimaera_mod.yaml cannot be found: build with \
-                 cargo, or name the file with `yaml = \"…\"`",
-            )),
-        },
-    }
-}
-
-/// `path` without `.` and `..` components (lexically: messages show the path the
-/// author means, and `include_bytes!` gets the same file).
-pub(crate) fn normalize(path: &std::path::Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push(c);
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// `item` with the direction attributes removed from its fields.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use crate::Context;
+use crate::context::Context;
 
 const YAML: &str = "module_name: t\nkCreate: 0\nkDestroy: 1\nkRecover: -1\nkPing: 10\nkPong: 11\n";
 
@@ -46,7 +46,7 @@ impl Drop for TempMod {
 }
 
 fn expand(m: &TempMod, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    crate::expand_task_in(attr, item, &m.ctx())
+    super::expand(attr, item, &m.ctx())
 }
 
 fn error(m: &TempMod, attr: TokenStream, item: TokenStream) -> Vec<String> {
@@ -298,15 +298,6 @@ fn new_renames_the_emplace_constructor() {
 }
 
 #[test]
-fn method_key_strips_task() {
-    let k = |s: &str| super::method_key(&syn::Ident::new(s, proc_macro2::Span::call_site()));
-    assert_eq!(k("CustomTask"), "kCustom");
-    assert_eq!(k("Custom"), "kCustom");
-    assert_eq!(k("Task"), "kTask");
-    assert_eq!(k("GetOrCreatePoolTask"), "kGetOrCreatePool");
-}
-
-#[test]
 fn field_errors_are_all_reported() {
     let m = TempMod::new(YAML);
     let e = error(
@@ -444,7 +435,7 @@ fn yaml_errors_name_the_file_key_and_ids() {
 
 #[test]
 fn strip_keeps_the_item_without_direction_attributes() {
-    let out = crate::strip_field_attrs(quote!(
+    let out = super::strip_field_attrs(quote!(
         struct A {
             #[output]
             #[doc = "x"]
@@ -465,7 +456,7 @@ fn strip_keeps_the_item_without_direction_attributes() {
         fn f() {}
     );
     assert_eq!(
-        crate::strip_field_attrs(not_a_struct.clone()).to_string(),
+        super::strip_field_attrs(not_a_struct.clone()).to_string(),
         not_a_struct.to_string()
     );
 }

@@ -1,0 +1,372 @@
+//! The expansion of a checked `#[chimod]` impl block.
+//!
+//! Everything generated calls `::chi_sdk::__private::chimod` by absolute path;
+//! the functions there do the work (casting a task, containing panics, writing
+//! failures to the runtime's error buffer), so what is generated here is only
+//! dispatch: one `match` on the task's method per hook, one arm per supported
+//! method, naming its handler and task type. `tests/snapshots/` of this crate
+//! holds one whole expansion, for reading.
+
+use std::collections::BTreeMap;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ImplItemFn, ItemImpl, LitStr, Type};
+
+use super::validate::{Functions, Handler};
+use crate::check::{CheckedModule, Method};
+use crate::context::include_yaml;
+use crate::diag::show;
+use crate::method_ids;
+
+/// The generated items: the impl block as written, the `method` module, the
+/// library name, the create parameters' `PoolParams` impl, the YAML includes
+/// and the C boundary.
+pub(super) fn module(
+    imp: &ItemImpl,
+    fns: &Functions<'_>,
+    module: &CheckedModule,
+    lib_name: &str,
+) -> TokenStream {
+    let p = private();
+    let consts = method_ids::constants(&module.methods);
+    let includes = std::iter::once(&module.path)
+        .chain(&module.repo_path)
+        .map(|path| include_yaml(path));
+    let lib_lit = LitStr::new(lib_name, Span::call_site());
+    let params_impl = fns.params.as_ref().and_then(Option::as_ref).map(|pt| {
+        quote! {
+            impl #p::PoolParams for #pt {
+                const CHIMOD_LIB_NAME: &'static str = #lib_lit;
+            }
+        }
+    });
+    let boundary = boundary(imp, fns, &module.methods, lib_name);
+
+    quote! {
+        #imp
+
+        /// Method ids of this module (from its `chimaera_mod.yaml`).
+        pub mod method {
+            #consts
+        }
+
+        /// This module's library name (`{namespace}_{module_name}`): the runtime
+        /// loads `lib{CHIMOD_LIB_NAME}_runtime.so`.
+        pub const CHIMOD_LIB_NAME: &str = #lib_lit;
+
+        #params_impl
+
+        #(#includes)*
+
+        #boundary
+
+        /// The module's entry (exported as `chimaera_module_entry_{CHIMOD_LIB_NAME}`):
+        /// its function table. A runtime that links the module in registers it
+        /// with this.
+        pub const CHIMOD_ENTRY: #p::EntryFn = __chimod::entry;
+    }
+}
+
+/// The path generated code names the module side of the boundary by.
+fn private() -> TokenStream {
+    quote!(::chi_sdk::__private::chimod)
+}
+
+/// The arms of every per-method `match`, one of each per handled method.
+#[derive(Default)]
+struct Arms {
+    /// Compile-time checks that each handler's task type has its method's id.
+    checks: Vec<TokenStream>,
+    run: Vec<TokenStream>,
+    monitor: Vec<TokenStream>,
+    del: Vec<TokenStream>,
+    save_in: Vec<TokenStream>,
+    save_out: Vec<TokenStream>,
+    load_in: Vec<TokenStream>,
+    load_out: Vec<TokenStream>,
+    new_copy: Vec<TokenStream>,
+    task_size: Vec<TokenStream>,
+}
+
+impl Arms {
+    fn of(
+        methods: &[Method],
+        handlers: &BTreeMap<String, Handler<'_>>,
+        monitors: &BTreeMap<String, &ImplItemFn>,
+    ) -> Arms {
+        let p = private();
+        let mut a = Arms::default();
+        for m in methods.iter().filter(|m| m.supported()) {
+            let Some(h) = handlers.get(&m.handler()) else {
+                continue;
+            };
+            let id = m.id as u32;
+            let fname = &h.func.sig.ident;
+            let tt = &h.task_ty;
+            let msg = format!(
+                "`{fname}` handles `{}` ({id} in chimaera_mod.yaml), but its task type `{}` has \
+                 another METHOD: take the `#[task(method = {id})]` type",
+                m.key,
+                show(tt)
+            );
+            // Spanned at the handler's task type, so the error points there.
+            a.checks.push(quote_spanned!(tt.span()=>
+                const _: () = ::core::assert!(<#tt as #p::Task>::METHOD == #id, #msg);
+            ));
+            a.run.push(quote! {
+                #id => {
+                    // SAFETY: the runtime validated the task's `size` bytes; `cast`
+                    // checks they cover the task type and its alignment.
+                    let t = unsafe { #p::cast::<#tt>(task)? };
+                    this.#fname(t, ctx).map_err(#p::failed)
+                }
+            });
+            // SAFETY (of each arm): the hooks' contracts are the runtime's, passed on.
+            a.del.push(quote!(#id => unsafe { #p::del::<#tt>(task) },));
+            a.save_in
+                .push(quote!(#id => unsafe { #p::save::<#tt>(task, out, false) },));
+            a.save_out
+                .push(quote!(#id => unsafe { #p::save::<#tt>(task, out, true) },));
+            a.load_in
+                .push(quote!(#id => unsafe { #p::load_in::<#tt>(task, data, len, <#tt>::empty) },));
+            a.load_out
+                .push(quote!(#id => unsafe { #p::load_out::<#tt>(task, data, len) },));
+            a.new_copy
+                .push(quote!(#id => unsafe { #p::new_copy::<#tt>(task) },));
+            a.task_size
+                .push(quote!(#id => ::core::mem::size_of::<#tt>(),));
+            if let Some(mf) = monitors.get(&m.handler()) {
+                let mname = &mf.sig.ident;
+                a.monitor.push(quote! {
+                    #id => {
+                        // SAFETY: as in `run`.
+                        let t = unsafe { #p::cast::<#tt>(task)? };
+                        this.#mname(mode, t, ctx);
+                        ::core::result::Result::Ok(())
+                    }
+                });
+            }
+        }
+        a
+    }
+}
+
+/// The hidden `__chimod` module: the `extern "C"` functions of the module's
+/// table, the table and the exported entry.
+fn boundary(
+    imp: &ItemImpl,
+    fns: &Functions<'_>,
+    methods: &[Method],
+    lib_name: &str,
+) -> TokenStream {
+    let p = private();
+    let ty = &imp.self_ty;
+    let arms = Arms::of(methods, &fns.handlers, &fns.monitors);
+    let checks = &arms.checks;
+    let run_arms = &arms.run;
+    let copy_arms = &arms.new_copy;
+    let size_arms = &arms.task_size;
+    let names = methods.iter().map(|m| {
+        let k = &m.key;
+        let id = m.id;
+        quote!((#k, #id))
+    });
+    let lib_lit = LitStr::new(lib_name, Span::call_site());
+    let entry_lit = LitStr::new(
+        &format!("chimaera_module_entry_{lib_name}"),
+        Span::call_site(),
+    );
+    let make = match fns.params.as_ref().and_then(Option::as_ref) {
+        None => quote!(|ctx, args| <#ty>::create(ctx, args)),
+        Some(pt) => quote!(|ctx, args| <#ty>::create(ctx, #p::params::<#pt>(args)?)),
+    };
+    let unknown = quote! {
+        other => ::core::result::Result::Err(#p::unsupported(#lib_lit, other, NAMES)),
+    };
+    let hooks = hooks(&arms, &unknown);
+    let monitor = monitor(ty, &arms.monitor);
+
+    quote! {
+        /// The module's C boundary, generated by `#[chimod]`.
+        #[doc(hidden)]
+        pub mod __chimod {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #(#checks)*
+            const _: fn() = #p::assert_container::<#ty>;
+
+            const NAMES: &[(&str, i64)] = &[#(#names),*];
+
+            unsafe extern "C" fn __init(services: *const #p::RuntimeServices) -> i32 {
+                // SAFETY: the runtime passes its services table, valid for the process.
+                unsafe { #p::init(services) }
+            }
+
+            unsafe extern "C" fn __create(
+                info: *const #p::ContainerInfo,
+                args: *const u8,
+                args_len: usize,
+                err: *mut #p::ErrorBuf,
+            ) -> *mut ::core::ffi::c_void {
+                // SAFETY: the runtime passes valid pointers (ModuleApi::create contract).
+                unsafe { #p::create::<#ty>(info, args, args_len, err, #make) }
+            }
+
+            unsafe extern "C" fn __destroy(container: *mut ::core::ffi::c_void) {
+                // SAFETY: `container` came from `__create` and is destroyed once.
+                unsafe { #p::destroy::<#ty>(container) }
+            }
+
+            unsafe extern "C" fn __run(
+                container: *mut ::core::ffi::c_void,
+                task: *mut #p::TaskHeader,
+                ctx: *mut #p::RunCtx,
+                err: *mut #p::ErrorBuf,
+            ) -> i32 {
+                // SAFETY: the runtime passes its container, a validated task, a
+                // context and an error buffer.
+                unsafe {
+                    #p::run::<#ty>(container, task, ctx, err, |this, task, ctx| {
+                        // SAFETY: validated by the runtime.
+                        match unsafe { (*task).method } {
+                            #(#run_arms)*
+                            #unknown
+                        }
+                    })
+                }
+            }
+
+            #hooks
+
+            unsafe extern "C" fn __new_copy(
+                _container: *mut ::core::ffi::c_void,
+                task: *const #p::TaskHeader,
+                err: *mut #p::ErrorBuf,
+            ) -> *mut #p::TaskHeader {
+                let mut copy = ::core::ptr::null_mut();
+                #p::hook(
+                    // SAFETY: the runtime's error buffer, or null.
+                    unsafe { err.as_mut() },
+                    || {
+                    // SAFETY: a validated task, only read.
+                    copy = match unsafe { (*task).method } {
+                        #(#copy_arms)*
+                        #unknown
+                    }?;
+                    ::core::result::Result::Ok(())
+                });
+                copy
+            }
+
+            unsafe extern "C" fn __task_size(method: u32) -> usize {
+                match method {
+                    #(#size_arms)*
+                    _ => 0,
+                }
+            }
+
+            static API: #p::ModuleApi = #p::ModuleApi {
+                fingerprint: #p::AbiFingerprint::current(),
+                name: #p::fixed_str(#lib_lit),
+                init: __init,
+                create: __create,
+                destroy: __destroy,
+                run: __run,
+                monitor: #monitor,
+                del: ::core::option::Option::Some(__del),
+                save_in: ::core::option::Option::Some(__save_in),
+                load_in: ::core::option::Option::Some(__load_in),
+                save_out: ::core::option::Option::Some(__save_out),
+                load_out: ::core::option::Option::Some(__load_out),
+                new_copy: ::core::option::Option::Some(__new_copy),
+                task_size: ::core::option::Option::Some(__task_size),
+            };
+
+            /// The module's entry: its function table.
+            ///
+            /// # Safety
+            /// Always safe to call.
+            #[unsafe(export_name = #entry_lit)]
+            pub unsafe extern "C" fn entry() -> *const #p::ModuleApi {
+                &API
+            }
+        }
+    }
+}
+
+/// The hooks that return a result code (`del`, `save_*`, `load_*`): each
+/// dispatches on the task's method to its arms, inside `hook` (panics
+/// contained, failures written to `err`).
+fn hooks(arms: &Arms, unknown: &TokenStream) -> TokenStream {
+    let p = private();
+    let hook = |name: &str, params: TokenStream, with_err: bool, arms: &[TokenStream]| {
+        let name = format_ident!("{name}");
+        let err = if with_err {
+            // SAFETY (generated): the runtime's error buffer, or null.
+            quote!(unsafe { err.as_mut() })
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        quote! {
+            unsafe extern "C" fn #name(_container: *mut ::core::ffi::c_void, #params) -> i32 {
+                // SAFETY (generated): the runtime passes a validated task (for
+                // `load_in`, a block of `task_size(method)` bytes whose header
+                // names the method) and, where taken, a live sink or `len`
+                // readable bytes at `data`.
+                #p::hook(#err, || match unsafe { (*task).method } {
+                    #(#arms)*
+                    #unknown
+                })
+            }
+        }
+    };
+    let task_mut = quote!(task: *mut #p::TaskHeader);
+    let task_ref = quote!(task: *const #p::TaskHeader);
+    let sink = quote!(out: *mut #p::ByteSink, err: *mut #p::ErrorBuf);
+    let bytes = quote!(data: *const u8, len: usize, err: *mut #p::ErrorBuf);
+    let all = [
+        hook("__del", task_mut.clone(), false, &arms.del),
+        hook("__save_in", quote!(#task_ref, #sink), true, &arms.save_in),
+        hook("__save_out", quote!(#task_ref, #sink), true, &arms.save_out),
+        hook("__load_in", quote!(#task_mut, #bytes), true, &arms.load_in),
+        hook(
+            "__load_out",
+            quote!(#task_mut, #bytes),
+            true,
+            &arms.load_out,
+        ),
+    ];
+    quote!(#(#all)*)
+}
+
+/// The table's `monitor`: `None` (the runtime's default) without any
+/// `monitor_*`, else a function dispatching to them, the default for the rest.
+fn monitor(ty: &Type, arms: &[TokenStream]) -> TokenStream {
+    let p = private();
+    if arms.is_empty() {
+        return quote!(::core::option::Option::None);
+    }
+    quote! {{
+        unsafe extern "C" fn __monitor(
+            container: *mut ::core::ffi::c_void,
+            mode: u32,
+            task: *mut #p::TaskHeader,
+            ctx: *mut #p::RunCtx,
+        ) -> i32 {
+            // SAFETY: the runtime passes its container, a validated task and a context.
+            unsafe {
+                #p::monitor::<#ty>(container, mode, task, ctx, |this, mode, task, ctx| {
+                    // SAFETY: validated by the runtime.
+                    match unsafe { (*task).method } {
+                        #(#arms)*
+                        _ => #p::default_monitor(mode, ctx),
+                    }
+                })
+            }
+        }
+        ::core::option::Option::Some(__monitor as #p::MonitorFn)
+    }}
+}

@@ -1,0 +1,589 @@
+// The expansion of #[chimod] on examples/mod_name's container, written by
+// chi-macros/backend/tests/expand_snapshot.rs (UPDATE_SNAPSHOTS=1 rewrites it).
+// Comments of the generated code (the SAFETY notes) are not tokens, so they
+// do not appear here; see chi-macros/backend/src/chimod/generate.rs.
+
+impl ModNameContainer {
+    /// kCreate: sets up the local queues and keeps the parameters.
+    fn create(ctx: &mut CreateCtx<'_>, params: CreateParams) -> Result<Self, String> {
+        if params.fail {
+            return Err(
+                format!(
+                    "asked to fail (fail = true, config_data {:?})", params.config_data
+                ),
+            );
+        }
+        ctx.create_local_queue(METADATA_QUEUE, 1, Priority::HighLatency)?;
+        ctx.create_local_queue(PROCESSING_QUEUE, 2, Priority::LowLatency)?;
+        chi_sdk::tracing::info!(pool = ctx.pool_name(), "mod_name container created");
+        Ok(ModNameContainer {
+            pool_name: ctx.pool_name().to_owned(),
+            own: ctx.init_client(),
+            params,
+            calls: AtomicU32::new(0),
+        })
+    }
+    /// kCustom.
+    fn custom(&self, task: &mut CustomTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        let before = self.calls.fetch_add(1, Ordering::Relaxed);
+        match task.op {
+            OP_UPPERCASE => {
+                task.data
+                    .make_ascii_uppercase()
+                    .map_err(|e| format!("cannot read data: {e}"))?;
+                task.result = task.data.len() as u32;
+                Ok(())
+            }
+            OP_COUNT => {
+                task.result = before;
+                Ok(())
+            }
+            OP_OWN_POOL => {
+                task.result = self.own.pool.0 as u32;
+                Ok(())
+            }
+            OP_APPEND_POOL => {
+                let alloc = chi_sdk::container::main_allocator()
+                    .map_err(|e| e.to_string())?;
+                let text = format!(
+                    "{}:{}", task.data.to_str().map_err(| e | e.to_string()) ?, self
+                    .pool_name
+                );
+                let grown = ShmString::from_str(alloc, &text)
+                    .map_err(|e| e.to_string())?;
+                let mut old = std::mem::replace(&mut task.data, grown);
+                let _ = old.free(alloc);
+                task.result = task.data.len() as u32;
+                Ok(())
+            }
+            other => {
+                Err(
+                    format!(
+                        "pool '{}' (config_data {:?}): unknown op {other}", self
+                        .pool_name, self.params.config_data
+                    ),
+                )
+            }
+        }
+    }
+    /// Custom runs on the processing lanes, by the hash of its op.
+    fn monitor_custom(&self, mode: MonitorMode, task: &CustomTask, ctx: &mut RunCtx) {
+        match mode {
+            MonitorMode::LocalSchedule => {
+                if let Ok(lane) = ctx.lane_by_hash(PROCESSING_QUEUE, u64::from(task.op))
+                {
+                    ctx.route(lane);
+                }
+            }
+            MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
+            MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
+        }
+    }
+    /// kPanic.
+    fn panic(&self, task: &mut PanicTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        chi_sdk::tracing::warn!(value = task.value, "kPanic is about to panic");
+        panic!("kPanic asked to panic with value {}", task.value)
+    }
+    /// kEcho.
+    fn echo(&self, task: &mut EchoTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        task.reply = task.value;
+        Ok(())
+    }
+    /// kSleep.
+    fn sleep(&self, task: &mut SleepTask, ctx: &mut RunCtx) -> Result<(), String> {
+        let until = std::time::Instant::now()
+            + std::time::Duration::from_millis(u64::from(task.ms));
+        while std::time::Instant::now() < until {
+            if task.block != 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            } else {
+                ctx.yield_now();
+            }
+        }
+        Ok(())
+    }
+}
+/// Method ids of this module (from its `chimaera_mod.yaml`).
+pub mod method {
+    /// `kCreate` in chimaera_mod.yaml: Container creation (required)
+    pub const CREATE: u32 = 0u32;
+    /// `kCustom` in chimaera_mod.yaml: Transforms a string
+    pub const CUSTOM: u32 = 10u32;
+    /// `kDestroy` in chimaera_mod.yaml: Container destruction (drops the container)
+    pub const DESTROY: u32 = 1u32;
+    /// `kEcho` in chimaera_mod.yaml: Echoes a value (round trip through a loaded module)
+    pub const ECHO: u32 = 14u32;
+    /// `kPanic` in chimaera_mod.yaml: Panics (tests that panics are contained)
+    pub const PANIC: u32 = 11u32;
+    /// `kSleep` in chimaera_mod.yaml: Takes a while: yields for `ms` milliseconds, or blocks its worker
+    pub const SLEEP: u32 = 15u32;
+    /// Every method key with its id (`-1` = unsupported).
+    pub const ALL: &[(&str, i64)] = &[
+        ("kCreate", 0i64),
+        ("kCustom", 10i64),
+        ("kDestroy", 1i64),
+        ("kEcho", 14i64),
+        ("kMigrate", -1i64),
+        ("kNodeFailure", -1i64),
+        ("kPanic", 11i64),
+        ("kRecover", -1i64),
+        ("kSleep", 15i64),
+        ("kUnsupported", -1i64),
+        ("kUpgrade", -1i64),
+    ];
+}
+/// This module's library name (`{namespace}_{module_name}`): the runtime
+/// loads `lib{CHIMOD_LIB_NAME}_runtime.so`.
+pub const CHIMOD_LIB_NAME: &str = "chimaera_mod_name";
+impl ::chi_sdk::__private::chimod::PoolParams for CreateParams {
+    const CHIMOD_LIB_NAME: &'static str = "chimaera_mod_name";
+}
+const _: &[u8] = include_bytes!("$WORKSPACE/examples/mod_name/chimaera_mod.yaml");
+const _: &[u8] = include_bytes!("$WORKSPACE/examples/chimaera_repo.yaml");
+/// The module's C boundary, generated by `#[chimod]`.
+#[doc(hidden)]
+pub mod __chimod {
+    #[allow(unused_imports)]
+    use super::*;
+    const _: () = ::core::assert!(
+        < CustomTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 10u32,
+        "`custom` handles `kCustom` (10 in chimaera_mod.yaml), but its task type `CustomTask` has another METHOD: take the `#[task(method = 10)]` type"
+    );
+    const _: () = ::core::assert!(
+        < EchoTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 14u32,
+        "`echo` handles `kEcho` (14 in chimaera_mod.yaml), but its task type `EchoTask` has another METHOD: take the `#[task(method = 14)]` type"
+    );
+    const _: () = ::core::assert!(
+        < PanicTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 11u32,
+        "`panic` handles `kPanic` (11 in chimaera_mod.yaml), but its task type `PanicTask` has another METHOD: take the `#[task(method = 11)]` type"
+    );
+    const _: () = ::core::assert!(
+        < SleepTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 15u32,
+        "`sleep` handles `kSleep` (15 in chimaera_mod.yaml), but its task type `SleepTask` has another METHOD: take the `#[task(method = 15)]` type"
+    );
+    const _: fn() = ::chi_sdk::__private::chimod::assert_container::<ModNameContainer>;
+    const NAMES: &[(&str, i64)] = &[
+        ("kCreate", 0i64),
+        ("kCustom", 10i64),
+        ("kDestroy", 1i64),
+        ("kEcho", 14i64),
+        ("kMigrate", -1i64),
+        ("kNodeFailure", -1i64),
+        ("kPanic", 11i64),
+        ("kRecover", -1i64),
+        ("kSleep", 15i64),
+        ("kUnsupported", -1i64),
+        ("kUpgrade", -1i64),
+    ];
+    unsafe extern "C" fn __init(
+        services: *const ::chi_sdk::__private::chimod::RuntimeServices,
+    ) -> i32 {
+        unsafe { ::chi_sdk::__private::chimod::init(services) }
+    }
+    unsafe extern "C" fn __create(
+        info: *const ::chi_sdk::__private::chimod::ContainerInfo,
+        args: *const u8,
+        args_len: usize,
+        err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+    ) -> *mut ::core::ffi::c_void {
+        unsafe {
+            ::chi_sdk::__private::chimod::create::<
+                ModNameContainer,
+            >(
+                info,
+                args,
+                args_len,
+                err,
+                |ctx, args| <ModNameContainer>::create(
+                    ctx,
+                    ::chi_sdk::__private::chimod::params::<CreateParams>(args)?,
+                ),
+            )
+        }
+    }
+    unsafe extern "C" fn __destroy(container: *mut ::core::ffi::c_void) {
+        unsafe { ::chi_sdk::__private::chimod::destroy::<ModNameContainer>(container) }
+    }
+    unsafe extern "C" fn __run(
+        container: *mut ::core::ffi::c_void,
+        task: *mut ::chi_sdk::__private::chimod::TaskHeader,
+        ctx: *mut ::chi_sdk::__private::chimod::RunCtx,
+        err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+    ) -> i32 {
+        unsafe {
+            ::chi_sdk::__private::chimod::run::<
+                ModNameContainer,
+            >(
+                container,
+                task,
+                ctx,
+                err,
+                |this, task, ctx| {
+                    match unsafe { (*task).method } {
+                        10u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<CustomTask>(task)?
+                            };
+                            this.custom(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
+                        14u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<EchoTask>(task)?
+                            };
+                            this.echo(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
+                        11u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<PanicTask>(task)?
+                            };
+                            this.panic(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
+                        15u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<SleepTask>(task)?
+                            };
+                            this.sleep(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
+                        other => {
+                            ::core::result::Result::Err(
+                                ::chi_sdk::__private::chimod::unsupported(
+                                    "chimaera_mod_name",
+                                    other,
+                                    NAMES,
+                                ),
+                            )
+                        }
+                    }
+                },
+            )
+        }
+    }
+    unsafe extern "C" fn __del(
+        _container: *mut ::core::ffi::c_void,
+        task: *mut ::chi_sdk::__private::chimod::TaskHeader,
+    ) -> i32 {
+        ::chi_sdk::__private::chimod::hook(
+            ::core::option::Option::None,
+            || match unsafe { (*task).method } {
+                10u32 => unsafe { ::chi_sdk::__private::chimod::del::<CustomTask>(task) }
+                14u32 => unsafe { ::chi_sdk::__private::chimod::del::<EchoTask>(task) }
+                11u32 => unsafe { ::chi_sdk::__private::chimod::del::<PanicTask>(task) }
+                15u32 => unsafe { ::chi_sdk::__private::chimod::del::<SleepTask>(task) }
+                other => {
+                    ::core::result::Result::Err(
+                        ::chi_sdk::__private::chimod::unsupported(
+                            "chimaera_mod_name",
+                            other,
+                            NAMES,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    unsafe extern "C" fn __save_in(
+        _container: *mut ::core::ffi::c_void,
+        task: *const ::chi_sdk::__private::chimod::TaskHeader,
+        out: *mut ::chi_sdk::__private::chimod::ByteSink,
+        err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+    ) -> i32 {
+        ::chi_sdk::__private::chimod::hook(
+            unsafe { err.as_mut() },
+            || match unsafe { (*task).method } {
+                10u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            CustomTask,
+                        >(task, out, false)
+                    }
+                }
+                14u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<EchoTask>(task, out, false)
+                    }
+                }
+                11u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<PanicTask>(task, out, false)
+                    }
+                }
+                15u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<SleepTask>(task, out, false)
+                    }
+                }
+                other => {
+                    ::core::result::Result::Err(
+                        ::chi_sdk::__private::chimod::unsupported(
+                            "chimaera_mod_name",
+                            other,
+                            NAMES,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    unsafe extern "C" fn __save_out(
+        _container: *mut ::core::ffi::c_void,
+        task: *const ::chi_sdk::__private::chimod::TaskHeader,
+        out: *mut ::chi_sdk::__private::chimod::ByteSink,
+        err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+    ) -> i32 {
+        ::chi_sdk::__private::chimod::hook(
+            unsafe { err.as_mut() },
+            || match unsafe { (*task).method } {
+                10u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<CustomTask>(task, out, true)
+                    }
+                }
+                14u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<EchoTask>(task, out, true)
+                    }
+                }
+                11u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<PanicTask>(task, out, true)
+                    }
+                }
+                15u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<SleepTask>(task, out, true)
+                    }
+                }
+                other => {
+                    ::core::result::Result::Err(
+                        ::chi_sdk::__private::chimod::unsupported(
+                            "chimaera_mod_name",
+                            other,
+                            NAMES,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    unsafe extern "C" fn __load_in(
+        _container: *mut ::core::ffi::c_void,
+        task: *mut ::chi_sdk::__private::chimod::TaskHeader,
+        data: *const u8,
+        len: usize,
+        err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+    ) -> i32 {
+        ::chi_sdk::__private::chimod::hook(
+            unsafe { err.as_mut() },
+            || match unsafe { (*task).method } {
+                10u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            CustomTask,
+                        >(task, data, len, <CustomTask>::empty)
+                    }
+                }
+                14u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            EchoTask,
+                        >(task, data, len, <EchoTask>::empty)
+                    }
+                }
+                11u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            PanicTask,
+                        >(task, data, len, <PanicTask>::empty)
+                    }
+                }
+                15u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            SleepTask,
+                        >(task, data, len, <SleepTask>::empty)
+                    }
+                }
+                other => {
+                    ::core::result::Result::Err(
+                        ::chi_sdk::__private::chimod::unsupported(
+                            "chimaera_mod_name",
+                            other,
+                            NAMES,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    unsafe extern "C" fn __load_out(
+        _container: *mut ::core::ffi::c_void,
+        task: *mut ::chi_sdk::__private::chimod::TaskHeader,
+        data: *const u8,
+        len: usize,
+        err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+    ) -> i32 {
+        ::chi_sdk::__private::chimod::hook(
+            unsafe { err.as_mut() },
+            || match unsafe { (*task).method } {
+                10u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            CustomTask,
+                        >(task, data, len)
+                    }
+                }
+                14u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            EchoTask,
+                        >(task, data, len)
+                    }
+                }
+                11u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            PanicTask,
+                        >(task, data, len)
+                    }
+                }
+                15u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            SleepTask,
+                        >(task, data, len)
+                    }
+                }
+                other => {
+                    ::core::result::Result::Err(
+                        ::chi_sdk::__private::chimod::unsupported(
+                            "chimaera_mod_name",
+                            other,
+                            NAMES,
+                        ),
+                    )
+                }
+            },
+        )
+    }
+    unsafe extern "C" fn __new_copy(
+        _container: *mut ::core::ffi::c_void,
+        task: *const ::chi_sdk::__private::chimod::TaskHeader,
+        err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+    ) -> *mut ::chi_sdk::__private::chimod::TaskHeader {
+        let mut copy = ::core::ptr::null_mut();
+        ::chi_sdk::__private::chimod::hook(
+            unsafe { err.as_mut() },
+            || {
+                copy = match unsafe { (*task).method } {
+                    10u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<CustomTask>(task)
+                        }
+                    }
+                    14u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<EchoTask>(task)
+                        }
+                    }
+                    11u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<PanicTask>(task)
+                        }
+                    }
+                    15u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<SleepTask>(task)
+                        }
+                    }
+                    other => {
+                        ::core::result::Result::Err(
+                            ::chi_sdk::__private::chimod::unsupported(
+                                "chimaera_mod_name",
+                                other,
+                                NAMES,
+                            ),
+                        )
+                    }
+                }?;
+                ::core::result::Result::Ok(())
+            },
+        );
+        copy
+    }
+    unsafe extern "C" fn __task_size(method: u32) -> usize {
+        match method {
+            10u32 => ::core::mem::size_of::<CustomTask>(),
+            14u32 => ::core::mem::size_of::<EchoTask>(),
+            11u32 => ::core::mem::size_of::<PanicTask>(),
+            15u32 => ::core::mem::size_of::<SleepTask>(),
+            _ => 0,
+        }
+    }
+    static API: ::chi_sdk::__private::chimod::ModuleApi = ::chi_sdk::__private::chimod::ModuleApi {
+        fingerprint: ::chi_sdk::__private::chimod::AbiFingerprint::current(),
+        name: ::chi_sdk::__private::chimod::fixed_str("chimaera_mod_name"),
+        init: __init,
+        create: __create,
+        destroy: __destroy,
+        run: __run,
+        monitor: {
+            unsafe extern "C" fn __monitor(
+                container: *mut ::core::ffi::c_void,
+                mode: u32,
+                task: *mut ::chi_sdk::__private::chimod::TaskHeader,
+                ctx: *mut ::chi_sdk::__private::chimod::RunCtx,
+            ) -> i32 {
+                unsafe {
+                    ::chi_sdk::__private::chimod::monitor::<
+                        ModNameContainer,
+                    >(
+                        container,
+                        mode,
+                        task,
+                        ctx,
+                        |this, mode, task, ctx| {
+                            match unsafe { (*task).method } {
+                                10u32 => {
+                                    let t = unsafe {
+                                        ::chi_sdk::__private::chimod::cast::<CustomTask>(task)?
+                                    };
+                                    this.monitor_custom(mode, t, ctx);
+                                    ::core::result::Result::Ok(())
+                                }
+                                _ => {
+                                    ::chi_sdk::__private::chimod::default_monitor(mode, ctx)
+                                }
+                            }
+                        },
+                    )
+                }
+            }
+            ::core::option::Option::Some(
+                __monitor as ::chi_sdk::__private::chimod::MonitorFn,
+            )
+        },
+        del: ::core::option::Option::Some(__del),
+        save_in: ::core::option::Option::Some(__save_in),
+        load_in: ::core::option::Option::Some(__load_in),
+        save_out: ::core::option::Option::Some(__save_out),
+        load_out: ::core::option::Option::Some(__load_out),
+        new_copy: ::core::option::Option::Some(__new_copy),
+        task_size: ::core::option::Option::Some(__task_size),
+    };
+    /// The module's entry: its function table.
+    ///
+    /// # Safety
+    /// Always safe to call.
+    #[unsafe(export_name = "chimaera_module_entry_chimaera_mod_name")]
+    pub unsafe extern "C" fn entry() -> *const ::chi_sdk::__private::chimod::ModuleApi {
+        &API
+    }
+}
+/// The module's entry (exported as `chimaera_module_entry_{CHIMOD_LIB_NAME}`):
+/// its function table. A runtime that links the module in registers it
+/// with this.
+pub const CHIMOD_ENTRY: ::chi_sdk::__private::chimod::EntryFn = __chimod::entry;

@@ -1,0 +1,133 @@
+//! The client of a `chimaera_mod_name` pool: what a client program calls.
+
+use chi_sdk::admin::AdminClient;
+use chi_sdk::client::{CallError, Client, Pending};
+use chi_sdk::queue::Priority;
+use chi_sdk::shm::ShmString;
+use chi_sdk::types::{DomainQuery, PoolId};
+
+use crate::tasks::*;
+
+/// The client of a `chimaera_mod_name` pool (seed: `chimaera::MOD_NAME::Client`):
+/// each method has a synchronous call and an `async_` call returning a
+/// [`Pending`] task to `wait()` for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModNameClient {
+    /// The pool.
+    pub pool: PoolId,
+}
+
+impl From<PoolId> for ModNameClient {
+    fn from(pool: PoolId) -> Self {
+        ModNameClient { pool }
+    }
+}
+
+impl ModNameClient {
+    /// Creates (or finds) pool `pool_name` with `params` (seed: `Create`).
+    pub fn create(
+        client: &Client,
+        pool_name: &str,
+        params: &CreateParams,
+    ) -> Result<ModNameClient, CallError> {
+        AdminClient::new(client)
+            .get_or_create(pool_name, params)
+            .map(ModNameClient::from)
+    }
+
+    /// Submits the creation of pool `pool_name` (seed: `AsyncCreate`); the pool
+    /// id is the task's `pool_id` once complete.
+    pub fn async_create<'c>(
+        client: &'c Client,
+        pool_name: &str,
+        params: &CreateParams,
+    ) -> Result<Pending<'c, chi_sdk::admin::GetOrCreatePoolTask>, CallError> {
+        AdminClient::new(client).async_get_or_create(pool_name, params)
+    }
+
+    /// Submits Custom.
+    pub fn async_custom<'c>(
+        &self,
+        client: &'c Client,
+        data: &str,
+        op: u32,
+    ) -> Result<Pending<'c, CustomTask>, CallError> {
+        let data = ShmString::from_str(client.main_allocator(), data)?;
+        client.submit(
+            CustomTask::new(self.pool, DomainQuery::local(), data, op),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Custom: returns the (transformed) data and the result.
+    pub fn custom(&self, client: &Client, data: &str, op: u32) -> Result<(String, u32), CallError> {
+        self.async_custom(client, data, op)?.wait_with(|t| {
+            let data = t
+                .data
+                .to_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|e| format!("<{e}>"));
+            (data, t.result)
+        })
+    }
+
+    /// Submits Panic.
+    pub fn async_panic<'c>(
+        &self,
+        client: &'c Client,
+        value: u32,
+    ) -> Result<Pending<'c, PanicTask>, CallError> {
+        client.submit(
+            PanicTask::new(self.pool, DomainQuery::local(), value),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Panic (always fails with `code::PANICKED`).
+    pub fn panic(&self, client: &Client, value: u32) -> Result<(), CallError> {
+        self.async_panic(client, value)?.wait_with(|_| ())
+    }
+
+    /// Submits Echo.
+    pub fn async_echo<'c>(
+        &self,
+        client: &'c Client,
+        value: u64,
+    ) -> Result<Pending<'c, EchoTask>, CallError> {
+        client.submit(
+            EchoTask::new(self.pool, DomainQuery::local(), value),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Echo: returns `value`.
+    pub fn echo(&self, client: &Client, value: u64) -> Result<u64, CallError> {
+        self.async_echo(client, value)?.wait_with(|t| t.reply)
+    }
+
+    /// Submits Sleep (`block`: hold the worker instead of yielding).
+    pub fn async_sleep<'c>(
+        &self,
+        client: &'c Client,
+        ms: u32,
+        block: bool,
+    ) -> Result<Pending<'c, SleepTask>, CallError> {
+        client.submit(
+            SleepTask::new(self.pool, DomainQuery::local(), ms, u32::from(block)),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Sleep.
+    pub fn sleep(&self, client: &Client, ms: u32, block: bool) -> Result<(), CallError> {
+        self.async_sleep(client, ms, block)?.wait_with(|_| ())
+    }
+
+    /// Sends a task of `method` with no parameters (for testing how the module
+    /// answers methods it does not support).
+    pub fn call_method(&self, client: &Client, method: u32) -> Result<(), CallError> {
+        let mut task = PanicTask::new(self.pool, DomainQuery::local(), 0);
+        task.header.method = method;
+        client.submit(task, Priority::LowLatency)?.wait_with(|_| ())
+    }
+}
