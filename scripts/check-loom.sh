@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Model-checks the lock-free algorithms of chi-sdk with loom: the allocator's
+# Model-checks the lock-free algorithms of chi-shm with loom: the allocator's
 # tagged Treiber stack (src/shm/alloc/stack.rs), the lane ring
 # (src/queue/ring.rs) and the doorbell handshake (src/queue/doorbell.rs).
 # See docs/verification.md for what each model checks.
@@ -21,5 +21,5 @@ export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--cfg loom"
 echo "== loom (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
 start=$(date +%s)
 # Its own target dir: --cfg loom changes every crate's build.
-cargo test -p chi-sdk --lib --release --target-dir target/loom -- "$@"
+cargo test -p chi-shm --lib --release --target-dir target/loom -- "$@"
 echo "== loom model checks passed in $(($(date +%s) - start)) s"

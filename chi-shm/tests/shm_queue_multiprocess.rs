@@ -9,8 +9,8 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chi_sdk::queue::{MultiLaneQueue, Priority, PushError, QueueConfig, QueueError};
-use chi_sdk::shm::{Allocator, FullPtr, Segment, ShmPtr};
+use chi_shm::queue::{MultiLaneQueue, Priority, PushError, QueueConfig, QueueError};
+use chi_shm::shm::{Allocator, FullPtr, Segment, ShmPtr};
 use support::{Children, WATCHDOG, child_role, env_str, env_u64, new_segment};
 
 /// A block of counters in the segment, shared by the parent and its children.
@@ -518,8 +518,8 @@ fn bad_configurations_are_refused() {
     for bad in [
         cfg(0, 0, 4),
         cfg(1, 0, 0),
-        cfg(1, 0, chi_sdk::queue::MAX_DEPTH + 1),
-        cfg(chi_sdk::queue::MAX_LANES, 1, 2),
+        cfg(1, 0, chi_shm::queue::MAX_DEPTH + 1),
+        cfg(chi_shm::queue::MAX_LANES, 1, 2),
     ] {
         match MultiLaneQueue::create(&seg, &alloc, bad) {
             Err(QueueError::BadConfig(_)) => {}
@@ -531,7 +531,7 @@ fn bad_configurations_are_refused() {
         other => panic!("foreign allocator: expected BadConfig, got {other:?}"),
     }
     // Too large for the segment: an allocation error, not a panic.
-    match MultiLaneQueue::create(&seg, &alloc, cfg(64, 0, chi_sdk::queue::MAX_DEPTH)) {
+    match MultiLaneQueue::create(&seg, &alloc, cfg(64, 0, chi_shm::queue::MAX_DEPTH)) {
         Err(QueueError::Alloc(_)) => {}
         other => panic!("huge queue: expected Alloc error, got {other:?}"),
     }
@@ -772,7 +772,7 @@ fn attach_rejects_garbage_pointers() {
         (H_TOTAL, &total.to_le_bytes()),
     ]);
     match MultiLaneQueue::attach(&seg, copy.shm()) {
-        Err(QueueError::Shm(chi_sdk::shm::ShmError::OutOfBounds { .. })) => {}
+        Err(QueueError::Shm(chi_shm::shm::ShmError::OutOfBounds { .. })) => {}
         other => panic!("queue running past the segment: got {other:?}"),
     }
     for p in [zeros, junk, copy] {

@@ -7,13 +7,13 @@
 //! pointer, reads the string, writes back its length and a checksum, and marks the
 //! record done. The parent prints the answers and the allocator's figures.
 //!
-//! Run: `cargo run --release -p chi-sdk --example shm_demo`
+//! Run: `cargo run --release -p chi-shm --example shm_demo`
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chi_sdk::queue::{MultiLaneQueue, Priority, QueueConfig};
-use chi_sdk::shm::{Allocator, Segment, SegmentId, ShmPtr, ShmSafe, ShmString};
+use chi_shm::queue::{MultiLaneQueue, Priority, QueueConfig};
+use chi_shm::shm::{Allocator, Segment, SegmentId, ShmPtr, ShmSafe, ShmString};
 
 /// One request/answer record in shared memory.
 #[repr(C)]

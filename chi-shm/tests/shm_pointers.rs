@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chi_sdk::shm::{Allocator, FullPtr, Segment, SegmentId, ShmError, ShmPtr};
+use chi_shm::shm::{Allocator, FullPtr, Segment, SegmentId, ShmError, ShmPtr};
 use support::{Children, Rng, WATCHDOG, child_role, env_str, fresh_id, new_segment};
 
 #[test]

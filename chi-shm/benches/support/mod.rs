@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chi_sdk::queue::{MultiLaneQueue, QueueConfig};
-use chi_sdk::shm::{Allocator, FullPtr, Segment, SegmentId, ShmPtr, ShmSafe};
+use chi_shm::queue::{MultiLaneQueue, QueueConfig};
+use chi_shm::shm::{Allocator, FullPtr, Segment, SegmentId, ShmPtr, ShmSafe};
 
 /// Environment variable that turns the benchmark executable into an echo child;
 /// its value is the name of the segment to attach.
@@ -424,7 +424,7 @@ pub fn child_main(name: &str) -> i32 {
     match run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("chi-sdk bench echo child ({name}): {e}");
+            eprintln!("chi-shm bench echo child ({name}): {e}");
             1
         }
     }

@@ -9,8 +9,8 @@ mod support;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chi_sdk::shm::alloc::{MAX_ALIGN, MAX_OWNERS, MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
-use chi_sdk::shm::{
+use chi_shm::shm::alloc::{MAX_ALIGN, MAX_OWNERS, MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
+use chi_shm::shm::{
     AllocError, Allocator, FreeError, FullPtr, OwnerId, Segment, SegmentId, ShmPtr,
 };
 use support::{Children, Rng, WATCHDOG, child_role, env_str, env_u64, fresh_id, new_segment};

@@ -7,7 +7,7 @@ mod support;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 
-use chi_sdk::shm::{
+use chi_shm::shm::{
     LAYOUT_VERSION, NUM_ROOTS, SEGMENT_MAGIC, Segment, SegmentId, ShmError, ShmPtr,
 };
 use support::{Children, ShmName, WATCHDOG, child_role, env_str, env_u64, fresh_id, shm_file};

@@ -7,8 +7,8 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chi_sdk::shm::alloc::{MAX_OWNERS, MAX_SMALL_SIZE};
-use chi_sdk::shm::{Allocator, FullPtr, OwnerId, Segment, ShmPtr};
+use chi_shm::shm::alloc::{MAX_OWNERS, MAX_SMALL_SIZE};
+use chi_shm::shm::{Allocator, FullPtr, OwnerId, Segment, ShmPtr};
 use support::pattern::{check, fill};
 use support::{Children, Rng, WATCHDOG, child_role, env_str, env_u64, new_segment};
 

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chi_sdk::shm::{
+use chi_shm::shm::{
     AllocError, Allocator, FreeError, FullPtr, Segment, SegmentId, ShmError, ShmPtr, ShmSafe,
     ShmString, ShmVec,
 };

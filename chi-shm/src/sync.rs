@@ -10,7 +10,7 @@
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 /// Pads a value to its own 128-byte line pair (what adjacent-line prefetch pulls
 /// in together on x86-64), with a layout fixed by this crate rather than by a

@@ -12,8 +12,8 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use chi_sdk::shm::alloc::{MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
-use chi_sdk::shm::{AllocError, Allocator, FreeError, FullPtr, Segment, ShmPtr};
+use chi_shm::shm::alloc::{MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
+use chi_shm::shm::{AllocError, Allocator, FreeError, FullPtr, Segment, ShmPtr};
 use proptest::prelude::*;
 use support::pattern::{check, fill};
 use support::{Children, Rng, WATCHDOG, child_role, env_str, env_u64, new_segment};

@@ -457,7 +457,7 @@ impl Segment {
 
     /// A handle to a segment that another copy of this library mapped in this
     /// process at `base` for `len` bytes (the runtime's segments, seen from a
-    /// module library, which has its own copy of chi-sdk and so its own segment
+    /// module library, which has its own copy of this crate and so its own segment
     /// table). Registers it in this copy's table unless the same mapping is
     /// already there. The handle never unmaps, unregisters or unlinks anything.
     ///

@@ -15,8 +15,8 @@
 //! * `floor/shm_ping_pong_processes`: round trip of one `AtomicU64` in a shared
 //!   segment between two spinning processes: the floor of every queue ping-pong.
 //!
-//! Run: `cargo bench -p chi-sdk --bench shm` (about a minute), or
-//! `cargo bench -p chi-sdk --bench shm -- --test` to run each benchmark once.
+//! Run: `cargo bench -p chi-shm --bench shm` (about a minute), or
+//! `cargo bench -p chi-shm --bench shm -- --test` to run each benchmark once.
 //! Child processes are this executable re-executed with `CHI_BENCH_CHILD` set.
 
 mod support;
@@ -26,8 +26,8 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chi_sdk::queue::{Consumer, MultiLaneQueue, PushError};
-use chi_sdk::shm::{FullPtr, ShmPtr};
+use chi_shm::queue::{Consumer, MultiLaneQueue, PushError};
+use chi_shm::shm::{FullPtr, ShmPtr};
 use criterion::{Bencher, Criterion, SamplingMode, Throughput};
 use support::{Control, Echo, REQ_LANE, RESP_LANE, Shm, spin_until};
 
