@@ -1,5 +1,14 @@
 //! Futex wait and wake on words in shared memory (shared, not process-private,
 //! futexes: the word may be mapped by several processes at different addresses).
+//!
+//! The words are the standard `AtomicU32`: the system call needs one, and the
+//! words callers wait on (a task's state word, a doorbell) are theirs. Inside this
+//! crate a doorbell reaches these through the atomics facade
+//! (`sync::AtomicU32::futex_wait`), which a loom model replaces.
+
+// The futex system call's word type: a deliberate exception to the facade rule
+// of clippy.toml (this module is the system call, not an algorithm to model).
+#![allow(clippy::disallowed_types)]
 
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;

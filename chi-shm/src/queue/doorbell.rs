@@ -55,18 +55,13 @@ pub(crate) fn cancel_sleep(state: &AtomicU32) {
 }
 
 /// Blocks while `*state == SLEEPING`, up to `timeout`.
-#[cfg(not(loom))]
-pub(crate) fn futex_wait(
-    state: &std::sync::atomic::AtomicU32,
-    timeout: Option<std::time::Duration>,
-) {
-    crate::futex::wait(state, SLEEPING, timeout);
+pub(crate) fn futex_wait(state: &AtomicU32, timeout: Option<std::time::Duration>) {
+    state.futex_wait(SLEEPING, timeout);
 }
 
 /// Wakes the consumer blocked in [`futex_wait`] on `state`.
-#[cfg(not(loom))]
-pub(crate) fn futex_wake(state: &std::sync::atomic::AtomicU32) {
-    crate::futex::wake(state, 1);
+pub(crate) fn futex_wake(state: &AtomicU32) {
+    state.futex_wake(1);
 }
 
 #[cfg(all(loom, test))]
@@ -235,7 +230,7 @@ mod tests {
 
     /// Sleeps while the doorbell reads `SLEEPING`; `false` if nobody woke us.
     #[cfg(not(miri))]
-    fn sleep(bell: &std::sync::atomic::AtomicU32) -> bool {
+    fn sleep(bell: &AtomicU32) -> bool {
         let t = Instant::now();
         futex_wait(bell, Some(TIMEOUT));
         t.elapsed() < TIMEOUT
@@ -245,7 +240,7 @@ mod tests {
     /// reads `SLEEPING`; every waker swaps it to `AWAKE` before waking), with a
     /// bound on the spinning in place of the timeout.
     #[cfg(miri)]
-    fn sleep(bell: &std::sync::atomic::AtomicU32) -> bool {
+    fn sleep(bell: &AtomicU32) -> bool {
         for _ in 0..100_000 {
             if bell.load(Ordering::Relaxed) != SLEEPING {
                 return true;
@@ -255,7 +250,7 @@ mod tests {
         false
     }
 
-    fn wake(bell: &std::sync::atomic::AtomicU32) {
+    fn wake(bell: &AtomicU32) {
         if cfg!(not(miri)) {
             futex_wake(bell);
         }
@@ -264,7 +259,7 @@ mod tests {
     struct Lane {
         pos: Positions,
         cells: Vec<Cell>,
-        bell: std::sync::atomic::AtomicU32,
+        bell: AtomicU32,
     }
 
     #[test]
@@ -273,7 +268,7 @@ mod tests {
         ignore = "rustix 1.1.6's futex call is rejected by Miri (see module doc)"
     )]
     fn wait_returns_at_once_when_awake() {
-        let bell = std::sync::atomic::AtomicU32::new(AWAKE);
+        let bell = AtomicU32::new(AWAKE);
         assert!(sleep(&bell));
         // A wake with no waiter is harmless.
         futex_wake(&bell);
@@ -287,7 +282,7 @@ mod tests {
         let l = Arc::new(Lane {
             pos: Positions::default(),
             cells: (0..4).map(Cell::new).collect(),
-            bell: std::sync::atomic::AtomicU32::new(AWAKE),
+            bell: AtomicU32::new(AWAKE),
         });
         let lp = l.clone();
         let producer = thread::spawn(move || {

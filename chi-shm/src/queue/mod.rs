@@ -30,11 +30,10 @@ pub(crate) mod doorbell;
 pub(crate) mod ring;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::shm::{AllocError, Allocator, Segment, ShmError, ShmPtr};
-use crate::sync::Padded;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, Padded, native};
 use ring::{Cell, Positions, Ring};
 
 const QUEUE_MAGIC: u64 = u64::from_le_bytes(*b"CHIQUEUE");
@@ -467,7 +466,7 @@ impl MultiLaneQueue {
     /// first of them. Fails if a lane is out of range or held by a live consumer
     /// (a dead consumer's claim is taken over).
     pub fn consumer(&self, lanes: &[usize]) -> Result<Consumer, QueueError> {
-        static CLAIMS: AtomicU64 = AtomicU64::new(1);
+        static CLAIMS: native::AtomicU64 = native::AtomicU64::new(1);
         let n = self.num_lanes();
         if let Some(&lane) = lanes.iter().find(|&&l| l >= n) {
             return Err(QueueError::NoLane { lane, lanes: n });
@@ -552,7 +551,7 @@ impl MultiLaneQueue {
     /// the wedged worker's phase word before it calls this); two consumers of
     /// one lane break the queue.
     pub unsafe fn take_over(&self, lanes: &[usize]) -> Result<Consumer, QueueError> {
-        static TAKEOVERS: AtomicU64 = AtomicU64::new(1);
+        static TAKEOVERS: native::AtomicU64 = native::AtomicU64::new(1);
         let n = self.num_lanes();
         if let Some(&lane) = lanes.iter().find(|&&l| l >= n) {
             return Err(QueueError::NoLane { lane, lanes: n });

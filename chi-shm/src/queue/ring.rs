@@ -48,7 +48,7 @@ pub(crate) struct Cell {
 
 impl Cell {
     /// A cell initialised for position `i` (for models and tests over the heap).
-    #[cfg(any(loom, test))]
+    #[cfg(test)]
     pub(crate) fn new(i: u64) -> Cell {
         Cell {
             seq: AtomicU64::new(i),
@@ -57,7 +57,6 @@ impl Cell {
     }
 
     /// Initialises a cell in place for position `i` (two-phase init in shared memory).
-    #[cfg(not(loom))]
     pub(crate) fn init(&self, i: u64) {
         self.value.store(0, Ordering::Relaxed);
         self.seq.store(i, Ordering::Relaxed);
@@ -140,7 +139,7 @@ impl Ring<'_> {
     ///
     /// Only one thread at a time may call this on a given lane (the lane's single
     /// consumer); [`crate::queue::Consumer`] enforces that.
-    #[cfg(any(test, loom))]
+    #[cfg(test)]
     #[inline]
     pub(crate) fn pop(&self) -> Option<u64> {
         let mut head = self.pos.head.0.load(Ordering::Relaxed);
@@ -230,7 +229,7 @@ impl Ring<'_> {
     /// Whether a producer has claimed a position the consumer has not read yet.
     /// Used by a consumer about to sleep, after its `SeqCst` fence.
     #[inline]
-    #[cfg(any(test, loom))]
+    #[cfg(test)]
     pub(crate) fn has_claimed(&self) -> bool {
         self.has_claimed_from(self.pos.head.0.load(Ordering::Relaxed))
     }

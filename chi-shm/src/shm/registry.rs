@@ -9,9 +9,10 @@
 //! A resolution is only meaningful while a handle to the segment lives: the
 //! table tells where a segment is mapped now, it does not keep it mapped.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use super::{SegmentId, ShmError, ShmPtr};
+use crate::sync::Ordering;
+// A process-wide table, never part of a model: the standard atomics in every build.
+use crate::sync::native::{AtomicU64, AtomicUsize};
 
 /// Number of slots; segment ids range over `1..MAX_SEGMENTS`.
 pub const MAX_SEGMENTS: usize = 256;

@@ -14,7 +14,6 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -23,6 +22,7 @@ use rustix::shm;
 
 use super::alloc::{self, PAGE_SIZE};
 use super::{SegmentId, ShmError, ShmPtr, registry};
+use crate::sync::{AtomicU64, Ordering};
 
 /// First eight bytes of every segment: `b"CHIMSEG1"` as a little-endian word.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"CHIMSEG1");
@@ -629,8 +629,8 @@ impl Drop for Segment {
 }
 
 // Real segments, processes, files or sockets: not under Miri (see
-// scripts/check-miri.sh); run natively.
-#[cfg(all(test, not(miri)))]
+// scripts/check-miri.sh) nor loom (see crate::sync); run natively.
+#[cfg(all(test, not(miri), not(loom)))]
 mod tests {
     use super::*;
     use crate::shm::Allocator;

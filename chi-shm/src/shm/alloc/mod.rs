@@ -75,8 +75,8 @@ mod pages;
 mod reap;
 pub(crate) mod stack;
 // Real segments, processes, files or sockets: not under Miri (see
-// scripts/check-miri.sh); run natively.
-#[cfg(all(test, not(miri)))]
+// scripts/check-miri.sh) nor loom (see crate::sync); run natively.
+#[cfg(all(test, not(miri), not(loom)))]
 mod tests;
 mod trim;
 
@@ -95,7 +95,7 @@ use stack::{Links, TaggedStack};
 
 use super::segment::Mapping;
 use super::{FullPtr, Segment, SegmentId, ShmPtr, ShmSafe};
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, native};
 
 const ALLOC_MAGIC: u64 = u64::from_le_bytes(*b"CHIALLOC");
 /// Blocks a thread keeps per class at most.
@@ -829,7 +829,7 @@ impl Drop for Shared {
     }
 }
 
-static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+static NEXT_KEY: native::AtomicU64 = native::AtomicU64::new(1);
 
 /// A handle to the allocator of a segment, usable from any thread of this process.
 /// Clones share the owner slot and the thread caches.

@@ -174,7 +174,7 @@ fn is_zombie(pid: u32) -> bool {
 
 impl PageLock {
     /// The holder word, for tests that play a hung or dead holder.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn holder_word(&self) -> &AtomicU32 {
         &self.holder
     }
@@ -490,7 +490,7 @@ impl Pages<'_> {
     }
 
     /// `(top, free_below_top)`, for tests.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn bounds(&self) -> (u64, u64) {
         (self.top(), self.st.free_below_top.load(Ordering::Relaxed))
     }
@@ -506,8 +506,8 @@ fn add(counter: &AtomicU64, delta: u64) {
 }
 
 // Real segments, processes, files or sockets: not under Miri (see
-// scripts/check-miri.sh); run natively.
-#[cfg(all(test, not(miri)))]
+// scripts/check-miri.sh) nor loom (see crate::sync); run natively.
+#[cfg(all(test, not(miri), not(loom)))]
 mod tests {
     use super::*;
 

@@ -97,7 +97,7 @@ pub(crate) struct TaggedStack {
 
 impl TaggedStack {
     /// An empty stack.
-    #[cfg(any(loom, test))]
+    #[cfg(test)]
     pub(crate) fn new() -> TaggedStack {
         TaggedStack {
             head: AtomicU64::new(0),
@@ -130,7 +130,7 @@ impl TaggedStack {
     }
 
     /// Pushes one node the caller owns.
-    #[cfg(any(loom, test))]
+    #[cfg(test)]
     pub(crate) fn push<L: Links>(&self, links: &L, node: u64) -> Result<(), Contended> {
         self.push_chain(links, node, node)
     }
@@ -218,7 +218,7 @@ impl TaggedStack {
     }
 
     /// Whether the list looked empty at the time of the call.
-    #[cfg(any(loom, test))]
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         node_of(self.head.load(Ordering::Acquire)) == 0
     }

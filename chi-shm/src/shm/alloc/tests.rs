@@ -2,9 +2,8 @@
 //! going back, corrupt free lists, the bounded page lock, and the reaper's checks.
 //! Multi-process behaviour is tested in `tests/shm_alloc_*.rs`.
 
-use std::sync::atomic::AtomicU16;
-
 use super::*;
+use crate::sync::native::AtomicU16;
 
 // Ids from 200 up: other unit tests of the crate (if any) use small ones.
 static NEXT_ID: AtomicU16 = AtomicU16::new(200);
