@@ -2,12 +2,12 @@
 //!
 //! This crate grows in layers, building blocks at the bottom:
 //!
-//! * [`shm`], [`queue`], [`futex`]: the shared-memory layer, from the `chi-shm`
-//!   crate and re-exported here. Named segments, offset pointers
+//! * [`shm`], [`queue`], [`futex`], [`proc`]: the shared-memory layer, from the
+//!   `chi-shm` crate and re-exported here. Named segments, offset pointers
 //!   ([`shm::ShmPtr`], [`shm::FullPtr`]), the cross-process allocator and the
 //!   shared-memory containers; the multi-lane queue that carries task pointers
 //!   from clients to the runtime's workers, with futex doorbells for idle
-//!   consumers. It knows nothing of tasks or modules.
+//!   consumers; process liveness. It knows nothing of tasks or modules.
 //! * [`types`], [`task`]: ids, the domain query, the task header and its state
 //!   machine.
 //! * [`abi`]: the C boundary between the runtime and module libraries;
@@ -21,7 +21,7 @@
 
 #![warn(missing_docs)]
 
-pub use chi_shm::{futex, queue, shm};
+pub use chi_shm::{futex, proc, queue, shm};
 
 pub mod abi;
 pub mod admin;

@@ -6,6 +6,7 @@
 //! * [`queue`]: the multi-lane queue of offset pointers, with futex doorbells for
 //!   idle consumers.
 //! * [`futex`]: futex wait and wake on words in shared memory.
+//! * [`proc`]: whether the process a pid in shared memory names is still alive.
 //!
 //! It knows nothing of tasks or modules: `chi-sdk` builds those on top of it and
 //! re-exports it.
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod futex;
+pub mod proc;
 pub mod queue;
 pub mod shm;
 pub(crate) mod sync;

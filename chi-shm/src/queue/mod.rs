@@ -483,7 +483,7 @@ impl MultiLaneQueue {
             let word = &self.inner.lane(lane).info.0.consumer;
             let mut cur = word.load(Ordering::Acquire);
             loop {
-                if cur != 0 && crate::shm::alloc::pid_alive((cur >> 32) as u32) {
+                if cur != 0 && crate::proc::pid_alive((cur >> 32) as u32) {
                     for &l in &claimed {
                         self.inner
                             .lane(l)

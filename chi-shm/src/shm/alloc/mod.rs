@@ -82,6 +82,8 @@ mod trim;
 
 use std::sync::Arc;
 
+/// Process liveness (see [`crate::proc`]), also reachable here.
+pub use crate::proc::{pid_alive, process_start, started_process_alive};
 use cache::{Bin, CACHES, ThreadCache};
 use layout::{
     BLOCK_HEADER, BlockHeader, Health, MAX_THREAD_SLOTS, NUM_CLASSES, OwnerSlot, PAGE_SHIFT,
@@ -89,7 +91,6 @@ use layout::{
 };
 pub use layout::{MAX_OWNERS, MAX_SMALL_SIZE, PAGE_SIZE, SMALL_ALIGN};
 use pages::{PageState, Pages};
-pub use pages::{pid_alive, process_start, started_process_alive};
 pub use reap::{ReapError, ReapReport};
 use stack::{Links, TaggedStack};
 
@@ -820,7 +821,7 @@ impl Drop for Shared {
             // Release: pairs with the Acquire CAS in `attach`. A CAS: a slot a
             // reaper took (forced) is not ours any more.
             let _ = s.pid.compare_exchange(
-                pages::current_pid(),
+                crate::proc::current_pid(),
                 0,
                 Ordering::Release,
                 Ordering::Relaxed,
@@ -879,7 +880,7 @@ impl Allocator {
         let hdr = unsafe { map.base().add(alloc_offset as usize) as *const AllocHeader };
         // SAFETY: as above.
         let h = unsafe { &*hdr };
-        let pid = pages::current_pid();
+        let pid = crate::proc::current_pid();
         let owner = h
             .owners
             .iter()
@@ -898,7 +899,8 @@ impl Allocator {
         slot.live_bytes.store(0, Ordering::Relaxed);
         slot.live_blocks.store(0, Ordering::Relaxed);
         slot.reaped_pid.store(0, Ordering::Relaxed);
-        slot.started.store(pages::own_start(), Ordering::Relaxed);
+        slot.started
+            .store(crate::proc::own_start(), Ordering::Relaxed);
         // SAFETY: validated: the descriptors lie between the header and the heap.
         let descs = unsafe { map.base().add(h.desc_offset as usize) as *const AtomicU32 };
         let shared = Shared {

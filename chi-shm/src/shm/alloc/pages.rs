@@ -49,6 +49,7 @@
 use std::time::{Duration, Instant};
 
 use super::layout::desc;
+use crate::proc::{current_pid, pid_alive};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// How long a waiter waits for a holder that makes no progress before giving up
@@ -56,8 +57,6 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a waiter waits before it checks whether the holder is dead.
 const DEAD_HOLDER_GRACE: Duration = Duration::from_millis(10);
-/// The largest pid Linux can hand out (`PID_MAX_LIMIT`, 2^22).
-const PID_MAX_LIMIT: u32 = 1 << 22;
 
 /// A cross-process spin lock whose word holds the holder's pid (0 = free).
 #[repr(C)]
@@ -84,92 +83,6 @@ pub(crate) struct LockTimeout {
     pub holder: u32,
     /// How long the waiter waited.
     pub waited: Duration,
-}
-
-/// This process's pid, cached (`getpid` is a system call on every use otherwise).
-pub(crate) fn current_pid() -> u32 {
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *PID.get_or_init(std::process::id)
-}
-
-/// Whether `pid` could be a process id at all (a scribbled word often cannot).
-pub(crate) fn plausible_pid(pid: u32) -> bool {
-    pid != 0 && pid <= PID_MAX_LIMIT
-}
-
-/// Whether process `pid` is alive: it exists (a process we may not signal still
-/// exists) and is not a zombie. A zombie has exited and only waits for its parent
-/// to reap it, which a parent may do late or never (an init that reaps lazily, a
-/// supervisor that does not reap): its locks, tasks and answers are gone.
-pub fn pid_alive(pid: u32) -> bool {
-    if !plausible_pid(pid) {
-        return false;
-    }
-    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
-        return false;
-    };
-    if matches!(
-        rustix::process::test_kill_process(p),
-        Err(rustix::io::Errno::SRCH)
-    ) {
-        return false;
-    }
-    !is_zombie(pid)
-}
-
-/// When process `pid` started, in clock ticks since boot (`/proc/<pid>/stat`,
-/// field 22); `None` if it cannot be read. With the pid it names one process
-/// for good: a pid that was reused names a process with another start time.
-pub fn process_start(pid: u32) -> Option<u64> {
-    if !plausible_pid(pid) {
-        return None;
-    }
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let end = stat.iter().rposition(|&b| b == b')')?;
-    // After "pid (comm)": field 3 (state) is the first, field 22 (starttime)
-    // the twentieth.
-    std::str::from_utf8(&stat[end + 1..])
-        .ok()?
-        .split_ascii_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
-/// This process's start time (see [`process_start`]), read once per process
-/// (and again in a forked child, whose pid differs).
-pub fn own_start() -> u64 {
-    static CACHE: std::sync::Mutex<(u32, u64)> = std::sync::Mutex::new((0, 0));
-    let pid = std::process::id();
-    let mut c = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if c.0 != pid {
-        *c = (pid, process_start(pid).unwrap_or(0));
-    }
-    c.1
-}
-
-/// Whether the process that was `pid` when it started at `started` (0:
-/// unknown) is alive: [`pid_alive`], and the pid was not reused since by a
-/// process that started later (pids wrap quickly where `pid_max` is small).
-pub fn started_process_alive(pid: u32, started: u64) -> bool {
-    pid_alive(pid) && (started == 0 || process_start(pid).is_none_or(|now| now == started))
-}
-
-/// Whether `/proc/<pid>/stat` says the process is a zombie (`Z`) or dead (`X`).
-/// `false` if it cannot be read.
-fn is_zombie(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // "pid (comm) S ...": comm may hold spaces and parentheses; the state is the
-    // first field after the last ')'.
-    let Some(end) = stat.iter().rposition(|&b| b == b')') else {
-        return false;
-    };
-    stat[end + 1..]
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|&b| b == b'Z' || b == b'X')
 }
 
 impl PageLock {
@@ -510,22 +423,6 @@ fn add(counter: &AtomicU64, delta: u64) {
 #[cfg(all(test, not(miri), not(loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reused_pid_is_not_the_process_that_started_before() {
-        let me = std::process::id();
-        let started = own_start();
-        assert!(started > 0, "no start time in /proc/self/stat");
-        assert_eq!(process_start(me), Some(started));
-        assert!(started_process_alive(me, started));
-        assert!(
-            started_process_alive(me, 0),
-            "unknown start time: the pid alone"
-        );
-        // The same pid, but a holder that started at another time: reused.
-        assert!(!started_process_alive(me, started + 1));
-        assert!(!started_process_alive(0, started));
-    }
 
     fn state() -> PageState {
         PageState {

@@ -55,8 +55,8 @@
 //! settled the slot.
 
 use super::layout::{self, OWNER_REAPED, OwnerSlot, state, word};
-use super::pages::{current_pid, started_process_alive};
 use super::{Allocator, FreeError, MAX_OWNERS, OwnerId, SegmentId, ShmPtr};
+use crate::proc::{current_pid, started_process_alive};
 use crate::sync::Ordering;
 
 /// What [`Allocator::reap_owner`] did.

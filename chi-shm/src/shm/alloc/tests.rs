@@ -190,7 +190,7 @@ fn a_lock_word_that_is_not_a_pid_does_not_block_allocation() {
 fn a_live_attached_holder_times_out_with_an_error() {
     let (seg, alloc) = segment("lock_live", 4 << 20);
     let large = alloc.allocate(200_000).unwrap();
-    let me = pages::current_pid();
+    let me = crate::proc::current_pid();
     // Our own pid, attached to the segment, that never releases the lock (as a
     // hung client would).
     lock_word(&alloc).store(me, Ordering::Relaxed);
@@ -287,8 +287,10 @@ fn reap_refuses_what_it_must_not_touch() {
     let slot = alloc.shared.owner_slot(other.owner().0).unwrap();
     let parent = std::os::unix::process::parent_id();
     slot.pid.store(parent, Ordering::Relaxed);
-    slot.started
-        .store(pages::process_start(parent).unwrap_or(0), Ordering::Relaxed);
+    slot.started.store(
+        crate::proc::process_start(parent).unwrap_or(0),
+        Ordering::Relaxed,
+    );
     let err = alloc.reap_owner(other.owner(), &keep_none).unwrap_err();
     assert_eq!(
         err,
@@ -300,7 +302,8 @@ fn reap_refuses_what_it_must_not_touch() {
     );
     assert!(err.to_string().contains("force_reap_owner"), "{err}");
     assert!(alloc.dead_owners().is_empty());
-    slot.pid.store(pages::current_pid(), Ordering::Relaxed);
+    slot.pid
+        .store(crate::proc::current_pid(), Ordering::Relaxed);
 }
 
 #[test]
