@@ -15,8 +15,9 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::layout::{self, NUM_CLASSES, ThreadSlot, desc, state, word};
+use super::shared::Shared;
 use super::stack::PopError;
-use super::{AllocError, BATCH, BIN_CAP, Shared};
+use super::{AllocError, Allocator, BATCH, BIN_CAP};
 use crate::sync::{AtomicU64, Ordering};
 
 /// A thread's cache of free blocks of one class.
@@ -280,6 +281,29 @@ impl Drop for ThreadCache {
             // then sees the counters zeroed.
             t.taken.store(0, Ordering::Release);
         }
+    }
+}
+
+impl Allocator {
+    /// Runs `f` on this thread's cache for this handle, or returns `None` if the
+    /// thread's cache is unavailable (thread teardown).
+    #[inline]
+    pub(super) fn with_cache<R>(&self, f: impl FnOnce(&mut ThreadCache) -> R) -> Option<R> {
+        CACHES
+            .try_with(|caches| {
+                let mut caches = caches.try_borrow_mut().ok()?;
+                let key = self.shared.key;
+                let idx = match caches.iter().position(|c| c.shared.key == key) {
+                    Some(i) => i,
+                    None => {
+                        caches.push(ThreadCache::new(self.shared.clone()));
+                        caches.len() - 1
+                    }
+                };
+                Some(f(&mut caches[idx]))
+            })
+            .ok()
+            .flatten()
     }
 }
 

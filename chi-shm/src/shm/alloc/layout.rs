@@ -1,10 +1,27 @@
-//! The allocator's on-segment layout: pages, size classes, block headers and page
-//! descriptors. Everything here is `#[repr(C)]`, pointer-free and shared by every
-//! process that maps the segment.
+//! The allocator's on-segment layout: the metadata header, pages, size classes,
+//! block headers, page descriptors, and owner and thread slots. Everything here
+//! is `#[repr(C)]`, pointer-free and shared by every process that maps the
+//! segment; changing any of it means bumping
+//! [`LAYOUT_VERSION`](crate::shm::LAYOUT_VERSION).
+//!
+//! # The heap's format
+//!
+//! ```text
+//! alloc_offset                 desc_offset             heap_offset (a multiple of 64 KiB)
+//! | AllocHeader                | page descriptors      | page 0 | page 1 | ...
+//! | (lists, slots, page lock)  | (one u32 per page)    |
+//! ```
+//!
+//! [`format`] writes the header of a fresh, zero-filled segment (zero is the
+//! initial value of every other field); [`validate`] checks that an attached
+//! segment's header agrees with its size before anything indexes through it.
+//! [`geometry`] is the one place that computes where the heap starts and how
+//! many pages it has, for both and for sizing segments ahead of time.
 
-use crate::sync::{AtomicU32, AtomicU64};
-
+use super::pages::PageState;
+use super::stack::TaggedStack;
 pub(crate) use crate::sync::Padded;
+use crate::sync::{AtomicU32, AtomicU64};
 
 /// log2 of the page size.
 pub(crate) const PAGE_SHIFT: u32 = 16;
@@ -194,6 +211,102 @@ pub(crate) const MAX_THREAD_SLOTS: usize = 1024;
 
 /// Maximum number of owners (attached allocator handles) per segment.
 pub const MAX_OWNERS: usize = 1024;
+
+/// First eight bytes of the allocator metadata: `b"CHIALLOC"` as a little-endian word.
+const ALLOC_MAGIC: u64 = u64::from_le_bytes(*b"CHIALLOC");
+
+/// The allocator metadata at `alloc_offset` in the segment.
+#[repr(C)]
+pub(crate) struct AllocHeader {
+    /// [`ALLOC_MAGIC`], written by [`format`].
+    pub magic: u64,
+    /// [`PAGE_SIZE`] of the build that formatted the segment.
+    pub page_size: u64,
+    /// Segment offset of the first heap page.
+    pub heap_offset: u64,
+    /// Heap pages.
+    pub n_pages: u64,
+    /// Segment offset of the page descriptors (one `AtomicU32` per page).
+    pub desc_offset: u64,
+    /// The page runs and their lock.
+    pub pages: Padded<PageState>,
+    /// Counters of the damage the allocator could not repair.
+    pub health: Padded<Health>,
+    /// The class free lists, one per size class.
+    pub classes: [Padded<TaggedStack>; NUM_CLASSES],
+    /// One slot per attached allocator handle.
+    pub owners: [Padded<OwnerSlot>; MAX_OWNERS],
+    /// One counter slot per thread cache.
+    pub threads: [Padded<ThreadSlot>; MAX_THREAD_SLOTS],
+}
+
+fn meta_size(n_pages: u64) -> u64 {
+    (size_of::<AllocHeader>() as u64).next_multiple_of(64) + n_pages * 4
+}
+
+/// Offset of the first heap page for metadata at `alloc_offset` describing `n_pages`.
+pub(crate) fn heap_offset_for(alloc_offset: u64, n_pages: u64) -> u64 {
+    (alloc_offset + meta_size(n_pages)).next_multiple_of(PAGE_SIZE)
+}
+
+/// `(heap_offset, n_pages)` of a segment of `size` bytes with its allocator
+/// metadata at `alloc_offset`.
+pub(crate) fn geometry(size: u64, alloc_offset: u64) -> (u64, u64) {
+    let upper = size / PAGE_SIZE;
+    let heap_offset = heap_offset_for(alloc_offset, upper);
+    let n_pages = size.saturating_sub(heap_offset) / PAGE_SIZE;
+    (heap_offset, n_pages)
+}
+
+/// Lays out the allocator metadata of a fresh (zero-filled) segment.
+///
+/// # Safety
+/// `base..base+size` is a fresh, zero-filled mapping no one else accesses, and
+/// `alloc_offset` leaves room for the metadata (`size >= Segment::min_size()`).
+pub(crate) unsafe fn format(base: *mut u8, size: u64, alloc_offset: u64) {
+    let (heap_offset, n_pages) = geometry(size, alloc_offset);
+    // SAFETY: per the contract, the header fits at `alloc_offset` and no one else
+    // accesses the memory; zero is a valid initial value of every other field.
+    unsafe {
+        let h = base.add(alloc_offset as usize) as *mut AllocHeader;
+        (*h).magic = ALLOC_MAGIC;
+        (*h).page_size = PAGE_SIZE;
+        (*h).heap_offset = heap_offset;
+        (*h).n_pages = n_pages;
+        (*h).desc_offset = alloc_offset + (size_of::<AllocHeader>() as u64).next_multiple_of(64);
+    }
+}
+
+/// Checks the allocator metadata of an attached segment is consistent with its size.
+///
+/// # Safety
+/// `base..base+size` is a mapping of a segment whose header was validated.
+pub(crate) unsafe fn validate(
+    base: *mut u8,
+    size: u64,
+    alloc_offset: u64,
+) -> Result<(), &'static str> {
+    if alloc_offset
+        .checked_add(size_of::<AllocHeader>() as u64)
+        .is_none_or(|end| end > size)
+        || !alloc_offset.is_multiple_of(128)
+    {
+        return Err("allocator metadata out of bounds");
+    }
+    // SAFETY: in bounds (checked above) and aligned (alloc_offset % 128 == 0, base
+    // page aligned); the plain fields were written before the magic was published.
+    let h = unsafe { &*(base.add(alloc_offset as usize) as *const AllocHeader) };
+    let (heap_offset, n_pages) = geometry(size, alloc_offset);
+    if h.magic != ALLOC_MAGIC
+        || h.page_size != PAGE_SIZE
+        || h.heap_offset != heap_offset
+        || h.n_pages != n_pages
+        || h.desc_offset + n_pages * 4 > heap_offset
+    {
+        return Err("allocator metadata does not match the segment size");
+    }
+    Ok(())
+}
 
 // Not under loom, whose atomics have another layout (see crate::sync).
 #[cfg(all(test, not(loom)))]

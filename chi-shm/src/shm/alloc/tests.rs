@@ -2,6 +2,8 @@
 //! going back, corrupt free lists, the bounded page lock, and the reaper's checks.
 //! Multi-process behaviour is tested in `tests/shm_alloc_*.rs`.
 
+use super::layout::MAX_THREAD_SLOTS;
+use super::stack::Links;
 use super::*;
 use crate::sync::native::AtomicU16;
 

@@ -27,8 +27,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::layout::{self, NUM_CLASSES};
+use super::pages::Pages;
+use super::shared::Shared;
 use super::stack::{Links, TaggedStack};
-use super::{Pages, Shared};
 use crate::sync::Ordering;
 
 impl Shared {
