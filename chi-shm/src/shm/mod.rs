@@ -30,6 +30,7 @@
 //! memory until they detach.
 
 pub mod alloc;
+mod mapping;
 mod ptr;
 pub(crate) mod registry;
 mod safe;
@@ -40,9 +41,10 @@ mod vec;
 use std::io;
 
 pub use alloc::{AllocError, AllocStats, Allocator, FreeError, OwnerId, ReapError, ReapReport};
+pub use mapping::{LAYOUT_VERSION, NUM_ROOTS, SEGMENT_MAGIC};
 pub use ptr::{FullPtr, SegmentId, ShmPtr};
 pub use safe::ShmSafe;
-pub use segment::{LAYOUT_VERSION, NUM_ROOTS, SEGMENT_MAGIC, Segment};
+pub use segment::Segment;
 pub use string::ShmString;
 pub use vec::ShmVec;
 

@@ -14,116 +14,21 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::MmapOptions;
 use rustix::fs::Mode;
 use rustix::shm;
 
 use super::alloc::{self, PAGE_SIZE};
+use super::mapping::{
+    BY_NAME, HEADER_SIZE, LAYOUT_VERSION, Mapping, NAME_CAP, SEGMENT_MAGIC, SegmentHeader,
+};
 use super::{SegmentId, ShmError, ShmPtr, registry};
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::Ordering;
 
-/// First eight bytes of every segment: `b"CHIMSEG1"` as a little-endian word.
-pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"CHIMSEG1");
-/// Version of the layout of the header, the allocator metadata and the block
-/// headers. Bump it on any change to them.
-pub const LAYOUT_VERSION: u32 = 4;
-/// Number of root slots in the header (well-known objects such as the process queue).
-pub const NUM_ROOTS: usize = 16;
-/// Bytes reserved for the header at the start of a segment.
-pub(crate) const HEADER_SIZE: u64 = 4096;
 /// Largest segment: offsets of blocks must fit the free lists' head words.
 pub(crate) const MAX_SEGMENT_SIZE: u64 = super::alloc::stack::MAX_NODE_OFFSET;
-const NAME_CAP: usize = 128;
-
-/// The header at offset 0 of every segment.
-#[repr(C)]
-pub(crate) struct SegmentHeader {
-    /// [`SEGMENT_MAGIC`] once the segment is fully initialised.
-    magic: AtomicU64,
-    layout_version: u32,
-    segment_id: u16,
-    _pad: u16,
-    /// Size of the whole segment in bytes.
-    size: u64,
-    /// pid of the creating process.
-    creator_pid: u32,
-    _pad2: u32,
-    /// Offset of the allocator metadata.
-    pub alloc_offset: u64,
-    /// NUL-padded name, for diagnostics.
-    name: [u8; NAME_CAP],
-    /// Root slots: `ShmPtr` bits of well-known objects, set by the creator.
-    roots: [AtomicU64; NUM_ROOTS],
-}
-
-const _: () = assert!(size_of::<SegmentHeader>() as u64 <= HEADER_SIZE);
-
-/// One mapping of a segment in this process, shared by every handle to it.
-pub(crate) struct Mapping {
-    name: String,
-    id: SegmentId,
-    /// `None` for a mapping made by another copy of this library in the same
-    /// process (a module seeing the runtime's segments): see
-    /// [`Segment::adopt_external`].
-    map: Option<MmapRaw>,
-    ext_base: usize,
-    size: u64,
-    /// (device, inode) of the file, to tell our segment from a replacement.
-    file_id: (u64, u64),
-}
-
-impl Mapping {
-    /// Base address of the mapping.
-    #[inline]
-    pub(crate) fn base(&self) -> *mut u8 {
-        match &self.map {
-            Some(m) => m.as_mut_ptr(),
-            None => self.ext_base as *mut u8,
-        }
-    }
-
-    /// Length of the mapping.
-    #[inline]
-    pub(crate) fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The segment's id.
-    #[inline]
-    pub(crate) fn id(&self) -> SegmentId {
-        self.id
-    }
-
-    /// The segment's name.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    #[inline]
-    pub(crate) fn header(&self) -> &SegmentHeader {
-        // SAFETY: every mapping is at least HEADER_SIZE long (checked at create and
-        // attach), page aligned, and the header is only accessed through atomics or
-        // fields written before the magic was published.
-        unsafe { &*(self.base() as *const SegmentHeader) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if self.map.is_none() {
-            // Adopted: the other copy owns the mapping and its registration.
-            return;
-        }
-        registry::unregister(self.id, self.base() as usize);
-        let mut by_name = BY_NAME.lock().unwrap_or_else(|e| e.into_inner());
-        by_name.retain(|(n, w)| !(n == &self.name && w.strong_count() == 0));
-    }
-}
-
-/// Mappings of this process by name, so attaching twice shares one mapping.
-static BY_NAME: Mutex<Vec<(String, Weak<Mapping>)>> = Mutex::new(Vec::new());
 
 /// A handle to a mapped segment.
 ///

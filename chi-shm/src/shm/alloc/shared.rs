@@ -26,7 +26,7 @@ use super::layout::{
     PAGE_SIZE, SMALL_ALIGN, desc,
 };
 use super::{AllocError, FreeError, MAX_ALIGN};
-use crate::shm::segment::Mapping;
+use crate::shm::mapping::Mapping;
 use crate::shm::{FullPtr, ShmPtr};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
