@@ -280,6 +280,7 @@ const OPS: u64 = 4000;
 /// Child role: random allocations (small, large, near the whole heap) and frees
 /// with content checks, then frees everything and detaches.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_model_worker() {
     if !child_role("child_model_worker") {
         return;

@@ -329,6 +329,7 @@ impl Worker<'_> {
 
 /// Child role: `THREADS` threads allocating, checking, exchanging and freeing.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_alloc_stress() {
     if !child_role("child_alloc_stress") {
         return;
@@ -494,6 +495,7 @@ const FREED_BY_CHILD: usize = 10;
 /// runs, as a crashing client would: nothing is freed and the thread's cache is
 /// not flushed.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_alloc_leaker() {
     if !child_role("child_alloc_leaker") {
         return;

@@ -64,6 +64,7 @@ const C_FULL: usize = 8; // + producer: PushError::Full seen by that producer
 
 /// Child role: one producer process pushing `CHI_ITEMS` values into lane 0.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_queue_producer() {
     if !child_role("child_queue_producer") {
         return;
@@ -92,6 +93,7 @@ fn child_queue_producer() {
 
 /// Child role: the single consumer of lane 0; checks every producer's sequence.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_queue_consumer() {
     if !child_role("child_queue_consumer") {
         return;
@@ -221,6 +223,7 @@ const ROUNDS: u64 = 200;
 
 /// Child role: consumes `ROUNDS` values one by one, sleeping (no timeout) in between.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_queue_sleeper() {
     if !child_role("child_queue_sleeper") {
         return;
@@ -550,6 +553,7 @@ const C_PHASE2: usize = 3;
 /// Child role: claims lane 0, holds it until told, releases it, then claims it
 /// again and exits without releasing (a dead consumer).
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_queue_lane_holder() {
     if !child_role("child_queue_lane_holder") {
         return;

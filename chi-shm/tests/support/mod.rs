@@ -5,11 +5,12 @@
 //! * Child processes ([`Children`], [`child_role`], ...) come from `chi-testkit`:
 //!   a test re-executes its own binary to run one `#[test]` function as a "child
 //!   role", with the role and its parameters in environment variables. A
-//!   child-role test returns at once when [`child_role`] says the variable is
-//!   absent, so it passes as a no-op in normal runs. [`Children`] kills and reaps
-//!   every child on drop and waits for them under a watchdog: a child that does
-//!   not finish in time is killed and the test fails with a message naming it
-//!   and showing its output.
+//!   child-role test is marked `#[ignore = "child role: run by its parent test"]`
+//!   (a normal run lists it as ignored; its parent runs it with `--ignored`) and
+//!   returns at once when [`child_role`] says the variable is absent.
+//!   [`Children`] kills and reaps every child on drop and waits for them under a
+//!   watchdog: a child that fails, runs no test, or does not finish in time fails
+//!   the test with a message naming it and showing its output.
 
 #![allow(dead_code)]
 
