@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Model-checks the lock-free algorithms of chi-shm with loom: the allocator's
-# tagged Treiber stack (src/shm/alloc/stack.rs), the lane ring
-# (src/queue/ring.rs) and the doorbell handshake (src/queue/doorbell.rs).
+# tagged Treiber stack (chi-shm/src/shm/alloc/stack.rs), the lane ring
+# (chi-shm/src/queue/ring.rs) and the doorbell handshake
+# (chi-shm/src/queue/doorbell.rs). Under --cfg loom, chi-shm's atomics facade
+# (chi-shm/src/sync.rs) wraps loom's atomics and the whole library builds
+# against it; only chi-shm and its dependencies are built.
 # See docs/verification.md for what each model checks.
 #
 # LOOM_MAX_PREEMPTIONS bounds the number of preemptive context switches per
