@@ -13,7 +13,7 @@
 //!   `/proc/<pid>/stat`). With the pid it names one process for good, so a holder
 //!   records its own ([`own_start`]) beside its pid, and
 //!   [`started_process_alive`] tells a live holder from a reused pid.
-//! * [`current_pid`] is cached: the page lock and the owner slots compare pids on
+//! * `current_pid` is cached: the page lock and the owner slots compare pids on
 //!   every acquisition.
 //!
 //! These read `/proc` and send signal 0: they are for slow paths (a lock that

@@ -25,9 +25,10 @@
 //!   [`native`] types, which wrap the standard atomics in every build.
 //!
 //! `chi-shm/clippy.toml` forbids the standard atomic types and fences everywhere
-//! else in the crate; the few deliberate exceptions (the futex system call and
-//! the [`ShmSafe`](crate::shm::ShmSafe) impls of the standard atomics, which user
-//! types hold) carry an `allow` that says why.
+//! else in the crate; the few deliberate exceptions carry an `allow` that says
+//! why: the futex system call, the [`ShmSafe`](crate::shm::ShmSafe) impls of the
+//! standard atomics (which user types hold), and the crate's integration tests,
+//! bench and example, which use the crate as a client program does.
 
 // This file is where the standard (or loom's) atomics are wrapped.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]

@@ -71,13 +71,13 @@
 //!
 //! # Files
 //!
-//! * [`layout`]: the metadata header, size classes, block headers, page
+//! * `layout`: the metadata header, size classes, block headers, page
 //!   descriptors and owner and thread slots as they lie in the segment;
 //!   formatting a fresh segment's metadata and validating an attached one's.
 //! * `error`, `stats`: [`AllocError`], [`FreeError`], and the figures
 //!   ([`AllocStats`], [`Allocator::owner_usage`]).
 //! * `central`: the class free lists and the page runs that every process shares
-//!   (over [`stack`], the lock-free list, and `pages`, the page runs under their
+//!   (over `stack`, the lock-free list, and `pages`, the page runs under their
 //!   lock), and large allocations; `trim`: giving empty class pages back.
 //! * `cache`: the thread caches, the small-size hot path, and the moves of blocks
 //!   between them and the class free lists.
