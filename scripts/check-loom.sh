@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Model-checks the lock-free algorithms of chi-sdk with loom: the allocator's
-# tagged Treiber stack (src/shm/alloc/stack.rs), the lane ring
-# (src/queue/ring.rs) and the doorbell handshake (src/queue/doorbell.rs).
+# Model-checks the lock-free algorithms of chi-shm with loom: the allocator's
+# tagged Treiber stack (chi-shm/src/shm/alloc/stack.rs), the lane ring
+# (chi-shm/src/queue/ring.rs) and the doorbell handshake
+# (chi-shm/src/queue/doorbell.rs). Under --cfg loom, chi-shm's atomics facade
+# (chi-shm/src/sync.rs) wraps loom's atomics and the whole library builds
+# against it; only chi-shm and its dependencies are built.
 # See docs/verification.md for what each model checks.
 #
 # LOOM_MAX_PREEMPTIONS bounds the number of preemptive context switches per
@@ -21,5 +24,5 @@ export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--cfg loom"
 echo "== loom (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
 start=$(date +%s)
 # Its own target dir: --cfg loom changes every crate's build.
-cargo test -p chi-sdk --lib --release --target-dir target/loom -- "$@"
+cargo test -p chi-shm --lib --release --target-dir target/loom -- "$@"
 echo "== loom model checks passed in $(($(date +%s) - start)) s"

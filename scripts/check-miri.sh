@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs chi-sdk's unit tests (`--lib`) under Miri: the Treiber stack, the lane ring
+# Runs chi-shm's unit tests (`--lib`) under Miri: the Treiber stack, the lane ring
 # and the doorbell handshake (multi-threaded tests over heap memory, with the real
 # futex, which Miri emulates), the allocator's layout, offset pointers and ShmSafe.
 #
-# Only `--lib`: the integration tests in chi-sdk/tests/ create real shared-memory
+# Only `--lib`: the integration tests in chi-shm/tests/ create real shared-memory
 # segments (shm_open + mmap of a file-backed shared mapping) and fork processes,
 # which Miri cannot run; unit tests that would do so are
 # `#[cfg_attr(miri, ignore)]`. See docs/verification.md.
@@ -31,14 +31,14 @@ cargo "+$TOOLCHAIN" miri setup
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/miri}"
 
 start=$(date +%s)
-echo "== miri: cargo +$TOOLCHAIN miri test -p chi-sdk --lib (MIRIFLAGS='${MIRIFLAGS:-}')"
-cargo "+$TOOLCHAIN" miri test -p chi-sdk --lib -- "$@"
+echo "== miri: cargo +$TOOLCHAIN miri test -p chi-shm --lib (MIRIFLAGS='${MIRIFLAGS:-}')"
+cargo "+$TOOLCHAIN" miri test -p chi-shm --lib -- "$@"
 
 seeds="${MIRI_SEEDS:-0}"
 if [ "$seeds" -gt 0 ]; then
   echo "== miri: the concurrent tests under seeds 0..$seeds"
   MIRIFLAGS="${MIRIFLAGS:+$MIRIFLAGS }-Zmiri-many-seeds=0..$seeds" \
-    cargo "+$TOOLCHAIN" miri test -p chi-sdk --lib -- \
+    cargo "+$TOOLCHAIN" miri test -p chi-shm --lib -- \
     queue::ring::tests queue::doorbell::tests stack::tests::threads
 fi
 echo "== miri passed in $(($(date +%s) - start)) s"

@@ -36,7 +36,7 @@ else
   echo "== miri skipped: could not install a nightly toolchain with miri (rustup toolchain install nightly --component miri)"
 fi
 echo "== benchmark smoke runs"
-cargo bench -p chi-sdk --bench shm -- --test
+cargo bench -p chi-shm --bench shm -- --test
 cargo bench -p chi-runtime --bench coroutine -- --test
 cargo build --release -p chi-runtime -p chi-bench -p bdev -p mod_name
 bench_out="$(mktemp -d)"

@@ -277,7 +277,13 @@ const CHILD_MARKER: &str = "CHI_CONFIG_ERRORS_CHILD";
 /// and returns what it printed.
 fn load_in_child(conf: Option<&Path>) -> String {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args(["--exact", "child_load", "--nocapture", "--test-threads=1"]);
+    command.args([
+        "--ignored",
+        "--exact",
+        "child_load",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     command.env(CHILD_MARKER, "1");
     match conf {
         Some(path) => command.env(ENV_SERVER_CONF, path),
@@ -290,6 +296,7 @@ fn load_in_child(conf: Option<&Path>) -> String {
 
 /// Not a test of its own: does its work only when run by [`load_in_child`].
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_load() {
     if std::env::var_os(CHILD_MARKER).is_none() {
         return;
@@ -527,6 +534,7 @@ fn thousands_of_workers_exit_2() {
 /// Child: tasks of several sizes, some in flight together, in a runtime whose
 /// main segment has its minimum size.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_tasks_at_minimum() {
     if !child_role("child_tasks_at_minimum") {
         return;
@@ -611,6 +619,7 @@ fn with_tiny_shm(args: &[&str], env: &[(&str, &str)]) -> chi_testkit::CliOutput 
 /// Child, in the namespace of [`with_tiny_shm`]: a segment larger than the
 /// tmpfs is refused at create, naming it; a smaller one is created.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_segment_no_space() {
     if !child_role("child_segment_no_space") {
         return;
@@ -675,6 +684,7 @@ fn small_dev_shm_is_refused_not_sigbus() {
     let out = with_tiny_shm(
         &[
             exe.to_str().unwrap(),
+            "--ignored",
             "--exact",
             "child_segment_no_space",
             "--nocapture",

@@ -26,6 +26,7 @@ fn task_err<T: std::fmt::Debug>(r: Result<T, CallError>, want: i32, what: &str) 
 
 /// Child: creates pool `shared_pool` and checks get-or-create and create on it.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_pools_create() {
     if !child_role("child_pools_create") {
         return;
@@ -60,6 +61,7 @@ fn child_pools_create() {
 
 /// Child: in another process, finds the pool, checks the failures, destroys it.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_pools_get_destroy() {
     if !child_role("child_pools_get_destroy") {
         return;
@@ -132,6 +134,7 @@ fn child_pools_get_destroy() {
 
 /// Child: the name of a destroyed pool can be taken again (a new pool, a new id).
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_pools_recreate() {
     if !child_role("child_pools_recreate") {
         return;
@@ -150,6 +153,7 @@ fn child_pools_recreate() {
 
 /// Child: get-or-create of one name, racing with other processes.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_pools_race() {
     if !child_role("child_pools_race") {
         return;
@@ -244,6 +248,7 @@ fn pools_across_processes() {
 /// Child: `CHI_TEST_THREADS` threads each submit `CHI_TEST_TASKS` echoes with
 /// `CHI_TEST_WINDOW` in flight, each with its own value, and check every reply.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_echo_stress() {
     if !child_role("child_echo_stress") {
         return;

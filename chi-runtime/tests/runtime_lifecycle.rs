@@ -19,6 +19,7 @@ use support::*;
 
 /// Child: echoes a few values through the admin pool and prints the runtime's pid.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_echo_check() {
     if !child_role("child_echo_check") {
         return;
@@ -84,6 +85,7 @@ impl Outcomes {
 /// prints how each ended. `CHI_TEST_EXPECT` (ok, shutdown, died) is what every
 /// task must get.
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_wait_delayed() {
     if !child_role("child_wait_delayed") {
         return;
@@ -153,6 +155,7 @@ fn child_wait_delayed() {
 
 /// Child: stops the runtime with a StopRuntime task (through the admin pool).
 #[test]
+#[ignore = "child role: run by its parent test"]
 fn child_stop_runtime_task() {
     if !child_role("child_stop_runtime_task") {
         return;

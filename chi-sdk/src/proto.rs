@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::shm::ShmSafe;
-use crate::sync::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 
 /// Root slot of the main segment holding the process queue.
 pub const ROOT_QUEUE: usize = 0;

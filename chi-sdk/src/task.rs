@@ -32,8 +32,8 @@
 //! `WAITER` in the value it replaced, so a client that spins costs no system call.
 
 use crate::shm::{ShmSafe, ShmString};
-use crate::sync::{AtomicI32, AtomicU32, Ordering};
 use crate::types::{DomainQuery, MethodId, PoolId, TaskNode};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 /// Bits of [`TaskHeader::state`].
 pub mod state {

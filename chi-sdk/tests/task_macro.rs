@@ -1,6 +1,5 @@
 //! `#[task]`: a task declared with the macro, saved and loaded into fresh tasks
 //! in a real segment, deep-copied, freed, and fed malformed buffers.
-#![cfg(not(loom))]
 
 mod support;
 

@@ -6,10 +6,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::process::{drain_into, kill_and_reap, piped_command, spawn_registered, text, try_reap};
-use crate::role::ROLE_ENV;
+use crate::role::{ROLE_ENV, ROLE_IGNORE, role_args};
 
 struct Proc {
     label: String,
+    /// The role this child plays, if it is this test binary run for one.
+    role: Option<String>,
     child: Child,
     output: Arc<Mutex<Vec<u8>>>,
     readers: Vec<JoinHandle<()>>,
@@ -25,6 +27,21 @@ impl Proc {
             }
         }
         text(&self.output)
+    }
+
+    /// Why this child, which exited with `st`, fails its test: it failed, or it
+    /// was started for a role and ran no test.
+    fn failure(&mut self, st: ExitStatus) -> Option<String> {
+        if !st.success() {
+            return Some(format!("failed ({st})"));
+        }
+        let role = self.role.clone()?;
+        (!ran_one_test(&self.output())).then(|| {
+            format!(
+                "ran no test: is `{role}` a top-level #[test] of this file, marked \
+                 #[ignore = \"{ROLE_IGNORE}\"]?"
+            )
+        })
     }
 
     fn kill(&mut self) {
@@ -59,20 +76,27 @@ impl Children {
     }
 
     /// Starts this test binary again to run the `#[test]` function `role` (a
-    /// top-level function of the test file) as a child, with `env` set (and the
+    /// top-level function of the test file, marked `#[ignore]`: see
+    /// [`role_args`]) as a child, with `env` set (and the
     /// [`SCRUBBED_ENV`](crate::SCRUBBED_ENV) variables unset unless given). The
     /// child is SIGKILLed if the calling thread ends before it. Returns the
     /// child's index (for [`wait_for`](Self::wait_for) and [`pid`](Self::pid)).
+    ///
+    /// A child that exits successfully without having run its role (no test of
+    /// that name, or one not marked `#[ignore]`) fails the test like a child that
+    /// failed.
     pub fn spawn(&mut self, role: &str, label: &str, env: &[(&str, String)]) -> usize {
         let exe = std::env::current_exe().expect("current_exe");
         let mut cmd = piped_command(exe);
-        cmd.args(["--exact", role, "--nocapture", "--test-threads=1"])
+        cmd.args(role_args(role))
             .env(ROLE_ENV, role)
             .env("RUST_BACKTRACE", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.start(cmd, label, label)
+        let i = self.start(cmd, label, label);
+        self.procs[i].role = Some(role.to_owned());
+        i
     }
 
     /// Starts `program` with `args` as a child (like [`spawn`](Self::spawn), for
@@ -105,6 +129,7 @@ impl Children {
         ];
         self.procs.push(Proc {
             label: label.to_owned(),
+            role: None,
             child,
             output,
             readers,
@@ -134,7 +159,8 @@ impl Children {
     }
 
     /// Reaps children that exited; fails the test (after killing the others) if
-    /// one exited unsuccessfully.
+    /// one exited unsuccessfully, or a role child exited without having run its
+    /// role.
     fn poll(&mut self) {
         let mut failed = None;
         for (i, p) in self.procs.iter_mut().enumerate() {
@@ -142,20 +168,17 @@ impl Children {
                 && let Some(st) = try_reap(&mut p.child)
             {
                 p.status = Some(st);
-                if !st.success() && failed.is_none() {
-                    failed = Some(i);
+                if failed.is_none() {
+                    failed = p.failure(st).map(|why| (i, why));
                 }
             }
         }
-        if let Some(i) = failed {
+        if let Some((i, why)) = failed {
             self.kill_all();
             let p = &mut self.procs[i];
             let out = p.output();
-            let status = p
-                .status
-                .map_or("an unknown status".into(), |s| s.to_string());
             panic!(
-                "child '{}' (pid {}) failed ({status}); its output:\n{out}",
+                "child '{}' (pid {}) {why}; its output:\n{out}",
                 p.label,
                 p.child.id(),
             );
@@ -276,4 +299,11 @@ impl Drop for Children {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+/// Whether the output of a test binary says it ran exactly one test (libtest
+/// prints `running 1 test` before it starts one, `running 0 tests` when the
+/// filter matched none).
+fn ran_one_test(output: &str) -> bool {
+    output.lines().any(|l| l.trim() == "running 1 test")
 }

@@ -5,11 +5,13 @@
 //! `tests/support/mod.rs`, which re-exports what it uses from here.
 //!
 //! * Child roles: a test re-executes its own binary to run one `#[test]`
-//!   function as a "child role" (`exe --exact <role> --nocapture
-//!   --test-threads=1`), with the role ([`ROLE_ENV`]) and its parameters in
-//!   environment variables ([`env_str`], [`env_u64`]). A role function returns at
-//!   once when [`child_role`] says the variable is absent, so it passes as a
-//!   no-op in normal runs.
+//!   function as a "child role" (`exe --ignored --exact <role> --nocapture
+//!   --test-threads=1`, [`role_args`]), with the role ([`ROLE_ENV`]) and its
+//!   parameters in environment variables ([`env_str`], [`env_u64`]). A role
+//!   function is marked `#[ignore = "child role: run by its parent test"]`
+//!   ([`ROLE_IGNORE`]), so a normal run lists it as ignored, and returns at once
+//!   when [`child_role`] says the variable is absent. A child that fails, or runs
+//!   no test, fails its parent.
 //! * [`Children`]: such child processes, their output captured. Dropping it kills
 //!   and reaps every child still running; every wait on them is bounded by a
 //!   watchdog that kills them and fails the test with their output.
@@ -33,5 +35,5 @@ pub use children::Children;
 pub use cli::{CliOutput, run_cli};
 pub use process::{SCRUBBED_ENV, die_with_parent, sigkill, sigterm, spawn_registered, try_reap};
 pub use rng::Rng;
-pub use role::{ROLE_ENV, child_role, env_str, env_u64};
+pub use role::{ROLE_ENV, ROLE_IGNORE, child_role, env_str, env_u64, role_args};
 pub use watchdog::{Watchdog, exempt, wait_until};

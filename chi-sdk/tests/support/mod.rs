@@ -1,31 +1,12 @@
-//! Helpers shared by the shared-memory integration tests.
-//!
-//! * Unique segment names and ids per test ([`unique_name`], [`fresh_id`]), and a
-//!   guard that unlinks a name on drop, also when the test panics ([`ShmName`]).
-//! * Child processes ([`Children`], [`child_role`], ...) come from `chi-testkit`:
-//!   a test re-executes its own binary to run one `#[test]` function as a "child
-//!   role", with the role and its parameters in environment variables. A
-//!   child-role test returns at once when [`child_role`] says the variable is
-//!   absent, so it passes as a no-op in normal runs. [`Children`] kills and reaps
-//!   every child on drop and waits for them under a watchdog: a child that does
-//!   not finish in time is killed and the test fails with a message naming it
-//!   and showing its output.
+//! Helpers of chi-sdk's integration tests: a unique segment name per test, and a
+//! guard that unlinks it on drop, also when the test panics ([`ShmName`]). The
+//! shared-memory layer's own tests (and their helpers) live in `chi-shm/tests/`.
 
-#![allow(dead_code)]
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use std::time::Duration;
-
-use chi_sdk::shm::{Segment, SegmentId};
-// Each test binary uses a subset.
-#[allow(unused_imports)]
-pub use chi_testkit::{Children, Rng, child_role, env_str, env_u64};
-
-/// Default watchdog for waits on children.
-pub const WATCHDOG: Duration = Duration::from_secs(120);
+use chi_sdk::shm::Segment;
 
 static NAME_COUNTER: AtomicU32 = AtomicU32::new(0);
-static NEXT_ID: AtomicU16 = AtomicU16::new(1);
 
 /// A segment name unique to this process, call and test: `chi-t-<pid>-<n>-<test>`,
 /// shorter than 100 bytes and free of '/'.
@@ -43,23 +24,6 @@ pub fn unique_name(test: &str) -> String {
         });
     }
     name
-}
-
-/// A segment id no other call in this process got: tests run as threads of one
-/// process, and a process can map each id only once. An id that is never mapped
-/// is an "unknown segment" for the whole test.
-pub fn fresh_id() -> SegmentId {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    assert!(
-        id != 0 && id <= SegmentId::MAX.0,
-        "test process ran out of segment ids"
-    );
-    SegmentId(id)
-}
-
-/// Path of a segment's file.
-pub fn shm_file(name: &str) -> std::path::PathBuf {
-    std::path::Path::new("/dev/shm").join(name)
 }
 
 /// Unlinks a segment name when dropped (also during a panic).
@@ -83,13 +47,3 @@ impl Drop for ShmName {
         let _ = Segment::unlink(&self.0);
     }
 }
-
-/// A new segment with a unique name and id; the guard unlinks it on drop.
-pub fn new_segment(test: &str, size: u64) -> (ShmName, Segment) {
-    let name = ShmName::new(test);
-    let seg = Segment::create(name.as_str(), fresh_id(), size)
-        .unwrap_or_else(|e| panic!("creating segment for {test}: {e}"));
-    (name, seg)
-}
-
-pub mod pattern;
