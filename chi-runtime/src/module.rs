@@ -17,9 +17,9 @@
 //!
 //! Libraries are never unloaded, not even when the manager is dropped:
 //! abandoned coroutine stacks, the library's thread-locals and its log
-//! forwarder may still point into its code. A later runtime of the same process
-//! finds the library still loaded and initialises it again with its own
-//! services.
+//! forwarder may still point into its code. A library keeps the services of
+//! the runtime that initialised it in process-wide state, which is why a
+//! process hosts one runtime in its life ([`crate::state`]).
 
 use std::collections::HashMap;
 use std::ffi::c_void;

@@ -9,9 +9,9 @@
 //! ([`crate::state`]) with its module manager → admin pool and the `compose`
 //! pools → spawn the workers and the supervisor → ready.
 //!
-//! A process runs one runtime at a time: a second [`Runtime::start`] while one
-//! runs is refused before anything is created ([`crate::state::AlreadyRunning`]
-//! says why); once the first has stopped, another may start.
+//! A process hosts one runtime in its life: a second [`Runtime::start`] is
+//! refused before anything is created ([`crate::state::ProcessTaken`] says why
+//! and what to do).
 //!
 //! # Serving
 //! Only peers with the key get a request through (see [`chi_sdk::auth`]). A
@@ -128,7 +128,8 @@ fn bind(cfg: &Config, key: &ControlKey) -> Result<(ZmqServer, u32)> {
 impl Runtime {
     /// Starts a runtime with `config`; returns once it is ready.
     pub fn start(config: Config) -> Result<Runtime> {
-        // Before anything is created: one runtime per process.
+        // Before anything is created: one runtime per process (given back if
+        // the start fails before the node state is built).
         let claim = ProcessClaim::take(config.port)?;
         config.check_resources()?;
         let t0 = Instant::now();
@@ -282,7 +283,6 @@ impl Runtime {
         shared.pools.clear();
         shared.ipc.set_state(runtime_state::STOPPED);
         tracing::info!("runtime stopped");
-        // Dropping the last Arc unmaps and unlinks the segments, then gives
-        // the process claim back (another runtime may start in this process).
+        // Dropping the last Arc unmaps and unlinks the segments.
     }
 }

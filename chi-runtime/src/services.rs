@@ -24,8 +24,8 @@
 //!
 //! A library keeps the table it was initialised with in process-wide state of
 //! its own (its copy of chi-sdk), for as long as it stays loaded; so the table
-//! is leaked (a few hundred bytes per runtime started), and one process hosts
-//! one runtime at a time (see [`crate::state`]).
+//! is leaked (a few hundred bytes), and one process hosts one runtime in its
+//! life (see [`crate::state`]).
 
 use std::ffi::c_void;
 

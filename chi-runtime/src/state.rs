@@ -18,15 +18,22 @@
 //!
 //! A module library is loaded once per process, whoever loads it, and keeps
 //! the services table and the segments of the runtime that initialised it in
-//! process-wide state of its own (its copy of chi-sdk). Two runtimes of one
-//! process would share every library, each re-pointing it at its own
-//! segments: tasks of one would allocate in the other's memory. So a process
-//! hosts one runtime at a time: [`ProcessClaim::take`] at start refuses a
-//! second one while the first's node state lives, with an
-//! [`AlreadyRunning`] error saying what to do; once the first runtime has
-//! stopped and its state is dropped, a new runtime may start in the same
-//! process, with its own module manager and services, which initialise the
-//! still-loaded libraries again.
+//! process-wide state of its own (its copy of chi-sdk, the built-in admin
+//! module's being the runtime's own): the services pointer, the adopted
+//! segments (which keep their segment ids taken in that copy's table of
+//! mapped segments) and their allocators. Two runtimes of one process would
+//! share every library, each re-pointing it at its own segments: tasks of one
+//! would allocate in the other's memory. Nor can a library be handed to a
+//! later runtime once the first has stopped: the segments it adopted are never
+//! released, and the next runtime's segments, which take the same ids, cannot
+//! be adopted next to them.
+//!
+//! So a process hosts one runtime in its life. [`ProcessClaim::take`], the
+//! first step of a start, refuses a second one with a [`ProcessTaken`] error
+//! that says why and what to do (run it in a process of its own). A start
+//! that fails before it builds its node state gives the claim back; from the
+//! node state on, module libraries may hold the runtime's services, and the
+//! claim is kept until the process exits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -47,47 +54,51 @@ use crate::pool::PoolManager;
 use crate::reaper::ReaperStats;
 use crate::worker::supervision::{WorkerStats, phase};
 
-/// The port of the runtime this process runs, if it runs one.
-static RUNNING: Mutex<Option<u16>> = Mutex::new(None);
+/// The port of the runtime this process hosts, once one is starting.
+static HOSTED: Mutex<Option<u16>> = Mutex::new(None);
 
-/// A second runtime was started in a process that runs one.
+/// A runtime was started in a process that hosts one already.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "cannot start a runtime on port {port}: this process already runs the runtime of port \
-     {running}. A module library keeps the services and segments of the runtime that loaded it \
-     in process-wide state, so a process hosts one runtime at a time; stop that runtime first, \
-     or start this one in a process of its own ('chi-runtime start')"
+    "cannot start a runtime on port {port}: this process already hosts the runtime of port \
+     {hosted}. A module library keeps the services and segments of the runtime that loaded it \
+     in process-wide state for the life of the process, so a process hosts one runtime in its \
+     life; start this runtime in a process of its own ('chi-runtime start')"
 )]
-pub struct AlreadyRunning {
-    /// The port of the runtime that runs.
-    pub running: u16,
-    /// The port of the one refused.
+pub struct ProcessTaken {
+    /// The port of the runtime the process hosts (running or stopped).
+    pub hosted: u16,
+    /// The port of the runtime refused.
     pub port: u16,
 }
 
-/// This process's right to run a runtime (see the module doc): taken at start,
-/// before anything is created, and given back when the node state that holds
-/// it is dropped.
+/// This process's right to host a runtime (see the module doc): taken at the
+/// start of a start, before anything is created. Dropped before the node state
+/// is built (the start failed), it is given back; once a node state holds it,
+/// it is kept for the life of the process.
 #[derive(Debug)]
 pub struct ProcessClaim {
-    _private: (),
+    /// Module libraries may hold this runtime's services: never give it back.
+    spent: bool,
 }
 
 impl ProcessClaim {
-    /// Claims this process for the runtime of `port`, unless it runs one.
-    pub fn take(port: u16) -> Result<ProcessClaim, AlreadyRunning> {
-        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(running) = *running {
-            return Err(AlreadyRunning { running, port });
+    /// Claims this process for the runtime of `port`, unless it hosts one.
+    pub fn take(port: u16) -> Result<ProcessClaim, ProcessTaken> {
+        let mut hosted = HOSTED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hosted) = *hosted {
+            return Err(ProcessTaken { hosted, port });
         }
-        *running = Some(port);
-        Ok(ProcessClaim { _private: () })
+        *hosted = Some(port);
+        Ok(ProcessClaim { spent: false })
     }
 }
 
 impl Drop for ProcessClaim {
     fn drop(&mut self) {
-        *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if !self.spent {
+            *HOSTED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 }
 
@@ -112,8 +123,7 @@ pub struct NodeState {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     /// What the process reaper did.
     pub reaper: ReaperStats,
-    /// Dropped last: the next runtime of this process may start once the
-    /// segments are unmapped.
+    /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
 
@@ -138,6 +148,10 @@ impl NodeState {
         claim: ProcessClaim,
         builtins: impl FnOnce(&Weak<NodeState>) -> Vec<Builtin>,
     ) -> Arc<NodeState> {
+        // From here on, module libraries may be initialised with this
+        // runtime's services.
+        let mut claim = claim;
+        claim.spent = true;
         Arc::new_cyclic(|node| NodeState {
             modules: ModuleManager::new(&config.module_path, builtins(node), ipc.segment_infos()),
             pools: PoolManager::new(NodeId(node_id)),
