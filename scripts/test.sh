@@ -17,6 +17,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== import circles"; scripts/check-imports.sh
 echo "== tests (nextest)"
 cargo nextest run --workspace --no-fail-fast
 echo "== doc tests"

@@ -6,6 +6,17 @@
 //! beside the task types in [`chi_sdk::admin`]): CreatePool, GetOrCreatePool,
 //! DestroyPool, StopRuntime and Echo. Failures come back in the task's result
 //! code and error message.
+//!
+//! # Design
+//!
+//! An admin container acts on the node state of the runtime that created it:
+//! its constructor ([`Admin::new`]) is given a weak reference to it (weak: the
+//! node state owns the module manager, which holds this constructor). The
+//! runtime registers the module as a [`Builtin`] ([`builtin`]) whose
+//! constructor builds every admin container with that reference, in place of
+//! the table's `create`; so no process global says which runtime an admin
+//! container serves. A task that finds the node state gone fails with
+//! `SHUTDOWN`.
 
 use std::sync::{Arc, Weak};
 
@@ -18,17 +29,38 @@ use chi_sdk::shm::ShmString;
 use chi_sdk::task::{Failure, code};
 use chi_sdk::types::PoolId;
 
-use crate::runtime::Shared;
+use crate::module::Builtin;
+use crate::state::NodeState;
 
 /// The admin container's state.
 #[derive(Debug)]
 pub struct Admin {
-    shared: Weak<Shared>,
+    shared: Weak<NodeState>,
 }
 
-/// The runtime the next admin container belongs to (set by the runtime before it
-/// creates the admin pool).
-pub(crate) static CURRENT: std::sync::Mutex<Option<Weak<Shared>>> = std::sync::Mutex::new(None);
+/// The admin module as the module manager of the node state `node` knows it:
+/// its containers are built by [`Admin::new`] with `node`.
+pub fn builtin(node: Weak<NodeState>) -> Builtin {
+    Builtin {
+        name: chi_sdk::admin::ADMIN_LIB_NAME,
+        entry: CHIMOD_ENTRY,
+        create: Some(Arc::new(move |info, args, err| {
+            let node = node.clone();
+            // SAFETY: `info` and `err` are references, valid for the call, and
+            // `args` is `args.len()` bytes; this is the boxing `#[chimod]`'s own
+            // `create` does, so the table's other functions take the state.
+            unsafe {
+                chi_sdk::__private::chimod::create::<Admin>(
+                    info,
+                    args.as_ptr(),
+                    args.len(),
+                    err,
+                    |_ctx, _args| Ok(Admin::new(node)),
+                )
+            }
+        })),
+    }
+}
 
 fn text(s: &ShmString, what: &str) -> Result<String, Failure> {
     s.to_str()
@@ -37,7 +69,12 @@ fn text(s: &ShmString, what: &str) -> Result<String, Failure> {
 }
 
 impl Admin {
-    fn runtime(&self) -> Result<Arc<Shared>, Failure> {
+    /// An admin container acting on the node state `node`.
+    pub fn new(node: Weak<NodeState>) -> Admin {
+        Admin { shared: node }
+    }
+
+    fn runtime(&self) -> Result<Arc<NodeState>, Failure> {
         self.shared
             .upgrade()
             .ok_or_else(|| Failure::new(code::SHUTDOWN, "the runtime is stopping"))
@@ -69,12 +106,11 @@ impl Admin {
 
 #[chi_sdk::chimod(yaml = "../../chi-sdk/src/admin/chimaera_mod.yaml")]
 impl Admin {
-    /// kCreate: only the runtime creates the admin container, at start.
+    /// kCreate: admin containers are built by the runtime's constructor
+    /// ([`builtin`]), which gives them their node state; this table entry
+    /// refuses.
     fn create(_ctx: &mut CreateCtx<'_>, _args: &str) -> Result<Self, String> {
-        let cur = CURRENT.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        cur.map(|shared| Admin { shared }).ok_or_else(|| {
-            "the admin module can only be created by the runtime at start".to_owned()
-        })
+        Err("the admin module can only be created by the runtime at start".to_owned())
     }
 
     /// kCreatePool.

@@ -3,9 +3,8 @@
 //! A client process registers once per [`Client`](chi_sdk::client::Client)
 //! handle (a process may hold several, each counted) and unregisters when the
 //! handle is dropped. A process that dies without unregistering stays until
-//! someone prunes it: the process reaper lists the registrations
-//! ([`ClientRegistry::list`]) and forgets the dead ones
-//! ([`ClientRegistry::forget`]).
+//! someone prunes it: the process reaper forgets the dead ones
+//! ([`ClientRegistry::forget_dead`]).
 //!
 //! The registry is bounded (the configuration's `control.max_clients`, at most [`MAX_CLIENTS`]): past the bound a registration is
 //! refused with an error that names it, so a runaway client cannot grow the
@@ -106,6 +105,23 @@ impl ClientRegistry {
             })
             .map(|(id, (pid, _))| (id, pid))
             .collect()
+    }
+
+    /// Forgets the registered clients whose process is gone; returns how many
+    /// it forgot.
+    pub fn forget_dead(&self) -> u64 {
+        let mut n = 0;
+        for (id, pid) in self.dead() {
+            if self.forget(id).is_some() {
+                tracing::info!(
+                    client = id,
+                    pid,
+                    "client process is gone; registration dropped"
+                );
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The registered clients as `(client id, pid)`, sorted by id.

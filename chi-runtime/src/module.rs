@@ -1,21 +1,35 @@
 //! The module manager: finds module libraries by name, checks their ABI
 //! fingerprint and hands out their function tables.
 //!
+//! # Design
+//!
 //! A module is found first among the built-in modules (the admin module, linked
 //! into the runtime but registered through the same [`ModuleApi`] table as any
 //! other), then as `lib{name}_runtime.so` in the configured module path followed by
-//! the directories of `CHI_MODULE_PATH` (colon-separated). Libraries stay loaded
-//! until the runtime exits: containers and tasks may still point into them.
+//! the directories of `CHI_MODULE_PATH` (colon-separated). A library is loaded
+//! on first use, its fingerprint checked before anything else of its table is
+//! touched, and its `init` called once with the manager's services table
+//! ([`crate::services`]).
+//!
+//! Each runtime owns its manager (in its node state, [`crate::state`]); nothing
+//! of it is process-wide. A built-in module gets what it needs from the
+//! runtime through its [`Builtin::create`] constructor, not through a global.
+//!
+//! Libraries are never unloaded, not even when the manager is dropped:
+//! abandoned coroutine stacks, the library's thread-locals and its log
+//! forwarder may still point into its code. A library keeps the services of
+//! the runtime that initialised it in process-wide state, which is why a
+//! process hosts one runtime in its life ([`crate::state`]).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use std::ffi::c_void;
+use std::mem::ManuallyDrop;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use chi_sdk::abi::{
-    AbiFingerprint, EntryFn, ErrorBuf, LocalQueueInfo, ModuleApi, RunCtx, RuntimeServices,
-    SegmentInfo, entry_symbol, level,
+    AbiFingerprint, ContainerInfo, EntryFn, ErrorBuf, ModuleApi, RuntimeServices, SegmentInfo,
+    entry_symbol,
 };
 
 /// Why a module could not be used.
@@ -76,7 +90,28 @@ pub struct LoadedModule {
     pub origin: String,
     /// Its function table (lives as long as the library, i.e. the process).
     pub api: &'static ModuleApi,
-    _lib: Option<libloading::Library>,
+    /// A built-in module's constructor of containers (used instead of `api.create`).
+    create: Option<BuiltinCreate>,
+    /// Never dropped: the library stays loaded (see the module doc).
+    _lib: ManuallyDrop<Option<libloading::Library>>,
+}
+
+impl LoadedModule {
+    /// Creates a container for the pool `info` describes, with arguments
+    /// `args`: the module's state, or null with `err` filled.
+    pub fn create_container(
+        &self,
+        info: &ContainerInfo,
+        args: &str,
+        err: &mut ErrorBuf,
+    ) -> *mut c_void {
+        if let Some(create) = &self.create {
+            return create(info, args, err);
+        }
+        // SAFETY: `info`, `args` and `err` are valid for the call; the module's
+        // create contract is to return its state or null with `err` filled.
+        unsafe { (self.api.create)(info, args.as_ptr(), args.len(), err) }
+    }
 }
 
 impl std::fmt::Debug for LoadedModule {
@@ -88,13 +123,30 @@ impl std::fmt::Debug for LoadedModule {
     }
 }
 
+/// A built-in module's constructor of containers, called instead of its
+/// table's `create` (same contract: the container's state, which the table's
+/// other functions take, or null with the error buffer filled). It carries
+/// what the module's containers need from the runtime that registered it.
+pub type BuiltinCreate =
+    Arc<dyn Fn(&ContainerInfo, &str, &mut ErrorBuf) -> *mut c_void + Send + Sync>;
+
 /// A module linked into the runtime.
-#[derive(Debug)]
 pub struct Builtin {
     /// Library name.
     pub name: &'static str,
     /// Its entry.
     pub entry: EntryFn,
+    /// Its constructor of containers; `None`: the table's `create`.
+    pub create: Option<BuiltinCreate>,
+}
+
+impl std::fmt::Debug for Builtin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builtin")
+            .field("name", &self.name)
+            .field("create", &self.create.is_some())
+            .finish()
+    }
 }
 
 /// Finds, checks and keeps module libraries.
@@ -113,93 +165,6 @@ impl std::fmt::Debug for ModuleManager {
     }
 }
 
-unsafe extern "C" fn svc_log(
-    lvl: u32,
-    target: *const u8,
-    target_len: usize,
-    msg: *const u8,
-    len: usize,
-) {
-    // SAFETY: the module passes pointers to `len` / `target_len` readable bytes
-    // (the contract of `RuntimeServices::log`).
-    let (target, msg) = unsafe {
-        (
-            std::slice::from_raw_parts(target, target_len),
-            std::slice::from_raw_parts(msg, len),
-        )
-    };
-    let target = String::from_utf8_lossy(target);
-    let msg = String::from_utf8_lossy(msg);
-    match lvl {
-        level::ERROR => tracing::error!(module = %target, "{msg}"),
-        level::WARN => tracing::warn!(module = %target, "{msg}"),
-        level::INFO => tracing::info!(module = %target, "{msg}"),
-        level::DEBUG => tracing::debug!(module = %target, "{msg}"),
-        _ => tracing::trace!(module = %target, "{msg}"),
-    }
-}
-
-unsafe extern "C" fn svc_yield(ctx: *mut RunCtx) {
-    // SAFETY: `ctx` is the RunCtx the worker passed to the running task; its
-    // `runtime` field points to the coroutine's yielder (see `worker`).
-    unsafe { crate::worker::yield_current(ctx) }
-}
-
-/// What `create_local_queue` fills while a container is being created
-/// ([`chi_sdk::abi::ContainerInfo::runtime`] points to it).
-#[derive(Debug, Default)]
-pub(crate) struct QueueBuilder {
-    pub(crate) queues: Vec<LocalQueueInfo>,
-}
-
-unsafe extern "C" fn svc_create_local_queue(
-    runtime: *mut c_void,
-    queue_id: u32,
-    lanes: u32,
-    priority: u32,
-    err: *mut ErrorBuf,
-) -> i32 {
-    // SAFETY: `err` is the caller's buffer.
-    let err = unsafe { &mut *err };
-    if runtime.is_null() {
-        err.set("no container is being created");
-        return chi_sdk::task::code::FAILED;
-    }
-    // SAFETY: `runtime` is the `QueueBuilder` the pool manager passed in the
-    // ContainerInfo of the `create` call still running (checked non-null).
-    let b = unsafe { &mut *(runtime as *mut QueueBuilder) };
-    if lanes == 0 || lanes > u32::from(u16::MAX) || queue_id > u32::from(u16::MAX) {
-        err.set(&format!("a local queue has 1..=65535 lanes and an id up to 65535 (got {lanes} lanes, id {queue_id})"));
-        return chi_sdk::task::code::FAILED;
-    }
-    if priority > chi_sdk::abi::lane_priority::HIGH_LATENCY {
-        err.set(&format!("unknown lane priority {priority}"));
-        return chi_sdk::task::code::FAILED;
-    }
-    if b.queues.iter().any(|q| q.queue_id == queue_id) {
-        err.set("a queue with this id exists; give each queue its own id");
-        return chi_sdk::task::code::FAILED;
-    }
-    b.queues.push(LocalQueueInfo {
-        queue_id,
-        lanes,
-        priority,
-    });
-    0
-}
-
-fn max_log_level() -> u32 {
-    use tracing::level_filters::LevelFilter;
-    match LevelFilter::current() {
-        LevelFilter::OFF => 0,
-        LevelFilter::ERROR => level::ERROR,
-        LevelFilter::WARN => level::WARN,
-        LevelFilter::INFO => level::INFO,
-        LevelFilter::DEBUG => level::DEBUG,
-        _ => level::TRACE,
-    }
-}
-
 impl ModuleManager {
     /// A manager searching `module_path` then `CHI_MODULE_PATH`, knowing the
     /// built-in modules, offering modules the runtime's `segments`.
@@ -212,16 +177,7 @@ impl ModuleManager {
         if let Ok(env) = std::env::var("CHI_MODULE_PATH") {
             search.extend(env.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
         }
-        let segs: &'static [SegmentInfo] = Box::leak(segments.into_boxed_slice());
-        let services = Box::leak(Box::new(RuntimeServices {
-            fingerprint: AbiFingerprint::current(),
-            log: svc_log,
-            yield_now: svc_yield,
-            segments: segs.as_ptr(),
-            num_segments: segs.len(),
-            max_log_level: max_log_level(),
-            create_local_queue: svc_create_local_queue,
-        }));
+        let services = crate::services::table(segments);
         chi_sdk::container::mark_runtime_process();
         ModuleManager {
             search,
@@ -274,7 +230,8 @@ impl ModuleManager {
                 name: name.to_owned(),
                 origin: "built-in".into(),
                 api,
-                _lib: None,
+                create: b.create.clone(),
+                _lib: ManuallyDrop::new(None),
             });
         }
         let file = format!("lib{name}_runtime.so");
@@ -319,7 +276,8 @@ impl ModuleManager {
             name: name.to_owned(),
             origin: shown,
             api,
-            _lib: Some(lib),
+            create: None,
+            _lib: ManuallyDrop::new(Some(lib)),
         })
     }
 
@@ -328,6 +286,3 @@ impl ModuleManager {
         self.services
     }
 }
-
-/// The process-wide module manager (set once at start).
-pub(crate) static MODULES: OnceLock<ModuleManager> = OnceLock::new();

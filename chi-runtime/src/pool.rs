@@ -1,9 +1,18 @@
 //! The pool manager: this node's pools by id and by name, and their containers.
 //!
+//! # Design
+//!
 //! Lookups by id on the task path are O(1) and lock-free for workers: each worker
 //! keeps its own map of pools and refreshes it when the manager's generation
 //! counter moves (one atomic load per task). Creation and destruction take the
 //! manager's lock.
+//!
+//! A container is created by its module ([`LoadedModule::create_container`])
+//! with a [`ContainerInfo`] whose `runtime` handle points to a `QueueBuilder`
+//! on [`PoolManager::create`]'s stack: the `create_local_queue` service
+//! ([`crate::services`]) fills it while `create` runs, and the container keeps
+//! the queues it lists. The module is loaded by the caller (the node state's
+//! module manager), so this file knows modules only as loaded tables.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -14,6 +23,7 @@ use chi_sdk::abi::{ContainerInfo, ErrorBuf, LaneId, LocalQueueInfo, fixed_str, l
 use chi_sdk::types::{ContainerId, NodeId, PoolId};
 
 use crate::module::LoadedModule;
+use crate::services::QueueBuilder;
 
 /// A container of a pool on this node: a module's state.
 #[derive(Debug)]
@@ -250,18 +260,16 @@ impl PoolManager {
         } else {
             requested
         };
-        let mut queues = crate::module::QueueBuilder::default();
+        let mut queues = QueueBuilder::default();
         let info = ContainerInfo {
             pool_id: id,
             container_id: ContainerId(0),
             node_id: self.node,
             pool_name: fixed_str(name),
-            runtime: &mut queues as *mut crate::module::QueueBuilder as *mut c_void,
+            runtime: &mut queues as *mut QueueBuilder as *mut c_void,
         };
         let mut err = ErrorBuf::default();
-        // SAFETY: `info`, `args` and `err` are valid for the call; the module's
-        // create contract is to return its state or null with `err` filled.
-        let state = unsafe { (module.api.create)(&info, args.as_ptr(), args.len(), &mut err) };
+        let state = module.create_container(&info, args, &mut err);
         if state.is_null() {
             return Err(PoolError::Create {
                 module: module.name.clone(),

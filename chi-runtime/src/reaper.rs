@@ -1,13 +1,13 @@
-//! The supervisor thread: the seed's *process reaper* and the watch over the
-//! workers.
+//! The process reaper: what dead clients held goes back to the runtime.
 //!
-//! # Process reaper
+//! # Design
 //!
 //! Clients are never trusted to leave cleanly: one killed with `kill -9`, by
 //! the OOM killer or by a segfault, or one that exits without freeing, still
 //! holds allocator owner slots, task and buffer blocks, a registration, and
 //! perhaps a lane cell it claimed and never published. Every
-//! `reaper.interval` the reaper
+//! `reaper.interval` the supervisor thread ([`crate::supervisor`]) runs a
+//! [`Reaper::pass`], which
 //!
 //! 1. drops the registrations of processes that are gone (pid liveness, zombies
 //!    count as gone);
@@ -23,46 +23,24 @@
 //!    completion from touching the block's next owner;
 //! 3. advances the *reap epoch* ([`ReaperStats::epoch`]), which tells workers
 //!    that a client died: a lane cell claimed and never published is skipped
-//!    once a death was seen after the cell stalled (see `worker.rs`).
+//!    once a death was seen after the cell stalled (see `worker/stalls.rs`).
 //!
-//! # Worker watch
-//!
-//! Every [`TICK`] the supervisor samples each worker's beat (its loop
-//! counter). A worker whose beat moved, or that sleeps on its doorbell for lack
-//! of work, is healthy: the supervisor stamps the beats of its lanes in the
-//! main segment ([`crate::ipc::Ipc::beat_lane`]), which waiting clients read to
-//! tell a slow task from a wedged worker. A worker whose beat has not moved for
-//! `supervisor.stall_timeout` is reported stalled in the log and in `status`.
-//! If it is inside a task (a handler that neither returns nor yields), the
-//! supervisor *retires* it — an asymmetric hand-shake: the supervisor posts a
-//! claim, forces a barrier on every thread with `membarrier`, and takes the
-//! lanes only if the worker is still inside its task; the worker, which pays no
-//! locked instruction for this, checks the claim after each step — and gives its lanes to a new
-//! worker thread ([`chi_sdk::queue::MultiLaneQueue::take_over`]), so the other
-//! tasks of those lanes go on. The wedged task's lane word is set to
-//! `LANE_STALLED`, so its waiting client gets an error after its task deadline.
-//! The retired worker, if its task ever returns, finishes the suspended tasks it
-//! holds without touching a lane, and exits. A worker thread that dies is
-//! restarted by its own thread wrapper (see `runtime.rs`).
+//! The reaper works on the registry and the allocators it is given; what it
+//! did is counted in a [`ReaperStats`], which the node state keeps for
+//! `status` and the workers read.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chi_sdk::proto::monotonic_ms;
 use chi_sdk::shm::{Allocator, OwnerId, ShmPtr};
 use chi_sdk::task::{TASK_MAGIC, TaskHeader, flags};
 
-use crate::runtime::Shared;
-use crate::worker::{WorkerStats, claim, phase};
+use crate::clients::ClientRegistry;
 
 /// How long the reaper waits for a dead client's in-flight tasks to finish
 /// before it reclaims their blocks anyway.
 pub const KEEP_LIMIT: Duration = Duration::from_secs(60);
-/// Period of the worker watch.
-pub const TICK: Duration = Duration::from_millis(50);
-
 /// What the reaper did, for `status` and the log.
 #[derive(Debug, Default)]
 pub struct ReaperStats {
@@ -94,187 +72,46 @@ struct Pending {
     since: Instant,
 }
 
-struct Reaper {
-    shared: Arc<Shared>,
+/// The process reaper of one runtime (see the module doc).
+pub struct Reaper<'a> {
+    clients: &'a ClientRegistry,
+    stats: &'a ReaperStats,
     main: Allocator,
     client_data: Allocator,
     /// (segment id, owner) → what we know of it.
     pending: HashMap<(u16, u32), Pending>,
 }
 
-/// Per-worker sample of the watch.
-struct Watch {
-    beat: u64,
-    since: Instant,
+impl std::fmt::Debug for Reaper<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reaper")
+            .field("pending", &self.pending.len())
+            .finish()
+    }
 }
 
-/// Runs the supervisor until the runtime stops.
-pub fn run(shared: Arc<Shared>) {
-    membarrier_ready();
-    let reaper = match (
-        Allocator::attach(&shared.ipc.main),
-        Allocator::attach(&shared.ipc.client_data),
-    ) {
-        (Ok(main), Ok(client_data)) => Some(Reaper {
-            shared: shared.clone(),
+impl<'a> Reaper<'a> {
+    /// A reaper of the registrations in `clients` and of the owner slots of
+    /// the allocators `main` and `client_data` (the runtime's handles on its
+    /// main and client-data segments), counting what it does in `stats`.
+    pub fn new(
+        clients: &'a ClientRegistry,
+        stats: &'a ReaperStats,
+        main: Allocator,
+        client_data: Allocator,
+    ) -> Reaper<'a> {
+        Reaper {
+            clients,
+            stats,
             main,
             client_data,
             pending: HashMap::new(),
-        }),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "the process reaper cannot attach the allocators; dead clients will not be reclaimed");
-            None
         }
-    };
-    let mut reaper = reaper.filter(|_| shared.config.workers.process_reaper > 0);
-    let interval = shared.config.reaper.interval;
-    let stall = shared.config.supervisor.stall_timeout;
-    let mut watch: Vec<Watch> = Vec::new();
-    let mut replacements = Vec::new();
-    let mut last_reap = Instant::now();
-    while !shared.stopping() {
-        let now = monotonic_ms();
-        let workers = shared.workers();
-        while watch.len() < workers.len() {
-            watch.push(Watch {
-                beat: u64::MAX,
-                since: Instant::now(),
-            });
-        }
-        for (w, seen) in workers.iter().zip(watch.iter_mut()) {
-            if w.phase.load(Ordering::Relaxed) == phase::RETIRED {
-                continue;
-            }
-            // Relaxed: samples of counters; a stale value delays a verdict by a tick.
-            let beat = w.beat.load(Ordering::Relaxed);
-            let sleeping = w.sleeping.load(Ordering::Relaxed);
-            if beat != seen.beat || sleeping {
-                seen.beat = beat;
-                seen.since = Instant::now();
-                if w.stalled.swap(false, Ordering::Relaxed) {
-                    tracing::info!(worker = w.id, "worker moves again");
-                }
-                for &lane in &w.lanes {
-                    shared.ipc.beat_lane(lane, now);
-                }
-            } else if seen.since.elapsed() >= stall && !w.stalled.swap(true, Ordering::Relaxed) {
-                tracing::error!(
-                    worker = w.id,
-                    lanes = ?w.lanes,
-                    stalled_s = seen.since.elapsed().as_secs(),
-                    "worker makes no progress: a task runs without returning or yielding"
-                );
-                if let Some(h) = take_over(&shared, w) {
-                    replacements.push(h);
-                }
-            }
-        }
-        if let Some(r) = reaper.as_mut()
-            && last_reap.elapsed() >= interval
-        {
-            last_reap = Instant::now();
-            r.pass();
-        }
-        std::thread::sleep(TICK.min(interval));
     }
-    for h in replacements {
-        let _ = h.join();
-    }
-}
 
-/// Whether this process is registered for `membarrier(PRIVATE_EXPEDITED)`,
-/// which the retirement hand-shake needs (registered once; a kernel or a
-/// sandbox without it leaves wedged workers reported but not replaced).
-fn membarrier_ready() -> bool {
-    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *READY.get_or_init(|| {
-        match rustix::thread::membarrier(
-            rustix::thread::MembarrierCommand::RegisterPrivateExpedited,
-        ) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    "membarrier is not available: wedged workers are reported but their lanes \
-                     are not moved"
-                );
-                false
-            }
-        }
-    })
-}
-
-/// Retires wedged worker `w` (if it is inside a task: the handshake on its
-/// phase word) and starts a new worker on its lanes. The wedged task's waiting
-/// client learns that its task makes no progress (its lane is marked
-/// [`LANE_STALLED`]). Returns the new worker's thread.
-fn take_over(shared: &Arc<Shared>, w: &Arc<WorkerStats>) -> Option<std::thread::JoinHandle<()>> {
-    if !membarrier_ready() || w.phase.load(Ordering::Acquire) != phase::IN_TASK {
-        return None;
-    }
-    // The asymmetric Dekker hand-shake (see `Worker::leave_task`): claim, full
-    // barrier on every thread of the process, then look at the phase.
-    w.claim.store(claim::PENDING, Ordering::Relaxed);
-    if rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited).is_err() {
-        // Release: pairs with the worker's Acquire load in `settle_claim`.
-        w.claim.store(claim::NONE, Ordering::Release);
-        return None;
-    }
-    // Acquire: pairs with the worker's Release store of IN_TASK, so its pops
-    // before the task happen before the take-over.
-    if w.phase.load(Ordering::Acquire) != phase::IN_TASK {
-        // Release: pairs with the worker's Acquire load in `settle_claim`.
-        w.claim.store(claim::NONE, Ordering::Release);
-        return None;
-    }
-    // Release: pairs with the worker's Acquire load in `settle_claim`.
-    w.claim.store(claim::TAKEN, Ordering::Release);
-    w.phase.store(phase::RETIRED, Ordering::Relaxed);
-    let task = w.current.load(Ordering::Relaxed) as *mut TaskHeader;
-    let generation = w.current_generation.load(Ordering::Relaxed);
-    if !task.is_null() {
-        // SAFETY: the worker validated this task block when it took it; the
-        // main segment stays mapped; magic and generation are checked before
-        // the lane word (an atomic) is written.
-        unsafe {
-            if (*task).magic == TASK_MAGIC && u32::from((*task).generation) == generation {
-                (*task)
-                    .lane
-                    .store(chi_sdk::task::LANE_STALLED, Ordering::Relaxed);
-            }
-        }
-    }
-    // SAFETY: the wedged worker is RETIRED (the CAS above won while it was
-    // inside a task): it never touches these lanes again.
-    let consumer = match unsafe { shared.ipc.queue.take_over(&w.lanes) } {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(worker = w.id, error = %e, "could not take the wedged worker's lanes over");
-            return None;
-        }
-    };
-    let id = shared.workers().len() as u32;
-    let stats = Arc::new(WorkerStats::new(id, w.kind, w.lanes.clone()));
-    shared.add_worker(stats.clone());
-    let lanes = w.lanes.clone();
-    let sh = shared.clone();
-    tracing::warn!(
-        wedged = w.id,
-        worker = id,
-        lanes = ?lanes,
-        "moved the wedged worker's lanes to a new worker; the wedged one finishes what it holds and exits"
-    );
-    std::thread::Builder::new()
-        .name(format!("chi-worker-{id}"))
-        .spawn(move || crate::runtime::worker_thread(sh, stats, consumer, lanes))
-        .map_err(|e| tracing::error!(error = %e, "could not start the replacement worker"))
-        .ok()
-}
-
-impl Reaper {
     /// One pass: registrations, then the owner slots of both segments.
-    fn pass(&mut self) {
-        let mut found = self.shared.forget_dead_clients();
+    pub fn pass(&mut self) {
+        let mut found = self.clients.forget_dead();
         let main_dead = self.main.dead_owners();
         let data_dead = self.client_data.dead_owners();
         let (main_id, data_id) = (self.main.segment_id().0, self.client_data.segment_id().0);
@@ -307,12 +144,11 @@ impl Reaper {
         // A client counts once, by its registration or else by its slots.
         found = found.max(new_pids.len() as u64);
         if found > 0 {
-            self.shared
-                .reaper
+            self.stats
                 .clients_reaped
                 .fetch_add(found, Ordering::Relaxed);
             // Release: pairs with the Acquire load in `ReaperStats::epoch`.
-            self.shared.reaper.epoch.fetch_add(1, Ordering::Release);
+            self.stats.epoch.fetch_add(1, Ordering::Release);
         }
         // Main segment first: whether a dead client still has tasks in flight
         // decides whether its buffers may go.
@@ -342,7 +178,7 @@ impl Reaper {
     }
 
     fn count(&self, r: &chi_sdk::shm::alloc::ReapReport) {
-        let st = &self.shared.reaper;
+        let st = self.stats;
         st.blocks_freed.fetch_add(r.freed_blocks, Ordering::Relaxed);
         st.bytes_freed.fetch_add(r.freed_bytes, Ordering::Relaxed);
         if r.slot_released {
@@ -390,8 +226,7 @@ impl Reaper {
         } else {
             main.reap_owner(owner, &keep)
         };
-        self.shared
-            .reaper
+        self.stats
             .tasks_handed_over
             .fetch_add(handed.get(), Ordering::Relaxed);
         match r {

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// At most this many hosts, so that a typo like `node[1-99999999]` fails fast.
 pub const MAX_HOSTS: usize = 1 << 16;

@@ -22,11 +22,13 @@
 
 use std::path::Path;
 
+use super::build::{sum_of, worker_keys};
+use super::defaults::ENV_SERVER_CONF;
+use super::error::ConfigError;
 use super::footprint::{CoroutineNeeds, MAPPINGS_PER_STACK};
-use super::{
-    Config, ConfigError, WORKER_THREADS_PER_CPU, format_size, format_size_approx, sum_of,
-    worker_keys,
-};
+use super::limits::WORKER_THREADS_PER_CPU;
+use super::model::Config;
+use super::units::{format_size, format_size_approx};
 
 /// Where the segments are created.
 const SHM_DIR: &str = "/dev/shm";
@@ -160,7 +162,7 @@ impl Config {
             None => format!(
                 "a configuration file (start from `chi-runtime default-config`, name it \
                  with --config or {})",
-                super::ENV_SERVER_CONF
+                ENV_SERVER_CONF
             ),
         }
     }
@@ -338,7 +340,11 @@ mod tests {
         let e = refused("port: 9000\n", &small);
         let text = e.to_string();
         assert_eq!(e.key(), Some("segments.main"), "{text}");
-        assert_eq!(e.file(), Some(super::super::DEFAULT_SOURCE_NAME), "{text}");
+        assert_eq!(
+            e.file(),
+            Some(super::super::defaults::DEFAULT_SOURCE_NAME),
+            "{text}"
+        );
         for key in [
             "`segments.main` = 1g",
             "`segments.client_data` = 512m",

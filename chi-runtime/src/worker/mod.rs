@@ -5,20 +5,19 @@
 //!
 //! A worker holds its process-queue lanes as a [`Consumer`] and sorts them into
 //! an *active* list, popped round robin, and a *cold* list of lanes that were
-//! found empty several times in a row; cold lanes are looked at every
-//! [`COLD_CHECK`] iterations (and before sleeping) and move back to the active
-//! list when they hold work. For each task pointer it:
+//! found empty several times in a row ([`lanes`]). For each task pointer it:
 //!
 //! 1. resolves the header (the pointer is untrusted: bounds and alignment are
-//!    checked, and the whole `size` the header claims must lie in the segment);
+//!    checked, and the whole `size` the header claims must lie in the segment;
+//!    see [`validate`]);
 //! 2. looks the pool up in its own cache of the pool table (refreshed when the
 //!    pool manager's generation moves);
 //! 3. resolves the domain query to a container (all local for now, but a real
 //!    step: an unknown query kind or container id fails the task);
 //! 4. asks the container's `Monitor(LocalSchedule)` for a lane;
 //! 5. runs the module's `run` in a coroutine on a stack taken from the worker's
-//!    pool (no `mmap` per task); a task that yields is parked and resumed on later
-//!    iterations;
+//!    pool (no `mmap` per task; see [`crate::coroutine`]); a task that yields is
+//!    parked and resumed on later iterations;
 //! 6. writes the error message if any, marks the task complete and wakes its
 //!    waiter (a futex wake only if the waiter sleeps); fire-and-forget tasks are
 //!    freed here.
@@ -26,12 +25,31 @@
 //! With nothing to do the worker polls for the configured busy period, then
 //! sleeps on its doorbell; a push wakes it. At stop it finishes parked tasks and
 //! fails what is left in its lanes with `SHUTDOWN`, so no client waits forever.
+//!
+//! # Files
+//!
+//! This file holds the loop and the task path (`serve`, `handle`, `start_task`,
+//! `step`, `finish_with`): the code every task runs, measured per task in
+//! nanoseconds. It is kept together in one module — one codegen unit — so that
+//! it inlines into one loop, which is why this file is a little over 600
+//! lines. Around it:
+//!
+//! * [`validate`]: checking a popped word before anything is written;
+//! * [`lanes`]: the active and cold lanes;
+//! * [`supervision`]: what the worker publishes ([`WorkerStats`]) and the
+//!   retirement hand-shake with the supervisor;
+//! * [`stalls`]: lane cells a dead producer left claimed;
+//! * [`lifecycle`]: the worker thread around the loop — restart, panics,
+//!   retirement, stop (methods of [`Worker`] in a second `impl` block).
+//!
+//! The children import nothing of this file except `lifecycle`, which extends
+//! [`Worker`]; this file imports the others.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chi_sdk::abi::{ErrorBuf, LaneId, MonitorMode, RunCtx};
@@ -42,180 +60,23 @@ use chi_sdk::types::{PoolId, QueryKind};
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
+use crate::coroutine::{MAX_POOLED_STACKS, StackPool, TaskCoroutine};
 use crate::pool::{Container, Pool};
-use crate::runtime::Shared;
+use crate::state::NodeState;
 
-/// What the status command shows of a worker.
-#[derive(Debug)]
-pub struct WorkerStats {
-    /// Worker id.
-    pub id: u32,
-    /// `low_latency` or `high_latency`.
-    pub kind: &'static str,
-    /// Its lanes.
-    pub lanes: Vec<usize>,
-    /// Tasks completed.
-    pub completed: AtomicU64,
-    /// Asleep on its doorbell.
-    pub sleeping: AtomicBool,
-    /// Loop iterations: the supervisor reads it to tell a worker that moves
-    /// from one that is wedged (inside a task that never returns or yields).
-    pub beat: AtomicU64,
-    /// [`phase`]: outside a task, inside one, or retired (its lanes were
-    /// taken over while it was wedged inside a task).
-    pub phase: AtomicU8,
-    /// [`claim`]: the supervisor's side of the retirement hand-shake.
-    pub claim: AtomicU8,
-    /// Address of the task the worker runs now (for the supervisor).
-    pub current: AtomicU64,
-    /// Generation of that task.
-    pub current_generation: AtomicU32,
-    /// Set by the supervisor: the worker had work and made no progress for the
-    /// configured stall timeout.
-    pub stalled: AtomicBool,
-    /// Live coroutines (running or suspended tasks).
-    pub live: AtomicU64,
-    /// Popped words that were not live tasks and were dropped untouched.
-    pub refused: AtomicU64,
-    /// Panics caught in the worker's own code (each failed its task).
-    pub panics: AtomicU64,
-    /// Lane cells claimed by a producer that never published them, skipped.
-    pub cells_skipped: AtomicU64,
-    /// Times the worker thread was restarted after it died.
-    pub restarts: AtomicU64,
-}
+pub mod lanes;
+pub mod lifecycle;
+pub mod stalls;
+pub mod supervision;
+pub mod validate;
 
-/// Values of [`WorkerStats::phase`].
-pub mod phase {
-    /// Not inside a task.
-    pub const IDLE: u8 = 0;
-    /// Inside a task's coroutine.
-    pub const IN_TASK: u8 = 1;
-    /// Retired by the supervisor while inside a task: the worker must never
-    /// touch its lanes again (another worker consumes them now); it finishes
-    /// the tasks it holds and exits.
-    pub const RETIRED: u8 = 2;
-}
+use lanes::LaneSets;
+use stalls::CellStalls;
+pub use supervision::{WorkerStats, claim, phase};
+pub use validate::{Invalid, validate_task};
 
-/// Values of [`WorkerStats::claim`].
-pub mod claim {
-    /// No retirement under way.
-    pub const NONE: u8 = 0;
-    /// The supervisor is deciding; the worker waits at the end of its step.
-    pub const PENDING: u8 = 1;
-    /// The supervisor took the lanes: the worker is retired.
-    pub const TAKEN: u8 = 2;
-}
-
-impl WorkerStats {
-    /// Fresh statistics of worker `id`.
-    pub fn new(id: u32, kind: &'static str, lanes: Vec<usize>) -> WorkerStats {
-        WorkerStats {
-            id,
-            kind,
-            lanes,
-            completed: AtomicU64::new(0),
-            sleeping: AtomicBool::new(false),
-            beat: AtomicU64::new(0),
-            phase: AtomicU8::new(phase::IDLE),
-            claim: AtomicU8::new(claim::NONE),
-            current: AtomicU64::new(0),
-            current_generation: AtomicU32::new(0),
-            stalled: AtomicBool::new(false),
-            live: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            panics: AtomicU64::new(0),
-            cells_skipped: AtomicU64::new(0),
-            restarts: AtomicU64::new(0),
-        }
-    }
-}
-
-/// Why a popped word is not run.
-#[derive(Debug)]
-pub enum Invalid {
-    /// Not a live task block of the main segment: dropped without a write.
-    Refuse(String),
-    /// A live task block with a bad header: completed with `BAD_TASK`.
-    Fail {
-        /// The task.
-        task: *mut TaskHeader,
-        /// Its generation.
-        generation: u32,
-        /// Why.
-        message: String,
-    },
-}
-
-/// Checks that `word`, popped from a lane, names the start of a live task
-/// block of the main segment that is not one of the runtime's own structures
-/// (`runtime_owned`), and that the size its header claims fits the block.
-/// Returns the header and the generation the task has now (the runtime writes
-/// to the task only while the generation stays this one).
-///
-/// Nothing is written: the pointer is untrusted until this returns `Ok`.
-pub fn validate_task(
-    alloc: &Allocator,
-    runtime_owned: &[ShmPtr],
-    word: ShmPtr,
-) -> Result<(*mut TaskHeader, u32), Invalid> {
-    let (ptr, tag) = chi_sdk::task::split_task_word(word);
-    if ptr.segment() != alloc.segment_id() {
-        return Err(Invalid::Refuse(format!(
-            "{ptr} is not in the main segment ({})",
-            alloc.segment_id()
-        )));
-    }
-    if runtime_owned.contains(&ptr) {
-        return Err(Invalid::Refuse(format!(
-            "{ptr} names one of the runtime's own structures, not a task"
-        )));
-    }
-    let usable = alloc
-        .live_size(ptr)
-        .map_err(|e| Invalid::Refuse(format!("{ptr} is not a live allocation: {e}")))?;
-    if usable < size_of::<TaskHeader>() as u64 {
-        return Err(Invalid::Refuse(format!(
-            "{ptr} is a block of {usable} bytes, too small for a task"
-        )));
-    }
-    let h = ptr
-        .resolve::<TaskHeader>()
-        .map_err(|e| Invalid::Refuse(format!("{ptr} does not resolve: {e}")))?;
-    let task = h.as_ptr();
-    // SAFETY: resolved in bounds and aligned inside a live block of at least a
-    // header's size; TaskHeader is valid for any bytes; only read here.
-    let hdr = unsafe { &*task };
-    if hdr.magic != chi_sdk::task::TASK_MAGIC {
-        return Err(Invalid::Refuse(format!(
-            "{ptr} is a live block but not a task (magic {:#x})",
-            hdr.magic
-        )));
-    }
-    let generation = u32::from(hdr.generation);
-    if tag != 0 && tag != chi_sdk::task::generation_tag(generation) {
-        return Err(Invalid::Refuse(format!(
-            "{ptr} is stale: its block holds another task now (generation changed since the \
-             pointer was pushed; the client freed the task before the runtime took it)"
-        )));
-    }
-    let size = u64::from(hdr.size);
-    if size < size_of::<TaskHeader>() as u64 || size > usable {
-        return Err(Invalid::Fail {
-            task,
-            generation,
-            message: format!(
-                "task at {ptr} claims {size} bytes, but its block holds {usable} (and a task \
-                 is at least its {}-byte header)",
-                size_of::<TaskHeader>()
-            ),
-        });
-    }
-    Ok((task, generation))
-}
-
-type TaskCoroutine = Coroutine<(), (), (i32, Option<String>), DefaultStack>;
-
+/// A suspended task: its coroutine, and the container it runs in (kept alive
+/// while the task lives).
 struct Parked {
     co: TaskCoroutine,
     task: *mut TaskHeader,
@@ -248,11 +109,11 @@ impl std::hash::Hasher for PoolIdHasher {
 /// One worker thread's state.
 #[allow(missing_debug_implementations)]
 pub struct Worker {
-    shared: Arc<Shared>,
+    shared: Arc<NodeState>,
     stats: Arc<WorkerStats>,
     consumer: Consumer,
     alloc: Allocator,
-    stacks: Vec<DefaultStack>,
+    stacks: StackPool,
     parked: VecDeque<Parked>,
     pools: HashMap<PoolId, Arc<Pool>, BuildHasherDefault<PoolIdHasher>>,
     pools_gen: u64,
@@ -262,9 +123,8 @@ pub struct Worker {
     runtime_owned: [ShmPtr; 3],
     /// Live coroutines at most; past it, tasks wait in their lanes.
     max_live: usize,
-    /// Per lane (index into the consumer's lanes): a claimed cell seen
-    /// unpublished at (position, since, reaper epoch then).
-    stalls: Vec<Option<(u64, Instant, u64)>>,
+    /// Lane cells seen claimed and unpublished ([`stalls`]).
+    stalls: CellStalls,
     /// Loop iterations (published to `stats.beat`).
     beat: u64,
     /// The word being handled (failed with `PANICKED` if the handling panics).
@@ -277,17 +137,6 @@ pub struct Worker {
     retired: bool,
 }
 
-/// A claimed but unpublished lane cell is skipped after this long if a client
-/// died since it was first seen (the producer is then most likely dead)...
-const SKIP_AFTER_DEATH: Duration = Duration::from_millis(500);
-/// ...and after this long in any case (a producer preempted between its claim
-/// and its publication for this long is gone or stopped).
-const SKIP_ANYWAY: Duration = Duration::from_secs(30);
-
-/// A claimed cell unpublished for this long holds its lane up (shorter: a push
-/// in progress).
-const HELD_AFTER: Duration = Duration::from_millis(2);
-
 /// Loop iterations between two looks for lanes held up by unpublished cells
 /// while the worker is busy (an idle worker looks before it sleeps).
 const STALL_CHECK_EVERY: u64 = 4096;
@@ -296,101 +145,13 @@ const STALL_CHECK_EVERY: u64 = 4096;
 static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
 static STACK_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
 
-/// Suspends the coroutine of the task whose context is `ctx`.
-///
-/// # Safety
-/// `ctx` must be the [`RunCtx`] the worker passed to a running task.
-pub(crate) unsafe fn yield_current(ctx: *mut RunCtx) {
-    // SAFETY: per the contract, `runtime` points to the running coroutine's
-    // yielder, set by `Worker::start_task` and valid while the task runs.
-    unsafe {
-        let y = (*ctx).runtime as *const Yielder<(), ()>;
-        if !y.is_null() {
-            (*y).suspend(());
-        }
-    }
-}
-
-const MAX_POOLED_STACKS: usize = 64;
 /// Empty polls between two clock reads of an idle worker.
 const CLOCK_EVERY: u32 = 128;
-/// Consecutive empty polls after which an active lane goes cold.
-const COLD_AFTER: u32 = 256;
-/// Iterations between looks at the cold lanes.
-const COLD_CHECK: u32 = 64;
-
-/// The worker's view of its lanes: indices into `Consumer::lanes()`.
-struct LaneSets {
-    active: Vec<usize>,
-    cold: Vec<usize>,
-    misses: Vec<u32>,
-    next: usize,
-    tick: u32,
-}
-
-impl LaneSets {
-    fn new(n: usize) -> LaneSets {
-        LaneSets {
-            active: (0..n).collect(),
-            cold: Vec::new(),
-            misses: vec![0; n],
-            next: 0,
-            tick: 0,
-        }
-    }
-
-    /// Pops the next task from the active lanes (round robin), warming cold lanes
-    /// that have work every few calls.
-    fn pop(&mut self, c: &mut Consumer) -> Option<ShmPtr> {
-        self.tick = self.tick.wrapping_add(1);
-        if self.tick.is_multiple_of(COLD_CHECK) || self.active.is_empty() {
-            self.warm(c);
-        }
-        let n = self.active.len();
-        for k in 0..n {
-            let slot = (self.next + k) % n;
-            let i = self.active[slot];
-            if let Some(v) = c.pop_lane(i) {
-                self.misses[i] = 0;
-                self.next = (slot + 1) % n;
-                return Some(v);
-            }
-            self.misses[i] += 1;
-        }
-        if n > 1 {
-            let misses = &self.misses;
-            let (hot, cold): (Vec<usize>, Vec<usize>) =
-                self.active.iter().partition(|&&i| misses[i] < COLD_AFTER);
-            if !cold.is_empty() {
-                self.active = hot;
-                self.cold.extend(cold);
-                self.next = 0;
-            }
-        }
-        None
-    }
-
-    /// Moves cold lanes that hold work back to the active list.
-    fn warm(&mut self, c: &Consumer) {
-        let lanes = c.lanes();
-        let q = c.queue();
-        let mut k = 0;
-        while k < self.cold.len() {
-            let i = self.cold[k];
-            if q.lane_len(lanes[i]) > 0 {
-                self.misses[i] = 0;
-                self.active.push(self.cold.swap_remove(k));
-            } else {
-                k += 1;
-            }
-        }
-    }
-}
 
 impl Worker {
     /// A worker consuming `consumer`'s lanes.
     pub fn new(
-        shared: Arc<Shared>,
+        shared: Arc<NodeState>,
         stats: Arc<WorkerStats>,
         consumer: Consumer,
     ) -> anyhow::Result<Worker> {
@@ -403,40 +164,19 @@ impl Worker {
             stats,
             consumer,
             alloc,
-            stacks: Vec::new(),
+            stacks: StackPool::new(),
             parked: VecDeque::new(),
             pools: HashMap::default(),
             pools_gen: 0,
             warned_lanes: Vec::new(),
             runtime_owned,
             max_live,
-            stalls: vec![None; n],
+            stalls: CellStalls::new(n),
             beat: 0,
             handling: None,
             live: 0,
             retired: false,
         })
-    }
-
-    /// Runs until the runtime stops.
-    ///
-    /// A panic of the worker's own code unwinds to here (one `catch_unwind`
-    /// around the loop, not one per task, which would keep the task path from
-    /// being inlined): it is logged, the task being handled fails with
-    /// `PANICKED`, and the loop goes on.
-    pub fn run(mut self) {
-        loop {
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve())) {
-                Ok(()) => break,
-                Err(payload) => {
-                    let ptr = self.handling.take();
-                    self.recover(&*payload, ptr);
-                }
-            }
-        }
-        if !self.retired {
-            self.drain();
-        }
     }
 
     /// The loop of [`run`](Self::run): returns at stop, or once retired.
@@ -509,192 +249,21 @@ impl Worker {
         }
     }
 
-    /// Runs `f`, catching a panic of the worker's own code (a module's panics
-    /// are caught on the module's side of the boundary): the panic is logged,
-    /// counted, and the task of `ptr`, if it is a live task not yet complete, is
-    /// failed with `PANICKED`; the worker goes on.
-    fn guarded(&mut self, f: impl FnOnce(&mut Worker), ptr: Option<ShmPtr>) {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
-        if let Err(payload) = r {
-            self.recover(&*payload, ptr);
-        }
-    }
-
-    /// After a caught panic: log and count it, and fail the task of `ptr` if it
-    /// is a live task not yet complete.
-    #[cold]
-    fn recover(&mut self, payload: &(dyn std::any::Any + Send), ptr: Option<ShmPtr>) {
-        let what = panic_message(payload);
-        self.stats.panics.fetch_add(1, Ordering::Relaxed);
-        self.leave_task();
-        tracing::error!(
-            worker = self.stats.id,
-            task = ?ptr,
-            panic = %what,
-            "the worker caught a panic of its own code; the task fails and the worker goes on"
-        );
-        if let Some(ptr) = ptr
-            && let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr)
-            // SAFETY: validated just above; only read.
-            && !unsafe { &*task }.is_complete()
-        {
-            self.finish(
-                task,
-                generation,
-                code::PANICKED,
-                Some(format!(
-                    "the runtime failed while handling this task: {what}"
-                )),
-            );
-        }
-    }
-
-    /// The supervisor took this worker's lanes over while it was wedged: run
-    /// the suspended tasks it holds to their end, touching no lane, then exit.
-    fn finish_retired(&mut self) {
-        tracing::warn!(
-            worker = self.stats.id,
-            parked = self.parked.len(),
-            "retired worker finishes the tasks it holds; its lanes are served by another worker"
-        );
-        while let Some(p) = self.parked.pop_front() {
-            if self.shared.stopping() {
-                self.abandon(p);
-                continue;
-            }
-            self.guarded(|w| w.resume(p), None);
-        }
-        // The lanes belong to the new consumer: forget ours without releasing
-        // their claim words (the new consumer's token is there now).
-        self.stats.sleeping.store(false, Ordering::Relaxed);
-    }
-
-    /// Marks the end of a task step; notices a retirement by the supervisor.
-    ///
-    /// The hand-shake is an asymmetric Dekker: this side stores its phase and
-    /// loads the supervisor's claim with no fence (no locked instruction on the
-    /// task path); the supervisor, which stores the claim and then loads the
-    /// phase, issues `membarrier(PRIVATE_EXPEDITED)` in between, which acts as a
-    /// full fence on every thread of the process. So the two cannot both miss
-    /// each other: if the supervisor sees this worker still in its task, this
-    /// worker sees the claim here.
+    /// Marks the end of a task step; notices a retirement by the supervisor
+    /// (the worker's side of the hand-shake: [`WorkerStats::leave_task`]).
     #[inline]
     fn leave_task(&mut self) {
-        // Relaxed + compiler fence: the supervisor's membarrier orders it.
-        self.stats.phase.store(phase::IDLE, Ordering::Relaxed);
-        std::sync::atomic::compiler_fence(Ordering::SeqCst);
-        if self.stats.claim.load(Ordering::Relaxed) != claim::NONE {
-            self.settle_claim();
-        }
-    }
-
-    /// The supervisor is deciding whether to take this worker's lanes: wait
-    /// for its verdict (it comes within microseconds).
-    #[cold]
-    fn settle_claim(&mut self) {
-        loop {
-            // Acquire: pairs with the supervisor's Release store of the verdict.
-            match self.stats.claim.load(Ordering::Acquire) {
-                claim::PENDING => std::thread::yield_now(),
-                claim::TAKEN => {
-                    self.retired = true;
-                    self.stats.phase.store(phase::RETIRED, Ordering::Relaxed);
-                    return;
-                }
-                _ => return,
-            }
+        if self.stats.leave_task() {
+            self.retired = true;
         }
     }
 
     /// Looks for lanes held up by a claimed but unpublished cell and skips those
-    /// whose producer is most likely dead (see [`SKIP_AFTER_DEATH`]). Returns
+    /// whose producer is most likely dead ([`CellStalls::check`]). Returns
     /// whether some lane is still held up.
     fn check_stalled_cells(&mut self) -> bool {
         let epoch = self.shared.reaper.epoch();
-        let mut held = false;
-        for i in 0..self.consumer.lanes().len() {
-            let Some(pos) = self.consumer.stalled_at(i) else {
-                self.stalls[i] = None;
-                continue;
-            };
-            let (at, since, epoch0) = match self.stalls[i] {
-                Some(s) if s.0 == pos => s,
-                _ => {
-                    let s = (pos, Instant::now(), epoch);
-                    self.stalls[i] = Some(s);
-                    s
-                }
-            };
-            let age = since.elapsed();
-            if ((age >= SKIP_AFTER_DEATH && epoch > epoch0) || age >= SKIP_ANYWAY)
-                && self.consumer.skip_stalled(i, at)
-            {
-                self.stalls[i] = None;
-                self.stats.cells_skipped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    worker = self.stats.id,
-                    lane = self.consumer.lanes()[i],
-                    position = at,
-                    stalled_ms = age.as_millis() as u64,
-                    "skipped a lane cell that a client claimed and never filled (the client \
-                     died in the middle of a push); the lane moves on"
-                );
-                continue;
-            }
-            // A cell claimed a moment ago is a push in progress, not a hold-up:
-            // only one that stays unpublished makes the worker nap instead of spin.
-            held |= age >= HELD_AFTER;
-        }
-        held
-    }
-
-    /// Fails suspended task `p` with `SHUTDOWN` at stop, without resuming it.
-    fn abandon(&mut self, p: Parked) {
-        let Parked {
-            co,
-            task,
-            generation,
-            ..
-        } = p;
-        self.live -= 1;
-        self.stats.live.store(self.live, Ordering::Relaxed);
-        self.finish(
-            task,
-            generation,
-            code::SHUTDOWN,
-            Some("the runtime stopped while the task was suspended".into()),
-        );
-        // Dropping a suspended coroutine force-unwinds its stack through the
-        // module's entry point, which catches panics; corosensei then aborts the
-        // process (segments left behind, other waiters never answered). The
-        // process is exiting: leak the coroutine and its stack instead. The task
-        // is complete, so nothing resumes it.
-        std::mem::forget(co);
-    }
-
-    /// At stop: finish parked tasks, fail what is still queued.
-    fn drain(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while let Some(p) = self.parked.pop_front() {
-            if Instant::now() > deadline {
-                self.abandon(p);
-                continue;
-            }
-            self.resume(p);
-        }
-        while let Some((ptr, _)) = self.consumer.pop() {
-            if let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr) {
-                self.finish(
-                    task,
-                    generation,
-                    code::SHUTDOWN,
-                    Some(
-                        "the runtime stopped before running this task; start it again and resubmit"
-                            .into(),
-                    ),
-                );
-            }
-        }
+        self.stalls.check(&mut self.consumer, epoch, &self.stats)
     }
 
     fn refresh_pools(&mut self) {
@@ -1038,15 +607,6 @@ impl Worker {
             let _ = self.alloc.free(ptr);
         }
     }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 fn container_pool(task: *mut TaskHeader) -> PoolId {

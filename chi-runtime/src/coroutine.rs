@@ -1,0 +1,84 @@
+//! Task coroutines and the pool of their stacks.
+//!
+//! # Design
+//!
+//! Every task runs on a stackful coroutine of its own (`corosensei`), so a
+//! handler can wait for a subtask or a lock by yielding — the worker parks the
+//! coroutine and runs other tasks meanwhile — without being written as a state
+//! machine.
+//!
+//! * **The coroutine** of a task is a [`TaskCoroutine`]: resumed with `()`,
+//!   it yields `()` when the task waits and returns the module's result code
+//!   and error message when the task is done. The worker builds it in
+//!   `Worker::start_task` around the module's `run`, and resumes it in
+//!   `Worker::step` until it returns.
+//! * **Yielding across the C boundary.** A module calls its own copy of
+//!   chi-sdk, which cannot reach the runtime's coroutine: it calls the
+//!   runtime's `yield_now` service ([`crate::services`]) with the task's
+//!   [`RunCtx`], whose `runtime` field the worker set to the coroutine's
+//!   [`Yielder`]. [`yield_current`] suspends through it. A coroutine is only
+//!   ever resumed by the worker thread that parked it.
+//! * **The stack pool.** Mapping a stack costs an `mmap` and a guard page, far
+//!   more than the task it would run; so each worker keeps the stacks of
+//!   finished tasks in a [`StackPool`] and starts the next task on one of them
+//!   (last in, first out: the most recent stack is the one still in the
+//!   cache). The worker keeps at most [`MAX_POOLED_STACKS`]; past that, the
+//!   stack of a finished task is unmapped. A new stack is mapped only when the
+//!   pool is empty, and `coroutine.max_live` bounds the live coroutines, and so
+//!   the stacks, of a worker.
+
+use chi_sdk::abi::RunCtx;
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, Yielder};
+
+/// The coroutine a task runs on: resumed with `()`, yields `()` while the task
+/// waits, returns the module's result code and error message.
+pub(crate) type TaskCoroutine = Coroutine<(), (), (i32, Option<String>), DefaultStack>;
+
+/// Stacks a worker keeps for its next tasks at most (64 KiB each by default).
+pub(crate) const MAX_POOLED_STACKS: usize = 64;
+
+/// A worker's spare coroutine stacks (see the module doc): a stack of it is
+/// handed to the next task before a new one is mapped.
+#[derive(Default)]
+pub(crate) struct StackPool(Vec<DefaultStack>);
+
+impl StackPool {
+    /// An empty pool.
+    pub(crate) fn new() -> StackPool {
+        StackPool(Vec::new())
+    }
+
+    /// The most recently pooled stack, if any.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<DefaultStack> {
+        self.0.pop()
+    }
+
+    /// Keeps `stack` for a later task.
+    #[inline]
+    pub(crate) fn push(&mut self, stack: DefaultStack) {
+        self.0.push(stack);
+    }
+
+    /// How many stacks the pool holds.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Suspends the coroutine of the task whose context is `ctx`.
+///
+/// # Safety
+/// `ctx` must be the [`RunCtx`] the worker passed to a running task.
+pub(crate) unsafe fn yield_current(ctx: *mut RunCtx) {
+    // SAFETY: per the contract, `runtime` points to the running coroutine's
+    // yielder, set by `Worker::start_task` and valid while the task runs.
+    unsafe {
+        let y = (*ctx).runtime as *const Yielder<(), ()>;
+        if !y.is_null() {
+            (*y).suspend(());
+        }
+    }
+}
