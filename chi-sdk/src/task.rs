@@ -35,7 +35,8 @@ use crate::shm::{ShmSafe, ShmString};
 use crate::types::{DomainQuery, MethodId, PoolId, TaskNode};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
-/// Bits of [`TaskHeader::state`].
+/// Bits of the task state word (see the module documentation: only
+/// [`TaskHeader`]'s methods change them).
 pub mod state {
     /// Handed to the runtime.
     pub const QUEUED: u32 = 1 << 0;

@@ -1,0 +1,154 @@
+//! Handles of tasks a client allocated: [`TaskPtr`] and the submitted [`Pending`].
+
+use std::time::{Duration, Instant};
+
+use crate::shm::{FullPtr, ShmPtr};
+use crate::task::{Task, code};
+
+use super::{CallError, Client, TaskError};
+
+/// A task allocated by a client in the main segment.
+pub struct TaskPtr<T: Task> {
+    pub(super) ptr: FullPtr<T>,
+    /// The generation the task was allocated with (see [`TaskHeader::generation`]).
+    pub(super) generation: u16,
+}
+
+impl<T: Task> std::fmt::Debug for TaskPtr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskPtr({:?})", self.ptr.shm())
+    }
+}
+
+impl<T: Task> TaskPtr<T> {
+    /// The task. Outputs are final only once the task is complete.
+    pub fn get(&self) -> &T {
+        // SAFETY: the client allocated and initialised the task and keeps it until
+        // `del_task`; the runtime writes only its atomics and outputs, which are
+        // read after the Acquire load that observes COMPLETE.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// A second handle to the same task, for tests of stale frees.
+    ///
+    /// # Safety
+    /// None for memory safety of this process beyond what the client API checks
+    /// (frees through a stale handle are refused), but the two handles name one
+    /// task: use only to test that the refusal works.
+    #[doc(hidden)]
+    pub unsafe fn duplicate(&self) -> TaskPtr<T> {
+        TaskPtr {
+            ptr: self.ptr,
+            generation: self.generation,
+        }
+    }
+
+    /// Where the task lives.
+    pub fn shm(&self) -> ShmPtr {
+        self.ptr.shm()
+    }
+
+    /// Whether the runtime completed the task.
+    pub fn is_complete(&self) -> bool {
+        self.get().header().is_complete()
+    }
+
+    /// The method's outcome, once complete.
+    pub fn result(&self) -> Result<(), TaskError> {
+        let h = self.get().header();
+        match h.result() {
+            code::OK => Ok(()),
+            c => Err(TaskError {
+                code: c,
+                message: h
+                    .error
+                    .to_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|e| format!("<{e}>")),
+            }),
+        }
+    }
+}
+
+/// A task submitted with [`Client::submit`], not yet waited for.
+///
+/// Dropping it without waiting frees the task if the runtime completed it, and
+/// otherwise leaves it allocated (the runtime still writes to it) with a warning.
+pub struct Pending<'c, T: Task> {
+    pub(super) client: &'c Client,
+    pub(super) task: Option<TaskPtr<T>>,
+}
+
+impl<T: Task> std::fmt::Debug for Pending<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("task", &self.task).finish()
+    }
+}
+
+impl<'c, T: Task> Pending<'c, T> {
+    /// Whether the runtime completed the task (wait does not block then).
+    pub fn is_complete(&self) -> bool {
+        self.task.as_ref().is_none_or(TaskPtr::is_complete)
+    }
+
+    /// The task in flight (outputs are final only once complete).
+    pub fn task(&self) -> Option<&TaskPtr<T>> {
+        self.task.as_ref()
+    }
+
+    /// Waits for the task. On success the caller reads the outputs and passes
+    /// the task to [`Client::del_task`]; a failed task is freed and its error
+    /// returned.
+    pub fn wait(self) -> Result<TaskPtr<T>, CallError> {
+        self.wait_until(None)
+    }
+
+    /// [`wait`](Self::wait), giving up after `timeout` with
+    /// [`ClientError::Deadline`](super::ClientError::Deadline) (the task then stays allocated: the runtime may
+    /// still write to it).
+    pub fn wait_timeout(self, timeout: Duration) -> Result<TaskPtr<T>, CallError> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// [`wait`](Self::wait) with an optional deadline.
+    pub fn wait_until(mut self, deadline: Option<Instant>) -> Result<TaskPtr<T>, CallError> {
+        let t = self
+            .task
+            .take()
+            .expect("a Pending holds its task until waited");
+        // If the wait fails the runtime may still hold the task: it is not freed.
+        if let Err(e) = self.client.wait_until(&t, deadline) {
+            // Not freed: `TaskPtr` has no Drop, so letting it go leaves the block.
+            return Err(e.into());
+        }
+        if let Err(e) = t.result() {
+            self.client.del_task(t);
+            return Err(e.into());
+        }
+        Ok(t)
+    }
+
+    /// Waits, reads the outputs with `read`, and frees the task.
+    pub fn wait_with<R>(self, read: impl FnOnce(&T) -> R) -> Result<R, CallError> {
+        let client = self.client;
+        let t = self.wait()?;
+        let r = read(t.get());
+        client.del_task(t);
+        Ok(r)
+    }
+}
+
+impl<T: Task> Drop for Pending<'_, T> {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            if t.is_complete() {
+                self.client.del_task(t);
+            } else {
+                tracing::warn!(
+                    task = %t.shm(),
+                    "a submitted task was dropped before it completed; it stays allocated"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Waiting for a task: spin, then sleep on its state word in slices, checking
+//! between slices that the runtime lives and the task's lane moves.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::proto::{self, runtime_state};
+use crate::shm::ShmPtr;
+use crate::task::{Task, TaskHeader, state};
+
+use super::{Client, ClientError, TaskPtr};
+
+impl Client {
+    /// Waits until `task` completes (see the module doc for how). `Ok` means the
+    /// runtime answered; the method's own outcome is [`TaskPtr::result`]. Fails
+    /// if the runtime dies, stops, or makes no progress on the task's lane for the
+    /// configured task deadline.
+    #[inline]
+    pub fn wait<T: Task>(&self, task: &TaskPtr<T>) -> Result<(), ClientError> {
+        self.wait_until(task, None)
+    }
+
+    /// [`wait`](Self::wait), giving up with [`ClientError::Deadline`] after `timeout`.
+    pub fn wait_timeout<T: Task>(
+        &self,
+        task: &TaskPtr<T>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.wait_until(task, Some(Instant::now() + timeout))
+    }
+
+    /// [`wait`](Self::wait), giving up with [`ClientError::Deadline`] at `deadline`
+    /// (`None`: only the runtime's own checks end the wait).
+    pub fn wait_until<T: Task>(
+        &self,
+        task: &TaskPtr<T>,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        let h = task.get().header();
+        if h.is_complete() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        while start.elapsed() < self.opts.spin {
+            for _ in 0..64 {
+                if h.is_complete() {
+                    return Ok(());
+                }
+                std::hint::spin_loop();
+            }
+        }
+        self.wait_slow(task.shm(), h, start, deadline)
+    }
+
+    #[cold]
+    fn wait_slow(
+        &self,
+        ptr: ShmPtr,
+        h: &TaskHeader,
+        start: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        let mut stopping_since = None::<Instant>;
+        let limit = Duration::from_millis(self.reg.wait_timeout_ms);
+        let no_progress = Duration::from_millis(self.reg.task_deadline_ms);
+        loop {
+            let cur = h.announce_waiter();
+            if cur & state::COMPLETE != 0 {
+                return Ok(());
+            }
+            let slice = match deadline {
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(10)),
+                None => Duration::from_millis(10),
+            };
+            h.sleep_until_changed(cur, Some(slice));
+            if h.is_complete() {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ClientError::Deadline {
+                    task: ptr,
+                    waited: start.elapsed(),
+                });
+            }
+            // SAFETY: the runtime block was validated at connect; it stays mapped
+            // while the client lives.
+            let rb = unsafe { self.runtime.as_ref() };
+            let pid = self.reg.runtime_pid;
+            if !crate::shm::alloc::pid_alive(pid) {
+                return Err(ClientError::RuntimeDied { pid });
+            }
+            if rb.state.load(Ordering::Acquire) != runtime_state::RUNNING {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= limit {
+                    return Err(ClientError::RuntimeStopped {
+                        pid,
+                        waited: since.elapsed(),
+                    });
+                }
+            } else if !no_progress.is_zero()
+                && start.elapsed() >= no_progress
+                && let Some(stalled) = match h.lane.load(Ordering::Relaxed) {
+                    crate::task::LANE_STALLED => Some(start.elapsed()),
+                    lane => self.lane_stalled_for(lane),
+                }
+                && stalled >= no_progress
+            {
+                return Err(ClientError::NoProgress {
+                    task: ptr,
+                    lane: h.lane.load(Ordering::Relaxed),
+                    stalled,
+                    pid,
+                });
+            }
+        }
+    }
+
+    /// How long the runtime's supervisor has not seen the worker of `lane` make
+    /// progress (`None` if the runtime publishes no beat for that lane).
+    fn lane_stalled_for(&self, lane: u32) -> Option<Duration> {
+        // SAFETY: validated at connect; mapped while the client lives.
+        let rb = unsafe { self.runtime.as_ref() };
+        if lane >= rb.num_lanes {
+            return None;
+        }
+        let beats = rb
+            .lane_beats
+            .resolve_slice::<std::sync::atomic::AtomicU64>(u64::from(rb.num_lanes))
+            .ok()?;
+        // SAFETY: resolved in bounds and aligned; atomics are valid for any bytes.
+        let beat = unsafe { &*beats.as_ptr().add(lane as usize) };
+        // Relaxed: a monitoring figure; a stale read only delays the verdict.
+        let at = beat.load(Ordering::Relaxed);
+        if at == 0 {
+            return None;
+        }
+        Some(Duration::from_millis(
+            proto::monotonic_ms().saturating_sub(at),
+        ))
+    }
+}
