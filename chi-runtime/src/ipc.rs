@@ -54,6 +54,16 @@ pub fn segment_name(port: u16, role: &str) -> String {
 }
 
 impl Ipc {
+    /// Removes the names of the segments now (they are unmapped at exit), for a
+    /// stop that cannot wait for every reference to drop.
+    pub fn unlink_segments(&self) {
+        for seg in [&self.main, &self.client_data, &self.runtime_data] {
+            if let Err(e) = Segment::unlink(seg.name()) {
+                tracing::warn!(segment = seg.name(), error = %e, "could not remove a segment");
+            }
+        }
+    }
+
     /// Creates the segments, the process queue (`low` + `high` lanes) and the
     /// runtime block.
     pub fn create(cfg: &Config, node_id: u32, low: u32, high: u32) -> anyhow::Result<Ipc> {

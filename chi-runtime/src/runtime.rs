@@ -43,6 +43,9 @@ use crate::state::{NodeState, ProcessClaim};
 use crate::worker::WorkerStats;
 use crate::worker::lifecycle::worker_thread;
 
+/// How long a stopping runtime waits for its threads (after the workers'
+/// own 5 s for suspended tasks) before it exits without a wedged one.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// A started runtime.
 pub struct Runtime {
     shared: Arc<NodeState>,
@@ -267,6 +270,7 @@ impl Runtime {
         Ok(())
     }
 
+    /// Stops the runtime's threads; see [`SHUTDOWN_GRACE`].
     fn shutdown(self) {
         let Runtime {
             shared,
@@ -277,8 +281,30 @@ impl Runtime {
         } = self;
         drop(server);
         drop(key_file);
+        // A worker wedged inside a handler that never returns or yields cannot
+        // be joined: past the grace the runtime exits without it (process exit
+        // ends the thread) and removes its segments itself, since the wedged
+        // thread's reference keeps the node state from dropping.
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut wedged = Vec::new();
         for t in threads {
-            let _ = t.join();
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                wedged.push(t.thread().name().unwrap_or("unnamed").to_owned());
+            }
+        }
+        if !wedged.is_empty() {
+            tracing::error!(
+                threads = ?wedged,
+                grace = ?SHUTDOWN_GRACE,
+                "threads still inside a task after the stop's grace (a handler that never \
+                 returns or yields); the runtime exits without them and removes its segments"
+            );
+            shared.ipc.unlink_segments();
         }
         shared.pools.clear();
         shared.ipc.set_state(runtime_state::STOPPED);

@@ -362,6 +362,32 @@ fn stale_frees_and_frees_in_flight_are_refused() {
     assert_eq!(AdminClient::new(&c).echo(PoolId::ADMIN, 9).unwrap(), 9);
 }
 
+/// A handler that never returns or yields does not keep a stop from ending:
+/// past the grace the runtime exits without the wedged worker and removes its
+/// segments itself (`stop` checks exit code 0 and that no segment is left).
+#[test]
+fn a_stop_ends_even_with_a_wedged_worker() {
+    let _w = Watchdog::new("stop_wedged", Duration::from_secs(120));
+    let setup = setup_with("stop_wedged", "supervisor:\n  stall_timeout: 500ms\n");
+    let rt = RuntimeGuard::start(&setup);
+    let mut kids = Children::new();
+    // The handler holds its worker for ten minutes without yielding.
+    let b = spawn(&mut kids, &setup, &["block", "600000"], "block");
+    wait_ready(&mut kids, b);
+    wait_until(
+        Duration::from_secs(10),
+        "status reporting a retired worker",
+        || {
+            status(&setup)
+                .workers
+                .iter()
+                .any(|w| w.retired && w.stalled)
+        },
+    );
+    let log = rt.stop();
+    assert!(log.contains("exits without them"), "{log}");
+}
+
 #[test]
 fn a_wedged_worker_loses_its_lanes_and_its_waiter_gets_an_error() {
     let _w = Watchdog::new("wedged_worker", Duration::from_secs(120));
