@@ -56,55 +56,76 @@ pub fn validate_task(
 ) -> Result<(*mut TaskHeader, u32), Invalid> {
     let (ptr, tag) = chi_sdk::task::split_task_word(word);
     if ptr.segment() != alloc.segment_id() {
-        return Err(Invalid::Refuse(format!(
+        return Err(refuse(format_args!(
             "{ptr} is not in the main segment ({})",
             alloc.segment_id()
         )));
     }
     if runtime_owned.contains(&ptr) {
-        return Err(Invalid::Refuse(format!(
+        return Err(refuse(format_args!(
             "{ptr} names one of the runtime's own structures, not a task"
         )));
     }
     let usable = alloc
         .live_size(ptr)
-        .map_err(|e| Invalid::Refuse(format!("{ptr} is not a live allocation: {e}")))?;
+        .map_err(|e| refuse(format_args!("{ptr} is not a live allocation: {e}")))?;
     if usable < size_of::<TaskHeader>() as u64 {
-        return Err(Invalid::Refuse(format!(
+        return Err(refuse(format_args!(
             "{ptr} is a block of {usable} bytes, too small for a task"
         )));
     }
     let h = ptr
         .resolve::<TaskHeader>()
-        .map_err(|e| Invalid::Refuse(format!("{ptr} does not resolve: {e}")))?;
+        .map_err(|e| refuse(format_args!("{ptr} does not resolve: {e}")))?;
     let task = h.as_ptr();
     // SAFETY: resolved in bounds and aligned inside a live block of at least a
     // header's size; TaskHeader is valid for any bytes; only read here.
     let hdr = unsafe { &*task };
     if hdr.magic != chi_sdk::task::TASK_MAGIC {
-        return Err(Invalid::Refuse(format!(
+        return Err(refuse(format_args!(
             "{ptr} is a live block but not a task (magic {:#x})",
             hdr.magic
         )));
     }
     let generation = u32::from(hdr.generation);
     if tag != 0 && tag != chi_sdk::task::generation_tag(generation) {
-        return Err(Invalid::Refuse(format!(
+        return Err(refuse(format_args!(
             "{ptr} is stale: its block holds another task now (generation changed since the \
              pointer was pushed; the client freed the task before the runtime took it)"
         )));
     }
     let size = u64::from(hdr.size);
     if size < size_of::<TaskHeader>() as u64 || size > usable {
-        return Err(Invalid::Fail {
-            task,
-            generation,
-            message: format!(
-                "task at {ptr} claims {size} bytes, but its block holds {usable} (and a task \
-                 is at least its {}-byte header)",
-                size_of::<TaskHeader>()
-            ),
-        });
+        return Err(bad_size(task, generation, ptr, size, usable));
     }
     Ok((task, generation))
+}
+
+/// The refusal of a word, built off the task path (the checks above stay small
+/// enough to inline into the worker's loop).
+#[cold]
+#[inline(never)]
+fn refuse(why: std::fmt::Arguments<'_>) -> Invalid {
+    Invalid::Refuse(why.to_string())
+}
+
+/// A live task whose header claims a size its block cannot hold.
+#[cold]
+#[inline(never)]
+fn bad_size(
+    task: *mut TaskHeader,
+    generation: u32,
+    ptr: ShmPtr,
+    size: u64,
+    usable: u64,
+) -> Invalid {
+    Invalid::Fail {
+        task,
+        generation,
+        message: format!(
+            "task at {ptr} claims {size} bytes, but its block holds {usable} (and a task is at \
+             least its {}-byte header)",
+            size_of::<TaskHeader>()
+        ),
+    }
 }

@@ -228,6 +228,7 @@ impl Client {
 
     /// Hands `task` to the runtime on a lane of `prio` (lanes taken round robin).
     /// Fails if the lane stays full for the connect timeout.
+    #[inline]
     pub fn enqueue<T: Task>(&self, task: &TaskPtr<T>, prio: Priority) -> Result<(), ClientError> {
         // One lane per client thread: a thread's tasks stay in order on one worker,
         // and threads spread over the lanes.
@@ -244,6 +245,7 @@ impl Client {
     /// Hands `task` to the runtime on process-queue lane `lane` (pinning it to
     /// the worker that serves that lane). Fails if the lane does not exist or
     /// stays full for the connect timeout.
+    #[inline]
     pub fn enqueue_to_lane<T: Task>(
         &self,
         task: &TaskPtr<T>,
@@ -262,6 +264,7 @@ impl Client {
     /// Frees `task` (and what its fields own) from the main segment; a refusal
     /// (see [`try_del_task`](Self::try_del_task)) is logged and the task is left
     /// allocated.
+    #[inline]
     pub fn del_task<T: Task>(&self, task: TaskPtr<T>) {
         if let Err(e) = self.try_del_task(task) {
             tracing::error!(error = %e, "a task was not freed");
@@ -273,11 +276,12 @@ impl Client {
     /// completed (the runtime still uses it), or if its block no longer holds
     /// the task this pointer was made for (a stale pointer: another task lives
     /// there now).
+    #[inline]
     pub fn try_del_task<T: Task>(&self, task: TaskPtr<T>) -> Result<(), ClientError> {
         let mut ptr = task.ptr;
         let h = task.get().header();
         if h.magic != crate::task::TASK_MAGIC || h.generation != task.generation {
-            return Err(ClientError::BadFree(format!(
+            return Err(bad_free(format_args!(
                 "task {} was not freed: its block holds another task now (generation {:#x}, \
                  this pointer was made for {:#x}); the pointer is stale — it was freed before",
                 ptr.shm(),
@@ -286,7 +290,7 @@ impl Client {
             )));
         }
         if h.is_in_flight() {
-            return Err(ClientError::BadFree(format!(
+            return Err(bad_free(format_args!(
                 "task {} was not freed: the runtime has not completed it and may still write \
                  to it; wait for it first",
                 ptr.shm()
@@ -302,7 +306,7 @@ impl Client {
         t.header_mut().generation = 0;
         self.main_alloc
             .free(ptr.shm())
-            .map_err(|e| ClientError::BadFree(format!("task {} was not freed: {e}", ptr.shm())))
+            .map_err(|e| bad_free(format_args!("task {} was not freed: {e}", ptr.shm())))
     }
 
     /// Submits `task`, waits for it, and returns it (the caller reads the outputs,
@@ -352,6 +356,13 @@ impl Client {
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }
     }
+}
+
+/// A refused free, built off the task path.
+#[cold]
+#[inline(never)]
+fn bad_free(why: std::fmt::Arguments<'_>) -> ClientError {
+    ClientError::BadFree(why.to_string())
 }
 
 impl Drop for Client {
