@@ -48,11 +48,12 @@ fn main() -> Result<()> {
             std::process::exit(0)
         }
         "flood" => flood(&client()?, arg(1, 100) as usize, arg(2, 50) as u32),
-        "block" => block(&client()?, arg(1, 1000) as u32),
+        "block" => block(&client()?, arg(1, 1000) as u32, true),
+        "nap" => block(&client()?, arg(1, 1000) as u32, false),
         _ => {
             eprintln!(
                 "usage: hostile good MS | good-lane LANE N | garbage N SEED | stale | scribble | hold TASKS BUFFERS \
-                 | claim LANE | connect | flood N MS | block MS   (runtime from CHI_PORT)"
+                 | claim LANE | connect | flood N MS | block MS | nap MS   (runtime from CHI_PORT)"
             );
             bail!("unknown command {cmd:?}")
         }
@@ -342,9 +343,11 @@ fn flood(c: &Client, n: usize, ms: u32) -> Result<()> {
 
 /// Sends one task that holds its worker for `ms` without yielding, and waits
 /// for it with the runtime's deadline: prints how the wait ended.
-fn block(c: &Client, ms: u32) -> Result<()> {
+/// A sleep task of `ms` that holds its worker (`hold`) or yields meanwhile;
+/// reports whether it completed or made no progress.
+fn block(c: &Client, ms: u32, hold: bool) -> Result<()> {
     let m = ModNameClient::create(c, "hostile_sleepers", &CreateParams::default())?;
-    let p = m.async_sleep(c, ms, true)?;
+    let p = m.async_sleep(c, ms, hold)?;
     ready();
     match p.wait() {
         Ok(t) => {

@@ -17,7 +17,9 @@
 //! [`crate::worker::supervision`]) — and gives its lanes to a new
 //! worker thread ([`chi_sdk::queue::MultiLaneQueue::take_over`]), so the other
 //! tasks of those lanes go on. The wedged task's lane word is set to
-//! `LANE_STALLED`, so its waiting client gets an error after its task deadline.
+//! `LANE_STALLED`, and so is that of every task suspended on the worker (which
+//! only the wedged worker could resume), so their waiting clients get an error
+//! after their task deadline.
 //! The retired worker, if its task ever returns, finishes the suspended tasks it
 //! holds without touching a lane, and exits. A worker thread that dies is
 //! restarted by its own thread wrapper (see `worker/lifecycle.rs`).
@@ -135,7 +137,20 @@ fn take_over(shared: &Arc<NodeState>, w: &Arc<WorkerStats>) -> Option<std::threa
     }
     let task = w.current.load(Ordering::Relaxed) as *mut TaskHeader;
     let generation = w.current_generation.load(Ordering::Relaxed);
-    if !task.is_null() {
+    // The wedged task and the tasks suspended on the worker: none of them
+    // runs again unless the wedged task returns.
+    let suspended: Vec<(u64, u32)> = w
+        .suspended
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(&a, &g)| (a, g))
+        .collect();
+    for (task, generation) in std::iter::once((task as u64, generation)).chain(suspended) {
+        let task = task as *mut TaskHeader;
+        if task.is_null() {
+            continue;
+        }
         // SAFETY: the worker validated this task block when it took it; the
         // main segment stays mapped; magic and generation are checked before
         // the lane word (an atomic) is written.

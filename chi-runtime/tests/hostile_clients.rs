@@ -362,6 +362,43 @@ fn stale_frees_and_frees_in_flight_are_refused() {
     assert_eq!(AdminClient::new(&c).echo(PoolId::ADMIN, 9).unwrap(), 9);
 }
 
+/// A task suspended on a worker that then wedges in another task is not
+/// resumed by anyone: its waiter gets `NoProgress` after the task deadline
+/// instead of waiting for ever.
+#[test]
+fn a_task_suspended_on_a_wedged_worker_ends_in_an_error() {
+    let _w = Watchdog::new("suspended_on_wedged", Duration::from_secs(120));
+    // One low-latency worker: the napping and the blocking task share it.
+    let modules = support::modules::module_dir().display().to_string();
+    let setup = Setup::with(
+        "suspended_on_wedged",
+        ConfigOpts {
+            low_latency: 1,
+            extra: format!(
+                "module_path: [{modules:?}]\nreaper:\n  interval: 50ms\nsupervisor:\n  \
+                 stall_timeout: 500ms\ntask_deadline: 2s\n"
+            ),
+            ..ConfigOpts::default()
+        },
+    );
+    let rt = RuntimeGuard::start(&setup);
+    let mut kids = Children::new();
+    // Yields for ten minutes: suspended on the worker most of the time.
+    let n = spawn(&mut kids, &setup, &["nap", "600000"], "nap");
+    wait_ready(&mut kids, n);
+    // Then a task holds that worker without yielding.
+    let b = spawn(&mut kids, &setup, &["block", "600000"], "block");
+    wait_ready(&mut kids, b);
+    kids.wait_for(n, WATCHDOG);
+    let out = kids.output(n);
+    assert!(out.contains("DONE no-progress"), "{out}");
+    kids.wait_for(b, WATCHDOG);
+    let out = kids.output(b);
+    assert!(out.contains("DONE no-progress"), "{out}");
+    let log = rt.stop();
+    assert!(log.contains("exits without them"), "{log}");
+}
+
 /// A handler that never returns or yields does not keep a stop from ending:
 /// past the grace the runtime exits without the wedged worker and removes its
 /// segments itself (`stop` checks exit code 0 and that no segment is left).

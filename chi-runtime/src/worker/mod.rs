@@ -82,6 +82,8 @@ struct Parked {
     task: *mut TaskHeader,
     generation: u32,
     _container: Arc<Container>,
+    /// In `WorkerStats::suspended` (the task yielded at least once).
+    listed: bool,
 }
 
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
@@ -488,6 +490,7 @@ impl Worker {
             task,
             generation,
             _container: container,
+            listed: false,
         });
     }
 
@@ -512,8 +515,17 @@ impl Worker {
             self.leave_task();
         }
         match r {
-            CoroutineResult::Yield(()) => self.parked.push_back(p),
+            CoroutineResult::Yield(()) => {
+                if !p.listed {
+                    self.list_suspended(&p);
+                    p.listed = true;
+                }
+                self.parked.push_back(p)
+            }
             CoroutineResult::Return((rc, msg)) => {
+                if p.listed {
+                    self.unlist_suspended(&p);
+                }
                 self.live -= 1;
                 self.stats.live.store(self.live, Ordering::Relaxed);
                 let c = &p._container;
@@ -524,6 +536,29 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Lists a task that yielded for the supervisor (see
+    /// [`WorkerStats::suspended`]); off the path of tasks that never yield.
+    #[cold]
+    fn list_suspended(&self, p: &Parked) {
+        let mut s = self
+            .stats
+            .suspended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        s.insert(p.task as u64, p.generation);
+    }
+
+    /// Unlists a task that had yielded, once it ends.
+    #[cold]
+    fn unlist_suspended(&self, p: &Parked) {
+        let mut s = self
+            .stats
+            .suspended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        s.remove(&(p.task as u64));
     }
 
     /// Writes the outcome, marks the task complete and wakes its waiter.

@@ -66,6 +66,12 @@ pub struct WorkerStats {
     pub cells_skipped: AtomicU64,
     /// Times the worker thread was restarted after it died.
     pub restarts: AtomicU64,
+    /// Tasks suspended on this worker (address to generation), listed when a
+    /// task first yields and unlisted when it ends (tasks that never yield
+    /// never touch it): if the worker wedges, the supervisor marks them
+    /// stalled too, so their waiters get an error instead of waiting for a
+    /// worker that will not resume them.
+    pub suspended: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
 }
 
 /// Values of [`WorkerStats::phase`].
@@ -110,6 +116,7 @@ impl WorkerStats {
             panics: AtomicU64::new(0),
             cells_skipped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            suspended: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
