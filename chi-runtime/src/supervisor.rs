@@ -139,14 +139,8 @@ fn take_over(shared: &Arc<NodeState>, w: &Arc<WorkerStats>) -> Option<std::threa
     let generation = w.current_generation.load(Ordering::Relaxed);
     // The wedged task and the tasks suspended on the worker: none of them
     // runs again unless the wedged task returns.
-    let suspended: Vec<(u64, u32)> = w
-        .suspended
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(&a, &g)| (a, g))
-        .collect();
-    for (task, generation) in std::iter::once((task as u64, generation)).chain(suspended) {
+    for (task, generation) in std::iter::once((task as u64, generation)).chain(w.suspended_tasks())
+    {
         let task = task as *mut TaskHeader;
         if task.is_null() {
             continue;

@@ -362,6 +362,15 @@ fn stale_frees_and_frees_in_flight_are_refused() {
     assert_eq!(AdminClient::new(&c).echo(PoolId::ADMIN, 9).unwrap(), 9);
 }
 
+/// Waits until status reports a worker retired for being stalled.
+fn wait_for_retired_worker(setup: &Setup) {
+    wait_until(
+        Duration::from_secs(10),
+        "status reporting a retired worker",
+        || status(setup).workers.iter().any(|w| w.retired && w.stalled),
+    );
+}
+
 /// A task suspended on a worker that then wedges in another task is not
 /// resumed by anyone: its waiter gets `NoProgress` after the task deadline
 /// instead of waiting for ever.
@@ -411,16 +420,7 @@ fn a_stop_ends_even_with_a_wedged_worker() {
     // The handler holds its worker for ten minutes without yielding.
     let b = spawn(&mut kids, &setup, &["block", "600000"], "block");
     wait_ready(&mut kids, b);
-    wait_until(
-        Duration::from_secs(10),
-        "status reporting a retired worker",
-        || {
-            status(&setup)
-                .workers
-                .iter()
-                .any(|w| w.retired && w.stalled)
-        },
-    );
+    wait_for_retired_worker(&setup);
     let log = rt.stop();
     assert!(log.contains("exits without them"), "{log}");
 }
@@ -437,16 +437,7 @@ fn a_wedged_worker_loses_its_lanes_and_its_waiter_gets_an_error() {
     // The handler holds its worker for 10 s without yielding.
     let b = spawn(&mut kids, &setup, &["block", "10000"], "block");
     wait_ready(&mut kids, b);
-    wait_until(
-        Duration::from_secs(10),
-        "status reporting a retired worker",
-        || {
-            status(&setup)
-                .workers
-                .iter()
-                .any(|w| w.retired && w.stalled)
-        },
-    );
+    wait_for_retired_worker(&setup);
     // While the handler still blocks, every lane is served (the wedged
     // worker's by its replacement).
     every_lane_serves(&mut kids, &setup);

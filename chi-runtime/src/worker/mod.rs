@@ -517,14 +517,14 @@ impl Worker {
         match r {
             CoroutineResult::Yield(()) => {
                 if !p.listed {
-                    self.list_suspended(&p);
+                    self.stats.list_suspended(p.task as u64, p.generation);
                     p.listed = true;
                 }
                 self.parked.push_back(p)
             }
             CoroutineResult::Return((rc, msg)) => {
                 if p.listed {
-                    self.unlist_suspended(&p);
+                    self.stats.unlist_suspended(p.task as u64);
                 }
                 self.live -= 1;
                 self.stats.live.store(self.live, Ordering::Relaxed);
@@ -536,29 +536,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// Lists a task that yielded for the supervisor (see
-    /// [`WorkerStats::suspended`]); off the path of tasks that never yield.
-    #[cold]
-    fn list_suspended(&self, p: &Parked) {
-        let mut s = self
-            .stats
-            .suspended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        s.insert(p.task as u64, p.generation);
-    }
-
-    /// Unlists a task that had yielded, once it ends.
-    #[cold]
-    fn unlist_suspended(&self, p: &Parked) {
-        let mut s = self
-            .stats
-            .suspended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        s.remove(&(p.task as u64));
     }
 
     /// Writes the outcome, marks the task complete and wakes its waiter.

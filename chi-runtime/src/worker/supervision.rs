@@ -122,6 +122,27 @@ impl WorkerStats {
 }
 
 impl WorkerStats {
+    /// Lists a task that yielded (see [`suspended`](Self::suspended)); off the
+    /// path of tasks that never yield.
+    #[cold]
+    pub(crate) fn list_suspended(&self, task: u64, generation: u32) {
+        let mut s = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
+        s.insert(task, generation);
+    }
+
+    /// Unlists a task that had yielded, once it ends.
+    #[cold]
+    pub(crate) fn unlist_suspended(&self, task: u64) {
+        let mut s = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
+        s.remove(&task);
+    }
+
+    /// The listed tasks (address, generation), for a retirement.
+    pub(crate) fn suspended_tasks(&self) -> Vec<(u64, u32)> {
+        let s = self.suspended.lock().unwrap_or_else(|e| e.into_inner());
+        s.iter().map(|(&a, &g)| (a, g)).collect()
+    }
+
     /// The worker's side of the hand-shake: marks the end of a task step and
     /// returns whether the supervisor retired the worker meanwhile.
     ///

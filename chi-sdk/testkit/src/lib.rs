@@ -29,6 +29,7 @@ mod cli;
 mod process;
 mod rng;
 mod role;
+mod shm_name;
 mod watchdog;
 
 pub use children::Children;
@@ -36,4 +37,5 @@ pub use cli::{CliOutput, run_cli};
 pub use process::{SCRUBBED_ENV, die_with_parent, sigkill, sigterm, spawn_registered, try_reap};
 pub use rng::Rng;
 pub use role::{ROLE_ENV, ROLE_IGNORE, child_role, env_str, env_u64, role_args};
+pub use shm_name::{ShmName, unique_name};
 pub use watchdog::{Watchdog, exempt, wait_until};

@@ -26,11 +26,8 @@ use crate::shm::ShmPtr;
 use crate::sync::{Ordering, native};
 
 impl MultiLaneQueue {
-    /// Claims `lanes` for a new consumer, which will sleep on the doorbell of the
-    /// first of them. Fails if a lane is out of range or held by a live consumer
-    /// (a dead consumer's claim is taken over).
-    pub fn consumer(&self, lanes: &[usize]) -> Result<Consumer, QueueError> {
-        static CLAIMS: native::AtomicU64 = native::AtomicU64::new(1);
+    /// A consumer's lanes must exist, and there must be at least one.
+    fn check_consumer_lanes(&self, lanes: &[usize]) -> Result<(), QueueError> {
         let n = self.num_lanes();
         if let Some(&lane) = lanes.iter().find(|&&l| l >= n) {
             return Err(QueueError::NoLane { lane, lanes: n });
@@ -40,6 +37,15 @@ impl MultiLaneQueue {
                 "a consumer needs at least one lane".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Claims `lanes` for a new consumer, which will sleep on the doorbell of the
+    /// first of them. Fails if a lane is out of range or held by a live consumer
+    /// (a dead consumer's claim is taken over).
+    pub fn consumer(&self, lanes: &[usize]) -> Result<Consumer, QueueError> {
+        static CLAIMS: native::AtomicU64 = native::AtomicU64::new(1);
+        self.check_consumer_lanes(lanes)?;
         let pid = std::process::id() as u64;
         let token = (pid << 32) | (CLAIMS.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff).max(1);
         let mut claimed = Vec::with_capacity(lanes.len());
@@ -114,15 +120,7 @@ impl MultiLaneQueue {
     /// one lane break the queue.
     pub unsafe fn take_over(&self, lanes: &[usize]) -> Result<Consumer, QueueError> {
         static TAKEOVERS: native::AtomicU64 = native::AtomicU64::new(1);
-        let n = self.num_lanes();
-        if let Some(&lane) = lanes.iter().find(|&&l| l >= n) {
-            return Err(QueueError::NoLane { lane, lanes: n });
-        }
-        if lanes.is_empty() {
-            return Err(QueueError::BadConfig(
-                "a consumer needs at least one lane".into(),
-            ));
-        }
+        self.check_consumer_lanes(lanes)?;
         let pid = std::process::id() as u64;
         // Distinct from the tokens of `consumer` (their low word counts up from 1).
         let token = (pid << 32)

@@ -14,37 +14,18 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use chi_shm::shm::{Segment, SegmentId};
 // Each test binary uses a subset.
 #[allow(unused_imports)]
-pub use chi_testkit::{Children, Rng, child_role, env_str, env_u64};
+pub use chi_testkit::{Children, Rng, ShmName, child_role, env_str, env_u64, unique_name};
 
 /// Default watchdog for waits on children.
 pub const WATCHDOG: Duration = Duration::from_secs(120);
 
-static NAME_COUNTER: AtomicU32 = AtomicU32::new(0);
 static NEXT_ID: AtomicU16 = AtomicU16::new(1);
-
-/// A segment name unique to this process, call and test: `chi-t-<pid>-<n>-<test>`,
-/// shorter than 100 bytes and free of '/'.
-pub fn unique_name(test: &str) -> String {
-    let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut name = format!("chi-t-{}-{n}-", std::process::id());
-    for c in test.chars() {
-        if name.len() >= 99 {
-            break;
-        }
-        name.push(if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            c
-        } else {
-            '_'
-        });
-    }
-    name
-}
 
 /// A segment id no other call in this process got: tests run as threads of one
 /// process, and a process can map each id only once. An id that is never mapped
@@ -61,28 +42,6 @@ pub fn fresh_id() -> SegmentId {
 /// Path of a segment's file.
 pub fn shm_file(name: &str) -> std::path::PathBuf {
     std::path::Path::new("/dev/shm").join(name)
-}
-
-/// Unlinks a segment name when dropped (also during a panic).
-#[derive(Debug)]
-pub struct ShmName(pub String);
-
-impl ShmName {
-    /// A fresh unique name for `test`, unlinked on drop.
-    pub fn new(test: &str) -> ShmName {
-        ShmName(unique_name(test))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for ShmName {
-    fn drop(&mut self) {
-        let _ = Segment::unlink(&self.0);
-    }
 }
 
 /// A new segment with a unique name and id; the guard unlinks it on drop.
