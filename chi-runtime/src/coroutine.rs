@@ -14,10 +14,10 @@
 //!   `Worker::step` until it returns.
 //! * **Yielding across the C boundary.** A module calls its own copy of
 //!   chi-sdk, which cannot reach the runtime's coroutine: it calls the
-//!   runtime's `yield_now` service ([`crate::services`]) with the task's
-//!   [`RunCtx`], whose `runtime` field the worker set to the coroutine's
-//!   [`Yielder`]. [`yield_current`] suspends through it. A coroutine is only
-//!   ever resumed by the worker thread that parked it.
+//!   runtime's `yield_now` or `block` service ([`crate::services`]), which
+//!   finds the running coroutine's yielder in the worker's thread-local
+//!   state (`crate::worker::sched`) and suspends through it. A coroutine is
+//!   only ever resumed by the worker thread that parked it.
 //! * **The stack pool.** Mapping a stack costs an `mmap` and a guard page, far
 //!   more than the task it would run; so each worker keeps the stacks of
 //!   finished tasks in a [`StackPool`] and starts the next task on one of them
@@ -27,13 +27,15 @@
 //!   pool is empty, and `coroutine.max_live` bounds the live coroutines, and so
 //!   the stacks, of a worker.
 
-use chi_sdk::abi::RunCtx;
+use corosensei::Coroutine;
 use corosensei::stack::DefaultStack;
-use corosensei::{Coroutine, Yielder};
 
-/// The coroutine a task runs on: resumed with `()`, yields `()` while the task
-/// waits, returns the module's result code and error message.
-pub(crate) type TaskCoroutine = Coroutine<(), (), (i32, Option<String>), DefaultStack>;
+use crate::worker::sched::Suspend;
+
+/// The coroutine a task runs on: resumed with `()`, yields how it waits (ready
+/// again in turn, or blocked), returns the module's result code and error
+/// message.
+pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (i32, Option<String>), DefaultStack>;
 
 /// Stacks a worker keeps for its next tasks at most (64 KiB each by default).
 pub(crate) const MAX_POOLED_STACKS: usize = 64;
@@ -68,17 +70,8 @@ impl StackPool {
     }
 }
 
-/// Suspends the coroutine of the task whose context is `ctx`.
-///
-/// # Safety
-/// `ctx` must be the [`RunCtx`] the worker passed to a running task.
-pub(crate) unsafe fn yield_current(ctx: *mut RunCtx) {
-    // SAFETY: per the contract, `runtime` points to the running coroutine's
-    // yielder, set by `Worker::start_task` and valid while the task runs.
-    unsafe {
-        let y = (*ctx).runtime as *const Yielder<(), ()>;
-        if !y.is_null() {
-            (*y).suspend(());
-        }
-    }
+/// Suspends the running task's coroutine; it is ready again at once (the
+/// `yield_now` service).
+pub(crate) fn yield_current() {
+    crate::worker::sched::suspend(Suspend::Ready);
 }

@@ -171,13 +171,14 @@ impl ModuleManager {
     pub fn new(
         module_path: &[PathBuf],
         builtins: Vec<Builtin>,
+        node_id: u32,
         segments: Vec<SegmentInfo>,
     ) -> ModuleManager {
         let mut search: Vec<PathBuf> = module_path.to_vec();
         if let Ok(env) = std::env::var("CHI_MODULE_PATH") {
             search.extend(env.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
         }
-        let services = crate::services::table(segments);
+        let services = crate::services::table(node_id, segments);
         chi_sdk::container::mark_runtime_process();
         ModuleManager {
             search,

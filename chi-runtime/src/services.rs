@@ -10,17 +10,25 @@
 //!
 //! * `log`: an event of the module's `tracing`, into the runtime's log, under
 //!   the module's target (`svc_log`);
-//! * `yield_now`: suspends the calling task's coroutine (`svc_yield`, through
-//!   `crate::coroutine::yield_current`);
+//! * `yield_now`: suspends the calling task's coroutine, ready again at once
+//!   (`svc_yield`, through `crate::coroutine::yield_current`);
+//! * `current`, `block`, `wake`: the running task's token and task node,
+//!   blocking it until a wake-up or a timeout, and waking a blocked task
+//!   (what waits for subtasks, `CoMutex` and `RunCtx::sleep` are built on;
+//!   see `crate::worker::sched`);
+//! * `submit`: hands a subtask the module allocated to the worker running
+//!   the calling task;
 //! * `create_local_queue`: adds a local queue to the container being created
 //!   (`svc_create_local_queue`);
 //! * `segments`: the runtime's segments, which the library maps as its own
 //!   allocators.
 //!
 //! No service reaches the runtime's state through a global: a call gets what
-//! it works on from its arguments — the task's [`RunCtx`], or, during a
-//! container's `create`, the [`ContainerInfo::runtime`](chi_sdk::abi::ContainerInfo::runtime)
-//! handle, which points to the `QueueBuilder` of that `create` call.
+//! it works on from its arguments — during a container's `create`, the
+//! [`ContainerInfo::runtime`](chi_sdk::abi::ContainerInfo::runtime) handle,
+//! which points to the `QueueBuilder` of that `create` call — or, for the
+//! task services, from the worker whose thread calls (module code runs on
+//! its worker's thread, inside the task's coroutine).
 //!
 //! A library keeps the table it was initialised with in process-wide state of
 //! its own (its copy of chi-sdk), for as long as it stays loaded; so the table
@@ -30,12 +38,17 @@
 use std::ffi::c_void;
 
 use chi_sdk::abi::{
-    AbiFingerprint, ErrorBuf, LocalQueueInfo, RunCtx, RuntimeServices, SegmentInfo, level,
+    AbiFingerprint, CurrentTask, ErrorBuf, LocalQueueInfo, RunCtx, RuntimeServices, SegmentInfo,
+    level,
 };
+use chi_sdk::task::TaskHeader;
 
-/// The services table for a runtime whose segments are `segments`; it lives
-/// as long as the process (module libraries keep a reference to it).
-pub fn table(segments: Vec<SegmentInfo>) -> &'static RuntimeServices {
+use crate::worker::sched;
+
+/// The services table for the runtime of node `node_id` whose segments are
+/// `segments`; it lives as long as the process (module libraries keep a
+/// reference to it).
+pub fn table(node_id: u32, segments: Vec<SegmentInfo>) -> &'static RuntimeServices {
     let segs: &'static [SegmentInfo] = Box::leak(segments.into_boxed_slice());
     Box::leak(Box::new(RuntimeServices {
         fingerprint: AbiFingerprint::current(),
@@ -45,7 +58,49 @@ pub fn table(segments: Vec<SegmentInfo>) -> &'static RuntimeServices {
         num_segments: segs.len(),
         max_log_level: max_log_level(),
         create_local_queue: svc_create_local_queue,
+        node_id,
+        current: svc_current,
+        block: svc_block,
+        wake: svc_wake,
+        submit: svc_submit,
     }))
+}
+
+unsafe extern "C" fn svc_current(out: *mut CurrentTask) -> i32 {
+    match sched::current() {
+        Some(c) => {
+            // SAFETY: `out` is the caller's (the contract of `current`).
+            unsafe {
+                out.write(CurrentTask {
+                    token: c.token,
+                    node: c.node,
+                })
+            };
+            0
+        }
+        None => 1,
+    }
+}
+
+unsafe extern "C" fn svc_block(timeout_ns: u64) {
+    let until = (timeout_ns != u64::MAX)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_nanos(timeout_ns));
+    sched::suspend(sched::Suspend::Block(until));
+}
+
+unsafe extern "C" fn svc_wake(token: u32) {
+    sched::wake(token);
+}
+
+unsafe extern "C" fn svc_submit(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32 {
+    match sched::submit(task) {
+        Ok(()) => 0,
+        Err(msg) => {
+            // SAFETY: `err` is the caller's buffer.
+            unsafe { (*err).set(&msg) };
+            chi_sdk::task::code::FAILED
+        }
+    }
 }
 
 unsafe extern "C" fn svc_log(
@@ -74,10 +129,8 @@ unsafe extern "C" fn svc_log(
     }
 }
 
-unsafe extern "C" fn svc_yield(ctx: *mut RunCtx) {
-    // SAFETY: `ctx` is the RunCtx the worker passed to the running task; its
-    // `runtime` field points to the coroutine's yielder (see `worker`).
-    unsafe { crate::coroutine::yield_current(ctx) }
+unsafe extern "C" fn svc_yield(_ctx: *mut RunCtx) {
+    crate::coroutine::yield_current();
 }
 
 /// What `create_local_queue` fills while a container is being created

@@ -153,7 +153,12 @@ impl NodeState {
         let mut claim = claim;
         claim.spent = true;
         Arc::new_cyclic(|node| NodeState {
-            modules: ModuleManager::new(&config.module_path, builtins(node), ipc.segment_infos()),
+            modules: ModuleManager::new(
+                &config.module_path,
+                builtins(node),
+                node_id,
+                ipc.segment_infos(),
+            ),
             pools: PoolManager::new(NodeId(node_id)),
             clients: ClientRegistry::new(config.control.max_clients as usize),
             config,

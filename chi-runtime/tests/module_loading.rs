@@ -231,6 +231,7 @@ fn the_generated_task_hooks_round_trip_tasks() {
     let mm = chi_runtime::module::ModuleManager::new(
         &[module_dir().to_owned()],
         Vec::new(),
+        1,
         vec![SegmentInfo {
             kind: segment_kind::MAIN,
             id: seg.id().0,

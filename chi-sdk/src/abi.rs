@@ -31,7 +31,7 @@ use crate::task::TaskHeader;
 use crate::types::{ContainerId, NodeId, PoolId};
 
 /// Version of this boundary (tables, calling conventions). Bump on any change.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Prefix of the symbol a module library exports: the full name is the prefix
 /// followed by the library's `chimod_lib_name` ([`entry_symbol`]), so that
@@ -582,6 +582,35 @@ pub struct RuntimeServices {
         priority: u32,
         err: *mut ErrorBuf,
     ) -> i32,
+    /// This node's id.
+    pub node_id: u32,
+    /// Fills `out` with the task running on the calling thread; returns 0, or
+    /// non-zero outside a task (then `out` is untouched).
+    pub current: unsafe extern "C" fn(out: *mut CurrentTask) -> i32,
+    /// Suspends the running task until [`wake`](Self::wake) names it, or
+    /// for at most `timeout_ns` nanoseconds ([`u64::MAX`]: no limit).
+    /// Wake-ups can be spurious: callers wait in a loop on their condition.
+    /// Returns at once outside a task.
+    pub block: unsafe extern "C" fn(timeout_ns: u64),
+    /// Makes the task of `token` (from [`current`](Self::current)) runnable
+    /// if it is blocked; a stale or unknown token is ignored.
+    pub wake: unsafe extern "C" fn(token: u32),
+    /// Hands `task`, a task of the main segment the module allocated and
+    /// filled, to the runtime as a subtask of the running task: the runtime
+    /// stamps its task node under the running task's and runs it. Returns 0,
+    /// or a result code after filling `err` (the task is then not queued).
+    pub submit: unsafe extern "C" fn(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32,
+}
+
+/// The running task, as [`RuntimeServices::current`] describes it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CurrentTask {
+    /// The runtime's token of the task's coroutine: what
+    /// [`RuntimeServices::wake`] takes (never 0 for a running task).
+    pub token: u32,
+    /// The task's place in the task graph.
+    pub node: crate::types::TaskNode,
 }
 
 // SAFETY: the table is immutable after the runtime builds it; its pointers name

@@ -28,10 +28,11 @@
 //! bridge) is kept by the crate's `module_side` module, set up once when the
 //! runtime initialises the library; this module is its public face.
 
+pub use crate::abi::CurrentTask;
 use crate::abi::{ContainerInfo, ErrorBuf, lane_priority, nul_str};
 pub use crate::abi::{LaneId, LocalQueueInfo, QueueId, RouteError, RunCtx};
 pub use crate::module_side::{
-    ContainerError, client_data_allocator, main_allocator, runtime_data_allocator,
+    ContainerError, client_data_allocator, main_allocator, runtime_client, runtime_data_allocator,
 };
 use crate::queue::Priority;
 use crate::types::{ContainerId, NodeId, PoolId};
@@ -146,4 +147,26 @@ impl<'a> CreateCtx<'a> {
 #[doc(hidden)]
 pub fn mark_runtime_process() {
     crate::module_side::mark_runtime_process();
+}
+
+/// The task running on this thread: its token (for [`wake_task`]) and task
+/// node; `None` outside a handler run by a runtime. With [`block_current`]
+/// and [`wake_task`] it is what coroutine-aware primitives are built on (see
+/// [`crate::sync`]).
+pub fn current_task() -> Option<CurrentTask> {
+    crate::module_side::current()
+}
+
+/// Suspends the running task until [`wake_task`] names it or `timeout`
+/// passes; the worker runs other tasks meanwhile. Wake-ups can be spurious:
+/// wait in a loop on your condition. Returns `false` at once (without
+/// waiting) outside a task.
+pub fn block_current(timeout: Option<std::time::Duration>) -> bool {
+    crate::module_side::block(timeout)
+}
+
+/// Makes the task of `token` (from [`current_task`]) runnable if it is
+/// blocked; a stale token costs at most a spurious wake-up.
+pub fn wake_task(token: u32) {
+    crate::module_side::wake(token);
 }

@@ -36,7 +36,6 @@ pub mod types;
 
 // What a loaded module keeps (the runtime's services, its segments, the log
 // bridge); public through `container`.
-#[cfg(not(loom))]
 mod module_side;
 
 /// Used by the code `#[task]` and `#[chimod]` generate; not a public API.

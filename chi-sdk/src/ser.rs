@@ -19,7 +19,7 @@
 //! | [`ShmString`] | `u64` length, then the UTF-8 bytes (checked on load) |
 //! | [`ShmVec<T>`] | `u64` length, then the elements |
 //! | [`PoolId`], [`ContainerId`], [`NodeId`] | the integer |
-//! | [`TaskNode`] | `major: u64`, `minor: u32`, `_reserved: u32` |
+//! | [`TaskNode`] | `major: u64`, `minor: u32`, `waiter: u32` |
 //! | [`DomainQuery`] | `kind: u32`, `value: u32` |
 //! | [`ShmPtr`] | its raw `u64` bits: meaningful on the node that wrote it only |
 //!
@@ -318,7 +318,7 @@ ser_plain_struct!(NodeId { 0: u32 });
 ser_plain_struct!(TaskNode {
     major: u64,
     minor: u32,
-    _reserved: u32
+    waiter: u32
 });
 ser_plain_struct!(DomainQuery {
     kind: u32,

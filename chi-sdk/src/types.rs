@@ -53,8 +53,11 @@ pub struct TaskNode {
     pub major: u64,
     /// Depth below the root (0 for the root).
     pub minor: u32,
-    /// Reserved, zero.
-    pub _reserved: u32,
+    /// The runtime's token of the task waiting for this one: the coroutine of
+    /// the handler that submitted it as a subtask, made runnable when it
+    /// completes (0: none). Set by the runtime at submission; a wrong value
+    /// only costs a spurious wake-up, which every wait tolerates.
+    pub waiter: u32,
 }
 
 impl TaskNode {
@@ -63,7 +66,7 @@ impl TaskNode {
         TaskNode {
             major,
             minor: 0,
-            _reserved: 0,
+            waiter: 0,
         }
     }
 
@@ -72,7 +75,7 @@ impl TaskNode {
         TaskNode {
             major: self.major,
             minor: self.minor + 1,
-            _reserved: 0,
+            waiter: 0,
         }
     }
 }

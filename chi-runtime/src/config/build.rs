@@ -398,6 +398,20 @@ impl Builder<'_> {
                 STALL_TIMEOUT_RANGE,
             )?,
         };
+        let raw_tasks = raw.tasks.unwrap_or_default();
+        let tasks = TasksConfig {
+            max_depth: self.count(
+                raw_tasks.max_depth,
+                "tasks.max_depth",
+                (1, MAX_TASK_DEPTH),
+                "",
+            )?,
+            stop_drain: self.duration(
+                raw_tasks.stop_drain,
+                "tasks.stop_drain",
+                STOP_DRAIN_RANGE,
+            )?,
+        };
         let task_deadline = self.need(raw.task_deadline, "task_deadline")?;
         self.note("task_deadline", &task_deadline);
 
@@ -439,6 +453,7 @@ impl Builder<'_> {
             client_wait_timeout: timeout.value.0,
             reaper,
             supervisor,
+            tasks,
             task_deadline: task_deadline.value.0,
             control,
             compose,

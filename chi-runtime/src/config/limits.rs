@@ -38,6 +38,11 @@ pub const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
 /// Accepted `reaper.interval`s.
 pub const REAPER_INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_millis(10), Duration::from_secs(60));
+/// Accepted `tasks.stop_drain`s.
+pub const STOP_DRAIN_RANGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(3600));
+/// Deepest accepted `tasks.max_depth` (a task graph that deep holds that many
+/// coroutine stacks).
+pub const MAX_TASK_DEPTH: u32 = 65_536;
 /// Accepted `supervisor.stall_timeout`s.
 pub const STALL_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(24 * 3600));

@@ -57,6 +57,6 @@ pub use limits::{
 };
 pub use model::{
     Config, ControlConfig, CoroutineConfig, IdleConfig, LogLevel, LoggingConfig, PoolQuery,
-    PoolSpec, QueueConfig, ReaperConfig, SegmentSizes, SupervisorConfig, WorkerCounts,
+    PoolSpec, QueueConfig, ReaperConfig, SegmentSizes, SupervisorConfig, TasksConfig, WorkerCounts,
 };
 pub use units::{UnitError, format_size, format_size_approx, parse_duration, parse_size};

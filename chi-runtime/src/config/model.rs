@@ -44,6 +44,8 @@ pub struct Config {
     pub reaper: ReaperConfig,
     /// The worker supervisor.
     pub supervisor: SupervisorConfig,
+    /// Subtasks and the end of tasks at stop.
+    pub tasks: TasksConfig,
     /// The deadline a client's `wait` applies by default when the runtime is alive
     /// but the task makes no progress; `None`: wait without a deadline.
     pub task_deadline: Option<Duration>,
@@ -112,6 +114,17 @@ pub struct CoroutineConfig {
 pub struct ReaperConfig {
     /// How often the reaper checks that registered clients are alive.
     pub interval: Duration,
+}
+
+/// Task settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TasksConfig {
+    /// Deepest subtask below a client's task (the client's task is depth 0);
+    /// a handler submitting past it gets an error.
+    pub max_depth: u32,
+    /// At stop, how long workers keep running the tasks they hold before
+    /// failing the rest with `SHUTDOWN`.
+    pub stop_drain: Duration,
 }
 
 /// Worker supervisor settings.

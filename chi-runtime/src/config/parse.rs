@@ -35,6 +35,8 @@ fn expected_for(key: &str) -> &'static str {
         "coroutine.max_live" => "a whole number of coroutines per worker, at least 1",
         "reaper" => "a mapping with key interval",
         "supervisor" => "a mapping with key stall_timeout",
+        "tasks" => "a mapping with keys max_depth, stop_drain",
+        "tasks.max_depth" => "a whole number of subtask levels, at least 1",
         "control" => "a mapping with key max_clients",
         "control.max_clients" => "a whole number of clients, at least 1",
         "task_deadline" => {
@@ -49,7 +51,8 @@ fn expected_for(key: &str) -> &'static str {
         "idle.busy_poll"
         | "client_wait_timeout"
         | "reaper.interval"
-        | "supervisor.stall_timeout" => {
+        | "supervisor.stall_timeout"
+        | "tasks.stop_drain" => {
             "a duration: a number with a unit ns, us, ms, s, m or h (e.g. 100us, 30s)"
         }
         "compose" => {

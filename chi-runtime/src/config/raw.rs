@@ -51,6 +51,7 @@ pub(super) struct RawConfig {
     pub(super) client_wait_timeout: Leaf<DurationValue>,
     pub(super) reaper: Option<RawReaper>,
     pub(super) supervisor: Option<RawSupervisor>,
+    pub(super) tasks: Option<RawTasks>,
     /// `~` here means "no deadline", not "the default": a present key is `Some`.
     #[serde(default, deserialize_with = "present")]
     pub(super) task_deadline: Leaf<OptionalDuration>,
@@ -100,6 +101,13 @@ pub(super) struct RawCoroutine {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawReaper {
     pub(super) interval: Leaf<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTasks {
+    pub(super) max_depth: Leaf<u32>,
+    pub(super) stop_drain: Leaf<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,7 +185,7 @@ macro_rules! impl_merge {
 }
 
 impl_merge!(RawConfig { port, hostfile, module_path, client_wait_timeout, task_deadline, compose }
-    sections { segments, workers, queue, coroutine, logging, idle, reaper, supervisor, control });
+    sections { segments, workers, queue, coroutine, logging, idle, reaper, supervisor, tasks, control });
 impl_merge!(RawSegments {
     main,
     client_data,
@@ -196,6 +204,10 @@ impl_merge!(RawCoroutine {
 });
 impl_merge!(RawReaper { interval });
 impl_merge!(RawSupervisor { stall_timeout });
+impl_merge!(RawTasks {
+    max_depth,
+    stop_drain
+});
 impl_merge!(RawControl { max_clients });
 impl_merge!(RawLogging { level, file });
 impl_merge!(RawIdle { busy_poll });

@@ -90,6 +90,8 @@ impl Worker {
     /// being inlined): it is logged, the task being handled fails with
     /// `PANICKED`, and the loop goes on.
     pub fn run(mut self) {
+        // The services reach this worker's `Local` while its tasks run.
+        let _installed = self.local.install();
         loop {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve())) {
                 Ok(()) => break,
@@ -145,59 +147,98 @@ impl Worker {
     }
 
     /// The supervisor took this worker's lanes over while it was wedged: run
-    /// the suspended tasks it holds to their end, touching no lane, then exit.
+    /// the tasks it holds to their end, touching no lane, then exit.
     pub(super) fn finish_retired(&mut self) {
         tracing::warn!(
             worker = self.stats.id,
-            parked = self.parked.len(),
+            live = self.live,
             "retired worker finishes the tasks it holds; its lanes are served by another worker"
         );
-        while let Some(p) = self.parked.pop_front() {
-            if self.shared.stopping() {
-                self.abandon(p);
-                continue;
+        loop {
+            self.collect_wakes();
+            let sub = self.local.inbox.borrow_mut().pop_front();
+            if let Some(sub) = sub {
+                self.guarded(|w| w.dispatch_sub(sub), None);
+            } else if self.shared.stopping() {
+                break;
+            } else if let Some(s) = self.slots.ready.pop_front() {
+                self.guarded(|w| w.resume(s), None);
+            } else if self.live == 0 {
+                break;
+            } else {
+                // Blocked tasks wait for wake-ups from other workers; the
+                // doorbell of the lanes is not this worker's any more.
+                std::thread::sleep(Duration::from_millis(1));
             }
-            self.guarded(|w| w.resume(p), None);
         }
+        self.abandon_all();
         // The lanes belong to the new consumer: forget ours without releasing
         // their claim words (the new consumer's token is there now).
         self.stats.sleeping.store(false, Ordering::Relaxed);
     }
 
-    /// Fails suspended task `p` with `SHUTDOWN` at stop, without resuming it.
-    fn abandon(&mut self, p: Parked) {
-        let Parked {
-            co,
-            task,
-            generation,
-            ..
-        } = p;
-        self.live -= 1;
-        self.stats.live.store(self.live, Ordering::Relaxed);
-        self.finish(
-            task,
-            generation,
-            code::SHUTDOWN,
-            Some("the runtime stopped while the task was suspended".into()),
-        );
-        // Dropping a suspended coroutine force-unwinds its stack through the
-        // module's entry point, which catches panics; corosensei then aborts the
-        // process (segments left behind, other waiters never answered). The
-        // process is exiting: leak the coroutine and its stack instead. The task
-        // is complete, so nothing resumes it.
-        std::mem::forget(co);
+    /// Fails every parked task with `SHUTDOWN` at stop, without resuming them.
+    fn abandon_all(&mut self) {
+        for (slot, p) in self.slots.drain_parked() {
+            let Parked {
+                co,
+                task,
+                generation,
+                ..
+            } = p;
+            let _ = slot;
+            self.live -= 1;
+            self.stats.live.store(self.live, Ordering::Relaxed);
+            self.finish(
+                task,
+                generation,
+                code::SHUTDOWN,
+                Some("the runtime stopped while the task was suspended".into()),
+            );
+            // Dropping a suspended coroutine force-unwinds its stack through the
+            // module's entry point, which catches panics; corosensei then aborts
+            // the process (segments left behind, other waiters never answered).
+            // The process is exiting: leak the coroutine and its stack instead.
+            // The task is complete, so nothing resumes it.
+            std::mem::forget(co);
+        }
+        self.publish_blocked();
     }
 
-    /// At stop: finish parked tasks, fail what is still queued.
+    /// At stop: fail what is still queued, run the tasks held for up to
+    /// `tasks.stop_drain` (their subtasks too), fail the rest.
     fn drain(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while let Some(p) = self.parked.pop_front() {
-            if Instant::now() > deadline {
-                self.abandon(p);
-                continue;
+        let deadline = Instant::now() + self.shared.config.tasks.stop_drain;
+        self.fail_queued();
+        loop {
+            self.collect_wakes();
+            let sub = self.local.inbox.borrow_mut().pop_front();
+            if let Some((task, generation)) = sub {
+                self.finish(
+                    task,
+                    generation,
+                    code::SHUTDOWN,
+                    Some("the runtime stopped before running this subtask".into()),
+                );
+            } else if Instant::now() > deadline {
+                break;
+            } else if let Some(s) = self.slots.ready.pop_front() {
+                self.guarded(|w| w.resume(s), None);
+            } else if self.live == 0 {
+                break;
+            } else {
+                // Blocked tasks wait for other workers (their subtasks fail
+                // there); look again shortly.
+                self.fail_queued();
+                std::thread::sleep(Duration::from_millis(1));
             }
-            self.resume(p);
         }
+        self.abandon_all();
+        self.fail_queued();
+    }
+
+    /// Fails every task still queued on this worker's lanes with `SHUTDOWN`.
+    fn fail_queued(&mut self) {
         while let Some((ptr, _)) = self.consumer.pop() {
             if let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr) {
                 self.finish(

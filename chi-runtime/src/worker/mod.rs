@@ -17,13 +17,16 @@
 //! 4. asks the container's `Monitor(LocalSchedule)` for a lane;
 //! 5. runs the module's `run` in a coroutine on a stack taken from the worker's
 //!    pool (no `mmap` per task; see [`crate::coroutine`]); a task that yields is
-//!    parked and resumed on later iterations;
+//!    parked and resumed in turn; one that blocks (on a subtask, a lock, a
+//!    timer) is parked until a wake-up names it ([`sched`]);
 //! 6. writes the error message if any, marks the task complete and wakes its
 //!    waiter (a futex wake only if the waiter sleeps); fire-and-forget tasks are
 //!    freed here.
 //!
-//! With nothing to do the worker polls for the configured busy period, then
-//! sleeps on its doorbell; a push wakes it. At stop it finishes parked tasks and
+//! Subtasks that handlers submit wait in the worker's inbox and are taken
+//! before the lanes; ready tasks and lanes take turns. With nothing to do
+//! the worker polls for the configured busy period, then sleeps on its
+//! doorbell until a push, a wake-up from another worker or its next timer. At stop it finishes parked tasks and
 //! fails what is left in its lanes with `SHUTDOWN`, so no client waits forever.
 //!
 //! # Files
@@ -34,6 +37,7 @@
 //! it inlines into one loop, which is why this file is a little over 600
 //! lines. Around it:
 //!
+//! * [`sched`]: ready, blocked and timed tasks, subtasks, wake-ups;
 //! * [`validate`]: checking a popped word before anything is written;
 //! * [`lanes`]: the active and cold lanes;
 //! * [`supervision`]: what the worker publishes ([`WorkerStats`]) and the
@@ -45,7 +49,7 @@
 //! The children import nothing of this file except `lifecycle`, which extends
 //! [`Worker`]; this file imports the others.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
@@ -56,9 +60,9 @@ use chi_sdk::abi::{ErrorBuf, LaneId, MonitorMode, RunCtx};
 use chi_sdk::queue::Consumer;
 use chi_sdk::shm::{Allocator, ShmPtr, ShmString};
 use chi_sdk::task::{TaskHeader, code, flags};
-use chi_sdk::types::{PoolId, QueryKind};
+use chi_sdk::types::{PoolId, QueryKind, TaskNode};
 use corosensei::stack::DefaultStack;
-use corosensei::{Coroutine, CoroutineResult, Yielder};
+use corosensei::{Coroutine, CoroutineResult};
 
 use crate::coroutine::{MAX_POOLED_STACKS, StackPool, TaskCoroutine};
 use crate::pool::{Container, Pool};
@@ -66,11 +70,13 @@ use crate::state::NodeState;
 
 pub mod lanes;
 pub mod lifecycle;
+pub mod sched;
 pub mod stalls;
 pub mod supervision;
 pub mod validate;
 
 use lanes::LaneSets;
+use sched::{Current, Local, Slots, Sub, Suspend, TaskYielder, Timers};
 use stalls::CellStalls;
 pub use supervision::{WorkerStats, claim, phase};
 pub use validate::{Invalid, validate_task};
@@ -84,6 +90,10 @@ struct Parked {
     _container: Arc<Container>,
     /// In `WorkerStats::suspended` (the task yielded at least once).
     listed: bool,
+    /// Its task node (what its subtasks descend from).
+    node: TaskNode,
+    /// Its coroutine's yielder (null until the first step returns).
+    yielder: *const TaskYielder,
 }
 
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
@@ -116,7 +126,14 @@ pub struct Worker {
     consumer: Consumer,
     alloc: Allocator,
     stacks: StackPool,
-    parked: VecDeque<Parked>,
+    /// Live coroutines between their steps ([`sched`]).
+    slots: Slots<Parked>,
+    /// Timers of blocked tasks.
+    timers: Timers,
+    /// What the services reach of this worker while its tasks run.
+    local: Box<Local>,
+    /// Wake-ups taken from the mailbox (kept to reuse its allocation).
+    mail: Vec<u32>,
     pools: HashMap<PoolId, Arc<Pool>, BuildHasherDefault<PoolIdHasher>>,
     pools_gen: u64,
     /// (pool, lane) pairs already warned about (bad routes), to warn once.
@@ -161,13 +178,17 @@ impl Worker {
         let runtime_owned = shared.ipc.runtime_owned();
         let max_live = shared.config.coroutine.max_live.max(1) as usize;
         let n = consumer.lanes().len();
+        let local = Local::new(stats.id, shared.clone());
         Ok(Worker {
             shared,
             stats,
             consumer,
             alloc,
             stacks: StackPool::new(),
-            parked: VecDeque::new(),
+            slots: Slots::new(),
+            timers: Timers::default(),
+            local,
+            mail: Vec::new(),
             pools: HashMap::default(),
             pools_gen: 0,
             warned_lanes: Vec::new(),
@@ -190,6 +211,7 @@ impl Worker {
         // few nanoseconds instead of sitting in a clock read.
         let mut idle_polls: u32 = 0;
         let mut sets = LaneSets::new(self.consumer.lanes().len());
+        let mut lane_turn = false;
         loop {
             self.beat = self.beat.wrapping_add(1);
             // Relaxed: a progress counter the supervisor samples.
@@ -206,9 +228,21 @@ impl Worker {
             if self.beat.is_multiple_of(STALL_CHECK_EVERY) {
                 self.check_stalled_cells();
             }
-            // Past `max_live` coroutines, new tasks wait in their lanes
-            // (back-pressure) while the suspended ones are resumed.
-            if self.parked.len() < self.max_live
+            self.collect_wakes();
+            // Subtasks first: their parents wait for them (and keep their
+            // coroutines) meanwhile.
+            let sub = self.local.inbox.borrow_mut().pop_front();
+            if let Some(sub) = sub {
+                self.dispatch_sub(sub);
+                idle_since = None;
+                idle_polls = 0;
+                continue;
+            }
+            // Ready tasks and lanes take turns. Past `max_live` coroutines, new
+            // tasks wait in their lanes (back-pressure) while the live ones go on.
+            lane_turn = !lane_turn || self.slots.ready.is_empty();
+            if lane_turn
+                && (self.live as usize) < self.max_live
                 && let Some(ptr) = sets.pop(&mut self.consumer)
             {
                 self.handling = Some(ptr);
@@ -218,8 +252,9 @@ impl Worker {
                 idle_polls = 0;
                 continue;
             }
-            if let Some(p) = self.parked.pop_front() {
-                self.resume(p);
+            if let Some(s) = self.slots.ready.pop_front() {
+                self.resume(s);
+                idle_polls = 0;
                 continue;
             }
             idle_polls = idle_polls.wrapping_add(1);
@@ -237,9 +272,15 @@ impl Worker {
             // for this worker's next task.
             self.refresh_pools();
             // `sleep` returns at once if any lane (cold ones too) holds work, which
-            // the next `pop` then warms up.
+            // the next `pop` then warms up, or a wake-up was posted; it ends at
+            // the next timer of a blocked task at the latest.
+            let mut nap = Duration::from_millis(250);
+            if let Some(at) = self.timers.next() {
+                nap = nap.min(at.saturating_duration_since(Instant::now()));
+            }
             self.stats.sleeping.store(true, Ordering::Relaxed);
-            let slept = self.consumer.sleep(Some(Duration::from_millis(250)));
+            let stats = &self.stats;
+            let slept = self.consumer.sleep_unless(Some(nap), || stats.has_mail());
             self.stats.sleeping.store(false, Ordering::Relaxed);
             if !slept && self.check_stalled_cells() {
                 // Only cells that a producer claimed and has not published: wait
@@ -266,6 +307,38 @@ impl Worker {
     fn check_stalled_cells(&mut self) -> bool {
         let epoch = self.shared.reaper.epoch();
         self.stalls.check(&mut self.consumer, epoch, &self.stats)
+    }
+
+    /// Moves the tasks woken since the last look to the ready list: wake-ups
+    /// made on this thread, those other workers posted, and passed timers.
+    #[inline]
+    fn collect_wakes(&mut self) {
+        {
+            let mut w = self.local.wakes.borrow_mut();
+            for s in w.drain(..) {
+                self.slots.wake(s);
+            }
+        }
+        if self.stats.has_mail() {
+            self.stats.take_mail(&mut self.mail);
+            for s in self.mail.drain(..) {
+                self.slots.wake(s);
+            }
+        }
+        if !self.timers.is_empty() {
+            self.timers.fire(Instant::now(), &mut self.slots);
+        }
+    }
+
+    /// Takes a subtask from the inbox: like a popped task, without the word
+    /// check (the runtime's own `submit` checked it).
+    fn dispatch_sub(&mut self, (task, generation): Sub) {
+        let main = &self.shared.ipc.main;
+        let at = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
+        let word = chi_sdk::task::task_word(at, generation);
+        self.handling = Some(word);
+        self.dispatch(task, generation, word);
+        self.handling = None;
     }
 
     fn refresh_pools(&mut self) {
@@ -301,6 +374,12 @@ impl Worker {
                 return;
             }
         };
+        self.dispatch(task, generation, ptr);
+    }
+
+    /// Runs (or routes) the validated task `task` of `generation`, which
+    /// travels in queues as `ptr`.
+    fn dispatch(&mut self, task: *mut TaskHeader, generation: u32, ptr: ShmPtr) {
         // SAFETY: validated: the start of a live task block of at least `size`
         // bytes; fields are only read here (writes go through `finish` and atomics).
         let h = unsafe { &*task };
@@ -433,12 +512,25 @@ impl Worker {
     }
 
     fn start_task(&mut self, container: Arc<Container>, task: *mut TaskHeader, generation: u32) {
+        let Some(slot) = self.slots.alloc() else {
+            self.finish(
+                task,
+                generation,
+                code::FAILED,
+                Some(format!(
+                    "the worker holds {} live tasks, its most; resubmit later",
+                    self.live
+                )),
+            );
+            return;
+        };
         let stack = match self.stacks.pop() {
             Some(s) => s,
             None => match DefaultStack::new(self.shared.config.coroutine.stack_size) {
                 Ok(s) => s,
                 Err(e) => {
-                    let live = self.parked.len();
+                    self.slots.release(slot);
+                    let live = self.live;
                     if let Some(suppressed) = STACK_LOG.allow() {
                         tracing::warn!(
                             worker = self.stats.id,
@@ -455,7 +547,7 @@ impl Worker {
                         code::FAILED,
                         Some(format!(
                             "the runtime could not allocate a coroutine stack ({e}) with {live} \
-                             tasks suspended on this worker; resubmit later"
+                             tasks live on this worker; resubmit later"
                         )),
                     );
                     return;
@@ -467,9 +559,10 @@ impl Worker {
         let task_addr = task as usize;
         let mut base = self.ctx(&container, std::ptr::null_mut());
         base.pool_id = container_pool(task);
-        let co = Coroutine::with_stack(stack, move |yielder: &Yielder<(), ()>, ()| {
+        let co = Coroutine::with_stack(stack, move |yielder: &TaskYielder, ()| {
             let mut ctx = base;
-            ctx.runtime = yielder as *const Yielder<(), ()> as *mut c_void;
+            ctx.runtime = yielder as *const TaskYielder as *mut c_void;
+            sched::started(yielder);
             let mut err = ErrorBuf::default();
             // SAFETY: the container outlives the coroutine (held in `Parked` or by
             // the caller), the task was validated, and `ctx`/`err` live on this stack.
@@ -485,20 +578,30 @@ impl Worker {
         });
         self.live += 1;
         self.stats.live.store(self.live, Ordering::Relaxed);
-        self.step(Parked {
-            co,
-            task,
-            generation,
-            _container: container,
-            listed: false,
-        });
+        // SAFETY: validated by the caller; a plain read of the header.
+        let node = unsafe { (*task).task_node };
+        self.step(
+            slot,
+            Parked {
+                co,
+                task,
+                generation,
+                _container: container,
+                listed: false,
+                node,
+                yielder: std::ptr::null(),
+            },
+        );
     }
 
-    fn resume(&mut self, p: Parked) {
-        self.step(p);
+    /// Steps the ready task of slot `slot`.
+    fn resume(&mut self, slot: u32) {
+        if let Some(p) = self.slots.take(slot) {
+            self.step(slot, p);
+        }
     }
 
-    fn step(&mut self, mut p: Parked) {
+    fn step(&mut self, slot: u32, mut p: Parked) {
         // Relaxed: read by the supervisor, which checks the task's magic and
         // generation before it uses them.
         self.stats.current.store(p.task as u64, Ordering::Relaxed);
@@ -510,19 +613,37 @@ impl Worker {
             // lanes (pairs with the supervisor's Acquire load of the phase).
             self.stats.phase.store(phase::IN_TASK, Ordering::Release);
         }
+        self.local.set_current(Current {
+            token: sched::token(self.stats.id, slot),
+            node: p.node,
+            yielder: p.yielder,
+        });
         let r = p.co.resume(());
+        p.yielder = self.local.current.get().yielder;
+        self.local.clear_current();
         if !self.retired {
             self.leave_task();
         }
         match r {
-            CoroutineResult::Yield(()) => {
+            CoroutineResult::Yield(how) => {
                 if !p.listed {
                     self.stats.list_suspended(p.task as u64, p.generation);
                     p.listed = true;
                 }
-                self.parked.push_back(p)
+                let blocked = match how {
+                    Suspend::Ready => false,
+                    Suspend::Block(at) => {
+                        if let Some(at) = at {
+                            self.timers.add(at, slot);
+                        }
+                        true
+                    }
+                };
+                self.slots.park(slot, p, blocked);
+                self.publish_blocked();
             }
             CoroutineResult::Return((rc, msg)) => {
+                self.slots.release(slot);
                 if p.listed {
                     self.stats.unlist_suspended(p.task as u64);
                 }
@@ -536,6 +657,15 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Publishes the number of blocked tasks (for `status`).
+    #[inline]
+    fn publish_blocked(&self) {
+        // Relaxed: a monitoring figure.
+        self.stats
+            .blocked
+            .store(self.slots.blocked() as u64, Ordering::Relaxed);
     }
 
     /// Writes the outcome, marks the task complete and wakes its waiter.
@@ -591,8 +721,13 @@ impl Worker {
         }
         // SAFETY: as above; the rest is read through a shared reference.
         let h = unsafe { &*task };
+        // Read before the completion: past it the waiter may free the task.
+        let waiter = h.task_node.waiter;
         if h.complete(rc) {
             h.wake_waiters();
+        }
+        if waiter != 0 {
+            self.wake(waiter);
         }
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         if fire_and_forget {
@@ -617,6 +752,18 @@ impl Worker {
             let main = &self.shared.ipc.main;
             let ptr = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
             let _ = self.alloc.free(ptr);
+        }
+    }
+}
+
+impl Worker {
+    /// Wakes the task of `token` (a completed subtask's waiter).
+    #[inline]
+    fn wake(&mut self, token: u32) {
+        match sched::split(token) {
+            Some((w, s)) if w == self.stats.id => self.slots.wake(s),
+            Some(_) => sched::wake_from(&self.local, token),
+            None => {}
         }
     }
 }

@@ -72,6 +72,14 @@ pub struct WorkerStats {
     /// stalled too, so their waiters get an error instead of waiting for a
     /// worker that will not resume them.
     pub suspended: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
+    /// Tasks blocked on this worker (waiting for a subtask, a lock or a
+    /// timer): they cost no CPU until woken.
+    pub blocked: AtomicU64,
+    /// Wake-ups posted by other workers' threads for this worker's slots
+    /// ([`post`](Self::post)), drained between steps.
+    mailbox: std::sync::Mutex<Vec<u32>>,
+    /// Whether the mailbox may hold something (checked without the lock).
+    mail: AtomicBool,
 }
 
 /// Values of [`WorkerStats::phase`].
@@ -117,6 +125,38 @@ impl WorkerStats {
             cells_skipped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             suspended: std::sync::Mutex::new(std::collections::HashMap::new()),
+            blocked: AtomicU64::new(0),
+            mailbox: std::sync::Mutex::new(Vec::new()),
+            mail: AtomicBool::new(false),
+        }
+    }
+
+    /// Posts a wake-up for slot `slot` of this worker (from another thread);
+    /// the caller then rings the worker's doorbell.
+    pub(crate) fn post(&self, slot: u32) {
+        self.mailbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(slot);
+        // Release: pairs with the Acquire swap in `take_mail` (the slot pushed
+        // above is seen by the worker that sees the flag); the doorbell's
+        // SeqCst fence orders it before the check of a worker going to sleep.
+        self.mail.store(true, Ordering::Release);
+    }
+
+    /// Whether wake-ups may wait in the mailbox.
+    #[inline]
+    pub(crate) fn has_mail(&self) -> bool {
+        // Relaxed: a hint; `take_mail` synchronises.
+        self.mail.load(Ordering::Relaxed)
+    }
+
+    /// Takes the posted wake-ups into `out`.
+    pub(crate) fn take_mail(&self, out: &mut Vec<u32>) {
+        // Acquire: pairs with the Release store in `post`.
+        if self.mail.swap(false, Ordering::Acquire) {
+            let mut m = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+            out.append(&mut m);
         }
     }
 }

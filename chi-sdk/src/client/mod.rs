@@ -30,12 +30,14 @@ use crate::types::{NodeId, TaskNode};
 
 mod error;
 mod options;
+mod set;
 mod task_ptr;
 mod wait;
 
 pub use error::{CallError, ClientError, TaskError};
 pub use options::ClientOptions;
-pub use task_ptr::{Pending, TaskPtr};
+pub use set::{Completed, Completions, PendingSet};
+pub use task_ptr::{Pending, TaskPtr, Waitable};
 
 /// A process's connection to its node's runtime.
 pub struct Client {
@@ -50,6 +52,10 @@ pub struct Client {
     /// with it).
     key: u64,
     lane_hint: AtomicU64,
+    /// The runtime's own client, used by module code inside a handler
+    /// ([`Client::in_runtime`]): tasks go to the runtime as subtasks of the
+    /// running task, and waits suspend the task's coroutine.
+    in_runtime: bool,
 }
 
 /// Task-node majors a thread takes from the runtime at a time: threads of one
@@ -159,7 +165,59 @@ impl Client {
             // Relaxed: only uniqueness matters.
             key: NEXT_CLIENT_KEY.fetch_add(1, Ordering::Relaxed),
             lane_hint: AtomicU64::new(0),
+            in_runtime: false,
         })
+    }
+
+    /// The client module code uses inside the runtime of node `node`, on the
+    /// runtime's segments `main` and `cdata` (what
+    /// [`RunCtx::client`](crate::abi::RunCtx::client) hands out). It is the
+    /// same API as a client program's, with two differences: a task it
+    /// enqueues becomes a *subtask* of the handler's task (the runtime stamps
+    /// its [`TaskNode`] under the handler's and routes it through its
+    /// container's Monitor, whatever lane was asked for), and a wait suspends
+    /// the handler's coroutine instead of a thread, so the worker runs other
+    /// tasks, the subtask among them, meanwhile.
+    pub(crate) fn in_runtime(
+        node: u32,
+        main: Segment,
+        cdata: Segment,
+    ) -> Result<Client, ClientError> {
+        let main_alloc = Allocator::attach(&main)?;
+        let cdata_alloc = Allocator::attach(&cdata)?;
+        let qptr = main.root(proto::ROOT_QUEUE).unwrap_or(ShmPtr::NULL);
+        let queue = MultiLaneQueue::attach(&main, qptr)?;
+        let runtime = main
+            .root(proto::ROOT_RUNTIME)
+            .unwrap_or(ShmPtr::NULL)
+            .resolve::<RuntimeBlock>()?;
+        Ok(Client {
+            opts: ClientOptions::default(),
+            reg: Registration {
+                node_id: node,
+                client_id: 0,
+                runtime_pid: std::process::id(),
+                segments: Vec::new(),
+                fingerprint: AbiFingerprint::current().to_string(),
+                wait_timeout_ms: 0,
+                task_deadline_ms: 0,
+            },
+            _segments: vec![main, cdata],
+            main_alloc,
+            cdata_alloc,
+            queue,
+            runtime,
+            // Relaxed: only uniqueness matters.
+            key: NEXT_CLIENT_KEY.fetch_add(1, Ordering::Relaxed),
+            lane_hint: AtomicU64::new(0),
+            in_runtime: true,
+        })
+    }
+
+    /// Whether this is the runtime's own client of module code
+    /// ([`in_runtime`](Self::in_runtime)).
+    pub fn is_in_runtime(&self) -> bool {
+        self.in_runtime
     }
 
     /// This node.
@@ -218,7 +276,8 @@ impl Client {
         let h = task.header_mut();
         h.size = size_of::<T>() as u32;
         h.client_id = self.reg.client_id;
-        if h.task_node.major == 0 {
+        // The runtime stamps a subtask's node under its parent's.
+        if h.task_node.major == 0 && !self.in_runtime {
             h.task_node = self.new_task_node();
         }
         let generation = h.generation;
@@ -251,6 +310,9 @@ impl Client {
         task: &TaskPtr<T>,
         lane: usize,
     ) -> Result<(), ClientError> {
+        if self.in_runtime {
+            return self.submit_subtask(task);
+        }
         let h = task.get().header();
         // Relaxed: published to the worker by the push (Release on the cell).
         h.lane.store(lane as u32, Ordering::Relaxed);
@@ -259,6 +321,15 @@ impl Client {
         self.queue
             .push_to_lane(lane, word, Some(self.opts.connect_timeout))?;
         Ok(())
+    }
+
+    /// Hands `task` to the runtime as a subtask of the running handler's task.
+    #[cold]
+    fn submit_subtask<T: Task>(&self, task: &TaskPtr<T>) -> Result<(), ClientError> {
+        let h = task.ptr.as_ptr().cast::<crate::task::TaskHeader>();
+        // SAFETY: the task was allocated and filled by `new_task`, is ours and
+        // not queued yet.
+        unsafe { crate::module_side::submit(h) }.map_err(ClientError::Refused)
     }
 
     /// Frees `task` (and what its fields own) from the main segment; a refusal
@@ -367,6 +438,9 @@ fn bad_free(why: std::fmt::Arguments<'_>) -> ClientError {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        if self.in_runtime {
+            return;
+        }
         let mut opts = self.opts.clone();
         opts.connect_timeout = Duration::from_millis(200);
         let _ = request(

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::shm::{FullPtr, ShmPtr};
-use crate::task::{Task, code};
+use crate::task::{Task, TaskHeader, code};
 
 use super::{CallError, Client, TaskError};
 
@@ -150,5 +150,41 @@ impl<T: Task> Drop for Pending<'_, T> {
                 );
             }
         }
+    }
+}
+
+/// A submitted task one can wait for: a [`Pending`] or a [`TaskPtr`]; what
+/// [`Client::wait_all`] and [`RunCtx::wait_all`](crate::abi::RunCtx::wait_all)
+/// take, so tasks of different types are waited for together.
+pub trait Waitable {
+    /// The task's header (`None`: nothing left to wait for).
+    fn header(&self) -> Option<&TaskHeader>;
+
+    /// Where the task lives (for error messages).
+    fn shm(&self) -> ShmPtr;
+
+    /// Whether the task completed (or there is none).
+    fn is_done(&self) -> bool {
+        self.header().is_none_or(TaskHeader::is_complete)
+    }
+}
+
+impl<T: Task> Waitable for TaskPtr<T> {
+    fn header(&self) -> Option<&TaskHeader> {
+        Some(self.get().header())
+    }
+
+    fn shm(&self) -> ShmPtr {
+        self.ptr.shm()
+    }
+}
+
+impl<T: Task> Waitable for Pending<'_, T> {
+    fn header(&self) -> Option<&TaskHeader> {
+        self.task.as_ref().map(|t| t.get().header())
+    }
+
+    fn shm(&self) -> ShmPtr {
+        self.task.as_ref().map_or(ShmPtr::NULL, |t| t.ptr.shm())
     }
 }

@@ -8,7 +8,7 @@ use crate::proto::{self, runtime_state};
 use crate::shm::ShmPtr;
 use crate::task::{Task, TaskHeader, state};
 
-use super::{Client, ClientError, TaskPtr};
+use super::{Client, ClientError, TaskPtr, Waitable};
 
 impl Client {
     /// Waits until `task` completes (see the module doc for how). `Ok` means the
@@ -36,8 +36,84 @@ impl Client {
         task: &TaskPtr<T>,
         deadline: Option<Instant>,
     ) -> Result<(), ClientError> {
-        let h = task.get().header();
+        self.wait_header(task.get().header(), task.shm(), deadline)
+    }
+
+    /// Waits until every task of `tasks` completes (seed: `Wait` on many):
+    /// one call for N submitted tasks. In module code (the runtime's own
+    /// client) the handler's coroutine sleeps until the last one completes;
+    /// each completion wakes it once.
+    pub fn wait_all(&self, tasks: &[&dyn Waitable]) -> Result<(), ClientError> {
+        self.wait_all_until(tasks, None)
+    }
+
+    /// [`wait_all`](Self::wait_all), giving up with [`ClientError::Deadline`]
+    /// at `deadline`.
+    pub fn wait_all_until(
+        &self,
+        tasks: &[&dyn Waitable],
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        if self.in_runtime {
+            let start = Instant::now();
+            while let Some(t) = tasks.iter().find(|t| !t.is_done()) {
+                self.block_until(t.shm(), start, deadline)?;
+            }
+            return Ok(());
+        }
+        for t in tasks {
+            if let Some(h) = t.header() {
+                self.wait_header(h, t.shm(), deadline)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Suspends the running handler's task until a wake-up (a subtask's
+    /// completion) or `deadline`.
+    pub(super) fn block_until(
+        &self,
+        task: ShmPtr,
+        start: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(ClientError::Deadline {
+                        task,
+                        waited: start.elapsed(),
+                    });
+                }
+                Some(d - now)
+            }
+        };
+        if !crate::module_side::block(timeout) {
+            // Module code outside a task (no coroutine to suspend): the
+            // thread waits.
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        Ok(())
+    }
+
+    /// Waits for the task whose header is `h` (at `ptr`).
+    #[inline]
+    pub(super) fn wait_header(
+        &self,
+        h: &TaskHeader,
+        ptr: ShmPtr,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
         if h.is_complete() {
+            return Ok(());
+        }
+        if self.in_runtime {
+            let start = Instant::now();
+            while !h.is_complete() {
+                self.block_until(ptr, start, deadline)?;
+            }
             return Ok(());
         }
         let start = Instant::now();
@@ -49,7 +125,7 @@ impl Client {
                 std::hint::spin_loop();
             }
         }
-        self.wait_slow(task.shm(), h, start, deadline)
+        self.wait_slow(ptr, h, start, deadline)
     }
 
     #[cold]

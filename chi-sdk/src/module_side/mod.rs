@@ -35,7 +35,7 @@ use crate::abi::{RuntimeServices, level};
 use crate::task::{Failure, code};
 
 pub use segments::{client_data_allocator, main_allocator, runtime_data_allocator};
-pub(crate) use services::services;
+pub(crate) use services::{block, current, node_id, services, submit, wake};
 
 /// Why a container could not reach a runtime service.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,9 @@ pub enum ContainerError {
     /// The runtime did not announce the segment.
     #[error("the runtime maps no {0} segment")]
     NoSegment(&'static str),
+    /// The runtime's client could not be set up.
+    #[error("cannot reach the runtime from module code: {0}")]
+    Client(String),
     /// Attaching the segment's allocator failed.
     #[error("cannot use the runtime's {what} segment: {message}")]
     Segment {
@@ -89,4 +92,20 @@ pub(crate) fn init(services: &'static RuntimeServices) -> Result<(), String> {
         log_bridge::install(services);
     }
     Ok(())
+}
+
+/// The client module code submits subtasks with: the runtime's own, made on
+/// first use from the adopted segments (see [`crate::client::Client`]'s
+/// in-runtime form).
+pub fn runtime_client() -> Result<&'static crate::client::Client, ContainerError> {
+    static CLIENT: std::sync::OnceLock<crate::client::Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c);
+    }
+    let main = segments::segment(crate::abi::segment_kind::MAIN)?;
+    let cdata = segments::segment(crate::abi::segment_kind::CLIENT_DATA)?;
+    let node = node_id().ok_or(ContainerError::NoRuntime)?;
+    let client = crate::client::Client::in_runtime(node, main, cdata)
+        .map_err(|e| ContainerError::Client(e.to_string()))?;
+    Ok(CLIENT.get_or_init(|| client))
 }

@@ -77,3 +77,20 @@ pub fn client_data_allocator() -> Result<&'static Allocator, ContainerError> {
 pub fn runtime_data_allocator() -> Result<&'static Allocator, ContainerError> {
     allocator(segment_kind::RUNTIME_DATA, "runtime_data")
 }
+
+/// The adopted segment of `kind` (a [`segment_kind`]), if the runtime maps one.
+pub(crate) fn segment(kind: u32) -> Result<Segment, ContainerError> {
+    let segs = SEGMENTS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .ok_or(ContainerError::NoRuntime)?;
+    segs.list
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, seg, _)| seg.clone())
+        .ok_or(ContainerError::NoSegment(match kind {
+            segment_kind::MAIN => "main",
+            segment_kind::CLIENT_DATA => "client_data",
+            _ => "runtime_data",
+        }))
+}

@@ -3,11 +3,13 @@
 //! Set once by [`install`] when the runtime initialises the library (the
 //! generated `init`); read by every call into the runtime: yielding a task's
 //! coroutine ([`RunCtx::yield_now`], defined here, beside the table it goes
-//! through), creating a container's local queues, logging.
+//! through), blocking and waking tasks, submitting subtasks, creating a
+//! container's local queues, logging.
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use crate::abi::{RunCtx, RuntimeServices};
+use crate::abi::{CurrentTask, ErrorBuf, RunCtx, RuntimeServices};
+use crate::task::TaskHeader;
 
 /// The runtime's services, as handed to this library's `init`; null before.
 static SERVICES: AtomicPtr<RuntimeServices> = AtomicPtr::new(std::ptr::null_mut());
@@ -53,4 +55,104 @@ impl RunCtx {
             unsafe { (s.yield_now)(self) }
         }
     }
+
+    /// The client a handler submits subtasks with: pass it to any module's
+    /// typed client (`EchoClient::from(pool).echo(ctx.client()?, 5)`) as a
+    /// client program passes its own. Tasks it submits are subtasks of this
+    /// task (same task-graph major, one level deeper), and waiting for them
+    /// suspends this task's coroutine: the worker runs other tasks, the
+    /// subtasks among them, meanwhile.
+    pub fn client(&self) -> Result<&'static crate::client::Client, super::ContainerError> {
+        super::runtime_client()
+    }
+
+    /// Waits for a subtask this handler submitted; the task's coroutine
+    /// sleeps until the subtask completes.
+    pub fn wait(
+        &mut self,
+        task: &dyn crate::client::Waitable,
+    ) -> Result<(), crate::client::ClientError> {
+        self.wait_all(&[task])
+    }
+
+    /// Waits for every subtask of `tasks` (submitted by this handler); the
+    /// task's coroutine sleeps until the last one completes.
+    pub fn wait_all(
+        &mut self,
+        tasks: &[&dyn crate::client::Waitable],
+    ) -> Result<(), crate::client::ClientError> {
+        super::runtime_client()
+            .map_err(|e| crate::client::ClientError::Refused(e.to_string()))?
+            .wait_all(tasks)
+    }
+
+    /// Suspends the task for `duration` without holding its worker: the
+    /// worker runs other tasks (or sleeps) meanwhile.
+    pub fn sleep(&mut self, duration: std::time::Duration) {
+        let until = std::time::Instant::now() + duration;
+        loop {
+            let now = std::time::Instant::now();
+            if now >= until {
+                return;
+            }
+            if !block(Some(until - now)) {
+                std::thread::sleep(until - now);
+            }
+        }
+    }
+
+    /// The task's place in the task graph (`None` outside a runtime).
+    pub fn task_node(&self) -> Option<crate::types::TaskNode> {
+        current().map(|c| c.node)
+    }
+}
+
+/// The task running on this thread (`None` outside a task of a runtime).
+pub(crate) fn current() -> Option<CurrentTask> {
+    let s = services()?;
+    let mut out = CurrentTask::default();
+    // SAFETY: the runtime's function, writing only `out`.
+    (unsafe { (s.current)(&mut out) } == 0).then_some(out)
+}
+
+/// Suspends the running task until woken or `timeout` passes (see
+/// [`RuntimeServices::block`]); returns `false` at once outside a task.
+pub(crate) fn block(timeout: Option<std::time::Duration>) -> bool {
+    let Some(s) = services() else { return false };
+    let ns = timeout.map_or(u64::MAX, |t| {
+        u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1)
+    });
+    // SAFETY: the runtime's function; it returns at once outside a task.
+    unsafe { (s.block)(ns) };
+    true
+}
+
+/// Makes the task of `token` runnable (see [`RuntimeServices::wake`]).
+pub(crate) fn wake(token: u32) {
+    if let Some(s) = services() {
+        // SAFETY: the runtime's function; any token is accepted.
+        unsafe { (s.wake)(token) }
+    }
+}
+
+/// Hands `task` to the runtime as a subtask of the running task.
+///
+/// # Safety
+/// `task` is a filled task of the main segment, owned by the caller and not
+/// queued.
+pub(crate) unsafe fn submit(task: *mut TaskHeader) -> Result<(), String> {
+    let s = services().ok_or_else(|| {
+        "no runtime services: subtasks are submitted from a handler run by a runtime".to_owned()
+    })?;
+    let mut err = ErrorBuf::default();
+    // SAFETY: per the contract; `err` is ours.
+    match unsafe { (s.submit)(task, &mut err) } {
+        0 => Ok(()),
+        _ => Err(err.as_str().to_owned()),
+    }
+}
+
+/// This node's id, as the runtime that loaded the library announced it.
+pub(crate) fn node_id() -> Option<u32> {
+    services().map(|s| s.node_id)
 }

@@ -241,6 +241,14 @@ impl Consumer {
     /// Sleeps until a push onto one of this consumer's lanes, or `timeout`. Returns
     /// at once if a lane is not empty. Returns whether it actually slept.
     pub fn sleep(&mut self, timeout: Option<Duration>) -> bool {
+        self.sleep_unless(timeout, || false)
+    }
+
+    /// [`sleep`](Self::sleep), unless `busy` says there is other work: it is
+    /// called after the consumer announced its sleep (a SeqCst fence), so
+    /// work published before a [`MultiLaneQueue::wake_consumer`] call is
+    /// either seen by `busy` or wakes the consumer.
+    pub fn sleep_unless(&mut self, timeout: Option<Duration>, busy: impl FnOnce() -> bool) -> bool {
         let q = &*self.queue.inner;
         let bell = q.bell(self.bell);
         doorbell::prepare_sleep(bell);
@@ -249,6 +257,7 @@ impl Consumer {
             .iter()
             .zip(&self.heads)
             .any(|(&l, &h)| q.ring(l).has_claimed_from(h))
+            || busy()
         {
             doorbell::cancel_sleep(bell);
             return false;

@@ -393,6 +393,16 @@ impl MultiLaneQueue {
         Ok(())
     }
 
+    /// Wakes the consumer of `lane` if it sleeps, as a push onto the lane
+    /// would, without pushing: for a producer that handed the consumer work
+    /// some other way, which the consumer's [`Consumer::sleep_unless`] check
+    /// sees. Call it after publishing that work.
+    pub fn wake_consumer(&self, lane: usize) {
+        if lane < self.num_lanes() {
+            self.inner.ring_doorbell(lane);
+        }
+    }
+
     /// Fault injection for tests of the runtime's robustness: claims the next
     /// cell of `lane` as a producer does and never publishes it, as a producer
     /// killed between the two steps would. Returns the claimed position, or

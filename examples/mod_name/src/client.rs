@@ -123,6 +123,58 @@ impl ModNameClient {
         self.async_sleep(client, ms, block)?.wait_with(|_| ())
     }
 
+    /// Submits FanOut: `n` echoes to `target` (of module `target_kind`, see
+    /// [`TARGET_ADMIN`]), summed.
+    pub fn async_fan_out<'c>(
+        &self,
+        client: &'c Client,
+        target: PoolId,
+        target_kind: u32,
+        n: u32,
+    ) -> Result<Pending<'c, FanOutTask>, CallError> {
+        client.submit(
+            FanOutTask::new(self.pool, DomainQuery::local(), target, target_kind, n),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls FanOut: returns the sum of the echoes.
+    pub fn fan_out(
+        &self,
+        client: &Client,
+        target: PoolId,
+        target_kind: u32,
+        n: u32,
+    ) -> Result<u64, CallError> {
+        self.async_fan_out(client, target, target_kind, n)?
+            .wait_with(|t| t.sum)
+    }
+
+    /// Submits Recurse: a tree `depth` levels deep, `fanout` children a task.
+    pub fn async_recurse<'c>(
+        &self,
+        client: &'c Client,
+        depth: u32,
+        fanout: u32,
+    ) -> Result<Pending<'c, RecurseTask>, CallError> {
+        client.submit(
+            RecurseTask::new(self.pool, DomainQuery::local(), depth, fanout),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls Recurse: returns the tasks of the tree and the deepest task-node
+    /// depth it reached.
+    pub fn recurse(
+        &self,
+        client: &Client,
+        depth: u32,
+        fanout: u32,
+    ) -> Result<(u64, u32), CallError> {
+        self.async_recurse(client, depth, fanout)?
+            .wait_with(|t| (t.tasks, t.deepest))
+    }
+
     /// Sends a task of `method` with no parameters (for testing how the module
     /// answers methods it does not support).
     pub fn call_method(&self, client: &Client, method: u32) -> Result<(), CallError> {

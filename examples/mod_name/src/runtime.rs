@@ -8,9 +8,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use chi_sdk::abi::{MonitorMode, QueueId, RunCtx};
+use chi_sdk::admin::AdminClient;
+use chi_sdk::client::{PendingSet, Waitable};
 use chi_sdk::container::CreateCtx;
 use chi_sdk::queue::Priority;
 use chi_sdk::shm::ShmString;
+use chi_sdk::task::Failure;
 
 use crate::client::ModNameClient;
 use crate::tasks::*;
@@ -122,16 +125,84 @@ impl ModNameContainer {
         Ok(())
     }
 
-    /// kSleep.
+    /// kSleep: `block` holds the worker thread (to test what a task that
+    /// never yields does to its lane); otherwise the task sleeps without
+    /// costing its worker anything.
     fn sleep(&self, task: &mut SleepTask, ctx: &mut RunCtx) -> Result<(), String> {
-        let until =
-            std::time::Instant::now() + std::time::Duration::from_millis(u64::from(task.ms));
-        while std::time::Instant::now() < until {
-            if task.block != 0 {
+        let d = std::time::Duration::from_millis(u64::from(task.ms));
+        if task.block != 0 {
+            let until = std::time::Instant::now() + d;
+            while std::time::Instant::now() < until {
                 std::thread::sleep(std::time::Duration::from_millis(1));
-            } else {
-                ctx.yield_now();
             }
+        } else {
+            ctx.sleep(d);
+        }
+        Ok(())
+    }
+
+    /// kFanOut: `n` Echo subtasks to another pool, through that module's own
+    /// client, waited for together.
+    fn fan_out(&self, task: &mut FanOutTask, ctx: &mut RunCtx) -> Result<(), Failure> {
+        let client = ctx.client()?;
+        let mut sum = 0;
+        match task.target_kind {
+            TARGET_ADMIN => {
+                let admin = AdminClient::new(client);
+                let subs = (1..=u64::from(task.n))
+                    .map(|v| admin.async_echo(task.target, v))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Failure::failed(e.to_string()))?;
+                let waits: Vec<&dyn Waitable> = subs.iter().map(|s| s as &dyn Waitable).collect();
+                ctx.wait_all(&waits)
+                    .map_err(|e| Failure::failed(e.to_string()))?;
+                for s in subs {
+                    s.result().map_err(|e| Failure::failed(e.to_string()))?;
+                    sum += s.get().reply;
+                    client.del_task(s);
+                }
+            }
+            TARGET_MOD_NAME => {
+                let target = ModNameClient::from(task.target);
+                let mut set = PendingSet::new(client);
+                for v in 1..=u64::from(task.n) {
+                    set.push(
+                        target
+                            .async_echo(client, v)
+                            .map_err(|e| Failure::failed(e.to_string()))?,
+                    );
+                }
+                for r in set.wait_all_with(|t| t.reply) {
+                    sum += r.map_err(|e| Failure::failed(e.to_string()))?;
+                }
+            }
+            other => return Err(Failure::bad_task(format!("unknown target_kind {other}"))),
+        }
+        task.sum = sum;
+        Ok(())
+    }
+
+    /// kRecurse: a tree of subtasks of this pool.
+    fn recurse(&self, task: &mut RecurseTask, ctx: &mut RunCtx) -> Result<(), Failure> {
+        let here = ctx.task_node().map_or(0, |n| n.minor);
+        task.tasks = 1;
+        task.deepest = here;
+        if task.depth == 0 {
+            return Ok(());
+        }
+        let client = ctx.client()?;
+        let mut set = PendingSet::new(client);
+        for _ in 0..task.fanout.max(1) {
+            set.push(
+                self.own
+                    .async_recurse(client, task.depth - 1, task.fanout)
+                    .map_err(|e| Failure::failed(e.to_string()))?,
+            );
+        }
+        for r in set.wait_all_with(|t| (t.tasks, t.deepest)) {
+            let (tasks, deepest) = r.map_err(|e| Failure::failed(e.to_string()))?;
+            task.tasks += tasks;
+            task.deepest = task.deepest.max(deepest);
         }
         Ok(())
     }

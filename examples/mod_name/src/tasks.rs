@@ -1,8 +1,9 @@
 //! The parameters of a `chimaera_mod_name` pool and the tasks of its methods
-//! (`kCustom` 10, `kPanic` 11, `kEcho` 14, `kSleep` 15), with the ops of
-//! [`CustomTask`].
+//! (`kCustom` 10, `kPanic` 11, `kEcho` 14, `kSleep` 15, `kFanOut` 16,
+//! `kRecurse` 17), with the ops of [`CustomTask`].
 
 use chi_sdk::shm::ShmString;
+use chi_sdk::types::PoolId;
 
 /// `op` of [`CustomTask`]: upper-case `data`, result = its length in bytes.
 pub const OP_UPPERCASE: u32 = 0;
@@ -66,4 +67,43 @@ pub struct SleepTask {
     pub ms: u32,
     /// 0: yield the coroutine while waiting; otherwise block the worker.
     pub block: u32,
+}
+
+/// [`FanOutTask::target_kind`]: the target is an admin pool (pool 1), whose
+/// module is the runtime's own admin module.
+pub const TARGET_ADMIN: u32 = 0;
+/// [`FanOutTask::target_kind`]: the target is a `chimaera_mod_name` pool.
+pub const TARGET_MOD_NAME: u32 = 1;
+
+/// Submits `n` Echo subtasks, of values `1..=n`, to pool `target`, waits for
+/// them all and sums their answers.
+#[chi_sdk::task(method = 16)]
+#[derive(Debug)]
+pub struct FanOutTask {
+    /// The pool the echoes go to.
+    pub target: PoolId,
+    /// Its module: [`TARGET_ADMIN`] or [`TARGET_MOD_NAME`].
+    pub target_kind: u32,
+    /// How many subtasks.
+    pub n: u32,
+    /// The sum of the answers (`n (n + 1) / 2` when all answered).
+    #[output]
+    pub sum: u64,
+}
+
+/// A tree of subtasks of the task's own pool: each task below `depth` 0
+/// submits `fanout` children of depth `depth - 1` and waits for them.
+#[chi_sdk::task(method = 17)]
+#[derive(Debug)]
+pub struct RecurseTask {
+    /// Levels below this task.
+    pub depth: u32,
+    /// Children per task (1: a chain).
+    pub fanout: u32,
+    /// Tasks of the tree, this one included.
+    #[output]
+    pub tasks: u64,
+    /// The deepest task node depth (`minor`) seen in the tree.
+    #[output]
+    pub deepest: u32,
 }

@@ -89,16 +89,87 @@ impl ModNameContainer {
         task.reply = task.value;
         Ok(())
     }
-    /// kSleep.
+    /// kSleep: `block` holds the worker thread (to test what a task that
+    /// never yields does to its lane); otherwise the task sleeps without
+    /// costing its worker anything.
     fn sleep(&self, task: &mut SleepTask, ctx: &mut RunCtx) -> Result<(), String> {
-        let until = std::time::Instant::now()
-            + std::time::Duration::from_millis(u64::from(task.ms));
-        while std::time::Instant::now() < until {
-            if task.block != 0 {
+        let d = std::time::Duration::from_millis(u64::from(task.ms));
+        if task.block != 0 {
+            let until = std::time::Instant::now() + d;
+            while std::time::Instant::now() < until {
                 std::thread::sleep(std::time::Duration::from_millis(1));
-            } else {
-                ctx.yield_now();
             }
+        } else {
+            ctx.sleep(d);
+        }
+        Ok(())
+    }
+    /// kFanOut: `n` Echo subtasks to another pool, through that module's own
+    /// client, waited for together.
+    fn fan_out(&self, task: &mut FanOutTask, ctx: &mut RunCtx) -> Result<(), Failure> {
+        let client = ctx.client()?;
+        let mut sum = 0;
+        match task.target_kind {
+            TARGET_ADMIN => {
+                let admin = AdminClient::new(client);
+                let subs = (1..=u64::from(task.n))
+                    .map(|v| admin.async_echo(task.target, v))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| Failure::failed(e.to_string()))?;
+                let waits: Vec<&dyn Waitable> = subs
+                    .iter()
+                    .map(|s| s as &dyn Waitable)
+                    .collect();
+                ctx.wait_all(&waits).map_err(|e| Failure::failed(e.to_string()))?;
+                for s in subs {
+                    s.result().map_err(|e| Failure::failed(e.to_string()))?;
+                    sum += s.get().reply;
+                    client.del_task(s);
+                }
+            }
+            TARGET_MOD_NAME => {
+                let target = ModNameClient::from(task.target);
+                let mut set = PendingSet::new(client);
+                for v in 1..=u64::from(task.n) {
+                    set.push(
+                        target
+                            .async_echo(client, v)
+                            .map_err(|e| Failure::failed(e.to_string()))?,
+                    );
+                }
+                for r in set.wait_all_with(|t| t.reply) {
+                    sum += r.map_err(|e| Failure::failed(e.to_string()))?;
+                }
+            }
+            other => {
+                return Err(Failure::bad_task(format!("unknown target_kind {other}")));
+            }
+        }
+        task.sum = sum;
+        Ok(())
+    }
+    /// kRecurse: a tree of subtasks of this pool.
+    fn recurse(&self, task: &mut RecurseTask, ctx: &mut RunCtx) -> Result<(), Failure> {
+        let here = ctx.task_node().map_or(0, |n| n.minor);
+        task.tasks = 1;
+        task.deepest = here;
+        if task.depth == 0 {
+            return Ok(());
+        }
+        let client = ctx.client()?;
+        let mut set = PendingSet::new(client);
+        for _ in 0..task.fanout.max(1) {
+            set.push(
+                self
+                    .own
+                    .async_recurse(client, task.depth - 1, task.fanout)
+                    .map_err(|e| Failure::failed(e.to_string()))?,
+            );
+        }
+        for r in set.wait_all_with(|t| (t.tasks, t.deepest)) {
+            let (tasks, deepest) = r.map_err(|e| Failure::failed(e.to_string()))?;
+            task.tasks += tasks;
+            task.deepest = task.deepest.max(deepest);
         }
         Ok(())
     }
@@ -113,9 +184,13 @@ pub mod method {
     pub const DESTROY: u32 = 1u32;
     /// `kEcho` in chimaera_mod.yaml: Echoes a value (round trip through a loaded module)
     pub const ECHO: u32 = 14u32;
+    /// `kFanOut` in chimaera_mod.yaml: Submits n Echo subtasks to a pool (of any module) and sums the answers
+    pub const FAN_OUT: u32 = 16u32;
     /// `kPanic` in chimaera_mod.yaml: Panics (tests that panics are contained)
     pub const PANIC: u32 = 11u32;
-    /// `kSleep` in chimaera_mod.yaml: Takes a while: yields for `ms` milliseconds, or blocks its worker
+    /// `kRecurse` in chimaera_mod.yaml: Spawns a tree of subtasks of its own pool: `fanout` children a level, `depth` levels
+    pub const RECURSE: u32 = 17u32;
+    /// `kSleep` in chimaera_mod.yaml: Takes a while: sleeps `ms` milliseconds without holding its worker, or blocks it
     pub const SLEEP: u32 = 15u32;
     /// Every method key with its id (`-1` = unsupported).
     pub const ALL: &[(&str, i64)] = &[
@@ -123,10 +198,12 @@ pub mod method {
         ("kCustom", 10i64),
         ("kDestroy", 1i64),
         ("kEcho", 14i64),
+        ("kFanOut", 16i64),
         ("kMigrate", -1i64),
         ("kNodeFailure", -1i64),
         ("kPanic", 11i64),
         ("kRecover", -1i64),
+        ("kRecurse", 17i64),
         ("kSleep", 15i64),
         ("kUnsupported", -1i64),
         ("kUpgrade", -1i64),
@@ -154,8 +231,16 @@ pub mod __chimod {
         "`echo` handles `kEcho` (14 in chimaera_mod.yaml), but its task type `EchoTask` has another METHOD: take the `#[task(method = 14)]` type"
     );
     const _: () = ::core::assert!(
+        < FanOutTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 16u32,
+        "`fan_out` handles `kFanOut` (16 in chimaera_mod.yaml), but its task type `FanOutTask` has another METHOD: take the `#[task(method = 16)]` type"
+    );
+    const _: () = ::core::assert!(
         < PanicTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 11u32,
         "`panic` handles `kPanic` (11 in chimaera_mod.yaml), but its task type `PanicTask` has another METHOD: take the `#[task(method = 11)]` type"
+    );
+    const _: () = ::core::assert!(
+        < RecurseTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 17u32,
+        "`recurse` handles `kRecurse` (17 in chimaera_mod.yaml), but its task type `RecurseTask` has another METHOD: take the `#[task(method = 17)]` type"
     );
     const _: () = ::core::assert!(
         < SleepTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 15u32,
@@ -167,10 +252,12 @@ pub mod __chimod {
         ("kCustom", 10i64),
         ("kDestroy", 1i64),
         ("kEcho", 14i64),
+        ("kFanOut", 16i64),
         ("kMigrate", -1i64),
         ("kNodeFailure", -1i64),
         ("kPanic", 11i64),
         ("kRecover", -1i64),
+        ("kRecurse", 17i64),
         ("kSleep", 15i64),
         ("kUnsupported", -1i64),
         ("kUpgrade", -1i64),
@@ -234,11 +321,25 @@ pub mod __chimod {
                             this.echo(t, ctx)
                                 .map_err(::chi_sdk::__private::chimod::failed)
                         }
+                        16u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<FanOutTask>(task)?
+                            };
+                            this.fan_out(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
                         11u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<PanicTask>(task)?
                             };
                             this.panic(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
+                        17u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<RecurseTask>(task)?
+                            };
+                            this.recurse(t, ctx)
                                 .map_err(::chi_sdk::__private::chimod::failed)
                         }
                         15u32 => {
@@ -271,7 +372,11 @@ pub mod __chimod {
             || match unsafe { (*task).method } {
                 10u32 => unsafe { ::chi_sdk::__private::chimod::del::<CustomTask>(task) }
                 14u32 => unsafe { ::chi_sdk::__private::chimod::del::<EchoTask>(task) }
+                16u32 => unsafe { ::chi_sdk::__private::chimod::del::<FanOutTask>(task) }
                 11u32 => unsafe { ::chi_sdk::__private::chimod::del::<PanicTask>(task) }
+                17u32 => {
+                    unsafe { ::chi_sdk::__private::chimod::del::<RecurseTask>(task) }
+                }
                 15u32 => unsafe { ::chi_sdk::__private::chimod::del::<SleepTask>(task) }
                 other => {
                     ::core::result::Result::Err(
@@ -306,9 +411,23 @@ pub mod __chimod {
                         ::chi_sdk::__private::chimod::save::<EchoTask>(task, out, false)
                     }
                 }
+                16u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            FanOutTask,
+                        >(task, out, false)
+                    }
+                }
                 11u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<PanicTask>(task, out, false)
+                    }
+                }
+                17u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            RecurseTask,
+                        >(task, out, false)
                     }
                 }
                 15u32 => {
@@ -347,9 +466,21 @@ pub mod __chimod {
                         ::chi_sdk::__private::chimod::save::<EchoTask>(task, out, true)
                     }
                 }
+                16u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<FanOutTask>(task, out, true)
+                    }
+                }
                 11u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<PanicTask>(task, out, true)
+                    }
+                }
+                17u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            RecurseTask,
+                        >(task, out, true)
                     }
                 }
                 15u32 => {
@@ -393,11 +524,25 @@ pub mod __chimod {
                         >(task, data, len, <EchoTask>::empty)
                     }
                 }
+                16u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            FanOutTask,
+                        >(task, data, len, <FanOutTask>::empty)
+                    }
+                }
                 11u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::load_in::<
                             PanicTask,
                         >(task, data, len, <PanicTask>::empty)
+                    }
+                }
+                17u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            RecurseTask,
+                        >(task, data, len, <RecurseTask>::empty)
                     }
                 }
                 15u32 => {
@@ -443,10 +588,24 @@ pub mod __chimod {
                         >(task, data, len)
                     }
                 }
+                16u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            FanOutTask,
+                        >(task, data, len)
+                    }
+                }
                 11u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::load_out::<
                             PanicTask,
+                        >(task, data, len)
+                    }
+                }
+                17u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            RecurseTask,
                         >(task, data, len)
                     }
                 }
@@ -489,9 +648,19 @@ pub mod __chimod {
                             ::chi_sdk::__private::chimod::new_copy::<EchoTask>(task)
                         }
                     }
+                    16u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<FanOutTask>(task)
+                        }
+                    }
                     11u32 => {
                         unsafe {
                             ::chi_sdk::__private::chimod::new_copy::<PanicTask>(task)
+                        }
+                    }
+                    17u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<RecurseTask>(task)
                         }
                     }
                     15u32 => {
@@ -518,7 +687,9 @@ pub mod __chimod {
         match method {
             10u32 => ::core::mem::size_of::<CustomTask>(),
             14u32 => ::core::mem::size_of::<EchoTask>(),
+            16u32 => ::core::mem::size_of::<FanOutTask>(),
             11u32 => ::core::mem::size_of::<PanicTask>(),
+            17u32 => ::core::mem::size_of::<RecurseTask>(),
             15u32 => ::core::mem::size_of::<SleepTask>(),
             _ => 0,
         }
