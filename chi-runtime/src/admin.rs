@@ -18,11 +18,13 @@
 //! container serves. A task that finds the node state gone fails with
 //! `SHUTDOWN`.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use chi_sdk::abi::RunCtx;
 use chi_sdk::admin::{
-    CreatePoolTask, DestroyPoolTask, EchoTask, GetOrCreatePoolTask, StopRuntimeTask,
+    CancelTask, CreatePoolTask, DestroyPoolTask, EchoTask, FlushTask, GetOrCreatePoolTask,
+    StopRuntimeTask,
 };
 use chi_sdk::container::CreateCtx;
 use chi_sdk::shm::ShmString;
@@ -149,10 +151,56 @@ impl Admin {
                 "the admin pool cannot be destroyed; stop the runtime instead",
             ));
         }
-        self.runtime()?
-            .pools
+        let node = self.runtime()?;
+        node.pools
             .destroy(task.pool_id)
-            .map_err(|e| Failure::new(code::NO_POOL, e.to_string()))
+            .map_err(|e| Failure::new(code::NO_POOL, e.to_string()))?;
+        // Periodic tasks of the pool's containers end.
+        crate::worker::sched::sweep_all(&node);
+        Ok(())
+    }
+
+    /// kCancel: blocked tasks look at their condition again (a client marked
+    /// a task cancelled).
+    fn cancel(&self, _task: &mut CancelTask, _ctx: &mut RunCtx) -> Result<(), Failure> {
+        let node = self.runtime()?;
+        crate::worker::sched::sweep_all(&node);
+        Ok(())
+    }
+
+    /// kFlush: waits, without holding its worker, until no task but flushes
+    /// and periodic tasks is queued or live, seen twice in a row 100 µs
+    /// apart. Every task submitted before the flush is then complete; tasks
+    /// submitted after it may delay it.
+    fn flush(&self, task: &mut FlushTask, ctx: &mut RunCtx) -> Result<(), Failure> {
+        let start = std::time::Instant::now();
+        self.runtime()?.flushes.fetch_add(1, Ordering::Relaxed);
+        let mut quiet = 0;
+        while quiet < 2 {
+            // No reference to the runtime is held while suspended (see `echo`).
+            let busy = {
+                let node = self.runtime()?;
+                // Relaxed, here and below: monitoring figures, read twice.
+                let flushes = node.flushes.load(Ordering::Relaxed);
+                let live: u64 = node
+                    .workers()
+                    .iter()
+                    .map(|w| {
+                        w.live
+                            .load(Ordering::Relaxed)
+                            .saturating_sub(w.periodic.load(Ordering::Relaxed))
+                    })
+                    .sum();
+                let q = &node.ipc.queue;
+                let queued: u64 = (0..q.num_lanes()).map(|l| q.lane_len(l)).sum();
+                live > flushes || queued > 0
+            };
+            quiet = if busy { 0 } else { quiet + 1 };
+            ctx.sleep(std::time::Duration::from_micros(100));
+        }
+        self.runtime()?.flushes.fetch_sub(1, Ordering::Relaxed);
+        task.waited_us = start.elapsed().as_micros() as u64;
+        Ok(())
     }
 
     /// kStopRuntime.

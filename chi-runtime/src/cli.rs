@@ -267,6 +267,8 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
         }
         for (n, what) in [
             (w.live_tasks, "live tasks"),
+            (w.parked_tasks, "parked"),
+            (w.periodic_tasks, "periodic"),
             (w.refused, "refused words"),
             (w.cells_skipped, "dead clients' cells skipped"),
             (w.panics, "panics caught"),

@@ -36,6 +36,9 @@ pub struct Container {
     pub state: *mut c_void,
     /// The local queues the container created (empty: one default lane).
     pub queues: Vec<LocalQueueInfo>,
+    /// Its pool was destroyed: periodic tasks of the container end (a
+    /// destroyed pool's container lives on only while tasks hold it).
+    pub retired: std::sync::atomic::AtomicBool,
 }
 
 impl Container {
@@ -282,6 +285,7 @@ impl PoolManager {
             module,
             state,
             queues: queues.queues,
+            retired: std::sync::atomic::AtomicBool::new(false),
         });
         let pool = Arc::new(Pool {
             id,
@@ -301,6 +305,11 @@ impl PoolManager {
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
         let pool = t.by_id.remove(&id).ok_or(PoolError::NoPool(id.0))?;
         t.by_name.remove(&pool.name);
+        for c in &pool.containers {
+            // Relaxed: a flag periodic tasks read between runs; the wake-up
+            // sweep that follows the destruction makes them look.
+            c.retired.store(true, Ordering::Relaxed);
+        }
         self.generation.fetch_add(1, Ordering::Release);
         tracing::info!(pool = %id, name = %pool.name, "pool destroyed");
         Ok(())
@@ -309,6 +318,12 @@ impl PoolManager {
     /// Removes every pool (at stop).
     pub fn clear(&self) {
         let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        for pool in t.by_id.values() {
+            for c in &pool.containers {
+                // Relaxed: as in `destroy`.
+                c.retired.store(true, Ordering::Relaxed);
+            }
+        }
         t.by_id.clear();
         t.by_name.clear();
         self.generation.fetch_add(1, Ordering::Release);

@@ -63,6 +63,7 @@ pub fn table(node_id: u32, segments: Vec<SegmentInfo>) -> &'static RuntimeServic
         block: svc_block,
         wake: svc_wake,
         submit: svc_submit,
+        cancel: svc_cancel,
     }))
 }
 
@@ -74,6 +75,7 @@ unsafe extern "C" fn svc_current(out: *mut CurrentTask) -> i32 {
                 out.write(CurrentTask {
                     token: c.token,
                     node: c.node,
+                    task: c.task as usize,
                 })
             };
             0
@@ -90,6 +92,17 @@ unsafe extern "C" fn svc_block(timeout_ns: u64) {
 
 unsafe extern "C" fn svc_wake(token: u32) {
     sched::wake(token);
+}
+
+unsafe extern "C" fn svc_cancel(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32 {
+    match sched::cancel(task) {
+        Ok(()) => 0,
+        Err(msg) => {
+            // SAFETY: `err` is the caller's buffer.
+            unsafe { (*err).set(&msg) };
+            chi_sdk::task::code::FAILED
+        }
+    }
 }
 
 unsafe extern "C" fn svc_submit(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32 {

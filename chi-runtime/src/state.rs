@@ -123,6 +123,8 @@ pub struct NodeState {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     /// What the process reaper did.
     pub reaper: ReaperStats,
+    /// Flush tasks running now (they wait for every other task).
+    pub(crate) flushes: std::sync::atomic::AtomicU64,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
@@ -168,6 +170,7 @@ impl NodeState {
             started: Instant::now(),
             workers: Mutex::new(Vec::new()),
             reaper: ReaperStats::default(),
+            flushes: std::sync::atomic::AtomicU64::new(0),
             _claim: claim,
         })
     }
@@ -240,6 +243,8 @@ impl NodeState {
                     sleeping: w.sleeping.load(Ordering::Relaxed),
                     stalled: w.stalled.load(Ordering::Relaxed),
                     live_tasks: w.live.load(Ordering::Relaxed),
+                    parked_tasks: w.blocked.load(Ordering::Relaxed),
+                    periodic_tasks: w.periodic.load(Ordering::Relaxed),
                     refused: w.refused.load(Ordering::Relaxed),
                     panics: w.panics.load(Ordering::Relaxed),
                     cells_skipped: w.cells_skipped.load(Ordering::Relaxed),

@@ -102,6 +102,8 @@ fn status() -> impl Strategy<Value = StatusReport> {
                 sleeping,
                 stalled,
                 live_tasks,
+                parked_tasks: live_tasks / 2,
+                periodic_tasks: live_tasks / 3,
                 refused,
                 panics,
                 cells_skipped,

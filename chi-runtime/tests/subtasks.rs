@@ -155,3 +155,198 @@ fn a_client_waits_once_for_ten_thousand_tasks() {
     drop(client);
     rt.stop();
 }
+
+/// The status of the runtime of `s`: (parked, periodic, live) summed over
+/// the workers.
+fn parked_periodic_live(s: &Setup) -> (u64, u64, u64) {
+    let st = Client::status(&s.opts()).expect("status");
+    st.workers.iter().fold((0, 0, 0), |(p, q, l), w| {
+        (p + w.parked_tasks, q + w.periodic_tasks, l + w.live_tasks)
+    })
+}
+
+#[test]
+fn a_periodic_task_runs_each_period_until_cancelled() {
+    let _wd = Watchdog::new("periodic", WATCHDOG);
+    let s = setup("periodic", 2, "");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "ticks", &CreateParams::default()).expect("pool");
+
+    // Custom(OP_COUNT) counts the calls of the container: each run is one.
+    let data = chi_sdk::shm::ShmString::from_str(client.main_allocator(), "").expect("data");
+    let task = mod_name::CustomTask::new(
+        m.pool,
+        chi_sdk::types::DomainQuery::local(),
+        data,
+        mod_name::OP_COUNT,
+    );
+    let period = std::time::Duration::from_millis(20);
+    let start = std::time::Instant::now();
+    let pending = client
+        .submit_periodic(task, period, chi_sdk::queue::Priority::LowLatency)
+        .expect("submit a periodic task");
+    std::thread::sleep(period * 10);
+    assert_eq!(
+        parked_periodic_live(&s).1,
+        1,
+        "status shows the periodic task"
+    );
+    client.cancel(&pending).expect("cancel");
+    let elapsed = start.elapsed();
+    match pending.wait() {
+        Err(CallError::Task(TaskError { code, .. })) => {
+            assert_eq!(code, chi_sdk::task::code::CANCELLED)
+        }
+        other => panic!("a cancelled periodic task ends CANCELLED, got {other:?}"),
+    }
+    // Runs happened every period, never more often (no catch-up bursts).
+    let (_, runs) = m.custom(&client, "", mod_name::OP_COUNT).expect("count");
+    let most = (elapsed.as_millis() / period.as_millis()) as u32 + 1;
+    assert!(
+        (2..=most).contains(&runs),
+        "{runs} runs in {elapsed:?} with a period of {period:?} (at most {most})"
+    );
+    // Gone from status.
+    let (_, periodic, _) = parked_periodic_live(&s);
+    assert_eq!(
+        periodic, 0,
+        "the cancelled periodic task is gone from status"
+    );
+
+    // Destroying the pool ends a periodic task too.
+    let data = chi_sdk::shm::ShmString::from_str(client.main_allocator(), "").expect("data");
+    let task = mod_name::CustomTask::new(
+        m.pool,
+        chi_sdk::types::DomainQuery::local(),
+        data,
+        mod_name::OP_COUNT,
+    );
+    let pending = client
+        .submit_periodic(task, period, chi_sdk::queue::Priority::LowLatency)
+        .expect("submit");
+    std::thread::sleep(period * 3);
+    chi_sdk::admin::AdminClient::new(&client)
+        .destroy_pool(m.pool)
+        .expect("destroy the pool");
+    match pending.wait() {
+        Err(CallError::Task(TaskError { code, .. })) => {
+            assert_eq!(code, chi_sdk::task::code::NO_POOL)
+        }
+        other => panic!("a periodic task of a destroyed pool ends NO_POOL, got {other:?}"),
+    }
+    drop(client);
+    rt.stop();
+}
+
+#[test]
+fn cancelling_a_parent_cancels_its_subtasks() {
+    let _wd = Watchdog::new("cancel_parent", WATCHDOG);
+    let s = setup("cancel_parent", 2, "");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "parent", &CreateParams::default()).expect("pool");
+    let leaves = ModNameClient::create(&client, "leaves", &CreateParams::default()).expect("pool");
+
+    // Four subtasks that would sleep for ten minutes.
+    let pending = m
+        .async_fan_out_sleeps(&client, leaves.pool, 4, 600_000)
+        .expect("submit");
+    // Wait until the parent and its four subtasks are parked.
+    while parked_periodic_live(&s).0 < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    client.cancel(&pending).expect("cancel");
+    match pending.wait() {
+        Err(CallError::Task(TaskError { code, message })) => {
+            assert_eq!(code, chi_sdk::task::code::CANCELLED, "{message}");
+            assert!(
+                message.contains("4 of its subtasks were cancelled"),
+                "every subtask was cancelled: {message}"
+            );
+        }
+        other => panic!("the cancelled parent ends CANCELLED, got {other:?}"),
+    }
+    // Nothing is left parked or live.
+    let (parked, _, live) = parked_periodic_live(&s);
+    assert_eq!((parked, live), (0, 0));
+    // A task cancelled before it runs never runs.
+    let p = m.async_sleep(&client, 600_000, false).expect("submit");
+    client.cancel(&p).expect("cancel");
+    assert!(p.wait().is_err());
+    drop(client);
+    rt.stop();
+}
+
+#[test]
+fn flush_returns_only_when_every_earlier_task_ran() {
+    let _wd = Watchdog::new("flush", WATCHDOG);
+    let s = setup("flush", 2, "");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "counted", &CreateParams::default()).expect("pool");
+    let n: u32 = 1_000_000;
+    // Fire-and-forget Custom(OP_COUNT) tasks: the container counts them; its
+    // Monitor routes them to the worker of a processing lane, another lane
+    // than the one they are submitted on.
+    for _ in 0..n {
+        let data = chi_sdk::shm::ShmString::new();
+        let mut task = mod_name::CustomTask::new(
+            m.pool,
+            chi_sdk::types::DomainQuery::local(),
+            data,
+            mod_name::OP_COUNT,
+        );
+        task.header.flags |= chi_sdk::task::flags::FIRE_AND_FORGET;
+        let t = client.new_task(task).expect("task");
+        client
+            .enqueue(&t, chi_sdk::queue::Priority::LowLatency)
+            .expect("enqueue");
+    }
+    chi_sdk::admin::AdminClient::new(&client)
+        .flush()
+        .expect("flush");
+    let (_, before) = m.custom(&client, "", mod_name::OP_COUNT).expect("count");
+    assert_eq!(
+        before, n,
+        "every fire-and-forget task ran before the flush returned"
+    );
+    drop(client);
+    rt.stop();
+}
+
+#[test]
+fn a_thousand_parked_tasks_leave_the_workers_asleep() {
+    let _wd = Watchdog::new("parked_idle", WATCHDOG);
+    // All the sleeps run on one worker (the default lane of the container).
+    let s = setup(
+        "parked_idle",
+        2,
+        "coroutine:\n  max_live: 2048\ntasks:\n  stop_drain: 100ms\n",
+    );
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "sleepers", &CreateParams::default()).expect("pool");
+    let mut set = PendingSet::new(&client);
+    for _ in 0..1000 {
+        set.push(m.async_sleep(&client, 600_000, false).expect("submit"));
+    }
+    while parked_periodic_live(&s).0 < 1000 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Parked tasks cost nothing: the workers go to sleep on their doorbells.
+    let mut asleep = false;
+    for _ in 0..400 {
+        let st = Client::status(&s.opts()).expect("status");
+        if st.workers.iter().all(|w| w.sleeping || w.lanes.is_empty()) {
+            asleep = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(asleep, "the workers never slept with only parked tasks");
+    // The stop ends them (SHUTDOWN), without waiting for their ten minutes.
+    std::mem::forget(set);
+    drop(client);
+    rt.stop();
+}

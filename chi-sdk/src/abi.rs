@@ -600,6 +600,10 @@ pub struct RuntimeServices {
     /// stamps its task node under the running task's and runs it. Returns 0,
     /// or a result code after filling `err` (the task is then not queued).
     pub submit: unsafe extern "C" fn(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32,
+    /// Cancels `task`, a task of the main segment: marks it (see
+    /// [`TaskHeader::cancel`]) and has the runtime's blocked tasks look at
+    /// their condition again. Returns 0, or a result code after filling `err`.
+    pub cancel: unsafe extern "C" fn(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32,
 }
 
 /// The running task, as [`RuntimeServices::current`] describes it.
@@ -611,6 +615,8 @@ pub struct CurrentTask {
     pub token: u32,
     /// The task's place in the task graph.
     pub node: crate::types::TaskNode,
+    /// The task's header (its address in this process).
+    pub task: usize,
 }
 
 // SAFETY: the table is immutable after the runtime builds it; its pointers name

@@ -187,6 +187,51 @@ impl Default for StopRuntimeTask {
     }
 }
 
+/// Makes the cancellation of a task take effect: the client marked the task
+/// cancelled ([`Client::cancel`]); this has the runtime's blocked tasks look
+/// at their condition again, so a waiting or periodic task notices.
+#[crate::task(method = 15, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
+#[derive(Debug)]
+pub struct CancelTask;
+
+impl CancelTask {
+    /// A Cancel task.
+    pub fn new() -> Self {
+        Self::emplace(PoolId::ADMIN, DomainQuery::local())
+    }
+}
+
+impl Default for CancelTask {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Completes once every task submitted before it — fire-and-forget tasks and
+/// subtasks included — has completed (periodic tasks excepted: they run
+/// until cancelled). The runtime waits until no task but flushes and
+/// periodic tasks is queued or live, seen twice in a row.
+#[crate::task(method = 16, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
+#[derive(Debug)]
+pub struct FlushTask {
+    /// How long the flush waited, in microseconds.
+    #[output]
+    pub waited_us: u64,
+}
+
+impl FlushTask {
+    /// A Flush task.
+    pub fn new() -> Self {
+        Self::emplace(PoolId::ADMIN, DomainQuery::local())
+    }
+}
+
+impl Default for FlushTask {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Echoes `value` into `reply` (the empty task of round-trip measurements).
 #[crate::task(method = 14, yaml = "admin/chimaera_mod.yaml", new = "emplace")]
 #[derive(Debug)]
@@ -299,6 +344,22 @@ impl<'a> AdminClient<'a> {
     pub fn async_stop_runtime(&self) -> Result<Pending<'a, StopRuntimeTask>, CallError> {
         self.client
             .submit(StopRuntimeTask::new(), Priority::LowLatency)
+    }
+
+    /// Flush: returns once every task submitted before it has completed
+    /// (see [`FlushTask`]), with how long that took.
+    pub fn flush(&self) -> Result<std::time::Duration, CallError> {
+        self.client
+            .submit(FlushTask::new(), Priority::LowLatency)?
+            .wait_with(|t| std::time::Duration::from_micros(t.waited_us))
+    }
+
+    /// Has the runtime's blocked tasks look at their condition again (after
+    /// a task was marked cancelled).
+    pub fn cancel_sweep(&self) -> Result<(), CallError> {
+        self.client
+            .submit(CancelTask::new(), Priority::LowLatency)?
+            .wait_with(|_| ())
     }
 
     /// Destroys a pool.

@@ -137,6 +137,13 @@ pub struct WorkerStatus {
     /// Live coroutines (running or suspended tasks).
     #[serde(default)]
     pub live_tasks: u64,
+    /// Of those, tasks parked until a wake-up (waiting for subtasks, a lock
+    /// or a timer): they cost no CPU.
+    #[serde(default)]
+    pub parked_tasks: u64,
+    /// Of those, periodic tasks.
+    #[serde(default)]
+    pub periodic_tasks: u64,
     /// Words popped from its lanes that were not live tasks (dropped untouched).
     #[serde(default)]
     pub refused: u64,

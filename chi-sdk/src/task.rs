@@ -17,6 +17,7 @@
 //! | [`state::ROUTED`] | [`mark_routed`](TaskHeader::mark_routed) / [`unmark_routed`](TaskHeader::unmark_routed) | worker, before / after a failed push to another lane | Release / Relaxed | moved to the worker of its container lane: run there without asking Monitor again |
 //! | [`state::WAITER`] | [`announce_waiter`](TaskHeader::announce_waiter) | waiting client, before it sleeps | Acquire | a thread sleeps on the futex: wake it |
 //! | [`state::COMPLETE`] | [`complete`](TaskHeader::complete), then [`wake_waiters`](TaskHeader::wake_waiters) | worker | Release | finished; outputs and `result` are final |
+//! | [`state::CANCELLED`] | [`cancel`](TaskHeader::cancel) | client, parent task or runtime | Release | asked to stop: not started if not yet running, a periodic task does not run again, waits of its handler end and pass the cancellation on to the subtasks they wait for; the task completes with [`code::CANCELLED`] unless its handler finished first |
 //! | [`state::RUNNING`] | — | — | — | reserved (a worker does not set it: the waiting client spins on this word, and a write while the task runs would cost the round trip a cache-line transfer) |
 //!
 //! A fresh header has no bit set; a task goes `0 → QUEUED [→ ROUTED] → COMPLETE`,
@@ -49,6 +50,8 @@ pub mod state {
     /// The runtime moved the task to the worker of the lane its container's
     /// Monitor chose: run it there without asking Monitor again.
     pub const ROUTED: u32 = 1 << 4;
+    /// Cancellation was asked for.
+    pub const CANCELLED: u32 = 1 << 5;
 }
 
 /// Bits of [`TaskHeader::flags`].
@@ -78,6 +81,8 @@ pub mod code {
     pub const CREATE_FAILED: i32 = 6;
     /// The method reported a failure (details in the error message).
     pub const FAILED: i32 = 7;
+    /// The task was cancelled before it finished.
+    pub const CANCELLED: i32 = 8;
     /// First code free for modules.
     pub const MODULE_BASE: i32 = 1000;
 }
@@ -303,6 +308,21 @@ impl TaskHeader {
     pub fn is_routed(&self) -> bool {
         // Acquire: pairs with the Release fetch_or in `mark_routed`.
         self.state.load(Ordering::Acquire) & state::ROUTED != 0
+    }
+
+    /// Asks the task to stop (see the state table); returns whether it was
+    /// still running (not complete).
+    #[inline]
+    pub fn cancel(&self) -> bool {
+        // Release: pairs with the Acquire load in `is_cancelled`.
+        self.state.fetch_or(state::CANCELLED, Ordering::Release) & state::COMPLETE == 0
+    }
+
+    /// Whether cancellation was asked for.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        // Acquire: pairs with the Release fetch_or in `cancel`.
+        self.state.load(Ordering::Acquire) & state::CANCELLED != 0
     }
 
     /// Whether the task was handed to the runtime and is not complete: the

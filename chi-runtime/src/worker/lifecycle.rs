@@ -210,6 +210,8 @@ impl Worker {
     fn drain(&mut self) {
         let deadline = Instant::now() + self.shared.config.tasks.stop_drain;
         self.fail_queued();
+        // Blocked tasks look at their condition again: periodic ones end.
+        self.slots.wake_all_blocked();
         loop {
             self.collect_wakes();
             let sub = self.local.inbox.borrow_mut().pop_front();

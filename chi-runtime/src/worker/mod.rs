@@ -94,6 +94,8 @@ struct Parked {
     node: TaskNode,
     /// Its coroutine's yielder (null until the first step returns).
     yielder: *const TaskYielder,
+    /// A periodic task (counted in `WorkerStats::periodic`).
+    periodic: bool,
 }
 
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
@@ -322,8 +324,13 @@ impl Worker {
         if self.stats.has_mail() {
             self.stats.take_mail(&mut self.mail);
             for s in self.mail.drain(..) {
-                self.slots.wake(s);
+                if s == sched::SWEEP {
+                    self.slots.wake_all_blocked();
+                } else {
+                    self.slots.wake(s);
+                }
             }
+            self.publish_blocked();
         }
         if !self.timers.is_empty() {
             self.timers.fire(Instant::now(), &mut self.slots);
@@ -383,6 +390,15 @@ impl Worker {
         // SAFETY: validated: the start of a live task block of at least `size`
         // bytes; fields are only read here (writes go through `finish` and atomics).
         let h = unsafe { &*task };
+        if h.is_cancelled() {
+            self.finish(
+                task,
+                generation,
+                code::CANCELLED,
+                Some("the task was cancelled before it ran".into()),
+            );
+            return;
+        }
         // No RUNNING bit is set here: the waiting client spins on this word, and
         // every write to it while the task runs costs a cache-line transfer on
         // the round trip (the state goes from QUEUED to COMPLETE in one write).
@@ -559,25 +575,45 @@ impl Worker {
         let task_addr = task as usize;
         let mut base = self.ctx(&container, std::ptr::null_mut());
         base.pool_id = container_pool(task);
+        let periodic = periodic_of(task).map(|p| Periodic {
+            period: p,
+            container: container.clone(),
+            node: self.shared.clone(),
+        });
+        let is_periodic = periodic.is_some();
         let co = Coroutine::with_stack(stack, move |yielder: &TaskYielder, ()| {
             let mut ctx = base;
             ctx.runtime = yielder as *const TaskYielder as *mut c_void;
             sched::started(yielder);
             let mut err = ErrorBuf::default();
-            // SAFETY: the container outlives the coroutine (held in `Parked` or by
-            // the caller), the task was validated, and `ctx`/`err` live on this stack.
-            let rc = unsafe {
-                run(
-                    state_ptr as *mut c_void,
-                    task_addr as *mut TaskHeader,
-                    &mut ctx,
-                    &mut err,
-                )
-            };
-            (rc, (rc != code::OK).then(|| err.as_str().to_owned()))
+            loop {
+                let started = Instant::now();
+                // SAFETY: the container outlives the coroutine (held in `Parked` or
+                // by the caller), the task was validated, and `ctx`/`err` live on
+                // this stack.
+                let rc = unsafe {
+                    run(
+                        state_ptr as *mut c_void,
+                        task_addr as *mut TaskHeader,
+                        &mut ctx,
+                        &mut err,
+                    )
+                };
+                let Some(p) = periodic.as_ref().filter(|_| rc == code::OK) else {
+                    return (rc, (rc != code::OK).then(|| err.as_str().to_owned()));
+                };
+                // SAFETY: as above; only the state word is read.
+                let h = unsafe { &*(task_addr as *const TaskHeader) };
+                if let Some(end) = p.wait_next(h, started + p.period) {
+                    return end;
+                }
+            }
         });
         self.live += 1;
         self.stats.live.store(self.live, Ordering::Relaxed);
+        if is_periodic {
+            self.stats.periodic.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: validated by the caller; a plain read of the header.
         let node = unsafe { (*task).task_node };
         self.step(
@@ -590,6 +626,7 @@ impl Worker {
                 listed: false,
                 node,
                 yielder: std::ptr::null(),
+                periodic: is_periodic,
             },
         );
     }
@@ -616,6 +653,7 @@ impl Worker {
         self.local.set_current(Current {
             token: sched::token(self.stats.id, slot),
             node: p.node,
+            task: p.task,
             yielder: p.yielder,
         });
         let r = p.co.resume(());
@@ -649,6 +687,9 @@ impl Worker {
                 }
                 self.live -= 1;
                 self.stats.live.store(self.live, Ordering::Relaxed);
+                if p.periodic {
+                    self.stats.periodic.fetch_sub(1, Ordering::Relaxed);
+                }
                 let c = &p._container;
                 let del = c.module.api.del.map(|d| (d, c.state));
                 self.finish_with(p.task, p.generation, rc, msg, del);
@@ -766,6 +807,51 @@ impl Worker {
             None => {}
         }
     }
+}
+
+/// What a periodic task's coroutine needs between its runs.
+struct Periodic {
+    period: Duration,
+    container: Arc<Container>,
+    node: Arc<NodeState>,
+}
+
+impl Periodic {
+    /// Blocks the task until `next` (its next run); returns how it ends
+    /// instead if it was cancelled, its pool destroyed or the runtime is
+    /// stopping. A run that overran its period is followed by the next at
+    /// once, without catching up the missed ones.
+    fn wait_next(&self, h: &TaskHeader, next: Instant) -> Option<(i32, Option<String>)> {
+        loop {
+            if h.is_cancelled() {
+                return Some((
+                    code::CANCELLED,
+                    Some("the periodic task was cancelled".into()),
+                ));
+            }
+            if self.node.stopping() {
+                return Some((code::SHUTDOWN, Some("the runtime stopped".into())));
+            }
+            // Relaxed: set by the pool's destruction, which then wakes the task.
+            if self.container.retired.load(Ordering::Relaxed) {
+                return Some((
+                    code::NO_POOL,
+                    Some("the pool of the periodic task was destroyed".into()),
+                ));
+            }
+            if Instant::now() >= next {
+                return None;
+            }
+            sched::suspend(Suspend::Block(Some(next)));
+        }
+    }
+}
+
+/// The period of a periodic task (`None`: runs once; a period of 0 too).
+fn periodic_of(task: *mut TaskHeader) -> Option<Duration> {
+    // SAFETY: `task` was validated by the caller; plain reads.
+    let (f, ns) = unsafe { ((*task).flags, (*task).period_ns) };
+    (f & flags::PERIODIC != 0 && ns > 0).then(|| Duration::from_nanos(ns))
 }
 
 fn container_pool(task: *mut TaskHeader) -> PoolId {

@@ -79,6 +79,21 @@ pub(crate) fn split(token: u32) -> Option<(u32, u32)> {
     (w != 0).then(|| (w - 1, token & MAX_SLOTS))
 }
 
+/// A mailbox entry that wakes every blocked task of the worker (after a
+/// cancellation, a pool's destruction, at stop): each looks at its
+/// condition again.
+pub(crate) const SWEEP: u32 = u32::MAX;
+
+/// Asks every worker to wake all its blocked tasks ([`SWEEP`]).
+pub(crate) fn sweep_all(shared: &NodeState) {
+    for w in shared.workers() {
+        w.post(SWEEP);
+        if let Some(&lane) = w.lanes.first() {
+            shared.ipc.queue.wake_consumer(lane);
+        }
+    }
+}
+
 /// The task running on this thread now.
 #[derive(Clone, Copy)]
 pub(crate) struct Current {
@@ -86,6 +101,8 @@ pub(crate) struct Current {
     pub(crate) token: u32,
     /// Its task node.
     pub(crate) node: TaskNode,
+    /// Its task's header.
+    pub(crate) task: *mut TaskHeader,
     /// Its coroutine's yielder.
     pub(crate) yielder: *const TaskYielder,
 }
@@ -94,6 +111,7 @@ impl Current {
     const NONE: Current = Current {
         token: 0,
         node: TaskNode::root(0),
+        task: std::ptr::null_mut(),
         yielder: std::ptr::null(),
     };
 }
@@ -297,6 +315,30 @@ pub(crate) fn wake(token: u32) {
     }
 }
 
+/// Cancels `task` (the `cancel` service): marks it and has every worker look
+/// at its blocked tasks again.
+pub(crate) fn cancel(task: *mut TaskHeader) -> Result<(), String> {
+    with_local(|l| {
+        let addr = task as usize;
+        if addr < l.main_base
+            || addr + size_of::<TaskHeader>() > l.main_base + l.main_len
+            || !addr.is_multiple_of(align_of::<TaskHeader>())
+        {
+            return Err(format!(
+                "{addr:#x} is not a task of the runtime's main segment"
+            ));
+        }
+        // SAFETY: in bounds and aligned in the main segment, which stays
+        // mapped; only the state word is changed, atomically.
+        let h = unsafe { &*task };
+        if h.magic == TASK_MAGIC && h.cancel() {
+            sweep_all(&l.shared);
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|| Err("tasks are cancelled from a handler the runtime runs".into()))
+}
+
 /// Takes `task` as a subtask of the task running on this thread.
 pub(crate) fn submit(task: *mut TaskHeader) -> Result<(), String> {
     with_local(|l| l.submit(task)).unwrap_or_else(|| {
@@ -401,6 +443,17 @@ impl<T> Slots<T> {
             SlotState::Running => it.2 = true,
             SlotState::Free | SlotState::Ready => {}
         }
+    }
+
+    /// Wakes every blocked task ([`SWEEP`]).
+    pub(crate) fn wake_all_blocked(&mut self) {
+        for (i, it) in self.items.iter_mut().enumerate() {
+            if it.1 == SlotState::Blocked {
+                it.1 = SlotState::Ready;
+                self.ready.push_back(i as u32);
+            }
+        }
+        self.blocked = 0;
     }
 
     /// Blocked tasks.

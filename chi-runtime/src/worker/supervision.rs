@@ -75,6 +75,8 @@ pub struct WorkerStats {
     /// Tasks blocked on this worker (waiting for a subtask, a lock or a
     /// timer): they cost no CPU until woken.
     pub blocked: AtomicU64,
+    /// Periodic tasks live on this worker.
+    pub periodic: AtomicU64,
     /// Wake-ups posted by other workers' threads for this worker's slots
     /// ([`post`](Self::post)), drained between steps.
     mailbox: std::sync::Mutex<Vec<u32>>,
@@ -126,6 +128,7 @@ impl WorkerStats {
             restarts: AtomicU64::new(0),
             suspended: std::sync::Mutex::new(std::collections::HashMap::new()),
             blocked: AtomicU64::new(0),
+            periodic: AtomicU64::new(0),
             mailbox: std::sync::Mutex::new(Vec::new()),
             mail: AtomicBool::new(false),
         }

@@ -400,6 +400,27 @@ impl Client {
         })
     }
 
+    /// Submits `task` as a periodic task (seed: `TASK_PERIODIC`): the runtime
+    /// runs its method every `period` on its container's lane until it is
+    /// cancelled ([`cancel`](Self::cancel)), its pool destroyed or the runtime
+    /// stopped; a run that overruns the period is followed by the next at
+    /// once, without catching up. The task completes then (with
+    /// [`code::CANCELLED`](crate::task::code::CANCELLED),
+    /// [`code::NO_POOL`](crate::task::code::NO_POOL) or
+    /// [`code::SHUTDOWN`](crate::task::code::SHUTDOWN)), or as soon as a run
+    /// fails.
+    pub fn submit_periodic<T: Task>(
+        &self,
+        mut task: T,
+        period: Duration,
+        prio: Priority,
+    ) -> Result<Pending<'_, T>, CallError> {
+        let h = task.header_mut();
+        h.flags |= crate::task::flags::PERIODIC;
+        h.period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.submit(task, prio)
+    }
+
     /// Allocates a buffer of `size` bytes in the client_data segment.
     pub fn allocate_buffer(&self, size: usize) -> Result<FullPtr<u8>, ClientError> {
         Ok(self.cdata_alloc.allocate(size)?)

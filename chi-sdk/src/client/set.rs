@@ -145,6 +145,8 @@ impl<'c, T: Task> PendingSet<'c, T> {
             let first = self.tasks.iter().flatten().next()?;
             if self.client.in_runtime {
                 // Every subtask of the set wakes this task when it completes.
+                self.client
+                    .pass_cancel(self.tasks.iter().flatten().filter_map(|p| p.header()));
                 if let Err(e) = self.client.block_until(first.shm(), start, deadline) {
                     return Some(Err(e));
                 }

@@ -57,6 +57,7 @@ impl Client {
         if self.in_runtime {
             let start = Instant::now();
             while let Some(t) = tasks.iter().find(|t| !t.is_done()) {
+                self.pass_cancel(tasks.iter().filter_map(|t| t.header()));
                 self.block_until(t.shm(), start, deadline)?;
             }
             return Ok(());
@@ -67,6 +68,40 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Cancels a submitted task: it does not start if it has not, a periodic
+    /// task does not run again, and waits of its handler end and cancel the
+    /// subtasks they wait for; it completes with
+    /// [`code::CANCELLED`](crate::task::code::CANCELLED) unless it finished
+    /// first. Wait for it as usual afterwards.
+    pub fn cancel(&self, task: &dyn Waitable) -> Result<(), ClientError> {
+        let Some(h) = task.header() else {
+            return Ok(());
+        };
+        if self.in_runtime {
+            return crate::module_side::cancel(h).map_err(ClientError::Refused);
+        }
+        if h.cancel() {
+            // Blocked tasks (a waiting parent, a periodic task between runs)
+            // look at their condition again.
+            crate::admin::AdminClient::new(self)
+                .cancel_sweep()
+                .map_err(|e| ClientError::Refused(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// In module code: if the running task was cancelled, passes the
+    /// cancellation on to the subtasks it waits for.
+    pub(super) fn pass_cancel<'t>(&self, waited: impl IntoIterator<Item = &'t TaskHeader>) {
+        if crate::module_side::current_cancelled() {
+            for h in waited {
+                if !h.is_cancelled() && !h.is_complete() {
+                    let _ = crate::module_side::cancel(h);
+                }
+            }
+        }
     }
 
     /// Suspends the running handler's task until a wake-up (a subtask's
@@ -112,6 +147,7 @@ impl Client {
         if self.in_runtime {
             let start = Instant::now();
             while !h.is_complete() {
+                self.pass_cancel([h]);
                 self.block_until(ptr, start, deadline)?;
             }
             return Ok(());

@@ -35,7 +35,9 @@ use crate::abi::{RuntimeServices, level};
 use crate::task::{Failure, code};
 
 pub use segments::{client_data_allocator, main_allocator, runtime_data_allocator};
-pub(crate) use services::{block, current, node_id, services, submit, wake};
+pub(crate) use services::{
+    block, cancel, current, current_cancelled, node_id, services, submit, wake,
+};
 
 /// Why a container could not reach a runtime service.
 #[derive(Debug, thiserror::Error)]

@@ -87,18 +87,26 @@ impl RunCtx {
     }
 
     /// Suspends the task for `duration` without holding its worker: the
-    /// worker runs other tasks (or sleeps) meanwhile.
+    /// worker runs other tasks (or sleeps) meanwhile. Ends early if the task
+    /// is cancelled (see [`is_cancelled`](Self::is_cancelled)).
     pub fn sleep(&mut self, duration: std::time::Duration) {
         let until = std::time::Instant::now() + duration;
         loop {
             let now = std::time::Instant::now();
-            if now >= until {
+            if now >= until || current_cancelled() {
                 return;
             }
             if !block(Some(until - now)) {
                 std::thread::sleep(until - now);
             }
         }
+    }
+
+    /// Whether this task was cancelled: a long handler checks it and ends
+    /// early (returning an error); waits for subtasks end by themselves and
+    /// pass the cancellation on to the subtasks.
+    pub fn is_cancelled(&self) -> bool {
+        current_cancelled()
     }
 
     /// The task's place in the task graph (`None` outside a runtime).
@@ -150,6 +158,27 @@ pub(crate) unsafe fn submit(task: *mut TaskHeader) -> Result<(), String> {
         0 => Ok(()),
         _ => Err(err.as_str().to_owned()),
     }
+}
+
+/// Cancels `task` through the runtime (see [`RuntimeServices::cancel`]).
+pub(crate) fn cancel(task: &TaskHeader) -> Result<(), String> {
+    let s = services().ok_or_else(|| "no runtime services".to_owned())?;
+    let mut err = ErrorBuf::default();
+    // SAFETY: the runtime's function; it checks the pointer and changes only
+    // the state word, atomically.
+    match unsafe { (s.cancel)(task as *const TaskHeader as *mut TaskHeader, &mut err) } {
+        0 => Ok(()),
+        _ => Err(err.as_str().to_owned()),
+    }
+}
+
+/// Whether the task running on this thread was cancelled.
+pub(crate) fn current_cancelled() -> bool {
+    current().is_some_and(|c| {
+        // SAFETY: the runtime's address of the running task's header, live
+        // while the task runs; only its state word is read.
+        c.task != 0 && unsafe { &*(c.task as *const TaskHeader) }.is_cancelled()
+    })
 }
 
 /// This node's id, as the runtime that loaded the library announced it.

@@ -133,7 +133,7 @@ impl ModNameClient {
         n: u32,
     ) -> Result<Pending<'c, FanOutTask>, CallError> {
         client.submit(
-            FanOutTask::new(self.pool, DomainQuery::local(), target, target_kind, n),
+            FanOutTask::new(self.pool, DomainQuery::local(), target, target_kind, n, 0),
             Priority::LowLatency,
         )
     }
@@ -148,6 +148,28 @@ impl ModNameClient {
     ) -> Result<u64, CallError> {
         self.async_fan_out(client, target, target_kind, n)?
             .wait_with(|t| t.sum)
+    }
+
+    /// Submits FanOut of `n` Sleeps of `ms` to pool `target` (a mod_name
+    /// pool), waited for together.
+    pub fn async_fan_out_sleeps<'c>(
+        &self,
+        client: &'c Client,
+        target: PoolId,
+        n: u32,
+        ms: u32,
+    ) -> Result<Pending<'c, FanOutTask>, CallError> {
+        client.submit(
+            FanOutTask::new(
+                self.pool,
+                DomainQuery::local(),
+                target,
+                TARGET_MOD_NAME,
+                n,
+                ms,
+            ),
+            Priority::LowLatency,
+        )
     }
 
     /// Submits Recurse: a tree `depth` levels deep, `fanout` children a task.

@@ -13,7 +13,7 @@ use chi_sdk::client::{PendingSet, Waitable};
 use chi_sdk::container::CreateCtx;
 use chi_sdk::queue::Priority;
 use chi_sdk::shm::ShmString;
-use chi_sdk::task::Failure;
+use chi_sdk::task::{Failure, code};
 
 use crate::client::ModNameClient;
 use crate::tasks::*;
@@ -128,7 +128,7 @@ impl ModNameContainer {
     /// kSleep: `block` holds the worker thread (to test what a task that
     /// never yields does to its lane); otherwise the task sleeps without
     /// costing its worker anything.
-    fn sleep(&self, task: &mut SleepTask, ctx: &mut RunCtx) -> Result<(), String> {
+    fn sleep(&self, task: &mut SleepTask, ctx: &mut RunCtx) -> Result<(), Failure> {
         let d = std::time::Duration::from_millis(u64::from(task.ms));
         if task.block != 0 {
             let until = std::time::Instant::now() + d;
@@ -137,6 +137,9 @@ impl ModNameContainer {
             }
         } else {
             ctx.sleep(d);
+            if ctx.is_cancelled() {
+                return Err(Failure::new(code::CANCELLED, "Sleep was cancelled"));
+            }
         }
         Ok(())
     }
@@ -161,6 +164,35 @@ impl ModNameContainer {
                     sum += s.get().reply;
                     client.del_task(s);
                 }
+            }
+            TARGET_MOD_NAME if task.sleep_ms > 0 => {
+                // Subtasks that take a while (to show cancellation).
+                let target = ModNameClient::from(task.target);
+                let mut set = PendingSet::new(client);
+                for _ in 0..task.n {
+                    set.push(
+                        target
+                            .async_sleep(client, task.sleep_ms, false)
+                            .map_err(|e| Failure::failed(e.to_string()))?,
+                    );
+                }
+                let results = set.wait_all_with(|_| ());
+                if ctx.is_cancelled() {
+                    let cancelled = results
+                        .iter()
+                        .filter(|r| {
+                            matches!(r, Err(chi_sdk::client::CallError::Task(e)) if e.code == code::CANCELLED)
+                        })
+                        .count();
+                    return Err(Failure::new(
+                        code::CANCELLED,
+                        format!("FanOut was cancelled; {cancelled} of its subtasks were cancelled"),
+                    ));
+                }
+                for r in results {
+                    r.map_err(|e| Failure::failed(e.to_string()))?;
+                }
+                sum = u64::from(task.n);
             }
             TARGET_MOD_NAME => {
                 let target = ModNameClient::from(task.target);

@@ -86,6 +86,9 @@ pub struct FanOutTask {
     pub target_kind: u32,
     /// How many subtasks.
     pub n: u32,
+    /// Non-zero (with [`TARGET_MOD_NAME`]): the subtasks are Sleeps of this
+    /// many milliseconds instead of echoes, and `sum` is `n`.
+    pub sleep_ms: u32,
     /// The sum of the answers (`n (n + 1) / 2` when all answered).
     #[output]
     pub sum: u64,
