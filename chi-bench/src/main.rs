@@ -8,7 +8,7 @@
 //! ```text
 //! chi-bench [OPTIONS] [COMMAND]
 //!   floor | roundtrip | throughput | alloc | idle | startup | fire-and-forget
-//!   md | remote | bdev | peer | all (the default)
+//!   md | subtasks | remote | bdev | peer | all (the default)
 //! ```
 //!
 //! `--quick` runs a few thousand iterations (seconds; CI), `--json FILE` writes
@@ -140,8 +140,11 @@ enum Cmd {
     Startup,
     /// Fire-and-forget echo tasks (freed by the worker), then one synchronous flush.
     FireAndForget,
-    /// Subtask recursion of depth N (not available yet).
+    /// Subtask trees and chains inside the runtime (the upstream Md
+    /// workload), beside a coroutine-switch + queue floor.
     Md,
+    /// One task fanning out echo subtasks: subtasks/s on one worker.
+    Subtasks,
     /// Round trip and pipelined throughput between two runtimes (not available yet).
     Remote,
     /// Block-device 4 KiB writes and reads through the bdev example module.
@@ -221,7 +224,6 @@ fn main() -> Result<()> {
     }
     // Sub-commands that cannot measure anything in this build say so at once.
     match cmd {
-        Cmd::Md => return say("md", workloads::pending::MD),
         Cmd::Remote => return say("remote", workloads::pending::REMOTE),
         #[cfg(not(feature = "iceoryx2"))]
         Cmd::Peer => return say("peer", workloads::peer::HOW),
@@ -249,7 +251,8 @@ fn main() -> Result<()> {
         Cmd::Idle => workloads::idle::run(&mut ctx)?,
         Cmd::Startup => workloads::startup::run(&mut ctx)?,
         Cmd::FireAndForget => workloads::fire_and_forget::run(&mut ctx)?,
-        Cmd::Md | Cmd::Remote => unreachable!("handled above"),
+        Cmd::Md | Cmd::Subtasks => workloads::subtasks::run(&mut ctx)?,
+        Cmd::Remote => unreachable!("handled above"),
         Cmd::Bdev => workloads::bdev::run(&mut ctx)?,
         Cmd::ModuleEcho => workloads::module_echo::run(&mut ctx)?,
         Cmd::Peer => workloads::peer::run(&mut ctx)?,
@@ -258,11 +261,11 @@ fn main() -> Result<()> {
             workloads::module_echo::run(&mut ctx)?;
             workloads::throughput::run(&mut ctx)?;
             workloads::fire_and_forget::run(&mut ctx)?;
+            workloads::subtasks::run(&mut ctx)?;
             workloads::alloc::run(&mut ctx)?;
             workloads::idle::run(&mut ctx)?;
             ctx.stop_runtime();
             workloads::startup::run(&mut ctx)?;
-            workloads::pending::md(&mut ctx);
             workloads::pending::remote(&mut ctx);
             workloads::bdev::run(&mut ctx)?;
             workloads::peer::run(&mut ctx)?;

@@ -37,8 +37,10 @@ use crate::worker::sched::Suspend;
 /// message.
 pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (i32, Option<String>), DefaultStack>;
 
-/// Stacks a worker keeps for its next tasks at most (64 KiB each by default).
-pub(crate) const MAX_POOLED_STACKS: usize = 64;
+/// Stacks a worker keeps for its next tasks at most (64 KiB each by default;
+/// as many as the default `coroutine.max_live`, so a chain of subtasks that
+/// deep maps no stack once warm).
+pub(crate) const MAX_POOLED_STACKS: usize = 256;
 
 /// A worker's spare coroutine stacks (see the module doc): a stack of it is
 /// handed to the next task before a new one is mapped.

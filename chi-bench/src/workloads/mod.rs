@@ -10,6 +10,7 @@ pub mod pending;
 pub mod roundtrip;
 pub mod soak;
 pub mod startup;
+pub mod subtasks;
 pub mod throughput;
 
 /// "1 client thread", "2 client processes", …

@@ -3,15 +3,8 @@
 
 use crate::Ctx;
 
-/// Why `md` cannot run yet.
-pub const MD: &str = "not available yet: needs subtasks (tasks spawning tasks in the runtime)";
 /// Why `remote` cannot run yet.
 pub const REMOTE: &str = "not available yet: needs multi-node (tasks forwarded between runtimes)";
-
-/// `md`: subtask recursion of depth N, counting subtasks.
-pub fn md(ctx: &mut Ctx) {
-    ctx.report.note("md", MD);
-}
 
 /// `remote`: round trip and pipelined throughput between two runtimes.
 pub fn remote(ctx: &mut Ctx) {

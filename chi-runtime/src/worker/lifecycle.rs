@@ -156,7 +156,7 @@ impl Worker {
         );
         loop {
             self.collect_wakes();
-            let sub = self.local.inbox.borrow_mut().pop_front();
+            let sub = self.local.inbox.borrow_mut().pop_back();
             if let Some(sub) = sub {
                 self.guarded(|w| w.dispatch_sub(sub), None);
             } else if self.shared.stopping() {
@@ -214,7 +214,7 @@ impl Worker {
         self.slots.wake_all_blocked();
         loop {
             self.collect_wakes();
-            let sub = self.local.inbox.borrow_mut().pop_front();
+            let sub = self.local.inbox.borrow_mut().pop_back();
             if let Some((task, generation)) = sub {
                 self.finish(
                     task,

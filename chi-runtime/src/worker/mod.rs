@@ -232,8 +232,10 @@ impl Worker {
             }
             self.collect_wakes();
             // Subtasks first: their parents wait for them (and keep their
-            // coroutines) meanwhile.
-            let sub = self.local.inbox.borrow_mut().pop_front();
+            // coroutines) meanwhile. Newest first: a tree of subtasks runs
+            // depth first, so its live coroutines (and stacks) stay about
+            // depth x fan-out instead of the whole tree.
+            let sub = self.local.inbox.borrow_mut().pop_back();
             if let Some(sub) = sub {
                 self.dispatch_sub(sub);
                 idle_since = None;
