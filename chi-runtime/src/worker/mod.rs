@@ -158,6 +158,10 @@ pub struct Worker {
     retired: bool,
 }
 
+/// Live coroutines past which a worker resumes woken tasks before it starts
+/// new subtasks (see `serve`).
+const SUBTASK_SOFT_LIVE: u64 = 32;
+
 /// Loop iterations between two looks for lanes held up by unpublished cells
 /// while the worker is busy (an idle worker looks before it sleeps).
 const STALL_CHECK_EVERY: u64 = 4096;
@@ -232,9 +236,19 @@ impl Worker {
             }
             self.collect_wakes();
             // Subtasks first: their parents wait for them (and keep their
-            // coroutines) meanwhile. Newest first: a tree of subtasks runs
-            // depth first, so its live coroutines (and stacks) stay about
-            // depth x fan-out instead of the whole tree.
+            // coroutines) meanwhile, and a parent woken by each of its
+            // subtasks resumes once, after the last. Newest first, so a tree
+            // of subtasks runs depth first; and past SUBTASK_SOFT_LIVE live
+            // coroutines woken tasks go before new subtasks, so a tree's
+            // finished branches end (and give their stacks back) before more
+            // of it starts.
+            if self.live > SUBTASK_SOFT_LIVE
+                && let Some(s) = self.slots.ready.pop_front()
+            {
+                self.resume(s);
+                idle_polls = 0;
+                continue;
+            }
             let sub = self.local.inbox.borrow_mut().pop_back();
             if let Some(sub) = sub {
                 self.dispatch_sub(sub);

@@ -76,15 +76,60 @@ impl<'c, T: Task> PendingSet<'c, T> {
 
     /// Waits for every task; returns them in submission order, each as
     /// [`Pending::wait`] would (a failed task is freed and its error returned).
-    pub fn wait_all(self) -> Vec<Result<TaskPtr<T>, CallError>> {
-        let n = self.tasks.len();
-        let mut out: Vec<Option<Result<TaskPtr<T>, CallError>>> = (0..n).map(|_| None).collect();
-        for (i, r) in self.completions() {
-            out[i] = Some(r);
+    ///
+    /// The set is walked once, in order: the wait sleeps on the first task
+    /// not complete until it is, then moves on (in module code each subtask's
+    /// completion wakes the handler, which looks only at that first task), so
+    /// waiting for N tasks costs O(N) looks. If the wait fails (the runtime
+    /// died or is stopping), the first unfinished task reports that error and
+    /// the others a [`ClientError::Refused`] naming it; they stay allocated.
+    pub fn wait_all(mut self) -> Vec<Result<TaskPtr<T>, CallError>> {
+        let start = Instant::now();
+        let mut failed: Option<(usize, ClientError)> = None;
+        let mut i = 0;
+        while i < self.tasks.len() {
+            let Some(p) = self.tasks[i].as_ref().filter(|p| !p.is_complete()) else {
+                i += 1;
+                continue;
+            };
+            let r = if self.client.in_runtime {
+                self.client
+                    .pass_cancel(self.tasks[i..].iter().flatten().filter_map(|p| p.header()));
+                self.client.block_until(p.shm(), start, None)
+            } else {
+                let h = p.header().expect("a task in the set");
+                self.client.wait_header(h, p.shm(), None)
+            };
+            if let Err(e) = r {
+                failed = Some((i, e));
+                break;
+            }
         }
-        out.into_iter()
-            .map(|r| r.expect("completions hands back every task once"))
-            .collect()
+        let mut out = Vec::with_capacity(self.tasks.len());
+        for (k, slot) in self.tasks.iter_mut().enumerate() {
+            let p = slot.take().expect("every task is handed back once");
+            if p.is_complete() {
+                out.push(p.wait());
+                continue;
+            }
+            // Not complete: the wait failed; dropping the Pending leaves the task
+            // allocated (the runtime may still write to it).
+            let e = match failed.take() {
+                Some((at, e)) if at == k => e,
+                other => {
+                    let msg = other.as_ref().map_or_else(
+                        || "an earlier task's wait failed".to_owned(),
+                        |(_, e)| e.to_string(),
+                    );
+                    failed = other;
+                    ClientError::Refused(format!("not waited for: {msg}"))
+                }
+            };
+            drop(p);
+            out.push(Err(e.into()));
+        }
+        self.left = 0;
+        out
     }
 
     /// Waits for every task, reads each with `read` and frees it; results in

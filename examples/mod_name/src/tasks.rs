@@ -74,6 +74,10 @@ pub struct SleepTask {
 pub const TARGET_ADMIN: u32 = 0;
 /// [`FanOutTask::target_kind`]: the target is a `chimaera_mod_name` pool.
 pub const TARGET_MOD_NAME: u32 = 1;
+/// [`FanOutTask::target_kind`]: the target is a `chimaera_mod_name` pool,
+/// and the echoes go one at a time: each is submitted once the one before
+/// it answered (a subtask round trip each).
+pub const TARGET_MOD_NAME_ONE_BY_ONE: u32 = 2;
 
 /// Submits `n` Echo subtasks, of values `1..=n`, to pool `target`, waits for
 /// them all and sums their answers.

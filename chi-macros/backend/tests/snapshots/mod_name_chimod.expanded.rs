@@ -130,6 +130,15 @@ impl ModNameContainer {
                     client.del_task(s);
                 }
             }
+            TARGET_MOD_NAME_ONE_BY_ONE => {
+                let target = ModNameClient::from(task.target);
+                for v in 1..=u64::from(task.n) {
+                    sum
+                        += target
+                            .echo(client, v)
+                            .map_err(|e| Failure::failed(e.to_string()))?;
+                }
+            }
             TARGET_MOD_NAME if task.sleep_ms > 0 => {
                 let target = ModNameClient::from(task.target);
                 let mut set = PendingSet::new(client);
