@@ -42,33 +42,52 @@ pub(crate) type TaskCoroutine = Coroutine<(), Suspend, (i32, Option<String>), De
 /// deep maps no stack once warm).
 pub(crate) const MAX_POOLED_STACKS: usize = 256;
 
+/// Stacks of each container-chosen size a worker keeps at most (see
+/// `CreateCtx::set_stack_size`).
+pub(crate) const MAX_POOLED_SIZED_STACKS: usize = 8;
+
 /// A worker's spare coroutine stacks (see the module doc): a stack of it is
-/// handed to the next task before a new one is mapped.
+/// handed to the next task before a new one is mapped. Stacks of the
+/// configured size (key 0) and of the sizes containers chose are kept apart.
 #[derive(Default)]
-pub(crate) struct StackPool(Vec<DefaultStack>);
+pub(crate) struct StackPool {
+    default: Vec<DefaultStack>,
+    sized: Vec<(usize, Vec<DefaultStack>)>,
+}
 
 impl StackPool {
     /// An empty pool.
     pub(crate) fn new() -> StackPool {
-        StackPool(Vec::new())
+        StackPool::default()
     }
 
-    /// The most recently pooled stack, if any.
+    /// The most recently pooled stack of `size` (0: the configured size), if any.
     #[inline]
-    pub(crate) fn pop(&mut self) -> Option<DefaultStack> {
-        self.0.pop()
+    pub(crate) fn pop(&mut self, size: usize) -> Option<DefaultStack> {
+        if size == 0 {
+            return self.default.pop();
+        }
+        self.sized
+            .iter_mut()
+            .find(|(s, _)| *s == size)
+            .and_then(|(_, v)| v.pop())
     }
 
-    /// Keeps `stack` for a later task.
+    /// Keeps `stack` of `size` for a later task, unless the pool of its size
+    /// is full (then it is unmapped).
     #[inline]
-    pub(crate) fn push(&mut self, stack: DefaultStack) {
-        self.0.push(stack);
-    }
-
-    /// How many stacks the pool holds.
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
+    pub(crate) fn push(&mut self, size: usize, stack: DefaultStack) {
+        if size == 0 {
+            if self.default.len() < MAX_POOLED_STACKS {
+                self.default.push(stack);
+            }
+            return;
+        }
+        match self.sized.iter_mut().find(|(s, _)| *s == size) {
+            Some((_, v)) if v.len() < MAX_POOLED_SIZED_STACKS => v.push(stack),
+            Some(_) => {}
+            None => self.sized.push((size, vec![stack])),
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Container {
     pub state: *mut c_void,
     /// The local queues the container created (empty: one default lane).
     pub queues: Vec<LocalQueueInfo>,
+    /// Coroutine stack of its tasks, in bytes (0: `coroutine.stack_size`).
+    pub stack_size: usize,
     /// Its pool was destroyed: periodic tasks of the container end (a
     /// destroyed pool's container lives on only while tasks hold it).
     pub retired: std::sync::atomic::AtomicBool,
@@ -285,6 +287,7 @@ impl PoolManager {
             module,
             state,
             queues: queues.queues,
+            stack_size: queues.stack_size.unwrap_or(0),
             retired: std::sync::atomic::AtomicBool::new(false),
         });
         let pool = Arc::new(Pool {

@@ -64,6 +64,7 @@ pub fn table(node_id: u32, segments: Vec<SegmentInfo>) -> &'static RuntimeServic
         wake: svc_wake,
         submit: svc_submit,
         cancel: svc_cancel,
+        set_stack_size: svc_set_stack_size,
     }))
 }
 
@@ -146,11 +147,39 @@ unsafe extern "C" fn svc_yield(_ctx: *mut RunCtx) {
     crate::coroutine::yield_current();
 }
 
-/// What `create_local_queue` fills while a container is being created
-/// ([`chi_sdk::abi::ContainerInfo::runtime`] points to it).
+/// What `create_local_queue` and `set_stack_size` fill while a container is
+/// being created ([`chi_sdk::abi::ContainerInfo::runtime`] points to it).
 #[derive(Debug, Default)]
 pub(crate) struct QueueBuilder {
     pub(crate) queues: Vec<LocalQueueInfo>,
+    /// The container's coroutine stack size (`None`: `coroutine.stack_size`).
+    pub(crate) stack_size: Option<usize>,
+}
+
+unsafe extern "C" fn svc_set_stack_size(
+    runtime: *mut c_void,
+    bytes: usize,
+    err: *mut ErrorBuf,
+) -> i32 {
+    use crate::config::{MAX_STACK_SIZE, MIN_STACK_SIZE, STACK_SIZE_GRANULE};
+    // SAFETY: `err` is the caller's buffer.
+    let err = unsafe { &mut *err };
+    if runtime.is_null() {
+        err.set("no container is being created");
+        return chi_sdk::task::code::FAILED;
+    }
+    if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
+        err.set(&format!(
+            "a coroutine stack of {bytes} bytes is out of range; expected {MIN_STACK_SIZE} to \
+             {MAX_STACK_SIZE} bytes"
+        ));
+        return chi_sdk::task::code::FAILED;
+    }
+    // SAFETY: `runtime` is the `QueueBuilder` the pool manager passed in the
+    // ContainerInfo of the `create` call still running (checked non-null).
+    let b = unsafe { &mut *(runtime as *mut QueueBuilder) };
+    b.stack_size = Some(bytes.next_multiple_of(STACK_SIZE_GRANULE));
+    0
 }
 
 unsafe extern "C" fn svc_create_local_queue(

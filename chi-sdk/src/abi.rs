@@ -604,6 +604,11 @@ pub struct RuntimeServices {
     /// [`TaskHeader::cancel`]) and has the runtime's blocked tasks look at
     /// their condition again. Returns 0, or a result code after filling `err`.
     pub cancel: unsafe extern "C" fn(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32,
+    /// Sets the coroutine stack size of the tasks of the container being
+    /// created (`runtime` is [`ContainerInfo::runtime`]) to `bytes`; returns
+    /// 0, or a result code after filling `err`.
+    pub set_stack_size:
+        unsafe extern "C" fn(runtime: *mut c_void, bytes: usize, err: *mut ErrorBuf) -> i32,
 }
 
 /// The running task, as [`RuntimeServices::current`] describes it.

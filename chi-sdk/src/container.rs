@@ -128,6 +128,26 @@ impl<'a> CreateCtx<'a> {
         Ok(())
     }
 
+    /// Runs the container's tasks on coroutine stacks of `bytes` (seed: a
+    /// module's own stack size), instead of the runtime's
+    /// `coroutine.stack_size` (64 KiB by default): for handlers whose frames
+    /// are large (a codec's state, deep recursion). From 16 KiB to 64 MiB,
+    /// rounded up to 4 KiB. The worker keeps a few stacks of each size for
+    /// reuse.
+    pub fn set_stack_size(&mut self, bytes: usize) -> Result<(), String> {
+        let services = crate::module_side::services().ok_or_else(|| {
+            "set_stack_size needs the runtime's services: call it from a module's create".to_owned()
+        })?;
+        let mut err = ErrorBuf::default();
+        // SAFETY: `runtime` is the handle the runtime passed for this `create`
+        // call, still running; `err` is ours.
+        let rc = unsafe { (services.set_stack_size)(self.info.runtime, bytes, &mut err) };
+        if rc != 0 {
+            return Err(err.as_str().to_owned());
+        }
+        Ok(())
+    }
+
     /// The local queues created so far.
     pub fn local_queues(&self) -> &[LocalQueueInfo] {
         &self.queues

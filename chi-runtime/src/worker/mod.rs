@@ -64,7 +64,7 @@ use chi_sdk::types::{PoolId, QueryKind, TaskNode};
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 
-use crate::coroutine::{MAX_POOLED_STACKS, StackPool, TaskCoroutine};
+use crate::coroutine::{StackPool, TaskCoroutine};
 use crate::pool::{Container, Pool};
 use crate::state::NodeState;
 
@@ -96,6 +96,8 @@ struct Parked {
     yielder: *const TaskYielder,
     /// A periodic task (counted in `WorkerStats::periodic`).
     periodic: bool,
+    /// Its container's stack size (0: the configured one).
+    stack_size: usize,
 }
 
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
@@ -556,9 +558,14 @@ impl Worker {
             );
             return;
         };
-        let stack = match self.stacks.pop() {
+        let stack_size = container.stack_size;
+        let stack = match self.stacks.pop(stack_size) {
             Some(s) => s,
-            None => match DefaultStack::new(self.shared.config.coroutine.stack_size) {
+            None => match DefaultStack::new(if stack_size == 0 {
+                self.shared.config.coroutine.stack_size
+            } else {
+                stack_size
+            }) {
                 Ok(s) => s,
                 Err(e) => {
                     self.slots.release(slot);
@@ -643,6 +650,7 @@ impl Worker {
                 node,
                 yielder: std::ptr::null(),
                 periodic: is_periodic,
+                stack_size,
             },
         );
     }
@@ -709,9 +717,7 @@ impl Worker {
                 let c = &p._container;
                 let del = c.module.api.del.map(|d| (d, c.state));
                 self.finish_with(p.task, p.generation, rc, msg, del);
-                if self.stacks.len() < MAX_POOLED_STACKS {
-                    self.stacks.push(p.co.into_stack());
-                }
+                self.stacks.push(p.stack_size, p.co.into_stack());
             }
         }
     }

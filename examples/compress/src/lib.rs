@@ -54,11 +54,11 @@
 //!
 //! # Where the codecs run
 //!
-//! Handlers run on the runtime's coroutine stacks (64 KiB by default). LZ4
-//! needs little stack and runs there; DEFLATE's compressor holds a 64 KiB
-//! buffer inline (its decompressor about 11 KiB), more than such a stack has to
-//! spare, so DEFLATE work runs on a short-lived helper thread with its own
-//! 1 MiB stack while the handler waits for it.
+//! Handlers run on the runtime's coroutine stacks, 64 KiB by default. DEFLATE's
+//! compressor holds a 64 KiB buffer inline (its decompressor about 11 KiB),
+//! more than such a stack has to spare, so the container asks the runtime for
+//! 1 MiB coroutine stacks in `create` ([`CODEC_STACK`],
+//! `CreateCtx::set_stack_size`) and both codecs run on the task's coroutine.
 //!
 //! Monitor routes inputs of [`BULK_THRESHOLD`] bytes or more to the
 //! high-latency [`BULK_QUEUE`] (two lanes, spread by buffer), and smaller ones

@@ -1,8 +1,9 @@
 //! The container of a compress pool: the code the runtime runs.
 //!
 //! Each handler checks the task's buffers (`buffers`), then encodes or decodes
-//! a [`frame`] between them, LZ4 on the coroutine's stack and
-//! DEFLATE on a helper thread; the monitors route by the input's size. The
+//! a [`frame`] between them on the task's coroutine; the container asks for
+//! coroutine stacks of [`CODEC_STACK`] (DEFLATE's state does not fit the
+//! runtime's default 64 KiB). The monitors route by the input's size. The
 //! crate doc says who owns the buffers and what is checked.
 
 mod buffers;
@@ -26,8 +27,9 @@ pub const BULK_QUEUE: QueueId = QueueId(1);
 /// Inputs of this many bytes or more run on [`BULK_QUEUE`].
 pub const BULK_THRESHOLD: u64 = 64 << 10;
 
-/// Stack of the helper thread DEFLATE runs on.
-const CODEC_STACK: usize = 1 << 20;
+/// Coroutine stack of the container's tasks (DEFLATE needs more than the
+/// runtime's default).
+pub const CODEC_STACK: usize = 1 << 20;
 
 /// The container of a `chimaera_compress` pool.
 #[derive(Debug)]
@@ -49,6 +51,7 @@ impl CompressContainer {
                 frame::MAX_LEVEL
             ));
         }
+        ctx.set_stack_size(CODEC_STACK)?;
         ctx.create_local_queue(SMALL_QUEUE, 1, Priority::LowLatency)?;
         ctx.create_local_queue(BULK_QUEUE, 2, Priority::HighLatency)?;
         chi_sdk::tracing::info!(
@@ -85,10 +88,7 @@ impl CompressContainer {
         };
         let (input, output) = buffers(task.input, task.input_len, task.output, task.output_cap)?;
         let level = self.params.level;
-        let frame = match codec {
-            Codec::Lz4 => frame::encode(input, codec, level),
-            Codec::Deflate => on_codec_thread(|| frame::encode(input, codec, level))?,
-        };
+        let frame = frame::encode(input, codec, level);
         if frame.len() > output.len() {
             return Err(Failure::new(
                 errcode::OUTPUT_TOO_SMALL,
@@ -124,13 +124,7 @@ impl CompressContainer {
             };
             Failure::new(code, format!("pool '{}': {e}", self.pool_name))
         };
-        let header = frame::header(input).map_err(corrupt)?;
-        let n = if header.algorithm == frame::ALGO_DEFLATE {
-            on_codec_thread(|| frame::decode_into(input, output))?
-        } else {
-            frame::decode_into(input, output)
-        }
-        .map_err(corrupt)?;
+        let n = frame::decode_into(input, output).map_err(corrupt)?;
         task.output_len = n as u64;
         self.count(input.len(), n);
         Ok(())
@@ -178,24 +172,4 @@ fn schedule(mode: MonitorMode, input: ShmPtr, input_len: u64, ctx: &mut RunCtx) 
         MonitorMode::EstLoad => ctx.set_est_load_us(1.0 + input_len as f64 / 200.0),
         MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
     }
-}
-
-/// Runs `f` on a helper thread with a [`CODEC_STACK`] stack (for DEFLATE,
-/// whose state does not fit a coroutine stack) and waits for it.
-fn on_codec_thread<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, Failure> {
-    std::thread::scope(|s| {
-        let handle = std::thread::Builder::new()
-            .name("compress-codec".into())
-            .stack_size(CODEC_STACK)
-            .spawn_scoped(s, f)
-            .map_err(|e| Failure::new(code::FAILED, format!("cannot start a codec thread: {e}")))?;
-        handle.join().map_err(|payload| {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic".to_owned());
-            Failure::new(code::PANICKED, format!("the codec panicked: {msg}"))
-        })
-    })
 }
