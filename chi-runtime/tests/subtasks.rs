@@ -235,6 +235,16 @@ fn a_periodic_task_runs_each_period_until_cancelled() {
         }
         other => panic!("a periodic task of a destroyed pool ends NO_POOL, got {other:?}"),
     }
+    // The module's Monitor(Cleanup) ran for it (mod_name logs it).
+    let mut cleaned = false;
+    for _ in 0..200 {
+        if rt.log().contains("Custom task cleaned up") {
+            cleaned = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(cleaned, "Monitor(Cleanup) did not run:\n{}", rt.log());
     drop(client);
     rt.stop();
 }

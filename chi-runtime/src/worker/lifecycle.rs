@@ -180,13 +180,14 @@ impl Worker {
     /// Fails every parked task with `SHUTDOWN` at stop, without resuming them.
     fn abandon_all(&mut self) {
         for (slot, p) in self.slots.drain_parked() {
+            let _ = slot;
+            self.cleanup(p.task, Some(&p._container));
             let Parked {
                 co,
                 task,
                 generation,
                 ..
             } = p;
-            let _ = slot;
             self.live -= 1;
             self.stats.live.store(self.live, Ordering::Relaxed);
             self.finish(
@@ -216,6 +217,7 @@ impl Worker {
             self.collect_wakes();
             let sub = self.local.inbox.borrow_mut().pop_back();
             if let Some((task, generation)) = sub {
+                self.cleanup(task, None);
                 self.finish(
                     task,
                     generation,
@@ -243,6 +245,7 @@ impl Worker {
     fn fail_queued(&mut self) {
         while let Some((ptr, _)) = self.consumer.pop() {
             if let Ok((task, generation)) = validate_task(&self.alloc, &self.runtime_owned, ptr) {
+                self.cleanup(task, None);
                 self.finish(
                     task,
                     generation,

@@ -421,37 +421,7 @@ impl Worker {
         // every write to it while the task runs costs a cache-line transfer on
         // the round trip (the state goes from QUEUED to COMPLETE in one write).
         self.refresh_pools();
-        // The container, borrowed from this worker's pool table: only the
-        // container's Arc is cloned (it stays alive while the task runs).
-        let found = match self.pools.get(&h.pool_id) {
-            None => Err((
-                code::NO_POOL,
-                format!("no {} on this node; create it first", h.pool_id),
-            )),
-            Some(pool) => {
-                let n = pool.containers.len() as u32;
-                let q = h.dom_query;
-                match q.kind() {
-                    Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => Ok(q.value),
-                    Some(QueryKind::LocalId | QueryKind::GlobalId) => Err((
-                        code::BAD_TASK,
-                        format!("{} has no container {}", pool.id, q.value),
-                    )),
-                    Some(QueryKind::LocalHash | QueryKind::GlobalHash) => Ok(q.value % n.max(1)),
-                    Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => Ok(0),
-                    None => Err((
-                        code::BAD_TASK,
-                        format!("unknown domain query kind {}", q.kind),
-                    )),
-                }
-                .and_then(|idx| {
-                    pool.containers
-                        .get(idx as usize)
-                        .map(|c| (pool.id, c.clone()))
-                        .ok_or_else(|| (code::NO_POOL, format!("{} has no containers", pool.id)))
-                })
-            }
-        };
+        let found = self.container_of(h);
         let (pool_id, container) = match found {
             Ok(found) => found,
             Err((rc, msg)) => {
@@ -483,6 +453,63 @@ impl Worker {
             }
         }
         self.start_task(container, task, generation);
+    }
+
+    /// The pool and container of task `h`, from this worker's pool table.
+    #[inline]
+    fn container_of(&self, h: &TaskHeader) -> Result<(PoolId, Arc<Container>), (i32, String)> {
+        // The container, borrowed from this worker's pool table: only the
+        // container's Arc is cloned (it stays alive while the task runs).
+        match self.pools.get(&h.pool_id) {
+            None => Err((
+                code::NO_POOL,
+                format!("no {} on this node; create it first", h.pool_id),
+            )),
+            Some(pool) => {
+                let n = pool.containers.len() as u32;
+                let q = h.dom_query;
+                match q.kind() {
+                    Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => Ok(q.value),
+                    Some(QueryKind::LocalId | QueryKind::GlobalId) => Err((
+                        code::BAD_TASK,
+                        format!("{} has no container {}", pool.id, q.value),
+                    )),
+                    Some(QueryKind::LocalHash | QueryKind::GlobalHash) => Ok(q.value % n.max(1)),
+                    Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => Ok(0),
+                    None => Err((
+                        code::BAD_TASK,
+                        format!("unknown domain query kind {}", q.kind),
+                    )),
+                }
+                .and_then(|idx| {
+                    pool.containers
+                        .get(idx as usize)
+                        .map(|c| (pool.id, c.clone()))
+                        .ok_or_else(|| (code::NO_POOL, format!("{} has no containers", pool.id)))
+                })
+            }
+        }
+    }
+
+    /// Monitor(Cleanup) of `task`'s container: the task is being discarded
+    /// (failed at stop without running, abandoned, or a periodic task that
+    /// ended), so the module frees what it attached to it.
+    fn cleanup(&mut self, task: *mut TaskHeader, container: Option<&Arc<Container>>) {
+        self.refresh_pools();
+        // SAFETY: `task` was validated by the caller; only read.
+        let h = unsafe { &*task };
+        let found = match container {
+            Some(c) => Some(c.clone()),
+            None => self.container_of(h).ok().map(|(_, c)| c),
+        };
+        let Some(c) = found else { return };
+        if let Some(monitor) = c.module.api.monitor {
+            let mut ctx = self.ctx(&c, std::ptr::null_mut());
+            ctx.pool_id = h.pool_id;
+            // SAFETY: the container's state and the task are live; the monitor
+            // only reads the task and writes `ctx`.
+            unsafe { monitor(c.state, MonitorMode::Cleanup as u32, task, &mut ctx) };
+        }
     }
 
     /// Moves the task to the worker of `lane` if that is another worker;
@@ -713,6 +740,10 @@ impl Worker {
                 self.stats.live.store(self.live, Ordering::Relaxed);
                 if p.periodic {
                     self.stats.periodic.fetch_sub(1, Ordering::Relaxed);
+                }
+                if p.periodic && rc != code::OK {
+                    let c = p._container.clone();
+                    self.cleanup(p.task, Some(&c));
                 }
                 let c = &p._container;
                 let del = c.module.api.del.map(|d| (d, c.state));

@@ -76,7 +76,10 @@ impl ModNameContainer {
                 }
             }
             MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
-            MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
+            MonitorMode::Cleanup => {
+                chi_sdk::tracing::info!(op = task.op, "Custom task cleaned up");
+            }
+            MonitorMode::GlobalSchedule => {}
         }
     }
     /// kPanic.
