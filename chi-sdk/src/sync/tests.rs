@@ -180,17 +180,20 @@ fn tasks_of_one_graph_share_the_mutex_others_wait() {
     // Guards of graph 7 alive (bookkeeping outside the lock).
     let inside = AtomicU32::new(0);
     let gate = Gate::default();
+    let parent_wrote = Gate::default();
     thread::scope(|s| {
-        // The "parent" of graph 7 holds the lock until told.
+        // The "parent" of graph 7 holds the lock until told; it touches the
+        // data only while its "subtask" does not (the aliasing rule).
         let parent = s.spawn(|| {
             let mut g = m.lock_as(Group::Graph(7));
             inside.fetch_add(1, Ordering::Relaxed);
             g.push("parent");
+            parent_wrote.open();
             gate.wait();
             g.push("parent again");
             inside.fetch_sub(1, Ordering::Relaxed);
         });
-        wait_until(LIMIT, "the parent holds", || m.is_locked());
+        parent_wrote.wait();
         // Another graph queues.
         let other = s.spawn(|| {
             let mut g = m.lock_as(Group::Graph(8));
@@ -227,25 +230,36 @@ fn tasks_of_one_graph_share_the_mutex_others_wait() {
 fn a_graph_queued_before_it_got_the_lock_is_let_in_past_other_waiters() {
     let _wd = Watchdog::new("mutex_graph_queued", LIMIT);
     let m = CoMutex::new(Vec::new());
-    let gate = Gate::default();
+    // The parent and its subtask get the lock together: they take turns with
+    // the data (the aliasing rule), the subtask after the parent wrote.
+    let parent_wrote = Gate::default();
+    let subtask_done = Gate::default();
     thread::scope(|s| {
         let g = m.lock_as(Group::Graph(1));
         // Graph 2's parent queues, then graph 3, then graph 2's subtask.
         let parent = s.spawn(|| {
             let mut g = m.lock_as(Group::Graph(2));
             g.push("parent");
+            parent_wrote.open();
             // The parent "waits for its subtask", still holding the lock.
-            gate.wait();
+            subtask_done.wait();
         });
         until_queued(1, || m.waiters());
         s.spawn(|| m.lock_as(Group::Graph(3)).push("graph 3"));
         until_queued(2, || m.waiters());
-        let sub = s.spawn(|| m.lock_as(Group::Graph(2)).push("subtask"));
+        let sub = s.spawn(|| {
+            let mut g = m.lock_as(Group::Graph(2));
+            parent_wrote.wait();
+            g.push("subtask");
+        });
         until_queued(3, || m.waiters());
         drop(g);
-        // The subtask gets in while its parent holds, though graph 3 queued first.
+        // The subtask gets in while its parent holds, though graph 3 queued
+        // first (the parent waits for it: queuing it behind graph 3 would
+        // deadlock).
         sub.join().expect("subtask");
-        gate.open();
+        assert_eq!(m.waiters(), 1);
+        subtask_done.open();
         parent.join().expect("parent");
     });
     assert_eq!(m.into_inner(), ["parent", "subtask", "graph 3"]);
