@@ -253,6 +253,13 @@ impl State {
         woken
     }
 
+    /// Takes the request of `cell` out of the queue (its wait was given up)
+    /// and lets in whoever it held back.
+    fn withdraw(&mut self, cell: &Arc<WaitCell>) -> Vec<Arc<WaitCell>> {
+        self.waiters.retain(|w| !Arc::ptr_eq(&w.cell, cell));
+        self.dispatch()
+    }
+
     /// Waiters now.
     pub(crate) fn waiters(&self) -> usize {
         self.waiters.len()
@@ -309,10 +316,19 @@ impl Core {
             // arriving later queues behind it).
             (cell, s.threads)
         };
+        // Should the wait be unwound (a suspended coroutine dropped), the
+        // request is withdrawn, or the lock handed to it released.
+        let mut waiting = Waiting {
+            core: self,
+            group: caller.group,
+            mode,
+            cell,
+            armed: true,
+        };
         match caller.task {
             Some(_) => {
                 let timeout = poll.then_some(THREAD_POLL);
-                while !cell.is_granted() {
+                while !waiting.cell.is_granted() {
                     if !block_current(timeout) {
                         // Not in a task after all (cannot happen with a token):
                         // never spin hard.
@@ -321,11 +337,12 @@ impl Core {
                 }
             }
             None => {
-                while !cell.is_granted() {
+                while !waiting.cell.is_granted() {
                     std::thread::park();
                 }
             }
         }
+        waiting.armed = false;
     }
 
     /// Drops one hold of `group` in `mode` and wakes whoever got the lock.
@@ -334,5 +351,104 @@ impl Core {
         for c in woken {
             c.wake();
         }
+    }
+}
+
+/// A request in the queue, withdrawn if its wait ends without the lock (the
+/// waiting stack unwound).
+struct Waiting<'a> {
+    core: &'a Core,
+    group: Group,
+    mode: Mode,
+    cell: Arc<WaitCell>,
+    /// Cleared once the caller holds the lock.
+    armed: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let woken = {
+            let mut s = self.core.state();
+            if self.cell.is_granted() {
+                // Handed over meanwhile: give it back.
+                s.release(self.group, self.mode)
+            } else {
+                s.withdraw(&self.cell)
+            }
+        };
+        for c in woken {
+            c.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell() -> Arc<WaitCell> {
+        Arc::new(WaitCell {
+            granted: AtomicBool::new(false),
+            wake: Wake::Thread(std::thread::current()),
+        })
+    }
+
+    fn abandon(core: &Core, group: Group, mode: Mode, cell: &Arc<WaitCell>) {
+        drop(Waiting {
+            core,
+            group,
+            mode,
+            cell: cell.clone(),
+            armed: true,
+        });
+    }
+
+    /// A wait that ends without the lock (its stack unwound) withdraws its
+    /// request, letting in those it held back, or gives back a lock handed
+    /// to it meanwhile.
+    #[test]
+    fn an_abandoned_wait_withdraws_its_request_or_gives_the_lock_back() {
+        let core = Core::new();
+        let (a, b, c, d) = (
+            Group::Graph(1),
+            Group::Graph(2),
+            Group::Graph(3),
+            Group::Graph(4),
+        );
+        assert!(core.try_acquire(Caller::thread_as(a), Mode::Shared));
+        let (wb, wc) = (cell(), cell());
+        {
+            let mut s = core.state();
+            s.enqueue(b, Mode::Exclusive, wb.clone());
+            s.enqueue(c, Mode::Shared, wc.clone());
+        }
+        // A leaves: the writer B gets in; the reader C, behind it, waits.
+        core.release(a, Mode::Shared);
+        assert!(wb.is_granted() && !wc.is_granted());
+        core.release(b, Mode::Exclusive);
+        assert!(wc.is_granted());
+        // C reads; D queues to write, E to read behind it.
+        let (wd, we) = (cell(), cell());
+        {
+            let mut s = core.state();
+            s.enqueue(d, Mode::Exclusive, wd.clone());
+            s.enqueue(Group::Graph(5), Mode::Shared, we.clone());
+        }
+        // D gives up: E joins C at once.
+        abandon(&core, d, Mode::Exclusive, &wd);
+        assert!(we.is_granted() && !wd.is_granted());
+        assert_eq!(core.state().waiters(), 0);
+        // A writer handed the lock as its wait is abandoned gives it back.
+        let wf = cell();
+        core.state()
+            .enqueue(Group::Graph(6), Mode::Exclusive, wf.clone());
+        core.release(c, Mode::Shared);
+        core.release(Group::Graph(5), Mode::Shared);
+        assert!(wf.is_granted());
+        abandon(&core, Group::Graph(6), Mode::Exclusive, &wf);
+        assert!(!core.state().is_held());
     }
 }
