@@ -70,7 +70,8 @@ impl Caller {
 
 /// An id of the calling thread, unique in the process.
 fn thread_id() -> u64 {
-    // Relaxed: only uniqueness matters.
+    // Relaxed: only uniqueness matters (the read-modify-write gives it);
+    // pairs with nothing.
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local!(static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
     ID.with(|id| *id)

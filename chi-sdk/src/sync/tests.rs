@@ -155,7 +155,9 @@ fn a_thread_re_enters_its_own_mutex_counted() {
         *b += 1;
         let other = s.spawn(|| {
             let g = m.lock();
-            // Relaxed: ordered by the lock's hand-off.
+            // Relaxed: the store before the last guard's release is ordered
+            // before this load by the lock's hand-off (Release in dispatch,
+            // Acquire in the waiter); it pairs with nothing itself.
             assert!(
                 released.load(Ordering::Relaxed),
                 "taken before both guards went"
@@ -167,6 +169,7 @@ fn a_thread_re_enters_its_own_mutex_counted() {
         // One guard left: still held.
         assert!(m.is_locked());
         assert_eq!(m.waiters(), 1);
+        // Relaxed: see the load.
         released.store(true, Ordering::Relaxed);
         drop(b);
         assert_eq!(other.join().expect("other"), 2);
@@ -186,6 +189,8 @@ fn tasks_of_one_graph_share_the_mutex_others_wait() {
         // data only while its "subtask" does not (the aliasing rule).
         let parent = s.spawn(|| {
             let mut g = m.lock_as(Group::Graph(7));
+            // Relaxed (here and below): ordered by the lock's hand-off, like
+            // the data; pairs with nothing itself.
             inside.fetch_add(1, Ordering::Relaxed);
             g.push("parent");
             parent_wrote.open();
@@ -197,7 +202,7 @@ fn tasks_of_one_graph_share_the_mutex_others_wait() {
         // Another graph queues.
         let other = s.spawn(|| {
             let mut g = m.lock_as(Group::Graph(8));
-            // Relaxed: ordered by the lock's hand-off.
+            // Relaxed: see the parent's fetch_add.
             assert_eq!(
                 inside.load(Ordering::Relaxed),
                 0,
@@ -420,7 +425,10 @@ fn stress_readers_writers_and_graphs() {
     let writers: [AtomicU32; GRAPHS] = Default::default();
     let violations = Mutex::new(Vec::<String>::new());
     // SeqCst for the bookkeeping: each section announces itself, then checks
-    // the other graphs' counters; the lock's own ordering is what is tested.
+    // the other graphs' counters; the counters' operations pair with one
+    // another through the single SeqCst order (a section that announced
+    // itself before another checked is seen). The lock's own ordering is what
+    // is tested.
     let check = |g: usize, writer: bool| {
         for h in (0..GRAPHS).filter(|&h| h != g) {
             let (r, w) = (
@@ -452,7 +460,9 @@ fn stress_readers_writers_and_graphs() {
                     counter.fetch_add(1, Ordering::SeqCst);
                     check(g, writer);
                     if let Some(w) = &guard_w {
-                        // Relaxed: the lock orders the graphs' writes.
+                        // Relaxed: the lock orders the graphs' writes (its
+                        // hand-off pairs Release with Acquire); within a graph
+                        // updates may be lost, which is not what is checked.
                         let v = w.load(Ordering::Relaxed);
                         w.store(v + 1, Ordering::Relaxed);
                     }
@@ -510,5 +520,6 @@ fn stress_one_thread_per_graph_loses_no_write() {
     for h in handles {
         h.join().expect("thread");
     }
+    // Relaxed: the joins order the tally.
     assert_eq!(*l.read(), writes.load(Ordering::Relaxed));
 }

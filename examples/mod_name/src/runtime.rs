@@ -85,7 +85,8 @@ struct RwTest {
 }
 
 // The counters use SeqCst: a section announces itself, then reads the other
-// counters, and one that left announced it before releasing the lock; the
+// counters, and one that left announced it before releasing the lock; their
+// operations pair with one another through the single SeqCst order. The
 // lock's hand-off is what orders sections, these only observe it (a broken
 // lock shows up as a violation rather than being hidden by a weak ordering).
 impl RwTest {
