@@ -15,6 +15,14 @@
 //! * [`client`], [`admin`], [`proto`], [`transport`]: registering with a runtime,
 //!   submitting and waiting for tasks, the admin pool's calls; [`auth`]: the
 //!   runtime's key, which only its user can read, and the per-user directory.
+//! * [`sync`]: [`sync::CoMutex`] and [`sync::CoRwLock`], the locks of module
+//!   code. A task that waits for one suspends its coroutine (the worker runs
+//!   other tasks), the lock is handed to waiters in arrival order (no
+//!   barging; a waiting writer holds back later readers), and the tasks of
+//!   the holder's task graph share it, counted, so a handler that waits for a
+//!   subtask taking the same lock does not deadlock. Outside a task they park
+//!   the calling thread. Their module doc says how, and the aliasing rule
+//!   within a task graph.
 //!
 //! The lock-free algorithms are model-checked with loom in `chi-shm` (see
 //! `scripts/check-loom.sh`); nothing in this crate depends on `cfg(loom)`.
@@ -30,6 +38,7 @@ pub mod client;
 pub mod container;
 pub mod proto;
 pub mod ser;
+pub mod sync;
 pub mod task;
 pub mod transport;
 pub mod types;

@@ -54,9 +54,12 @@
 //! # Concurrency
 //!
 //! Handlers get `&self` on several workers at once. The allocation bitmap is
-//! under a `Mutex` (held only for the bitmap update or check, never across a
-//! yield); the RAM store is under a `RwLock` (reads share it), the file store
-//! needs no lock (`pread` / `pwrite`); the counters are atomics.
+//! under a [`CoMutex`](chi_sdk::sync::CoMutex) (held only for the bitmap
+//! update or check, never across a yield); the RAM store is under a
+//! [`CoRwLock`](chi_sdk::sync::CoRwLock) (reads share it, held for one chunk's
+//! copy); a handler that waits for either suspends its coroutine and leaves
+//! its worker to other tasks. The file store needs no lock (`pread` /
+//! `pwrite`); the counters are atomics.
 //!
 //! # Layout
 //!

@@ -9,12 +9,12 @@
 mod io;
 mod meta;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chi_sdk::abi::{MonitorMode, QueueId, RunCtx};
 use chi_sdk::container::CreateCtx;
 use chi_sdk::queue::Priority;
+use chi_sdk::sync::{CoMutex, CoMutexGuard};
 use chi_sdk::task::Failure;
 
 use crate::blocks::BlockMap;
@@ -47,7 +47,7 @@ pub struct BdevContainer {
     storage: Storage,
     capacity: u64,
     block_size: u64,
-    blocks: Mutex<BlockMap>,
+    blocks: CoMutex<BlockMap>,
     counters: Counters,
 }
 
@@ -83,7 +83,7 @@ impl BdevContainer {
             storage,
             capacity: params.capacity,
             block_size: params.block_size,
-            blocks: Mutex::new(map),
+            blocks: CoMutex::new(map),
             counters: Counters::default(),
         })
     }
@@ -197,10 +197,12 @@ fn meta_monitor(mode: MonitorMode, ctx: &mut RunCtx) {
 }
 
 impl BdevContainer {
-    fn lock_blocks(&self) -> std::sync::MutexGuard<'_, BlockMap> {
-        // The bitmap is updated only after every check passed, so a panic
-        // cannot leave it half changed: a poisoned lock is still consistent.
-        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    /// The block map, under its lock (a task that waits for it suspends its
+    /// coroutine, not the worker). The bitmap is updated only after every
+    /// check passed, so a handler that panics while holding it cannot leave
+    /// it half changed.
+    fn lock_blocks(&self) -> CoMutexGuard<'_, BlockMap> {
+        self.blocks.lock()
     }
 
     /// Counts a call's outcome: `ok` on success, `failures` otherwise.

@@ -2,8 +2,9 @@
 //!
 //! * **RAM**: an anonymous private mapping of the capacity (pages are zero and
 //!   cost nothing until written; a capacity the system cannot map is a clean
-//!   `create` error, not an abort) behind a `RwLock`: reads share it, writes
-//!   take it alone, so no read ever sees a write half done.
+//!   `create` error, not an abort) behind a [`CoRwLock`]: reads share it,
+//!   writes take it alone, so no read ever sees a write half done; a task
+//!   that waits for it suspends its coroutine, not its worker.
 //! * **File**: a real file created (or truncated) to the capacity, written and
 //!   read with `pwrite` / `pread` (`FileExt::write_all_at` / `read_exact_at`),
 //!   which need no lock: the kernel orders concurrent calls. Dropped with the
@@ -16,15 +17,15 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::RwLock;
 
+use chi_sdk::sync::CoRwLock;
 use memmap2::MmapMut;
 
 /// A device's bytes.
 #[derive(Debug)]
 pub(crate) enum Storage {
     /// Memory of the container.
-    Ram(RwLock<MmapMut>),
+    Ram(CoRwLock<MmapMut>),
     /// A file.
     File {
         /// The open file.
@@ -61,7 +62,7 @@ impl Storage {
         let map = MmapMut::map_anon(len).map_err(|e| {
             format!("cannot map {capacity} bytes of memory for the RAM backend: {e}")
         })?;
-        Ok(Storage::Ram(RwLock::new(map)))
+        Ok(Storage::Ram(CoRwLock::new(map)))
     }
 
     /// The file at `path`, created or truncated, of `capacity` zero bytes.
@@ -99,7 +100,7 @@ impl Storage {
     pub(crate) fn write_at(&self, offset: u64, src: &[u8]) -> io::Result<()> {
         match self {
             Storage::Ram(lock) => {
-                let mut map = lock.write().unwrap_or_else(|e| e.into_inner());
+                let mut map = lock.write();
                 let r = span(offset, src.len(), map.len())?;
                 map[r].copy_from_slice(src);
                 Ok(())
@@ -112,7 +113,7 @@ impl Storage {
     pub(crate) fn read_at(&self, offset: u64, dst: &mut [u8]) -> io::Result<()> {
         match self {
             Storage::Ram(lock) => {
-                let map = lock.read().unwrap_or_else(|e| e.into_inner());
+                let map = lock.read();
                 let r = span(offset, dst.len(), map.len())?;
                 dst.copy_from_slice(&map[r]);
                 Ok(())

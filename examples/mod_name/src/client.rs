@@ -197,6 +197,62 @@ impl ModNameClient {
             .wait_with(|t| (t.tasks, t.deepest))
     }
 
+    /// Submits CoMutexTest: `op` (a `MUTEX_` op) with `iters`, on the
+    /// processing lane `spread` hashes to.
+    pub fn async_co_mutex_test<'c>(
+        &self,
+        client: &'c Client,
+        op: u32,
+        iters: u32,
+        spread: u32,
+    ) -> Result<Pending<'c, CoMutexTestTask>, CallError> {
+        client.submit(
+            CoMutexTestTask::new(self.pool, DomainQuery::local(), op, iters, spread),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls CoMutexTest: returns its outputs.
+    pub fn co_mutex_test(
+        &self,
+        client: &Client,
+        op: u32,
+        iters: u32,
+        spread: u32,
+    ) -> Result<CoMutexReply, CallError> {
+        self.async_co_mutex_test(client, op, iters, spread)?
+            .wait_with(CoMutexTestTask::reply)
+    }
+
+    /// Submits CoRwLockTest: `op` (an `RW_` op) with `iters` and `arg`, on
+    /// the processing lane `spread` hashes to.
+    pub fn async_co_rw_lock_test<'c>(
+        &self,
+        client: &'c Client,
+        op: u32,
+        iters: u32,
+        arg: u32,
+        spread: u32,
+    ) -> Result<Pending<'c, CoRwLockTestTask>, CallError> {
+        client.submit(
+            CoRwLockTestTask::new(self.pool, DomainQuery::local(), op, iters, arg, spread),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls CoRwLockTest: returns its outputs.
+    pub fn co_rw_lock_test(
+        &self,
+        client: &Client,
+        op: u32,
+        iters: u32,
+        arg: u32,
+        spread: u32,
+    ) -> Result<CoRwLockReply, CallError> {
+        self.async_co_rw_lock_test(client, op, iters, arg, spread)?
+            .wait_with(CoRwLockTestTask::reply)
+    }
+
     /// Sends a task of `method` with no parameters (for testing how the module
     /// answers methods it does not support).
     pub fn call_method(&self, client: &Client, method: u32) -> Result<(), CallError> {

@@ -20,10 +20,22 @@
 //! * `kSleep` (15): [`SleepTask`]: takes `ms` milliseconds, yielding its
 //!   coroutine meanwhile, or (`block` ≠ 0) holding its worker without yielding
 //!   (a misbehaving handler: for testing back-pressure and the supervisor).
+//! * `kCoMutexTest` (20): [`CoMutexTestTask`]: the container's counter under a
+//!   [`CoMutex`](chi_sdk::sync::CoMutex): count with a yield inside the
+//!   critical section ([`MUTEX_COUNT`]), hold it until told
+//!   ([`MUTEX_HOLD`], [`MUTEX_OPEN`]), look at its queue ([`MUTEX_STATUS`]),
+//!   re-enter it from subtasks while holding it ([`MUTEX_NESTED`]).
+//! * `kCoRwLockTest` (21): [`CoRwLockTestTask`]: a value under a
+//!   [`CoRwLock`](chi_sdk::sync::CoRwLock), with counters of the readers and
+//!   writers inside: readers that yield inside ([`RW_READ`]) or wait for each
+//!   other inside ([`RW_READ_TOGETHER`]), writers that check they are alone
+//!   ([`RW_WRITE`]), holds ([`RW_HOLD_READ`], [`RW_HOLD_WRITE`], [`RW_OPEN`]),
+//!   re-entry from subtasks ([`RW_NESTED`], [`RW_NESTED_UNDER_READ`]).
 //!
 //! The container has two local queues: [`METADATA_QUEUE`] (one high-latency
 //! lane) and [`PROCESSING_QUEUE`] (two low-latency lanes). Its monitor routes
-//! Custom by the hash of `op`, so calls of one op stay in order on one lane.
+//! Custom by the hash of `op`, so calls of one op stay in order on one lane,
+//! and the lock tests by the hash of their `spread`.
 //!
 //! Laid out as `cargo chimod new` lays out a module:
 //! * [`tasks`]: [`CreateParams`], the ops of [`CustomTask`] and one task struct

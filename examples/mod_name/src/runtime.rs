@@ -3,9 +3,10 @@
 //! `create` sets up two local queues, [`METADATA_QUEUE`] and
 //! [`PROCESSING_QUEUE`]; each handler serves the method of the same name; the
 //! monitor of `kCustom` routes it by the hash of its op, so the calls of one op
-//! stay in order on one lane.
+//! stay in order on one lane; the lock tests go by the hash of their `spread`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use chi_sdk::abi::{MonitorMode, QueueId, RunCtx};
 use chi_sdk::admin::AdminClient;
@@ -13,6 +14,7 @@ use chi_sdk::client::{PendingSet, Waitable};
 use chi_sdk::container::CreateCtx;
 use chi_sdk::queue::Priority;
 use chi_sdk::shm::ShmString;
+use chi_sdk::sync::{CoMutex, CoRwLock};
 use chi_sdk::task::{Failure, code};
 
 use crate::client::ModNameClient;
@@ -31,6 +33,95 @@ pub struct ModNameContainer {
     own: ModNameClient,
     params: CreateParams,
     calls: AtomicU32,
+    /// kCoMutexTest's counter, and the permits of its holders.
+    counter: CoMutex<u64>,
+    mutex_gate: Gate,
+    /// kCoRwLockTest's lock and its bookkeeping.
+    rw: RwTest,
+}
+
+/// Permits that let `HOLD` tasks go, one each.
+#[derive(Debug, Default)]
+struct Gate(AtomicU32);
+
+impl Gate {
+    fn open(&self) {
+        // Relaxed: a permit carries no data (the lock orders the holder's
+        // writes); pairs with nothing.
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits for a permit and takes it; the worker runs other tasks meanwhile.
+    fn pass(&self, ctx: &mut RunCtx) {
+        loop {
+            // Relaxed: see `open`.
+            let p = self.0.load(Ordering::Relaxed);
+            if p > 0 {
+                if self
+                    .0
+                    .compare_exchange(p, p - 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            ctx.sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// kCoRwLockTest's state: the value under the lock, and counters (outside
+/// it) of the sections inside it, which every section checks.
+#[derive(Debug, Default)]
+struct RwTest {
+    lock: CoRwLock<u64>,
+    readers: AtomicU32,
+    writers: AtomicU32,
+    max_readers: AtomicU32,
+    violations: AtomicU32,
+    seq: AtomicU64,
+    gate: Gate,
+}
+
+// The counters use SeqCst: a section announces itself, then reads the other
+// counters, and one that left announced it before releasing the lock; their
+// operations pair with one another through the single SeqCst order. The
+// lock's hand-off is what orders sections, these only observe it (a broken
+// lock shows up as a violation rather than being hidden by a weak ordering).
+impl RwTest {
+    /// A reader got in: counts it, checks no writer is inside; returns its
+    /// sequence number.
+    fn enter_read(&self) -> u64 {
+        let inside = self.readers.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_readers.fetch_max(inside, Ordering::SeqCst);
+        if self.writers.load(Ordering::SeqCst) != 0 {
+            self.violations.fetch_add(1, Ordering::SeqCst);
+        }
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn leave_read(&self) {
+        self.readers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A writer got in: checks it is alone; returns its sequence number.
+    fn enter_write(&self) -> u64 {
+        if self.writers.fetch_add(1, Ordering::SeqCst) != 0
+            || self.readers.load(Ordering::SeqCst) != 0
+        {
+            self.violations.fetch_add(1, Ordering::SeqCst);
+        }
+        self.seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn leave_write(&self) {
+        self.writers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> Failure {
+    Failure::failed(e.to_string())
 }
 
 /// kDestroy drops the container.
@@ -58,6 +149,9 @@ impl ModNameContainer {
             own: ctx.init_client(),
             params,
             calls: AtomicU32::new(0),
+            counter: CoMutex::new(0),
+            mutex_gate: Gate::default(),
+            rw: RwTest::default(),
         })
     }
 
@@ -248,5 +342,205 @@ impl ModNameContainer {
             task.deepest = task.deepest.max(deepest);
         }
         Ok(())
+    }
+
+    /// kCoMutexTest: the ops of [`CoMutexTestTask`].
+    fn co_mutex_test(&self, task: &mut CoMutexTestTask, ctx: &mut RunCtx) -> Result<(), Failure> {
+        task.worker = ctx.worker_id;
+        match task.op {
+            MUTEX_COUNT => {
+                for _ in 0..task.iters {
+                    let mut n = self.counter.lock();
+                    let v = *n;
+                    // Other tasks run meanwhile; those that want the mutex wait.
+                    ctx.yield_now();
+                    *n = v + 1;
+                    task.value = *n;
+                }
+            }
+            MUTEX_HOLD => {
+                let n = self.counter.lock();
+                self.mutex_gate.pass(ctx);
+                task.value = *n;
+            }
+            MUTEX_OPEN => self.mutex_gate.open(),
+            MUTEX_STATUS => {
+                task.queued = self.counter.waiters() as u32;
+                task.locked = u32::from(self.counter.is_locked());
+            }
+            MUTEX_NESTED => {
+                let mut n = self.counter.lock();
+                let start = *n;
+                *n += 1;
+                if task.iters > 0 {
+                    // The subtask takes the mutex this task holds: it gets in
+                    // (same task graph) while this task waits for it.
+                    let client = ctx.client()?;
+                    let grew = self
+                        .own
+                        .async_co_mutex_test(
+                            client,
+                            MUTEX_NESTED,
+                            task.iters - 1,
+                            task.spread.wrapping_add(1),
+                        )
+                        .map_err(failed)?
+                        .wait_with(|t| t.value)
+                        .map_err(failed)?;
+                    if grew != u64::from(task.iters) {
+                        return Err(Failure::failed(format!(
+                            "the subtasks of level {} added {grew}, not {}",
+                            task.iters, task.iters
+                        )));
+                    }
+                }
+                task.value = *n - start;
+            }
+            other => return Err(Failure::bad_task(format!("unknown CoMutexTest op {other}"))),
+        }
+        Ok(())
+    }
+
+    /// The lock tests run on the processing lanes, by the hash of `spread`.
+    fn monitor_co_mutex_test(&self, mode: MonitorMode, task: &CoMutexTestTask, ctx: &mut RunCtx) {
+        spread_monitor(mode, task.spread, ctx);
+    }
+
+    /// kCoRwLockTest: the ops of [`CoRwLockTestTask`].
+    fn co_rw_lock_test(
+        &self,
+        task: &mut CoRwLockTestTask,
+        ctx: &mut RunCtx,
+    ) -> Result<(), Failure> {
+        task.worker = ctx.worker_id;
+        let rw = &self.rw;
+        match task.op {
+            RW_READ => {
+                for _ in 0..task.iters {
+                    let v = rw.lock.read();
+                    task.seq = rw.enter_read();
+                    for _ in 0..task.arg.max(1) {
+                        ctx.yield_now();
+                    }
+                    task.value = *v;
+                    rw.leave_read();
+                }
+            }
+            RW_WRITE => {
+                for _ in 0..task.iters {
+                    let mut v = rw.lock.write();
+                    task.seq = rw.enter_write();
+                    let old = *v;
+                    for _ in 0..task.arg.max(1) {
+                        ctx.yield_now();
+                    }
+                    *v = old + 1;
+                    task.value = *v;
+                    rw.leave_write();
+                }
+            }
+            RW_READ_TOGETHER => {
+                let v = rw.lock.read();
+                task.seq = rw.enter_read();
+                let until = Instant::now() + Duration::from_secs(30);
+                // SeqCst: see `RwTest`.
+                while rw.max_readers.load(Ordering::SeqCst) < task.arg && Instant::now() < until {
+                    ctx.sleep(Duration::from_millis(1));
+                }
+                task.value = *v;
+                rw.leave_read();
+            }
+            RW_HOLD_READ => {
+                let v = rw.lock.read();
+                task.seq = rw.enter_read();
+                rw.gate.pass(ctx);
+                task.value = *v;
+                rw.leave_read();
+            }
+            RW_HOLD_WRITE => {
+                let v = rw.lock.write();
+                task.seq = rw.enter_write();
+                rw.gate.pass(ctx);
+                task.value = *v;
+                rw.leave_write();
+            }
+            RW_OPEN => rw.gate.open(),
+            RW_STATUS => {
+                task.queued = rw.lock.waiters() as u32;
+                task.locked = u32::from(rw.lock.is_locked());
+            }
+            RW_NESTED => {
+                let mut v = rw.lock.write();
+                let start = *v;
+                *v += 1;
+                if task.iters > 0 {
+                    self.rw_subtask(ctx, task.iters - 1, task.spread)?;
+                }
+                // A read under its own write lock gets in at once.
+                let r = rw.lock.read();
+                task.value = *r - start;
+            }
+            RW_NESTED_UNDER_READ => {
+                let v = rw.lock.read();
+                let start = *v;
+                // The subtask writes while this task reads: an upgrade within
+                // the task graph.
+                self.rw_subtask(ctx, task.iters, task.spread)?;
+                task.value = *v - start;
+            }
+            other => {
+                return Err(Failure::bad_task(format!(
+                    "unknown CoRwLockTest op {other}"
+                )));
+            }
+        }
+        // SeqCst: see `RwTest`.
+        task.max_readers = rw.max_readers.load(Ordering::SeqCst);
+        task.violations = rw.violations.load(Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The lock tests run on the processing lanes, by the hash of `spread`.
+    fn monitor_co_rw_lock_test(
+        &self,
+        mode: MonitorMode,
+        task: &CoRwLockTestTask,
+        ctx: &mut RunCtx,
+    ) {
+        spread_monitor(mode, task.spread, ctx);
+    }
+}
+
+impl ModNameContainer {
+    /// Runs an `RW_NESTED` subtask of `levels` on this pool and waits for it;
+    /// checks it added `levels + 1`.
+    fn rw_subtask(&self, ctx: &mut RunCtx, levels: u32, spread: u32) -> Result<(), Failure> {
+        let client = ctx.client()?;
+        let grew = self
+            .own
+            .async_co_rw_lock_test(client, RW_NESTED, levels, 0, spread.wrapping_add(1))
+            .map_err(failed)?
+            .wait_with(|t| t.value)
+            .map_err(failed)?;
+        if grew != u64::from(levels) + 1 {
+            return Err(Failure::failed(format!(
+                "an RW_NESTED subtask of {levels} levels added {grew}, not {}",
+                levels + 1
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Routes a lock test to the processing lane `spread` hashes to.
+fn spread_monitor(mode: MonitorMode, spread: u32, ctx: &mut RunCtx) {
+    match mode {
+        MonitorMode::LocalSchedule => {
+            if let Ok(lane) = ctx.lane_by_hash(PROCESSING_QUEUE, u64::from(spread)) {
+                ctx.route(lane);
+            }
+        }
+        MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
+        MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
     }
 }

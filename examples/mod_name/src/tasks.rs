@@ -1,6 +1,7 @@
 //! The parameters of a `chimaera_mod_name` pool and the tasks of its methods
 //! (`kCustom` 10, `kPanic` 11, `kEcho` 14, `kSleep` 15, `kFanOut` 16,
-//! `kRecurse` 17), with the ops of [`CustomTask`].
+//! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21), with the ops of
+//! [`CustomTask`], [`CoMutexTestTask`] and [`CoRwLockTestTask`].
 
 use chi_sdk::shm::ShmString;
 use chi_sdk::types::PoolId;
@@ -113,4 +114,186 @@ pub struct RecurseTask {
     /// The deepest task node depth (`minor`) seen in the tree.
     #[output]
     pub deepest: u32,
+}
+
+/// [`CoMutexTestTask::op`]: `iters` times, take the container's
+/// [`CoMutex`](chi_sdk::sync::CoMutex), read its counter, yield inside the
+/// critical section, write the counter + 1, release. `value`: the counter
+/// after the task's last increment.
+pub const MUTEX_COUNT: u32 = 0;
+/// [`CoMutexTestTask::op`]: take the mutex and keep it, without holding the
+/// worker, until a [`MUTEX_OPEN`] lets it go (one permit each). `value`: the
+/// counter (unchanged).
+pub const MUTEX_HOLD: u32 = 1;
+/// [`CoMutexTestTask::op`]: give one [`MUTEX_HOLD`] task its leave (without
+/// taking the mutex).
+pub const MUTEX_OPEN: u32 = 2;
+/// [`CoMutexTestTask::op`]: `queued` = tasks waiting for the mutex now,
+/// `locked` = 1 if it is held (without taking it).
+pub const MUTEX_STATUS: u32 = 3;
+/// [`CoMutexTestTask::op`]: take the mutex, add 1 to the counter and, if
+/// `iters` > 0, submit a `MUTEX_NESTED` subtask of `iters - 1` to the
+/// container's own pool and wait for it — still holding the mutex, which the
+/// subtask takes too. `value`: how much the counter grew while this task held
+/// the mutex (`iters + 1` when every subtask got in and nobody else did).
+pub const MUTEX_NESTED: u32 = 4;
+
+/// Exercises the container's `CoMutex<u64>` counter (see the `MUTEX_` ops).
+#[chi_sdk::task(method = 20)]
+#[derive(Debug)]
+pub struct CoMutexTestTask {
+    /// What to do: a `MUTEX_` op.
+    pub op: u32,
+    /// Iterations ([`MUTEX_COUNT`]) or subtask levels ([`MUTEX_NESTED`]).
+    pub iters: u32,
+    /// The lane of the container's processing queue the task runs on, by
+    /// hash (tasks of different `spread` run on different workers when there
+    /// are several).
+    pub spread: u32,
+    /// See the op.
+    #[output]
+    pub value: u64,
+    /// [`MUTEX_STATUS`]: tasks waiting for the mutex.
+    #[output]
+    pub queued: u32,
+    /// [`MUTEX_STATUS`]: 1 if the mutex is held.
+    #[output]
+    pub locked: u32,
+    /// The worker that ran the task.
+    #[output]
+    pub worker: u32,
+}
+
+/// The outputs of a [`CoMutexTestTask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoMutexReply {
+    /// `value`.
+    pub value: u64,
+    /// `queued`.
+    pub queued: u32,
+    /// `locked`.
+    pub locked: bool,
+    /// `worker`.
+    pub worker: u32,
+}
+
+impl CoMutexTestTask {
+    /// The outputs.
+    pub fn reply(&self) -> CoMutexReply {
+        CoMutexReply {
+            value: self.value,
+            queued: self.queued,
+            locked: self.locked != 0,
+            worker: self.worker,
+        }
+    }
+}
+
+/// [`CoRwLockTestTask::op`]: `iters` times, take the container's
+/// [`CoRwLock`](chi_sdk::sync::CoRwLock) to read, count itself among the
+/// readers inside, yield `arg` times (at least once) inside, leave. Records
+/// the most readers ever inside at once and any writer found inside.
+/// `value`: the value read last.
+pub const RW_READ: u32 = 0;
+/// [`CoRwLockTestTask::op`]: `iters` times, take the lock to write, check
+/// that no reader and no other writer is inside, read the value, yield `arg`
+/// times (at least once), write it + 1. `value`: the value after the task's
+/// last write.
+pub const RW_WRITE: u32 = 1;
+/// [`CoRwLockTestTask::op`]: take the lock to read and stay inside until `arg`
+/// readers have been inside at once (`max_readers` reached `arg`; or 30 s
+/// passed: then `max_readers` says how many came).
+pub const RW_READ_TOGETHER: u32 = 2;
+/// [`CoRwLockTestTask::op`]: take the lock to read and keep it until an
+/// [`RW_OPEN`] lets it go.
+pub const RW_HOLD_READ: u32 = 3;
+/// [`CoRwLockTestTask::op`]: take the lock to write and keep it until an
+/// [`RW_OPEN`] lets it go.
+pub const RW_HOLD_WRITE: u32 = 4;
+/// [`CoRwLockTestTask::op`]: give one `RW_HOLD_` task its leave.
+pub const RW_OPEN: u32 = 5;
+/// [`CoRwLockTestTask::op`]: `queued`, `locked`, `max_readers`, `violations`
+/// now (without taking the lock).
+pub const RW_STATUS: u32 = 6;
+/// [`CoRwLockTestTask::op`]: take the lock to write, add 1 and, if `iters` >
+/// 0, submit an `RW_NESTED` subtask of `iters - 1` to the container's own
+/// pool and wait for it, still holding the lock; then read it under its own
+/// write lock. `value`: how much it grew meanwhile (`iters + 1`).
+pub const RW_NESTED: u32 = 7;
+/// [`CoRwLockTestTask::op`]: take the lock to read and submit an
+/// [`RW_NESTED`] subtask of `iters` (which writes: an upgrade within the task
+/// graph) and wait for it, still reading. `value`: how much the value grew
+/// meanwhile (`iters + 1`).
+pub const RW_NESTED_UNDER_READ: u32 = 8;
+
+/// Exercises the container's `CoRwLock<u64>` (see the `RW_` ops).
+#[chi_sdk::task(method = 21)]
+#[derive(Debug)]
+pub struct CoRwLockTestTask {
+    /// What to do: an `RW_` op.
+    pub op: u32,
+    /// Iterations, or subtask levels.
+    pub iters: u32,
+    /// Yields inside ([`RW_READ`], [`RW_WRITE`]), readers to wait for
+    /// ([`RW_READ_TOGETHER`]).
+    pub arg: u32,
+    /// The lane of the container's processing queue the task runs on, by hash.
+    pub spread: u32,
+    /// See the op.
+    #[output]
+    pub value: u64,
+    /// When the task (its last section) got in: a sequence shared by every
+    /// section of the lock, from 1.
+    #[output]
+    pub seq: u64,
+    /// The most readers seen inside at once so far.
+    #[output]
+    pub max_readers: u32,
+    /// Sections so far that found another inside where none may be (a reader
+    /// beside a writer, two writers).
+    #[output]
+    pub violations: u32,
+    /// [`RW_STATUS`]: tasks waiting for the lock.
+    #[output]
+    pub queued: u32,
+    /// [`RW_STATUS`]: 1 if the lock is held.
+    #[output]
+    pub locked: u32,
+    /// The worker that ran the task.
+    #[output]
+    pub worker: u32,
+}
+
+/// The outputs of a [`CoRwLockTestTask`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoRwLockReply {
+    /// `value`.
+    pub value: u64,
+    /// `seq`.
+    pub seq: u64,
+    /// `max_readers`.
+    pub max_readers: u32,
+    /// `violations`.
+    pub violations: u32,
+    /// `queued`.
+    pub queued: u32,
+    /// `locked`.
+    pub locked: bool,
+    /// `worker`.
+    pub worker: u32,
+}
+
+impl CoRwLockTestTask {
+    /// The outputs.
+    pub fn reply(&self) -> CoRwLockReply {
+        CoRwLockReply {
+            value: self.value,
+            seq: self.seq,
+            max_readers: self.max_readers,
+            violations: self.violations,
+            queued: self.queued,
+            locked: self.locked != 0,
+            worker: self.worker,
+        }
+    }
 }

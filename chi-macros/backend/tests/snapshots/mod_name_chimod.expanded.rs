@@ -21,6 +21,9 @@ impl ModNameContainer {
             own: ctx.init_client(),
             params,
             calls: AtomicU32::new(0),
+            counter: CoMutex::new(0),
+            mutex_gate: Gate::default(),
+            rw: RwTest::default(),
         })
     }
     /// kCustom.
@@ -223,9 +226,184 @@ impl ModNameContainer {
         }
         Ok(())
     }
+    /// kCoMutexTest: the ops of [`CoMutexTestTask`].
+    fn co_mutex_test(
+        &self,
+        task: &mut CoMutexTestTask,
+        ctx: &mut RunCtx,
+    ) -> Result<(), Failure> {
+        task.worker = ctx.worker_id;
+        match task.op {
+            MUTEX_COUNT => {
+                for _ in 0..task.iters {
+                    let mut n = self.counter.lock();
+                    let v = *n;
+                    ctx.yield_now();
+                    *n = v + 1;
+                    task.value = *n;
+                }
+            }
+            MUTEX_HOLD => {
+                let n = self.counter.lock();
+                self.mutex_gate.pass(ctx);
+                task.value = *n;
+            }
+            MUTEX_OPEN => self.mutex_gate.open(),
+            MUTEX_STATUS => {
+                task.queued = self.counter.waiters() as u32;
+                task.locked = u32::from(self.counter.is_locked());
+            }
+            MUTEX_NESTED => {
+                let mut n = self.counter.lock();
+                let start = *n;
+                *n += 1;
+                if task.iters > 0 {
+                    let client = ctx.client()?;
+                    let grew = self
+                        .own
+                        .async_co_mutex_test(
+                            client,
+                            MUTEX_NESTED,
+                            task.iters - 1,
+                            task.spread.wrapping_add(1),
+                        )
+                        .map_err(failed)?
+                        .wait_with(|t| t.value)
+                        .map_err(failed)?;
+                    if grew != u64::from(task.iters) {
+                        return Err(
+                            Failure::failed(
+                                format!(
+                                    "the subtasks of level {} added {grew}, not {}", task.iters,
+                                    task.iters
+                                ),
+                            ),
+                        );
+                    }
+                }
+                task.value = *n - start;
+            }
+            other => {
+                return Err(Failure::bad_task(format!("unknown CoMutexTest op {other}")));
+            }
+        }
+        Ok(())
+    }
+    /// The lock tests run on the processing lanes, by the hash of `spread`.
+    fn monitor_co_mutex_test(
+        &self,
+        mode: MonitorMode,
+        task: &CoMutexTestTask,
+        ctx: &mut RunCtx,
+    ) {
+        spread_monitor(mode, task.spread, ctx);
+    }
+    /// kCoRwLockTest: the ops of [`CoRwLockTestTask`].
+    fn co_rw_lock_test(
+        &self,
+        task: &mut CoRwLockTestTask,
+        ctx: &mut RunCtx,
+    ) -> Result<(), Failure> {
+        task.worker = ctx.worker_id;
+        let rw = &self.rw;
+        match task.op {
+            RW_READ => {
+                for _ in 0..task.iters {
+                    let v = rw.lock.read();
+                    task.seq = rw.enter_read();
+                    for _ in 0..task.arg.max(1) {
+                        ctx.yield_now();
+                    }
+                    task.value = *v;
+                    rw.leave_read();
+                }
+            }
+            RW_WRITE => {
+                for _ in 0..task.iters {
+                    let mut v = rw.lock.write();
+                    task.seq = rw.enter_write();
+                    let old = *v;
+                    for _ in 0..task.arg.max(1) {
+                        ctx.yield_now();
+                    }
+                    *v = old + 1;
+                    task.value = *v;
+                    rw.leave_write();
+                }
+            }
+            RW_READ_TOGETHER => {
+                let v = rw.lock.read();
+                task.seq = rw.enter_read();
+                let until = Instant::now() + Duration::from_secs(30);
+                while rw.max_readers.load(Ordering::SeqCst) < task.arg
+                    && Instant::now() < until
+                {
+                    ctx.sleep(Duration::from_millis(1));
+                }
+                task.value = *v;
+                rw.leave_read();
+            }
+            RW_HOLD_READ => {
+                let v = rw.lock.read();
+                task.seq = rw.enter_read();
+                rw.gate.pass(ctx);
+                task.value = *v;
+                rw.leave_read();
+            }
+            RW_HOLD_WRITE => {
+                let v = rw.lock.write();
+                task.seq = rw.enter_write();
+                rw.gate.pass(ctx);
+                task.value = *v;
+                rw.leave_write();
+            }
+            RW_OPEN => rw.gate.open(),
+            RW_STATUS => {
+                task.queued = rw.lock.waiters() as u32;
+                task.locked = u32::from(rw.lock.is_locked());
+            }
+            RW_NESTED => {
+                let mut v = rw.lock.write();
+                let start = *v;
+                *v += 1;
+                if task.iters > 0 {
+                    self.rw_subtask(ctx, task.iters - 1, task.spread)?;
+                }
+                let r = rw.lock.read();
+                task.value = *r - start;
+            }
+            RW_NESTED_UNDER_READ => {
+                let v = rw.lock.read();
+                let start = *v;
+                self.rw_subtask(ctx, task.iters, task.spread)?;
+                task.value = *v - start;
+            }
+            other => {
+                return Err(
+                    Failure::bad_task(format!("unknown CoRwLockTest op {other}")),
+                );
+            }
+        }
+        task.max_readers = rw.max_readers.load(Ordering::SeqCst);
+        task.violations = rw.violations.load(Ordering::SeqCst);
+        Ok(())
+    }
+    /// The lock tests run on the processing lanes, by the hash of `spread`.
+    fn monitor_co_rw_lock_test(
+        &self,
+        mode: MonitorMode,
+        task: &CoRwLockTestTask,
+        ctx: &mut RunCtx,
+    ) {
+        spread_monitor(mode, task.spread, ctx);
+    }
 }
 /// Method ids of this module (from its `chimaera_mod.yaml`).
 pub mod method {
+    /// `kCoMutexTest` in chimaera_mod.yaml: CoMutex: counts under contention, holds it, re-enters it from subtasks
+    pub const CO_MUTEX_TEST: u32 = 20u32;
+    /// `kCoRwLockTest` in chimaera_mod.yaml: CoRwLock: readers overlap, writers exclude, re-entry from subtasks
+    pub const CO_RW_LOCK_TEST: u32 = 21u32;
     /// `kCreate` in chimaera_mod.yaml: Container creation (required)
     pub const CREATE: u32 = 0u32;
     /// `kCustom` in chimaera_mod.yaml: Transforms a string
@@ -244,6 +422,8 @@ pub mod method {
     pub const SLEEP: u32 = 15u32;
     /// Every method key with its id (`-1` = unsupported).
     pub const ALL: &[(&str, i64)] = &[
+        ("kCoMutexTest", 20i64),
+        ("kCoRwLockTest", 21i64),
         ("kCreate", 0i64),
         ("kCustom", 10i64),
         ("kDestroy", 1i64),
@@ -273,6 +453,14 @@ pub mod __chimod {
     #[allow(unused_imports)]
     use super::*;
     const _: () = ::core::assert!(
+        < CoMutexTestTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 20u32,
+        "`co_mutex_test` handles `kCoMutexTest` (20 in chimaera_mod.yaml), but its task type `CoMutexTestTask` has another METHOD: take the `#[task(method = 20)]` type"
+    );
+    const _: () = ::core::assert!(
+        < CoRwLockTestTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 21u32,
+        "`co_rw_lock_test` handles `kCoRwLockTest` (21 in chimaera_mod.yaml), but its task type `CoRwLockTestTask` has another METHOD: take the `#[task(method = 21)]` type"
+    );
+    const _: () = ::core::assert!(
         < CustomTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 10u32,
         "`custom` handles `kCustom` (10 in chimaera_mod.yaml), but its task type `CustomTask` has another METHOD: take the `#[task(method = 10)]` type"
     );
@@ -298,6 +486,8 @@ pub mod __chimod {
     );
     const _: fn() = ::chi_sdk::__private::chimod::assert_container::<ModNameContainer>;
     const NAMES: &[(&str, i64)] = &[
+        ("kCoMutexTest", 20i64),
+        ("kCoRwLockTest", 21i64),
         ("kCreate", 0i64),
         ("kCustom", 10i64),
         ("kDestroy", 1i64),
@@ -357,6 +547,22 @@ pub mod __chimod {
                 err,
                 |this, task, ctx| {
                     match unsafe { (*task).method } {
+                        20u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<CoMutexTestTask>(task)?
+                            };
+                            this.co_mutex_test(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
+                        21u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<
+                                    CoRwLockTestTask,
+                                >(task)?
+                            };
+                            this.co_rw_lock_test(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
                         10u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<CustomTask>(task)?
@@ -420,6 +626,14 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             ::core::option::Option::None,
             || match unsafe { (*task).method } {
+                20u32 => {
+                    unsafe { ::chi_sdk::__private::chimod::del::<CoMutexTestTask>(task) }
+                }
+                21u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::del::<CoRwLockTestTask>(task)
+                    }
+                }
                 10u32 => unsafe { ::chi_sdk::__private::chimod::del::<CustomTask>(task) }
                 14u32 => unsafe { ::chi_sdk::__private::chimod::del::<EchoTask>(task) }
                 16u32 => unsafe { ::chi_sdk::__private::chimod::del::<FanOutTask>(task) }
@@ -449,6 +663,20 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                20u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            CoMutexTestTask,
+                        >(task, out, false)
+                    }
+                }
+                21u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            CoRwLockTestTask,
+                        >(task, out, false)
+                    }
+                }
                 10u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<
@@ -506,6 +734,20 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                20u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            CoMutexTestTask,
+                        >(task, out, true)
+                    }
+                }
+                21u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            CoRwLockTestTask,
+                        >(task, out, true)
+                    }
+                }
                 10u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<CustomTask>(task, out, true)
@@ -560,6 +802,20 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                20u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            CoMutexTestTask,
+                        >(task, data, len, <CoMutexTestTask>::empty)
+                    }
+                }
+                21u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            CoRwLockTestTask,
+                        >(task, data, len, <CoRwLockTestTask>::empty)
+                    }
+                }
                 10u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::load_in::<
@@ -624,6 +880,20 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                20u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            CoMutexTestTask,
+                        >(task, data, len)
+                    }
+                }
+                21u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            CoRwLockTestTask,
+                        >(task, data, len)
+                    }
+                }
                 10u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::load_out::<
@@ -688,6 +958,20 @@ pub mod __chimod {
             unsafe { err.as_mut() },
             || {
                 copy = match unsafe { (*task).method } {
+                    20u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<
+                                CoMutexTestTask,
+                            >(task)
+                        }
+                    }
+                    21u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<
+                                CoRwLockTestTask,
+                            >(task)
+                        }
+                    }
                     10u32 => {
                         unsafe {
                             ::chi_sdk::__private::chimod::new_copy::<CustomTask>(task)
@@ -735,6 +1019,8 @@ pub mod __chimod {
     }
     unsafe extern "C" fn __task_size(method: u32) -> usize {
         match method {
+            20u32 => ::core::mem::size_of::<CoMutexTestTask>(),
+            21u32 => ::core::mem::size_of::<CoRwLockTestTask>(),
             10u32 => ::core::mem::size_of::<CustomTask>(),
             14u32 => ::core::mem::size_of::<EchoTask>(),
             16u32 => ::core::mem::size_of::<FanOutTask>(),
@@ -768,6 +1054,22 @@ pub mod __chimod {
                         ctx,
                         |this, mode, task, ctx| {
                             match unsafe { (*task).method } {
+                                20u32 => {
+                                    let t = unsafe {
+                                        ::chi_sdk::__private::chimod::cast::<CoMutexTestTask>(task)?
+                                    };
+                                    this.monitor_co_mutex_test(mode, t, ctx);
+                                    ::core::result::Result::Ok(())
+                                }
+                                21u32 => {
+                                    let t = unsafe {
+                                        ::chi_sdk::__private::chimod::cast::<
+                                            CoRwLockTestTask,
+                                        >(task)?
+                                    };
+                                    this.monitor_co_rw_lock_test(mode, t, ctx);
+                                    ::core::result::Result::Ok(())
+                                }
                                 10u32 => {
                                     let t = unsafe {
                                         ::chi_sdk::__private::chimod::cast::<CustomTask>(task)?
