@@ -85,10 +85,14 @@ unsafe extern "C" fn svc_current(out: *mut CurrentTask) -> i32 {
     }
 }
 
-unsafe extern "C" fn svc_block(timeout_ns: u64) {
+unsafe extern "C" fn svc_block(timeout_ns: u64) -> i32 {
     let until = (timeout_ns != u64::MAX)
         .then(|| std::time::Instant::now() + std::time::Duration::from_nanos(timeout_ns));
-    sched::suspend(sched::Suspend::Block(until));
+    if sched::suspend(sched::Suspend::Block(until)) {
+        0
+    } else {
+        1
+    }
 }
 
 unsafe extern "C" fn svc_wake(token: u32) {

@@ -280,6 +280,16 @@ fn cancelling_a_parent_cancels_its_subtasks() {
     // Nothing is left parked or live.
     let (parked, _, live) = parked_periodic_live(&s);
     assert_eq!((parked, live), (0, 0));
+    // A thousand of them too.
+    let pending = m
+        .async_fan_out_sleeps(&client, leaves.pool, 1000, 600_000)
+        .expect("submit");
+    while parked_periodic_live(&s).0 < 1001 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    client.cancel(&pending).expect("cancel");
+    assert!(pending.wait().is_err());
+    assert_eq!(parked_periodic_live(&s).2, 0);
     // A task cancelled before it runs never runs.
     let p = m.async_sleep(&client, 600_000, false).expect("submit");
     client.cancel(&p).expect("cancel");

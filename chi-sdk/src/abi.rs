@@ -590,8 +590,9 @@ pub struct RuntimeServices {
     /// Suspends the running task until [`wake`](Self::wake) names it, or
     /// for at most `timeout_ns` nanoseconds ([`u64::MAX`]: no limit).
     /// Wake-ups can be spurious: callers wait in a loop on their condition.
-    /// Returns at once outside a task.
-    pub block: unsafe extern "C" fn(timeout_ns: u64),
+    /// Returns 0 after the task was suspended, or non-zero at once outside a
+    /// task (nothing to suspend).
+    pub block: unsafe extern "C" fn(timeout_ns: u64) -> i32,
     /// Makes the task of `token` (from [`current`](Self::current)) runnable
     /// if it is blocked; a stale or unknown token is ignored.
     pub wake: unsafe extern "C" fn(token: u32),

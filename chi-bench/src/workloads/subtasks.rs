@@ -42,6 +42,7 @@ struct Details {
     tree_tasks_per_sec: Summary,
     fan_out: u32,
     fan_out_subtasks_per_sec: Summary,
+    parked_cpu_percent: f64,
 }
 
 /// Median of `rounds` timings of `batch` coroutine switches (there and back)
@@ -132,6 +133,30 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         );
         fans.push((f64::from(fan) / t.elapsed().as_secs_f64()) as u32);
     }
+    // 1,000 parked tasks: Sleep subtasks of one FanOut (subtasks are not
+    // held back by coroutine.max_live), then the runtime's CPU over a second.
+    let parked = 1000;
+    let fan_sleeps = pool
+        .async_fan_out_sleeps(client, pool.pool, parked, 600_000)
+        .context("FanOut of sleeps")?;
+    let pid = client.runtime_pid();
+    let settle = Instant::now();
+    while settle.elapsed() < std::time::Duration::from_secs(2) {
+        let st = chi_sdk::client::Client::status(&crate::runtime::client_options(rt.port()))?;
+        if st.workers.iter().map(|w| w.parked_tasks).sum::<u64>() > u64::from(parked) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let hz = rustix::param::clock_ticks_per_second();
+    let c0 = super::idle::cpu_ticks(pid)?;
+    let t = Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(if quick { 1 } else { 5 }));
+    let c1 = super::idle::cpu_ticks(pid)?;
+    let parked_cpu = c1.saturating_sub(c0) as f64 / hz as f64 / t.elapsed().as_secs_f64() * 100.0;
+    client.cancel(&fan_sleeps).context("cancel the sleeps")?;
+    let _ = fan_sleeps.wait();
     let _ = AdminClient::new(client).destroy_pool(pool.pool);
     let floor = floor_switch_queue(rounds, 100_000);
     let chain = stats::summarize(&mut chain);
@@ -178,6 +203,14 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     )
     .target(Target::at_least(2e6));
     r.add(
+        "md",
+        format!("runtime CPU with {parked} parked tasks, % of one core"),
+        parked_cpu,
+        Unit::Percent,
+        None,
+    )
+    .target(Target::at_most(1.0));
+    r.add(
         "subtasks",
         format!("FanOut of {fan} echo subtasks, one worker: subtasks/s, median"),
         fans_s.p50,
@@ -196,6 +229,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             tree_tasks_per_sec: tree_s,
             fan_out: fan,
             fan_out_subtasks_per_sec: fans_s,
+            parked_cpu_percent: parked_cpu,
         },
     );
     Ok(())

@@ -186,9 +186,11 @@ impl Worker {
                 co,
                 task,
                 generation,
+                from_lane,
                 ..
             } = p;
             self.live -= 1;
+            self.from_lanes -= u64::from(from_lane);
             self.stats.live.store(self.live, Ordering::Relaxed);
             self.finish(
                 task,

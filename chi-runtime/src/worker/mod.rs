@@ -98,6 +98,10 @@ struct Parked {
     periodic: bool,
     /// Its container's stack size (0: the configured one).
     stack_size: usize,
+    /// The instant of its last timer, if any.
+    timer: Option<Instant>,
+    /// Started from a lane (counted in `Worker::from_lanes`).
+    from_lane: bool,
 }
 
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
@@ -155,6 +159,8 @@ pub struct Worker {
     /// Live coroutines (published to `stats.live`: a plain store, no locked
     /// instruction on the task path).
     live: u64,
+    /// Of those, tasks taken from the lanes (what `coroutine.max_live` bounds).
+    from_lanes: u64,
     /// The supervisor moved this worker's lanes to another worker: it finishes
     /// the tasks it holds and exits without touching its lanes.
     retired: bool,
@@ -206,6 +212,7 @@ impl Worker {
             beat: 0,
             handling: None,
             live: 0,
+            from_lanes: 0,
             retired: false,
         })
     }
@@ -258,11 +265,13 @@ impl Worker {
                 idle_polls = 0;
                 continue;
             }
-            // Ready tasks and lanes take turns. Past `max_live` coroutines, new
-            // tasks wait in their lanes (back-pressure) while the live ones go on.
+            // Ready tasks and lanes take turns. Past `max_live` tasks taken from
+            // the lanes, new ones wait there (back-pressure) while the live ones
+            // go on; subtasks do not count (a parked tree of subtasks must not
+            // hold up the lanes, which may carry what ends it).
             lane_turn = !lane_turn || self.slots.ready.is_empty();
             if lane_turn
-                && (self.live as usize) < self.max_live
+                && (self.from_lanes as usize) < self.max_live
                 && let Some(ptr) = sets.pop(&mut self.consumer)
             {
                 self.handling = Some(ptr);
@@ -362,7 +371,7 @@ impl Worker {
         let at = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
         let word = chi_sdk::task::task_word(at, generation);
         self.handling = Some(word);
-        self.dispatch(task, generation, word);
+        self.dispatch(task, generation, word, false);
         self.handling = None;
     }
 
@@ -399,12 +408,13 @@ impl Worker {
                 return;
             }
         };
-        self.dispatch(task, generation, ptr);
+        self.dispatch(task, generation, ptr, true);
     }
 
     /// Runs (or routes) the validated task `task` of `generation`, which
-    /// travels in queues as `ptr`.
-    fn dispatch(&mut self, task: *mut TaskHeader, generation: u32, ptr: ShmPtr) {
+    /// travels in queues as `ptr`; `from_lane`: popped from a lane (counted
+    /// against `coroutine.max_live`), not a subtask from the inbox.
+    fn dispatch(&mut self, task: *mut TaskHeader, generation: u32, ptr: ShmPtr, from_lane: bool) {
         // SAFETY: validated: the start of a live task block of at least `size`
         // bytes; fields are only read here (writes go through `finish` and atomics).
         let h = unsafe { &*task };
@@ -452,7 +462,7 @@ impl Worker {
                 return;
             }
         }
-        self.start_task(container, task, generation);
+        self.start_task(container, task, generation, from_lane);
     }
 
     /// The pool and container of task `h`, from this worker's pool table.
@@ -572,7 +582,13 @@ impl Worker {
         }
     }
 
-    fn start_task(&mut self, container: Arc<Container>, task: *mut TaskHeader, generation: u32) {
+    fn start_task(
+        &mut self,
+        container: Arc<Container>,
+        task: *mut TaskHeader,
+        generation: u32,
+        from_lane: bool,
+    ) {
         let Some(slot) = self.slots.alloc() else {
             self.finish(
                 task,
@@ -661,6 +677,7 @@ impl Worker {
         });
         self.live += 1;
         self.stats.live.store(self.live, Ordering::Relaxed);
+        self.from_lanes += u64::from(from_lane);
         if is_periodic {
             self.stats.periodic.fetch_add(1, Ordering::Relaxed);
         }
@@ -678,6 +695,8 @@ impl Worker {
                 yielder: std::ptr::null(),
                 periodic: is_periodic,
                 stack_size,
+                timer: None,
+                from_lane,
             },
         );
     }
@@ -710,6 +729,7 @@ impl Worker {
         let r = p.co.resume(());
         p.yielder = self.local.current.get().yielder;
         self.local.clear_current();
+        self.local.after_step();
         if !self.retired {
             self.leave_task();
         }
@@ -722,8 +742,16 @@ impl Worker {
                 let blocked = match how {
                     Suspend::Ready => false,
                     Suspend::Block(at) => {
-                        if let Some(at) = at {
+                        // A task that blocks again (after a spurious wake-up)
+                        // keeps a pending timer that fires no later than the new
+                        // one: it wakes then and blocks again with what is left,
+                        // so a slot has one or two timers in the heap, not one per
+                        // wake-up.
+                        if let Some(at) = at
+                            && p.timer.is_none_or(|t| t > at || t <= Instant::now())
+                        {
                             self.timers.add(at, slot);
+                            p.timer = Some(at);
                         }
                         true
                     }
@@ -738,6 +766,7 @@ impl Worker {
                 }
                 self.live -= 1;
                 self.stats.live.store(self.live, Ordering::Relaxed);
+                self.from_lanes -= u64::from(p.from_lane);
                 if p.periodic {
                     self.stats.periodic.fetch_sub(1, Ordering::Relaxed);
                 }

@@ -130,6 +130,9 @@ pub(crate) struct Local {
     pub(crate) inbox: RefCell<VecDeque<Sub>>,
     /// Slots of this worker woken on its own thread during a step.
     pub(crate) wakes: RefCell<Vec<u32>>,
+    /// A task cancelled another during the step: every worker's blocked
+    /// tasks look again, once, after the step ([`Local::after_step`]).
+    pub(crate) sweep: Cell<bool>,
     shared: Arc<NodeState>,
     /// The workers, by id (refreshed when a token names one not in it).
     peers: RefCell<Vec<Arc<WorkerStats>>>,
@@ -151,6 +154,7 @@ impl Local {
             current: Cell::new(Current::NONE),
             inbox: RefCell::new(VecDeque::new()),
             wakes: RefCell::new(Vec::new()),
+            sweep: Cell::new(false),
             main_base: main.base() as usize,
             main_len: main.size() as usize,
             max_depth: shared.config.tasks.max_depth,
@@ -176,6 +180,15 @@ impl Local {
     #[inline]
     pub(crate) fn clear_current(&self) {
         self.current.set(Current::NONE);
+    }
+
+    /// After a step: the sweep a cancellation asked for.
+    #[inline]
+    pub(crate) fn after_step(&self) {
+        if self.sweep.get() {
+            self.sweep.set(false);
+            sweep_all(&self.shared);
+        }
     }
 
     /// Posts a wake-up for `token` of another worker (or of this one).
@@ -332,7 +345,8 @@ pub(crate) fn cancel(task: *mut TaskHeader) -> Result<(), String> {
         // mapped; only the state word is changed, atomically.
         let h = unsafe { &*task };
         if h.magic == TASK_MAGIC && h.cancel() {
-            sweep_all(&l.shared);
+            // One sweep after the step, however many tasks it cancels.
+            l.sweep.set(true);
         }
         Ok(())
     })

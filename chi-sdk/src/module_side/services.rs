@@ -131,8 +131,7 @@ pub(crate) fn block(timeout: Option<std::time::Duration>) -> bool {
         u64::try_from(t.as_nanos()).unwrap_or(u64::MAX - 1)
     });
     // SAFETY: the runtime's function; it returns at once outside a task.
-    unsafe { (s.block)(ns) };
-    true
+    unsafe { (s.block)(ns) == 0 }
 }
 
 /// Makes the task of `token` runnable (see [`RuntimeServices::wake`]).

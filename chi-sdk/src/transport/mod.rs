@@ -168,8 +168,11 @@ fn zerr(endpoint: &str) -> impl FnOnce(zmq::Error) -> TransportError + '_ {
     }
 }
 
+/// `d` in whole milliseconds for `zmq::poll`, rounded up: rounded down, the
+/// last sub-millisecond of a wait would poll with 0 (return at once) in a
+/// loop, a busy spin of up to 1 ms every wait.
 fn millis(d: Duration) -> i64 {
-    d.as_millis().min(i32::MAX as u128) as i64
+    d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i64
 }
 
 // Real segments, processes, files or sockets: not under Miri (see
