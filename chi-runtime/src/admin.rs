@@ -156,7 +156,7 @@ impl Admin {
             .destroy(task.pool_id)
             .map_err(|e| Failure::new(code::NO_POOL, e.to_string()))?;
         // Periodic tasks of the pool's containers end.
-        crate::worker::sched::sweep_all(&node);
+        crate::worker::sched::sweep_all(&node.workers(), &node.ipc.queue);
         Ok(())
     }
 
@@ -164,7 +164,7 @@ impl Admin {
     /// a task cancelled).
     fn cancel(&self, _task: &mut CancelTask, _ctx: &mut RunCtx) -> Result<(), Failure> {
         let node = self.runtime()?;
-        crate::worker::sched::sweep_all(&node);
+        crate::worker::sched::sweep_all(&node.workers(), &node.ipc.queue);
         Ok(())
     }
 

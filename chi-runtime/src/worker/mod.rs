@@ -31,23 +31,28 @@
 //!
 //! # Files
 //!
-//! This file holds the loop and the task path (`serve`, `handle`, `start_task`,
-//! `step`, `finish_with`): the code every task runs, measured per task in
-//! nanoseconds. It is kept together in one module — one codegen unit — so that
-//! it inlines into one loop, which is why this file is a little over 600
-//! lines. Around it:
+//! This file holds the loop and the task path (`serve`, `handle`, `dispatch`,
+//! `start_task`, `step`, `finish_with`): the code every task runs, measured
+//! per task in nanoseconds. Around it:
 //!
 //! * [`sched`]: ready, blocked and timed tasks, subtasks, wake-ups;
+//! * [`wakes`]: the worker's side of them between steps (methods of
+//!   [`Worker`] in another `impl` block, `#[inline]` where the task path
+//!   calls them);
+//! * [`routing`]: the pool table, the container, Monitor's lane, the context
+//!   handed to modules, Monitor(Cleanup) (methods of [`Worker`] too);
+//! * [`periodic`]: what a periodic task does between its runs;
 //! * [`validate`]: checking a popped word before anything is written;
 //! * [`lanes`]: the active and cold lanes;
 //! * [`supervision`]: what the worker publishes ([`WorkerStats`]) and the
 //!   retirement hand-shake with the supervisor;
 //! * [`stalls`]: lane cells a dead producer left claimed;
 //! * [`lifecycle`]: the worker thread around the loop — restart, panics,
-//!   retirement, stop (methods of [`Worker`] in a second `impl` block).
+//!   retirement, stop (methods of [`Worker`] in another `impl` block).
 //!
-//! The children import nothing of this file except `lifecycle`, which extends
-//! [`Worker`]; this file imports the others.
+//! The children import nothing of this file except `lifecycle`, `wakes` and
+//! `routing`, which extend [`Worker`] (and this file names nothing of
+//! them); this file imports the others.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -56,75 +61,39 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chi_sdk::abi::{ErrorBuf, LaneId, MonitorMode, RunCtx};
+use chi_sdk::abi::{ErrorBuf, LaneId, MonitorMode};
 use chi_sdk::queue::Consumer;
-use chi_sdk::shm::{Allocator, ShmPtr, ShmString};
-use chi_sdk::task::{TaskHeader, code, flags};
-use chi_sdk::types::{PoolId, QueryKind, TaskNode};
+use chi_sdk::shm::{Allocator, ShmPtr};
+use chi_sdk::task::{TaskHeader, code};
+use chi_sdk::types::PoolId;
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 
-use crate::coroutine::{StackPool, TaskCoroutine};
+use crate::coroutine::StackPool;
 use crate::pool::{Container, Pool};
 use crate::state::NodeState;
 
+pub mod complete;
 pub mod lanes;
 pub mod lifecycle;
+pub mod parked;
+pub mod periodic;
+pub mod pools;
+pub mod routing;
 pub mod sched;
 pub mod stalls;
 pub mod supervision;
 pub mod validate;
+pub mod wakes;
 
 use lanes::LaneSets;
-use sched::{Current, Local, Slots, Sub, Suspend, TaskYielder, Timers};
+use parked::Parked;
+use periodic::{Periodic, periodic_of};
+use pools::PoolIdHasher;
+use sched::{Current, Local, Slots, Suspend, TaskYielder, Timers};
 use stalls::CellStalls;
 pub use supervision::{WorkerStats, claim, phase};
 pub use validate::{Invalid, validate_task};
-
-/// A suspended task: its coroutine, and the container it runs in (kept alive
-/// while the task lives).
-struct Parked {
-    co: TaskCoroutine,
-    task: *mut TaskHeader,
-    generation: u32,
-    _container: Arc<Container>,
-    /// In `WorkerStats::suspended` (the task yielded at least once).
-    listed: bool,
-    /// Its task node (what its subtasks descend from).
-    node: TaskNode,
-    /// Its coroutine's yielder (null until the first step returns).
-    yielder: *const TaskYielder,
-    /// A periodic task (counted in `WorkerStats::periodic`).
-    periodic: bool,
-    /// Its container's stack size (0: the configured one).
-    stack_size: usize,
-    /// The instant of its last timer, if any.
-    timer: Option<Instant>,
-    /// Started from a lane (counted in `Worker::from_lanes`).
-    from_lane: bool,
-}
-
-/// The hasher of a worker's pool table: pool ids are small integers chosen by
-/// the runtime, so a multiplicative hash is enough (and costs a multiply, where
-/// the default hasher costs tens of nanoseconds per task).
-#[derive(Default, Debug)]
-pub struct PoolIdHasher(u64);
-
-impl std::hash::Hasher for PoolIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 /// One worker thread's state.
 #[allow(missing_debug_implementations)]
@@ -192,7 +161,17 @@ impl Worker {
         let runtime_owned = shared.ipc.runtime_owned();
         let max_live = shared.config.coroutine.max_live.max(1) as usize;
         let n = consumer.lanes().len();
-        let local = Local::new(stats.id, shared.clone());
+        let peers = {
+            let node = Arc::downgrade(&shared);
+            Box::new(move || node.upgrade().map(|n| n.workers()).unwrap_or_default())
+        };
+        let local = Local::new(
+            stats.id,
+            peers,
+            shared.ipc.queue.clone(),
+            &shared.ipc.main,
+            shared.config.tasks.max_depth,
+        );
         Ok(Worker {
             shared,
             stats,
@@ -338,51 +317,6 @@ impl Worker {
         self.stalls.check(&mut self.consumer, epoch, &self.stats)
     }
 
-    /// Moves the tasks woken since the last look to the ready list: wake-ups
-    /// made on this thread, those other workers posted, and passed timers.
-    #[inline]
-    fn collect_wakes(&mut self) {
-        {
-            let mut w = self.local.wakes.borrow_mut();
-            for s in w.drain(..) {
-                self.slots.wake(s);
-            }
-        }
-        if self.stats.has_mail() {
-            self.stats.take_mail(&mut self.mail);
-            for s in self.mail.drain(..) {
-                if s == sched::SWEEP {
-                    self.slots.wake_all_blocked();
-                } else {
-                    self.slots.wake(s);
-                }
-            }
-            self.publish_blocked();
-        }
-        if !self.timers.is_empty() {
-            self.timers.fire(Instant::now(), &mut self.slots);
-        }
-    }
-
-    /// Takes a subtask from the inbox: like a popped task, without the word
-    /// check (the runtime's own `submit` checked it).
-    fn dispatch_sub(&mut self, (task, generation): Sub) {
-        let main = &self.shared.ipc.main;
-        let at = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
-        let word = chi_sdk::task::task_word(at, generation);
-        self.handling = Some(word);
-        self.dispatch(task, generation, word, false);
-        self.handling = None;
-    }
-
-    fn refresh_pools(&mut self) {
-        let g = self.shared.pools.generation();
-        if g != self.pools_gen {
-            self.pools = self.shared.pools.snapshot().into_iter().collect();
-            self.pools_gen = g;
-        }
-    }
-
     fn handle(&mut self, ptr: ShmPtr) {
         let (task, generation) = match validate_task(&self.alloc, &self.runtime_owned, ptr) {
             Ok(v) => v,
@@ -465,123 +399,6 @@ impl Worker {
         self.start_task(container, task, generation, from_lane);
     }
 
-    /// The pool and container of task `h`, from this worker's pool table.
-    #[inline]
-    fn container_of(&self, h: &TaskHeader) -> Result<(PoolId, Arc<Container>), (i32, String)> {
-        // The container, borrowed from this worker's pool table: only the
-        // container's Arc is cloned (it stays alive while the task runs).
-        match self.pools.get(&h.pool_id) {
-            None => Err((
-                code::NO_POOL,
-                format!("no {} on this node; create it first", h.pool_id),
-            )),
-            Some(pool) => {
-                let n = pool.containers.len() as u32;
-                let q = h.dom_query;
-                match q.kind() {
-                    Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => Ok(q.value),
-                    Some(QueryKind::LocalId | QueryKind::GlobalId) => Err((
-                        code::BAD_TASK,
-                        format!("{} has no container {}", pool.id, q.value),
-                    )),
-                    Some(QueryKind::LocalHash | QueryKind::GlobalHash) => Ok(q.value % n.max(1)),
-                    Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => Ok(0),
-                    None => Err((
-                        code::BAD_TASK,
-                        format!("unknown domain query kind {}", q.kind),
-                    )),
-                }
-                .and_then(|idx| {
-                    pool.containers
-                        .get(idx as usize)
-                        .map(|c| (pool.id, c.clone()))
-                        .ok_or_else(|| (code::NO_POOL, format!("{} has no containers", pool.id)))
-                })
-            }
-        }
-    }
-
-    /// Monitor(Cleanup) of `task`'s container: the task is being discarded
-    /// (failed at stop without running, abandoned, or a periodic task that
-    /// ended), so the module frees what it attached to it.
-    fn cleanup(&mut self, task: *mut TaskHeader, container: Option<&Arc<Container>>) {
-        self.refresh_pools();
-        // SAFETY: `task` was validated by the caller; only read.
-        let h = unsafe { &*task };
-        let found = match container {
-            Some(c) => Some(c.clone()),
-            None => self.container_of(h).ok().map(|(_, c)| c),
-        };
-        let Some(c) = found else { return };
-        if let Some(monitor) = c.module.api.monitor {
-            let mut ctx = self.ctx(&c, std::ptr::null_mut());
-            ctx.pool_id = h.pool_id;
-            // SAFETY: the container's state and the task are live; the monitor
-            // only reads the task and writes `ctx`.
-            unsafe { monitor(c.state, MonitorMode::Cleanup as u32, task, &mut ctx) };
-        }
-    }
-
-    /// Moves the task to the worker of `lane` if that is another worker;
-    /// returns whether it did. A lane the container does not have, or a full
-    /// target lane, leaves the task here (it is never left unrouted).
-    fn route(
-        &mut self,
-        container: &Container,
-        pool: PoolId,
-        lane: LaneId,
-        ptr: ShmPtr,
-        h: &TaskHeader,
-    ) -> bool {
-        if lane == LaneId::HERE {
-            return false;
-        }
-        let q = self.consumer.queue();
-        let low = q.lanes_of(chi_sdk::queue::Priority::LowLatency);
-        let high = q.lanes_of(chi_sdk::queue::Priority::HighLatency);
-        let Some(target) = container.process_lane(pool, lane, &low, &high) else {
-            if !self.warned_lanes.contains(&(pool, lane.0)) {
-                self.warned_lanes.push((pool, lane.0));
-                tracing::warn!(
-                    %pool,
-                    queue = lane.queue(),
-                    lane = lane.lane(),
-                    "Monitor routed a task to a lane the container did not create; running it \
-                     where it arrived (create the queue in `create` with create_local_queue)"
-                );
-            }
-            return false;
-        };
-        if self.consumer.lanes().contains(&target) {
-            return false;
-        }
-        h.mark_routed();
-        // Relaxed: the lane a waiting client watches; published by the push.
-        let from = h.lane.swap(target as u32, Ordering::Relaxed);
-        match q.try_push(target, ptr) {
-            Ok(()) => true,
-            Err(_) => {
-                h.lane.store(from, Ordering::Relaxed);
-                h.unmark_routed();
-                false
-            }
-        }
-    }
-
-    fn ctx(&self, c: &Container, runtime: *mut c_void) -> RunCtx {
-        RunCtx {
-            worker_id: self.stats.id,
-            route_lane: 0,
-            est_load_us: 0.0,
-            pool_id: PoolId::NULL,
-            container_id: c.id,
-            runtime,
-            queues: c.queues.as_ptr(),
-            num_queues: c.queues.len() as u32,
-            route_container: u32::MAX,
-        }
-    }
-
     fn start_task(
         &mut self,
         container: Arc<Container>,
@@ -640,7 +457,8 @@ impl Worker {
         let state_ptr = container.state as usize;
         let task_addr = task as usize;
         let mut base = self.ctx(&container, std::ptr::null_mut());
-        base.pool_id = container_pool(task);
+        // SAFETY: `task` was validated by the caller; a plain read.
+        base.pool_id = unsafe { (*task).pool_id };
         let periodic = periodic_of(task).map(|p| Periodic {
             period: p,
             container: container.clone(),
@@ -699,13 +517,6 @@ impl Worker {
                 from_lane,
             },
         );
-    }
-
-    /// Steps the ready task of slot `slot`.
-    fn resume(&mut self, slot: u32) {
-        if let Some(p) = self.slots.take(slot) {
-            self.step(slot, p);
-        }
     }
 
     fn step(&mut self, slot: u32, mut p: Parked) {
@@ -781,162 +592,4 @@ impl Worker {
             }
         }
     }
-
-    /// Publishes the number of blocked tasks (for `status`).
-    #[inline]
-    fn publish_blocked(&self) {
-        // Relaxed: a monitoring figure.
-        self.stats
-            .blocked
-            .store(self.slots.blocked() as u64, Ordering::Relaxed);
-    }
-
-    /// Writes the outcome, marks the task complete and wakes its waiter.
-    fn finish(&mut self, task: *mut TaskHeader, generation: u32, rc: i32, msg: Option<String>) {
-        self.finish_with(task, generation, rc, msg, None);
-    }
-
-    /// [`finish`](Self::finish), with the module's `del` for a fire-and-forget
-    /// task (which frees what the task's fields own, not only its block).
-    ///
-    /// Nothing is written if the task's block no longer holds the task the worker
-    /// took (its generation changed: the client freed it while it ran, and the
-    /// block may hold another task now).
-    fn finish_with(
-        &mut self,
-        task: *mut TaskHeader,
-        generation: u32,
-        rc: i32,
-        msg: Option<String>,
-        del: Option<(chi_sdk::abi::DelFn, *mut c_void)>,
-    ) {
-        // SAFETY: `task` was validated as a live block when taken; the block stays
-        // mapped (the main segment lives as long as the runtime), so reading its
-        // header is sound even if the client freed it meanwhile.
-        let (magic, now) = unsafe { ((*task).magic, (*task).generation) };
-        if magic != chi_sdk::task::TASK_MAGIC || u32::from(now) != generation {
-            self.stats.completed.fetch_add(1, Ordering::Relaxed);
-            if let Some(suppressed) = REFUSED_LOG.allow() {
-                tracing::warn!(
-                    worker = self.stats.id,
-                    generation,
-                    now,
-                    suppressed,
-                    "a task's block was freed while the runtime ran the task (its generation \
-                     changed); the outcome is dropped, the block is left to its new owner"
-                );
-            }
-            return;
-        }
-        // SAFETY: as above; `flags` is only read.
-        let fire_and_forget = unsafe { (*task).flags } & flags::FIRE_AND_FORGET != 0;
-        if fire_and_forget && let Some(m) = msg.as_ref().filter(|_| rc != code::OK) {
-            // Nobody will read the error message: log it instead.
-            tracing::warn!(code = rc, error = %m, "a fire-and-forget task failed");
-        }
-        if let Some(msg) = msg.filter(|_| rc != code::OK && !fire_and_forget)
-            && let Ok(s) = ShmString::from_str(&self.alloc, &msg)
-        {
-            // SAFETY: `task` was resolved in bounds; only the runtime writes the
-            // error field, before completion; the client reads it after observing
-            // COMPLETE (Release below). A fresh header's error is empty (nothing to free).
-            unsafe { std::ptr::addr_of_mut!((*task).error).write(s) };
-        }
-        // SAFETY: as above; the rest is read through a shared reference.
-        let h = unsafe { &*task };
-        // Read before the completion: past it the waiter may free the task.
-        let waiter = h.task_node.waiter;
-        if h.complete(rc) {
-            h.wake_waiters();
-        }
-        if waiter != 0 {
-            self.wake(waiter);
-        }
-        self.stats.completed.fetch_add(1, Ordering::Relaxed);
-        if fire_and_forget {
-            // Nobody reads the error field: the runtime never wrote one, so what
-            // is there came from the client; forget it rather than free a block
-            // it may name (it is not ours to free).
-            // SAFETY: the task is complete and ours to free; the field is plain data.
-            unsafe { std::ptr::addr_of_mut!((*task).error).write(ShmString::new()) };
-            // Nobody waits: the runtime frees the task, through the module's
-            // `del` when it has one (fields, error message and block).
-            // A freed task has generation 0: a stale free or completion through a
-            // copy of its pointer is recognised even before the block is reused.
-            // SAFETY: as above.
-            unsafe { (*task).generation = 0 };
-            if let Some((del, state)) = del {
-                // SAFETY: the task is complete and nobody else refers to it; the
-                // container's state is alive (the caller holds the container).
-                if unsafe { del(state, task) } == code::OK {
-                    return;
-                }
-            }
-            let main = &self.shared.ipc.main;
-            let ptr = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
-            let _ = self.alloc.free(ptr);
-        }
-    }
-}
-
-impl Worker {
-    /// Wakes the task of `token` (a completed subtask's waiter).
-    #[inline]
-    fn wake(&mut self, token: u32) {
-        match sched::split(token) {
-            Some((w, s)) if w == self.stats.id => self.slots.wake(s),
-            Some(_) => sched::wake_from(&self.local, token),
-            None => {}
-        }
-    }
-}
-
-/// What a periodic task's coroutine needs between its runs.
-struct Periodic {
-    period: Duration,
-    container: Arc<Container>,
-    node: Arc<NodeState>,
-}
-
-impl Periodic {
-    /// Blocks the task until `next` (its next run); returns how it ends
-    /// instead if it was cancelled, its pool destroyed or the runtime is
-    /// stopping. A run that overran its period is followed by the next at
-    /// once, without catching up the missed ones.
-    fn wait_next(&self, h: &TaskHeader, next: Instant) -> Option<(i32, Option<String>)> {
-        loop {
-            if h.is_cancelled() {
-                return Some((
-                    code::CANCELLED,
-                    Some("the periodic task was cancelled".into()),
-                ));
-            }
-            if self.node.stopping() {
-                return Some((code::SHUTDOWN, Some("the runtime stopped".into())));
-            }
-            // Relaxed: set by the pool's destruction, which then wakes the task.
-            if self.container.retired.load(Ordering::Relaxed) {
-                return Some((
-                    code::NO_POOL,
-                    Some("the pool of the periodic task was destroyed".into()),
-                ));
-            }
-            if Instant::now() >= next {
-                return None;
-            }
-            sched::suspend(Suspend::Block(Some(next)));
-        }
-    }
-}
-
-/// The period of a periodic task (`None`: runs once; a period of 0 too).
-fn periodic_of(task: *mut TaskHeader) -> Option<Duration> {
-    // SAFETY: `task` was validated by the caller; plain reads.
-    let (f, ns) = unsafe { ((*task).flags, (*task).period_ns) };
-    (f & flags::PERIODIC != 0 && ns > 0).then(|| Duration::from_nanos(ns))
-}
-
-fn container_pool(task: *mut TaskHeader) -> PoolId {
-    // SAFETY: `task` was validated by the caller.
-    unsafe { (*task).pool_id }
 }

@@ -47,8 +47,10 @@ use chi_sdk::task::{TASK_MAGIC, TaskHeader};
 use chi_sdk::types::TaskNode;
 use corosensei::Yielder;
 
+use chi_sdk::queue::MultiLaneQueue;
+use chi_sdk::shm::Segment;
+
 use super::supervision::WorkerStats;
-use crate::state::NodeState;
 
 /// How a task's coroutine gives the worker back control.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,14 +87,18 @@ pub(crate) fn split(token: u32) -> Option<(u32, u32)> {
 pub(crate) const SWEEP: u32 = u32::MAX;
 
 /// Asks every worker to wake all its blocked tasks ([`SWEEP`]).
-pub(crate) fn sweep_all(shared: &NodeState) {
-    for w in shared.workers() {
+pub(crate) fn sweep_all(workers: &[Arc<WorkerStats>], queue: &MultiLaneQueue) {
+    for w in workers {
         w.post(SWEEP);
         if let Some(&lane) = w.lanes.first() {
-            shared.ipc.queue.wake_consumer(lane);
+            queue.wake_consumer(lane);
         }
     }
 }
+
+/// Where a worker finds the others (the node state's list, which grows when
+/// a worker is replaced).
+pub(crate) type Peers = Box<dyn Fn() -> Vec<Arc<WorkerStats>>>;
 
 /// The task running on this thread now.
 #[derive(Clone, Copy)]
@@ -133,7 +139,10 @@ pub(crate) struct Local {
     /// A task cancelled another during the step: every worker's blocked
     /// tasks look again, once, after the step ([`Local::after_step`]).
     pub(crate) sweep: Cell<bool>,
-    shared: Arc<NodeState>,
+    /// The other workers, on demand.
+    peers_of: Peers,
+    /// The process queue (to ring another worker's doorbell).
+    queue: MultiLaneQueue,
     /// The workers, by id (refreshed when a token names one not in it).
     peers: RefCell<Vec<Arc<WorkerStats>>>,
     main_base: usize,
@@ -147,8 +156,13 @@ thread_local! {
 
 impl Local {
     /// The part of worker `worker` the services reach.
-    pub(crate) fn new(worker: u32, shared: Arc<NodeState>) -> Box<Local> {
-        let main = &shared.ipc.main;
+    pub(crate) fn new(
+        worker: u32,
+        peers_of: Peers,
+        queue: MultiLaneQueue,
+        main: &Segment,
+        max_depth: u32,
+    ) -> Box<Local> {
         Box::new(Local {
             worker,
             current: Cell::new(Current::NONE),
@@ -157,9 +171,10 @@ impl Local {
             sweep: Cell::new(false),
             main_base: main.base() as usize,
             main_len: main.size() as usize,
-            max_depth: shared.config.tasks.max_depth,
-            peers: RefCell::new(shared.workers()),
-            shared,
+            max_depth,
+            peers: RefCell::new(peers_of()),
+            peers_of,
+            queue,
         })
     }
 
@@ -187,7 +202,7 @@ impl Local {
     pub(crate) fn after_step(&self) {
         if self.sweep.get() {
             self.sweep.set(false);
-            sweep_all(&self.shared);
+            sweep_all(&(self.peers_of)(), &self.queue);
         }
     }
 
@@ -203,14 +218,14 @@ impl Local {
         let peer = {
             let mut peers = self.peers.borrow_mut();
             if w as usize >= peers.len() {
-                *peers = self.shared.workers();
+                *peers = (self.peers_of)();
             }
             peers.get(w as usize).cloned()
         };
         if let Some(p) = peer {
             p.post(slot);
             if let Some(&lane) = p.lanes.first() {
-                self.shared.ipc.queue.wake_consumer(lane);
+                self.queue.wake_consumer(lane);
             }
         }
     }

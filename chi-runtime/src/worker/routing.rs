@@ -1,0 +1,150 @@
+//! Finding a task's container and lane: the worker's copy of the pool
+//! table, the domain query, Monitor's lane and the move to another worker's
+//! lane, the context handed to a module, and Monitor(Cleanup) for a task
+//! being discarded. Methods of [`Worker`] (another `impl` block); the parent
+//! module names nothing of this one.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chi_sdk::abi::{LaneId, MonitorMode, RunCtx};
+use chi_sdk::shm::ShmPtr;
+use chi_sdk::task::{TaskHeader, code};
+use chi_sdk::types::{PoolId, QueryKind};
+
+use super::Worker;
+use crate::pool::Container;
+
+impl Worker {
+    #[inline]
+    pub(super) fn refresh_pools(&mut self) {
+        let g = self.shared.pools.generation();
+        if g != self.pools_gen {
+            self.pools = self.shared.pools.snapshot().into_iter().collect();
+            self.pools_gen = g;
+        }
+    }
+
+    /// The pool and container of task `h`, from this worker's pool table.
+    #[inline]
+    pub(super) fn container_of(
+        &self,
+        h: &TaskHeader,
+    ) -> Result<(PoolId, Arc<Container>), (i32, String)> {
+        // The container, borrowed from this worker's pool table: only the
+        // container's Arc is cloned (it stays alive while the task runs).
+        match self.pools.get(&h.pool_id) {
+            None => Err((
+                code::NO_POOL,
+                format!("no {} on this node; create it first", h.pool_id),
+            )),
+            Some(pool) => {
+                let n = pool.containers.len() as u32;
+                let q = h.dom_query;
+                match q.kind() {
+                    Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => Ok(q.value),
+                    Some(QueryKind::LocalId | QueryKind::GlobalId) => Err((
+                        code::BAD_TASK,
+                        format!("{} has no container {}", pool.id, q.value),
+                    )),
+                    Some(QueryKind::LocalHash | QueryKind::GlobalHash) => Ok(q.value % n.max(1)),
+                    Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => Ok(0),
+                    None => Err((
+                        code::BAD_TASK,
+                        format!("unknown domain query kind {}", q.kind),
+                    )),
+                }
+                .and_then(|idx| {
+                    pool.containers
+                        .get(idx as usize)
+                        .map(|c| (pool.id, c.clone()))
+                        .ok_or_else(|| (code::NO_POOL, format!("{} has no containers", pool.id)))
+                })
+            }
+        }
+    }
+
+    /// Monitor(Cleanup) of `task`'s container: the task is being discarded
+    /// (failed at stop without running, abandoned, or a periodic task that
+    /// ended), so the module frees what it attached to it.
+    pub(super) fn cleanup(&mut self, task: *mut TaskHeader, container: Option<&Arc<Container>>) {
+        self.refresh_pools();
+        // SAFETY: `task` was validated by the caller; only read.
+        let h = unsafe { &*task };
+        let found = match container {
+            Some(c) => Some(c.clone()),
+            None => self.container_of(h).ok().map(|(_, c)| c),
+        };
+        let Some(c) = found else { return };
+        if let Some(monitor) = c.module.api.monitor {
+            let mut ctx = self.ctx(&c, std::ptr::null_mut());
+            ctx.pool_id = h.pool_id;
+            // SAFETY: the container's state and the task are live; the monitor
+            // only reads the task and writes `ctx`.
+            unsafe { monitor(c.state, MonitorMode::Cleanup as u32, task, &mut ctx) };
+        }
+    }
+
+    /// Moves the task to the worker of `lane` if that is another worker;
+    /// returns whether it did. A lane the container does not have, or a full
+    /// target lane, leaves the task here (it is never left unrouted).
+    #[inline]
+    pub(super) fn route(
+        &mut self,
+        container: &Container,
+        pool: PoolId,
+        lane: LaneId,
+        ptr: ShmPtr,
+        h: &TaskHeader,
+    ) -> bool {
+        if lane == LaneId::HERE {
+            return false;
+        }
+        let q = self.consumer.queue();
+        let low = q.lanes_of(chi_sdk::queue::Priority::LowLatency);
+        let high = q.lanes_of(chi_sdk::queue::Priority::HighLatency);
+        let Some(target) = container.process_lane(pool, lane, &low, &high) else {
+            if !self.warned_lanes.contains(&(pool, lane.0)) {
+                self.warned_lanes.push((pool, lane.0));
+                tracing::warn!(
+                    %pool,
+                    queue = lane.queue(),
+                    lane = lane.lane(),
+                    "Monitor routed a task to a lane the container did not create; running it \
+                     where it arrived (create the queue in `create` with create_local_queue)"
+                );
+            }
+            return false;
+        };
+        if self.consumer.lanes().contains(&target) {
+            return false;
+        }
+        h.mark_routed();
+        // Relaxed: the lane a waiting client watches; published by the push.
+        let from = h.lane.swap(target as u32, Ordering::Relaxed);
+        match q.try_push(target, ptr) {
+            Ok(()) => true,
+            Err(_) => {
+                h.lane.store(from, Ordering::Relaxed);
+                h.unmark_routed();
+                false
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn ctx(&self, c: &Container, runtime: *mut c_void) -> RunCtx {
+        RunCtx {
+            worker_id: self.stats.id,
+            route_lane: 0,
+            est_load_us: 0.0,
+            pool_id: PoolId::NULL,
+            container_id: c.id,
+            runtime,
+            queues: c.queues.as_ptr(),
+            num_queues: c.queues.len() as u32,
+            route_container: u32::MAX,
+        }
+    }
+}
