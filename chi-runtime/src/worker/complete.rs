@@ -30,7 +30,7 @@ impl Worker {
     /// Nothing is written if the task's block no longer holds the task the worker
     /// took (its generation changed: the client freed it while it ran, and the
     /// block may hold another task now).
-    #[inline]
+    #[inline(always)]
     pub(super) fn finish_with(
         &mut self,
         task: *mut TaskHeader,

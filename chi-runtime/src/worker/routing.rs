@@ -27,7 +27,7 @@ impl Worker {
     }
 
     /// The pool and container of task `h`, from this worker's pool table.
-    #[inline]
+    #[inline(always)]
     pub(super) fn container_of(
         &self,
         h: &TaskHeader,

@@ -14,7 +14,7 @@ use super::sched::{self, Sub};
 impl Worker {
     /// Moves the tasks woken since the last look to the ready list: wake-ups
     /// made on this thread, those other workers posted, and passed timers.
-    #[inline]
+    #[inline(always)]
     pub(super) fn collect_wakes(&mut self) {
         {
             let mut w = self.local.wakes.borrow_mut();

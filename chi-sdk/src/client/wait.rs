@@ -145,12 +145,7 @@ impl Client {
             return Ok(());
         }
         if self.in_runtime {
-            let start = Instant::now();
-            while !h.is_complete() {
-                self.pass_cancel([h]);
-                self.block_until(ptr, start, deadline)?;
-            }
-            return Ok(());
+            return self.wait_in_runtime(h, ptr, deadline);
         }
         let start = Instant::now();
         while start.elapsed() < self.opts.spin {
@@ -162,6 +157,23 @@ impl Client {
             }
         }
         self.wait_slow(ptr, h, start, deadline)
+    }
+
+    /// [`wait_header`](Self::wait_header) in module code: the handler's
+    /// coroutine sleeps until the task completes (its completion wakes it).
+    #[inline(never)]
+    fn wait_in_runtime(
+        &self,
+        h: &TaskHeader,
+        ptr: ShmPtr,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        let start = Instant::now();
+        while !h.is_complete() {
+            self.pass_cancel([h]);
+            self.block_until(ptr, start, deadline)?;
+        }
+        Ok(())
     }
 
     #[cold]
