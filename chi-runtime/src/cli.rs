@@ -278,6 +278,9 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
                 notes.push_str(&format!("  {what} {n}"));
             }
         }
+        if let Some(r) = &w.running {
+            notes.push_str(&format!("  running {r}"));
+        }
         writeln!(
             out,
             "  #{:<3} {:<13} lanes {:?}  completed {}{notes}",

@@ -245,6 +245,7 @@ impl NodeState {
                     live_tasks: w.live.load(Ordering::Relaxed),
                     parked_tasks: w.blocked.load(Ordering::Relaxed),
                     periodic_tasks: w.periodic.load(Ordering::Relaxed),
+                    running: running_task(w),
                     refused: w.refused.load(Ordering::Relaxed),
                     panics: w.panics.load(Ordering::Relaxed),
                     cells_skipped: w.cells_skipped.load(Ordering::Relaxed),
@@ -301,5 +302,38 @@ impl NodeState {
     /// returns its pid if it was registered.
     pub fn forget_client(&self, client_id: u32) -> Option<u32> {
         self.clients.forget(client_id)
+    }
+}
+
+/// What worker `w` runs now, if it is inside a task: its task node, pool and
+/// method, read from the task's header (checked by magic and generation, as
+/// the supervisor does, since the worker may finish it meanwhile).
+fn running_task(w: &WorkerStats) -> Option<String> {
+    use chi_sdk::task::{TASK_MAGIC, TaskHeader};
+    // Relaxed: monitoring figures.
+    if w.phase.load(Ordering::Relaxed) != phase::IN_TASK {
+        return None;
+    }
+    let task = w.current.load(Ordering::Relaxed) as *const TaskHeader;
+    let generation = w.current_generation.load(Ordering::Relaxed);
+    if task.is_null() {
+        return None;
+    }
+    // SAFETY: the worker validated this block of the main segment when it took
+    // the task, and the segment stays mapped while the runtime runs; the
+    // fields are read with volatile reads and trusted only if the magic and
+    // generation still name the task the worker took.
+    unsafe {
+        let magic = std::ptr::read_volatile(std::ptr::addr_of!((*task).magic));
+        let gen_now = std::ptr::read_volatile(std::ptr::addr_of!((*task).generation));
+        let node = std::ptr::read_volatile(std::ptr::addr_of!((*task).task_node));
+        let pool = std::ptr::read_volatile(std::ptr::addr_of!((*task).pool_id));
+        let method = std::ptr::read_volatile(std::ptr::addr_of!((*task).method));
+        (magic == TASK_MAGIC && u32::from(gen_now) == generation).then(|| {
+            format!(
+                "task {}.{} (major.depth) of {pool}, method {method}",
+                node.major, node.minor
+            )
+        })
     }
 }

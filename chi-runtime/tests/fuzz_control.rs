@@ -104,6 +104,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                 live_tasks,
                 parked_tasks: live_tasks / 2,
                 periodic_tasks: live_tasks / 3,
+                running: stalled.then(|| format!("task {live_tasks}.1")),
                 refused,
                 panics,
                 cells_skipped,

@@ -370,3 +370,32 @@ fn a_thousand_parked_tasks_leave_the_workers_asleep() {
     drop(client);
     rt.stop();
 }
+
+#[test]
+fn status_names_the_task_a_worker_runs() {
+    let _wd = Watchdog::new("status_running", WATCHDOG);
+    let s = setup("status_running", 2, "");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "busy", &CreateParams::default()).expect("pool");
+    // Sleep(block) holds its worker: the worker is inside the task meanwhile.
+    let p = m.async_sleep(&client, 1500, true).expect("submit");
+    let node = p.task().expect("task").get().header.task_node;
+    let want = format!(
+        "task {}.0 (major.depth) of {}, method 15",
+        node.major, m.pool
+    );
+    let mut seen = None;
+    for _ in 0..300 {
+        let st = Client::status(&s.opts()).expect("status");
+        if let Some(r) = st.workers.iter().find_map(|w| w.running.clone()) {
+            seen = Some(r);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(seen.as_deref(), Some(want.as_str()));
+    p.wait().expect("sleep");
+    drop(client);
+    rt.stop();
+}

@@ -144,6 +144,10 @@ pub struct WorkerStatus {
     /// Of those, periodic tasks.
     #[serde(default)]
     pub periodic_tasks: u64,
+    /// The task it runs now, if it is inside one: its task node (major and
+    /// depth), pool and method.
+    #[serde(default)]
+    pub running: Option<String>,
     /// Words popped from its lanes that were not live tasks (dropped untouched).
     #[serde(default)]
     pub refused: u64,

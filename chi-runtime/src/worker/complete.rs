@@ -61,7 +61,16 @@ impl Worker {
         let fire_and_forget = unsafe { (*task).flags } & flags::FIRE_AND_FORGET != 0;
         if fire_and_forget && let Some(m) = msg.as_ref().filter(|_| rc != code::OK) {
             // Nobody will read the error message: log it instead.
-            tracing::warn!(code = rc, error = %m, "a fire-and-forget task failed");
+            // SAFETY: as above; plain reads.
+            let (node, method) = unsafe { ((*task).task_node, (*task).method) };
+            tracing::warn!(
+                code = rc,
+                error = %m,
+                major = node.major,
+                depth = node.minor,
+                method,
+                "a fire-and-forget task failed"
+            );
         }
         if let Some(msg) = msg.filter(|_| rc != code::OK && !fire_and_forget)
             && let Ok(s) = ShmString::from_str(&self.alloc, &msg)

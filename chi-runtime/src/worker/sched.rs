@@ -277,6 +277,14 @@ impl Local {
         h.client_id = 0;
         h.mark_queued();
         let generation = u32::from(h.generation);
+        tracing::trace!(
+            worker = self.worker,
+            major = cur.node.major,
+            depth,
+            pool = %h.pool_id,
+            method = h.method,
+            "subtask submitted"
+        );
         self.inbox.borrow_mut().push_back((task, generation));
         Ok(())
     }
