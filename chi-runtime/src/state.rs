@@ -123,6 +123,8 @@ pub struct NodeState {
     workers: Mutex<Vec<Arc<WorkerStats>>>,
     /// What the process reaper did.
     pub reaper: ReaperStats,
+    /// The CPUs the supervisor thread may run on (`0-3`), once it started.
+    pub(crate) supervisor_cpus: std::sync::OnceLock<String>,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
@@ -163,6 +165,7 @@ impl NodeState {
             started: Instant::now(),
             workers: Mutex::new(Vec::new()),
             reaper: ReaperStats::default(),
+            supervisor_cpus: std::sync::OnceLock::new(),
             _claim: claim,
         })
     }
@@ -240,6 +243,7 @@ impl NodeState {
                     cells_skipped: w.cells_skipped.load(Ordering::Relaxed),
                     restarts: w.restarts.load(Ordering::Relaxed),
                     retired: w.phase.load(Ordering::Relaxed) == phase::RETIRED,
+                    cpus: w.cpus.get().cloned().unwrap_or_default(),
                 })
                 .collect(),
             lanes: (0..q.num_lanes())
@@ -278,6 +282,7 @@ impl NodeState {
                 owners_cleared: self.reaper.owners_cleared.load(Ordering::Relaxed),
             },
             segments: self.ipc.usage(),
+            supervisor_cpus: self.supervisor_cpus.get().cloned().unwrap_or_default(),
         }
     }
 
