@@ -281,10 +281,22 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
         if let Some(r) = &w.running {
             notes.push_str(&format!("  running {r}"));
         }
+        let cpus = if w.cpus.is_empty() {
+            String::new()
+        } else {
+            format!("  cpus {}", w.cpus)
+        };
         writeln!(
             out,
-            "  #{:<3} {:<13} lanes {:?}  completed {}{notes}",
+            "  #{:<3} {:<13} lanes {:?}{cpus}  completed {}{notes}",
             w.id, w.kind, w.lanes, w.tasks_completed,
+        )?;
+    }
+    if !st.supervisor_cpus.is_empty() {
+        writeln!(
+            out,
+            "supervisor (worker watch, process reaper): cpus {}",
+            st.supervisor_cpus
         )?;
     }
     writeln!(out, "queue lanes:")?;

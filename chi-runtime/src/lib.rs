@@ -22,6 +22,7 @@
 //! * what works on the node state: [`worker`] (workers running tasks in
 //!   coroutines), [`reaper`] (reclaiming what dead clients held),
 //!   [`supervisor`] (the thread that watches the workers and runs the reaper),
+//!   `threads` (starting worker threads pinned to the CPUs of their kind),
 //!   [`admin`] (the built-in admin module);
 //! * [`runtime`]: start, serve, stop; [`cli`]: the `chi-runtime` command line.
 
@@ -40,4 +41,5 @@ pub mod runtime;
 pub mod services;
 pub mod state;
 pub mod supervisor;
+pub(crate) mod threads;
 pub mod worker;

@@ -7,7 +7,8 @@
 //! touching any segment or key file) → write the key file → create the
 //! segments, the process queue and the runtime block → the node state
 //! ([`crate::state`]) with its module manager → admin pool and the `compose`
-//! pools → spawn the workers and the supervisor → ready.
+//! pools → spawn the workers and the supervisor, each pinned to the CPUs of
+//! its kind (`workers.affinity`, [`crate::threads`]) → ready.
 //!
 //! A process hosts one runtime in its life: a second [`Runtime::start`] is
 //! refused before anything is created ([`crate::state::ProcessTaken`] says why
@@ -40,8 +41,8 @@ use chi_sdk::types::PoolId;
 use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::state::{NodeState, ProcessClaim};
+use crate::threads::{enter, spawn_worker};
 use crate::worker::WorkerStats;
-use crate::worker::lifecycle::worker_thread;
 
 /// How long a stopping runtime waits for its threads (after the workers'
 /// own 5 s for suspended tasks) before it exits without a wedged one.
@@ -188,22 +189,23 @@ impl Runtime {
                 }
             }
         }
+        // Each thread pins itself to the CPUs of its kind (`workers.affinity`)
+        // before anything else.
         for (id, (kind, lanes)) in plan.into_iter().enumerate() {
             let stats = Arc::new(WorkerStats::new(id as u32, kind, lanes.clone()));
             let consumer = q.consumer(&lanes)?;
             shared.add_worker(stats.clone());
-            let sh = shared.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("chi-worker-{id}"))
-                    .spawn(move || worker_thread(sh, stats, consumer, lanes))?,
-            );
+            threads.push(spawn_worker(&shared, stats, consumer, lanes)?);
         }
         let sh = shared.clone();
         threads.push(
             std::thread::Builder::new()
                 .name("chi-supervisor".into())
-                .spawn(move || crate::supervisor::run(sh))?,
+                .spawn(move || {
+                    let cpus = enter("process_reaper", sh.config.affinity.process_reaper.as_ref());
+                    let _ = sh.supervisor_cpus.set(cpus);
+                    crate::supervisor::run(sh)
+                })?,
         );
         let signal = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -125,6 +125,8 @@ pub struct NodeState {
     pub reaper: ReaperStats,
     /// Flush tasks running now (they wait for every other task).
     pub(crate) flushes: std::sync::atomic::AtomicU64,
+    /// The CPUs the supervisor thread may run on (`0-3`), once it started.
+    pub(crate) supervisor_cpus: std::sync::OnceLock<String>,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
@@ -171,6 +173,7 @@ impl NodeState {
             workers: Mutex::new(Vec::new()),
             reaper: ReaperStats::default(),
             flushes: std::sync::atomic::AtomicU64::new(0),
+            supervisor_cpus: std::sync::OnceLock::new(),
             _claim: claim,
         })
     }
@@ -251,6 +254,7 @@ impl NodeState {
                     cells_skipped: w.cells_skipped.load(Ordering::Relaxed),
                     restarts: w.restarts.load(Ordering::Relaxed),
                     retired: w.phase.load(Ordering::Relaxed) == phase::RETIRED,
+                    cpus: w.cpus.get().cloned().unwrap_or_default(),
                 })
                 .collect(),
             lanes: (0..q.num_lanes())
@@ -289,6 +293,7 @@ impl NodeState {
                 owners_cleared: self.reaper.owners_cleared.load(Ordering::Relaxed),
             },
             segments: self.ipc.usage(),
+            supervisor_cpus: self.supervisor_cpus.get().cloned().unwrap_or_default(),
         }
     }
 

@@ -40,7 +40,7 @@ use chi_sdk::task::{TASK_MAGIC, TaskHeader};
 
 use crate::reaper::Reaper;
 use crate::state::NodeState;
-use crate::worker::lifecycle::worker_thread;
+use crate::threads::spawn_worker;
 use crate::worker::supervision::{WorkerStats, membarrier_ready, phase};
 
 /// Period of the worker watch.
@@ -169,16 +169,13 @@ fn take_over(shared: &Arc<NodeState>, w: &Arc<WorkerStats>) -> Option<std::threa
     let stats = Arc::new(WorkerStats::new(id, w.kind, w.lanes.clone()));
     shared.add_worker(stats.clone());
     let lanes = w.lanes.clone();
-    let sh = shared.clone();
     tracing::warn!(
         wedged = w.id,
         worker = id,
         lanes = ?lanes,
         "moved the wedged worker's lanes to a new worker; the wedged one finishes what it holds and exits"
     );
-    std::thread::Builder::new()
-        .name(format!("chi-worker-{id}"))
-        .spawn(move || worker_thread(sh, stats, consumer, lanes))
+    spawn_worker(shared, stats, consumer, lanes)
         .map_err(|e| tracing::error!(error = %e, "could not start the replacement worker"))
         .ok()
 }

@@ -17,7 +17,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use chi_runtime::config::footprint::MainSegmentNeeds;
-use chi_runtime::config::{Config, ConfigError, ENV_SERVER_CONF, MAX_SEGMENT_SIZE};
+use chi_runtime::config::{
+    AffinityConfig, Config, ConfigError, CpuList, ENV_SERVER_CONF, MAX_SEGMENT_SIZE,
+};
 use support::{
     Children, RuntimeGuard, Setup, WATCHDOG, Watchdog, child_connect, child_role, run_cli,
     runtime_exe, segments,
@@ -407,6 +409,72 @@ fn new_keys_parse_and_name_bad_values() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn affinity_lists_parse_and_name_bad_values() {
+    let dir = scratch("affinity");
+    let file = write(
+        &dir,
+        "chi.yaml",
+        "workers:\n  low_latency: 2\n  affinity:\n    low_latency: [0, 2-3]\n    \
+         high_latency: 1\n    process_reaper: \"0,4-5\"\n",
+    );
+    let c = Config::from_file(&file).unwrap_or_else(|e| panic!("{e}"));
+    let list = |s: &str| Some(CpuList::parse(s).unwrap());
+    assert_eq!(c.affinity.low_latency, list("0,2-3"));
+    assert_eq!(c.affinity.high_latency, list("1"));
+    assert_eq!(c.affinity.reinforcement, None);
+    assert_eq!(c.affinity.process_reaper, list("0,4,5"));
+    // The defaults pin nothing.
+    let c = Config::from_file(write(&dir, "none.yaml", "port: 9600\n")).unwrap();
+    assert_eq!(c.affinity, AffinityConfig::default());
+
+    let cases: &[(&str, u64, &str, &str)] = &[
+        (
+            "port: 9600\nworkers:\n  affinity:\n    low_latency: 5-2\n",
+            4,
+            "workers.affinity.low_latency",
+            "runs backwards",
+        ),
+        (
+            "workers:\n  affinity:\n    high_latency: [1, two]\n",
+            3,
+            "workers.affinity.high_latency[1]",
+            "`two` is not a CPU number",
+        ),
+        (
+            "workers:\n  affinity:\n    process_reaper: 100000\n",
+            3,
+            "workers.affinity.process_reaper",
+            "CPU numbers are below 1024",
+        ),
+        (
+            "workers:\n  affinity:\n    reinforcement: []\n",
+            3,
+            "workers.affinity.reinforcement",
+            "an empty list of CPUs",
+        ),
+        (
+            "workers:\n  affinity:\n    low_latency: true\n",
+            3,
+            "workers.affinity.low_latency",
+            "or ~ for no pinning",
+        ),
+        (
+            "workers:\n  affinity:\n    supervisor: 1\n",
+            3,
+            "workers.affinity.supervisor",
+            "expected one of: low_latency, high_latency, reinforcement, process_reaper",
+        ),
+    ];
+    for (i, &(text, line, key, what)) in cases.iter().enumerate() {
+        let file = write(&dir, &format!("bad{i}.yaml"), text);
+        let message = load_err(&file).to_string();
+        assert_names(&message, &file, line, key);
+        assert!(message.contains(what), "{what:?} missing: {message}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------
 // The real binary: refused at start, exit code 2.
 
@@ -529,6 +597,36 @@ fn thousands_of_workers_exit_2() {
     assert_names(&e, &f, 4, "workers.high_latency");
     assert!(e.contains("302 worker threads in all"), "{e}");
     assert!(segments(p).is_empty());
+}
+
+#[test]
+fn affinity_to_cpus_this_machine_does_not_have_exit_2() {
+    let _wd = Watchdog::new("absent_cpus", Duration::from_secs(100));
+    let setup = Setup::new("absent_cpus");
+    let p = setup.port;
+    // CPU 1023 is the last a list may name; no machine these tests run on has it.
+    let f = setup.dir.write(
+        "absent.yaml",
+        &format!("port: {p}\nworkers:\n  affinity:\n    low_latency: [0, 1023]\n"),
+    );
+    let e = start_refused(&f);
+    assert_names(&e, &f, 4, "workers.affinity.low_latency");
+    assert!(e.contains("CPU 1023 does not exist on this machine"), "{e}");
+    assert!(e.contains("or ~ for no pinning"), "{e}");
+    // Several: all named, on the key that lists them.
+    let f = setup.dir.write(
+        "several.yaml",
+        &format!(
+            "port: {p}\nworkers:\n  affinity:\n    high_latency: 0\n    process_reaper: 1020-1023\n"
+        ),
+    );
+    let e = start_refused(&f);
+    assert_names(&e, &f, 5, "workers.affinity.process_reaper");
+    assert!(
+        e.contains("CPUs 1020, 1021, 1022, 1023 do not exist on this machine"),
+        "{e}"
+    );
+    assert!(segments(p).is_empty(), "segments left: {:?}", segments(p));
 }
 
 /// Child: tasks of several sizes, some in flight together, in a runtime whose

@@ -12,7 +12,8 @@
 //!   shows that position and key;
 //! * every configuration accepted satisfies the documented bounds (worker
 //!   counts, lane shape, segment sizes against the main segment's needs, stack
-//!   size, durations, client slots, unique compose entries), and checking it
+//!   size, durations, client slots, unique compose entries, CPU lists sorted,
+//!   unique and below `MAX_CPU`), and checking it
 //!   against this machine (`check_resources`) does not panic either.
 //!
 //! Hostfile inputs: arbitrary text and lines of ranges, including huge ones
@@ -28,10 +29,11 @@ use std::time::Duration;
 
 use chi_runtime::config::footprint::{MainSegmentNeeds, max_clients_for};
 use chi_runtime::config::{
-    Config, ConfigError, DEFAULT_SOURCE_NAME, MAX_BUSY_POLL, MAX_HOST_NAME, MAX_HOSTS, MAX_LANES,
-    MAX_LIVE_COROUTINES, MAX_QUEUE_DEPTH, MAX_SEGMENT_SIZE, MAX_STACK_SIZE, MAX_WORKER_THREADS,
-    MAX_WORKERS, MIN_QUEUE_DEPTH, MIN_STACK_SIZE, REAPER_INTERVAL_RANGE, RESERVED_POOL_IDS,
-    STACK_SIZE_GRANULE, STALL_TIMEOUT_RANGE, parse_duration, parse_hostfile, parse_size,
+    Config, ConfigError, CpuList, DEFAULT_SOURCE_NAME, MAX_BUSY_POLL, MAX_CPU, MAX_HOST_NAME,
+    MAX_HOSTS, MAX_LANES, MAX_LIVE_COROUTINES, MAX_QUEUE_DEPTH, MAX_SEGMENT_SIZE, MAX_STACK_SIZE,
+    MAX_WORKER_THREADS, MAX_WORKERS, MIN_QUEUE_DEPTH, MIN_STACK_SIZE, REAPER_INTERVAL_RANGE,
+    RESERVED_POOL_IDS, STACK_SIZE_GRANULE, STALL_TIMEOUT_RANGE, parse_duration, parse_hostfile,
+    parse_size,
 };
 use chi_sdk::shm::Segment;
 use proptest::prelude::*;
@@ -94,6 +96,20 @@ fn check_config(c: &Config) -> Result<(), TestCaseError> {
         w
     );
     prop_assert!(w.total() <= MAX_WORKER_THREADS, "{:?}", w);
+    for (key, list) in c.affinity.keys() {
+        if let Some(list) = list {
+            let cpus = list.cpus();
+            prop_assert!(!cpus.is_empty(), "{}: {:?}", key, list);
+            prop_assert!(
+                cpus.windows(2).all(|p| p[0] < p[1]) && cpus.iter().all(|&c| c < MAX_CPU),
+                "{}: {:?}",
+                key,
+                list
+            );
+            let again = CpuList::parse(&list.to_string());
+            prop_assert_eq!(again.as_ref(), Ok(list));
+        }
+    }
     let q = c.queue;
     prop_assert!((1..=MAX_LANES).contains(&q.lanes), "{:?}", q);
     prop_assert!(q.depth.is_power_of_two(), "{:?}", q);
@@ -335,6 +351,10 @@ fn fragment() -> impl Strategy<Value = String> {
             "workers:\n  low_latency: 0",
             "workers: {low_latency: 256, high_latency: 1}",
             "workers: {low_latency: 100, high_latency: 100, reinforcement: 100}",
+            "workers:\n  affinity:\n    low_latency: 1023",
+            "workers: {affinity: {high_latency: [0, 2-1]}}",
+            "workers: {affinity: {process_reaper: '0,,1'}}",
+            "workers: {affinity: [0]}",
             "queue: {lanes: 1024, depth: 16777216}",
             "queue: {lanes: 0}",
             "queue: {depth: 3}",
@@ -523,6 +543,7 @@ fn known_keys() -> impl Strategy<Value = String> {
         (
             entry("  stall_timeout", duration(100_000, 86_400_000_000)),
             entry("  max_clients", count.boxed()),
+            entry("  affinity", affinity().boxed()),
             prop::collection::vec(
                 (
                     prop_oneof![8 => "[a-z_]{1,6}", 1 => "[a-z_ ]{0,6}"],
@@ -534,7 +555,7 @@ fn known_keys() -> impl Strategy<Value = String> {
             ),
         ),
     )
-        .prop_map(|(a, b, (stall, max_clients, pools))| {
+        .prop_map(|(a, b, (stall, max_clients, affinity, pools))| {
             let (port, main, client, runtime, low, high, rl, reaper) = a;
             let (lanes, depth, stack, live, busy, wait, deadline, interval) = b;
             let mut doc = String::new();
@@ -550,7 +571,7 @@ fn known_keys() -> impl Strategy<Value = String> {
                 }
             };
             section("segments", vec![main, client, runtime]);
-            section("workers", vec![low, high, rl, reaper]);
+            section("workers", vec![low, high, rl, reaper, affinity]);
             section("queue", vec![lanes, depth]);
             section("coroutine", vec![stack, live]);
             section("idle", vec![busy]);
@@ -574,6 +595,47 @@ fn known_keys() -> impl Strategy<Value = String> {
             }
             doc
         })
+}
+
+/// A `workers.affinity` mapping (flow style) with plausible and odd CPU lists.
+fn affinity() -> impl Strategy<Value = String> {
+    let list = prop_oneof![
+        4 => prop_oneof![
+            Just("0".to_owned()),
+            Just("0-1".to_owned()),
+            Just("[0, 1]".to_owned()),
+            Just("\"0,1\"".to_owned()),
+            Just("[1, 0-0]".to_owned()),
+        ],
+        2 => (0u32..8, 0u32..8).prop_map(|(a, b)| format!("{a}-{b}")),
+        2 => prop_oneof![
+            Just("1023".to_owned()),
+            Just("1024".to_owned()),
+            Just("3-1".to_owned()),
+            Just("[]".to_owned()),
+            Just("[[1]]".to_owned()),
+            Just("\"1,,2\"".to_owned()),
+            Just("0-1023".to_owned()),
+            Just("0-99999999999999999999".to_owned()),
+        ],
+        1 => scalar(),
+    ];
+    let kind = prop::sample::select(
+        &[
+            "low_latency",
+            "high_latency",
+            "reinforcement",
+            "process_reaper",
+            "other",
+        ][..],
+    );
+    prop::collection::vec((kind, list), 0..4).prop_map(|entries| {
+        let items: Vec<String> = entries
+            .into_iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        format!("{{{}}}", items.join(", "))
+    })
 }
 
 fn config_text() -> impl Strategy<Value = String> {

@@ -85,13 +85,14 @@ fn status() -> impl Strategy<Value = StatusReport> {
             any::<u32>(),
             text(),
             prop::collection::vec(any::<usize>(), 0..4),
+            text(),
         ),
         (any::<u64>(), any::<bool>(), any::<bool>(), any::<u64>()),
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
     )
         .prop_map(
             |(
-                (id, kind, lanes),
+                (id, kind, lanes, cpus),
                 (tasks_completed, sleeping, stalled, live_tasks),
                 (refused, panics, cells_skipped, restarts),
             )| WorkerStatus {
@@ -110,6 +111,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                 cells_skipped,
                 restarts,
                 retired: stalled && sleeping,
+                cpus,
             },
         );
     let lane =
@@ -177,6 +179,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
         prop::collection::vec(pool, 0..3),
         reaper,
         prop::collection::vec(usage, 0..3),
+        text(),
     )
         .prop_map(
             |(
@@ -186,6 +189,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                 pools,
                 reaper,
                 segments,
+                supervisor_cpus,
             )| {
                 StatusReport {
                     node_id,
@@ -198,6 +202,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                     clients,
                     reaper,
                     segments,
+                    supervisor_cpus,
                 }
             },
         )

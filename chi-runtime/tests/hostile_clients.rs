@@ -428,9 +428,22 @@ fn a_stop_ends_even_with_a_wedged_worker() {
 #[test]
 fn a_wedged_worker_loses_its_lanes_and_its_waiter_gets_an_error() {
     let _w = Watchdog::new("wedged_worker", Duration::from_secs(120));
-    let setup = setup_with(
+    // Workers pinned by kind: the replacement is pinned like the wedged one.
+    let mine = chi_runtime::config::CpuList::of_current_thread().expect("sched_getaffinity");
+    let (first, last) = (mine.cpus()[0], mine.cpus()[mine.cpus().len() - 1]);
+    let modules = support::modules::module_dir().display().to_string();
+    let setup = Setup::with(
         "wedged_worker",
-        "supervisor:\n  stall_timeout: 500ms\ntask_deadline: 2s\n",
+        ConfigOpts {
+            workers_extra: format!(
+                "  affinity:\n    low_latency: {first}\n    high_latency: {last}\n"
+            ),
+            extra: format!(
+                "module_path: [{modules:?}]\nreaper:\n  interval: 50ms\nsupervisor:\n  \
+                 stall_timeout: 500ms\ntask_deadline: 2s\n"
+            ),
+            ..ConfigOpts::default()
+        },
     );
     let rt = RuntimeGuard::start(&setup);
     let mut kids = Children::new();
@@ -449,5 +462,9 @@ fn a_wedged_worker_loses_its_lanes_and_its_waiter_gets_an_error() {
     assert!(log.contains("moved the wedged worker's lanes"), "{log}");
     let s = status(&setup);
     assert!(s.workers.len() > 3, "no replacement worker: {s:?}");
+    for w in &s.workers {
+        let want = if w.kind == "low_latency" { first } else { last };
+        assert_eq!(w.cpus, want.to_string(), "{w:?}");
+    }
     every_lane_serves(&mut kids, &setup);
 }

@@ -164,6 +164,10 @@ pub struct WorkerStatus {
     /// worker serves its lanes now.
     #[serde(default)]
     pub retired: bool,
+    /// The CPUs its thread may run on (`0-3,8`; the configuration's
+    /// `workers.affinity` applied); empty if unknown.
+    #[serde(default)]
+    pub cpus: String,
 }
 
 /// How much of a segment is in use, in a [`StatusReport`].
@@ -245,6 +249,10 @@ pub struct StatusReport {
     /// Use of the main and client-data segments.
     #[serde(default)]
     pub segments: Vec<SegmentUsage>,
+    /// The CPUs the supervisor thread (worker watch and process reaper) may
+    /// run on (`0-3`); empty if unknown.
+    #[serde(default)]
+    pub supervisor_cpus: String,
 }
 
 /// A reply on the loopback socket.

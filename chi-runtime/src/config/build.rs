@@ -25,7 +25,7 @@ use super::footprint::{self, MainSegmentNeeds, max_clients_for};
 use super::hostfile::{self, load_hostfile};
 use super::limits::*;
 use super::model::*;
-use super::raw::{Item, Leaf, RawConfig, RawPool, RawWorkers};
+use super::raw::{Item, Leaf, RawAffinity, RawConfig, RawPool, RawWorkers};
 use super::units::{ByteSize, DurationValue, format_size, format_size_approx};
 
 pub(super) struct Source<'a> {
@@ -275,7 +275,9 @@ impl Builder<'_> {
                 .0,
         };
 
-        let workers = self.workers(raw.workers.unwrap_or_default())?;
+        let mut raw_workers = raw.workers.unwrap_or_default();
+        let affinity = self.affinity(raw_workers.affinity.take().unwrap_or_default());
+        let workers = self.workers(raw_workers)?;
 
         let queue = raw.queue.unwrap_or_default();
         let lanes = match queue.lanes {
@@ -437,6 +439,7 @@ impl Builder<'_> {
             hosts,
             segments,
             workers,
+            affinity,
             queue: QueueConfig {
                 lanes,
                 depth: rounded_depth,
@@ -507,6 +510,23 @@ impl Builder<'_> {
             return Err(origins.error(ConfigError::BadValue, key, message));
         }
         Ok(workers)
+    }
+
+    /// The CPU lists of `workers.affinity`: their syntax was checked when they
+    /// were read; whether their CPUs exist is checked at start.
+    fn affinity(&self, raw: RawAffinity) -> AffinityConfig {
+        let list = |leaf: Leaf<super::cpus::RawCpuList>, key: &str| {
+            leaf.map(|item| {
+                self.note(key, &item);
+                item.value.0
+            })
+        };
+        AffinityConfig {
+            low_latency: list(raw.low_latency, "workers.affinity.low_latency"),
+            high_latency: list(raw.high_latency, "workers.affinity.high_latency"),
+            reinforcement: list(raw.reinforcement, "workers.affinity.reinforcement"),
+            process_reaper: list(raw.process_reaper, "workers.affinity.process_reaper"),
+        }
     }
 
     /// The main segment must hold its allocator metadata, the process queue of

@@ -27,10 +27,12 @@
 //! [`defaults`] and [`limits`] (names and bounds) → [`error`] → [`model`]
 //! (the typed [`Config`]) → [`raw`] (documents as written) → [`parse`] →
 //! [`build`] (checking values) → [`load`]; beside them [`units`] (sizes and
-//! durations), [`hostfile`], [`footprint`] and [`resources`]. This file only
+//! durations), [`cpus`] (CPU lists), [`hostfile`], [`footprint`] and
+//! [`resources`]. This file only
 //! declares them and re-exports the public items.
 
 mod build;
+mod cpus;
 mod defaults;
 mod error;
 pub mod footprint;
@@ -46,6 +48,7 @@ mod units;
 #[cfg(test)]
 mod tests;
 
+pub use cpus::{CpuList, CpuListError, MAX_CPU};
 pub use defaults::{DEFAULT_SOURCE_NAME, ENV_SERVER_CONF};
 pub use error::{ConfigError, ErrorDetail, Pos, Snippet};
 pub use hostfile::{MAX_HOST_NAME, MAX_HOSTS, load_hostfile, parse_hostfile};
@@ -56,7 +59,8 @@ pub use limits::{
     WORKER_THREADS_PER_CPU,
 };
 pub use model::{
-    Config, ControlConfig, CoroutineConfig, IdleConfig, LogLevel, LoggingConfig, PoolQuery,
-    PoolSpec, QueueConfig, ReaperConfig, SegmentSizes, SupervisorConfig, TasksConfig, WorkerCounts,
+    AffinityConfig, Config, ControlConfig, CoroutineConfig, IdleConfig, LogLevel, LoggingConfig,
+    PoolQuery, PoolSpec, QueueConfig, ReaperConfig, SegmentSizes, SupervisorConfig, TasksConfig,
+    WorkerCounts,
 };
 pub use units::{UnitError, format_size, format_size_approx, parse_duration, parse_size};

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::cpus::CpuList;
 use super::error::KeyOrigins;
 
 /// The runtime's configuration: the defaults with the user's file applied, checked.
@@ -28,6 +29,8 @@ pub struct Config {
     pub segments: SegmentSizes,
     /// Worker threads of each kind.
     pub workers: WorkerCounts,
+    /// The CPUs each kind of thread may run on (`workers.affinity`).
+    pub affinity: AffinityConfig,
     /// The process queue's shape.
     pub queue: QueueConfig,
     /// Coroutine settings.
@@ -87,6 +90,52 @@ impl WorkerCounts {
     /// Worker threads of all kinds.
     pub fn total(&self) -> u32 {
         self.low_latency + self.high_latency + self.reinforcement + self.process_reaper
+    }
+}
+
+/// The CPUs each kind of runtime thread may run on (`workers.affinity`),
+/// set when the thread starts; `None`: wherever the process may run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AffinityConfig {
+    /// The low-latency workers.
+    pub low_latency: Option<CpuList>,
+    /// The high-latency workers.
+    pub high_latency: Option<CpuList>,
+    /// The reinforcement workers (none run yet: checked and kept for them).
+    pub reinforcement: Option<CpuList>,
+    /// The supervisor thread, which watches the workers and runs the process
+    /// reaper.
+    pub process_reaper: Option<CpuList>,
+}
+
+impl AffinityConfig {
+    /// The list of a kind of thread: `low_latency`, `high_latency`,
+    /// `reinforcement` or `process_reaper` (the supervisor); `None` for no
+    /// pinning or another name.
+    pub fn of_kind(&self, kind: &str) -> Option<&CpuList> {
+        match kind {
+            "low_latency" => self.low_latency.as_ref(),
+            "high_latency" => self.high_latency.as_ref(),
+            "reinforcement" => self.reinforcement.as_ref(),
+            "process_reaper" => self.process_reaper.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every key with its list.
+    pub fn keys(&self) -> [(&'static str, Option<&CpuList>); 4] {
+        [
+            ("workers.affinity.low_latency", self.low_latency.as_ref()),
+            ("workers.affinity.high_latency", self.high_latency.as_ref()),
+            (
+                "workers.affinity.reinforcement",
+                self.reinforcement.as_ref(),
+            ),
+            (
+                "workers.affinity.process_reaper",
+                self.process_reaper.as_ref(),
+            ),
+        ]
     }
 }
 

@@ -22,7 +22,20 @@ fn expected_for(key: &str) -> &'static str {
         "segments.main" | "segments.client_data" | "segments.runtime_data" => {
             "a size: a number of bytes, or a number with a unit k, m, g or t (e.g. 256m, 1g)"
         }
-        "workers" => "a mapping with keys low_latency, high_latency, reinforcement, process_reaper",
+        "workers" => {
+            "a mapping with keys low_latency, high_latency, reinforcement, process_reaper, affinity"
+        }
+        "workers.affinity" => {
+            "a mapping with keys low_latency, high_latency, reinforcement, process_reaper"
+        }
+        "workers.affinity.low_latency"
+        | "workers.affinity.high_latency"
+        | "workers.affinity.reinforcement"
+        | "workers.affinity.process_reaper" => super::cpus::EXPECTED,
+        "workers.affinity.low_latency[]"
+        | "workers.affinity.high_latency[]"
+        | "workers.affinity.reinforcement[]"
+        | "workers.affinity.process_reaper[]" => "a CPU number or a range such as 2-3",
         "workers.low_latency"
         | "workers.high_latency"
         | "workers.reinforcement"

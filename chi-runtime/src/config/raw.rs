@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
 
+use super::cpus::RawCpuList;
 use super::model::{LogLevel, PoolQuery};
 use super::units::{ByteSize, DurationValue, OptionalDuration};
 
@@ -81,6 +82,16 @@ pub(super) struct RawWorkers {
     pub(super) high_latency: Leaf<u32>,
     pub(super) reinforcement: Leaf<u32>,
     pub(super) process_reaper: Leaf<u32>,
+    pub(super) affinity: Option<RawAffinity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAffinity {
+    pub(super) low_latency: Leaf<RawCpuList>,
+    pub(super) high_latency: Leaf<RawCpuList>,
+    pub(super) reinforcement: Leaf<RawCpuList>,
+    pub(super) process_reaper: Leaf<RawCpuList>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +203,12 @@ impl_merge!(RawSegments {
     runtime_data
 });
 impl_merge!(RawWorkers {
+    low_latency,
+    high_latency,
+    reinforcement,
+    process_reaper
+} sections { affinity });
+impl_merge!(RawAffinity {
     low_latency,
     high_latency,
     reinforcement,

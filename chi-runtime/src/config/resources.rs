@@ -15,6 +15,9 @@
 //!   (reserving it with `fallocate` costs ~0.5 s and the memory itself per GiB).
 //! * **Threads**: worker threads of all kinds at most
 //!   [`WORKER_THREADS_PER_CPU`] per available CPU.
+//! * **Affinity**: every CPU of the `workers.affinity` lists must be online and
+//!   one this process may run on (its own affinity mask, within its cgroup's
+//!   cpuset): `sched_setaffinity` would refuse, or silently narrow, any other.
 //! * **Coroutine stacks**: `coroutine.max_live` stacks of `coroutine.stack_size`
 //!   per task-running worker must fit the memory-map limit
 //!   (`vm.max_map_count`, two entries a stack), the address space (`RLIMIT_AS`)
@@ -23,6 +26,7 @@
 use std::path::Path;
 
 use super::build::{sum_of, worker_keys};
+use super::cpus::CpuList;
 use super::defaults::ENV_SERVER_CONF;
 use super::error::ConfigError;
 use super::footprint::{CoroutineNeeds, MAPPINGS_PER_STACK};
@@ -46,6 +50,10 @@ pub(super) struct Machine {
     pub shm_free: Option<u64>,
     /// CPUs this process may run on.
     pub cpus: u32,
+    /// Which CPUs this process may run on; `None`: unknown.
+    pub allowed_cpus: Option<CpuList>,
+    /// The CPUs online; `None`: unknown.
+    pub online_cpus: Option<CpuList>,
     /// `vm.max_map_count`; `None`: unknown.
     pub max_map_count: Option<u64>,
     /// Memory-map entries of this process now.
@@ -63,6 +71,8 @@ impl Machine {
         Machine {
             shm_free: shm_free(port),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            allowed_cpus: CpuList::of_current_thread(),
+            online_cpus: CpuList::online(),
             max_map_count: read_number("/proc/sys/vm/max_map_count"),
             maps_in_use: std::fs::read_to_string("/proc/self/maps")
                 .map_or(0, |m| m.lines().count() as u64),
@@ -152,6 +162,7 @@ impl Config {
     pub(super) fn check_against(&self, m: &Machine) -> Result<(), ConfigError> {
         self.check_shm(m)?;
         self.check_threads(m)?;
+        self.check_affinity(m)?;
         self.check_coroutines(m)
     }
 
@@ -216,6 +227,65 @@ impl Config {
         );
         let key = self.origins.blame(&keys);
         Err(self.origins.error(ConfigError::Resources, key, message))
+    }
+
+    fn check_affinity(&self, m: &Machine) -> Result<(), ConfigError> {
+        let Some(allowed) = &m.allowed_cpus else {
+            return Ok(());
+        };
+        for (key, list) in self.affinity.keys() {
+            let Some(list) = list else { continue };
+            let missing: Vec<usize> = list
+                .cpus()
+                .iter()
+                .copied()
+                .filter(|&c| !allowed.contains(c))
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let absent: Vec<usize> = match &m.online_cpus {
+                Some(online) => missing
+                    .iter()
+                    .copied()
+                    .filter(|&c| !online.contains(c))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let named = |cpus: &[usize]| {
+                let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+                format!(
+                    "CPU{} {}",
+                    if cpus.len() > 1 { "s" } else { "" },
+                    list.join(", ")
+                )
+            };
+            let online = m
+                .online_cpus
+                .as_ref()
+                .map_or_else(|| "unknown".to_owned(), CpuList::to_string);
+            let why = if !absent.is_empty() {
+                format!(
+                    "{} {} not exist on this machine (CPUs online: {online})",
+                    named(&absent),
+                    if absent.len() > 1 { "do" } else { "does" }
+                )
+            } else {
+                format!(
+                    "{} {} online but this process may not run on {} (its affinity mask \
+                     or cgroup cpuset allows CPUs {allowed})",
+                    named(&missing),
+                    if missing.len() > 1 { "are" } else { "is" },
+                    if missing.len() > 1 { "them" } else { "it" },
+                )
+            };
+            let message = format!(
+                "{why}; list only CPUs of {allowed} in {}, or ~ for no pinning",
+                self.file_to_edit()
+            );
+            return Err(self.origins.error(ConfigError::Resources, key, message));
+        }
+        Ok(())
     }
 
     fn check_coroutines(&self, m: &Machine) -> Result<(), ConfigError> {
@@ -296,6 +366,8 @@ mod tests {
         Machine {
             shm_free: Some(64 << 30),
             cpus: 4,
+            allowed_cpus: CpuList::new(0..4),
+            online_cpus: CpuList::new(0..8),
             max_map_count: Some(65530),
             maps_in_use: 300,
             address_space_left: (USER_ADDRESS_SPACE / 2, "the process's address space"),
@@ -379,6 +451,48 @@ mod tests {
         assert!(text.contains("1 CPUs available × 64 = 64"), "{text}");
         config("workers: {low_latency: 30, high_latency: 30}")
             .check_against(&one)
+            .unwrap();
+    }
+
+    #[test]
+    fn affinity_names_cpus_that_do_not_exist() {
+        let e = refused(
+            "workers:\n  affinity:\n    high_latency: [1, 9-10]\n",
+            &roomy(),
+        );
+        assert_eq!(
+            (e.file(), e.line(), e.key()),
+            (
+                Some("res.yaml"),
+                Some(3),
+                Some("workers.affinity.high_latency")
+            )
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("CPUs 9, 10 do not exist on this machine (CPUs online: 0-7)"),
+            "{text}"
+        );
+        assert!(text.contains("list only CPUs of 0-3 in res.yaml"), "{text}");
+        // Online but outside this process's mask (a cgroup cpuset, taskset).
+        let e = refused("workers: {affinity: {process_reaper: 5}}\n", &roomy());
+        assert_eq!(e.key(), Some("workers.affinity.process_reaper"));
+        let text = e.to_string();
+        assert!(
+            text.contains("CPU 5 is online but this process may not run on it"),
+            "{text}"
+        );
+        assert!(text.contains("allows CPUs 0-3"), "{text}");
+        config("workers: {affinity: {low_latency: 0-3, high_latency: 2}}")
+            .check_against(&roomy())
+            .unwrap();
+        // Unknown masks are not checked.
+        let unknown = Machine {
+            allowed_cpus: None,
+            ..roomy()
+        };
+        config("workers: {affinity: {low_latency: 1000}}")
+            .check_against(&unknown)
             .unwrap();
     }
 

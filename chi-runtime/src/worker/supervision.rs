@@ -66,6 +66,9 @@ pub struct WorkerStats {
     pub cells_skipped: AtomicU64,
     /// Times the worker thread was restarted after it died.
     pub restarts: AtomicU64,
+    /// The CPUs its thread may run on, in the list syntax (`0-3`), read back
+    /// when the thread started and applied `workers.affinity`.
+    pub cpus: std::sync::OnceLock<String>,
     /// Tasks suspended on this worker (address to generation), listed when a
     /// task first yields and unlisted when it ends (tasks that never yield
     /// never touch it): if the worker wedges, the supervisor marks them
@@ -126,6 +129,7 @@ impl WorkerStats {
             panics: AtomicU64::new(0),
             cells_skipped: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            cpus: std::sync::OnceLock::new(),
             suspended: std::sync::Mutex::new(std::collections::HashMap::new()),
             blocked: AtomicU64::new(0),
             periodic: AtomicU64::new(0),

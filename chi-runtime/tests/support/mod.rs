@@ -274,6 +274,9 @@ pub struct ConfigOpts {
     pub high_latency: u32,
     /// `client_wait_timeout`.
     pub client_wait_timeout: &'static str,
+    /// More YAML lines of the `workers` section, indented (e.g. an
+    /// `affinity` mapping).
+    pub workers_extra: String,
     /// More YAML lines (keys not set above).
     pub extra: String,
 }
@@ -284,6 +287,7 @@ impl Default for ConfigOpts {
             low_latency: 2,
             high_latency: 1,
             client_wait_timeout: "10s",
+            workers_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -303,9 +307,9 @@ impl Setup {
         let text = format!(
             "port: {port}\n\
              segments:\n  main: 64m\n  client_data: 16m\n  runtime_data: 16m\n\
-             workers:\n  low_latency: {}\n  high_latency: {}\n\
+             workers:\n  low_latency: {}\n  high_latency: {}\n{}\
              client_wait_timeout: {}\n{}",
-            o.low_latency, o.high_latency, o.client_wait_timeout, o.extra
+            o.low_latency, o.high_latency, o.workers_extra, o.client_wait_timeout, o.extra
         );
         let config = dir.write("chi.yaml", &text);
         Setup { port, config, dir }
