@@ -214,8 +214,8 @@ impl Client {
         })
     }
 
-    /// Whether this is the runtime's own client of module code
-    /// ([`in_runtime`](Self::in_runtime)).
+    /// Whether this is the runtime's own client of module code (the one
+    /// [`RunCtx::client`](crate::abi::RunCtx::client) hands out).
     pub fn is_in_runtime(&self) -> bool {
         self.in_runtime
     }
