@@ -195,7 +195,7 @@ impl Runtime {
             let stats = Arc::new(WorkerStats::new(id as u32, kind, lanes.clone()));
             let consumer = q.consumer(&lanes)?;
             shared.add_worker(stats.clone());
-            threads.push(spawn_worker(&shared, stats, consumer, lanes)?);
+            threads.push(spawn_worker(&shared, stats, consumer)?);
         }
         let sh = shared.clone();
         threads.push(
@@ -207,6 +207,19 @@ impl Runtime {
                     crate::supervisor::run(sh)
                 })?,
         );
+        if shared.config.workers.reinforcement > 0 {
+            let sh = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("chi-reinforcement".into())
+                    .spawn(move || {
+                        let cpus =
+                            enter("reinforcement", sh.config.affinity.reinforcement.as_ref());
+                        let _ = sh.reinforcement_cpus.set(cpus);
+                        crate::reinforcement::run(sh)
+                    })?,
+            );
+        }
         let signal = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, signal.clone())?;

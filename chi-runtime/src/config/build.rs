@@ -483,7 +483,7 @@ impl Builder<'_> {
             reinforcement: self.count(
                 raw.reinforcement,
                 "workers.reinforcement",
-                (0, MAX_WORKERS),
+                (0, 1),
                 &why,
             )?,
             process_reaper: self.count(

@@ -43,16 +43,17 @@
 //!   handed to modules, Monitor(Cleanup) (methods of [`Worker`] too);
 //! * [`periodic`]: what a periodic task does between its runs;
 //! * [`validate`]: checking a popped word before anything is written;
-//! * [`lanes`]: the active and cold lanes;
+//! * [`lanes`]: the active and cold lanes; [`moves`]: lanes moving to and
+//!   from other workers; [`samples`]: measured steps for the models;
 //! * [`supervision`]: what the worker publishes ([`WorkerStats`]) and the
 //!   retirement hand-shake with the supervisor;
 //! * [`stalls`]: lane cells a dead producer left claimed;
 //! * [`lifecycle`]: the worker thread around the loop — restart, panics,
 //!   retirement, stop (methods of [`Worker`] in another `impl` block).
 //!
-//! The children import nothing of this file except `lifecycle`, `wakes` and
-//! `routing`, which extend [`Worker`] (and this file names nothing of
-//! them); this file imports the others.
+//! The children import nothing of this file except `lifecycle`, `wakes`,
+//! `routing`, `moves` and `samples`, which extend [`Worker`]; this file
+//! imports the others.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -66,7 +67,6 @@ use chi_sdk::queue::Consumer;
 use chi_sdk::shm::{Allocator, ShmPtr};
 use chi_sdk::task::{TaskHeader, code};
 use chi_sdk::types::PoolId;
-use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 
 use crate::coroutine::StackPool;
@@ -76,10 +76,12 @@ use crate::state::NodeState;
 pub mod complete;
 pub mod lanes;
 pub mod lifecycle;
+pub mod moves;
 pub mod parked;
 pub mod periodic;
 pub mod pools;
 pub mod routing;
+pub mod samples;
 pub mod sched;
 pub mod stalls;
 pub mod supervision;
@@ -133,6 +135,12 @@ pub struct Worker {
     /// The supervisor moved this worker's lanes to another worker: it finishes
     /// the tasks it holds and exits without touching its lanes.
     retired: bool,
+    /// Lanes were taken from this worker: its lane sets need rebuilding.
+    lanes_dirty: bool,
+    /// State of the random pick of the tasks measured ([`samples`]).
+    sample_tick: u32,
+    /// Measured steps not yet handed to the reinforcement thread.
+    samples: Vec<crate::models::Sample>,
 }
 
 /// Live coroutines past which a worker resumes woken tasks before it starts
@@ -145,7 +153,6 @@ const STALL_CHECK_EVERY: u64 = 4096;
 
 /// Rate limits of the worker's warnings about refused words and failures.
 static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
-static STACK_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
 
 /// Empty polls between two clock reads of an idle worker.
 const CLOCK_EVERY: u32 = 128;
@@ -161,6 +168,7 @@ impl Worker {
         let runtime_owned = shared.ipc.runtime_owned();
         let max_live = shared.config.coroutine.max_live.max(1) as usize;
         let n = consumer.lanes().len();
+        let seed = stats.id.wrapping_mul(0x9e37_79b9) | 1;
         let peers = {
             let node = Arc::downgrade(&shared);
             Box::new(move || node.upgrade().map(|n| n.workers()).unwrap_or_default())
@@ -193,6 +201,9 @@ impl Worker {
             live: 0,
             from_lanes: 0,
             retired: false,
+            lanes_dirty: false,
+            sample_tick: seed,
+            samples: Vec::new(),
         })
     }
 
@@ -216,6 +227,11 @@ impl Worker {
             }
             if self.shared.stopping() {
                 break;
+            }
+            if self.moves_waiting() {
+                self.apply_moves();
+                sets = LaneSets::new(self.consumer.lanes().len());
+                self.stalls = CellStalls::new(self.consumer.lanes().len());
             }
             // A lane held up by a cell a dead client claimed must be noticed
             // even while other lanes and suspended tasks keep the worker busy.
@@ -279,6 +295,7 @@ impl Worker {
             // their containers go (and release what they hold) without waiting
             // for this worker's next task.
             self.refresh_pools();
+            self.flush_samples();
             // `sleep` returns at once if any lane (cold ones too) holds work, which
             // the next `pop` then warms up, or a wake-up was posted; it ends at
             // the next timer of a blocked task at the latest.
@@ -301,11 +318,14 @@ impl Worker {
     }
 
     /// Marks the end of a task step; notices a retirement by the supervisor
-    /// (the worker's side of the hand-shake: [`WorkerStats::leave_task`]).
+    /// or lanes taken by the reinforcement thread meanwhile (the worker's
+    /// side of the hand-shake: [`WorkerStats::leave_task`]).
     #[inline]
     fn leave_task(&mut self) {
-        if self.stats.leave_task() {
-            self.retired = true;
+        match self.stats.leave_task() {
+            claim::NONE => {}
+            claim::MOVED => self.forget_taken(),
+            _ => self.retired = true,
         }
     }
 
@@ -419,39 +439,14 @@ impl Worker {
             return;
         };
         let stack_size = container.stack_size;
-        let stack = match self.stacks.pop(stack_size) {
-            Some(s) => s,
-            None => match DefaultStack::new(if stack_size == 0 {
-                self.shared.config.coroutine.stack_size
-            } else {
-                stack_size
-            }) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.slots.release(slot);
-                    let live = self.live;
-                    if let Some(suppressed) = STACK_LOG.allow() {
-                        tracing::warn!(
-                            worker = self.stats.id,
-                            live,
-                            suppressed,
-                            error = %e,
-                            "cannot allocate a coroutine stack; lower coroutine.max_live or \
-                             coroutine.stack_size"
-                        );
-                    }
-                    self.finish(
-                        task,
-                        generation,
-                        code::FAILED,
-                        Some(format!(
-                            "the runtime could not allocate a coroutine stack ({e}) with {live} \
-                             tasks live on this worker; resubmit later"
-                        )),
-                    );
-                    return;
-                }
-            },
+        let default_size = self.shared.config.coroutine.stack_size;
+        let stack = match self.stacks.take(stack_size, default_size) {
+            Ok(s) => s,
+            Err(e) => {
+                self.slots.release(slot);
+                self.no_stack(task, generation, &e);
+                return;
+            }
         };
         let run = container.module.api.run;
         let state_ptr = container.state as usize;
@@ -504,6 +499,7 @@ impl Worker {
         }
         // SAFETY: validated by the caller; a plain read of the header.
         let node = unsafe { (*task).task_node };
+        let probe = self.probe(&container, task, from_lane);
         self.step(
             slot,
             Parked {
@@ -520,6 +516,9 @@ impl Worker {
                 from_lane,
             },
         );
+        if let Some(p) = probe {
+            self.record(p);
+        }
     }
 
     fn step(&mut self, slot: u32, mut p: Parked) {
