@@ -136,6 +136,8 @@ fn echoes_beside_a_lane_of_slow_tasks_are_answered_while_the_slow_task_runs() {
     let w0 = st.workers.iter().find(|w| w.id == 0).unwrap();
     assert!(w0.lanes_given >= 1, "{w0:?}");
     assert!(w0.load_us > 0.0, "a held worker has a load: {w0:?}");
+    // Worker 0 was inside the Sleep: the lane was taken over at once.
+    assert!(rt.log().contains("taken_in_task=true"), "{}", rt.log());
     held.wait().expect("the long Sleep");
     behind.wait().expect("the Sleep behind it");
     // Everything still works, on every lane.
@@ -177,6 +179,97 @@ fn a_worker_busy_with_short_slow_tasks_hands_the_echo_lane_over_and_nothing_is_l
     for lane in 0..4 {
         assert_eq!(echo_on(&client, &m, lane, 9), 9);
     }
+    drop(client);
+    rt.stop();
+}
+
+#[test]
+fn a_worker_at_its_live_task_limit_is_asked_for_a_lane_and_hands_it_over() {
+    let _wd = Watchdog::new("balance_asked", WATCHDOG);
+    // Worker 0 holds two yielding Sleeps at most (coroutine.max_live), so
+    // the tasks of its lanes wait there while it is between tasks: it is
+    // asked for a lane, and splits it off itself.
+    let s = Setup::with(
+        "balance_asked",
+        ConfigOpts {
+            low_latency: 2,
+            extra: format!(
+                "module_path: [{:?}]\nqueue:\n  lanes: 4\ncoroutine:\n  max_live: 2",
+                module_dir().display().to_string()
+            ),
+            ..ConfigOpts::default()
+        },
+    );
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "bal", &CreateParams::default()).expect("pool");
+    // 16 yielding Sleeps of 300 ms on lane 0: two run, the others wait. The
+    // module says what a Sleep costs (Monitor(EstLoad)), so the lane's
+    // queued work is known before any Sleep ends.
+    let sleeps: Vec<_> = (0..16)
+        .map(|_| {
+            client
+                .submit_to_lane(SleepTask::new(m.pool, DomainQuery::local(), 300, 0), 0)
+                .expect("submit Sleep")
+        })
+        .collect();
+    // Once worker 0 holds its two, an echo on lane 2 waits for a move (or
+    // for the first Sleeps to end).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(&s).workers[0].parked_tasks < 2 {
+        assert!(Instant::now() < deadline, "worker 0 never held two Sleeps");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let answered = echo_on(&client, &m, 2, 5);
+    assert_eq!(answered, 5);
+    let last_done = sleeps.last().unwrap().is_complete();
+    assert!(
+        !last_done,
+        "the echo on lane 2 was answered while the Sleeps of lane 0 still waited"
+    );
+    let st = status(&s);
+    assert!(
+        lanes_of(&st, 1).contains(&2),
+        "lane 2 moved: {:?}\n{}",
+        st.workers,
+        rt.log()
+    );
+    // Worker 0 was between tasks: it was asked, and split the lane off itself.
+    assert!(rt.log().contains("taken_in_task=false"), "{}", rt.log());
+    for p in sleeps {
+        p.wait().expect("Sleep");
+    }
+    // The module's estimate is in the model.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = status(&s);
+        if let Some(x) = st
+            .models
+            .iter()
+            .find(|x| x.method == <SleepTask as Task>::METHOD && x.estimate_us > 0.0)
+        {
+            assert_eq!(x.estimate_us, 300_000.0, "{x:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", st.models);
+        // More Sleeps, to be measured (one in 16).
+        let more: Vec<_> = (0..16)
+            .map(|_| m.async_sleep(&client, 1, false).unwrap())
+            .collect();
+        for p in more {
+            p.wait().expect("Sleep");
+        }
+    }
+    // The text of `status` shows loads and models.
+    let out = std::process::Command::new(runtime_exe())
+        .args(["status", "-c"])
+        .arg(rt.config())
+        .output()
+        .expect("chi-runtime status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("performance models"), "{text}");
+    assert!(text.contains("lanes given away 1"), "{text}");
     drop(client);
     rt.stop();
 }

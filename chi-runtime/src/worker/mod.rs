@@ -137,8 +137,10 @@ pub struct Worker {
     retired: bool,
     /// Lanes were taken from this worker: its lane sets need rebuilding.
     lanes_dirty: bool,
-    /// State of the random pick of the tasks measured ([`samples`]).
+    /// State of the random pick of the tasks measured ([`samples`]), and
+    /// tasks started (saturating).
     sample_tick: u32,
+    started: u32,
     /// Measured steps not yet handed to the reinforcement thread.
     samples: Vec<crate::models::Sample>,
 }
@@ -203,6 +205,7 @@ impl Worker {
             retired: false,
             lanes_dirty: false,
             sample_tick: seed,
+            started: 0,
             samples: Vec::new(),
         })
     }

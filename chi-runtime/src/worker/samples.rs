@@ -4,13 +4,15 @@
 //! # Design
 //!
 //! Reading the clock costs the task path some 20 ns a read, so a worker
-//! measures one task in [`SAMPLE_EVERY`], picked at random (a fixed period
-//! would measure the same kind of task every time when kinds alternate): the run time of its first step
+//! measures one task in [`SAMPLE_EVERY`] (all of its first [`WARM_UP`]),
+//! picked at random (a fixed period would measure the same kind of task
+//! every time when kinds alternate): the run time of its first step
 //! (a task that blocks or yields is measured up to its first suspension),
 //! and, if its container has a monitor, the estimate of Monitor(EstLoad) for
 //! it. Samples gather in the worker's own buffer and move to the one the
 //! reinforcement thread drains every [`FLUSH_AT`] samples, at once for a
-//! step slower than [`FLUSH_SLOWER_THAN_NS`], and before the worker sleeps; at most [`MAX_QUEUED`] wait there (a reinforcement thread
+//! step measured or estimated slower than [`FLUSH_SLOWER_THAN_NS`], and
+//! before the worker sleeps; at most [`MAX_QUEUED`] wait there (a reinforcement thread
 //! that is off or late costs memory no further).
 
 use std::sync::atomic::Ordering;
@@ -25,6 +27,8 @@ use crate::pool::Container;
 
 /// One task in this many is measured.
 pub(crate) const SAMPLE_EVERY: u32 = 16;
+/// Tasks a worker measures all before it measures one in [`SAMPLE_EVERY`].
+const WARM_UP: u32 = 64;
 /// Samples a worker gathers before it hands them over.
 const FLUSH_AT: usize = 32;
 /// A sample of a step this slow (in ns) is handed over at once.
@@ -55,7 +59,10 @@ impl Worker {
         x ^= x >> 17;
         x ^= x << 5;
         self.sample_tick = x;
-        if !x.is_multiple_of(SAMPLE_EVERY) {
+        // The first tasks of a worker are all measured: the models start
+        // from something.
+        self.started = self.started.saturating_add(1);
+        if !x.is_multiple_of(SAMPLE_EVERY) && self.started > WARM_UP {
             return None;
         }
         Some(self.start_probe(container, task, from_lane))
@@ -107,7 +114,10 @@ impl Worker {
         self.samples.push(s);
         // A slow task is news (and rare enough that handing it over at once
         // costs nothing): the model learns it before the worker next sleeps.
-        if self.samples.len() >= FLUSH_AT || s.ns >= FLUSH_SLOWER_THAN_NS {
+        if self.samples.len() >= FLUSH_AT
+            || s.ns >= FLUSH_SLOWER_THAN_NS
+            || s.est_ns >= FLUSH_SLOWER_THAN_NS
+        {
             self.flush_samples();
         }
     }
