@@ -275,6 +275,49 @@ fn a_worker_at_its_live_task_limit_is_asked_for_a_lane_and_hands_it_over() {
 }
 
 #[test]
+fn a_worker_wedged_after_its_lanes_moved_is_still_retired_and_its_own_lane_goes_on() {
+    let _wd = Watchdog::new("balance_wedged", WATCHDOG);
+    let s = Setup::with(
+        "balance_wedged",
+        ConfigOpts {
+            low_latency: 2,
+            extra: format!(
+                "module_path: [{:?}]\nqueue:\n  lanes: 4\nsupervisor:\n  stall_timeout: 1s\n",
+                module_dir().display().to_string()
+            ),
+            ..ConfigOpts::default()
+        },
+    );
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "bal", &CreateParams::default()).expect("pool");
+    // Worker 0 is held for 6 s by a task that never yields.
+    let held = slow(&client, &m, 0, 6_000);
+    std::thread::sleep(Duration::from_millis(20));
+    // Lane 2 leaves it within ticks (taken while it is inside the task)...
+    assert_eq!(echo_on(&client, &m, 2, 1), 1);
+    // ...and after the stall timeout the supervisor retires it, with the
+    // verdict of that move not yet applied: a new worker serves lane 0.
+    assert_eq!(echo_on(&client, &m, 0, 2), 2);
+    assert!(
+        !held.is_complete(),
+        "lane 0 was served while its wedged task still ran"
+    );
+    let st = status(&s);
+    assert!(
+        st.workers.iter().any(|w| w.id == 0 && w.retired),
+        "{:?}",
+        st.workers
+    );
+    held.wait().expect("the retired worker finishes its task");
+    for lane in 0..4 {
+        assert_eq!(echo_on(&client, &m, lane, 3), 3);
+    }
+    drop(client);
+    rt.stop();
+}
+
+#[test]
 fn without_the_reinforcement_thread_lanes_stay_and_nothing_is_learned() {
     let _wd = Watchdog::new("balance_off", WATCHDOG);
     let s = setup("balance_off", "  reinforcement: 0\n");

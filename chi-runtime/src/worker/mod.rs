@@ -320,18 +320,6 @@ impl Worker {
         }
     }
 
-    /// Marks the end of a task step; notices a retirement by the supervisor
-    /// or lanes taken by the reinforcement thread meanwhile (the worker's
-    /// side of the hand-shake: [`WorkerStats::leave_task`]).
-    #[inline]
-    fn leave_task(&mut self) {
-        match self.stats.leave_task() {
-            claim::NONE => {}
-            claim::MOVED => self.forget_taken(),
-            _ => self.retired = true,
-        }
-    }
-
     /// Looks for lanes held up by a claimed but unpublished cell and skips those
     /// whose producer is most likely dead ([`CellStalls::check`]). Returns
     /// whether some lane is still held up.

@@ -161,14 +161,30 @@ impl Worker {
         }
     }
 
+    /// Marks the end of a task step; notices a retirement by the supervisor
+    /// or lanes taken by the reinforcement thread meanwhile (the worker's
+    /// side of the hand-shake: [`WorkerStats::leave_task`]).
+    #[inline]
+    pub(super) fn leave_task(&mut self) {
+        let mut verdict = self.stats.leave_task();
+        while verdict != claim::NONE {
+            if verdict != claim::MOVED {
+                self.retired = true;
+                return;
+            }
+            verdict = self.forget_taken();
+        }
+    }
+
     /// After a [`claim::MOVED`] verdict: forgets the lanes taken from this
-    /// worker while it was inside a task, before it pops again.
+    /// worker while it was inside a task, before it pops again. Returns the
+    /// verdict of a claim made meanwhile ([`claim::NONE`] if none).
     #[cold]
-    pub(super) fn forget_taken(&mut self) {
+    pub(super) fn forget_taken(&mut self) -> u8 {
         let taken = std::mem::take(&mut lock(&self.stats.moves).taken);
         self.consumer.forget_lanes(&taken);
         self.lanes_dirty = true;
-        self.stats.settled();
         tracing::debug!(worker = self.stats.id, lanes = ?taken, "lanes taken while in a task");
+        self.stats.settle_moved().unwrap_or(claim::NONE)
     }
 }

@@ -310,39 +310,58 @@ impl WorkerStats {
     /// Release); if not, the claim is withdrawn. Call it holding
     /// [`handshake`](Self::handshake); it fails while an earlier verdict is
     /// not yet settled by the worker.
+    ///
+    /// A [`claim::MOVED`] verdict the worker has not applied yet (it is still
+    /// in the same task) may be claimed over: a withdrawn claim puts it back,
+    /// and the worker applies it later; a retirement makes it moot.
     pub(crate) fn claim_in_task(&self) -> bool {
-        // Relaxed: under the handshake lock; the worker resets a MOVED verdict
-        // to NONE with Release once it applied it.
-        if !membarrier_ready()
-            || self.claim.load(Ordering::Acquire) != claim::NONE
-            || self.phase.load(Ordering::Acquire) != phase::IN_TASK
-        {
+        if !membarrier_ready() || self.phase.load(Ordering::Acquire) != phase::IN_TASK {
+            return false;
+        }
+        // Acquire: pairs with the worker's Release CAS in `settle_moved`.
+        let prev = self.claim.load(Ordering::Acquire);
+        if !matches!(prev, claim::NONE | claim::MOVED) {
             return false;
         }
         // The asymmetric Dekker hand-shake (see `leave_task`): claim, full
-        // barrier on every thread of the process, then look at the phase.
-        self.claim.store(claim::PENDING, Ordering::Relaxed);
-        if rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited).is_err()
+        // barrier on every thread of the process, then look at the phase. A
+        // CAS: the worker may settle a MOVED verdict meanwhile (then the
+        // claim waits for the next tick).
+        if self
+            .claim
+            .compare_exchange(prev, claim::PENDING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
         {
-            // Release: pairs with the worker's Acquire load in `settle_claim`.
-            self.claim.store(claim::NONE, Ordering::Release);
             return false;
         }
+        let barrier =
+            rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited);
         // Acquire: pairs with the worker's Release store of IN_TASK, so its pops
         // before the task happen before the take-over.
-        if self.phase.load(Ordering::Acquire) != phase::IN_TASK {
-            // Release: pairs with the worker's Acquire load in `settle_claim`.
-            self.claim.store(claim::NONE, Ordering::Release);
+        if barrier.is_err() || self.phase.load(Ordering::Acquire) != phase::IN_TASK {
+            // Release: pairs with the worker's Acquire load in `settle_claim`;
+            // a MOVED verdict not yet applied is put back.
+            self.claim.store(prev, Ordering::Release);
             return false;
         }
         true
     }
 
-    /// The worker applied a [`claim::MOVED`] verdict: the claim is free again.
-    pub(crate) fn settled(&self) {
-        // Release: pairs with the Acquire load in `claim_in_task` (what the
-        // worker did after the verdict happens before the next claim).
-        self.claim.store(claim::NONE, Ordering::Release);
+    /// The worker applied a [`claim::MOVED`] verdict (it forgot the lanes
+    /// taken): the claim is free again, unless a new claim came meanwhile,
+    /// whose verdict this returns once decided.
+    pub(crate) fn settle_moved(&self) -> Option<u8> {
+        // Release: pairs with the Acquire load in `claim_in_task` (the lanes
+        // forgotten before this happen before the next claim).
+        match self.claim.compare_exchange(
+            claim::MOVED,
+            claim::NONE,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => None,
+            Err(_) => Some(self.settle_claim()),
+        }
     }
 
     /// The supervisor's side of the hand-shake: retires this worker if it is
