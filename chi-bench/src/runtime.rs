@@ -77,6 +77,18 @@ impl RuntimeProc {
     /// Spawns `exe start` on a free port with `workers` low-latency workers; does
     /// not wait for it to be ready.
     pub fn spawn(exe: &Path, workers: u32) -> Result<RuntimeProc> {
+        RuntimeProc::spawn_full(exe, workers, "", "")
+    }
+
+    /// [`spawn`](Self::spawn) with more `workers` lines (`workers_extra`,
+    /// indented by two spaces) and `extra` top-level YAML lines (keys other
+    /// than `port`, `segments`, `workers`, `logging` and `module_path`).
+    pub fn spawn_full(
+        exe: &Path,
+        workers: u32,
+        workers_extra: &str,
+        extra: &str,
+    ) -> Result<RuntimeProc> {
         static N: AtomicU32 = AtomicU32::new(0);
         let port = free_port()?;
         let cfg = std::env::temp_dir().join(format!(
@@ -89,8 +101,8 @@ impl RuntimeProc {
             &cfg,
             format!(
                 "port: {port}\nsegments:\n  main: 256m\n  client_data: 64m\n  runtime_data: 64m\n\
-                 workers:\n  low_latency: {workers}\n  high_latency: 1\nlogging:\n  level: warn\n\
-                 module_path: {}\n",
+                 workers:\n  low_latency: {workers}\n  high_latency: 1\n{workers_extra}\
+                 logging:\n  level: warn\nmodule_path: {}\n{extra}",
                 module_path_yaml()
             ),
         )
