@@ -39,7 +39,7 @@ use chi_sdk::transport::{ControlServer, Incoming, MAX_REQUEST_BYTES, TransportEr
 use chi_sdk::types::PoolId;
 
 use crate::config::Config;
-use crate::ipc::Ipc;
+use crate::ipc::{Ipc, SegmentFamily};
 use crate::state::{NodeState, ProcessClaim};
 use crate::threads::{enter, spawn_worker};
 use crate::worker::WorkerStats;
@@ -147,7 +147,8 @@ impl Runtime {
         let high_workers = config.workers.high_latency;
         let low_lanes = config.queue.lanes.max(1);
         let high_lanes = high_workers;
-        let ipc = Ipc::create(&config, node_id, low_lanes, high_lanes)?;
+        let family = SegmentFamily::claim(dir.path()).context("choosing the segments' ids")?;
+        let ipc = Ipc::create(&config, node_id, low_lanes, high_lanes, family)?;
         let shared = NodeState::new(config, node_id, ipc, claim, |node| {
             vec![crate::admin::builtin(node.clone())]
         });
