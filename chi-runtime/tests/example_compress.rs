@@ -9,8 +9,7 @@
 
 mod support;
 
-use std::sync::{Mutex, MutexGuard};
-
+use chi_sdk::bytes::{ClientBuf, ClientBytes};
 use chi_sdk::client::{CallError, Client, TaskError};
 use chi_sdk::queue::Priority;
 use chi_sdk::shm::{Allocator, Segment, SegmentId, ShmPtr};
@@ -21,14 +20,6 @@ use compress::frame::{self, ALGO_DEFLATE, ALGO_LZ4, ALGO_STORED, HEADER_LEN};
 use compress::{Codec, CompressClient, CompressTask, CreateParams, DecompressTask, errcode};
 use support::modules::module_setup;
 use support::*;
-
-/// A client maps the runtime's segments under their fixed ids, so one process
-/// talks to one runtime at a time: the tests that start one hold this lock
-/// (under nextest each test has its own process anyway).
-fn one_runtime() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The call failed with `want`; returns its message.
 fn task_err<T: std::fmt::Debug>(r: Result<T, CallError>, want: i32, what: &str) -> String {
@@ -91,28 +82,25 @@ fn client_data(port: u16) -> (Segment, Allocator) {
     (seg, alloc)
 }
 
-/// Submits a raw Compress task and waits for its outcome.
-fn raw_compress(client: &Client, task: CompressTask) -> Result<(u64, u32), CallError> {
+/// Submits a raw Compress task and waits for its outcome: the frame and its
+/// algorithm (the task and its buffers are freed).
+fn raw_compress(client: &Client, task: CompressTask) -> Result<(Vec<u8>, u32), CallError> {
     client
         .submit(task, Priority::LowLatency)?
-        .wait_with(|t| (t.output_len, t.algorithm))
+        .wait_with(|t| (t.output.to_vec(client), t.algorithm))
+        .map(|(b, a)| (b.expect("read the output"), a))
 }
 
-/// Submits a raw Decompress task and waits for its outcome.
-fn raw_decompress(client: &Client, task: DecompressTask) -> Result<u64, CallError> {
+/// Submits a raw Decompress task and waits for its output.
+fn raw_decompress(client: &Client, task: DecompressTask) -> Result<Vec<u8>, CallError> {
     client
         .submit(task, Priority::LowLatency)?
-        .wait_with(|t| t.output_len)
+        .wait_bytes(|t| &t.output)
 }
 
-/// Writes `data` into a new client-data buffer.
-fn buffer_with(client: &Client, data: &[u8]) -> ShmPtr {
-    let p = client
-        .allocate_buffer(data.len())
-        .expect("allocate a buffer");
-    // SAFETY: a fresh allocation of `data.len()` bytes, ours alone.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p.as_ptr(), data.len()) };
-    p.shm()
+/// `data` in a new client-data block.
+fn bytes(client: &Client, data: &[u8]) -> ClientBytes {
+    ClientBytes::new(client, data).expect("allocate a buffer")
 }
 
 /// Round-trips `data` through `pool` and checks the frame.
@@ -146,7 +134,6 @@ fn generated_constants() {
 
 #[test]
 fn compress_round_trips_real_data() {
-    let _one = one_runtime();
     let _wd = Watchdog::new("compress_round_trips_real_data", WATCHDOG);
     let s = module_setup("compress_round_trip");
     let rt = RuntimeGuard::start(&s);
@@ -231,7 +218,7 @@ fn compress_round_trips_real_data() {
         .collect();
     let frames: Vec<Vec<u8>> = pending
         .into_iter()
-        .map(|p| p.wait().expect("async compress"))
+        .map(|p| p.wait_bytes(|t| &t.output).expect("async compress"))
         .collect();
     let pending: Vec<_> = frames
         .iter()
@@ -239,7 +226,7 @@ fn compress_round_trips_real_data() {
         .map(|(i, f)| pool_of(i + 1).async_decompress(&client, f).expect("submit"))
         .collect();
     for (i, p) in pending.into_iter().enumerate() {
-        let back = p.wait().expect("async decompress");
+        let back = p.wait_bytes(|t| &t.output).expect("async decompress");
         assert!(back == inputs[i], "async call {i} changed the data");
     }
     // Monitor sent the large inputs to the bulk lanes, which run on the
@@ -253,9 +240,17 @@ fn compress_round_trips_real_data() {
         st.workers
     );
 
-    // A call dropped unwaited: the drop waits for it and frees its buffers.
-    drop(deflate.async_compress(&client, &mib_text).expect("submit"));
-    drop(lz4.async_decompress(&client, &frames[0]).expect("submit"));
+    // A call dropped once complete, unread: the drop frees the task and its
+    // buffers.
+    for p in [
+        deflate.async_compress(&client, &mib_text).expect("submit"),
+        lz4.async_compress(&client, &frames[0]).expect("submit"),
+    ] {
+        while !p.is_complete() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(p);
+    }
 
     // Every client-data buffer was freed.
     assert_eq!(
@@ -284,12 +279,12 @@ fn compress_round_trips_real_data() {
 
 #[test]
 fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
-    let _one = one_runtime();
     let _wd = Watchdog::new("bad_input_fails_cleanly", WATCHDOG);
     let s = module_setup("compress_bad_input");
     let rt = RuntimeGuard::start(&s);
     let client = Client::connect(s.opts()).expect("connect");
     let (_seg, cdata) = client_data(s.port);
+    let baseline = cdata.stats().live_blocks;
     let mut rng = Rng::new(7);
     let pool = CompressClient::create(&client, "lz4", &CreateParams::default()).expect("pool");
     let data = text(&mut rng, 50_000);
@@ -359,161 +354,174 @@ fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
 
     // Raw tasks with bad pointers and lengths: each fails with BAD_TASK naming
     // the buffer; nothing is read or written outside the client's buffers.
-    let input = buffer_with(&client, &data);
-    let output = client
-        .allocate_buffer(data.len() + HEADER_LEN)
-        .unwrap()
-        .shm();
-    let cap = (data.len() + HEADER_LEN) as u64;
+    // Each task owns the valid blocks it names (fresh ones) and is freed with
+    // them; a bad pointer is never freed (the free is refused and logged).
     let n = data.len() as u64;
-    let ctask = |inp: ShmPtr, len: u64, out: ShmPtr, cap: u64| {
-        CompressTask::new(pool.pool, DomainQuery::local(), inp, len, out, cap, 0)
+    let cap = n + HEADER_LEN as u64;
+    let input = || bytes(&client, &data);
+    let output = || ClientBuf::with_capacity(&client, cap as usize).expect("output");
+    let ctask = |inp: ClientBytes, out: ClientBuf| {
+        CompressTask::new(pool.pool, DomainQuery::local(), inp, out, 0)
     };
+    let raw_in = |p: ShmPtr, len: u64| ClientBytes::from_raw_parts(p, len);
+    let raw_out = |p: ShmPtr, cap: u64| ClientBuf::from_raw_parts(p, cap, 0);
     let main_block = client.main_allocator().allocate(4096).expect("main block");
     let seg_id = cdata.segment_id();
     let freed = client.allocate_buffer(256).unwrap().shm();
     client.free_buffer(freed).unwrap();
-    let small = client.allocate_buffer(100).unwrap().shm();
-    let cases: Vec<(&str, CompressTask, &str)> = vec![
+    type Make<'a> = Box<dyn Fn() -> CompressTask + 'a>;
+    let cases: Vec<(&str, Make<'_>, &str)> = vec![
         (
             "null input",
-            ctask(ShmPtr::NULL, 10, output, cap),
+            Box::new(|| ctask(raw_in(ShmPtr::NULL, 10), output())),
             "input buffer: null pointer with length 10",
         ),
         (
             "input in the main segment",
-            ctask(main_block.shm(), 100, output, cap),
+            Box::new(|| ctask(raw_in(main_block.shm(), 100), output())),
             "is not in the client-data segment",
         ),
         (
             "output in the main segment",
-            ctask(input, n, main_block.shm(), 4096),
+            Box::new(|| ctask(input(), raw_out(main_block.shm(), 4096))),
             "output buffer: ",
         ),
         (
             "unknown segment",
-            ctask(ShmPtr::new(SegmentId(200), 4096), 100, output, cap),
+            Box::new(|| ctask(raw_in(ShmPtr::new(SegmentId(4000), 4096), 100), output())),
             "is not in the client-data segment",
         ),
         (
             "garbage offset",
-            ctask(ShmPtr::new(seg_id, 0x12345), 100, output, cap),
-            "is not the start of a live client-data allocation",
+            Box::new(|| ctask(raw_in(ShmPtr::new(seg_id, 0x12345), 100), output())),
+            "is not the start of a live client-data block",
         ),
         (
             "past the segment",
-            ctask(
-                ShmPtr::new(seg_id, ShmPtr::MAX_OFFSET - 7),
-                100,
-                output,
-                cap,
-            ),
-            "is not the start of a live client-data allocation",
+            Box::new(|| {
+                ctask(
+                    raw_in(ShmPtr::new(seg_id, ShmPtr::MAX_OFFSET - 7), 100),
+                    output(),
+                )
+            }),
+            "is not the start of a live client-data block",
         ),
         (
             "freed buffer",
-            ctask(freed, 100, output, cap),
-            "is not the start of a live client-data allocation",
+            Box::new(|| ctask(raw_in(freed, 100), output())),
+            "is not the start of a live client-data block",
         ),
         (
-            "length past the allocation",
-            ctask(small, 1 << 20, output, cap),
-            "length 1048576 runs past the end of the allocation",
+            "length past the block",
+            Box::new(|| {
+                let small = client.allocate_buffer(100).unwrap().shm();
+                ctask(raw_in(small, 1 << 20), output())
+            }),
+            "length 1048576 runs past the end of the block",
         ),
         (
             "huge length",
-            ctask(input, u64::MAX, output, cap),
-            "runs past the end of the allocation",
+            Box::new(|| {
+                let b = input();
+                ctask(raw_in(b.ptr(), u64::MAX), output())
+            }),
+            "runs past the end of the block",
         ),
         (
-            "output capacity past the allocation",
-            ctask(input, n, small, 1 << 30),
+            "output capacity past the block",
+            Box::new(|| {
+                let small = client.allocate_buffer(100).unwrap().shm();
+                ctask(input(), raw_out(small, 1 << 30))
+            }),
             "output buffer: length 1073741824 runs past the end",
         ),
         (
             "output is the input",
-            ctask(input, n, input, n),
-            "is the input buffer",
+            Box::new(|| {
+                let b = input();
+                ctask(b, raw_out(b.ptr(), n))
+            }),
+            "is in use by another buffer of this task",
         ),
     ];
-    for (what, task, want) in cases {
-        let msg = task_err(raw_compress(&client, task), code::BAD_TASK, what);
+    for (what, task, want) in &cases {
+        let msg = task_err(raw_compress(&client, task()), code::BAD_TASK, what);
         assert!(msg.contains(want), "{what}: {msg}");
     }
     let msg = task_err(
         raw_compress(
             &client,
-            CompressTask::new(pool.pool, DomainQuery::local(), input, n, output, cap, 9),
+            CompressTask::new(pool.pool, DomainQuery::local(), input(), output(), 9),
         ),
         code::BAD_TASK,
         "unknown codec",
     );
     assert!(msg.contains("unknown codec 9"), "{msg}");
-    // A too-small output names the size needed.
+    // A too-small output is grown by the module.
     let random = noise(&mut rng, 10_000);
-    let rnd = buffer_with(&client, &random);
-    let msg = task_err(
-        raw_compress(&client, ctask(rnd, 10_000, small, 100)),
-        errcode::OUTPUT_TOO_SMALL,
-        "small output",
-    );
-    assert!(
-        msg.contains("holds 100 bytes") && msg.contains("needs 10020"),
-        "{msg}"
-    );
-    // The right sizes work on the same buffers.
-    let (len, algo) = raw_compress(&client, ctask(input, n, output, cap)).expect("raw compress");
+    let small = ClientBuf::with_capacity(&client, 100).unwrap();
+    let (f, algo) = raw_compress(&client, ctask(bytes(&client, &random), small)).expect("grown");
+    assert_eq!((f.len(), algo), (10_020, u32::from(ALGO_STORED)));
+    assert!(frame::decode(&f).unwrap() == random);
+    // The right sizes work.
+    let (f, algo) = raw_compress(&client, ctask(input(), output())).expect("raw compress");
     assert_eq!(algo, u32::from(ALGO_LZ4));
-    assert_eq!(len, good.len() as u64);
-    let back = client.allocate_buffer(data.len()).unwrap().shm();
-    let got = raw_decompress(
+    assert_eq!(f, good);
+    let dtask = |inp: ClientBytes, out: ClientBuf| {
+        DecompressTask::new(pool.pool, DomainQuery::local(), inp, out)
+    };
+    let back = raw_decompress(
         &client,
-        DecompressTask::new(pool.pool, DomainQuery::local(), output, len, back, n),
+        dtask(
+            bytes(&client, &good),
+            ClientBuf::with_capacity(&client, n as usize).unwrap(),
+        ),
     )
     .expect("raw decompress");
-    assert_eq!(got, n);
-    let msg = task_err(
-        raw_decompress(
-            &client,
-            DecompressTask::new(pool.pool, DomainQuery::local(), output, len, small, 100),
-        ),
-        errcode::OUTPUT_TOO_SMALL,
-        "small decompress output",
-    );
-    assert!(
-        msg.contains("holds 100 bytes") && msg.contains(&format!("needs {n}")),
-        "{msg}"
-    );
-    // A frame declaring an absurd length is refused before anything is written.
+    assert!(back == data);
+    // A small output grows; no output at all too.
+    for out in [
+        ClientBuf::with_capacity(&client, 100).unwrap(),
+        ClientBuf::EMPTY,
+    ] {
+        let back = raw_decompress(&client, dtask(bytes(&client, &good), out)).expect("grown");
+        assert!(back == data);
+    }
+    // A frame declaring an absurd length is refused before anything is allocated.
     let mut huge = good.clone();
     huge[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    let hbuf = buffer_with(&client, &huge);
     let msg = task_err(
-        raw_decompress(
-            &client,
-            DecompressTask::new(
-                pool.pool,
-                DomainQuery::local(),
-                hbuf,
-                huge.len() as u64,
-                back,
-                n,
-            ),
-        ),
-        errcode::OUTPUT_TOO_SMALL,
+        raw_decompress(&client, dtask(bytes(&client, &huge), ClientBuf::EMPTY)),
+        errcode::CORRUPT_DATA,
         "absurd length",
     );
-    assert!(msg.contains("needs 1099511627776"), "{msg}");
-
-    for p in [input, output, small, rnd, back, hbuf] {
-        client.free_buffer(p).expect("free a test buffer");
-    }
+    assert!(msg.contains("declares 1099511627776 bytes"), "{msg}");
     client
         .main_allocator()
         .free(main_block.shm())
         .expect("free the main block");
     serves("bad pointers");
+    // Fire-and-forget calls: the runtime frees each task with its buffers
+    // (they are the client's), the failed one too.
+    for codec in [0, 0, 9, 0] {
+        let mut t = CompressTask::new(pool.pool, DomainQuery::local(), input(), output(), codec);
+        t.header.flags |= chi_sdk::task::flags::FIRE_AND_FORGET;
+        let t = client.new_task(t).expect("task");
+        client.enqueue(&t, Priority::LowLatency).expect("enqueue");
+    }
+    chi_sdk::admin::AdminClient::new(&client)
+        .flush()
+        .expect("flush");
+    // Every block a task owned was freed with it (the two small blocks of
+    // the "past the block" cases were named with lengths past their ends:
+    // freed too, as the tasks owned them).
+    assert_eq!(
+        cdata.stats().live_blocks,
+        baseline,
+        "client-data blocks leaked"
+    );
 
+    drop(cases);
     drop(client);
     let log = rt.stop();
     assert!(!log.contains("panicked"), "{log}");

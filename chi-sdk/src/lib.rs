@@ -34,6 +34,7 @@ pub use chi_shm::{futex, proc, queue, shm};
 pub mod abi;
 pub mod admin;
 pub mod auth;
+pub mod bytes;
 pub mod client;
 pub mod container;
 pub mod proto;

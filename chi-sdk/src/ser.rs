@@ -77,6 +77,10 @@ pub enum SerError {
     /// Shared memory ran out while loading or copying a string or vector.
     #[error(transparent)]
     Alloc(#[from] AllocError),
+    /// A client-data buffer of the task could not be read, allocated or
+    /// checked (see [`crate::bytes`]).
+    #[error("task buffer: client-data buffer {0}")]
+    ClientData(String),
     /// A string or vector of the task points outside shared memory (another
     /// process wrote garbage into it).
     #[error("reading a task field from shared memory: {0}")]

@@ -56,6 +56,9 @@ pub struct Client {
     /// ([`Client::in_runtime`]): tasks go to the runtime as subtasks of the
     /// running task, and waits suspend the task's coroutine.
     in_runtime: bool,
+    /// Its client-data allocator, registered for the buffers of tasks
+    /// ([`crate::bytes::registry`]); none inside the runtime.
+    _cdata_reg: Option<crate::bytes::registry::Registration>,
 }
 
 /// Task-node majors a thread takes from the runtime at a time: threads of one
@@ -159,6 +162,7 @@ impl Client {
             reg,
             _segments: segments,
             main_alloc,
+            _cdata_reg: Some(crate::bytes::registry::register(&cdata_alloc)),
             cdata_alloc,
             queue,
             runtime,
@@ -211,6 +215,7 @@ impl Client {
             key: NEXT_CLIENT_KEY.fetch_add(1, Ordering::Relaxed),
             lane_hint: AtomicU64::new(0),
             in_runtime: true,
+            _cdata_reg: None,
         })
     }
 
@@ -332,6 +337,12 @@ impl Client {
         unsafe { crate::module_side::submit(h) }.map_err(ClientError::Refused)
     }
 
+    /// Frees what a task value that was never submitted owns (its strings,
+    /// vectors and client-data buffers).
+    pub fn discard<T: Task>(&self, mut task: T) {
+        task.free_fields(&self.main_alloc);
+    }
+
     /// Frees `task` (and what its fields own) from the main segment; a refusal
     /// (see [`try_del_task`](Self::try_del_task)) is logged and the task is left
     /// allocated.
@@ -439,6 +450,11 @@ impl Client {
         h.flags |= crate::task::flags::PERIODIC;
         h.period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
         self.submit(task, prio)
+    }
+
+    /// The allocator of the client_data segment.
+    pub fn cdata_allocator(&self) -> &Allocator {
+        &self.cdata_alloc
     }
 
     /// Allocates a buffer of `size` bytes in the client_data segment.

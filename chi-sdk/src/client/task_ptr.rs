@@ -136,6 +136,16 @@ impl<'c, T: Task> Pending<'c, T> {
         client.del_task(t);
         Ok(r)
     }
+
+    /// Waits and returns a copy of the bytes written to the output buffer
+    /// `buf` picks, then frees the task and its buffers.
+    pub fn wait_bytes(
+        self,
+        buf: impl FnOnce(&T) -> &crate::bytes::ClientBuf,
+    ) -> Result<Vec<u8>, CallError> {
+        let client = self.client;
+        Ok(self.wait_with(|t| buf(t).to_vec(client))??)
+    }
 }
 
 impl<T: Task> Drop for Pending<'_, T> {

@@ -47,10 +47,12 @@ pub unsafe fn del<T: crate::ser::TaskSer>(task: *mut TaskHeader) -> Result<(), F
     let alloc = alloc()?;
     // SAFETY: per the contract.
     let t = unsafe { cast::<T>(task)? };
-    t.free_fields(alloc);
-    let _ = t.header_mut().error.free(alloc);
     let ptr = ShmPtr::from_addr(task)
         .ok_or_else(|| Failure::bad_task(format!("task at {task:p} is not in a mapped segment")))?;
+    // The task's client-data buffers are freed if they are its process's.
+    let owner = alloc.owner_of(ptr).ok().and_then(|o| alloc.owner_pid(o));
+    crate::bytes::freeing_for(owner, || t.free_fields(alloc));
+    let _ = t.header_mut().error.free(alloc);
     alloc
         .free(ptr)
         .map_err(|e| Failure::bad_task(e.to_string()))

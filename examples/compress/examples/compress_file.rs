@@ -18,10 +18,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use chi_sdk::client::{CallError, Client, ClientError};
+use chi_sdk::client::{CallError, Client, ClientError, Pending};
 use chimaera_compress_runtime::frame::{self, HEADER_LEN, algorithm_name};
 use chimaera_compress_runtime::{
-    Codec, CompressClient, CompressTask, CreateParams, DecompressTask, PendingBuffer,
+    Codec, CompressClient, CompressTask, CreateParams, DecompressTask,
 };
 
 /// Calls in flight at once.
@@ -129,11 +129,11 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     // Compress with up to WINDOW calls in flight.
     let t0 = Instant::now();
     let mut frames = Vec::with_capacity(chunks.len());
-    let mut in_flight: VecDeque<PendingBuffer<'_, CompressTask>> = VecDeque::new();
+    let mut in_flight: VecDeque<Pending<'_, CompressTask>> = VecDeque::new();
     for chunk in &chunks {
         if in_flight.len() == WINDOW {
             let p = in_flight.pop_front().expect("a call in flight");
-            frames.push(p.wait()?);
+            frames.push(p.wait_bytes(|t| &t.output)?);
         }
         in_flight.push_back(
             pool.async_compress(&client, chunk)
@@ -141,18 +141,18 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     for p in in_flight {
-        frames.push(p.wait()?);
+        frames.push(p.wait_bytes(|t| &t.output)?);
     }
     let compress_time = t0.elapsed();
 
     // Decompress and compare.
     let t1 = Instant::now();
-    let mut in_flight: VecDeque<PendingBuffer<'_, DecompressTask>> = VecDeque::new();
+    let mut in_flight: VecDeque<Pending<'_, DecompressTask>> = VecDeque::new();
     let mut back = Vec::with_capacity(data.len());
     for f in &frames {
         if in_flight.len() == WINDOW {
             let p = in_flight.pop_front().expect("a call in flight");
-            back.extend_from_slice(&p.wait()?);
+            back.extend_from_slice(&p.wait_bytes(|t| &t.output)?);
         }
         in_flight.push_back(
             pool.async_decompress(&client, f)
@@ -160,7 +160,7 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     for p in in_flight {
-        back.extend_from_slice(&p.wait()?);
+        back.extend_from_slice(&p.wait_bytes(|t| &t.output)?);
     }
     let decompress_time = t1.elapsed();
     if back != data {

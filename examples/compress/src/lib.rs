@@ -8,48 +8,37 @@
 //!
 //! # Methods (see `chimaera_mod.yaml`)
 //!
-//! * `kCompress` (10), [`CompressTask`]: reads `input_len` bytes at `input`,
-//!   writes their [frame] (a 20-byte header with the algorithm, the
-//!   original length and its CRC-32, then the payload) to `output` and sets
-//!   `output_len` and `algorithm`. The codec is the task's `codec` ([`CODEC_LZ4`],
+//! * `kCompress` (10), [`CompressTask`]: reads the `input` bytes, writes
+//!   their [frame] (a 20-byte header with the algorithm, the original length
+//!   and its CRC-32, then the payload) to the `output` buffer and sets
+//!   `algorithm`. The codec is the task's `codec` ([`CODEC_LZ4`],
 //!   [`CODEC_DEFLATE`]) or, if [`CODEC_POOL_DEFAULT`], the pool's
 //!   ([`CreateParams`]). Data the codec does not shrink is stored as it is, so a
 //!   frame is never longer than the data plus 20 bytes
 //!   ([`frame::max_frame_len`]).
-//! * `kDecompress` (11), [`DecompressTask`]: reads the frame at `input`, checks
-//!   it, decodes it into `output` and sets `output_len` to the original length.
-//!   A frame of any algorithm is accepted, whatever the pool's codec.
+//! * `kDecompress` (11), [`DecompressTask`]: reads the frame in `input`, checks
+//!   it and decodes it into `output`. A frame of any algorithm is accepted,
+//!   whatever the pool's codec.
 //!
-//! # Who owns the buffers
+//! # The buffers
 //!
-//! **The client owns both buffers, input and output.** It allocates them in the
-//! client-data segment ([`Client::allocate_buffer`](chi_sdk::client::Client::allocate_buffer)),
-//! writes the input, passes each buffer as a [`ShmPtr`](chi_sdk::shm::ShmPtr) and a length (the
-//! output's is its capacity), and frees both once the task completed. The
-//! handler only reads the input and writes the output; it never allocates in
-//! the client-data segment. Why this way rather than the handler allocating the
-//! output:
+//! The data travels in the client-data segment, read and written in place:
+//! the input is a [`ClientBytes`](chi_sdk::bytes::ClientBytes) field, the
+//! output a [`ClientBuf`](chi_sdk::bytes::ClientBuf). The task owns both and
+//! frees them when it is freed ([`chi_sdk::bytes`]). [`CompressClient`]
+//! sizes the output from what it knows (a frame needs at most the data's
+//! length plus 20 bytes; a frame's header states its original length); an
+//! output that is too small anyway is grown by the handler.
 //!
-//! * every byte of a call is allocated under the client's own owner id, so
-//!   whatever reclaims a dead client's memory reclaims it too, and the runtime
-//!   never holds memory that a client may forget to collect;
-//! * the sizes are known up front: a compressed frame needs at most the data's
-//!   length plus 20 bytes, and a frame's header states its original length, so
-//!   the client sizes the output without a second round trip.
+//! # Untrusted buffers
 //!
-//! An output that is too small fails the task with [`errcode::OUTPUT_TOO_SMALL`]
-//! and a message naming the size needed; [`CompressClient`] always sizes it
-//! right, and hides all of this behind `compress(&[u8]) -> Vec<u8>`.
-//!
-//! # Untrusted pointers
-//!
-//! A task's pointers and lengths come from another process. Before touching a
-//! byte the handler checks that each buffer is in the client-data segment, is
-//! the start of a live allocation there, and holds the length given, and that
-//! the output is not the input; otherwise the task fails with
-//! [`code::BAD_TASK`](chi_sdk::task::code::BAD_TASK) and a message naming the
-//! buffer and what is wrong. A frame that does not decode (not a frame, corrupt
-//! payload, wrong length or checksum) fails with [`errcode::CORRUPT_DATA`]. The
+//! A task's buffers come from another process: the handler reaches them only
+//! through `ClientBytes::get` and `ClientBuf::get_mut`, which refuse a pointer
+//! that is not the start of a live client-data block holding the length, and
+//! an output that is the input, with [`code::BAD_TASK`](chi_sdk::task::code::BAD_TASK)
+//! and a message naming the buffer. A frame that does not decode (not a
+//! frame, corrupt payload, wrong length or checksum, or an original length no
+//! codec could produce from it) fails with [`errcode::CORRUPT_DATA`]. The
 //! runtime goes on serving either way.
 //!
 //! # Where the codecs run
@@ -95,15 +84,14 @@
 //! parameters, the codec ids, the result codes and the two tasks),
 //! [`runtime`] (the container, and what `#[chimod]` generates beside it),
 //! [`client`] ([`CompressClient`]); and the module's own parts: [`frame`] (the
-//! compressed frame and its codecs) and the runtime's checks of the buffers a
-//! task names (`runtime::buffers`).
+//! compressed frame and its codecs).
 
 pub mod client;
 pub mod frame;
 pub mod runtime;
 pub mod tasks;
 
-pub use client::{BufferTask, CompressClient, PendingBuffer};
+pub use client::CompressClient;
 pub use frame::{Codec, FrameError};
 pub use runtime::*;
 pub use tasks::*;

@@ -6,19 +6,16 @@
 //! runtime's default 64 KiB). The monitors route by the input's size. The
 //! crate doc says who owns the buffers and what is checked.
 
-mod buffers;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chi_sdk::abi::{MonitorMode, QueueId, RunCtx};
+use chi_sdk::bytes::ClientBytes;
 use chi_sdk::container::CreateCtx;
 use chi_sdk::queue::Priority;
-use chi_sdk::shm::ShmPtr;
 use chi_sdk::task::{Failure, code};
 
 use crate::frame::{self, Codec, FrameError};
 use crate::tasks::*;
-use buffers::buffers;
 
 /// The low-latency local queue (one lane) for inputs under [`BULK_THRESHOLD`].
 pub const SMALL_QUEUE: QueueId = QueueId(0);
@@ -30,6 +27,10 @@ pub const BULK_THRESHOLD: u64 = 64 << 10;
 /// Coroutine stack of the container's tasks (DEFLATE needs more than the
 /// runtime's default).
 pub const CODEC_STACK: usize = 1 << 20;
+
+/// The most a frame's original length may exceed its size by (DEFLATE's
+/// best ratio is about 1032 to 1; LZ4's about 255).
+pub const MAX_RATIO: u64 = 1100;
 
 /// The container of a `chimaera_compress` pool.
 #[derive(Debug)]
@@ -86,53 +87,62 @@ impl CompressContainer {
                     )
                 })?,
         };
-        let (input, output) = buffers(task.input, task.input_len, task.output, task.output_cap)?;
-        let level = self.params.level;
-        let frame = frame::encode(input, codec, level);
-        if frame.len() > output.len() {
-            return Err(Failure::new(
-                errcode::OUTPUT_TOO_SMALL,
-                format!(
-                    "pool '{}': the output buffer holds {} bytes; the compressed frame needs {} \
-                     (input length + {} always suffices)",
-                    self.pool_name,
-                    output.len(),
-                    frame.len(),
-                    frame::HEADER_LEN
-                ),
-            ));
-        }
-        output[..frame.len()].copy_from_slice(&frame);
-        task.output_len = frame.len() as u64;
+        let input = task.input.get()?;
+        let frame = frame::encode(&input, codec, self.params.level);
+        let mut output = task.output.get_mut()?;
+        output.set_len(0)?;
+        output.write(&frame)?;
         task.algorithm = u32::from(frame[4]);
         self.count(input.len(), frame.len());
         Ok(())
     }
 
-    /// Compress runs on a lane chosen by its input's size.
     fn monitor_compress(&self, mode: MonitorMode, task: &CompressTask, ctx: &mut RunCtx) {
-        schedule(mode, task.input, task.input_len, ctx);
+        schedule(mode, &task.input, ctx);
     }
 
     /// kDecompress.
     fn decompress(&self, task: &mut DecompressTask, _ctx: &mut RunCtx) -> Result<(), Failure> {
-        let (input, output) = buffers(task.input, task.input_len, task.output, task.output_cap)?;
         let corrupt = |e: FrameError| {
-            let code = match e {
-                FrameError::OutputTooSmall { .. } => errcode::OUTPUT_TOO_SMALL,
-                _ => errcode::CORRUPT_DATA,
-            };
-            Failure::new(code, format!("pool '{}': {e}", self.pool_name))
+            Failure::new(
+                errcode::CORRUPT_DATA,
+                format!("pool '{}': {e}", self.pool_name),
+            )
         };
-        let n = frame::decode_into(input, output).map_err(corrupt)?;
-        task.output_len = n as u64;
+        let input = task.input.get()?;
+        let original_len = frame::header(&input).map_err(corrupt)?.original_len;
+        // No codec expands data more than about a thousand times: a header
+        // that says otherwise is not grown into (it would take memory for
+        // nothing).
+        let most = (input.len() as u64)
+            .saturating_mul(MAX_RATIO)
+            .saturating_add(1024);
+        let needed = usize::try_from(original_len)
+            .ok()
+            .filter(|&n| n as u64 <= most)
+            .ok_or_else(|| {
+                Failure::new(
+                    errcode::CORRUPT_DATA,
+                    format!(
+                        "pool '{}': corrupt frame: declares {original_len} bytes of data from a \
+                         {}-byte frame",
+                        self.pool_name,
+                        input.len()
+                    ),
+                )
+            })?;
+        let mut output = task.output.get_mut()?;
+        output.set_len(0)?;
+        // A buffer too small grows (the client frees the new one with the task).
+        output.reserve(needed)?;
+        let n = frame::decode_into(&input, output.as_mut_slice()).map_err(corrupt)?;
+        output.set_len(n)?;
         self.count(input.len(), n);
         Ok(())
     }
 
-    /// Decompress runs on a lane chosen by its input's size.
     fn monitor_decompress(&self, mode: MonitorMode, task: &DecompressTask, ctx: &mut RunCtx) {
-        schedule(mode, task.input, task.input_len, ctx);
+        schedule(mode, &task.input, ctx);
     }
 }
 
@@ -157,11 +167,12 @@ impl Drop for CompressContainer {
 
 /// Monitor of both methods: large inputs to the bulk lanes (spread by buffer),
 /// small ones to the small lane; the load estimate assumes ~200 MB/s.
-fn schedule(mode: MonitorMode, input: ShmPtr, input_len: u64, ctx: &mut RunCtx) {
+fn schedule(mode: MonitorMode, input: &ClientBytes, ctx: &mut RunCtx) {
+    let input_len = input.len();
     match mode {
         MonitorMode::LocalSchedule => {
             let lane = if input_len >= BULK_THRESHOLD {
-                ctx.lane_by_hash(BULK_QUEUE, input.to_bits() >> 4)
+                ctx.lane_by_hash(BULK_QUEUE, input.ptr().to_bits() >> 4)
             } else {
                 ctx.lane(SMALL_QUEUE, 0)
             };

@@ -2,7 +2,7 @@
 //! module's result codes, and the tasks of its methods (`kCompress` 10,
 //! `kDecompress` 11).
 
-use chi_sdk::shm::ShmPtr;
+use chi_sdk::bytes::{ClientBuf, ClientBytes};
 
 use crate::frame::{self, Codec};
 
@@ -13,8 +13,6 @@ pub mod errcode {
     /// The input is not a frame, or its payload does not decode to the declared
     /// length and checksum.
     pub const CORRUPT_DATA: i32 = MODULE_BASE;
-    /// The output buffer is too small; the message names the size needed.
-    pub const OUTPUT_TOO_SMALL: i32 = MODULE_BASE + 1;
 }
 
 /// `codec` of [`CompressTask`]: the pool's codec.
@@ -43,48 +41,32 @@ impl Default for CreateParams {
     }
 }
 
-/// Compresses a client-data buffer into another (method `kCompress`).
+/// Compresses bytes into a frame (method `kCompress`).
 #[chi_sdk::task(method = 10)]
 #[derive(Debug)]
 pub struct CompressTask {
-    /// The data: the start of a client-data allocation (ignored if
-    /// `input_len` is 0).
-    pub input: ShmPtr,
-    /// Bytes of data.
-    pub input_len: u64,
-    /// Where the frame goes: the start of another client-data allocation
-    /// (ignored if `output_cap` is 0).
-    pub output: ShmPtr,
-    /// Bytes `output` holds; [`frame::max_frame_len`] of `input_len` always
-    /// suffices.
-    pub output_cap: u64,
+    /// The data.
+    pub input: ClientBytes,
+    /// Where the frame goes; [`frame::max_frame_len`] of the input's length
+    /// always suffices (a smaller buffer is grown by the module).
+    #[inout]
+    pub output: ClientBuf,
     /// [`CODEC_POOL_DEFAULT`], [`CODEC_LZ4`] or [`CODEC_DEFLATE`].
     pub codec: u32,
-    /// Bytes of the frame written to `output`.
-    #[output]
-    pub output_len: u64,
     /// The frame's algorithm ([`frame::ALGO_STORED`] if the codec did not
     /// shrink the data).
     #[output]
     pub algorithm: u32,
 }
 
-/// Decompresses a frame in a client-data buffer into another (method
-/// `kDecompress`).
+/// Decompresses a frame (method `kDecompress`).
 #[chi_sdk::task(method = 11)]
 #[derive(Debug)]
 pub struct DecompressTask {
-    /// The frame: the start of a client-data allocation.
-    pub input: ShmPtr,
-    /// Bytes of the frame.
-    pub input_len: u64,
-    /// Where the data goes: the start of another client-data allocation
-    /// (ignored if `output_cap` is 0).
-    pub output: ShmPtr,
-    /// Bytes `output` holds; the frame's original length (bytes 8..16 of its
-    /// header) suffices.
-    pub output_cap: u64,
-    /// Bytes of data written to `output`.
-    #[output]
-    pub output_len: u64,
+    /// The frame.
+    pub input: ClientBytes,
+    /// Where the data goes; the frame's original length (bytes 8..16 of its
+    /// header) suffices (a smaller buffer is grown by the module).
+    #[inout]
+    pub output: ClientBuf,
 }
