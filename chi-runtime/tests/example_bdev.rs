@@ -362,7 +362,7 @@ fn exercise(client: &Client, dev: BdevClient, file: bool) {
         })
         .collect();
     for w in writes {
-        assert_eq!(w.wait().expect("async Write"), BS);
+        assert_eq!(w.wait_with(|t| t.written).expect("async Write"), BS);
     }
     let reads: Vec<_> = blocks
         .iter()
@@ -373,7 +373,7 @@ fn exercise(client: &Client, dev: BdevClient, file: bool) {
         .collect();
     for (i, r) in reads.into_iter().enumerate() {
         assert_eq!(
-            r.wait().expect("async Read"),
+            r.wait_bytes(|t| &t.data).expect("async Read"),
             pattern(2000 + i as u64, BS as usize),
             "block {i}: the second write wins"
         );
@@ -440,9 +440,9 @@ fn exercise(client: &Client, dev: BdevClient, file: bool) {
         (
             buf.shm().byte_add(16).expect("inside"),
             16,
-            "not the start of a live client-data allocation",
+            "not the start of a live client-data block",
         ),
-        (buf.shm(), 2 * BS, "do not fit the buffer"),
+        (buf.shm(), 2 * BS, "runs past the end of the block"),
     ];
     for (ptr, len, want) in bad_buffers {
         let msg = task_err(
@@ -566,7 +566,7 @@ fn parallel_clients_keep_their_data_apart() {
                             })
                             .collect();
                         for p in pending {
-                            p.wait().expect("write");
+                            p.wait_with(|t| t.written).expect("write");
                         }
                         for (i, &off) in blocks.iter().enumerate() {
                             let seed = t * 1_000_000 + round * 1000 + i as u64;

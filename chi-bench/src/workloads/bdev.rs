@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chi_sdk::admin::AdminClient;
+use chi_sdk::bytes::{ClientBuf, ClientBytes};
 use chi_sdk::client::{Client, Pending};
 use chi_sdk::queue::Priority;
 use chi_sdk::shm::FullPtr;
@@ -112,7 +113,12 @@ impl Dev<'_> {
         let off = self.offsets[(i % self.offsets.len() as u64) as usize];
         let buf = self.bufs[(i % self.bufs.len() as u64) as usize].shm();
         Ok(self.client.submit(
-            WriteTask::new(self.pool, DomainQuery::local(), off, buf, IO as u64),
+            WriteTask::new(
+                self.pool,
+                DomainQuery::local(),
+                off,
+                ClientBytes::borrow_block(buf, IO as u64),
+            ),
             Priority::LowLatency,
         )?)
     }
@@ -121,7 +127,13 @@ impl Dev<'_> {
         let off = self.offsets[(i % self.offsets.len() as u64) as usize];
         let buf = self.bufs[(i % self.bufs.len() as u64) as usize].shm();
         Ok(self.client.submit(
-            ReadTask::new(self.pool, DomainQuery::local(), off, buf, IO as u64),
+            ReadTask::new(
+                self.pool,
+                DomainQuery::local(),
+                off,
+                IO as u64,
+                ClientBuf::borrow_block(buf, IO as u64),
+            ),
             Priority::LowLatency,
         )?)
     }

@@ -147,20 +147,21 @@ impl ClientBytes {
     }
 
     fn get_named(&self, what: &str) -> Result<Bytes<'_>, Failure> {
-        if self.len == 0 {
+        let len = self.len();
+        if len == 0 {
             return Ok(Bytes {
                 data: &[],
                 ptr: ShmPtr::NULL,
             });
         }
-        let p = check_block(runtime_allocator(what)?, what, self.ptr, self.len)?;
+        let p = check_block(runtime_allocator(what)?, what, self.ptr, len)?;
         borrow(self.ptr, false, what)?;
         Ok(Bytes {
             // SAFETY: checked: `len` bytes of a live client-data block, which no
             // handler writes while this shared borrow is recorded; the client
             // does not write an input while its task runs (a client that does
             // gets garbage, not memory of this process).
-            data: unsafe { std::slice::from_raw_parts(p.as_ptr(), self.len as usize) },
+            data: unsafe { std::slice::from_raw_parts(p.as_ptr(), len as usize) },
             ptr: self.ptr,
         })
     }
@@ -191,19 +192,20 @@ pub struct BufMut<'a> {
 impl ClientBuf {
     /// The buffer, checked (runtime side; see the [module doc](self)).
     pub fn get_mut(&mut self) -> Result<BufMut<'_>, Failure> {
-        if self.cap == 0 {
+        let cap = self.capacity();
+        if cap == 0 {
             return Ok(BufMut {
                 buf: self,
                 data: &mut [],
             });
         }
-        let p = check_block(runtime_allocator("output")?, "output", self.ptr, self.cap)?;
+        let p = check_block(runtime_allocator("output")?, "output", self.ptr, cap)?;
         borrow(self.ptr, true, "output")?;
-        self.len = self.len.min(self.cap);
+        self.len = self.len.min(cap);
         // SAFETY: checked: `cap` bytes of a live client-data block, borrowed
         // exclusively (no other handler reads or writes it); the client does
         // not touch an output until its task completes.
-        let data = unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), self.cap as usize) };
+        let data = unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), cap as usize) };
         Ok(BufMut { buf: self, data })
     }
 }
@@ -276,13 +278,16 @@ impl BufMut<'_> {
         // `len` bytes written in the old block, borrowed exclusively.
         unsafe { std::ptr::copy_nonoverlapping(self.data.as_ptr(), block.as_ptr(), len) };
         borrow(block.shm(), true, "output")?;
+        let owned = self.buf.is_owned();
         let old = std::mem::replace(&mut self.buf.ptr, block.shm());
         if !old.is_null() {
             release(old);
-            if let Err(e) = alloc.free(old) {
+            // A borrowed block stays with its owner.
+            if owned && let Err(e) = alloc.free(old) {
                 tracing::warn!(block = %old, error = %e, "an output buffer that grew was not freed");
             }
         }
+        // The new block is the task's.
         self.buf.cap = cap as u64;
         // SAFETY: the new block: `cap` bytes, live, borrowed exclusively.
         self.data = unsafe { std::slice::from_raw_parts_mut(block.as_ptr(), cap) };

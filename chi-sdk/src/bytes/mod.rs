@@ -50,8 +50,14 @@ pub use access::{BufMut, Bytes, Str};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientBytes {
     ptr: ShmPtr,
+    /// The length, and [`BORROWED`] if the task does not own the block.
     len: u64,
 }
+
+/// The bit of a length (or capacity) that marks a block the task names but
+/// does not own ([`ClientBytes::borrow_block`]): it is not freed with the
+/// task. Lengths are below 2^48 anyway.
+const BORROWED: u64 = 1 << 63;
 
 // SAFETY: `#[repr(C)]` over a `ShmPtr` (a `u64`) and a `u64`: no padding, no
 // address, every bit pattern a value (the runtime validates before use).
@@ -71,6 +77,7 @@ unsafe impl ShmSafe for ClientStr {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientBuf {
     ptr: ShmPtr,
+    /// The capacity, and [`BORROWED`] if the task does not own the block.
     cap: u64,
     len: u64,
 }
@@ -105,17 +112,36 @@ impl ClientBytes {
     /// itself): for a block allocated by hand
     /// ([`Client::allocate_buffer`]). The runtime checks it before use.
     pub fn from_raw_parts(ptr: ShmPtr, len: u64) -> ClientBytes {
-        ClientBytes { ptr, len }
+        ClientBytes {
+            ptr,
+            len: len & !BORROWED,
+        }
+    }
+
+    /// Names `len` bytes of a block the caller keeps (allocated with
+    /// [`Client::allocate_buffer`] and reused for many tasks, say): the task
+    /// does not free it, and the caller must not free it before the task
+    /// completed.
+    pub fn borrow_block(ptr: ShmPtr, len: u64) -> ClientBytes {
+        ClientBytes {
+            ptr,
+            len: len | BORROWED,
+        }
     }
 
     /// Bytes.
     pub fn len(&self) -> u64 {
-        self.len
+        self.len & !BORROWED
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// Whether the task owns the block (frees it with itself).
+    pub fn is_owned(&self) -> bool {
+        self.len & BORROWED == 0
     }
 
     /// Where they are.
@@ -164,7 +190,22 @@ impl ClientBuf {
     /// Names the block at `ptr` of `cap` bytes, `len` of them written, which
     /// the task then owns (as [`ClientBytes::from_raw_parts`]).
     pub fn from_raw_parts(ptr: ShmPtr, cap: u64, len: u64) -> ClientBuf {
-        ClientBuf { ptr, cap, len }
+        ClientBuf {
+            ptr,
+            cap: cap & !BORROWED,
+            len,
+        }
+    }
+
+    /// Names the block at `ptr` of `cap` bytes, which the caller keeps (as
+    /// [`ClientBytes::borrow_block`]). A module that must grow it allocates
+    /// a new block, which the task then owns.
+    pub fn borrow_block(ptr: ShmPtr, cap: u64) -> ClientBuf {
+        ClientBuf {
+            ptr,
+            cap: cap | BORROWED,
+            len: 0,
+        }
     }
 
     /// Bytes written.
@@ -179,7 +220,12 @@ impl ClientBuf {
 
     /// Bytes it holds.
     pub fn capacity(&self) -> u64 {
-        self.cap
+        self.cap & !BORROWED
+    }
+
+    /// Whether the task owns the block (frees it with itself).
+    pub fn is_owned(&self) -> bool {
+        self.cap & BORROWED == 0
     }
 
     /// Where it is.
@@ -194,10 +240,12 @@ impl ClientBuf {
         if self.len == 0 {
             return Ok(Vec::new());
         }
-        if self.len > self.cap {
+        if self.len > self.capacity() {
             return Err(ClientError::Protocol(format!(
                 "output buffer {}: {} bytes written in a buffer of {}",
-                self.ptr, self.len, self.cap
+                self.ptr,
+                self.len,
+                self.capacity()
             )));
         }
         let p = access::check_block(client.cdata_allocator(), "output", self.ptr, self.len)
@@ -289,28 +337,31 @@ fn saved<'a>(ptr: ShmPtr, len: u64) -> Result<&'a [u8], SerError> {
 impl Ser for ClientBytes {
     const MIN_ENCODED: usize = 8;
     fn save(&self, out: &mut Vec<u8>) -> Result<(), SerError> {
-        let b = saved(self.ptr, self.len)?;
-        out.extend_from_slice(&self.len.to_le_bytes());
+        let b = saved(self.ptr, self.len())?;
+        out.extend_from_slice(&self.len().to_le_bytes());
         out.extend_from_slice(b);
         Ok(())
     }
-    fn load(&mut self, r: &mut Reader<'_>, _alloc: &Allocator) -> Result<(), SerError> {
+    fn load(&mut self, r: &mut Reader<'_>, alloc: &Allocator) -> Result<(), SerError> {
         let n = r.take_len(1)?;
         let data = r.take(n)?;
         let ptr = load_block(data, data.len())?;
-        free_block(std::mem::replace(&mut self.ptr, ptr));
-        self.len = n;
+        self.free_shm(alloc);
+        *self = ClientBytes { ptr, len: n };
         Ok(())
     }
     fn deep_copy(&self, _alloc: &Allocator) -> Result<Self, SerError> {
-        let data = saved(self.ptr, self.len)?;
+        let data = saved(self.ptr, self.len())?;
         Ok(ClientBytes {
             ptr: load_block(data, data.len())?,
-            len: self.len,
+            len: self.len(),
         })
     }
     fn free_shm(&mut self, _alloc: &Allocator) {
-        free_block(std::mem::take(self).ptr);
+        let this = std::mem::take(self);
+        if this.is_owned() {
+            free_block(this.ptr);
+        }
     }
 }
 
@@ -322,7 +373,7 @@ impl Ser for ClientStr {
     fn load(&mut self, r: &mut Reader<'_>, alloc: &Allocator) -> Result<(), SerError> {
         let at = r.position();
         self.0.load(r, alloc)?;
-        let bytes = saved(self.0.ptr, self.0.len)?;
+        let bytes = saved(self.0.ptr, self.0.len())?;
         if std::str::from_utf8(bytes).is_err() {
             self.0.free_shm(alloc);
             return Err(SerError::InvalidUtf8 { at });
@@ -340,13 +391,13 @@ impl Ser for ClientStr {
 impl Ser for ClientBuf {
     const MIN_ENCODED: usize = 16;
     fn save(&self, out: &mut Vec<u8>) -> Result<(), SerError> {
-        let b = saved(self.ptr, self.len.min(self.cap))?;
-        out.extend_from_slice(&self.cap.to_le_bytes());
+        let b = saved(self.ptr, self.len.min(self.capacity()))?;
+        out.extend_from_slice(&self.capacity().to_le_bytes());
         out.extend_from_slice(&(b.len() as u64).to_le_bytes());
         out.extend_from_slice(b);
         Ok(())
     }
-    fn load(&mut self, r: &mut Reader<'_>, _alloc: &Allocator) -> Result<(), SerError> {
+    fn load(&mut self, r: &mut Reader<'_>, alloc: &Allocator) -> Result<(), SerError> {
         let cap = u64::from_le_bytes(r.take_array()?);
         let n = r.take_len(1)?;
         let data = r.take(n)?;
@@ -355,21 +406,27 @@ impl Ser for ClientBuf {
             .filter(|&c| c >= data.len() && c as u64 <= access::MAX_LEN)
             .ok_or_else(|| SerError::ClientData(format!("of {cap} bytes holding {n}")))?;
         let ptr = load_block(data, cap)?;
-        free_block(std::mem::replace(&mut self.ptr, ptr));
-        self.cap = cap as u64;
-        self.len = n;
+        self.free_shm(alloc);
+        *self = ClientBuf {
+            ptr,
+            cap: cap as u64,
+            len: n,
+        };
         Ok(())
     }
     fn deep_copy(&self, _alloc: &Allocator) -> Result<Self, SerError> {
-        let data = saved(self.ptr, self.len.min(self.cap))?;
+        let data = saved(self.ptr, self.len.min(self.capacity()))?;
         Ok(ClientBuf {
-            ptr: load_block(data, self.cap as usize)?,
-            cap: self.cap,
+            ptr: load_block(data, self.capacity() as usize)?,
+            cap: self.capacity(),
             len: data.len() as u64,
         })
     }
     fn free_shm(&mut self, _alloc: &Allocator) {
-        free_block(std::mem::take(self).ptr);
+        let this = std::mem::take(self);
+        if this.is_owned() {
+            free_block(this.ptr);
+        }
     }
 }
 

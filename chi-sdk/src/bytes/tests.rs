@@ -143,3 +143,32 @@ fn access_borrow(p: ShmPtr, exclusive: bool) -> Result<(), crate::task::Failure>
 fn access_release(p: ShmPtr) {
     access::release_for_test(p);
 }
+
+#[test]
+fn a_borrowed_block_is_not_freed_with_its_task() {
+    let (_seg, alloc, _reg) = segment("borrowed", 3006);
+    let owned = bytes_in(&alloc, b"kept");
+    let before = alloc.stats().live_blocks;
+    let mut b = ClientBytes::borrow_block(owned.ptr, 4);
+    assert_eq!((b.len(), b.is_owned()), (4, false));
+    // It saves like an owned one; a loaded copy is owned.
+    let mut out = Vec::new();
+    b.save(&mut out).unwrap();
+    let mut copy = ClientBytes::EMPTY;
+    copy.load(&mut Reader::new(&out), &alloc).unwrap();
+    assert!(copy.is_owned());
+    copy.free_shm(&alloc);
+    b.free_shm(&alloc);
+    assert_eq!(
+        alloc.stats().live_blocks,
+        before,
+        "the borrowed block stays"
+    );
+    let mut buf = ClientBuf::borrow_block(owned.ptr, 4);
+    assert_eq!((buf.capacity(), buf.is_owned()), (4, false));
+    buf.free_shm(&alloc);
+    assert_eq!(alloc.stats().live_blocks, before);
+    let mut owned = owned;
+    owned.free_shm(&alloc);
+    assert_eq!(alloc.stats().live_blocks, before - 1);
+}

@@ -1,9 +1,10 @@
 //! [`BdevClient`]: the client of a bdev pool.
 
 use chi_sdk::admin::AdminClient;
+use chi_sdk::bytes::{ClientBuf, ClientBytes};
 use chi_sdk::client::{CallError, Client, ClientError, Pending};
 use chi_sdk::queue::Priority;
-use chi_sdk::shm::{FullPtr, ShmPtr, ShmVec};
+use chi_sdk::shm::{ShmPtr, ShmVec};
 use chi_sdk::types::{DomainQuery, PoolId};
 
 use crate::{AllocateBlocksTask, CreateParams, FreeBlocksTask, GetStatsTask, ReadTask, WriteTask};
@@ -55,104 +56,6 @@ impl From<&GetStatsTask> for BdevStats {
             frees: t.frees,
             failures: t.failures,
             file_backend: t.backend == 1,
-        }
-    }
-}
-
-/// Frees a client-data buffer once the runtime is done with it: after `r`
-/// unless the call was not answered (then the runtime may still use it, and
-/// it is left allocated).
-fn release<R>(client: &Client, buf: ShmPtr, r: &Result<R, CallError>) {
-    if buf.is_null() || matches!(r, Err(CallError::Client(_))) {
-        return;
-    }
-    if let Err(e) = client.free_buffer(buf) {
-        chi_sdk::tracing::warn!(buffer = %buf, error = %e, "bdev: cannot free an I/O buffer");
-    }
-}
-
-/// A [`BdevClient::async_write`] in flight; owns its client-data buffer,
-/// freed by [`wait`](Self::wait) (or on drop once complete; dropped before the
-/// runtime completed it, the task and the buffer stay allocated, since the
-/// runtime may still use them).
-#[derive(Debug)]
-pub struct PendingWrite<'c> {
-    client: &'c Client,
-    pending: Option<Pending<'c, WriteTask>>,
-    buf: ShmPtr,
-}
-
-impl PendingWrite<'_> {
-    /// Whether the runtime completed the write.
-    pub fn is_complete(&self) -> bool {
-        self.pending.as_ref().is_none_or(Pending::is_complete)
-    }
-
-    /// Waits for the write; returns the bytes written. Frees the buffer.
-    pub fn wait(mut self) -> Result<u64, CallError> {
-        let p = self.pending.take().expect("held until waited");
-        let r = p.wait_with(|t| t.written);
-        release(self.client, std::mem::take(&mut self.buf), &r);
-        r
-    }
-}
-
-impl Drop for PendingWrite<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.pending.take() {
-            let done = p.is_complete();
-            drop(p);
-            if done {
-                release::<()>(self.client, self.buf, &Ok(()));
-            }
-        }
-    }
-}
-
-/// A [`BdevClient::async_read`] in flight; owns its client-data buffer, freed
-/// as for [`PendingWrite`].
-#[derive(Debug)]
-pub struct PendingRead<'c> {
-    client: &'c Client,
-    pending: Option<Pending<'c, ReadTask>>,
-    buf: Option<FullPtr<u8>>,
-    len: usize,
-}
-
-impl PendingRead<'_> {
-    /// Whether the runtime completed the read.
-    pub fn is_complete(&self) -> bool {
-        self.pending.as_ref().is_none_or(Pending::is_complete)
-    }
-
-    /// Waits for the read; returns the bytes read. Frees the buffer.
-    pub fn wait(mut self) -> Result<Vec<u8>, CallError> {
-        let p = self.pending.take().expect("held until waited");
-        let buf = self.buf.take();
-        let len = self.len;
-        let r = p.wait_with(|t| t.read).map(|n| {
-            let Some(b) = buf else {
-                return Vec::new();
-            };
-            // SAFETY: the runtime completed the read (Acquire in `wait`), so it
-            // filled the first `n` bytes of our buffer and no longer touches
-            // it; the buffer holds `len` bytes and at most `len` are read.
-            let bytes = unsafe { std::slice::from_raw_parts(b.as_ptr(), len.min(n as usize)) };
-            bytes.to_vec()
-        });
-        release(self.client, buf.map_or(ShmPtr::NULL, |b| b.shm()), &r);
-        r
-    }
-}
-
-impl Drop for PendingRead<'_> {
-    fn drop(&mut self) {
-        if let Some(p) = self.pending.take() {
-            let done = p.is_complete();
-            drop(p);
-            if done && let Some(b) = self.buf.take() {
-                release::<()>(self.client, b.shm(), &Ok(()));
-            }
         }
     }
 }
@@ -276,7 +179,9 @@ impl BdevClient {
             .wait_with(|t| t.freed)
     }
 
-    /// Submits a Write of `len` bytes of the client-data buffer `buf` at `offset`.
+    /// Submits a Write of `len` bytes of the client-data block `buf` at
+    /// `offset`; the caller keeps the block (for reuse) and must not free it
+    /// before the write completed.
     pub fn async_write_buffer<'c>(
         &self,
         client: &'c Client,
@@ -284,13 +189,14 @@ impl BdevClient {
         buf: ShmPtr,
         len: u64,
     ) -> Result<Pending<'c, WriteTask>, CallError> {
+        let data = ClientBytes::borrow_block(buf, len);
         client.submit(
-            WriteTask::new(self.pool, DomainQuery::local(), offset, buf, len),
+            WriteTask::new(self.pool, DomainQuery::local(), offset, data),
             Priority::LowLatency,
         )
     }
 
-    /// Writes `len` bytes of the client-data buffer `buf` at `offset`; returns
+    /// Writes `len` bytes of the client-data block `buf` at `offset`; returns
     /// the bytes written.
     pub fn write_buffer(
         &self,
@@ -303,7 +209,9 @@ impl BdevClient {
             .wait_with(|t| t.written)
     }
 
-    /// Submits a Read of `len` bytes at `offset` into the client-data buffer `buf`.
+    /// Submits a Read of `len` bytes at `offset` into the client-data block
+    /// `buf` (which the caller keeps, as for
+    /// [`async_write_buffer`](Self::async_write_buffer)).
     pub fn async_read_buffer<'c>(
         &self,
         client: &'c Client,
@@ -311,13 +219,14 @@ impl BdevClient {
         buf: ShmPtr,
         len: u64,
     ) -> Result<Pending<'c, ReadTask>, CallError> {
+        let data = ClientBuf::borrow_block(buf, len);
         client.submit(
-            ReadTask::new(self.pool, DomainQuery::local(), offset, buf, len),
+            ReadTask::new(self.pool, DomainQuery::local(), offset, len, data),
             Priority::LowLatency,
         )
     }
 
-    /// Reads `len` bytes at `offset` into the client-data buffer `buf`; returns
+    /// Reads `len` bytes at `offset` into the client-data block `buf`; returns
     /// the bytes read.
     pub fn read_buffer(
         &self,
@@ -330,73 +239,46 @@ impl BdevClient {
             .wait_with(|t| t.read)
     }
 
-    /// Submits a Write of `data` at `offset` (copied into a client-data buffer
-    /// that the handle frees).
+    /// Submits a Write of `data` at `offset` (copied into a client-data
+    /// block that the task owns).
     pub fn async_write<'c>(
         &self,
         client: &'c Client,
         offset: u64,
         data: &[u8],
-    ) -> Result<PendingWrite<'c>, CallError> {
-        let buf = if data.is_empty() {
-            ShmPtr::NULL
-        } else {
-            let b = client.allocate_buffer(data.len())?;
-            // SAFETY: a fresh buffer of `data.len()` bytes, ours alone, disjoint
-            // from `data`.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), b.as_ptr(), data.len()) };
-            b.shm()
-        };
-        match self.async_write_buffer(client, offset, buf, data.len() as u64) {
-            Ok(p) => Ok(PendingWrite {
-                client,
-                pending: Some(p),
-                buf,
-            }),
-            Err(e) => {
-                // Never enqueued: the buffer is still ours.
-                release::<()>(client, buf, &Ok(()));
-                Err(e)
-            }
-        }
+    ) -> Result<Pending<'c, WriteTask>, CallError> {
+        let data = ClientBytes::new(client, data)?;
+        client.submit(
+            WriteTask::new(self.pool, DomainQuery::local(), offset, data),
+            Priority::LowLatency,
+        )
     }
 
     /// Writes `data` at `offset`; returns the bytes written.
     pub fn write(&self, client: &Client, offset: u64, data: &[u8]) -> Result<u64, CallError> {
-        self.async_write(client, offset, data)?.wait()
+        self.async_write(client, offset, data)?
+            .wait_with(|t| t.written)
     }
 
-    /// Submits a Read of `len` bytes at `offset` into a client-data buffer that
-    /// the handle copies out and frees.
+    /// Submits a Read of `len` bytes at `offset` into a client-data block that
+    /// the task owns; `wait_bytes(|t| &t.data)` copies them out.
     pub fn async_read<'c>(
         &self,
         client: &'c Client,
         offset: u64,
         len: usize,
-    ) -> Result<PendingRead<'c>, CallError> {
-        let buf = if len == 0 {
-            None
-        } else {
-            Some(client.allocate_buffer(len)?)
-        };
-        let shm = buf.map_or(ShmPtr::NULL, |b| b.shm());
-        match self.async_read_buffer(client, offset, shm, len as u64) {
-            Ok(p) => Ok(PendingRead {
-                client,
-                pending: Some(p),
-                buf,
-                len,
-            }),
-            Err(e) => {
-                release::<()>(client, shm, &Ok(()));
-                Err(e)
-            }
-        }
+    ) -> Result<Pending<'c, ReadTask>, CallError> {
+        let data = ClientBuf::with_capacity(client, len)?;
+        client.submit(
+            ReadTask::new(self.pool, DomainQuery::local(), offset, len as u64, data),
+            Priority::LowLatency,
+        )
     }
 
     /// Reads `len` bytes at `offset`.
     pub fn read(&self, client: &Client, offset: u64, len: usize) -> Result<Vec<u8>, CallError> {
-        self.async_read(client, offset, len)?.wait()
+        self.async_read(client, offset, len)?
+            .wait_bytes(|t| &t.data)
     }
 
     /// Submits GetStats.

@@ -15,10 +15,11 @@
 //! * `kFreeBlocks` (11): [`FreeBlocksTask`]: frees the blocks at `offsets`; all
 //!   of them, or none if one is misaligned, out of range, not allocated (a
 //!   double free) or named twice.
-//! * `kWrite` (12): [`WriteTask`]: writes `len` bytes of the client-data buffer
-//!   `data` at byte `offset` of the device.
-//! * `kRead` (13): [`ReadTask`]: reads `len` bytes at `offset` into the
-//!   client-data buffer `data`.
+//! * `kWrite` (12): [`WriteTask`]: writes the bytes of `data` (a
+//!   [`ClientBytes`](chi_sdk::bytes::ClientBytes)) at byte `offset` of the
+//!   device.
+//! * `kRead` (13): [`ReadTask`]: reads `len` bytes at `offset` into `data` (a
+//!   [`ClientBuf`](chi_sdk::bytes::ClientBuf), grown if it holds fewer).
 //! * `kGetStats` (14): [`GetStatsTask`]: capacity, blocks used and free, bytes
 //!   and operations counted since the pool was created.
 //!
@@ -29,14 +30,17 @@
 //! * I/O: `offset + len` must not overflow nor pass the capacity, and every
 //!   block the range touches must be allocated (an I/O on a free block is a
 //!   use-after-free in the client; it fails with [`bdev_code::NOT_ALLOCATED`]).
-//! * Buffers: `data` must be the start of a live allocation of the client-data
-//!   segment ([`Client::allocate_buffer`](chi_sdk::client::Client::allocate_buffer))
-//!   of at least `len` bytes. A pointer into another segment (the main one,
-//!   where tasks and queues live), into allocator metadata, into the middle of a
-//!   block, or past a buffer's end is refused before any byte moves, so a bad
-//!   pointer can neither corrupt the runtime nor read its memory.
-//!   A buffer is the runtime's from submission to completion: a client must
-//!   not touch it meanwhile.
+//! * Buffers: `data` is checked by the SDK ([`chi_sdk::bytes`]) before any
+//!   byte moves: it must be the start of a live block of the client-data
+//!   segment holding its length, not in use by another buffer of a running
+//!   task. A pointer into another segment (the main one, where tasks and
+//!   queues live), into allocator metadata, into the middle of a block, or
+//!   past a block's end fails with [`bdev_code::BAD_BUFFER`], so a bad pointer
+//!   can neither corrupt the runtime nor read its memory. A buffer is the
+//!   runtime's from submission to completion: a client must not touch it
+//!   meanwhile. The task owns the buffers `write`/`read` make and frees them
+//!   with itself; `write_buffer`/`read_buffer` name blocks the caller keeps
+//!   (and reuses).
 //! * Lists: the offsets of a free are checked one by one before anything is
 //!   freed.
 //!
@@ -75,6 +79,6 @@ pub mod runtime;
 mod storage;
 pub mod tasks;
 
-pub use client::{BdevClient, BdevStats, PendingRead, PendingWrite};
+pub use client::{BdevClient, BdevStats};
 pub use runtime::*;
 pub use tasks::*;

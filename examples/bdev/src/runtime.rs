@@ -174,12 +174,12 @@ impl BdevContainer {
 
     /// Writes run on the I/O lane of their first block.
     fn monitor_write(&self, mode: MonitorMode, task: &WriteTask, ctx: &mut RunCtx) {
-        self.io_monitor(mode, task.offset, task.len, ctx);
+        self.io_monitor(mode, task.offset, task.data.len(), ctx);
     }
 
     /// Reads run on the I/O lane of their first block.
     fn monitor_read(&self, mode: MonitorMode, task: &ReadTask, ctx: &mut RunCtx) {
-        self.io_monitor(mode, task.offset, task.len, ctx);
+        self.io_monitor(mode, task.offset, task.data.len(), ctx);
     }
 }
 

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use chi_sdk::shm::{ShmPtr, ShmVec};
+use chi_sdk::bytes::{ClientBuf, ClientBytes};
+use chi_sdk::shm::ShmVec;
 
 /// The result codes of this module's failures (from
 /// [`code::MODULE_BASE`](chi_sdk::task::code::MODULE_BASE)); the runtime's own
@@ -172,10 +173,8 @@ pub struct FreeBlocksTask {
 pub struct WriteTask {
     /// Byte offset on the device.
     pub offset: u64,
-    /// The buffer: the start of a client-data allocation of at least `len` bytes.
-    pub data: ShmPtr,
-    /// Bytes to write.
-    pub len: u64,
+    /// The bytes to write.
+    pub data: ClientBytes,
     /// Bytes written.
     #[output]
     pub written: u64,
@@ -187,10 +186,11 @@ pub struct WriteTask {
 pub struct ReadTask {
     /// Byte offset on the device.
     pub offset: u64,
-    /// The buffer: the start of a client-data allocation of at least `len` bytes.
-    pub data: ShmPtr,
     /// Bytes to read.
     pub len: u64,
+    /// Where they go (grown by the module if it holds fewer than `len`).
+    #[inout]
+    pub data: ClientBuf,
     /// Bytes read.
     #[output]
     pub read: u64,
