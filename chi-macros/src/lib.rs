@@ -110,9 +110,7 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///     /// Optional: the monitor of kCustom (default: run where it was taken).
 ///     fn monitor_custom(&self, mode: MonitorMode, task: &CustomTask, ctx: &mut RunCtx) {
 ///         if mode == MonitorMode::LocalSchedule {
-///             if let Ok(lane) = ctx.lane(QueueId(0), 1) {
-///                 ctx.route(lane);
-///             }
+///             ctx.route_to(QueueId(0), 1);
 ///         }
 ///     }
 /// }

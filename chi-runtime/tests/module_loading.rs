@@ -414,3 +414,35 @@ fn fire_and_forget_tasks_are_freed_with_their_fields() {
     drop(client);
     rt.stop();
 }
+
+#[test]
+fn a_monitor_that_fails_is_logged_and_its_task_still_runs() {
+    let _wd = Watchdog::new("monitor_fails", WATCHDOG);
+    let s = setup("monitor_fails");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "mon", &CreateParams::default()).expect("pool");
+    // A monitor that panics, and one that routes to a queue never made: each
+    // task runs where it arrived, and the log names the method and the fault.
+    for _ in 0..3 {
+        m.custom(&client, "", mod_name::OP_MONITOR_PANICS)
+            .expect("runs although its monitor panicked");
+        m.custom(&client, "", mod_name::OP_MONITOR_NO_QUEUE)
+            .expect("runs although its monitor routed nowhere");
+    }
+    assert_eq!(
+        m.custom(&client, "", mod_name::OP_COUNT).expect("count").1,
+        6
+    );
+    drop(client);
+    let log = rt.stop();
+    assert!(
+        log.contains("Monitor(LocalSchedule) panicked") && log.contains("method=10"),
+        "{log}"
+    );
+    assert!(
+        log.contains("routed a task to a lane that does not exist")
+            && log.contains("has no queue 7"),
+        "{log}"
+    );
+}

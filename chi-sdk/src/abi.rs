@@ -352,6 +352,44 @@ impl RunCtx {
         self.route_lane = lane.0;
     }
 
+    /// Monitor(LocalSchedule): run the task on lane `lane` of local queue
+    /// `queue`. A queue or lane that does not exist is a bug of the module:
+    /// it is logged (once per queue) and the task runs where it arrived.
+    pub fn route_to(&mut self, queue: QueueId, lane: u32) {
+        let r = self.lane(queue, lane);
+        self.route_or_log(r);
+    }
+
+    /// Monitor(LocalSchedule): run the task on the lane of local queue `queue`
+    /// that `hash` selects; errors as for [`route_to`](Self::route_to).
+    pub fn route_by_hash(&mut self, queue: QueueId, hash: u64) {
+        let r = self.lane_by_hash(queue, hash);
+        self.route_or_log(r);
+    }
+
+    fn route_or_log(&mut self, r: Result<LaneId, RouteError>) {
+        match r {
+            Ok(lane) => self.route(lane),
+            Err(e) => {
+                static WARNED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+                let queue = match &e {
+                    RouteError::NoQueue(q) | RouteError::NoLane { queue: q, .. } => q.0,
+                };
+                let mut w = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+                if !w.contains(&queue) {
+                    w.push(queue);
+                    tracing::error!(
+                        pool = self.pool_id.0,
+                        error = %e,
+                        "Monitor(LocalSchedule) routed a task to a lane that does not exist; \
+                         the task runs where it arrived (logged once per queue)"
+                    );
+                }
+                self.route(LaneId::HERE);
+            }
+        }
+    }
+
     /// The lane chosen so far.
     pub fn routed_lane(&self) -> LaneId {
         LaneId(self.route_lane)

@@ -395,7 +395,7 @@ impl Worker {
             // SAFETY: the container's state and the validated task are live; the
             // monitor only writes `ctx` (routing is by returned lane, never by
             // enqueueing).
-            unsafe {
+            let rc = unsafe {
                 monitor(
                     container.state,
                     MonitorMode::LocalSchedule as u32,
@@ -403,6 +403,10 @@ impl Worker {
                     &mut ctx,
                 )
             };
+            if rc != code::OK {
+                routing::monitor_failed(&container, h, MonitorMode::LocalSchedule, rc);
+                ctx.route_lane = LaneId::HERE.0;
+            }
             if self.route(&container, pool_id, LaneId(ctx.route_lane), ptr, h) {
                 return;
             }

@@ -82,7 +82,10 @@ impl Worker {
             ctx.pool_id = h.pool_id;
             // SAFETY: the container's state and the task are live; the monitor
             // only reads the task and writes `ctx`.
-            unsafe { monitor(c.state, MonitorMode::Cleanup as u32, task, &mut ctx) };
+            let rc = unsafe { monitor(c.state, MonitorMode::Cleanup as u32, task, &mut ctx) };
+            if rc != code::OK {
+                monitor_failed(&c, h, MonitorMode::Cleanup, rc);
+            }
         }
     }
 
@@ -146,5 +149,30 @@ impl Worker {
             num_queues: c.queues.len() as u32,
             route_container: u32::MAX,
         }
+    }
+}
+
+/// A monitor returned a failure code or panicked: logged (at most once a
+/// second), naming the pool, the method and the mode; the caller goes on as
+/// if the monitor had said nothing (a task runs where it arrived).
+#[cold]
+pub(super) fn monitor_failed(c: &Container, h: &TaskHeader, mode: MonitorMode, rc: i32) {
+    static LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
+    if let Some(suppressed) = LOG.allow() {
+        let what = if rc == code::PANICKED {
+            "panicked"
+        } else {
+            "failed"
+        };
+        tracing::error!(
+            module = %c.module.name,
+            pool = h.pool_id.0,
+            method = h.method,
+            ?mode,
+            code = rc,
+            suppressed,
+            "Monitor({mode:?}) {what}; the task goes on as if it had said nothing (it runs where \
+             it arrived); fix the module's monitor"
+        );
     }
 }

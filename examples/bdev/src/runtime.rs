@@ -187,9 +187,7 @@ impl BdevContainer {
 fn meta_monitor(mode: MonitorMode, ctx: &mut RunCtx) {
     match mode {
         MonitorMode::LocalSchedule => {
-            if let Ok(lane) = ctx.lane(META_QUEUE, 0) {
-                ctx.route(lane);
-            }
+            ctx.route_to(META_QUEUE, 0);
         }
         MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
         MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
@@ -218,9 +216,7 @@ impl BdevContainer {
         match mode {
             MonitorMode::LocalSchedule => {
                 // A garbage offset still routes somewhere; the handler refuses it.
-                if let Ok(lane) = ctx.lane_by_hash(IO_QUEUE, offset / self.block_size) {
-                    ctx.route(lane);
-                }
+                ctx.route_by_hash(IO_QUEUE, offset / self.block_size);
             }
             // About 2 GB/s plus a fixed cost.
             MonitorMode::EstLoad => ctx.set_est_load_us(0.5 + len as f64 / 2000.0),

@@ -171,13 +171,10 @@ fn schedule(mode: MonitorMode, input: &ClientBytes, ctx: &mut RunCtx) {
     let input_len = input.len();
     match mode {
         MonitorMode::LocalSchedule => {
-            let lane = if input_len >= BULK_THRESHOLD {
-                ctx.lane_by_hash(BULK_QUEUE, input.ptr().to_bits() >> 4)
+            if input_len >= BULK_THRESHOLD {
+                ctx.route_by_hash(BULK_QUEUE, input.ptr().to_bits() >> 4);
             } else {
-                ctx.lane(SMALL_QUEUE, 0)
-            };
-            if let Ok(lane) = lane {
-                ctx.route(lane);
+                ctx.route_to(SMALL_QUEUE, 0);
             }
         }
         MonitorMode::EstLoad => ctx.set_est_load_us(1.0 + input_len as f64 / 200.0),

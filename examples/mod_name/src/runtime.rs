@@ -166,7 +166,7 @@ impl ModNameContainer {
                 task.result = task.data.len() as u32;
                 Ok(())
             }
-            OP_COUNT => {
+            OP_COUNT | OP_MONITOR_PANICS | OP_MONITOR_NO_QUEUE => {
                 task.result = before;
                 Ok(())
             }
@@ -197,11 +197,11 @@ impl ModNameContainer {
     /// Custom runs on the processing lanes, by the hash of its op.
     fn monitor_custom(&self, mode: MonitorMode, task: &CustomTask, ctx: &mut RunCtx) {
         match mode {
-            MonitorMode::LocalSchedule => {
-                if let Ok(lane) = ctx.lane_by_hash(PROCESSING_QUEUE, u64::from(task.op)) {
-                    ctx.route(lane);
-                }
-            }
+            MonitorMode::LocalSchedule => match task.op {
+                OP_MONITOR_PANICS => panic!("monitor_custom asked to panic"),
+                OP_MONITOR_NO_QUEUE => ctx.route_to(QueueId(7), 0),
+                op => ctx.route_by_hash(PROCESSING_QUEUE, u64::from(op)),
+            },
             MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
             MonitorMode::Cleanup => {
                 chi_sdk::tracing::info!(op = task.op, "Custom task cleaned up");
@@ -546,9 +546,7 @@ impl ModNameContainer {
 fn spread_monitor(mode: MonitorMode, spread: u32, ctx: &mut RunCtx) {
     match mode {
         MonitorMode::LocalSchedule => {
-            if let Ok(lane) = ctx.lane_by_hash(PROCESSING_QUEUE, u64::from(spread)) {
-                ctx.route(lane);
-            }
+            ctx.route_by_hash(PROCESSING_QUEUE, u64::from(spread));
         }
         MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
         MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}

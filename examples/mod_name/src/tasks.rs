@@ -15,6 +15,13 @@ pub const OP_APPEND_POOL: u32 = 2;
 /// `op` of [`CustomTask`]: result = the pool id of the container's own client
 /// (made in `create` with `init_client`).
 pub const OP_OWN_POOL: u32 = 3;
+/// `op` of [`CustomTask`]: as [`OP_COUNT`], but the monitor panics in
+/// LocalSchedule (to test that a monitor's failure is logged and the task
+/// still runs).
+pub const OP_MONITOR_PANICS: u32 = 90;
+/// `op` of [`CustomTask`]: as [`OP_COUNT`], but the monitor routes the task
+/// to a local queue `create` never made.
+pub const OP_MONITOR_NO_QUEUE: u32 = 91;
 
 /// The module's creation parameters (seed: `CreateParams`), given by the client
 /// that creates a pool.

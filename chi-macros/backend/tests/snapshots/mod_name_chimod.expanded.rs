@@ -37,7 +37,7 @@ impl ModNameContainer {
                 task.result = task.data.len() as u32;
                 Ok(())
             }
-            OP_COUNT => {
+            OP_COUNT | OP_MONITOR_PANICS | OP_MONITOR_NO_QUEUE => {
                 task.result = before;
                 Ok(())
             }
@@ -73,9 +73,10 @@ impl ModNameContainer {
     fn monitor_custom(&self, mode: MonitorMode, task: &CustomTask, ctx: &mut RunCtx) {
         match mode {
             MonitorMode::LocalSchedule => {
-                if let Ok(lane) = ctx.lane_by_hash(PROCESSING_QUEUE, u64::from(task.op))
-                {
-                    ctx.route(lane);
+                match task.op {
+                    OP_MONITOR_PANICS => panic!("monitor_custom asked to panic"),
+                    OP_MONITOR_NO_QUEUE => ctx.route_to(QueueId(7), 0),
+                    op => ctx.route_by_hash(PROCESSING_QUEUE, u64::from(op)),
                 }
             }
             MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
