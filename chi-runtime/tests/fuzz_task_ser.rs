@@ -75,6 +75,11 @@ enum Kind {
     VecStr,
     /// `u64` length and byte vectors.
     VecBytes,
+    /// A client-data buffer in: `u64` length and the bytes.
+    Bytes,
+    /// A client-data output buffer: `u64` length and the bytes written (the
+    /// capacity does not travel).
+    Buf,
 }
 
 use Kind::*;
@@ -115,6 +120,9 @@ fn encode(kind: Kind) -> BoxedStrategy<Vec<u8>> {
                     .collect();
                 len_prefixed(n, items)
             })
+            .boxed(),
+        Bytes | Buf => prop::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|b| len_prefixed(b.len(), b))
             .boxed(),
         VecBytes => prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..5)
             .prop_map(|v| {
@@ -323,15 +331,10 @@ const TARGETS: &[Target] = &[
     target!(
         "compress",
         CompressTask,
-        [Fixed(8), Fixed(8), Fixed(8), Fixed(8), Fixed(4)],
-        [Fixed(8), Fixed(4)]
+        [Bytes, Buf, Fixed(4)],
+        [Buf, Fixed(4)]
     ),
-    target!(
-        "decompress",
-        DecompressTask,
-        [Fixed(8), Fixed(8), Fixed(8), Fixed(8)],
-        [Fixed(8)]
-    ),
+    target!("decompress", DecompressTask, [Bytes, Buf], [Buf]),
     target!(
         "fuzz_task",
         FuzzTask,
@@ -446,10 +449,16 @@ fn check_load<T: TaskSer>(
 
 fn fixture() -> MutexGuard<'static, ShmFixture> {
     static FX: OnceLock<Mutex<ShmFixture>> = OnceLock::new();
-    FX.get_or_init(|| Mutex::new(ShmFixture::new("task_ser", 32 << 20)))
-        .lock()
-        // A failed case frees what it allocated before it returns.
-        .unwrap_or_else(|e| e.into_inner())
+    FX.get_or_init(|| {
+        let fx = ShmFixture::new("task_ser", 32 << 20);
+        // The segment stands for the client-data segment too: loaded
+        // buffers are allocated there.
+        std::mem::forget(chi_sdk::bytes::registry::register(&fx.alloc));
+        Mutex::new(fx)
+    })
+    .lock()
+    // A failed case frees what it allocated before it returns.
+    .unwrap_or_else(|e| e.into_inner())
 }
 
 fn any_target() -> impl Strategy<Value = &'static Target> {

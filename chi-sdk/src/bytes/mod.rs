@@ -388,28 +388,25 @@ impl Ser for ClientStr {
     }
 }
 
+/// A buffer travels as its written bytes only: the copy a loaded task gets
+/// holds exactly them (a handler grows it to write more), so a sender cannot
+/// make the receiver allocate more than it sent.
 impl Ser for ClientBuf {
-    const MIN_ENCODED: usize = 16;
+    const MIN_ENCODED: usize = 8;
     fn save(&self, out: &mut Vec<u8>) -> Result<(), SerError> {
         let b = saved(self.ptr, self.len.min(self.capacity()))?;
-        out.extend_from_slice(&self.capacity().to_le_bytes());
         out.extend_from_slice(&(b.len() as u64).to_le_bytes());
         out.extend_from_slice(b);
         Ok(())
     }
     fn load(&mut self, r: &mut Reader<'_>, alloc: &Allocator) -> Result<(), SerError> {
-        let cap = u64::from_le_bytes(r.take_array()?);
         let n = r.take_len(1)?;
         let data = r.take(n)?;
-        let cap = usize::try_from(cap)
-            .ok()
-            .filter(|&c| c >= data.len() && c as u64 <= access::MAX_LEN)
-            .ok_or_else(|| SerError::ClientData(format!("of {cap} bytes holding {n}")))?;
-        let ptr = load_block(data, cap)?;
+        let ptr = load_block(data, data.len())?;
         self.free_shm(alloc);
         *self = ClientBuf {
             ptr,
-            cap: cap as u64,
+            cap: n,
             len: n,
         };
         Ok(())
