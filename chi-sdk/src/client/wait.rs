@@ -1,5 +1,6 @@
-//! Waiting for a task: spin, then sleep on its state word in slices, checking
-//! between slices that the runtime lives and the task's lane moves.
+//! Waiting for a task: spin (yielding the CPU between polls after the first
+//! microseconds), then sleep on its state word in slices, checking between
+//! slices that the runtime lives and the task's lane moves.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -9,6 +10,11 @@ use crate::shm::ShmPtr;
 use crate::task::{Task, TaskHeader, state};
 
 use super::{Client, ClientError, TaskPtr, Waitable};
+
+/// How long a wait spins on the state word alone before it yields the CPU
+/// between polls: well past a warm round trip (under a microsecond), so those
+/// never make a system call.
+const YIELD_AFTER: Duration = Duration::from_micros(5);
 
 impl Client {
     /// Waits until `task` completes (see the module doc for how). `Ok` means the
@@ -154,6 +160,13 @@ impl Client {
                     return Ok(());
                 }
                 std::hint::spin_loop();
+            }
+            // Past the first microseconds, give the CPU up between polls: the
+            // worker that answers may be queued on this very CPU (a kernel that
+            // wakes it here, next to its spinning waker), and would otherwise
+            // wait for this thread's time slice to end (milliseconds).
+            if start.elapsed() >= YIELD_AFTER {
+                std::thread::yield_now();
             }
         }
         self.wait_slow(ptr, h, start, deadline)
