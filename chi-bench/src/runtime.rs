@@ -74,9 +74,10 @@ pub struct RuntimeProc {
 }
 
 impl RuntimeProc {
-    /// Spawns `exe start` on a free port with `workers` low-latency workers; does
+    /// Spawns `exe start` on a free port with `workers` low-latency workers,
+    /// pinned to `worker_cpus` if given (`workers.affinity.low_latency`); does
     /// not wait for it to be ready.
-    pub fn spawn(exe: &Path, workers: u32) -> Result<RuntimeProc> {
+    pub fn spawn(exe: &Path, workers: u32, worker_cpus: Option<&str>) -> Result<RuntimeProc> {
         static N: AtomicU32 = AtomicU32::new(0);
         let port = free_port()?;
         let cfg = std::env::temp_dir().join(format!(
@@ -85,12 +86,15 @@ impl RuntimeProc {
             // Relaxed: only uniqueness matters.
             N.fetch_add(1, Ordering::Relaxed)
         ));
+        let affinity = worker_cpus
+            .map(|cpus| format!("  affinity:\n    low_latency: {cpus:?}\n"))
+            .unwrap_or_default();
         std::fs::write(
             &cfg,
             format!(
                 "port: {port}\nsegments:\n  main: 256m\n  client_data: 64m\n  runtime_data: 64m\n\
-                 workers:\n  low_latency: {workers}\n  high_latency: 1\nlogging:\n  level: warn\n\
-                 module_path: {}\n",
+                 workers:\n  low_latency: {workers}\n  high_latency: 1\n{affinity}\
+                 logging:\n  level: warn\nmodule_path: {}\n",
                 module_path_yaml()
             ),
         )
@@ -179,7 +183,8 @@ impl SharedRuntime {
     /// Starts a runtime for `opts` and connects to it.
     pub fn start(opts: &Opts) -> Result<SharedRuntime> {
         let exe = runtime_exe(opts.runtime.as_deref())?;
-        let mut proc = RuntimeProc::spawn(&exe, opts.workers.max(1))?;
+        let cpus = opts.worker_cpus.as_ref().map(|c| c.text.as_str());
+        let mut proc = RuntimeProc::spawn(&exe, opts.workers.max(1), cpus)?;
         let client = proc.connect(Duration::from_millis(1))?;
         Ok(SharedRuntime { client, proc })
     }
