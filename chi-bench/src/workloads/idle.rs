@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chi_sdk::admin::AdminClient;
-use chi_sdk::client::{Client, ClientOptions};
+use chi_sdk::client::{Client, ClientOptions, SPIN_YIELD_AFTER};
 use chi_sdk::futex;
 use chi_sdk::types::PoolId;
 use rustix::thread::{sched_getaffinity, sched_setaffinity};
 use serde::Serialize;
 
-use crate::report::{Base, Target, Unit};
+use crate::report::{Base, Report, Target, Unit};
 use crate::runtime::client_options;
 use crate::stats;
 use crate::{CpuSpec, Ctx};
@@ -49,9 +49,6 @@ const IDLES_MS: [u64; 4] = [1, 20, 200, 1000];
 const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 /// How long the spinning client spins before it would sleep.
 const LONG_SPIN: Duration = Duration::from_millis(20);
-/// After this long a waiting client yields the CPU between polls (as
-/// `Client::wait_until` does).
-const YIELD_AFTER: Duration = Duration::from_micros(5);
 /// The targets: each first task after 1 s within this many times its floor.
 const FLOOR_FACTOR: f64 = 1.2;
 
@@ -141,8 +138,9 @@ fn sleeper(bell: &Bell) {
 }
 
 /// Waits until `answer` reads [`ANSWERED`] the way `Client::wait_until` waits
-/// for a task: polls, yielding the CPU between batches after [`YIELD_AFTER`],
-/// for `spin`; then announces itself and sleeps on the word in 10 ms slices.
+/// for a task: polls, yielding the CPU between batches after
+/// [`SPIN_YIELD_AFTER`], for `spin`; then announces itself and sleeps on the
+/// word in 10 ms slices.
 fn wait_like_a_client(answer: &AtomicU32, spin: Duration) {
     // Acquire: pairs with the sleeper's Release swap.
     let answered = || answer.load(Ordering::Acquire) == ANSWERED;
@@ -154,7 +152,7 @@ fn wait_like_a_client(answer: &AtomicU32, spin: Duration) {
             }
             std::hint::spin_loop();
         }
-        if start.elapsed() >= YIELD_AFTER {
+        if start.elapsed() >= SPIN_YIELD_AFTER {
             std::thread::yield_now();
         }
     }
@@ -277,15 +275,25 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         Err(_) => bail!("the floor's sleeper panicked"),
     }
 
-    let r = &mut ctx.report;
+    d.settle_ms = settle.as_millis() as u64;
+    d.window_ms = measured.as_millis() as u64;
+    d.cpu_ticks = ticks;
+    d.ticks_per_second = hz;
+    d.cpu_percent = cpu;
+    record(&mut ctx.report, d);
+    Ok(())
+}
+
+/// The rows of what [`run`] measured, and its details.
+fn record(r: &mut Report, d: Details) {
     let w = "idle";
     r.add(
         w,
         format!(
             "idle runtime CPU over {:.1} s, % of one core",
-            measured.as_secs_f64()
+            d.window_ms as f64 / 1e3
         ),
-        cpu,
+        d.cpu_percent,
         Unit::Percent,
         None,
     )
@@ -371,11 +379,84 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         )
         .target(Target::at_most(FLOOR_FACTOR));
     }
-    d.settle_ms = settle.as_millis() as u64;
-    d.window_ms = measured.as_millis() as u64;
-    d.cpu_ticks = ticks;
-    d.ticks_per_second = hz;
-    d.cpu_percent = cpu;
     r.detail("idle", d);
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// Tries of every idle period, all `us`.
+    fn tries(us: f64) -> Tries {
+        IDLES_MS.iter().map(|&ms| (ms, vec![us; 3])).collect()
+    }
+
+    /// Every period has its floor rows beside the first task's, compared with
+    /// them, and the 1 s targets are rows of their own, in the JSON too.
+    #[test]
+    fn every_first_task_has_its_floor_row() {
+        let opts = crate::Cli::parse_from(["chi-bench", "--quick", "idle"]).opts;
+        let mut r = Report::new(&opts);
+        record(
+            &mut r,
+            Details {
+                window_ms: 500,
+                first_task_us: tries(60.0),
+                first_task_spinning_client_us: tries(45.0),
+                futex_wake_sleeping_waiter_us: tries(50.0),
+                futex_wake_spinning_waiter_us: tries(50.0),
+                ..Details::default()
+            },
+        );
+        let row = |name: &str| {
+            r.rows
+                .iter()
+                .find(|row| row.name.starts_with(name))
+                .unwrap_or_else(|| panic!("no row `{name}`"))
+        };
+        for period in ["1 ms", "20 ms", "200 ms", "1 s"] {
+            row(&format!(
+                "floor: futex wake after {period} idle, waiter spins 50 µs"
+            ));
+            row(&format!(
+                "floor: futex wake after {period} idle, waiter spinning"
+            ));
+            let sleeping = row(&format!(
+                "first task after {period} idle, client spins 50 µs"
+            ));
+            assert_eq!(sleeping.vs, Some(Base::WakeSleeping));
+            assert_eq!(sleeping.ratio, Some(60.0 / 50.0));
+            let spinning = row(&format!(
+                "first task after {period} idle, client spinning ("
+            ));
+            assert_eq!(spinning.vs, Some(Base::WakeSpinning));
+            assert_eq!(spinning.ratio, Some(45.0 / 50.0));
+        }
+        let vs_sleeping = row("first task after 1 s idle, client spinning / client sleeping");
+        assert_eq!((vs_sleeping.value, vs_sleeping.met), (0.75, Some(true)));
+        let sleeping = row("first task after 1 s idle, client sleeping / its floor");
+        assert_eq!((sleeping.value, sleeping.met), (1.2, Some(true)));
+        let spinning = row("first task after 1 s idle, client spinning / its floor");
+        assert_eq!((spinning.value, spinning.met), (0.9, Some(true)));
+
+        let json = serde_json::to_value(&r).expect("the report serializes");
+        let names: Vec<&str> = json["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter_map(|row| row["name"].as_str())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("floor: futex wake after 1 s idle")),
+            "{names:?}"
+        );
+        assert_eq!(
+            json["details"]["idle"]["futex_wake_spinning_waiter_us"][3][0],
+            1000
+        );
+    }
 }
