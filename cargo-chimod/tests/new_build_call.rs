@@ -111,7 +111,11 @@ fn a_repository_grows_a_module_and_a_method_and_answers() {
          }\n",
     );
     let out = cargo(&repo, &["test"]).ok();
-    for test in ["a_running_runtime_answers_greet", "double_is_answered"] {
+    for test in [
+        "a_running_runtime_answers_greet",
+        "two_runtimes_answer_side_by_side",
+        "double_is_answered",
+    ] {
         assert!(
             out.contains(&format!("test {test} ... ok")),
             "{test} did not pass:\n{out}"

@@ -8,7 +8,7 @@
 //! ```text
 //! chi-bench [OPTIONS] [COMMAND]
 //!   floor | roundtrip | throughput | alloc | idle | startup | fire-and-forget
-//!   md | subtasks | remote | bdev | peer | all (the default)
+//!   md | subtasks | balance | remote | bdev | peer | all (the default)
 //! ```
 //!
 //! `--quick` runs a few thousand iterations (seconds; CI), `--json FILE` writes
@@ -203,6 +203,9 @@ enum Cmd {
     Md,
     /// One task fanning out echo subtasks: subtasks/s on one worker.
     Subtasks,
+    /// Echoes on a lane beside a lane of slow tasks, with the reinforcement
+    /// thread moving lanes and without it.
+    Balance,
     /// Round trip and pipelined throughput between two runtimes (not available yet).
     Remote,
     /// Block-device 4 KiB writes and reads through the bdev example module.
@@ -310,6 +313,7 @@ fn main() -> Result<()> {
         Cmd::Startup => workloads::startup::run(&mut ctx)?,
         Cmd::FireAndForget => workloads::fire_and_forget::run(&mut ctx)?,
         Cmd::Md | Cmd::Subtasks => workloads::subtasks::run(&mut ctx)?,
+        Cmd::Balance => workloads::balance::run(&mut ctx)?,
         Cmd::Remote => unreachable!("handled above"),
         Cmd::Bdev => workloads::bdev::run(&mut ctx)?,
         Cmd::ModuleEcho => workloads::module_echo::run(&mut ctx)?,
@@ -326,6 +330,7 @@ fn main() -> Result<()> {
             workloads::startup::run(&mut ctx)?;
             workloads::pending::remote(&mut ctx);
             workloads::bdev::run(&mut ctx)?;
+            workloads::balance::run(&mut ctx)?;
             workloads::peer::run(&mut ctx)?;
         }
         Cmd::FloorPong { .. }

@@ -78,6 +78,21 @@ impl RuntimeProc {
     /// pinned to `worker_cpus` if given (`workers.affinity.low_latency`); does
     /// not wait for it to be ready.
     pub fn spawn(exe: &Path, workers: u32, worker_cpus: Option<&str>) -> Result<RuntimeProc> {
+        let affinity = worker_cpus
+            .map(|cpus| format!("  affinity:\n    low_latency: {cpus:?}\n"))
+            .unwrap_or_default();
+        RuntimeProc::spawn_full(exe, workers, &affinity, "")
+    }
+
+    /// [`spawn`](Self::spawn) with more `workers` lines (`workers_extra`,
+    /// indented by two spaces) and `extra` top-level YAML lines (keys other
+    /// than `port`, `segments`, `workers`, `logging` and `module_path`).
+    pub fn spawn_full(
+        exe: &Path,
+        workers: u32,
+        workers_extra: &str,
+        extra: &str,
+    ) -> Result<RuntimeProc> {
         static N: AtomicU32 = AtomicU32::new(0);
         let port = free_port()?;
         let cfg = std::env::temp_dir().join(format!(
@@ -86,15 +101,12 @@ impl RuntimeProc {
             // Relaxed: only uniqueness matters.
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        let affinity = worker_cpus
-            .map(|cpus| format!("  affinity:\n    low_latency: {cpus:?}\n"))
-            .unwrap_or_default();
         std::fs::write(
             &cfg,
             format!(
                 "port: {port}\nsegments:\n  main: 256m\n  client_data: 64m\n  runtime_data: 64m\n\
-                 workers:\n  low_latency: {workers}\n  high_latency: 1\n{affinity}\
-                 logging:\n  level: warn\nmodule_path: {}\n",
+                 workers:\n  low_latency: {workers}\n  high_latency: 1\n{workers_extra}\
+                 logging:\n  level: warn\nmodule_path: {}\n{extra}",
                 module_path_yaml()
             ),
         )

@@ -273,10 +273,14 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
             (w.cells_skipped, "dead clients' cells skipped"),
             (w.panics, "panics caught"),
             (w.restarts, "restarts"),
+            (w.lanes_given, "lanes given away"),
         ] {
             if n > 0 {
                 notes.push_str(&format!("  {what} {n}"));
             }
+        }
+        if w.load_us >= 1.0 {
+            notes.push_str(&format!("  load {:.0} µs", w.load_us));
         }
         if let Some(r) = &w.running {
             notes.push_str(&format!("  running {r}"));
@@ -298,6 +302,28 @@ fn status(cfg: &Config, json: bool) -> Result<()> {
             "supervisor (worker watch, process reaper): cpus {}",
             st.supervisor_cpus
         )?;
+    }
+    if !st.reinforcement_cpus.is_empty() {
+        writeln!(
+            out,
+            "reinforcement (models, lane balancing): cpus {}",
+            st.reinforcement_cpus
+        )?;
+    }
+    if !st.models.is_empty() {
+        writeln!(out, "performance models (cost of a task, learned):")?;
+        for m in st.models.iter().take(16) {
+            let est = if m.estimate_us > 0.0 {
+                format!("  module's estimate {:.1} µs", m.estimate_us)
+            } else {
+                String::new()
+            };
+            writeln!(
+                out,
+                "  pool {:<6} method {:<4} {:>10.1} µs  ({} samples){est}",
+                m.pool, m.method, m.cost_us, m.samples
+            )?;
+        }
     }
     writeln!(out, "queue lanes:")?;
     for l in &st.lanes {

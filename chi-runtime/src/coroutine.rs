@@ -76,6 +76,18 @@ impl StackPool {
     /// Keeps `stack` of `size` for a later task, unless the pool of its size
     /// is full (then it is unmapped).
     #[inline]
+    /// A stack of `size` bytes (0: `default_size`), from the pool or new.
+    pub(crate) fn take(
+        &mut self,
+        size: usize,
+        default_size: usize,
+    ) -> std::io::Result<DefaultStack> {
+        match self.pop(size) {
+            Some(s) => Ok(s),
+            None => DefaultStack::new(if size == 0 { default_size } else { size }),
+        }
+    }
+
     pub(crate) fn push(&mut self, size: usize, stack: DefaultStack) {
         if size == 0 {
             if self.default.len() < MAX_POOLED_STACKS {

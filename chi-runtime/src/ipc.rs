@@ -6,6 +6,10 @@
 //! by a runtime that died is replaced. The caller must hold the port (the bound
 //! loopback socket) before calling [`Ipc::create`], so a second runtime on the
 //! same port never touches the first one's segments.
+//!
+//! Segment *ids* (what a [`chi_sdk::shm::ShmPtr`] names) are unique per user
+//! too: each runtime claims a [`SegmentFamily`] of ids no other runtime of its
+//! user holds, so one process can be a client of several runtimes at once.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -14,6 +18,62 @@ use chi_sdk::queue::{MultiLaneQueue, QueueConfig};
 use chi_sdk::shm::{Allocator, FullPtr, Segment, SegmentId};
 
 use crate::config::Config;
+
+/// Ids a family holds: main, client data, runtime data, one spare.
+pub const FAMILY_SIZE: u16 = 4;
+/// Families there are (segment ids `1..=SegmentId::MAX` in blocks of
+/// [`FAMILY_SIZE`]).
+pub const FAMILIES: u16 = SegmentId::MAX.0 / FAMILY_SIZE;
+
+/// The segment ids of one runtime: family `n` holds ids
+/// `1 + n * FAMILY_SIZE ..`, claimed with an exclusive `flock` on
+/// `segments-{n}.lock` in the user's runtime directory, which the runtime holds
+/// for its life (the kernel drops it when the process ends, however it ends).
+/// The lowest free family is taken, so a lone runtime's ids are 1, 2 and 3.
+#[derive(Debug)]
+pub struct SegmentFamily {
+    n: u16,
+    _lock: std::fs::File,
+}
+
+impl SegmentFamily {
+    /// Claims the lowest family no running runtime holds, through lock files
+    /// in `dir` (the user's private runtime directory).
+    pub fn claim(dir: &std::path::Path) -> anyhow::Result<SegmentFamily> {
+        use std::os::unix::fs::OpenOptionsExt;
+        for n in 0..FAMILIES {
+            let path = dir.join(format!("segments-{n}.lock"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(SegmentFamily { n, _lock: file }),
+                Err(rustix::io::Errno::WOULDBLOCK) => {}
+                Err(e) => anyhow::bail!("locking {}: {e}", path.display()),
+            }
+        }
+        anyhow::bail!(
+            "all {FAMILIES} families of segment ids are held by running runtimes of this user \
+             (lock files segments-N.lock in {}); stop some of them",
+            dir.display()
+        )
+    }
+
+    /// Its number.
+    pub fn number(&self) -> u16 {
+        self.n
+    }
+
+    /// Id `k` (0: main, 1: client data, 2: runtime data) of the family.
+    pub fn id(&self, k: u16) -> SegmentId {
+        SegmentId(1 + self.n * FAMILY_SIZE + k.min(FAMILY_SIZE - 1))
+    }
+}
 
 /// The runtime's shared memory.
 pub struct Ipc {
@@ -32,6 +92,8 @@ pub struct Ipc {
     block: FullPtr<RuntimeBlock>,
     /// One beat word per process-queue lane (see [`RuntimeBlock::lane_beats`]).
     beats: FullPtr<AtomicU64>,
+    /// The ids of the segments, held while they exist.
+    family: SegmentFamily,
 }
 
 impl std::fmt::Debug for Ipc {
@@ -66,16 +128,22 @@ impl Ipc {
 
     /// Creates the segments, the process queue (`low` + `high` lanes) and the
     /// runtime block.
-    pub fn create(cfg: &Config, node_id: u32, low: u32, high: u32) -> anyhow::Result<Ipc> {
+    pub fn create(
+        cfg: &Config,
+        node_id: u32,
+        low: u32,
+        high: u32,
+        family: SegmentFamily,
+    ) -> anyhow::Result<Ipc> {
         use anyhow::Context;
-        let mk = |role: &str, id: u16, size: u64| {
+        let mk = |role: &str, k: u16, size: u64| {
             let name = segment_name(cfg.port, role);
-            Segment::create(&name, SegmentId(id), size)
+            Segment::create(&name, family.id(k), size)
                 .with_context(|| format!("creating the {role} segment"))
         };
-        let main = mk("main", 1, cfg.segments.main)?;
-        let client_data = mk("client_data", 2, cfg.segments.client_data)?;
-        let runtime_data = mk("runtime_data", 3, cfg.segments.runtime_data)?;
+        let main = mk("main", 0, cfg.segments.main)?;
+        let client_data = mk("client_data", 1, cfg.segments.client_data)?;
+        let runtime_data = mk("runtime_data", 2, cfg.segments.runtime_data)?;
         let main_alloc = Allocator::attach(&main)?;
         let client_data_alloc = Allocator::attach(&client_data)?;
         let queue = MultiLaneQueue::create(
@@ -118,7 +186,13 @@ impl Ipc {
             queue,
             block,
             beats,
+            family,
         })
+    }
+
+    /// The family of the segments' ids.
+    pub fn family(&self) -> &SegmentFamily {
+        &self.family
     }
 
     /// Use of the main and client-data segments, for `status`.
@@ -209,5 +283,38 @@ impl Ipc {
             len: s.size(),
         })
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_are_claimed_lowest_first_and_freed_with_their_lock() {
+        let dir = std::env::temp_dir().join(format!("chi-families-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = SegmentFamily::claim(&dir).unwrap();
+        let b = SegmentFamily::claim(&dir).unwrap();
+        let c = SegmentFamily::claim(&dir).unwrap();
+        assert_eq!((a.number(), b.number(), c.number()), (0, 1, 2));
+        assert_eq!(
+            (a.id(0), a.id(1), a.id(2)),
+            (SegmentId(1), SegmentId(2), SegmentId(3))
+        );
+        assert_eq!(b.id(0), SegmentId(1 + FAMILY_SIZE));
+        // Ids never leave their family.
+        assert_eq!(b.id(99), SegmentId(FAMILY_SIZE * 2));
+        // A family is free again once its holder is gone.
+        drop(b);
+        assert_eq!(SegmentFamily::claim(&dir).unwrap().number(), 1);
+        // The last family's ids are valid segment ids.
+        let last = SegmentFamily {
+            n: FAMILIES - 1,
+            _lock: std::fs::File::open(dir.join("segments-0.lock")).unwrap(),
+        };
+        assert!(last.id(FAMILY_SIZE - 1) <= SegmentId::MAX);
+        drop((a, c));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

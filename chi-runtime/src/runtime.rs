@@ -39,7 +39,7 @@ use chi_sdk::transport::{ControlServer, Incoming, MAX_REQUEST_BYTES, TransportEr
 use chi_sdk::types::PoolId;
 
 use crate::config::Config;
-use crate::ipc::Ipc;
+use crate::ipc::{Ipc, SegmentFamily};
 use crate::state::{NodeState, ProcessClaim};
 use crate::threads::{enter, spawn_worker};
 use crate::worker::WorkerStats;
@@ -147,7 +147,8 @@ impl Runtime {
         let high_workers = config.workers.high_latency;
         let low_lanes = config.queue.lanes.max(1);
         let high_lanes = high_workers;
-        let ipc = Ipc::create(&config, node_id, low_lanes, high_lanes)?;
+        let family = SegmentFamily::claim(dir.path()).context("choosing the segments' ids")?;
+        let ipc = Ipc::create(&config, node_id, low_lanes, high_lanes, family)?;
         let shared = NodeState::new(config, node_id, ipc, claim, |node| {
             vec![crate::admin::builtin(node.clone())]
         });
@@ -195,7 +196,7 @@ impl Runtime {
             let stats = Arc::new(WorkerStats::new(id as u32, kind, lanes.clone()));
             let consumer = q.consumer(&lanes)?;
             shared.add_worker(stats.clone());
-            threads.push(spawn_worker(&shared, stats, consumer, lanes)?);
+            threads.push(spawn_worker(&shared, stats, consumer)?);
         }
         let sh = shared.clone();
         threads.push(
@@ -207,6 +208,19 @@ impl Runtime {
                     crate::supervisor::run(sh)
                 })?,
         );
+        if shared.config.workers.reinforcement > 0 {
+            let sh = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("chi-reinforcement".into())
+                    .spawn(move || {
+                        let cpus =
+                            enter("reinforcement", sh.config.affinity.reinforcement.as_ref());
+                        let _ = sh.reinforcement_cpus.set(cpus);
+                        crate::reinforcement::run(sh)
+                    })?,
+            );
+        }
         let signal = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, signal.clone())?;

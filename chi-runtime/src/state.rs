@@ -41,7 +41,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use chi_sdk::proto::{
-    LaneStatus, PoolStatus, ReaperStatus, StatusReport, WorkerStatus, runtime_state,
+    LaneStatus, ModelStatus, PoolStatus, ReaperStatus, StatusReport, WorkerStatus, runtime_state,
 };
 use chi_sdk::queue::Priority;
 use chi_sdk::types::{NodeId, PoolId};
@@ -127,6 +127,13 @@ pub struct NodeState {
     pub(crate) flushes: std::sync::atomic::AtomicU64,
     /// The CPUs the supervisor thread may run on (`0-3`), once it started.
     pub(crate) supervisor_cpus: std::sync::OnceLock<String>,
+    /// Held while lanes change workers (moves, retirements): see
+    /// [`crate::worker::moves`].
+    pub(crate) lane_moves: Mutex<()>,
+    /// The performance models the reinforcement thread learns.
+    pub models: crate::models::Models,
+    /// The CPUs the reinforcement thread may run on, once it started.
+    pub(crate) reinforcement_cpus: std::sync::OnceLock<String>,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
@@ -173,6 +180,9 @@ impl NodeState {
             workers: Mutex::new(Vec::new()),
             reaper: ReaperStats::default(),
             flushes: std::sync::atomic::AtomicU64::new(0),
+            lane_moves: Mutex::new(()),
+            models: crate::models::Models::default(),
+            reinforcement_cpus: std::sync::OnceLock::new(),
             supervisor_cpus: std::sync::OnceLock::new(),
             _claim: claim,
         })
@@ -241,7 +251,7 @@ impl NodeState {
                 .map(|w| WorkerStatus {
                     id: w.id,
                     kind: w.kind.into(),
-                    lanes: w.lanes.clone(),
+                    lanes: w.lanes(),
                     tasks_completed: w.completed.load(Ordering::Relaxed),
                     sleeping: w.sleeping.load(Ordering::Relaxed),
                     stalled: w.stalled.load(Ordering::Relaxed),
@@ -255,6 +265,8 @@ impl NodeState {
                     restarts: w.restarts.load(Ordering::Relaxed),
                     retired: w.phase.load(Ordering::Relaxed) == phase::RETIRED,
                     cpus: w.cpus.get().cloned().unwrap_or_default(),
+                    load_us: w.load_ns.load(Ordering::Relaxed) as f64 / 1e3,
+                    lanes_given: w.lanes_given.load(Ordering::Relaxed),
                 })
                 .collect(),
             lanes: (0..q.num_lanes())
@@ -294,6 +306,19 @@ impl NodeState {
             },
             segments: self.ipc.usage(),
             supervisor_cpus: self.supervisor_cpus.get().cloned().unwrap_or_default(),
+            models: self
+                .models
+                .methods()
+                .into_iter()
+                .map(|((pool, method), m)| ModelStatus {
+                    pool,
+                    method,
+                    cost_us: m.cost_ns / 1e3,
+                    estimate_us: m.est_ns / 1e3,
+                    samples: m.samples,
+                })
+                .collect(),
+            reinforcement_cpus: self.reinforcement_cpus.get().cloned().unwrap_or_default(),
         }
     }
 

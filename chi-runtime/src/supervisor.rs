@@ -98,13 +98,13 @@ pub fn run(shared: Arc<NodeState>) {
                 if w.stalled.swap(false, Ordering::Relaxed) {
                     tracing::info!(worker = w.id, "worker moves again");
                 }
-                for &lane in &w.lanes {
+                for lane in w.lanes() {
                     shared.ipc.beat_lane(lane, now);
                 }
             } else if seen.since.elapsed() >= stall && !w.stalled.swap(true, Ordering::Relaxed) {
                 tracing::error!(
                     worker = w.id,
-                    lanes = ?w.lanes,
+                    lanes = ?w.lanes(),
                     stalled_s = seen.since.elapsed().as_secs(),
                     "worker makes no progress: a task runs without returning or yielding"
                 );
@@ -131,8 +131,15 @@ pub fn run(shared: Arc<NodeState>) {
 /// client learns that its task makes no progress (its lane is marked
 /// [`LANE_STALLED`]). Returns the new worker's thread.
 fn take_over(shared: &Arc<NodeState>, w: &Arc<WorkerStats>) -> Option<std::thread::JoinHandle<()>> {
+    // Lanes do not move between workers meanwhile (`worker::moves`).
+    let _moves = shared.lane_moves.lock().unwrap_or_else(|e| e.into_inner());
     // The hand-shake on the worker's phase word (see `worker::supervision`).
     if !w.retire() {
+        return None;
+    }
+    let lanes = w.lanes();
+    if lanes.is_empty() {
+        tracing::warn!(worker = w.id, "retired a wedged worker that held no lanes");
         return None;
     }
     let task = w.current.load(Ordering::Relaxed) as *mut TaskHeader;
@@ -158,7 +165,7 @@ fn take_over(shared: &Arc<NodeState>, w: &Arc<WorkerStats>) -> Option<std::threa
     }
     // SAFETY: the wedged worker is RETIRED (the CAS above won while it was
     // inside a task): it never touches these lanes again.
-    let consumer = match unsafe { shared.ipc.queue.take_over(&w.lanes) } {
+    let consumer = match unsafe { shared.ipc.queue.take_over(&lanes) } {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(worker = w.id, error = %e, "could not take the wedged worker's lanes over");
@@ -166,16 +173,15 @@ fn take_over(shared: &Arc<NodeState>, w: &Arc<WorkerStats>) -> Option<std::threa
         }
     };
     let id = shared.workers().len() as u32;
-    let stats = Arc::new(WorkerStats::new(id, w.kind, w.lanes.clone()));
+    let stats = Arc::new(WorkerStats::new(id, w.kind, lanes.clone()));
     shared.add_worker(stats.clone());
-    let lanes = w.lanes.clone();
     tracing::warn!(
         wedged = w.id,
         worker = id,
         lanes = ?lanes,
         "moved the wedged worker's lanes to a new worker; the wedged one finishes what it holds and exits"
     );
-    spawn_worker(shared, stats, consumer, lanes)
+    spawn_worker(shared, stats, consumer)
         .map_err(|e| tracing::error!(error = %e, "could not start the replacement worker"))
         .ok()
 }

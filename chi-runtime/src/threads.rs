@@ -39,13 +39,12 @@ pub(crate) fn enter(kind: &str, cpus: Option<&CpuList>) -> String {
     CpuList::of_current_thread().map_or_else(String::new, |l| l.to_string())
 }
 
-/// Starts the thread of worker `stats` on `lanes` (consumed through
+/// Starts the thread of worker `stats` on its lanes (consumed through
 /// `consumer`), pinned to the CPUs of its kind.
 pub(crate) fn spawn_worker(
     shared: &Arc<NodeState>,
     stats: Arc<WorkerStats>,
     consumer: Consumer,
-    lanes: Vec<usize>,
 ) -> std::io::Result<JoinHandle<()>> {
     let shared = shared.clone();
     std::thread::Builder::new()
@@ -55,6 +54,6 @@ pub(crate) fn spawn_worker(
             // Set once: a worker's thread starts once (a restart after a
             // panic runs on the same thread, with the same mask).
             let _ = stats.cpus.set(cpus);
-            worker_thread(shared, stats, consumer, lanes)
+            worker_thread(shared, stats, consumer)
         })
 }

@@ -23,8 +23,8 @@ mod fuzzing;
 
 use chi_sdk::auth::ControlKey;
 use chi_sdk::proto::{
-    LaneStatus, PoolStatus, ReaperStatus, Registration, Reply, Request, SegmentDesc, SegmentUsage,
-    StatusReport, WorkerStatus,
+    LaneStatus, ModelStatus, PoolStatus, ReaperStatus, Registration, Reply, Request, SegmentDesc,
+    SegmentUsage, StatusReport, WorkerStatus,
 };
 use chi_sdk::transport::MAX_REQUEST_BYTES;
 use proptest::prelude::*;
@@ -112,8 +112,19 @@ fn status() -> impl Strategy<Value = StatusReport> {
                 restarts,
                 retired: stalled && sleeping,
                 cpus,
+                load_us: f64::from(id) / 8.0,
+                lanes_given: restarts / 2,
             },
         );
+    let model = (any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>()).prop_map(
+        |(pool, method, cost, samples)| ModelStatus {
+            pool,
+            method,
+            cost_us: f64::from(cost) / 4.0,
+            estimate_us: f64::from(cost % 7),
+            samples,
+        },
+    );
     let lane =
         (any::<usize>(), text(), any::<u64>()).prop_map(|(lane, priority, len)| LaneStatus {
             lane,
@@ -179,7 +190,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
         prop::collection::vec(pool, 0..3),
         reaper,
         prop::collection::vec(usage, 0..3),
-        text(),
+        (text(), prop::collection::vec(model, 0..3), text()),
     )
         .prop_map(
             |(
@@ -189,7 +200,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                 pools,
                 reaper,
                 segments,
-                supervisor_cpus,
+                (supervisor_cpus, models, reinforcement_cpus),
             )| {
                 StatusReport {
                     node_id,
@@ -203,6 +214,8 @@ fn status() -> impl Strategy<Value = StatusReport> {
                     reaper,
                     segments,
                     supervisor_cpus,
+                    models,
+                    reinforcement_cpus,
                 }
             },
         )

@@ -168,6 +168,29 @@ pub struct WorkerStatus {
     /// `workers.affinity` applied); empty if unknown.
     #[serde(default)]
     pub cpus: String,
+    /// Its load as the reinforcement thread estimated it last: the work
+    /// queued on its lanes (their lengths times their learned cost per task)
+    /// plus the time it has been inside its current task step, in µs.
+    #[serde(default)]
+    pub load_us: f64,
+    /// Lanes the reinforcement thread moved away from it.
+    #[serde(default)]
+    pub lanes_given: u64,
+}
+
+/// What the runtime learned of one method, in a [`StatusReport`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct ModelStatus {
+    /// The pool.
+    pub pool: u64,
+    /// The method.
+    pub method: u32,
+    /// Learned cost of a task (a moving average of measured run times), in µs.
+    pub cost_us: f64,
+    /// Average of the module's Monitor(EstLoad) estimates, in µs (0: none).
+    pub estimate_us: f64,
+    /// Measurements learned from.
+    pub samples: u64,
 }
 
 /// How much of a segment is in use, in a [`StatusReport`].
@@ -253,6 +276,14 @@ pub struct StatusReport {
     /// run on (`0-3`); empty if unknown.
     #[serde(default)]
     pub supervisor_cpus: String,
+    /// The performance models (per pool and method), most measured first;
+    /// empty when `workers.reinforcement` is 0.
+    #[serde(default)]
+    pub models: Vec<ModelStatus>,
+    /// The CPUs the reinforcement thread may run on; empty if it does not
+    /// run.
+    #[serde(default)]
+    pub reinforcement_cpus: String,
 }
 
 /// A reply on the loopback socket.

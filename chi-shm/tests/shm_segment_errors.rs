@@ -201,12 +201,15 @@ fn corrupted_header_fields_are_refused() {
     }
     restore();
     // An id out of range in the header.
-    for bad in [0u16, 256, u16::MAX] {
+    for bad in [0u16, SegmentId::MAX.0 + 1, u16::MAX] {
         patch_file(&name, OFF_ID, &bad.to_le_bytes());
         match Segment::attach(name.as_str()) {
             Err(e @ ShmError::InvalidId { .. }) => {
                 names(&e, name.as_str());
-                assert!(matches!(e, ShmError::InvalidId { id, max: 255, .. } if id == bad));
+                assert!(
+                    matches!(e, ShmError::InvalidId { id, max: 4095, .. } if id == bad),
+                    "{e:?}"
+                );
             }
             other => panic!("id {bad}: expected InvalidId, got {other:?}"),
         }
@@ -393,6 +396,8 @@ fn an_id_maps_one_segment_per_process() {
         Err(e @ ShmError::IdInUse { .. }) => {
             names(&e, b_name.as_str());
             assert!(matches!(&e, ShmError::IdInUse { id: i, .. } if *i == id.0));
+            // The error names the segment that holds the id.
+            assert!(e.to_string().contains(a_name.as_str()), "{e}");
         }
         other => panic!("expected IdInUse, got {other:?}"),
     }

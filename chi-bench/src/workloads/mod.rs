@@ -1,6 +1,7 @@
 //! The workloads, one module each.
 
 pub mod alloc;
+pub mod balance;
 pub mod bdev;
 pub mod fire_and_forget;
 pub mod idle;

@@ -480,12 +480,7 @@ impl Builder<'_> {
                 (1, MAX_WORKERS),
                 &why,
             )?,
-            reinforcement: self.count(
-                raw.reinforcement,
-                "workers.reinforcement",
-                (0, MAX_WORKERS),
-                &why,
-            )?,
+            reinforcement: self.count(raw.reinforcement, "workers.reinforcement", (0, 1), &why)?,
             process_reaper: self.count(
                 raw.process_reaper,
                 "workers.process_reaper",

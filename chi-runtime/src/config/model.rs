@@ -80,7 +80,9 @@ pub struct WorkerCounts {
     pub low_latency: u32,
     /// Run the high-latency lanes (at least 1).
     pub high_latency: u32,
-    /// Train the ChiMods' performance models.
+    /// The reinforcement thread, which learns the ChiMods' performance models
+    /// and moves lanes from overloaded workers to idle ones: 1 runs it, 0
+    /// turns it off (see `crate::reinforcement`).
     pub reinforcement: u32,
     /// Reclaim what dead clients held: 0 (no reaper) or 1.
     pub process_reaper: u32,
@@ -101,7 +103,7 @@ pub struct AffinityConfig {
     pub low_latency: Option<CpuList>,
     /// The high-latency workers.
     pub high_latency: Option<CpuList>,
-    /// The reinforcement workers (none run yet: checked and kept for them).
+    /// The reinforcement thread.
     pub reinforcement: Option<CpuList>,
     /// The supervisor thread, which watches the workers and runs the process
     /// reaper.

@@ -322,7 +322,7 @@ fn bad_values_from_checks() {
             "workers: {reinforcement: 5000}\n",
             "workers.reinforcement",
             1,
-            "expected 0 to 256",
+            "expected 0 to 1",
         ),
         (
             "queue:\n  depth: 0\n",

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use chi_sdk::queue::Consumer;
 use chi_sdk::shm::ShmPtr;
-use chi_sdk::task::code;
+use chi_sdk::task::{TaskHeader, code};
 
 use super::supervision::WorkerStats;
 use super::validate::validate_task;
@@ -39,25 +39,25 @@ use crate::state::NodeState;
 /// A worker thread: runs the worker and, should the worker's own code panic
 /// past every guard (a bug), logs it and starts the worker again on the same
 /// lanes, so they are never left without a consumer.
-pub(crate) fn worker_thread(
-    shared: Arc<NodeState>,
-    stats: Arc<WorkerStats>,
-    consumer: Consumer,
-    lanes: Vec<usize>,
-) {
+pub(crate) fn worker_thread(shared: Arc<NodeState>, stats: Arc<WorkerStats>, consumer: Consumer) {
     let id = stats.id;
     let mut consumer = Some(consumer);
     loop {
         let c = match consumer.take() {
             Some(c) => c,
-            None => match shared.ipc.queue.consumer(&lanes) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(worker = id, error = %e, "worker could not take its lanes back; stopping");
-                    shared.request_stop("a worker that could not restart");
-                    return;
+            None => {
+                // Lanes posted to it and not absorbed are claimed anew with
+                // the rest of its list.
+                super::moves::drop_incoming(&stats);
+                match shared.ipc.queue.consumer(&stats.lanes()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!(worker = id, error = %e, "worker could not take its lanes back; stopping");
+                        shared.request_stop("a worker that could not restart");
+                        return;
+                    }
                 }
-            },
+            }
         };
         let worker = match Worker::new(shared.clone(), stats.clone(), c) {
             Ok(w) => w,
@@ -146,6 +146,33 @@ impl Worker {
         }
     }
 
+    /// No coroutine stack could be allocated for `task`: it fails (and the
+    /// log says what to lower).
+    #[cold]
+    pub(super) fn no_stack(&mut self, task: *mut TaskHeader, generation: u32, e: &std::io::Error) {
+        static STACK_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
+        let live = self.live;
+        if let Some(suppressed) = STACK_LOG.allow() {
+            tracing::warn!(
+                worker = self.stats.id,
+                live,
+                suppressed,
+                error = %e,
+                "cannot allocate a coroutine stack; lower coroutine.max_live or \
+                 coroutine.stack_size"
+            );
+        }
+        self.finish(
+            task,
+            generation,
+            code::FAILED,
+            Some(format!(
+                "the runtime could not allocate a coroutine stack ({e}) with {live} tasks live \
+                 on this worker; resubmit later"
+            )),
+        );
+    }
+
     /// The supervisor took this worker's lanes over while it was wedged: run
     /// the tasks it holds to their end, touching no lane, then exit.
     pub(super) fn finish_retired(&mut self) {
@@ -212,6 +239,8 @@ impl Worker {
     /// `tasks.stop_drain` (their subtasks too), fail the rest.
     fn drain(&mut self) {
         let deadline = Instant::now() + self.shared.config.tasks.stop_drain;
+        // Lanes posted to this worker are its to drain.
+        self.apply_moves();
         self.fail_queued();
         // Blocked tasks look at their condition again: periodic ones end.
         self.slots.wake_all_blocked();

@@ -45,7 +45,8 @@
 //!   handed to modules, Monitor(Cleanup) (methods of [`Worker`] too);
 //! * [`periodic`]: what a periodic task does between its runs;
 //! * [`validate`]: checking a popped word before anything is written;
-//! * [`lanes`]: the active and cold lanes;
+//! * [`lanes`]: the active and cold lanes; [`moves`]: lanes moving to and
+//!   from other workers; [`samples`]: measured steps for the models;
 //! * [`idle`]: the idle worker's back-off (poll, poll yielding the CPU, sleep);
 //! * [`supervision`]: what the worker publishes ([`WorkerStats`]) and the
 //!   retirement hand-shake with the supervisor;
@@ -53,9 +54,9 @@
 //! * [`lifecycle`]: the worker thread around the loop — restart, panics,
 //!   retirement, stop (methods of [`Worker`] in another `impl` block).
 //!
-//! The children import nothing of this file except `lifecycle`, `wakes` and
-//! `routing`, which extend [`Worker`] (and this file names nothing of
-//! them); this file imports the others.
+//! The children import nothing of this file except `lifecycle`, `wakes`,
+//! `routing`, `moves` and `samples`, which extend [`Worker`]; this file
+//! imports the others.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -69,7 +70,6 @@ use chi_sdk::queue::Consumer;
 use chi_sdk::shm::{Allocator, ShmPtr};
 use chi_sdk::task::{TaskHeader, code};
 use chi_sdk::types::PoolId;
-use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 
 use crate::coroutine::StackPool;
@@ -80,10 +80,12 @@ pub mod complete;
 pub mod idle;
 pub mod lanes;
 pub mod lifecycle;
+pub mod moves;
 pub mod parked;
 pub mod periodic;
 pub mod pools;
 pub mod routing;
+pub mod samples;
 pub mod sched;
 pub mod stalls;
 pub mod supervision;
@@ -138,6 +140,14 @@ pub struct Worker {
     /// The supervisor moved this worker's lanes to another worker: it finishes
     /// the tasks it holds and exits without touching its lanes.
     retired: bool,
+    /// Lanes were taken from this worker: its lane sets need rebuilding.
+    lanes_dirty: bool,
+    /// State of the random pick of the tasks measured ([`samples`]), and
+    /// tasks started (saturating).
+    sample_tick: u32,
+    started: u32,
+    /// Measured steps not yet handed to the reinforcement thread.
+    samples: Vec<crate::models::Sample>,
 }
 
 /// Live coroutines past which a worker resumes woken tasks before it starts
@@ -150,7 +160,6 @@ const STALL_CHECK_EVERY: u64 = 4096;
 
 /// Rate limits of the worker's warnings about refused words and failures.
 static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
-static STACK_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
 
 impl Worker {
     /// A worker consuming `consumer`'s lanes.
@@ -163,6 +172,7 @@ impl Worker {
         let runtime_owned = shared.ipc.runtime_owned();
         let max_live = shared.config.coroutine.max_live.max(1) as usize;
         let n = consumer.lanes().len();
+        let seed = stats.id.wrapping_mul(0x9e37_79b9) | 1;
         let peers = {
             let node = Arc::downgrade(&shared);
             Box::new(move || node.upgrade().map(|n| n.workers()).unwrap_or_default())
@@ -195,6 +205,10 @@ impl Worker {
             live: 0,
             from_lanes: 0,
             retired: false,
+            lanes_dirty: false,
+            sample_tick: seed,
+            started: 0,
+            samples: Vec::new(),
         })
     }
 
@@ -214,6 +228,11 @@ impl Worker {
             }
             if self.shared.stopping() {
                 break;
+            }
+            if self.moves_waiting() {
+                self.apply_moves();
+                sets = LaneSets::new(self.consumer.lanes().len());
+                self.stalls = CellStalls::new(self.consumer.lanes().len());
             }
             // A lane held up by a cell a dead client claimed must be noticed
             // even while other lanes and suspended tasks keep the worker busy.
@@ -277,6 +296,7 @@ impl Worker {
             // their containers go (and release what they hold) without waiting
             // for this worker's next task.
             self.refresh_pools();
+            self.flush_samples();
             // `sleep` returns at once if any lane (cold ones too) holds work, which
             // the next `pop` then warms up, or a wake-up was posted; it ends at
             // the next timer of a blocked task at the latest.
@@ -295,15 +315,6 @@ impl Worker {
             }
             sets.warm(&self.consumer);
             idle.worked();
-        }
-    }
-
-    /// Marks the end of a task step; notices a retirement by the supervisor
-    /// (the worker's side of the hand-shake: [`WorkerStats::leave_task`]).
-    #[inline]
-    fn leave_task(&mut self) {
-        if self.stats.leave_task() {
-            self.retired = true;
         }
     }
 
@@ -417,39 +428,14 @@ impl Worker {
             return;
         };
         let stack_size = container.stack_size;
-        let stack = match self.stacks.pop(stack_size) {
-            Some(s) => s,
-            None => match DefaultStack::new(if stack_size == 0 {
-                self.shared.config.coroutine.stack_size
-            } else {
-                stack_size
-            }) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.slots.release(slot);
-                    let live = self.live;
-                    if let Some(suppressed) = STACK_LOG.allow() {
-                        tracing::warn!(
-                            worker = self.stats.id,
-                            live,
-                            suppressed,
-                            error = %e,
-                            "cannot allocate a coroutine stack; lower coroutine.max_live or \
-                             coroutine.stack_size"
-                        );
-                    }
-                    self.finish(
-                        task,
-                        generation,
-                        code::FAILED,
-                        Some(format!(
-                            "the runtime could not allocate a coroutine stack ({e}) with {live} \
-                             tasks live on this worker; resubmit later"
-                        )),
-                    );
-                    return;
-                }
-            },
+        let default_size = self.shared.config.coroutine.stack_size;
+        let stack = match self.stacks.take(stack_size, default_size) {
+            Ok(s) => s,
+            Err(e) => {
+                self.slots.release(slot);
+                self.no_stack(task, generation, &e);
+                return;
+            }
         };
         let run = container.module.api.run;
         let state_ptr = container.state as usize;
@@ -502,6 +488,7 @@ impl Worker {
         }
         // SAFETY: validated by the caller; a plain read of the header.
         let node = unsafe { (*task).task_node };
+        let probe = self.probe(&container, task, from_lane);
         self.step(
             slot,
             Parked {
@@ -518,6 +505,9 @@ impl Worker {
                 from_lane,
             },
         );
+        if let Some(p) = probe {
+            self.record(p);
+        }
     }
 
     fn step(&mut self, slot: u32, mut p: Parked) {

@@ -90,9 +90,7 @@ pub(crate) const SWEEP: u32 = u32::MAX;
 pub(crate) fn sweep_all(workers: &[Arc<WorkerStats>], queue: &MultiLaneQueue) {
     for w in workers {
         w.post(SWEEP);
-        if let Some(&lane) = w.lanes.first() {
-            queue.wake_consumer(lane);
-        }
+        w.ring(queue);
     }
 }
 
@@ -224,9 +222,7 @@ impl Local {
         };
         if let Some(p) = peer {
             p.post(slot);
-            if let Some(&lane) = p.lanes.first() {
-                self.queue.wake_consumer(lane);
-            }
+            p.ring(&self.queue);
         }
     }
 

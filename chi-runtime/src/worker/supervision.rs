@@ -35,8 +35,27 @@ pub struct WorkerStats {
     pub id: u32,
     /// `low_latency` or `high_latency`.
     pub kind: &'static str,
-    /// Its lanes.
-    pub lanes: Vec<usize>,
+    /// Its lanes now (they move between workers of its kind: see
+    /// [`crate::worker::moves`]); changed only under the node's lane-move lock.
+    lanes: std::sync::Mutex<Vec<usize>>,
+    /// The doorbell its thread sleeps on (its first lane's at start; it stays
+    /// when lanes move).
+    pub bell: usize,
+    /// Lane moves under way to and from this worker ([`crate::worker::moves`]).
+    pub(crate) moves: std::sync::Mutex<LaneMoves>,
+    /// Whether [`moves`](Self::moves) may hold something for the worker to do
+    /// (checked on its loop without the lock).
+    pub(crate) moves_pending: AtomicBool,
+    /// Serialises the claim hand-shakes (retirement, lane moves) on this worker.
+    pub(crate) handshake: std::sync::Mutex<()>,
+    /// The work queued on its lanes plus the time its current step has run,
+    /// in ns, as the reinforcement thread estimated it last
+    /// ([`crate::reinforcement`]).
+    pub load_ns: AtomicU64,
+    /// Lanes moved away from this worker by the reinforcement thread.
+    pub lanes_given: AtomicU64,
+    /// Measured task steps waiting for the reinforcement thread.
+    pub(crate) samples: std::sync::Mutex<Vec<crate::models::Sample>>,
     /// Tasks completed.
     pub completed: AtomicU64,
     /// Asleep on its doorbell.
@@ -87,6 +106,34 @@ pub struct WorkerStats {
     mail: AtomicBool,
 }
 
+/// What moves to and from one worker (see [`crate::worker::moves`]).
+#[derive(Default)]
+pub(crate) struct LaneMoves {
+    /// Lanes to hand to other workers (asked while it was between tasks).
+    pub(crate) give: Vec<(usize, std::sync::Arc<WorkerStats>)>,
+    /// Lanes handed to it, to absorb.
+    pub(crate) incoming: Vec<chi_sdk::queue::Consumer>,
+    /// Lanes taken from it while it was inside a task, to forget.
+    pub(crate) taken: Vec<usize>,
+}
+
+impl std::fmt::Debug for LaneMoves {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneMoves")
+            .field(
+                "give",
+                &self
+                    .give
+                    .iter()
+                    .map(|(l, w)| (*l, w.id))
+                    .collect::<Vec<_>>(),
+            )
+            .field("incoming", &self.incoming.len())
+            .field("taken", &self.taken)
+            .finish()
+    }
+}
+
 /// Values of [`WorkerStats::phase`].
 pub mod phase {
     /// Not inside a task.
@@ -107,6 +154,10 @@ pub mod claim {
     pub const PENDING: u8 = 1;
     /// The supervisor took the lanes: the worker is retired.
     pub const TAKEN: u8 = 2;
+    /// The reinforcement thread took some lanes (listed in the worker's
+    /// lane moves) while the worker was inside a task: it forgets them and
+    /// goes on with the others.
+    pub const MOVED: u8 = 3;
 }
 
 impl WorkerStats {
@@ -115,7 +166,14 @@ impl WorkerStats {
         WorkerStats {
             id,
             kind,
-            lanes,
+            bell: lanes.first().copied().unwrap_or(0),
+            lanes: std::sync::Mutex::new(lanes),
+            moves: std::sync::Mutex::default(),
+            moves_pending: AtomicBool::new(false),
+            handshake: std::sync::Mutex::new(()),
+            load_ns: AtomicU64::new(0),
+            lanes_given: AtomicU64::new(0),
+            samples: std::sync::Mutex::new(Vec::new()),
             completed: AtomicU64::new(0),
             sleeping: AtomicBool::new(false),
             beat: AtomicU64::new(0),
@@ -136,6 +194,21 @@ impl WorkerStats {
             mailbox: std::sync::Mutex::new(Vec::new()),
             mail: AtomicBool::new(false),
         }
+    }
+
+    /// Its lanes now.
+    pub fn lanes(&self) -> Vec<usize> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes its lane list (under the node's lane-move lock).
+    pub(crate) fn set_lanes(&self, f: impl FnOnce(&mut Vec<usize>)) {
+        f(&mut self.lanes.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Rings the worker's doorbell (after posting it something).
+    pub(crate) fn ring(&self, queue: &chi_sdk::queue::MultiLaneQueue) {
+        queue.ring_bell(self.bell);
     }
 
     /// Posts a wake-up for slot `slot` of this worker (from another thread);
@@ -191,7 +264,9 @@ impl WorkerStats {
     }
 
     /// The worker's side of the hand-shake: marks the end of a task step and
-    /// returns whether the supervisor retired the worker meanwhile.
+    /// returns the verdict of a claim made meanwhile: [`claim::NONE`],
+    /// [`claim::TAKEN`] (the supervisor retired the worker) or
+    /// [`claim::MOVED`] (the reinforcement thread took some of its lanes).
     ///
     /// This side stores its phase and loads the supervisor's claim with no
     /// fence (no locked instruction on the task path); the supervisor, which
@@ -202,31 +277,90 @@ impl WorkerStats {
     /// claim here.
     #[inline]
     #[must_use]
-    pub fn leave_task(&self) -> bool {
+    pub fn leave_task(&self) -> u8 {
         // Relaxed + compiler fence: the supervisor's membarrier orders it.
         self.phase.store(phase::IDLE, Ordering::Relaxed);
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
         if self.claim.load(Ordering::Relaxed) != claim::NONE {
             return self.settle_claim();
         }
-        false
+        claim::NONE
     }
 
-    /// The supervisor is deciding whether to take this worker's lanes: wait
-    /// for its verdict (it comes within microseconds); returns whether the
-    /// worker is retired.
+    /// A claim is being decided: wait for its verdict (it comes within
+    /// microseconds) and return it.
     #[cold]
-    fn settle_claim(&self) -> bool {
+    fn settle_claim(&self) -> u8 {
         loop {
-            // Acquire: pairs with the supervisor's Release store of the verdict.
+            // Acquire: pairs with the claimer's Release store of the verdict.
             match self.claim.load(Ordering::Acquire) {
                 claim::PENDING => std::thread::yield_now(),
                 claim::TAKEN => {
                     self.phase.store(phase::RETIRED, Ordering::Relaxed);
-                    return true;
+                    return claim::TAKEN;
                 }
-                _ => return false,
+                v => return v,
             }
+        }
+    }
+
+    /// The claimer's side of the hand-shake: posts a claim, forces a barrier
+    /// on every thread, and returns whether the worker is inside a task (then
+    /// the claim stays PENDING and the caller must store its verdict with
+    /// Release); if not, the claim is withdrawn. Call it holding
+    /// [`handshake`](Self::handshake); it fails while an earlier verdict is
+    /// not yet settled by the worker.
+    ///
+    /// A [`claim::MOVED`] verdict the worker has not applied yet (it is still
+    /// in the same task) may be claimed over: a withdrawn claim puts it back,
+    /// and the worker applies it later; a retirement makes it moot.
+    pub(crate) fn claim_in_task(&self) -> bool {
+        if !membarrier_ready() || self.phase.load(Ordering::Acquire) != phase::IN_TASK {
+            return false;
+        }
+        // Acquire: pairs with the worker's Release CAS in `settle_moved`.
+        let prev = self.claim.load(Ordering::Acquire);
+        if !matches!(prev, claim::NONE | claim::MOVED) {
+            return false;
+        }
+        // The asymmetric Dekker hand-shake (see `leave_task`): claim, full
+        // barrier on every thread of the process, then look at the phase. A
+        // CAS: the worker may settle a MOVED verdict meanwhile (then the
+        // claim waits for the next tick).
+        if self
+            .claim
+            .compare_exchange(prev, claim::PENDING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let barrier =
+            rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited);
+        // Acquire: pairs with the worker's Release store of IN_TASK, so its pops
+        // before the task happen before the take-over.
+        if barrier.is_err() || self.phase.load(Ordering::Acquire) != phase::IN_TASK {
+            // Release: pairs with the worker's Acquire load in `settle_claim`;
+            // a MOVED verdict not yet applied is put back.
+            self.claim.store(prev, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// The worker applied a [`claim::MOVED`] verdict (it forgot the lanes
+    /// taken): the claim is free again, unless a new claim came meanwhile,
+    /// whose verdict this returns once decided.
+    pub(crate) fn settle_moved(&self) -> Option<u8> {
+        // Release: pairs with the Acquire load in `claim_in_task` (the lanes
+        // forgotten before this happen before the next claim).
+        match self.claim.compare_exchange(
+            claim::MOVED,
+            claim::NONE,
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => None,
+            Err(_) => Some(self.settle_claim()),
         }
     }
 
@@ -235,23 +369,8 @@ impl WorkerStats {
     /// touches its lanes again, and the caller may give them to another
     /// worker.
     pub fn retire(&self) -> bool {
-        if !membarrier_ready() || self.phase.load(Ordering::Acquire) != phase::IN_TASK {
-            return false;
-        }
-        // The asymmetric Dekker hand-shake (see `leave_task`): claim, full
-        // barrier on every thread of the process, then look at the phase.
-        self.claim.store(claim::PENDING, Ordering::Relaxed);
-        if rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited).is_err()
-        {
-            // Release: pairs with the worker's Acquire load in `settle_claim`.
-            self.claim.store(claim::NONE, Ordering::Release);
-            return false;
-        }
-        // Acquire: pairs with the worker's Release store of IN_TASK, so its pops
-        // before the task happen before the take-over.
-        if self.phase.load(Ordering::Acquire) != phase::IN_TASK {
-            // Release: pairs with the worker's Acquire load in `settle_claim`.
-            self.claim.store(claim::NONE, Ordering::Release);
+        let _hs = self.handshake.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.claim_in_task() {
             return false;
         }
         // Release: pairs with the worker's Acquire load in `settle_claim`.

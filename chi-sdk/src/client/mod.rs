@@ -403,6 +403,26 @@ impl Client {
         })
     }
 
+    /// [`submit`](Self::submit) onto process-queue lane `lane` (see
+    /// `chi-runtime status` for the lanes and the workers serving them): tasks
+    /// of one lane run in order on the worker that serves it. Fails if the
+    /// lane does not exist.
+    pub fn submit_to_lane<T: Task>(
+        &self,
+        task: T,
+        lane: usize,
+    ) -> Result<Pending<'_, T>, CallError> {
+        let t = self.new_task(task)?;
+        if let Err(e) = self.enqueue_to_lane(&t, lane) {
+            self.del_task(t);
+            return Err(e.into());
+        }
+        Ok(Pending {
+            client: self,
+            task: Some(t),
+        })
+    }
+
     /// Submits `task` as a periodic task (seed: `TASK_PERIODIC`): the runtime
     /// runs its method every `period` on its container's lane until it is
     /// cancelled ([`cancel`](Self::cancel)), its pool destroyed or the runtime

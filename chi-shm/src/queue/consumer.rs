@@ -18,7 +18,14 @@
 //!   on the doorbell's futex (see [`doorbell`](super::doorbell)).
 //! * Dropping a [`Consumer`] releases its claims (a CAS from its own claim, so a
 //!   claim taken over meanwhile stays with its new holder).
+//! * **Moving lanes.** A consumer gives a lane up with [`Consumer::split_off`]
+//!   and another takes it with [`Consumer::absorb`]: the claim word moves by a
+//!   CAS, the lane's doorbell index is rewritten, and the position travels with
+//!   the split-off consumer. A push reads the doorbell index after its SeqCst
+//!   fence, so a consumer that absorbed a lane and then checks its lanes before
+//!   sleeping either sees the push or is woken by it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{MultiLaneQueue, QueueError, doorbell};
@@ -170,6 +177,99 @@ impl Consumer {
     /// The queue.
     pub fn queue(&self) -> &MultiLaneQueue {
         &self.queue
+    }
+
+    /// The doorbell this consumer sleeps on ([`MultiLaneQueue::ring_bell`]
+    /// wakes it): the first lane's at its creation, kept when lanes move.
+    pub fn bell(&self) -> usize {
+        self.bell
+    }
+
+    /// Gives lane `lane` up: it leaves this consumer, which never pops it
+    /// again, and is returned as a consumer of its own, holding the claim and
+    /// the position, meant to be [`absorb`](Self::absorb)ed by another consumer
+    /// of the same queue (on another thread). Until then pushes onto the lane
+    /// still ring this consumer's doorbell. `None` if this consumer does not
+    /// hold `lane`.
+    pub fn split_off(&mut self, lane: usize) -> Option<Consumer> {
+        let i = self.lanes.iter().position(|&l| l == lane)?;
+        self.lanes.remove(i);
+        let head = self.heads.remove(i);
+        if self.next >= self.lanes.len() {
+            self.next = 0;
+        }
+        Some(Consumer {
+            queue: self.queue.clone(),
+            lanes: vec![lane],
+            heads: vec![head],
+            bell: self.bell,
+            next: 0,
+            token: self.token,
+        })
+    }
+
+    /// Takes the lanes of `other` (from [`split_off`](Self::split_off) or a
+    /// [`MultiLaneQueue::take_over`] of the same queue) into this consumer: their
+    /// claim words name this consumer, their pushes ring its doorbell, and it
+    /// pops them from where `other` stopped. A lane whose claim moved to a
+    /// third consumer meanwhile (a take-over) is left out. Returns the lanes
+    /// taken.
+    pub fn absorb(&mut self, mut other: Consumer) -> Vec<usize> {
+        let mut taken = Vec::with_capacity(other.lanes.len());
+        if !Arc::ptr_eq(&self.queue.inner, &other.queue.inner) {
+            return taken;
+        }
+        let q = &*self.queue.inner;
+        for (&lane, &head) in other.lanes.iter().zip(&other.heads) {
+            if self.lanes.contains(&lane) {
+                continue;
+            }
+            // AcqRel: Acquire pairs with the Release of the consumer that
+            // handed the lane over (its pops happen before ours); Release
+            // publishes the new claim. Fails if a take-over swapped the claim.
+            if q.lane(lane)
+                .info
+                .0
+                .consumer
+                .compare_exchange(other.token, self.token, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // Relaxed: ordered before this consumer's next sleep check by the
+            // SeqCst fence of `prepare_sleep`, which pairs with the fence a
+            // push issues before it reads the lane's doorbell: a push either
+            // rings this doorbell or is seen by that check.
+            q.lane(lane)
+                .info
+                .0
+                .doorbell
+                .store(self.bell as u32, Ordering::Relaxed);
+            self.lanes.push(lane);
+            self.heads.push(head);
+            taken.push(lane);
+        }
+        other.lanes.clear();
+        other.heads.clear();
+        taken
+    }
+
+    /// Forgets `lanes` without touching them: another consumer took them over
+    /// ([`MultiLaneQueue::take_over`]) while this one was not popping, and owns
+    /// their claims and positions now.
+    pub fn forget_lanes(&mut self, lanes: &[usize]) {
+        let mut i = 0;
+        while i < self.lanes.len() {
+            if lanes.contains(&self.lanes[i]) {
+                self.lanes.remove(i);
+                self.heads.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if self.next >= self.lanes.len() {
+            self.next = 0;
+        }
     }
 
     /// Pops from one of this consumer's lanes (`i` indexes [`lanes`](Self::lanes)).

@@ -26,11 +26,23 @@ pub(crate) const AWAKE: u32 = 0;
 pub(crate) const SLEEPING: u32 = 1;
 
 /// Producer side: after publishing, decide whether the consumer must be woken.
-/// Returns `true` if this caller must issue the wake-up system call.
+/// Returns `true` if this caller must issue the wake-up system call. (The
+/// queue's pushes use [`needs_wake_fenced`]; the models below check this.)
+#[cfg(test)]
 #[inline]
 pub(crate) fn needs_wake(state: &AtomicU32) -> bool {
     // SeqCst fence: pairs with the fence in `prepare_sleep` (see module doc).
     fence(Ordering::SeqCst);
+    needs_wake_fenced(state)
+}
+
+/// [`needs_wake`] for a producer that issued the SeqCst fence itself, after
+/// its publication (pairs with the fence in `prepare_sleep`): the queue's push
+/// reads which doorbell its lane names after that fence too, so a lane that
+/// moved to another consumer ([`super::Consumer::absorb`]) is either seen
+/// with its new doorbell or its new consumer sees the push.
+#[inline]
+pub(crate) fn needs_wake_fenced(state: &AtomicU32) -> bool {
     if state.load(Ordering::Relaxed) != SLEEPING {
         return false;
     }
@@ -202,6 +214,53 @@ mod loom_tests {
     #[test]
     fn consumer_loop_two_producers() {
         consumer_loop_model(2, 1);
+    }
+
+    /// A lane that moves to another consumer (`Consumer::absorb`): the new
+    /// consumer stores the lane's doorbell index, then announces its sleep and
+    /// checks the lane; a producer publishes, fences, and only then reads the
+    /// index (as `ring_doorbell` does). If the new consumer sleeps, the
+    /// producer rang its doorbell, never the old one only.
+    #[test]
+    fn moved_lane_never_loses_a_wakeup() {
+        loom::model(|| {
+            let l = Arc::new(Lane {
+                pos: Positions {
+                    tail: Padded(AtomicU64::new(0)),
+                    head: Padded(AtomicU64::new(0)),
+                },
+                cells: (0..2).map(Cell::new).collect(),
+                bell: AtomicU32::new(AWAKE),
+            });
+            // The lane's doorbell index: 0 (the old consumer's), then 1.
+            let index = Arc::new(AtomicU32::new(0));
+            let (lp, ip) = (l.clone(), index.clone());
+            let producer = thread::spawn(move || {
+                Ring {
+                    pos: &lp.pos,
+                    cells: &lp.cells,
+                }
+                .push(7)
+                .unwrap();
+                fence(Ordering::SeqCst);
+                // Only a wake of doorbell 1 (the new consumer's) counts.
+                ip.load(Ordering::Relaxed) == 1 && needs_wake_fenced(&lp.bell)
+            });
+            index.store(1, Ordering::Relaxed);
+            prepare_sleep(&l.bell);
+            let sleeps = !Ring {
+                pos: &l.pos,
+                cells: &l.cells,
+            }
+            .has_claimed();
+            if !sleeps {
+                cancel_sleep(&l.bell);
+            }
+            let woke = producer.join().unwrap();
+            if sleeps {
+                assert!(woke, "lost wake-up of a moved lane's new consumer");
+            }
+        });
     }
 }
 

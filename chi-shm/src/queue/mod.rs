@@ -403,6 +403,17 @@ impl MultiLaneQueue {
         }
     }
 
+    /// Wakes the consumer that sleeps on doorbell `bell` ([`Consumer::bell`]),
+    /// as [`wake_consumer`](Self::wake_consumer) does for a lane's consumer:
+    /// for a consumer whose lanes move, its doorbell stays the same.
+    pub fn ring_bell(&self, bell: usize) {
+        // SeqCst fence: pairs with the fence in `doorbell::prepare_sleep`
+        // (work published before this call is seen by the consumer's check,
+        // or the consumer is seen asleep).
+        crate::sync::fence(Ordering::SeqCst);
+        self.inner.ring_bell_fenced(bell);
+    }
+
     /// Fault injection for tests of the runtime's robustness: claims the next
     /// cell of `lane` as a producer does and never publishes it, as a producer
     /// killed between the two steps would. Returns the claimed position, or
@@ -524,12 +535,24 @@ impl Inner {
 
     #[inline]
     fn ring_doorbell(&self, lane: usize) {
+        // SeqCst fence: pairs with the fence in `doorbell::prepare_sleep`; it
+        // comes before the read of the lane's doorbell, which a consumer that
+        // absorbs the lane stores before its next sleep (see
+        // `Consumer::absorb`).
+        crate::sync::fence(Ordering::SeqCst);
         let b = self.lane(lane).info.0.doorbell.load(Ordering::Relaxed) as usize;
+        self.ring_bell_fenced(b);
+    }
+
+    /// Wakes the consumer sleeping on doorbell `b`, if any; the caller issued
+    /// the SeqCst fence after publishing what the consumer must see.
+    #[inline]
+    fn ring_bell_fenced(&self, b: usize) {
         if b >= self.low + self.high {
             return;
         }
         let bell = self.bell(b);
-        if doorbell::needs_wake(bell) {
+        if doorbell::needs_wake_fenced(bell) {
             doorbell::futex_wake(bell);
         }
     }

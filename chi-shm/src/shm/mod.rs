@@ -131,14 +131,20 @@ pub enum ShmError {
     },
     /// This process already maps another segment under the same id.
     #[error(
-        "segment '{name}': id {id} is already used by another segment mapped in this process; \
-         give each segment of a process its own id"
+        "segment '{name}': id {id} is already used by segment '{other}', which this process \
+         maps; a process maps one segment per id. Segment ids are chosen by whoever creates a \
+         segment (a runtime picks ids no other runtime of the same user uses): give the new \
+         segment an id of its own, or, for two runtimes' segments, connect this process to one \
+         of them at a time (runtimes started by different users, or with different runtime \
+         directories, can pick the same ids)"
     )]
     IdInUse {
         /// Segment name.
         name: String,
         /// Id.
         id: u16,
+        /// The segment mapped under that id.
+        other: String,
     },
     /// A system call failed.
     #[error("segment '{name}': {op} failed: {source}")]

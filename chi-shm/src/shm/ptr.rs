@@ -14,7 +14,9 @@ use std::ptr::NonNull;
 use super::ShmError;
 use super::registry;
 
-/// Identifies a segment within one runtime's family of segments (1..=255; 0 is null).
+/// Identifies a segment mapped in a process (1..=4095; 0 is null). A runtime
+/// gives its segments a family of ids that no other runtime of its user uses,
+/// so one process may map the segments of several runtimes.
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct SegmentId(pub u16);

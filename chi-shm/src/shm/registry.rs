@@ -14,8 +14,10 @@ use crate::sync::Ordering;
 // A process-wide table, never part of a model: the standard atomics in every build.
 use crate::sync::native::{AtomicU64, AtomicUsize};
 
-/// Number of slots; segment ids range over `1..MAX_SEGMENTS`.
-pub const MAX_SEGMENTS: usize = 256;
+/// Number of slots; segment ids range over `1..MAX_SEGMENTS` (64 KiB of
+/// table: a process may map the segments of many runtimes, each of which
+/// takes its own ids).
+pub const MAX_SEGMENTS: usize = 4096;
 
 struct Slot {
     base: AtomicUsize,
@@ -28,6 +30,10 @@ const EMPTY: Slot = Slot {
     len: AtomicU64::new(0),
 };
 static SLOTS: [Slot; MAX_SEGMENTS] = [EMPTY; MAX_SEGMENTS];
+/// The name of each registered segment, for the error of a clash (never read
+/// on a resolution).
+static NAMES: std::sync::Mutex<std::collections::BTreeMap<u16, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// Records that segment `id` is mapped at `base` for `len` bytes.
 pub(crate) fn register(id: SegmentId, base: usize, len: u64, name: &str) -> Result<(), ShmError> {
@@ -40,6 +46,7 @@ pub(crate) fn register(id: SegmentId, base: usize, len: u64, name: &str) -> Resu
             max: SegmentId::MAX.0,
         })?;
     // Claim the slot by its base so that two racing registrations cannot both win.
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     if slot
         .base
         .compare_exchange(0, base, Ordering::Relaxed, Ordering::Relaxed)
@@ -48,8 +55,10 @@ pub(crate) fn register(id: SegmentId, base: usize, len: u64, name: &str) -> Resu
         return Err(ShmError::IdInUse {
             name: name.to_owned(),
             id: id.0,
+            other: names.get(&id.0).cloned().unwrap_or_default(),
         });
     }
+    names.insert(id.0, name.to_owned());
     // Release: pairs with the Acquire load of `len` in `resolve`, which then sees `base`.
     slot.len.store(len, Ordering::Release);
     Ok(())
@@ -69,6 +78,8 @@ pub(crate) fn unregister(id: SegmentId, base: usize) {
     if let Some(slot) = SLOTS.get(id.0 as usize)
         && slot.base.load(Ordering::Relaxed) == base
     {
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        names.remove(&id.0);
         slot.len.store(0, Ordering::Release);
         slot.base.store(0, Ordering::Release);
     }

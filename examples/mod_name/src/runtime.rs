@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chi_sdk::abi::{MonitorMode, QueueId, RunCtx};
+use chi_sdk::abi::{LaneId, MonitorMode, QueueId, RunCtx};
 use chi_sdk::admin::AdminClient;
 use chi_sdk::client::{PendingSet, Waitable};
 use chi_sdk::container::CreateCtx;
@@ -220,6 +220,16 @@ impl ModNameContainer {
     fn echo(&self, task: &mut EchoTask, _ctx: &mut RunCtx) -> Result<(), String> {
         task.reply = task.value;
         Ok(())
+    }
+
+    /// Sleep runs where it arrived; it tells the runtime what it will cost
+    /// (its `ms`), which the runtime's load estimate uses.
+    fn monitor_sleep(&self, mode: MonitorMode, task: &SleepTask, ctx: &mut RunCtx) {
+        match mode {
+            MonitorMode::LocalSchedule => ctx.route(LaneId::HERE),
+            MonitorMode::EstLoad => ctx.set_est_load_us(f64::from(task.ms) * 1e3),
+            MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
+        }
     }
 
     /// kSleep: `block` holds the worker thread (to test what a task that

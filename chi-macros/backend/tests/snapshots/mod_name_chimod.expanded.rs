@@ -95,6 +95,15 @@ impl ModNameContainer {
         task.reply = task.value;
         Ok(())
     }
+    /// Sleep runs where it arrived; it tells the runtime what it will cost
+    /// (its `ms`), which the runtime's load estimate uses.
+    fn monitor_sleep(&self, mode: MonitorMode, task: &SleepTask, ctx: &mut RunCtx) {
+        match mode {
+            MonitorMode::LocalSchedule => ctx.route(LaneId::HERE),
+            MonitorMode::EstLoad => ctx.set_est_load_us(f64::from(task.ms) * 1e3),
+            MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
+        }
+    }
     /// kSleep: `block` holds the worker thread (to test what a task that
     /// never yields does to its lane); otherwise the task sleeps without
     /// costing its worker anything.
@@ -1075,6 +1084,13 @@ pub mod __chimod {
                                         ::chi_sdk::__private::chimod::cast::<CustomTask>(task)?
                                     };
                                     this.monitor_custom(mode, t, ctx);
+                                    ::core::result::Result::Ok(())
+                                }
+                                15u32 => {
+                                    let t = unsafe {
+                                        ::chi_sdk::__private::chimod::cast::<SleepTask>(task)?
+                                    };
+                                    this.monitor_sleep(mode, t, ctx);
                                     ::core::result::Result::Ok(())
                                 }
                                 _ => {
