@@ -70,6 +70,14 @@ pub struct Opts {
     /// Low-latency workers of the runtime under test.
     #[arg(long, global = true, value_name = "N", default_value_t = 1)]
     pub workers: u32,
+    /// Pin the runtime's low-latency workers to these CPUs
+    /// (`workers.affinity.low_latency`: `1`, `0-1`, `2,3`); default: not pinned.
+    #[arg(long, global = true, value_name = "CPUS")]
+    pub worker_cpus: Option<CpuSpec>,
+    /// Pin the `idle` workload's client thread (and the waiter of its floor)
+    /// to these CPUs while it measures; default: not pinned.
+    #[arg(long, global = true, value_name = "CPUS")]
+    pub client_cpus: Option<CpuSpec>,
     /// The `chi-runtime` binary (default: `CHI_RUNTIME_BIN`, else the one next to
     /// this executable).
     #[arg(long, global = true, value_name = "FILE")]
@@ -91,6 +99,56 @@ impl Opts {
         self.iters
             .unwrap_or(if self.quick { 5_000 } else { 1_000_000 })
             .max(100)
+    }
+}
+
+/// A CPU list in the kernel's syntax (`1`, `0-1`, `2,4-5`), as given.
+#[derive(Debug, Clone)]
+pub struct CpuSpec {
+    /// The text, for the runtime's configuration and the report.
+    pub text: String,
+    /// The CPUs.
+    pub cpus: Vec<usize>,
+}
+
+impl CpuSpec {
+    /// The kernel's set of these CPUs.
+    pub fn cpu_set(&self) -> rustix::thread::CpuSet {
+        let mut set = rustix::thread::CpuSet::new();
+        for &c in &self.cpus {
+            set.set(c);
+        }
+        set
+    }
+}
+
+impl std::str::FromStr for CpuSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n < rustix::thread::CpuSet::MAX_CPU)
+                .ok_or_else(|| format!("`{t}` is not a CPU number"))
+        };
+        let mut cpus = Vec::new();
+        for piece in s.split(',') {
+            match piece.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (num(a)?, num(b)?);
+                    if a > b {
+                        return Err(format!("the range `{piece}` runs backwards"));
+                    }
+                    cpus.extend(a..=b);
+                }
+                None => cpus.push(num(piece)?),
+            }
+        }
+        Ok(CpuSpec {
+            text: s.trim().to_owned(),
+            cpus,
+        })
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Unit {
     PerSec,
     /// Percent of one core.
     Percent,
+    /// A ratio of two measurements (`0.95×`).
+    Times,
 }
 
 /// Which floor a row is compared with.
@@ -44,6 +46,12 @@ pub enum Base {
     Ring,
     /// Spawning the runtime binary until it exits (`chi-runtime --help`).
     Spawn,
+    /// A futex wake of a thread asleep as long as the runtime was idle, its
+    /// answer awaited by spinning (the `idle` workload; set with
+    /// [`Row::versus`]).
+    WakeSpinning,
+    /// The same, its answer awaited by spinning briefly, then sleeping.
+    WakeSleeping,
 }
 
 impl Base {
@@ -52,6 +60,8 @@ impl Base {
             Base::PingPong => "ping-pong",
             Base::Ring => "ring",
             Base::Spawn => "spawn",
+            Base::WakeSpinning => "wake, spinning",
+            Base::WakeSleeping => "wake, sleeping",
         }
     }
 }
@@ -109,6 +119,8 @@ impl Floor {
             Base::PingPong => Some(self.ping_pong_ns),
             Base::Ring => Some(1e9 / self.ring_per_sec),
             Base::Spawn => self.spawn_ms.map(|ms| ms * 1e6),
+            // Measured per idle period: rows set their ratio themselves.
+            Base::WakeSpinning | Base::WakeSleeping => None,
         }
         .filter(|c| c.is_finite() && *c > 0.0)
     }
@@ -140,6 +152,17 @@ impl Row {
     pub fn target(&mut self, t: Target) -> &mut Self {
         self.met = Some(t.met(self.value));
         self.target = Some(t);
+        self
+    }
+
+    /// Compares the row with a floor measured beside it: `floor` in the row's
+    /// unit, `base` says which.
+    pub fn versus(&mut self, base: Base, floor: f64) -> &mut Self {
+        let ratio = self.value / floor;
+        if ratio.is_finite() && floor > 0.0 {
+            self.ratio = Some(ratio);
+            self.vs = Some(base);
+        }
         self
     }
 }
@@ -185,6 +208,11 @@ pub struct Meta {
     pub iters: u64,
     /// Low-latency workers of the runtime under test.
     pub workers: u32,
+    /// The CPUs they are pinned to (`--worker-cpus`), if any.
+    pub worker_cpus: Option<String>,
+    /// The CPUs the `idle` workload's client thread is pinned to
+    /// (`--client-cpus`), if any.
+    pub client_cpus: Option<String>,
 }
 
 /// Everything one run measured.
@@ -232,6 +260,8 @@ impl Report {
                 quick: opts.quick,
                 iters: opts.iters(),
                 workers: opts.workers,
+                worker_cpus: opts.worker_cpus.as_ref().map(|c| c.text.clone()),
+                client_cpus: opts.client_cpus.as_ref().map(|c| c.text.clone()),
             },
             floor: Floor::default(),
             rows: Vec::new(),
@@ -256,7 +286,7 @@ impl Report {
             Unit::Us => Some(value * 1e3),
             Unit::Ms => Some(value * 1e6),
             Unit::PerSec => Some(1e9 / value),
-            Unit::Percent => None,
+            Unit::Percent | Unit::Times => None,
         };
         let ratio = vs
             .and_then(|b| self.floor.cost_ns(b))
@@ -306,9 +336,16 @@ impl Report {
             if m.quick { " (--quick)" } else { "" }
         );
         println!(
-            "client and runtime are separate processes; runtime with {} low-latency worker(s)",
-            m.workers
+            "client and runtime are separate processes; runtime with {} low-latency worker(s){}",
+            m.workers,
+            m.worker_cpus
+                .as_ref()
+                .map(|c| format!(" pinned to CPUs {c}"))
+                .unwrap_or_default()
         );
+        if let Some(c) = &m.client_cpus {
+            println!("the idle workload's client thread pinned to CPUs {c}");
+        }
         let w = self
             .rows
             .iter()
@@ -383,6 +420,7 @@ pub fn fmt_value(v: f64, unit: Unit) -> String {
         Unit::PerSec if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
         Unit::PerSec => format!("{:.1} k/s", v / 1e3),
         Unit::Percent => format!("{v:.2} %"),
+        Unit::Times => format!("{v:.2}×"),
     }
 }
 
@@ -431,6 +469,7 @@ mod tests {
         assert_eq!(fmt_value(6.67e6, Unit::PerSec), "6.67 M/s");
         assert_eq!(fmt_value(829e3, Unit::PerSec), "829.0 k/s");
         assert_eq!(fmt_ratio(4.873), "4.87");
+        assert_eq!(fmt_value(1.2, Unit::Times), "1.20×");
     }
 
     #[test]

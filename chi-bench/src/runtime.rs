@@ -74,10 +74,14 @@ pub struct RuntimeProc {
 }
 
 impl RuntimeProc {
-    /// Spawns `exe start` on a free port with `workers` low-latency workers; does
+    /// Spawns `exe start` on a free port with `workers` low-latency workers,
+    /// pinned to `worker_cpus` if given (`workers.affinity.low_latency`); does
     /// not wait for it to be ready.
-    pub fn spawn(exe: &Path, workers: u32) -> Result<RuntimeProc> {
-        RuntimeProc::spawn_full(exe, workers, "", "")
+    pub fn spawn(exe: &Path, workers: u32, worker_cpus: Option<&str>) -> Result<RuntimeProc> {
+        let affinity = worker_cpus
+            .map(|cpus| format!("  affinity:\n    low_latency: {cpus:?}\n"))
+            .unwrap_or_default();
+        RuntimeProc::spawn_full(exe, workers, &affinity, "")
     }
 
     /// [`spawn`](Self::spawn) with more `workers` lines (`workers_extra`,
@@ -191,7 +195,8 @@ impl SharedRuntime {
     /// Starts a runtime for `opts` and connects to it.
     pub fn start(opts: &Opts) -> Result<SharedRuntime> {
         let exe = runtime_exe(opts.runtime.as_deref())?;
-        let mut proc = RuntimeProc::spawn(&exe, opts.workers.max(1))?;
+        let cpus = opts.worker_cpus.as_ref().map(|c| c.text.as_str());
+        let mut proc = RuntimeProc::spawn(&exe, opts.workers.max(1), cpus)?;
         let client = proc.connect(Duration::from_millis(1))?;
         Ok(SharedRuntime { client, proc })
     }

@@ -116,7 +116,7 @@ pub fn run(args: &SoakArgs, explicit_runtime: Option<&std::path::Path>) -> Resul
             .unwrap_or((args.minutes * 60.0).round().max(1.0) as u64),
     );
     let exe = runtime_exe(explicit_runtime)?;
-    let mut rt = RuntimeProc::spawn(&exe, 2)?;
+    let mut rt = RuntimeProc::spawn(&exe, 2, None)?;
     let port = rt.port;
     let probe = rt.connect(Duration::from_millis(20))?;
     let opts = client_options(port);

@@ -52,7 +52,11 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     }
     let mut ready = Vec::new();
     for _ in 0..tries {
-        let mut rt = RuntimeProc::spawn(&exe, ctx.opts.workers.max(1))?;
+        let mut rt = RuntimeProc::spawn(
+            &exe,
+            ctx.opts.workers.max(1),
+            ctx.opts.worker_cpus.as_ref().map(|c| c.text.as_str()),
+        )?;
         let client = rt.connect(Duration::from_micros(100))?;
         ready.push(rt.spawned.elapsed().as_secs_f64() * 1e3);
         drop(client);

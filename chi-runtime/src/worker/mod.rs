@@ -25,9 +25,11 @@
 //!
 //! Subtasks that handlers submit wait in the worker's inbox and are taken
 //! before the lanes; ready tasks and lanes take turns. With nothing to do
-//! the worker polls for the configured busy period, then sleeps on its
-//! doorbell until a push, a wake-up from another worker or its next timer. At stop it finishes parked tasks and
-//! fails what is left in its lanes with `SHUTDOWN`, so no client waits forever.
+//! the worker polls for the configured busy period (yielding the CPU between
+//! polls after the first microseconds), then sleeps on its doorbell until a
+//! push, a wake-up from another worker or its next timer. At stop it finishes
+//! parked tasks and fails what is left in its lanes with `SHUTDOWN`, so no
+//! client waits forever.
 //!
 //! # Files
 //!
@@ -45,6 +47,7 @@
 //! * [`validate`]: checking a popped word before anything is written;
 //! * [`lanes`]: the active and cold lanes; [`moves`]: lanes moving to and
 //!   from other workers; [`samples`]: measured steps for the models;
+//! * [`idle`]: the idle worker's back-off (poll, poll yielding the CPU, sleep);
 //! * [`supervision`]: what the worker publishes ([`WorkerStats`]) and the
 //!   retirement hand-shake with the supervisor;
 //! * [`stalls`]: lane cells a dead producer left claimed;
@@ -74,6 +77,7 @@ use crate::pool::{Container, Pool};
 use crate::state::NodeState;
 
 pub mod complete;
+pub mod idle;
 pub mod lanes;
 pub mod lifecycle;
 pub mod moves;
@@ -88,6 +92,7 @@ pub mod supervision;
 pub mod validate;
 pub mod wakes;
 
+use idle::{Idle, IdleClock};
 use lanes::LaneSets;
 use parked::Parked;
 use periodic::{Periodic, periodic_of};
@@ -156,9 +161,6 @@ const STALL_CHECK_EVERY: u64 = 4096;
 /// Rate limits of the worker's warnings about refused words and failures.
 static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
 
-/// Empty polls between two clock reads of an idle worker.
-const CLOCK_EVERY: u32 = 128;
-
 impl Worker {
     /// A worker consuming `consumer`'s lanes.
     pub fn new(
@@ -213,11 +215,7 @@ impl Worker {
     /// The loop of [`run`](Self::run): returns at stop, or once retired.
     fn serve(&mut self) {
         let busy = self.shared.config.idle.busy_poll;
-        let mut idle_since: Option<Instant> = None;
-        // Empty polls since the last task: the clock is read only every
-        // CLOCK_EVERY of them, so that an idle spin reacts to a push within a
-        // few nanoseconds instead of sitting in a clock read.
-        let mut idle_polls: u32 = 0;
+        let mut idle = IdleClock::default();
         let mut sets = LaneSets::new(self.consumer.lanes().len());
         let mut lane_turn = false;
         loop {
@@ -253,14 +251,13 @@ impl Worker {
                 && let Some(s) = self.slots.ready.pop_front()
             {
                 self.resume(s);
-                idle_polls = 0;
+                idle.stepped();
                 continue;
             }
             let sub = self.local.inbox.borrow_mut().pop_back();
             if let Some(sub) = sub {
                 self.dispatch_sub(sub);
-                idle_since = None;
-                idle_polls = 0;
+                idle.worked();
                 continue;
             }
             // Ready tasks and lanes take turns. Past `max_live` tasks taken from
@@ -275,24 +272,25 @@ impl Worker {
                 self.handling = Some(ptr);
                 self.handle(ptr);
                 self.handling = None;
-                idle_since = None;
-                idle_polls = 0;
+                idle.worked();
                 continue;
             }
             if let Some(s) = self.slots.ready.pop_front() {
                 self.resume(s);
-                idle_polls = 0;
+                idle.stepped();
                 continue;
             }
-            idle_polls = idle_polls.wrapping_add(1);
-            if !idle_polls.is_multiple_of(CLOCK_EVERY) {
-                std::hint::spin_loop();
-                continue;
-            }
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < busy {
-                std::hint::spin_loop();
-                continue;
+            match idle.empty_poll(busy) {
+                Idle::Poll => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                // A client may be waiting for this CPU (see `idle`).
+                Idle::Yield => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                Idle::Sleep => {}
             }
             // Drop this worker's references to destroyed pools before sleeping, so
             // their containers go (and release what they hold) without waiting
@@ -316,7 +314,7 @@ impl Worker {
                 std::thread::sleep(Duration::from_millis(1));
             }
             sets.warm(&self.consumer);
-            idle_since = None;
+            idle.worked();
         }
     }
 

@@ -5,11 +5,13 @@
 //! # Waiting
 //!
 //! [`Client::wait`] spins on the task's state word for a short while (a task
-//! usually completes within microseconds), then sets the `WAITER` bit and sleeps
-//! on the word as a futex in slices of 10 ms. Between slices it checks that the
+//! usually completes within microseconds; past [`SPIN_YIELD_AFTER`] the spin
+//! yields the CPU between polls), then sets the `WAITER` bit and sleeps on the
+//! word as a futex in slices of 10 ms. Between slices it checks that the
 //! runtime is alive and not stopping: a runtime that died is reported at once; one
 //! that is stopping gets the configured `client_wait_timeout` to complete the task
-//! before the wait fails. A wait never hangs on a runtime that went away.//!
+//! before the wait fails. A wait never hangs on a runtime that went away.
+//!
 //! # Files
 //!
 //! `options.rs` says how to find the runtime, `error.rs` what can go wrong,
@@ -38,6 +40,7 @@ pub use error::{CallError, ClientError, TaskError};
 pub use options::ClientOptions;
 pub use set::{Completed, Completions, PendingSet};
 pub use task_ptr::{Pending, TaskPtr, Waitable};
+pub use wait::SPIN_YIELD_AFTER;
 
 /// A process's connection to its node's runtime.
 pub struct Client {

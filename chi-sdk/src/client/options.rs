@@ -13,7 +13,9 @@ pub struct ClientOptions {
     pub port: u16,
     /// How long to wait for the registration reply.
     pub connect_timeout: Duration,
-    /// How long to spin on a task before sleeping.
+    /// How long to spin on a task before sleeping: the first
+    /// [`SPIN_YIELD_AFTER`](super::SPIN_YIELD_AFTER) poll only, the rest
+    /// yields the CPU between polls.
     pub spin: Duration,
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::task::Task;
 
 use super::task_ptr::Waitable;
+use super::wait::SpinPhase;
 use super::{CallError, Client, ClientError, Pending, TaskPtr};
 
 /// Tasks of one type submitted together, waited for together.
@@ -197,9 +198,18 @@ impl<'c, T: Task> PendingSet<'c, T> {
                 }
                 continue;
             }
-            if start.elapsed() < self.client.opts.spin {
-                std::hint::spin_loop();
-                continue;
+            match SpinPhase::at(start.elapsed(), self.client.opts.spin) {
+                SpinPhase::Poll => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                // As a single wait does (see `wait.rs`): the worker that
+                // answers may be queued on this thread's CPU.
+                SpinPhase::PollAndYield => {
+                    std::thread::yield_now();
+                    continue;
+                }
+                SpinPhase::Sleep => {}
             }
             // Sleep on the oldest task for one slice; the client's usual checks
             // (runtime alive, not stopping, lane moving) run on the way.

@@ -1,5 +1,19 @@
-//! Waiting for a task: spin, then sleep on its state word in slices, checking
-//! between slices that the runtime lives and the task's lane moves.
+//! Waiting for a task: spin (yielding the CPU between polls after the first
+//! microseconds), then sleep on its state word in slices, checking between
+//! slices that the runtime lives and the task's lane moves.
+//!
+//! # Why the spin yields
+//!
+//! The kernel may wake the worker that answers on the very CPU this thread
+//! spins on (it places a wakee next to its waker when it finds no idle CPU
+//! cheaply, even with another CPU idle), and that worker then waits for this
+//! thread's time slice to end: milliseconds (`docs/benchmarks.md`, "The first
+//! task after idleness"). So a wait polls alone for [`SPIN_YIELD_AFTER`] (a warm
+//! round trip completes well within it, without a system call), then yields
+//! the CPU between batches of polls until [`ClientOptions::spin`] has passed
+//! ([`SpinPhase`]), then sleeps.
+//!
+//! [`ClientOptions::spin`]: super::ClientOptions::spin
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -9,6 +23,46 @@ use crate::shm::ShmPtr;
 use crate::task::{Task, TaskHeader, state};
 
 use super::{Client, ClientError, TaskPtr, Waitable};
+
+/// How long a wait polls the state word alone before it yields the CPU
+/// between polls (if [`ClientOptions::spin`](super::ClientOptions::spin) is
+/// longer): well past a warm round trip (under a microsecond), so those never
+/// make a system call.
+pub const SPIN_YIELD_AFTER: Duration = Duration::from_micros(5);
+
+/// What a wait does after it has waited `waited` with a spin of `spin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SpinPhase {
+    /// Poll the state word (the inlined loop of `wait_header`).
+    Poll,
+    /// Poll it in batches, yielding the CPU between them.
+    PollAndYield,
+    /// Announce the waiter and sleep on the word.
+    Sleep,
+}
+
+impl SpinPhase {
+    /// The phase after `waited` of a wait whose spin is `spin`.
+    pub(super) fn at(waited: Duration, spin: Duration) -> SpinPhase {
+        if waited >= spin {
+            SpinPhase::Sleep
+        } else if waited >= SPIN_YIELD_AFTER {
+            SpinPhase::PollAndYield
+        } else {
+            SpinPhase::Poll
+        }
+    }
+
+    /// How long [`SpinPhase::Poll`] lasts for a spin of `spin`.
+    #[inline]
+    pub(super) fn poll_for(spin: Duration) -> Duration {
+        if spin < SPIN_YIELD_AFTER {
+            spin
+        } else {
+            SPIN_YIELD_AFTER
+        }
+    }
+}
 
 impl Client {
     /// Waits until `task` completes (see the module doc for how). `Ok` means the
@@ -148,7 +202,10 @@ impl Client {
             return self.wait_in_runtime(h, ptr, deadline);
         }
         let start = Instant::now();
-        while start.elapsed() < self.opts.spin {
+        // Polls alone for the first microseconds only; the rest of the spin
+        // yields, off this inlined path (`wait_slow`).
+        let poll_for = SpinPhase::poll_for(self.opts.spin);
+        while start.elapsed() < poll_for {
             for _ in 0..64 {
                 if h.is_complete() {
                     return Ok(());
@@ -184,6 +241,17 @@ impl Client {
         start: Instant,
         deadline: Option<Instant>,
     ) -> Result<(), ClientError> {
+        // The rest of the spin gives the CPU up between polls: the worker that
+        // answers may be queued on this very CPU (see the module doc).
+        while SpinPhase::at(start.elapsed(), self.opts.spin) == SpinPhase::PollAndYield {
+            for _ in 0..64 {
+                if h.is_complete() {
+                    return Ok(());
+                }
+                std::hint::spin_loop();
+            }
+            std::thread::yield_now();
+        }
         let mut stopping_since = None::<Instant>;
         let limit = Duration::from_millis(self.reg.wait_timeout_ms);
         let no_progress = Duration::from_millis(self.reg.task_deadline_ms);
@@ -263,5 +331,68 @@ impl Client {
         Some(Duration::from_millis(
             proto::monotonic_ms().saturating_sub(at),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const US: fn(u64) -> Duration = Duration::from_micros;
+
+    #[test]
+    fn the_default_spin_polls_then_yields_then_sleeps() {
+        let spin = US(50);
+        assert_eq!(SpinPhase::at(US(0), spin), SpinPhase::Poll);
+        assert_eq!(SpinPhase::at(US(4), spin), SpinPhase::Poll);
+        assert_eq!(
+            SpinPhase::at(SPIN_YIELD_AFTER, spin),
+            SpinPhase::PollAndYield
+        );
+        assert_eq!(SpinPhase::at(US(49), spin), SpinPhase::PollAndYield);
+        assert_eq!(SpinPhase::at(US(50), spin), SpinPhase::Sleep);
+        assert_eq!(SpinPhase::poll_for(spin), SPIN_YIELD_AFTER);
+    }
+
+    #[test]
+    fn a_spin_shorter_than_the_poll_window_never_yields() {
+        let spin = US(3);
+        assert_eq!(SpinPhase::poll_for(spin), spin);
+        assert_eq!(SpinPhase::at(US(2), spin), SpinPhase::Poll);
+        assert_eq!(SpinPhase::at(US(3), spin), SpinPhase::Sleep);
+        assert_eq!(SpinPhase::at(US(4), spin), SpinPhase::Sleep);
+    }
+
+    #[test]
+    fn no_spin_sleeps_at_once() {
+        assert_eq!(SpinPhase::poll_for(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            SpinPhase::at(Duration::ZERO, Duration::ZERO),
+            SpinPhase::Sleep
+        );
+    }
+
+    #[test]
+    fn a_long_spin_yields_until_its_end() {
+        let spin = Duration::from_millis(20);
+        assert_eq!(SpinPhase::poll_for(spin), SPIN_YIELD_AFTER);
+        assert_eq!(SpinPhase::at(US(19_999), spin), SpinPhase::PollAndYield);
+        assert_eq!(SpinPhase::at(US(20_000), spin), SpinPhase::Sleep);
+    }
+
+    /// The inlined loop ends where `at` leaves `Poll`.
+    #[test]
+    fn the_poll_window_ends_where_polling_alone_ends() {
+        for spin in [0, 1, 4, 5, 6, 50, 20_000].map(US) {
+            let end = SpinPhase::poll_for(spin);
+            assert!(end <= spin);
+            assert_ne!(SpinPhase::at(end, spin), SpinPhase::Poll, "spin {spin:?}");
+            if !end.is_zero() {
+                assert_eq!(
+                    SpinPhase::at(end - Duration::from_nanos(1), spin),
+                    SpinPhase::Poll
+                );
+            }
+        }
     }
 }
