@@ -26,6 +26,10 @@
 //!   stack of a finished task is unmapped. A new stack is mapped only when the
 //!   pool is empty, and `coroutine.max_live` bounds the live coroutines, and so
 //!   the stacks, of a worker.
+//! * **Room for inline subtasks.** A stack is mapped at twice the size its
+//!   task gets ([`mapped_size`]): the rest is where subtasks the task waits
+//!   for run inline (`crate::worker::inline`), each only while at least its
+//!   own stack size is left. Pages never touched cost no memory.
 
 use corosensei::Coroutine;
 use corosensei::stack::DefaultStack;
@@ -89,6 +93,12 @@ impl StackPool {
             None => self.sized.push((size, vec![stack])),
         }
     }
+}
+
+/// The bytes mapped for a task stack of `size` bytes (see the module doc).
+#[inline]
+pub(crate) const fn mapped_size(size: usize) -> usize {
+    size * 2
 }
 
 /// Suspends the running task's coroutine; it is ready again at once (the

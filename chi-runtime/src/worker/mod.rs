@@ -36,6 +36,8 @@
 //! per task in nanoseconds. Around it:
 //!
 //! * [`sched`]: ready, blocked and timed tasks, subtasks, wake-ups;
+//! * [`inline`]: subtasks run on the stack of the handler that waits for
+//!   them ([`frames`]), the worker's pool table ([`pools`]); [`outcome`]: a task's end;
 //! * [`wakes`]: the worker's side of them between steps (methods of
 //!   [`Worker`] in another `impl` block, `#[inline]` where the task path
 //!   calls them);
@@ -54,9 +56,8 @@
 //! `routing`, which extend [`Worker`] (and this file names nothing of
 //! them); this file imports the others.
 
-use std::collections::HashMap;
 use std::ffi::c_void;
-use std::hash::BuildHasherDefault;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -66,16 +67,19 @@ use chi_sdk::queue::Consumer;
 use chi_sdk::shm::{Allocator, ShmPtr};
 use chi_sdk::task::{TaskHeader, code};
 use chi_sdk::types::PoolId;
-use corosensei::stack::DefaultStack;
+use corosensei::stack::{DefaultStack, Stack};
 use corosensei::{Coroutine, CoroutineResult};
 
-use crate::coroutine::StackPool;
-use crate::pool::{Container, Pool};
+use crate::coroutine::{self, StackPool};
+use crate::pool::Container;
 use crate::state::NodeState;
 
 pub mod complete;
+pub mod frames;
+pub mod inline;
 pub mod lanes;
 pub mod lifecycle;
+pub mod outcome;
 pub mod parked;
 pub mod periodic;
 pub mod pools;
@@ -83,13 +87,14 @@ pub mod routing;
 pub mod sched;
 pub mod stalls;
 pub mod supervision;
+pub mod timers;
 pub mod validate;
 pub mod wakes;
 
+use inline::Inline;
 use lanes::LaneSets;
 use parked::Parked;
 use periodic::{Periodic, periodic_of};
-use pools::PoolIdHasher;
 use sched::{Current, Local, Slots, Suspend, TaskYielder, Timers};
 use stalls::CellStalls;
 pub use supervision::{WorkerStats, claim, phase};
@@ -111,8 +116,8 @@ pub struct Worker {
     local: Box<Local>,
     /// Wake-ups taken from the mailbox (kept to reuse its allocation).
     mail: Vec<u32>,
-    pools: HashMap<PoolId, Arc<Pool>, BuildHasherDefault<PoolIdHasher>>,
-    pools_gen: u64,
+    /// Runs subtasks inline; holds the worker's copy of the pool table.
+    inline: Rc<Inline>,
     /// (pool, lane) pairs already warned about (bad routes), to warn once.
     warned_lanes: Vec<(PoolId, u32)>,
     /// The runtime's own blocks of the main segment: never run as tasks.
@@ -165,13 +170,7 @@ impl Worker {
             let node = Arc::downgrade(&shared);
             Box::new(move || node.upgrade().map(|n| n.workers()).unwrap_or_default())
         };
-        let local = Local::new(
-            stats.id,
-            peers,
-            shared.ipc.queue.clone(),
-            &shared.ipc.main,
-            shared.config.tasks.max_depth,
-        );
+        let (inline, local) = Inline::with_local(&shared, stats.clone(), peers, alloc.clone());
         Ok(Worker {
             shared,
             stats,
@@ -182,8 +181,7 @@ impl Worker {
             timers: Timers::default(),
             local,
             mail: Vec::new(),
-            pools: HashMap::default(),
-            pools_gen: 0,
+            inline,
             warned_lanes: Vec::new(),
             runtime_owned,
             max_live,
@@ -421,11 +419,11 @@ impl Worker {
         let stack_size = container.stack_size;
         let stack = match self.stacks.pop(stack_size) {
             Some(s) => s,
-            None => match DefaultStack::new(if stack_size == 0 {
+            None => match DefaultStack::new(coroutine::mapped_size(if stack_size == 0 {
                 self.shared.config.coroutine.stack_size
             } else {
                 stack_size
-            }) {
+            })) {
                 Ok(s) => s,
                 Err(e) => {
                     self.slots.release(slot);
@@ -453,6 +451,7 @@ impl Worker {
                 }
             },
         };
+        let stack_limit = stack.limit().get();
         let run = container.module.api.run;
         let state_ptr = container.state as usize;
         let task_addr = task as usize;
@@ -516,6 +515,7 @@ impl Worker {
                 yielder: std::ptr::null(),
                 periodic: is_periodic,
                 stack_size,
+                stack_limit,
                 timer: None,
                 from_lane,
             },
@@ -539,6 +539,8 @@ impl Worker {
             node: p.node,
             task: p.task,
             yielder: p.yielder,
+            stack_limit: p.stack_limit,
+            inline: std::ptr::null(),
         });
         let r = p.co.resume(());
         p.yielder = self.local.current.get().yielder;
