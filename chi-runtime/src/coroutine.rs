@@ -26,6 +26,10 @@
 //!   stack of a finished task is unmapped. A new stack is mapped only when the
 //!   pool is empty, and `coroutine.max_live` bounds the live coroutines, and so
 //!   the stacks, of a worker.
+//! * **Room for inline subtasks.** A stack is mapped at twice the size its
+//!   task gets ([`mapped_size`]): the rest is where subtasks the task waits
+//!   for run inline (`crate::worker::inline`), each only while at least its
+//!   own stack size is left. Pages never touched cost no memory.
 
 use corosensei::Coroutine;
 use corosensei::stack::DefaultStack;
@@ -73,10 +77,8 @@ impl StackPool {
             .and_then(|(_, v)| v.pop())
     }
 
-    /// Keeps `stack` of `size` for a later task, unless the pool of its size
-    /// is full (then it is unmapped).
-    #[inline]
-    /// A stack of `size` bytes (0: `default_size`), from the pool or new.
+    /// A stack of `size` bytes (0: `default_size`), from the pool or new
+    /// (mapped at [`mapped_size`]).
     pub(crate) fn take(
         &mut self,
         size: usize,
@@ -84,10 +86,13 @@ impl StackPool {
     ) -> std::io::Result<DefaultStack> {
         match self.pop(size) {
             Some(s) => Ok(s),
-            None => DefaultStack::new(if size == 0 { default_size } else { size }),
+            None => DefaultStack::new(mapped_size(if size == 0 { default_size } else { size })),
         }
     }
 
+    /// Keeps `stack` of `size` for a later task, unless the pool of its size
+    /// is full (then it is unmapped).
+    #[inline]
     pub(crate) fn push(&mut self, size: usize, stack: DefaultStack) {
         if size == 0 {
             if self.default.len() < MAX_POOLED_STACKS {
@@ -101,6 +106,12 @@ impl StackPool {
             None => self.sized.push((size, vec![stack])),
         }
     }
+}
+
+/// The bytes mapped for a task stack of `size` bytes (see the module doc).
+#[inline]
+pub(crate) const fn mapped_size(size: usize) -> usize {
+    size * 2
 }
 
 /// Suspends the running task's coroutine; it is ready again at once (the

@@ -17,7 +17,8 @@
 //!   (what waits for subtasks, `CoMutex` and `RunCtx::sleep` are built on;
 //!   see `crate::worker::sched`);
 //! * `submit`: hands a subtask the module allocated to the worker running
-//!   the calling task;
+//!   the calling task; `run_inline`: runs one the calling task is about to
+//!   wait for at once, on its stack (`crate::worker::inline`);
 //! * `create_local_queue`: adds a local queue to the container being created
 //!   (`svc_create_local_queue`);
 //! * `segments`: the runtime's segments, which the library maps as its own
@@ -65,6 +66,7 @@ pub fn table(node_id: u32, segments: Vec<SegmentInfo>) -> &'static RuntimeServic
         submit: svc_submit,
         cancel: svc_cancel,
         set_stack_size: svc_set_stack_size,
+        run_inline: svc_run_inline,
     }))
 }
 
@@ -108,6 +110,10 @@ unsafe extern "C" fn svc_cancel(task: *mut TaskHeader, err: *mut ErrorBuf) -> i3
             chi_sdk::task::code::FAILED
         }
     }
+}
+
+unsafe extern "C" fn svc_run_inline(task: *mut TaskHeader) -> i32 {
+    i32::from(sched::run_inline(task))
 }
 
 unsafe extern "C" fn svc_submit(task: *mut TaskHeader, err: *mut ErrorBuf) -> i32 {

@@ -34,7 +34,7 @@ mod services;
 pub use services::{CurrentTask, RuntimeServices, SegmentInfo, level, segment_kind};
 
 /// Version of this boundary (tables, calling conventions). Bump on any change.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// Prefix of the symbol a module library exports: the full name is the prefix
 /// followed by the library's `chimod_lib_name` ([`entry_symbol`]), so that

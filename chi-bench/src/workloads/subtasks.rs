@@ -5,11 +5,13 @@
 //!   leaves submits `fanout` subtasks of its own pool and waits for them —
 //!   and a chain (`fanout` 1); and the subtask round trip inside the
 //!   runtime: one handler submits echoes one at a time, each once the one
-//!   before answered (allocate, submit, suspend the parent, run the child on
-//!   its own coroutine, complete it, wake and resume the parent, free). All
-//!   of it runs on the one worker of the container's lane. A chain's levels
-//!   cost more than a round trip: each level keeps its coroutine's stack, and
-//!   a 200-deep chain's stacks do not fit the caches.
+//!   before answered (allocate, submit, wait — the runtime runs the waited-for
+//!   subtask inline on the handler's stack when it can, else suspends the
+//!   parent, runs the child on its own coroutine and wakes the parent —,
+//!   complete, free). All of it runs on the one worker of the container's
+//!   lane. A chain's levels cost more than a round trip: each level keeps its
+//!   frames on the stack, and a 200-deep chain goes on on a new coroutine
+//!   whenever the stack it runs on is used down to its limit.
 //! * `subtasks`: FanOut — one task submits N echo subtasks to a pool and
 //!   waits for them all; subtasks per second on one worker.
 //!

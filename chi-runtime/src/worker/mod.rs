@@ -38,6 +38,8 @@
 //! per task in nanoseconds. Around it:
 //!
 //! * [`sched`]: ready, blocked and timed tasks, subtasks, wake-ups;
+//! * [`inline`]: subtasks run on the stack of the handler that waits for
+//!   them ([`frames`]), the worker's pool table ([`pools`]); [`outcome`]: a task's end;
 //! * [`wakes`]: the worker's side of them between steps (methods of
 //!   [`Worker`] in another `impl` block, `#[inline]` where the task path
 //!   calls them);
@@ -58,9 +60,8 @@
 //! `routing`, `moves` and `samples`, which extend [`Worker`]; this file
 //! imports the others.
 
-use std::collections::HashMap;
 use std::ffi::c_void;
-use std::hash::BuildHasherDefault;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -70,17 +71,21 @@ use chi_sdk::queue::Consumer;
 use chi_sdk::shm::{Allocator, ShmPtr};
 use chi_sdk::task::{TaskHeader, code};
 use chi_sdk::types::PoolId;
+use corosensei::stack::Stack;
 use corosensei::{Coroutine, CoroutineResult};
 
 use crate::coroutine::StackPool;
-use crate::pool::{Container, Pool};
+use crate::pool::Container;
 use crate::state::NodeState;
 
 pub mod complete;
+pub mod frames;
 pub mod idle;
+pub mod inline;
 pub mod lanes;
 pub mod lifecycle;
 pub mod moves;
+pub mod outcome;
 pub mod parked;
 pub mod periodic;
 pub mod pools;
@@ -89,14 +94,15 @@ pub mod samples;
 pub mod sched;
 pub mod stalls;
 pub mod supervision;
+pub mod timers;
 pub mod validate;
 pub mod wakes;
 
 use idle::{Idle, IdleClock};
+use inline::Inline;
 use lanes::LaneSets;
 use parked::Parked;
 use periodic::{Periodic, periodic_of};
-use pools::PoolIdHasher;
 use sched::{Current, Local, Slots, Suspend, TaskYielder, Timers};
 use stalls::CellStalls;
 pub use supervision::{WorkerStats, claim, phase};
@@ -118,8 +124,8 @@ pub struct Worker {
     local: Box<Local>,
     /// Wake-ups taken from the mailbox (kept to reuse its allocation).
     mail: Vec<u32>,
-    pools: HashMap<PoolId, Arc<Pool>, BuildHasherDefault<PoolIdHasher>>,
-    pools_gen: u64,
+    /// Runs subtasks inline; holds the worker's copy of the pool table.
+    inline: Rc<Inline>,
     /// (pool, lane) pairs already warned about (bad routes), to warn once.
     warned_lanes: Vec<(PoolId, u32)>,
     /// The runtime's own blocks of the main segment: never run as tasks.
@@ -177,13 +183,7 @@ impl Worker {
             let node = Arc::downgrade(&shared);
             Box::new(move || node.upgrade().map(|n| n.workers()).unwrap_or_default())
         };
-        let local = Local::new(
-            stats.id,
-            peers,
-            shared.ipc.queue.clone(),
-            &shared.ipc.main,
-            shared.config.tasks.max_depth,
-        );
+        let (inline, local) = Inline::with_local(&shared, stats.clone(), peers, alloc.clone());
         Ok(Worker {
             shared,
             stats,
@@ -194,8 +194,7 @@ impl Worker {
             timers: Timers::default(),
             local,
             mail: Vec::new(),
-            pools: HashMap::default(),
-            pools_gen: 0,
+            inline,
             warned_lanes: Vec::new(),
             runtime_owned,
             max_live,
@@ -402,7 +401,7 @@ impl Worker {
                 )
             };
             if rc != code::OK {
-                routing::monitor_failed(&container, h, MonitorMode::LocalSchedule, rc);
+                self.monitor_failed(&container, h, MonitorMode::LocalSchedule, rc);
                 ctx.route_lane = LaneId::HERE.0;
             }
             if self.route(&container, pool_id, LaneId(ctx.route_lane), ptr, h) {
@@ -441,6 +440,7 @@ impl Worker {
                 return;
             }
         };
+        let stack_limit = stack.limit().get();
         let run = container.module.api.run;
         let state_ptr = container.state as usize;
         let task_addr = task as usize;
@@ -505,6 +505,7 @@ impl Worker {
                 yielder: std::ptr::null(),
                 periodic: is_periodic,
                 stack_size,
+                stack_limit,
                 timer: None,
                 from_lane,
             },
@@ -531,6 +532,8 @@ impl Worker {
             node: p.node,
             task: p.task,
             yielder: p.yielder,
+            stack_limit: p.stack_limit,
+            inline: std::ptr::null(),
         });
         let r = p.co.resume(());
         p.yielder = self.local.current.get().yielder;

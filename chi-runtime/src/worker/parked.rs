@@ -27,6 +27,8 @@ pub(crate) struct Parked {
     pub(crate) periodic: bool,
     /// Its container's stack size (0: the configured one).
     pub(crate) stack_size: usize,
+    /// The lowest usable address of its coroutine's stack.
+    pub(crate) stack_limit: usize,
     /// The instant of its last timer, if any.
     pub(crate) timer: Option<Instant>,
     /// Started from a lane (counted in `Worker::from_lanes`).

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use chi_sdk::abi::{LaneId, MonitorMode, RunCtx};
 use chi_sdk::shm::ShmPtr;
 use chi_sdk::task::{TaskHeader, code};
-use chi_sdk::types::{PoolId, QueryKind};
+use chi_sdk::types::PoolId;
 
 use super::Worker;
 use crate::pool::Container;
@@ -19,11 +19,7 @@ use crate::pool::Container;
 impl Worker {
     #[inline]
     pub(super) fn refresh_pools(&mut self) {
-        let g = self.shared.pools.generation();
-        if g != self.pools_gen {
-            self.pools = self.shared.pools.snapshot().into_iter().collect();
-            self.pools_gen = g;
-        }
+        self.inline.pools.borrow_mut().refresh(&self.shared.pools);
     }
 
     /// The pool and container of task `h`, from this worker's pool table.
@@ -32,37 +28,7 @@ impl Worker {
         &self,
         h: &TaskHeader,
     ) -> Result<(PoolId, Arc<Container>), (i32, String)> {
-        // The container, borrowed from this worker's pool table: only the
-        // container's Arc is cloned (it stays alive while the task runs).
-        match self.pools.get(&h.pool_id) {
-            None => Err((
-                code::NO_POOL,
-                format!("no {} on this node; create it first", h.pool_id),
-            )),
-            Some(pool) => {
-                let n = pool.containers.len() as u32;
-                let q = h.dom_query;
-                match q.kind() {
-                    Some(QueryKind::LocalId | QueryKind::GlobalId) if q.value < n => Ok(q.value),
-                    Some(QueryKind::LocalId | QueryKind::GlobalId) => Err((
-                        code::BAD_TASK,
-                        format!("{} has no container {}", pool.id, q.value),
-                    )),
-                    Some(QueryKind::LocalHash | QueryKind::GlobalHash) => Ok(q.value % n.max(1)),
-                    Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => Ok(0),
-                    None => Err((
-                        code::BAD_TASK,
-                        format!("unknown domain query kind {}", q.kind),
-                    )),
-                }
-                .and_then(|idx| {
-                    pool.containers
-                        .get(idx as usize)
-                        .map(|c| (pool.id, c.clone()))
-                        .ok_or_else(|| (code::NO_POOL, format!("{} has no containers", pool.id)))
-                })
-            }
-        }
+        self.inline.pools.borrow().container_of(h)
     }
 
     /// Monitor(Cleanup) of `task`'s container: the task is being discarded
@@ -84,9 +50,16 @@ impl Worker {
             // only reads the task and writes `ctx`.
             let rc = unsafe { monitor(c.state, MonitorMode::Cleanup as u32, task, &mut ctx) };
             if rc != code::OK {
-                monitor_failed(&c, h, MonitorMode::Cleanup, rc);
+                log_monitor_failed(&c, h, MonitorMode::Cleanup, rc);
             }
         }
+    }
+
+    /// A monitor returned a failure code or panicked (see
+    /// [`log_monitor_failed`]).
+    #[cold]
+    pub(super) fn monitor_failed(&self, c: &Container, h: &TaskHeader, mode: MonitorMode, rc: i32) {
+        log_monitor_failed(c, h, mode, rc);
     }
 
     /// Moves the task to the worker of `lane` if that is another worker;
@@ -138,17 +111,7 @@ impl Worker {
 
     #[inline]
     pub(super) fn ctx(&self, c: &Container, runtime: *mut c_void) -> RunCtx {
-        RunCtx {
-            worker_id: self.stats.id,
-            route_lane: 0,
-            est_load_us: 0.0,
-            pool_id: PoolId::NULL,
-            container_id: c.id,
-            runtime,
-            queues: c.queues.as_ptr(),
-            num_queues: c.queues.len() as u32,
-            route_container: u32::MAX,
-        }
+        super::inline::run_ctx(self.stats.id, c, PoolId::NULL, runtime)
     }
 }
 
@@ -156,7 +119,7 @@ impl Worker {
 /// second), naming the pool, the method and the mode; the caller goes on as
 /// if the monitor had said nothing (a task runs where it arrived).
 #[cold]
-pub(super) fn monitor_failed(c: &Container, h: &TaskHeader, mode: MonitorMode, rc: i32) {
+fn log_monitor_failed(c: &Container, h: &TaskHeader, mode: MonitorMode, rc: i32) {
     static LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
     if let Some(suppressed) = LOG.allow() {
         let what = if rc == code::PANICKED {

@@ -86,7 +86,7 @@ impl Worker {
             let rc =
                 unsafe { monitor(container.state, MonitorMode::EstLoad as u32, task, &mut ctx) };
             if rc != code::OK {
-                super::routing::monitor_failed(container, h, MonitorMode::EstLoad, rc);
+                self.monitor_failed(container, h, MonitorMode::EstLoad, rc);
             } else if ctx.est_load_us.is_finite() && ctx.est_load_us > 0.0 {
                 est_ns = (ctx.est_load_us * 1e3).min(1e15) as u64;
             }

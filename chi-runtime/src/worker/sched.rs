@@ -32,14 +32,17 @@
 //!   may route it to another worker's lane). A subtask's completion wakes
 //!   its waiter; so a handler that waits for a subtask of its own container
 //!   on a one-worker runtime lets the worker run the subtask meanwhile.
+//!   Most often the handler does not get that far: when it waits for one
+//!   subtask still in the inbox, the subtask runs at once on the handler's
+//!   own stack ([`super::inline`]).
 //! * **[`Local`]** is the part of the worker that the services reach while a
 //!   task of the worker runs (module code cannot reach the worker itself,
 //!   which is inside the step): a thread-local pointer to it is set while
 //!   the worker runs.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -50,7 +53,9 @@ use corosensei::Yielder;
 use chi_sdk::queue::MultiLaneQueue;
 use chi_sdk::shm::Segment;
 
+use super::frames::{self, Frame};
 use super::supervision::WorkerStats;
+pub(crate) use super::timers::Timers;
 
 /// How a task's coroutine gives the worker back control.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +114,12 @@ pub(crate) struct Current {
     pub(crate) task: *mut TaskHeader,
     /// Its coroutine's yielder.
     pub(crate) yielder: *const TaskYielder,
+    /// The lowest usable address of its coroutine's stack (0: unknown).
+    pub(crate) stack_limit: usize,
+    /// The subtasks running inline on its coroutine, innermost first (null:
+    /// none; then `task` is the coroutine's own task, else the innermost
+    /// subtask's).
+    pub(crate) inline: *const Frame,
 }
 
 impl Current {
@@ -117,11 +128,28 @@ impl Current {
         node: TaskNode::root(0),
         task: std::ptr::null_mut(),
         yielder: std::ptr::null(),
+        stack_limit: 0,
+        inline: std::ptr::null(),
     };
 }
 
 /// A subtask waiting in a worker's inbox: its header and generation.
 pub(crate) type Sub = (*mut TaskHeader, u32);
+
+/// What runs a subtask inline for the `run_inline` service
+/// ([`super::inline`], which needs the pool table: behind this trait, so
+/// that the services do not import it).
+pub(crate) trait Helper {
+    /// Runs `task`, a subtask the running task of `local` is about to wait
+    /// for, on the running coroutine's stack if it can; returns whether it
+    /// did.
+    fn run_inline(&self, local: &Local, task: *mut TaskHeader) -> bool;
+}
+
+/// The `run_inline` service (see [`Helper`]).
+pub(crate) fn run_inline(task: *mut TaskHeader) -> bool {
+    with_local(|l| l.helper.run_inline(l, task)).unwrap_or(false)
+}
 
 /// What the services reach of a worker while one of its tasks runs (see the
 /// module doc).
@@ -134,6 +162,9 @@ pub(crate) struct Local {
     pub(crate) inbox: RefCell<VecDeque<Sub>>,
     /// Slots of this worker woken on its own thread during a step.
     pub(crate) wakes: RefCell<Vec<u32>>,
+    /// Subtasks run inline that suspended and have not ended: parked as
+    /// well (`WorkerStats::blocked` counts them; [`super::inline`]).
+    pub(crate) inline_parked: Cell<u64>,
     /// A task cancelled another during the step: every worker's blocked
     /// tasks look again, once, after the step ([`Local::after_step`]).
     pub(crate) sweep: Cell<bool>,
@@ -143,6 +174,10 @@ pub(crate) struct Local {
     queue: MultiLaneQueue,
     /// The workers, by id (refreshed when a token names one not in it).
     peers: RefCell<Vec<Arc<WorkerStats>>>,
+    /// What the worker publishes.
+    pub(crate) stats: Arc<WorkerStats>,
+    /// Runs subtasks inline ([`super::inline`]).
+    helper: Rc<dyn Helper>,
     main_base: usize,
     main_len: usize,
     max_depth: u32,
@@ -153,26 +188,30 @@ thread_local! {
 }
 
 impl Local {
-    /// The part of worker `worker` the services reach.
+    /// The part of the worker of `stats` the services reach.
     pub(crate) fn new(
-        worker: u32,
+        stats: Arc<WorkerStats>,
         peers_of: Peers,
         queue: MultiLaneQueue,
         main: &Segment,
         max_depth: u32,
+        helper: Rc<dyn Helper>,
     ) -> Box<Local> {
         Box::new(Local {
-            worker,
+            worker: stats.id,
             current: Cell::new(Current::NONE),
             inbox: RefCell::new(VecDeque::new()),
             wakes: RefCell::new(Vec::new()),
             sweep: Cell::new(false),
+            inline_parked: Cell::new(0),
             main_base: main.base() as usize,
             main_len: main.size() as usize,
             max_depth,
             peers: RefCell::new(peers_of()),
             peers_of,
             queue,
+            stats,
+            helper,
         })
     }
 
@@ -310,16 +349,35 @@ pub(crate) fn current() -> Option<Current> {
 
 /// Suspends the running task with `how`; returns `false` outside a task.
 pub(crate) fn suspend(how: Suspend) -> bool {
-    match current() {
-        Some(c) if !c.yielder.is_null() => {
-            // SAFETY: the yielder of the coroutine running on this thread now
-            // (set by the worker for the step, cleared after it); suspending
-            // returns control to the worker's `resume`.
-            unsafe { (*c.yielder).suspend(how) };
-            true
-        }
-        _ => false,
+    let p = LOCAL.with(Cell::get);
+    if p.is_null() {
+        return false;
     }
+    // SAFETY: set by `Local::install` to the worker's boxed `Local`, which
+    // outlives every coroutine the worker resumes (see `with_local`).
+    let l = unsafe { &*p };
+    let c = l.current.get();
+    if c.token == 0 || c.yielder.is_null() {
+        return false;
+    }
+    if !c.inline.is_null() {
+        // SAFETY: the chain of the running coroutine; its frames live on this
+        // stack below this call.
+        let n = unsafe { frames::before_suspend(c.inline, &l.stats) };
+        l.inline_parked.set(l.inline_parked.get() + n);
+    }
+    // SAFETY: the yielder of the coroutine running on this thread now
+    // (set by the worker for the step, cleared after it); suspending
+    // returns control to the worker's `resume`.
+    unsafe { (*c.yielder).suspend(how) };
+    // The worker resumed the coroutine with its own task as the running one;
+    // the task on top of its stack may be a subtask running inline.
+    l.current.set(c);
+    if !c.inline.is_null() {
+        // SAFETY: as above; the frames' tasks are the running subtasks.
+        unsafe { frames::pass_cancel(c.inline) };
+    }
+    true
 }
 
 /// Called by a task's coroutine when it starts: records its yielder as the
@@ -506,37 +564,5 @@ impl<T> Slots<T> {
         self.ready.clear();
         self.blocked = 0;
         out
-    }
-}
-
-/// Timers of blocked tasks: when to wake which slot.
-#[derive(Default)]
-pub(crate) struct Timers(BinaryHeap<Reverse<(Instant, u32)>>);
-
-impl Timers {
-    /// Wakes slot `s` at `at`.
-    pub(crate) fn add(&mut self, at: Instant, s: u32) {
-        self.0.push(Reverse((at, s)));
-    }
-
-    /// The slots whose timer passed, woken in `slots`.
-    pub(crate) fn fire<T>(&mut self, now: Instant, slots: &mut Slots<T>) {
-        while let Some(Reverse((at, s))) = self.0.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.0.pop();
-            slots.wake(s);
-        }
-    }
-
-    /// The next timer.
-    pub(crate) fn next(&self) -> Option<Instant> {
-        self.0.peek().map(|Reverse((at, _))| *at)
-    }
-
-    /// Whether no timer is set.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }

@@ -16,6 +16,7 @@ impl Worker {
     /// made on this thread, those other workers posted, and passed timers.
     #[inline(always)]
     pub(super) fn collect_wakes(&mut self) {
+        let blocked = self.slots.blocked();
         {
             let mut w = self.local.wakes.borrow_mut();
             for s in w.drain(..) {
@@ -31,10 +32,14 @@ impl Worker {
                     self.slots.wake(s);
                 }
             }
-            self.publish_blocked();
         }
         if !self.timers.is_empty() {
-            self.timers.fire(Instant::now(), &mut self.slots);
+            let slots = &mut self.slots;
+            self.timers.fire(Instant::now(), |s| slots.wake(s));
+        }
+        // `status` shows a woken task as no longer parked at once.
+        if self.slots.blocked() != blocked {
+            self.publish_blocked();
         }
     }
 
@@ -49,13 +54,13 @@ impl Worker {
         self.handling = None;
     }
 
-    /// Publishes the number of blocked tasks (for `status`).
+    /// Publishes the number of blocked tasks (for `status`): blocked
+    /// coroutines, and the subtasks suspended inline on them.
     #[inline]
     pub(super) fn publish_blocked(&self) {
+        let n = self.slots.blocked() as u64 + self.local.inline_parked.get();
         // Relaxed: a monitoring figure.
-        self.stats
-            .blocked
-            .store(self.slots.blocked() as u64, Ordering::Relaxed);
+        self.stats.blocked.store(n, Ordering::Relaxed);
     }
 
     /// Wakes the task of `token` (a completed subtask's waiter).

@@ -108,6 +108,12 @@ pub struct RuntimeServices {
     /// 0, or a result code after filling `err`.
     pub set_stack_size:
         unsafe extern "C" fn(runtime: *mut c_void, bytes: usize, err: *mut ErrorBuf) -> i32,
+    /// The running task is about to wait for `task`, a subtask it submitted
+    /// (and nothing else, with no deadline): if the subtask has not started
+    /// and the runtime can run it at once on the calling task's own stack,
+    /// it does so and returns 1 (the subtask may have completed); otherwise
+    /// it returns 0 and the caller blocks as usual.
+    pub run_inline: unsafe extern "C" fn(task: *mut TaskHeader) -> i32,
 }
 
 /// The running task, as [`RuntimeServices::current`] describes it.

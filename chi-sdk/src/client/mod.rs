@@ -297,6 +297,9 @@ impl Client {
     /// Fails if the lane stays full for the connect timeout.
     #[inline]
     pub fn enqueue<T: Task>(&self, task: &TaskPtr<T>, prio: Priority) -> Result<(), ClientError> {
+        if self.in_runtime {
+            return self.submit_subtask(task);
+        }
         // One lane per client thread: a thread's tasks stay in order on one worker,
         // and threads spread over the lanes.
         thread_local!(static HINT: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) });

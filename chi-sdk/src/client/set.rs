@@ -94,6 +94,11 @@ impl<'c, T: Task> PendingSet<'c, T> {
                 continue;
             };
             let r = if self.client.in_runtime {
+                // A subtask not started runs at once on this handler's stack
+                // if the runtime can (see `Client::wait_all`).
+                if p.header().is_some_and(crate::module_side::run_inline) {
+                    continue;
+                }
                 self.client
                     .pass_cancel(self.tasks[i..].iter().flatten().filter_map(|p| p.header()));
                 self.client.block_until(p.shm(), start, None)

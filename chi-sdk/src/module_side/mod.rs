@@ -36,7 +36,7 @@ use crate::task::{Failure, code};
 
 pub use segments::{client_data_allocator, main_allocator, runtime_data_allocator};
 pub(crate) use services::{
-    block, cancel, current, current_cancelled, node_id, services, submit, wake,
+    block, cancel, current, current_cancelled, node_id, run_inline, services, submit, wake,
 };
 
 /// Why a container could not reach a runtime service.

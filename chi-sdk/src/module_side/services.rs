@@ -159,6 +159,17 @@ pub(crate) unsafe fn submit(task: *mut TaskHeader) -> Result<(), String> {
     }
 }
 
+/// Asks the runtime to run `task`, a subtask the running task waits for, at
+/// once on the running task's stack (see [`RuntimeServices::run_inline`]);
+/// `false` when it did not (the caller blocks as usual).
+#[inline]
+pub(crate) fn run_inline(task: &TaskHeader) -> bool {
+    let Some(s) = services() else { return false };
+    // SAFETY: the runtime's function; it checks the pointer against its inbox
+    // before it touches the task.
+    unsafe { (s.run_inline)(task as *const TaskHeader as *mut TaskHeader) == 1 }
+}
+
 /// Cancels `task` through the runtime (see [`RuntimeServices::cancel`]).
 pub(crate) fn cancel(task: &TaskHeader) -> Result<(), String> {
     let s = services().ok_or_else(|| "no runtime services".to_owned())?;

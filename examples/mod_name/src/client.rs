@@ -197,6 +197,34 @@ impl ModNameClient {
             .wait_with(|t| (t.tasks, t.deepest))
     }
 
+    /// Submits StackProbe: a chain `depth` levels deep below a task that uses
+    /// `burn` bytes of stack first; the deepest sleeps `sleep_ms`.
+    pub fn async_stack_probe<'c>(
+        &self,
+        client: &'c Client,
+        depth: u32,
+        burn: u32,
+        sleep_ms: u32,
+    ) -> Result<Pending<'c, StackProbeTask>, CallError> {
+        client.submit(
+            StackProbeTask::new(self.pool, DomainQuery::local(), depth, burn, sleep_ms, 0),
+            Priority::LowLatency,
+        )
+    }
+
+    /// Calls StackProbe: returns the depths that ran inline (bit `d`: depth
+    /// `d`) and the deepest task-node depth.
+    pub fn stack_probe(
+        &self,
+        client: &Client,
+        depth: u32,
+        burn: u32,
+        sleep_ms: u32,
+    ) -> Result<(u64, u32), CallError> {
+        self.async_stack_probe(client, depth, burn, sleep_ms)?
+            .wait_with(|t| (t.inline_levels, t.deepest))
+    }
+
     /// Submits CoMutexTest: `op` (a `MUTEX_` op) with `iters`, on the
     /// processing lane `spread` hashes to.
     pub fn async_co_mutex_test<'c>(

@@ -354,6 +354,47 @@ impl ModNameContainer {
         Ok(())
     }
 
+    /// kStackProbe: see [`StackProbeTask`].
+    fn stack_probe(&self, task: &mut StackProbeTask, ctx: &mut RunCtx) -> Result<(), Failure> {
+        let me = chi_sdk::container::current_task()
+            .ok_or_else(|| Failure::failed("StackProbe runs in a runtime"))?;
+        task.deepest = me.node.minor;
+        let inline = task.parent_token != 0 && task.parent_token == me.token;
+        task.inline_levels = u64::from(inline) << me.node.minor.min(63);
+        if task.depth == 0 {
+            if task.sleep_ms > 0 {
+                ctx.sleep(Duration::from_millis(u64::from(task.sleep_ms)));
+                if ctx.is_cancelled() {
+                    return Err(Failure::new(code::CANCELLED, "StackProbe was cancelled"));
+                }
+            }
+            return Ok(());
+        }
+        let client = ctx.client()?;
+        let child = StackProbeTask::new(
+            self.own.pool,
+            chi_sdk::types::DomainQuery::local(),
+            task.depth - 1,
+            0,
+            task.sleep_ms,
+            me.token,
+        );
+        let mut child = Some(child);
+        let (levels, deepest) = with_stack_used(task.burn, &mut || {
+            let child = child.take().expect("submitted once");
+            client
+                .submit(child, Priority::LowLatency)?
+                .wait_with(|t| (t.inline_levels, t.deepest))
+        })
+        .map_err(|e| match e {
+            chi_sdk::client::CallError::Task(t) => Failure::new(t.code, t.message),
+            other => Failure::failed(other.to_string()),
+        })?;
+        task.inline_levels |= levels;
+        task.deepest = deepest;
+        Ok(())
+    }
+
     /// kCoMutexTest: the ops of [`CoMutexTestTask`].
     fn co_mutex_test(&self, task: &mut CoMutexTestTask, ctx: &mut RunCtx) -> Result<(), Failure> {
         task.worker = ctx.worker_id;
@@ -551,4 +592,17 @@ fn spread_monitor(mode: MonitorMode, spread: u32, ctx: &mut RunCtx) {
         MonitorMode::EstLoad => ctx.set_est_load_us(1.0),
         MonitorMode::GlobalSchedule | MonitorMode::Cleanup => {}
     }
+}
+
+/// Runs `f` with about `bytes` more of the stack in use (4 KiB a frame).
+#[inline(never)]
+fn with_stack_used<R>(bytes: u32, f: &mut dyn FnMut() -> R) -> R {
+    if bytes < 4096 {
+        return f();
+    }
+    let mut pad = [0u8; 4096];
+    std::hint::black_box(&mut pad);
+    let r = with_stack_used(bytes - 4096, f);
+    std::hint::black_box(&mut pad);
+    r
 }

@@ -1,6 +1,7 @@
 //! The parameters of a `chimaera_mod_name` pool and the tasks of its methods
 //! (`kCustom` 10, `kPanic` 11, `kEcho` 14, `kSleep` 15, `kFanOut` 16,
-//! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21), with the ops of
+//! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21, `kStackProbe` 22),
+//! with the ops of
 //! [`CustomTask`], [`CoMutexTestTask`] and [`CoRwLockTestTask`].
 
 use chi_sdk::shm::ShmString;
@@ -119,6 +120,29 @@ pub struct RecurseTask {
     #[output]
     pub tasks: u64,
     /// The deepest task node depth (`minor`) seen in the tree.
+    #[output]
+    pub deepest: u32,
+}
+
+/// A chain of subtasks of the task's own pool, `depth` levels below this
+/// task, each waited for by its parent, that reports which levels ran on
+/// their parent's coroutine (a subtask run inline has its parent's token).
+#[chi_sdk::task(method = 22)]
+#[derive(Debug)]
+pub struct StackProbeTask {
+    /// Levels below this task.
+    pub depth: u32,
+    /// Bytes of stack this task uses before it submits its child (to leave
+    /// the child too little room to run inline).
+    pub burn: u32,
+    /// The deepest task sleeps this long (blocking where it runs).
+    pub sleep_ms: u32,
+    /// The token of the parent's coroutine (0: none).
+    pub parent_token: u32,
+    /// Bit `d` set: the task at task-node depth `d` ran inline.
+    #[output]
+    pub inline_levels: u64,
+    /// The deepest task node depth (`minor`) of the chain.
     #[output]
     pub deepest: u32,
 }

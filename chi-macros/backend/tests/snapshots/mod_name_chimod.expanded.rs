@@ -236,6 +236,55 @@ impl ModNameContainer {
         }
         Ok(())
     }
+    /// kStackProbe: see [`StackProbeTask`].
+    fn stack_probe(
+        &self,
+        task: &mut StackProbeTask,
+        ctx: &mut RunCtx,
+    ) -> Result<(), Failure> {
+        let me = chi_sdk::container::current_task()
+            .ok_or_else(|| Failure::failed("StackProbe runs in a runtime"))?;
+        task.deepest = me.node.minor;
+        let inline = task.parent_token != 0 && task.parent_token == me.token;
+        task.inline_levels = u64::from(inline) << me.node.minor.min(63);
+        if task.depth == 0 {
+            if task.sleep_ms > 0 {
+                ctx.sleep(Duration::from_millis(u64::from(task.sleep_ms)));
+                if ctx.is_cancelled() {
+                    return Err(
+                        Failure::new(code::CANCELLED, "StackProbe was cancelled"),
+                    );
+                }
+            }
+            return Ok(());
+        }
+        let client = ctx.client()?;
+        let child = StackProbeTask::new(
+            self.own.pool,
+            chi_sdk::types::DomainQuery::local(),
+            task.depth - 1,
+            0,
+            task.sleep_ms,
+            me.token,
+        );
+        let mut child = Some(child);
+        let (levels, deepest) = with_stack_used(
+                task.burn,
+                &mut || {
+                    let child = child.take().expect("submitted once");
+                    client
+                        .submit(child, Priority::LowLatency)?
+                        .wait_with(|t| (t.inline_levels, t.deepest))
+                },
+            )
+            .map_err(|e| match e {
+                chi_sdk::client::CallError::Task(t) => Failure::new(t.code, t.message),
+                other => Failure::failed(other.to_string()),
+            })?;
+        task.inline_levels |= levels;
+        task.deepest = deepest;
+        Ok(())
+    }
     /// kCoMutexTest: the ops of [`CoMutexTestTask`].
     fn co_mutex_test(
         &self,
@@ -430,6 +479,8 @@ pub mod method {
     pub const RECURSE: u32 = 17u32;
     /// `kSleep` in chimaera_mod.yaml: Takes a while: sleeps `ms` milliseconds without holding its worker, or blocks it
     pub const SLEEP: u32 = 15u32;
+    /// `kStackProbe` in chimaera_mod.yaml: A chain of subtasks that reports which levels ran on their parent's stack
+    pub const STACK_PROBE: u32 = 22u32;
     /// Every method key with its id (`-1` = unsupported).
     pub const ALL: &[(&str, i64)] = &[
         ("kCoMutexTest", 20i64),
@@ -445,6 +496,7 @@ pub mod method {
         ("kRecover", -1i64),
         ("kRecurse", 17i64),
         ("kSleep", 15i64),
+        ("kStackProbe", 22i64),
         ("kUnsupported", -1i64),
         ("kUpgrade", -1i64),
     ];
@@ -494,6 +546,10 @@ pub mod __chimod {
         < SleepTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 15u32,
         "`sleep` handles `kSleep` (15 in chimaera_mod.yaml), but its task type `SleepTask` has another METHOD: take the `#[task(method = 15)]` type"
     );
+    const _: () = ::core::assert!(
+        < StackProbeTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 22u32,
+        "`stack_probe` handles `kStackProbe` (22 in chimaera_mod.yaml), but its task type `StackProbeTask` has another METHOD: take the `#[task(method = 22)]` type"
+    );
     const _: fn() = ::chi_sdk::__private::chimod::assert_container::<ModNameContainer>;
     const NAMES: &[(&str, i64)] = &[
         ("kCoMutexTest", 20i64),
@@ -509,6 +565,7 @@ pub mod __chimod {
         ("kRecover", -1i64),
         ("kRecurse", 17i64),
         ("kSleep", 15i64),
+        ("kStackProbe", 22i64),
         ("kUnsupported", -1i64),
         ("kUpgrade", -1i64),
     ];
@@ -615,6 +672,13 @@ pub mod __chimod {
                             this.sleep(t, ctx)
                                 .map_err(::chi_sdk::__private::chimod::failed)
                         }
+                        22u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<StackProbeTask>(task)?
+                            };
+                            this.stack_probe(t, ctx)
+                                .map_err(::chi_sdk::__private::chimod::failed)
+                        }
                         other => {
                             ::core::result::Result::Err(
                                 ::chi_sdk::__private::chimod::unsupported(
@@ -652,6 +716,9 @@ pub mod __chimod {
                     unsafe { ::chi_sdk::__private::chimod::del::<RecurseTask>(task) }
                 }
                 15u32 => unsafe { ::chi_sdk::__private::chimod::del::<SleepTask>(task) }
+                22u32 => {
+                    unsafe { ::chi_sdk::__private::chimod::del::<StackProbeTask>(task) }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -723,6 +790,13 @@ pub mod __chimod {
                         ::chi_sdk::__private::chimod::save::<SleepTask>(task, out, false)
                     }
                 }
+                22u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            StackProbeTask,
+                        >(task, out, false)
+                    }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -788,6 +862,13 @@ pub mod __chimod {
                 15u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<SleepTask>(task, out, true)
+                    }
+                }
+                22u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            StackProbeTask,
+                        >(task, out, true)
                     }
                 }
                 other => {
@@ -868,6 +949,13 @@ pub mod __chimod {
                         >(task, data, len, <SleepTask>::empty)
                     }
                 }
+                22u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            StackProbeTask,
+                        >(task, data, len, <StackProbeTask>::empty)
+                    }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -946,6 +1034,13 @@ pub mod __chimod {
                         >(task, data, len)
                     }
                 }
+                22u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            StackProbeTask,
+                        >(task, data, len)
+                    }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -1012,6 +1107,13 @@ pub mod __chimod {
                             ::chi_sdk::__private::chimod::new_copy::<SleepTask>(task)
                         }
                     }
+                    22u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<
+                                StackProbeTask,
+                            >(task)
+                        }
+                    }
                     other => {
                         ::core::result::Result::Err(
                             ::chi_sdk::__private::chimod::unsupported(
@@ -1037,6 +1139,7 @@ pub mod __chimod {
             11u32 => ::core::mem::size_of::<PanicTask>(),
             17u32 => ::core::mem::size_of::<RecurseTask>(),
             15u32 => ::core::mem::size_of::<SleepTask>(),
+            22u32 => ::core::mem::size_of::<StackProbeTask>(),
             _ => 0,
         }
     }
