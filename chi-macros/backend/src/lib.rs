@@ -20,9 +20,10 @@
 //! * [`names`]: what each name derives from (`kFooBar` → `foo_bar`, …);
 //! * [`diag`]: [`diag::Problem`], combining errors, showing types;
 //! * [`yaml`]: reading `chimaera_mod.yaml` and `chimaera_repo.yaml`;
+//! * [`lock`]: reading and writing `chimaera_methods.lock`;
 //! * `context`: where a macro runs and which YAML that means ([`Context`]);
-//! * [`check`]: the YAML rules, the one function `cargo chimod refresh` and
-//!   `#[chimod]` both run;
+//! * [`check`]: the YAML rules and the lock's, the one function `cargo chimod
+//!   refresh` and `#[chimod]` both run;
 //! * `method_ids`: the id constants;
 //! * `task`, `chimod`: the two attribute macros.
 
@@ -32,6 +33,7 @@ pub mod check;
 mod chimod;
 mod context;
 pub mod diag;
+pub mod lock;
 mod method_ids;
 pub mod names;
 mod task;
