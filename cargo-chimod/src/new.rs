@@ -11,7 +11,7 @@ use chi_macros_backend::yaml::REPO_YAML;
 use minijinja::{Value, context};
 
 use crate::cli::NewArgs;
-use crate::lock::{LOCK_FILE, Lock};
+use crate::lock::{self, LOCK_FILE, Lock};
 use crate::names::{self, Kind};
 use crate::repo::{self, CARGO_TOML, Repo};
 use crate::sdk::{SdkDep, own_version};
@@ -182,7 +182,7 @@ fn add_module(repo: &Repo, args: &NewArgs) -> Result<()> {
     };
 
     let lock_path = repo.root.join(LOCK_FILE);
-    let lock = Lock::load(&lock_path)?;
+    let lock = lock::load(&lock_path)?;
     let (mut files, lock) = render_module(&repo.root, namespace, module, &sdk, lock)?;
     let yaml_text = std::fs::read_to_string(repo.yaml_path())?;
     files.push((
@@ -258,7 +258,7 @@ fn render_module(
         );
     }
     let lib = format!("{namespace}_{module}");
-    lock.record(&lib, &checked.methods);
+    lock::record(&mut lock, &lib, &checked.methods);
     Ok((files, lock))
 }
 

@@ -67,18 +67,11 @@ use proc_macro::TokenStream;
 /// * `const _: &[u8] = include_bytes!(<the YAML>)`, so editing the YAML rebuilds.
 #[proc_macro_attribute]
 pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let ctx = context();
-    let item2: proc_macro2::TokenStream = item.into();
-    match chi_macros_backend::expand_task_in(attr.into(), item2.clone(), &ctx) {
-        Ok(ts) => ts.into(),
-        Err(e) => {
-            // The item beside the error (without our field attributes), so that
-            // the rest of the crate and the IDE still see the struct.
-            let mut out = e.to_compile_error();
-            out.extend(chi_macros_backend::strip_field_attrs(item2));
-            out.into()
-        }
-    }
+    // On error, the errors beside what could still be generated (the struct
+    // and its impls), so that the rest of the crate and the IDE still see them.
+    chi_macros_backend::task_expansion(attr.into(), item.into(), &context())
+        .into_tokens()
+        .into()
 }
 
 /// Declares a module: its container type, the handlers of its methods, and the
@@ -159,9 +152,21 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// whose handler would be a keyword or a `monitor_…` name. At the functions: a
 /// supported method with no handler, a handler (or monitor) with no supported
 /// method, a handler of a `-1` method, a `destroy` handler, a missing or
-/// misshapen `create`, a handler with the wrong shape, a generic container, a
-/// trait impl. After expansion the compiler reports a handler whose task type has
-/// another `METHOD` (at that type) and a container that is not `Send + Sync`.
+/// misshapen `create`, a handler with the wrong shape or no return type, a
+/// generic container, a trait impl. After expansion the compiler reports, each
+/// once: a handler whose task type has another `METHOD` (at that type), a
+/// handler whose return type is not `Result<(), E: Into<Failure>>` (at it,
+/// naming the handler) and a container that is not `Send + Sync`.
+///
+/// The repository's `chimaera_methods.lock` (beside `chimaera_repo.yaml`)
+/// is read as `cargo chimod refresh` reads it: a recorded id changed in the
+/// YAML, or given to another method, is an error with refresh's advice (put
+/// the recorded id back); the recorded id wins.
+///
+/// One mistake, one error: what a mistake leaves sound is still generated
+/// (the constants, `PoolParams`, the dispatch of the other handlers), a
+/// handler of a key the YAML rules rejected is not told again, and a monitor
+/// is not told when its handler is.
 ///
 /// # Generated
 /// * the impl block, unchanged;
@@ -170,7 +175,8 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// * `pub const CHIMOD_LIB_NAME: &str` and `pub const CHIMOD_ENTRY: EntryFn`
 ///   (the entry, for a program that links the module in);
 /// * `impl chi_sdk::admin::PoolParams for P` (typed create parameters only);
-/// * `include_bytes!` of both YAML files, so editing them rebuilds;
+/// * `include_bytes!` of both YAML files and of the lock file, so editing them
+///   rebuilds;
 /// * in a hidden `pub mod __chimod`, the C boundary: `extern "C"` init, create,
 ///   destroy, run (dispatch on the header's method; an unknown or `-1` method
 ///   fails with `code::UNSUPPORTED_METHOD`, a handler's `Err` with its
@@ -181,17 +187,12 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///   entry exported as `chimaera_module_entry_{chimod_lib_name}`.
 #[proc_macro_attribute]
 pub fn chimod(attr: TokenStream, item: TokenStream) -> TokenStream {
-    let ctx = context();
-    let item2: proc_macro2::TokenStream = item.into();
-    match chi_macros_backend::expand_chimod_in(attr.into(), item2.clone(), &ctx) {
-        Ok(ts) => ts.into(),
-        Err(e) => {
-            // The impl beside the error, so the rest of the crate still sees it.
-            let mut out = e.to_compile_error();
-            out.extend(item2);
-            out.into()
-        }
-    }
+    // On error, the errors beside what could still be generated (the impl,
+    // the constants, `PoolParams`, the dispatch of the sound handlers), so that
+    // the rest of the crate still sees them.
+    chi_macros_backend::chimod_expansion(attr.into(), item.into(), &context())
+        .into_tokens()
+        .into()
 }
 
 /// The method id constants of a module, from its `chimaera_mod.yaml`: the

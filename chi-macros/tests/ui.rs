@@ -9,7 +9,7 @@
 //! `#[chimod]` fixtures are under `chimod/repo/` (a `chimaera_repo.yaml` and one
 //! module directory per case: `ok` and `raw` are valid, `bad` has every YAML
 //! problem at once, `names` the mistakes only `cargo chimod refresh` used to
-//! catch).
+//! catch, `low` a custom id below 10).
 //!
 //! Where the diagnostics are:
 //! * `#[task]`: `string_field`, `vec_field`, `bool_field`, `pointer_fields`,
@@ -25,6 +25,19 @@
 //!   handler, monitor of no method, handler shape, `create` signatures, no
 //!   `create`, generic container, trait impl); `chimod_wrong_task` (task type
 //!   with another METHOD, container not Sync); `no_yaml` (no YAML file).
+//! * One mistake, one error (the items are generated beside the error, so a
+//!   crate that uses them sees no follow-ons): `task_field_used` (a rejected
+//!   field), `task_id_used` (an id the YAML disagrees with, used by a
+//!   handler), `chimod_error_used` (a #[chimod] error beside a client using
+//!   `PoolParams` and the constants), `chimod_handler_returns` (no return
+//!   type, an error type that is not `Into<Failure>`, not a `Result`: each
+//!   naming the handler), `chimod_low_id` (a custom id below 10 with its
+//!   handler, monitor and task), `chimod_no_task`, `chimod_forgotten` (no
+//!   #[chimod]: the client's `PoolParams` error names it).
+//! * `chimaera_methods.lock` (fixtures under `chimod/locked/`, whose lock
+//!   records kGreet = 10): `lock_renumbered` (the YAML says 16: refresh's
+//!   advice, the lock wins), `lock_removed` (kGreet gone from the YAML: one
+//!   error at the task, one at the handler naming its monitor).
 
 #[test]
 fn ui() {

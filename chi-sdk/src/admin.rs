@@ -25,6 +25,11 @@ pub mod method {
 /// `#[chimod]` implements this trait for the parameter type of the module's
 /// `create`, with the module's library name from its YAML, so the name a client
 /// asks for and the library the runtime loads cannot disagree.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the create parameters of a module: no `#[chimod]` impl block has a `create` taking it",
+    label = "not the parameter type of a `#[chimod]` container's `create`",
+    note = "`#[chi_sdk::chimod]` on the container's impl block implements `PoolParams` for the type its `fn create(ctx: &mut CreateCtx<'_>, params: {Self})` takes: add the attribute, or take `{Self}` in `create`"
+)]
 pub trait PoolParams: serde::Serialize + serde::de::DeserializeOwned {
     /// The module's library name (`{namespace}_{module_name}`).
     const CHIMOD_LIB_NAME: &'static str;

@@ -20,9 +20,10 @@
 //! * [`names`]: what each name derives from (`kFooBar` → `foo_bar`, …);
 //! * [`diag`]: [`diag::Problem`], combining errors, showing types;
 //! * [`yaml`]: reading `chimaera_mod.yaml` and `chimaera_repo.yaml`;
+//! * [`lock`]: reading and writing `chimaera_methods.lock`;
 //! * `context`: where a macro runs and which YAML that means ([`Context`]);
-//! * [`check`]: the YAML rules, the one function `cargo chimod refresh` and
-//!   `#[chimod]` both run;
+//! * [`check`]: the YAML rules and the lock's, the one function `cargo chimod
+//!   refresh` and `#[chimod]` both run;
 //! * `method_ids`: the id constants;
 //! * `task`, `chimod`: the two attribute macros.
 
@@ -32,12 +33,52 @@ pub mod check;
 mod chimod;
 mod context;
 pub mod diag;
+pub mod lock;
 mod method_ids;
 pub mod names;
 mod task;
 pub mod yaml;
 
 pub use context::Context;
+
+/// What a macro emits: the items it could generate and the errors it found.
+///
+/// The items are generated even when something is wrong, as far as what is
+/// wrong allows (each macro's module says how far), so that one mistake is
+/// one error at its span and not a cascade of errors about items that are
+/// missing.
+#[derive(Debug)]
+pub struct Expansion {
+    /// The generated items.
+    pub items: TokenStream,
+    /// Every problem, combined; `None` if there was none.
+    pub error: Option<syn::Error>,
+}
+
+impl Expansion {
+    pub(crate) fn new(items: TokenStream, errors: Vec<syn::Error>) -> Expansion {
+        Expansion {
+            items,
+            error: diag::combine(errors),
+        }
+    }
+
+    /// The items, or the error if there was one.
+    pub fn into_result(self) -> syn::Result<TokenStream> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.items),
+        }
+    }
+
+    /// What the proc macro returns: the errors (as `compile_error!`s), then
+    /// the items.
+    pub fn into_tokens(self) -> TokenStream {
+        let mut out = self.error.map(|e| e.to_compile_error()).unwrap_or_default();
+        out.extend(self.items);
+        out
+    }
+}
 
 /// Expands `#[task(attr)] item` in the context of [`Context::from_env`].
 pub fn expand_task(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
@@ -50,6 +91,11 @@ pub fn expand_task_in(
     item: TokenStream,
     ctx: &Context,
 ) -> syn::Result<TokenStream> {
+    task_expansion(attr, item, ctx).into_result()
+}
+
+/// Expands `#[task(attr)] item` in `ctx`, with its items even on error.
+pub fn task_expansion(attr: TokenStream, item: TokenStream, ctx: &Context) -> Expansion {
     task::expand(attr, item, ctx)
 }
 
@@ -71,6 +117,11 @@ pub fn expand_chimod_in(
     item: TokenStream,
     ctx: &Context,
 ) -> syn::Result<TokenStream> {
+    chimod_expansion(attr, item, ctx).into_result()
+}
+
+/// Expands `#[chimod(attr)] item` in `ctx`, with its items even on error.
+pub fn chimod_expansion(attr: TokenStream, item: TokenStream, ctx: &Context) -> Expansion {
     chimod::expand(attr, item, ctx)
 }
 

@@ -62,6 +62,7 @@ pub(crate) fn expand(input: TokenStream, ctx: &Context) -> syn::Result<TokenStre
     let consts = constants(&module.methods);
     let includes = std::iter::once(&module.path)
         .chain(&module.repo_path)
+        .chain(&module.lock_path)
         .map(|p| include_yaml(p));
     Ok(quote! {
         #consts

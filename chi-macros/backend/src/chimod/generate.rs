@@ -12,38 +12,79 @@ use std::collections::BTreeMap;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{ImplItemFn, ItemImpl, LitStr, Type};
+use syn::{Ident, ImplItemFn, ItemImpl, LitStr, ReturnType, Type};
 
 use super::validate::{Functions, Handler};
 use crate::check::{CheckedModule, Method};
 use crate::context::include_yaml;
 use crate::diag::show;
 use crate::method_ids;
+use crate::names::camel_case;
+
+/// The library name generated items carry when the YAML does not give one
+/// (reported): the crate does not build, but its other items still resolve.
+const UNKNOWN_LIB: &str = "unknown (see the #[chimod] errors)";
 
 /// The generated items: the impl block as written, the `method` module, the
-/// library name, the create parameters' `PoolParams` impl, the YAML includes
-/// and the C boundary.
+/// library name, the create parameters' `PoolParams` impl, the includes of the
+/// YAML and lock files and, if `boundary` and the library name is known, the
+/// C boundary.
 pub(super) fn module(
     imp: &ItemImpl,
     fns: &Functions<'_>,
     module: &CheckedModule,
-    lib_name: &str,
+    boundary: bool,
 ) -> TokenStream {
     let p = private();
-    let consts = method_ids::constants(&module.methods);
+    let lib_name = module.lib_name();
+    let items = common(imp, fns, &module.methods, lib_name.as_deref());
     let includes = std::iter::once(&module.path)
         .chain(&module.repo_path)
+        .chain(&module.lock_path)
         .map(|path| include_yaml(path));
-    let lib_lit = LitStr::new(lib_name, Span::call_site());
-    let params_impl = fns.params.as_ref().and_then(Option::as_ref).map(|pt| {
+    let boundary = lib_name.filter(|_| boundary).map(|lib| {
+        let boundary = self::boundary(imp, fns, &module.methods, &lib);
+        quote! {
+            #boundary
+
+            /// The module's entry (exported as `chimaera_module_entry_{CHIMOD_LIB_NAME}`):
+            /// its function table. A runtime that links the module in registers it
+            /// with this.
+            pub const CHIMOD_ENTRY: #p::EntryFn = __chimod::entry;
+        }
+    });
+    quote! {
+        #items
+
+        #(#includes)*
+
+        #boundary
+    }
+}
+
+/// The items of a module whose YAML could not be read (reported): the impl,
+/// the constants (none) and `PoolParams`, so that the clients still resolve.
+pub(super) fn without_module(imp: &ItemImpl, fns: &Functions<'_>) -> TokenStream {
+    common(imp, fns, &[], None)
+}
+
+/// The impl block, the `method` module, `CHIMOD_LIB_NAME` and `PoolParams`.
+fn common(
+    imp: &ItemImpl,
+    fns: &Functions<'_>,
+    methods: &[Method],
+    lib_name: Option<&str>,
+) -> TokenStream {
+    let p = private();
+    let consts = method_ids::constants(methods);
+    let lib_lit = LitStr::new(lib_name.unwrap_or(UNKNOWN_LIB), Span::call_site());
+    let params_impl = fns.pool_params.as_ref().map(|pt| {
         quote! {
             impl #p::PoolParams for #pt {
                 const CHIMOD_LIB_NAME: &'static str = #lib_lit;
             }
         }
     });
-    let boundary = boundary(imp, fns, &module.methods, lib_name);
-
     quote! {
         #imp
 
@@ -57,15 +98,6 @@ pub(super) fn module(
         pub const CHIMOD_LIB_NAME: &str = #lib_lit;
 
         #params_impl
-
-        #(#includes)*
-
-        #boundary
-
-        /// The module's entry (exported as `chimaera_module_entry_{CHIMOD_LIB_NAME}`):
-        /// its function table. A runtime that links the module in registers it
-        /// with this.
-        pub const CHIMOD_ENTRY: #p::EntryFn = __chimod::entry;
     }
 }
 
@@ -79,6 +111,8 @@ fn private() -> TokenStream {
 struct Arms {
     /// Compile-time checks that each handler's task type has its method's id.
     checks: Vec<TokenStream>,
+    /// Each handler's return-type trait (see [`returns`]).
+    returns: Vec<TokenStream>,
     run: Vec<TokenStream>,
     monitor: Vec<TokenStream>,
     del: Vec<TokenStream>,
@@ -98,10 +132,16 @@ impl Arms {
     ) -> Arms {
         let p = private();
         let mut a = Arms::default();
+        let mut seen = Vec::new();
         for m in methods.iter().filter(|m| m.supported()) {
             let Some(h) = handlers.get(&m.handler()) else {
                 continue;
             };
+            // Two methods with one id were reported; one arm each id.
+            if seen.contains(&m.id) {
+                continue;
+            }
+            seen.push(m.id);
             let id = m.id as u32;
             let fname = &h.func.sig.ident;
             let tt = &h.task_ty;
@@ -115,12 +155,14 @@ impl Arms {
             a.checks.push(quote_spanned!(tt.span()=>
                 const _: () = ::core::assert!(<#tt as #p::Task>::METHOD == #id, #msg);
             ));
+            let (returns, call) = returns(h);
+            a.returns.push(returns);
             a.run.push(quote! {
                 #id => {
                     // SAFETY: the runtime validated the task's `size` bytes; `cast`
                     // checks they cover the task type and its alignment.
                     let t = unsafe { #p::cast::<#tt>(task)? };
-                    this.#fname(t, ctx).map_err(#p::failed)
+                    #call
                 }
             });
             // SAFETY (of each arm): the hooks' contracts are the runtime's, passed on.
@@ -178,10 +220,14 @@ fn boundary(
         &format!("chimaera_module_entry_{lib_name}"),
         Span::call_site(),
     );
-    let make = match fns.params.as_ref().and_then(Option::as_ref) {
-        None => quote!(|ctx, args| <#ty>::create(ctx, args)),
-        Some(pt) => quote!(|ctx, args| <#ty>::create(ctx, #p::params::<#pt>(args)?)),
+    let make = match &fns.params {
+        Some(None) => quote!(|ctx, args| <#ty>::create(ctx, args)),
+        Some(Some(pt)) => quote!(|ctx, args| <#ty>::create(ctx, #p::params::<#pt>(args)?)),
+        // `create` is missing or misshapen (reported): not called.
+        None => quote!(|_, _| ::core::result::Result::Err(::std::string::String::new())),
     };
+    let returns = &arms.returns;
+    let ret = ret_machinery();
     let unknown = quote! {
         other => ::core::result::Result::Err(#p::unsupported(#lib_lit, other, NAMES)),
     };
@@ -197,6 +243,9 @@ fn boundary(
 
             #(#checks)*
             const _: fn() = #p::assert_container::<#ty>;
+
+            #ret
+            #(#returns)*
 
             const NAMES: &[(&str, i64)] = &[#(#names),*];
 
@@ -294,6 +343,131 @@ fn boundary(
                 &API
             }
         }
+    }
+}
+
+/// The items that turn a handler's return value into the runtime's
+/// `Result<(), Failure>`, checking its type: `__Ret(Some(r)).__verdict()`
+/// is that result for `r: Result<(), E>` with `E: Into<Failure>` (`__RetOk`,
+/// found first), and `r` itself for any other type (`__RetOther`, found by
+/// auto-ref), which the handler's own trait (see [`returns`]) refuses with a
+/// message naming the handler. The compiler's own error would name neither
+/// the handler nor what to return.
+fn ret_machinery() -> TokenStream {
+    let p = private();
+    quote! {
+        struct __Ret<R>(::core::option::Option<R>);
+
+        trait __RetOk {
+            fn __verdict(&mut self) -> ::core::result::Result<(), #p::Failure>;
+        }
+
+        impl<E: ::core::convert::Into<#p::Failure>> __RetOk for __Ret<::core::result::Result<(), E>> {
+            fn __verdict(&mut self) -> ::core::result::Result<(), #p::Failure> {
+                match self.0.take() {
+                    ::core::option::Option::Some(r) => r.map_err(#p::failed),
+                    ::core::option::Option::None => ::core::result::Result::Ok(()),
+                }
+            }
+        }
+
+        trait __RetOther<R> {
+            fn __verdict(&mut self) -> R;
+        }
+
+        impl<R> __RetOther<R> for &mut __Ret<R> {
+            fn __verdict(&mut self) -> R {
+                match self.0.take() {
+                    ::core::option::Option::Some(r) => r,
+                    ::core::option::Option::None => ::core::unreachable!(),
+                }
+            }
+        }
+    }
+}
+
+/// The trait that accepts handler `h`'s checked result (`__{H}Returns`, for
+/// `Result<(), Failure>` only, its message naming `h` and what it returns),
+/// and the call of `h` through it, spanned at its return type so that a wrong
+/// one is reported there.
+fn returns(h: &Handler<'_>) -> (TokenStream, TokenStream) {
+    let p = private();
+    let fname = &h.func.sig.ident;
+    let trait_name = format_ident!("__{}Returns", camel_case(&fname.to_string()));
+    let (span, message, note) = match &h.func.sig.output {
+        ReturnType::Type(_, ty) => {
+            let shown = show(ty);
+            let (message, note) = match result_error(ty) {
+                Some(e) => {
+                    let e = show(e);
+                    (
+                        format!(
+                            "the handler `{fname}` returns `{shown}`, but `{e}` is not \
+                             `Into<chi_sdk::task::Failure>`"
+                        ),
+                        format!(
+                            "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), \
+                             or implement `From<{e}>` for `chi_sdk::task::Failure` if `{e}` is a \
+                             type of this crate"
+                        ),
+                    )
+                }
+                None => (
+                    format!(
+                        "the handler `{fname}` returns `{shown}`, not `Result<(), E>` with `E: \
+                         Into<chi_sdk::task::Failure>`"
+                    ),
+                    "return `Result<(), String>`: `Ok(())` completes the task, an `Err` fails it \
+                     with its message"
+                        .to_owned(),
+                ),
+            };
+            (ty.span(), message, note)
+        }
+        // Refused by `validate`; never generated.
+        ReturnType::Default => (fname.span(), String::new(), String::new()),
+    };
+    let label = format!("the return type of `{fname}`");
+    let item = quote! {
+        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+        trait #trait_name {
+            fn __done(self) -> ::core::result::Result<(), #p::Failure>;
+        }
+
+        #[diagnostic::do_not_recommend]
+        impl #trait_name for ::core::result::Result<(), #p::Failure> {
+            fn __done(self) -> ::core::result::Result<(), #p::Failure> {
+                self
+            }
+        }
+    };
+    let called = Ident::new(&trait_name.to_string(), span);
+    let call = quote_spanned!(span=>
+        #called::__done((&mut __Ret(::core::option::Option::Some(this.#fname(t, ctx)))).__verdict())
+    );
+    (item, call)
+}
+
+/// `E` of a return type written `Result<(), E>` (any path ending in `Result`).
+fn result_error(ty: &Type) -> Option<&Type> {
+    let Type::Path(tp) = ty else {
+        return None;
+    };
+    let last = tp.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let tys: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    match (last.ident == "Result", tys.as_slice()) {
+        (true, [Type::Tuple(unit), e]) if unit.elems.is_empty() => Some(e),
+        _ => None,
     }
 }
 

@@ -53,9 +53,13 @@
 //! # How
 //!
 //! [`expand`] reads the arguments and the impl block, checks the YAML with
-//! [`check_module_file`], checks the impl block against it (`validate`) and,
-//! if nothing was wrong, generates the items (`generate`). All problems are
-//! reported together.
+//! [`check_module_file`] (which holds it to `chimaera_methods.lock` too),
+//! checks the impl block against it (`validate`) and generates the items
+//! (`generate`). All problems are reported together, beside the items: what
+//! a mistake leaves sound is still generated (the impl as written, the
+//! constants, `PoolParams`, the dispatch of every sound handler), so that the
+//! rest of the crate sees no follow-on errors. Only the C boundary needs a
+//! library name and a non-generic container; without them it is left out.
 
 mod generate;
 mod validate;
@@ -63,33 +67,38 @@ mod validate;
 use proc_macro2::{Span, TokenStream};
 use syn::{ItemImpl, LitStr};
 
+use crate::Expansion;
 use crate::check::check_module_file;
 use crate::context::{Context, load_error, yaml_path};
-use crate::diag::combine;
 use crate::method_ids;
 
-pub(crate) fn expand(
-    attr: TokenStream,
-    item: TokenStream,
-    ctx: &Context,
-) -> syn::Result<TokenStream> {
-    let yaml_arg = method_ids::parse_args(attr, "#[chimod]")?;
-    let imp: ItemImpl = syn::parse2(item).map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            format!("#[chimod] applies to an inherent `impl Container {{ … }}` block: {e}"),
-        )
-    })?;
+pub(crate) fn expand(attr: TokenStream, item: TokenStream, ctx: &Context) -> Expansion {
+    let yaml_arg = match method_ids::parse_args(attr, "#[chimod]") {
+        Ok(a) => a,
+        Err(e) => return Expansion::new(item, vec![e]),
+    };
+    let imp: ItemImpl = match syn::parse2(item.clone()) {
+        Ok(i) => i,
+        Err(e) => {
+            let e = syn::Error::new(
+                e.span(),
+                format!("#[chimod] applies to an inherent `impl Container {{ … }}` block: {e}"),
+            );
+            return Expansion::new(item, vec![e]);
+        }
+    };
     if let Some((_, path, _)) = &imp.trait_ {
         // Alone: the trait's functions are not handlers, so nothing else applies.
-        return Err(syn::Error::new_spanned(
+        let e = syn::Error::new_spanned(
             path,
             "#[chimod] applies to an inherent impl block (`impl MyContainer { … }`), not a trait \
              impl: put `create` and the handlers in an `impl MyContainer` block",
-        ));
+        );
+        return Expansion::new(item, vec![e]);
     }
     let mut errors: Vec<syn::Error> = Vec::new();
-    if !imp.generics.params.is_empty() {
+    let generic = !imp.generics.params.is_empty();
+    if generic {
         errors.push(syn::Error::new_spanned(
             &imp.generics,
             "a container cannot be generic: the runtime creates it by name",
@@ -97,30 +106,30 @@ pub(crate) fn expand(
     }
 
     // The YAML files, by the rules `cargo chimod refresh` applies.
-    let mod_path = yaml_path(yaml_arg.as_ref(), ctx)?;
-    let module = check_module_file(&mod_path).map_err(|e| {
-        load_error(
-            &e,
-            yaml_arg.as_ref(),
-            "#[chimod] reads the module's methods from it",
-        )
-    })?;
+    let module = yaml_path(yaml_arg.as_ref(), ctx).and_then(|path| {
+        check_module_file(&path).map_err(|e| {
+            let uses = "#[chimod] reads the module's methods from it";
+            load_error(&e, yaml_arg.as_ref(), uses)
+        })
+    });
+    let module = match module {
+        Ok(m) => m,
+        Err(e) => {
+            // Without methods, only `create` can be judged.
+            errors.push(e);
+            let fns = validate::create_only(&imp, &mut errors);
+            let items = generate::without_module(&imp, &fns);
+            return Expansion::new(items, errors);
+        }
+    };
     let at_attr = yaml_arg.as_ref().map_or(Span::call_site(), LitStr::span);
     errors.extend(module.problems.iter().map(|p| p.at(at_attr)));
 
     // The functions, against the methods.
     let fns = validate::functions(&imp, &module, &mut errors);
-    if let Some(e) = combine(errors) {
-        return Err(e);
-    }
-    let Some(lib_name) = module.lib_name() else {
-        // Unreachable: without a name or a namespace, a problem was reported.
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "#[chimod] could not be expanded",
-        ));
-    };
-    Ok(generate::module(&imp, &fns, &module, &lib_name))
+    let boundary = !generic;
+    let items = generate::module(&imp, &fns, &module, boundary);
+    Expansion::new(items, errors)
 }
 
 #[cfg(test)]

@@ -6,14 +6,20 @@
 //! method, that monitors monitor supported methods, and that `kDestroy` is
 //! left to `Drop`. Each problem is spanned at the function (or the type) it is
 //! about and pushed to the caller's list, so all are reported together.
+//!
+//! One mistake, one error: a handler of a key the YAML rules rejected (a
+//! custom id below 10, say) is not told again, a monitor whose handler was
+//! reported is not reported too, and a function that is left out (reported)
+//! is left out of the dispatch, whose other parts are still generated.
 
 use std::collections::BTreeMap;
 
 use syn::spanned::Spanned;
-use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, Type};
+use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, ReturnType, Type};
 
 use crate::check::{CheckedModule, FIRST_CUSTOM, Method};
 use crate::diag::show;
+use crate::lock::LOCK_FILE;
 use crate::names::{camel_case, is_keyword};
 
 /// A handler of the impl block.
@@ -29,6 +35,10 @@ pub(super) struct Functions<'a> {
     /// The parameter type of `create` (`None` for a raw `&str`); `None` if
     /// `create` is missing or misshapen (reported).
     pub params: Option<Option<Type>>,
+    /// The type to implement `PoolParams` for: `create`'s parameter type,
+    /// also when `create` takes it the wrong way (reported), so that the
+    /// clients naming it are not told about it again.
+    pub pool_params: Option<Type>,
     /// Handler name → handler.
     pub handlers: BTreeMap<String, Handler<'a>>,
     /// Handler name → its monitor.
@@ -51,6 +61,8 @@ pub(super) fn functions<'a>(
     let mut create: Option<&ImplItemFn> = None;
     let mut handlers = BTreeMap::new();
     let mut monitors = BTreeMap::new();
+    // Handlers reported as handling no method: their monitors are not told.
+    let mut orphans: Vec<String> = Vec::new();
     for it in &imp.items {
         let ImplItem::Fn(f) = it else {
             continue;
@@ -64,16 +76,12 @@ pub(super) fn functions<'a>(
             monitors.insert(h.to_owned(), f);
             continue;
         }
-        let Some(m) = methods.iter().find(|m| m.handler() == name) else {
-            let key = format!("k{}", camel_case(&name));
-            errors.push(syn::Error::new(
-                f.sig.ident.span(),
-                format!(
-                    "`{name}` handles no method of {shown}: add `{key}: <id>` to it (custom ids \
-                     from {FIRST_CUSTOM}), or move this function to another impl block (every \
-                     function of a #[chimod] impl is a handler)"
-                ),
-            ));
+        let Some(m) = module.method_of_handler(&name) else {
+            // A key the YAML rules rejected was reported at the attribute.
+            if module.rejected_key_of_handler(&name).is_none() {
+                errors.push(no_method(f, module, monitor_of(imp, &name)));
+                orphans.push(name);
+            }
             continue;
         };
         if !m.supported() {
@@ -102,6 +110,9 @@ pub(super) fn functions<'a>(
         }
     }
     for (h, f) in &monitors {
+        if orphans.contains(h) || module.rejected_key_of_handler(h).is_some() {
+            continue;
+        }
         let why = match methods.iter().find(|m| &m.handler() == h) {
             Some(m) if m.supported() => continue,
             Some(m) => format!("`{}` is -1 (unsupported) at {shown}:{}", m.key, m.line),
@@ -115,22 +126,7 @@ pub(super) fn functions<'a>(
             format!("`monitor_{h}` monitors no supported method: {why}"),
         ));
     }
-    let params = match create {
-        None => {
-            errors.push(syn::Error::new(
-                imp.self_ty.span(),
-                format!("a #[chimod] impl needs {CREATE_USAGE} (method kCreate)"),
-            ));
-            None
-        }
-        Some(f) => match create_params(f) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
-    };
+    let (params, pool_params) = check_create(imp, create, errors);
     for m in methods.iter().filter(|m| wants_handler(m)) {
         let name = m.handler();
         if !has_fn(imp, &name) {
@@ -150,8 +146,104 @@ pub(super) fn functions<'a>(
     }
     Functions {
         params,
+        pool_params,
         handlers,
         monitors,
+    }
+}
+
+/// The functions of `imp` when its YAML could not be read: only `create` can
+/// be judged (problems go to `errors`); no handler is known.
+pub(super) fn create_only<'a>(imp: &'a ItemImpl, errors: &mut Vec<syn::Error>) -> Functions<'a> {
+    let create = imp.items.iter().find_map(|i| match i {
+        ImplItem::Fn(f) if f.sig.ident == "create" => Some(f),
+        _ => None,
+    });
+    let (params, pool_params) = check_create(imp, create, errors);
+    Functions {
+        params,
+        pool_params,
+        handlers: BTreeMap::new(),
+        monitors: BTreeMap::new(),
+    }
+}
+
+/// `create`'s parameters (see [`Functions`]): whether it can be called, and
+/// the type to implement `PoolParams` for. Problems go to `errors`.
+fn check_create(
+    imp: &ItemImpl,
+    create: Option<&ImplItemFn>,
+    errors: &mut Vec<syn::Error>,
+) -> (Option<Option<Type>>, Option<Type>) {
+    let Some(f) = create else {
+        errors.push(syn::Error::new(
+            imp.self_ty.span(),
+            format!("a #[chimod] impl needs {CREATE_USAGE} (method kCreate)"),
+        ));
+        return (None, None);
+    };
+    let params = match create_params(f) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    (params, pool_params(f))
+}
+
+/// The error of a function `f` that handles no method of `module` (the
+/// lock's record of its key, if any, said), naming its monitor if it has one.
+fn no_method(f: &ImplItemFn, module: &CheckedModule, monitor: Option<&ImplItemFn>) -> syn::Error {
+    let name = f.sig.ident.to_string();
+    let shown = module.path.display();
+    let key = format!("k{}", camel_case(&name));
+    let also = monitor
+        .map(|m| format!(" and its monitor `{}`", m.sig.ident))
+        .unwrap_or_default();
+    let message = match module.locked.get(&key) {
+        Some(id) => {
+            let mut code = vec![format!("`{name}`")];
+            code.extend(monitor.map(|m| format!("`{}`", m.sig.ident)));
+            code.extend(handler_task_type(f).map(|t| format!("the task `{}`", show(&t))));
+            format!(
+                "`{name}` handles `{key}`, which is not in {shown}, but {LOCK_FILE} records `{key} \
+                 = {id}` (a method removed from the YAML keeps its id): put back `{key}: {id}` to \
+                 keep the method, or remove its code: {} and the client calls",
+                code.join(", ")
+            )
+        }
+        None => format!(
+            "`{name}` handles no method of {shown}: add `{key}: <id>` to it (custom ids from \
+             {FIRST_CUSTOM}), or move this function{also} to another impl block (every function \
+             of a #[chimod] impl is a handler)"
+        ),
+    };
+    syn::Error::new(f.sig.ident.span(), message)
+}
+
+/// The function `monitor_{handler}` of `imp`.
+fn monitor_of<'a>(imp: &'a ItemImpl, handler: &str) -> Option<&'a ImplItemFn> {
+    let name = format!("monitor_{handler}");
+    imp.items.iter().find_map(|i| match i {
+        ImplItem::Fn(f) if f.sig.ident == name => Some(f),
+        _ => None,
+    })
+}
+
+/// The type `create` takes its parameters as, the wrong way included (`&P`
+/// gives `P`); `None` for the raw `&str` or a shape with no such type.
+fn pool_params(f: &ImplItemFn) -> Option<Type> {
+    let FnArg::Typed(p) = f.sig.inputs.iter().nth(1)? else {
+        return None;
+    };
+    let ty = match &*p.ty {
+        Type::Reference(r) => &*r.elem,
+        other => other,
+    };
+    match ty {
+        Type::Path(tp) if tp.path.is_ident("str") => None,
+        other => Some(other.clone()),
     }
 }
 
@@ -234,6 +326,17 @@ fn handler_task_type(f: &ImplItemFn) -> syn::Result<Type> {
     let ok_recv = matches!(inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
     if inputs.len() != 3 || !ok_recv {
         return Err(syn::Error::new_spanned(&f.sig, usage));
+    }
+    if matches!(f.sig.output, ReturnType::Default) {
+        let name = &f.sig.ident;
+        return Err(syn::Error::new(
+            name.span(),
+            format!(
+                "the handler `{name}` returns nothing: add `-> Result<(), String>` (a handler \
+                 returns `Result<(), E>` with `E: Into<chi_sdk::task::Failure>`; an `Err` fails \
+                 the task with its message)"
+            ),
+        ));
     }
     match inputs[1] {
         FnArg::Typed(pt) => match &*pt.ty {

@@ -41,6 +41,10 @@ pub(crate) struct TaskField {
     pub ident: Ident,
     pub ty: Type,
     pub dir: Dir,
+    /// Whether the type passed the syntactic check: a rejected type (reported
+    /// at the field) keeps the field in the struct, but nothing generated
+    /// saves, loads, copies, frees or checks it, so it is reported once.
+    pub ok: bool,
 }
 
 const DIRECTIONS: [(&str, Dir); 3] = [
@@ -55,7 +59,8 @@ pub(crate) fn is_direction(attr: &Attribute) -> bool {
 }
 
 /// Reads a named field: its direction and its type's check. Problems go to
-/// `errors`.
+/// `errors`. A field named `header` is reported and left out (the macro
+/// inserts the header).
 pub(crate) fn task_field(field: &Field, errors: &mut Vec<syn::Error>) -> Option<TaskField> {
     let ident = field.ident.clone()?;
     let mut dir: Option<Dir> = None;
@@ -85,9 +90,12 @@ pub(crate) fn task_field(field: &Field, errors: &mut Vec<syn::Error>) -> Option<
             "#[task] inserts `pub header: chi_sdk::task::TaskHeader` as the first field itself; \
              remove this field or rename it",
         ));
+        return None;
     }
+    let before = errors.len();
     check_type(&field.ty, errors);
     Some(TaskField {
+        ok: errors.len() == before,
         attrs,
         vis: field.vis.clone(),
         ident,

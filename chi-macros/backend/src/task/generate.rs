@@ -5,24 +5,30 @@ use std::path::Path;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, ItemStruct};
+use syn::{Ident, ItemStruct, LitInt};
 
 use super::args::TaskArgs;
 use super::fields::TaskField;
 use crate::context::include_yaml;
 
-/// The generated items for `item`, whose fields were read into `fields`.
+/// The generated items for `item`, whose fields were read into `fields`, with
+/// method id `method` (spanned at the attribute's id) and including the YAML
+/// at `yaml` (if it exists). A field whose type was rejected is declared, and
+/// left to a base `..unreachable!()` where a value is built; nothing else
+/// touches it:
+/// the crate does not build anyway, and its error is the only one.
 pub(crate) fn task(
     item: &ItemStruct,
     fields: &[TaskField],
     args: &TaskArgs,
-    yaml: &Path,
+    method: u32,
+    yaml: Option<&Path>,
 ) -> TokenStream {
     let p = quote!(::chi_sdk::__private);
     let name = &item.ident;
     let vis = &item.vis;
     let attrs = &item.attrs;
-    let method = &args.method_lit;
+    let method = LitInt::new(&method.to_string(), args.method_lit.span());
     let new_fn = args
         .new_name
         .clone()
@@ -38,11 +44,16 @@ pub(crate) fn task(
         } = f;
         quote!(#(#attrs)* #vis #ident: #ty)
     });
-    let include = include_yaml(yaml);
+    let include = yaml.filter(|p| p.is_file()).map(include_yaml);
+    // Code after an `unreachable!()` (of a rejected field) is not linted.
+    let allow_unreachable = fields
+        .iter()
+        .any(|f| !f.ok)
+        .then(|| quote!(#[allow(unreachable_code)]));
 
     // One compile-time check per field, spanned at its type so that the
     // compiler's "trait bound not satisfied" points at the field.
-    let checks = fields.iter().map(|f| {
+    let checks = fields.iter().filter(|f| f.ok).map(|f| {
         let ty = &f.ty;
         quote_spanned!(ty.span()=>
             const _: () = #p::assert_shm_safe::<#ty>();
@@ -59,9 +70,20 @@ pub(crate) fn task(
     let each = |pick: fn(&TaskField) -> bool, make: &dyn Fn(&Ident, &syn::Type) -> TokenStream| {
         fields
             .iter()
-            .filter(|f| pick(f))
+            .filter(|f| f.ok && pick(f))
             .map(|f| per(f, make))
             .collect::<Vec<_>>()
+    };
+    // The values of the fields `pick` selects: `make`'s, and for rejected
+    // ones a base `..unreachable!()` (the type of a rejected field appears in
+    // no expression, so it is reported once, at the field).
+    let values = |pick: fn(&TaskField) -> bool,
+                  make: &dyn Fn(&Ident, &syn::Type) -> TokenStream| {
+        let mut out = each(pick, make);
+        if fields.iter().any(|f| !f.ok && pick(f)) {
+            out.push(quote!(..::core::unreachable!()));
+        }
+        out
     };
     let any = |_: &TaskField| true;
     let is_in = |f: &TaskField| f.dir.is_in();
@@ -72,8 +94,8 @@ pub(crate) fn task(
         any,
         &|f, ty| quote!(<#ty as #p::Ser>::free_shm(&mut self.#f, alloc);),
     );
-    let zero_all = each(any, &|f, ty| quote!(#f: <#ty as #p::Ser>::empty(),));
-    let zero_outs = each(only_out, &|f, ty| quote!(#f: <#ty as #p::Ser>::empty(),));
+    let zero_all = values(any, &|f, ty| quote!(#f: <#ty as #p::Ser>::empty(),));
+    let zero_outs = values(only_out, &|f, ty| quote!(#f: <#ty as #p::Ser>::empty(),));
     let save_ins = each(
         is_in,
         &|f, ty| quote!(<#ty as #p::Ser>::save(&self.#f, out)?;),
@@ -165,6 +187,7 @@ pub(crate) fn task(
 
         // Constructors a crate may not call (e.g. `empty` outside the runtime).
         #[allow(dead_code)]
+        #allow_unreachable
         impl #name {
             #[doc = #empty_doc]
             pub fn empty(#pool: #p::PoolId) -> Self {
@@ -195,6 +218,7 @@ pub(crate) fn task(
             }
         }
 
+        #allow_unreachable
         impl #p::TaskSer for #name {
             fn save_in(&self, out: &mut ::std::vec::Vec<u8>) -> ::core::result::Result<(), #p::SerError> {
                 #p::save_header_in(&self.header, out)?;

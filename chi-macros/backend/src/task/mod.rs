@@ -22,6 +22,12 @@
 //! the attribute. A missing file, a missing key, another id and a parse error are
 //! compile errors naming the file. The expansion includes the file's bytes, so
 //! editing it rebuilds the crate.
+//!
+//! Where the repository's `chimaera_methods.lock` records the key, its id is
+//! the one to match: a task that kept the recorded id is right even if the
+//! YAML was renumbered (`#[chimod]` reports the YAML, with the advice of
+//! `cargo chimod refresh`), and a task of a key removed from the YAML is told
+//! the id the lock keeps for it.
 
 mod args;
 mod fields;
@@ -29,65 +35,54 @@ mod generate;
 
 use std::path::PathBuf;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::spanned::Spanned;
 use syn::{Fields, Item, ItemStruct};
 
+use crate::Expansion;
+use crate::check::{CheckedModule, check_module_file, next_free};
 use crate::context::{Context, load_error, yaml_path};
-use crate::diag::combine;
+use crate::lock::LOCK_FILE;
 use crate::names::task_key;
-use crate::yaml::ModYaml;
 use args::TaskArgs;
 
-pub(crate) fn expand(
-    attr: TokenStream,
-    item: TokenStream,
-    ctx: &Context,
-) -> syn::Result<TokenStream> {
+/// The struct and its impls, with every problem found. What can be generated
+/// is, whatever else is wrong, so that one mistake is one error: a field whose
+/// type was rejected keeps its place in the struct (only its layout check and
+/// its serialisation are left out), a method id the YAML disagrees with is
+/// reported while the impls take the YAML's (or the lock's) id. Only without a
+/// method id, or for a generic struct, is the struct emitted alone.
+pub(crate) fn expand(attr: TokenStream, item: TokenStream, ctx: &Context) -> Expansion {
     let mut errors = Vec::new();
-    let args = match args::parse(attr) {
-        Ok(a) => Some(a),
+    let args = args::parse(attr).map_err(|e| errors.push(e)).ok();
+    let parsed = match parse_item(item.clone(), &mut errors) {
+        Ok(p) => p,
         Err(e) => {
             errors.push(e);
-            None
+            return Expansion::new(strip_field_attrs(item), errors);
         }
     };
-    let parsed = match parse_item(item, &mut errors) {
-        Ok(p) => Some(p),
-        Err(e) => {
+    let task_fields: Vec<fields::TaskField> = parsed
+        .fields
+        .iter()
+        .filter_map(|f| fields::task_field(f, &mut errors))
+        .collect();
+    let generic = !parsed.generics.params.is_empty() || parsed.generics.where_clause.is_some();
+    let Some(args) = args.filter(|_| !generic) else {
+        return Expansion::new(strip_field_attrs(item), errors);
+    };
+    let (yaml, method) = match check_yaml(&args, &parsed, ctx) {
+        Ok(ok) => ok,
+        Err((e, known)) => {
             errors.push(e);
-            None
+            known
         }
     };
-    let mut task_fields = Vec::new();
-    if let Some(item) = &parsed {
-        for f in &item.fields {
-            if let Some(tf) = fields::task_field(f, &mut errors) {
-                task_fields.push(tf);
-            }
-        }
-    }
-    let yaml = match (&args, &parsed) {
-        (Some(args), Some(item)) => match check_yaml(args, item, ctx) {
-            Ok(path) => Some(path),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
-        _ => None,
-    };
-    if let Some(e) = combine(errors) {
-        return Err(e);
-    }
-    let (Some(args), Some(item), Some(yaml)) = (args, parsed, yaml) else {
-        // Unreachable: each `None` above pushed an error.
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "#[task] could not be expanded",
-        ));
-    };
-    Ok(generate::task(&item, &task_fields, &args, &yaml))
+    let mut item = parsed;
+    item.attrs.retain(|a| !a.path().is_ident("repr"));
+    let method = method.unwrap_or(args.method);
+    let tokens = generate::task(&item, &task_fields, &args, method, yaml.as_deref());
+    Expansion::new(tokens, errors)
 }
 
 /// Checks the item's shape: a struct, named or unit, no generics, no `#[repr]`.
@@ -139,61 +134,116 @@ fn parse_item(item: TokenStream, errors: &mut Vec<syn::Error>) -> syn::Result<It
     Ok(s)
 }
 
-/// Finds the YAML and checks the method id against it; returns the file's path.
-fn check_yaml(args: &TaskArgs, item: &ItemStruct, ctx: &Context) -> syn::Result<PathBuf> {
-    let path = yaml_path(args.yaml.as_ref(), ctx)?;
+/// What the YAML check learnt: the file to include (if it exists) and the id
+/// the impls take (the YAML's, or the lock's), when known.
+type Known = (Option<PathBuf>, Option<u32>);
+
+/// Finds the YAML and checks the method id against it and against the lock
+/// beside the repository's `chimaera_repo.yaml` (the lock wins). On error,
+/// what was learnt comes with it.
+fn check_yaml(
+    args: &TaskArgs,
+    item: &ItemStruct,
+    ctx: &Context,
+) -> Result<Known, (syn::Error, Known)> {
+    let path = yaml_path(args.yaml.as_ref(), ctx).map_err(|e| (e, (None, None)))?;
+    let module = check_module_file(&path).map_err(|e| {
+        let uses = "#[task] checks method ids against it";
+        (load_error(&e, args.yaml.as_ref(), uses), (None, None))
+    })?;
     let (key, key_span) = match &args.name {
         Some(n) => (n.value(), n.span()),
         None => (task_key(&item.ident.to_string()), args.method_lit.span()),
     };
     let n = args.method;
-    let at_id = args.method_lit.span();
     let shown = path.display();
-    let yaml = ModYaml::load(&path).map_err(|e| {
-        load_error(
-            &e,
-            args.yaml.as_ref(),
-            "#[task] checks method ids against it",
-        )
-    })?;
-    let Some(entry) = yaml.methods.get(&key) else {
-        let hint = if args.name.is_some() {
-            String::new()
-        } else {
-            format!(
-                " (the key of `{}`; name another with `#[task(method = {n}, name = \"kOther\")]`)",
-                item.ident
-            )
+    let Some(entry) = module.entries.get(&key) else {
+        let message = match module.locked.get(&key) {
+            Some(&old) => {
+                let id = if old == i64::from(n) {
+                    String::new()
+                } else {
+                    format!(", with `method = {old}`")
+                };
+                format!(
+                    "`{key}` is not in {shown}, but {LOCK_FILE} records `{key} = {old}` (a \
+                     method removed from the YAML keeps its id): put back `{key}: {old}` to keep \
+                     the method{id}, or remove this task"
+                )
+            }
+            None => {
+                let hint = if args.name.is_some() {
+                    String::new()
+                } else {
+                    format!(
+                        " (the key of `{}`; name another with `#[task(method = {n}, name = \
+                         \"kOther\")]`)",
+                        item.ident
+                    )
+                };
+                missing_key(&module, &key, n, &hint)
+            }
         };
-        return Err(syn::Error::new(
-            key_span,
-            format!(
-                "`{key}` is not in {shown}{hint}: add `{key}: {n}` to it (custom methods have ids \
-                 from 10, and ids never change once released)"
-            ),
-        ));
+        return Err((syn::Error::new(key_span, message), (Some(path), None)));
     };
     let at = format!("{shown}:{}", entry.line);
-    match entry.id {
-        Some(id) if id == i64::from(n) => Ok(path),
-        Some(-1) => Err(syn::Error::new(
-            at_id,
+    let at_id = args.method_lit.span();
+    let expected = match (entry.id, module.locked.get(&key)) {
+        (Some(id), Some(&old)) if id >= 0 && id != old => {
+            let known = (Some(path.clone()), u32::try_from(old).ok());
+            if i64::from(n) == old {
+                // The task is right; `#[chimod]` reports the YAML.
+                return Ok(known);
+            }
+            let message = format!(
+                "method = {n}, but {LOCK_FILE} records `{key} = {old}` and method ids are \
+                 permanent (clients and saved tasks use them): write `method = {old}`, and put \
+                 back `{key}: {old}` at {at} (it says {id}), or add a new method with a new id"
+            );
+            return Err((syn::Error::new(at_id, message), known));
+        }
+        (Some(id), _) => id,
+        (None, _) => {
+            let message =
+                format!("`{key}` at {at} is not an integer method id; write `{key}: {n}`");
+            return Err((syn::Error::new(at_id, message), (Some(path), None)));
+        }
+    };
+    let known = (Some(path.clone()), u32::try_from(expected).ok());
+    if expected == i64::from(n) {
+        return Ok(known);
+    }
+    let message = if expected == -1 {
+        format!(
+            "`{key}` is -1 (unsupported) at {at}, but this task declares method = {n}: give \
+             `{key}` its id in the YAML, or remove the task"
+        )
+    } else {
+        format!(
+            "method = {n} does not match `{key}: {expected}` at {at}: method ids come from the \
+             YAML and never change; write `method = {expected}`"
+        )
+    };
+    Err((syn::Error::new(at_id, message), known))
+}
+
+/// The message for a key `module`'s YAML does not have: add it, with `n`
+/// unless the lock gives `n` to another method.
+fn missing_key(module: &CheckedModule, key: &str, n: u32, hint: &str) -> String {
+    let shown = module.path.display();
+    let n = i64::from(n);
+    match module.locked.iter().find(|(_, id)| **id == n) {
+        Some((owner, _)) => {
+            let free = next_free(&module.locked);
             format!(
-                "`{key}` is -1 (unsupported) at {at}, but this task declares method = {n}: give \
-                 `{key}` its id in the YAML, or remove the task"
-            ),
-        )),
-        Some(id) => Err(syn::Error::new(
-            at_id,
-            format!(
-                "method = {n} does not match `{key}: {id}` at {at}: method ids come from the YAML \
-                 and never change; write `method = {id}`"
-            ),
-        )),
-        None => Err(syn::Error::new(
-            at_id,
-            format!("`{key}` at {at} is not an integer method id; write `{key}: {n}`"),
-        )),
+                "`{key}` is not in {shown}{hint}, and {LOCK_FILE} gives id {n} to `{owner}` (ids \
+                 are never reused): add `{key}: {free}` to it and write `method = {free}`"
+            )
+        }
+        None => format!(
+            "`{key}` is not in {shown}{hint}: add `{key}: {n}` to it (custom methods have ids \
+             from 10, and ids never change once released)"
+        ),
     }
 }
 

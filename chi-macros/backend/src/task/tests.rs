@@ -46,7 +46,7 @@ impl Drop for TempMod {
 }
 
 fn expand(m: &TempMod, attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    super::expand(attr, item, &m.ctx())
+    super::expand(attr, item, &m.ctx()).into_result()
 }
 
 fn error(m: &TempMod, attr: TokenStream, item: TokenStream) -> Vec<String> {

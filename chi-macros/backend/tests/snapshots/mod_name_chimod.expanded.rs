@@ -551,6 +551,207 @@ pub mod __chimod {
         "`stack_probe` handles `kStackProbe` (22 in chimaera_mod.yaml), but its task type `StackProbeTask` has another METHOD: take the `#[task(method = 22)]` type"
     );
     const _: fn() = ::chi_sdk::__private::chimod::assert_container::<ModNameContainer>;
+    struct __Ret<R>(::core::option::Option<R>);
+    trait __RetOk {
+        fn __verdict(
+            &mut self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    impl<E: ::core::convert::Into<::chi_sdk::__private::chimod::Failure>> __RetOk
+    for __Ret<::core::result::Result<(), E>> {
+        fn __verdict(
+            &mut self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            match self.0.take() {
+                ::core::option::Option::Some(r) => {
+                    r.map_err(::chi_sdk::__private::chimod::failed)
+                }
+                ::core::option::Option::None => ::core::result::Result::Ok(()),
+            }
+        }
+    }
+    trait __RetOther<R> {
+        fn __verdict(&mut self) -> R;
+    }
+    impl<R> __RetOther<R> for &mut __Ret<R> {
+        fn __verdict(&mut self) -> R {
+            match self.0.take() {
+                ::core::option::Option::Some(r) => r,
+                ::core::option::Option::None => ::core::unreachable!(),
+            }
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `co_mutex_test` returns `Result<(), Failure>`, but `Failure` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `co_mutex_test`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<Failure>` for `chi_sdk::task::Failure` if `Failure` is a type of this crate"
+    )]
+    trait __CoMutexTestReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __CoMutexTestReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `co_rw_lock_test` returns `Result<(), Failure>`, but `Failure` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `co_rw_lock_test`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<Failure>` for `chi_sdk::task::Failure` if `Failure` is a type of this crate"
+    )]
+    trait __CoRwLockTestReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __CoRwLockTestReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `custom` returns `Result<(), String>`, but `String` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `custom`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<String>` for `chi_sdk::task::Failure` if `String` is a type of this crate"
+    )]
+    trait __CustomReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __CustomReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `echo` returns `Result<(), String>`, but `String` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `echo`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<String>` for `chi_sdk::task::Failure` if `String` is a type of this crate"
+    )]
+    trait __EchoReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __EchoReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `fan_out` returns `Result<(), Failure>`, but `Failure` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `fan_out`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<Failure>` for `chi_sdk::task::Failure` if `Failure` is a type of this crate"
+    )]
+    trait __FanOutReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __FanOutReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `panic` returns `Result<(), String>`, but `String` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `panic`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<String>` for `chi_sdk::task::Failure` if `String` is a type of this crate"
+    )]
+    trait __PanicReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __PanicReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `recurse` returns `Result<(), Failure>`, but `Failure` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `recurse`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<Failure>` for `chi_sdk::task::Failure` if `Failure` is a type of this crate"
+    )]
+    trait __RecurseReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __RecurseReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `sleep` returns `Result<(), Failure>`, but `Failure` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `sleep`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<Failure>` for `chi_sdk::task::Failure` if `Failure` is a type of this crate"
+    )]
+    trait __SleepReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __SleepReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `stack_probe` returns `Result<(), Failure>`, but `Failure` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `stack_probe`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<Failure>` for `chi_sdk::task::Failure` if `Failure` is a type of this crate"
+    )]
+    trait __StackProbeReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __StackProbeReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
     const NAMES: &[(&str, i64)] = &[
         ("kCoMutexTest", 20i64),
         ("kCoRwLockTest", 21i64),
@@ -618,8 +819,12 @@ pub mod __chimod {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<CoMutexTestTask>(task)?
                             };
-                            this.co_mutex_test(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __CoMutexTestReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.co_mutex_test(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         21u32 => {
                             let t = unsafe {
@@ -627,57 +832,89 @@ pub mod __chimod {
                                     CoRwLockTestTask,
                                 >(task)?
                             };
-                            this.co_rw_lock_test(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __CoRwLockTestReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.co_rw_lock_test(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         10u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<CustomTask>(task)?
                             };
-                            this.custom(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __CustomReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.custom(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         14u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<EchoTask>(task)?
                             };
-                            this.echo(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __EchoReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.echo(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         16u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<FanOutTask>(task)?
                             };
-                            this.fan_out(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __FanOutReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.fan_out(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         11u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<PanicTask>(task)?
                             };
-                            this.panic(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __PanicReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.panic(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         17u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<RecurseTask>(task)?
                             };
-                            this.recurse(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __RecurseReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.recurse(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         15u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<SleepTask>(task)?
                             };
-                            this.sleep(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __SleepReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.sleep(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         22u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<StackProbeTask>(task)?
                             };
-                            this.stack_probe(t, ctx)
-                                .map_err(::chi_sdk::__private::chimod::failed)
+                            __StackProbeReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.stack_probe(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
                         }
                         other => {
                             ::core::result::Result::Err(

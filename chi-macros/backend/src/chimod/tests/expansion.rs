@@ -159,17 +159,28 @@ fn dispatches_every_supported_method_and_only_those() {
         text(named(c, "NAMES"))
     );
 
-    // run: each arm casts to the handler's task type and maps its error to a
-    // Failure; anything else is unsupported.
+    // run: each arm casts to the handler's task type and turns its result
+    // into a Failure through the handler's return-type trait; anything else
+    // is unsupported.
     let run = text(named(c, "__run"));
-    for (id, ty, handler) in [
-        (10u32, quote!(CustomTask), quote!(custom)),
-        (11u32, quote!(CoMutexTestTask), quote!(co_mutex_test)),
+    for (id, ty, handler, returns) in [
+        (
+            10u32,
+            quote!(CustomTask),
+            quote!(custom),
+            quote!(__CustomReturns),
+        ),
+        (
+            11u32,
+            quote!(CoMutexTestTask),
+            quote!(co_mutex_test),
+            quote!(__CoMutexTestReturns),
+        ),
     ] {
         let arm = text(quote! {
             #id => {
                 let t = unsafe { #p::cast::<#ty>(task)? };
-                this.#handler(t, ctx).map_err(#p::failed)
+                #returns::__done((&mut __Ret(::core::option::Option::Some(this.#handler(t, ctx)))).__verdict())
             }
         });
         assert!(run.contains(&arm), "no `{arm}` in\n{run}");

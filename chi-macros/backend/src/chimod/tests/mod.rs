@@ -49,6 +49,11 @@ impl Drop for Repo {
     }
 }
 
+/// The expansion, or its errors (the items beside them are tested apart).
+fn expand(attr: TokenStream, item: TokenStream, ctx: &Context) -> syn::Result<TokenStream> {
+    super::expand(attr, item, ctx).into_result()
+}
+
 const REPO: &str = "namespace: chimaera\nmodules:\n  - m\n";
 const MODULE: &str = "\
 module_name: mod_name

@@ -17,17 +17,28 @@
 //!   not a keyword, does not start with `monitor_` (that prefix names monitor
 //!   functions), and no two keys map to the same handler.
 //!
+//! * a method recorded in the repository's `chimaera_methods.lock`
+//!   ([`crate::lock`]) keeps its id, and no other method takes it (checked by
+//!   [`check_module_file`], which finds the lock beside `chimaera_repo.yaml`).
+//!   The lock wins: a method renumbered in the YAML keeps its recorded id in
+//!   [`CheckedModule::methods`], so what is generated agrees with the clients
+//!   already built while the problem is reported.
+//!
 //! This is the one place these rules are written: [`check_module_file`] is
 //! what `cargo chimod refresh` runs on each module and what `#[chimod]` runs
 //! on its own YAML (each [`Problem`] becoming a compile error), so a module
 //! that builds passes `refresh`, and the other way round.
 
+mod locked;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use crate::diag::Problem;
+use crate::lock::lock_path;
 use crate::names::{handler_of, is_identifier, is_keyword, method_key_hint};
-use crate::yaml::{ModYaml, REPO_YAML, YamlError, find_repo_yaml};
+use crate::yaml::{MethodEntry, ModYaml, REPO_YAML, YamlError, find_repo_yaml};
+pub use locked::{next_free, renumbered};
 
 /// Inherited methods and their fixed ids.
 pub const INHERITED: [(&str, i64); 6] = [
@@ -102,8 +113,16 @@ pub struct CheckedModule {
     pub module_name: Option<String>,
     /// The namespace (the module's, else the repository's), if known.
     pub namespace: Option<String>,
-    /// The methods whose ids passed the rules, in key order.
+    /// The methods whose ids passed the rules, in key order (with the id the
+    /// lock records, where the YAML renumbered one).
     pub methods: Vec<Method>,
+    /// Every method key of the YAML as written, those the rules rejected
+    /// included (their problems are in `problems`).
+    pub entries: BTreeMap<String, MethodEntry>,
+    /// The repository's `chimaera_methods.lock`, if it exists.
+    pub lock_path: Option<PathBuf>,
+    /// The ids the lock records for this module (empty without a lock).
+    pub locked: BTreeMap<String, i64>,
     /// What is wrong, one problem each, naming file, line and key.
     pub problems: Vec<Problem>,
 }
@@ -116,6 +135,25 @@ impl CheckedModule {
             self.namespace.as_ref()?,
             self.module_name.as_ref()?
         ))
+    }
+
+    /// Whether `key` is in the YAML but was rejected by a rule (reported
+    /// already: its handler and task are not told again).
+    pub fn rejected(&self, key: &str) -> bool {
+        self.entries.contains_key(key) && !self.methods.iter().any(|m| m.key == key)
+    }
+
+    /// The method (supported or not) whose handler is `name`.
+    pub fn method_of_handler(&self, name: &str) -> Option<&Method> {
+        self.methods.iter().find(|m| m.handler() == name)
+    }
+
+    /// The key of `name` among the keys the YAML has but the rules rejected.
+    pub fn rejected_key_of_handler(&self, name: &str) -> Option<&str> {
+        self.entries
+            .keys()
+            .find(|k| handler_of(k) == name && self.rejected(k))
+            .map(String::as_str)
     }
 }
 
@@ -136,8 +174,11 @@ pub fn check_module_file(path: &Path) -> Result<CheckedModule, YamlError> {
         None => None,
     };
     let mut checked = check_module(&yaml, repo.as_ref());
-    checked.repo_path = repo_path;
     checked.problems.extend(repo_problem);
+    if let Some(lock) = repo_path.as_deref().and_then(lock_path) {
+        locked::apply_lock(&mut checked, &lock);
+    }
+    checked.repo_path = repo_path;
     Ok(checked)
 }
 
@@ -321,6 +362,9 @@ pub fn check_module(yaml: &ModYaml, repo: Option<&ModYaml>) -> CheckedModule {
         module_name,
         namespace,
         methods,
+        entries: yaml.methods.clone(),
+        lock_path: None,
+        locked: BTreeMap::new(),
         problems,
     }
 }
