@@ -5,7 +5,7 @@
 //! monitor of `kCustom` routes it by the hash of its op, so the calls of one op
 //! stay in order on one lane; the lock tests go by the hash of their `spread`.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chi_sdk::abi::{LaneId, MonitorMode, QueueId, RunCtx};
@@ -14,11 +14,15 @@ use chi_sdk::client::{PendingSet, Waitable};
 use chi_sdk::container::CreateCtx;
 use chi_sdk::queue::Priority;
 use chi_sdk::shm::ShmString;
-use chi_sdk::sync::{CoMutex, CoRwLock};
+use chi_sdk::sync::CoMutex;
 use chi_sdk::task::{Failure, code};
 
 use crate::client::ModNameClient;
 use crate::tasks::*;
+
+mod locks;
+
+use locks::{Gate, RwTest};
 
 /// The local queue for metadata operations.
 pub const METADATA_QUEUE: QueueId = QueueId(0);
@@ -38,86 +42,6 @@ pub struct ModNameContainer {
     mutex_gate: Gate,
     /// kCoRwLockTest's lock and its bookkeeping.
     rw: RwTest,
-}
-
-/// Permits that let `HOLD` tasks go, one each.
-#[derive(Debug, Default)]
-struct Gate(AtomicU32);
-
-impl Gate {
-    fn open(&self) {
-        // Relaxed: a permit carries no data (the lock orders the holder's
-        // writes); pairs with nothing.
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Waits for a permit and takes it; the worker runs other tasks meanwhile.
-    fn pass(&self, ctx: &mut RunCtx) {
-        loop {
-            // Relaxed: see `open`.
-            let p = self.0.load(Ordering::Relaxed);
-            if p > 0 {
-                if self
-                    .0
-                    .compare_exchange(p, p - 1, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return;
-                }
-                continue;
-            }
-            ctx.sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-/// kCoRwLockTest's state: the value under the lock, and counters (outside
-/// it) of the sections inside it, which every section checks.
-#[derive(Debug, Default)]
-struct RwTest {
-    lock: CoRwLock<u64>,
-    readers: AtomicU32,
-    writers: AtomicU32,
-    max_readers: AtomicU32,
-    violations: AtomicU32,
-    seq: AtomicU64,
-    gate: Gate,
-}
-
-// The counters use SeqCst: a section announces itself, then reads the other
-// counters, and one that left announced it before releasing the lock; their
-// operations pair with one another through the single SeqCst order. The
-// lock's hand-off is what orders sections, these only observe it (a broken
-// lock shows up as a violation rather than being hidden by a weak ordering).
-impl RwTest {
-    /// A reader got in: counts it, checks no writer is inside; returns its
-    /// sequence number.
-    fn enter_read(&self) -> u64 {
-        let inside = self.readers.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_readers.fetch_max(inside, Ordering::SeqCst);
-        if self.writers.load(Ordering::SeqCst) != 0 {
-            self.violations.fetch_add(1, Ordering::SeqCst);
-        }
-        self.seq.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    fn leave_read(&self) {
-        self.readers.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// A writer got in: checks it is alone; returns its sequence number.
-    fn enter_write(&self) -> u64 {
-        if self.writers.fetch_add(1, Ordering::SeqCst) != 0
-            || self.readers.load(Ordering::SeqCst) != 0
-        {
-            self.violations.fetch_add(1, Ordering::SeqCst);
-        }
-        self.seq.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    fn leave_write(&self) {
-        self.writers.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 fn failed(e: impl std::fmt::Display) -> Failure {
