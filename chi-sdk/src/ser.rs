@@ -189,7 +189,7 @@ impl<'a> Reader<'a> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a task field: it does not implement `chi_sdk::ser::Ser`",
     label = "a task field must be saveable, loadable and copyable",
-    note = "use integers, floats, arrays, ids, `ShmString` or `ShmVec<T>`, or implement `Ser` for your `#[repr(C)]` type"
+    note = "use integers, floats, arrays, ids, `ShmString`, `ShmVec<T>`, or `ClientBytes` / `ClientStr` / `ClientBuf` for data of any size, or implement `Ser` for your `#[repr(C)]` type"
 )]
 pub trait Ser: ShmSafe {
     /// The fewest bytes one value encodes to (bounds lengths read from a buffer).

@@ -189,9 +189,15 @@ fn forbidden_path(p: &TypePath, shown: &str) -> Option<String> {
     Some(match name.as_str() {
         "String" => format!(
             "`{shown}` {NOT_HERE}: its bytes are in this process's heap, which other processes \
-             cannot see; use `chi_sdk::shm::ShmString`"
+             cannot see; use `chi_sdk::shm::ShmString` (short text) or \
+             `chi_sdk::bytes::ClientStr` (text of any size, in the client-data segment)"
         ),
         "str" => format!("`{shown}` {NOT_HERE}: use `chi_sdk::shm::ShmString`"),
+        "Vec" if t == "u8" => format!(
+            "`{shown}` {NOT_HERE}: its elements are in this process's heap, which other processes \
+             cannot see; use `chi_sdk::bytes::ClientBytes` (bytes in), \
+             `chi_sdk::bytes::ClientBuf` (bytes out) or `chi_sdk::shm::ShmVec<u8>`"
+        ),
         "Vec" => format!(
             "`{shown}` {NOT_HERE}: its elements are in this process's heap, which other processes \
              cannot see; use `chi_sdk::shm::ShmVec<{t}>`"
@@ -256,8 +262,9 @@ mod tests {
 
     #[test]
     fn well_known_types_are_rejected_with_a_replacement() {
-        let cases: [(Type, &str); 9] = [
+        let cases: [(Type, &str); 10] = [
             (parse_quote!(String), "use `chi_sdk::shm::ShmString`"),
+            (parse_quote!(Vec<u8>), "use `chi_sdk::bytes::ClientBytes`"),
             (
                 parse_quote!(std::string::String),
                 "use `chi_sdk::shm::ShmString`",
