@@ -36,8 +36,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chi_sdk::task::{TASK_MAGIC, TaskHeader};
-
 use crate::models::DEFAULT_TASK_NS;
 use crate::state::NodeState;
 use crate::worker::moves::{Moved, move_lane};
@@ -166,22 +164,10 @@ fn view(node: &NodeState, w: &WorkerStats, s: &mut Seen, costs: &[f64], now: Ins
 
 /// The lane the task worker `w` runs now was pushed onto, if it can tell.
 fn current_lane(w: &WorkerStats) -> Option<usize> {
-    // Relaxed: the supervisor's reads of the same words (checked below).
-    let task = w.current.load(Ordering::Relaxed) as *const TaskHeader;
-    let generation = w.current_generation.load(Ordering::Relaxed);
-    if task.is_null() {
-        return None;
-    }
-    // SAFETY: the worker validated this task block when it took it and the
-    // main segment stays mapped for the runtime's life; magic and
-    // generation are read as volatile words (a client may rewrite them) and
-    // checked before the lane word, an atomic, is read.
-    unsafe {
-        let magic = std::ptr::read_volatile(std::ptr::addr_of!((*task).magic));
-        let g = std::ptr::read_volatile(std::ptr::addr_of!((*task).generation));
-        (magic == TASK_MAGIC && u32::from(g) == generation)
-            .then(|| (*task).lane.load(Ordering::Relaxed) as usize)
-    }
+    let task = w.current_task()?;
+    // SAFETY: `current_task` checked the block still holds the worker's task
+    // in the mapped main segment; the lane word is an atomic.
+    Some(unsafe { (*task).lane.load(Ordering::Relaxed) } as usize)
 }
 
 /// The lane move this tick makes among the workers of `kind`, if any:

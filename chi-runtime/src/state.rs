@@ -339,31 +339,22 @@ impl NodeState {
 /// method, read from the task's header (checked by magic and generation, as
 /// the supervisor does, since the worker may finish it meanwhile).
 fn running_task(w: &WorkerStats) -> Option<String> {
-    use chi_sdk::task::{TASK_MAGIC, TaskHeader};
     // Relaxed: monitoring figures.
     if w.phase.load(Ordering::Relaxed) != phase::IN_TASK {
         return None;
     }
-    let task = w.current.load(Ordering::Relaxed) as *const TaskHeader;
-    let generation = w.current_generation.load(Ordering::Relaxed);
-    if task.is_null() {
-        return None;
-    }
-    // SAFETY: the worker validated this block of the main segment when it took
-    // the task, and the segment stays mapped while the runtime runs; the
-    // fields are read with volatile reads and trusted only if the magic and
-    // generation still name the task the worker took.
-    unsafe {
-        let magic = std::ptr::read_volatile(std::ptr::addr_of!((*task).magic));
-        let gen_now = std::ptr::read_volatile(std::ptr::addr_of!((*task).generation));
-        let node = std::ptr::read_volatile(std::ptr::addr_of!((*task).task_node));
-        let pool = std::ptr::read_volatile(std::ptr::addr_of!((*task).pool_id));
-        let method = std::ptr::read_volatile(std::ptr::addr_of!((*task).method));
-        (magic == TASK_MAGIC && u32::from(gen_now) == generation).then(|| {
-            format!(
-                "task {}.{} (major.depth) of {pool}, method {method}",
-                node.major, node.minor
-            )
-        })
-    }
+    let task = w.current_task()?;
+    // SAFETY: `current_task` checked that the block of the mapped main segment
+    // still holds the worker's task; plain fields read with volatile reads.
+    let (node, pool, method) = unsafe {
+        (
+            std::ptr::read_volatile(std::ptr::addr_of!((*task).task_node)),
+            std::ptr::read_volatile(std::ptr::addr_of!((*task).pool_id)),
+            std::ptr::read_volatile(std::ptr::addr_of!((*task).method)),
+        )
+    };
+    Some(format!(
+        "task {}.{} (major.depth) of {pool}, method {method}",
+        node.major, node.minor
+    ))
 }

@@ -196,6 +196,30 @@ impl WorkerStats {
         }
     }
 
+    /// The header of the task the worker runs now, if its block still holds
+    /// that task (magic and generation read as volatile words: a client may
+    /// rewrite them, and the worker may finish the task meanwhile). Read its
+    /// fields with volatile reads or atomics only.
+    pub(crate) fn current_task(&self) -> Option<*const chi_sdk::task::TaskHeader> {
+        use chi_sdk::task::{TASK_MAGIC, TaskHeader};
+        // Relaxed: monitoring reads of what the worker publishes per step.
+        let task = self.current.load(Ordering::Relaxed) as *const TaskHeader;
+        let generation = self.current_generation.load(Ordering::Relaxed);
+        if task.is_null() {
+            return None;
+        }
+        // SAFETY: the worker validated this block of the main segment when it
+        // took the task, and the segment stays mapped while the runtime runs;
+        // only volatile reads of plain words.
+        let (magic, g) = unsafe {
+            (
+                std::ptr::read_volatile(std::ptr::addr_of!((*task).magic)),
+                std::ptr::read_volatile(std::ptr::addr_of!((*task).generation)),
+            )
+        };
+        (magic == TASK_MAGIC && u32::from(g) == generation).then_some(task)
+    }
+
     /// Its lanes now.
     pub fn lanes(&self) -> Vec<usize> {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner()).clone()
