@@ -106,7 +106,7 @@ impl Admin {
     }
 }
 
-#[chi_sdk::chimod(yaml = "../../chi-sdk/src/admin/chimaera_mod.yaml")]
+#[chi_sdk::chimod(yaml = "../../chi-sdk/src/admin/chimaera_mod.yaml", client = false)]
 impl Admin {
     /// kCreate: admin containers are built by the runtime's constructor
     /// ([`builtin`]), which gives them their node state; this table entry

@@ -17,7 +17,10 @@ use chi_sdk::task::code;
 use chi_sdk::types::DomainQuery;
 use chimaera_compress_runtime as compress;
 use compress::frame::{self, ALGO_DEFLATE, ALGO_LZ4, ALGO_STORED, HEADER_LEN};
-use compress::{Codec, CompressClient, CompressTask, CreateParams, DecompressTask, errcode};
+use compress::{
+    CODEC_DEFLATE, CODEC_POOL_DEFAULT, Codec, CompressClient, CompressTask, CreateParams,
+    DecompressTask, errcode,
+};
 use support::modules::module_setup;
 use support::*;
 
@@ -105,8 +108,8 @@ fn bytes(client: &Client, data: &[u8]) -> ClientBytes {
 
 /// Round-trips `data` through `pool` and checks the frame.
 fn round_trip(client: &Client, pool: &CompressClient, data: &[u8], what: &str) -> Vec<u8> {
-    let f = pool
-        .compress(client, data)
+    let (f, _) = pool
+        .compress(client, data, CODEC_POOL_DEFAULT)
         .unwrap_or_else(|e| panic!("{what}: compress: {e}"));
     let h = frame::header(&f).unwrap_or_else(|e| panic!("{what}: frame header: {e}"));
     assert_eq!(h.original_len, data.len() as u64, "{what}");
@@ -184,13 +187,18 @@ fn compress_round_trips_real_data() {
 
     // DEFLATE at level 9 beats LZ4 on text; a task may override the codec, and a
     // pool decompresses frames of any codec.
-    let by_lz4 = lz4.compress(&client, &mib_text).expect("lz4");
-    let by_deflate = deflate.compress(&client, &mib_text).expect("deflate");
+    let (by_lz4, _) = lz4
+        .compress(&client, &mib_text, CODEC_POOL_DEFAULT)
+        .expect("lz4");
+    let (by_deflate, _) = deflate
+        .compress(&client, &mib_text, CODEC_POOL_DEFAULT)
+        .expect("deflate");
     assert!(by_deflate.len() < by_lz4.len());
-    let f = lz4
-        .compress_with(&client, &mib_text, Codec::Deflate)
+    let (f, algorithm) = lz4
+        .compress(&client, &mib_text, CODEC_DEFLATE)
         .expect("deflate on the lz4 pool");
     assert_eq!(f[4], ALGO_DEFLATE);
+    assert_eq!(algorithm, u32::from(ALGO_DEFLATE));
     assert!(lz4.decompress(&client, &by_deflate).expect("cross") == mib_text);
     assert!(deflate.decompress(&client, &by_lz4).expect("cross") == mib_text);
 
@@ -214,11 +222,15 @@ fn compress_round_trips_real_data() {
     let pending: Vec<_> = inputs
         .iter()
         .enumerate()
-        .map(|(i, d)| pool_of(i).async_compress(&client, d).expect("submit"))
+        .map(|(i, d)| {
+            pool_of(i)
+                .async_compress(&client, d, CODEC_POOL_DEFAULT)
+                .expect("submit")
+        })
         .collect();
     let frames: Vec<Vec<u8>> = pending
         .into_iter()
-        .map(|p| p.wait_bytes(|t| &t.output).expect("async compress"))
+        .map(|p| p.output().expect("async compress").0)
         .collect();
     let pending: Vec<_> = frames
         .iter()
@@ -226,7 +238,7 @@ fn compress_round_trips_real_data() {
         .map(|(i, f)| pool_of(i + 1).async_decompress(&client, f).expect("submit"))
         .collect();
     for (i, p) in pending.into_iter().enumerate() {
-        let back = p.wait_bytes(|t| &t.output).expect("async decompress");
+        let back = p.output().expect("async decompress");
         assert!(back == inputs[i], "async call {i} changed the data");
     }
     // Monitor sent the large inputs to the bulk lanes, which run on the
@@ -243,8 +255,11 @@ fn compress_round_trips_real_data() {
     // A call dropped once complete, unread: the drop frees the task and its
     // buffers.
     for p in [
-        deflate.async_compress(&client, &mib_text).expect("submit"),
-        lz4.async_compress(&client, &frames[0]).expect("submit"),
+        deflate
+            .async_compress(&client, &mib_text, CODEC_POOL_DEFAULT)
+            .expect("submit"),
+        lz4.async_compress(&client, &frames[0], CODEC_POOL_DEFAULT)
+            .expect("submit"),
     ] {
         while !p.is_complete() {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -288,10 +303,12 @@ fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
     let mut rng = Rng::new(7);
     let pool = CompressClient::create(&client, "lz4", &CreateParams::default()).expect("pool");
     let data = text(&mut rng, 50_000);
-    let good = pool.compress(&client, &data).expect("compress");
+    let (good, _) = pool
+        .compress(&client, &data, CODEC_POOL_DEFAULT)
+        .expect("compress");
     let serves = |what: &str| {
-        let f = pool
-            .compress(&client, &data)
+        let (f, _) = pool
+            .compress(&client, &data, CODEC_POOL_DEFAULT)
             .unwrap_or_else(|e| panic!("after {what}: {e}"));
         assert!(pool.decompress(&client, &f).expect(what) == data, "{what}");
     };
@@ -338,8 +355,8 @@ fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
         "unknown algorithm",
     );
     assert!(msg.contains("unknown algorithm id 77"), "{msg}");
-    let deflated = pool
-        .compress_with(&client, &data, Codec::Deflate)
+    let (deflated, _) = pool
+        .compress(&client, &data, CODEC_DEFLATE)
         .expect("deflate");
     let mut f = deflated.clone();
     let mid = HEADER_LEN + (f.len() - HEADER_LEN) / 2;
@@ -360,8 +377,12 @@ fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
     let cap = n + HEADER_LEN as u64;
     let input = || bytes(&client, &data);
     let output = || ClientBuf::with_capacity(&client, cap as usize).expect("output");
+    // The output is the module's to allocate; a client may still name a
+    // buffer of its own (a bad one here).
     let ctask = |inp: ClientBytes, out: ClientBuf| {
-        CompressTask::new(pool.pool, DomainQuery::local(), inp, out, 0)
+        let mut t = CompressTask::new(pool.pool, DomainQuery::local(), inp, 0);
+        t.output = out;
+        t
     };
     let raw_in = |p: ShmPtr, len: u64| ClientBytes::from_raw_parts(p, len);
     let raw_out = |p: ShmPtr, cap: u64| ClientBuf::from_raw_parts(p, cap, 0);
@@ -451,7 +472,7 @@ fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
     let msg = task_err(
         raw_compress(
             &client,
-            CompressTask::new(pool.pool, DomainQuery::local(), input(), output(), 9),
+            CompressTask::new(pool.pool, DomainQuery::local(), input(), 9),
         ),
         code::BAD_TASK,
         "unknown codec",
@@ -468,7 +489,9 @@ fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
     assert_eq!(algo, u32::from(ALGO_LZ4));
     assert_eq!(f, good);
     let dtask = |inp: ClientBytes, out: ClientBuf| {
-        DecompressTask::new(pool.pool, DomainQuery::local(), inp, out)
+        let mut t = DecompressTask::new(pool.pool, DomainQuery::local(), inp);
+        t.output = out;
+        t
     };
     let back = raw_decompress(
         &client,
@@ -504,7 +527,8 @@ fn bad_input_fails_cleanly_and_the_runtime_keeps_serving() {
     // Fire-and-forget calls: the runtime frees each task with its buffers
     // (they are the client's), the failed one too.
     for codec in [0, 0, 9, 0] {
-        let mut t = CompressTask::new(pool.pool, DomainQuery::local(), input(), output(), codec);
+        let mut t = CompressTask::new(pool.pool, DomainQuery::local(), input(), codec);
+        t.output = output();
         t.header.flags |= chi_sdk::task::flags::FIRE_AND_FORGET;
         let t = client.new_task(t).expect("task");
         client.enqueue(&t, Priority::LowLatency).expect("enqueue");

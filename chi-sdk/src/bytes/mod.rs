@@ -148,6 +148,12 @@ impl ClientBytes {
     pub fn ptr(&self) -> ShmPtr {
         self.ptr
     }
+
+    /// The bytes, copied out (client side), checked as the runtime checks
+    /// them.
+    pub fn to_vec(&self, client: &Client) -> Result<Vec<u8>, ClientError> {
+        copy_out(client, "input", self.ptr, self.len())
+    }
 }
 
 impl ClientStr {
@@ -237,9 +243,6 @@ impl ClientBuf {
     /// Checks the block as the runtime would: a buffer the module left
     /// inconsistent is an error, not a read out of bounds.
     pub fn to_vec(&self, client: &Client) -> Result<Vec<u8>, ClientError> {
-        if self.len == 0 {
-            return Ok(Vec::new());
-        }
         if self.len > self.capacity() {
             return Err(ClientError::Protocol(format!(
                 "output buffer {}: {} bytes written in a buffer of {}",
@@ -248,12 +251,21 @@ impl ClientBuf {
                 self.capacity()
             )));
         }
-        let p = access::check_block(client.cdata_allocator(), "output", self.ptr, self.len)
-            .map_err(|f| ClientError::Protocol(f.message))?;
-        // SAFETY: checked: `len` bytes of a live client-data block, which the
-        // runtime no longer writes (the task completed).
-        Ok(unsafe { std::slice::from_raw_parts(p.as_ptr(), self.len as usize) }.to_vec())
+        copy_out(client, "output", self.ptr, self.len)
     }
+}
+
+/// `len` bytes of the client-data block at `ptr`, copied out on the client
+/// side, checked as the runtime checks a field.
+fn copy_out(client: &Client, what: &str, ptr: ShmPtr, len: u64) -> Result<Vec<u8>, ClientError> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let p = access::check_block(client.cdata_allocator(), what, ptr, len)
+        .map_err(|f| ClientError::Protocol(f.message))?;
+    // SAFETY: checked: `len` bytes of a live client-data block, which the
+    // runtime no longer writes (the task completed, or was never submitted).
+    Ok(unsafe { std::slice::from_raw_parts(p.as_ptr(), len as usize) }.to_vec())
 }
 
 std::thread_local! {

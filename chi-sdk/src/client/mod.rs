@@ -30,12 +30,14 @@ use crate::task::Task;
 use crate::transport::{self, ControlClient, ZmqClient};
 use crate::types::{NodeId, TaskNode};
 
+pub(crate) mod call;
 mod error;
 mod options;
 mod set;
 mod task_ptr;
 mod wait;
 
+pub use call::{CallArg, CallOutput, PlainValue, TaskOutputs};
 pub use error::{CallError, ClientError, TaskError};
 pub use options::ClientOptions;
 pub use set::{Completed, Completions, PendingSet};
@@ -279,7 +281,8 @@ impl Client {
     }
 
     /// Moves `task` into the main segment, stamping its size, client id and (if
-    /// unset) a fresh task node.
+    /// unset) a fresh task node. If the segment is full, what the task's
+    /// fields own is freed with the error.
     pub fn new_task<T: Task>(&self, mut task: T) -> Result<TaskPtr<T>, ClientError> {
         let h = task.header_mut();
         h.size = size_of::<T>() as u32;
@@ -289,8 +292,23 @@ impl Client {
             h.task_node = self.new_task_node();
         }
         let generation = h.generation;
-        let ptr = self.main_alloc.new_obj(task)?;
-        Ok(TaskPtr { ptr, generation })
+        let block = match self
+            .main_alloc
+            .allocate_aligned(size_of::<T>(), align_of::<T>())
+        {
+            Ok(b) => b.cast::<T>(),
+            Err(e) => {
+                // What the fields own would be lost with the value.
+                self.discard(task);
+                return Err(e.into());
+            }
+        };
+        // SAFETY: a fresh block of at least size_of::<T>() bytes, aligned for T.
+        unsafe { block.as_ptr().write(task) };
+        Ok(TaskPtr {
+            ptr: block,
+            generation,
+        })
     }
 
     /// Hands `task` to the runtime on a lane of `prio` (lanes taken round robin).

@@ -137,6 +137,30 @@ impl<'c, T: Task> Pending<'c, T> {
         Ok(r)
     }
 
+    /// Waits and returns the task's outputs as its generated call returns
+    /// them (see [`TaskOutputs`](super::TaskOutputs)), then frees the task and
+    /// what it owns.
+    pub fn output(self) -> Result<T::Outputs, CallError>
+    where
+        T: super::TaskOutputs,
+    {
+        let client = self.client;
+        self.wait_with(|t| t.outputs(client))?
+    }
+
+    /// [`output`](Self::output), giving up after `timeout` (as
+    /// [`wait_timeout`](Self::wait_timeout)).
+    pub fn output_timeout(self, timeout: Duration) -> Result<T::Outputs, CallError>
+    where
+        T: super::TaskOutputs,
+    {
+        let client = self.client;
+        let t = self.wait_timeout(timeout)?;
+        let r = t.get().outputs(client);
+        client.del_task(t);
+        r
+    }
+
     /// Waits and returns a copy of the bytes written to the output buffer
     /// `buf` picks, then frees the task and its buffers.
     pub fn wait_bytes(

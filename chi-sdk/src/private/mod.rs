@@ -20,12 +20,23 @@ mod hooks;
 
 pub mod chimod;
 
+pub use crate::admin::{AdminClient, GetOrCreatePoolTask};
+pub use crate::client::call::{arg as call_arg, discard as call_discard, output as call_output};
+pub use crate::client::{CallError, Client, Pending, TaskOutputs};
+pub use crate::queue::Priority;
 pub use crate::ser::{Reader, Ser, SerError, TaskSer};
 pub use crate::shm::{Allocator, ShmSafe};
 pub use crate::task::{Task, TaskHeader};
 pub use crate::types::{DomainQuery, MethodId, PoolId};
 
 use std::sync::atomic::Ordering;
+
+/// The type of field `N` of a task (what `#[task]` generates, in declaration
+/// order): the generated client calls name a field's type through its task.
+pub trait TaskField<const N: usize> {
+    /// The field's type.
+    type Ty;
+}
 
 /// Checks at compile time that a field type may live in shared memory; the call
 /// is spanned at the field so the error points there.

@@ -21,7 +21,7 @@ use std::time::Instant;
 use chi_sdk::client::{CallError, Client, ClientError, Pending};
 use chimaera_compress_runtime::frame::{self, HEADER_LEN, algorithm_name};
 use chimaera_compress_runtime::{
-    Codec, CompressClient, CompressTask, CreateParams, DecompressTask,
+    CODEC_POOL_DEFAULT, Codec, CompressClient, CompressTask, CreateParams, DecompressTask,
 };
 
 /// Calls in flight at once.
@@ -133,15 +133,15 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for chunk in &chunks {
         if in_flight.len() == WINDOW {
             let p = in_flight.pop_front().expect("a call in flight");
-            frames.push(p.wait_bytes(|t| &t.output)?);
+            frames.push(p.output()?.0);
         }
         in_flight.push_back(
-            pool.async_compress(&client, chunk)
+            pool.async_compress(&client, chunk, CODEC_POOL_DEFAULT)
                 .map_err(|e| hint(e, a.chunk))?,
         );
     }
     for p in in_flight {
-        frames.push(p.wait_bytes(|t| &t.output)?);
+        frames.push(p.output()?.0);
     }
     let compress_time = t0.elapsed();
 
@@ -152,7 +152,7 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for f in &frames {
         if in_flight.len() == WINDOW {
             let p = in_flight.pop_front().expect("a call in flight");
-            back.extend_from_slice(&p.wait_bytes(|t| &t.output)?);
+            back.extend_from_slice(&p.output()?);
         }
         in_flight.push_back(
             pool.async_decompress(&client, f)
@@ -160,7 +160,7 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     for p in in_flight {
-        back.extend_from_slice(&p.wait_bytes(|t| &t.output)?);
+        back.extend_from_slice(&p.output()?);
     }
     let decompress_time = t1.elapsed();
     if back != data {

@@ -58,13 +58,13 @@
 //!
 //! ```no_run
 //! use chi_sdk::client::Client;
-//! use chimaera_compress_runtime::{Codec, CompressClient, CreateParams};
+//! use chimaera_compress_runtime::{CODEC_POOL_DEFAULT, Codec, CompressClient, CreateParams};
 //!
 //! let client = Client::init()?;
 //! let params = CreateParams { codec: Codec::Deflate, level: 9 };
 //! let pool = CompressClient::create(&client, "compress_deflate", &params)?;
 //! let data = b"to be or not to be, that is the question; ".repeat(1000);
-//! let frame = pool.compress(&client, &data)?;
+//! let (frame, _algorithm) = pool.compress(&client, &data, CODEC_POOL_DEFAULT)?;
 //! assert!(frame.len() < data.len());
 //! assert_eq!(pool.decompress(&client, &frame)?, data);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -82,16 +82,15 @@
 //!
 //! As `cargo chimod new` lays out a module: [`tasks`] (the creation
 //! parameters, the codec ids, the result codes and the two tasks),
-//! [`runtime`] (the container, and what `#[chimod]` generates beside it),
-//! [`client`] ([`CompressClient`]); and the module's own parts: [`frame`] (the
-//! compressed frame and its codecs).
+//! [`runtime`] (the container, and what `#[chimod]` generates beside it: the
+//! client [`CompressClient`], whose `compress` and `decompress` calls take
+//! and return bytes); and the module's own parts: [`frame`] (the compressed
+//! frame and its codecs).
 
-pub mod client;
 pub mod frame;
 pub mod runtime;
 pub mod tasks;
 
-pub use client::CompressClient;
 pub use frame::{Codec, FrameError};
 pub use runtime::*;
 pub use tasks::*;

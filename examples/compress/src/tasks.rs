@@ -47,9 +47,9 @@ impl Default for CreateParams {
 pub struct CompressTask {
     /// The data.
     pub input: ClientBytes,
-    /// Where the frame goes; [`frame::max_frame_len`] of the input's length
-    /// always suffices (a smaller buffer is grown by the module).
-    #[inout]
+    /// The frame (the module allocates it in the client-data segment; the
+    /// task frees it).
+    #[output]
     pub output: ClientBuf,
     /// [`CODEC_POOL_DEFAULT`], [`CODEC_LZ4`] or [`CODEC_DEFLATE`].
     pub codec: u32,
@@ -65,8 +65,7 @@ pub struct CompressTask {
 pub struct DecompressTask {
     /// The frame.
     pub input: ClientBytes,
-    /// Where the data goes; the frame's original length (bytes 8..16 of its
-    /// header) suffices (a smaller buffer is grown by the module).
-    #[inout]
+    /// The data (the module allocates it, sized from the frame's header).
+    #[output]
     pub output: ClientBuf,
 }

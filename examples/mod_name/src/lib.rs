@@ -49,6 +49,5 @@ pub mod client;
 pub mod runtime;
 pub mod tasks;
 
-pub use client::ModNameClient;
 pub use runtime::*;
 pub use tasks::*;

@@ -17,7 +17,6 @@ use chi_sdk::shm::ShmString;
 use chi_sdk::sync::CoMutex;
 use chi_sdk::task::{Failure, code};
 
-use crate::client::ModNameClient;
 use crate::tasks::*;
 
 mod locks;

@@ -69,7 +69,7 @@ pub struct EchoTask {
 }
 
 /// A task that takes `ms` milliseconds.
-#[chi_sdk::task(method = 15)]
+#[chi_sdk::task(method = 15, client = false)]
 #[derive(Debug)]
 pub struct SleepTask {
     /// How long.
@@ -90,7 +90,7 @@ pub const TARGET_MOD_NAME_ONE_BY_ONE: u32 = 2;
 
 /// Submits `n` Echo subtasks, of values `1..=n`, to pool `target`, waits for
 /// them all and sums their answers.
-#[chi_sdk::task(method = 16)]
+#[chi_sdk::task(method = 16, client = false)]
 #[derive(Debug)]
 pub struct FanOutTask {
     /// The pool the echoes go to.
@@ -127,7 +127,7 @@ pub struct RecurseTask {
 /// A chain of subtasks of the task's own pool, `depth` levels below this
 /// task, each waited for by its parent, that reports which levels ran on
 /// their parent's coroutine (a subtask run inline has its parent's token).
-#[chi_sdk::task(method = 22)]
+#[chi_sdk::task(method = 22, client = false)]
 #[derive(Debug)]
 pub struct StackProbeTask {
     /// Levels below this task.
@@ -170,7 +170,7 @@ pub const MUTEX_STATUS: u32 = 3;
 pub const MUTEX_NESTED: u32 = 4;
 
 /// Exercises the container's `CoMutex<u64>` counter (see the `MUTEX_` ops).
-#[chi_sdk::task(method = 20)]
+#[chi_sdk::task(method = 20, client = false)]
 #[derive(Debug)]
 pub struct CoMutexTestTask {
     /// What to do: a `MUTEX_` op.
@@ -258,7 +258,7 @@ pub const RW_NESTED: u32 = 7;
 pub const RW_NESTED_UNDER_READ: u32 = 8;
 
 /// Exercises the container's `CoRwLock<u64>` (see the `RW_` ops).
-#[chi_sdk::task(method = 21)]
+#[chi_sdk::task(method = 21, client = false)]
 #[derive(Debug)]
 pub struct CoRwLockTestTask {
     /// What to do: an `RW_` op.

@@ -61,6 +61,7 @@
 //! rest of the crate sees no follow-on errors. Only the C boundary needs a
 //! library name and a non-generic container; without them it is left out.
 
+mod client;
 mod generate;
 mod validate;
 
@@ -70,10 +71,9 @@ use syn::{ItemImpl, LitStr};
 use crate::Expansion;
 use crate::check::check_module_file;
 use crate::context::{Context, load_error, yaml_path};
-use crate::method_ids;
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream, ctx: &Context) -> Expansion {
-    let yaml_arg = match method_ids::parse_args(attr, "#[chimod]") {
+    let (yaml_arg, with_client) = match client::parse_args(attr) {
         Ok(a) => a,
         Err(e) => return Expansion::new(item, vec![e]),
     };
@@ -128,7 +128,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream, ctx: &Context) -> Exp
     // The functions, against the methods.
     let fns = validate::functions(&imp, &module, &mut errors);
     let boundary = !generic;
-    let items = generate::module(&imp, &fns, &module, boundary);
+    let mut items = generate::module(&imp, &fns, &module, boundary);
+    if with_client {
+        items.extend(client::client(&fns, &module));
+    }
     Expansion::new(items, errors)
 }
 

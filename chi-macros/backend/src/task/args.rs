@@ -1,4 +1,5 @@
-//! The arguments of `#[task(...)]`: `method = N`, `name = "kFoo"`, `yaml = "path"`.
+//! The arguments of `#[task(...)]`: `method = N`, `name = "kFoo"`, `yaml = "path"`,
+//! `new = "name"`, `client = false`.
 
 use proc_macro2::{Span, TokenStream};
 use syn::spanned::Spanned;
@@ -21,10 +22,14 @@ pub(crate) struct TaskArgs {
     /// `new = "name"`: the name of the emplace constructor (default `new`), for
     /// a type that keeps a hand-written `new`.
     pub new_name: Option<syn::Ident>,
+    /// `client = false`: the module's generated client has no calls of this
+    /// task (its author writes them).
+    pub client: bool,
 }
 
 const USAGE: &str = "expected `#[task(method = N)]`, optionally with `name = \"kFoo\"`, \
-                     `yaml = \"path/to/chimaera_mod.yaml\"` and `new = \"constructor_name\"`";
+                     `yaml = \"path/to/chimaera_mod.yaml\"`, `new = \"constructor_name\"` and \
+                     `client = false`";
 
 /// Parses the attribute's tokens; every problem is reported, combined.
 pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
@@ -33,6 +38,7 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
     let mut name: Option<LitStr> = None;
     let mut yaml: Option<LitStr> = None;
     let mut new_name: Option<syn::Ident> = None;
+    let mut client: Option<syn::LitBool> = None;
     let mut seen_method = false;
 
     let parser = syn::meta::parser(|meta| {
@@ -103,6 +109,19 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
                     )),
                 }
             }
+            "client" => {
+                if client.is_some() {
+                    errors.push(dup("client"));
+                }
+                match meta.value()?.parse::<syn::Lit>()? {
+                    syn::Lit::Bool(b) => client = Some(b),
+                    other => errors.push(syn::Error::new(
+                        other.span(),
+                        "`client` takes `true` or `false`: `client = false` leaves this task's \
+                         calls out of the module's generated client",
+                    )),
+                }
+            }
             _ => {
                 // Skip a value so that later arguments are still parsed.
                 if let Ok(v) = meta.value() {
@@ -146,6 +165,7 @@ pub(crate) fn parse(attr: TokenStream) -> syn::Result<TaskArgs> {
         name,
         yaml,
         new_name,
+        client: client.is_none_or(|b| b.value),
     })
 }
 

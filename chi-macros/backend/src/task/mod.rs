@@ -30,12 +30,15 @@
 //! the id the lock keeps for it.
 
 mod args;
+mod client;
+pub(crate) use client::bridge_name;
 mod fields;
 mod generate;
 
 use std::path::PathBuf;
 
 use proc_macro2::TokenStream;
+use quote::format_ident;
 use syn::spanned::Spanned;
 use syn::{Fields, Item, ItemStruct};
 
@@ -69,7 +72,11 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream, ctx: &Context) -> Exp
         .collect();
     let generic = !parsed.generics.params.is_empty() || parsed.generics.where_clause.is_some();
     let Some(args) = args.filter(|_| !generic) else {
-        return Expansion::new(strip_field_attrs(item), errors);
+        // The bridge, empty: the container's client names it.
+        let bridge = client::bridge(&parsed, &[], "", &format_ident!("new"), false);
+        let mut tokens = strip_field_attrs(item);
+        tokens.extend(bridge);
+        return Expansion::new(tokens, errors);
     };
     let (yaml, method) = match check_yaml(&args, &parsed, ctx) {
         Ok(ok) => ok,
@@ -81,7 +88,22 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream, ctx: &Context) -> Exp
     let mut item = parsed;
     item.attrs.retain(|a| !a.path().is_ident("repr"));
     let method = method.unwrap_or(args.method);
-    let tokens = generate::task(&item, &task_fields, &args, method, yaml.as_deref());
+    let mut tokens = generate::task(&item, &task_fields, &args, method, yaml.as_deref());
+    let key = match &args.name {
+        Some(n) => n.value(),
+        None => task_key(&item.ident.to_string()),
+    };
+    let new_fn = args
+        .new_name
+        .clone()
+        .unwrap_or_else(|| format_ident!("new"));
+    tokens.extend(client::bridge(
+        &item,
+        &task_fields,
+        &key,
+        &new_fn,
+        args.client,
+    ));
     Expansion::new(tokens, errors)
 }
 

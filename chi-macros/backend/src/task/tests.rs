@@ -61,6 +61,14 @@ fn error(m: &TempMod, attr: TokenStream, item: TokenStream) -> Vec<String> {
 /// expands to, for the YAML at `yaml`.
 fn expected_ping(yaml: &Path) -> TokenStream {
     let yaml = yaml.display().to_string();
+    let returns = "Arguments:\n\n* `seq`\n\nReturns the output `reply`: Reply.\n\nA failure of \
+                   the method is `CallError::Task`, with its code and message.";
+    let call_doc = format!("Ping.\n\nCalls `kPing` and waits for its outputs.\n\n{returns}");
+    let submit_doc = format!(
+        "Submits `kPing` (a `PingTask`) without waiting: \
+         [`Pending::output`](::chi_sdk::client::Pending::output) returns what the synchronous \
+         call returns. The `Pending` owns the task and the buffers it names.\n\n{returns}"
+    );
     quote! {
         /// Ping.
         #[repr(C)]
@@ -190,6 +198,64 @@ fn expected_ping(yaml: &Path) -> TokenStream {
                 }
             }
         }
+
+        #[doc(hidden)]
+        impl ::chi_sdk::__private::TaskField<0usize> for PingTask {
+            type Ty = u64;
+        }
+        #[doc(hidden)]
+        impl ::chi_sdk::__private::TaskField<1usize> for PingTask {
+            type Ty = u64;
+        }
+
+        impl ::chi_sdk::__private::TaskOutputs for PingTask {
+            type Outputs = <u64 as ::chi_sdk::client::CallOutput>::Output;
+
+            fn outputs(
+                &self,
+                client: &::chi_sdk::__private::Client,
+            ) -> ::core::result::Result<Self::Outputs, ::chi_sdk::__private::CallError> {
+                let _ = client;
+                ::chi_sdk::__private::call_output(client, &self.reply)
+            }
+        }
+
+        #[doc(hidden)]
+        #[allow(unused_macros)]
+        macro_rules! __chi_calls_PingTask {
+            ($task:ty, $client:ident, $call:ident, $submit:ident) => {
+                impl $client {
+                    #[doc = #call_doc]
+                    #[allow(clippy::too_many_arguments)]
+                    pub fn $call(
+                        &self,
+                        client: &::chi_sdk::__private::Client,
+                        seq: u64,
+                    ) -> ::core::result::Result<u64, ::chi_sdk::__private::CallError> {
+                        self.$submit(client, seq)?.output()
+                    }
+
+                    #[doc = #submit_doc]
+                    #[allow(clippy::too_many_arguments)]
+                    pub fn $submit<'c>(
+                        &self,
+                        client: &'c ::chi_sdk::__private::Client,
+                        seq: u64,
+                    ) -> ::core::result::Result<::chi_sdk::__private::Pending<'c, $task>, ::chi_sdk::__private::CallError> {
+                        let seq = match ::chi_sdk::__private::call_arg::< <$task as ::chi_sdk::__private::TaskField<0usize>>::Ty>(client, seq) {
+                            ::core::result::Result::Ok(v) => v,
+                            ::core::result::Result::Err(e) => {
+                                return ::core::result::Result::Err(e);
+                            }
+                        };
+                        client.submit(<$task>::new(self.pool, self.query, seq), self.priority,)
+                    }
+                }
+            };
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        pub(crate) use __chi_calls_PingTask;
     }
 }
 
@@ -268,7 +334,9 @@ fn new_renames_the_emplace_constructor() {
     // Only the constructor's name differs; `empty` keeps its name.
     assert_eq!(
         renamed,
-        plain.replacen("pub fn new (", "pub fn emplace (", 1)
+        plain
+            .replacen("pub fn new (", "pub fn emplace (", 1)
+            .replacen("> :: new (self . pool", "> :: emplace (self . pool", 1)
     );
     assert!(
         renamed.contains("pub fn empty (pool : :: chi_sdk :: __private :: PoolId) -> Self"),
