@@ -1,13 +1,10 @@
-//! [`BdevClient`]: the client of a bdev pool.
+//! What the generated [`BdevClient`] lacks, and [`BdevStats`].
 
-use chi_sdk::admin::AdminClient;
 use chi_sdk::bytes::{ClientBuf, ClientBytes};
 use chi_sdk::client::{CallError, Client, ClientError, Pending};
-use chi_sdk::queue::Priority;
-use chi_sdk::shm::{ShmPtr, ShmVec};
-use chi_sdk::types::{DomainQuery, PoolId};
+use chi_sdk::shm::ShmPtr;
 
-use crate::{AllocateBlocksTask, CreateParams, FreeBlocksTask, GetStatsTask, ReadTask, WriteTask};
+use crate::{AllocateBlocksTask, BdevClient, GetStatsTask, ReadTask, WriteTask};
 
 /// A bdev pool's figures ([`BdevClient::get_stats`]; see [`GetStatsTask`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,60 +57,11 @@ impl From<&GetStatsTask> for BdevStats {
     }
 }
 
-/// The client of a `chimaera_bdev` pool: each method has a synchronous call and
-/// an `async_` call returning a handle to `wait()` for. [`write`](Self::write)
-/// and [`read`](Self::read) (and their `async_` forms) manage the client-data
-/// buffers; [`write_buffer`](Self::write_buffer) and
-/// [`read_buffer`](Self::read_buffer) take buffers the caller allocated with
-/// [`Client::allocate_buffer`] (and reuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BdevClient {
-    /// The pool.
-    pub pool: PoolId,
-}
-
-impl From<PoolId> for BdevClient {
-    fn from(pool: PoolId) -> Self {
-        BdevClient { pool }
-    }
-}
-
+/// Calls the generated [`BdevClient`] lacks: allocation in the three forms
+/// callers want (blocks, bytes, one extent), reads into a buffer the call
+/// allocates or one the caller keeps, writes from one the caller keeps, and
+/// the figures as a struct. (`write` and `free_blocks` are generated.)
 impl BdevClient {
-    /// Creates (or finds) pool `pool_name` with `params`.
-    pub fn create(
-        client: &Client,
-        pool_name: &str,
-        params: &CreateParams,
-    ) -> Result<BdevClient, CallError> {
-        AdminClient::new(client)
-            .get_or_create(pool_name, params)
-            .map(BdevClient::from)
-    }
-
-    /// Submits the creation of pool `pool_name`; the pool id is the task's
-    /// `pool_id` once complete.
-    pub fn async_create<'c>(
-        client: &'c Client,
-        pool_name: &str,
-        params: &CreateParams,
-    ) -> Result<Pending<'c, chi_sdk::admin::GetOrCreatePoolTask>, CallError> {
-        AdminClient::new(client).async_get_or_create(pool_name, params)
-    }
-
-    /// Destroys the pool. Its container goes (and a file backend's file is
-    /// removed, unless kept) once no worker of the runtime refers to it.
-    pub fn destroy(&self, client: &Client) -> Result<(), CallError> {
-        AdminClient::new(client).destroy_pool(self.pool)
-    }
-
-    /// Submits the destruction of the pool.
-    pub fn async_destroy<'c>(
-        &self,
-        client: &'c Client,
-    ) -> Result<Pending<'c, chi_sdk::admin::DestroyPoolTask>, CallError> {
-        AdminClient::new(client).async_destroy_pool(self.pool)
-    }
-
     /// Submits AllocateBlocks: `blocks` blocks, or (with `blocks` 0) enough for
     /// `bytes` bytes, as one run if `contiguous`.
     pub fn async_allocate_blocks<'c>(
@@ -124,14 +72,8 @@ impl BdevClient {
         contiguous: bool,
     ) -> Result<Pending<'c, AllocateBlocksTask>, CallError> {
         client.submit(
-            AllocateBlocksTask::new(
-                self.pool,
-                DomainQuery::local(),
-                blocks,
-                bytes,
-                u64::from(contiguous),
-            ),
-            Priority::LowLatency,
+            AllocateBlocksTask::new(self.pool, self.query, blocks, bytes, u64::from(contiguous)),
+            self.priority,
         )
     }
 
@@ -160,25 +102,6 @@ impl BdevClient {
         })
     }
 
-    /// Submits FreeBlocks of the blocks at `offsets`.
-    pub fn async_free_blocks<'c>(
-        &self,
-        client: &'c Client,
-        offsets: &[u64],
-    ) -> Result<Pending<'c, FreeBlocksTask>, CallError> {
-        let list = ShmVec::from_slice(client.main_allocator(), offsets)?;
-        client.submit(
-            FreeBlocksTask::new(self.pool, DomainQuery::local(), list),
-            Priority::LowLatency,
-        )
-    }
-
-    /// Frees the blocks at `offsets` (all or none); returns how many.
-    pub fn free_blocks(&self, client: &Client, offsets: &[u64]) -> Result<u64, CallError> {
-        self.async_free_blocks(client, offsets)?
-            .wait_with(|t| t.freed)
-    }
-
     /// Submits a Write of `len` bytes of the client-data block `buf` at
     /// `offset`; the caller keeps the block (for reuse) and must not free it
     /// before the write completed.
@@ -191,8 +114,8 @@ impl BdevClient {
     ) -> Result<Pending<'c, WriteTask>, CallError> {
         let data = ClientBytes::borrow_block(buf, len);
         client.submit(
-            WriteTask::new(self.pool, DomainQuery::local(), offset, data),
-            Priority::LowLatency,
+            WriteTask::new(self.pool, self.query, offset, data),
+            self.priority,
         )
     }
 
@@ -221,8 +144,8 @@ impl BdevClient {
     ) -> Result<Pending<'c, ReadTask>, CallError> {
         let data = ClientBuf::borrow_block(buf, len);
         client.submit(
-            ReadTask::new(self.pool, DomainQuery::local(), offset, len, data),
-            Priority::LowLatency,
+            ReadTask::new(self.pool, self.query, offset, len, data),
+            self.priority,
         )
     }
 
@@ -239,27 +162,6 @@ impl BdevClient {
             .wait_with(|t| t.read)
     }
 
-    /// Submits a Write of `data` at `offset` (copied into a client-data
-    /// block that the task owns).
-    pub fn async_write<'c>(
-        &self,
-        client: &'c Client,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<Pending<'c, WriteTask>, CallError> {
-        let data = ClientBytes::new(client, data)?;
-        client.submit(
-            WriteTask::new(self.pool, DomainQuery::local(), offset, data),
-            Priority::LowLatency,
-        )
-    }
-
-    /// Writes `data` at `offset`; returns the bytes written.
-    pub fn write(&self, client: &Client, offset: u64, data: &[u8]) -> Result<u64, CallError> {
-        self.async_write(client, offset, data)?
-            .wait_with(|t| t.written)
-    }
-
     /// Submits a Read of `len` bytes at `offset` into a client-data block that
     /// the task owns; `wait_bytes(|t| &t.data)` copies them out.
     pub fn async_read<'c>(
@@ -270,8 +172,8 @@ impl BdevClient {
     ) -> Result<Pending<'c, ReadTask>, CallError> {
         let data = ClientBuf::with_capacity(client, len)?;
         client.submit(
-            ReadTask::new(self.pool, DomainQuery::local(), offset, len as u64, data),
-            Priority::LowLatency,
+            ReadTask::new(self.pool, self.query, offset, len as u64, data),
+            self.priority,
         )
     }
 
@@ -286,10 +188,7 @@ impl BdevClient {
         &self,
         client: &'c Client,
     ) -> Result<Pending<'c, GetStatsTask>, CallError> {
-        client.submit(
-            GetStatsTask::new(self.pool, DomainQuery::local()),
-            Priority::LowLatency,
-        )
+        client.submit(GetStatsTask::new(self.pool, self.query), self.priority)
     }
 
     /// The pool's figures.

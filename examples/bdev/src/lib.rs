@@ -79,6 +79,6 @@ pub mod runtime;
 mod storage;
 pub mod tasks;
 
-pub use client::{BdevClient, BdevStats};
+pub use client::BdevStats;
 pub use runtime::*;
 pub use tasks::*;

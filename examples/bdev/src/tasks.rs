@@ -139,7 +139,7 @@ impl CreateParams {
 }
 
 /// Allocates blocks (`kAllocateBlocks`).
-#[chi_sdk::task(method = 10)]
+#[chi_sdk::task(method = 10, client = false)]
 #[derive(Debug)]
 pub struct AllocateBlocksTask {
     /// Blocks wanted (or 0 to give `bytes`).
@@ -181,7 +181,7 @@ pub struct WriteTask {
 }
 
 /// Reads from the device into a client-data buffer (`kRead`).
-#[chi_sdk::task(method = 13)]
+#[chi_sdk::task(method = 13, client = false)]
 #[derive(Debug)]
 pub struct ReadTask {
     /// Byte offset on the device.
@@ -197,7 +197,7 @@ pub struct ReadTask {
 }
 
 /// The device's figures (`kGetStats`).
-#[chi_sdk::task(method = 14)]
+#[chi_sdk::task(method = 14, client = false)]
 #[derive(Debug)]
 pub struct GetStatsTask {
     /// Bytes of the device.

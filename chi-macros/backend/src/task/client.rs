@@ -193,7 +193,10 @@ fn task_outputs(item: &ItemStruct, fields: &[TaskField]) -> TokenStream {
     let (ty, value) = match outs.len() {
         1 => {
             let ident = &outs[0].ident;
-            (tys[0].clone(), quote!(#p::call_output(client, &self.#ident)))
+            (
+                tys[0].clone(),
+                quote!(#p::call_output(client, &self.#ident)),
+            )
         }
         _ => (
             quote!((#(#tys,)*)),
