@@ -14,6 +14,7 @@ pub const MODULE_PACKAGES: &[(&str, &str)] = &[
     ("mod_name", "libchimaera_mod_name_runtime.so"),
     ("compress", "libchimaera_compress_runtime.so"),
     ("bdev", "libchimaera_bdev_runtime.so"),
+    ("kv", "libchimaera_kv_runtime.so"),
     ("chi-test-bad-abi", "libchimaera_bad_abi_runtime.so"),
 ];
 
