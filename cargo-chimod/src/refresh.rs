@@ -7,9 +7,9 @@
 //!   tasks file, if no `#[task]` struct implements the key;
 //! * the handler `foo_bar` at the end of the `#[chimod]` impl block, and with
 //!   it the monitor `monitor_foo_bar`, if there is no handler yet;
-//! * the client calls `foo_bar` / `async_foo_bar` at the end of the client
-//!   struct's impl block (`{Module}Client`), if it has neither and the task
-//!   struct was scaffolded too (its fields are then known).
+//!
+//! The client's calls are not scaffolded: `#[chimod]` generates them from the
+//! task's fields.
 //!
 //! Existing code is never changed: everything is inserted. Nothing is written
 //! unless every check passed. Methods recorded in the lock are never
@@ -25,8 +25,8 @@ use minijinja::context;
 use crate::check::{Module, check_repo};
 use crate::lock::{self, LOCK_FILE, Lock};
 use crate::repo::Repo;
-use crate::source::{ImplBlock, ModuleSource};
-use crate::templates::{self, camel_case};
+use crate::source::ModuleSource;
+use crate::templates;
 
 /// An insertion into a file.
 #[derive(Debug, Clone)]
@@ -169,8 +169,7 @@ fn scaffold_module(root: &Path, m: &Module, lock: &Lock, plan: &mut Plan) -> Res
     if new.is_empty() || !m.dir.join("src").is_dir() {
         return Ok(());
     }
-    let client_type = format!("{}Client", camel_case(&m.name));
-    let src = ModuleSource::scan(&m.dir, Some(&client_type))?;
+    let src = ModuleSource::scan(&m.dir, None)?;
     let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
     let chimod = match src.chimod.as_slice() {
         [one] => Some(one),
@@ -182,7 +181,6 @@ fn scaffold_module(root: &Path, m: &Module, lock: &Lock, plan: &mut Plan) -> Res
             rel(&b.file)
         ),
     };
-    let client: Option<&ImplBlock> = src.client.last();
     for method in new {
         let mut did = Vec::new();
         let (task_name, new_task) = match src.task_for(&method.key) {
@@ -235,25 +233,6 @@ fn scaffold_module(root: &Path, m: &Module, lock: &Lock, plan: &mut Plan) -> Res
             }
             push(plan, &block.file, block.insert_at, text);
             did.push(format!("{what} in {file}"));
-        }
-        // Client calls only for a scaffolded task, whose fields are known.
-        if let Some(cb) = client
-            && new_task
-            && !cb.fns.contains(&handler)
-            && !cb.fns.contains(&format!("async_{handler}"))
-        {
-            let task_path = type_path(&src, &task_name, &cb.file);
-            let file = rel(&cb.file);
-            let ctx = method_context(m, method, &task_name, &task_path, &file, new_task);
-            let mut text = String::from("\n");
-            text.push_str(&templates::render(templates::SCAFFOLD_CLIENT, &ctx)?);
-            if cb.brace_inline {
-                text.push('\n');
-            }
-            push(plan, &cb.file, cb.insert_at, text);
-            did.push(format!(
-                "client calls {handler} and async_{handler} in {file}"
-            ));
         }
         if !did.is_empty() {
             plan.report.push(format!(

@@ -56,8 +56,6 @@ pub const SCAFFOLD_TASK: &str = "scaffold/task.rs";
 pub const SCAFFOLD_HANDLER: &str = "scaffold/handler.rs";
 /// A monitor for a new method (inserted after its handler).
 pub const SCAFFOLD_MONITOR: &str = "scaffold/monitor.rs";
-/// Client calls for a new method (inserted at the end of the client's impl).
-pub const SCAFFOLD_CLIENT: &str = "scaffold/client.rs";
 
 /// Every template: id and source.
 pub const ALL: &[(&str, &str)] = &[
@@ -124,10 +122,6 @@ pub const ALL: &[(&str, &str)] = &[
     (
         SCAFFOLD_MONITOR,
         include_str!("../templates/scaffold/monitor.rs.jinja"),
-    ),
-    (
-        SCAFFOLD_CLIENT,
-        include_str!("../templates/scaffold/client.rs.jinja"),
     ),
 ];
 
@@ -253,7 +247,7 @@ mod tests {
                 panic!("{id} renders to Rust that does not parse: {e}\n{out}");
             }
         }
-        for id in [SCAFFOLD_HANDLER, SCAFFOLD_MONITOR, SCAFFOLD_CLIENT] {
+        for id in [SCAFFOLD_HANDLER, SCAFFOLD_MONITOR] {
             let out = render(id, &ctx).unwrap();
             let wrapped = format!("impl X {{\n{out}\n}}");
             if let Err(e) = syn::parse_file(&wrapped) {

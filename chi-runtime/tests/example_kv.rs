@@ -3,8 +3,9 @@
 //! runtime: 10,000 puts and gets from two threads with every value checked,
 //! deletes, prefix scans and stats; a missing key's error; a pointer outside
 //! the client-data segment refused with the runtime still serving; and every
-//! client-data block freed. A last test holds the module to its size: at most
-//! 150 lines of author code.
+//! client-data block freed. The `echo` example module, the smallest there is,
+//! answers too. A last test holds both to their size: at most 150 lines of
+//! author code for kv, 40 for echo.
 //!
 //! The test builds the module libraries itself (see `support::modules`).
 
@@ -168,13 +169,32 @@ fn values_over_the_pools_limit_are_refused() {
     assert_eq!(kv.get(&client, b"k").expect("the old value stays"), [7; 16]);
 }
 
-/// The module's author code (its `src/*.rs`, blank and comment lines not
-/// counted) stays within the size that shows the SDK does the rest.
 #[test]
-fn the_module_is_small() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kv/src");
+fn the_smallest_module_answers() {
+    let _wd = Watchdog::new("echo", WATCHDOG);
+    let s = module_setup("echo_answers");
+    let _rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let pool = chimaera_echo_runtime::EchoClient::create(&client, "echo", &Default::default())
+        .expect("echo pool");
+    assert_eq!(pool.echo(&client, 42).expect("echo"), 42);
+    let pending: Vec<_> = (0..100)
+        .map(|v| pool.async_echo(&client, v).expect("submit"))
+        .collect();
+    for (v, p) in pending.into_iter().enumerate() {
+        assert_eq!(p.output().expect("echo"), v as u64);
+    }
+}
+
+/// Lines of code in the `src/*.rs` of example module `name`, blank and
+/// comment lines not counted.
+fn author_lines(name: &str) -> usize {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+        .join("src");
     let mut lines = 0;
-    for entry in std::fs::read_dir(&src).expect("examples/kv/src") {
+    for entry in std::fs::read_dir(&src).expect("the module's src") {
         let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
         lines += text
             .lines()
@@ -182,8 +202,21 @@ fn the_module_is_small() {
             .filter(|l| !l.is_empty() && !l.starts_with("//"))
             .count();
     }
+    lines
+}
+
+/// The modules' author code stays within the size that shows the SDK does
+/// the rest.
+#[test]
+fn the_modules_are_small() {
+    let kv = author_lines("kv");
     assert!(
-        lines <= 150,
-        "examples/kv has {lines} lines of code (at most 150)"
+        kv <= 150,
+        "examples/kv has {kv} lines of code (at most 150)"
+    );
+    let echo = author_lines("echo");
+    assert!(
+        echo <= 40,
+        "examples/echo has {echo} lines of code (at most 40)"
     );
 }

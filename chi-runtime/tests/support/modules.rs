@@ -15,6 +15,7 @@ pub const MODULE_PACKAGES: &[(&str, &str)] = &[
     ("compress", "libchimaera_compress_runtime.so"),
     ("bdev", "libchimaera_bdev_runtime.so"),
     ("kv", "libchimaera_kv_runtime.so"),
+    ("echo", "libchimaera_echo_runtime.so"),
     ("chi-test-bad-abi", "libchimaera_bad_abi_runtime.so"),
 ];
 
