@@ -143,6 +143,25 @@ fn puts_gets_scans_and_errors_through_the_generated_client() {
         value(1, 7)
     );
 
+    // Calls dropped before they complete: the runtime frees each task and
+    // its buffers when it completes it (a drop after completion frees at once).
+    let main_before = client.main_allocator().stats().live_blocks;
+    for i in 0..200 {
+        drop(
+            kv.async_put(&client, &key(2, i), &value(2, i))
+                .expect("submit"),
+        );
+    }
+    chi_sdk::admin::AdminClient::new(&client)
+        .flush()
+        .expect("flush");
+    assert_eq!(kv.scan(&client, b"t2/", 0).expect("scan").len(), 200);
+    assert_eq!(
+        client.main_allocator().stats().live_blocks,
+        main_before,
+        "dropped calls leaked their tasks"
+    );
+
     // Every buffer the calls allocated was freed with its task.
     assert_eq!(
         live_cdata_blocks(s.port),

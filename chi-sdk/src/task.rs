@@ -17,6 +17,7 @@
 //! | [`state::ROUTED`] | [`mark_routed`](TaskHeader::mark_routed) / [`unmark_routed`](TaskHeader::unmark_routed) | worker, before / after a failed push to another lane | Release / Relaxed | moved to the worker of its container lane: run there without asking Monitor again |
 //! | [`state::WAITER`] | [`announce_waiter`](TaskHeader::announce_waiter) | waiting client, before it sleeps | Acquire | a thread sleeps on the futex: wake it |
 //! | [`state::COMPLETE`] | [`complete`](TaskHeader::complete), then [`wake_waiters`](TaskHeader::wake_waiters) | worker | Release | finished; outputs and `result` are final |
+//! | [`state::ABANDONED`] | [`abandon`](TaskHeader::abandon) | client dropping a handle it never waited on | AcqRel | nobody waits: if the task was complete the client frees it, else the worker frees it when it completes it (it sees the bit in the word `complete` replaced) |
 //! | [`state::CANCELLED`] | [`cancel`](TaskHeader::cancel) | client, parent task or runtime | Release | asked to stop: not started if not yet running, a periodic task does not run again, waits of its handler end and pass the cancellation on to the subtasks they wait for; the task completes with [`code::CANCELLED`] unless its handler finished first |
 //! | [`state::RUNNING`] | — | — | — | reserved (a worker does not set it: the waiting client spins on this word, and a write while the task runs would cost the round trip a cache-line transfer) |
 //!
@@ -52,6 +53,9 @@ pub mod state {
     pub const ROUTED: u32 = 1 << 4;
     /// Cancellation was asked for.
     pub const CANCELLED: u32 = 1 << 5;
+    /// Nobody will wait for the task any more: whoever of the client and the
+    /// runtime comes second (the abandon or the completion) frees it.
+    pub const ABANDONED: u32 = 1 << 6;
 }
 
 /// Bits of [`TaskHeader::flags`].
@@ -245,15 +249,30 @@ impl TaskHeader {
         self.state.load(Ordering::Acquire) & state::COMPLETE != 0
     }
 
-    /// Marks the task complete with `result`; returns whether a waiter sleeps on the
-    /// state word (the caller must then call [`wake_waiters`](Self::wake_waiters)).
+    /// Marks the task complete with `result`; returns the state word as it was
+    /// before. With [`state::WAITER`] in it a thread sleeps on the word (the
+    /// caller must call [`wake_waiters`](Self::wake_waiters)); with
+    /// [`state::ABANDONED`] nobody waits and the caller frees the task.
     #[inline]
-    #[must_use = "a sleeping waiter must be woken"]
-    pub fn complete(&self, result: i32) -> bool {
+    #[must_use = "a sleeping waiter must be woken, an abandoned task freed"]
+    pub fn complete(&self, result: i32) -> u32 {
         self.result.store(result, Ordering::Relaxed);
         // Release: publishes the outputs and `result` to the waiter's Acquire load
-        // in `is_complete` / `announce_waiter`.
-        self.state.fetch_or(state::COMPLETE, Ordering::Release) & state::WAITER != 0
+        // in `is_complete` / `announce_waiter`, and to `abandon`'s Acquire.
+        self.state.fetch_or(state::COMPLETE, Ordering::Release)
+    }
+
+    /// The client gives up a submitted task it will not wait for; returns
+    /// whether the task was already complete (the client frees it then;
+    /// otherwise the runtime frees it when it completes it, and the client
+    /// must not touch it again).
+    #[inline]
+    #[must_use = "a complete abandoned task is the caller's to free"]
+    pub fn abandon(&self) -> bool {
+        // AcqRel: Acquire pairs with the Release `fetch_or(COMPLETE)` in
+        // `complete` (the client frees what the runtime wrote); the one RMW
+        // on the word decides who frees.
+        self.state.fetch_or(state::ABANDONED, Ordering::AcqRel) & state::COMPLETE != 0
     }
 
     /// Wakes every thread asleep on the state word (after [`complete`](Self::complete)

@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use std::sync::atomic::Ordering;
 
 use chi_sdk::shm::{Allocator, Segment, ShmPtr, ShmString};
-use chi_sdk::task::{TaskHeader, code, flags};
+use chi_sdk::task::{TaskHeader, code, flags, state};
 
 use super::supervision::WorkerStats;
 
@@ -84,6 +84,7 @@ impl Outcome<'_> {
                 "a fire-and-forget task failed"
             );
         }
+        let mut wrote_error = false;
         if let Some(msg) = msg.filter(|_| rc != code::OK && !fire_and_forget)
             && let Ok(s) = ShmString::from_str(self.alloc, &msg)
         {
@@ -91,21 +92,38 @@ impl Outcome<'_> {
             // error field, before completion; the client reads it after observing
             // COMPLETE (Release below). A fresh header's error is empty (nothing to free).
             unsafe { std::ptr::addr_of_mut!((*task).error).write(s) };
+            wrote_error = true;
         }
         // SAFETY: as above; the rest is read through a shared reference.
         let h = unsafe { &*task };
         // Read before the completion: past it the waiter may free the task.
-        let waiter = h.task_node.waiter;
-        if h.complete(rc) {
+        let mut waiter = h.task_node.waiter;
+        let before = h.complete(rc);
+        if before & state::WAITER != 0 {
             h.wake_waiters();
         }
         self.count_completed();
-        if fire_and_forget {
-            // Nobody reads the error field: the runtime never wrote one, so what
-            // is there came from the client; forget it rather than free a block
-            // it may name (it is not ours to free).
-            // SAFETY: the task is complete and ours to free; the field is plain data.
-            unsafe { std::ptr::addr_of_mut!((*task).error).write(ShmString::new()) };
+        // Abandoned before it completed: nobody waits, the task is ours to free.
+        let abandoned = before & state::ABANDONED != 0;
+        if abandoned {
+            waiter = 0;
+            if let Some(m) = msg_for_log(wrote_error, h) {
+                tracing::debug!(code = rc, error = %m, "an abandoned task failed");
+            }
+        }
+        if fire_and_forget || abandoned {
+            if !wrote_error {
+                // Nobody reads the error field and the runtime wrote none, so
+                // what is there came from the client; forget it rather than
+                // free a block it may name (it is not ours to free).
+                // SAFETY: the task is complete and ours to free; the field is
+                // plain data.
+                unsafe { std::ptr::addr_of_mut!((*task).error).write(ShmString::new()) };
+            } else if del.is_none() {
+                // SAFETY: complete and ours; the message is the runtime's own
+                // block, written above.
+                let _ = unsafe { (*task).error.free(self.alloc) };
+            }
             // Nobody waits: the runtime frees the task, through the module's
             // `del` when it has one (fields, error message and block).
             // A freed task has generation 0: a stale free or completion through a
@@ -124,4 +142,9 @@ impl Outcome<'_> {
         }
         waiter
     }
+}
+
+/// The error message the runtime wrote into `h`, for a log line.
+fn msg_for_log(wrote_error: bool, h: &TaskHeader) -> Option<&str> {
+    wrote_error.then(|| h.error.to_str().ok()).flatten()
 }

@@ -16,9 +16,8 @@
 //! **Ownership.** The task owns its buffers: they are freed when the task is
 //! freed, exactly once, wherever that happens — `Client::del_task` (after a
 //! call's outputs were read, or a submission that failed), or the worker for a
-//! fire-and-forget task (a `Pending` dropped before its task completed leaves
-//! both allocated, with a warning, as it leaves any task the runtime may still
-//! write). Freeing goes through the task's `free_fields` (the
+//! fire-and-forget task and for one whose `Pending` was dropped before it
+//! completed. Freeing goes through the task's `free_fields` (the
 //! [`Ser`] impls below), which find the client-data allocator of the buffer's
 //! segment in this process ([`registry`]).
 //!

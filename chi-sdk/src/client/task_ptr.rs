@@ -72,8 +72,8 @@ impl<T: Task> TaskPtr<T> {
 
 /// A task submitted with [`Client::submit`], not yet waited for.
 ///
-/// Dropping it without waiting frees the task if the runtime completed it, and
-/// otherwise leaves it allocated (the runtime still writes to it) with a warning.
+/// Dropping it without waiting frees the task and what it owns: at once if
+/// the runtime completed it, else the runtime frees it when it completes it.
 pub struct Pending<'c, T: Task> {
     pub(super) client: &'c Client,
     pub(super) task: Option<TaskPtr<T>>,
@@ -173,16 +173,13 @@ impl<'c, T: Task> Pending<'c, T> {
 }
 
 impl<T: Task> Drop for Pending<'_, T> {
+    /// Frees the task (and the buffers it owns) if it completed; otherwise
+    /// hands it to the runtime, which frees it when it completes it.
     fn drop(&mut self) {
-        if let Some(t) = self.task.take() {
-            if t.is_complete() {
-                self.client.del_task(t);
-            } else {
-                tracing::warn!(
-                    task = %t.shm(),
-                    "a submitted task was dropped before it completed; it stays allocated"
-                );
-            }
+        if let Some(t) = self.task.take()
+            && (t.is_complete() || t.get().header().abandon())
+        {
+            self.client.del_task(t);
         }
     }
 }
