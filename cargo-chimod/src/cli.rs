@@ -85,10 +85,12 @@ Run it after editing a chimaera_mod.yaml. It
      existing code: the task struct (kFooBar -> FooBarTask) at the end of the
      module's tasks file, the handler (foo_bar) and monitor (monitor_foo_bar)
      at the end of the #[chimod] impl block, and the client calls foo_bar and
-     async_foo_bar at the end of the {Module}Client impl block;
+     async_foo_bar at the end of the {Module}Client impl block, method after
+     method in the order of the YAML file;
   4. records the new ids in chimaera_methods.lock.
 
-Nothing is written when a check fails. A second run changes nothing.";
+Nothing is written when a check fails, nor with --check, which says what a
+refresh would do. A second run changes nothing.";
 
 const INSTALL_AFTER_HELP: &str = "\
 The runtime looks for lib{namespace}_{module}_runtime.so when a pool of the
@@ -130,7 +132,8 @@ pub struct RefreshArgs {
     /// The repository [default: the one the current directory is in].
     #[arg(long, value_name = "DIR")]
     pub repo: Option<PathBuf>,
-    /// Only check: fail if anything would be scaffolded or recorded (for CI).
+    /// Only check, writing nothing: fail, saying what a refresh would scaffold
+    /// or record, if anything (for CI).
     #[arg(long)]
     pub check: bool,
 }

@@ -177,7 +177,10 @@ fn refresh_leaves_what_the_author_wrote() {
     let mine = "\n    fn mine(&self, _t: &mut MineTask, _c: &mut RunCtx) -> Result<(), String> {\n        Ok(())\n    }\n";
     write(&runtime, &format!("{}{mine}{}", &text[..at], &text[at..]));
     let out = chimod(&r, &["refresh"]).ok();
-    assert!(!out.contains("kMine"), "kMine was complete:\n{out}");
+    assert!(
+        !out.contains("new method kMine"),
+        "kMine was complete:\n{out}"
+    );
     assert!(out.contains("new method kLater (id 12)"), "{out}");
     let tasks = read(&r.join("hello/src/tasks.rs"));
     assert_eq!(tasks.matches("pub struct MineTask").count(), 1);
@@ -213,6 +216,40 @@ fn the_sdk_dependency_follows_the_flags() {
 }
 
 #[test]
+fn refresh_follows_the_yaml_order_and_check_writes_nothing() {
+    let (_s, r) = repo("order");
+    append(
+        &r.join("hello/chimaera_mod.yaml"),
+        "kZeta: 11\nkAlpha: 12\nkMiddle: 13\n",
+    );
+    let before = snapshot(&r);
+    let err = chimod(&r, &["refresh", "--check"]).fails();
+    assert!(
+        err.contains("new method kZeta (id 11): would add ZetaTask in hello/src/tasks.rs")
+            && err.contains("would record chimaera_hello.kAlpha = 12")
+            && !err.contains(": added"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&r), before, "--check wrote files");
+    let out = chimod(&r, &["refresh"]).ok();
+    let pos = |t: &str, what: &str| t.find(what).unwrap_or_else(|| panic!("no {what}:\n{t}"));
+    assert!(pos(&out, "kZeta") < pos(&out, "kAlpha") && pos(&out, "kAlpha") < pos(&out, "kMiddle"));
+    assert!(
+        out.contains("new method kZeta (id 11): added ZetaTask"),
+        "{out}"
+    );
+    let tasks = read(&r.join("hello/src/tasks.rs"));
+    assert!(pos(&tasks, "ZetaTask") < pos(&tasks, "AlphaTask"));
+    assert!(pos(&tasks, "AlphaTask") < pos(&tasks, "MiddleTask"));
+    let rt = read(&r.join("hello/src/runtime.rs"));
+    assert!(
+        pos(&rt, "fn zeta(") < pos(&rt, "fn alpha(")
+            && pos(&rt, "fn alpha(") < pos(&rt, "fn middle(")
+    );
+    chimod(&r, &["refresh", "--check"]).ok();
+}
+
+#[test]
 fn every_sub_command_has_help() {
     let s = Scratch::new("help");
     let top = chimod(s.path(), &["--help"]).ok();
@@ -232,7 +269,12 @@ fn every_sub_command_has_help() {
         ),
         (
             "refresh",
-            &["chimaera_methods.lock", "--check", "kCreate 0"][..],
+            &[
+                "chimaera_methods.lock",
+                "--check",
+                "kCreate 0",
+                "order of the YAML",
+            ][..],
         ),
         ("install", &["--dest", "CHI_MODULE_PATH", "module_path"][..]),
     ] {
