@@ -1,5 +1,4 @@
-//! The command line: `cargo chimod new | refresh | install`, with the help text
-//! a newcomer reads first.
+//! The command line: `cargo chimod new | refresh | link | install`, with the help text a newcomer reads first.
 
 use std::path::PathBuf;
 
@@ -18,7 +17,10 @@ Getting started:
                                             # PATH), creates a pool, calls the method
   cargo chimod install --dest ~/chimods     # copies the library where a runtime looks
 
-Then edit hello/chimaera_mod.yaml to add a method and run 'cargo chimod refresh'.";
+Then edit hello/chimaera_mod.yaml to add a method and run 'cargo chimod refresh'.
+Commit the
+repository; in a clone, 'cargo chimod link <chimaera checkout>' points it at
+the checkout's chi-sdk and chi-runtime.";
 
 /// Create, check and install Chimaera module repositories.
 #[derive(Parser, Debug)]
@@ -45,6 +47,10 @@ pub enum Command {
     /// in chimaera_methods.lock, and scaffold the code of newly added methods.
     #[command(after_help = REFRESH_AFTER_HELP)]
     Refresh(RefreshArgs),
+    /// Point this repository (e.g. a fresh clone) at a Chimaera checkout: its
+    /// chi-sdk and its chi-runtime, in the uncommitted .cargo/config.toml.
+    #[command(after_help = LINK_AFTER_HELP)]
+    Link(LinkArgs),
     /// Build the repository's modules and copy their runtime libraries to a
     /// directory the runtime searches.
     #[command(after_help = INSTALL_AFTER_HELP)]
@@ -66,11 +72,14 @@ starts chi-runtime, creates a pool and calls the module's method.
 Names (namespace and module) are lower-case Rust identifiers: letters, digits
 and '_', starting with a letter. They are checked before anything is written.
 
-chi-sdk dependency: when this cargo-chimod was built from a checkout of the
-Chimaera sources that still exists, the repository depends on that checkout's
-chi-sdk by path (so it builds against exactly the runtime you built there);
-otherwise on the chi-sdk version equal to cargo-chimod's own. --sdk-path and
---sdk-version override the rule.";
+chi-sdk dependency: the committed Cargo.toml names chi-sdk by version only, so
+the repository can be committed and cloned. When this cargo-chimod was built
+from a checkout of the Chimaera sources that still exists (or with --sdk-path),
+the repository takes that checkout's chi-sdk version, and its local
+.cargo/config.toml, which git ignores, patches chi-sdk to the checkout and sets
+CHI_RUNTIME_BIN to the checkout's target/debug/chi-runtime; in a clone,
+`cargo chimod link <checkout>` writes that file. Otherwise (or with
+--sdk-version) chi-sdk comes from the registry, version of cargo-chimod's own.";
 
 const REFRESH_AFTER_HELP: &str = "\
 Run it after editing a chimaera_mod.yaml. It
@@ -91,6 +100,18 @@ Run it after editing a chimaera_mod.yaml. It
 
 Nothing is written when a check fails, nor with --check, which says what a
 refresh would do. A second run changes nothing.";
+
+const LINK_AFTER_HELP: &str = "\
+A repository names chi-sdk by version in its committed Cargo.toml. To build a
+clone against a Chimaera checkout (its chi-sdk, and its chi-runtime for the
+tests), run in the clone:
+
+  cargo chimod link ~/src/chimaera        # the checkout, or its chi-sdk/
+
+It writes .cargo/config.toml (ignored by git): [patch.crates-io] chi-sdk =
+{ path = ... }, and [env] CHI_RUNTIME_BIN = <checkout>/target/debug/chi-runtime
+(--runtime-bin to name another; a CHI_RUNTIME_BIN in the environment wins).
+Build the runtime there with `cargo build -p chi-runtime`.";
 
 const INSTALL_AFTER_HELP: &str = "\
 The runtime looks for lib{namespace}_{module}_runtime.so when a pool of the
@@ -118,7 +139,8 @@ pub struct NewArgs {
     /// Module name [default: the new repository's directory name].
     #[arg(long, value_name = "NAME")]
     pub module: Option<String>,
-    /// Depend on the chi-sdk crate in this directory (by path).
+    /// Use the chi-sdk of this Chimaera checkout (or chi-sdk directory): its
+    /// version in Cargo.toml, its path in the uncommitted .cargo/config.toml.
     #[arg(long, value_name = "PATH", conflicts_with = "sdk_version")]
     pub sdk_path: Option<PathBuf>,
     /// Depend on this version of chi-sdk (from the registry).
@@ -136,6 +158,21 @@ pub struct RefreshArgs {
     /// or record, if anything (for CI).
     #[arg(long)]
     pub check: bool,
+}
+
+/// `cargo chimod link`.
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    /// The Chimaera checkout (or its chi-sdk directory) [default: the one this
+    /// cargo-chimod was built from].
+    pub checkout: Option<PathBuf>,
+    /// The chi-runtime the tests start [default:
+    /// <checkout>/target/debug/chi-runtime].
+    #[arg(long, value_name = "PATH")]
+    pub runtime_bin: Option<PathBuf>,
+    /// The repository [default: the one the current directory is in].
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
 }
 
 /// `cargo chimod install`.

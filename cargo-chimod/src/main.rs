@@ -5,6 +5,8 @@
 //!   templates, or one more module in the repository you are in ([`new`]);
 //! * `refresh`: checks every YAML file, holds method ids to the lock file and
 //!   scaffolds the code of new methods ([`refresh`]);
+//! * `link`: points a clone at a Chimaera checkout, in its uncommitted
+//!   `.cargo/config.toml` ([`link`]);
 //! * `install`: builds the module libraries and copies them where a runtime
 //!   finds them ([`install`]).
 //!
@@ -14,6 +16,7 @@
 mod check;
 mod cli;
 mod install;
+mod link;
 mod lock;
 mod names;
 mod new;
@@ -51,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::New(a) => new::run(&a),
         Command::Refresh(a) => refresh::run(&open(a.repo.as_deref())?, a.check),
+        Command::Link(a) => link::run(&open(a.repo.as_deref())?, &a),
         Command::Install(a) => install::run(&open(a.repo.as_deref())?, &a),
     }
 }

@@ -204,15 +204,71 @@ fn the_sdk_dependency_follows_the_flags() {
     chimod(s.path(), &["new", "v", "--sdk-version", "9.8.7"]).ok();
     let m = read(&s.path().join("v/Cargo.toml"));
     assert!(m.contains("chi-sdk = \"9.8.7\""), "{m}");
+    assert!(!s.path().join("v/.cargo").exists(), "no checkout, no link");
     chimod(
         s.path(),
         &["new", "p", "--sdk-path", workspace().to_str().unwrap()],
     )
     .ok();
     let m = read(&s.path().join("p/Cargo.toml"));
-    assert!(m.contains("chi-sdk = { path = "), "{m}");
+    assert!(
+        m.contains(&format!("chi-sdk = \"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{m}"
+    );
+    let sdk = workspace().join("chi-sdk").canonicalize().unwrap();
+    let config = read(&s.path().join("p/.cargo/config.toml"));
+    assert!(
+        config.contains(&format!("chi-sdk = {{ path = \"{}\" }}", sdk.display()))
+            && config.contains("CHI_RUNTIME_BIN"),
+        "{config}"
+    );
     let err = chimod(s.path(), &["new", "q", "--sdk-path", "/nonexistent"]).fails();
     assert!(err.contains("no such directory"), "{err}");
+}
+
+/// Only the uncommitted .cargo/config.toml names a directory of this machine.
+#[test]
+fn a_new_repository_names_no_directory_of_this_machine() {
+    let (s, r) = repo("paths");
+    let here = [
+        workspace().canonicalize().unwrap(),
+        s.path().canonicalize().unwrap(),
+    ];
+    for (path, text) in snapshot(&r) {
+        for dir in &here {
+            assert!(
+                !text.contains(dir.to_str().unwrap()),
+                "{} names {}:\n{text}",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    assert!(read(&r.join(".gitignore")).contains("/.cargo/config.toml"));
+    assert!(read(&r.join(".cargo/config.toml")).contains(workspace().to_str().unwrap()));
+}
+
+#[test]
+fn link_writes_the_local_config_and_refuses_a_path_dependency() {
+    let (s, r) = repo("link");
+    std::fs::remove_dir_all(r.join(".cargo")).unwrap();
+    let out = chimod(&r, &["link", workspace().to_str().unwrap()]).ok();
+    assert!(out.contains("target/debug/chi-runtime"), "{out}");
+    let config = read(&r.join(".cargo/config.toml"));
+    assert!(config.contains("[patch.crates-io]"), "{config}");
+    let err = chimod(&r, &["link", s.path().to_str().unwrap()]).fails();
+    assert!(err.contains("neither it nor its chi-sdk/"), "{err}");
+    let manifest = r.join("Cargo.toml");
+    let text = read(&manifest);
+    write(&manifest, &text.replace("chi-sdk = \"", "chi-sdk = \"9"));
+    let err = chimod(&r, &["link", workspace().to_str().unwrap()]).fails();
+    assert!(err.contains("link a checkout of that version"), "{err}");
+    write(
+        &manifest,
+        &text.replace("chi-sdk = \"", "chi-sdk = { path = \"/x\" } #"),
+    );
+    let err = chimod(&r, &["link", workspace().to_str().unwrap()]).fails();
+    assert!(err.contains("depends on chi-sdk by path"), "{err}");
 }
 
 #[test]
@@ -253,7 +309,7 @@ fn refresh_follows_the_yaml_order_and_check_writes_nothing() {
 fn every_sub_command_has_help() {
     let s = Scratch::new("help");
     let top = chimod(s.path(), &["--help"]).ok();
-    for want in ["new", "refresh", "install", "Getting started"] {
+    for want in ["new", "refresh", "link", "install", "Getting started"] {
         assert!(top.contains(want), "{top}");
     }
     for (cmd, wants) in [
@@ -264,7 +320,8 @@ fn every_sub_command_has_help() {
                 "--module",
                 "--sdk-path",
                 "--sdk-version",
-                "by path",
+                "by version",
+                "cargo chimod link",
             ][..],
         ),
         (
@@ -276,6 +333,7 @@ fn every_sub_command_has_help() {
                 "order of the YAML",
             ][..],
         ),
+        ("link", &["--runtime-bin", "[patch.crates-io]"][..]),
         ("install", &["--dest", "CHI_MODULE_PATH", "module_path"][..]),
     ] {
         let help = chimod(s.path(), &[cmd, "--help"]).ok();
