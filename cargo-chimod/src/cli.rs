@@ -1,4 +1,5 @@
-//! The command line: `cargo chimod new | refresh | link | install`, with the help text a newcomer reads first.
+//! The command line: `cargo chimod new | refresh | remove-method | link |
+//! install`, with the help text a newcomer reads first.
 
 use std::path::PathBuf;
 
@@ -17,8 +18,8 @@ Getting started:
                                             # PATH), creates a pool, calls the method
   cargo chimod install --dest ~/chimods     # copies the library where a runtime looks
 
-Then edit hello/chimaera_mod.yaml to add a method and run 'cargo chimod refresh'.
-Commit the
+Then edit hello/chimaera_mod.yaml to add a method and run 'cargo chimod refresh'
+('cargo chimod remove-method kGreet' removes the example method). Commit the
 repository; in a clone, 'cargo chimod link <chimaera checkout>' points it at
 the checkout's chi-sdk and chi-runtime.";
 
@@ -47,6 +48,10 @@ pub enum Command {
     /// in chimaera_methods.lock, and scaffold the code of newly added methods.
     #[command(after_help = REFRESH_AFTER_HELP)]
     Refresh(RefreshArgs),
+    /// Remove a method from a module: its YAML entry, task struct, handler,
+    /// monitor, client calls and the tests that call it.
+    #[command(after_help = REMOVE_AFTER_HELP)]
+    RemoveMethod(RemoveMethodArgs),
     /// Point this repository (e.g. a fresh clone) at a Chimaera checkout: its
     /// chi-sdk and its chi-runtime, in the uncommitted .cargo/config.toml.
     #[command(after_help = LINK_AFTER_HELP)]
@@ -100,6 +105,28 @@ Run it after editing a chimaera_mod.yaml. It
 
 Nothing is written when a check fails, nor with --check, which says what a
 refresh would do. A second run changes nothing.";
+
+const REMOVE_AFTER_HELP: &str = "\
+It removes, for method kFooBar of the module:
+  * its line in chimaera_mod.yaml;
+  * the #[task] struct FooBarTask, the handler foo_bar and the monitor
+    monitor_foo_bar (with their doc comments);
+  * the client calls foo_bar and async_foo_bar, if the client has them;
+  * the #[test] functions of the module's tests/ that call foo_bar or
+    async_foo_bar;
+  * the names these files import and no longer use.
+Other code that only the removed code used (a field, a constant) is left:
+cargo build warns about it.
+
+The id stays recorded in chimaera_methods.lock, so no other method takes it:
+clients and runtimes built earlier know the method by it. A method that no
+one has built against yet (the example kGreet of a new repository) can give
+its id back with --forget-id.
+
+Replace the example method of a new repository:
+  cargo chimod remove-method kGreet --forget-id
+  echo 'kMyMethod: 10' >> hello/chimaera_mod.yaml
+  cargo chimod refresh";
 
 const LINK_AFTER_HELP: &str = "\
 A repository names chi-sdk by version in its committed Cargo.toml. To build a
@@ -158,6 +185,23 @@ pub struct RefreshArgs {
     /// or record, if anything (for CI).
     #[arg(long)]
     pub check: bool,
+}
+
+/// `cargo chimod remove-method`.
+#[derive(Args, Debug)]
+pub struct RemoveMethodArgs {
+    /// The method key, e.g. kGreet.
+    pub key: String,
+    /// The module [default: the only module whose YAML has the key].
+    #[arg(long, value_name = "NAME")]
+    pub module: Option<String>,
+    /// Also remove the id from chimaera_methods.lock so another method may
+    /// take it: only for a method no client or runtime was built with.
+    #[arg(long)]
+    pub forget_id: bool,
+    /// The repository [default: the one the current directory is in].
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
 }
 
 /// `cargo chimod link`.

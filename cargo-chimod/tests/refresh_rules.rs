@@ -306,10 +306,76 @@ fn refresh_follows_the_yaml_order_and_check_writes_nothing() {
 }
 
 #[test]
+fn remove_method_keeps_the_id_unless_told_and_refuses_what_it_cannot_do() {
+    let s = Scratch::new("remove");
+    chimod(s.path(), &["new", "r", "--module", "hello"]).ok();
+    let r = s.path().join("r");
+    chimod(&r, &["new", "--module", "other"]).ok();
+    for (args, want) in [
+        (vec!["remove-method", "kCreate"], "is inherited"),
+        (
+            vec!["remove-method", "kNope"],
+            "no module has a method `kNope`",
+        ),
+        (vec!["remove-method", "kGreet"], "choose one with --module"),
+    ] {
+        let err = chimod(&r, &args).fails();
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let out = chimod(&r, &["remove-method", "kGreet", "--module", "hello"]).ok();
+    assert!(out.contains("stays recorded"), "{out}");
+    assert!(!read(&r.join("hello/src/runtime.rs")).contains("fn greet("));
+    assert!(read(&r.join("other/src/runtime.rs")).contains("fn greet("));
+    // The id stays taken.
+    let hello_yaml = r.join("hello/chimaera_mod.yaml");
+    let kept = read(&hello_yaml);
+    append(&hello_yaml, "kMine: 10\n");
+    let err = chimod(&r, &["refresh"]).fails();
+    assert!(err.contains("takes the id of `kGreet`"), "{err}");
+    write(&hello_yaml, &kept);
+    // A YAML line deleted by hand: the code and, if asked, the id still go.
+    let yaml = r.join("other/chimaera_mod.yaml");
+    let text = read(&yaml);
+    let line = text.lines().find(|l| l.starts_with("kGreet:")).unwrap();
+    write(&yaml, &text.replace(&format!("{line}\n"), ""));
+    let out = chimod(
+        &r,
+        &[
+            "remove-method",
+            "kGreet",
+            "--module",
+            "other",
+            "--forget-id",
+        ],
+    )
+    .ok();
+    assert!(
+        out.contains("task struct GreetTask") && out.contains("its id 10"),
+        "{out}"
+    );
+    assert!(
+        !read(&r.join("chimaera_methods.lock"))
+            .contains("[chimaera_other]\nkCreate = 0\nkDestroy = 1\nkGreet")
+    );
+    let out = chimod(&r, &["remove-method", "kGreet", "--module", "other"]).fails();
+    assert!(
+        out.contains("no module named `other` has a method `kGreet`"),
+        "{out}"
+    );
+}
+
+#[test]
 fn every_sub_command_has_help() {
     let s = Scratch::new("help");
     let top = chimod(s.path(), &["--help"]).ok();
-    for want in ["new", "refresh", "link", "install", "Getting started"] {
+    for want in [
+        "new",
+        "refresh",
+        "remove-method",
+        "link",
+        "install",
+        "Getting started",
+    ] {
         assert!(top.contains(want), "{top}");
     }
     for (cmd, wants) in [
@@ -332,6 +398,10 @@ fn every_sub_command_has_help() {
                 "kCreate 0",
                 "order of the YAML",
             ][..],
+        ),
+        (
+            "remove-method",
+            &["--forget-id", "--module", "Replace the example method"][..],
         ),
         ("link", &["--runtime-bin", "[patch.crates-io]"][..]),
         ("install", &["--dest", "CHI_MODULE_PATH", "module_path"][..]),

@@ -1,6 +1,6 @@
 //! A repository as a team has it: committed, cloned elsewhere and built
-//! there; and its tests refusing a library that is not the one cargo just
-//! built. Each test builds one repository with plain
+//! there; its example method replaced; and its tests refusing a library that
+//! is not the one cargo just built. Each test builds one repository with plain
 //! cargo, outside this workspace (see `support`), with a module name of its
 //! own (repositories share the target directory).
 
@@ -87,6 +87,7 @@ fn a_committed_repository_builds_and_passes_in_a_clone() {
     pin_dependencies(&clone);
     let out = cargo_no_runtime_env(&clone, &["test"]).ok();
     for test in [
+        "a_running_runtime_creates_and_destroys_pools",
         "a_running_runtime_answers_greet",
         "two_runtimes_answer_side_by_side",
     ] {
@@ -94,15 +95,45 @@ fn a_committed_repository_builds_and_passes_in_a_clone() {
     }
 }
 
-/// A library that is not what cargo just built for the module is refused by
-/// its tests, with what to do.
+/// The example method replaced by the author's, with `remove-method`; then a
+/// library that is not what cargo just built is refused by the tests.
 #[test]
-fn a_library_cargo_did_not_just_build_is_refused() {
-    let scratch = Scratch::new("stale");
+fn the_example_method_is_replaced_and_a_stale_library_is_refused() {
+    let scratch = Scratch::new("replace");
     let repo = scratch.path().join("r");
     chimod(scratch.path(), &["new", "r", "--module", "swapped"]).ok();
+    let out = chimod(&repo, &["remove-method", "kGreet", "--forget-id"]).ok();
+    for want in [
+        "its line in swapped/chimaera_mod.yaml",
+        "task struct GreetTask",
+        "fn greet, fn monitor_greet",
+        "fn async_greet, fn greet",
+        "test a_running_runtime_answers_greet",
+        "its id 10 in chimaera_methods.lock",
+    ] {
+        assert!(out.contains(want), "missing {want:?}:\n{out}");
+    }
+    // The id is free: the author's first method takes it.
+    append(&repo.join("swapped/chimaera_mod.yaml"), "kMine: 10\n");
+    let out = chimod(&repo, &["refresh"]).ok();
+    assert!(out.contains("new method kMine (id 10)"), "{out}");
+    for file in [
+        "src/tasks.rs",
+        "src/runtime.rs",
+        "src/client.rs",
+        "tests/swapped.rs",
+    ] {
+        let text = read(&repo.join("swapped").join(file));
+        for gone in ["struct GreetTask", "fn greet(", ".greet(", "GreetTask::new"] {
+            assert!(!text.contains(gone), "{file} has {gone}:\n{text}");
+        }
+    }
     pin_dependencies(&repo);
-    cargo(&repo, &["test"]).ok();
+    let out = cargo(&repo, &["test"]).ok();
+    assert!(
+        out.contains("test a_running_runtime_creates_and_destroys_pools ... ok"),
+        "{out}"
+    );
 
     // Without "cdylib", cargo builds no library for the runtime: the test says so.
     let manifest = repo.join("swapped/Cargo.toml");
