@@ -82,7 +82,7 @@ the repository can be committed and cloned. When this cargo-chimod was built
 from a checkout of the Chimaera sources that still exists (or with --sdk-path),
 the repository takes that checkout's chi-sdk version, and its local
 .cargo/config.toml, which git ignores, patches chi-sdk to the checkout and sets
-CHI_RUNTIME_BIN to the checkout's target/debug/chi-runtime; in a clone,
+CHI_RUNTIME_BIN to the checkout's target/debug/chi-runtime if built; in a clone,
 `cargo chimod link <checkout>` writes that file. Otherwise (or with
 --sdk-version) chi-sdk comes from the registry, version of cargo-chimod's own.";
 
@@ -137,8 +137,9 @@ tests), run in the clone:
 
 It writes .cargo/config.toml (ignored by git): [patch.crates-io] chi-sdk =
 { path = ... }, and [env] CHI_RUNTIME_BIN = <checkout>/target/debug/chi-runtime
-(--runtime-bin to name another; a CHI_RUNTIME_BIN in the environment wins).
-Build the runtime there with `cargo build -p chi-runtime`.";
+if that is built (`cargo build -p chi-runtime` there; else the tests look for
+chi-runtime on PATH). --runtime-bin names another; a CHI_RUNTIME_BIN in the
+environment wins over the file.";
 
 const INSTALL_AFTER_HELP: &str = "\
 The runtime looks for lib{namespace}_{module}_runtime.so when a pool of the
@@ -211,7 +212,7 @@ pub struct LinkArgs {
     /// cargo-chimod was built from].
     pub checkout: Option<PathBuf>,
     /// The chi-runtime the tests start [default:
-    /// <checkout>/target/debug/chi-runtime].
+    /// <checkout>/target/debug/chi-runtime if built, else chi-runtime on PATH].
     #[arg(long, value_name = "PATH")]
     pub runtime_bin: Option<PathBuf>,
     /// The repository [default: the one the current directory is in].

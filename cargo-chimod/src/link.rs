@@ -13,8 +13,10 @@
 //! [`crate::sdk`]); this file, which the generated `.gitignore` leaves out,
 //! holds what differs from one machine to the next. Cargo applies the patch to
 //! every build of the repository, and sets `CHI_RUNTIME_BIN` for the tests it
-//! runs unless the environment sets it already. Other content of the file is
-//! kept.
+//! runs unless the environment sets it already. `CHI_RUNTIME_BIN` is written
+//! for `--runtime-bin`, or for the checkout's `target/debug/chi-runtime` if it
+//! is built; otherwise the tests look for `chi-runtime` on `PATH`. Other
+//! content of the file is kept.
 
 use std::path::{Path, PathBuf};
 
@@ -49,12 +51,12 @@ pub fn run(repo: &Repo, args: &LinkArgs) -> Result<()> {
         );
     }
     let bin = match &args.runtime_bin {
-        Some(b) => {
-            std::path::absolute(b).with_context(|| format!("cannot resolve {}", b.display()))?
-        }
+        Some(b) => Some(
+            std::path::absolute(b).with_context(|| format!("cannot resolve {}", b.display()))?,
+        ),
         None => default_runtime_bin(&sdk),
     };
-    let path = write(&repo.root, &sdk, &bin)?;
+    let path = write(&repo.root, &sdk, bin.as_deref())?;
     println!(
         "linked {} to chi-sdk {} in {} (in {}, which git ignores)",
         repo.root.display(),
@@ -62,24 +64,33 @@ pub fn run(repo: &Repo, args: &LinkArgs) -> Result<()> {
         sdk.display(),
         path.display()
     );
-    println!("  the tests run {} (CHI_RUNTIME_BIN)", bin.display());
-    if !bin.is_file() {
-        println!(
-            "  it is not built yet: run `cargo build -p chi-runtime` in {}",
-            sdk.parent().unwrap_or(&sdk).display()
-        );
+    let checkout = sdk.parent().unwrap_or(&sdk).display();
+    match &bin {
+        Some(b) if b.is_file() => println!("  the tests run {} (CHI_RUNTIME_BIN)", b.display()),
+        Some(b) => println!(
+            "  the tests run {} (CHI_RUNTIME_BIN), which does not exist yet: build it",
+            b.display()
+        ),
+        None => println!(
+            "  {checkout}/target/debug/chi-runtime is not built, so the tests look for chi-runtime \
+             on PATH; or run `cargo build -p chi-runtime` in {checkout} and link again"
+        ),
     }
     Ok(())
 }
 
-/// `<checkout>/target/debug/chi-runtime` for the chi-sdk directory `sdk`.
-pub fn default_runtime_bin(sdk: &Path) -> PathBuf {
-    sdk.parent().unwrap_or(sdk).join("target/debug/chi-runtime")
+/// `<checkout>/target/debug/chi-runtime` for the chi-sdk directory `sdk`, if
+/// it is built (else the tests look for `chi-runtime` on `PATH`, as without a
+/// link).
+pub fn default_runtime_bin(sdk: &Path) -> Option<PathBuf> {
+    let bin = sdk.parent()?.join("target/debug/chi-runtime");
+    bin.is_file().then_some(bin)
 }
 
-/// Sets the chi-sdk patch and `CHI_RUNTIME_BIN` in the local configuration
-/// of the repository at `root`; returns the file.
-pub fn write(root: &Path, sdk: &Path, runtime_bin: &Path) -> Result<PathBuf> {
+/// Sets the chi-sdk patch and `CHI_RUNTIME_BIN` (removed when `runtime_bin`
+/// is `None`) in the local configuration of the repository at `root`; returns
+/// the file.
+pub fn write(root: &Path, sdk: &Path, runtime_bin: Option<&Path>) -> Result<PathBuf> {
     let path = root.join(LOCAL_CONFIG);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -100,7 +111,7 @@ pub fn write(root: &Path, sdk: &Path, runtime_bin: &Path) -> Result<PathBuf> {
 }
 
 /// `text` (a cargo configuration) with the patch and the variable set.
-fn edit(text: &str, sdk: &Path, runtime_bin: &Path) -> Result<String> {
+fn edit(text: &str, sdk: &Path, runtime_bin: Option<&Path>) -> Result<String> {
     let mut doc: toml_edit::DocumentMut = text.parse()?;
     if text.trim().is_empty() {
         doc.decor_mut().set_prefix(
@@ -114,11 +125,24 @@ fn edit(text: &str, sdk: &Path, runtime_bin: &Path) -> Result<String> {
     patch.set_implicit(true);
     let crates_io = table(patch, "crates-io")?;
     crates_io.insert("chi-sdk", toml_edit::value(dep));
-    let env = table(doc.as_table_mut(), "env")?;
-    env.insert(
-        "CHI_RUNTIME_BIN",
-        toml_edit::value(runtime_bin.display().to_string()),
-    );
+    match runtime_bin {
+        Some(bin) => {
+            let env = table(doc.as_table_mut(), "env")?;
+            env.insert(
+                "CHI_RUNTIME_BIN",
+                toml_edit::value(bin.display().to_string()),
+            );
+        }
+        None => {
+            let env = doc.get_mut("env").and_then(|e| e.as_table_mut());
+            if let Some(env) = env {
+                env.remove("CHI_RUNTIME_BIN");
+                if env.is_empty() {
+                    doc.remove("env");
+                }
+            }
+        }
+    }
     Ok(doc.to_string())
 }
 
@@ -190,7 +214,7 @@ mod tests {
         let out = edit(
             "# mine\n[build]\njobs = 2\n",
             Path::new("/c/chi-sdk"),
-            Path::new("/c/bin"),
+            Some(Path::new("/c/bin")),
         )
         .unwrap();
         assert!(out.starts_with("# mine\n[build]\njobs = 2\n"), "{out}");
@@ -201,11 +225,18 @@ mod tests {
         );
         assert_eq!(doc["env"]["CHI_RUNTIME_BIN"].as_str(), Some("/c/bin"));
         // Linking again replaces, and does not duplicate.
-        let again = edit(&out, Path::new("/d/chi-sdk"), Path::new("/d/bin")).unwrap();
+        let again = edit(&out, Path::new("/d/chi-sdk"), Some(Path::new("/d/bin"))).unwrap();
         assert_eq!(again.matches("chi-sdk =").count(), 1, "{again}");
         assert!(again.contains("/d/chi-sdk") && !again.contains("/c/chi-sdk"));
+        // Without a runtime, the one of the previous checkout goes.
+        let none = edit(&again, Path::new("/e/chi-sdk"), None).unwrap();
         assert!(
-            edit("", Path::new("/s"), Path::new("/b"))
+            !none.contains("CHI_RUNTIME_BIN") && !none.contains("[env]"),
+            "{none}"
+        );
+        assert!(none.starts_with("# mine\n[build]\njobs = 2\n"), "{none}");
+        assert!(
+            edit("", Path::new("/s"), None)
                 .unwrap()
                 .starts_with("# Local")
         );

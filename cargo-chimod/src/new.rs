@@ -111,7 +111,7 @@ fn new_repo(dir: &Path, args: &NewArgs) -> Result<()> {
     files.push((abs.join(LOCK_FILE), lock.render()));
     write_all(&files)?;
     if let Some(local) = &sdk.local {
-        link::write(&abs, local, &link::default_runtime_bin(local))?;
+        link::write(&abs, local, link::default_runtime_bin(local).as_deref())?;
     }
     println!(
         "created module repository {} ({})",
@@ -210,7 +210,11 @@ fn add_module(repo: &Repo, args: &NewArgs) -> Result<()> {
     files.push((lock_path, lock.render()));
     write_all(&files)?;
     if !has_sdk && let Some(local) = &sdk.local {
-        link::write(&repo.root, local, &link::default_runtime_bin(local))?;
+        link::write(
+            &repo.root,
+            local,
+            link::default_runtime_bin(local).as_deref(),
+        )?;
     }
     println!(
         "added module {module} to {} (lib{namespace}_{module}_runtime.so)",

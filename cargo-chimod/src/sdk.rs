@@ -10,7 +10,7 @@
 //!   `.cargo/config.toml`, which the generated `.gitignore` leaves out: a
 //!   `[patch.crates-io]` entry replaces chi-sdk by the checkout's, and
 //!   `[env] CHI_RUNTIME_BIN` names the checkout's `chi-runtime` for the tests
-//!   (an environment variable of the same name still wins). `cargo chimod new`
+//!   when it is built (an environment variable of the same name still wins). `cargo chimod new`
 //!   writes it when it knows a checkout, and `cargo chimod link <checkout>`
 //!   writes it in a clone (see [`crate::link`]).
 //!

@@ -218,8 +218,7 @@ fn the_sdk_dependency_follows_the_flags() {
     let sdk = workspace().join("chi-sdk").canonicalize().unwrap();
     let config = read(&s.path().join("p/.cargo/config.toml"));
     assert!(
-        config.contains(&format!("chi-sdk = {{ path = \"{}\" }}", sdk.display()))
-            && config.contains("CHI_RUNTIME_BIN"),
+        config.contains(&format!("chi-sdk = {{ path = \"{}\" }}", sdk.display())),
         "{config}"
     );
     let err = chimod(s.path(), &["new", "q", "--sdk-path", "/nonexistent"]).fails();
@@ -252,10 +251,24 @@ fn a_new_repository_names_no_directory_of_this_machine() {
 fn link_writes_the_local_config_and_refuses_a_path_dependency() {
     let (s, r) = repo("link");
     std::fs::remove_dir_all(r.join(".cargo")).unwrap();
-    let out = chimod(&r, &["link", workspace().to_str().unwrap()]).ok();
-    assert!(out.contains("target/debug/chi-runtime"), "{out}");
+    let bin = s.path().join("no-such-runtime");
+    let out = chimod(
+        &r,
+        &[
+            "link",
+            workspace().to_str().unwrap(),
+            "--runtime-bin",
+            bin.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(out.contains("does not exist yet"), "{out}");
     let config = read(&r.join(".cargo/config.toml"));
-    assert!(config.contains("[patch.crates-io]"), "{config}");
+    assert!(
+        config.contains("[patch.crates-io]")
+            && config.contains(&format!("CHI_RUNTIME_BIN = \"{}\"", bin.display())),
+        "{config}"
+    );
     let err = chimod(&r, &["link", s.path().to_str().unwrap()]).fails();
     assert!(err.contains("neither it nor its chi-sdk/"), "{err}");
     let manifest = r.join("Cargo.toml");
