@@ -92,7 +92,9 @@ Run it after editing a chimaera_mod.yaml. It
   1. checks every chimaera_repo.yaml and chimaera_mod.yaml of the repository:
      module names, namespace agreement, method keys ('k' + CamelCase), ids
      (inherited: kCreate 0, kDestroy 1, and kNodeFailure 2, kRecover 3,
-     kMigrate 4, kUpgrade 5 or -1; custom: from 10, or -1), duplicates;
+     kMigrate 4, kUpgrade 5 or -1; custom: from 10, or -1), duplicates,
+     and that each module crate builds lib{namespace}_{module}_runtime.so
+     (its [lib] name, and 'cdylib' in its crate-type);
   2. compares the ids with chimaera_methods.lock (commit that file): a method
      whose id changed, or a new method reusing a recorded id, is refused;
   3. for each method new since the lock, adds what is missing without touching

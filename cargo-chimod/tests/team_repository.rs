@@ -153,6 +153,13 @@ fn the_example_method_is_replaced_and_a_stale_library_is_refused() {
             && out.contains("put crate-type = [\"cdylib\", \"rlib\"] under [lib]"),
         "{out}"
     );
+    // Nor does install copy the library an earlier build left.
+    let dest = scratch.path().join("installed");
+    let err = chimod(&repo, &["install", "--dest", dest.to_str().unwrap()]).fails();
+    assert!(
+        err.contains("crate-type does not list \"cdylib\"") && !dest.exists(),
+        "{err}"
+    );
     write(&manifest, &original);
     cargo(&repo, &["test"]).ok();
 
