@@ -44,7 +44,8 @@ pub fn mentions(tokens: TokenStream, names: &[String]) -> bool {
 
 /// `text` without the 1-based inclusive line ranges `ranges`. A blank line
 /// left between a removed range and a blank line, a closing brace or the end of
-/// the file goes too, so no double blank lines remain.
+/// the file goes too, and so does one left right after an opening brace, so
+/// no double blank lines remain and a block does not open on one.
 pub fn remove_lines(text: &str, ranges: &[(usize, usize)]) -> String {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut gone = vec![false; lines.len() + 2];
@@ -67,6 +68,11 @@ pub fn remove_lines(text: &str, ranges: &[(usize, usize)]) -> String {
         }
         if prev >= 1 && blank(prev) && closes {
             gone[prev] = true;
+        } else if next <= lines.len()
+            && blank(next)
+            && (prev == 0 || lines[prev - 1].trim_end().ends_with('{'))
+        {
+            gone[next] = true;
         }
     }
     lines
@@ -237,6 +243,9 @@ mod tests {
         let t = "impl X {\n    fn a() {}\n\n    fn b() {}\n}\n";
         assert_eq!(remove_lines(t, &[(4, 4)]), "impl X {\n    fn a() {}\n}\n");
         assert_eq!(remove_lines("x\n\ny\n", &[(3, 3)]), "x\n");
+        let t = "impl X {\n    fn a() {}\n\n    fn b() {}\n}\n";
+        assert_eq!(remove_lines(t, &[(2, 2)]), "impl X {\n    fn b() {}\n}\n");
+        assert_eq!(remove_lines("a\n\nb\n", &[(1, 1)]), "b\n");
     }
 
     #[test]
