@@ -110,14 +110,24 @@ fn new_repo(dir: &Path, args: &NewArgs) -> Result<()> {
     files.extend(module_files);
     files.push((abs.join(LOCK_FILE), lock.render()));
     write_all(&files)?;
+    let runtime = sdk.local.as_deref().and_then(link::default_runtime_bin);
     if let Some(local) = &sdk.local {
-        link::write(&abs, local, link::default_runtime_bin(local).as_deref())?;
+        link::write(&abs, local, runtime.as_deref())?;
     }
     println!(
         "created module repository {} ({})",
         abs.display(),
         sdk.describe()
     );
+    match (&runtime, &sdk.local) {
+        (Some(bin), _) => println!("  the tests run {} (CHI_RUNTIME_BIN)", bin.display()),
+        (None, Some(local)) => println!(
+            "  the tests look for chi-runtime on PATH: `cargo build -p chi-runtime` in {} and \
+             `cargo chimod link` would make them run that one",
+            local.parent().unwrap_or(local).display()
+        ),
+        (None, None) => {}
+    }
     println!("  namespace {namespace}, module {module}: lib{namespace}_{module}_runtime.so");
     println!();
     println!("next:");
