@@ -2,8 +2,10 @@
 //! `chimaera_mod.yaml` under its root (build output and hidden directories
 //! left out), each module against the rules of
 //! [`chi_macros_backend::check`], the module lists against the module
-//! directories, and each module crate's library name against the file the
-//! runtime looks for.
+//! directories, and each module crate's library against the file the runtime
+//! looks for: its name, and `"cdylib"` among its crate types (without it cargo
+//! builds no shared library, and a copy left from an earlier build would be
+//! loaded or installed instead).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,9 +132,8 @@ pub fn check_repo(root: &Path) -> Result<RepoCheck> {
                     path.display()
                 ));
             }
-            if let Some(p) = lib_name_problem(&dir, lib) {
-                problems.push(p);
-            }
+            problems.extend(lib_name_problem(&dir, lib));
+            problems.extend(crate_type_problem(&dir, lib));
         }
         if !problems.is_empty() {
             out.problems.extend(problems);
@@ -173,6 +174,25 @@ fn lib_name_problem(dir: &Path, lib: &str) -> Option<String> {
         format!(
             "{}: the library is named `{name}`, but the runtime loads module `{lib}` from \
              lib{want}.so: set `name = \"{want}\"` under [lib]",
+            manifest.display()
+        )
+    })
+}
+
+/// A problem if the crate in `dir` does not build a shared library.
+fn crate_type_problem(dir: &Path, lib: &str) -> Option<String> {
+    let manifest = dir.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).ok()?;
+    let doc: toml_edit::DocumentMut = text.parse().ok()?;
+    let types = doc.get("lib").and_then(|l| l.get("crate-type"));
+    let cdylib = types
+        .and_then(|t| t.as_array())
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("cdylib")));
+    (!cdylib).then(|| {
+        format!(
+            "{}: [lib] crate-type does not list \"cdylib\", so cargo builds no \
+             lib{lib}_runtime.so for the runtime to load: set crate-type = [\"cdylib\", \"rlib\"] \
+             under [lib]",
             manifest.display()
         )
     })

@@ -61,8 +61,11 @@ pub fn run(repo: &Repo, args: &InstallArgs) -> Result<()> {
 
     // Build.
     let manifest = repo.root.join("Cargo.toml");
+    // From the repository, so cargo reads its .cargo/config.toml (the chi-sdk
+    // patch of `cargo chimod link`) wherever install runs.
     let mut cmd = cargo();
-    cmd.arg("build")
+    cmd.current_dir(&repo.root)
+        .arg("build")
         .arg("--lib")
         .arg("--manifest-path")
         .arg(&manifest);
@@ -137,6 +140,7 @@ fn package_name(dir: &Path) -> Result<String> {
 /// (`CARGO_TARGET_DIR`, `.cargo/config.toml`, or `target/`).
 fn target_dir(manifest: &Path) -> Result<PathBuf> {
     let out = cargo()
+        .current_dir(manifest.parent().unwrap_or(Path::new(".")))
         .args([
             "metadata",
             "--format-version",

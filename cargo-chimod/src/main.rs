@@ -5,6 +5,10 @@
 //!   templates, or one more module in the repository you are in ([`new`]);
 //! * `refresh`: checks every YAML file, holds method ids to the lock file and
 //!   scaffolds the code of new methods ([`refresh`]);
+//! * `remove-method`: removes a method and the code that serves it
+//!   ([`remove`]);
+//! * `link`: points a clone at a Chimaera checkout, in its uncommitted
+//!   `.cargo/config.toml` ([`link`]);
 //! * `install`: builds the module libraries and copies them where a runtime
 //!   finds them ([`install`]).
 //!
@@ -13,11 +17,14 @@
 
 mod check;
 mod cli;
+mod edit;
 mod install;
+mod link;
 mod lock;
 mod names;
 mod new;
 mod refresh;
+mod remove;
 mod repo;
 mod sdk;
 mod source;
@@ -51,6 +58,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::New(a) => new::run(&a),
         Command::Refresh(a) => refresh::run(&open(a.repo.as_deref())?, a.check),
+        Command::RemoveMethod(a) => remove::run(&open(a.repo.as_deref())?, &a),
+        Command::Link(a) => link::run(&open(a.repo.as_deref())?, &a),
         Command::Install(a) => install::run(&open(a.repo.as_deref())?, &a),
     }
 }

@@ -11,6 +11,7 @@ use chi_macros_backend::yaml::REPO_YAML;
 use minijinja::{Value, context};
 
 use crate::cli::NewArgs;
+use crate::link;
 use crate::lock::{self, LOCK_FILE, Lock};
 use crate::names::{self, Kind};
 use crate::repo::{self, CARGO_TOML, Repo};
@@ -109,11 +110,24 @@ fn new_repo(dir: &Path, args: &NewArgs) -> Result<()> {
     files.extend(module_files);
     files.push((abs.join(LOCK_FILE), lock.render()));
     write_all(&files)?;
+    let runtime = sdk.local.as_deref().and_then(link::default_runtime_bin);
+    if let Some(local) = &sdk.local {
+        link::write(&abs, local, runtime.as_deref())?;
+    }
     println!(
         "created module repository {} ({})",
         abs.display(),
         sdk.describe()
     );
+    match (&runtime, &sdk.local) {
+        (Some(bin), _) => println!("  the tests run {} (CHI_RUNTIME_BIN)", bin.display()),
+        (None, Some(local)) => println!(
+            "  the tests look for chi-runtime on PATH: `cargo build -p chi-runtime` in {} and \
+             `cargo chimod link` would make them run that one",
+            local.parent().unwrap_or(local).display()
+        ),
+        (None, None) => {}
+    }
     println!("  namespace {namespace}, module {module}: lib{namespace}_{module}_runtime.so");
     println!();
     println!("next:");
@@ -121,6 +135,11 @@ fn new_repo(dir: &Path, args: &NewArgs) -> Result<()> {
     println!("  cargo build     # builds target/debug/lib{namespace}_{module}_runtime.so");
     println!("  cargo test      # starts chi-runtime, creates a pool, calls the method");
     println!("see {}/README.md", dir.display());
+    if sdk.local.is_some() {
+        println!(
+            "a clone of the repository builds after `cargo chimod link <chimaera checkout>` in it"
+        );
+    }
     Ok(())
 }
 
@@ -167,19 +186,24 @@ fn add_module(repo: &Repo, args: &NewArgs) -> Result<()> {
     }
     let manifest = repo.root.join(CARGO_TOML);
     let manifest_text = std::fs::read_to_string(&manifest).unwrap_or_default();
-    let current = SdkDep::from_manifest(&repo.root, &manifest_text);
-    let sdk = match (
-        &current,
-        args.sdk_path.is_some() || args.sdk_version.is_some(),
-    ) {
-        (Some(_), true) => bail!(
+    let has_sdk = manifest_text
+        .parse::<toml_edit::DocumentMut>()
+        .ok()
+        .is_some_and(|d| {
+            d.get("workspace")
+                .and_then(|w| w.get("dependencies"))
+                .and_then(|d| d.get("chi-sdk"))
+                .is_some()
+        });
+    if has_sdk && (args.sdk_path.is_some() || args.sdk_version.is_some()) {
+        bail!(
             "this repository already depends on chi-sdk ({} [workspace.dependencies]); its modules \
-             share that dependency: change it there instead of passing --sdk-path/--sdk-version",
+             share that dependency: change it there (and `cargo chimod link <checkout>` for a \
+             local checkout) instead of passing --sdk-path/--sdk-version",
             manifest.display()
-        ),
-        (Some(dep), false) => dep.clone(),
-        (None, _) => SdkDep::choose(args.sdk_path.as_deref(), args.sdk_version.as_deref())?,
-    };
+        );
+    }
+    let sdk = SdkDep::choose(args.sdk_path.as_deref(), args.sdk_version.as_deref())?;
 
     let lock_path = repo.root.join(LOCK_FILE);
     let lock = lock::load(&lock_path)?;
@@ -195,6 +219,13 @@ fn add_module(repo: &Repo, args: &NewArgs) -> Result<()> {
     ));
     files.push((lock_path, lock.render()));
     write_all(&files)?;
+    if !has_sdk && let Some(local) = &sdk.local {
+        link::write(
+            &repo.root,
+            local,
+            link::default_runtime_bin(local).as_deref(),
+        )?;
+    }
     println!(
         "added module {module} to {} (lib{namespace}_{module}_runtime.so)",
         repo.root.display()
@@ -274,40 +305,24 @@ pub fn module_context(namespace: &str, module: &str, sdk: &SdkDep) -> Value {
         client => format!("{camel}Client"),
         params => "CreateParams",
         version => own_version(),
-        runtime_hint => format!("{:?}", runtime_hint(sdk)),
+        runtime_hint => format!("{:?}", runtime_hint(&sdk.version)),
     }
 }
 
-/// How the module's test tells its user to get `chi-runtime`.
-fn runtime_hint(sdk: &SdkDep) -> String {
-    match sdk.checkout() {
-        Some(c) => format!(
-            "build it in the Chimaera checkout this repository uses ({0}) with `cargo build -p \
-             chi-runtime` and set CHI_RUNTIME_BIN={0}/target/debug/chi-runtime (or put it on PATH \
-             with `cargo install --path {0}/chi-runtime`)",
-            c.display()
-        ),
-        None => match sdk {
-            SdkDep::Version(v) => format!(
-                "install the runtime of the same version as chi-sdk with `cargo install \
-                 chi-runtime --version {v}`, or set CHI_RUNTIME_BIN to the chi-runtime binary \
-                 built from the same sources as chi-sdk"
-            ),
-            SdkDep::Path(p) => format!(
-                "build chi-runtime from the sources of {} and set CHI_RUNTIME_BIN to it, or put it \
-                 on PATH",
-                p.display()
-            ),
-        },
-    }
+/// How the module's test tells its user to get `chi-runtime`: no path of
+/// this machine, since the file is committed.
+fn runtime_hint(sdk_version: &str) -> String {
+    format!(
+        "build chi-runtime in the Chimaera checkout of chi-sdk {sdk_version} (`cargo build -p \
+         chi-runtime`) and run `cargo chimod link <checkout>` in this repository (it sets \
+         CHI_RUNTIME_BIN in the uncommitted .cargo/config.toml); or set CHI_RUNTIME_BIN to that \
+         binary, or put it on PATH"
+    )
 }
 
 /// How the repository depends on chi-sdk, for its README.
 fn sdk_note(sdk: &SdkDep) -> String {
-    match sdk {
-        SdkDep::Path(p) => format!("by path, on `{}`", p.display()),
-        SdkDep::Version(v) => format!("by version, on chi-sdk {v} from the registry"),
-    }
+    format!("by version, on chi-sdk {}", sdk.version)
 }
 
 /// Writes every file, creating directories, then formats the Rust files
@@ -335,21 +350,4 @@ fn write_all(files: &Files) -> Result<()> {
             .status();
     }
     Ok(())
-}
-
-impl SdkDep {
-    /// The chi-sdk dependency of the workspace manifest `text` in `root`.
-    pub fn from_manifest(root: &Path, text: &str) -> Option<SdkDep> {
-        let doc: toml_edit::DocumentMut = text.parse().ok()?;
-        let dep = doc.get("workspace")?.get("dependencies")?.get("chi-sdk")?;
-        if let Some(v) = dep.as_str() {
-            return Some(SdkDep::Version(v.to_owned()));
-        }
-        if let Some(p) = dep.get("path").and_then(|p| p.as_str()) {
-            return Some(SdkDep::Path(root.join(p)));
-        }
-        dep.get("version")
-            .and_then(|v| v.as_str())
-            .map(|v| SdkDep::Version(v.to_owned()))
-    }
 }

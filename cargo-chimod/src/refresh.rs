@@ -11,8 +11,10 @@
 //! The client's calls are not scaffolded: `#[chimod]` generates them from the
 //! task's fields.
 //!
-//! Existing code is never changed: everything is inserted. Nothing is written
-//! unless every check passed. Methods recorded in the lock are never
+//! New methods are scaffolded in the order of the YAML file, so their code
+//! follows it. Existing code is never changed: everything is inserted. Nothing
+//! is written unless every check passed, nor with `--check`, whose report says
+//! what a refresh *would* add and record. Methods recorded in the lock are never
 //! scaffolded again, so deleting a scaffolded monitor stays deleted, and a
 //! second run finds nothing to do.
 
@@ -40,12 +42,31 @@ struct Insert {
 pub struct Plan {
     /// File → insertions.
     inserts: BTreeMap<PathBuf, Vec<Insert>>,
-    /// One line per scaffolded method, for the user.
-    pub report: Vec<String>,
+    /// One entry per scaffolded method, for the user.
+    pub report: Vec<Scaffolded>,
+    /// The method ids the lock file gains: `lib.key = id`.
+    pub recorded: Vec<String>,
     /// The lock file's new text, if it changes.
     pub lock: Option<String>,
     /// The lock file.
     pub lock_path: PathBuf,
+}
+
+/// What is added for one new method.
+#[derive(Debug, Clone)]
+pub struct Scaffolded {
+    /// `module {name}: new method {key} (id {id})`.
+    pub method: String,
+    /// The items added, with their files.
+    pub items: Vec<String>,
+}
+
+impl Scaffolded {
+    /// The report line: what was added, or with `done == false` what would be.
+    pub fn line(&self, done: bool) -> String {
+        let verb = if done { "added" } else { "would add" };
+        format!("{}: {verb} {}", self.method, self.items.join(", "))
+    }
 }
 
 impl Plan {
@@ -101,9 +122,12 @@ pub fn run(repo: &Repo, check_only: bool) -> Result<()> {
         return Ok(());
     }
     if check_only {
-        let mut what: Vec<String> = plan.report.clone();
+        let mut what: Vec<String> = plan.report.iter().map(|s| s.line(false)).collect();
         if plan.lock.is_some() {
-            what.push(format!("{LOCK_FILE} would record new method ids"));
+            what.push(format!(
+                "{LOCK_FILE}: would record {}",
+                plan.recorded.join(", ")
+            ));
         }
         bail!(
             "refresh --check: the repository is not up to date:\n  {}\nrun `cargo chimod refresh` \
@@ -112,12 +136,13 @@ pub fn run(repo: &Repo, check_only: bool) -> Result<()> {
         );
     }
     plan.apply()?;
-    for line in &plan.report {
-        println!("refresh: {line}");
+    for s in &plan.report {
+        println!("refresh: {}", s.line(true));
     }
     if plan.lock.is_some() {
         println!(
-            "refresh: recorded the method ids in {}",
+            "refresh: recorded {} in {}",
+            plan.recorded.join(", "),
             rel(&plan.lock_path)
         );
     }
@@ -148,7 +173,10 @@ pub fn plan(root: &Path) -> Result<Plan> {
     let mut new_lock = lock.clone();
     for m in &checked.modules {
         scaffold_module(root, m, &lock, &mut plan)?;
-        lock::record(&mut new_lock, &m.lib_name, &m.checked.methods);
+        for key in lock::record(&mut new_lock, &m.lib_name, &m.checked.methods) {
+            let id = new_lock.modules[&m.lib_name][&key];
+            plan.recorded.push(format!("{}.{key} = {id}", m.lib_name));
+        }
     }
     let text = new_lock.render();
     let old = std::fs::read_to_string(&lock_path).ok();
@@ -160,12 +188,14 @@ pub fn plan(root: &Path) -> Result<Plan> {
 
 /// Plans the scaffolding of the new methods of `m`.
 fn scaffold_module(root: &Path, m: &Module, lock: &Lock, plan: &mut Plan) -> Result<()> {
-    let new: Vec<_> = m
+    let mut new: Vec<_> = m
         .checked
         .methods
         .iter()
         .filter(|x| x.needs_handler() && !lock.has(&m.lib_name, &x.key))
         .collect();
+    // In the order of the YAML file.
+    new.sort_by_key(|x| x.line);
     if new.is_empty() || !m.dir.join("src").is_dir() {
         return Ok(());
     }
@@ -235,13 +265,13 @@ fn scaffold_module(root: &Path, m: &Module, lock: &Lock, plan: &mut Plan) -> Res
             did.push(format!("{what} in {file}"));
         }
         if !did.is_empty() {
-            plan.report.push(format!(
-                "module {}: new method {} (id {}): added {}",
-                m.name,
-                method.key,
-                method.id,
-                did.join(", ")
-            ));
+            plan.report.push(Scaffolded {
+                method: format!(
+                    "module {}: new method {} (id {})",
+                    m.name, method.key, method.id
+                ),
+                items: did,
+            });
         }
     }
     Ok(())

@@ -1,23 +1,38 @@
-//! Which chi-sdk a new repository depends on.
+//! Which chi-sdk a repository depends on, and how a clone finds it.
 //!
-//! The rule: `--sdk-path P` or `--sdk-version V` if given; otherwise, when this
-//! `cargo-chimod` was built from a checkout of the Chimaera sources that still
-//! holds `chi-sdk/Cargo.toml`, that checkout's chi-sdk by path (the module then
-//! builds against exactly the SDK of the runtime built there, which the
-//! runtime's ABI check requires); otherwise the chi-sdk version equal to
-//! cargo-chimod's own, from the registry.
+//! A repository is meant to be committed and cloned by a team, so its
+//! committed files name no directory of the machine that made it. The design:
+//!
+//! * the committed workspace `Cargo.toml` depends on chi-sdk **by version**
+//!   (`chi-sdk = "0.1.0"`), which is all a clone needs once that chi-sdk is in
+//!   the registry;
+//! * a Chimaera checkout is used through the repository's **local**
+//!   `.cargo/config.toml`, which the generated `.gitignore` leaves out: a
+//!   `[patch.crates-io]` entry replaces chi-sdk by the checkout's, and
+//!   `[env] CHI_RUNTIME_BIN` names the checkout's `chi-runtime` for the tests
+//!   when it is built (an environment variable of the same name still wins). `cargo chimod new`
+//!   writes it when it knows a checkout, and `cargo chimod link <checkout>`
+//!   writes it in a clone (see [`crate::link`]).
+//!
+//! The rule of `new`: `--sdk-path P` (a checkout, or its `chi-sdk/`) gives P's
+//! chi-sdk version and a link to P; `--sdk-version V` gives V and no link;
+//! otherwise, when this `cargo-chimod` was built from a checkout that still
+//! holds `chi-sdk/Cargo.toml`, that checkout (a module must be built with the
+//! chi-sdk of the runtime that loads it, which the runtime checks); otherwise
+//! the chi-sdk version equal to cargo-chimod's own, and no link.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// How a repository depends on chi-sdk.
+/// How a new repository depends on chi-sdk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SdkDep {
-    /// `chi-sdk = { path = "…" }`: the directory of chi-sdk's `Cargo.toml`.
-    Path(PathBuf),
-    /// `chi-sdk = "…"`.
-    Version(String),
+pub struct SdkDep {
+    /// The version written to the committed `Cargo.toml`.
+    pub version: String,
+    /// The chi-sdk directory of a checkout the local `.cargo/config.toml`
+    /// patches it to, if any.
+    pub local: Option<PathBuf>,
 }
 
 impl SdkDep {
@@ -25,7 +40,7 @@ impl SdkDep {
     pub fn choose(path: Option<&Path>, version: Option<&str>) -> Result<SdkDep> {
         match (path, version) {
             (Some(_), Some(_)) => bail!("give --sdk-path or --sdk-version, not both"),
-            (Some(p), None) => Ok(SdkDep::Path(sdk_dir(p)?)),
+            (Some(p), None) => SdkDep::local(&sdk_dir(p, "--sdk-path")?),
             (None, Some(v)) => {
                 if v.trim().is_empty() {
                     bail!(
@@ -33,46 +48,43 @@ impl SdkDep {
                         own_version()
                     );
                 }
-                Ok(SdkDep::Version(v.trim().to_owned()))
+                Ok(SdkDep {
+                    version: v.trim().to_owned(),
+                    local: None,
+                })
             }
-            (None, None) => Ok(match checkout_sdk() {
-                Some(dir) => SdkDep::Path(dir),
-                None => SdkDep::Version(own_version().to_owned()),
-            }),
+            (None, None) => match checkout_sdk() {
+                Some(dir) => SdkDep::local(&dir),
+                None => Ok(SdkDep {
+                    version: own_version().to_owned(),
+                    local: None,
+                }),
+            },
         }
     }
 
-    /// The value of `chi-sdk = …` in a `Cargo.toml`.
+    /// The chi-sdk in directory `dir`, by its version, patched to `dir`.
+    pub fn local(dir: &Path) -> Result<SdkDep> {
+        Ok(SdkDep {
+            version: sdk_version(dir)?,
+            local: Some(dir.to_owned()),
+        })
+    }
+
+    /// The value of `chi-sdk = …` in the committed `Cargo.toml`.
     pub fn toml_value(&self) -> String {
-        match self {
-            SdkDep::Path(p) => {
-                let mut t = toml_edit::InlineTable::new();
-                t.insert("path", p.display().to_string().into());
-                t.to_string()
-            }
-            SdkDep::Version(v) => toml_edit::Value::from(v.as_str()).to_string(),
-        }
+        toml_edit::Value::from(self.version.as_str()).to_string()
     }
 
     /// One line saying what was chosen, for the user.
     pub fn describe(&self) -> String {
-        match self {
-            SdkDep::Path(p) => format!("chi-sdk by path: {}", p.display()),
-            SdkDep::Version(v) => format!("chi-sdk version {v} (from the registry)"),
-        }
-    }
-
-    /// The source checkout the SDK comes from, when it is a path inside one
-    /// (its parent holds `chi-runtime/Cargo.toml`).
-    pub fn checkout(&self) -> Option<PathBuf> {
-        match self {
-            SdkDep::Path(p) => {
-                let root = p.parent()?;
-                root.join("chi-runtime/Cargo.toml")
-                    .is_file()
-                    .then(|| root.to_owned())
-            }
-            SdkDep::Version(_) => None,
+        match &self.local {
+            Some(p) => format!(
+                "chi-sdk {} taken from {} through .cargo/config.toml, which is not committed",
+                self.version,
+                p.display()
+            ),
+            None => format!("chi-sdk {} from the registry", self.version),
         }
     }
 }
@@ -90,24 +102,53 @@ pub fn checkout_sdk() -> Option<PathBuf> {
     is_sdk_dir(&dir).then(|| dir.canonicalize().unwrap_or(dir))
 }
 
+fn manifest(dir: &Path) -> Option<toml_edit::DocumentMut> {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Whether `dir/Cargo.toml` is chi-sdk's manifest.
 fn is_sdk_dir(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| {
-        t.parse::<toml_edit::DocumentMut>().is_ok_and(|d| {
-            d.get("package")
-                .and_then(|p| p.get("name"))
-                .and_then(|n| n.as_str())
-                == Some("chi-sdk")
-        })
+    manifest(dir).is_some_and(|d| {
+        d.get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+            == Some("chi-sdk")
+    })
+}
+
+/// The version of the chi-sdk in `dir` (its own, or its workspace's).
+fn sdk_version(dir: &Path) -> Result<String> {
+    let doc = manifest(dir).with_context(|| format!("cannot read {}/Cargo.toml", dir.display()))?;
+    let v = doc.get("package").and_then(|p| p.get("version"));
+    if let Some(v) = v.and_then(|v| v.as_str()) {
+        return Ok(v.to_owned());
+    }
+    let ws = dir.parent().and_then(manifest).and_then(|d| {
+        d.get("workspace")?
+            .get("package")?
+            .get("version")?
+            .as_str()
+            .map(str::to_owned)
+    });
+    ws.with_context(|| {
+        format!(
+            "cannot find the version of the chi-sdk in {} (neither its Cargo.toml nor its \
+             workspace's names one)",
+            dir.display()
+        )
     })
 }
 
 /// The chi-sdk directory `p` names: chi-sdk itself, or a checkout holding
-/// `chi-sdk/`. Absolute, so the repository can be moved.
-fn sdk_dir(p: &Path) -> Result<PathBuf> {
+/// `chi-sdk/`. Absolute: it goes to the local `.cargo/config.toml` only.
+/// `flag` names the argument in errors.
+pub fn sdk_dir(p: &Path, flag: &str) -> Result<PathBuf> {
     let abs = p
         .canonicalize()
-        .with_context(|| format!("--sdk-path {}: no such directory", p.display()))?;
+        .with_context(|| format!("{flag} {}: no such directory", p.display()))?;
     if is_sdk_dir(&abs) {
         return Ok(abs);
     }
@@ -115,8 +156,8 @@ fn sdk_dir(p: &Path) -> Result<PathBuf> {
         return Ok(abs.join("chi-sdk"));
     }
     bail!(
-        "--sdk-path {}: neither it nor its chi-sdk/ subdirectory holds chi-sdk's Cargo.toml; \
-         give the chi-sdk directory of a Chimaera checkout",
+        "{flag} {}: neither it nor its chi-sdk/ subdirectory holds chi-sdk's Cargo.toml; give a \
+         Chimaera checkout (or its chi-sdk directory)",
         p.display()
     )
 }
@@ -129,7 +170,10 @@ mod tests {
     fn flags_override_the_rule() {
         assert_eq!(
             SdkDep::choose(None, Some("1.2.3")).unwrap(),
-            SdkDep::Version("1.2.3".into())
+            SdkDep {
+                version: "1.2.3".into(),
+                local: None
+            }
         );
         let e = SdkDep::choose(Some(Path::new("/nonexistent/x")), None).unwrap_err();
         assert!(e.to_string().contains("no such directory"), "{e}");
@@ -138,27 +182,17 @@ mod tests {
     }
 
     #[test]
-    fn this_checkout_is_used_by_path() {
+    fn this_checkout_is_linked_by_its_version() {
         // These tests run from a checkout: the default is its chi-sdk.
         let dep = SdkDep::choose(None, None).unwrap();
-        let SdkDep::Path(p) = &dep else {
-            panic!("{dep:?}")
-        };
+        let p = dep.local.clone().expect("a local chi-sdk");
         assert!(p.ends_with("chi-sdk"), "{}", p.display());
-        assert!(dep.checkout().is_some());
+        assert_eq!(dep.version, own_version());
         assert_eq!(
             SdkDep::choose(Some(p.parent().unwrap()), None).unwrap(),
             dep
         );
-    }
-
-    #[test]
-    fn toml_values() {
-        assert_eq!(SdkDep::Version("0.1.0".into()).toml_value(), "\"0.1.0\"");
-        // Any path survives the round trip through TOML.
-        let odd = "/a/b \"c\" 'd'";
-        let v = SdkDep::Path(odd.into()).toml_value();
-        let doc: toml_edit::DocumentMut = format!("x = {v}").parse().unwrap();
-        assert_eq!(doc["x"]["path"].as_str(), Some(odd));
+        // The committed value is the version alone.
+        assert_eq!(dep.toml_value(), format!("\"{}\"", own_version()));
     }
 }

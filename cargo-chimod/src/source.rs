@@ -120,7 +120,7 @@ impl ModuleSource {
     }
 }
 
-fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+pub(crate) fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for e in entries {
@@ -155,7 +155,7 @@ fn module_path(src: &Path, file: &Path) -> String {
 }
 
 /// Whether `attrs` hold `#[name]` or `#[path::name(…)]`.
-fn find_attr<'a>(attrs: &'a [Attribute], name: &str) -> Option<&'a Attribute> {
+pub(crate) fn find_attr<'a>(attrs: &'a [Attribute], name: &str) -> Option<&'a Attribute> {
     attrs
         .iter()
         .find(|a| a.path().segments.last().is_some_and(|s| s.ident == name))
@@ -208,12 +208,12 @@ fn scan_items(
 }
 
 /// Whether the impl is for the type named `name`.
-fn type_is(imp: &ItemImpl, name: &str) -> bool {
+pub(crate) fn type_is(imp: &ItemImpl, name: &str) -> bool {
     matches!(&*imp.self_ty, syn::Type::Path(tp) if tp.path.segments.last().is_some_and(|s| s.ident == name))
 }
 
 /// `name = "kFoo"` of a `#[task(…)]` attribute.
-fn task_key(attr: &Attribute) -> Option<String> {
+pub(crate) fn task_key(attr: &Attribute) -> Option<String> {
     let mut key = None;
     let _ = attr.parse_nested_meta(|meta| {
         if meta.path.is_ident("name") {

@@ -189,8 +189,8 @@ mod tests {
         context! {
             namespace => "acme",
             repo_name => "my_mods",
-            sdk_dep => "{ path = \"/src/chi-sdk\" }",
-            sdk_note => "by path",
+            sdk_dep => "\"0.1.0\"",
+            sdk_note => "by version, on chi-sdk 0.1.0",
             module => "hello",
             lib_name => "acme_hello",
             crate_lib => "acme_hello_runtime",

@@ -20,12 +20,18 @@ fn a_repository_grows_a_module_and_a_method_and_answers() {
     let repo = scratch.path().join("my_mods");
     let out = chimod(scratch.path(), &["new", "my_mods", "--module", "hello"]).ok();
     assert!(out.contains("libchimaera_hello_runtime.so"), "{out}");
-    // From a checkout, chi-sdk comes by path.
+    // From a checkout, chi-sdk comes by version, patched to the checkout in
+    // the local .cargo/config.toml.
     let manifest = read(&repo.join("Cargo.toml"));
-    let sdk = workspace().join("chi-sdk").canonicalize().unwrap();
     assert!(
-        manifest.contains(&format!("chi-sdk = {{ path = \"{}\" }}", sdk.display())),
+        manifest.contains(&format!("chi-sdk = \"{}\"", env!("CARGO_PKG_VERSION"))),
         "{manifest}"
+    );
+    let sdk = workspace().join("chi-sdk").canonicalize().unwrap();
+    let config = read(&repo.join(".cargo/config.toml"));
+    assert!(
+        config.contains(&format!("chi-sdk = {{ path = \"{}\" }}", sdk.display())),
+        "{config}"
     );
 
     // A second module, added from inside the repository.

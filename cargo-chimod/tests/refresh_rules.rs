@@ -177,7 +177,10 @@ fn refresh_leaves_what_the_author_wrote() {
     let mine = "\n    fn mine(&self, _t: &mut MineTask, _c: &mut RunCtx) -> Result<(), String> {\n        Ok(())\n    }\n";
     write(&runtime, &format!("{}{mine}{}", &text[..at], &text[at..]));
     let out = chimod(&r, &["refresh"]).ok();
-    assert!(!out.contains("kMine"), "kMine was complete:\n{out}");
+    assert!(
+        !out.contains("new method kMine"),
+        "kMine was complete:\n{out}"
+    );
     assert!(out.contains("new method kLater (id 12)"), "{out}");
     let tasks = read(&r.join("hello/src/tasks.rs"));
     assert_eq!(tasks.matches("pub struct MineTask").count(), 1);
@@ -201,22 +204,191 @@ fn the_sdk_dependency_follows_the_flags() {
     chimod(s.path(), &["new", "v", "--sdk-version", "9.8.7"]).ok();
     let m = read(&s.path().join("v/Cargo.toml"));
     assert!(m.contains("chi-sdk = \"9.8.7\""), "{m}");
+    assert!(!s.path().join("v/.cargo").exists(), "no checkout, no link");
     chimod(
         s.path(),
         &["new", "p", "--sdk-path", workspace().to_str().unwrap()],
     )
     .ok();
     let m = read(&s.path().join("p/Cargo.toml"));
-    assert!(m.contains("chi-sdk = { path = "), "{m}");
+    assert!(
+        m.contains(&format!("chi-sdk = \"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{m}"
+    );
+    let sdk = workspace().join("chi-sdk").canonicalize().unwrap();
+    let config = read(&s.path().join("p/.cargo/config.toml"));
+    assert!(
+        config.contains(&format!("chi-sdk = {{ path = \"{}\" }}", sdk.display())),
+        "{config}"
+    );
     let err = chimod(s.path(), &["new", "q", "--sdk-path", "/nonexistent"]).fails();
     assert!(err.contains("no such directory"), "{err}");
+}
+
+/// Only the uncommitted .cargo/config.toml names a directory of this machine.
+#[test]
+fn a_new_repository_names_no_directory_of_this_machine() {
+    let (s, r) = repo("paths");
+    let here = [
+        workspace().canonicalize().unwrap(),
+        s.path().canonicalize().unwrap(),
+    ];
+    for (path, text) in snapshot(&r) {
+        for dir in &here {
+            assert!(
+                !text.contains(dir.to_str().unwrap()),
+                "{} names {}:\n{text}",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
+    assert!(read(&r.join(".gitignore")).contains("/.cargo/config.toml"));
+    assert!(read(&r.join(".cargo/config.toml")).contains(workspace().to_str().unwrap()));
+}
+
+#[test]
+fn link_writes_the_local_config_and_refuses_a_path_dependency() {
+    let (s, r) = repo("link");
+    std::fs::remove_dir_all(r.join(".cargo")).unwrap();
+    let bin = s.path().join("no-such-runtime");
+    let out = chimod(
+        &r,
+        &[
+            "link",
+            workspace().to_str().unwrap(),
+            "--runtime-bin",
+            bin.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    assert!(out.contains("does not exist yet"), "{out}");
+    let config = read(&r.join(".cargo/config.toml"));
+    assert!(
+        config.contains("[patch.crates-io]")
+            && config.contains(&format!("CHI_RUNTIME_BIN = \"{}\"", bin.display())),
+        "{config}"
+    );
+    let err = chimod(&r, &["link", s.path().to_str().unwrap()]).fails();
+    assert!(err.contains("neither it nor its chi-sdk/"), "{err}");
+    let manifest = r.join("Cargo.toml");
+    let text = read(&manifest);
+    write(&manifest, &text.replace("chi-sdk = \"", "chi-sdk = \"9"));
+    let err = chimod(&r, &["link", workspace().to_str().unwrap()]).fails();
+    assert!(err.contains("link a checkout of that version"), "{err}");
+    write(
+        &manifest,
+        &text.replace("chi-sdk = \"", "chi-sdk = { path = \"/x\" } #"),
+    );
+    let err = chimod(&r, &["link", workspace().to_str().unwrap()]).fails();
+    assert!(err.contains("depends on chi-sdk by path"), "{err}");
+}
+
+#[test]
+fn refresh_follows_the_yaml_order_and_check_writes_nothing() {
+    let (_s, r) = repo("order");
+    append(
+        &r.join("hello/chimaera_mod.yaml"),
+        "kZeta: 11\nkAlpha: 12\nkMiddle: 13\n",
+    );
+    let before = snapshot(&r);
+    let err = chimod(&r, &["refresh", "--check"]).fails();
+    assert!(
+        err.contains("new method kZeta (id 11): would add ZetaTask in hello/src/tasks.rs")
+            && err.contains("would record chimaera_hello.kAlpha = 12")
+            && !err.contains(": added"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&r), before, "--check wrote files");
+    let out = chimod(&r, &["refresh"]).ok();
+    let pos = |t: &str, what: &str| t.find(what).unwrap_or_else(|| panic!("no {what}:\n{t}"));
+    assert!(pos(&out, "kZeta") < pos(&out, "kAlpha") && pos(&out, "kAlpha") < pos(&out, "kMiddle"));
+    assert!(
+        out.contains("new method kZeta (id 11): added ZetaTask"),
+        "{out}"
+    );
+    let tasks = read(&r.join("hello/src/tasks.rs"));
+    assert!(pos(&tasks, "ZetaTask") < pos(&tasks, "AlphaTask"));
+    assert!(pos(&tasks, "AlphaTask") < pos(&tasks, "MiddleTask"));
+    let rt = read(&r.join("hello/src/runtime.rs"));
+    assert!(
+        pos(&rt, "fn zeta(") < pos(&rt, "fn alpha(")
+            && pos(&rt, "fn alpha(") < pos(&rt, "fn middle(")
+    );
+    chimod(&r, &["refresh", "--check"]).ok();
+}
+
+#[test]
+fn remove_method_keeps_the_id_unless_told_and_refuses_what_it_cannot_do() {
+    let s = Scratch::new("remove");
+    chimod(s.path(), &["new", "r", "--module", "hello"]).ok();
+    let r = s.path().join("r");
+    chimod(&r, &["new", "--module", "other"]).ok();
+    for (args, want) in [
+        (vec!["remove-method", "kCreate"], "is inherited"),
+        (
+            vec!["remove-method", "kNope"],
+            "no module has a method `kNope`",
+        ),
+        (vec!["remove-method", "kGreet"], "choose one with --module"),
+    ] {
+        let err = chimod(&r, &args).fails();
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let out = chimod(&r, &["remove-method", "kGreet", "--module", "hello"]).ok();
+    assert!(out.contains("stays recorded"), "{out}");
+    assert!(!read(&r.join("hello/src/runtime.rs")).contains("fn greet("));
+    assert!(read(&r.join("other/src/runtime.rs")).contains("fn greet("));
+    // The id stays taken.
+    let hello_yaml = r.join("hello/chimaera_mod.yaml");
+    let kept = read(&hello_yaml);
+    append(&hello_yaml, "kMine: 10\n");
+    let err = chimod(&r, &["refresh"]).fails();
+    assert!(err.contains("takes the id of `kGreet`"), "{err}");
+    write(&hello_yaml, &kept);
+    // A YAML line deleted by hand: the code and, if asked, the id still go.
+    let yaml = r.join("other/chimaera_mod.yaml");
+    let text = read(&yaml);
+    let line = text.lines().find(|l| l.starts_with("kGreet:")).unwrap();
+    write(&yaml, &text.replace(&format!("{line}\n"), ""));
+    let out = chimod(
+        &r,
+        &[
+            "remove-method",
+            "kGreet",
+            "--module",
+            "other",
+            "--forget-id",
+        ],
+    )
+    .ok();
+    assert!(
+        out.contains("task struct GreetTask") && out.contains("its id 10"),
+        "{out}"
+    );
+    assert!(
+        !read(&r.join("chimaera_methods.lock"))
+            .contains("[chimaera_other]\nkCreate = 0\nkDestroy = 1\nkGreet")
+    );
+    let out = chimod(&r, &["remove-method", "kGreet", "--module", "other"]).fails();
+    assert!(
+        out.contains("no module named `other` has a method `kGreet`"),
+        "{out}"
+    );
 }
 
 #[test]
 fn every_sub_command_has_help() {
     let s = Scratch::new("help");
     let top = chimod(s.path(), &["--help"]).ok();
-    for want in ["new", "refresh", "install", "Getting started"] {
+    for want in [
+        "new",
+        "refresh",
+        "remove-method",
+        "link",
+        "install",
+        "Getting started",
+    ] {
         assert!(top.contains(want), "{top}");
     }
     for (cmd, wants) in [
@@ -227,13 +399,24 @@ fn every_sub_command_has_help() {
                 "--module",
                 "--sdk-path",
                 "--sdk-version",
-                "by path",
+                "by version",
+                "cargo chimod link",
             ][..],
         ),
         (
             "refresh",
-            &["chimaera_methods.lock", "--check", "kCreate 0"][..],
+            &[
+                "chimaera_methods.lock",
+                "--check",
+                "kCreate 0",
+                "order of the YAML",
+            ][..],
         ),
+        (
+            "remove-method",
+            &["--forget-id", "--module", "Replace the example method"][..],
+        ),
+        ("link", &["--runtime-bin", "[patch.crates-io]"][..]),
         ("install", &["--dest", "CHI_MODULE_PATH", "module_path"][..]),
     ] {
         let help = chimod(s.path(), &[cmd, "--help"]).ok();

@@ -9,7 +9,9 @@
 //!   directory of this workspace (so the dependencies this workspace already
 //!   built are reused: a scaffolded repository then compiles only its own
 //!   crates, chi-sdk and the macros) and `CHI_RUNTIME_BIN` pointing at this
-//!   workspace's `chi-runtime`.
+//!   workspace's `chi-runtime`; a scaffolded repository finds this
+//!   workspace's chi-sdk through the `.cargo/config.toml` that `cargo chimod
+//!   new` (run from this checkout) or `cargo chimod link` writes.
 
 #![allow(dead_code)]
 
@@ -184,13 +186,25 @@ pub fn cargo(dir: &Path, args: &[&str]) -> Run {
 
 /// [`cargo`] with more environment variables.
 pub fn cargo_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Run {
+    let mut all = vec![("CHI_RUNTIME_BIN", runtime_bin())];
+    all.extend_from_slice(env);
+    cargo_with(dir, args, &all)
+}
+
+/// [`cargo`] without `CHI_RUNTIME_BIN`: the tests then take the runtime from
+/// the repository's `.cargo/config.toml`, or `PATH`.
+pub fn cargo_no_runtime_env(dir: &Path, args: &[&str]) -> Run {
+    cargo_with(dir, args, &[])
+}
+
+fn cargo_with(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Run {
     let (target, flags) = target();
     let mut cmd = Command::new(env!("CARGO"));
     cmd.current_dir(dir)
         .args(args)
         .args(&flags)
         .env("CARGO_TARGET_DIR", &target)
-        .env("CHI_RUNTIME_BIN", runtime_bin())
+        .env_remove("CHI_RUNTIME_BIN")
         .env_remove("CHI_MODULE_PATH")
         .env_remove("CHI_TEST_MODULE_DIR")
         .env_remove("CHI_SERVER_CONF")
@@ -203,6 +217,28 @@ pub fn cargo_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Run {
         what: format!("cargo {} (in {})", args.join(" "), dir.display()),
         out,
     }
+}
+
+/// Where cargo builds the libraries of scaffolded repositories (beside
+/// their tests): `<target>/<profile>/deps`. Repositories share it, so each test
+/// names its modules differently.
+pub fn deps_dir() -> PathBuf {
+    profile_dir().join("deps")
+}
+
+/// Runs `program args` in `dir` and fails unless it succeeds; returns its
+/// standard output.
+pub fn run_ok(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    Run {
+        what: format!("{program} {} (in {})", args.join(" "), dir.display()),
+        out,
+    }
+    .ok()
 }
 
 /// Gives a scaffolded repository this workspace's `Cargo.lock`: cargo keeps
