@@ -10,6 +10,8 @@
 //!   of the `{Module}Client` impl block when there are any;
 //! * in `tests/`: the `#[test]` functions that name the handler, the client
 //!   calls or the task struct;
+//! * in `examples/`: each program that names them (a program is not cut
+//!   apart: the one `cargo chimod new` writes calls the example method);
 //! * then in each edited file, the names of private `use` items that only the
 //!   removed code used ([`crate::edit::prune_uses`]).
 //!
@@ -142,6 +144,28 @@ pub fn run(repo: &Repo, args: &RemoveMethodArgs) -> Result<()> {
             files.insert(path, out);
         }
     }
+    // Example programs that call the method go whole.
+    let mut deleted = Vec::new();
+    let examples = m.dir.join("examples");
+    if examples.is_dir() {
+        let mut paths = Vec::new();
+        collect_rs(&examples, &mut paths)?;
+        paths.sort();
+        let mut names = plan.client_fns.to_vec();
+        names.push(plan.task.clone());
+        for path in paths {
+            let text = read(&path)?;
+            let file = edit::parse(&path, &text)?;
+            if mentions(file.to_token_stream(), &names) {
+                report.push(format!(
+                    "the program {} (it calls `{}`; write one for your methods)",
+                    rel(&path),
+                    plan.handler
+                ));
+                deleted.push(path);
+            }
+        }
+    }
     let mut lock_text = None;
     if args.forget_id
         && let Some(ids) = lock.modules.get_mut(&m.lib_name)
@@ -159,6 +183,9 @@ pub fn run(repo: &Repo, args: &RemoveMethodArgs) -> Result<()> {
     }
     for (path, text) in &files {
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    for path in &deleted {
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
     }
     if let Some(text) = lock_text {
         std::fs::write(&lock_path, text)

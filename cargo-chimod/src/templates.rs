@@ -49,6 +49,8 @@ pub const MOD_CLIENT: &str = "module/src/client.rs";
 pub const MOD_TEST_SUPPORT: &str = "module/tests/support/mod.rs";
 /// `tests/{module}.rs`.
 pub const MOD_TEST: &str = "module/tests/module.rs";
+/// `examples/{module}_call.rs`: calls the example method of a running runtime's pool.
+pub const MOD_CALL: &str = "module/examples/call.rs";
 
 /// A task struct for a new method (appended to the tasks file).
 pub const SCAFFOLD_TASK: &str = "scaffold/task.rs";
@@ -112,6 +114,10 @@ pub const ALL: &[(&str, &str)] = &[
         include_str!("../templates/module/tests/module.rs.jinja"),
     ),
     (
+        MOD_CALL,
+        include_str!("../templates/module/examples/call.rs.jinja"),
+    ),
+    (
         SCAFFOLD_TASK,
         include_str!("../templates/scaffold/task.rs.jinja"),
     ),
@@ -146,6 +152,7 @@ pub const MODULE_FILES: &[(&str, &str)] = &[
     (MOD_CLIENT, "src/client.rs"),
     (MOD_TEST_SUPPORT, "tests/support/mod.rs"),
     (MOD_TEST, "tests/{module}.rs"),
+    (MOD_CALL, "examples/{module}_call.rs"),
 ];
 
 /// The environment holding every template.
@@ -240,6 +247,7 @@ mod tests {
             MOD_CLIENT,
             MOD_TEST_SUPPORT,
             MOD_TEST,
+            MOD_CALL,
             SCAFFOLD_TASK,
         ] {
             let out = render(id, &ctx).unwrap();

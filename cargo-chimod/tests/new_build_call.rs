@@ -121,6 +121,7 @@ fn a_repository_grows_a_module_and_a_method_and_answers() {
     for test in [
         "a_running_runtime_answers_greet",
         "two_runtimes_answer_side_by_side",
+        "the_call_program_greets",
         "double_is_answered",
     ] {
         assert!(

@@ -107,6 +107,7 @@ fn the_example_method_is_replaced_and_a_stale_library_is_refused() {
         "its line in swapped/chimaera_mod.yaml",
         "task struct GreetTask",
         "fn greet, fn monitor_greet",
+        "the program swapped/examples/swapped_call.rs (it calls `greet`",
         "test a_running_runtime_answers_greet",
         "its id 10 in chimaera_methods.lock",
     ] {
