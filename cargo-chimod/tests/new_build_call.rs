@@ -88,19 +88,45 @@ fn a_repository_grows_a_module_and_a_method_and_answers() {
         .collect();
     assert!(warnings.is_empty(), "warnings:\n{}", build.stderr());
 
-    // Fill in the handler, and test the new method through the generated client.
-    let runtime_rs = repo.join("hello/src/runtime.rs");
-    let text = read(&runtime_rs);
-    let start = text
-        .find("        Err(format!(\n            \"kDouble is not implemented yet")
-        .expect("the scaffolded handler body");
-    let end = start + text[start..].find("        ))\n").expect("its end") + "        ))\n".len();
-    let filled = format!(
-        "{}        task.output = task.input * 2;\n        Ok(())\n{}",
-        &text[..start],
-        &text[end..]
+    // A method over bytes, as the README shows it: refresh scaffolds it, the
+    // author retypes its two fields and writes its body.
+    append(
+        &repo.join("hello/chimaera_mod.yaml"),
+        "kReverse: 12     # reverses bytes\n",
     );
-    write(&runtime_rs, &filled);
+    let out = chimod(&repo, &["refresh"]).ok();
+    assert!(out.contains("new method kReverse (id 12)"), "{out}");
+    let tasks_rs = repo.join("hello/src/tasks.rs");
+    let text = read(&tasks_rs);
+    let at = text
+        .find("pub struct ReverseTask")
+        .expect("the scaffolded ReverseTask");
+    let retyped = text[at..]
+        .replacen(
+            "pub input: u64",
+            "pub input: chi_sdk::bytes::ClientBytes",
+            1,
+        )
+        .replacen(
+            "pub output: u64",
+            "pub output: chi_sdk::bytes::ClientBuf",
+            1,
+        );
+    write(&tasks_rs, &format!("{}{retyped}", &text[..at]));
+    fill_handler(
+        &repo.join("hello/src/runtime.rs"),
+        "kReverse",
+        "        let input = task.input.get()?;\n        \
+         let reversed: Vec<u8> = input.iter().rev().copied().collect();\n        \
+         task.output.get_mut()?.write(&reversed)\n",
+    );
+
+    // Fill in the handler, and test the new method through the generated client.
+    fill_handler(
+        &repo.join("hello/src/runtime.rs"),
+        "kDouble",
+        "        task.output = task.input * 2;\n        Ok(())\n",
+    );
     write(
         &repo.join("hello/tests/double.rs"),
         "mod support;\n\n\
@@ -113,6 +139,7 @@ fn a_repository_grows_a_module_and_a_method_and_answers() {
              assert_eq!(pool.double(&client, 21).unwrap(), 42);\n    \
              let pending = pool.async_double(&client, 50).unwrap();\n    \
              assert_eq!(pending.wait_with(|t| t.output).unwrap(), 100);\n    \
+             assert_eq!(pool.reverse(&client, b\"abc\").unwrap(), b\"cba\");\n    \
              drop(client);\n    \
              runtime.stop();\n\
          }\n",
@@ -200,5 +227,23 @@ fn a_custom_namespace_repository_answers() {
     assert!(
         out.contains("test a_running_runtime_answers_greet ... ok"),
         "{out}"
+    );
+}
+
+/// Replaces the body of the handler `refresh` scaffolded for `key` in
+/// `runtime_rs` with `body`.
+fn fill_handler(runtime_rs: &std::path::Path, key: &str, body: &str) {
+    let text = read(runtime_rs);
+    let start = text
+        .find(&format!(
+            "        Err(format!(\n            \"{key} is not implemented yet"
+        ))
+        .unwrap_or_else(|| panic!("the scaffolded body of {key}"));
+    let end = start
+        + text[start..].find("        .into())\n").expect("its end")
+        + "        .into())\n".len();
+    write(
+        runtime_rs,
+        &format!("{}{body}{}", &text[..start], &text[end..]),
     );
 }
