@@ -38,9 +38,6 @@ pub trait TaskField<const N: usize> {
     type Ty;
 }
 
-/// Checks at compile time that a field type may live in shared memory; the call
-/// is spanned at the field so the error points there.
-pub const fn assert_shm_safe<T: ShmSafe>() {}
 
 /// Saves the header's routing fields (see [`TaskSer`]).
 pub fn save_header_in(h: &TaskHeader, out: &mut Vec<u8>) -> Result<(), SerError> {

@@ -82,8 +82,6 @@ fn expected_ping(yaml: &Path) -> TokenStream {
 
         const _: &[u8] = include_bytes!(#yaml);
 
-        const _: () = ::chi_sdk::__private::assert_shm_safe::<u64>();
-        const _: () = ::chi_sdk::__private::assert_shm_safe::<u64>();
 
         #[allow(clippy::undocumented_unsafe_blocks)]
         unsafe impl ::chi_sdk::__private::ShmSafe for PingTask {}
