@@ -35,6 +35,7 @@ pub mod daemon_files;
 pub mod ipc;
 pub mod models;
 pub mod module;
+pub mod placement;
 pub mod pool;
 pub mod ratelimit;
 pub mod reaper;

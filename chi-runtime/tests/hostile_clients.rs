@@ -176,7 +176,12 @@ fn killed_clients_give_back_every_byte_slot_and_lane() {
     let i = spawn(&mut kids, &setup, &["flood", "1", "1"], "warm-up");
     kids.wait_for(i, WATCHDOG);
     let base = held(&status(&setup));
-    let rounds = 200;
+    // 80 rounds by default (every lane sees a claiming client die); a longer
+    // soak: CHI_HOSTILE_ROUNDS=1000, or `chi-bench soak`.
+    let rounds: usize = std::env::var("CHI_HOSTILE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(80);
     let lanes = status(&setup).lanes.len();
     for r in 0..rounds {
         // A client holding tasks (some in flight), buffers and fire-and-forget

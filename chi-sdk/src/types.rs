@@ -41,6 +41,37 @@ pub struct ContainerId(pub u32);
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct NodeId(pub u32);
 
+/// The named subsets of a pool's containers (seed: `SubDomain`), the major
+/// part of a [`SubDomainId`].
+pub mod subdomain {
+    /// The nodes the pool spans: minor = a node id.
+    pub const PHYSICAL_NODE: u32 = 0;
+    /// Every container of the pool: minor = a global container id (0..n).
+    pub const GLOBAL: u32 = 1;
+    /// The containers on this node: minor = a local id (0..the node's count).
+    pub const LOCAL: u32 = 2;
+}
+
+/// An address within a pool: a subdomain ([`subdomain`]) and an id in it.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct SubDomainId {
+    /// The subdomain.
+    pub major: u32,
+    /// The id in it.
+    pub minor: u32,
+}
+
+/// An address of a container in the whole system: a pool and an address in it.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
+pub struct DomainId {
+    /// The pool.
+    pub pool: PoolId,
+    /// The address in it.
+    pub sub: SubDomainId,
+}
+
 /// A method number, as listed in a module's `chimaera_mod.yaml`.
 pub type MethodId = u32;
 

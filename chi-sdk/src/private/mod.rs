@@ -38,7 +38,6 @@ pub trait TaskField<const N: usize> {
     type Ty;
 }
 
-
 /// Saves the header's routing fields (see [`TaskSer`]).
 pub fn save_header_in(h: &TaskHeader, out: &mut Vec<u8>) -> Result<(), SerError> {
     h.flags.save(out)?;

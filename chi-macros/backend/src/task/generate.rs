@@ -51,7 +51,6 @@ pub(crate) fn task(
         .any(|f| !f.ok)
         .then(|| quote!(#[allow(unreachable_code)]));
 
-
     // Every use of a field's type is spanned at that type, so that a type that is
     // not `Ser` / `ShmSafe` is reported at the field (and identical reports merge).
     let per = |f: &TaskField, make: &dyn Fn(&Ident, &syn::Type) -> TokenStream| {
