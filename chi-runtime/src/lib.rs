@@ -40,6 +40,7 @@ pub mod pool;
 pub mod ratelimit;
 pub mod reaper;
 pub mod reinforcement;
+pub mod remote;
 pub mod runtime;
 pub mod services;
 pub mod state;

@@ -1,0 +1,23 @@
+//! Remote tasks: what a runtime sends a peer about a task whose container
+//! lives on that peer, and how a task turns into those bytes and back.
+//!
+//! # A task's journey between two nodes
+//!
+//! A task whose domain query resolves ([`crate::placement`]) to a container
+//! on another node is a subtask of the runtime: the worker saves its inputs
+//! with the module's `save_in` ([`codec::save`]) into a [`record::Request`]
+//! and hands it to the peer link, which batches the records bound for one
+//! node into one message. The peer decodes the request, loads the inputs
+//! into a fresh task of its main segment ([`codec::load_in`]), runs it like
+//! any subtask, and sends back a [`record::Reply`] with the result code, the
+//! error message and the outputs (`save_out`). The sender loads the outputs
+//! into the waiting task ([`codec::load_out`]) and completes it: the client
+//! waits on a remote task exactly as on a local one.
+//!
+//! * [`record`]: the request and reply records, their byte layout, and a
+//!   decoder for untrusted input;
+//! * [`codec`]: the module hooks that turn a task into a record's body and
+//!   back.
+
+pub mod codec;
+pub mod record;
