@@ -328,13 +328,8 @@ const TARGETS: &[Target] = &[
     ),
     target!("bdev_free_blocks", FreeBlocksTask, [VecU64], [Fixed(8)]),
     target!("bdev_get_stats", GetStatsTask, [], [Fixed(8 * 13)]),
-    target!(
-        "compress",
-        CompressTask,
-        [Bytes, Buf, Fixed(4)],
-        [Buf, Fixed(4)]
-    ),
-    target!("decompress", DecompressTask, [Bytes, Buf], [Buf]),
+    target!("compress", CompressTask, [Bytes, Fixed(4)], [Buf, Fixed(4)]),
+    target!("decompress", DecompressTask, [Bytes], [Buf]),
     target!(
         "fuzz_task",
         FuzzTask,
