@@ -40,6 +40,7 @@ mod hostfile;
 mod limits;
 mod load;
 mod model;
+mod overrides;
 mod parse;
 mod raw;
 mod resources;
