@@ -23,6 +23,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod modules;
 
 use std::collections::BTreeSet;
@@ -115,14 +116,18 @@ impl Watchdog {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Segment files of the runtime on `port` in `/dev/shm`, sorted.
+/// Segment files of the runtimes on `port` in `/dev/shm` (on 127.0.0.1, and
+/// the nodes of a local cluster on other 127.0.0.x addresses), sorted.
 pub fn segments(port: u16) -> Vec<String> {
     let prefix = chi_runtime::ipc::segment_name(port, "");
+    let tagged = chi_runtime::ipc::tagged_segment_name("127.", "");
+    let tagged = tagged.trim_end_matches('_');
+    let tail = format!("-{port}_");
     let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&prefix))
+                .filter(|n| n.starts_with(&prefix) || (n.starts_with(tagged) && n.contains(&tail)))
                 .collect()
         })
         .unwrap_or_default();
@@ -137,6 +142,19 @@ pub fn remove_runtime_files(port: u16) {
     for dir in chi_sdk::auth::RuntimeDir::candidates(uid) {
         for ext in ["key", "pid", "log"] {
             let _ = std::fs::remove_file(dir.join(format!("{port}.{ext}")));
+        }
+        // The nodes of a local cluster: `127.0.0.k-{port}.{ext}`.
+        let tail: Vec<String> = ["key", "pid", "log"]
+            .iter()
+            .map(|ext| format!("-{port}.{ext}"))
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("127.") && tail.iter().any(|t| name.ends_with(t)) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
         }
     }
 }
