@@ -170,8 +170,22 @@ fn start_daemon(
         let h = std::fs::canonicalize(&h).unwrap_or(h);
         extra.extend(["--hostfile".into(), h.into_os_string()]);
     }
+    // Its node: the one named, else the first entry of the hostfile that can
+    // be bound now (named to the daemon, so that the address it answers at,
+    // and its pid and log files, are known here).
+    let node = node.or_else(|| cfg.cluster.node.clone()).or_else(|| {
+        (cfg.hosts.len() > 1)
+            .then(|| {
+                cfg.hosts.iter().find(|h| {
+                    crate::cluster::hosts::resolve_one(h)
+                        .is_ok_and(|ip| std::net::TcpListener::bind((ip, cfg.port)).is_ok())
+                })
+            })
+            .flatten()
+            .cloned()
+    });
     // The address it answers at: its node's, or loopback.
-    let addr = match cfg.cluster.node.as_deref() {
+    let addr = match node.as_deref() {
         Some(n) => crate::cluster::hosts::resolve_one(n)
             .map_err(|why| anyhow::anyhow!("cannot resolve --node '{n}': {why}"))?
             .to_string(),
