@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +32,13 @@ use super::frame::{
 use super::membership::{Membership, PeerState};
 use super::transport::PeerTransport;
 use crate::ratelimit::RateLimit;
+
+/// The peer thread runs ([`Cluster::stop`] word).
+const RUN: u8 = 0;
+/// The peer thread says goodbye and ends.
+const STOP: u8 = 1;
+/// The peer thread ends without a goodbye, as a crash would (tests).
+const VANISH: u8 = 2;
 
 /// Longest wait for a frame before the loop looks at its requests again.
 pub const MAX_WAIT: Duration = Duration::from_millis(50);
@@ -111,7 +118,8 @@ pub struct PeerSettings {
 pub struct Cluster {
     membership: Arc<Membership>,
     commands: Sender<Command>,
-    stop: Arc<AtomicBool>,
+    /// [`RUN`], [`STOP`] or [`VANISH`].
+    stop: Arc<AtomicU8>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -133,7 +141,7 @@ impl Cluster {
         report: Box<dyn Fn() -> Vec<u8> + Send>,
     ) -> std::io::Result<Cluster> {
         let (tx, rx) = channel();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicU8::new(RUN));
         let mut l = PeerLoop {
             transport,
             peers: membership.peers().into_iter().map(|(id, _)| id).collect(),
@@ -192,13 +200,21 @@ impl Cluster {
 
     /// Says goodbye to the peers and stops the peer thread.
     pub fn stop(mut self) {
-        self.halt();
+        self.halt(STOP);
     }
 
-    fn halt(&mut self) {
+    /// Stops the peer thread without a goodbye: to the peers, this node
+    /// crashed (tests of failure detection).
+    pub fn vanish(mut self) {
+        self.halt(VANISH);
+    }
+
+    fn halt(&mut self, how: u8) {
         // Release: pairs with the Acquire load in `PeerLoop::run`; nothing
-        // else is published by it.
-        self.stop.store(true, Ordering::Release);
+        // else is published by it. The first word set wins.
+        let _ = self
+            .stop
+            .compare_exchange(RUN, how, Ordering::Release, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -207,7 +223,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.halt();
+        self.halt(STOP);
     }
 }
 
@@ -227,7 +243,7 @@ struct PeerLoop {
     commands: Receiver<Command>,
     pending: HashMap<u64, Pending>,
     next_request: u64,
-    stop: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
 }
 
 impl PeerLoop {
@@ -266,7 +282,7 @@ impl PeerLoop {
         self.broadcast(Kind::Hello);
         let mut next_beat = Instant::now() + self.settings.heartbeat;
         // Acquire: pairs with the Release store in `Cluster::halt`.
-        while !self.stop.load(Ordering::Acquire) {
+        while self.stop.load(Ordering::Acquire) == RUN {
             let now = Instant::now();
             if now >= next_beat {
                 self.broadcast(Kind::Heartbeat);
@@ -286,6 +302,10 @@ impl PeerLoop {
                     std::thread::sleep(wait);
                 }
             }
+        }
+        // Acquire: as above.
+        if self.stop.load(Ordering::Acquire) == VANISH {
+            return;
         }
         self.broadcast(Kind::Goodbye);
         for (_, p) in self.pending.drain() {
