@@ -326,10 +326,7 @@ impl Runtime {
         }
         let cluster = match link {
             Some((membership, peers)) => {
-                let view = membership.clone();
-                let _ = shared
-                    .cluster_view
-                    .set(Box::new(move || (view.snapshot(), view.refused())));
+                let _ = shared.membership.set(membership.clone());
                 let weak = Arc::downgrade(&shared);
                 let report = Box::new(move || {
                     weak.upgrade()

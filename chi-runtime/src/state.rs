@@ -48,6 +48,7 @@ use chi_sdk::queue::Priority;
 use chi_sdk::types::{NodeId, PoolId};
 
 use crate::clients::ClientRegistry;
+use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::module::{Builtin, ModuleManager};
@@ -135,16 +136,15 @@ pub struct NodeState {
     pub models: crate::models::Models,
     /// The CPUs the reinforcement thread may run on, once it started.
     pub(crate) reinforcement_cpus: std::sync::OnceLock<String>,
-    /// The cluster table for `status`, set once the peer link runs (see
-    /// [`crate::cluster`]); without it the report lists this node alone.
-    pub cluster_view: std::sync::OnceLock<ClusterView>,
+    /// The membership table of the cluster, set once the peer link runs (see
+    /// [`crate::cluster`]): what `status` shows of the other nodes, and where
+    /// code that works with other nodes subscribes to their
+    /// [`PeerEvent`](crate::cluster::membership::PeerEvent)s. Unset without a
+    /// hostfile of more than one host: the report lists this node alone.
+    pub membership: std::sync::OnceLock<Arc<Membership>>,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
-
-/// What `status` reports of the cluster: the node table and the count of
-/// refused peer frames.
-pub type ClusterView = Box<dyn Fn() -> (Vec<PeerStatus>, u64) + Send + Sync>;
 
 impl std::fmt::Debug for NodeState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -192,7 +192,7 @@ impl NodeState {
             models: crate::models::Models::default(),
             reinforcement_cpus: std::sync::OnceLock::new(),
             supervisor_cpus: std::sync::OnceLock::new(),
-            cluster_view: std::sync::OnceLock::new(),
+            membership: std::sync::OnceLock::new(),
             _claim: claim,
         })
     }
@@ -248,8 +248,8 @@ impl NodeState {
 
     /// The status report.
     pub fn status(&self) -> StatusReport {
-        let (cluster, peer_frames_refused) = match self.cluster_view.get() {
-            Some(view) => view(),
+        let (cluster, peer_frames_refused) = match self.membership.get() {
+            Some(m) => (m.snapshot(), m.refused()),
             None => (
                 vec![PeerStatus {
                     node_id: self.node_id,

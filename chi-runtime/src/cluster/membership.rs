@@ -13,7 +13,10 @@
 //! Unix epoch, carried in every frame it sends. A restarted node has a larger
 //! one. A frame of an older incarnation than the one known is stale and
 //! ignored; a larger one while the peer is up means it restarted between two
-//! heartbeats: the old incarnation goes down and the new one comes up.
+//! heartbeats: the old incarnation goes down and the new one comes up. (This
+//! assumes a node's clock does not step back by more than its restart takes:
+//! a restarted runtime whose clock did would be ignored as stale until the
+//! clock passed its old incarnation.)
 //!
 //! # Events
 //!
