@@ -330,7 +330,6 @@ pub fn decode_batch(kind: Kind, payload: &[u8]) -> Result<Vec<&[u8]>, FrameError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
         Frame {
@@ -443,53 +442,5 @@ mod tests {
         // Too large to send as one frame.
         let big = vec![0u8; MAX_PAYLOAD];
         assert!(encode_batch([big.as_slice()]).is_none());
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
-
-        /// Random bytes never panic the decoders.
-        #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
-            if let Ok(f) = Frame::decode(&bytes) {
-                prop_assert_eq!(f.encode().unwrap(), bytes.clone());
-            }
-            let _ = decode_batch(Kind::TaskBatch, &bytes);
-            let _ = decode_status_reply(&bytes);
-            let _ = decode_status_request(&bytes);
-        }
-
-        /// A valid frame with one byte changed, or cut short, is either refused
-        /// or decodes to a frame that encodes back to the same bytes.
-        #[test]
-        fn mutated_frames_are_refused_or_consistent(
-            payload in proptest::collection::vec(any::<u8>(), 0..64),
-            at in any::<prop::sample::Index>(),
-            byte in any::<u8>(),
-            cut in any::<prop::sample::Index>(),
-        ) {
-            let mut bytes = frame(Kind::TaskBatch, &payload);
-            let i = at.index(bytes.len());
-            bytes[i] = byte;
-            let n = cut.index(bytes.len() + 1);
-            let bytes = &bytes[..n];
-            if let Ok(f) = Frame::decode(bytes) {
-                prop_assert_eq!(f.encode().unwrap(), bytes.to_vec());
-                if let Ok(recs) = decode_batch(f.kind, f.payload) {
-                    let again = encode_batch(recs.iter().copied()).unwrap();
-                    prop_assert_eq!(again, f.payload.to_vec());
-                }
-            }
-        }
-
-        /// Batches of any records round-trip.
-        #[test]
-        fn batches_round_trip(recs in proptest::collection::vec(
-            proptest::collection::vec(any::<u8>(), 0..40), 0..20)
-        ) {
-            let p = encode_batch(recs.iter().map(|r| r.as_slice())).unwrap();
-            let back = decode_batch(Kind::ReplyBatch, &p).unwrap();
-            prop_assert_eq!(back, recs.iter().map(|r| r.as_slice()).collect::<Vec<_>>());
-        }
     }
 }
