@@ -2,8 +2,9 @@
 //! three up; a node killed with SIGKILL is shown down by the others, which
 //! keep serving their clients; restarted, it rejoins as a new incarnation.
 //! Garbage sent to a runtime's peer port (random bytes, truncated headers,
-//! huge length fields, wrong versions, many-part and oversized messages, and
-//! frames from an address outside the hostfile) leaves it serving. The
+//! huge length fields, wrong versions, many-part and oversized messages,
+//! frames from an address outside the hostfile, a frame whose sender id is
+//! not the node of its source address) leaves it serving. The
 //! local-cluster launcher starts and stops N nodes.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s ([`support::cluster`]). No
@@ -183,6 +184,15 @@ fn garbage_on_the_peer_port_leaves_a_runtime_serving() {
     let sent = garbage.len() as u64;
 
     let ctx = zmq::Context::new();
+    // First (refusals are logged rate-limited): a well-formed heartbeat
+    // claiming node 1 from node 2's own address. The sender id must be the
+    // node of the source address.
+    let impostor = dealer(&ctx, &setup, &node_addr(2), 2);
+    impostor.send(good.as_slice(), 0).unwrap();
+    let sent = sent + 1;
+    wait_until(CHANGE_LIMIT, "node 2 refused the impostor", || {
+        nodes[1].log().contains("claims to be node 1")
+    });
     let d = dealer(&ctx, &setup, "127.0.0.1", 2);
     for g in &garbage {
         d.send(g.as_slice(), 0).unwrap();
@@ -219,7 +229,7 @@ fn garbage_on_the_peer_port_leaves_a_runtime_serving() {
     assert_eq!(st.peer_frames_refused, sent, "{:?}", st.cluster);
     assert!(all_up(&setup, 1) && all_up(&setup, 2));
     assert_eq!(Client::node_status(&setup.opts(1), 2).unwrap().node_id, 2);
-    drop((d, stranger, big));
+    drop((d, impostor, stranger, big));
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);
 }

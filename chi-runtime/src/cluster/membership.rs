@@ -187,6 +187,12 @@ impl Membership {
             .collect()
     }
 
+    /// The address of node `node`.
+    pub fn address_of(&self, node: u32) -> Option<IpAddr> {
+        let peers = self.lock();
+        peers.get(node.checked_sub(1)? as usize).map(|p| p.ip)
+    }
+
     /// Calls `f` with every later state change.
     pub fn subscribe(&self, f: impl Fn(&PeerEvent) + Send + Sync + 'static) {
         self.listeners

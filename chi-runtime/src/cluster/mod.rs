@@ -24,8 +24,8 @@
 //!
 //! # Trust
 //!
-//! Only the hostfile's addresses may send frames, and every frame is
-//! untrusted input: a malformed, truncated, oversized or wrong-version frame
+//! Only the hostfile's addresses may send frames, each only as the node of
+//! its address, and every frame is untrusted input: a malformed, truncated, oversized or wrong-version frame
 //! is refused with a log line (rate-limited) and counted
 //! (`peer_frames_refused` in `status`); it never stops or corrupts the
 //! runtime. Frames carry no key: any process on a hostfile host can send

@@ -19,6 +19,7 @@
 //! period; at stop it sends `Goodbye`, so peers mark it down at once.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
@@ -295,7 +296,7 @@ impl PeerLoop {
                 .saturating_duration_since(Instant::now())
                 .min(MAX_WAIT);
             match self.transport.recv(wait) {
-                Ok(Some(bytes)) => self.handle(&bytes),
+                Ok(Some(r)) => self.handle(&r.bytes, r.from),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "peer socket error");
@@ -367,7 +368,7 @@ impl PeerLoop {
         });
     }
 
-    fn handle(&mut self, bytes: &[u8]) {
+    fn handle(&mut self, bytes: &[u8], from_ip: Option<IpAddr>) {
         let f = match Frame::decode(bytes) {
             Ok(f) => f,
             Err(e) => return self.refuse(&e.to_string(), bytes.len()),
@@ -379,6 +380,23 @@ impl PeerLoop {
                     f.sender,
                     self.membership.me(),
                     self.membership.len()
+                ),
+                bytes.len(),
+            );
+        }
+        // The node of the source address must be the sender it claims: this
+        // also catches nodes whose hostfiles differ.
+        if let Some(ip) = from_ip
+            && self.membership.address_of(f.sender) != Some(ip)
+        {
+            return self.refuse(
+                &format!(
+                    "a frame from {ip} claims to be node {} (whose hostfile address is {}): do \
+                     all nodes use the same hostfile?",
+                    f.sender,
+                    self.membership
+                        .address_of(f.sender)
+                        .map_or_else(|| "unknown".to_owned(), |a| a.to_string())
                 ),
                 bytes.len(),
             );

@@ -12,6 +12,7 @@
 //! the membership, not from the transport).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,13 +46,23 @@ pub enum PeerError {
     Socket(String),
 }
 
+/// A frame as received: its bytes, and the address it came from when the
+/// backend knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The frame's bytes (not yet decoded).
+    pub bytes: Vec<u8>,
+    /// The sender's IP address (`None` for the in-process backend).
+    pub from: Option<IpAddr>,
+}
+
 /// Frames to and from the other nodes.
 pub trait PeerTransport: Send {
     /// Queues `frame` for node `to` without blocking.
     fn send(&mut self, to: u32, frame: &[u8]) -> Result<(), PeerError>;
     /// The next frame received from an admitted peer, or `None` after
     /// `timeout` without one.
-    fn recv(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, PeerError>;
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError>;
 }
 
 /// Frames a node's in-process endpoint may hold before sends to it fail.
@@ -114,9 +125,9 @@ impl PeerTransport for InProcPeer {
         self.net.inject(to, frame.to_vec())
     }
 
-    fn recv(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, PeerError> {
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {
         match self.rx.recv_timeout(timeout) {
-            Ok(b) => Ok(Some(b)),
+            Ok(bytes) => Ok(Some(Received { bytes, from: None })),
             Err(RecvTimeoutError::Timeout) => Ok(None),
             // Detached and replaced: nothing will come to this endpoint again.
             Err(RecvTimeoutError::Disconnected) => {

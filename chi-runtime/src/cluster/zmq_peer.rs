@@ -13,7 +13,8 @@
 //! * **DEALER** (send side), one per peer, connected to the peer's ROUTER from
 //!   this node's own address (`tcp://{mine}:0;{peer}:{port}`, so that on a
 //!   machine hosting several nodes on 127.0.0.x the source address is still
-//!   the sender's hostfile address). `ZMQ_IMMEDIATE` keeps frames off a
+//!   the sender's hostfile address: the peer thread checks that a frame's
+//!   sender id is the node of its source address). `ZMQ_IMMEDIATE` keeps frames off a
 //!   connection that is not up and a small send high-water mark bounds what
 //!   waits for a slow peer: a frame that cannot be queued is dropped
 //!   ([`PeerError::Unreachable`]), a send never blocks. ZeroMQ reconnects by
@@ -27,7 +28,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::frame::MAX_FRAME;
-use super::transport::{PeerError, PeerTransport};
+use super::transport::{PeerError, PeerTransport, Received};
 use crate::ratelimit::RateLimit;
 
 /// Frames queued per peer before sends to it fail.
@@ -145,7 +146,7 @@ impl ZmqPeers {
     }
 
     /// Reads one message (all of its parts); returns the frame if admitted.
-    fn read_one(&mut self) -> Result<Option<Vec<u8>>, PeerError> {
+    fn read_one(&mut self) -> Result<Option<Received>, PeerError> {
         let _routing_id = self
             .router
             .recv_msg(0)
@@ -172,10 +173,8 @@ impl ZmqPeers {
             return Ok(None);
         };
         let from = body.gets("Peer-Address").map(str::to_owned);
-        let admitted = from
-            .as_deref()
-            .and_then(|a| a.parse::<IpAddr>().ok())
-            .is_some_and(|ip| self.allowed.contains(&ip));
+        let ip = from.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
+        let admitted = ip.is_some_and(|ip| self.allowed.contains(&ip));
         if !admitted {
             if let Some(suppressed) = REFUSED_ADDR.allow() {
                 tracing::warn!(
@@ -198,7 +197,10 @@ impl ZmqPeers {
             }
             return Ok(None);
         }
-        Ok(Some(body.to_vec()))
+        Ok(Some(Received {
+            bytes: body.to_vec(),
+            from: ip,
+        }))
     }
 }
 
@@ -220,7 +222,7 @@ impl PeerTransport for ZmqPeers {
         })
     }
 
-    fn recv(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, PeerError> {
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
