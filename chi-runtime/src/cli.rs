@@ -2,7 +2,8 @@
 //! `default-config`. `chimaera_start_runtime` and `chimaera_stop_runtime` are
 //! the same commands under the seeds' names.
 //!
-//! `start --daemon` keeps its pid and log files in the per-user directory
+//! `start --daemon` keeps its pid and log files (named by the runtime tag,
+//! [`chi_sdk::auth::runtime_tag`]) in the per-user directory
 //! ([`RuntimeDir`]: `$XDG_RUNTIME_DIR/chimaera` or `/tmp/chimaera-{uid}`, mode
 //! 0700) unless told otherwise, and opens them without following symbolic links
 //! ([`crate::daemon_files`]); `stop` removes the pid file there once the runtime
@@ -59,10 +60,12 @@ pub enum Command {
         #[arg(long)]
         daemon: bool,
         /// Log file of a daemon (default: {port}.log in the per-user directory,
-        /// $XDG_RUNTIME_DIR/chimaera or /tmp/chimaera-{uid}).
+        /// $XDG_RUNTIME_DIR/chimaera or /tmp/chimaera-{uid}; 127.0.0.K-{port}.log
+        /// for a node on 127.0.0.K, K > 1).
         #[arg(long)]
         log_file: Option<PathBuf>,
-        /// pid file of a daemon (default: {port}.pid in the per-user directory).
+        /// pid file of a daemon (default: {port}.pid in the per-user directory;
+        /// 127.0.0.K-{port}.pid for a node on 127.0.0.K, K > 1).
         #[arg(long)]
         pid_file: Option<PathBuf>,
         /// The hostfile (instead of the configuration's `hostfile`).
