@@ -277,3 +277,35 @@ fn local_cluster_starts_and_stops() {
     assert_no_process_left(setup.dir.path(), &[]);
     assert!(support::segments(setup.port).is_empty());
 }
+
+/// Without a hostfile, a runtime is a cluster of one: `status` shows it
+/// alone, `--node` its own id answers, another id says why not.
+#[test]
+fn a_runtime_without_hostfile_is_a_cluster_of_one() {
+    let _w = Watchdog::new(
+        "a_runtime_without_hostfile_is_a_cluster_of_one",
+        Duration::from_secs(90),
+    );
+    let setup = support::Setup::new("alone");
+    let rt = support::RuntimeGuard::start(&setup);
+    let cfg = setup.config.to_str().unwrap();
+    let out = run_cli(runtime_exe(), &["status", "-c", cfg], &[], CHANGE_LIMIT);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("cluster: 1 node(s), 1 up (seen from node 1)"),
+        "{}",
+        out.stdout
+    );
+    let own = Client::node_status(&setup.opts(), 1).unwrap();
+    assert_eq!(own.pid, rt.pid());
+    let out = run_cli(
+        runtime_exe(),
+        &["status", "-c", cfg, "--node", "2"],
+        &[],
+        CHANGE_LIMIT,
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.contains("runs alone"), "{}", out.stderr);
+    rt.stop();
+}

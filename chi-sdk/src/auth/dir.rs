@@ -172,6 +172,24 @@ mod tests {
     }
 
     #[test]
+    fn runtime_tags_tell_the_nodes_of_one_machine_apart() {
+        assert_eq!(runtime_tag("127.0.0.1", 9513), "9513");
+        assert_eq!(runtime_tag("10.0.0.2", 9513), "9513");
+        assert_eq!(runtime_tag("node01", 9513), "9513");
+        assert_eq!(runtime_tag("::1", 9513), "9513");
+        assert_eq!(runtime_tag("127.0.0.2", 9513), "127.0.0.2-9513");
+        assert_eq!(runtime_tag("127.1.2.3", 7), "127.1.2.3-7");
+        let d = RuntimeDir {
+            path: PathBuf::from("/x"),
+        };
+        assert_eq!(
+            d.tagged_file("127.0.0.3-9513", "key"),
+            Path::new("/x/127.0.0.3-9513.key")
+        );
+        assert_eq!(d.tagged_file("9513", "key"), d.key_file(9513));
+    }
+
+    #[test]
     fn private_directory_checks() {
         let uid = current_uid();
         let d = scratch("checks");
