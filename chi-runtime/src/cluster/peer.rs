@@ -13,10 +13,12 @@
 //!    ([`Frame::decode`]: a refused frame is counted and logged, rate-limited)
 //!    and act on it.
 //!
-//! It sleeps in the transport's poll between these steps: no busy loop. At
-//! start it sends `Hello` to every peer, which answer at once with a
-//! heartbeat, so a restarted node is seen up without waiting a heartbeat
-//! period; at stop it sends `Goodbye`, so peers mark it down at once.
+//! It sleeps in the transport's poll between these steps: no busy loop. To a
+//! peer it has not heard from (unknown or down) it sends `Hello` instead of
+//! `Heartbeat`; the peer answers a `Hello` at once with a heartbeat, so both
+//! sides see each other up as soon as the connection carries its first frame
+//! (frames sent before ZeroMQ has (re)connected are dropped, not queued). At
+//! stop it sends `Goodbye`, so peers mark it down at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -279,6 +281,17 @@ impl PeerLoop {
         }
     }
 
+    /// A heartbeat to each peer that is up, a hello to the others.
+    fn beat(&mut self) {
+        for to in self.peers.clone() {
+            let kind = match self.membership.state_of(to) {
+                Some((PeerState::Up, _)) => Kind::Heartbeat,
+                _ => Kind::Hello,
+            };
+            self.send(to, kind, &[]);
+        }
+    }
+
     fn run(&mut self) {
         self.broadcast(Kind::Hello);
         let mut next_beat = Instant::now() + self.settings.heartbeat;
@@ -286,7 +299,7 @@ impl PeerLoop {
         while self.stop.load(Ordering::Acquire) == RUN {
             let now = Instant::now();
             if now >= next_beat {
-                self.broadcast(Kind::Heartbeat);
+                self.beat();
                 next_beat = now + self.settings.heartbeat;
             }
             self.membership.expire(now);
