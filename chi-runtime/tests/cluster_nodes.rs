@@ -262,6 +262,31 @@ fn local_cluster_starts_and_stops() {
         );
         assert!(all_up(&setup, k), "node {k}: {:?}", setup.status(k).cluster);
     }
+    // A second cluster on the same port is refused and leaves the first be.
+    let other = setup.dir.path().join("other");
+    let out = run_cli(
+        runtime_exe(),
+        &[
+            "start",
+            "-c",
+            cfg,
+            "--local-cluster",
+            "2",
+            "--dir",
+            other.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains("already answers on 127.0.0.1"),
+        "{}",
+        out.stderr
+    );
+    for k in 1..=3 {
+        assert!(all_up(&setup, k), "node {k}: {:?}", setup.status(k).cluster);
+    }
     let out = run_cli(
         runtime_exe(),
         &["stop", "-c", cfg, "--local-cluster", "--dir", dir_s],

@@ -49,6 +49,20 @@ pub(crate) fn start(
         );
     }
     let dir = cluster_dir(cfg, dir)?;
+    // Refused before anything is written or started: a failed start stops
+    // every node of the directory, which must not be another cluster's.
+    for k in 1..=n {
+        let addr = format!("127.0.0.{k}");
+        if let Ok(st) = Client::status(&client_opts(cfg, &addr)) {
+            bail!(
+                "a runtime (pid {}) already answers on {addr}:{}: stop it first ('chi-runtime \
+                 stop --local-cluster' for a local cluster, 'chi-runtime stop --addr {addr}' \
+                 otherwise), or choose another port",
+                st.pid,
+                cfg.port
+            );
+        }
+    }
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
