@@ -313,7 +313,8 @@ impl PeerLoop {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "peer socket error");
-                    std::thread::sleep(wait);
+                    // Never a busy loop, even when the socket keeps failing.
+                    std::thread::sleep(wait.max(Duration::from_millis(10)));
                 }
             }
         }
