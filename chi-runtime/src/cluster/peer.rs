@@ -47,6 +47,7 @@ const VANISH: u8 = 2;
 pub const MAX_WAIT: Duration = Duration::from_millis(50);
 
 static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
+static SOCKET_ERROR: RateLimit = RateLimit::new(Duration::from_secs(10));
 static NOT_YET: RateLimit = RateLimit::new(Duration::from_secs(60));
 
 /// Why another node's status could not be had.
@@ -312,7 +313,9 @@ impl PeerLoop {
                 Ok(Some(r)) => self.handle(&r.bytes, r.from),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "peer socket error");
+                    if let Some(suppressed) = SOCKET_ERROR.allow() {
+                        tracing::warn!(error = %e, suppressed, "peer socket error");
+                    }
                     // Never a busy loop, even when the socket keeps failing.
                     std::thread::sleep(wait.max(Duration::from_millis(10)));
                 }
