@@ -2,11 +2,18 @@
 //! `default-config`. `chimaera_start_runtime` and `chimaera_stop_runtime` are
 //! the same commands under the seeds' names.
 //!
-//! `start --daemon` keeps its pid and log files in the per-user directory
+//! `start --daemon` keeps its pid and log files (named by the runtime tag,
+//! [`chi_sdk::auth::runtime_tag`]) in the per-user directory
 //! ([`RuntimeDir`]: `$XDG_RUNTIME_DIR/chimaera` or `/tmp/chimaera-{uid}`, mode
 //! 0700) unless told otherwise, and opens them without following symbolic links
 //! ([`crate::daemon_files`]); `stop` removes the pid file there once the runtime
 //! has exited.
+//!
+//! With a hostfile, `start --node H` picks this node's entry, `status` shows
+//! the cluster (`--node N`: node N's own view, fetched through this runtime's
+//! peer link) and `--addr` (or `CHI_ADDR`) picks which runtime of the machine
+//! the commands talk to. `start --local-cluster N` starts N nodes on
+//! 127.0.0.1..N and `stop --local-cluster` stops them ([`local_cluster`]).
 //!
 //! Exit codes: 0 success, 1 runtime error (including "no runtime running" for
 //! `stop` and `status`), 2 configuration error.
@@ -17,13 +24,20 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use chi_sdk::auth::{RuntimeDir, current_uid};
-use chi_sdk::client::{Client, ClientOptions};
+use chi_sdk::auth::{RuntimeDir, current_uid, runtime_tag};
+use chi_sdk::client::Client;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::daemon_files::{PidFile, open_log, remove_pid_file};
+use crate::daemon_files::{open_log, remove_pid_file};
 use crate::runtime::Runtime;
+
+mod daemon;
+pub mod local_cluster;
+mod report;
+
+use daemon::{DaemonSpec, client_opts, daemonize, default_addr};
+use report::write_report;
 
 /// The Chimaera runtime daemon.
 #[derive(Parser, Debug)]
@@ -46,12 +60,29 @@ pub enum Command {
         #[arg(long)]
         daemon: bool,
         /// Log file of a daemon (default: {port}.log in the per-user directory,
-        /// $XDG_RUNTIME_DIR/chimaera or /tmp/chimaera-{uid}).
+        /// $XDG_RUNTIME_DIR/chimaera or /tmp/chimaera-{uid}; 127.0.0.K-{port}.log
+        /// for a node on 127.0.0.K, K > 1).
         #[arg(long)]
         log_file: Option<PathBuf>,
-        /// pid file of a daemon (default: {port}.pid in the per-user directory).
+        /// pid file of a daemon (default: {port}.pid in the per-user directory;
+        /// 127.0.0.K-{port}.pid for a node on 127.0.0.K, K > 1).
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// The hostfile (instead of the configuration's `hostfile`).
+        #[arg(long)]
+        hostfile: Option<PathBuf>,
+        /// This node's hostfile entry (instead of `cluster.node`; default: the
+        /// first entry this machine can bind).
+        #[arg(long)]
+        node: Option<String>,
+        /// Start N runtimes on 127.0.0.1 to 127.0.0.N, as daemons, and return
+        /// once they see each other (a development cluster).
+        #[arg(long, value_name = "N", conflicts_with_all = ["daemon", "hostfile", "node", "log_file", "pid_file"])]
+        local_cluster: Option<u32>,
+        /// The local cluster's directory (hostfile, logs, pid files; default:
+        /// cluster-{port} in the per-user directory).
+        #[arg(long, requires = "local_cluster")]
+        dir: Option<PathBuf>,
     },
     /// Stop the runtime and wait until it has exited.
     Stop {
@@ -61,6 +92,16 @@ pub enum Command {
         /// How long to wait for the runtime to exit.
         #[arg(long, default_value = "30")]
         timeout_secs: u64,
+        /// The runtime's address (default: $CHI_ADDR, else 127.0.0.1).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Stop every node of the local cluster (`start --local-cluster`).
+        #[arg(long, conflicts_with = "addr")]
+        local_cluster: bool,
+        /// The local cluster's directory (default: cluster-{port} in the
+        /// per-user directory).
+        #[arg(long, requires = "local_cluster")]
+        dir: Option<PathBuf>,
     },
     /// Show what the running runtime is doing.
     Status {
@@ -70,6 +111,13 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// The runtime's address (default: $CHI_ADDR, else 127.0.0.1).
+        #[arg(long)]
+        addr: Option<String>,
+        /// Show node N of the cluster instead, as this runtime's peer link
+        /// fetches it.
+        #[arg(long, value_name = "N")]
+        node: Option<u32>,
     },
     /// Print the built-in default configuration (a commented YAML file to copy).
     DefaultConfig,
@@ -111,120 +159,66 @@ fn init_logging(cfg: &Config) {
     };
 }
 
-fn opts(cfg: &Config) -> ClientOptions {
-    ClientOptions {
-        port: cfg.port,
-        connect_timeout: Duration::from_secs(5),
-        ..ClientOptions::default()
-    }
-}
-
-fn daemonize(
+/// `start --daemon`: one runtime in the background.
+fn start_daemon(
     cfg: &Config,
     config: &Option<PathBuf>,
     log: Option<PathBuf>,
     pid: Option<PathBuf>,
+    hostfile: Option<PathBuf>,
+    node: Option<String>,
 ) -> Result<()> {
-    let dir = RuntimeDir::ensure()?;
-    let log = log.unwrap_or_else(|| dir.log_file(cfg.port));
-    let pid = pid.unwrap_or_else(|| dir.pid_file(cfg.port));
-    // Both files are opened (and checked) before anything starts.
-    let pid_file = PidFile::open(&pid)?;
-    let out = match open_log(&log) {
-        Ok(f) => f,
-        Err(e) => {
-            pid_file.discard();
-            return Err(e);
-        }
+    let mut extra = Vec::new();
+    if let Some(h) = hostfile {
+        let h = std::fs::canonicalize(&h).unwrap_or(h);
+        extra.extend(["--hostfile".into(), h.into_os_string()]);
+    }
+    // Its node: the one named, else the first entry of the hostfile that can
+    // be bound now (named to the daemon, so that the address it answers at,
+    // and its pid and log files, are known here).
+    let node = node.or_else(|| cfg.cluster.node.clone()).or_else(|| {
+        (cfg.hosts.len() > 1)
+            .then(|| {
+                cfg.hosts.iter().find(|h| {
+                    crate::cluster::hosts::resolve_one(h)
+                        .is_ok_and(|ip| std::net::TcpListener::bind((ip, cfg.port)).is_ok())
+                })
+            })
+            .flatten()
+            .cloned()
+    });
+    // The address it answers at: its node's, or loopback.
+    let addr = match node.as_deref() {
+        Some(n) => crate::cluster::hosts::resolve_one(n)
+            .map_err(|why| anyhow::anyhow!("cannot resolve --node '{n}': {why}"))?
+            .to_string(),
+        None => default_addr(),
     };
-    match spawn_daemon(cfg, config, &log, out) {
-        Ok(daemon) => {
-            let path = pid_file.path().to_owned();
-            pid_file.write(daemon)?;
-            println!(
-                "chi-runtime started: pid {daemon}, port {}, log {}, pid file {}",
-                cfg.port,
-                log.display(),
-                path.display()
-            );
-            Ok(())
-        }
-        Err(e) => {
-            pid_file.discard();
-            Err(e)
-        }
+    if let Some(n) = node {
+        extra.extend(["--node".into(), n.into()]);
     }
+    let s = daemonize(DaemonSpec {
+        cfg,
+        config,
+        extra,
+        addr: addr.clone(),
+        log,
+        pid,
+    })?;
+    println!(
+        "chi-runtime started: pid {}, {addr}:{}, log {}, pid file {}",
+        s.pid,
+        cfg.port,
+        s.log.display(),
+        s.pid_file.display()
+    );
+    Ok(())
 }
 
-/// Starts the daemon writing to `out` (the log file `log`); returns its pid once
-/// it answers.
-fn spawn_daemon(
-    cfg: &Config,
-    config: &Option<PathBuf>,
-    log: &std::path::Path,
-    out: std::fs::File,
-) -> Result<u32> {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
-    cmd.arg("start");
-    if let Some(c) = config {
-        cmd.arg("--config")
-            .arg(std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()));
-    }
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    // SAFETY: `setsid` is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd.spawn().context("spawning the daemon")?;
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait()? {
-            let tail = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
-            bail!(
-                "the daemon exited during start ({status}); last lines of {}:\n{}",
-                log.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        if let Ok(st) = Client::status(&opts(cfg)) {
-            if st.pid == child.id() {
-                return Ok(st.pid);
-            }
-            // Ours cannot have the port. Do not leave it behind: if it has not
-            // reached its bind yet it would take the port, unnoticed, once the
-            // other runtime stops.
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "another runtime (pid {}) already answers on port {}",
-                st.pid,
-                cfg.port
-            );
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "the daemon did not become ready within 30 s; see {}",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn stop(cfg: &Config, timeout: Duration) -> Result<()> {
-    let o = opts(cfg);
+fn stop(cfg: &Config, addr: &str, timeout: Duration) -> Result<()> {
+    let o = client_opts(cfg, addr);
     let pid = Client::request_stop(&o)
-        .with_context(|| format!("stopping the runtime on port {}", cfg.port))?;
+        .with_context(|| format!("stopping the runtime at {addr}:{}", cfg.port))?;
     let start = Instant::now();
     while chi_sdk::shm::alloc::pid_alive(pid) {
         if start.elapsed() > timeout {
@@ -233,129 +227,32 @@ fn stop(cfg: &Config, timeout: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     // The pid file `start --daemon` wrote by default, if it names this runtime.
+    let tag = runtime_tag(addr, cfg.port);
     for dir in RuntimeDir::candidates(current_uid()) {
-        remove_pid_file(&dir.join(format!("{}.pid", cfg.port)), pid);
+        remove_pid_file(&dir.join(format!("{tag}.pid")), pid);
     }
     println!("chi-runtime stopped (pid {pid})");
     Ok(())
 }
 
-fn status(cfg: &Config, json: bool) -> Result<()> {
-    let st = Client::status(&opts(cfg))
-        .with_context(|| format!("asking the runtime on port {}", cfg.port))?;
+fn status(cfg: &Config, addr: &str, node: Option<u32>, json: bool) -> Result<()> {
+    let o = client_opts(cfg, addr);
+    let st = match node {
+        None => Client::status(&o)
+            .with_context(|| format!("asking the runtime at {addr}:{}", cfg.port))?,
+        Some(n) => Client::node_status(&o, n).with_context(|| {
+            format!(
+                "asking the runtime at {addr}:{} for the status of node {n}",
+                cfg.port
+            )
+        })?,
+    };
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&st)?)?;
         return Ok(());
     }
-    writeln!(
-        out,
-        "node {}  pid {}  uptime {:.1} s  clients {}  tasks completed {}",
-        st.node_id,
-        st.pid,
-        st.uptime_ms as f64 / 1e3,
-        st.clients,
-        st.tasks_completed
-    )?;
-    writeln!(out, "workers:")?;
-    for w in &st.workers {
-        let mut notes = String::new();
-        if w.stalled {
-            notes.push_str("  STALLED (a task runs without returning or yielding)");
-        } else if w.sleeping {
-            notes.push_str("  (sleeping)");
-        }
-        for (n, what) in [
-            (w.live_tasks, "live tasks"),
-            (w.parked_tasks, "parked"),
-            (w.periodic_tasks, "periodic"),
-            (w.refused, "refused words"),
-            (w.cells_skipped, "dead clients' cells skipped"),
-            (w.panics, "panics caught"),
-            (w.restarts, "restarts"),
-            (w.lanes_given, "lanes given away"),
-        ] {
-            if n > 0 {
-                notes.push_str(&format!("  {what} {n}"));
-            }
-        }
-        if w.load_us >= 1.0 {
-            notes.push_str(&format!("  load {:.0} µs", w.load_us));
-        }
-        if let Some(r) = &w.running {
-            notes.push_str(&format!("  running {r}"));
-        }
-        let cpus = if w.cpus.is_empty() {
-            String::new()
-        } else {
-            format!("  cpus {}", w.cpus)
-        };
-        writeln!(
-            out,
-            "  #{:<3} {:<13} lanes {:?}{cpus}  completed {}{notes}",
-            w.id, w.kind, w.lanes, w.tasks_completed,
-        )?;
-    }
-    if !st.supervisor_cpus.is_empty() {
-        writeln!(
-            out,
-            "supervisor (worker watch, process reaper): cpus {}",
-            st.supervisor_cpus
-        )?;
-    }
-    if !st.reinforcement_cpus.is_empty() {
-        writeln!(
-            out,
-            "reinforcement (models, lane balancing): cpus {}",
-            st.reinforcement_cpus
-        )?;
-    }
-    if !st.models.is_empty() {
-        writeln!(out, "performance models (cost of a task, learned):")?;
-        for m in st.models.iter().take(16) {
-            let est = if m.estimate_us > 0.0 {
-                format!("  module's estimate {:.1} µs", m.estimate_us)
-            } else {
-                String::new()
-            };
-            writeln!(
-                out,
-                "  pool {:<6} method {:<4} {:>10.1} µs  ({} samples){est}",
-                m.pool, m.method, m.cost_us, m.samples
-            )?;
-        }
-    }
-    writeln!(out, "queue lanes:")?;
-    for l in &st.lanes {
-        writeln!(
-            out,
-            "  lane {:<3} {:<13} depth in use {}",
-            l.lane, l.priority, l.len
-        )?;
-    }
-    writeln!(out, "segments:")?;
-    for u in &st.segments {
-        writeln!(
-            out,
-            "  {:<12} in use {} bytes in {} blocks  free pages {}  owner slots {}",
-            u.role, u.used_bytes, u.live_blocks, u.free_pages, u.owners
-        )?;
-    }
-    let r = &st.reaper;
-    writeln!(
-        out,
-        "reaper: {} dead clients, {} blocks ({} bytes) reclaimed, {} in-flight tasks handed to \
-         the workers, {} owner slots released",
-        r.clients_reaped, r.blocks_freed, r.bytes_freed, r.tasks_handed_over, r.owners_cleared
-    )?;
-    writeln!(out, "pools:")?;
-    for p in &st.pools {
-        writeln!(
-            out,
-            "  {:<6} {:<20} module {:<24} containers {:?}",
-            p.id, p.name, p.module, p.containers
-        )?;
-    }
+    write_report(&mut out, &st)?;
     Ok(())
 }
 
@@ -370,13 +267,28 @@ pub fn main_with(cli: Cli) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let cfg = match load_config(&config_arg) {
+    let mut cfg = match load_config(&config_arg) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chi-runtime: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    // The command line's hostfile and node, over the configuration's.
+    if let Command::Start { hostfile, node, .. } = &cli.command {
+        let r = match hostfile {
+            Some(h) => cfg.with_hostfile(h),
+            None => Ok(()),
+        }
+        .and_then(|()| match node {
+            Some(n) => cfg.with_node(n),
+            None => Ok(()),
+        });
+        if let Err(e) = r {
+            eprintln!("chi-runtime: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     // Before a daemon is spawned or anything is created: a machine that cannot
     // hold the configuration is a configuration error too.
     if matches!(cli.command, Command::Start { .. })
@@ -387,17 +299,38 @@ pub fn main_with(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         Command::Start {
+            local_cluster: Some(n),
+            dir,
+            ..
+        } => local_cluster::start(&cfg, &config_arg, n, dir),
+        Command::Start {
             daemon: true,
             log_file,
             pid_file,
+            hostfile,
+            node,
             ..
-        } => daemonize(&cfg, &config_arg, log_file, pid_file),
+        } => start_daemon(&cfg, &config_arg, log_file, pid_file, hostfile, node),
         Command::Start { .. } => {
             init_logging(&cfg);
             Runtime::start(cfg).and_then(Runtime::serve)
         }
-        Command::Stop { timeout_secs, .. } => stop(&cfg, Duration::from_secs(timeout_secs)),
-        Command::Status { json, .. } => status(&cfg, json),
+        Command::Stop {
+            timeout_secs,
+            local_cluster: true,
+            dir,
+            ..
+        } => local_cluster::stop(&cfg, dir, Duration::from_secs(timeout_secs)),
+        Command::Stop {
+            timeout_secs, addr, ..
+        } => stop(
+            &cfg,
+            &addr.unwrap_or_else(default_addr),
+            Duration::from_secs(timeout_secs),
+        ),
+        Command::Status {
+            json, addr, node, ..
+        } => status(&cfg, &addr.unwrap_or_else(default_addr), node, json),
         Command::DefaultConfig => Ok(()),
     };
     match result {

@@ -1,8 +1,10 @@
 //! The runtime side of IPC: the three segments, the process queue and the
 //! runtime block, created at start and unlinked at stop.
 //!
-//! Segment names are unique per user and port (`chi_{uid}_{port}_{role}`), so
-//! two users, or two runtimes on distinct ports, never collide. A stale set left
+//! Segment names are unique per user and runtime tag (`chi_{uid}_{tag}_{role}`,
+//! the tag being the port, or `{addr}-{port}` for a node of a local cluster on
+//! 127.0.0.x: [`chi_sdk::auth::runtime_tag`]), so two users, two runtimes on
+//! distinct ports, or the nodes of a local cluster on one port, never collide. A stale set left
 //! by a runtime that died is replaced. The caller must hold the port (the bound
 //! loopback socket) before calling [`Ipc::create`], so a second runtime on the
 //! same port never touches the first one's segments.
@@ -105,12 +107,20 @@ impl std::fmt::Debug for Ipc {
     }
 }
 
-/// Segment name for `role` of the runtime on `port`.
+/// Segment name for `role` of the runtime on `port` (on 127.0.0.1, or on a
+/// node's network address).
 pub fn segment_name(port: u16, role: &str) -> String {
+    tagged_segment_name(&port.to_string(), role)
+}
+
+/// Segment name for `role` of the runtime of tag `tag`
+/// ([`chi_sdk::auth::runtime_tag`]: its port, or `{addr}-{port}` for a node
+/// of a local cluster on 127.0.0.x).
+pub fn tagged_segment_name(tag: &str, role: &str) -> String {
     format!(
         "chi_{}_{}_{}",
         rustix::process::getuid().as_raw(),
-        port,
+        tag,
         role
     )
 }
@@ -130,6 +140,7 @@ impl Ipc {
     /// runtime block.
     pub fn create(
         cfg: &Config,
+        tag: &str,
         node_id: u32,
         low: u32,
         high: u32,
@@ -137,7 +148,7 @@ impl Ipc {
     ) -> anyhow::Result<Ipc> {
         use anyhow::Context;
         let mk = |role: &str, k: u16, size: u64| {
-            let name = segment_name(cfg.port, role);
+            let name = tagged_segment_name(tag, role);
             Segment::create(&name, family.id(k), size)
                 .with_context(|| format!("creating the {role} segment"))
         };

@@ -2,13 +2,20 @@
 //!
 //! # Start
 //! config → the per-user directory (created 0700, or refused if unsafe) and a
-//! fresh key in memory → bind the loopback socket, which admits only peers
-//! presenting the key (a second runtime on the same port stops here, before
-//! touching any segment or key file) → write the key file → create the
+//! fresh key in memory → resolve the hostfile ([`crate::cluster::hosts`]) →
+//! bind the control socket on the first hostfile address it can (or the one
+//! `cluster.node` names; an address in use by another runtime is skipped),
+//! whose offset + 1 is the node id, and on 127.0.0.1 too if that address is
+//! not a loopback one; it admits only peers presenting the key (a second
+//! runtime on the same address and port stops here, before touching any
+//! segment or key file) → with more than one host, bind the peer socket on
+//! the same address at `cluster.port` ([`crate::cluster`]) → write the key
+//! file (named by the runtime tag, [`chi_sdk::auth::runtime_tag`]) → create the
 //! segments, the process queue and the runtime block → the node state
 //! ([`crate::state`]) with its module manager → admin pool and the `compose`
 //! pools → spawn the workers and the supervisor, each pinned to the CPUs of
-//! its kind (`workers.affinity`, [`crate::threads`]) → ready.
+//! its kind (`workers.affinity`, [`crate::threads`]) → start the peer thread
+//! (heartbeats to the other nodes) → ready.
 //!
 //! A process hosts one runtime in its life: a second [`Runtime::start`] is
 //! refused before anything is created ([`crate::state::ProcessTaken`] says why
@@ -20,24 +27,34 @@
 //! one that is not a well-formed [`Request`], gets a `Reply::Error`. Registered
 //! clients are bounded (`control.max_clients`) and must be live processes.
 //!
+//! A `NodeStatus` request for another node is forwarded over the peer link
+//! and waits for its answer (at most [`NODE_STATUS_TIMEOUT`]); a node known
+//! to be down is answered at once with an error.
+//!
 //! # Stop
 //! (a `Stop` request, a StopRuntime task, SIGINT or SIGTERM) → the runtime block
-//! says STOPPING (waiting clients notice) → the socket stops answering → the key
+//! says STOPPING (waiting clients notice) → the peer thread says goodbye to the
+//! other nodes and ends → the socket stops answering → the key
 //! file is removed → workers finish parked tasks and fail what is queued with
 //! `SHUTDOWN` → pools are destroyed → STOPPED → segments unlinked.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chi_sdk::abi::AbiFingerprint;
-use chi_sdk::auth::{ControlKey, KeyFile, RuntimeDir};
-use chi_sdk::proto::{Registration, Reply, Request, runtime_state};
+use chi_sdk::auth::{ControlKey, KeyFile, RuntimeDir, runtime_tag};
+use chi_sdk::proto::{Registration, Reply, Request, StatusReport, runtime_state};
 use chi_sdk::queue::Priority;
 use chi_sdk::transport::{ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, ZmqServer};
 use chi_sdk::types::PoolId;
 
+use crate::cluster::hosts::resolve;
+use crate::cluster::membership::Membership;
+use crate::cluster::peer::{Cluster, PeerSettings};
+use crate::cluster::zmq_peer::ZmqPeers;
 use crate::config::Config;
 use crate::ipc::{Ipc, SegmentFamily};
 use crate::state::{NodeState, ProcessClaim};
@@ -47,10 +64,14 @@ use crate::worker::WorkerStats;
 /// How long a stopping runtime waits for its threads (after the workers'
 /// own 5 s for suspended tasks) before it exits without a wedged one.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for another node's status (`status --node N`); the control
+/// socket answers nothing else meanwhile.
+pub const NODE_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// A started runtime.
 pub struct Runtime {
     shared: Arc<NodeState>,
     server: ZmqServer,
+    cluster: Option<Cluster>,
     key_file: KeyFile,
     threads: Vec<std::thread::JoinHandle<()>>,
     signal: Arc<AtomicBool>,
@@ -65,7 +86,7 @@ impl std::fmt::Debug for Runtime {
 }
 
 /// Answers one control request (from a peer that presented the key).
-fn answer(state: &NodeState, req: Request) -> Reply {
+fn answer(state: &NodeState, cluster: Option<&Cluster>, req: Request) -> Reply {
     match req {
         Request::Register { pid } => {
             let id = match state.clients.register(pid) {
@@ -98,6 +119,8 @@ fn answer(state: &NodeState, req: Request) -> Reply {
             }
         }
         Request::Status => Reply::Status(state.status()),
+        Request::NodeStatus { node } if node == state.node_id => Reply::Status(state.status()),
+        Request::NodeStatus { node } => node_status(state, cluster, node),
         Request::Stop => {
             state.request_stop("a stop request");
             Reply::Ok {
@@ -107,26 +130,81 @@ fn answer(state: &NodeState, req: Request) -> Reply {
     }
 }
 
-/// Binds the first host of the list this machine can (node id = its index + 1),
-/// admitting peers that present `key`.
-fn bind(cfg: &Config, key: &ControlKey) -> Result<(ZmqServer, u32)> {
+/// Another node's status, through the peer link.
+fn node_status(state: &NodeState, cluster: Option<&Cluster>, node: u32) -> Reply {
+    let Some(cluster) = cluster else {
+        return Reply::Error {
+            message: format!(
+                "node {node} is not in the cluster: this runtime (node {}) runs alone, without a \
+                 hostfile of more than one host",
+                state.node_id
+            ),
+        };
+    };
+    let timeout = state.config.cluster.peer_timeout.min(NODE_STATUS_TIMEOUT);
+    match cluster.node_status(node, timeout) {
+        Ok(bytes) => match serde_json::from_slice::<StatusReport>(&bytes) {
+            Ok(r) => Reply::Status(r),
+            Err(e) => Reply::Error {
+                message: format!("node {node} sent a malformed status report: {e}"),
+            },
+        },
+        Err(e) => Reply::Error {
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Binds the first host of the list this machine can, or the one
+/// `cluster.node` names (node id = its index + 1), admitting peers that
+/// present `key`; a host whose address is taken (another runtime of this
+/// machine) is skipped. A runtime on a non-loopback address also listens on
+/// 127.0.0.1, for the clients of its node.
+fn bind(cfg: &Config, hosts: &[(String, IpAddr)], key: &ControlKey) -> Result<(ZmqServer, u32)> {
     let mut last = None;
-    for (i, host) in cfg.hosts.iter().enumerate() {
-        match ZmqServer::bind(host, cfg.port, key.clone()) {
-            Ok(s) => return Ok((s, i as u32 + 1)),
-            Err(e @ TransportError::AddressInUse { .. }) => {
-                bail!("{e}; stop it with 'chi-runtime stop' or choose another port")
+    let mut in_use = None;
+    for (i, (host, ip)) in hosts.iter().enumerate() {
+        if cfg.cluster.node.as_ref().is_some_and(|n| n != host) {
+            continue;
+        }
+        match ZmqServer::bind(&ip.to_string(), cfg.port, key.clone()) {
+            Ok(mut s) => {
+                if !ip.is_loopback() {
+                    s.bind_also("127.0.0.1", cfg.port).with_context(|| {
+                        format!(
+                            "listening for this node's clients on 127.0.0.1:{} besides {ip}; \
+                             stop the runtime that holds it ('chi-runtime stop') or choose \
+                             another port",
+                            cfg.port
+                        )
+                    })?;
+                }
+                return Ok((s, i as u32 + 1));
             }
+            Err(e @ TransportError::AddressInUse { .. }) => in_use = Some(e),
             Err(e) => last = Some(e),
         }
     }
-    match last {
-        Some(e) => bail!(
-            "cannot bind any host of the hostfile on port {}: {e}",
+    match (in_use, last) {
+        (Some(e), _) => {
+            bail!("{e}; stop it with 'chi-runtime stop' or choose another port")
+        }
+        (None, Some(e)) => bail!(
+            "cannot bind any host of the hostfile on port {}: {e}; this machine has none of \
+             the hostfile's addresses (check the hostfile, or `cluster.node`)",
             cfg.port
         ),
-        None => bail!("the host list is empty"),
+        (None, None) => bail!("the host list is empty"),
     }
+}
+
+/// This runtime's incarnation: its start time in µs since the Unix epoch
+/// (a restarted runtime has a larger one).
+fn incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+        .max(1)
 }
 
 impl Runtime {
@@ -139,16 +217,41 @@ impl Runtime {
         let t0 = Instant::now();
         let dir = RuntimeDir::ensure()?;
         let key = ControlKey::generate().context("reading random bytes for the runtime's key")?;
-        let (server, node_id) = bind(&config, &key)?;
-        // Only now that the port is ours: a stale key of this port is replaced.
-        let key_file = key.write(&dir, config.port)?;
+        let hosts = resolve(&config.hosts)?;
+        let (server, node_id) = bind(&config, &hosts, &key)?;
+        let my_ip = hosts[node_id as usize - 1].1;
+        let tag = runtime_tag(&my_ip.to_string(), config.port);
+        // With peers: the peer socket, before anything is created.
+        let link = if hosts.len() > 1 {
+            let membership = Arc::new(Membership::new(
+                node_id,
+                incarnation(),
+                &hosts,
+                config.cluster.peer_timeout,
+            ));
+            let allowed = hosts.iter().map(|(_, ip)| *ip).collect();
+            let peers = ZmqPeers::bind(
+                node_id,
+                my_ip,
+                config.cluster.port,
+                &membership.peers(),
+                allowed,
+            )
+            .context("binding the peer socket")?;
+            tracing::debug!(endpoint = peers.endpoint(), "peer socket bound");
+            Some((membership, peers))
+        } else {
+            None
+        };
+        // Only now that the address is ours: a stale key of it is replaced.
+        let key_file = key.write(&dir, &tag)?;
         tracing::debug!(path = %key_file.path().display(), "key written");
         let low_workers = config.workers.low_latency.max(1);
         let high_workers = config.workers.high_latency;
         let low_lanes = config.queue.lanes.max(1);
         let high_lanes = high_workers;
         let family = SegmentFamily::claim(dir.path()).context("choosing the segments' ids")?;
-        let ipc = Ipc::create(&config, node_id, low_lanes, high_lanes, family)?;
+        let ipc = Ipc::create(&config, &tag, node_id, low_lanes, high_lanes, family)?;
         let shared = NodeState::new(config, node_id, ipc, claim, |node| {
             vec![crate::admin::builtin(node.clone())]
         });
@@ -221,12 +324,34 @@ impl Runtime {
                     })?,
             );
         }
+        let cluster = match link {
+            Some((membership, peers)) => {
+                let _ = shared.membership.set(membership.clone());
+                let weak = Arc::downgrade(&shared);
+                let report = Box::new(move || {
+                    weak.upgrade()
+                        .and_then(|s| serde_json::to_vec(&s.status()).ok())
+                        .unwrap_or_default()
+                });
+                let settings = PeerSettings {
+                    heartbeat: shared.config.cluster.heartbeat,
+                };
+                Some(Cluster::start(
+                    Box::new(peers),
+                    membership,
+                    settings,
+                    report,
+                )?)
+            }
+            None => None,
+        };
         let signal = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, signal.clone())?;
         }
         tracing::info!(
             node = node_id,
+            nodes = hosts.len(),
             endpoint = server.endpoint(),
             workers = threads.len(),
             ready_in_us = t0.elapsed().as_micros() as u64,
@@ -235,6 +360,7 @@ impl Runtime {
         Ok(Runtime {
             shared,
             server,
+            cluster,
             key_file,
             threads,
             signal,
@@ -263,7 +389,7 @@ impl Runtime {
             };
             let reply = match msg {
                 Incoming::Request(bytes) => match serde_json::from_slice::<Request>(&bytes) {
-                    Ok(req) => answer(&self.shared, req),
+                    Ok(req) => answer(&self.shared, self.cluster.as_ref(), req),
                     Err(e) => Reply::Error {
                         message: format!("malformed request: {e}"),
                     },
@@ -291,10 +417,14 @@ impl Runtime {
         let Runtime {
             shared,
             server,
+            cluster,
             key_file,
             threads,
             ..
         } = self;
+        if let Some(c) = cluster {
+            c.stop();
+        }
         drop(server);
         drop(key_file);
         // A worker wedged inside a handler that never returns or yields cannot

@@ -41,12 +41,14 @@ use std::time::Instant;
 
 use anyhow::Result;
 use chi_sdk::proto::{
-    LaneStatus, ModelStatus, PoolStatus, ReaperStatus, StatusReport, WorkerStatus, runtime_state,
+    LaneStatus, ModelStatus, PeerStatus, PoolStatus, ReaperStatus, StatusReport, WorkerStatus,
+    runtime_state,
 };
 use chi_sdk::queue::Priority;
 use chi_sdk::types::{NodeId, PoolId};
 
 use crate::clients::ClientRegistry;
+use crate::cluster::membership::Membership;
 use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::module::{Builtin, ModuleManager};
@@ -134,6 +136,12 @@ pub struct NodeState {
     pub models: crate::models::Models,
     /// The CPUs the reinforcement thread may run on, once it started.
     pub(crate) reinforcement_cpus: std::sync::OnceLock<String>,
+    /// The membership table of the cluster, set once the peer link runs (see
+    /// [`crate::cluster`]): what `status` shows of the other nodes, and where
+    /// code that works with other nodes subscribes to their
+    /// [`PeerEvent`](crate::cluster::membership::PeerEvent)s. Unset without a
+    /// hostfile of more than one host: the report lists this node alone.
+    pub membership: std::sync::OnceLock<Arc<Membership>>,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
@@ -184,6 +192,7 @@ impl NodeState {
             models: crate::models::Models::default(),
             reinforcement_cpus: std::sync::OnceLock::new(),
             supervisor_cpus: std::sync::OnceLock::new(),
+            membership: std::sync::OnceLock::new(),
             _claim: claim,
         })
     }
@@ -239,6 +248,20 @@ impl NodeState {
 
     /// The status report.
     pub fn status(&self) -> StatusReport {
+        let (cluster, peer_frames_refused) = match self.membership.get() {
+            Some(m) => (m.snapshot(), m.refused()),
+            None => (
+                vec![PeerStatus {
+                    node_id: self.node_id,
+                    host: self.config.hosts.first().cloned().unwrap_or_default(),
+                    address: self.config.hosts.first().cloned().unwrap_or_default(),
+                    state: "self".into(),
+                    incarnation: 0,
+                    last_heartbeat_ms: None,
+                }],
+                0,
+            ),
+        };
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
         let q = &self.ipc.queue;
         let low = q.lanes_of(Priority::LowLatency);
@@ -319,6 +342,8 @@ impl NodeState {
                 })
                 .collect(),
             reinforcement_cpus: self.reinforcement_cpus.get().cloned().unwrap_or_default(),
+            cluster,
+            peer_frames_refused,
         }
     }
 

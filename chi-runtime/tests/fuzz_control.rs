@@ -38,6 +38,7 @@ fn request() -> impl Strategy<Value = Request> {
         any::<u32>().prop_map(|client_id| Request::Unregister { client_id }),
         Just(Request::Status),
         Just(Request::Stop),
+        any::<u32>().prop_map(|node| Request::NodeStatus { node }),
     ]
 }
 
@@ -216,6 +217,8 @@ fn status() -> impl Strategy<Value = StatusReport> {
                     supervisor_cpus,
                     models,
                     reinforcement_cpus,
+                    cluster: Vec::new(),
+                    peer_frames_refused: 0,
                 }
             },
         )

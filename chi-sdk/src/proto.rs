@@ -82,6 +82,12 @@ pub enum Request {
     Status,
     /// Stop the runtime.
     Stop,
+    /// The status of node `node` of the cluster, asked through this runtime's
+    /// peer link (this node's own status if it is this node).
+    NodeStatus {
+        /// The node id (hostfile offset + 1).
+        node: u32,
+    },
 }
 
 /// One segment in a [`Registration`].
@@ -284,6 +290,30 @@ pub struct StatusReport {
     /// run.
     #[serde(default)]
     pub reinforcement_cpus: String,
+    /// The nodes of the cluster as this runtime sees them, itself included
+    /// (one entry without a hostfile).
+    #[serde(default)]
+    pub cluster: Vec<PeerStatus>,
+    /// Frames from the peer port refused as malformed or not from a peer.
+    #[serde(default)]
+    pub peer_frames_refused: u64,
+}
+
+/// One node of the cluster in a [`StatusReport`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Its node id (hostfile offset + 1).
+    pub node_id: u32,
+    /// Its hostfile entry.
+    pub host: String,
+    /// The address it was resolved to.
+    pub address: String,
+    /// `self`, `up`, `down` or `unknown` (never heard from).
+    pub state: String,
+    /// Its incarnation (start time in µs since the Unix epoch); 0 if unknown.
+    pub incarnation: u64,
+    /// Milliseconds since its last frame; none if never heard from (or self).
+    pub last_heartbeat_ms: Option<u64>,
 }
 
 /// A reply on the loopback socket.

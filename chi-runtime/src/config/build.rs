@@ -25,7 +25,7 @@ use super::footprint::{self, MainSegmentNeeds, max_clients_for};
 use super::hostfile::{self, load_hostfile};
 use super::limits::*;
 use super::model::*;
-use super::raw::{Item, Leaf, RawAffinity, RawConfig, RawPool, RawWorkers};
+use super::raw::{Item, Leaf, RawAffinity, RawCluster, RawConfig, RawPool, RawWorkers};
 use super::units::{ByteSize, DurationValue, format_size, format_size_approx};
 
 pub(super) struct Source<'a> {
@@ -42,6 +42,7 @@ pub(super) struct Builder<'a> {
     pub(super) origins: RefCell<KeyOrigins>,
 }
 
+mod cluster;
 mod workers;
 
 /// `" (why)"`, or nothing for an empty `why`.
@@ -433,6 +434,7 @@ impl Builder<'_> {
             )?,
         };
 
+        let cluster = self.cluster(raw.cluster.unwrap_or_default(), port.value, &hosts)?;
         let compose = self.compose(self.need(raw.compose, "compose")?)?;
 
         Ok(Config {
@@ -461,6 +463,7 @@ impl Builder<'_> {
             tasks,
             task_deadline: task_deadline.value.0,
             control,
+            cluster,
             compose,
             source: None,
             origins: self.origins.take(),

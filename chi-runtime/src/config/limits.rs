@@ -48,3 +48,9 @@ pub const STALL_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(24 * 3600));
 /// Pool ids a `compose` entry may not take: the null pool (0) and the admin pool (1).
 pub const RESERVED_POOL_IDS: [u64; 2] = [0, 1];
+/// Accepted `cluster.heartbeat`s.
+pub const HEARTBEAT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(60));
+/// Accepted `cluster.peer_timeout`s (and at least twice the heartbeat).
+pub const PEER_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_secs(3600));

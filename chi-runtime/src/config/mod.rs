@@ -40,6 +40,7 @@ mod hostfile;
 mod limits;
 mod load;
 mod model;
+mod overrides;
 mod parse;
 mod raw;
 mod resources;
@@ -53,14 +54,14 @@ pub use defaults::{DEFAULT_SOURCE_NAME, ENV_SERVER_CONF};
 pub use error::{ConfigError, ErrorDetail, Pos, Snippet};
 pub use hostfile::{MAX_HOST_NAME, MAX_HOSTS, load_hostfile, parse_hostfile};
 pub use limits::{
-    MAX_BUSY_POLL, MAX_LANES, MAX_LIVE_COROUTINES, MAX_QUEUE_DEPTH, MAX_SEGMENT_SIZE,
-    MAX_STACK_SIZE, MAX_WORKER_THREADS, MAX_WORKERS, MIN_QUEUE_DEPTH, MIN_STACK_SIZE,
-    REAPER_INTERVAL_RANGE, RESERVED_POOL_IDS, STACK_SIZE_GRANULE, STALL_TIMEOUT_RANGE,
-    WORKER_THREADS_PER_CPU,
+    HEARTBEAT_RANGE, MAX_BUSY_POLL, MAX_LANES, MAX_LIVE_COROUTINES, MAX_QUEUE_DEPTH,
+    MAX_SEGMENT_SIZE, MAX_STACK_SIZE, MAX_WORKER_THREADS, MAX_WORKERS, MIN_QUEUE_DEPTH,
+    MIN_STACK_SIZE, PEER_TIMEOUT_RANGE, REAPER_INTERVAL_RANGE, RESERVED_POOL_IDS,
+    STACK_SIZE_GRANULE, STALL_TIMEOUT_RANGE, WORKER_THREADS_PER_CPU,
 };
 pub use model::{
-    AffinityConfig, Config, ControlConfig, CoroutineConfig, IdleConfig, LogLevel, LoggingConfig,
-    PoolQuery, PoolSpec, QueueConfig, ReaperConfig, SegmentSizes, SupervisorConfig, TasksConfig,
-    WorkerCounts,
+    AffinityConfig, ClusterConfig, Config, ControlConfig, CoroutineConfig, IdleConfig, LogLevel,
+    LoggingConfig, PoolQuery, PoolSpec, QueueConfig, ReaperConfig, SegmentSizes, SupervisorConfig,
+    TasksConfig, WorkerCounts,
 };
 pub use units::{UnitError, format_size, format_size_approx, parse_duration, parse_size};

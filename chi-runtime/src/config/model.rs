@@ -54,6 +54,8 @@ pub struct Config {
     pub task_deadline: Option<Duration>,
     /// The control socket.
     pub control: ControlConfig,
+    /// The peer link between the runtimes of a cluster.
+    pub cluster: ClusterConfig,
     /// Pools to create at start, in order.
     pub compose: Vec<PoolSpec>,
     /// The user's file the configuration came from (`None`: the defaults alone).
@@ -192,6 +194,21 @@ pub struct ControlConfig {
     /// Registered clients at most. Each holds an allocator owner slot of the main
     /// segment, so this is at most [`footprint::max_clients_for`] the workers.
     pub max_clients: u32,
+}
+
+/// The peer link between the runtimes of a cluster (`cluster` section; used
+/// only with a hostfile of more than one host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// TCP port of the peer socket, on this node's hostfile address (the
+    /// control port + 1 unless set); the same on every node.
+    pub port: u16,
+    /// The hostfile entry this runtime binds; `None`: the first it can.
+    pub node: Option<String>,
+    /// Between two heartbeats to each peer.
+    pub heartbeat: Duration,
+    /// A peer silent for longer is marked down.
+    pub peer_timeout: Duration,
 }
 
 /// Log settings.

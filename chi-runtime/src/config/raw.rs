@@ -57,6 +57,7 @@ pub(super) struct RawConfig {
     #[serde(default, deserialize_with = "present")]
     pub(super) task_deadline: Leaf<OptionalDuration>,
     pub(super) control: Option<RawControl>,
+    pub(super) cluster: Option<RawCluster>,
     pub(super) compose: Leaf<Vec<RawPool>>,
 }
 
@@ -135,6 +136,20 @@ pub(super) struct RawControl {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    /// `~`: the control port + 1 (a present key is `Some`, as for
+    /// `task_deadline`).
+    #[serde(default, deserialize_with = "present")]
+    pub(super) port: Leaf<Option<u16>>,
+    /// `~`: the first hostfile entry the runtime can bind.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) node: Leaf<Option<String>>,
+    pub(super) heartbeat: Leaf<DurationValue>,
+    pub(super) peer_timeout: Leaf<DurationValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawLogging {
     pub(super) level: Leaf<LogLevel>,
     pub(super) file: Leaf<PathBuf>,
@@ -196,7 +211,7 @@ macro_rules! impl_merge {
 }
 
 impl_merge!(RawConfig { port, hostfile, module_path, client_wait_timeout, task_deadline, compose }
-    sections { segments, workers, queue, coroutine, logging, idle, reaper, supervisor, tasks, control });
+    sections { segments, workers, queue, coroutine, logging, idle, reaper, supervisor, tasks, control, cluster });
 impl_merge!(RawSegments {
     main,
     client_data,
@@ -226,5 +241,11 @@ impl_merge!(RawTasks {
     stop_drain
 });
 impl_merge!(RawControl { max_clients });
+impl_merge!(RawCluster {
+    port,
+    node,
+    heartbeat,
+    peer_timeout
+});
 impl_merge!(RawLogging { level, file });
 impl_merge!(RawIdle { busy_poll });

@@ -67,9 +67,9 @@ pub(super) struct Machine {
 
 impl Machine {
     /// Reads the machine's limits, for a runtime on `port`.
-    pub(super) fn probe(port: u16) -> Machine {
+    pub(super) fn probe(tag: &str) -> Machine {
         Machine {
-            shm_free: shm_free(port),
+            shm_free: shm_free(tag),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             allowed_cpus: CpuList::of_current_thread(),
             online_cpus: CpuList::online(),
@@ -82,8 +82,9 @@ impl Machine {
     }
 }
 
-/// Free bytes of `/dev/shm` for the segments of the runtime on `port`.
-fn shm_free(port: u16) -> Option<u64> {
+/// Free bytes of `/dev/shm` for the segments of the runtime of tag `tag`
+/// ([`chi_sdk::auth::runtime_tag`]).
+fn shm_free(tag: &str) -> Option<u64> {
     let st = match rustix::fs::statvfs(SHM_DIR) {
         Ok(st) => st,
         Err(e) => {
@@ -96,12 +97,12 @@ fn shm_free(port: u16) -> Option<u64> {
         return None;
     }
     let free = st.f_bavail.saturating_mul(st.f_frsize);
-    // Start replaces the stale segments of its own port (a runtime that died):
+    // Start replaces the stale segments of its own tag (a runtime that died):
     // their space comes back.
     let stale: u64 = ["main", "client_data", "runtime_data"]
         .into_iter()
         .filter_map(|role| {
-            let path = Path::new(SHM_DIR).join(crate::ipc::segment_name(port, role));
+            let path = Path::new(SHM_DIR).join(crate::ipc::tagged_segment_name(tag, role));
             rustix::fs::stat(&path).ok()
         })
         .map(|st| (st.st_blocks as u64).saturating_mul(512))
@@ -156,7 +157,13 @@ impl Config {
     /// anything; `chi-runtime start` exits with code 2 on its error, like on any
     /// configuration error.
     pub fn check_resources(&self) -> Result<(), ConfigError> {
-        self.check_against(&Machine::probe(self.port))
+        // The tag of this runtime's segments: known here when `cluster.node`
+        // is an address (a name is not resolved by a check: its tag is the
+        // port, as for every address but 127.0.0.2 and up).
+        let addr = self.cluster.node.as_deref().unwrap_or("127.0.0.1");
+        self.check_against(&Machine::probe(&chi_sdk::auth::runtime_tag(
+            addr, self.port,
+        )))
     }
 
     pub(super) fn check_against(&self, m: &Machine) -> Result<(), ConfigError> {
@@ -530,7 +537,7 @@ mod tests {
 
     #[test]
     fn probing_this_machine_works() {
-        let m = Machine::probe(1);
+        let m = Machine::probe("1");
         assert!(m.cpus >= 1);
         assert!(m.maps_in_use > 0, "{m:?}");
         assert!(m.address_space_left.0 > 0, "{m:?}");

@@ -9,9 +9,26 @@ use super::{AuthError, current_uid};
 /// Name of the directory under `$XDG_RUNTIME_DIR`.
 pub const DIR_NAME: &str = "chimaera";
 
+/// The name a runtime's files (key, pid, log) and segments carry: its port,
+/// or `{addr}-{port}` for a runtime on a loopback address other than
+/// 127.0.0.1 (a node of a local cluster, where several runtimes of one user
+/// share a machine and a port, each on its own 127.0.0.x).
+///
+/// A runtime computes it from the address it binds, a client from the
+/// address it connects to: a runtime on 10.0.0.2, reached at 10.0.0.2 or on
+/// loopback at 127.0.0.1, is `{port}` both ways.
+pub fn runtime_tag(addr: &str, port: u16) -> String {
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) if a.is_loopback() && a != std::net::Ipv4Addr::LOCALHOST => {
+            format!("{a}-{port}")
+        }
+        _ => port.to_string(),
+    }
+}
+
 /// A directory private to one user (0700, owned by them, not a symbolic link)
-/// holding the files of that user's runtimes: `{port}.key`, `{port}.pid`,
-/// `{port}.log`.
+/// holding the files of that user's runtimes: `{tag}.key`, `{tag}.pid`,
+/// `{tag}.log`, where the tag is the port ([`runtime_tag`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeDir {
     path: PathBuf,
@@ -44,6 +61,11 @@ impl RuntimeDir {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The `.{ext}` file of the runtime of tag `tag` ([`runtime_tag`]).
+    pub fn tagged_file(&self, tag: &str, ext: &str) -> PathBuf {
+        self.path.join(format!("{tag}.{ext}"))
     }
 
     /// The key file of the runtime on `port`.
@@ -147,6 +169,24 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn runtime_tags_tell_the_nodes_of_one_machine_apart() {
+        assert_eq!(runtime_tag("127.0.0.1", 9513), "9513");
+        assert_eq!(runtime_tag("10.0.0.2", 9513), "9513");
+        assert_eq!(runtime_tag("node01", 9513), "9513");
+        assert_eq!(runtime_tag("::1", 9513), "9513");
+        assert_eq!(runtime_tag("127.0.0.2", 9513), "127.0.0.2-9513");
+        assert_eq!(runtime_tag("127.1.2.3", 7), "127.1.2.3-7");
+        let d = RuntimeDir {
+            path: PathBuf::from("/x"),
+        };
+        assert_eq!(
+            d.tagged_file("127.0.0.3-9513", "key"),
+            Path::new("/x/127.0.0.3-9513.key")
+        );
+        assert_eq!(d.tagged_file("9513", "key"), d.key_file(9513));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::dir::check_private_dir;
+use super::dir::{check_private_dir, runtime_tag};
 use super::{AuthError, RuntimeDir, current_uid, listener_uid};
 
 /// Bytes of a key (256 bits).
@@ -70,16 +70,17 @@ impl ControlKey {
         std::hint::black_box(diff) == 0
     }
 
-    /// Writes the key of the runtime on `port` to `{dir}/{port}.key` (mode 0600,
-    /// `O_EXCL | O_NOFOLLOW`), first removing a stale key of this port from every
+    /// Writes the key of the runtime of tag `tag` ([`runtime_tag`]: its port,
+    /// or address and port) to `{dir}/{tag}.key` (mode 0600,
+    /// `O_EXCL | O_NOFOLLOW`), first removing a stale key of this tag from every
     /// directory where clients look for it. The returned guard removes the file
     /// when dropped. Call it only while holding the port, so that no live
     /// runtime's key is removed.
-    pub fn write(&self, dir: &RuntimeDir, port: u16) -> Result<KeyFile, AuthError> {
+    pub fn write(&self, dir: &RuntimeDir, tag: &str) -> Result<KeyFile, AuthError> {
         let uid = current_uid();
         for d in RuntimeDir::candidates(uid) {
             if check_private_dir(&d, uid).is_ok() {
-                let stale = d.join(format!("{port}.key"));
+                let stale = d.join(format!("{tag}.key"));
                 match rustix::fs::unlink(&stale) {
                     Ok(()) => tracing::info!(path = %stale.display(), "removed a stale key file"),
                     Err(Errno::NOENT) => {}
@@ -93,7 +94,7 @@ impl ControlKey {
                 }
             }
         }
-        let path = dir.key_file(port);
+        let path = dir.tagged_file(tag, "key");
         let io = |action, e: Errno| AuthError::Io {
             action,
             path: path.clone(),
@@ -148,8 +149,9 @@ impl ControlKey {
             None => me,
         };
         let mut searched = Vec::new();
+        let tag = runtime_tag(addr, port);
         for dir in RuntimeDir::candidates(uid) {
-            let path = dir.join(format!("{port}.key"));
+            let path = dir.join(format!("{tag}.key"));
             match check_private_dir(&dir, uid) {
                 Ok(()) => {}
                 Err(AuthError::Io { source, .. })

@@ -34,8 +34,11 @@
 //! The key is a capability: whoever can read it may register, query and stop the
 //! runtime. It never appears in logs, errors or `Debug` output.
 //!
-//! Runtimes of one user on one machine need distinct ports: like the segment
-//! names, the key file is named by the port.
+//! Runtimes of one user on one machine need distinct ports, unless each binds
+//! its own loopback address (the nodes of a local cluster on 127.0.0.x): like
+//! the segment names, the key file is named by the port, or by the address and
+//! port for a runtime on a loopback address other than 127.0.0.1
+//! ([`runtime_tag`]).
 
 mod dir;
 mod key;
@@ -43,7 +46,7 @@ mod owner;
 
 use std::path::PathBuf;
 
-pub use dir::{DIR_NAME, RuntimeDir};
+pub use dir::{DIR_NAME, RuntimeDir, runtime_tag};
 pub use key::{ControlKey, KEY_BYTES, KeyFile};
 pub use owner::listener_uid;
 

@@ -500,6 +500,21 @@ impl Client {
         }
     }
 
+    /// Asks the runtime at `opts` for the status of node `node` of its
+    /// cluster, which it fetches over its peer link (its own status if `node`
+    /// is its own id). A node that is down, or not in the cluster, is a
+    /// [`ClientError::Refused`] saying so.
+    pub fn node_status(
+        opts: &ClientOptions,
+        node: u32,
+    ) -> Result<proto::StatusReport, ClientError> {
+        match request(opts, &Request::NodeStatus { node })? {
+            Reply::Status(s) => Ok(s),
+            Reply::Error { message } => Err(ClientError::Refused(message)),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
     /// Asks the runtime at `opts` to stop; returns its pid.
     pub fn request_stop(opts: &ClientOptions) -> Result<u32, ClientError> {
         match request(opts, &Request::Stop)? {

@@ -70,6 +70,18 @@ impl ZmqServer {
         })
     }
 
+    /// Also listens on `addr:port` (the same socket and key): a runtime bound on
+    /// a node's network address serves local clients on loopback too.
+    pub fn bind_also(&mut self, addr: &str, port: u16) -> Result<(), TransportError> {
+        let endpoint = tcp_endpoint(addr, port);
+        self.sock.bind(&endpoint).map_err(|e| match e {
+            zmq::Error::EADDRINUSE => TransportError::AddressInUse {
+                endpoint: endpoint.clone(),
+            },
+            e => zerr(&endpoint)(e),
+        })
+    }
+
     /// The endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint

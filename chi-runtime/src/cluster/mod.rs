@@ -1,0 +1,49 @@
+//! The cluster: membership, the peer transport, heartbeats and failures.
+//!
+//! # Design
+//!
+//! The hostfile is the membership list. A runtime binds the first entry it
+//! can (or the one `cluster.node` names); its offset + 1 is its node id
+//! ([`crate::runtime`] does the binding). With more than one host, it also
+//! starts a peer link:
+//!
+//! * [`frame`]: the one versioned binary frame runtimes send each other
+//!   (magic, version, kind, sender node id, sender incarnation, payload
+//!   length, payload), with a decoder that treats every byte as untrusted;
+//! * [`transport`]: the [`transport::PeerTransport`] trait, with an
+//!   in-process backend for unit tests, and [`zmq_peer`]: the real one, a
+//!   ZeroMQ ROUTER bound on this node's hostfile address at `cluster.port`
+//!   and a DEALER per peer, which admits only frames from hostfile
+//!   addresses;
+//! * [`membership`]: what this runtime believes of each node (unknown, up,
+//!   down), with incarnations and the time of the last frame, and the
+//!   [`membership::PeerEvent`]s ("node N went down", "node N came back as a
+//!   new incarnation") that later code subscribes to;
+//! * [`peer`]: the thread that sends heartbeats, marks silent peers down,
+//!   and fetches another node's status for `chi-runtime status --node N`.
+//!
+//! # Trust
+//!
+//! Only the hostfile's addresses may send frames, each only as the node of
+//! its address, and every frame is untrusted input: a malformed, truncated, oversized or wrong-version frame
+//! is refused with a log line (rate-limited) and counted
+//! (`peer_frames_refused` in `status`); it never stops or corrupts the
+//! runtime. Frames carry no key: any process on a hostfile host can send
+//! them, which is why, for now, they carry nothing but liveness and status
+//! (see the README's "Trust model").
+//!
+//! # Not yet
+//!
+//! Remote tasks will travel in the reserved batch kinds
+//! ([`frame::Kind::TaskBatch`], [`frame::Kind::ReplyBatch`]); this module
+//! only decodes and drops them.
+
+pub mod frame;
+pub mod hosts;
+pub mod membership;
+pub mod peer;
+pub mod transport;
+pub mod zmq_peer;
+
+#[cfg(test)]
+mod tests;

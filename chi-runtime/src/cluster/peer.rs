@@ -1,0 +1,485 @@
+//! The peer thread: heartbeats, failure detection and `status --node N`.
+//!
+//! One thread per runtime owns the [`PeerTransport`]. It loops until the
+//! runtime stops:
+//!
+//! 1. every `cluster.heartbeat`, send a `Heartbeat` frame to every peer (sends
+//!    never block: a frame for a peer that is not connected is dropped);
+//! 2. mark down the peers silent for longer than `cluster.peer_timeout`
+//!    ([`Membership::expire`]) and fail the status requests past their time;
+//! 3. take the requests of the control loop ([`Cluster::node_status`]);
+//! 4. wait for a frame until the next heartbeat is due (at most
+//!    [`MAX_WAIT`], so that a stop or a request is seen soon), decode it
+//!    ([`Frame::decode`]: a refused frame is counted and logged, rate-limited)
+//!    and act on it.
+//!
+//! It sleeps in the transport's poll between these steps: no busy loop. To a
+//! peer it has not heard from (unknown or down) it sends `Hello` instead of
+//! `Heartbeat`; the peer answers a `Hello` at once with a heartbeat, so both
+//! sides see each other up as soon as the connection carries its first frame
+//! (frames sent before ZeroMQ has (re)connected are dropped, not queued). At
+//! stop it sends `Goodbye`, so peers mark it down at once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::frame::{
+    Frame, Kind, decode_batch, decode_status_reply, decode_status_request, encode_status_reply,
+    encode_status_request,
+};
+use super::membership::{Membership, PeerState};
+use super::transport::PeerTransport;
+use crate::ratelimit::RateLimit;
+
+/// The peer thread runs ([`Cluster::stop`] word).
+const RUN: u8 = 0;
+/// The peer thread says goodbye and ends.
+const STOP: u8 = 1;
+/// The peer thread ends without a goodbye, as a crash would (tests).
+const VANISH: u8 = 2;
+
+/// Longest wait for a frame before the loop looks at its requests again.
+pub const MAX_WAIT: Duration = Duration::from_millis(50);
+
+static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
+static SOCKET_ERROR: RateLimit = RateLimit::new(Duration::from_secs(10));
+static NOT_YET: RateLimit = RateLimit::new(Duration::from_secs(60));
+
+/// Why another node's status could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeStatusError {
+    /// No such node in the hostfile.
+    #[error("node {node} is not in the cluster (nodes 1 to {nodes} of the hostfile)")]
+    NoSuchNode {
+        /// The node asked for.
+        node: u32,
+        /// Nodes in the hostfile.
+        nodes: u32,
+    },
+    /// The node is down.
+    #[error(
+        "node {node} is down: no heartbeat from it for {silent_ms} ms; start its runtime, or ask another node"
+    )]
+    Down {
+        /// The node.
+        node: u32,
+        /// Milliseconds since it was last heard from.
+        silent_ms: u64,
+    },
+    /// The node was never heard from.
+    #[error(
+        "node {node} has not been heard from since this runtime started: is its runtime running, with the same hostfile and cluster.port?"
+    )]
+    NeverHeard {
+        /// The node.
+        node: u32,
+    },
+    /// No answer in time.
+    #[error("node {node} did not answer within {timeout:?}")]
+    Timeout {
+        /// The node.
+        node: u32,
+        /// How long this runtime waited.
+        timeout: Duration,
+    },
+    /// The answer was not a status report.
+    #[error("node {node} sent a malformed status report: {why}")]
+    Malformed {
+        /// The node.
+        node: u32,
+        /// What is wrong.
+        why: String,
+    },
+    /// This runtime's peer thread is gone (it is stopping).
+    #[error("this runtime is stopping; its peer link is closed")]
+    Stopped,
+}
+
+/// The answer to a status request: the peer's report as JSON bytes.
+type StatusAnswer = Result<Vec<u8>, NodeStatusError>;
+
+enum Command {
+    Status {
+        node: u32,
+        timeout: Duration,
+        reply: SyncSender<StatusAnswer>,
+    },
+}
+
+/// Settings of the peer thread.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerSettings {
+    /// Between two heartbeats.
+    pub heartbeat: Duration,
+}
+
+/// A running peer link: the membership table and the peer thread.
+pub struct Cluster {
+    membership: Arc<Membership>,
+    commands: Sender<Command>,
+    /// [`RUN`], [`STOP`] or [`VANISH`].
+    stop: Arc<AtomicU8>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("membership", &self.membership)
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Starts the peer thread over `transport`; `report` makes this node's
+    /// status report (JSON) for peers that ask.
+    pub fn start(
+        transport: Box<dyn PeerTransport>,
+        membership: Arc<Membership>,
+        settings: PeerSettings,
+        report: Box<dyn Fn() -> Vec<u8> + Send>,
+    ) -> std::io::Result<Cluster> {
+        let (tx, rx) = channel();
+        let stop = Arc::new(AtomicU8::new(RUN));
+        let mut l = PeerLoop {
+            transport,
+            peers: membership.peers().into_iter().map(|(id, _)| id).collect(),
+            membership: membership.clone(),
+            settings,
+            report,
+            commands: rx,
+            pending: HashMap::new(),
+            next_request: 1,
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("chi-peers".into())
+            .spawn(move || l.run())?;
+        Ok(Cluster {
+            membership,
+            commands: tx,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The membership table.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    /// Asks node `node` for its status report (JSON), waiting up to `timeout`.
+    /// Fails at once if the node is down or was never heard from.
+    pub fn node_status(&self, node: u32, timeout: Duration) -> StatusAnswer {
+        let nodes = self.membership.len();
+        match self.membership.state_of(node) {
+            None => return Err(NodeStatusError::NoSuchNode { node, nodes }),
+            Some((PeerState::Down, silent)) => {
+                return Err(NodeStatusError::Down {
+                    node,
+                    silent_ms: silent.map_or(0, |d| d.as_millis() as u64),
+                });
+            }
+            Some((PeerState::Unknown, _)) => return Err(NodeStatusError::NeverHeard { node }),
+            Some((PeerState::Up, _)) => {}
+        }
+        let (reply, answer) = sync_channel(1);
+        self.commands
+            .send(Command::Status {
+                node,
+                timeout,
+                reply,
+            })
+            .map_err(|_| NodeStatusError::Stopped)?;
+        // The peer thread answers every request by its deadline.
+        answer
+            .recv_timeout(timeout + MAX_WAIT * 4)
+            .unwrap_or(Err(NodeStatusError::Timeout { node, timeout }))
+    }
+
+    /// Says goodbye to the peers and stops the peer thread.
+    pub fn stop(mut self) {
+        self.halt(STOP);
+    }
+
+    /// Stops the peer thread without a goodbye: to the peers, this node
+    /// crashed (tests of failure detection).
+    pub fn vanish(mut self) {
+        self.halt(VANISH);
+    }
+
+    fn halt(&mut self, how: u8) {
+        // Release: pairs with the Acquire load in `PeerLoop::run`; nothing
+        // else is published by it. The first word set wins.
+        let _ = self
+            .stop
+            .compare_exchange(RUN, how, Ordering::Release, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.halt(STOP);
+    }
+}
+
+struct Pending {
+    node: u32,
+    deadline: Instant,
+    timeout: Duration,
+    reply: SyncSender<StatusAnswer>,
+}
+
+struct PeerLoop {
+    transport: Box<dyn PeerTransport>,
+    membership: Arc<Membership>,
+    peers: Vec<u32>,
+    settings: PeerSettings,
+    report: Box<dyn Fn() -> Vec<u8> + Send>,
+    commands: Receiver<Command>,
+    pending: HashMap<u64, Pending>,
+    next_request: u64,
+    stop: Arc<AtomicU8>,
+}
+
+impl PeerLoop {
+    fn frame(&self, kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
+        Frame {
+            kind,
+            sender: self.membership.me(),
+            incarnation: self.membership.incarnation(),
+            payload,
+        }
+        .encode()
+    }
+
+    fn send(&mut self, to: u32, kind: Kind, payload: &[u8]) {
+        let Some(bytes) = self.frame(kind, payload) else {
+            tracing::warn!(
+                to,
+                ?kind,
+                size = payload.len(),
+                "a frame too large to send was dropped"
+            );
+            return;
+        };
+        if let Err(e) = self.transport.send(to, &bytes) {
+            tracing::trace!(to, ?kind, error = %e, "frame not sent");
+        }
+    }
+
+    fn broadcast(&mut self, kind: Kind) {
+        for to in self.peers.clone() {
+            self.send(to, kind, &[]);
+        }
+    }
+
+    /// A heartbeat to each peer that is up, a hello to the others.
+    fn beat(&mut self) {
+        for to in self.peers.clone() {
+            let kind = match self.membership.state_of(to) {
+                Some((PeerState::Up, _)) => Kind::Heartbeat,
+                _ => Kind::Hello,
+            };
+            self.send(to, kind, &[]);
+        }
+    }
+
+    fn run(&mut self) {
+        self.broadcast(Kind::Hello);
+        let mut next_beat = Instant::now() + self.settings.heartbeat;
+        // Acquire: pairs with the Release store in `Cluster::halt`.
+        while self.stop.load(Ordering::Acquire) == RUN {
+            let now = Instant::now();
+            if now >= next_beat {
+                self.beat();
+                next_beat = now + self.settings.heartbeat;
+            }
+            self.membership.expire(now);
+            self.expire_requests(now);
+            self.take_commands();
+            let wait = next_beat
+                .saturating_duration_since(Instant::now())
+                .min(MAX_WAIT);
+            match self.transport.recv(wait) {
+                Ok(Some(r)) => self.handle(&r.bytes, r.from),
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(suppressed) = SOCKET_ERROR.allow() {
+                        tracing::warn!(error = %e, suppressed, "peer socket error");
+                    }
+                    // Never a busy loop, even when the socket keeps failing.
+                    std::thread::sleep(wait.max(Duration::from_millis(10)));
+                }
+            }
+        }
+        // Acquire: as above.
+        if self.stop.load(Ordering::Acquire) == VANISH {
+            return;
+        }
+        self.broadcast(Kind::Goodbye);
+        for (_, p) in self.pending.drain() {
+            let _ = p.reply.try_send(Err(NodeStatusError::Stopped));
+        }
+        // Give the goodbyes a moment to leave (the sockets do not linger).
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    fn take_commands(&mut self) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Status {
+                    node,
+                    timeout,
+                    reply,
+                }) => {
+                    let id = self.next_request;
+                    self.next_request += 1;
+                    self.pending.insert(
+                        id,
+                        Pending {
+                            node,
+                            deadline: Instant::now() + timeout,
+                            timeout,
+                            reply,
+                        },
+                    );
+                    self.send(node, Kind::StatusRequest, &encode_status_request(id));
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn expire_requests(&mut self, now: Instant) {
+        self.pending.retain(|_, p| {
+            let down = matches!(self.membership.state_of(p.node), Some((PeerState::Down, _)));
+            if now < p.deadline && !down {
+                return true;
+            }
+            let e = if down {
+                NodeStatusError::Down {
+                    node: p.node,
+                    silent_ms: self
+                        .membership
+                        .state_of(p.node)
+                        .and_then(|(_, s)| s)
+                        .map_or(0, |d| d.as_millis() as u64),
+                }
+            } else {
+                NodeStatusError::Timeout {
+                    node: p.node,
+                    timeout: p.timeout,
+                }
+            };
+            let _ = p.reply.try_send(Err(e));
+            false
+        });
+    }
+
+    fn handle(&mut self, bytes: &[u8], from_ip: Option<IpAddr>) {
+        let f = match Frame::decode(bytes) {
+            Ok(f) => f,
+            Err(e) => return self.refuse(&e.to_string(), bytes.len()),
+        };
+        if f.sender == self.membership.me() || f.sender > self.membership.len() {
+            return self.refuse(
+                &format!(
+                    "sender node {} is not a peer of node {} (nodes 1 to {})",
+                    f.sender,
+                    self.membership.me(),
+                    self.membership.len()
+                ),
+                bytes.len(),
+            );
+        }
+        // The node of the source address must be the sender it claims: this
+        // also catches nodes whose hostfiles differ.
+        if let Some(ip) = from_ip
+            && self.membership.address_of(f.sender) != Some(ip)
+        {
+            return self.refuse(
+                &format!(
+                    "a frame from {ip} claims to be node {} (whose hostfile address is {}): do \
+                     all nodes use the same hostfile?",
+                    f.sender,
+                    self.membership
+                        .address_of(f.sender)
+                        .map_or_else(|| "unknown".to_owned(), |a| a.to_string())
+                ),
+                bytes.len(),
+            );
+        }
+        let (from, inc) = (f.sender, f.incarnation);
+        if f.kind == Kind::Goodbye {
+            self.membership.goodbye(from, inc);
+            return;
+        }
+        // Payloads are checked before the frame counts as a sign of life.
+        match f.kind {
+            Kind::StatusRequest => match decode_status_request(f.payload) {
+                Ok(id) => {
+                    if self.membership.heard(from, inc, Instant::now()) {
+                        let report = (self.report)();
+                        self.send(from, Kind::StatusReply, &encode_status_reply(id, &report));
+                    }
+                }
+                Err(e) => self.refuse(&e.to_string(), bytes.len()),
+            },
+            Kind::StatusReply => match decode_status_reply(f.payload) {
+                Ok((id, report)) => {
+                    self.membership.heard(from, inc, Instant::now());
+                    if let Some(p) = self.pending.remove(&id) {
+                        let answer = if p.node == from {
+                            Ok(report.to_vec())
+                        } else {
+                            Err(NodeStatusError::Malformed {
+                                node: p.node,
+                                why: format!("the reply came from node {from}"),
+                            })
+                        };
+                        let _ = p.reply.try_send(answer);
+                    }
+                }
+                Err(e) => self.refuse(&e.to_string(), bytes.len()),
+            },
+            Kind::TaskBatch | Kind::ReplyBatch => match decode_batch(f.kind, f.payload) {
+                Ok(records) => {
+                    self.membership.heard(from, inc, Instant::now());
+                    if let Some(suppressed) = NOT_YET.allow() {
+                        tracing::warn!(
+                            from,
+                            records = records.len(),
+                            suppressed,
+                            "dropped a batch of remote tasks: this runtime does not run remote tasks yet"
+                        );
+                    }
+                }
+                Err(e) => self.refuse(&e.to_string(), bytes.len()),
+            },
+            Kind::Hello => {
+                if self.membership.heard(from, inc, Instant::now()) {
+                    self.send(from, Kind::Heartbeat, &[]);
+                }
+            }
+            Kind::Heartbeat | Kind::Goodbye => {
+                self.membership.heard(from, inc, Instant::now());
+            }
+        }
+    }
+
+    fn refuse(&self, why: &str, size: usize) {
+        self.membership.note_refused();
+        if let Some(suppressed) = BAD_FRAME.allow() {
+            tracing::warn!(size, suppressed, "refused a peer frame: {why}");
+        }
+    }
+}

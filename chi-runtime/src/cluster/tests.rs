@@ -1,0 +1,273 @@
+//! The peer thread over each transport backend — the in-process one and
+//! ZeroMQ on 127.0.0.1..3 — one suite for both: membership, failures,
+//! rejoins, garbage and status requests. Every wait is bounded (a generous
+//! limit that fails the test, never a timing assertion).
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::frame::{Frame, Kind, encode_batch};
+use super::membership::{Membership, PeerEvent, PeerState};
+use super::peer::{Cluster, NodeStatusError, PeerSettings};
+use super::transport::{InProcNet, PeerTransport};
+use super::zmq_peer::ZmqPeers;
+
+const LIMIT: Duration = Duration::from_secs(20);
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+fn hosts(n: u32) -> Vec<(String, IpAddr)> {
+    (1..=n)
+        .map(|i| (format!("n{i}"), format!("127.0.0.{i}").parse().unwrap()))
+        .collect()
+}
+
+/// A network of nodes 1 to 3.
+trait Net {
+    /// The transport of node `id` (again after a crash: a restart).
+    fn attach(&self, id: u32) -> Box<dyn PeerTransport>;
+    /// Node `id` crashed: frames to it go nowhere.
+    fn detach(&self, id: u32);
+    /// Delivers raw bytes to node `to`'s peer socket, from a hostfile address.
+    fn inject(&self, to: u32, bytes: Vec<u8>);
+}
+
+impl Net for InProcNet {
+    fn attach(&self, id: u32) -> Box<dyn PeerTransport> {
+        Box::new(InProcNet::attach(self, id))
+    }
+    fn detach(&self, id: u32) {
+        InProcNet::detach(self, id)
+    }
+    fn inject(&self, to: u32, bytes: Vec<u8>) {
+        InProcNet::inject(self, to, bytes).unwrap()
+    }
+}
+
+/// ZeroMQ on 127.0.0.1..3 at a port free on all three.
+struct ZmqNet {
+    port: u16,
+    ctx: zmq::Context,
+    injectors: Mutex<Vec<zmq::Socket>>,
+}
+
+impl ZmqNet {
+    fn new() -> ZmqNet {
+        let port = loop {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let p = l.local_addr().unwrap().port();
+            drop(l);
+            if (1..=3).all(|k| std::net::TcpListener::bind((format!("127.0.0.{k}"), p)).is_ok()) {
+                break p;
+            }
+        };
+        ZmqNet {
+            port,
+            ctx: zmq::Context::new(),
+            injectors: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Net for ZmqNet {
+    fn attach(&self, id: u32) -> Box<dyn PeerTransport> {
+        let h = hosts(3);
+        let peers: Vec<(u32, IpAddr)> = (1..=3u32)
+            .filter(|&k| k != id)
+            .map(|k| (k, h[k as usize - 1].1))
+            .collect();
+        let allowed: std::collections::HashSet<IpAddr> = h.iter().map(|(_, ip)| *ip).collect();
+        let t0 = Instant::now();
+        // A restarted node may find its old socket's port not yet released.
+        loop {
+            match ZmqPeers::bind(id, h[id as usize - 1].1, self.port, &peers, allowed.clone()) {
+                Ok(p) => return Box::new(p),
+                Err(e) => {
+                    assert!(t0.elapsed() < LIMIT, "binding node {id}: {e}");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    fn detach(&self, _id: u32) {
+        // The node's sockets close when its Cluster vanishes.
+    }
+    fn inject(&self, to: u32, bytes: Vec<u8>) {
+        let s = self.ctx.socket(zmq::DEALER).unwrap();
+        s.set_linger(1000).unwrap();
+        s.connect(&format!("tcp://127.0.0.1:0;127.0.0.{to}:{}", self.port))
+            .unwrap();
+        s.send(bytes, 0).unwrap();
+        self.injectors.lock().unwrap().push(s);
+    }
+}
+
+fn node(net: &dyn Net, id: u32, incarnation: u64) -> Cluster {
+    let m = Arc::new(Membership::new(id, incarnation, &hosts(3), TIMEOUT));
+    let report = Box::new(move || format!("{{\"node\":{id}}}").into_bytes());
+    Cluster::start(
+        net.attach(id),
+        m,
+        PeerSettings {
+            heartbeat: Duration::from_millis(20),
+        },
+        report,
+    )
+    .unwrap()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < LIMIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn state(c: &Cluster, of: u32) -> PeerState {
+    c.membership().state_of(of).unwrap().0
+}
+
+/// One test of the suite, for each backend.
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod inproc {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::InProcNet::new());
+            })*
+        }
+        mod zeromq {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::ZmqNet::new());
+            })*
+        }
+    };
+}
+
+for_each_backend!(
+    three_nodes_meet_fail_and_rejoin,
+    status_requests_round_trip_and_fail_clearly,
+    garbage_is_refused_and_counted_and_the_node_keeps_going,
+);
+
+fn three_nodes_meet_fail_and_rejoin(net: &dyn Net) {
+    let a = node(net, 1, 10);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e = events.clone();
+    a.membership()
+        .subscribe(move |ev| e.lock().unwrap().push(*ev));
+    let b = node(net, 2, 20);
+    let c = node(net, 3, 30);
+    wait_for("all up", || {
+        [(&a, 2), (&a, 3), (&b, 1), (&b, 3), (&c, 1), (&c, 2)]
+            .iter()
+            .all(|(n, of)| state(n, *of) == PeerState::Up)
+    });
+    // A crash: node 3 falls silent.
+    net.detach(3);
+    c.vanish();
+    wait_for("node 3 down", || {
+        state(&a, 3) == PeerState::Down && state(&b, 3) == PeerState::Down
+    });
+    assert_eq!(state(&a, 2), PeerState::Up);
+    assert!(matches!(
+        a.node_status(3, Duration::from_secs(1)),
+        Err(NodeStatusError::Down { node: 3, .. })
+    ));
+    // It comes back as a new incarnation.
+    let c = node(net, 3, 31);
+    wait_for("node 3 back", || {
+        state(&a, 3) == PeerState::Up && state(&b, 3) == PeerState::Up
+    });
+    let seen = events.lock().unwrap().clone();
+    assert!(seen.contains(&PeerEvent::Up {
+        node: 3,
+        incarnation: 31,
+        rejoined: true
+    }));
+    assert!(seen.iter().any(|e| matches!(
+        e,
+        PeerEvent::Down {
+            node: 3,
+            incarnation: 30,
+            ..
+        }
+    )));
+    // A stop says goodbye: node 2 goes down at once (well within the timeout
+    // we do not assert on, but before its own restart).
+    b.stop();
+    wait_for("node 2 down after goodbye", || {
+        state(&a, 2) == PeerState::Down
+    });
+    drop(c);
+}
+
+fn status_requests_round_trip_and_fail_clearly(net: &dyn Net) {
+    let a = node(net, 1, 10);
+    let b = node(net, 2, 20);
+    wait_for("1 and 2 up", || {
+        state(&a, 2) == PeerState::Up && state(&b, 1) == PeerState::Up
+    });
+    let r = a.node_status(2, Duration::from_secs(5)).unwrap();
+    assert_eq!(r, b"{\"node\":2}");
+    assert!(matches!(
+        a.node_status(3, Duration::from_secs(1)),
+        Err(NodeStatusError::NeverHeard { node: 3 })
+    ));
+    assert!(matches!(
+        a.node_status(9, Duration::from_secs(1)),
+        Err(NodeStatusError::NoSuchNode { node: 9, nodes: 3 })
+    ));
+    drop(b);
+}
+
+fn garbage_is_refused_and_counted_and_the_node_keeps_going(net: &dyn Net) {
+    let a = node(net, 1, 10);
+    let b = node(net, 2, 20);
+    wait_for("1 and 2 up", || {
+        state(&a, 2) == PeerState::Up && state(&b, 1) == PeerState::Up
+    });
+    let good = |kind, sender, payload: &[u8]| {
+        Frame {
+            kind,
+            sender,
+            incarnation: 5,
+            payload,
+        }
+        .encode()
+        .unwrap()
+    };
+    let mut wrong_version = good(Kind::Heartbeat, 2, b"");
+    wrong_version[4] = 99;
+    let mut huge = good(Kind::Heartbeat, 2, b"");
+    huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut lying_batch = encode_batch([b"abc".as_slice()]).unwrap();
+    lying_batch[0..4].copy_from_slice(&1000u32.to_le_bytes());
+    let garbage: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"hello".to_vec(),
+        vec![0xff; 100],
+        good(Kind::Heartbeat, 2, b"")[..10].to_vec(),
+        wrong_version,
+        huge,
+        good(Kind::Heartbeat, 1, b""),  // from itself
+        good(Kind::Heartbeat, 77, b""), // not in the hostfile
+        good(Kind::StatusRequest, 2, b"123"),
+        good(Kind::StatusReply, 2, b"1"),
+        good(Kind::TaskBatch, 2, &lying_batch),
+    ];
+    let n = garbage.len() as u64;
+    for g in garbage {
+        net.inject(1, g);
+    }
+    wait_for("every garbage frame refused", || {
+        a.membership().refused() >= n
+    });
+    assert_eq!(a.membership().refused(), n);
+    // Still up and answering.
+    assert_eq!(state(&a, 2), PeerState::Up);
+    let r = b.node_status(1, Duration::from_secs(5));
+    assert!(r.is_ok(), "{r:?}");
+}

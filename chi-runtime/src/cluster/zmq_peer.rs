@@ -1,0 +1,245 @@
+//! The ZeroMQ peer transport: one ROUTER bound on this node's hostfile
+//! address, one DEALER per peer.
+//!
+//! # Sockets
+//!
+//! * **ROUTER** (receive side), bound on `{this node's address}:{cluster.port}`
+//!   only, never on a wildcard. Every message is checked before its bytes are
+//!   handed on: its sender's IP address (ZeroMQ's `Peer-Address` message
+//!   property) must be one of the hostfile's addresses, it must be one part
+//!   after the routing id, and at most [`MAX_FRAME`] bytes (the socket's
+//!   `ZMQ_MAXMSGSIZE` drops a connection announcing a larger message before
+//!   reading it). Refused messages are logged, rate-limited, and dropped.
+//! * **DEALER** (send side), one per peer, connected to the peer's ROUTER from
+//!   this node's own address (`tcp://{mine}:0;{peer}:{port}`, so that on a
+//!   machine hosting several nodes on 127.0.0.x the source address is still
+//!   the sender's hostfile address: the peer thread checks that a frame's
+//!   sender id is the node of its source address). `ZMQ_IMMEDIATE` keeps frames off a
+//!   connection that is not up and a small send high-water mark bounds what
+//!   waits for a slow peer: a frame that cannot be queued is dropped
+//!   ([`PeerError::Unreachable`]), a send never blocks. ZeroMQ reconnects by
+//!   itself when a peer comes back.
+//!
+//! Not REQ/REP lock-step: frames flow both ways independently, many in
+//! flight, so batches of tasks can stream to a peer.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::frame::MAX_FRAME;
+use super::transport::{PeerError, PeerTransport, Received};
+use crate::ratelimit::RateLimit;
+
+/// Frames queued per peer before sends to it fail.
+const SEND_HWM: i32 = 1000;
+/// Frames queued on the receive side before ZeroMQ stops reading.
+const RECV_HWM: i32 = 10_000;
+
+static REFUSED_ADDR: RateLimit = RateLimit::new(Duration::from_secs(10));
+static REFUSED_SHAPE: RateLimit = RateLimit::new(Duration::from_secs(10));
+
+/// The ZeroMQ backend of [`PeerTransport`].
+pub struct ZmqPeers {
+    // Dropped last (fields drop in order): the sockets first.
+    router: zmq::Socket,
+    dealers: HashMap<u32, zmq::Socket>,
+    allowed: HashSet<IpAddr>,
+    endpoint: String,
+    _ctx: zmq::Context,
+}
+
+impl std::fmt::Debug for ZmqPeers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZmqPeers")
+            .field("endpoint", &self.endpoint)
+            .field("peers", &self.dealers.len())
+            .finish()
+    }
+}
+
+fn endpoint(addr: IpAddr, port: u16) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("tcp://{a}:{port}"),
+        IpAddr::V6(a) => format!("tcp://[{a}]:{port}"),
+    }
+}
+
+fn sock_err(what: &str) -> impl FnOnce(zmq::Error) -> PeerError + '_ {
+    move |e| PeerError::Socket(format!("{what}: {e}"))
+}
+
+impl ZmqPeers {
+    /// Binds `addr:port` and connects to each of `peers` (node id, address)
+    /// on `port`. Only messages from `allowed` addresses are received.
+    pub fn bind(
+        me: u32,
+        addr: IpAddr,
+        port: u16,
+        peers: &[(u32, IpAddr)],
+        allowed: HashSet<IpAddr>,
+    ) -> Result<ZmqPeers, PeerError> {
+        let ctx = zmq::Context::new();
+        let ep = endpoint(addr, port);
+        let router = ctx
+            .socket(zmq::ROUTER)
+            .map_err(sock_err("creating the peer socket"))?;
+        router.set_linger(0).map_err(sock_err("ZMQ_LINGER"))?;
+        router
+            .set_maxmsgsize(MAX_FRAME as i64)
+            .map_err(sock_err("ZMQ_MAXMSGSIZE"))?;
+        router
+            .set_rcvhwm(RECV_HWM)
+            .map_err(sock_err("ZMQ_RCVHWM"))?;
+        if addr.is_ipv6() {
+            router.set_ipv6(true).map_err(sock_err("ZMQ_IPV6"))?;
+        }
+        router.bind(&ep).map_err(|e| {
+            PeerError::Socket(match e {
+                zmq::Error::EADDRINUSE => format!(
+                    "cannot listen for peers on {ep}: the address is in use; choose another \
+                     `cluster.port` (the same on every node)"
+                ),
+                e => format!("cannot listen for peers on {ep}: {e}"),
+            })
+        })?;
+        let mut dealers = HashMap::new();
+        for &(id, peer) in peers {
+            let d = ctx
+                .socket(zmq::DEALER)
+                .map_err(sock_err("creating a peer link"))?;
+            d.set_linger(0).map_err(sock_err("ZMQ_LINGER"))?;
+            d.set_immediate(true).map_err(sock_err("ZMQ_IMMEDIATE"))?;
+            d.set_sndhwm(SEND_HWM).map_err(sock_err("ZMQ_SNDHWM"))?;
+            d.set_reconnect_ivl(100)
+                .map_err(sock_err("ZMQ_RECONNECT_IVL"))?;
+            d.set_reconnect_ivl_max(1000)
+                .map_err(sock_err("ZMQ_RECONNECT_IVL_MAX"))?;
+            d.set_identity(format!("node-{me}").as_bytes())
+                .map_err(sock_err("ZMQ_ROUTING_ID"))?;
+            if peer.is_ipv6() {
+                d.set_ipv6(true).map_err(sock_err("ZMQ_IPV6"))?;
+            }
+            // From this node's own address (port 0: any), to the peer's.
+            let src = match addr {
+                IpAddr::V4(a) => format!("{a}:0"),
+                IpAddr::V6(a) => format!("[{a}]:0"),
+            };
+            let target = endpoint(peer, port);
+            let connect = format!("tcp://{src};{}", &target["tcp://".len()..]);
+            d.connect(&connect)
+                .map_err(|e| PeerError::Socket(format!("connecting to {target}: {e}")))?;
+            dealers.insert(id, d);
+        }
+        Ok(ZmqPeers {
+            router,
+            dealers,
+            allowed,
+            endpoint: ep,
+            _ctx: ctx,
+        })
+    }
+
+    /// The endpoint peers reach this node at.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Reads one message (all of its parts); returns the frame if admitted.
+    fn read_one(&mut self) -> Result<Option<Received>, PeerError> {
+        let _routing_id = self
+            .router
+            .recv_msg(0)
+            .map_err(sock_err("receiving from a peer"))?;
+        let mut parts = 0usize;
+        let mut size = 0usize;
+        let mut body = None;
+        while self
+            .router
+            .get_rcvmore()
+            .map_err(sock_err("receiving from a peer"))?
+        {
+            let msg = self
+                .router
+                .recv_msg(0)
+                .map_err(sock_err("receiving from a peer"))?;
+            parts += 1;
+            size += msg.len();
+            if parts == 1 {
+                body = Some(msg);
+            }
+        }
+        let Some(mut body) = body else {
+            return Ok(None);
+        };
+        let from = body.gets("Peer-Address").map(str::to_owned);
+        let ip = from.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
+        let admitted = ip.is_some_and(|ip| self.allowed.contains(&ip));
+        if !admitted {
+            if let Some(suppressed) = REFUSED_ADDR.allow() {
+                tracing::warn!(
+                    peer = from.as_deref().unwrap_or("unknown"),
+                    suppressed,
+                    "refused a peer frame from an address not in the hostfile"
+                );
+            }
+            return Ok(None);
+        }
+        if parts != 1 || size > MAX_FRAME {
+            if let Some(suppressed) = REFUSED_SHAPE.allow() {
+                tracing::warn!(
+                    peer = from.as_deref().unwrap_or("unknown"),
+                    parts,
+                    size,
+                    suppressed,
+                    "refused a peer message: a frame is one part of at most {MAX_FRAME} bytes"
+                );
+            }
+            return Ok(None);
+        }
+        Ok(Some(Received {
+            bytes: body.to_vec(),
+            from: ip,
+        }))
+    }
+}
+
+impl PeerTransport for ZmqPeers {
+    fn send(&mut self, to: u32, frame: &[u8]) -> Result<(), PeerError> {
+        if frame.len() > MAX_FRAME {
+            return Err(PeerError::TooLarge {
+                size: frame.len(),
+                limit: MAX_FRAME,
+            });
+        }
+        let d = self
+            .dealers
+            .get(&to)
+            .ok_or(PeerError::NoSuchNode { node: to })?;
+        d.send(frame, zmq::DONTWAIT).map_err(|e| match e {
+            zmq::Error::EAGAIN => PeerError::Unreachable { node: to },
+            e => PeerError::Socket(format!("sending to node {to}: {e}")),
+        })
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Rounded up: a poll of 0 ms in a loop would spin.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i64;
+            let mut items = [self.router.as_poll_item(zmq::POLLIN)];
+            zmq::poll(&mut items, ms).map_err(sock_err("polling the peer socket"))?;
+            if items[0].is_readable() {
+                if let Some(f) = self.read_one()? {
+                    return Ok(Some(f));
+                }
+                // A refused message: keep waiting for the rest of the time.
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Three real runtimes on 127.0.0.1, .2 and .3 form a cluster: each shows all
+//! three up; a node killed with SIGKILL is shown down by the others, which
+//! keep serving their clients; restarted, it rejoins as a new incarnation.
+//! Garbage sent to a runtime's peer port (random bytes, truncated headers,
+//! huge length fields, wrong versions, many-part and oversized messages,
+//! frames from an address outside the hostfile, a frame whose sender id is
+//! not the node of its source address) leaves it serving. The
+//! local-cluster launcher starts and stops N nodes.
+//!
+//! Heartbeats every 100 ms, peers down after 1 s ([`support::cluster`]). No
+//! timing is asserted: every wait is bounded by a generous limit that fails
+//! the test.
+
+mod support;
+
+use std::io::Write;
+use std::time::Duration;
+
+use chi_runtime::cluster::frame::{Frame, Kind};
+use chi_sdk::client::Client;
+use support::cluster::{ClusterSetup, Node, PEER_TIMEOUT, node_addr};
+use support::{Watchdog, assert_no_process_left, run_cli, runtime_exe, wait_until};
+
+/// Bound on each wait for the cluster to change (far above the 1 s timeout).
+const CHANGE_LIMIT: Duration = Duration::from_secs(20);
+
+fn all_up(setup: &ClusterSetup, viewer: u32) -> bool {
+    (1..=setup.n).all(|of| {
+        setup
+            .state_seen(viewer, of)
+            .is_some_and(|(s, _)| s == "up" || (of == viewer && s == "self"))
+    })
+}
+
+#[test]
+fn three_runtimes_form_a_cluster_and_survive_a_kill() {
+    let _w = Watchdog::new(
+        "three_runtimes_form_a_cluster_and_survive_a_kill",
+        Duration::from_secs(90),
+    );
+    let setup = ClusterSetup::new("cluster3", 3);
+    let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    let mut nodes = nodes;
+    wait_until(CHANGE_LIMIT, "every node shows all three up", || {
+        (1..=3).all(|v| all_up(&setup, v))
+    });
+    for k in 1..=3u32 {
+        let st = setup.status(k);
+        assert_eq!(st.node_id, k);
+        assert_eq!(st.cluster.len(), 3);
+    }
+
+    // `status` (a table) and `status --node 3` through node 1's peer link.
+    let cfg = setup.config.to_str().unwrap();
+    let out = run_cli(runtime_exe(), &["status", "-c", cfg], &[], CHANGE_LIMIT);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("cluster: 3 node(s), 3 up (seen from node 1)"),
+        "{}",
+        out.stdout
+    );
+    let out = run_cli(
+        runtime_exe(),
+        &["status", "-c", cfg, "--node", "3"],
+        &[],
+        CHANGE_LIMIT,
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(out.stdout.contains("(seen from node 3)"), "{}", out.stdout);
+    let via2 = Client::node_status(&setup.opts(2), 3).unwrap();
+    assert_eq!(via2.node_id, 3);
+    assert_eq!(via2.pid, nodes[2].pid);
+
+    // kill -9 node 2: the others show it down and keep serving.
+    let (_, old_incarnation) = setup.state_seen(1, 2).unwrap();
+    nodes[1].kill9();
+    wait_until(CHANGE_LIMIT, "nodes 1 and 3 show node 2 down", || {
+        [1, 3]
+            .iter()
+            .all(|&v| setup.state_seen(v, 2).is_some_and(|(s, _)| s == "down"))
+    });
+    for v in [1, 3] {
+        let st = setup.status(v);
+        let two = st.cluster.iter().find(|p| p.node_id == 2).unwrap();
+        // Down means silent for longer than the timeout.
+        assert!(
+            two.last_heartbeat_ms.unwrap() >= PEER_TIMEOUT.as_millis() as u64,
+            "{two:?}"
+        );
+        // Local clients are still served.
+        let c = Client::connect(setup.opts(v)).expect("a client of a surviving node");
+        drop(c);
+    }
+    let out = run_cli(
+        runtime_exe(),
+        &["status", "-c", cfg, "--node", "2"],
+        &[],
+        CHANGE_LIMIT,
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.contains("node 2 is down"), "{}", out.stderr);
+
+    // Restarted, it rejoins as a new incarnation.
+    nodes[1] = Node::start(&setup, 2);
+    wait_until(CHANGE_LIMIT, "node 2 back up everywhere", || {
+        (1..=3).all(|v| all_up(&setup, v))
+    });
+    for v in [1, 3] {
+        let (_, inc) = setup.state_seen(v, 2).unwrap();
+        assert!(
+            inc > old_incarnation,
+            "node {v} knows incarnation {inc}, was {old_incarnation}"
+        );
+    }
+    let log1 = nodes[0].log();
+    assert!(
+        log1.contains("peer down") && log1.contains("rejoined=true"),
+        "{log1}"
+    );
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+/// A DEALER to node `k`'s peer port, from `from` (an address of this machine).
+fn dealer(ctx: &zmq::Context, setup: &ClusterSetup, from: &str, k: u32) -> zmq::Socket {
+    let s = ctx.socket(zmq::DEALER).unwrap();
+    s.set_linger(1000).unwrap();
+    s.connect(&format!(
+        "tcp://{from}:0;{}:{}",
+        node_addr(k),
+        setup.peer_port
+    ))
+    .unwrap();
+    s
+}
+
+fn frame(kind: Kind, sender: u32, payload: &[u8]) -> Vec<u8> {
+    Frame {
+        kind,
+        sender,
+        incarnation: 1,
+        payload,
+    }
+    .encode()
+    .unwrap()
+}
+
+#[test]
+fn garbage_on_the_peer_port_leaves_a_runtime_serving() {
+    let _w = Watchdog::new(
+        "garbage_on_the_peer_port_leaves_a_runtime_serving",
+        Duration::from_secs(90),
+    );
+    let setup = ClusterSetup::new("garbage", 2);
+    let nodes: Vec<Node> = (1..=2).map(|k| Node::start(&setup, k)).collect();
+    wait_until(CHANGE_LIMIT, "both up", || {
+        all_up(&setup, 1) && all_up(&setup, 2)
+    });
+
+    let mut rng = support::Rng::new(0x5eed_c1a5);
+    let mut garbage: Vec<Vec<u8>> = (0..50)
+        .map(|_| {
+            (0..rng.range(0, 200))
+                .map(|_| rng.next_u64() as u8)
+                .collect()
+        })
+        .collect();
+    let good = frame(Kind::Heartbeat, 1, b"");
+    garbage.push(Vec::new());
+    garbage.push(good[..10].to_vec()); // truncated header
+    let mut huge = good.clone();
+    huge[20..24].copy_from_slice(&u32::MAX.to_le_bytes()); // huge length field
+    garbage.push(huge);
+    let mut version = good.clone();
+    version[4] = 200; // wrong version
+    garbage.push(version);
+    garbage.push(frame(Kind::Heartbeat, 2, b"")); // pretends to be node 2 itself
+    garbage.push(frame(Kind::Heartbeat, 9, b"")); // no such node
+    garbage.push(frame(Kind::StatusRequest, 1, b"xyz")); // bad payload
+    let mut batch = chi_runtime::cluster::frame::encode_batch([b"ab".as_slice()]).unwrap();
+    batch[0..4].copy_from_slice(&u32::MAX.to_le_bytes()); // a lying record count
+    garbage.push(frame(Kind::TaskBatch, 1, &batch));
+    let sent = garbage.len() as u64;
+
+    let ctx = zmq::Context::new();
+    // First (refusals are logged rate-limited): a well-formed heartbeat
+    // claiming node 1 from node 2's own address. The sender id must be the
+    // node of the source address.
+    let impostor = dealer(&ctx, &setup, &node_addr(2), 2);
+    impostor.send(good.as_slice(), 0).unwrap();
+    let sent = sent + 1;
+    wait_until(CHANGE_LIMIT, "node 2 refused the impostor", || {
+        nodes[1].log().contains("claims to be node 1")
+    });
+    let d = dealer(&ctx, &setup, "127.0.0.1", 2);
+    for g in &garbage {
+        d.send(g.as_slice(), 0).unwrap();
+    }
+    // Many parts in one message: refused whole (not counted as frames).
+    d.send_multipart([good.as_slice(), good.as_slice()], 0)
+        .unwrap();
+    // From an address outside the hostfile: dropped before decoding.
+    let stranger = dealer(&ctx, &setup, "127.0.0.9", 2);
+    stranger.send(good.as_slice(), 0).unwrap();
+    // Not ZeroMQ at all: raw bytes on the TCP port.
+    if let Ok(mut tcp) = std::net::TcpStream::connect((node_addr(2).as_str(), setup.peer_port)) {
+        let _ = tcp.write_all(&[0xff; 4096]);
+    }
+    // Over the size limit: the connection is dropped before the frame is read.
+    let big = dealer(&ctx, &setup, "127.0.0.1", 2);
+    big.send(vec![0u8; chi_runtime::cluster::frame::MAX_FRAME + 1], 0)
+        .unwrap();
+
+    wait_until(CHANGE_LIMIT, "node 2 counted every garbage frame", || {
+        Client::status(&setup.opts(2)).is_ok_and(|s| s.peer_frames_refused >= sent)
+    });
+    wait_until(
+        CHANGE_LIMIT,
+        "node 2 logged the stranger and the many-part message",
+        || {
+            let log = nodes[1].log();
+            log.contains("not in the hostfile") && log.contains("a frame is one part")
+        },
+    );
+    // Still serving: a client, its status, the peer link both ways.
+    drop(Client::connect(setup.opts(2)).expect("a client of node 2"));
+    let st = setup.status(2);
+    assert_eq!(st.peer_frames_refused, sent, "{:?}", st.cluster);
+    assert!(all_up(&setup, 1) && all_up(&setup, 2));
+    assert_eq!(Client::node_status(&setup.opts(1), 2).unwrap().node_id, 2);
+    drop((d, impostor, stranger, big));
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn local_cluster_starts_and_stops() {
+    let _w = Watchdog::new("local_cluster_starts_and_stops", Duration::from_secs(90));
+    let setup = ClusterSetup::new("local", 3);
+    let cfg = setup.config.to_str().unwrap();
+    let dir = setup.dir.path().join("lc");
+    let dir_s = dir.to_str().unwrap();
+    let out = run_cli(
+        runtime_exe(),
+        &["start", "-c", cfg, "--local-cluster", "3", "--dir", dir_s],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout.contains("local cluster of 3 node(s)"),
+        "{}",
+        out.stdout
+    );
+    for k in 1..=3 {
+        assert!(
+            out.stdout
+                .contains(&format!("node {k}: 127.0.0.{k}:{}", setup.port)),
+            "{}",
+            out.stdout
+        );
+        assert!(all_up(&setup, k), "node {k}: {:?}", setup.status(k).cluster);
+    }
+    // A second cluster on the same port is refused and leaves the first be.
+    let other = setup.dir.path().join("other");
+    let out = run_cli(
+        runtime_exe(),
+        &[
+            "start",
+            "-c",
+            cfg,
+            "--local-cluster",
+            "2",
+            "--dir",
+            other.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains("already answers on 127.0.0.1"),
+        "{}",
+        out.stderr
+    );
+    for k in 1..=3 {
+        assert!(all_up(&setup, k), "node {k}: {:?}", setup.status(k).cluster);
+    }
+    let out = run_cli(
+        runtime_exe(),
+        &["stop", "-c", cfg, "--local-cluster", "--dir", dir_s],
+        &[],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout.contains("3 node(s) were running"),
+        "{}",
+        out.stdout
+    );
+    assert_no_process_left(setup.dir.path(), &[]);
+    assert!(support::segments(setup.port).is_empty());
+}
+
+/// Without a hostfile, a runtime is a cluster of one: `status` shows it
+/// alone, `--node` its own id answers, another id says why not.
+#[test]
+fn a_runtime_without_hostfile_is_a_cluster_of_one() {
+    let _w = Watchdog::new(
+        "a_runtime_without_hostfile_is_a_cluster_of_one",
+        Duration::from_secs(90),
+    );
+    let setup = support::Setup::new("alone");
+    let rt = support::RuntimeGuard::start(&setup);
+    let cfg = setup.config.to_str().unwrap();
+    let out = run_cli(runtime_exe(), &["status", "-c", cfg], &[], CHANGE_LIMIT);
+    assert_eq!(out.code(), 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("cluster: 1 node(s), 1 up (seen from node 1)"),
+        "{}",
+        out.stdout
+    );
+    let own = Client::node_status(&setup.opts(), 1).unwrap();
+    assert_eq!(own.pid, rt.pid());
+    let out = run_cli(
+        runtime_exe(),
+        &["status", "-c", cfg, "--node", "2"],
+        &[],
+        CHANGE_LIMIT,
+    );
+    assert_eq!(out.code(), 1, "{out:?}");
+    assert!(out.stderr.contains("runs alone"), "{}", out.stderr);
+    rt.stop();
+}

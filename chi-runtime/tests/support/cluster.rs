@@ -1,0 +1,248 @@
+//! Helpers for tests of several runtimes forming a cluster on one machine:
+//! node k runs on 127.0.0.k, all on one port.
+//!
+//! * [`ClusterSetup`]: a port free on every node address (and the peer port
+//!   next to it), a scratch directory with the hostfile `127.0.0.[1-n]` and a
+//!   configuration with fast heartbeats ([`HEARTBEAT`], [`PEER_TIMEOUT`]).
+//!   Dropping it kills whatever process still names the directory and removes
+//!   every node's segments and files.
+//! * [`Node`]: `chi-runtime start -c <cfg> --node 127.0.0.k` as a child, ready
+//!   once it answers at its address; [`Node::kill9`] kills it, dropping it
+//!   stops it (or kills it) and reaps it, printing its log if the test failed.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use chi_sdk::client::{Client, ClientOptions};
+use chi_sdk::proto::StatusReport;
+use chi_testkit::{die_with_parent, spawn_registered, try_reap};
+
+use super::{
+    READY_LIMIT, Scratch, free_port, processes_naming, register_port, remove_runtime_files,
+    remove_segments, runtime_exe, sigkill, unregister_port,
+};
+
+/// The heartbeat of test clusters.
+pub const HEARTBEAT: &str = "100ms";
+/// The peer timeout of test clusters.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The address of node `k`.
+pub fn node_addr(k: u32) -> String {
+    format!("127.0.0.{k}")
+}
+
+/// A cluster of `n` nodes on 127.0.0.1..n (see the module doc).
+#[derive(Debug)]
+pub struct ClusterSetup {
+    /// Control port of every node.
+    pub port: u16,
+    /// Peer port (`port + 1`).
+    pub peer_port: u16,
+    /// Nodes.
+    pub n: u32,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The hostfile.
+    pub hostfile: PathBuf,
+    /// Scratch directory.
+    pub dir: Scratch,
+}
+
+fn bindable(addr: &str, port: u16) -> bool {
+    std::net::TcpListener::bind((addr, port)).is_ok()
+}
+
+impl ClusterSetup {
+    /// A setup of `n` nodes for `test`.
+    pub fn new(test: &str, n: u32) -> ClusterSetup {
+        let port = loop {
+            let p = free_port();
+            if p < u16::MAX
+                && (1..=n).all(|k| bindable(&node_addr(k), p) && bindable(&node_addr(k), p + 1))
+            {
+                break p;
+            }
+        };
+        register_port(port);
+        let dir = Scratch::new(test);
+        let hostfile = dir.write("hostfile", &format!("127.0.0.[1-{n}]\n"));
+        let config = dir.write(
+            "chi.yaml",
+            &format!(
+                "port: {port}\nhostfile: hostfile\n\
+                 segments:\n  main: 64m\n  client_data: 16m\n  runtime_data: 16m\n\
+                 workers:\n  low_latency: 1\n  high_latency: 1\n\
+                 cluster:\n  heartbeat: {HEARTBEAT}\n  peer_timeout: {}ms\n",
+                PEER_TIMEOUT.as_millis()
+            ),
+        );
+        ClusterSetup {
+            port,
+            peer_port: port + 1,
+            n,
+            config,
+            hostfile,
+            dir,
+        }
+    }
+
+    /// Client options for node `k`.
+    pub fn opts(&self, k: u32) -> ClientOptions {
+        ClientOptions {
+            addr: node_addr(k),
+            port: self.port,
+            connect_timeout: Duration::from_secs(5),
+            ..ClientOptions::default()
+        }
+    }
+
+    /// Node `k`'s status.
+    pub fn status(&self, k: u32) -> StatusReport {
+        Client::status(&self.opts(k)).unwrap_or_else(|e| panic!("status of node {k}: {e}"))
+    }
+
+    /// The state node `viewer` shows for node `of` (`self`, `up`, `down`,
+    /// `unknown`), and the incarnation it knows; `None` if it does not answer.
+    pub fn state_seen(&self, viewer: u32, of: u32) -> Option<(String, u64)> {
+        let st = Client::status(&self.opts(viewer)).ok()?;
+        st.cluster
+            .iter()
+            .find(|p| p.node_id == of)
+            .map(|p| (p.state.clone(), p.incarnation))
+    }
+}
+
+impl Drop for ClusterSetup {
+    fn drop(&mut self) {
+        for pid in processes_naming(self.dir.path(), &[]) {
+            eprintln!("test cleanup: killing leftover process {pid}");
+            sigkill(pid);
+        }
+        for s in remove_segments(self.port) {
+            eprintln!("test cleanup: removed leftover segment /dev/shm/{s}");
+        }
+        remove_runtime_files(self.port);
+        unregister_port(self.port);
+    }
+}
+
+/// One node's runtime process (see the module doc).
+#[derive(Debug)]
+pub struct Node {
+    /// Its node id.
+    pub k: u32,
+    /// Its pid.
+    pub pid: u32,
+    opts: ClientOptions,
+    child: Child,
+    log: PathBuf,
+    exited: bool,
+}
+
+impl Node {
+    /// Starts node `k` of `setup` and waits until it answers.
+    pub fn start(setup: &ClusterSetup, k: u32) -> Node {
+        // A restarted node logs to a file of its own.
+        static STARTS: AtomicU32 = AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, Ordering::Relaxed);
+        let log = setup.dir.path().join(format!("node-{k}-start-{n}.log"));
+        let file = std::fs::File::create(&log).expect("create the node's log");
+        let mut cmd = Command::new(runtime_exe());
+        cmd.arg("start")
+            .arg("-c")
+            .arg(&setup.config)
+            .arg("--node")
+            .arg(node_addr(k))
+            .env_remove("CHI_SERVER_CONF")
+            .env_remove("CHI_MODULE_PATH")
+            .env("CHI_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file);
+        die_with_parent(&mut cmd, rustix::process::Signal::TERM);
+        let child = spawn_registered(&mut cmd).expect("spawn chi-runtime start");
+        let mut node = Node {
+            k,
+            pid: child.id(),
+            opts: setup.opts(k),
+            child,
+            log,
+            exited: false,
+        };
+        let deadline = Instant::now() + READY_LIMIT;
+        loop {
+            if let Some(st) = try_reap(&mut node.child) {
+                node.exited = true;
+                panic!(
+                    "node {k} exited during start ({st}); its log:\n{}",
+                    node.log()
+                );
+            }
+            if let Ok(s) = Client::status(&node.opts)
+                && s.pid == node.pid
+            {
+                return node;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "node {k} was not ready within {READY_LIMIT:?}; its log:\n{}",
+                    node.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.exited = true;
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        if !self.exited && try_reap(&mut self.child).is_some() {
+            self.exited = true;
+        }
+        !self.exited
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = Client::request_stop(&ClientOptions {
+                connect_timeout: Duration::from_secs(2),
+                ..self.opts.clone()
+            });
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while self.running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if self.running() {
+                eprintln!(
+                    "test cleanup: node {} (pid {}) did not stop; killing it",
+                    self.k, self.pid
+                );
+                self.kill9();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- log of node {} (pid {}):\n{}",
+                self.k,
+                self.pid,
+                self.log()
+            );
+        }
+    }
+}
