@@ -13,7 +13,7 @@
 //! let kv = KvClient::create(&client, "kv", &CreateParams::default())?;
 //! kv.put(&client, b"apple", b"red")?;
 //! assert_eq!(kv.get(&client, b"apple")?, b"red");
-//! assert_eq!(kv.scan(&client, b"app")?, vec![b"apple".to_vec()]);
+//! assert_eq!(kv.scan(&client, b"app", 0)?, vec![b"apple".to_vec()]); // 0: no limit
 //! # Ok::<(), chi_sdk::client::CallError>(())
 //! ```
 
