@@ -27,6 +27,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod config_files;
 mod leftovers;
 pub mod modules;
 
