@@ -53,3 +53,4 @@ pub fn new_segment(test: &str, size: u64) -> (ShmName, Segment) {
 }
 
 pub mod pattern;
+pub mod patterns;
