@@ -54,3 +54,23 @@ pub fn new_segment(test: &str, size: u64) -> (ShmName, Segment) {
 
 pub mod pattern;
 pub mod patterns;
+
+/// A multi-lane queue of `low` + `high` lanes of `depth` cells in `seg`.
+pub fn small_queue(
+    seg: &Segment,
+    alloc: &chi_shm::shm::Allocator,
+    low: u32,
+    high: u32,
+    depth: u64,
+) -> chi_shm::queue::MultiLaneQueue {
+    chi_shm::queue::MultiLaneQueue::create(
+        seg,
+        alloc,
+        chi_shm::queue::QueueConfig {
+            low_latency_lanes: low,
+            high_latency_lanes: high,
+            depth,
+        },
+    )
+    .unwrap()
+}
