@@ -1,10 +1,13 @@
 //! The `cluster` section of the configuration: defaults, values, and errors
 //! that name the file, line and key.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chi_runtime::config::{Config, ConfigError};
+use support::config_files::assert_names;
 
 /// A fresh directory for one test, removed on drop.
 struct Dir(PathBuf);
@@ -36,18 +39,6 @@ fn load_err(path: &Path) -> String {
         Ok(config) => panic!("{} should not load, got {config:?}", path.display()),
         Err(e) => e.to_string(),
     }
-}
-
-fn assert_names(message: &str, file: &Path, line: u64, key: &str) {
-    let file = file.display().to_string();
-    assert!(
-        message.contains(&format!("{file}:{line}:")),
-        "no `{file}:{line}:` in:\n{message}"
-    );
-    assert!(
-        message.contains(&format!("`{key}`")),
-        "no key `{key}` in:\n{message}"
-    );
 }
 
 #[test]

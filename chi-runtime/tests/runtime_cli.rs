@@ -13,6 +13,7 @@ use chi_sdk::client::{Client, ClientError};
 use chi_sdk::proto::StatusReport;
 use chi_sdk::transport::TransportError;
 use chi_sdk::types::PoolId;
+use support::config_files::assert_names;
 use support::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -26,19 +27,6 @@ fn start_fails(exe: &str, args: &[&str], env: &[(&str, &str)]) -> String {
         "stderr does not say 'configuration error': {out}"
     );
     out.stderr
-}
-
-/// The message names `file`, `:line:` and the key in backticks.
-fn assert_names(stderr: &str, file: &Path, line: u64, key: &str) {
-    let file = file.display().to_string();
-    assert!(
-        stderr.contains(&format!("{file}:{line}:")),
-        "no `{file}:{line}:` in:\n{stderr}"
-    );
-    assert!(
-        stderr.contains(&format!("`{key}`")),
-        "no key `{key}` in:\n{stderr}"
-    );
 }
 
 #[test]
