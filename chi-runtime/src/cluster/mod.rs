@@ -20,7 +20,10 @@
 //!   [`membership::PeerEvent`]s ("node N went down", "node N came back as a
 //!   new incarnation") that later code subscribes to;
 //! * [`peer`]: the thread that sends heartbeats, marks silent peers down,
-//!   and fetches another node's status for `chi-runtime status --node N`.
+//!   fetches another node's status for `chi-runtime status --node N`, and
+//!   carries the batches of request and reply records ([`outbox`]);
+//! * [`pools`]: pools over the cluster: the authority (lowest node id up)
+//!   picks a pool's id and placement and every node creates its share.
 //!
 //! # Trust
 //!
@@ -34,14 +37,17 @@
 //!
 //! # Not yet
 //!
-//! Remote tasks will travel in the reserved batch kinds
-//! ([`frame::Kind::TaskBatch`], [`frame::Kind::ReplyBatch`]); this module
-//! only decodes and drops them.
+//! The batch kinds ([`frame::Kind::TaskBatch`], [`frame::Kind::ReplyBatch`])
+//! carry pool agreement's control records; a request record for any other
+//! method (a remote task) is answered with an error naming this node:
+//! remote tasks do not run yet.
 
 pub mod frame;
 pub mod hosts;
 pub mod membership;
+pub mod outbox;
 pub mod peer;
+pub mod pools;
 pub mod transport;
 pub mod zmq_peer;
 

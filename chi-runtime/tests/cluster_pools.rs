@@ -1,0 +1,143 @@
+//! Pools over the cluster, with three real runtimes on 127.0.0.1, .2 and .3:
+//! a CreatePool with `containers` asked at node 2 makes one pool on every
+//! node, each holding its round-robin share of the containers with their
+//! global ids; tasks by global id and global hash run where their container
+//! is (a container on another node is, for now, an error naming that node);
+//! GetOrCreatePool of one name from two nodes at once makes one pool; a
+//! taken name is refused cluster-wide; with the authority (node 1) killed,
+//! an ask fails naming it or is decided by the next node up, never hangs.
+//!
+//! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
+//! ([`support::cluster`]); every wait is bounded by a generous limit.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
+use chi_sdk::client::Client;
+use chi_sdk::types::{DomainQuery, PoolId};
+use chimaera_mod_name_runtime::EchoTask;
+use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
+use support::{Watchdog, assert_no_process_left, wait_until};
+
+const MOD_NAME: &str = "chimaera_mod_name";
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn all_up(setup: &ClusterSetup) -> bool {
+    (1..=setup.n).all(|v| {
+        (1..=setup.n).all(|of| {
+            setup
+                .state_seen(v, of)
+                .is_some_and(|(s, _)| s == "up" || (of == v && s == "self"))
+        })
+    })
+}
+
+/// The containers node `k` shows for pool `id`.
+fn share(setup: &ClusterSetup, k: u32, id: PoolId) -> Option<Vec<u32>> {
+    setup
+        .status(k)
+        .pools
+        .into_iter()
+        .find(|p| p.id == id.0)
+        .map(|p| p.containers)
+}
+
+fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String> {
+    c.submit(
+        EchoTask::new(pool, q, v),
+        chi_sdk::queue::Priority::LowLatency,
+    )
+    .map_err(|e| e.to_string())?
+    .wait_with(|t| t.reply)
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn pools_over_three_nodes() {
+    let _w = Watchdog::new("pools_over_three_nodes", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("cpools", 3);
+    let mut nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "every node shows all three up", || all_up(&setup));
+    let clients: Vec<Client> = (1..=3)
+        .map(|k| Client::connect(setup.opts(k)).expect("a client"))
+        .collect();
+
+    // Five containers asked at node 2 (decided by node 1): 0 and 3 on node
+    // 1, 1 and 4 on node 2, 2 on node 3; every node knows the pool.
+    let id = AdminClient::new(&clients[1])
+        .create_cluster_pool(MOD_NAME, "spread", "", 5)
+        .expect("a pool over the cluster");
+    assert!(id.0 >= GLOBAL_POOL_BASE, "{id}");
+    assert_eq!(share(&setup, 1, id), Some(vec![0, 3]));
+    assert_eq!(share(&setup, 2, id), Some(vec![1, 4]));
+    assert_eq!(share(&setup, 3, id), Some(vec![2]));
+
+    // By global id and global hash, a task runs on its container's node.
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(3), 7), Ok(7));
+    assert_eq!(echo(&clients[2], id, DomainQuery::global_id(2), 8), Ok(8));
+    assert_eq!(echo(&clients[1], id, DomainQuery::global_hash(9), 9), Ok(9));
+    assert_eq!(echo(&clients[1], id, DomainQuery::local(), 10), Ok(10));
+    let e = echo(&clients[0], id, DomainQuery::global_id(1), 1).unwrap_err();
+    assert!(e.contains("node 2"), "{e}");
+    let e = echo(&clients[0], id, DomainQuery::global_hash(7), 1).unwrap_err();
+    assert!(e.contains("lives on node 3"), "{e}");
+    let e = echo(&clients[0], id, DomainQuery::global_id(5), 1).unwrap_err();
+    assert!(e.contains("has 5 container"), "{e}");
+
+    // GetOrCreatePool of one name from nodes 2 and 3 at once: one pool.
+    let ids: Vec<PoolId> = std::thread::scope(|s| {
+        let asks: Vec<_> = [1usize, 2]
+            .iter()
+            .map(|&i| {
+                let c = &clients[i];
+                s.spawn(move || {
+                    AdminClient::new(c)
+                        .get_or_create_cluster_pool(MOD_NAME, "shared", "", 3)
+                        .expect("get or create")
+                })
+            })
+            .collect();
+        asks.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(ids[0], ids[1]);
+    assert_ne!(ids[0], id);
+    for k in 1..=3 {
+        assert_eq!(share(&setup, k, ids[0]), Some(vec![k - 1]), "node {k}");
+    }
+    // A taken name is refused wherever it is asked.
+    let e = AdminClient::new(&clients[2])
+        .create_cluster_pool(MOD_NAME, "spread", "", 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'spread' is taken"), "{e}");
+    // Local pools are as before.
+    let local = AdminClient::new(&clients[2])
+        .create_pool(MOD_NAME, "mine", "", PoolId::NULL)
+        .expect("a local pool");
+    assert!(local.0 < GLOBAL_POOL_BASE);
+    assert_eq!(echo(&clients[2], local, DomainQuery::local(), 3), Ok(3));
+
+    // The authority dies: an ask fails naming it, or (once node 1 is seen
+    // down) node 2 decides it; never a hang.
+    drop(clients);
+    nodes[0].kill9();
+    let c2 = Client::connect(setup.opts(2)).expect("a client of node 2");
+    let t0 = Instant::now();
+    match AdminClient::new(&c2).create_cluster_pool(MOD_NAME, "after", "", 2) {
+        Ok(p) => assert_eq!(share(&setup, 2, p), Some(vec![0])),
+        Err(e) => assert!(e.to_string().contains("node 1"), "{e}"),
+    }
+    assert!(t0.elapsed() < TASK_TIMEOUT * 3, "{:?}", t0.elapsed());
+    wait_until(LIMIT, "node 2 sees node 1 down", || {
+        setup.state_seen(2, 1).is_some_and(|(s, _)| s == "down")
+    });
+    let p = AdminClient::new(&c2)
+        .get_or_create_cluster_pool(MOD_NAME, "after2", "", 2)
+        .expect("node 2 decides once node 1 is down");
+    assert_eq!(share(&setup, 3, p), Some(vec![1]));
+    drop(c2);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
