@@ -17,7 +17,14 @@
 //! * [`record`]: the request and reply records, their byte layout, and a
 //!   decoder for untrusted input;
 //! * [`codec`]: the module hooks that turn a task into a record's body and
-//!   back.
+//!   back;
+//! * [`inflight`]: the tasks sent out and waited on, by request id, failed
+//!   with an error naming their node when it goes down or past
+//!   `cluster.task_timeout`.
+//!
+//! Not wired yet: the worker does not send tasks out (a task to a container
+//! on another node fails naming that node, see `worker/pools.rs`).
 
 pub mod codec;
+pub mod inflight;
 pub mod record;
