@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
-use chimaera_mod_name_runtime::EchoTask;
+use chimaera_mod_name_runtime::{EchoTask, LocateTask};
 use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
 use support::{Watchdog, assert_no_process_left, wait_until};
 
@@ -42,6 +42,17 @@ fn share(setup: &ClusterSetup, k: u32, id: PoolId) -> Option<Vec<u32>> {
         .into_iter()
         .find(|p| p.id == id.0)
         .map(|p| p.containers)
+}
+
+/// The node and container that ran a Locate task sent with query `q`.
+fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
+    c.submit(
+        LocateTask::new(pool, q),
+        chi_sdk::queue::Priority::LowLatency,
+    )
+    .map_err(|e| e.to_string())?
+    .wait_with(|t| (t.node_id, t.container_id))
+    .map_err(|e| e.to_string())
 }
 
 fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String> {
@@ -74,7 +85,18 @@ fn pools_over_three_nodes() {
     assert_eq!(share(&setup, 2, id), Some(vec![1, 4]));
     assert_eq!(share(&setup, 3, id), Some(vec![2]));
 
-    // By global id and global hash, a task runs on its container's node.
+    // By global id and global hash, a task runs on its container's node
+    // (container g on node g % 3 + 1), which gave it its global id.
+    for g in 0..5u32 {
+        let node = g % 3 + 1;
+        let c = &clients[node as usize - 1];
+        assert_eq!(locate(c, id, DomainQuery::global_id(g)), Ok((node, g)));
+        assert_eq!(
+            locate(c, id, DomainQuery::global_hash(g + 5 * 7)),
+            Ok((node, g))
+        );
+    }
+    assert_eq!(locate(&clients[2], id, DomainQuery::local()), Ok((3, 2)));
     assert_eq!(echo(&clients[0], id, DomainQuery::global_id(3), 7), Ok(7));
     assert_eq!(echo(&clients[2], id, DomainQuery::global_id(2), 8), Ok(8));
     assert_eq!(echo(&clients[1], id, DomainQuery::global_hash(9), 9), Ok(9));

@@ -1,6 +1,7 @@
 //! The parameters of a `chimaera_mod_name` pool and the tasks of its methods
 //! (`kCustom` 10, `kPanic` 11, `kEcho` 14, `kSleep` 15, `kFanOut` 16,
-//! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21, `kStackProbe` 22),
+//! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21, `kStackProbe` 22,
+//! `kLocate` 23),
 //! with the ops of
 //! [`CustomTask`], [`CoMutexTestTask`] and [`CoRwLockTestTask`].
 
@@ -327,4 +328,17 @@ impl CoRwLockTestTask {
             worker: self.worker,
         }
     }
+}
+
+/// Reports where it ran: the node and the container (its global id in a
+/// pool over the cluster) whose handler served it.
+#[chi_sdk::task(method = 23, client = false)]
+#[derive(Debug)]
+pub struct LocateTask {
+    /// The node that ran it.
+    #[output]
+    pub node_id: u32,
+    /// The container that ran it.
+    #[output]
+    pub container_id: u32,
 }
