@@ -239,6 +239,18 @@ impl Admin {
             ));
         }
         let node = self.runtime()?;
+        if task.pool_id.0 >= chi_sdk::admin::GLOBAL_POOL_BASE && node.pool_asker.get().is_some() {
+            // The other nodes and the authority would keep it: destroying a
+            // pool over the cluster is not agreed yet.
+            return Err(Failure::new(
+                code::FAILED,
+                format!(
+                    "{} is a pool over the cluster; destroying it is not supported yet (it \
+                     lives until the runtimes stop)",
+                    task.pool_id
+                ),
+            ));
+        }
         node.pools
             .destroy(task.pool_id)
             .map_err(|e| Failure::new(code::NO_POOL, e.to_string()))?;

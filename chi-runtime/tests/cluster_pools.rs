@@ -4,7 +4,8 @@
 //! global ids; tasks by global id and global hash run where their container
 //! is (a container on another node is, for now, an error naming that node);
 //! GetOrCreatePool of one name from two nodes at once makes one pool; a
-//! taken name is refused cluster-wide; with the authority (node 1) killed,
+//! taken name is refused cluster-wide, and destroying a pool over the
+//! cluster is refused (not agreed yet); with the authority (node 1) killed,
 //! an ask fails naming it or is decided by the next node up, never hangs.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
@@ -134,6 +135,12 @@ fn pools_over_three_nodes() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("'spread' is taken"), "{e}");
+    // Destroying a pool over the cluster is refused (not agreed yet).
+    let e = AdminClient::new(&clients[0])
+        .destroy_pool(id)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not supported yet"), "{e}");
     // Local pools are as before.
     let local = AdminClient::new(&clients[2])
         .create_pool(MOD_NAME, "mine", "", PoolId::NULL)

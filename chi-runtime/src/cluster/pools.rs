@@ -37,7 +37,8 @@
 //! node of the placement goes down or does not answer within the timeout
 //! (`cluster.task_timeout`). A failed creation is not rolled back on the
 //! nodes that had created their share (they keep a pool no client has the
-//! id of); destroying it is the user's.
+//! id of). Destroying a pool over the cluster is refused for now (the admin's
+//! DestroyPool says so): nodes do not agree on destruction yet.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::SyncSender;
