@@ -337,7 +337,7 @@ impl Runtime {
                     heartbeat: shared.config.cluster.heartbeat,
                     task_timeout: shared.config.cluster.task_timeout,
                 };
-                let host = Box::new(crate::state::ShareHost(Arc::downgrade(&shared)));
+                let host = Box::new(crate::remote_host::ShareHost::new(&shared)?);
                 let c =
                     Cluster::start_with_pools(Box::new(peers), membership, settings, report, host)?;
                 let _ = shared.pool_asker.set(c.pool_asker());

@@ -49,7 +49,7 @@ use chi_sdk::types::{NodeId, PoolId};
 
 use crate::clients::ClientRegistry;
 use crate::cluster::membership::Membership;
-use crate::cluster::pools::{PoolHost, PoolSpec};
+use crate::cluster::pools::PoolSpec;
 use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::module::{Builtin, ModuleManager};
@@ -397,40 +397,4 @@ fn running_task(w: &WorkerStats) -> Option<String> {
         "task {}.{} (major.depth) of {pool}, method {method}",
         node.major, node.minor
     ))
-}
-
-/// The peer thread's [`PoolHost`]: creates this node's share of the pools
-/// over the cluster in the node state (weak: the peer thread must not keep
-/// a stopped runtime's state alive).
-#[derive(Debug)]
-pub struct ShareHost(pub std::sync::Weak<NodeState>);
-
-impl PoolHost for ShareHost {
-    fn create_share(&self, spec: &PoolSpec) -> std::result::Result<(), String> {
-        let node = self
-            .0
-            .upgrade()
-            .ok_or_else(|| "the runtime is stopping".to_owned())?;
-        node.create_share(spec).map_err(|e| format!("{e:#}"))
-    }
-
-    fn lookup(&self, name: &str) -> Option<PoolSpec> {
-        let pool = self.0.upgrade()?.pools.by_name(name)?;
-        let placement = pool.placement.as_ref()?;
-        Some(PoolSpec {
-            id: pool.id.0,
-            module: pool.module.clone(),
-            name: pool.name.clone(),
-            args: String::new(),
-            nodes: placement.nodes().iter().map(|n| n.0).collect(),
-        })
-    }
-
-    fn free_id(&self) -> u64 {
-        self.0
-            .upgrade()
-            .map_or(chi_sdk::admin::GLOBAL_POOL_BASE, |n| {
-                n.pools.free_cluster_id().0
-            })
-    }
 }

@@ -35,12 +35,12 @@
 //! them, which is why, for now, they carry nothing but liveness and status
 //! (see the README's "Trust model").
 //!
-//! # Not yet
+//! # Remote records
 //!
 //! The batch kinds ([`frame::Kind::TaskBatch`], [`frame::Kind::ReplyBatch`])
-//! carry pool agreement's control records; a request record for any other
-//! method (a remote task) is answered with an error naming this node:
-//! remote tasks do not run yet.
+//! carry pool agreement's control records and remote tasks (run and
+//! completed by the node state's host, `crate::remote_host`). Broadcast
+//! and remote subtasks of handlers are not done yet.
 
 pub mod frame;
 pub mod hosts;

@@ -39,9 +39,11 @@ use super::frame::{
 };
 use super::membership::{Membership, PeerState};
 use super::outbox::Outbox;
-use super::pools::{GlobalPools, PoolAnswer, PoolAsk, PoolHost, PoolSpec, Waiter};
+use super::pools::{GlobalPools, NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, Waiter};
 use super::transport::PeerTransport;
 use crate::ratelimit::RateLimit;
+use crate::remote::inflight::InFlight;
+use crate::remote::record::Request;
 
 /// The peer thread runs ([`Cluster::stop`] word).
 const RUN: u8 = 0;
@@ -55,7 +57,6 @@ pub const MAX_WAIT: Duration = Duration::from_millis(50);
 
 static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
 static SOCKET_ERROR: RateLimit = RateLimit::new(Duration::from_secs(10));
-static NOT_YET: RateLimit = RateLimit::new(Duration::from_secs(60));
 
 /// Why another node's status could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -120,6 +121,11 @@ enum Command {
         ask: PoolAsk,
         reply: SyncSender<PoolAnswer>,
     },
+    Task {
+        node: u32,
+        request: Request,
+        back: Outgoing,
+    },
 }
 
 /// Settings of the peer thread.
@@ -129,26 +135,6 @@ pub struct PeerSettings {
     pub heartbeat: Duration,
     /// Longest wait for another node's answer (`cluster.task_timeout`).
     pub task_timeout: Duration,
-}
-
-/// A pool host for a peer link that hosts no pools (tests of membership).
-struct NoPools;
-
-impl PoolHost for NoPools {
-    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
-        Err(format!(
-            "this node hosts no pools over the cluster (asked for '{}')",
-            spec.name
-        ))
-    }
-
-    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
-        None
-    }
-
-    fn free_id(&self) -> u64 {
-        chi_sdk::admin::GLOBAL_POOL_BASE
-    }
 }
 
 /// Asks the peer thread for pools over the cluster.
@@ -167,6 +153,20 @@ impl PoolAsker {
             .send(Command::Pool { ask, reply })
             .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
         Ok(answer)
+    }
+
+    /// Hands the remote task `request` for node `node` to the peer thread,
+    /// which gives it its id, batches it and completes `back` through the
+    /// host's [`PoolHost::complete`] with the reply, or with an error
+    /// naming the node (down, or silent past `cluster.task_timeout`).
+    pub fn send_task(&self, node: u32, request: Request, back: Outgoing) -> Result<(), String> {
+        self.commands
+            .send(Command::Task {
+                node,
+                request,
+                back,
+            })
+            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())
     }
 }
 
@@ -222,6 +222,7 @@ impl Cluster {
             next_request: 1,
             stop: stop.clone(),
             pools: GlobalPools::new(membership.me(), settings.task_timeout, host),
+            inflight: InFlight::new(settings.task_timeout),
             outbox: Outbox::default(),
         };
         let thread = std::thread::Builder::new()
@@ -325,6 +326,7 @@ struct PeerLoop {
     stop: Arc<AtomicU8>,
     pools: GlobalPools,
     outbox: Outbox,
+    inflight: InFlight<Outgoing>,
 }
 
 impl PeerLoop {
@@ -386,10 +388,11 @@ impl PeerLoop {
             let down = move |n: u32| matches!(m.state_of(n), Some((PeerState::Down, _)));
             self.pools.expire(now, &down, &mut self.outbox);
             self.take_commands();
+            self.remote_turn(now);
             self.flush_outbox();
             let wait = next_beat
                 .saturating_duration_since(Instant::now())
-                .min(MAX_WAIT);
+                .min(self.max_wait());
             match self.transport.recv(wait) {
                 Ok(Some(r)) => {
                     self.handle(&r.bytes, r.from);
@@ -410,6 +413,9 @@ impl PeerLoop {
             return;
         }
         self.pools.stop(&mut self.outbox);
+        for (back, e) in self.inflight.drain() {
+            self.pools.host().complete(back, Err(e));
+        }
         self.flush_outbox();
         self.broadcast(Kind::Goodbye);
         for (_, p) in self.pending.drain() {
@@ -440,6 +446,11 @@ impl PeerLoop {
                     );
                     self.send(node, Kind::StatusRequest, &encode_status_request(id));
                 }
+                Ok(Command::Task {
+                    node,
+                    request,
+                    back,
+                }) => self.send_task(node, request, back),
                 Ok(Command::Pool { ask, reply }) => {
                     let up = self.up();
                     self.pools

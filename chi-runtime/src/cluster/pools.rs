@@ -49,6 +49,7 @@ use chi_sdk::types::{ContainerId, MethodId, NodeId, PoolId};
 
 use super::outbox::Outbox;
 use crate::placement::Placement;
+use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
 
 /// Method of a request record to the authority: "create (or get) this pool
@@ -118,7 +119,58 @@ pub trait PoolHost: Send {
     /// The lowest id from [`GLOBAL_POOL_BASE`] up that no pool of this
     /// node has.
     fn free_id(&self) -> u64;
+
+    /// Starts running the remote task `req` from node `from` (its reply
+    /// comes out of [`finished`](Self::finished)); an error is replied at
+    /// once.
+    fn run(&self, from: u32, req: &Request) -> Result<(), String> {
+        let _ = (from, req);
+        Err("this node does not run remote tasks".into())
+    }
+
+    /// Whether remote tasks run here (the peer thread then looks for their
+    /// end every millisecond).
+    fn serving(&self) -> bool {
+        false
+    }
+
+    /// The replies of the remote tasks that ended, with their node.
+    fn finished(&self) -> Vec<(u32, Reply)> {
+        Vec::new()
+    }
+
+    /// Completes a task this node sent out (`back`, what the sender gave
+    /// [`super::peer::PoolAsker::send_task`]) with its node's reply or the
+    /// error that took its place.
+    fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {
+        let _ = (back, outcome);
+    }
 }
+
+/// A pool host for a peer link that hosts no pools (tests of membership).
+#[derive(Debug)]
+pub struct NoPools;
+
+impl PoolHost for NoPools {
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
+        Err(format!(
+            "this node hosts no pools over the cluster (asked for '{}')",
+            spec.name
+        ))
+    }
+
+    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
+        None
+    }
+
+    fn free_id(&self) -> u64 {
+        chi_sdk::admin::GLOBAL_POOL_BASE
+    }
+}
+
+/// What the sender of a remote task keeps to complete it (opaque to the
+/// peer thread).
+pub type Outgoing = Box<dyn std::any::Any + Send>;
 
 /// Who waits for an answer.
 #[derive(Debug)]
@@ -225,6 +277,11 @@ impl GlobalPools {
             shares: HashMap::new(),
             forwarded: HashMap::new(),
         }
+    }
+
+    /// The host (remote tasks use it too).
+    pub fn host(&self) -> &dyn PoolHost {
+        self.host.as_ref()
     }
 
     fn request_id(&mut self) -> u64 {

@@ -22,9 +22,28 @@
 //!   with an error naming their node when it goes down or past
 //!   `cluster.task_timeout`.
 //!
-//! Not wired yet: the worker does not send tasks out (a task to a container
-//! on another node fails naming that node, see `worker/pools.rs`).
+//! The worker sends a task out (`worker/remote.rs`) through the peer
+//! thread, which keeps it in its [`inflight`] table as a [`Sent`]; the node
+//! state's host (`remote_host.rs`) runs the requests of other nodes and
+//! completes what was sent when its reply (or its error) comes.
+
+use std::sync::Arc;
+
+use crate::pool::Container;
 
 pub mod codec;
 pub mod inflight;
 pub mod record;
+
+/// What the sending node keeps of a task it sent out: the task, its
+/// generation when sent (a task the client freed meanwhile is not written),
+/// and a container of its pool here, whose module loads the reply.
+#[derive(Debug)]
+pub struct Sent {
+    /// The task's header, as an address in the main segment.
+    pub task: usize,
+    /// Its generation when sent.
+    pub generation: u32,
+    /// A container of the task's pool on this node.
+    pub container: Arc<Container>,
+}

@@ -15,6 +15,11 @@ use chi_sdk::types::{NodeId, PoolId, QueryKind};
 use crate::placement::Target;
 use crate::pool::{Container, Pool, PoolManager};
 
+/// The code [`PoolCache::container_of`] gives a task whose container is on
+/// another node: the worker sends it out (`Worker::send_remote`); no client
+/// ever sees it.
+pub(crate) const REMOTE: i32 = i32::MIN + 14;
+
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
 /// the runtime, so a multiplicative hash is enough (and costs a multiply, where
 /// the default hasher costs tens of nanoseconds per task).
@@ -59,6 +64,16 @@ impl PoolCache {
         }
     }
 
+    /// The pool `id`.
+    pub(crate) fn pool(&self, id: PoolId) -> Option<Arc<Pool>> {
+        self.pools.get(&id).cloned()
+    }
+
+    /// This node.
+    pub(crate) fn here(&self) -> NodeId {
+        self.here
+    }
+
     /// The pool and container of task `h`: only the container's Arc is
     /// cloned (it stays alive while the task runs).
     #[inline(always)]
@@ -101,8 +116,8 @@ impl PoolCache {
 
 /// The container of task `h` in `pool`, a pool over the cluster: its
 /// placement resolves the domain query from node `here` (off the fast path:
-/// only pools over the cluster come here). A container on another node is an
-/// error naming the node: remote tasks do not travel yet.
+/// only pools over the cluster come here). A container on another node is
+/// [`REMOTE`]: the worker sends the task there.
 #[cold]
 fn cluster_container(
     pool: &Pool,
@@ -140,11 +155,10 @@ fn cluster_container(
     };
     if located.node != here {
         return Err((
-            code::FAILED,
+            REMOTE,
             format!(
-                "container {} of {} lives on node {}, and this runtime (node {}) does not send \
-                 tasks to other nodes yet; submit the task to node {}",
-                located.container.0, pool.id, located.node.0, here.0, located.node.0
+                "container {} of {} lives on node {} (this is node {})",
+                located.container.0, pool.id, located.node.0, here.0
             ),
         ));
     }

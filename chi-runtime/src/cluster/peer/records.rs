@@ -2,9 +2,14 @@
 //! replies ([`super::outbox`]), and the pool agreement they carry
 //! ([`super::pools`]). Methods of [`PeerLoop`] (another `impl` block).
 
-use super::{NOT_YET, PeerLoop};
+use std::time::{Duration, Instant};
+
+use super::{MAX_WAIT, PeerLoop};
 use crate::cluster::frame::Kind;
 use crate::cluster::membership::PeerState;
+use crate::cluster::pools::Outgoing;
+use crate::remote::inflight::RemoteError;
+use crate::remote::record::Request;
 use crate::remote::record::{Record, Reply};
 
 impl PeerLoop {
@@ -37,24 +42,16 @@ impl PeerLoop {
         let up = self.up();
         match (kind, rec) {
             (Kind::TaskBatch, Record::Request(q)) => {
-                if !self.pools.on_request(from, &q, &up, &mut self.outbox) {
-                    if let Some(suppressed) = NOT_YET.allow() {
-                        tracing::warn!(
-                            from,
-                            pool = q.pool.0,
-                            suppressed,
-                            "refused a remote task: this runtime does not run remote tasks yet"
-                        );
-                    }
+                if !self.pools.on_request(from, &q, &up, &mut self.outbox)
+                    && let Err(m) = self.pools.host().run(from, &q)
+                {
+                    let me = self.membership.me();
                     self.outbox.reply(
                         from,
                         &Reply {
                             id: q.id,
                             result: chi_sdk::task::code::FAILED,
-                            message: format!(
-                                "node {} does not run remote tasks yet",
-                                self.membership.me()
-                            ),
+                            message: format!("node {me} could not run the task: {m}"),
                             body: Vec::new(),
                         },
                     );
@@ -62,14 +59,58 @@ impl PeerLoop {
             }
             (Kind::ReplyBatch, Record::Reply(p)) => {
                 if !self.pools.on_reply(from, &p, &mut self.outbox) {
-                    tracing::debug!(
-                        from,
-                        id = p.id,
-                        "a reply to no request of this node was dropped"
-                    );
+                    match self.inflight.take(p.id, from) {
+                        Some(back) => self.pools.host().complete(back, Ok(p)),
+                        None => tracing::debug!(
+                            from,
+                            id = p.id,
+                            "a reply to no request of this node was dropped"
+                        ),
+                    }
                 }
             }
             _ => self.refuse("a record of the wrong kind for its batch", bytes.len()),
+        }
+    }
+
+    /// Sends the remote task `request` to `node`, or fails it at once if the
+    /// node is down.
+    pub(super) fn send_task(&mut self, node: u32, mut request: Request, back: Outgoing) {
+        if node == self.membership.me() || !self.up().contains(&node) {
+            let e = RemoteError::NodeDown { node };
+            return self.pools.host().complete(back, Err(e));
+        }
+        request.id = self.inflight.insert(node, back, Instant::now());
+        self.outbox.request(node, &request);
+    }
+
+    /// Each turn: fails the remote tasks past their time or on a node that
+    /// went down, and queues the replies of the tasks run here that ended.
+    pub(super) fn remote_turn(&mut self, now: Instant) {
+        let mut failed = self.inflight.expire(now);
+        if !self.inflight.is_empty() {
+            let up = self.up();
+            for n in 1..=self.membership.len() {
+                if !up.contains(&n) {
+                    failed.extend(self.inflight.node_down(n));
+                }
+            }
+        }
+        for (back, e) in failed {
+            self.pools.host().complete(back, Err(e));
+        }
+        for (to, reply) in self.pools.host().finished() {
+            self.outbox.reply(to, &reply);
+        }
+    }
+
+    /// How long the loop may wait for a frame: 1 ms while tasks of other
+    /// nodes run here (their end is looked for each turn), else [`MAX_WAIT`].
+    pub(super) fn max_wait(&self) -> Duration {
+        if self.pools.host().serving() {
+            Duration::from_millis(1)
+        } else {
+            MAX_WAIT
         }
     }
 }
