@@ -32,8 +32,9 @@
 //! is refused with a log line (rate-limited) and counted
 //! (`peer_frames_refused` in `status`); it never stops or corrupts the
 //! runtime. Frames carry no key: any process on a hostfile host can send
-//! them, which is why, for now, they carry nothing but liveness and status
-//! (see the README's "Trust model").
+//! them, and they now create pools over the cluster and run tasks on their
+//! containers (never on the admin pool or a node's own pools): the hostfile
+//! hosts must be trusted as a whole (see the README's "Trust model").
 //!
 //! # Remote records
 //!
