@@ -3,7 +3,9 @@
 //! makes one pool on every node, each holding its round-robin share of the
 //! containers with their global ids; tasks by global id and global hash,
 //! from every node, run on their container's node (over the peer link when
-//! it is another), 200 at once too; GetOrCreatePool of one name from two
+//! it is another), 200 at once too; a kv pool over the cluster stores a
+//! 100 kB value put from node 1 on node 2 and serves it to node 3 (the
+//! bytes travel both ways); GetOrCreatePool of one name from two
 //! nodes at once makes one pool; a taken name is refused cluster-wide, and
 //! destroying a pool over the cluster is refused (not agreed yet); a task to
 //! a killed node fails naming it within the task timeout; with the authority
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
+use chimaera_kv_runtime::KvClient;
 use chimaera_mod_name_runtime::{EchoTask, LocateTask};
 use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
 use support::{Watchdog, assert_no_process_left, wait_until};
@@ -150,6 +153,24 @@ fn pools_over_three_nodes() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("'spread' is taken"), "{e}");
+    // kv over the cluster: a value put from node 1 into container 1 (node 2)
+    // is read back from node 3; its bytes travel both ways.
+    let kv_pool = AdminClient::new(&clients[0])
+        .create_cluster_pool("chimaera_kv", "kv", "", 3)
+        .expect("a kv pool over the cluster");
+    let mut kv = KvClient::from(kv_pool);
+    kv.query = DomainQuery::global_id(1);
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(kv.put(&clients[0], b"k", &big).expect("remote put"), 0);
+    assert_eq!(kv.get(&clients[2], b"k").expect("remote get"), big);
+    assert_eq!(kv.get(&clients[1], b"k").expect("local get"), big);
+    kv.query = DomainQuery::global_id(2);
+    let e = kv.get(&clients[0], b"k").unwrap_err().to_string();
+    assert!(
+        e.contains("k"),
+        "the module's not-found error comes back: {e}"
+    );
+
     // Destroying a pool over the cluster is refused (not agreed yet).
     let e = AdminClient::new(&clients[0])
         .destroy_pool(id)
