@@ -23,7 +23,8 @@
 //! it ([`codec::load_out`]) and it is completed like a local task
 //! ([`Outcome::complete`]: the error message written, the state word
 //! completed, a sleeping client woken, a fire-and-forget or abandoned task
-//! freed). A reply that does not load, and an error in place of a reply
+//! freed; the parent coroutine of a subtask woken through its worker's
+//! mailbox). A reply that does not load, and an error in place of a reply
 //! (node down, timeout), fail the task with a message naming the node.
 //!
 //! All of it runs on the peer thread; the host is not shared.
@@ -43,6 +44,7 @@ use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
 use crate::state::NodeState;
 use crate::worker::outcome::Outcome;
+use crate::worker::sched::wake_from_outside;
 
 /// A task of another node running here.
 struct Serving {
@@ -265,11 +267,15 @@ impl PoolHost for ShareHost {
         };
         let c = &sent.container;
         let del = c.module.api.del.map(|d| (d, c.state));
-        let _waiter = Outcome {
+        let waiter = Outcome {
             alloc: &self.alloc,
             stats: None,
             main: &node.ipc.main,
         }
         .complete(task, sent.generation, rc, msg, del);
+        if waiter != 0 {
+            // A subtask: its parent coroutine waits on a worker's thread.
+            wake_from_outside(&node.workers(), &node.ipc.queue, waiter);
+        }
     }
 }

@@ -23,7 +23,7 @@ use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
 use chimaera_kv_runtime::KvClient;
-use chimaera_mod_name_runtime::{EchoTask, LocateTask};
+use chimaera_mod_name_runtime::{EchoTask, FanOutTask, LocateTask, TARGET_MOD_NAME_SPREAD};
 use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
 use support::{Watchdog, assert_no_process_left, wait_until};
 
@@ -105,6 +105,27 @@ fn pools_over_three_nodes() {
         }
     }
     assert_eq!(locate(&clients[2], id, DomainQuery::local()), Ok((3, 2)));
+    // A handler's subtasks to containers on every node (FanOut from node 1's
+    // container 0, echo v to container v % 5): each parent is woken when
+    // its remote subtasks' replies come.
+    for n in [1u32, 10] {
+        let sum = clients[0]
+            .submit(
+                FanOutTask::new(
+                    id,
+                    DomainQuery::global_id(0),
+                    id,
+                    TARGET_MOD_NAME_SPREAD,
+                    n,
+                    0,
+                ),
+                chi_sdk::queue::Priority::LowLatency,
+            )
+            .expect("submit FanOut")
+            .wait_with(|t| t.sum)
+            .expect("FanOut over the cluster");
+        assert_eq!(sum, u64::from(n) * u64::from(n + 1) / 2);
+    }
     // Many tasks to other nodes at once share frames, and all come back.
     let pending: Vec<_> = (0..200u64)
         .map(|v| {

@@ -8,10 +8,11 @@
 //! completes it. Methods of [`Worker`] (another `impl` block), off the fast
 //! path (only pools over the cluster get here).
 //!
-//! Not yet: a subtask submitted by a handler to a container on another node
-//! (its parent coroutine waits on this node's workers, which the peer thread
-//! cannot wake) fails with an error saying so; so does a task sent from a
-//! node that holds no container of its pool.
+//! A subtask of a handler goes out the same way; its parent coroutine is
+//! woken through its worker's mailbox when the reply completes it.
+//!
+//! Not yet: a task sent from a node that holds no container of its pool
+//! fails with an error saying so.
 
 use chi_sdk::task::{TaskHeader, code};
 
@@ -49,13 +50,6 @@ impl Worker {
                 h.dom_query, pool.id
             ));
         };
-        if h.task_node.waiter != 0 {
-            return Err(format!(
-                "container {} of {} is on node {}: a subtask of a handler cannot go to another \
-                 node yet; have the client submit it to node {}",
-                to.container.0, pool.id, to.node.0, to.node.0
-            ));
-        }
         let container = pool.containers.first().cloned().ok_or_else(|| {
             format!(
                 "container {} of {} is on node {}, and this node ({}) holds no container of the \

@@ -88,6 +88,10 @@ pub const TARGET_MOD_NAME: u32 = 1;
 /// and the echoes go one at a time: each is submitted once the one before
 /// it answered (a subtask round trip each).
 pub const TARGET_MOD_NAME_ONE_BY_ONE: u32 = 2;
+/// [`FanOutTask::target_kind`]: the target is a `chimaera_mod_name` pool,
+/// and echo `v` goes to the container of `DomainQuery::global_hash(v)`
+/// (over a pool of the cluster: containers on other nodes too).
+pub const TARGET_MOD_NAME_SPREAD: u32 = 3;
 
 /// Submits `n` Echo subtasks, of values `1..=n`, to pool `target`, waits for
 /// them all and sums their answers.

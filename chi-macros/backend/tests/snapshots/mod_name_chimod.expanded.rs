@@ -212,6 +212,21 @@ impl ModNameContainer {
                     sum += r.map_err(|e| Failure::failed(e.to_string()))?;
                 }
             }
+            TARGET_MOD_NAME_SPREAD => {
+                let mut set = PendingSet::new(client);
+                for v in 1..=u64::from(task.n) {
+                    let mut target = ModNameClient::from(task.target);
+                    target.query = chi_sdk::types::DomainQuery::global_hash(v as u32);
+                    set.push(
+                        target
+                            .async_echo(client, v)
+                            .map_err(|e| Failure::failed(e.to_string()))?,
+                    );
+                }
+                for r in set.wait_all_with(|t| t.reply) {
+                    sum += r.map_err(|e| Failure::failed(e.to_string()))?;
+                }
+            }
             other => {
                 return Err(Failure::bad_task(format!("unknown target_kind {other}")));
             }
