@@ -27,6 +27,10 @@
 //! mailbox). A reply that does not load, and an error in place of a reply
 //! (node down, timeout), fail the task with a message naming the node.
 //!
+//! A broadcast ([`crate::remote::Bcast`]) completes its task once every
+//! replica has answered: with the first success's outputs, or failed with
+//! the first failure if any replica failed.
+//!
 //! All of it runs on the peer thread; the host is not shared.
 
 use std::cell::RefCell;
@@ -38,10 +42,10 @@ use chi_sdk::types::DomainQuery;
 
 use crate::cluster::pools::{Outgoing, PoolHost, PoolSpec};
 use crate::pool::Container;
-use crate::remote::Sent;
 use crate::remote::codec::{self, Half};
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
+use crate::remote::{Bcast, Sent};
 use crate::state::NodeState;
 use crate::worker::outcome::Outcome;
 use crate::worker::sched::wake_from_outside;
@@ -246,6 +250,14 @@ impl PoolHost for ShareHost {
         let Some(node) = self.node.upgrade() else {
             return;
         };
+        let outcome = match &sent.bcast {
+            None => outcome,
+            Some(b) => match gather(b, outcome) {
+                Some(o) => o,
+                // Replicas still out.
+                None => return,
+            },
+        };
         let task = sent.task as *mut TaskHeader;
         // SAFETY: the block stays mapped (the main segment lives as long as
         // the runtime); only read, to see whether it still holds our task.
@@ -278,4 +290,46 @@ impl PoolHost for ShareHost {
             wake_from_outside(&node.workers(), &node.ipc.queue, waiter);
         }
     }
+}
+
+/// Adds one replica's outcome to broadcast `b`; the task's outcome once
+/// it was the last: the first success, or the first failure if any
+/// replica failed.
+fn gather(b: &Bcast, outcome: Result<Reply, RemoteError>) -> Option<Result<Reply, RemoteError>> {
+    let mut s = b.state.lock().unwrap_or_else(|e| e.into_inner());
+    match outcome {
+        Ok(r) if r.result == code::OK => {
+            if s.1.is_none() {
+                s.1 = Some(r);
+            }
+        }
+        Ok(r) => {
+            if s.2.is_none() {
+                s.2 = Some(format!(
+                    "a replica of the broadcast failed ({}): {}",
+                    r.result, r.message
+                ));
+            }
+        }
+        Err(e) => {
+            if s.2.is_none() {
+                s.2 = Some(format!("a replica of the broadcast failed: {e}"));
+            }
+        }
+    }
+    s.0 = s.0.saturating_sub(1);
+    if s.0 > 0 {
+        return None;
+    }
+    let failed = |message: String| Reply {
+        id: 0,
+        result: code::FAILED,
+        message,
+        body: Vec::new(),
+    };
+    Some(Ok(match (s.2.take(), s.1.take()) {
+        (Some(why), _) => failed(why),
+        (None, Some(first)) => first,
+        (None, None) => failed("the broadcast had no replica".into()),
+    }))
 }

@@ -105,6 +105,13 @@ fn pools_over_three_nodes() {
         }
     }
     assert_eq!(locate(&clients[2], id, DomainQuery::local()), Ok((3, 2)));
+    // A broadcast runs on every container (local ones too) and completes
+    // with the first reply's outputs once all have answered.
+    for from in &clients {
+        let (node, g) = locate(from, id, DomainQuery::global_bcast()).expect("broadcast");
+        assert!(g < 5 && node == g % 3 + 1, "({node}, {g})");
+        assert_eq!(echo(from, id, DomainQuery::global_bcast(), 21), Ok(21));
+    }
     // A handler's subtasks to containers on every node (FanOut from node 1's
     // container 0, echo v to container v % 5): each parent is woken when
     // its remote subtasks' replies come.
@@ -221,6 +228,8 @@ fn pools_over_three_nodes() {
     let e = echo(&clients[0], id, DomainQuery::global_id(2), 1).unwrap_err();
     assert!(e.contains("node 3 went down"), "{e}");
     assert_eq!(echo(&clients[0], id, DomainQuery::global_id(1), 12), Ok(12));
+    let e = echo(&clients[0], id, DomainQuery::global_bcast(), 1).unwrap_err();
+    assert!(e.contains("replica") && e.contains("node 3"), "{e}");
 
     // The authority dies: an ask fails naming it, or (once node 1 is seen
     // down) node 2 decides it; never a hang.

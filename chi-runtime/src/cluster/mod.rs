@@ -40,8 +40,8 @@
 //!
 //! The batch kinds ([`frame::Kind::TaskBatch`], [`frame::Kind::ReplyBatch`])
 //! carry pool agreement's control records and remote tasks (run and
-//! completed by the node state's host, `crate::remote_host`). Broadcast is
-//! not done yet.
+//! completed by the node state's host, `crate::remote_host`), broadcasts
+//! included.
 
 pub mod frame;
 pub mod hosts;

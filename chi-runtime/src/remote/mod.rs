@@ -46,4 +46,18 @@ pub struct Sent {
     pub generation: u32,
     /// A container of the task's pool on this node.
     pub container: Arc<Container>,
+    /// Of a broadcast: what its replicas share (the task completes with the
+    /// last reply).
+    pub bcast: Option<Arc<Bcast>>,
+}
+
+/// A broadcast's replicas, one per container of the pool: the task
+/// completes when all have answered, with the outputs of the first reply
+/// that succeeded, or failed with the first failure (naming its node) if
+/// any replica failed. Only the peer thread touches it (the lock is for
+/// `Send`, never contended).
+#[derive(Debug, Default)]
+pub struct Bcast {
+    /// (replicas not answered yet, first success, first failure).
+    pub state: std::sync::Mutex<(usize, Option<record::Reply>, Option<String>)>,
 }

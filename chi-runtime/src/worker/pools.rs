@@ -141,16 +141,8 @@ fn cluster_container(
                 ));
             }
         },
-        Ok(Target::All(_)) => {
-            return Err((
-                code::FAILED,
-                format!(
-                    "a broadcast to {} (a pool over the cluster) is not supported yet; send one \
-                     task per container with DomainQuery::global_id",
-                    pool.id
-                ),
-            ));
-        }
+        // A broadcast: every container, through the peer thread.
+        Ok(Target::All(_)) => return Err((REMOTE, format!("a broadcast to {}", pool.id))),
         Err(e) => return Err((code::BAD_TASK, e.to_string())),
     };
     if located.node != here {

@@ -18,9 +18,11 @@ use chi_sdk::task::{TaskHeader, code};
 
 use super::Worker;
 use crate::placement::Target;
-use crate::remote::Sent;
+use std::sync::Arc;
+
 use crate::remote::codec::{Half, save};
 use crate::remote::record::Request;
+use crate::remote::{Bcast, Sent};
 
 impl Worker {
     /// Sends `task` to the node of its container, or fails it with why not.
@@ -44,12 +46,17 @@ impl Worker {
             .placement
             .as_ref()
             .ok_or_else(|| format!("{} is not a pool over the cluster", pool.id))?;
-        let Ok(Target::One(to)) = placement.resolve(h.dom_query, here) else {
-            return Err(format!(
-                "{:?} names no single container of {}",
-                h.dom_query, pool.id
-            ));
+        let targets = match placement.resolve(h.dom_query, here) {
+            Ok(Target::One(to)) => vec![to],
+            Ok(Target::All(all)) => all,
+            _ => {
+                return Err(format!(
+                    "{:?} names no container of {}",
+                    h.dom_query, pool.id
+                ));
+            }
         };
+        let to = targets[0];
         let container = pool.containers.first().cloned().ok_or_else(|| {
             format!(
                 "container {} of {} is on node {}, and this node ({}) holds no container of the \
@@ -66,19 +73,35 @@ impl Worker {
         // SAFETY: a live task of the container's module (its pool's), which
         // nobody writes while the worker holds it.
         let body = unsafe { save(&container, task, Half::In) }.map_err(|e| e.to_string())?;
-        let request = Request {
-            id: 0,
-            pool: pool.id,
-            container: to.container,
-            method: h.method,
-            flags: h.flags,
-            body,
-        };
-        let sent = Sent {
-            task: task as usize,
-            generation,
-            container,
-        };
-        link.send_task(to.node.0, request, Box::new(sent))
+        let bcast = (targets.len() > 1).then(|| {
+            Arc::new(Bcast {
+                state: std::sync::Mutex::new((targets.len(), None, None)),
+            })
+        });
+        for (i, to) in targets.iter().enumerate() {
+            let request = Request {
+                id: 0,
+                pool: pool.id,
+                container: to.container,
+                method: h.method,
+                flags: h.flags,
+                body: body.clone(),
+            };
+            let sent = Sent {
+                task: task as usize,
+                generation,
+                container: container.clone(),
+                bcast: bcast.clone(),
+            };
+            if let Err(e) = link.send_task(to.node.0, request, Box::new(sent)) {
+                if i == 0 {
+                    return Err(e);
+                }
+                // The runtime stops: the replicas sent fail with it.
+                tracing::warn!(error = %e, "a broadcast was cut short");
+                break;
+            }
+        }
+        Ok(())
     }
 }

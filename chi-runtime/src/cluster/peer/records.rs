@@ -75,13 +75,30 @@ impl PeerLoop {
 
     /// Sends the remote task `request` to `node`, or fails it at once if the
     /// node is down.
+    /// A request for this node itself (a broadcast's replica of a local
+    /// container) runs here without a frame; its reply comes out of the
+    /// host's `finished` like any other.
     pub(super) fn send_task(&mut self, node: u32, mut request: Request, back: Outgoing) {
-        if node == self.membership.me() || !self.up().contains(&node) {
+        if !self.up().contains(&node) {
             let e = RemoteError::NodeDown { node };
             return self.pools.host().complete(back, Err(e));
         }
         request.id = self.inflight.insert(node, back, Instant::now());
-        self.outbox.request(node, &request);
+        let me = self.membership.me();
+        if node != me {
+            return self.outbox.request(node, &request);
+        }
+        if let Err(message) = self.pools.host().run(me, &request)
+            && let Some(back) = self.inflight.take(request.id, me)
+        {
+            let reply = Reply {
+                id: request.id,
+                result: chi_sdk::task::code::FAILED,
+                message: format!("node {me} could not run the task: {message}"),
+                body: Vec::new(),
+            };
+            self.pools.host().complete(back, Ok(reply));
+        }
     }
 
     /// Each turn: fails the remote tasks past their time or on a node that
@@ -99,8 +116,13 @@ impl PeerLoop {
         for (back, e) in failed {
             self.pools.host().complete(back, Err(e));
         }
+        let me = self.membership.me();
         for (to, reply) in self.pools.host().finished() {
-            self.outbox.reply(to, &reply);
+            if to != me {
+                self.outbox.reply(to, &reply);
+            } else if let Some(back) = self.inflight.take(reply.id, me) {
+                self.pools.host().complete(back, Ok(reply));
+            }
         }
     }
 
