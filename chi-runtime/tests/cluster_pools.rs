@@ -3,7 +3,8 @@
 //! makes one pool on every node, each holding its round-robin share of the
 //! containers with their global ids; tasks by global id and global hash,
 //! from every node, run on their container's node (over the peer link when
-//! it is another), 200 at once too; a kv pool over the cluster stores a
+//! it is another), 200 at once too, fire-and-forget and abandoned ones
+//! freed by the sender; a kv pool over the cluster stores a
 //! 100 kB value put from node 1 on node 2 and serves it to node 3 (the
 //! bytes travel both ways); GetOrCreatePool of one name from two
 //! nodes at once makes one pool; a taken name is refused cluster-wide, and
@@ -181,6 +182,26 @@ fn pools_over_three_nodes() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("'spread' is taken"), "{e}");
+    // Fire-and-forget and abandoned remote tasks are freed by the sender's
+    // peer thread when their replies come; the node goes on serving.
+    for v in 0..50u64 {
+        let mut t = EchoTask::new(id, DomainQuery::global_id(1), v);
+        t.header.flags |= chi_sdk::task::flags::FIRE_AND_FORGET;
+        let t = clients[0].new_task(t).expect("task");
+        clients[0]
+            .enqueue(&t, chi_sdk::queue::Priority::LowLatency)
+            .expect("enqueue");
+        let abandoned = clients[0]
+            .submit(
+                EchoTask::new(id, DomainQuery::global_id(2), v),
+                chi_sdk::queue::Priority::LowLatency,
+            )
+            .expect("submit");
+        drop(abandoned);
+    }
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(1), 31), Ok(31));
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(2), 32), Ok(32));
+
     // kv over the cluster: a value put from node 1 into container 1 (node 2)
     // is read back from node 3; its bytes travel both ways.
     let kv_pool = AdminClient::new(&clients[0])
