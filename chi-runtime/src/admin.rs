@@ -19,7 +19,9 @@
 //! `SHUTDOWN`.
 
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::TryRecvError;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use chi_sdk::abi::RunCtx;
 use chi_sdk::admin::{
@@ -31,6 +33,7 @@ use chi_sdk::shm::ShmString;
 use chi_sdk::task::{Failure, code};
 use chi_sdk::types::PoolId;
 
+use crate::cluster::pools::{MAX_CONTAINERS, PoolAsk, PoolSpec};
 use crate::module::Builtin;
 use crate::state::NodeState;
 
@@ -64,6 +67,35 @@ pub fn builtin(node: Weak<NodeState>) -> Builtin {
     }
 }
 
+/// A pool over a cluster of one: every container on this node.
+fn alone(node: &NodeState, ask: PoolAsk) -> Result<PoolId, String> {
+    if let Some(p) = node.pools.by_name(&ask.name) {
+        if ask.get_or_create && p.module == ask.module && p.placement.is_some() {
+            return Ok(p.id);
+        }
+        return Err(format!(
+            "pool name '{}' is taken by a pool of module '{}'; choose another name",
+            ask.name, p.module
+        ));
+    }
+    if ask.containers > MAX_CONTAINERS {
+        return Err(format!(
+            "a pool over the cluster needs 1 to {MAX_CONTAINERS} containers (asked: {})",
+            ask.containers
+        ));
+    }
+    let id = node.pools.free_cluster_id();
+    let spec = PoolSpec {
+        id: id.0,
+        module: ask.module,
+        name: ask.name,
+        args: ask.args,
+        nodes: vec![node.node_id; ask.containers as usize],
+    };
+    node.create_share(&spec).map_err(|e| format!("{e:#}"))?;
+    Ok(id)
+}
+
 fn text(s: &ShmString, what: &str) -> Result<String, Failure> {
     s.to_str()
         .map(str::to_owned)
@@ -82,6 +114,7 @@ impl Admin {
             .ok_or_else(|| Failure::new(code::SHUTDOWN, "the runtime is stopping"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn make_pool(
         &self,
         module: &ShmString,
@@ -89,6 +122,8 @@ impl Admin {
         args: &ShmString,
         requested: PoolId,
         get_or_create: bool,
+        containers: u32,
+        ctx: &mut RunCtx,
     ) -> Result<PoolId, Failure> {
         let shared = self.runtime()?;
         let module = text(module, "module name")?;
@@ -100,9 +135,57 @@ impl Admin {
                 "a pool needs a module name and a pool name",
             ));
         }
+        if containers > 0 {
+            drop(shared);
+            let ask = PoolAsk {
+                module,
+                name,
+                args,
+                containers,
+                get_or_create,
+            };
+            return self.cluster_pool(ask, ctx);
+        }
         shared
             .create_pool(&module, &name, &args, requested, get_or_create)
             .map_err(|e| Failure::new(code::CREATE_FAILED, format!("{e:#}")))
+    }
+
+    /// A pool over the cluster ([`crate::cluster::pools`]): the peer thread
+    /// agrees on it with the other nodes while this task sleeps, 1 ms at a
+    /// time, without holding its worker. A runtime without peers makes it
+    /// alone, all containers here.
+    fn cluster_pool(&self, ask: PoolAsk, ctx: &mut RunCtx) -> Result<PoolId, Failure> {
+        let failed = |m: String| Failure::new(code::CREATE_FAILED, m);
+        let (asker, limit) = {
+            let node = self.runtime()?;
+            let Some(asker) = node.pool_asker.get().cloned() else {
+                return alone(&node, ask).map_err(failed);
+            };
+            (
+                asker,
+                node.config.cluster.task_timeout * 2 + Duration::from_secs(1),
+            )
+        };
+        let answer = asker.ask(ask).map_err(failed)?;
+        let until = Instant::now() + limit;
+        let spec = loop {
+            match answer.try_recv() {
+                Ok(a) => break a.map_err(failed)?,
+                Err(TryRecvError::Disconnected) => {
+                    return Err(failed(
+                        "the runtime is stopping; its peer link is closed".into(),
+                    ));
+                }
+                Err(TryRecvError::Empty) if Instant::now() >= until => {
+                    return Err(failed(format!(
+                        "no answer from the peer link within {limit:?}; see the runtime's log"
+                    )));
+                }
+                Err(TryRecvError::Empty) => ctx.sleep(Duration::from_millis(1)),
+            }
+        };
+        Ok(PoolId(spec.id))
     }
 }
 
@@ -116,13 +199,15 @@ impl Admin {
     }
 
     /// kCreatePool.
-    fn create_pool(&self, task: &mut CreatePoolTask, _ctx: &mut RunCtx) -> Result<(), Failure> {
+    fn create_pool(&self, task: &mut CreatePoolTask, ctx: &mut RunCtx) -> Result<(), Failure> {
         task.pool_id = self.make_pool(
             &task.module,
             &task.pool_name,
             &task.args,
             task.pool_id,
             false,
+            task.containers,
+            ctx,
         )?;
         Ok(())
     }
@@ -131,7 +216,7 @@ impl Admin {
     fn get_or_create_pool(
         &self,
         task: &mut GetOrCreatePoolTask,
-        _ctx: &mut RunCtx,
+        ctx: &mut RunCtx,
     ) -> Result<(), Failure> {
         task.pool_id = self.make_pool(
             &task.module,
@@ -139,6 +224,8 @@ impl Admin {
             &task.args,
             PoolId::NULL,
             true,
+            task.containers,
+            ctx,
         )?;
         Ok(())
     }
@@ -152,6 +239,18 @@ impl Admin {
             ));
         }
         let node = self.runtime()?;
+        if task.pool_id.0 >= chi_sdk::admin::GLOBAL_POOL_BASE && node.pool_asker.get().is_some() {
+            // The other nodes and the authority would keep it: destroying a
+            // pool over the cluster is not agreed yet.
+            return Err(Failure::new(
+                code::FAILED,
+                format!(
+                    "{} is a pool over the cluster; destroying it is not supported yet (it \
+                     lives until the runtimes stop)",
+                    task.pool_id
+                ),
+            ));
+        }
         node.pools
             .destroy(task.pool_id)
             .map_err(|e| Failure::new(code::NO_POOL, e.to_string()))?;

@@ -42,6 +42,7 @@ pub mod ratelimit;
 pub mod reaper;
 pub mod reinforcement;
 pub mod remote;
+pub mod remote_host;
 pub mod runtime;
 pub mod services;
 pub mod state;

@@ -23,6 +23,7 @@ use chi_sdk::abi::{ContainerInfo, ErrorBuf, LaneId, LocalQueueInfo, fixed_str, l
 use chi_sdk::types::{ContainerId, NodeId, PoolId};
 
 use crate::module::LoadedModule;
+use crate::placement::Placement;
 use crate::services::QueueBuilder;
 
 /// A container of a pool on this node: a module's state.
@@ -102,16 +103,20 @@ pub struct Pool {
     pub id: PoolId,
     /// Name.
     pub name: String,
-    /// Containers on this node.
+    /// The module's library name.
+    pub module: String,
+    /// Containers on this node (of a pool over the cluster: this node's
+    /// share, each with its global id).
     pub containers: Vec<Arc<Container>>,
+    /// Of a pool over the cluster: the node of each container. `None`: a
+    /// pool of this node (one container, id 0), resolved on the fast path.
+    pub placement: Option<Arc<Placement>>,
 }
 
 impl Pool {
     /// The module's library name.
     pub fn module_name(&self) -> &str {
-        self.containers
-            .first()
-            .map_or("", |c| c.module.name.as_str())
+        &self.module
     }
 }
 
@@ -137,6 +142,22 @@ pub enum PoolError {
     /// The id is reserved.
     #[error("pool id {0} is reserved; use 0 (any) or an id from 2 up")]
     Reserved(u64),
+    /// The cluster agreed on another id for the name, or on another name
+    /// for the id (the nodes' pool tables disagree).
+    #[error(
+        "pool '{name}' (id {id}) of the cluster conflicts with this node's pool '{existing}' \
+         (id {existing_id}); destroy the local pool or choose another name"
+    )]
+    Conflict {
+        /// Name.
+        name: String,
+        /// The cluster's id.
+        id: u64,
+        /// The local pool's name.
+        existing: String,
+        /// Its id.
+        existing_id: u64,
+    },
     /// No such pool.
     #[error("no pool {0} on this node")]
     NoPool(u64),
@@ -185,6 +206,11 @@ impl PoolManager {
             }),
             generation: AtomicU64::new(1),
         }
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.node
     }
 
     /// Changes each time a pool is created or destroyed.
@@ -265,10 +291,87 @@ impl PoolManager {
         } else {
             requested
         };
+        let container = self.make_container(&module, id, ContainerId(0), name, args)?;
+        let pool = Arc::new(Pool {
+            id,
+            name: name.to_owned(),
+            module: module.name.clone(),
+            containers: vec![container],
+            placement: None,
+        });
+        t.by_id.insert(id, pool);
+        t.by_name.insert(name.to_owned(), id);
+        self.generation.fetch_add(1, Ordering::Release);
+        tracing::info!(pool = %id, name, "pool created");
+        Ok(id)
+    }
+
+    /// Creates this node's share of pool `name` over the cluster: the
+    /// containers `placement` puts on this node (maybe none: the pool is
+    /// then known here, its tasks go elsewhere), with their global ids.
+    /// Idempotent: the same pool again is `Ok`.
+    pub fn create_share(
+        &self,
+        module: Arc<LoadedModule>,
+        id: PoolId,
+        name: &str,
+        args: &str,
+        placement: Placement,
+    ) -> Result<(), PoolError> {
+        let mut t = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(&existing) = t.by_name.get(name) {
+            if existing == id {
+                return Ok(());
+            }
+            return Err(PoolError::Conflict {
+                name: name.to_owned(),
+                id: id.0,
+                existing: name.to_owned(),
+                existing_id: existing.0,
+            });
+        }
+        if let Some(p) = t.by_id.get(&id) {
+            return Err(PoolError::Conflict {
+                name: name.to_owned(),
+                id: id.0,
+                existing: p.name.clone(),
+                existing_id: id.0,
+            });
+        }
+        let mut containers = Vec::new();
+        for g in placement.on(self.node) {
+            // A failure drops the containers made so far (their Drop
+            // destroys them).
+            containers.push(self.make_container(&module, id, g, name, args)?);
+        }
+        let here = containers.len();
+        let pool = Arc::new(Pool {
+            id,
+            name: name.to_owned(),
+            module: module.name.clone(),
+            containers,
+            placement: Some(Arc::new(placement)),
+        });
+        t.by_id.insert(id, pool);
+        t.by_name.insert(name.to_owned(), id);
+        self.generation.fetch_add(1, Ordering::Release);
+        tracing::info!(pool = %id, name, containers_here = here, "pool of the cluster created");
+        Ok(())
+    }
+
+    /// Container `cid` of pool `id`, made by `module`.
+    fn make_container(
+        &self,
+        module: &Arc<LoadedModule>,
+        id: PoolId,
+        cid: ContainerId,
+        name: &str,
+        args: &str,
+    ) -> Result<Arc<Container>, PoolError> {
         let mut queues = QueueBuilder::default();
         let info = ContainerInfo {
             pool_id: id,
-            container_id: ContainerId(0),
+            container_id: cid,
             node_id: self.node,
             pool_name: fixed_str(name),
             runtime: &mut queues as *mut QueueBuilder as *mut c_void,
@@ -282,24 +385,26 @@ impl PoolManager {
                 message: err.as_str().to_owned(),
             });
         }
-        let container = Arc::new(Container {
-            id: ContainerId(0),
-            module,
+        Ok(Arc::new(Container {
+            id: cid,
+            module: module.clone(),
             state,
             queues: queues.queues,
             stack_size: queues.stack_size.unwrap_or(0),
             retired: std::sync::atomic::AtomicBool::new(false),
-        });
-        let pool = Arc::new(Pool {
-            id,
-            name: name.to_owned(),
-            containers: vec![container],
-        });
-        t.by_id.insert(id, pool);
-        t.by_name.insert(name.to_owned(), id);
-        self.generation.fetch_add(1, Ordering::Release);
-        tracing::info!(pool = %id, name, "pool created");
-        Ok(id)
+        }))
+    }
+
+    /// The lowest id from [`chi_sdk::admin::GLOBAL_POOL_BASE`] up that no
+    /// pool of this node has (a runtime without peers numbers its pools
+    /// over the cluster itself).
+    pub fn free_cluster_id(&self) -> PoolId {
+        let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
+        let mut id = chi_sdk::admin::GLOBAL_POOL_BASE;
+        while t.by_id.contains_key(&PoolId(id)) {
+            id += 1;
+        }
+        PoolId(id)
     }
 
     /// Removes pool `id`; its containers are destroyed when the last task using

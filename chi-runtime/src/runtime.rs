@@ -335,13 +335,13 @@ impl Runtime {
                 });
                 let settings = PeerSettings {
                     heartbeat: shared.config.cluster.heartbeat,
+                    task_timeout: shared.config.cluster.task_timeout,
                 };
-                Some(Cluster::start(
-                    Box::new(peers),
-                    membership,
-                    settings,
-                    report,
-                )?)
+                let host = Box::new(crate::remote_host::ShareHost::new(&shared)?);
+                let c =
+                    Cluster::start_with_pools(Box::new(peers), membership, settings, report, host)?;
+                let _ = shared.pool_asker.set(c.pool_asker());
+                Some(c)
             }
             None => None,
         };

@@ -49,6 +49,7 @@ use chi_sdk::types::{NodeId, PoolId};
 
 use crate::clients::ClientRegistry;
 use crate::cluster::membership::Membership;
+use crate::cluster::pools::PoolSpec;
 use crate::config::Config;
 use crate::ipc::Ipc;
 use crate::module::{Builtin, ModuleManager};
@@ -142,6 +143,9 @@ pub struct NodeState {
     /// [`PeerEvent`](crate::cluster::membership::PeerEvent)s. Unset without a
     /// hostfile of more than one host: the report lists this node alone.
     pub membership: std::sync::OnceLock<Arc<Membership>>,
+    /// Asks the peer thread for pools over the cluster; unset without a
+    /// peer link (a runtime alone makes such pools by itself).
+    pub pool_asker: std::sync::OnceLock<crate::cluster::peer::PoolAsker>,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
@@ -193,6 +197,7 @@ impl NodeState {
             reinforcement_cpus: std::sync::OnceLock::new(),
             supervisor_cpus: std::sync::OnceLock::new(),
             membership: std::sync::OnceLock::new(),
+            pool_asker: std::sync::OnceLock::new(),
             _claim: claim,
         })
     }
@@ -244,6 +249,16 @@ impl NodeState {
     ) -> Result<PoolId> {
         let m = self.modules.get(module)?;
         Ok(self.pools.create(m, name, args, id, goc)?)
+    }
+
+    /// Creates this node's share of the pool over the cluster `spec`
+    /// (idempotent; see [`crate::cluster::pools`]).
+    pub fn create_share(&self, spec: &PoolSpec) -> Result<()> {
+        let m = self.modules.get(&spec.module)?;
+        let placement = spec.placement().map_err(anyhow::Error::msg)?;
+        Ok(self
+            .pools
+            .create_share(m, PoolId(spec.id), &spec.name, &spec.args, placement)?)
     }
 
     /// The status report.

@@ -114,13 +114,13 @@ const TARGETS: &[Target] = &[
     target!(
         "create_pool",
         CreatePoolTask,
-        [Str, Str, Str, Fixed(8)],
+        [Str, Str, Str, Fixed(8), Fixed(4)],
         [Fixed(8)]
     ),
     target!(
         "get_or_create_pool",
         GetOrCreatePoolTask,
-        [Str, Str, Str],
+        [Str, Str, Str, Fixed(4)],
         [Fixed(8)]
     ),
     target!("destroy_pool", DestroyPoolTask, [Fixed(8)], []),

@@ -10,6 +10,11 @@ use crate::types::{DomainQuery, PoolId};
 /// The admin module's library name.
 pub const ADMIN_LIB_NAME: &str = "chimaera_admin";
 
+/// Pools over the cluster have ids from here up (chosen by the cluster's
+/// authority, node of lowest id that is up), so they never collide with the
+/// ids each node gives its own pools.
+pub const GLOBAL_POOL_BASE: u64 = 1 << 32;
+
 /// Method ids of the admin module, generated from its `chimaera_mod.yaml`
 /// (beside this file) as every module's are: one constant per supported method
 /// (`CREATE_POOL` for `kCreatePool`…) and [`ALL`](method::ALL). The container,
@@ -79,6 +84,12 @@ pub struct CreatePoolTask {
     /// In: the requested id (0 = any). Out: the pool's id.
     #[inout]
     pub pool_id: PoolId,
+    /// 0: a pool of this node (one container, the id as requested). `n` ≥ 1:
+    /// a pool over the cluster, `n` containers dealt round robin over the
+    /// nodes that are up, with a cluster-wide id (the requested id is
+    /// ignored; see [`GLOBAL_POOL_BASE`]).
+    #[input]
+    pub containers: u32,
 }
 
 impl CreatePoolTask {
@@ -97,6 +108,7 @@ impl CreatePoolTask {
             ShmString::from_str(alloc, pool_name)?,
             ShmString::from_str(alloc, args)?,
             requested,
+            0,
         ))
     }
 }
@@ -117,6 +129,10 @@ pub struct GetOrCreatePoolTask {
     /// Module-specific creation arguments ([`PoolParams::to_args`]).
     #[input]
     pub args: ShmString,
+    /// 0: a pool of this node; `n` ≥ 1: a pool of `n` containers over the
+    /// cluster (as [`CreatePoolTask::containers`]).
+    #[input]
+    pub containers: u32,
     /// The pool's id.
     #[output]
     pub pool_id: PoolId,
@@ -136,6 +152,7 @@ impl GetOrCreatePoolTask {
             ShmString::from_str(alloc, module)?,
             ShmString::from_str(alloc, pool_name)?,
             ShmString::from_str(alloc, args)?,
+            0,
         ))
     }
 
@@ -334,6 +351,46 @@ impl<'a> AdminClient<'a> {
     ) -> Result<Pending<'a, CreatePoolTask>, CallError> {
         let t = CreatePoolTask::new(self.client.main_allocator(), module, name, args, id)?;
         self.client.submit(t, Priority::LowLatency)
+    }
+
+    /// Creates pool `name` of `module` over the cluster: `containers` (≥ 1)
+    /// containers dealt round robin over the nodes that are up, with one
+    /// cluster-wide id; fails if the name is taken anywhere in the cluster.
+    pub fn create_cluster_pool(
+        &self,
+        module: &str,
+        name: &str,
+        args: &str,
+        containers: u32,
+    ) -> Result<PoolId, CallError> {
+        let mut t = CreatePoolTask::new(
+            self.client.main_allocator(),
+            module,
+            name,
+            args,
+            PoolId::NULL,
+        )?;
+        t.containers = containers;
+        self.client
+            .submit(t, Priority::LowLatency)?
+            .wait_with(|t| t.pool_id)
+    }
+
+    /// Returns pool `name` of the cluster, creating it from `module` with
+    /// `containers` (≥ 1) containers over the nodes that are up if no node
+    /// has created it: two nodes asking at once get the same pool.
+    pub fn get_or_create_cluster_pool(
+        &self,
+        module: &str,
+        name: &str,
+        args: &str,
+        containers: u32,
+    ) -> Result<PoolId, CallError> {
+        let mut t = GetOrCreatePoolTask::new(self.client.main_allocator(), module, name, args)?;
+        t.containers = containers;
+        self.client
+            .submit(t, Priority::LowLatency)?
+            .wait_with(|t| t.pool_id)
     }
 
     /// Submits a DestroyPool.

@@ -20,7 +20,10 @@
 //!   [`membership::PeerEvent`]s ("node N went down", "node N came back as a
 //!   new incarnation") that later code subscribes to;
 //! * [`peer`]: the thread that sends heartbeats, marks silent peers down,
-//!   and fetches another node's status for `chi-runtime status --node N`.
+//!   fetches another node's status for `chi-runtime status --node N`, and
+//!   carries the batches of request and reply records ([`outbox`]);
+//! * [`pools`]: pools over the cluster: the authority (lowest node id up)
+//!   picks a pool's id and placement and every node creates its share.
 //!
 //! # Trust
 //!
@@ -29,19 +32,23 @@
 //! is refused with a log line (rate-limited) and counted
 //! (`peer_frames_refused` in `status`); it never stops or corrupts the
 //! runtime. Frames carry no key: any process on a hostfile host can send
-//! them, which is why, for now, they carry nothing but liveness and status
-//! (see the README's "Trust model").
+//! them, and they now create pools over the cluster and run tasks on their
+//! containers (never on the admin pool or a node's own pools): the hostfile
+//! hosts must be trusted as a whole (see the README's "Trust model").
 //!
-//! # Not yet
+//! # Remote records
 //!
-//! Remote tasks will travel in the reserved batch kinds
-//! ([`frame::Kind::TaskBatch`], [`frame::Kind::ReplyBatch`]); this module
-//! only decodes and drops them.
+//! The batch kinds ([`frame::Kind::TaskBatch`], [`frame::Kind::ReplyBatch`])
+//! carry pool agreement's control records and remote tasks (run and
+//! completed by the node state's host, `crate::remote_host`), broadcasts
+//! included.
 
 pub mod frame;
 pub mod hosts;
 pub mod membership;
+pub mod outbox;
 pub mod peer;
+pub mod pools;
 pub mod transport;
 pub mod zmq_peer;
 

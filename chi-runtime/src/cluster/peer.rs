@@ -7,13 +7,18 @@
 //!    never block: a frame for a peer that is not connected is dropped);
 //! 2. mark down the peers silent for longer than `cluster.peer_timeout`
 //!    ([`Membership::expire`]) and fail the status requests past their time;
-//! 3. take the requests of the control loop ([`Cluster::node_status`]);
+//! 3. take the requests of the control loop ([`Cluster::node_status`]) and
+//!    of the admin containers ([`PoolAsker::ask`], pools over the cluster,
+//!    [`super::pools`]), and fail pool asks past `cluster.task_timeout` or
+//!    waiting on a node that went down;
 //! 4. wait for a frame until the next heartbeat is due (at most
 //!    [`MAX_WAIT`], so that a stop or a request is seen soon), decode it
 //!    ([`Frame::decode`]: a refused frame is counted and logged, rate-limited)
 //!    and act on it.
 //!
-//! It sleeps in the transport's poll between these steps: no busy loop. To a
+//! Records decided while handling frames and commands go into an
+//! [`Outbox`] that is sent after each step, one batch frame per node and
+//! kind. It sleeps in the transport's poll between these steps: no busy loop. To a
 //! peer it has not heard from (unknown or down) it sends `Hello` instead of
 //! `Heartbeat`; the peer answers a `Hello` at once with a heartbeat, so both
 //! sides see each other up as soon as the connection carries its first frame
@@ -33,8 +38,12 @@ use super::frame::{
     encode_status_request,
 };
 use super::membership::{Membership, PeerState};
+use super::outbox::Outbox;
+use super::pools::{GlobalPools, NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, Waiter};
 use super::transport::PeerTransport;
 use crate::ratelimit::RateLimit;
+use crate::remote::inflight::InFlight;
+use crate::remote::record::Request;
 
 /// The peer thread runs ([`Cluster::stop`] word).
 const RUN: u8 = 0;
@@ -48,7 +57,6 @@ pub const MAX_WAIT: Duration = Duration::from_millis(50);
 
 static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
 static SOCKET_ERROR: RateLimit = RateLimit::new(Duration::from_secs(10));
-static NOT_YET: RateLimit = RateLimit::new(Duration::from_secs(60));
 
 /// Why another node's status could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -109,6 +117,15 @@ enum Command {
         timeout: Duration,
         reply: SyncSender<StatusAnswer>,
     },
+    Pool {
+        ask: PoolAsk,
+        reply: SyncSender<PoolAnswer>,
+    },
+    Task {
+        node: u32,
+        request: Request,
+        back: Outgoing,
+    },
 }
 
 /// Settings of the peer thread.
@@ -116,6 +133,41 @@ enum Command {
 pub struct PeerSettings {
     /// Between two heartbeats.
     pub heartbeat: Duration,
+    /// Longest wait for another node's answer (`cluster.task_timeout`).
+    pub task_timeout: Duration,
+}
+
+/// Asks the peer thread for pools over the cluster.
+#[derive(Debug, Clone)]
+pub struct PoolAsker {
+    commands: Sender<Command>,
+}
+
+impl PoolAsker {
+    /// Hands `ask` to the peer thread; the answer arrives on the returned
+    /// receiver (within `cluster.task_timeout`, or as an error when the
+    /// runtime stops).
+    pub fn ask(&self, ask: PoolAsk) -> Result<Receiver<PoolAnswer>, String> {
+        let (reply, answer) = sync_channel(1);
+        self.commands
+            .send(Command::Pool { ask, reply })
+            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
+        Ok(answer)
+    }
+
+    /// Hands the remote task `request` for node `node` to the peer thread,
+    /// which gives it its id, batches it and completes `back` through the
+    /// host's [`PoolHost::complete`] with the reply, or with an error
+    /// naming the node (down, or silent past `cluster.task_timeout`).
+    pub fn send_task(&self, node: u32, request: Request, back: Outgoing) -> Result<(), String> {
+        self.commands
+            .send(Command::Task {
+                node,
+                request,
+                back,
+            })
+            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())
+    }
 }
 
 /// A running peer link: the membership table and the peer thread.
@@ -137,12 +189,25 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// Starts the peer thread over `transport`; `report` makes this node's
-    /// status report (JSON) for peers that ask.
+    /// status report (JSON) for peers that ask. It hosts no pools over the
+    /// cluster ([`Cluster::start_with_pools`] does).
     pub fn start(
         transport: Box<dyn PeerTransport>,
         membership: Arc<Membership>,
         settings: PeerSettings,
         report: Box<dyn Fn() -> Vec<u8> + Send>,
+    ) -> std::io::Result<Cluster> {
+        Cluster::start_with_pools(transport, membership, settings, report, Box::new(NoPools))
+    }
+
+    /// As [`Cluster::start`], with `host` creating this node's share of the
+    /// pools over the cluster ([`super::pools`]).
+    pub fn start_with_pools(
+        transport: Box<dyn PeerTransport>,
+        membership: Arc<Membership>,
+        settings: PeerSettings,
+        report: Box<dyn Fn() -> Vec<u8> + Send>,
+        host: Box<dyn PoolHost>,
     ) -> std::io::Result<Cluster> {
         let (tx, rx) = channel();
         let stop = Arc::new(AtomicU8::new(RUN));
@@ -156,6 +221,9 @@ impl Cluster {
             pending: HashMap::new(),
             next_request: 1,
             stop: stop.clone(),
+            pools: GlobalPools::new(membership.me(), settings.task_timeout, host),
+            inflight: InFlight::new(settings.task_timeout),
+            outbox: Outbox::default(),
         };
         let thread = std::thread::Builder::new()
             .name("chi-peers".into())
@@ -200,6 +268,14 @@ impl Cluster {
         answer
             .recv_timeout(timeout + MAX_WAIT * 4)
             .unwrap_or(Err(NodeStatusError::Timeout { node, timeout }))
+    }
+
+    /// A handle that asks for pools over the cluster
+    /// ([`PoolAsker::ask`]), for the admin containers.
+    pub fn pool_asker(&self) -> PoolAsker {
+        PoolAsker {
+            commands: self.commands.clone(),
+        }
     }
 
     /// Says goodbye to the peers and stops the peer thread.
@@ -248,6 +324,9 @@ struct PeerLoop {
     pending: HashMap<u64, Pending>,
     next_request: u64,
     stop: Arc<AtomicU8>,
+    pools: GlobalPools,
+    outbox: Outbox,
+    inflight: InFlight<Outgoing>,
 }
 
 impl PeerLoop {
@@ -305,12 +384,20 @@ impl PeerLoop {
             }
             self.membership.expire(now);
             self.expire_requests(now);
+            let m = self.membership.clone();
+            let down = move |n: u32| matches!(m.state_of(n), Some((PeerState::Down, _)));
+            self.pools.expire(now, &down, &mut self.outbox);
             self.take_commands();
+            self.remote_turn(now);
+            self.flush_outbox();
             let wait = next_beat
                 .saturating_duration_since(Instant::now())
-                .min(MAX_WAIT);
+                .min(self.max_wait());
             match self.transport.recv(wait) {
-                Ok(Some(r)) => self.handle(&r.bytes, r.from),
+                Ok(Some(r)) => {
+                    self.handle(&r.bytes, r.from);
+                    self.flush_outbox();
+                }
                 Ok(None) => {}
                 Err(e) => {
                     if let Some(suppressed) = SOCKET_ERROR.allow() {
@@ -325,6 +412,11 @@ impl PeerLoop {
         if self.stop.load(Ordering::Acquire) == VANISH {
             return;
         }
+        self.pools.stop(&mut self.outbox);
+        for (back, e) in self.inflight.drain() {
+            self.pools.host().complete(back, Err(e));
+        }
+        self.flush_outbox();
         self.broadcast(Kind::Goodbye);
         for (_, p) in self.pending.drain() {
             let _ = p.reply.try_send(Err(NodeStatusError::Stopped));
@@ -353,6 +445,16 @@ impl PeerLoop {
                         },
                     );
                     self.send(node, Kind::StatusRequest, &encode_status_request(id));
+                }
+                Ok(Command::Task {
+                    node,
+                    request,
+                    back,
+                }) => self.send_task(node, request, back),
+                Ok(Command::Pool { ask, reply }) => {
+                    let up = self.up();
+                    self.pools
+                        .ask(ask, Waiter::Local(reply), &up, &mut self.outbox);
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
@@ -454,13 +556,8 @@ impl PeerLoop {
             Kind::TaskBatch | Kind::ReplyBatch => match decode_batch(f.kind, f.payload) {
                 Ok(records) => {
                     self.membership.heard(from, inc, Instant::now());
-                    if let Some(suppressed) = NOT_YET.allow() {
-                        tracing::warn!(
-                            from,
-                            records = records.len(),
-                            suppressed,
-                            "dropped a batch of remote tasks: this runtime does not run remote tasks yet"
-                        );
+                    for r in records {
+                        self.record(from, f.kind, r);
                     }
                 }
                 Err(e) => self.refuse(&e.to_string(), bytes.len()),
@@ -483,3 +580,5 @@ impl PeerLoop {
         }
     }
 }
+
+mod records;

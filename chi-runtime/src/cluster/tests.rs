@@ -110,6 +110,7 @@ fn node(net: &dyn Net, id: u32, incarnation: u64) -> Cluster {
         m,
         PeerSettings {
             heartbeat: Duration::from_millis(20),
+            task_timeout: Duration::from_secs(5),
         },
         report,
     )

@@ -51,6 +51,9 @@ pub const RESERVED_POOL_IDS: [u64; 2] = [0, 1];
 /// Accepted `cluster.heartbeat`s.
 pub const HEARTBEAT_RANGE: (Duration, Duration) =
     (Duration::from_millis(10), Duration::from_secs(60));
+/// Accepted `cluster.task_timeout`s.
+pub const TASK_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(24 * 3600));
 /// Accepted `cluster.peer_timeout`s (and at least twice the heartbeat).
 pub const PEER_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(50), Duration::from_secs(3600));

@@ -209,6 +209,10 @@ pub struct ClusterConfig {
     pub heartbeat: Duration,
     /// A peer silent for longer is marked down.
     pub peer_timeout: Duration,
+    /// Longest wait for another node's answer (a remote task, or a pool
+    /// over the cluster being created); past it, or when the node goes down
+    /// first, the task fails with an error naming the node.
+    pub task_timeout: Duration,
 }
 
 /// Log settings.

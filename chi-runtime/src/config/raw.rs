@@ -146,6 +146,7 @@ pub(super) struct RawCluster {
     pub(super) node: Leaf<Option<String>>,
     pub(super) heartbeat: Leaf<DurationValue>,
     pub(super) peer_timeout: Leaf<DurationValue>,
+    pub(super) task_timeout: Leaf<DurationValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,7 +246,8 @@ impl_merge!(RawCluster {
     port,
     node,
     heartbeat,
-    peer_timeout
+    peer_timeout,
+    task_timeout
 });
 impl_merge!(RawLogging { level, file });
 impl_merge!(RawIdle { busy_poll });

@@ -123,6 +123,9 @@ pub fn load_in(
     // SAFETY: a fresh block of `size` bytes, ours alone; the hook's contract
     // asks for a zeroed header (the load fills it all).
     unsafe { std::ptr::write_bytes(block.as_ptr(), 0, size) };
+    // The generated hook picks the task type by the header's method.
+    // SAFETY: as above: the fresh block holds a (zeroed) header.
+    unsafe { (*task).method = method };
     let mut err = ErrorBuf::default();
     // SAFETY: the container is alive; `task` is the fresh block of the
     // method's size; `body` holds `len` readable bytes.

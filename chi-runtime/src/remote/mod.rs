@@ -17,7 +17,47 @@
 //! * [`record`]: the request and reply records, their byte layout, and a
 //!   decoder for untrusted input;
 //! * [`codec`]: the module hooks that turn a task into a record's body and
-//!   back.
+//!   back;
+//! * [`inflight`]: the tasks sent out and waited on, by request id, failed
+//!   with an error naming their node when it goes down or past
+//!   `cluster.task_timeout`.
+//!
+//! The worker sends a task out (`worker/remote.rs`) through the peer
+//! thread, which keeps it in its [`inflight`] table as a [`Sent`]; the node
+//! state's host (`remote_host.rs`) runs the requests of other nodes and
+//! completes what was sent when its reply (or its error) comes.
+
+use std::sync::Arc;
+
+use crate::pool::Container;
 
 pub mod codec;
+pub mod inflight;
 pub mod record;
+
+/// What the sending node keeps of a task it sent out: the task, its
+/// generation when sent (a task the client freed meanwhile is not written),
+/// and a container of its pool here, whose module loads the reply.
+#[derive(Debug)]
+pub struct Sent {
+    /// The task's header, as an address in the main segment.
+    pub task: usize,
+    /// Its generation when sent.
+    pub generation: u32,
+    /// A container of the task's pool on this node.
+    pub container: Arc<Container>,
+    /// Of a broadcast: what its replicas share (the task completes with the
+    /// last reply).
+    pub bcast: Option<Arc<Bcast>>,
+}
+
+/// A broadcast's replicas, one per container of the pool: the task
+/// completes when all have answered, with the outputs of the first reply
+/// that succeeded, or failed with the first failure (naming its node) if
+/// any replica failed. Only the peer thread touches it (the lock is for
+/// `Send`, never contended).
+#[derive(Debug, Default)]
+pub struct Bcast {
+    /// (replicas not answered yet, first success, first failure).
+    pub state: std::sync::Mutex<(usize, Option<record::Reply>, Option<String>)>,
+}

@@ -37,7 +37,7 @@ impl Worker {
     ) {
         let waiter = Outcome {
             alloc: &self.alloc,
-            stats: &self.stats,
+            stats: Some(&self.stats),
             main: &self.shared.ipc.main,
         }
         .complete(task, generation, rc, msg, del);

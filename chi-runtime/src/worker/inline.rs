@@ -256,7 +256,7 @@ impl Helper for Inline {
         let msg = (rc != code::OK).then(|| err.as_str().to_owned());
         let outcome = Outcome {
             alloc: &self.alloc,
-            stats: &l.stats,
+            stats: Some(&l.stats),
             main: &self.node.ipc.main,
         };
         // Its waiter is the running coroutine, which looks at the subtask's

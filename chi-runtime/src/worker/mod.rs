@@ -89,6 +89,7 @@ pub mod outcome;
 pub mod parked;
 pub mod periodic;
 pub mod pools;
+pub mod remote;
 pub mod routing;
 pub mod samples;
 pub mod sched;
@@ -376,6 +377,7 @@ impl Worker {
         let found = self.container_of(h);
         let (pool_id, container) = match found {
             Ok(found) => found,
+            Err((pools::REMOTE, _)) => return self.send_remote(task, generation),
             Err((rc, msg)) => {
                 self.finish(task, generation, rc, Some(msg));
                 return;

@@ -19,7 +19,9 @@ static STALE_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per
 /// figures and the main segment.
 pub(crate) struct Outcome<'a> {
     pub(crate) alloc: &'a Allocator,
-    pub(crate) stats: &'a WorkerStats,
+    /// `None`: a task completed off the workers (a remote task's reply, on
+    /// the peer thread), counted by nobody's figures.
+    pub(crate) stats: Option<&'a WorkerStats>,
     pub(crate) main: &'a Segment,
 }
 
@@ -30,8 +32,10 @@ impl Outcome<'_> {
         // Relaxed: a figure `status` reads. Only the worker that owns the
         // stats writes it (on its own thread), so a load and a store do, with
         // no locked instruction on the task path.
-        let c = &self.stats.completed;
-        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        if let Some(s) = self.stats {
+            let c = &s.completed;
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
     }
 
     /// Writes the outcome, marks the task complete and wakes a client asleep
@@ -59,7 +63,7 @@ impl Outcome<'_> {
             self.count_completed();
             if let Some(suppressed) = STALE_LOG.allow() {
                 tracing::warn!(
-                    worker = self.stats.id,
+                    worker = self.stats.map_or(u32::MAX, |s| s.id),
                     generation,
                     now,
                     suppressed,

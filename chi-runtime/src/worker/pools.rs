@@ -10,9 +10,15 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use chi_sdk::task::{TaskHeader, code};
-use chi_sdk::types::{PoolId, QueryKind};
+use chi_sdk::types::{NodeId, PoolId, QueryKind};
 
+use crate::placement::Target;
 use crate::pool::{Container, Pool, PoolManager};
+
+/// The code [`PoolCache::container_of`] gives a task whose container is on
+/// another node: the worker sends it out (`Worker::send_remote`); no client
+/// ever sees it.
+pub(crate) const REMOTE: i32 = i32::MIN + 14;
 
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
 /// the runtime, so a multiplicative hash is enough (and costs a multiply, where
@@ -41,6 +47,8 @@ impl std::hash::Hasher for PoolIdHasher {
 pub(crate) struct PoolCache {
     pools: HashMap<PoolId, Arc<Pool>, BuildHasherDefault<PoolIdHasher>>,
     generation: u64,
+    /// This node (where a pool over the cluster is resolved from).
+    here: NodeId,
 }
 
 impl PoolCache {
@@ -52,7 +60,18 @@ impl PoolCache {
         if g != self.generation {
             self.pools = manager.snapshot().into_iter().collect();
             self.generation = g;
+            self.here = manager.node();
         }
+    }
+
+    /// The pool `id`.
+    pub(crate) fn pool(&self, id: PoolId) -> Option<Arc<Pool>> {
+        self.pools.get(&id).cloned()
+    }
+
+    /// This node.
+    pub(crate) fn here(&self) -> NodeId {
+        self.here
     }
 
     /// The pool and container of task `h`: only the container's Arc is
@@ -67,6 +86,7 @@ impl PoolCache {
                 code::NO_POOL,
                 format!("no {} on this node; create it first", h.pool_id),
             )),
+            Some(pool) if pool.placement.is_some() => cluster_container(pool, h, self.here),
             Some(pool) => {
                 let n = pool.containers.len() as u32;
                 let q = h.dom_query;
@@ -92,4 +112,59 @@ impl PoolCache {
             }
         }
     }
+}
+
+/// The container of task `h` in `pool`, a pool over the cluster: its
+/// placement resolves the domain query from node `here` (off the fast path:
+/// only pools over the cluster come here). A container on another node is
+/// [`REMOTE`]: the worker sends the task there.
+#[cold]
+fn cluster_container(
+    pool: &Pool,
+    h: &TaskHeader,
+    here: NodeId,
+) -> Result<(PoolId, Arc<Container>), (i32, String)> {
+    let Some(placement) = pool.placement.as_ref() else {
+        return Err((code::NO_POOL, format!("{} has no placement", pool.id)));
+    };
+    let located = match placement.resolve(h.dom_query, here) {
+        Ok(Target::One(l)) => l,
+        Ok(Target::Dynamic) => match pool.containers.first() {
+            Some(c) => return Ok((pool.id, c.clone())),
+            None => {
+                return Err((
+                    code::FAILED,
+                    format!(
+                        "{} has no container on node {}; send the task with a global query",
+                        pool.id, here.0
+                    ),
+                ));
+            }
+        },
+        // A broadcast: every container, through the peer thread.
+        Ok(Target::All(_)) => return Err((REMOTE, format!("a broadcast to {}", pool.id))),
+        Err(e) => return Err((code::BAD_TASK, e.to_string())),
+    };
+    if located.node != here {
+        return Err((
+            REMOTE,
+            format!(
+                "container {} of {} lives on node {} (this is node {})",
+                located.container.0, pool.id, located.node.0, here.0
+            ),
+        ));
+    }
+    pool.containers
+        .iter()
+        .find(|c| c.id == located.container)
+        .map(|c| (pool.id, c.clone()))
+        .ok_or_else(|| {
+            (
+                code::NO_POOL,
+                format!(
+                    "container {} of {} should be on this node ({}) but is not",
+                    located.container.0, pool.id, here.0
+                ),
+            )
+        })
 }

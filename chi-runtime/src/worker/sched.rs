@@ -86,6 +86,19 @@ pub(crate) fn split(token: u32) -> Option<(u32, u32)> {
     (w != 0).then(|| (w - 1, token & MAX_SLOTS))
 }
 
+/// Wakes the task of `token` from a thread that is not a worker's (the
+/// peer thread completing a remote subtask): posts the wake-up to its
+/// worker's mailbox and rings it.
+pub(crate) fn wake_from_outside(workers: &[Arc<WorkerStats>], queue: &MultiLaneQueue, token: u32) {
+    let Some((w, slot)) = split(token) else {
+        return;
+    };
+    if let Some(p) = workers.iter().find(|p| p.id == w) {
+        p.post(slot);
+        p.ring(queue);
+    }
+}
+
 /// A mailbox entry that wakes every blocked task of the worker (after a
 /// cancellation, a pool's destruction, at stop): each looks at its
 /// condition again.

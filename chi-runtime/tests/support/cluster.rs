@@ -3,7 +3,9 @@
 //!
 //! * [`ClusterSetup`]: a port free on every node address (and the peer port
 //!   next to it), a scratch directory with the hostfile `127.0.0.[1-n]` and a
-//!   configuration with fast heartbeats ([`HEARTBEAT`], [`PEER_TIMEOUT`]).
+//!   configuration with fast heartbeats ([`HEARTBEAT`], [`PEER_TIMEOUT`],
+//!   [`TASK_TIMEOUT`]); [`ClusterSetup::with_modules`] adds the example
+//!   modules to the module path.
 //!   Dropping it kills whatever process still names the directory and removes
 //!   every node's segments and files.
 //! * [`Node`]: `chi-runtime start -c <cfg> --node 127.0.0.k` as a child, ready
@@ -28,6 +30,9 @@ use super::{
 pub const HEARTBEAT: &str = "100ms";
 /// The peer timeout of test clusters.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The task timeout of test clusters (`cluster.task_timeout`).
+#[allow(dead_code)]
+pub const TASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The address of node `k`.
 pub fn node_addr(k: u32) -> String {
@@ -58,6 +63,21 @@ fn bindable(addr: &str, port: u16) -> bool {
 impl ClusterSetup {
     /// A setup of `n` nodes for `test`.
     pub fn new(test: &str, n: u32) -> ClusterSetup {
+        ClusterSetup::with_extra(test, n, "")
+    }
+
+    /// A setup of `n` nodes for `test` whose module path holds the example
+    /// modules ([`super::modules::module_dir`], built first if need be).
+    #[allow(dead_code)]
+    pub fn with_modules(test: &str, n: u32) -> ClusterSetup {
+        let dir = super::modules::module_dir();
+        let extra = format!("module_path: [{:?}]\n", dir.display().to_string());
+        ClusterSetup::with_extra(test, n, &extra)
+    }
+
+    /// A setup of `n` nodes for `test`, with `extra` configuration text
+    /// (whole top-level sections) after the common one.
+    pub fn with_extra(test: &str, n: u32, extra: &str) -> ClusterSetup {
         let port = loop {
             let p = free_port();
             if p < u16::MAX
@@ -75,8 +95,9 @@ impl ClusterSetup {
                 "port: {port}\nhostfile: hostfile\n\
                  segments:\n  main: 64m\n  client_data: 16m\n  runtime_data: 16m\n\
                  workers:\n  low_latency: 1\n  high_latency: 1\n\
-                 cluster:\n  heartbeat: {HEARTBEAT}\n  peer_timeout: {}ms\n",
-                PEER_TIMEOUT.as_millis()
+                 cluster:\n  heartbeat: {HEARTBEAT}\n  peer_timeout: {}ms\n  task_timeout: {}ms\n{extra}",
+                PEER_TIMEOUT.as_millis(),
+                TASK_TIMEOUT.as_millis()
             ),
         );
         ClusterSetup {

@@ -41,6 +41,9 @@ pub struct ModNameContainer {
     mutex_gate: Gate,
     /// kCoRwLockTest's lock and its bookkeeping.
     rw: RwTest,
+    /// This container's node and id (kLocate).
+    node_id: u32,
+    container_id: u32,
 }
 
 fn failed(e: impl std::fmt::Display) -> Failure {
@@ -75,6 +78,8 @@ impl ModNameContainer {
             counter: CoMutex::new(0),
             mutex_gate: Gate::default(),
             rw: RwTest::default(),
+            node_id: ctx.node_id().0,
+            container_id: ctx.container_id().0,
         })
     }
 
@@ -137,6 +142,13 @@ impl ModNameContainer {
     fn panic(&self, task: &mut PanicTask, _ctx: &mut RunCtx) -> Result<(), String> {
         chi_sdk::tracing::warn!(value = task.value, "kPanic is about to panic");
         panic!("kPanic asked to panic with value {}", task.value)
+    }
+
+    /// kLocate.
+    fn locate(&self, task: &mut LocateTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        task.node_id = self.node_id;
+        task.container_id = self.container_id;
+        Ok(())
     }
 
     /// kEcho.
@@ -236,6 +248,21 @@ impl ModNameContainer {
                 let target = ModNameClient::from(task.target);
                 let mut set = PendingSet::new(client);
                 for v in 1..=u64::from(task.n) {
+                    set.push(
+                        target
+                            .async_echo(client, v)
+                            .map_err(|e| Failure::failed(e.to_string()))?,
+                    );
+                }
+                for r in set.wait_all_with(|t| t.reply) {
+                    sum += r.map_err(|e| Failure::failed(e.to_string()))?;
+                }
+            }
+            TARGET_MOD_NAME_SPREAD => {
+                let mut set = PendingSet::new(client);
+                for v in 1..=u64::from(task.n) {
+                    let mut target = ModNameClient::from(task.target);
+                    target.query = chi_sdk::types::DomainQuery::global_hash(v as u32);
                     set.push(
                         target
                             .async_echo(client, v)

@@ -1,6 +1,7 @@
 //! The parameters of a `chimaera_mod_name` pool and the tasks of its methods
 //! (`kCustom` 10, `kPanic` 11, `kEcho` 14, `kSleep` 15, `kFanOut` 16,
-//! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21, `kStackProbe` 22),
+//! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21, `kStackProbe` 22,
+//! `kLocate` 23),
 //! with the ops of
 //! [`CustomTask`], [`CoMutexTestTask`] and [`CoRwLockTestTask`].
 
@@ -87,6 +88,10 @@ pub const TARGET_MOD_NAME: u32 = 1;
 /// and the echoes go one at a time: each is submitted once the one before
 /// it answered (a subtask round trip each).
 pub const TARGET_MOD_NAME_ONE_BY_ONE: u32 = 2;
+/// [`FanOutTask::target_kind`]: the target is a `chimaera_mod_name` pool,
+/// and echo `v` goes to the container of `DomainQuery::global_hash(v)`
+/// (over a pool of the cluster: containers on other nodes too).
+pub const TARGET_MOD_NAME_SPREAD: u32 = 3;
 
 /// Submits `n` Echo subtasks, of values `1..=n`, to pool `target`, waits for
 /// them all and sums their answers.
@@ -327,4 +332,17 @@ impl CoRwLockTestTask {
             worker: self.worker,
         }
     }
+}
+
+/// Reports where it ran: the node and the container (its global id in a
+/// pool over the cluster) whose handler served it.
+#[chi_sdk::task(method = 23, client = false)]
+#[derive(Debug)]
+pub struct LocateTask {
+    /// The node that ran it.
+    #[output]
+    pub node_id: u32,
+    /// The container that ran it.
+    #[output]
+    pub container_id: u32,
 }

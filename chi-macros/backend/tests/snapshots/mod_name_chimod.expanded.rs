@@ -24,6 +24,8 @@ impl ModNameContainer {
             counter: CoMutex::new(0),
             mutex_gate: Gate::default(),
             rw: RwTest::default(),
+            node_id: ctx.node_id().0,
+            container_id: ctx.container_id().0,
         })
     }
     /// kCustom.
@@ -90,6 +92,12 @@ impl ModNameContainer {
     fn panic(&self, task: &mut PanicTask, _ctx: &mut RunCtx) -> Result<(), String> {
         chi_sdk::tracing::warn!(value = task.value, "kPanic is about to panic");
         panic!("kPanic asked to panic with value {}", task.value)
+    }
+    /// kLocate.
+    fn locate(&self, task: &mut LocateTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        task.node_id = self.node_id;
+        task.container_id = self.container_id;
+        Ok(())
     }
     /// kEcho.
     fn echo(&self, task: &mut EchoTask, _ctx: &mut RunCtx) -> Result<(), String> {
@@ -194,6 +202,21 @@ impl ModNameContainer {
                 let target = ModNameClient::from(task.target);
                 let mut set = PendingSet::new(client);
                 for v in 1..=u64::from(task.n) {
+                    set.push(
+                        target
+                            .async_echo(client, v)
+                            .map_err(|e| Failure::failed(e.to_string()))?,
+                    );
+                }
+                for r in set.wait_all_with(|t| t.reply) {
+                    sum += r.map_err(|e| Failure::failed(e.to_string()))?;
+                }
+            }
+            TARGET_MOD_NAME_SPREAD => {
+                let mut set = PendingSet::new(client);
+                for v in 1..=u64::from(task.n) {
+                    let mut target = ModNameClient::from(task.target);
+                    target.query = chi_sdk::types::DomainQuery::global_hash(v as u32);
                     set.push(
                         target
                             .async_echo(client, v)
@@ -473,6 +496,8 @@ pub mod method {
     pub const ECHO: u32 = 14u32;
     /// `kFanOut` in chimaera_mod.yaml: Submits n Echo subtasks to a pool (of any module) and sums the answers
     pub const FAN_OUT: u32 = 16u32;
+    /// `kLocate` in chimaera_mod.yaml: Reports the node and the container (global id) that ran it
+    pub const LOCATE: u32 = 23u32;
     /// `kPanic` in chimaera_mod.yaml: Panics (tests that panics are contained)
     pub const PANIC: u32 = 11u32;
     /// `kRecurse` in chimaera_mod.yaml: Spawns a tree of subtasks of its own pool: `fanout` children a level, `depth` levels
@@ -490,6 +515,7 @@ pub mod method {
         ("kDestroy", 1i64),
         ("kEcho", 14i64),
         ("kFanOut", 16i64),
+        ("kLocate", 23i64),
         ("kMigrate", -1i64),
         ("kNodeFailure", -1i64),
         ("kPanic", 11i64),
@@ -533,6 +559,10 @@ pub mod __chimod {
     const _: () = ::core::assert!(
         < FanOutTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 16u32,
         "`fan_out` handles `kFanOut` (16 in chimaera_mod.yaml), but its task type `FanOutTask` has another METHOD: take the `#[task(method = 16)]` type"
+    );
+    const _: () = ::core::assert!(
+        < LocateTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 23u32,
+        "`locate` handles `kLocate` (23 in chimaera_mod.yaml), but its task type `LocateTask` has another METHOD: take the `#[task(method = 23)]` type"
     );
     const _: () = ::core::assert!(
         < PanicTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 11u32,
@@ -677,6 +707,25 @@ pub mod __chimod {
         }
     }
     #[diagnostic::on_unimplemented(
+        message = "the handler `locate` returns `Result<(), String>`, but `String` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `locate`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<String>` for `chi_sdk::task::Failure` if `String` is a type of this crate"
+    )]
+    trait __LocateReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __LocateReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
+    #[diagnostic::on_unimplemented(
         message = "the handler `panic` returns `Result<(), String>`, but `String` is not `Into<chi_sdk::task::Failure>`",
         label = "the return type of `panic`",
         note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<String>` for `chi_sdk::task::Failure` if `String` is a type of this crate"
@@ -760,6 +809,7 @@ pub mod __chimod {
         ("kDestroy", 1i64),
         ("kEcho", 14i64),
         ("kFanOut", 16i64),
+        ("kLocate", 23i64),
         ("kMigrate", -1i64),
         ("kNodeFailure", -1i64),
         ("kPanic", 11i64),
@@ -872,6 +922,17 @@ pub mod __chimod {
                                     .__verdict(),
                             )
                         }
+                        23u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<LocateTask>(task)?
+                            };
+                            __LocateReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.locate(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
+                        }
                         11u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<PanicTask>(task)?
@@ -948,6 +1009,7 @@ pub mod __chimod {
                 10u32 => unsafe { ::chi_sdk::__private::chimod::del::<CustomTask>(task) }
                 14u32 => unsafe { ::chi_sdk::__private::chimod::del::<EchoTask>(task) }
                 16u32 => unsafe { ::chi_sdk::__private::chimod::del::<FanOutTask>(task) }
+                23u32 => unsafe { ::chi_sdk::__private::chimod::del::<LocateTask>(task) }
                 11u32 => unsafe { ::chi_sdk::__private::chimod::del::<PanicTask>(task) }
                 17u32 => {
                     unsafe { ::chi_sdk::__private::chimod::del::<RecurseTask>(task) }
@@ -1007,6 +1069,13 @@ pub mod __chimod {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<
                             FanOutTask,
+                        >(task, out, false)
+                    }
+                }
+                23u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            LocateTask,
                         >(task, out, false)
                     }
                 }
@@ -1082,6 +1151,11 @@ pub mod __chimod {
                 16u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<FanOutTask>(task, out, true)
+                    }
+                }
+                23u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<LocateTask>(task, out, true)
                     }
                 }
                 11u32 => {
@@ -1163,6 +1237,13 @@ pub mod __chimod {
                         ::chi_sdk::__private::chimod::load_in::<
                             FanOutTask,
                         >(task, data, len, <FanOutTask>::empty)
+                    }
+                }
+                23u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            LocateTask,
+                        >(task, data, len, <LocateTask>::empty)
                     }
                 }
                 11u32 => {
@@ -1250,6 +1331,13 @@ pub mod __chimod {
                         >(task, data, len)
                     }
                 }
+                23u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            LocateTask,
+                        >(task, data, len)
+                    }
+                }
                 11u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::load_out::<
@@ -1329,6 +1417,11 @@ pub mod __chimod {
                             ::chi_sdk::__private::chimod::new_copy::<FanOutTask>(task)
                         }
                     }
+                    23u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<LocateTask>(task)
+                        }
+                    }
                     11u32 => {
                         unsafe {
                             ::chi_sdk::__private::chimod::new_copy::<PanicTask>(task)
@@ -1373,6 +1466,7 @@ pub mod __chimod {
             10u32 => ::core::mem::size_of::<CustomTask>(),
             14u32 => ::core::mem::size_of::<EchoTask>(),
             16u32 => ::core::mem::size_of::<FanOutTask>(),
+            23u32 => ::core::mem::size_of::<LocateTask>(),
             11u32 => ::core::mem::size_of::<PanicTask>(),
             17u32 => ::core::mem::size_of::<RecurseTask>(),
             15u32 => ::core::mem::size_of::<SleepTask>(),
@@ -1546,6 +1640,7 @@ __chi_calls_CoRwLockTestTask!(
 __chi_calls_CustomTask!(CustomTask, ModNameClient, custom, async_custom);
 __chi_calls_EchoTask!(EchoTask, ModNameClient, echo, async_echo);
 __chi_calls_FanOutTask!(FanOutTask, ModNameClient, fan_out, async_fan_out);
+__chi_calls_LocateTask!(LocateTask, ModNameClient, locate, async_locate);
 __chi_calls_PanicTask!(PanicTask, ModNameClient, panic, async_panic);
 __chi_calls_RecurseTask!(RecurseTask, ModNameClient, recurse, async_recurse);
 __chi_calls_SleepTask!(SleepTask, ModNameClient, sleep, async_sleep);

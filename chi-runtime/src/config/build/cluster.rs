@@ -26,6 +26,8 @@ impl Builder<'_> {
                 ),
             ));
         }
+        let task_timeout =
+            self.duration(raw.task_timeout, "cluster.task_timeout", TASK_TIMEOUT_RANGE)?;
         let port_item = self.need(raw.port, "cluster.port")?;
         let peer_port = match port_item.value {
             None => port.checked_add(1).ok_or_else(|| {
@@ -75,6 +77,7 @@ impl Builder<'_> {
             node,
             heartbeat,
             peer_timeout,
+            task_timeout,
         })
     }
 }

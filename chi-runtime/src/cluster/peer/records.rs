@@ -1,0 +1,138 @@
+//! The peer thread's part in remote records: batches of task records and
+//! replies ([`super::outbox`]), and the pool agreement they carry
+//! ([`super::pools`]). Methods of [`PeerLoop`] (another `impl` block).
+
+use std::time::{Duration, Instant};
+
+use super::{MAX_WAIT, PeerLoop};
+use crate::cluster::frame::Kind;
+use crate::cluster::membership::PeerState;
+use crate::cluster::pools::Outgoing;
+use crate::remote::inflight::RemoteError;
+use crate::remote::record::Request;
+use crate::remote::record::{Record, Reply};
+
+impl PeerLoop {
+    /// The nodes up now, this one included, in id order (the first is the
+    /// pools' authority).
+    pub(super) fn up(&self) -> Vec<u32> {
+        (1..=self.membership.len())
+            .filter(|&n| {
+                n == self.membership.me()
+                    || matches!(self.membership.state_of(n), Some((PeerState::Up, _)))
+            })
+            .collect()
+    }
+
+    /// Sends what the outbox holds: one batch frame per node and kind.
+    pub(super) fn flush_outbox(&mut self) {
+        for (to, kind, payload) in self.outbox.drain() {
+            self.send(to, kind, &payload);
+        }
+    }
+
+    /// One record of a batch from node `from`: pool agreement's control
+    /// requests and replies ([`super::pools`]); anything else (remote tasks)
+    /// is answered with an error, or dropped if a reply.
+    pub(super) fn record(&mut self, from: u32, kind: Kind, bytes: &[u8]) {
+        let rec = match Record::decode(bytes) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(&e.to_string(), bytes.len()),
+        };
+        let up = self.up();
+        match (kind, rec) {
+            (Kind::TaskBatch, Record::Request(q)) => {
+                if !self.pools.on_request(from, &q, &up, &mut self.outbox)
+                    && let Err(m) = self.pools.host().run(from, &q)
+                {
+                    let me = self.membership.me();
+                    self.outbox.reply(
+                        from,
+                        &Reply {
+                            id: q.id,
+                            result: chi_sdk::task::code::FAILED,
+                            message: format!("node {me} could not run the task: {m}"),
+                            body: Vec::new(),
+                        },
+                    );
+                }
+            }
+            (Kind::ReplyBatch, Record::Reply(p)) => {
+                if !self.pools.on_reply(from, &p, &mut self.outbox) {
+                    match self.inflight.take(p.id, from) {
+                        Some(back) => self.pools.host().complete(back, Ok(p)),
+                        None => tracing::debug!(
+                            from,
+                            id = p.id,
+                            "a reply to no request of this node was dropped"
+                        ),
+                    }
+                }
+            }
+            _ => self.refuse("a record of the wrong kind for its batch", bytes.len()),
+        }
+    }
+
+    /// Sends the remote task `request` to `node`, or fails it at once if the
+    /// node is down.
+    /// A request for this node itself (a broadcast's replica of a local
+    /// container) runs here without a frame; its reply comes out of the
+    /// host's `finished` like any other.
+    pub(super) fn send_task(&mut self, node: u32, mut request: Request, back: Outgoing) {
+        if !self.up().contains(&node) {
+            let e = RemoteError::NodeDown { node };
+            return self.pools.host().complete(back, Err(e));
+        }
+        request.id = self.inflight.insert(node, back, Instant::now());
+        let me = self.membership.me();
+        if node != me {
+            return self.outbox.request(node, &request);
+        }
+        if let Err(message) = self.pools.host().run(me, &request)
+            && let Some(back) = self.inflight.take(request.id, me)
+        {
+            let reply = Reply {
+                id: request.id,
+                result: chi_sdk::task::code::FAILED,
+                message: format!("node {me} could not run the task: {message}"),
+                body: Vec::new(),
+            };
+            self.pools.host().complete(back, Ok(reply));
+        }
+    }
+
+    /// Each turn: fails the remote tasks past their time or on a node that
+    /// went down, and queues the replies of the tasks run here that ended.
+    pub(super) fn remote_turn(&mut self, now: Instant) {
+        let mut failed = self.inflight.expire(now);
+        if !self.inflight.is_empty() {
+            let up = self.up();
+            for n in 1..=self.membership.len() {
+                if !up.contains(&n) {
+                    failed.extend(self.inflight.node_down(n));
+                }
+            }
+        }
+        for (back, e) in failed {
+            self.pools.host().complete(back, Err(e));
+        }
+        let me = self.membership.me();
+        for (to, reply) in self.pools.host().finished() {
+            if to != me {
+                self.outbox.reply(to, &reply);
+            } else if let Some(back) = self.inflight.take(reply.id, me) {
+                self.pools.host().complete(back, Ok(reply));
+            }
+        }
+    }
+
+    /// How long the loop may wait for a frame: 1 ms while tasks of other
+    /// nodes run here (their end is looked for each turn), else [`MAX_WAIT`].
+    pub(super) fn max_wait(&self) -> Duration {
+        if self.pools.host().serving() {
+            Duration::from_millis(1)
+        } else {
+            MAX_WAIT
+        }
+    }
+}

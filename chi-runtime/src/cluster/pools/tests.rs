@@ -1,0 +1,247 @@
+//! Pool agreement between three nodes whose frames are passed by hand.
+
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::cluster::frame::decode_batch;
+use crate::remote::record::Record;
+
+type Shares = Arc<Mutex<Vec<(u32, PoolSpec)>>>;
+
+struct Host {
+    me: u32,
+    shares: Shares,
+    refuse: bool,
+}
+
+impl PoolHost for Host {
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
+        if self.refuse {
+            return Err("no such module".into());
+        }
+        let mut s = self.shares.lock().unwrap();
+        if !s.iter().any(|(n, x)| *n == self.me && x == spec) {
+            s.push((self.me, spec.clone()));
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, name: &str) -> Option<PoolSpec> {
+        let s = self.shares.lock().unwrap();
+        s.iter()
+            .find(|(n, x)| *n == self.me && x.name == name)
+            .map(|(_, x)| x.clone())
+    }
+
+    fn free_id(&self) -> u64 {
+        let s = self.shares.lock().unwrap();
+        s.iter()
+            .filter(|(n, _)| *n == self.me)
+            .map(|(_, x)| x.id + 1)
+            .max()
+            .unwrap_or(GLOBAL_POOL_BASE)
+    }
+}
+
+fn nodes(n: u32, shares: &Shares, refuse: Option<u32>) -> Vec<GlobalPools> {
+    (1..=n)
+        .map(|me| {
+            GlobalPools::new(
+                me,
+                Duration::from_secs(5),
+                Box::new(Host {
+                    me,
+                    shares: shares.clone(),
+                    refuse: refuse == Some(me),
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Delivers every queued record until no node has anything to send.
+fn pump(nodes: &mut [GlobalPools], outs: &mut [Outbox], up: &[u32]) {
+    loop {
+        let mut frames = Vec::new();
+        for (i, o) in outs.iter_mut().enumerate() {
+            for (to, kind, payload) in o.drain() {
+                frames.push((i as u32 + 1, to, kind, payload));
+            }
+        }
+        if frames.is_empty() {
+            return;
+        }
+        for (from, to, kind, payload) in frames {
+            let t = (to - 1) as usize;
+            for r in decode_batch(kind, &payload).unwrap() {
+                match Record::decode(r).unwrap() {
+                    Record::Request(q) => assert!(nodes[t].on_request(from, &q, up, &mut outs[t])),
+                    Record::Reply(p) => assert!(nodes[t].on_reply(from, &p, &mut outs[t])),
+                }
+            }
+        }
+    }
+}
+
+fn ask(name: &str, goc: bool) -> PoolAsk {
+    PoolAsk {
+        module: "m".into(),
+        name: name.into(),
+        args: String::new(),
+        containers: 5,
+        get_or_create: goc,
+    }
+}
+
+fn local() -> (Waiter, Receiver<PoolAnswer>) {
+    let (tx, rx) = sync_channel(1);
+    (Waiter::Local(tx), rx)
+}
+
+#[test]
+fn an_ask_from_another_node_is_decided_by_the_authority_and_shared_by_all() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let up = [1, 2, 3];
+    let (w, rx) = local();
+    n[1].ask(ask("p", false), w, &up, &mut outs[1]);
+    assert!(rx.try_recv().is_err(), "answered before the authority");
+    pump(&mut n, &mut outs, &up);
+    let spec = rx.try_recv().unwrap().unwrap();
+    assert_eq!(spec.id, GLOBAL_POOL_BASE);
+    assert_eq!(spec.nodes, vec![1, 2, 3, 1, 2]);
+    let s = shares.lock().unwrap();
+    let mut who: Vec<u32> = s.iter().map(|(n, _)| *n).collect();
+    who.sort_unstable();
+    assert_eq!(who, vec![1, 2, 3], "every node holds the pool once");
+}
+
+#[test]
+fn get_or_create_from_two_nodes_at_once_makes_one_pool() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let up = [1, 2, 3];
+    let (w2, rx2) = local();
+    let (w3, rx3) = local();
+    n[1].ask(ask("p", true), w2, &up, &mut outs[1]);
+    n[2].ask(ask("p", true), w3, &up, &mut outs[2]);
+    pump(&mut n, &mut outs, &up);
+    let (a, b) = (
+        rx2.try_recv().unwrap().unwrap(),
+        rx3.try_recv().unwrap().unwrap(),
+    );
+    assert_eq!(a, b);
+    // A CreatePool of the name now fails, naming it.
+    let (w, rx) = local();
+    n[0].ask(ask("p", false), w, &up, &mut outs[0]);
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(e.contains("'p' is taken"), "{e}");
+}
+
+#[test]
+fn a_node_that_cannot_create_its_share_fails_the_ask_naming_it() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, Some(3));
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let up = [1, 2, 3];
+    let (w, rx) = local();
+    n[1].ask(ask("p", false), w, &up, &mut outs[1]);
+    pump(&mut n, &mut outs, &up);
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(e.contains("node 3") && e.contains("no such module"), "{e}");
+}
+
+#[test]
+fn an_authority_that_goes_down_fails_the_ask_naming_it() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut out = Outbox::default();
+    let (w, rx) = local();
+    n[1].ask(ask("p", false), w, &[1, 2, 3], &mut out);
+    n[1].expire(Instant::now(), &|_| false, &mut out);
+    assert!(rx.try_recv().is_err());
+    n[1].expire(Instant::now(), &|node| node == 1, &mut out);
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(e.contains("node 1") && e.contains("went down"), "{e}");
+    // And a silent one after the timeout.
+    let (w, rx) = local();
+    n[1].ask(ask("q", false), w, &[1, 2, 3], &mut out);
+    n[1].expire(
+        Instant::now() + Duration::from_secs(6),
+        &|_| false,
+        &mut out,
+    );
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(
+        e.contains("did not answer") && e.contains("task_timeout"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_node_down_during_creation_fails_it() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut out = Outbox::default();
+    let (w, rx) = local();
+    n[0].ask(ask("p", false), w, &[1, 2, 3], &mut out);
+    n[0].expire(Instant::now(), &|node| node == 3, &mut out);
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(e.contains("[3]") && e.contains("went down"), "{e}");
+}
+
+#[test]
+fn malformed_control_bodies_get_an_error_reply() {
+    let shares = Shares::default();
+    let mut n = nodes(2, &shares, None);
+    let mut out = Outbox::default();
+    for method in [CTL_CREATE, CTL_SHARE] {
+        let req = control(9, method, b"{not json".to_vec());
+        assert!(n[1].on_request(1, &req, &[1, 2], &mut out));
+    }
+    let frames = out.drain();
+    assert_eq!(frames.len(), 1);
+    let records = decode_batch(frames[0].1, &frames[0].2).unwrap();
+    assert_eq!(records.len(), 2);
+    for r in records {
+        let Record::Reply(p) = Record::decode(r).unwrap() else {
+            panic!("not a reply")
+        };
+        assert_eq!(p.result, FAILED);
+        assert!(p.message.starts_with("malformed"), "{}", p.message);
+    }
+    // A reply to no request of ours is not ours.
+    let stray = Reply {
+        id: 77,
+        result: 0,
+        message: String::new(),
+        body: Vec::new(),
+    };
+    assert!(!n[0].on_reply(2, &stray, &mut out));
+}
+
+#[test]
+fn a_new_authority_knows_the_pools_decided_before_it() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (w, rx) = local();
+    n[2].ask(ask("p", false), w, &[1, 2, 3], &mut outs[2]);
+    pump(&mut n, &mut outs, &[1, 2, 3]);
+    let first = rx.try_recv().unwrap().unwrap();
+    // Node 1 is gone: node 2 decides, knowing "p" and its id.
+    let up = [2, 3];
+    let (w, rx) = local();
+    n[2].ask(ask("p", true), w, &up, &mut outs[2]);
+    pump(&mut n[..], &mut outs, &up);
+    assert_eq!(rx.try_recv().unwrap().unwrap().id, first.id);
+    let (w, rx) = local();
+    n[2].ask(ask("q", false), w, &up, &mut outs[2]);
+    pump(&mut n[..], &mut outs, &up);
+    let q = rx.try_recv().unwrap().unwrap();
+    assert_eq!(q.id, first.id + 1);
+    assert_eq!(q.nodes, vec![2, 3, 2, 3, 2]);
+}

@@ -1,0 +1,254 @@
+//! The tasks this node sent to other nodes and waits on: the in-flight
+//! table of remote tasks.
+//!
+//! # Design
+//!
+//! Each task sent out gets a request id ([`InFlight::insert`]), the id its
+//! [`super::record::Request`] carries and its [`super::record::Reply`]
+//! echoes. The table keeps, per id, the node it went to, its deadline
+//! (`cluster.task_timeout` after it was sent) and what the sender needs to
+//! complete it (`T`: the task's pointer and generation, in a runtime; any
+//! value in tests). A reply takes its entry out ([`InFlight::take`]) only if
+//! it comes from the node the request went to, so a node cannot complete
+//! another node's task. [`InFlight::expire`] (every turn of the peer
+//! thread) and [`InFlight::node_down`] (on `PeerEvent::Down`) take out what
+//! can no longer be answered, each with a [`RemoteError`] naming the node:
+//! a remote task fails, it never hangs.
+//!
+//! The table is owned by the peer thread: no lock, no atomics. Deadlines
+//! are kept in a min-ordered set, so `expire` looks only at what is due.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// Why a remote task failed without a reply.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// The node went down (or was down when the task was sent).
+    #[error(
+        "node {node} went down before it answered the task; resubmit it once the node is up \
+         again, or to a container on another node"
+    )]
+    NodeDown {
+        /// The node.
+        node: u32,
+    },
+    /// No reply within the timeout.
+    #[error(
+        "node {node} did not answer the task within {timeout:?} (cluster.task_timeout); is it \
+         overloaded? raise cluster.task_timeout for longer tasks"
+    )]
+    Timeout {
+        /// The node.
+        node: u32,
+        /// The timeout.
+        timeout: Duration,
+    },
+}
+
+struct Entry<T> {
+    node: u32,
+    deadline: Instant,
+    value: T,
+}
+
+/// Tasks sent to other nodes, by request id (see the module doc).
+pub struct InFlight<T> {
+    timeout: Duration,
+    next: u64,
+    by_id: HashMap<u64, Entry<T>>,
+    due: BTreeSet<(Instant, u64)>,
+}
+
+impl<T> std::fmt::Debug for InFlight<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("timeout", &self.timeout)
+            .field("len", &self.by_id.len())
+            .finish()
+    }
+}
+
+impl<T> InFlight<T> {
+    /// An empty table whose tasks fail after `timeout`.
+    pub fn new(timeout: Duration) -> InFlight<T> {
+        InFlight {
+            timeout,
+            next: 1,
+            by_id: HashMap::new(),
+            due: BTreeSet::new(),
+        }
+    }
+
+    /// How many tasks wait.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// No task waits.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Records `value` sent to `node` at `now`; returns its request id.
+    pub fn insert(&mut self, node: u32, value: T, now: Instant) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        let deadline = now + self.timeout;
+        self.by_id.insert(
+            id,
+            Entry {
+                node,
+                deadline,
+                value,
+            },
+        );
+        self.due.insert((deadline, id));
+        id
+    }
+
+    /// The task of request `id`, answered by node `from`; `None` if there
+    /// is none, or if it went to another node (the entry stays).
+    pub fn take(&mut self, id: u64, from: u32) -> Option<T> {
+        if self.by_id.get(&id)?.node != from {
+            return None;
+        }
+        let e = self.by_id.remove(&id)?;
+        self.due.remove(&(e.deadline, id));
+        Some(e.value)
+    }
+
+    /// Takes out every task past its deadline at `now`, each with its error.
+    pub fn expire(&mut self, now: Instant) -> Vec<(T, RemoteError)> {
+        let mut out = Vec::new();
+        while let Some(&(deadline, id)) = self.due.first() {
+            if deadline > now {
+                break;
+            }
+            self.due.pop_first();
+            if let Some(e) = self.by_id.remove(&id) {
+                out.push((
+                    e.value,
+                    RemoteError::Timeout {
+                        node: e.node,
+                        timeout: self.timeout,
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Takes out every task sent to `node` (it went down), each with its
+    /// error.
+    pub fn node_down(&mut self, node: u32) -> Vec<(T, RemoteError)> {
+        let ids: Vec<u64> = self
+            .by_id
+            .iter()
+            .filter(|(_, e)| e.node == node)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(e) = self.by_id.remove(&id) {
+                self.due.remove(&(e.deadline, id));
+                out.push((e.value, RemoteError::NodeDown { node }));
+            }
+        }
+        out
+    }
+
+    /// Takes out every task (the runtime stops), each failed as if its node
+    /// had gone down.
+    pub fn drain(&mut self) -> Vec<(T, RemoteError)> {
+        self.due.clear();
+        self.by_id
+            .drain()
+            .map(|(_, e)| (e.value, RemoteError::NodeDown { node: e.node }))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn a_reply_takes_its_task_only_from_the_node_it_went_to() {
+        let now = Instant::now();
+        let mut t = InFlight::new(T);
+        let a = t.insert(2, "a", now);
+        let b = t.insert(3, "b", now);
+        assert_ne!(a, b);
+        assert_eq!(t.take(a, 3), None, "node 3 cannot answer node 2's task");
+        assert_eq!(t.take(a, 2), Some("a"));
+        assert_eq!(t.take(a, 2), None, "answered once");
+        assert_eq!(t.take(99, 2), None);
+        assert_eq!(t.len(), 1);
+        assert!(t.expire(now + T).iter().all(|(v, _)| *v == "b"));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn tasks_past_their_deadline_fail_with_a_timeout_naming_the_node() {
+        let now = Instant::now();
+        let mut t = InFlight::new(T);
+        t.insert(2, 1, now);
+        t.insert(3, 2, now + Duration::from_secs(1));
+        assert!(t.expire(now + Duration::from_millis(1999)).is_empty());
+        let out = t.expire(now + T);
+        assert_eq!(
+            out,
+            vec![(
+                1,
+                RemoteError::Timeout {
+                    node: 2,
+                    timeout: T
+                }
+            )]
+        );
+        let msg = out[0].1.to_string();
+        assert!(
+            msg.contains("node 2") && msg.contains("task_timeout"),
+            "{msg}"
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.expire(now + Duration::from_secs(3)).len(), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_node_going_down_fails_its_tasks_only() {
+        let now = Instant::now();
+        let mut t = InFlight::new(T);
+        let ids: Vec<u64> = (0..6).map(|i| t.insert(2 + i % 2, i, now)).collect();
+        let mut down: Vec<u32> = t
+            .node_down(3)
+            .into_iter()
+            .map(|(v, e)| {
+                assert_eq!(e, RemoteError::NodeDown { node: 3 });
+                v
+            })
+            .collect();
+        down.sort_unstable();
+        assert_eq!(down, vec![1, 3, 5]);
+        assert_eq!(t.len(), 3);
+        // Their deadlines went with them; the others still time out.
+        assert_eq!(t.expire(now + T).len(), 3);
+        assert_eq!(t.take(ids[0], 2), None);
+        let msg = RemoteError::NodeDown { node: 3 }.to_string();
+        assert!(msg.contains("node 3 went down"), "{msg}");
+    }
+
+    #[test]
+    fn drain_fails_everything() {
+        let now = Instant::now();
+        let mut t = InFlight::new(T);
+        t.insert(2, 'x', now);
+        t.insert(3, 'y', now);
+        assert_eq!(t.drain().len(), 2);
+        assert!(t.is_empty() && t.expire(now + T * 2).is_empty());
+    }
+}

@@ -1,0 +1,335 @@
+//! The node state as the peer thread sees it ([`PoolHost`]): it creates
+//! this node's share of the pools over the cluster, runs the tasks other
+//! nodes send, and completes the tasks this node sent when their replies
+//! come.
+//!
+//! # Design
+//!
+//! Running a request: only for a pool over the cluster (peer frames carry
+//! no key; the admin pool and a node's own pools never run tasks of other
+//! nodes). The container named by the record (a container of this node, by
+//! global id) loads the body into a fresh task of the main
+//! segment ([`codec::load_in`]); the task becomes the runtime's own (client
+//! 0, no waiter, not fire-and-forget whatever it was on its node, its query
+//! the container's global id) and is pushed on a lane of the process queue,
+//! as a client would. The host keeps it in its serving list; each turn of
+//! the peer thread (every millisecond while the list is not empty) looks for
+//! the ones complete, saves their outputs ([`codec::save`] of
+//! [`Half::Out`]) into a reply with the result code and error message, and
+//! frees them through the module's `del`.
+//!
+//! Completing a task sent out ([`Sent`]): unless the client freed it
+//! meanwhile (its generation changed), the reply's outputs are loaded into
+//! it ([`codec::load_out`]) and it is completed like a local task
+//! ([`Outcome::complete`]: the error message written, the state word
+//! completed, a sleeping client woken, a fire-and-forget or abandoned task
+//! freed; the parent coroutine of a subtask woken through its worker's
+//! mailbox). A reply that does not load, and an error in place of a reply
+//! (node down, timeout), fail the task with a message naming the node.
+//!
+//! A broadcast ([`crate::remote::Bcast`]) completes its task once every
+//! replica has answered: with the first success's outputs, or failed with
+//! the first failure if any replica failed.
+//!
+//! All of it runs on the peer thread; the host is not shared.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+
+use chi_sdk::shm::{Allocator, ShmPtr};
+use chi_sdk::task::{TaskHeader, code, flags, next_generation, task_word};
+use chi_sdk::types::DomainQuery;
+
+use crate::cluster::pools::{Outgoing, PoolHost, PoolSpec};
+use crate::pool::Container;
+use crate::remote::codec::{self, Half};
+use crate::remote::inflight::RemoteError;
+use crate::remote::record::{Reply, Request};
+use crate::remote::{Bcast, Sent};
+use crate::state::NodeState;
+use crate::worker::outcome::Outcome;
+use crate::worker::sched::wake_from_outside;
+
+/// A task of another node running here.
+struct Serving {
+    from: u32,
+    request: u64,
+    task: usize,
+    container: Arc<Container>,
+}
+
+/// The peer thread's [`PoolHost`] (see the module doc); weak: the peer
+/// thread must not keep a stopped runtime's state alive.
+pub struct ShareHost {
+    node: Weak<NodeState>,
+    alloc: Allocator,
+    serving: RefCell<Vec<Serving>>,
+}
+
+impl std::fmt::Debug for ShareHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareHost")
+            .field("serving", &self.serving.borrow().len())
+            .finish()
+    }
+}
+
+impl ShareHost {
+    /// The host of `node`'s state.
+    pub fn new(node: &Arc<NodeState>) -> std::io::Result<ShareHost> {
+        let alloc = Allocator::attach(&node.ipc.main).map_err(std::io::Error::other)?;
+        Ok(ShareHost {
+            node: Arc::downgrade(node),
+            alloc,
+            serving: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn state(&self) -> Result<Arc<NodeState>, String> {
+        self.node
+            .upgrade()
+            .ok_or_else(|| "the runtime is stopping".to_owned())
+    }
+
+    /// Frees a task this host made, through its module's `del`.
+    fn free(&self, node: &NodeState, task: *mut TaskHeader, c: &Container) {
+        if let Some(del) = c.module.api.del {
+            // SAFETY: the task is complete (or never queued) and ours alone;
+            // the container is alive (held).
+            if unsafe { del(c.state, task) } == code::OK {
+                return;
+            }
+        }
+        let main = &node.ipc.main;
+        let _ = self
+            .alloc
+            .free(ShmPtr::new(main.id(), task as u64 - main.base() as u64));
+    }
+}
+
+impl PoolHost for ShareHost {
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
+        self.state()?
+            .create_share(spec)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn lookup(&self, name: &str) -> Option<PoolSpec> {
+        let pool = self.node.upgrade()?.pools.by_name(name)?;
+        let placement = pool.placement.as_ref()?;
+        Some(PoolSpec {
+            id: pool.id.0,
+            module: pool.module.clone(),
+            name: pool.name.clone(),
+            args: String::new(),
+            nodes: placement.nodes().iter().map(|n| n.0).collect(),
+        })
+    }
+
+    fn free_id(&self) -> u64 {
+        self.node
+            .upgrade()
+            .map_or(chi_sdk::admin::GLOBAL_POOL_BASE, |n| {
+                n.pools.free_cluster_id().0
+            })
+    }
+
+    fn run(&self, from: u32, req: &Request) -> Result<(), String> {
+        let node = self.state()?;
+        let me = node.node_id;
+        let pool = node
+            .pools
+            .get(req.pool)
+            .ok_or_else(|| format!("no {} on node {me}", req.pool))?;
+        if pool.placement.is_none() {
+            // Peer frames carry no key: only pools over the cluster take
+            // tasks from other nodes (never the admin pool or a local one).
+            return Err(format!(
+                "{} is not a pool over the cluster; node {me} runs tasks of other nodes only \
+                 for those",
+                req.pool
+            ));
+        }
+        let c = pool
+            .containers
+            .iter()
+            .find(|c| c.id == req.container)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "container {} of {} is not on node {me}",
+                    req.container.0, req.pool
+                )
+            })?;
+        let task = codec::load_in(&c, req.method, &req.body, &self.alloc, &node.ipc.main)
+            .map_err(|e| e.to_string())?;
+        // SAFETY: a fresh task of ours, not yet queued.
+        let h = unsafe { &mut *task };
+        h.pool_id = req.pool;
+        h.method = req.method;
+        h.flags &= !flags::FIRE_AND_FORGET;
+        h.client_id = 0;
+        h.task_node.waiter = 0;
+        h.dom_query = DomainQuery::global_id(req.container.0);
+        if h.generation == 0 {
+            h.generation = next_generation();
+        }
+        let q = &node.ipc.queue;
+        let low = q.lanes_of(chi_sdk::queue::Priority::LowLatency);
+        let lane = low.start + req.container.0 as usize % low.len().max(1);
+        // Relaxed: published to the worker by the push.
+        h.lane
+            .store(lane as u32, std::sync::atomic::Ordering::Relaxed);
+        h.mark_queued();
+        let main = &node.ipc.main;
+        let ptr = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
+        if q.try_push(lane, task_word(ptr, u32::from(h.generation)))
+            .is_err()
+        {
+            self.free(&node, task, &c);
+            return Err(format!("node {me}'s process queue is full; resubmit later"));
+        }
+        self.serving.borrow_mut().push(Serving {
+            from,
+            request: req.id,
+            task: task as usize,
+            container: c,
+        });
+        Ok(())
+    }
+
+    fn serving(&self) -> bool {
+        !self.serving.borrow().is_empty()
+    }
+
+    fn finished(&self) -> Vec<(u32, Reply)> {
+        let mut out = Vec::new();
+        if !self.serving() {
+            return out;
+        }
+        let Some(node) = self.node.upgrade() else {
+            return out;
+        };
+        self.serving.borrow_mut().retain(|s| {
+            let task = s.task as *mut TaskHeader;
+            // SAFETY: our task, live until we free it; only read.
+            let h = unsafe { &*task };
+            if !h.is_complete() {
+                return true;
+            }
+            let mut result = h.result();
+            let mut message = h.error.to_str().unwrap_or_default().to_owned();
+            // SAFETY: complete: nobody writes it any more.
+            let body = match unsafe { codec::save(&s.container, task, Half::Out) } {
+                Ok(b) => b,
+                Err(e) => {
+                    result = code::FAILED;
+                    message = e.to_string();
+                    Vec::new()
+                }
+            };
+            out.push((
+                s.from,
+                Reply {
+                    id: s.request,
+                    result,
+                    message,
+                    body,
+                },
+            ));
+            self.free(&node, task, &s.container);
+            false
+        });
+        out
+    }
+
+    fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {
+        let Ok(sent) = back.downcast::<Sent>() else {
+            return;
+        };
+        let Some(node) = self.node.upgrade() else {
+            return;
+        };
+        let outcome = match &sent.bcast {
+            None => outcome,
+            Some(b) => match gather(b, outcome) {
+                Some(o) => o,
+                // Replicas still out.
+                None => return,
+            },
+        };
+        let task = sent.task as *mut TaskHeader;
+        // SAFETY: the block stays mapped (the main segment lives as long as
+        // the runtime); only read, to see whether it still holds our task.
+        let (magic, now) = unsafe { ((*task).magic, (*task).generation) };
+        if magic != chi_sdk::task::TASK_MAGIC || u32::from(now) != sent.generation {
+            return;
+        }
+        let (rc, msg) = match outcome {
+            Ok(reply) => {
+                // SAFETY: our task (generation checked), which nobody runs:
+                // the worker handed it over when it sent it.
+                match unsafe { codec::load_out(&sent.container, task, &reply.body) } {
+                    Ok(()) => (reply.result, Some(reply.message)),
+                    Err(e) if reply.result == code::OK => (code::FAILED, Some(e.to_string())),
+                    Err(_) => (reply.result, Some(reply.message)),
+                }
+            }
+            Err(e) => (code::FAILED, Some(e.to_string())),
+        };
+        let c = &sent.container;
+        let del = c.module.api.del.map(|d| (d, c.state));
+        let waiter = Outcome {
+            alloc: &self.alloc,
+            stats: None,
+            main: &node.ipc.main,
+        }
+        .complete(task, sent.generation, rc, msg, del);
+        if waiter != 0 {
+            // A subtask: its parent coroutine waits on a worker's thread.
+            wake_from_outside(&node.workers(), &node.ipc.queue, waiter);
+        }
+    }
+}
+
+/// Adds one replica's outcome to broadcast `b`; the task's outcome once
+/// it was the last: the first success, or the first failure if any
+/// replica failed.
+fn gather(b: &Bcast, outcome: Result<Reply, RemoteError>) -> Option<Result<Reply, RemoteError>> {
+    let mut s = b.state.lock().unwrap_or_else(|e| e.into_inner());
+    match outcome {
+        Ok(r) if r.result == code::OK => {
+            if s.1.is_none() {
+                s.1 = Some(r);
+            }
+        }
+        Ok(r) => {
+            if s.2.is_none() {
+                s.2 = Some(format!(
+                    "a replica of the broadcast failed ({}): {}",
+                    r.result, r.message
+                ));
+            }
+        }
+        Err(e) => {
+            if s.2.is_none() {
+                s.2 = Some(format!("a replica of the broadcast failed: {e}"));
+            }
+        }
+    }
+    s.0 = s.0.saturating_sub(1);
+    if s.0 > 0 {
+        return None;
+    }
+    let failed = |message: String| Reply {
+        id: 0,
+        result: code::FAILED,
+        message,
+        body: Vec::new(),
+    };
+    Some(Ok(match (s.2.take(), s.1.take()) {
+        (Some(why), _) => failed(why),
+        (None, Some(first)) => first,
+        (None, None) => failed("the broadcast had no replica".into()),
+    }))
+}

@@ -1,0 +1,107 @@
+//! A task whose container is on another node leaves this node: the worker
+//! saves its inputs with the module's `save_in` (through a container of the
+//! pool on this node: the hooks are the module's, whichever container) into
+//! a request record and hands it to the peer thread
+//! ([`crate::cluster::peer::PoolAsker::send_task`]), which batches it for
+//! that node and completes the task when the reply comes
+//! (`remote_host.rs`). The worker forgets the task: it neither runs nor
+//! completes it. Methods of [`Worker`] (another `impl` block), off the fast
+//! path (only pools over the cluster get here).
+//!
+//! A subtask of a handler goes out the same way; its parent coroutine is
+//! woken through its worker's mailbox when the reply completes it.
+//!
+//! Not yet: a task sent from a node that holds no container of its pool
+//! fails with an error saying so.
+
+use chi_sdk::task::{TaskHeader, code};
+
+use super::Worker;
+use crate::placement::Target;
+use std::sync::Arc;
+
+use crate::remote::codec::{Half, save};
+use crate::remote::record::Request;
+use crate::remote::{Bcast, Sent};
+
+impl Worker {
+    /// Sends `task` to the node of its container, or fails it with why not.
+    #[cold]
+    pub(super) fn send_remote(&mut self, task: *mut TaskHeader, generation: u32) {
+        if let Err(msg) = self.try_send_remote(task, generation) {
+            self.finish(task, generation, code::FAILED, Some(msg));
+        }
+    }
+
+    fn try_send_remote(&mut self, task: *mut TaskHeader, generation: u32) -> Result<(), String> {
+        // SAFETY: validated by the caller as a live task; only read.
+        let h = unsafe { &*task };
+        let cache = self.inline.pools.borrow();
+        let here = cache.here();
+        let pool = cache
+            .pool(h.pool_id)
+            .ok_or_else(|| format!("no {} on node {}", h.pool_id, here.0))?;
+        drop(cache);
+        let placement = pool
+            .placement
+            .as_ref()
+            .ok_or_else(|| format!("{} is not a pool over the cluster", pool.id))?;
+        let targets = match placement.resolve(h.dom_query, here) {
+            Ok(Target::One(to)) => vec![to],
+            Ok(Target::All(all)) => all,
+            _ => {
+                return Err(format!(
+                    "{:?} names no container of {}",
+                    h.dom_query, pool.id
+                ));
+            }
+        };
+        let to = targets[0];
+        let container = pool.containers.first().cloned().ok_or_else(|| {
+            format!(
+                "container {} of {} is on node {}, and this node ({}) holds no container of the \
+                 pool to send it with; submit the task to node {}",
+                to.container.0, pool.id, to.node.0, here.0, to.node.0
+            )
+        })?;
+        let link = self.shared.pool_asker.get().ok_or_else(|| {
+            format!(
+                "container {} of {} is on node {}, but this runtime has no peer link",
+                to.container.0, pool.id, to.node.0
+            )
+        })?;
+        // SAFETY: a live task of the container's module (its pool's), which
+        // nobody writes while the worker holds it.
+        let body = unsafe { save(&container, task, Half::In) }.map_err(|e| e.to_string())?;
+        let bcast = (targets.len() > 1).then(|| {
+            Arc::new(Bcast {
+                state: std::sync::Mutex::new((targets.len(), None, None)),
+            })
+        });
+        for (i, to) in targets.iter().enumerate() {
+            let request = Request {
+                id: 0,
+                pool: pool.id,
+                container: to.container,
+                method: h.method,
+                flags: h.flags,
+                body: body.clone(),
+            };
+            let sent = Sent {
+                task: task as usize,
+                generation,
+                container: container.clone(),
+                bcast: bcast.clone(),
+            };
+            if let Err(e) = link.send_task(to.node.0, request, Box::new(sent)) {
+                if i == 0 {
+                    return Err(e);
+                }
+                // The runtime stops: the replicas sent fail with it.
+                tracing::warn!(error = %e, "a broadcast was cut short");
+                break;
+            }
+        }
+        Ok(())
+    }
+}

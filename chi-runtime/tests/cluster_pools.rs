@@ -1,0 +1,276 @@
+//! Pools over the cluster and remote tasks, with three real runtimes on
+//! 127.0.0.1, .2 and .3: a CreatePool with `containers` asked at node 2
+//! makes one pool on every node, each holding its round-robin share of the
+//! containers with their global ids; tasks by global id and global hash,
+//! from every node, run on their container's node (over the peer link when
+//! it is another), 200 at once too, fire-and-forget and abandoned ones
+//! freed by the sender; a kv pool over the cluster stores a
+//! 100 kB value put from node 1 on node 2 and serves it to node 3 (the
+//! bytes travel both ways); GetOrCreatePool of one name from two
+//! nodes at once makes one pool; a taken name is refused cluster-wide, and
+//! destroying a pool over the cluster is refused (not agreed yet); a task to
+//! a killed node fails naming it within the task timeout; with the authority
+//! (node 1) killed, an ask fails naming it or is decided by the next node
+//! up, never hangs.
+//!
+//! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
+//! ([`support::cluster`]); every wait is bounded by a generous limit.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
+use chi_sdk::client::Client;
+use chi_sdk::types::{DomainQuery, PoolId};
+use chimaera_kv_runtime::KvClient;
+use chimaera_mod_name_runtime::{EchoTask, FanOutTask, LocateTask, TARGET_MOD_NAME_SPREAD};
+use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
+use support::{Watchdog, assert_no_process_left, wait_until};
+
+const MOD_NAME: &str = "chimaera_mod_name";
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn all_up(setup: &ClusterSetup) -> bool {
+    (1..=setup.n).all(|v| {
+        (1..=setup.n).all(|of| {
+            setup
+                .state_seen(v, of)
+                .is_some_and(|(s, _)| s == "up" || (of == v && s == "self"))
+        })
+    })
+}
+
+/// The containers node `k` shows for pool `id`.
+fn share(setup: &ClusterSetup, k: u32, id: PoolId) -> Option<Vec<u32>> {
+    setup
+        .status(k)
+        .pools
+        .into_iter()
+        .find(|p| p.id == id.0)
+        .map(|p| p.containers)
+}
+
+/// The node and container that ran a Locate task sent with query `q`.
+fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
+    c.submit(
+        LocateTask::new(pool, q),
+        chi_sdk::queue::Priority::LowLatency,
+    )
+    .map_err(|e| e.to_string())?
+    .wait_with(|t| (t.node_id, t.container_id))
+    .map_err(|e| e.to_string())
+}
+
+fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String> {
+    c.submit(
+        EchoTask::new(pool, q, v),
+        chi_sdk::queue::Priority::LowLatency,
+    )
+    .map_err(|e| e.to_string())?
+    .wait_with(|t| t.reply)
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn pools_over_three_nodes() {
+    let _w = Watchdog::new("pools_over_three_nodes", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("cpools", 3);
+    let mut nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "every node shows all three up", || all_up(&setup));
+    let clients: Vec<Client> = (1..=3)
+        .map(|k| Client::connect(setup.opts(k)).expect("a client"))
+        .collect();
+
+    // Five containers asked at node 2 (decided by node 1): 0 and 3 on node
+    // 1, 1 and 4 on node 2, 2 on node 3; every node knows the pool.
+    let id = AdminClient::new(&clients[1])
+        .create_cluster_pool(MOD_NAME, "spread", "", 5)
+        .expect("a pool over the cluster");
+    assert!(id.0 >= GLOBAL_POOL_BASE, "{id}");
+    assert_eq!(share(&setup, 1, id), Some(vec![0, 3]));
+    assert_eq!(share(&setup, 2, id), Some(vec![1, 4]));
+    assert_eq!(share(&setup, 3, id), Some(vec![2]));
+
+    // By global id and global hash, from every node, a task runs on its
+    // container's node (container g on node g % 3 + 1), which gave it its
+    // global id: a container elsewhere is reached over the peer link.
+    for from in &clients {
+        for g in 0..5u32 {
+            let node = g % 3 + 1;
+            assert_eq!(locate(from, id, DomainQuery::global_id(g)), Ok((node, g)));
+            assert_eq!(
+                locate(from, id, DomainQuery::global_hash(g + 5 * 7)),
+                Ok((node, g))
+            );
+        }
+    }
+    assert_eq!(locate(&clients[2], id, DomainQuery::local()), Ok((3, 2)));
+    // A broadcast runs on every container (local ones too) and completes
+    // with the first reply's outputs once all have answered.
+    for from in &clients {
+        let (node, g) = locate(from, id, DomainQuery::global_bcast()).expect("broadcast");
+        assert!(g < 5 && node == g % 3 + 1, "({node}, {g})");
+        assert_eq!(echo(from, id, DomainQuery::global_bcast(), 21), Ok(21));
+    }
+    // A handler's subtasks to containers on every node (FanOut from node 1's
+    // container 0, echo v to container v % 5): each parent is woken when
+    // its remote subtasks' replies come.
+    for n in [1u32, 10] {
+        let sum = clients[0]
+            .submit(
+                FanOutTask::new(
+                    id,
+                    DomainQuery::global_id(0),
+                    id,
+                    TARGET_MOD_NAME_SPREAD,
+                    n,
+                    0,
+                ),
+                chi_sdk::queue::Priority::LowLatency,
+            )
+            .expect("submit FanOut")
+            .wait_with(|t| t.sum)
+            .expect("FanOut over the cluster");
+        assert_eq!(sum, u64::from(n) * u64::from(n + 1) / 2);
+    }
+    // Many tasks to other nodes at once share frames, and all come back.
+    let pending: Vec<_> = (0..200u64)
+        .map(|v| {
+            clients[0]
+                .submit(
+                    EchoTask::new(id, DomainQuery::global_id(1 + (v % 2) as u32), v),
+                    chi_sdk::queue::Priority::LowLatency,
+                )
+                .expect("submit")
+        })
+        .collect();
+    for (v, p) in pending.into_iter().enumerate() {
+        assert_eq!(p.wait_with(|t| t.reply).expect("remote echo"), v as u64);
+    }
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(3), 7), Ok(7));
+    assert_eq!(echo(&clients[2], id, DomainQuery::global_id(2), 8), Ok(8));
+    assert_eq!(echo(&clients[1], id, DomainQuery::global_hash(9), 9), Ok(9));
+    assert_eq!(echo(&clients[1], id, DomainQuery::local(), 10), Ok(10));
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(1), 11), Ok(11));
+    let e = echo(&clients[0], id, DomainQuery::global_id(5), 1).unwrap_err();
+    assert!(e.contains("has 5 container"), "{e}");
+
+    // GetOrCreatePool of one name from nodes 2 and 3 at once: one pool.
+    let ids: Vec<PoolId> = std::thread::scope(|s| {
+        let asks: Vec<_> = [1usize, 2]
+            .iter()
+            .map(|&i| {
+                let c = &clients[i];
+                s.spawn(move || {
+                    AdminClient::new(c)
+                        .get_or_create_cluster_pool(MOD_NAME, "shared", "", 3)
+                        .expect("get or create")
+                })
+            })
+            .collect();
+        asks.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(ids[0], ids[1]);
+    assert_ne!(ids[0], id);
+    for k in 1..=3 {
+        assert_eq!(share(&setup, k, ids[0]), Some(vec![k - 1]), "node {k}");
+    }
+    // A taken name is refused wherever it is asked.
+    let e = AdminClient::new(&clients[2])
+        .create_cluster_pool(MOD_NAME, "spread", "", 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'spread' is taken"), "{e}");
+    // Fire-and-forget and abandoned remote tasks are freed by the sender's
+    // peer thread when their replies come; the node goes on serving.
+    for v in 0..50u64 {
+        let mut t = EchoTask::new(id, DomainQuery::global_id(1), v);
+        t.header.flags |= chi_sdk::task::flags::FIRE_AND_FORGET;
+        let t = clients[0].new_task(t).expect("task");
+        clients[0]
+            .enqueue(&t, chi_sdk::queue::Priority::LowLatency)
+            .expect("enqueue");
+        let abandoned = clients[0]
+            .submit(
+                EchoTask::new(id, DomainQuery::global_id(2), v),
+                chi_sdk::queue::Priority::LowLatency,
+            )
+            .expect("submit");
+        drop(abandoned);
+    }
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(1), 31), Ok(31));
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(2), 32), Ok(32));
+
+    // kv over the cluster: a value put from node 1 into container 1 (node 2)
+    // is read back from node 3; its bytes travel both ways.
+    let kv_pool = AdminClient::new(&clients[0])
+        .create_cluster_pool("chimaera_kv", "kv", "", 3)
+        .expect("a kv pool over the cluster");
+    let mut kv = KvClient::from(kv_pool);
+    kv.query = DomainQuery::global_id(1);
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(kv.put(&clients[0], b"k", &big).expect("remote put"), 0);
+    assert_eq!(kv.get(&clients[2], b"k").expect("remote get"), big);
+    assert_eq!(kv.get(&clients[1], b"k").expect("local get"), big);
+    kv.query = DomainQuery::global_id(2);
+    let e = kv.get(&clients[0], b"k").unwrap_err().to_string();
+    assert!(
+        e.contains("k"),
+        "the module's not-found error comes back: {e}"
+    );
+
+    // Destroying a pool over the cluster is refused (not agreed yet).
+    let e = AdminClient::new(&clients[0])
+        .destroy_pool(id)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not supported yet"), "{e}");
+    // Local pools are as before.
+    let local = AdminClient::new(&clients[2])
+        .create_pool(MOD_NAME, "mine", "", PoolId::NULL)
+        .expect("a local pool");
+    assert!(local.0 < GLOBAL_POOL_BASE);
+    assert_eq!(echo(&clients[2], local, DomainQuery::local(), 3), Ok(3));
+
+    // A node dies: a task to its container fails naming it within the
+    // task timeout (sent before it is seen down: timeout or down; after:
+    // at once), never a hang.
+    nodes[2].kill9();
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        let e = echo(&clients[0], id, DomainQuery::global_id(2), 1).unwrap_err();
+        assert!(e.contains("node 3"), "{e}");
+        assert!(t0.elapsed() < TASK_TIMEOUT * 2, "{:?}", t0.elapsed());
+    }
+    wait_until(LIMIT, "node 1 sees node 3 down", || {
+        setup.state_seen(1, 3).is_some_and(|(s, _)| s == "down")
+    });
+    let e = echo(&clients[0], id, DomainQuery::global_id(2), 1).unwrap_err();
+    assert!(e.contains("node 3 went down"), "{e}");
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(1), 12), Ok(12));
+    let e = echo(&clients[0], id, DomainQuery::global_bcast(), 1).unwrap_err();
+    assert!(e.contains("replica") && e.contains("node 3"), "{e}");
+
+    // The authority dies: an ask fails naming it, or (once node 1 is seen
+    // down) node 2 decides it; never a hang.
+    drop(clients);
+    nodes[0].kill9();
+    let c2 = Client::connect(setup.opts(2)).expect("a client of node 2");
+    let t0 = Instant::now();
+    match AdminClient::new(&c2).create_cluster_pool(MOD_NAME, "after", "", 2) {
+        Ok(p) => assert_eq!(share(&setup, 2, p), Some(vec![0, 1])),
+        Err(e) => assert!(e.to_string().contains("node 1"), "{e}"),
+    }
+    assert!(t0.elapsed() < TASK_TIMEOUT * 3, "{:?}", t0.elapsed());
+    wait_until(LIMIT, "node 2 sees node 1 down", || {
+        setup.state_seen(2, 1).is_some_and(|(s, _)| s == "down")
+    });
+    let p = AdminClient::new(&c2)
+        .get_or_create_cluster_pool(MOD_NAME, "after2", "", 2)
+        .expect("node 2 decides once node 1 is down");
+    assert_eq!(share(&setup, 2, p), Some(vec![0, 1]));
+    drop(c2);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
