@@ -336,7 +336,7 @@ impl CoRwLockTestTask {
 
 /// Reports where it ran: the node and the container (its global id in a
 /// pool over the cluster) whose handler served it.
-#[chi_sdk::task(method = 23, client = false)]
+#[chi_sdk::task(method = 23)]
 #[derive(Debug)]
 pub struct LocateTask {
     /// The node that ran it.
