@@ -299,10 +299,7 @@ impl<'a> AdminClient<'a> {
         args: &str,
         id: PoolId,
     ) -> Result<PoolId, CallError> {
-        let t = CreatePoolTask::new(self.client.main_allocator(), module, name, args, id)?;
-        self.client
-            .submit(t, Priority::LowLatency)?
-            .wait_with(|t| t.pool_id)
+        self.create(module, name, args, id, 0)
     }
 
     /// Returns pool `name`, creating it from `module` if it does not exist; fails if
@@ -313,10 +310,7 @@ impl<'a> AdminClient<'a> {
         name: &str,
         args: &str,
     ) -> Result<PoolId, CallError> {
-        let t = GetOrCreatePoolTask::new(self.client.main_allocator(), module, name, args)?;
-        self.client
-            .submit(t, Priority::LowLatency)?
-            .wait_with(|t| t.pool_id)
+        self.get_or_create_with(module, name, args, 0)
     }
 
     /// Returns pool `name` of the module whose parameters are `P`, creating it
@@ -363,23 +357,40 @@ impl<'a> AdminClient<'a> {
         args: &str,
         containers: u32,
     ) -> Result<PoolId, CallError> {
-        let mut t = CreatePoolTask::new(
-            self.client.main_allocator(),
-            module,
-            name,
-            args,
-            PoolId::NULL,
-        )?;
-        t.containers = containers;
-        self.client
-            .submit(t, Priority::LowLatency)?
-            .wait_with(|t| t.pool_id)
+        self.create(module, name, args, PoolId::NULL, containers)
     }
 
     /// Returns pool `name` of the cluster, creating it from `module` with
     /// `containers` (≥ 1) containers over the nodes that are up if no node
     /// has created it: two nodes asking at once get the same pool.
     pub fn get_or_create_cluster_pool(
+        &self,
+        module: &str,
+        name: &str,
+        args: &str,
+        containers: u32,
+    ) -> Result<PoolId, CallError> {
+        self.get_or_create_with(module, name, args, containers)
+    }
+
+    /// CreatePool of `containers` containers (0: a pool of this node).
+    fn create(
+        &self,
+        module: &str,
+        name: &str,
+        args: &str,
+        id: PoolId,
+        containers: u32,
+    ) -> Result<PoolId, CallError> {
+        let mut t = CreatePoolTask::new(self.client.main_allocator(), module, name, args, id)?;
+        t.containers = containers;
+        self.client
+            .submit(t, Priority::LowLatency)?
+            .wait_with(|t| t.pool_id)
+    }
+
+    /// GetOrCreatePool of `containers` containers (0: a pool of this node).
+    fn get_or_create_with(
         &self,
         module: &str,
         name: &str,
