@@ -7,23 +7,26 @@ cd "$(dirname "$0")/.."
 # A one-shot run gains nothing from incremental caches, which double the
 # size of the build directory.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Each stage's heading shows the minutes and seconds since the start, so a
+# slow run shows where its time went.
+stage() { echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] $*"; }
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "== installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
 
-echo "== cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+stage "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== import circles"; scripts/check-imports.sh
-echo "== tests (nextest)"
+stage "import circles"; scripts/check-imports.sh
+stage "tests (nextest)"
 cargo nextest run --workspace --no-fail-fast
-echo "== doc tests"
+stage "doc tests"
 cargo test --workspace --doc
 if [ -x scripts/check-loom.sh ]; then
-  echo "== loom model checks"
+  stage "loom model checks"
   scripts/check-loom.sh
 fi
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
@@ -31,18 +34,18 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
   rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 || true
 fi
 if cargo +nightly miri --version >/dev/null 2>&1; then
-  echo "== miri (the algorithms, under the interpreter)"
+  stage "miri (the algorithms, under the interpreter)"
   scripts/check-miri.sh
 else
-  echo "== miri skipped: could not install a nightly toolchain with miri (rustup toolchain install nightly --component miri)"
+  stage "miri skipped: could not install a nightly toolchain with miri (rustup toolchain install nightly --component miri)"
 fi
-echo "== benchmark smoke runs"
+stage "benchmark smoke runs"
 cargo bench -p chi-shm --bench shm -- --test
 cargo bench -p chi-runtime --bench coroutine -- --test
 cargo build --release -p chi-runtime -p chi-bench -p bdev -p mod_name
 bench_out="$(mktemp -d)"
 "${CARGO_TARGET_DIR:-target}/release/chi-bench" all --quick --json "$bench_out/bench.json" --plot "$bench_out"
 rm -rf "$bench_out"
-echo "== soak (short): mixed clients, one killed every 3 s, nothing may leak"
+stage "soak (short): mixed clients, one killed every 3 s, nothing may leak"
 "${CARGO_TARGET_DIR:-target}/release/chi-bench" soak --seconds 30
-echo "== all tests passed"
+stage "all tests passed"

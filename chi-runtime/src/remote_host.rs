@@ -270,7 +270,15 @@ impl PoolHost for ShareHost {
                 // SAFETY: our task (generation checked), which nobody runs:
                 // the worker handed it over when it sent it.
                 match unsafe { codec::load_out(&sent.container, task, &reply.body) } {
-                    Ok(()) => (reply.result, Some(reply.message)),
+                    Ok(()) => {
+                        // The load stored the message in the header too; the
+                        // completion writes it (and frees it when nobody
+                        // reads it), so the loaded copy goes.
+                        // SAFETY: our task, as above; its error field is the
+                        // string the load just allocated.
+                        let _ = unsafe { (*task).error.free(&self.alloc) };
+                        (reply.result, Some(reply.message))
+                    }
                     Err(e) if reply.result == code::OK => (code::FAILED, Some(e.to_string())),
                     Err(_) => (reply.result, Some(reply.message)),
                 }

@@ -410,9 +410,30 @@ impl Ser for ClientBuf {
         out.extend_from_slice(b);
         Ok(())
     }
+    /// Into a task that has a block (the outputs of a task sent out, loaded
+    /// into the caller's task): the bytes go into that block when it holds
+    /// them, whoever owns it (a block the caller keeps gets what was read
+    /// into it, as it would from a local handler); otherwise, and into a
+    /// fresh task, a new block of the task's holds them (a block of the
+    /// task's it replaces is freed, one the caller keeps is not).
     fn load(&mut self, r: &mut Reader<'_>, alloc: &Allocator) -> Result<(), SerError> {
         let n = r.take_len(1)?;
         let data = r.take(n)?;
+        if !self.ptr.is_null() && self.capacity() >= n && n > 0 {
+            let cap = self.capacity();
+            let p = registry::with_allocator(self.ptr.segment(), |a| {
+                access::check_block(a, "loaded", self.ptr, cap)
+            })
+            .ok_or_else(|| {
+                SerError::ClientData(format!("{}: no allocator of its segment here", self.ptr))
+            })?
+            .map_err(|f| SerError::ClientData(f.message))?;
+            // SAFETY: checked: a live client-data block of at least `cap >=
+            // n` bytes, which nobody else writes while the task's outputs load.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p.as_ptr(), data.len()) };
+            self.len = n;
+            return Ok(());
+        }
         let ptr = load_block(data, data.len())?;
         self.free_shm(alloc);
         *self = ClientBuf {

@@ -126,7 +126,12 @@ pub unsafe fn load_out<T: crate::ser::TaskSer>(
     // SAFETY: per the contract.
     let bytes = unsafe { bytes_at(data, len) };
     let mut r = crate::ser::Reader::new(bytes);
-    t.load_out(&mut r, alloc)?;
+    // An output that no longer fits replaces its buffer: the old one is
+    // freed if it is the task's process's (as in `del`).
+    let owner = ShmPtr::from_addr(task)
+        .and_then(|p| alloc.owner_of(p).ok())
+        .and_then(|o| alloc.owner_pid(o));
+    crate::bytes::freeing_for(owner, || t.load_out(&mut r, alloc))?;
     Ok(r.finish()?)
 }
 
