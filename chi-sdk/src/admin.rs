@@ -92,6 +92,27 @@ pub struct CreatePoolTask {
     pub containers: u32,
 }
 
+/// `texts` in new strings of `alloc`; if one cannot be allocated, the ones
+/// made before it are freed.
+fn strings<const N: usize>(
+    alloc: &Allocator,
+    texts: [&str; N],
+) -> Result<[ShmString; N], crate::shm::AllocError> {
+    let mut made: [ShmString; N] = std::array::from_fn(|_| ShmString::new());
+    for (i, t) in texts.iter().enumerate() {
+        match ShmString::from_str(alloc, t) {
+            Ok(s) => made[i] = s,
+            Err(e) => {
+                for s in &mut made[..i] {
+                    let _ = s.free(alloc);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
+}
+
 impl CreatePoolTask {
     /// A CreatePool task for the admin pool.
     pub fn new(
@@ -101,12 +122,13 @@ impl CreatePoolTask {
         args: &str,
         requested: PoolId,
     ) -> Result<Self, crate::shm::AllocError> {
+        let [module, pool_name, args] = strings(alloc, [module, pool_name, args])?;
         Ok(Self::emplace(
             PoolId::ADMIN,
             DomainQuery::local(),
-            ShmString::from_str(alloc, module)?,
-            ShmString::from_str(alloc, pool_name)?,
-            ShmString::from_str(alloc, args)?,
+            module,
+            pool_name,
+            args,
             requested,
             0,
         ))
@@ -146,12 +168,13 @@ impl GetOrCreatePoolTask {
         pool_name: &str,
         args: &str,
     ) -> Result<Self, crate::shm::AllocError> {
+        let [module, pool_name, args] = strings(alloc, [module, pool_name, args])?;
         Ok(Self::emplace(
             PoolId::ADMIN,
             DomainQuery::local(),
-            ShmString::from_str(alloc, module)?,
-            ShmString::from_str(alloc, pool_name)?,
-            ShmString::from_str(alloc, args)?,
+            module,
+            pool_name,
+            args,
             0,
         ))
     }

@@ -295,3 +295,13 @@ fn malformed_buffers_are_errors() {
     sent.free_fields(&alloc);
     assert_eq!(used(&alloc), baseline);
 }
+
+#[test]
+fn a_create_task_that_cannot_be_made_leaves_nothing_allocated() {
+    let (_name, _seg, alloc) = segment("admin_strings");
+    let baseline = used(&alloc);
+    let too_big = "x".repeat(16 << 20);
+    assert!(chi_sdk::admin::CreatePoolTask::new(&alloc, "m", "p", &too_big, PoolId::NULL).is_err());
+    assert!(chi_sdk::admin::GetOrCreatePoolTask::new(&alloc, "m", &too_big, "{}").is_err());
+    assert_eq!(used(&alloc), baseline, "the strings made first were freed");
+}
