@@ -19,7 +19,7 @@
 //! `SHUTDOWN`.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::TryRecvError;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use chi_sdk::shm::ShmString;
 use chi_sdk::task::{Failure, code};
 use chi_sdk::types::PoolId;
 
-use crate::cluster::pools::{MAX_CONTAINERS, PoolAsk, PoolSpec};
+use crate::cluster::pools::{MAX_CONTAINERS, PoolAnswer, PoolAsk, PoolSpec};
 use crate::module::Builtin;
 use crate::state::NodeState;
 
@@ -94,6 +94,37 @@ fn alone(node: &NodeState, ask: PoolAsk) -> Result<PoolId, String> {
     };
     node.create_share(&spec).map_err(|e| format!("{e:#}"))?;
     Ok(id)
+}
+
+/// The peer thread's answer on `answer`, waited for 1 ms at a time
+/// (`RunCtx::sleep`: the worker runs other tasks meanwhile), at most
+/// `limit`.
+fn wait_answer(
+    answer: &Receiver<PoolAnswer>,
+    limit: Duration,
+    ctx: &mut RunCtx,
+) -> Result<PoolSpec, String> {
+    let until = Instant::now() + limit;
+    loop {
+        match answer.try_recv() {
+            Ok(a) => return a,
+            Err(TryRecvError::Disconnected) => {
+                return Err("the runtime is stopping; its peer link is closed".into());
+            }
+            Err(TryRecvError::Empty) if Instant::now() >= until => {
+                return Err(format!(
+                    "no answer from the peer link within {limit:?}; see the runtime's log"
+                ));
+            }
+            Err(TryRecvError::Empty) => ctx.sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// How long an admin task waits for the peer thread: past the time it
+/// takes to fail what waits on another node.
+fn answer_limit(node: &NodeState) -> Duration {
+    node.config.cluster.task_timeout * 2 + Duration::from_secs(1)
 }
 
 fn text(s: &ShmString, what: &str) -> Result<String, Failure> {
@@ -162,29 +193,10 @@ impl Admin {
             let Some(asker) = node.pool_asker.get().cloned() else {
                 return alone(&node, ask).map_err(failed);
             };
-            (
-                asker,
-                node.config.cluster.task_timeout * 2 + Duration::from_secs(1),
-            )
+            (asker, answer_limit(&node))
         };
         let answer = asker.ask(ask).map_err(failed)?;
-        let until = Instant::now() + limit;
-        let spec = loop {
-            match answer.try_recv() {
-                Ok(a) => break a.map_err(failed)?,
-                Err(TryRecvError::Disconnected) => {
-                    return Err(failed(
-                        "the runtime is stopping; its peer link is closed".into(),
-                    ));
-                }
-                Err(TryRecvError::Empty) if Instant::now() >= until => {
-                    return Err(failed(format!(
-                        "no answer from the peer link within {limit:?}; see the runtime's log"
-                    )));
-                }
-                Err(TryRecvError::Empty) => ctx.sleep(Duration::from_millis(1)),
-            }
-        };
+        let spec = wait_answer(&answer, limit, ctx).map_err(failed)?;
         Ok(PoolId(spec.id))
     }
 }
@@ -230,8 +242,11 @@ impl Admin {
         Ok(())
     }
 
-    /// kDestroyPool.
-    fn destroy_pool(&self, task: &mut DestroyPoolTask, _ctx: &mut RunCtx) -> Result<(), Failure> {
+    /// kDestroyPool. A pool over the cluster (with a peer link) is
+    /// destroyed on every node through the authority
+    /// ([`crate::cluster::pools`]), this task sleeping meanwhile as for its
+    /// creation.
+    fn destroy_pool(&self, task: &mut DestroyPoolTask, ctx: &mut RunCtx) -> Result<(), Failure> {
         if task.pool_id == PoolId::ADMIN {
             return Err(Failure::new(
                 code::FAILED,
@@ -239,24 +254,19 @@ impl Admin {
             ));
         }
         let node = self.runtime()?;
-        if task.pool_id.0 >= chi_sdk::admin::GLOBAL_POOL_BASE && node.pool_asker.get().is_some() {
-            // The other nodes and the authority would keep it: destroying a
-            // pool over the cluster is not agreed yet.
-            return Err(Failure::new(
-                code::FAILED,
-                format!(
-                    "{} is a pool over the cluster; destroying it is not supported yet (it \
-                     lives until the runtimes stop)",
-                    task.pool_id
-                ),
-            ));
+        if task.pool_id.0 >= chi_sdk::admin::GLOBAL_POOL_BASE
+            && let Some(asker) = node.pool_asker.get().cloned()
+        {
+            let limit = answer_limit(&node);
+            // No reference to the runtime is held while suspended.
+            drop(node);
+            let failed = |m: String| Failure::new(code::FAILED, m);
+            let answer = asker.destroy(task.pool_id.0).map_err(failed)?;
+            wait_answer(&answer, limit, ctx).map_err(failed)?;
+            return Ok(());
         }
-        node.pools
-            .destroy(task.pool_id)
-            .map_err(|e| Failure::new(code::NO_POOL, e.to_string()))?;
-        // Periodic tasks of the pool's containers end.
-        crate::worker::sched::sweep_all(&node.workers(), &node.ipc.queue);
-        Ok(())
+        node.destroy_pool(task.pool_id)
+            .map_err(|e| Failure::new(code::NO_POOL, e.to_string()))
     }
 
     /// kCancel: blocked tasks look at their condition again (a client marked

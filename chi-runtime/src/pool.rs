@@ -395,16 +395,21 @@ impl PoolManager {
         }))
     }
 
-    /// The lowest id from [`chi_sdk::admin::GLOBAL_POOL_BASE`] up that no
-    /// pool of this node has (a runtime without peers numbers its pools
-    /// over the cluster itself).
+    /// The id past every id from [`chi_sdk::admin::GLOBAL_POOL_BASE`] up
+    /// that a pool of this node has (a runtime without peers numbers its
+    /// pools over the cluster itself; a node that becomes the authority
+    /// numbers past what it holds). Past, not the lowest free: the id of a
+    /// destroyed pool is never given again.
     pub fn free_cluster_id(&self) -> PoolId {
         let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
-        let mut id = chi_sdk::admin::GLOBAL_POOL_BASE;
-        while t.by_id.contains_key(&PoolId(id)) {
-            id += 1;
-        }
-        PoolId(id)
+        let base = chi_sdk::admin::GLOBAL_POOL_BASE;
+        let past = t
+            .by_id
+            .keys()
+            .filter(|id| id.0 >= base)
+            .map(|id| id.0 + 1)
+            .max();
+        PoolId(past.unwrap_or(base))
     }
 
     /// Removes pool `id`; its containers are destroyed when the last task using

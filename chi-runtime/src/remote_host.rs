@@ -38,10 +38,10 @@ use std::sync::{Arc, Weak};
 
 use chi_sdk::shm::{Allocator, ShmPtr};
 use chi_sdk::task::{TaskHeader, code, flags, next_generation, task_word};
-use chi_sdk::types::DomainQuery;
+use chi_sdk::types::{DomainQuery, PoolId};
 
 use crate::cluster::pools::{Outgoing, PoolHost, PoolSpec};
-use crate::pool::Container;
+use crate::pool::{Container, Pool};
 use crate::remote::codec::{self, Half};
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
@@ -116,14 +116,16 @@ impl PoolHost for ShareHost {
 
     fn lookup(&self, name: &str) -> Option<PoolSpec> {
         let pool = self.node.upgrade()?.pools.by_name(name)?;
-        let placement = pool.placement.as_ref()?;
-        Some(PoolSpec {
-            id: pool.id.0,
-            module: pool.module.clone(),
-            name: pool.name.clone(),
-            args: String::new(),
-            nodes: placement.nodes().iter().map(|n| n.0).collect(),
-        })
+        spec_of(&pool)
+    }
+
+    fn lookup_id(&self, id: u64) -> Option<PoolSpec> {
+        let pool = self.node.upgrade()?.pools.get(PoolId(id))?;
+        spec_of(&pool)
+    }
+
+    fn destroy_share(&self, id: u64) -> Result<bool, String> {
+        self.state()?.destroy_share(PoolId(id))
     }
 
     fn free_id(&self) -> u64 {
@@ -298,6 +300,19 @@ impl PoolHost for ShareHost {
             wake_from_outside(&node.workers(), &node.ipc.queue, waiter);
         }
     }
+}
+
+/// What a node knows of a pool over the cluster (not its args); `None`
+/// for a pool of this node alone.
+fn spec_of(pool: &Pool) -> Option<PoolSpec> {
+    let placement = pool.placement.as_ref()?;
+    Some(PoolSpec {
+        id: pool.id.0,
+        module: pool.module.clone(),
+        name: pool.name.clone(),
+        args: String::new(),
+        nodes: placement.nodes().iter().map(|n| n.0).collect(),
+    })
 }
 
 /// Adds one replica's outcome to broadcast `b`; the task's outcome once

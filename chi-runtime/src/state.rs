@@ -261,6 +261,30 @@ impl NodeState {
             .create_share(m, PoolId(spec.id), &spec.name, &spec.args, placement)?)
     }
 
+    /// Destroys pool `id` of this node (its containers end once no task
+    /// holds them; periodic tasks of them end).
+    pub fn destroy_pool(&self, id: PoolId) -> Result<(), crate::pool::PoolError> {
+        self.pools.destroy(id)?;
+        crate::worker::sched::sweep_all(&self.workers(), &self.ipc.queue);
+        Ok(())
+    }
+
+    /// Destroys this node's share of pool `id` over the cluster;
+    /// `Ok(false)` if no pool over the cluster has that id here (a pool of
+    /// this node alone is never destroyed by another node).
+    pub fn destroy_share(&self, id: PoolId) -> Result<bool, String> {
+        match self.pools.get(id) {
+            Some(p) if p.placement.is_some() => {}
+            _ => return Ok(false),
+        }
+        match self.destroy_pool(id) {
+            Ok(()) => Ok(true),
+            // Destroyed meanwhile by this node's own admin.
+            Err(crate::pool::PoolError::NoPool(_)) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// The status report.
     pub fn status(&self) -> StatusReport {
         let (cluster, peer_frames_refused) = match self.membership.get() {

@@ -7,8 +7,9 @@
 //! freed by the sender; a kv pool over the cluster stores a
 //! 100 kB value put from node 1 on node 2 and serves it to node 3 (the
 //! bytes travel both ways); GetOrCreatePool of one name from two
-//! nodes at once makes one pool; a taken name is refused cluster-wide, and
-//! destroying a pool over the cluster is refused (not agreed yet); a task to
+//! nodes at once makes one pool; a taken name is refused cluster-wide; a
+//! pool over the cluster destroyed from a node that did not create it is
+//! gone from every node and its tasks fail saying so; a task to
 //! a killed node fails naming it within the task timeout; with the authority
 //! (node 1) killed, an ask fails naming it or is decided by the next node
 //! up, never hangs.
@@ -220,12 +221,18 @@ fn pools_over_three_nodes() {
         "the module's not-found error comes back: {e}"
     );
 
-    // Destroying a pool over the cluster is refused (not agreed yet).
-    let e = AdminClient::new(&clients[0])
-        .destroy_pool(id)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("not supported yet"), "{e}");
+    // Destroying a pool over the cluster (asked at node 1, made at nodes 2
+    // and 3) removes it from every node; its tasks then fail saying so.
+    AdminClient::new(&clients[0])
+        .destroy_pool(ids[0])
+        .expect("destroy a pool over the cluster");
+    for k in 1..=3 {
+        assert_eq!(share(&setup, k, ids[0]), None, "node {k}");
+    }
+    for c in &clients {
+        let e = echo(c, ids[0], DomainQuery::global_id(0), 1).unwrap_err();
+        assert!(e.contains(&format!("no {}", ids[0])), "{e}");
+    }
     // Local pools are as before.
     let local = AdminClient::new(&clients[2])
         .create_pool(MOD_NAME, "mine", "", PoolId::NULL)

@@ -458,7 +458,8 @@ impl<'a> AdminClient<'a> {
             .wait_with(|_| ())
     }
 
-    /// Destroys a pool.
+    /// Destroys a pool. A pool over the cluster is destroyed on every node
+    /// up (asked at any node); this returns once they all have dropped it.
     pub fn destroy_pool(&self, pool: PoolId) -> Result<(), CallError> {
         let t = self
             .client

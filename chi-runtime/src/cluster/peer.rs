@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
 use std::thread::JoinHandle;
@@ -37,13 +38,12 @@ use super::frame::{
     Frame, Kind, decode_batch, decode_status_reply, decode_status_request, encode_status_reply,
     encode_status_request,
 };
-use super::membership::{Membership, PeerState};
+use super::membership::{Membership, PeerEvent, PeerState};
 use super::outbox::Outbox;
-use super::pools::{GlobalPools, NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, Waiter};
+use super::pools::{GlobalPools, NoPools, Outgoing, PoolHost, Waiter};
 use super::transport::PeerTransport;
 use crate::ratelimit::RateLimit;
 use crate::remote::inflight::InFlight;
-use crate::remote::record::Request;
 
 /// The peer thread runs ([`Cluster::stop`] word).
 const RUN: u8 = 0;
@@ -58,76 +58,6 @@ pub const MAX_WAIT: Duration = Duration::from_millis(50);
 static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
 static SOCKET_ERROR: RateLimit = RateLimit::new(Duration::from_secs(10));
 
-/// Why another node's status could not be had.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NodeStatusError {
-    /// No such node in the hostfile.
-    #[error("node {node} is not in the cluster (nodes 1 to {nodes} of the hostfile)")]
-    NoSuchNode {
-        /// The node asked for.
-        node: u32,
-        /// Nodes in the hostfile.
-        nodes: u32,
-    },
-    /// The node is down.
-    #[error(
-        "node {node} is down: no heartbeat from it for {silent_ms} ms; start its runtime, or ask another node"
-    )]
-    Down {
-        /// The node.
-        node: u32,
-        /// Milliseconds since it was last heard from.
-        silent_ms: u64,
-    },
-    /// The node was never heard from.
-    #[error(
-        "node {node} has not been heard from since this runtime started: is its runtime running, with the same hostfile and cluster.port?"
-    )]
-    NeverHeard {
-        /// The node.
-        node: u32,
-    },
-    /// No answer in time.
-    #[error("node {node} did not answer within {timeout:?}")]
-    Timeout {
-        /// The node.
-        node: u32,
-        /// How long this runtime waited.
-        timeout: Duration,
-    },
-    /// The answer was not a status report.
-    #[error("node {node} sent a malformed status report: {why}")]
-    Malformed {
-        /// The node.
-        node: u32,
-        /// What is wrong.
-        why: String,
-    },
-    /// This runtime's peer thread is gone (it is stopping).
-    #[error("this runtime is stopping; its peer link is closed")]
-    Stopped,
-}
-
-/// The answer to a status request: the peer's report as JSON bytes.
-type StatusAnswer = Result<Vec<u8>, NodeStatusError>;
-
-enum Command {
-    Status {
-        node: u32,
-        timeout: Duration,
-        reply: SyncSender<StatusAnswer>,
-    },
-    Pool {
-        ask: PoolAsk,
-        reply: SyncSender<PoolAnswer>,
-    },
-    Task {
-        node: u32,
-        request: Request,
-        back: Outgoing,
-    },
-}
-
 /// Settings of the peer thread.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerSettings {
@@ -135,39 +65,6 @@ pub struct PeerSettings {
     pub heartbeat: Duration,
     /// Longest wait for another node's answer (`cluster.task_timeout`).
     pub task_timeout: Duration,
-}
-
-/// Asks the peer thread for pools over the cluster.
-#[derive(Debug, Clone)]
-pub struct PoolAsker {
-    commands: Sender<Command>,
-}
-
-impl PoolAsker {
-    /// Hands `ask` to the peer thread; the answer arrives on the returned
-    /// receiver (within `cluster.task_timeout`, or as an error when the
-    /// runtime stops).
-    pub fn ask(&self, ask: PoolAsk) -> Result<Receiver<PoolAnswer>, String> {
-        let (reply, answer) = sync_channel(1);
-        self.commands
-            .send(Command::Pool { ask, reply })
-            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
-        Ok(answer)
-    }
-
-    /// Hands the remote task `request` for node `node` to the peer thread,
-    /// which gives it its id, batches it and completes `back` through the
-    /// host's [`PoolHost::complete`] with the reply, or with an error
-    /// naming the node (down, or silent past `cluster.task_timeout`).
-    pub fn send_task(&self, node: u32, request: Request, back: Outgoing) -> Result<(), String> {
-        self.commands
-            .send(Command::Task {
-                node,
-                request,
-                back,
-            })
-            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())
-    }
 }
 
 /// A running peer link: the membership table and the peer thread.
@@ -211,6 +108,14 @@ impl Cluster {
     ) -> std::io::Result<Cluster> {
         let (tx, rx) = channel();
         let stop = Arc::new(AtomicU8::new(RUN));
+        // Nodes (back) up, told the destroyed pools by the loop.
+        let joined = Arc::new(Mutex::new(Vec::new()));
+        let j = joined.clone();
+        membership.subscribe(move |e| {
+            if let PeerEvent::Up { node, .. } = e {
+                j.lock().unwrap_or_else(|e| e.into_inner()).push(*node);
+            }
+        });
         let mut l = PeerLoop {
             transport,
             peers: membership.peers().into_iter().map(|(id, _)| id).collect(),
@@ -224,6 +129,7 @@ impl Cluster {
             pools: GlobalPools::new(membership.me(), settings.task_timeout, host),
             inflight: InFlight::new(settings.task_timeout),
             outbox: Outbox::default(),
+            joined,
         };
         let thread = std::thread::Builder::new()
             .name("chi-peers".into())
@@ -327,6 +233,8 @@ struct PeerLoop {
     pools: GlobalPools,
     outbox: Outbox,
     inflight: InFlight<Outgoing>,
+    /// Nodes seen (back) up since the last turn ([`PeerEvent::Up`]).
+    joined: Arc<Mutex<Vec<u32>>>,
 }
 
 impl PeerLoop {
@@ -387,6 +295,11 @@ impl PeerLoop {
             let m = self.membership.clone();
             let down = move |n: u32| matches!(m.state_of(n), Some((PeerState::Down, _)));
             self.pools.expire(now, &down, &mut self.outbox);
+            let joined =
+                std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
+            for node in joined {
+                self.pools.joined(node, &mut self.outbox);
+            }
             self.take_commands();
             self.remote_turn(now);
             self.flush_outbox();
@@ -455,6 +368,11 @@ impl PeerLoop {
                     let up = self.up();
                     self.pools
                         .ask(ask, Waiter::Local(reply), &up, &mut self.outbox);
+                }
+                Ok(Command::Destroy { id, reply }) => {
+                    let up = self.up();
+                    self.pools
+                        .destroy(id, Waiter::Local(reply), &up, &mut self.outbox);
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
@@ -581,4 +499,8 @@ impl PeerLoop {
     }
 }
 
+mod commands;
 mod records;
+
+use commands::{Command, StatusAnswer};
+pub use commands::{NodeStatusError, PoolAsker};

@@ -35,10 +35,20 @@
 //!
 //! An ask fails, with a message naming the node, when the authority or a
 //! node of the placement goes down or does not answer within the timeout
-//! (`cluster.task_timeout`). A failed creation is not rolled back on the
-//! nodes that had created their share (they keep a pool no client has the
-//! id of). Destroying a pool over the cluster is refused for now (the admin's
-//! DestroyPool says so): nodes do not agree on destruction yet.
+//! (`cluster.task_timeout`), or when a node cannot create its share (its
+//! message says which node and why). A failed creation is rolled back:
+//! every node asked drops its share ([`CTL_DROP`]), so no half pool stays.
+//!
+//! # The end of a pool
+//!
+//! DestroyPool of a pool over the cluster goes to the authority like a
+//! creation ([`CTL_DESTROY`]); see [`life`] for destruction, the rollback,
+//! and what a node that (re)joins is told of the pools destroyed meanwhile.
+//!
+//! Control request ids start at [`CONTROL_IDS`] (2^63): the ids of remote
+//! tasks ([`crate::remote::inflight`], from 1 up) travel in the same
+//! batches and their replies come back the same way, so the two ranges
+//! never meet.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::SyncSender;
@@ -49,7 +59,6 @@ use chi_sdk::types::{ContainerId, MethodId, NodeId, PoolId};
 
 use super::outbox::Outbox;
 use crate::placement::Placement;
-use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
 
 /// Method of a request record to the authority: "create (or get) this pool
@@ -58,119 +67,19 @@ pub const CTL_CREATE: MethodId = 0xC000_0001;
 /// Method of a request record from the authority: "create your share of
 /// this pool" (body: [`PoolSpec`] as JSON; empty reply body).
 pub const CTL_SHARE: MethodId = 0xC000_0002;
+/// Method of a request record to the authority: "destroy this pool over
+/// the cluster" (body: its id as JSON; reply body: its [`PoolSpec`]).
+pub const CTL_DESTROY: MethodId = 0xC000_0003;
+/// Method of a request record: "drop your share of these pools, they are
+/// destroyed" (body: the ids as a JSON list; empty reply body).
+pub const CTL_DROP: MethodId = 0xC000_0004;
+/// The first request id of control records (remote tasks count from 1).
+pub const CONTROL_IDS: u64 = 1 << 63;
 /// Most containers a pool over the cluster may have.
 pub const MAX_CONTAINERS: u32 = 1 << 16;
 
 /// Result code of a control reply that failed.
 const FAILED: i32 = chi_sdk::task::code::CREATE_FAILED;
-
-/// What a client asked for.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PoolAsk {
-    /// Module library name.
-    pub module: String,
-    /// Pool name, unique in the cluster.
-    pub name: String,
-    /// Creation arguments.
-    pub args: String,
-    /// Containers (≥ 1).
-    pub containers: u32,
-    /// GetOrCreatePool (else CreatePool).
-    pub get_or_create: bool,
-}
-
-/// A pool the cluster agreed on.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PoolSpec {
-    /// Its id (≥ [`GLOBAL_POOL_BASE`]).
-    pub id: u64,
-    /// Module library name.
-    pub module: String,
-    /// Name.
-    pub name: String,
-    /// Creation arguments.
-    pub args: String,
-    /// `nodes[g]`: the node of container `g`.
-    pub nodes: Vec<u32>,
-}
-
-impl PoolSpec {
-    /// Its placement.
-    pub fn placement(&self) -> Result<Placement, String> {
-        Placement::from_nodes(self.nodes.iter().map(|&n| NodeId(n)).collect())
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// The answer to an ask: the pool, or why not.
-pub type PoolAnswer = Result<PoolSpec, String>;
-
-/// What creates a node's share of a pool (the node state, in a runtime).
-pub trait PoolHost: Send {
-    /// Creates this node's containers of `spec` and registers the pool;
-    /// the same spec again is `Ok`.
-    fn create_share(&self, spec: &PoolSpec) -> Result<(), String>;
-
-    /// The pool over the cluster named `name` this node holds (its args
-    /// need not be kept): what a node that becomes the authority knows of
-    /// the pools its predecessor decided.
-    fn lookup(&self, name: &str) -> Option<PoolSpec>;
-
-    /// The lowest id from [`GLOBAL_POOL_BASE`] up that no pool of this
-    /// node has.
-    fn free_id(&self) -> u64;
-
-    /// Starts running the remote task `req` from node `from` (its reply
-    /// comes out of [`finished`](Self::finished)); an error is replied at
-    /// once.
-    fn run(&self, from: u32, req: &Request) -> Result<(), String> {
-        let _ = (from, req);
-        Err("this node does not run remote tasks".into())
-    }
-
-    /// Whether remote tasks run here (the peer thread then looks for their
-    /// end every millisecond).
-    fn serving(&self) -> bool {
-        false
-    }
-
-    /// The replies of the remote tasks that ended, with their node.
-    fn finished(&self) -> Vec<(u32, Reply)> {
-        Vec::new()
-    }
-
-    /// Completes a task this node sent out (`back`, what the sender gave
-    /// [`super::peer::PoolAsker::send_task`]) with its node's reply or the
-    /// error that took its place.
-    fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {
-        let _ = (back, outcome);
-    }
-}
-
-/// A pool host for a peer link that hosts no pools (tests of membership).
-#[derive(Debug)]
-pub struct NoPools;
-
-impl PoolHost for NoPools {
-    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
-        Err(format!(
-            "this node hosts no pools over the cluster (asked for '{}')",
-            spec.name
-        ))
-    }
-
-    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
-        None
-    }
-
-    fn free_id(&self) -> u64 {
-        chi_sdk::admin::GLOBAL_POOL_BASE
-    }
-}
-
-/// What the sender of a remote task keeps to complete it (opaque to the
-/// peer thread).
-pub type Outgoing = Box<dyn std::any::Any + Send>;
 
 /// Who waits for an answer.
 #[derive(Debug)]
@@ -188,6 +97,16 @@ pub enum Waiter {
 
 struct Creating {
     spec: PoolSpec,
+    /// The nodes asked for their share (dropped again on a rollback).
+    asked: Vec<u32>,
+    missing: BTreeSet<u32>,
+    waiters: Vec<Waiter>,
+    deadline: Instant,
+}
+
+/// A destruction waiting for the nodes' drops.
+struct Destroying {
+    spec: PoolSpec,
     missing: BTreeSet<u32>,
     waiters: Vec<Waiter>,
     deadline: Instant,
@@ -197,6 +116,8 @@ struct Forwarded {
     waiter: Waiter,
     authority: u32,
     deadline: Instant,
+    /// A DestroyPool (else a creation).
+    destroy: bool,
 }
 
 /// The peer thread's part of pool agreement (see the module doc).
@@ -212,6 +133,13 @@ pub struct GlobalPools {
     shares: HashMap<u64, (String, u32)>,
     /// Forwarded ask's request id → its asker.
     forwarded: HashMap<u64, Forwarded>,
+    /// Ids of the pools over the cluster destroyed (or rolled back): never
+    /// given again, and told to nodes that (re)join.
+    destroyed: BTreeSet<u64>,
+    /// Destructions waiting for the nodes' drops, by pool id.
+    destroying: HashMap<u64, Destroying>,
+    /// Drop request id → (pool id whose destruction waits on it, or 0; node).
+    drops: HashMap<u64, (u64, u32)>,
 }
 
 impl std::fmt::Debug for GlobalPools {
@@ -271,11 +199,14 @@ impl GlobalPools {
             timeout,
             host,
             next_pool: GLOBAL_POOL_BASE,
-            next_request: 1,
+            next_request: CONTROL_IDS,
             ready: HashMap::new(),
             creating: HashMap::new(),
             shares: HashMap::new(),
             forwarded: HashMap::new(),
+            destroyed: BTreeSet::new(),
+            destroying: HashMap::new(),
+            drops: HashMap::new(),
         }
     }
 
@@ -306,6 +237,7 @@ impl GlobalPools {
                 waiter,
                 authority,
                 deadline: Instant::now() + self.timeout,
+                destroy: false,
             },
         );
     }
@@ -355,7 +287,8 @@ impl GlobalPools {
             Ok(p) => p,
             Err(e) => return answer(waiter, Err(e.to_string()), out),
         };
-        self.next_pool = self.next_pool.max(self.host.free_id());
+        let past_destroyed = self.destroyed.last().map_or(0, |d| d + 1);
+        self.next_pool = self.next_pool.max(self.host.free_id()).max(past_destroyed);
         let spec = PoolSpec {
             id: self.next_pool,
             module: ask.module,
@@ -385,6 +318,7 @@ impl GlobalPools {
             name.clone(),
             Creating {
                 spec,
+                asked: missing.iter().copied().collect(),
                 missing,
                 waiters: vec![waiter],
                 deadline: Instant::now() + self.timeout,
@@ -409,10 +343,19 @@ impl GlobalPools {
         }
     }
 
-    /// Fails the creation of `name` with `why`.
+    /// Fails the creation of `name` with `why` and rolls it back: this
+    /// node and every node asked drop their share.
     fn fail(&mut self, name: &str, why: String, out: &mut Outbox) {
         if let Some(c) = self.creating.remove(name) {
             self.shares.retain(|_, (n, _)| n != name);
+            let why =
+                format!("{why}; the pool was removed from the nodes that had made their share");
+            tracing::warn!(
+                pool = c.spec.id,
+                name,
+                "creation of a pool of the cluster failed: {why}"
+            );
+            self.forget(c.spec.id, &c.asked, 0, out);
             for w in c.waiters {
                 answer(w, Err(why.clone()), out);
             }
@@ -433,10 +376,21 @@ impl GlobalPools {
                     Err(e) => answer(waiter, Err(format!("malformed pool ask: {e}")), out),
                 }
             }
+            CTL_DESTROY => {
+                let waiter = Waiter::Peer {
+                    node: from,
+                    request: req.id,
+                };
+                match serde_json::from_slice::<u64>(&req.body) {
+                    Ok(id) => self.decide_destroy(id, waiter, up, out),
+                    Err(e) => answer(waiter, Err(format!("malformed pool id: {e}")), out),
+                }
+            }
+            CTL_DROP => self.on_drop(from, req, out),
             CTL_SHARE => {
                 let r = serde_json::from_slice::<PoolSpec>(&req.body)
                     .map_err(|e| format!("malformed pool spec: {e}"))
-                    .and_then(|spec| self.host.create_share(&spec));
+                    .and_then(|spec| self.share(&spec));
                 let (result, message) = match r {
                     Ok(()) => (0, String::new()),
                     Err(m) => (FAILED, m),
@@ -458,6 +412,9 @@ impl GlobalPools {
 
     /// A reply from node `from`; `false` if it answers no control request.
     pub fn on_reply(&mut self, from: u32, reply: &Reply, out: &mut Outbox) -> bool {
+        if self.on_drop_reply(from, reply, out) {
+            return true;
+        }
         if let Some((name, node)) = self.shares.get(&reply.id).cloned() {
             if node != from {
                 return false;
@@ -489,7 +446,14 @@ impl GlobalPools {
         } else {
             serde_json::from_slice::<PoolSpec>(&reply.body)
                 .map_err(|e| format!("node {from} sent a malformed pool spec: {e}"))
-                .and_then(|spec| self.host.create_share(&spec).map(|()| spec))
+                .and_then(|spec| {
+                    if f.destroy {
+                        self.dropped(spec.id);
+                        Ok(spec)
+                    } else {
+                        self.share(&spec).map(|()| spec)
+                    }
+                })
         };
         answer(f.waiter, a, out);
         true
@@ -549,6 +513,7 @@ impl GlobalPools {
         for (name, why) in failing {
             self.fail(&name, why, out);
         }
+        self.expire_destroying(now, down, out);
     }
 
     /// Fails every ask (the runtime stops).
@@ -560,8 +525,13 @@ impl GlobalPools {
         for name in names {
             self.fail(&name, "this runtime is stopping".into(), out);
         }
+        self.stop_destroying(out);
     }
 }
 
+mod host;
+mod life;
+
+pub use host::{NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, PoolSpec};
 #[cfg(test)]
 mod tests;

@@ -125,6 +125,27 @@ impl ClusterSetup {
         Client::status(&self.opts(k)).unwrap_or_else(|e| panic!("status of node {k}: {e}"))
     }
 
+    /// Whether every node shows every other node up.
+    pub fn all_up(&self) -> bool {
+        (1..=self.n).all(|v| {
+            (1..=self.n).all(|of| {
+                self.state_seen(v, of)
+                    .is_some_and(|(s, _)| s == "up" || (of == v && s == "self"))
+            })
+        })
+    }
+
+    /// The containers node `k` shows for pool `id` (`None`: it does not
+    /// list the pool, or does not answer).
+    pub fn share(&self, k: u32, id: chi_sdk::types::PoolId) -> Option<Vec<u32>> {
+        Client::status(&self.opts(k))
+            .ok()?
+            .pools
+            .into_iter()
+            .find(|p| p.id == id.0)
+            .map(|p| p.containers)
+    }
+
     /// The state node `viewer` shows for node `of` (`self`, `up`, `down`,
     /// `unknown`), and the incarnation it knows; `None` if it does not answer.
     pub fn state_seen(&self, viewer: u32, of: u32) -> Option<(String, u64)> {
@@ -229,6 +250,23 @@ impl Node {
         self.exited = true;
     }
 
+    /// Stops it with SIGSTOP: to its peers it falls silent, as a node cut
+    /// off the network would ([`Node::resume`] lets it go on).
+    pub fn pause(&mut self) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.pid as i32).expect("a pid"),
+            rustix::process::Signal::STOP,
+        );
+    }
+
+    /// Lets a paused node go on (SIGCONT).
+    pub fn resume(&mut self) {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.pid as i32).expect("a pid"),
+            rustix::process::Signal::CONT,
+        );
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         if !self.exited && try_reap(&mut self.child).is_some() {
@@ -241,6 +279,8 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if self.running() {
+            // A paused node would not stop.
+            self.resume();
             let _ = Client::request_stop(&ClientOptions {
                 connect_timeout: Duration::from_secs(2),
                 ..self.opts.clone()

@@ -34,6 +34,20 @@ impl PoolHost for Host {
             .map(|(_, x)| x.clone())
     }
 
+    fn destroy_share(&self, id: u64) -> Result<bool, String> {
+        let mut s = self.shares.lock().unwrap();
+        let before = s.len();
+        s.retain(|(n, x)| !(*n == self.me && x.id == id));
+        Ok(s.len() < before)
+    }
+
+    fn lookup_id(&self, id: u64) -> Option<PoolSpec> {
+        let s = self.shares.lock().unwrap();
+        s.iter()
+            .find(|(n, x)| *n == self.me && x.id == id)
+            .map(|(_, x)| x.clone())
+    }
+
     fn free_id(&self) -> u64 {
         let s = self.shares.lock().unwrap();
         s.iter()
@@ -152,6 +166,101 @@ fn a_node_that_cannot_create_its_share_fails_the_ask_naming_it() {
     pump(&mut n, &mut outs, &up);
     let e = rx.try_recv().unwrap().unwrap_err();
     assert!(e.contains("node 3") && e.contains("no such module"), "{e}");
+    // Rolled back: no node keeps a share, the name is free, the id is not
+    // given again.
+    assert!(
+        shares.lock().unwrap().is_empty(),
+        "{:?}",
+        shares.lock().unwrap()
+    );
+    n[2] = GlobalPools::new(
+        3,
+        Duration::from_secs(5),
+        Box::new(Host {
+            me: 3,
+            shares: shares.clone(),
+            refuse: false,
+        }),
+    );
+    let (w, rx) = local();
+    n[1].ask(ask("p", false), w, &up, &mut outs[1]);
+    pump(&mut n, &mut outs, &up);
+    assert_eq!(rx.try_recv().unwrap().unwrap().id, GLOBAL_POOL_BASE + 1);
+}
+
+/// The nodes holding a share of pool `id`.
+fn holders(shares: &Shares, id: u64) -> Vec<u32> {
+    let mut v: Vec<u32> = shares
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, x)| x.id == id)
+        .map(|(n, _)| *n)
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn a_destroy_from_any_node_drops_every_share_and_its_id_is_not_given_again() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let up = [1, 2, 3];
+    let (w, rx) = local();
+    n[1].ask(ask("p", false), w, &up, &mut outs[1]);
+    pump(&mut n, &mut outs, &up);
+    let p = rx.try_recv().unwrap().unwrap();
+    assert_eq!(holders(&shares, p.id), vec![1, 2, 3]);
+    let (w, rx) = local();
+    n[2].destroy(p.id, w, &up, &mut outs[2]);
+    assert!(rx.try_recv().is_err(), "answered before the authority");
+    pump(&mut n, &mut outs, &up);
+    assert_eq!(rx.try_recv().unwrap().unwrap().name, "p");
+    assert!(holders(&shares, p.id).is_empty());
+    // Again: it is gone.
+    let (w, rx) = local();
+    n[0].destroy(p.id, w, &up, &mut outs[0]);
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(e.contains("destroyed already"), "{e}");
+    let (w, rx) = local();
+    n[0].destroy(p.id + 9, w, &up, &mut outs[0]);
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(e.contains("no pool"), "{e}");
+    // The name is free; the id is not given again, even by a new authority.
+    let (w, rx) = local();
+    n[1].ask(ask("p", false), w, &[2, 3], &mut outs[1]);
+    pump(&mut n, &mut outs, &[2, 3]);
+    assert_eq!(rx.try_recv().unwrap().unwrap().id, p.id + 1);
+}
+
+#[test]
+fn a_node_away_during_a_destroy_drops_its_share_when_it_joins_again() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (w, rx) = local();
+    n[0].ask(ask("p", false), w, &[1, 2, 3], &mut outs[0]);
+    pump(&mut n, &mut outs, &[1, 2, 3]);
+    let p = rx.try_recv().unwrap().unwrap();
+    // Node 3 is unreachable: the destroy does not wait for it.
+    let up = [1, 2];
+    let (w, rx) = local();
+    n[1].destroy(p.id, w, &up, &mut outs[1]);
+    pump(&mut n, &mut outs, &up);
+    rx.try_recv().unwrap().unwrap();
+    assert_eq!(holders(&shares, p.id), vec![3]);
+    // Node 3 is heard from again: nodes 1 and 2 tell it.
+    let up = [1, 2, 3];
+    n[0].joined(3, &mut outs[0]);
+    n[1].joined(3, &mut outs[1]);
+    pump(&mut n, &mut outs, &up);
+    assert!(holders(&shares, p.id).is_empty());
+    // A share of a destroyed id is refused.
+    let req = control(CONTROL_IDS + 50, CTL_SHARE, serde_json::to_vec(&p).unwrap());
+    let mut out = Outbox::default();
+    assert!(n[2].on_request(1, &req, &up, &mut out));
+    assert!(holders(&shares, p.id).is_empty());
 }
 
 #[test]
@@ -198,14 +307,14 @@ fn malformed_control_bodies_get_an_error_reply() {
     let shares = Shares::default();
     let mut n = nodes(2, &shares, None);
     let mut out = Outbox::default();
-    for method in [CTL_CREATE, CTL_SHARE] {
+    for method in [CTL_CREATE, CTL_SHARE, CTL_DESTROY, CTL_DROP] {
         let req = control(9, method, b"{not json".to_vec());
         assert!(n[1].on_request(1, &req, &[1, 2], &mut out));
     }
     let frames = out.drain();
     assert_eq!(frames.len(), 1);
     let records = decode_batch(frames[0].1, &frames[0].2).unwrap();
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 4);
     for r in records {
         let Record::Reply(p) = Record::decode(r).unwrap() else {
             panic!("not a reply")

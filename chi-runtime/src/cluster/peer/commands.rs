@@ -1,0 +1,128 @@
+//! What other threads ask of the peer thread: the [`Command`]s of its
+//! channel, and [`PoolAsker`], through which the admin containers and the
+//! workers send them (pool asks and destructions, remote tasks); the
+//! control loop's status requests and their [`NodeStatusError`].
+
+use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::time::Duration;
+
+use crate::cluster::pools::{Outgoing, PoolAnswer, PoolAsk};
+use crate::remote::record::Request;
+
+/// Why another node's status could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeStatusError {
+    /// No such node in the hostfile.
+    #[error("node {node} is not in the cluster (nodes 1 to {nodes} of the hostfile)")]
+    NoSuchNode {
+        /// The node asked for.
+        node: u32,
+        /// Nodes in the hostfile.
+        nodes: u32,
+    },
+    /// The node is down.
+    #[error(
+        "node {node} is down: no heartbeat from it for {silent_ms} ms; start its runtime, or ask another node"
+    )]
+    Down {
+        /// The node.
+        node: u32,
+        /// Milliseconds since it was last heard from.
+        silent_ms: u64,
+    },
+    /// The node was never heard from.
+    #[error(
+        "node {node} has not been heard from since this runtime started: is its runtime running, with the same hostfile and cluster.port?"
+    )]
+    NeverHeard {
+        /// The node.
+        node: u32,
+    },
+    /// No answer in time.
+    #[error("node {node} did not answer within {timeout:?}")]
+    Timeout {
+        /// The node.
+        node: u32,
+        /// How long this runtime waited.
+        timeout: Duration,
+    },
+    /// The answer was not a status report.
+    #[error("node {node} sent a malformed status report: {why}")]
+    Malformed {
+        /// The node.
+        node: u32,
+        /// What is wrong.
+        why: String,
+    },
+    /// This runtime's peer thread is gone (it is stopping).
+    #[error("this runtime is stopping; its peer link is closed")]
+    Stopped,
+}
+
+/// The answer to a status request: the peer's report as JSON bytes.
+pub(super) type StatusAnswer = Result<Vec<u8>, NodeStatusError>;
+
+pub(super) enum Command {
+    Status {
+        node: u32,
+        timeout: Duration,
+        reply: SyncSender<StatusAnswer>,
+    },
+    Pool {
+        ask: PoolAsk,
+        reply: SyncSender<PoolAnswer>,
+    },
+    Destroy {
+        id: u64,
+        reply: SyncSender<PoolAnswer>,
+    },
+    Task {
+        node: u32,
+        request: Request,
+        back: Outgoing,
+    },
+}
+
+/// Asks the peer thread for pools over the cluster.
+#[derive(Debug, Clone)]
+pub struct PoolAsker {
+    pub(super) commands: Sender<Command>,
+}
+
+impl PoolAsker {
+    /// Hands `ask` to the peer thread; the answer arrives on the returned
+    /// receiver (within `cluster.task_timeout`, or as an error when the
+    /// runtime stops).
+    pub fn ask(&self, ask: PoolAsk) -> Result<Receiver<PoolAnswer>, String> {
+        let (reply, answer) = sync_channel(1);
+        self.commands
+            .send(Command::Pool { ask, reply })
+            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
+        Ok(answer)
+    }
+
+    /// Hands the destruction of pool `id` over the cluster to the peer
+    /// thread; the answer (the pool's spec, or why not) arrives on the
+    /// returned receiver, as for [`ask`](Self::ask).
+    pub fn destroy(&self, id: u64) -> Result<Receiver<PoolAnswer>, String> {
+        let (reply, answer) = sync_channel(1);
+        self.commands
+            .send(Command::Destroy { id, reply })
+            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
+        Ok(answer)
+    }
+
+    /// Hands the remote task `request` for node `node` to the peer thread,
+    /// which gives it its id, batches it and completes `back` through the
+    /// host's [`PoolHost::complete`] with the reply, or with an error
+    /// naming the node (down, or silent past `cluster.task_timeout`).
+    pub fn send_task(&self, node: u32, request: Request, back: Outgoing) -> Result<(), String> {
+        self.commands
+            .send(Command::Task {
+                node,
+                request,
+                back,
+            })
+            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())
+    }
+}

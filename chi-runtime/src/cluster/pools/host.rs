@@ -1,0 +1,133 @@
+//! What pool agreement exchanges ([`PoolAsk`], [`PoolSpec`]) and what it
+//! and remote tasks ask of the node they run on: [`PoolHost`] (the node
+//! state's `ShareHost`, in a runtime), and [`NoPools`], the host of a peer
+//! link without pools.
+
+use chi_sdk::types::NodeId;
+
+use crate::placement::Placement;
+use crate::remote::inflight::RemoteError;
+use crate::remote::record::{Reply, Request};
+
+/// What a client asked for.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolAsk {
+    /// Module library name.
+    pub module: String,
+    /// Pool name, unique in the cluster.
+    pub name: String,
+    /// Creation arguments.
+    pub args: String,
+    /// Containers (≥ 1).
+    pub containers: u32,
+    /// GetOrCreatePool (else CreatePool).
+    pub get_or_create: bool,
+}
+
+/// A pool the cluster agreed on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolSpec {
+    /// Its id (≥ [`GLOBAL_POOL_BASE`]).
+    pub id: u64,
+    /// Module library name.
+    pub module: String,
+    /// Name.
+    pub name: String,
+    /// Creation arguments.
+    pub args: String,
+    /// `nodes[g]`: the node of container `g`.
+    pub nodes: Vec<u32>,
+}
+
+impl PoolSpec {
+    /// Its placement.
+    pub fn placement(&self) -> Result<Placement, String> {
+        Placement::from_nodes(self.nodes.iter().map(|&n| NodeId(n)).collect())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The answer to an ask: the pool, or why not.
+pub type PoolAnswer = Result<PoolSpec, String>;
+
+/// What creates a node's share of a pool (the node state, in a runtime).
+pub trait PoolHost: Send {
+    /// Creates this node's containers of `spec` and registers the pool;
+    /// the same spec again is `Ok`.
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String>;
+
+    /// The pool over the cluster named `name` this node holds (its args
+    /// need not be kept): what a node that becomes the authority knows of
+    /// the pools its predecessor decided.
+    fn lookup(&self, name: &str) -> Option<PoolSpec>;
+
+    /// The id past every id from [`GLOBAL_POOL_BASE`](chi_sdk::admin::GLOBAL_POOL_BASE) up that a pool of
+    /// this node has.
+    fn free_id(&self) -> u64;
+
+    /// Destroys this node's share of pool `id` over the cluster (its
+    /// containers end once no task holds them); `Ok(false)` if this node
+    /// holds no such pool. A host of no pools has none.
+    fn destroy_share(&self, id: u64) -> Result<bool, String> {
+        let _ = id;
+        Ok(false)
+    }
+
+    /// The pool over the cluster of id `id` this node holds (as
+    /// [`lookup`](Self::lookup) by name).
+    fn lookup_id(&self, id: u64) -> Option<PoolSpec> {
+        let _ = id;
+        None
+    }
+
+    /// Starts running the remote task `req` from node `from` (its reply
+    /// comes out of [`finished`](Self::finished)); an error is replied at
+    /// once.
+    fn run(&self, from: u32, req: &Request) -> Result<(), String> {
+        let _ = (from, req);
+        Err("this node does not run remote tasks".into())
+    }
+
+    /// Whether remote tasks run here (the peer thread then looks for their
+    /// end every millisecond).
+    fn serving(&self) -> bool {
+        false
+    }
+
+    /// The replies of the remote tasks that ended, with their node.
+    fn finished(&self) -> Vec<(u32, Reply)> {
+        Vec::new()
+    }
+
+    /// Completes a task this node sent out (`back`, what the sender gave
+    /// [`crate::cluster::peer::PoolAsker::send_task`]) with its node's reply or the
+    /// error that took its place.
+    fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {
+        let _ = (back, outcome);
+    }
+}
+
+/// A pool host for a peer link that hosts no pools (tests of membership).
+#[derive(Debug)]
+pub struct NoPools;
+
+impl PoolHost for NoPools {
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
+        Err(format!(
+            "this node hosts no pools over the cluster (asked for '{}')",
+            spec.name
+        ))
+    }
+
+    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
+        None
+    }
+
+    fn free_id(&self) -> u64 {
+        chi_sdk::admin::GLOBAL_POOL_BASE
+    }
+}
+
+/// What the sender of a remote task keeps to complete it (opaque to the
+/// peer thread).
+pub type Outgoing = Box<dyn std::any::Any + Send>;

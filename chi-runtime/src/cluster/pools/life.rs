@@ -1,0 +1,265 @@
+//! The end of a pool over the cluster: its destruction, the rollback of a
+//! failed creation, and what a node that (re)joins is told. Methods of
+//! [`GlobalPools`] (another `impl` block).
+//!
+//! # Design
+//!
+//! **Destruction** goes through the authority, like a creation: a node's
+//! DestroyPool of an id from [`GLOBAL_POOL_BASE`](chi_sdk::admin::GLOBAL_POOL_BASE)
+//! up is forwarded as a [`CTL_DESTROY`] request (or decided here if this
+//! node is the authority). The authority finds the pool (its agreed pools,
+//! else its own pool table: it may have taken over), forgets its name,
+//! remembers its id as destroyed, drops its own share and sends every other
+//! node up a [`CTL_DROP`] of the id. Once every node asked has answered (a
+//! node that goes down meanwhile no longer counts: it is told when it
+//! comes back), the asker gets the pool's spec; a forwarding node drops its
+//! share too (idempotent) before it answers its admin task.
+//!
+//! **Rollback**: a creation that fails (a node could not create its share,
+//! or went down or stayed silent) sends the same [`CTL_DROP`] to every node
+//! it had asked, and the authority drops its own share: no half pool stays.
+//!
+//! **Remembered ids**: every node that drops a pool over the cluster, on a
+//! destruction or a rollback, keeps its id in its destroyed set. No
+//! authority gives such an id again (it picks ids past the largest), a
+//! share of a destroyed id is refused, and each node up sends a node that
+//! comes (back) up its whole set in one [`CTL_DROP`] ([`GlobalPools::joined`]):
+//! a node that was unreachable during a destruction drops its stale share
+//! as soon as it is heard from again. The set lives as long as the runtime
+//! (a few bytes per destroyed pool).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::{
+    CTL_DESTROY, CTL_DROP, Destroying, FAILED, Forwarded, GlobalPools, Outbox, PoolSpec, Waiter,
+    answer, control,
+};
+use crate::remote::record::{Reply, Request};
+
+impl GlobalPools {
+    /// A DestroyPool of this node's admin for pool `id` over the cluster
+    /// (`up`: the nodes up now, in id order; the first is the authority).
+    pub fn destroy(&mut self, id: u64, waiter: Waiter, up: &[u32], out: &mut Outbox) {
+        let authority = up.first().copied().unwrap_or(self.me);
+        if authority == self.me {
+            return self.decide_destroy(id, waiter, up, out);
+        }
+        let rid = self.request_id();
+        let body = serde_json::to_vec(&id).unwrap_or_default();
+        out.request(authority, &control(rid, CTL_DESTROY, body));
+        self.forwarded.insert(
+            rid,
+            Forwarded {
+                waiter,
+                authority,
+                deadline: Instant::now() + self.timeout,
+                destroy: true,
+            },
+        );
+    }
+
+    /// The authority's destruction of pool `id`.
+    pub(super) fn decide_destroy(&mut self, id: u64, waiter: Waiter, up: &[u32], out: &mut Outbox) {
+        if let Some(d) = self.destroying.get_mut(&id) {
+            d.waiters.push(waiter);
+            return;
+        }
+        if let Some(c) = self.creating.values().find(|c| c.spec.id == id) {
+            let m = format!(
+                "pool '{}' ({id}) is still being created; destroy it once its creation has \
+                 answered",
+                c.spec.name
+            );
+            return answer(waiter, Err(m), out);
+        }
+        let spec = self
+            .ready
+            .values()
+            .find(|s| s.id == id)
+            .cloned()
+            .or_else(|| self.host.lookup_id(id));
+        let Some(spec) = spec else {
+            let m = if self.destroyed.contains(&id) {
+                format!("pool {id} of the cluster is destroyed already")
+            } else {
+                format!("no pool {id} in the cluster; list the pools with `chi-runtime status`")
+            };
+            return answer(waiter, Err(m), out);
+        };
+        let me = self.me;
+        let others: Vec<u32> = up.iter().copied().filter(|&n| n != me).collect();
+        let missing = self.forget(id, &others, id, out);
+        self.destroying.insert(
+            id,
+            Destroying {
+                spec,
+                missing,
+                waiters: vec![waiter],
+                deadline: Instant::now() + self.timeout,
+            },
+        );
+        self.settle_destroy(id, out);
+    }
+
+    /// Forgets pool `id` here (its name, its share) and sends `nodes` a
+    /// drop of it, each tracked for the destruction `track` (0: none);
+    /// returns the nodes sent to.
+    pub(super) fn forget(
+        &mut self,
+        id: u64,
+        nodes: &[u32],
+        track: u64,
+        out: &mut Outbox,
+    ) -> BTreeSet<u32> {
+        self.dropped(id);
+        let body = serde_json::to_vec(&[id]).unwrap_or_default();
+        let mut sent = BTreeSet::new();
+        let me = self.me;
+        for &node in nodes.iter().filter(|&&n| n != me) {
+            let rid = self.request_id();
+            out.request(node, &control(rid, CTL_DROP, body.clone()));
+            self.drops.insert(rid, (track, node));
+            sent.insert(node);
+        }
+        sent
+    }
+
+    /// Pool `id` is destroyed: remembered, its name free, this node's share
+    /// dropped.
+    pub(super) fn dropped(&mut self, id: u64) {
+        self.destroyed.insert(id);
+        self.ready.retain(|_, s| s.id != id);
+        match self.host.destroy_share(id) {
+            Ok(true) => tracing::info!(pool = id, "share of a pool of the cluster dropped"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(pool = id, "could not drop a pool of the cluster: {e}"),
+        }
+    }
+
+    /// Creates this node's share of `spec`, unless the pool is destroyed.
+    pub(super) fn share(&mut self, spec: &PoolSpec) -> Result<(), String> {
+        if self.destroyed.contains(&spec.id) {
+            return Err(format!(
+                "pool '{}' ({}) of the cluster was destroyed meanwhile",
+                spec.name, spec.id
+            ));
+        }
+        self.host.create_share(spec)
+    }
+
+    /// A [`CTL_DROP`] from node `from`: drops the pools named and replies.
+    pub(super) fn on_drop(&mut self, from: u32, req: &Request, out: &mut Outbox) {
+        let (result, message) = match serde_json::from_slice::<Vec<u64>>(&req.body) {
+            Ok(ids) => {
+                for id in ids {
+                    self.dropped(id);
+                }
+                (0, String::new())
+            }
+            Err(e) => (FAILED, format!("malformed list of pool ids: {e}")),
+        };
+        let reply = Reply {
+            id: req.id,
+            result,
+            message,
+            body: Vec::new(),
+        };
+        out.reply(from, &reply);
+    }
+
+    /// A reply to one of this node's drops; `false` if it answers none.
+    pub(super) fn on_drop_reply(&mut self, from: u32, reply: &Reply, out: &mut Outbox) -> bool {
+        match self.drops.get(&reply.id) {
+            Some(&(_, node)) if node == from => {}
+            _ => return false,
+        }
+        let Some((pool, _)) = self.drops.remove(&reply.id) else {
+            return false;
+        };
+        if reply.result != 0 {
+            tracing::warn!(
+                node = from,
+                pool,
+                "a node could not drop a pool of the cluster: {}",
+                reply.message
+            );
+        }
+        if let Some(d) = self.destroying.get_mut(&pool) {
+            d.missing.remove(&from);
+            self.settle_destroy(pool, out);
+        }
+        true
+    }
+
+    /// Answers the destruction of `id` once no node is missing.
+    fn settle_destroy(&mut self, id: u64, out: &mut Outbox) {
+        if self
+            .destroying
+            .get(&id)
+            .is_some_and(|d| d.missing.is_empty())
+            && let Some(d) = self.destroying.remove(&id)
+        {
+            tracing::info!(pool = id, name = %d.spec.name, "pool of the cluster destroyed");
+            for w in d.waiters {
+                answer(w, Ok(d.spec.clone()), out);
+            }
+        }
+    }
+
+    /// Node `node` is (back) up: it gets every destroyed id, so it drops
+    /// what it still holds of them.
+    pub fn joined(&mut self, node: u32, out: &mut Outbox) {
+        if node == self.me || self.destroyed.is_empty() {
+            return;
+        }
+        let ids: Vec<u64> = self.destroyed.iter().copied().collect();
+        let rid = self.request_id();
+        let body = serde_json::to_vec(&ids).unwrap_or_default();
+        out.request(node, &control(rid, CTL_DROP, body));
+        self.drops.insert(rid, (0, node));
+    }
+
+    /// Fails every destruction (the runtime stops).
+    pub(super) fn stop_destroying(&mut self, out: &mut Outbox) {
+        for (_, d) in self.destroying.drain() {
+            for w in d.waiters {
+                answer(w, Err("this runtime is stopping".into()), out);
+            }
+        }
+    }
+
+    /// Destructions past their deadline fail naming the silent nodes; nodes
+    /// down no longer count (they are told when they come back). Drops
+    /// waiting on a node down are forgotten.
+    pub(super) fn expire_destroying(
+        &mut self,
+        now: Instant,
+        down: &dyn Fn(u32) -> bool,
+        out: &mut Outbox,
+    ) {
+        self.drops.retain(|_, (_, node)| !down(*node));
+        let ids: Vec<u64> = self.destroying.keys().copied().collect();
+        for id in ids {
+            let Some(d) = self.destroying.get_mut(&id) else {
+                continue;
+            };
+            d.missing.retain(|&n| !down(n));
+            if d.missing.is_empty() {
+                self.settle_destroy(id, out);
+            } else if now >= d.deadline
+                && let Some(d) = self.destroying.remove(&id)
+            {
+                let why = format!(
+                    "node(s) {:?} did not confirm the destruction of pool '{}' ({id}) within \
+                     {:?} (cluster.task_timeout); the pool is gone from the other nodes, and \
+                     they drop it when they are next heard from after being down",
+                    d.missing, d.spec.name, self.timeout
+                );
+                for w in d.waiters {
+                    answer(w, Err(why.clone()), out);
+                }
+            }
+        }
+    }
+}

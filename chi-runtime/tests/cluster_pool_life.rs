@@ -1,0 +1,127 @@
+//! The life of a pool over the cluster, with three real runtimes on
+//! 127.0.0.1, .2 and .3: DestroyPool from any node removes the pool from
+//! every node (its tasks then fail saying so, its name is free again); a
+//! node paused (SIGSTOP) during a destruction drops its stale share once it
+//! is heard from again.
+//!
+//! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
+//! ([`support::cluster`]); every wait is bounded by a generous limit.
+
+mod support;
+
+use std::time::Duration;
+
+use chi_sdk::admin::AdminClient;
+use chi_sdk::client::Client;
+use chi_sdk::types::{DomainQuery, PoolId};
+use chimaera_mod_name_runtime::EchoTask;
+use support::cluster::{ClusterSetup, Node};
+use support::{Watchdog, assert_no_process_left, wait_until};
+
+const MOD_NAME: &str = "chimaera_mod_name";
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String> {
+    c.submit(
+        EchoTask::new(pool, q, v),
+        chi_sdk::queue::Priority::LowLatency,
+    )
+    .map_err(|e| e.to_string())?
+    .wait_with(|t| t.reply)
+    .map_err(|e| e.to_string())
+}
+
+fn clients(setup: &ClusterSetup) -> Vec<Client> {
+    (1..=setup.n)
+        .map(|k| Client::connect(setup.opts(k)).expect("a client"))
+        .collect()
+}
+
+#[test]
+fn destroy_from_any_node_removes_the_pool_everywhere() {
+    let _w = Watchdog::new("destroy_everywhere", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("plife-destroy", 3);
+    let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    let clients = clients(&setup);
+
+    // Made at node 2, destroyed at node 3 (node 1 decides both).
+    let id = AdminClient::new(&clients[1])
+        .create_cluster_pool(MOD_NAME, "doomed", "", 3)
+        .expect("a pool over the cluster");
+    for k in 1..=3 {
+        assert_eq!(setup.share(k, id), Some(vec![k - 1]), "node {k}");
+    }
+    assert_eq!(echo(&clients[0], id, DomainQuery::global_id(2), 5), Ok(5));
+    AdminClient::new(&clients[2])
+        .destroy_pool(id)
+        .expect("destroy from node 3");
+    for k in 1..=3 {
+        assert_eq!(setup.share(k, id), None, "node {k} still lists {id}");
+    }
+    for (i, c) in clients.iter().enumerate() {
+        for g in 0..3 {
+            let e = echo(c, id, DomainQuery::global_id(g), 1).unwrap_err();
+            assert!(e.contains(&format!("no {id}")), "from node {}: {e}", i + 1);
+        }
+    }
+    // Gone: a second destroy says so; the name is free, with a new id.
+    let e = AdminClient::new(&clients[0])
+        .destroy_pool(id)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("destroyed already"), "{e}");
+    let again = AdminClient::new(&clients[0])
+        .create_cluster_pool(MOD_NAME, "doomed", "", 3)
+        .expect("the name is free again");
+    assert!(again.0 > id.0, "{again} after {id}");
+    assert_eq!(
+        echo(&clients[2], again, DomainQuery::global_id(1), 6),
+        Ok(6)
+    );
+    // Destroyed from the authority itself.
+    AdminClient::new(&clients[0])
+        .destroy_pool(again)
+        .expect("destroy from node 1");
+    for k in 1..=3 {
+        assert_eq!(setup.share(k, again), None, "node {k}");
+    }
+    drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn a_node_away_during_a_destroy_drops_the_pool_when_it_is_back() {
+    let _w = Watchdog::new("destroy_away", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("plife-away", 3);
+    let mut nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    let clients = clients(&setup);
+    let id = AdminClient::new(&clients[0])
+        .create_cluster_pool(MOD_NAME, "stale", "", 3)
+        .expect("a pool over the cluster");
+    assert_eq!(setup.share(3, id), Some(vec![2]));
+
+    // Node 3 falls silent; once seen down, the destroy goes on without it.
+    nodes[2].pause();
+    wait_until(LIMIT, "nodes 1 and 2 see node 3 down", || {
+        [1, 2]
+            .iter()
+            .all(|&v| setup.state_seen(v, 3).is_some_and(|(s, _)| s == "down"))
+    });
+    AdminClient::new(&clients[1])
+        .destroy_pool(id)
+        .expect("destroy while node 3 is away");
+    assert_eq!(setup.share(1, id), None);
+    assert_eq!(setup.share(2, id), None);
+
+    // Back: it is told, and drops its share.
+    nodes[2].resume();
+    wait_until(LIMIT, "node 3 drops the destroyed pool", || {
+        Client::status(&setup.opts(3)).is_ok_and(|st| !st.pools.iter().any(|p| p.id == id.0))
+    });
+    drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
