@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     let params = CreateParams {
         config_data: "cluster demo".into(),
         fail: false,
+        fail_on_node: 0,
     }
     .to_args()
     .map_err(anyhow::Error::msg)?;

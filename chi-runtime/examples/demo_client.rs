@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     let params = CreateParams {
         config_data: "demo".into(),
         fail: false,
+        fail_on_node: 0,
     };
     let m = ModNameClient::create(&client, "demo_mod_name", &params)?;
     println!(

@@ -2,7 +2,9 @@
 //! 127.0.0.1, .2 and .3: DestroyPool from any node removes the pool from
 //! every node (its tasks then fail saying so, its name is free again); a
 //! node paused (SIGSTOP) during a destruction drops its stale share once it
-//! is heard from again.
+//! is heard from again; a creation that one node cannot make (its `create`
+//! fails, or it has no such module) fails naming that node and the reason,
+//! and no node keeps the pool.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
 //! ([`support::cluster`]); every wait is bounded by a generous limit.
@@ -31,7 +33,7 @@ fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String>
     .map_err(|e| e.to_string())
 }
 
-fn clients(setup: &ClusterSetup) -> Vec<Client> {
+fn connect_all(setup: &ClusterSetup) -> Vec<Client> {
     (1..=setup.n)
         .map(|k| Client::connect(setup.opts(k)).expect("a client"))
         .collect()
@@ -43,7 +45,7 @@ fn destroy_from_any_node_removes_the_pool_everywhere() {
     let setup = ClusterSetup::with_modules("plife-destroy", 3);
     let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
     wait_until(LIMIT, "every node shows all three up", || setup.all_up());
-    let clients = clients(&setup);
+    let clients = connect_all(&setup);
 
     // Made at node 2, destroyed at node 3 (node 1 decides both).
     let id = AdminClient::new(&clients[1])
@@ -97,7 +99,7 @@ fn a_node_away_during_a_destroy_drops_the_pool_when_it_is_back() {
     let setup = ClusterSetup::with_modules("plife-away", 3);
     let mut nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
     wait_until(LIMIT, "every node shows all three up", || setup.all_up());
-    let clients = clients(&setup);
+    let clients = connect_all(&setup);
     let id = AdminClient::new(&clients[0])
         .create_cluster_pool(MOD_NAME, "stale", "", 3)
         .expect("a pool over the cluster");
@@ -121,6 +123,82 @@ fn a_node_away_during_a_destroy_drops_the_pool_when_it_is_back() {
     wait_until(LIMIT, "node 3 drops the destroyed pool", || {
         Client::status(&setup.opts(3)).is_ok_and(|st| !st.pools.iter().any(|p| p.id == id.0))
     });
+    drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+/// Whether node `k` lists a pool named `name`.
+fn lists(setup: &ClusterSetup, k: u32, name: &str) -> bool {
+    setup.status(k).pools.iter().any(|p| p.name == name)
+}
+
+#[test]
+fn a_creation_one_node_cannot_make_is_rolled_back() {
+    let _w = Watchdog::new("rollback", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("plife-rollback", 3);
+    // Node 3 has no module path: it cannot load any example module.
+    let bare = setup.config_without_modules();
+    let nodes: Vec<Node> = (1..=3)
+        .map(|k| match k {
+            3 => Node::start_config(&setup, k, &bare),
+            _ => Node::start(&setup, k),
+        })
+        .collect();
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    let clients = connect_all(&setup);
+
+    // Node 3 does not find the module (asked at node 3 and at node 1,
+    // decided by node 1, made by nodes 1 and 2 first).
+    for (at, module) in [(2usize, MOD_NAME), (0, "chimaera_kv")] {
+        let e = AdminClient::new(&clients[at])
+            .create_cluster_pool(module, "half", "", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("node 3") && e.contains(module), "{e}");
+        assert!(e.contains("removed from the nodes"), "{e}");
+        for k in 1..=3 {
+            assert!(!lists(&setup, k, "half"), "node {k} kept a half pool: {e}");
+        }
+    }
+    // Node 3 restarted with the modules: node 2's own failure comes back.
+    drop(clients);
+    let mut nodes = nodes;
+    drop(nodes.pop());
+    nodes.push(Node::start(&setup, 3));
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    let clients = connect_all(&setup);
+    // The create handler fails on node 2 only.
+    let args = r#"{"fail_on_node": 2}"#;
+    for c in &clients {
+        let e = AdminClient::new(c)
+            .create_cluster_pool(MOD_NAME, "half", args, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("node 2") && e.contains("asked to fail on node 2"),
+            "{e}"
+        );
+        for k in 1..=3 {
+            assert!(!lists(&setup, k, "half"), "node {k} kept a half pool: {e}");
+        }
+    }
+    // The authority's own failure: nothing was made elsewhere.
+    let e = AdminClient::new(&clients[1])
+        .create_cluster_pool(MOD_NAME, "half", r#"{"fail_on_node": 1}"#, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("node 1") && e.contains("asked to fail on node 1"),
+        "{e}"
+    );
+    // And the name is free: made without the knob.
+    let id = AdminClient::new(&clients[2])
+        .create_cluster_pool(MOD_NAME, "half", "", 3)
+        .expect("the pool, without failure");
+    for k in 1..=3 {
+        assert_eq!(setup.share(k, id), Some(vec![k - 1]), "node {k}");
+    }
     drop(clients);
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);

@@ -60,6 +60,7 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
     let params = CreateParams {
         config_data: "some config".into(),
         fail: false,
+        fail_on_node: 0,
     };
     let m = ModNameClient::create(&client, "mod_pool", &params).expect("create a pool");
     // GetOrCreate returns the same pool the second time (here asynchronously).
@@ -163,6 +164,7 @@ fn a_chimod_library_is_loaded_and_serves_its_methods() {
         &CreateParams {
             config_data: "cfg".into(),
             fail: true,
+            fail_on_node: 0,
         },
     )
     .expect_err("create with fail = true");

@@ -86,6 +86,7 @@ fn module_serves(setup: &Setup, pool: &str) {
     let params = CreateParams {
         config_data: String::new(),
         fail: false,
+        fail_on_node: 0,
     };
     let m = ModNameClient::create(&client, pool, &params).expect("create a pool of mod_name");
     let (data, n) = m

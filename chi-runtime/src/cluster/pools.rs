@@ -110,6 +110,8 @@ struct Destroying {
     missing: BTreeSet<u32>,
     waiters: Vec<Waiter>,
     deadline: Instant,
+    /// Of a rolled back creation: why it failed (what the waiters get).
+    failed: Option<String>,
 }
 
 struct Forwarded {
@@ -344,7 +346,8 @@ impl GlobalPools {
     }
 
     /// Fails the creation of `name` with `why` and rolls it back: this
-    /// node and every node asked drop their share.
+    /// node and every node asked drop their share; the waiters get `why`
+    /// once the nodes up have dropped theirs ([`life`]).
     fn fail(&mut self, name: &str, why: String, out: &mut Outbox) {
         if let Some(c) = self.creating.remove(name) {
             self.shares.retain(|_, (n, _)| n != name);
@@ -355,10 +358,19 @@ impl GlobalPools {
                 name,
                 "creation of a pool of the cluster failed: {why}"
             );
-            self.forget(c.spec.id, &c.asked, 0, out);
-            for w in c.waiters {
-                answer(w, Err(why.clone()), out);
-            }
+            let id = c.spec.id;
+            let missing = self.forget(id, &c.asked, id, out);
+            self.destroying.insert(
+                id,
+                Destroying {
+                    spec: c.spec,
+                    missing,
+                    waiters: c.waiters,
+                    deadline: Instant::now() + self.timeout,
+                    failed: Some(why),
+                },
+            );
+            self.settle_destroy(id, out);
         }
     }
 

@@ -110,6 +110,18 @@ impl ClusterSetup {
         }
     }
 
+    /// A copy of the configuration whose module path is empty (its nodes
+    /// find no example module).
+    pub fn config_without_modules(&self) -> PathBuf {
+        let text = std::fs::read_to_string(&self.config).expect("read the configuration");
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("module_path:"))
+            .collect();
+        self.dir
+            .write("chi-no-modules.yaml", &(kept.join("\n") + "\n"))
+    }
+
     /// Client options for node `k`.
     pub fn opts(&self, k: u32) -> ClientOptions {
         ClientOptions {
@@ -187,6 +199,12 @@ pub struct Node {
 impl Node {
     /// Starts node `k` of `setup` and waits until it answers.
     pub fn start(setup: &ClusterSetup, k: u32) -> Node {
+        Node::start_config(setup, k, &setup.config)
+    }
+
+    /// Starts node `k` of `setup` with the configuration file `config`
+    /// (e.g. [`ClusterSetup::config_without_modules`]).
+    pub fn start_config(setup: &ClusterSetup, k: u32, config: &std::path::Path) -> Node {
         // A restarted node logs to a file of its own.
         static STARTS: AtomicU32 = AtomicU32::new(0);
         let n = STARTS.fetch_add(1, Ordering::Relaxed);
@@ -195,7 +213,7 @@ impl Node {
         let mut cmd = Command::new(runtime_exe());
         cmd.arg("start")
             .arg("-c")
-            .arg(&setup.config)
+            .arg(config)
             .arg("--node")
             .arg(node_addr(k))
             .env_remove("CHI_SERVER_CONF")

@@ -67,6 +67,12 @@ impl ModNameContainer {
                 params.config_data
             ));
         }
+        if params.fail_on_node != 0 && ctx.node_id().0 == params.fail_on_node {
+            return Err(format!(
+                "asked to fail on node {} (fail_on_node)",
+                params.fail_on_node
+            ));
+        }
         ctx.create_local_queue(METADATA_QUEUE, 1, Priority::HighLatency)?;
         ctx.create_local_queue(PROCESSING_QUEUE, 2, Priority::LowLatency)?;
         chi_sdk::tracing::info!(pool = ctx.pool_name(), "mod_name container created");

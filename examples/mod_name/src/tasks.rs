@@ -34,6 +34,9 @@ pub struct CreateParams {
     pub config_data: String,
     /// Makes `create` fail (to test how a failed create is reported).
     pub fail: bool,
+    /// Makes `create` fail on this node only (0: on none), to test how a
+    /// pool over the cluster one node cannot make is rolled back.
+    pub fail_on_node: u32,
 }
 
 /// The seed's `CustomTask`.

@@ -18,6 +18,9 @@
 //! **Rollback**: a creation that fails (a node could not create its share,
 //! or went down or stayed silent) sends the same [`CTL_DROP`] to every node
 //! it had asked, and the authority drops its own share: no half pool stays.
+//! Its askers get the failure once the nodes up have dropped their share,
+//! as for a destruction (so a client that sees the error sees no node
+//! with the pool).
 //!
 //! **Remembered ids**: every node that drops a pool over the cluster, on a
 //! destruction or a rollback, keeps its id in its destroyed set. No
@@ -97,6 +100,7 @@ impl GlobalPools {
                 missing,
                 waiters: vec![waiter],
                 deadline: Instant::now() + self.timeout,
+                failed: None,
             },
         );
         self.settle_destroy(id, out);
@@ -192,17 +196,24 @@ impl GlobalPools {
         true
     }
 
-    /// Answers the destruction of `id` once no node is missing.
-    fn settle_destroy(&mut self, id: u64, out: &mut Outbox) {
+    /// Answers the destruction (or rollback) of `id` once no node is
+    /// missing.
+    pub(super) fn settle_destroy(&mut self, id: u64, out: &mut Outbox) {
         if self
             .destroying
             .get(&id)
             .is_some_and(|d| d.missing.is_empty())
             && let Some(d) = self.destroying.remove(&id)
         {
-            tracing::info!(pool = id, name = %d.spec.name, "pool of the cluster destroyed");
+            let a = match d.failed {
+                Some(why) => Err(why),
+                None => {
+                    tracing::info!(pool = id, name = %d.spec.name, "pool of the cluster destroyed");
+                    Ok(d.spec)
+                }
+            };
             for w in d.waiters {
-                answer(w, Ok(d.spec.clone()), out);
+                answer(w, a.clone(), out);
             }
         }
     }
@@ -250,12 +261,16 @@ impl GlobalPools {
             } else if now >= d.deadline
                 && let Some(d) = self.destroying.remove(&id)
             {
-                let why = format!(
+                let late = format!(
                     "node(s) {:?} did not confirm the destruction of pool '{}' ({id}) within \
                      {:?} (cluster.task_timeout); the pool is gone from the other nodes, and \
                      they drop it when they are next heard from after being down",
                     d.missing, d.spec.name, self.timeout
                 );
+                let why = match d.failed {
+                    Some(f) => format!("{f}; {late}"),
+                    None => late,
+                };
                 for w in d.waiters {
                     answer(w, Err(why.clone()), out);
                 }

@@ -294,10 +294,37 @@ fn an_authority_that_goes_down_fails_the_ask_naming_it() {
 fn a_node_down_during_creation_fails_it() {
     let shares = Shares::default();
     let mut n = nodes(3, &shares, None);
-    let mut out = Outbox::default();
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
     let (w, rx) = local();
-    n[0].ask(ask("p", false), w, &[1, 2, 3], &mut out);
-    n[0].expire(Instant::now(), &|node| node == 3, &mut out);
+    n[0].ask(ask("p", false), w, &[1, 2, 3], &mut outs[0]);
+    let p = GLOBAL_POOL_BASE;
+    assert_eq!(holders(&shares, p), vec![1]);
+    n[0].expire(Instant::now(), &|node| node == 3, &mut outs[0]);
+    // Answered once node 2 (up) has dropped what it made; node 3, down,
+    // does not count.
+    assert!(rx.try_recv().is_err(), "answered before the rollback");
+    let mut first = std::mem::take(&mut outs[0]);
+    let to_2: Vec<_> = first.drain().into_iter().filter(|f| f.0 == 2).collect();
+    for (_, kind, payload) in to_2 {
+        for r in decode_batch(kind, &payload).unwrap() {
+            let Record::Request(q) = Record::decode(r).unwrap() else {
+                panic!("not a request")
+            };
+            assert!(n[1].on_request(1, &q, &[1, 2], &mut outs[1]));
+        }
+    }
+    assert!(holders(&shares, p).is_empty(), "rolled back");
+    // Node 2's replies: the share's comes too late to count (the creation
+    // failed), the drop's ends the rollback.
+    for (_, kind, payload) in outs[1].drain() {
+        for r in decode_batch(kind, &payload).unwrap() {
+            let Record::Reply(q) = Record::decode(r).unwrap() else {
+                panic!("not a reply")
+            };
+            n[0].on_reply(2, &q, &mut outs[0]);
+        }
+    }
+    n[0].expire(Instant::now(), &|node| node == 3, &mut outs[0]);
     let e = rx.try_recv().unwrap().unwrap_err();
     assert!(e.contains("[3]") && e.contains("went down"), "{e}");
 }
