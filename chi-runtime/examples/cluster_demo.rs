@@ -41,21 +41,29 @@ fn main() -> anyhow::Result<()> {
         nodes, pool.pool.0
     );
     for g in 0..nodes {
-        let (node, container) = pool.with_query(DomainQuery::global_id(g)).locate(&client)?;
+        let (node, container) = pool
+            .with_query(DomainQuery::global_id(g))
+            .locate(&client, mod_name::LOCATE_ANY)?;
         println!("  Locate to global id {g}: container {container} answered on node {node}");
     }
     for key in [7u32, 8, 9] {
         let at = pool.with_query(DomainQuery::global_hash(key));
-        let (node, container) = at.locate(&client)?;
+        let (node, container) = at.locate(&client, mod_name::LOCATE_ANY)?;
         let echoed = at.echo(&client, u64::from(key) * 1000)?;
         println!(
             "  Echo({}) by hash {key}: {echoed} from container {container} on node {node}",
             u64::from(key) * 1000
         );
     }
+    // Dynamic: the module's monitor routes by the key (0: round robin).
+    for key in [mod_name::LOCATE_ANY, mod_name::LOCATE_ANY, 5] {
+        let at = pool.with_query(DomainQuery::dynamic());
+        let (node, container) = at.locate(&client, key)?;
+        println!("  Locate dynamic (key {key}): container {container} answered on node {node}");
+    }
     let (node, container) = pool
         .with_query(DomainQuery::global_bcast())
-        .locate(&client)?;
+        .locate(&client, mod_name::LOCATE_ANY)?;
     println!(
         "  Locate broadcast to every container: done (first answer: container {container} on node {node})"
     );

@@ -111,6 +111,9 @@ pub struct Pool {
     /// Of a pool over the cluster: the node of each container. `None`: a
     /// pool of this node (one container, id 0), resolved on the fast path.
     pub placement: Option<Arc<Placement>>,
+    /// The next container a `Dynamic` task goes to when Monitor does not
+    /// choose (round robin over the pool's containers).
+    pub dynamic_turn: std::sync::atomic::AtomicU32,
 }
 
 impl Pool {
@@ -298,6 +301,7 @@ impl PoolManager {
             module: module.name.clone(),
             containers: vec![container],
             placement: None,
+            dynamic_turn: Default::default(),
         });
         t.by_id.insert(id, pool);
         t.by_name.insert(name.to_owned(), id);
@@ -351,6 +355,7 @@ impl PoolManager {
             module: module.name.clone(),
             containers,
             placement: Some(Arc::new(placement)),
+            dynamic_turn: Default::default(),
         });
         t.by_id.insert(id, pool);
         t.by_name.insert(name.to_owned(), id);

@@ -118,6 +118,7 @@ pub(crate) fn run_ctx(worker: u32, c: &Container, pool: PoolId, runtime: *mut c_
         queues: c.queues.as_ptr(),
         num_queues: c.queues.len() as u32,
         route_container: u32::MAX,
+        pool_containers: 0,
     }
 }
 

@@ -12,8 +12,8 @@
 //!    see [`validate`]);
 //! 2. looks the pool up in its own cache of the pool table (refreshed when the
 //!    pool manager's generation moves);
-//! 3. resolves the domain query to a container (all local for now, but a real
-//!    step: an unknown query kind or container id fails the task);
+//! 3. resolves the domain query to a container (one on another node: the task
+//!    goes out, [`remote`]; `Dynamic`: the module picks, [`dynamic`]);
 //! 4. asks the container's `Monitor(LocalSchedule)` for a lane;
 //! 5. runs the module's `run` in a coroutine on a stack taken from the worker's
 //!    pool (no `mmap` per task; see [`crate::coroutine`]); a task that yields is
@@ -79,6 +79,7 @@ use crate::pool::Container;
 use crate::state::NodeState;
 
 pub mod complete;
+pub mod dynamic;
 pub mod frames;
 pub mod idle;
 pub mod inline;
@@ -378,6 +379,10 @@ impl Worker {
         let (pool_id, container) = match found {
             Ok(found) => found,
             Err((pools::REMOTE, _)) => return self.send_remote(task, generation),
+            Err((pools::DYNAMIC, _)) => match self.dispatch_dynamic(task, generation) {
+                Some(found) => found,
+                None => return,
+            },
             Err((rc, msg)) => {
                 self.finish(task, generation, rc, Some(msg));
                 return;

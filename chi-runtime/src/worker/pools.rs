@@ -20,6 +20,11 @@ use crate::pool::{Container, Pool, PoolManager};
 /// ever sees it.
 pub(crate) const REMOTE: i32 = i32::MIN + 14;
 
+/// The code [`PoolCache::container_of`] gives a task with a `Dynamic`
+/// query: the module's Monitor(GlobalSchedule) picks its container
+/// (`Worker::dispatch_dynamic`, `worker/dynamic.rs`); no client ever sees it.
+pub(crate) const DYNAMIC: i32 = i32::MIN + 15;
+
 /// The hasher of a worker's pool table: pool ids are small integers chosen by
 /// the runtime, so a multiplicative hash is enough (and costs a multiply, where
 /// the default hasher costs tens of nanoseconds per task).
@@ -97,7 +102,8 @@ impl PoolCache {
                         format!("{} has no container {}", pool.id, q.value),
                     )),
                     Some(QueryKind::LocalHash | QueryKind::GlobalHash) => Ok(q.value % n.max(1)),
-                    Some(QueryKind::GlobalBcast | QueryKind::Dynamic) => Ok(0),
+                    Some(QueryKind::GlobalBcast) => Ok(0),
+                    Some(QueryKind::Dynamic) => Err((DYNAMIC, String::new())),
                     None => Err((
                         code::BAD_TASK,
                         format!("unknown domain query kind {}", q.kind),
@@ -129,18 +135,8 @@ fn cluster_container(
     };
     let located = match placement.resolve(h.dom_query, here) {
         Ok(Target::One(l)) => l,
-        Ok(Target::Dynamic) => match pool.containers.first() {
-            Some(c) => return Ok((pool.id, c.clone())),
-            None => {
-                return Err((
-                    code::FAILED,
-                    format!(
-                        "{} has no container on node {}; send the task with a global query",
-                        pool.id, here.0
-                    ),
-                ));
-            }
-        },
+        // Monitor(GlobalSchedule) picks the container (`worker/dynamic.rs`).
+        Ok(Target::Dynamic) => return Err((DYNAMIC, String::new())),
         // A broadcast: every container, through the peer thread.
         Ok(Target::All(_)) => return Err((REMOTE, format!("a broadcast to {}", pool.id))),
         Err(e) => return Err((code::BAD_TASK, e.to_string())),

@@ -11,6 +11,8 @@
 //! * [`Node`]: `chi-runtime start -c <cfg> --node 127.0.0.k` as a child, ready
 //!   once it answers at its address; [`Node::kill9`] kills it, dropping it
 //!   stops it (or kills it) and reaps it, printing its log if the test failed.
+//! * [`ClusterSetup::start_all`]: every node started and seeing the others
+//!   up; [`ClusterSetup::clients`]: a client of each.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -156,6 +158,27 @@ impl ClusterSetup {
             .into_iter()
             .find(|p| p.id == id.0)
             .map(|p| p.containers)
+    }
+
+    /// Starts every node and waits (at most `limit`) until all see each
+    /// other up.
+    #[allow(dead_code)]
+    pub fn start_all(&self, limit: Duration) -> Vec<Node> {
+        let nodes: Vec<Node> = (1..=self.n).map(|k| Node::start(self, k)).collect();
+        super::wait_until(limit, "every node shows all the others up", || {
+            self.all_up()
+        });
+        nodes
+    }
+
+    /// A client of each node, in node order.
+    #[allow(dead_code)]
+    pub fn clients(&self) -> Vec<Client> {
+        (1..=self.n)
+            .map(|k| {
+                Client::connect(self.opts(k)).unwrap_or_else(|e| panic!("a client of {k}: {e}"))
+            })
+            .collect()
     }
 
     /// The state node `viewer` shows for node `of` (`self`, `up`, `down`,

@@ -16,6 +16,7 @@ use chi_sdk::queue::Priority;
 use chi_sdk::shm::ShmString;
 use chi_sdk::sync::CoMutex;
 use chi_sdk::task::{Failure, code};
+use chi_sdk::types::ContainerId;
 
 use crate::tasks::*;
 
@@ -155,6 +156,18 @@ impl ModNameContainer {
         task.node_id = self.node_id;
         task.container_id = self.container_id;
         Ok(())
+    }
+
+    /// A `Dynamic` Locate goes where its key says (see [`LocateTask`]).
+    fn monitor_locate(&self, mode: MonitorMode, task: &LocateTask, ctx: &mut RunCtx) {
+        match (mode, task.key) {
+            (MonitorMode::GlobalSchedule, LOCATE_ANY) => {}
+            (MonitorMode::GlobalSchedule, LOCATE_PAST_END) => {
+                ctx.route_to_container(ContainerId(ctx.pool_containers() + 7));
+            }
+            (MonitorMode::GlobalSchedule, key) => ctx.route_to_container_by_hash(key),
+            _ => {}
+        }
     }
 
     /// kEcho.

@@ -337,11 +337,23 @@ impl CoRwLockTestTask {
     }
 }
 
+/// `key` of [`LocateTask`] sent with a `Dynamic` query: the monitor leaves
+/// the choice to the runtime (round robin over the pool's containers).
+pub const LOCATE_ANY: u64 = 0;
+/// `key` of [`LocateTask`] sent with a `Dynamic` query: the monitor chooses
+/// a container past the pool's (the task fails, naming the choice).
+pub const LOCATE_PAST_END: u64 = u64::MAX;
+
 /// Reports where it ran: the node and the container (its global id in a
-/// pool over the cluster) whose handler served it.
+/// pool over the cluster) whose handler served it. Sent with a `Dynamic`
+/// query, its monitor (GlobalSchedule) routes it by `key`: container `key %
+/// containers`, except [`LOCATE_ANY`] and [`LOCATE_PAST_END`].
 #[chi_sdk::task(method = 23)]
 #[derive(Debug)]
 pub struct LocateTask {
+    /// What the monitor routes a `Dynamic` query by.
+    #[input]
+    pub key: u64,
     /// The node that ran it.
     #[output]
     pub node_id: u32,

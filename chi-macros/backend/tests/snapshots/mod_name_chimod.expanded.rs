@@ -104,6 +104,17 @@ impl ModNameContainer {
         task.container_id = self.container_id;
         Ok(())
     }
+    /// A `Dynamic` Locate goes where its key says (see [`LocateTask`]).
+    fn monitor_locate(&self, mode: MonitorMode, task: &LocateTask, ctx: &mut RunCtx) {
+        match (mode, task.key) {
+            (MonitorMode::GlobalSchedule, LOCATE_ANY) => {}
+            (MonitorMode::GlobalSchedule, LOCATE_PAST_END) => {
+                ctx.route_to_container(ContainerId(ctx.pool_containers() + 7));
+            }
+            (MonitorMode::GlobalSchedule, key) => ctx.route_to_container_by_hash(key),
+            _ => {}
+        }
+    }
     /// kEcho.
     fn echo(&self, task: &mut EchoTask, _ctx: &mut RunCtx) -> Result<(), String> {
         task.reply = task.value;
@@ -1526,6 +1537,13 @@ pub mod __chimod {
                                         ::chi_sdk::__private::chimod::cast::<CustomTask>(task)?
                                     };
                                     this.monitor_custom(mode, t, ctx);
+                                    ::core::result::Result::Ok(())
+                                }
+                                23u32 => {
+                                    let t = unsafe {
+                                        ::chi_sdk::__private::chimod::cast::<LocateTask>(task)?
+                                    };
+                                    this.monitor_locate(mode, t, ctx);
                                     ::core::result::Result::Ok(())
                                 }
                                 15u32 => {
