@@ -67,8 +67,9 @@ pub fn builtin(node: Weak<NodeState>) -> Builtin {
     }
 }
 
-/// A pool over a cluster of one: every container on this node.
-fn alone(node: &NodeState, ask: PoolAsk) -> Result<PoolId, String> {
+/// A pool over a cluster of one: every container on this node (also the
+/// `compose` pools with `query: global` of a runtime without peers).
+pub(crate) fn alone(node: &NodeState, ask: PoolAsk) -> Result<PoolId, String> {
     if let Some(p) = node.pools.by_name(&ask.name) {
         if ask.get_or_create && p.module == ask.module && p.placement.is_some() {
             return Ok(p.id);

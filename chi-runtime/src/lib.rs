@@ -30,6 +30,7 @@ pub mod admin;
 pub mod cli;
 pub mod clients;
 pub mod cluster;
+pub mod compose;
 pub mod config;
 pub(crate) mod coroutine;
 pub mod daemon_files;

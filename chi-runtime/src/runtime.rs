@@ -12,10 +12,12 @@
 //! the same address at `cluster.port` ([`crate::cluster`]) → write the key
 //! file (named by the runtime tag, [`chi_sdk::auth::runtime_tag`]) → create the
 //! segments, the process queue and the runtime block → the node state
-//! ([`crate::state`]) with its module manager → admin pool and the `compose`
-//! pools → spawn the workers and the supervisor, each pinned to the CPUs of
-//! its kind (`workers.affinity`, [`crate::threads`]) → start the peer thread
-//! (heartbeats to the other nodes) → ready.
+//! ([`crate::state`]) with its module manager → admin pool and the local
+//! `compose` pools → spawn the workers and the supervisor, each pinned to the
+//! CPUs of its kind (`workers.affinity`, [`crate::threads`]) → start the peer
+//! thread (heartbeats to the other nodes) → the global `compose` pools: a
+//! thread that makes them over the cluster once it is formed
+//! ([`crate::compose`]), or at once on a runtime without peers → ready.
 //!
 //! A process hosts one runtime in its life: a second [`Runtime::start`] is
 //! refused before anything is created ([`crate::state::ProcessTaken`] says why
@@ -55,7 +57,7 @@ use crate::cluster::hosts::resolve;
 use crate::cluster::membership::Membership;
 use crate::cluster::peer::{Cluster, PeerSettings};
 use crate::cluster::zmq_peer::ZmqPeers;
-use crate::config::Config;
+use crate::config::{Config, PoolQuery};
 use crate::ipc::{Ipc, SegmentFamily};
 use crate::state::{NodeState, ProcessClaim};
 use crate::threads::{enter, spawn_worker};
@@ -264,7 +266,14 @@ impl Runtime {
                 false,
             )
             .context("creating the admin pool")?;
-        for p in &shared.config.compose.clone() {
+        // Global entries: see `compose` (a thread, once the peer link runs).
+        for p in shared
+            .config
+            .compose
+            .clone()
+            .iter()
+            .filter(|p| p.query == PoolQuery::Local)
+        {
             let id = PoolId(p.id.unwrap_or(0));
             shared
                 .create_pool(
@@ -277,6 +286,9 @@ impl Runtime {
                 .with_context(|| {
                     format!("creating pool '{}' of the config's compose list", p.name)
                 })?;
+        }
+        if link.is_none() {
+            crate::compose::make_alone(&shared)?;
         }
         let mut threads = Vec::new();
         let q = shared.ipc.queue.clone();
@@ -345,6 +357,9 @@ impl Runtime {
             }
             None => None,
         };
+        if cluster.is_some() {
+            threads.extend(crate::compose::spawn(&shared)?);
+        }
         let signal = Arc::new(AtomicBool::new(false));
         for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(sig, signal.clone())?;

@@ -4,7 +4,10 @@
 //! node paused (SIGSTOP) during a destruction drops its stale share once it
 //! is heard from again; a creation that one node cannot make (its `create`
 //! fails, or it has no such module) fails naming that node and the reason,
-//! and no node keeps the pool.
+//! and no node keeps the pool; `compose` entries with `query: global` make
+//! their pool over the cluster once the nodes are up (every node lists the
+//! same pool, tasks by global id reach every node), or at once on a runtime
+//! without peers.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
 //! ([`support::cluster`]); every wait is bounded by a generous limit.
@@ -16,7 +19,7 @@ use std::time::Duration;
 use chi_sdk::admin::AdminClient;
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
-use chimaera_mod_name_runtime::EchoTask;
+use chimaera_mod_name_runtime::{EchoTask, LocateTask};
 use support::cluster::{ClusterSetup, Node};
 use support::{Watchdog, assert_no_process_left, wait_until};
 
@@ -201,5 +204,87 @@ fn a_creation_one_node_cannot_make_is_rolled_back() {
     }
     drop(clients);
     drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+/// The node and container that ran a Locate task sent with query `q`.
+fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
+    c.submit(
+        LocateTask::new(pool, q),
+        chi_sdk::queue::Priority::LowLatency,
+    )
+    .map_err(|e| e.to_string())?
+    .wait_with(|t| (t.node_id, t.container_id))
+    .map_err(|e| e.to_string())
+}
+
+/// The id of the pool named `name` on node `k`, if it lists one.
+fn id_of(setup: &ClusterSetup, k: u32, name: &str) -> Option<PoolId> {
+    Client::status(&setup.opts(k))
+        .ok()?
+        .pools
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| PoolId(p.id))
+}
+
+const COMPOSE: &str = "compose:
+  - {module: chimaera_mod_name, name: everywhere, query: global}
+  - {module: chimaera_mod_name, name: five, query: global, containers: 5}
+  - {module: chimaera_mod_name, name: mine, query: local}
+";
+
+#[test]
+fn compose_makes_global_pools_over_the_cluster() {
+    let _w = Watchdog::new("compose_global", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules_and("plife-compose", 3, COMPOSE);
+    // Started one after the other: each start returns before the others
+    // are up (the pools are made by each node's chi-compose thread).
+    let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "every node lists both global pools", || {
+        (1..=3)
+            .all(|k| id_of(&setup, k, "everywhere").is_some() && id_of(&setup, k, "five").is_some())
+    });
+    let clients = connect_all(&setup);
+    for (name, n) in [("everywhere", 3u32), ("five", 5)] {
+        let id = id_of(&setup, 1, name).unwrap();
+        for k in 1..=3 {
+            assert_eq!(id_of(&setup, k, name), Some(id), "node {k}, {name}");
+            let mine: Vec<u32> = (0..n).filter(|g| g % 3 + 1 == k).collect();
+            assert_eq!(setup.share(k, id), Some(mine), "node {k}, {name}");
+        }
+        for c in &clients {
+            for g in 0..n {
+                assert_eq!(
+                    locate(c, id, DomainQuery::global_id(g)),
+                    Ok((g % 3 + 1, g)),
+                    "{name}"
+                );
+            }
+        }
+    }
+    // A local entry stays each node's own.
+    let local: Vec<PoolId> = (1..=3).map(|k| id_of(&setup, k, "mine").unwrap()).collect();
+    for (i, id) in local.iter().enumerate() {
+        assert!(id.0 < chi_sdk::admin::GLOBAL_POOL_BASE, "{id}");
+        assert_eq!(echo(&clients[i], *id, DomainQuery::local(), 4), Ok(4));
+    }
+    let log = nodes[2].log();
+    assert!(log.contains("compose pool over the cluster ready"), "{log}");
+    drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn compose_global_on_a_runtime_without_peers_makes_the_pool_at_start() {
+    let _w = Watchdog::new("compose_alone", Duration::from_secs(60));
+    let setup = ClusterSetup::with_modules_and("plife-compose1", 1, COMPOSE);
+    let node = Node::start(&setup, 1);
+    let id = id_of(&setup, 1, "five").expect("made before the start returned");
+    assert_eq!(setup.share(1, id), Some(vec![0, 1, 2, 3, 4]));
+    let id = id_of(&setup, 1, "everywhere").expect("made at start");
+    assert_eq!(setup.share(1, id), Some(vec![0]));
+    drop(node);
     assert_no_process_left(setup.dir.path(), &[]);
 }

@@ -26,10 +26,11 @@ use std::time::Duration;
 
 use chi_runtime::config::footprint::{MainSegmentNeeds, max_clients_for};
 use chi_runtime::config::{
-    Config, ConfigError, CpuList, DEFAULT_SOURCE_NAME, MAX_BUSY_POLL, MAX_CPU, MAX_HOSTS,
-    MAX_LANES, MAX_LIVE_COROUTINES, MAX_QUEUE_DEPTH, MAX_SEGMENT_SIZE, MAX_STACK_SIZE,
-    MAX_WORKER_THREADS, MAX_WORKERS, MIN_QUEUE_DEPTH, MIN_STACK_SIZE, REAPER_INTERVAL_RANGE,
-    RESERVED_POOL_IDS, STACK_SIZE_GRANULE, STALL_TIMEOUT_RANGE, parse_duration, parse_size,
+    Config, ConfigError, CpuList, DEFAULT_SOURCE_NAME, MAX_BUSY_POLL, MAX_COMPOSE_CONTAINERS,
+    MAX_CPU, MAX_HOSTS, MAX_LANES, MAX_LIVE_COROUTINES, MAX_QUEUE_DEPTH, MAX_SEGMENT_SIZE,
+    MAX_STACK_SIZE, MAX_WORKER_THREADS, MAX_WORKERS, MIN_QUEUE_DEPTH, MIN_STACK_SIZE,
+    REAPER_INTERVAL_RANGE, RESERVED_POOL_IDS, STACK_SIZE_GRANULE, STALL_TIMEOUT_RANGE,
+    parse_duration, parse_size,
 };
 use chi_sdk::shm::Segment;
 use config_inputs::{SCALARS, config_text};
@@ -158,6 +159,15 @@ fn check_config(c: &Config) -> Result<(), TestCaseError> {
         if let Some(id) = p.id {
             prop_assert!(
                 !RESERVED_POOL_IDS.contains(&id) && ids.insert(id),
+                "{:?}",
+                p
+            );
+        }
+        let global = p.query == chi_runtime::config::PoolQuery::Global;
+        prop_assert!(!(global && p.id.is_some()), "{:?}", p);
+        if let Some(n) = p.containers {
+            prop_assert!(
+                global && (1..=MAX_COMPOSE_CONTAINERS).contains(&n),
                 "{:?}",
                 p
             );

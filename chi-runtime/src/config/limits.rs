@@ -48,6 +48,9 @@ pub const STALL_TIMEOUT_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(24 * 3600));
 /// Pool ids a `compose` entry may not take: the null pool (0) and the admin pool (1).
 pub const RESERVED_POOL_IDS: [u64; 2] = [0, 1];
+/// Most containers a global `compose` pool may ask for (as many as a pool
+/// over the cluster may have).
+pub const MAX_COMPOSE_CONTAINERS: u32 = 1 << 16;
 /// Accepted `cluster.heartbeat`s.
 pub const HEARTBEAT_RANGE: (Duration, Duration) =
     (Duration::from_millis(10), Duration::from_secs(60));

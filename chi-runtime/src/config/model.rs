@@ -312,8 +312,13 @@ pub struct PoolSpec {
     pub name: String,
     /// Where its containers are created.
     pub query: PoolQuery,
-    /// A fixed pool id (never 0 or 1), or `None` to let the runtime choose.
+    /// A fixed pool id (never 0 or 1), or `None` to let the runtime choose
+    /// (always `None` for a global pool: the cluster chooses).
     pub id: Option<u64>,
     /// A free-form string for the module's create method.
     pub args: Option<String>,
+    /// Of a global pool: its containers over the cluster (1 to
+    /// [`MAX_COMPOSE_CONTAINERS`](super::limits::MAX_COMPOSE_CONTAINERS));
+    /// `None`: one per hostfile node. Always `None` for a local pool.
+    pub containers: Option<u32>,
 }

@@ -69,9 +69,13 @@ fn expected_for(key: &str) -> &'static str {
             "a duration: a number with a unit ns, us, ms, s, m or h (e.g. 100us, 30s)"
         }
         "compose" => {
-            "a list of pools, each a mapping with keys module, name, query and optionally id, args"
+            "a list of pools, each a mapping with keys module, name, query and optionally id, \
+             args, containers"
         }
-        "compose[]" => "a mapping with keys module, name, query and optionally id, args",
+        "compose[]" => {
+            "a mapping with keys module, name, query and optionally id, args, containers"
+        }
+        "compose[].containers" => "a number of containers: a whole number from 1 to 65536",
         "compose[].module" => "a ChiMod library name (a string)",
         "compose[].name" => "a pool name (a string)",
         "compose[].query" => "local or global",

@@ -170,6 +170,7 @@ pub(super) struct RawPool {
     pub(super) query: Item<PoolQuery>,
     pub(super) id: Leaf<u64>,
     pub(super) args: Leaf<String>,
+    pub(super) containers: Leaf<u32>,
 }
 
 /// Merging the user's document (`over`) over the defaults (`self`).

@@ -150,7 +150,7 @@ compose:
   - module: chimaera_bdev
     name: ram
     query: global
-    id: 200
+    containers: 6
     args: "ram:1g"
   - {module: example_mod, name: ex, query: local}
 "#;
@@ -209,8 +209,9 @@ compose:
                 module: "chimaera_bdev".into(),
                 name: "ram".into(),
                 query: PoolQuery::Global,
-                id: Some(200),
+                id: None,
                 args: Some("ram:1g".into()),
+                containers: Some(6),
             },
             PoolSpec {
                 module: "example_mod".into(),
@@ -218,6 +219,7 @@ compose:
                 query: PoolQuery::Local,
                 id: None,
                 args: None,
+                containers: None,
             },
         ]
     );
@@ -538,6 +540,18 @@ fn compose_checks() {
     assert_eq!(e.key(), Some("compose[1].id"));
     let e = error("compose:\n  - {module: '', name: a, query: local}\n");
     assert_eq!(e.key(), Some("compose[0].module"));
+    let e = error("compose:\n  - {module: m, name: a, query: global, id: 20}\n");
+    assert_eq!(e.key(), Some("compose[0].id"));
+    assert!(e.to_string().contains("the cluster chooses"), "{e}");
+    let e = error("compose:\n  - {module: m, name: a, query: local, containers: 2}\n");
+    assert_eq!(e.key(), Some("compose[0].containers"));
+    for n in ["0", "65537"] {
+        let e = error(&format!(
+            "compose:\n  - {{module: m, name: a, query: global, containers: {n}}}\n"
+        ));
+        assert_eq!(e.key(), Some("compose[0].containers"), "{n}");
+        assert!(e.to_string().contains("expected 1 to 65536"), "{e}");
+    }
 }
 
 #[test]

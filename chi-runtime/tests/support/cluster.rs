@@ -72,8 +72,15 @@ impl ClusterSetup {
     /// modules ([`super::modules::module_dir`], built first if need be).
     #[allow(dead_code)]
     pub fn with_modules(test: &str, n: u32) -> ClusterSetup {
+        ClusterSetup::with_modules_and(test, n, "")
+    }
+
+    /// As [`ClusterSetup::with_modules`], with `extra` configuration text
+    /// (whole top-level sections, e.g. `compose`).
+    #[allow(dead_code)]
+    pub fn with_modules_and(test: &str, n: u32, extra: &str) -> ClusterSetup {
         let dir = super::modules::module_dir();
-        let extra = format!("module_path: [{:?}]\n", dir.display().to_string());
+        let extra = format!("module_path: [{:?}]\n{extra}", dir.display().to_string());
         ClusterSetup::with_extra(test, n, &extra)
     }
 
