@@ -210,7 +210,7 @@ fn a_creation_one_node_cannot_make_is_rolled_back() {
 /// The node and container that ran a Locate task sent with query `q`.
 fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
     c.submit(
-        LocateTask::new(pool, q),
+        LocateTask::new(pool, q, 0),
         chi_sdk::queue::Priority::LowLatency,
     )
     .map_err(|e| e.to_string())?
