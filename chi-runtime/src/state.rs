@@ -287,8 +287,8 @@ impl NodeState {
 
     /// The status report.
     pub fn status(&self) -> StatusReport {
-        let (cluster, peer_frames_refused) = match self.membership.get() {
-            Some(m) => (m.snapshot(), m.refused()),
+        let (cluster, peer_frames_refused, peer_traffic) = match self.membership.get() {
+            Some(m) => (m.snapshot(), m.refused(), Box::new(m.traffic().snapshot())),
             None => (
                 vec![PeerStatus {
                     node_id: self.node_id,
@@ -299,6 +299,7 @@ impl NodeState {
                     last_heartbeat_ms: None,
                 }],
                 0,
+                Default::default(),
             ),
         };
         let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
@@ -383,6 +384,7 @@ impl NodeState {
             reinforcement_cpus: self.reinforcement_cpus.get().cloned().unwrap_or_default(),
             cluster,
             peer_frames_refused,
+            peer_traffic,
         }
     }
 

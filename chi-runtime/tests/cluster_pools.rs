@@ -149,6 +149,15 @@ fn pools_over_three_nodes() {
     for (v, p) in pending.into_iter().enumerate() {
         assert_eq!(p.wait_with(|t| t.reply).expect("remote echo"), v as u64);
     }
+    // Node 1's peer traffic counted them (requests out, replies in) and
+    // the heartbeats beside the batch frames.
+    let after = setup.status(1).peer_traffic;
+    assert!(after.tasks_out >= 200, "{after:?}");
+    assert!(after.replies_in >= 200, "{after:?}");
+    assert!(
+        after.batch_bytes_out > 0 && after.bytes_out > after.batch_bytes_out,
+        "{after:?}"
+    );
     assert_eq!(echo(&clients[0], id, DomainQuery::global_id(3), 7), Ok(7));
     assert_eq!(echo(&clients[2], id, DomainQuery::global_id(2), 8), Ok(8));
     assert_eq!(echo(&clients[1], id, DomainQuery::global_hash(9), 9), Ok(9));

@@ -219,6 +219,7 @@ fn status() -> impl Strategy<Value = StatusReport> {
                     reinforcement_cpus,
                     cluster: Vec::new(),
                     peer_frames_refused: 0,
+                    peer_traffic: Default::default(),
                 }
             },
         )

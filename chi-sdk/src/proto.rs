@@ -297,6 +297,42 @@ pub struct StatusReport {
     /// Frames from the peer port refused as malformed or not from a peer.
     #[serde(default)]
     pub peer_frames_refused: u64,
+    /// What the peer link moved since the start (zero without peers;
+    /// boxed: the report travels in an enum beside small replies).
+    #[serde(default)]
+    pub peer_traffic: Box<PeerTraffic>,
+}
+
+/// Counters of the peer link in a [`StatusReport`]: frames (every kind) and
+/// their bytes, the batch frames among them and their bytes, and the
+/// records they carried (requests: tasks and pool agreement's control
+/// requests; replies).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerTraffic {
+    /// Frames sent (handed to the transport).
+    pub frames_out: u64,
+    /// Frames received and decoded.
+    pub frames_in: u64,
+    /// Bytes of the frames sent.
+    pub bytes_out: u64,
+    /// Bytes of the frames received.
+    pub bytes_in: u64,
+    /// Batch frames (`TaskBatch`, `ReplyBatch`) sent.
+    pub batches_out: u64,
+    /// Batch frames received.
+    pub batches_in: u64,
+    /// Bytes of the batch frames sent.
+    pub batch_bytes_out: u64,
+    /// Bytes of the batch frames received.
+    pub batch_bytes_in: u64,
+    /// Request records sent.
+    pub tasks_out: u64,
+    /// Request records received.
+    pub tasks_in: u64,
+    /// Reply records sent.
+    pub replies_out: u64,
+    /// Reply records received.
+    pub replies_in: u64,
 }
 
 /// One node of the cluster in a [`StatusReport`].

@@ -135,6 +135,22 @@ pub(crate) fn write_cluster(out: &mut impl Write, st: &StatusReport) -> std::io:
             String::new()
         }
     )?;
+    let t = &st.peer_traffic;
+    if t.frames_out + t.frames_in > 0 {
+        writeln!(
+            out,
+            "  peer traffic: {} frames out ({} B), {} in ({} B); tasks {} out, {} in; \
+             replies {} out, {} in",
+            t.frames_out,
+            t.bytes_out,
+            t.frames_in,
+            t.bytes_in,
+            t.tasks_out,
+            t.tasks_in,
+            t.replies_out,
+            t.replies_in
+        )?;
+    }
     writeln!(
         out,
         "  {:<5} {:<24} {:<16} {:<8} {:<18} last heartbeat",

@@ -115,6 +115,8 @@ pub struct Membership {
     /// Frames refused as malformed or not from a peer (a statistic: Relaxed,
     /// nothing is ordered by it).
     refused: AtomicU64,
+    /// What the peer link moved.
+    traffic: super::traffic::Traffic,
 }
 
 impl std::fmt::Debug for Membership {
@@ -154,6 +156,7 @@ impl Membership {
             ),
             listeners: Mutex::new(Vec::new()),
             refused: AtomicU64::new(0),
+            traffic: super::traffic::Traffic::default(),
         }
     }
 
@@ -209,6 +212,11 @@ impl Membership {
     /// Frames refused so far.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// The peer link's traffic counters (written by the peer thread).
+    pub fn traffic(&self) -> &super::traffic::Traffic {
+        &self.traffic
     }
 
     /// The state of `node` and how long ago it was last heard from.

@@ -49,6 +49,7 @@ pub mod membership;
 pub mod outbox;
 pub mod peer;
 pub mod pools;
+pub mod traffic;
 pub mod transport;
 pub mod zmq_peer;
 

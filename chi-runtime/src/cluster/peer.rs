@@ -258,8 +258,18 @@ impl PeerLoop {
             );
             return;
         };
-        if let Err(e) = self.transport.send(to, &bytes) {
-            tracing::trace!(to, ?kind, error = %e, "frame not sent");
+        match self.transport.send(to, &bytes) {
+            Ok(()) => {
+                // A batch payload starts with its record count.
+                let records = match kind {
+                    Kind::TaskBatch | Kind::ReplyBatch => payload
+                        .get(..4)
+                        .map_or(0, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize),
+                    _ => 0,
+                };
+                self.membership.traffic().sent(kind, bytes.len(), records);
+            }
+            Err(e) => tracing::trace!(to, ?kind, error = %e, "frame not sent"),
         }
     }
 
@@ -439,6 +449,9 @@ impl PeerLoop {
             );
         }
         let (from, inc) = (f.sender, f.incarnation);
+        if !matches!(f.kind, Kind::TaskBatch | Kind::ReplyBatch) {
+            self.membership.traffic().received(f.kind, bytes.len(), 0);
+        }
         if f.kind == Kind::Goodbye {
             self.membership.goodbye(from, inc);
             return;
@@ -473,6 +486,9 @@ impl PeerLoop {
             },
             Kind::TaskBatch | Kind::ReplyBatch => match decode_batch(f.kind, f.payload) {
                 Ok(records) => {
+                    self.membership
+                        .traffic()
+                        .received(f.kind, bytes.len(), records.len());
                     self.membership.heard(from, inc, Instant::now());
                     for r in records {
                         self.record(from, f.kind, r);
