@@ -1,6 +1,7 @@
 //! SVG plots of a report (`--plot DIR`): the round-trip latency CDFs (the floor's
 //! beside the echo's at every sweep point) and the rates against the number of
-//! clients.
+//! clients; for the `remote` workload the same two, remote tasks beside their
+//! ZeroMQ floor (`remote_latency_cdf.svg`, `remote_rate_vs_clients.svg`).
 
 use std::path::{Path, PathBuf};
 
@@ -20,29 +21,42 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     let caption_tail = format!("{} · {}", report.meta.date, report.meta.host);
     if report.latency_cdf.len() > 1 {
         let p = dir.join("roundtrip_latency_cdf.svg");
-        latency_cdf(&report.latency_cdf, &p, &caption_tail)?;
+        let title = format!("Round-trip latency, CDF ({caption_tail})");
+        latency_cdf(&report.latency_cdf, &p, &title)?;
         out.push(p);
     }
     if !report.rate_vs_clients.is_empty() {
         let p = dir.join("rate_vs_clients.svg");
-        let floor = report.floor.ring_per_sec;
-        rate_vs_clients(&report.rate_vs_clients, floor, &p, &caption_tail)?;
+        let title = format!(
+            "Tasks/s against clients ({caption_tail}; SPSC ring floor {:.1} M items/s)",
+            report.floor.ring_per_sec / 1e6
+        );
+        rate_vs_clients(&report.rate_vs_clients, &p, &title)?;
+        out.push(p);
+    }
+    if !report.remote_latency_cdf.is_empty() {
+        let p = dir.join("remote_latency_cdf.svg");
+        let title = format!("Remote round trip beside the ZeroMQ floor, CDF ({caption_tail})");
+        latency_cdf(&report.remote_latency_cdf, &p, &title)?;
+        out.push(p);
+    }
+    if !report.remote_rate_vs_clients.is_empty() {
+        let p = dir.join("remote_rate_vs_clients.svg");
+        let title = format!("Remote tasks/s against client threads ({caption_tail})");
+        rate_vs_clients(&report.remote_rate_vs_clients, &p, &title)?;
         out.push(p);
     }
     Ok(out)
 }
 
-fn latency_cdf(series: &[Series], path: &Path, tail: &str) -> Result<()> {
+fn latency_cdf(series: &[Series], path: &Path, title: &str) -> Result<()> {
     let xs = || series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let lo = xs().fold(f64::INFINITY, f64::min).max(1.0) * 0.8;
     let hi = xs().fold(0.0, f64::max).max(lo * 10.0) * 1.25;
     let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Round-trip latency, CDF ({tail})"),
-            ("sans-serif", 20),
-        )
+        .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -79,7 +93,7 @@ fn latency_cdf(series: &[Series], path: &Path, tail: &str) -> Result<()> {
     Ok(())
 }
 
-fn rate_vs_clients(series: &[Series], ring: f64, path: &Path, tail: &str) -> Result<()> {
+fn rate_vs_clients(series: &[Series], path: &Path, title: &str) -> Result<()> {
     let max_x = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -92,13 +106,7 @@ fn rate_vs_clients(series: &[Series], ring: f64, path: &Path, tail: &str) -> Res
     let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Tasks/s against clients ({tail}; SPSC ring floor {:.1} M items/s)",
-                ring / 1e6
-            ),
-            ("sans-serif", 20),
-        )
+        .caption(title, ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)

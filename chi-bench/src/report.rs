@@ -52,6 +52,10 @@ pub enum Base {
     WakeSpinning,
     /// The same, its answer awaited by spinning briefly, then sleeping.
     WakeSleeping,
+    /// A raw ZeroMQ ROUTER/DEALER round trip with the message sizes of a
+    /// remote task's frames (the `remote` workload; set with
+    /// [`Row::versus`]).
+    Zmq,
 }
 
 impl Base {
@@ -62,6 +66,7 @@ impl Base {
             Base::Spawn => "spawn",
             Base::WakeSpinning => "wake, spinning",
             Base::WakeSleeping => "wake, sleeping",
+            Base::Zmq => "zmq",
         }
     }
 }
@@ -119,8 +124,8 @@ impl Floor {
             Base::PingPong => Some(self.ping_pong_ns),
             Base::Ring => Some(1e9 / self.ring_per_sec),
             Base::Spawn => self.spawn_ms.map(|ms| ms * 1e6),
-            // Measured per idle period: rows set their ratio themselves.
-            Base::WakeSpinning | Base::WakeSleeping => None,
+            // Measured beside their rows: rows set their ratio themselves.
+            Base::WakeSpinning | Base::WakeSleeping | Base::Zmq => None,
         }
         .filter(|c| c.is_finite() && *c > 0.0)
     }
@@ -230,6 +235,11 @@ pub struct Report {
     pub latency_cdf: Vec<Series>,
     /// Rates against the number of clients: `(clients, ops/s)`.
     pub rate_vs_clients: Vec<Series>,
+    /// Remote round-trip latency CDFs (the `remote` workload, beside its
+    /// ZeroMQ floor): `(ns, fraction ≤)`.
+    pub remote_latency_cdf: Vec<Series>,
+    /// Remote tasks per second against client threads: `(clients, ops/s)`.
+    pub remote_rate_vs_clients: Vec<Series>,
     /// Per-workload details (percentiles of every sweep point, raw repeats).
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -268,6 +278,8 @@ impl Report {
             notes: Vec::new(),
             latency_cdf: Vec::new(),
             rate_vs_clients: Vec::new(),
+            remote_latency_cdf: Vec::new(),
+            remote_rate_vs_clients: Vec::new(),
             details: serde_json::Map::new(),
         }
     }

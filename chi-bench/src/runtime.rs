@@ -44,7 +44,7 @@ fn free_port() -> Result<u16> {
 /// this executable's directory (where `cargo build --release -p mod_name`
 /// puts the example modules beside `chi-bench`). The runtime also searches
 /// `CHI_MODULE_PATH`, which it inherits.
-fn module_path_yaml() -> String {
+pub fn module_path_yaml() -> String {
     let dirs: Vec<String> = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(|d| format!("{:?}", d.display().to_string())))

@@ -7,7 +7,7 @@ pub mod fire_and_forget;
 pub mod idle;
 pub mod module_echo;
 pub mod peer;
-pub mod pending;
+pub mod remote;
 pub mod roundtrip;
 pub mod soak;
 pub mod startup;

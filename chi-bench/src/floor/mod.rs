@@ -15,6 +15,10 @@
 //!   sequence number in a separate slot word (the queue slot); the partner reads
 //!   the whole message and writes an answer into the message's first word (the
 //!   task's state), which this process waits for. Timed like the ping-pong.
+//!
+//! The floor of the `remote` workload, a ZeroMQ ROUTER/DEALER ping-pong with
+//! the message sizes of a remote task's frames, is in [`zmq`] (measured by
+//! that workload, beside its figures).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,6 +31,8 @@ use crate::Ctx;
 use crate::child::{self, ChildGuard};
 use crate::report::{Base, Series, Unit};
 use crate::stats::{self, ns_u32};
+
+pub mod zmq;
 
 /// Slots of the ring (a power of two).
 const RING_SLOTS: usize = 1024;
