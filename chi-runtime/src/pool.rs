@@ -90,6 +90,10 @@ unsafe impl Sync for Container {}
 
 impl Drop for Container {
     fn drop(&mut self) {
+        if self.state.is_null() {
+            // A stand-in for the module's hooks (`Pool::hooks`): no state.
+            return;
+        }
         // SAFETY: `state` came from this module's `create` and is destroyed once,
         // after the last reference (tasks hold an Arc while they run).
         unsafe { (self.module.api.destroy)(self.state) };
@@ -114,9 +118,20 @@ pub struct Pool {
     /// The next container a `Dynamic` task goes to when Monitor does not
     /// choose (round robin over the pool's containers).
     pub dynamic_turn: std::sync::atomic::AtomicU32,
+    /// Of a pool over the cluster with no container on this node: a
+    /// stand-in with the module and a null state, through which tasks sent
+    /// from here reach the module's task hooks (`save_in`, `load_out`,
+    /// `del`; see `chi_sdk::abi::DelFn` on a null container). Never run.
+    pub stand_in: Option<Arc<Container>>,
 }
 
 impl Pool {
+    /// A container whose module serves this pool's tasks' hooks: the
+    /// first container here, else the stand-in; `None` for neither.
+    pub fn hooks(&self) -> Option<&Arc<Container>> {
+        self.containers.first().or(self.stand_in.as_ref())
+    }
+
     /// The module's library name.
     pub fn module_name(&self) -> &str {
         &self.module
@@ -302,6 +317,7 @@ impl PoolManager {
             containers: vec![container],
             placement: None,
             dynamic_turn: Default::default(),
+            stand_in: None,
         });
         t.by_id.insert(id, pool);
         t.by_name.insert(name.to_owned(), id);
@@ -349,6 +365,16 @@ impl PoolManager {
             containers.push(self.make_container(&module, id, g, name, args)?);
         }
         let here = containers.len();
+        let stand_in = containers.is_empty().then(|| {
+            Arc::new(Container {
+                id: ContainerId(u32::MAX),
+                module: module.clone(),
+                state: std::ptr::null_mut(),
+                queues: Vec::new(),
+                stack_size: 0,
+                retired: std::sync::atomic::AtomicBool::new(false),
+            })
+        });
         let pool = Arc::new(Pool {
             id,
             name: name.to_owned(),
@@ -356,6 +382,7 @@ impl PoolManager {
             containers,
             placement: Some(Arc::new(placement)),
             dynamic_turn: Default::default(),
+            stand_in,
         });
         t.by_id.insert(id, pool);
         t.by_name.insert(name.to_owned(), id);

@@ -7,7 +7,8 @@
 //! and no node keeps the pool; `compose` entries with `query: global` make
 //! their pool over the cluster once the nodes are up (every node lists the
 //! same pool, tasks by global id reach every node), or at once on a runtime
-//! without peers.
+//! without peers; a node that holds no container of a pool (2 containers
+//! over 3 nodes) still sends tasks to it, with client data and broadcasts.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
 //! ([`support::cluster`]); every wait is bounded by a generous limit.
@@ -19,6 +20,7 @@ use std::time::Duration;
 use chi_sdk::admin::AdminClient;
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
+use chimaera_kv_runtime::KvClient;
 use chimaera_mod_name_runtime::{EchoTask, LocateTask};
 use support::cluster::{ClusterSetup, Node};
 use support::{Watchdog, assert_no_process_left, wait_until};
@@ -286,5 +288,88 @@ fn compose_global_on_a_runtime_without_peers_makes_the_pool_at_start() {
     let id = id_of(&setup, 1, "everywhere").expect("made at start");
     assert_eq!(setup.share(1, id), Some(vec![0]));
     drop(node);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn a_node_without_a_container_sends_tasks_to_the_pool() {
+    let _w = Watchdog::new("containerless", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("plife-none", 3);
+    let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    let clients = connect_all(&setup);
+    // Two containers over three nodes: node 3 knows the pool, holds none.
+    let id = AdminClient::new(&clients[2])
+        .create_cluster_pool(MOD_NAME, "two", "", 2)
+        .expect("a pool of 2 over 3 nodes");
+    assert_eq!(setup.share(1, id), Some(vec![0]));
+    assert_eq!(setup.share(2, id), Some(vec![1]));
+    assert_eq!(setup.share(3, id), Some(vec![]));
+    let c3 = &clients[2];
+    for g in 0..2 {
+        assert_eq!(locate(c3, id, DomainQuery::global_id(g)), Ok((g + 1, g)));
+        assert_eq!(
+            locate(c3, id, DomainQuery::global_hash(g + 10)),
+            Ok((g + 1, g))
+        );
+        assert_eq!(
+            echo(c3, id, DomainQuery::global_id(g), 40 + u64::from(g)),
+            Ok(40 + u64::from(g))
+        );
+    }
+    // Dynamic: no container here to ask, the containers round robin.
+    let mut seen: Vec<(u32, u32)> = (0..4)
+        .map(|_| locate(c3, id, DomainQuery::dynamic()).expect("dynamic from node 3"))
+        .collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen, vec![(1, 0), (2, 1)]);
+    // A broadcast reaches both containers.
+    assert_eq!(echo(c3, id, DomainQuery::global_bcast(), 9), Ok(9));
+    // local(): this node has no container to run it.
+    let e = echo(c3, id, DomainQuery::local(), 1).unwrap_err();
+    assert!(e.contains("node 3"), "{e}");
+    // Many at once, some abandoned: all come back or are freed.
+    let pending: Vec<_> = (0..100u64)
+        .map(|v| {
+            c3.submit(
+                EchoTask::new(id, DomainQuery::global_id((v % 2) as u32), v),
+                chi_sdk::queue::Priority::LowLatency,
+            )
+            .expect("submit")
+        })
+        .collect();
+    for (v, p) in pending.into_iter().enumerate() {
+        if v % 10 == 0 {
+            drop(p);
+            continue;
+        }
+        assert_eq!(
+            p.wait_with(|t| t.reply).expect("echo from node 3"),
+            v as u64
+        );
+    }
+
+    // Client data both ways through the hooks of a node with no container.
+    let kv_pool = AdminClient::new(&clients[0])
+        .create_cluster_pool("chimaera_kv", "kv2", "", 2)
+        .expect("a kv pool of 2");
+    assert_eq!(setup.share(3, kv_pool), Some(vec![]));
+    let mut kv = KvClient::from(kv_pool);
+    kv.query = DomainQuery::global_id(1);
+    let big: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
+    kv.put(c3, b"k", &big).expect("put from node 3");
+    assert_eq!(kv.get(c3, b"k").expect("get from node 3"), big);
+    assert_eq!(kv.get(&clients[1], b"k").expect("get on node 2"), big);
+
+    // Destroyed from the node without a container.
+    AdminClient::new(c3)
+        .destroy_pool(id)
+        .expect("destroy from node 3");
+    for k in 1..=3 {
+        assert_eq!(setup.share(k, id), None, "node {k}");
+    }
+    drop(clients);
+    drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);
 }

@@ -206,6 +206,7 @@ pub type CreateFn = unsafe extern "C" fn(
 /// Destroys a container made by [`CreateFn`].
 pub type DestroyFn = unsafe extern "C" fn(container: *mut c_void);
 /// Runs `task` (method in its header); returns a result code, filling `err` on failure.
+/// `container` is always a state made by [`CreateFn`] (never null).
 pub type RunFn = unsafe extern "C" fn(
     container: *mut c_void,
     task: *mut TaskHeader,
@@ -213,6 +214,9 @@ pub type RunFn = unsafe extern "C" fn(
     err: *mut ErrorBuf,
 ) -> i32;
 /// Monitor hook for `mode` (a [`MonitorMode`]); returns a result code.
+/// The runtime calls it with a container state made by [`CreateFn`]; a
+/// monitor handed a null `container` anyway must apply the default (the
+/// glue `#[chimod]` generates does) and return OK.
 pub type MonitorFn = unsafe extern "C" fn(
     container: *mut c_void,
     mode: u32,
@@ -220,6 +224,16 @@ pub type MonitorFn = unsafe extern "C" fn(
     ctx: *mut RunCtx,
 ) -> i32;
 /// Frees what a task of this module owns (its fields and the task itself).
+///
+/// # A null container
+///
+/// The task hooks — [`DelFn`], [`SaveFn`] (`save_in`, `save_out`), [`LoadFn`]
+/// (`load_in`, `load_out`) and [`NewCopyFn`] — may be called with a **null**
+/// `container`: a node that holds no container of a pool over the cluster
+/// (fewer containers than nodes) still sends tasks to the pool, saving their
+/// inputs, loading their outputs and freeing them through its module with
+/// no container state. These hooks must not need the state; the ones
+/// `#[chimod]` generates never read it.
 pub type DelFn = unsafe extern "C" fn(container: *mut c_void, task: *mut TaskHeader) -> i32;
 /// Where a module writes serialised bytes: the runtime's buffer and its append
 /// function.

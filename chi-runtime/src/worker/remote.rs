@@ -11,8 +11,9 @@
 //! A subtask of a handler goes out the same way; its parent coroutine is
 //! woken through its worker's mailbox when the reply completes it.
 //!
-//! Not yet: a task sent from a node that holds no container of its pool
-//! fails with an error saying so.
+//! A node that holds no container of the pool (fewer containers than
+//! nodes) sends through the pool's stand-in ([`crate::pool::Pool::hooks`]):
+//! the module's hooks with a null container state.
 
 use chi_sdk::task::{TaskHeader, code};
 
@@ -57,11 +58,11 @@ impl Worker {
             }
         };
         let to = targets[0];
-        let container = pool.containers.first().cloned().ok_or_else(|| {
+        let container = pool.hooks().cloned().ok_or_else(|| {
             format!(
-                "container {} of {} is on node {}, and this node ({}) holds no container of the \
-                 pool to send it with; submit the task to node {}",
-                to.container.0, pool.id, to.node.0, here.0, to.node.0
+                "{} has neither a container nor its module on node {}; submit the task to \
+                 node {}",
+                pool.id, here.0, to.node.0
             )
         })?;
         let link = self.shared.pool_asker.get().ok_or_else(|| {

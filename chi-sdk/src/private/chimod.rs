@@ -161,6 +161,18 @@ pub unsafe fn monitor<T>(
     ctx: *mut RunCtx,
     dispatch: impl FnOnce(&T, MonitorMode, *mut TaskHeader, &mut RunCtx) -> Result<(), Failure>,
 ) -> i32 {
+    if container.is_null() {
+        // No container state (a node without a container of the pool): the
+        // default, which needs none (see `abi::MonitorFn`).
+        // SAFETY: per the contract, `ctx` is valid.
+        return match unsafe { ctx.as_mut() } {
+            Some(ctx) if mode == 0 => {
+                ctx.route(LaneId::HERE);
+                code::OK
+            }
+            _ => code::OK,
+        };
+    }
     let mode = match mode {
         0 => MonitorMode::LocalSchedule,
         1 => MonitorMode::GlobalSchedule,
