@@ -109,6 +109,9 @@ pub struct Pool {
     pub name: String,
     /// The module's library name.
     pub module: String,
+    /// Its creation arguments (a pool over the cluster gives them to a
+    /// node that joins later).
+    pub args: String,
     /// Containers on this node (of a pool over the cluster: this node's
     /// share, each with its global id).
     pub containers: Vec<Arc<Container>>,
@@ -314,6 +317,7 @@ impl PoolManager {
             id,
             name: name.to_owned(),
             module: module.name.clone(),
+            args: args.to_owned(),
             containers: vec![container],
             placement: None,
             dynamic_turn: Default::default(),
@@ -379,6 +383,7 @@ impl PoolManager {
             id,
             name: name.to_owned(),
             module: module.name.clone(),
+            args: args.to_owned(),
             containers,
             placement: Some(Arc::new(placement)),
             dynamic_turn: Default::default(),

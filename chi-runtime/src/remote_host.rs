@@ -124,6 +124,17 @@ impl PoolHost for ShareHost {
         spec_of(&pool)
     }
 
+    fn cluster_pools(&self) -> Vec<PoolSpec> {
+        let Some(node) = self.node.upgrade() else {
+            return Vec::new();
+        };
+        node.pools
+            .list()
+            .iter()
+            .filter_map(|p| spec_of(p))
+            .collect()
+    }
+
     fn destroy_share(&self, id: u64) -> Result<bool, String> {
         self.state()?.destroy_share(PoolId(id))
     }
@@ -302,15 +313,15 @@ impl PoolHost for ShareHost {
     }
 }
 
-/// What a node knows of a pool over the cluster (not its args); `None`
-/// for a pool of this node alone.
+/// What a node knows of a pool over the cluster; `None` for a pool of
+/// this node alone.
 fn spec_of(pool: &Pool) -> Option<PoolSpec> {
     let placement = pool.placement.as_ref()?;
     Some(PoolSpec {
         id: pool.id.0,
         module: pool.module.clone(),
         name: pool.name.clone(),
-        args: String::new(),
+        args: pool.args.clone(),
         nodes: placement.nodes().iter().map(|n| n.0).collect(),
     })
 }

@@ -8,7 +8,9 @@
 //! their pool over the cluster once the nodes are up (every node lists the
 //! same pool, tasks by global id reach every node), or at once on a runtime
 //! without peers; a node that holds no container of a pool (2 containers
-//! over 3 nodes) still sends tasks to it, with client data and broadcasts.
+//! over 3 nodes) still sends tasks to it, with client data and broadcasts;
+//! a node that starts after a pool was made learns it (and sends to it),
+//! and a node that restarts gets its containers back.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
 //! ([`support::cluster`]); every wait is bounded by a generous limit.
@@ -370,6 +372,65 @@ fn a_node_without_a_container_sends_tasks_to_the_pool() {
         assert_eq!(setup.share(k, id), None, "node {k}");
     }
     drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn a_node_that_starts_later_or_restarts_learns_the_pools() {
+    let _w = Watchdog::new("join_later", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("plife-join", 3);
+    let mut nodes: Vec<Node> = (1..=2).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "nodes 1 and 2 see each other up", || {
+        setup.state_seen(1, 2).is_some_and(|(s, _)| s == "up")
+            && setup.state_seen(2, 1).is_some_and(|(s, _)| s == "up")
+    });
+    let c1 = Client::connect(setup.opts(1)).expect("a client of node 1");
+    // Made while node 3 is not running: dealt over nodes 1 and 2.
+    let early = AdminClient::new(&c1)
+        .create_cluster_pool(MOD_NAME, "early", "", 3)
+        .expect("a pool over nodes 1 and 2");
+    assert_eq!(setup.share(1, early), Some(vec![0, 2]));
+    nodes.push(Node::start(&setup, 3));
+    wait_until(
+        LIMIT,
+        "node 3 learns the pool made before it started",
+        || setup.share(3, early) == Some(vec![]),
+    );
+    let c3 = Client::connect(setup.opts(3)).expect("a client of node 3");
+    for g in 0..3 {
+        let node = if g == 1 { 2 } else { 1 };
+        assert_eq!(locate(&c3, early, DomainQuery::global_id(g)), Ok((node, g)));
+    }
+
+    // A pool with a container on node 3; node 3 crashes and starts again:
+    // it is told the pool and makes its container anew.
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    let back = AdminClient::new(&c1)
+        .create_cluster_pool(MOD_NAME, "back", "", 3)
+        .expect("a pool over the three nodes");
+    assert_eq!(setup.share(3, back), Some(vec![2]));
+    drop(c3);
+    nodes[2].kill9();
+    wait_until(LIMIT, "node 1 sees node 3 down", || {
+        setup.state_seen(1, 3).is_some_and(|(s, _)| s == "down")
+    });
+    let e = echo(&c1, back, DomainQuery::global_id(2), 1).unwrap_err();
+    assert!(e.contains("node 3"), "{e}");
+    nodes[2] = Node::start(&setup, 3);
+    wait_until(
+        LIMIT,
+        "the restarted node 3 holds its container again",
+        || setup.share(3, back) == Some(vec![2]) && setup.share(3, early) == Some(vec![]),
+    );
+    wait_until(LIMIT, "node 1 sees node 3 up", || {
+        setup.state_seen(1, 3).is_some_and(|(s, _)| s == "up")
+    });
+    assert_eq!(locate(&c1, back, DomainQuery::global_id(2)), Ok((3, 2)));
+    let c3 = Client::connect(setup.opts(3)).expect("a client of the new node 3");
+    assert_eq!(locate(&c3, back, DomainQuery::global_id(0)), Ok((1, 0)));
+    assert_eq!(echo(&c3, early, DomainQuery::global_id(1), 8), Ok(8));
+    drop((c1, c3));
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);
 }

@@ -307,8 +307,11 @@ impl PeerLoop {
             self.pools.expire(now, &down, &mut self.outbox);
             let joined =
                 std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
-            for node in joined {
-                self.pools.joined(node, &mut self.outbox);
+            if !joined.is_empty() {
+                let up = self.up();
+                for node in joined {
+                    self.pools.joined(node, &up, &mut self.outbox);
+                }
             }
             self.take_commands();
             self.remote_turn(now);

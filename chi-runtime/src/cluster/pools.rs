@@ -114,6 +114,17 @@ struct Destroying {
     failed: Option<String>,
 }
 
+/// A drop or share sent to a node outside a creation ([`life`]): sent
+/// again until the node answers or goes down (a frame sent before the
+/// peer link to a node that just came up has connected is lost).
+struct Notice {
+    /// The pool whose destruction waits on it, or 0.
+    pool: u64,
+    node: u32,
+    request: Request,
+    resend: Instant,
+}
+
 struct Forwarded {
     waiter: Waiter,
     authority: u32,
@@ -140,8 +151,8 @@ pub struct GlobalPools {
     destroyed: BTreeSet<u64>,
     /// Destructions waiting for the nodes' drops, by pool id.
     destroying: HashMap<u64, Destroying>,
-    /// Drop request id → (pool id whose destruction waits on it, or 0; node).
-    drops: HashMap<u64, (u64, u32)>,
+    /// Notices waiting for their reply, by request id.
+    notices: HashMap<u64, Notice>,
 }
 
 impl std::fmt::Debug for GlobalPools {
@@ -208,7 +219,7 @@ impl GlobalPools {
             forwarded: HashMap::new(),
             destroyed: BTreeSet::new(),
             destroying: HashMap::new(),
-            drops: HashMap::new(),
+            notices: HashMap::new(),
         }
     }
 
@@ -424,7 +435,7 @@ impl GlobalPools {
 
     /// A reply from node `from`; `false` if it answers no control request.
     pub fn on_reply(&mut self, from: u32, reply: &Reply, out: &mut Outbox) -> bool {
-        if self.on_drop_reply(from, reply, out) {
+        if self.on_notice_reply(from, reply, out) {
             return true;
         }
         if let Some((name, node)) = self.shares.get(&reply.id).cloned() {
@@ -526,6 +537,7 @@ impl GlobalPools {
             self.fail(&name, why, out);
         }
         self.expire_destroying(now, down, out);
+        self.resend_notices(now, down, out);
     }
 
     /// Fails every ask (the runtime stops).

@@ -56,9 +56,9 @@ pub trait PoolHost: Send {
     /// the same spec again is `Ok`.
     fn create_share(&self, spec: &PoolSpec) -> Result<(), String>;
 
-    /// The pool over the cluster named `name` this node holds (its args
-    /// need not be kept): what a node that becomes the authority knows of
-    /// the pools its predecessor decided.
+    /// The pool over the cluster named `name` this node holds: what a node
+    /// that becomes the authority knows of the pools its predecessor
+    /// decided.
     fn lookup(&self, name: &str) -> Option<PoolSpec>;
 
     /// The id past every id from [`GLOBAL_POOL_BASE`](chi_sdk::admin::GLOBAL_POOL_BASE) up that a pool of
@@ -78,6 +78,12 @@ pub trait PoolHost: Send {
     fn lookup_id(&self, id: u64) -> Option<PoolSpec> {
         let _ = id;
         None
+    }
+
+    /// Every pool over the cluster this node holds, with its args (what a
+    /// node that joins is told).
+    fn cluster_pools(&self) -> Vec<PoolSpec> {
+        Vec::new()
     }
 
     /// Starts running the remote task `req` from node `from` (its reply

@@ -30,15 +30,34 @@
 //! a node that was unreachable during a destruction drops its stale share
 //! as soon as it is heard from again. The set lives as long as the runtime
 //! (a few bytes per destroyed pool).
+//!
+//! **A node that joins** (starts after a pool was made, or restarts) is
+//! also sent every pool over the cluster by the lowest other node up, as
+//! [`CTL_SHARE`] requests with the pools' specs (args included): it
+//! registers each pool, and makes its containers of it if the placement has
+//! any on it (a restarted node gets fresh containers; their old state is
+//! gone). The placement is not changed: a node that was down when a pool
+//! was made holds no container of it, and sends its tasks elsewhere.
+//!
+//! Drops and shares sent outside a creation are **notices**: kept until
+//! the node answers, sent again every [`RESEND`] (a frame to a node that
+//! just came up is lost if the link to it has not connected yet; both are
+//! idempotent), forgotten when the node goes down (it is told again when
+//! it comes back).
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use chi_sdk::types::MethodId;
 
 use super::{
-    CTL_DESTROY, CTL_DROP, Destroying, FAILED, Forwarded, GlobalPools, Outbox, PoolSpec, Waiter,
-    answer, control,
+    CTL_DESTROY, CTL_DROP, CTL_SHARE, Destroying, FAILED, Forwarded, GlobalPools, Notice, Outbox,
+    PoolSpec, Waiter, answer, control,
 };
 use crate::remote::record::{Reply, Request};
+
+/// How long a notice waits for its reply before it is sent again.
+const RESEND: Duration = Duration::from_millis(250);
 
 impl GlobalPools {
     /// A DestroyPool of this node's admin for pool `id` over the cluster
@@ -121,12 +140,42 @@ impl GlobalPools {
         let mut sent = BTreeSet::new();
         let me = self.me;
         for &node in nodes.iter().filter(|&&n| n != me) {
-            let rid = self.request_id();
-            out.request(node, &control(rid, CTL_DROP, body.clone()));
-            self.drops.insert(rid, (track, node));
+            self.notify(node, CTL_DROP, body.clone(), track, out);
             sent.insert(node);
         }
         sent
+    }
+
+    /// Sends node `node` a notice (`method`, `body`), kept until answered
+    /// for the destruction of `pool` (0: none).
+    fn notify(&mut self, node: u32, method: MethodId, body: Vec<u8>, pool: u64, out: &mut Outbox) {
+        let request = control(self.request_id(), method, body);
+        out.request(node, &request);
+        self.notices.insert(
+            request.id,
+            Notice {
+                pool,
+                node,
+                request,
+                resend: Instant::now() + RESEND,
+            },
+        );
+    }
+
+    /// Sends again the notices not answered in [`RESEND`] to nodes not
+    /// down, and forgets those to nodes down (a node that comes back is
+    /// told again, [`GlobalPools::joined`]).
+    pub(super) fn resend_notices(
+        &mut self,
+        now: Instant,
+        down: &dyn Fn(u32) -> bool,
+        out: &mut Outbox,
+    ) {
+        self.notices.retain(|_, n| !down(n.node));
+        for n in self.notices.values_mut().filter(|n| now >= n.resend) {
+            out.request(n.node, &n.request);
+            n.resend = now + RESEND;
+        }
     }
 
     /// Pool `id` is destroyed: remembered, its name free, this node's share
@@ -172,20 +221,25 @@ impl GlobalPools {
         out.reply(from, &reply);
     }
 
-    /// A reply to one of this node's drops; `false` if it answers none.
-    pub(super) fn on_drop_reply(&mut self, from: u32, reply: &Reply, out: &mut Outbox) -> bool {
-        match self.drops.get(&reply.id) {
-            Some(&(_, node)) if node == from => {}
+    /// A reply to one of this node's notices; `false` if it answers none.
+    pub(super) fn on_notice_reply(&mut self, from: u32, reply: &Reply, out: &mut Outbox) -> bool {
+        match self.notices.get(&reply.id) {
+            Some(n) if n.node == from => {}
             _ => return false,
         }
-        let Some((pool, _)) = self.drops.remove(&reply.id) else {
+        let Some(Notice { pool, request, .. }) = self.notices.remove(&reply.id) else {
             return false;
         };
         if reply.result != 0 {
+            let what = if request.method == CTL_SHARE {
+                "register a pool of the cluster"
+            } else {
+                "drop a pool of the cluster"
+            };
             tracing::warn!(
                 node = from,
                 pool,
-                "a node could not drop a pool of the cluster: {}",
+                "a node could not {what}: {}",
                 reply.message
             );
         }
@@ -218,17 +272,30 @@ impl GlobalPools {
         }
     }
 
-    /// Node `node` is (back) up: it gets every destroyed id, so it drops
-    /// what it still holds of them.
-    pub fn joined(&mut self, node: u32, out: &mut Outbox) {
-        if node == self.me || self.destroyed.is_empty() {
+    /// Node `node` is (back) up (`up`: the nodes up now, in id order): it
+    /// gets every destroyed id, so it drops what it still holds of them;
+    /// and from the lowest other node up, every pool over the cluster that
+    /// node holds, so it knows them (and makes its containers of them, if
+    /// the placement has any on it: a node that restarted).
+    pub fn joined(&mut self, node: u32, up: &[u32], out: &mut Outbox) {
+        if node == self.me {
             return;
         }
-        let ids: Vec<u64> = self.destroyed.iter().copied().collect();
-        let rid = self.request_id();
-        let body = serde_json::to_vec(&ids).unwrap_or_default();
-        out.request(node, &control(rid, CTL_DROP, body));
-        self.drops.insert(rid, (0, node));
+        if !self.destroyed.is_empty() {
+            let ids: Vec<u64> = self.destroyed.iter().copied().collect();
+            let body = serde_json::to_vec(&ids).unwrap_or_default();
+            self.notify(node, CTL_DROP, body, 0, out);
+        }
+        if up.iter().find(|&&n| n != node) != Some(&self.me) {
+            return;
+        }
+        for spec in self.host.cluster_pools() {
+            if self.destroyed.contains(&spec.id) {
+                continue;
+            }
+            let body = serde_json::to_vec(&spec).unwrap_or_default();
+            self.notify(node, CTL_SHARE, body, 0, out);
+        }
     }
 
     /// Fails every destruction (the runtime stops).
@@ -249,7 +316,6 @@ impl GlobalPools {
         down: &dyn Fn(u32) -> bool,
         out: &mut Outbox,
     ) {
-        self.drops.retain(|_, (_, node)| !down(*node));
         let ids: Vec<u64> = self.destroying.keys().copied().collect();
         for id in ids {
             let Some(d) = self.destroying.get_mut(&id) else {

@@ -48,6 +48,14 @@ impl PoolHost for Host {
             .map(|(_, x)| x.clone())
     }
 
+    fn cluster_pools(&self) -> Vec<PoolSpec> {
+        let s = self.shares.lock().unwrap();
+        s.iter()
+            .filter(|(n, _)| *n == self.me)
+            .map(|(_, x)| x.clone())
+            .collect()
+    }
+
     fn free_id(&self) -> u64 {
         let s = self.shares.lock().unwrap();
         s.iter()
@@ -252,8 +260,8 @@ fn a_node_away_during_a_destroy_drops_its_share_when_it_joins_again() {
     assert_eq!(holders(&shares, p.id), vec![3]);
     // Node 3 is heard from again: nodes 1 and 2 tell it.
     let up = [1, 2, 3];
-    n[0].joined(3, &mut outs[0]);
-    n[1].joined(3, &mut outs[1]);
+    n[0].joined(3, &up, &mut outs[0]);
+    n[1].joined(3, &up, &mut outs[1]);
     pump(&mut n, &mut outs, &up);
     assert!(holders(&shares, p.id).is_empty());
     // A share of a destroyed id is refused.
@@ -380,4 +388,40 @@ fn a_new_authority_knows_the_pools_decided_before_it() {
     let q = rx.try_recv().unwrap().unwrap();
     assert_eq!(q.id, first.id + 1);
     assert_eq!(q.nodes, vec![2, 3, 2, 3, 2]);
+}
+
+#[test]
+fn a_node_that_joins_later_is_told_the_pools_and_lost_notices_are_sent_again() {
+    let shares = Shares::default();
+    let mut n = nodes(3, &shares, None);
+    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (w, rx) = local();
+    n[1].ask(ask("p", false), w, &[1, 2], &mut outs[1]);
+    pump(&mut n, &mut outs, &[1, 2]);
+    let p = rx.try_recv().unwrap().unwrap();
+    assert_eq!(holders(&shares, p.id), vec![1, 2]);
+    // Node 3 comes up: node 1 (the lowest other node up) tells it; node 2
+    // does not. The first notice is lost (the link was not connected yet).
+    let up = [1, 2, 3];
+    n[0].joined(3, &up, &mut outs[0]);
+    n[1].joined(3, &up, &mut outs[1]);
+    assert!(outs[1].is_empty(), "only the lowest other node tells");
+    let lost = outs[0].drain();
+    assert_eq!(lost.len(), 1);
+    n[0].expire(Instant::now(), &|_| false, &mut outs[0]);
+    assert!(outs[0].is_empty(), "sent again only after a while");
+    n[0].expire(
+        Instant::now() + Duration::from_millis(300),
+        &|_| false,
+        &mut outs[0],
+    );
+    pump(&mut n, &mut outs, &up);
+    assert_eq!(holders(&shares, p.id), vec![1, 2, 3]);
+    // Answered: not sent again.
+    n[0].expire(
+        Instant::now() + Duration::from_secs(1),
+        &|_| false,
+        &mut outs[0],
+    );
+    assert!(outs[0].is_empty());
 }
