@@ -255,7 +255,13 @@ impl Admin {
             ));
         }
         let node = self.runtime()?;
+        // A pool of this node alone may have any id a client asked for.
+        let local = node
+            .pools
+            .get(task.pool_id)
+            .is_some_and(|p| p.placement.is_none());
         if task.pool_id.0 >= chi_sdk::admin::GLOBAL_POOL_BASE
+            && !local
             && let Some(asker) = node.pool_asker.get().cloned()
         {
             let limit = answer_limit(&node);

@@ -88,6 +88,15 @@ fn destroy_from_any_node_removes_the_pool_everywhere() {
         echo(&clients[2], again, DomainQuery::global_id(1), 6),
         Ok(6)
     );
+    // A pool of one node with an id in the cluster's range is still that
+    // node's to destroy.
+    let mine = AdminClient::new(&clients[1])
+        .create_pool(MOD_NAME, "mine", "", PoolId(again.0 + 1000))
+        .expect("a local pool with a high id");
+    AdminClient::new(&clients[1])
+        .destroy_pool(mine)
+        .expect("destroy a local pool with a high id");
+    assert_eq!(setup.share(2, mine), None);
     // Destroyed from the authority itself.
     AdminClient::new(&clients[0])
         .destroy_pool(again)

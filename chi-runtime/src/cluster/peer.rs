@@ -8,9 +8,11 @@
 //! 2. mark down the peers silent for longer than `cluster.peer_timeout`
 //!    ([`Membership::expire`]) and fail the status requests past their time;
 //! 3. take the requests of the control loop ([`Cluster::node_status`]) and
-//!    of the admin containers ([`PoolAsker::ask`], pools over the cluster,
-//!    [`super::pools`]), and fail pool asks past `cluster.task_timeout` or
-//!    waiting on a node that went down;
+//!    of the admin containers ([`PoolAsker::ask`], [`PoolAsker::destroy`]:
+//!    pools over the cluster, [`super::pools`]), fail pool asks past
+//!    `cluster.task_timeout` or waiting on a node that went down, and tell
+//!    the nodes seen (back) up since the last turn ([`PeerEvent::Up`], from
+//!    a membership listener) the pools destroyed and the pools that exist;
 //! 4. wait for a frame until the next heartbeat is due (at most
 //!    [`MAX_WAIT`], so that a stop or a request is seen soon), decode it
 //!    ([`Frame::decode`]: a refused frame is counted and logged, rate-limited)
