@@ -290,6 +290,41 @@ fn compose_makes_global_pools_over_the_cluster() {
 }
 
 #[test]
+fn compose_retries_until_every_node_can_make_its_share() {
+    let _w = Watchdog::new("compose_retry", Duration::from_secs(120));
+    let compose = "compose:\n  - {module: chimaera_mod_name, name: everywhere, query: global}\n";
+    let setup = ClusterSetup::with_modules_and("plife-compose-retry", 3, compose);
+    // Node 3 cannot load the module: every creation is rolled back, and
+    // the compose threads ask again.
+    let bare = setup.config_without_modules();
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|k| match k {
+            3 => Node::start_config(&setup, k, &bare),
+            _ => Node::start(&setup, k),
+        })
+        .collect();
+    wait_until(LIMIT, "node 1 logs a failed compose naming node 3", || {
+        let log = nodes[0].log();
+        log.contains("compose pool over the cluster not made yet") && log.contains("node 3")
+    });
+    assert!((1..=3).all(|k| id_of(&setup, k, "everywhere").is_none()));
+    // Node 3 again, with the module: the next ask makes the pool.
+    drop(nodes.pop());
+    nodes.push(Node::start(&setup, 3));
+    wait_until(LIMIT, "every node lists the composed pool", || {
+        (1..=3).all(|k| id_of(&setup, k, "everywhere").is_some())
+    });
+    let id = id_of(&setup, 1, "everywhere").unwrap();
+    let c1 = Client::connect(setup.opts(1)).expect("a client of node 1");
+    for g in 0..3 {
+        assert_eq!(locate(&c1, id, DomainQuery::global_id(g)), Ok((g + 1, g)));
+    }
+    drop(c1);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
 fn compose_global_on_a_runtime_without_peers_makes_the_pool_at_start() {
     let _w = Watchdog::new("compose_alone", Duration::from_secs(60));
     let setup = ClusterSetup::with_modules_and("plife-compose1", 1, COMPOSE);
