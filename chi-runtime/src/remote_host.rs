@@ -12,11 +12,13 @@
 //! segment ([`codec::load_in`]); the task becomes the runtime's own (client
 //! 0, no waiter, not fire-and-forget whatever it was on its node, its query
 //! the container's global id) and is pushed on a lane of the process queue,
-//! as a client would. The host keeps it in its serving list; each turn of
-//! the peer thread (every millisecond while the list is not empty) looks for
-//! the ones complete, saves their outputs ([`codec::save`] of
-//! [`Half::Out`]) into a reply with the result code and error message, and
-//! frees them through the module's `del`.
+//! as a client would. Its waiter is [`PEER_WAITER`]: the worker that
+//! completes it tells the peer thread at once
+//! ([`crate::cluster::peer::PoolAsker::served`], which rings its doorbell),
+//! and the host, which keeps it in its serving table by address, saves its
+//! outputs ([`codec::save`] of [`Half::Out`]) into a reply with the result
+//! code and error message, and frees it through the module's `del`. No
+//! thread looks for completed tasks: each completion is handed over.
 //!
 //! Completing a task sent out ([`Sent`]): unless the client freed it
 //! meanwhile (its generation changed), the reply's outputs are loaded into
@@ -34,6 +36,7 @@
 //! All of it runs on the peer thread; the host is not shared.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use chi_sdk::shm::{Allocator, ShmPtr};
@@ -48,7 +51,7 @@ use crate::remote::record::{Reply, Request};
 use crate::remote::{Bcast, Sent};
 use crate::state::NodeState;
 use crate::worker::outcome::Outcome;
-use crate::worker::sched::wake_from_outside;
+use crate::worker::sched::{PEER_WAITER, wake_from_outside};
 
 /// A task of another node running here.
 struct Serving {
@@ -63,7 +66,8 @@ struct Serving {
 pub struct ShareHost {
     node: Weak<NodeState>,
     alloc: Allocator,
-    serving: RefCell<Vec<Serving>>,
+    /// By task address.
+    serving: RefCell<HashMap<usize, Serving>>,
 }
 
 impl std::fmt::Debug for ShareHost {
@@ -81,7 +85,7 @@ impl ShareHost {
         Ok(ShareHost {
             node: Arc::downgrade(node),
             alloc,
-            serving: RefCell::new(Vec::new()),
+            serving: RefCell::new(HashMap::new()),
         })
     }
 
@@ -182,7 +186,7 @@ impl PoolHost for ShareHost {
         h.method = req.method;
         h.flags &= !flags::FIRE_AND_FORGET;
         h.client_id = 0;
-        h.task_node.waiter = 0;
+        h.task_node.waiter = PEER_WAITER;
         h.dom_query = DomainQuery::global_id(req.container.0);
         if h.generation == 0 {
             h.generation = next_generation();
@@ -194,41 +198,47 @@ impl PoolHost for ShareHost {
         h.lane
             .store(lane as u32, std::sync::atomic::Ordering::Relaxed);
         h.mark_queued();
+        // Kept before the push: its worker may complete it at once.
+        self.serving.borrow_mut().insert(
+            task as usize,
+            Serving {
+                from,
+                request: req.id,
+                task: task as usize,
+                container: c,
+            },
+        );
         let main = &node.ipc.main;
         let ptr = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
         if q.try_push(lane, task_word(ptr, u32::from(h.generation)))
             .is_err()
         {
-            self.free(&node, task, &c);
+            if let Some(s) = self.serving.borrow_mut().remove(&(task as usize)) {
+                self.free(&node, task, &s.container);
+            }
             return Err(format!("node {me}'s process queue is full; resubmit later"));
         }
-        self.serving.borrow_mut().push(Serving {
-            from,
-            request: req.id,
-            task: task as usize,
-            container: c,
-        });
         Ok(())
     }
 
-    fn serving(&self) -> bool {
-        !self.serving.borrow().is_empty()
-    }
-
-    fn finished(&self) -> Vec<(u32, Reply)> {
+    fn finished(&self, tasks: &[usize]) -> Vec<(u32, Reply)> {
         let mut out = Vec::new();
-        if !self.serving() {
-            return out;
-        }
         let Some(node) = self.node.upgrade() else {
             return out;
         };
-        self.serving.borrow_mut().retain(|s| {
+        let mut serving = self.serving.borrow_mut();
+        for t in tasks {
+            let Some(s) = serving.remove(t) else {
+                continue;
+            };
             let task = s.task as *mut TaskHeader;
             // SAFETY: our task, live until we free it; only read.
             let h = unsafe { &*task };
             if !h.is_complete() {
-                return true;
+                // Not ours to reply yet (never the case: its worker said so
+                // after completing it); keep it.
+                serving.insert(*t, s);
+                continue;
             }
             let mut result = h.result();
             let mut message = h.error.to_str().unwrap_or_default().to_owned();
@@ -251,8 +261,7 @@ impl PoolHost for ShareHost {
                 },
             ));
             self.free(&node, task, &s.container);
-            false
-        });
+        }
         out
     }
 

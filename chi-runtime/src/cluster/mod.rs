@@ -43,6 +43,7 @@
 //! completed by the node state's host, `crate::remote_host`), broadcasts
 //! included.
 
+pub mod doorbell;
 pub mod frame;
 pub mod hosts;
 pub mod membership;

@@ -1,31 +1,44 @@
-//! The peer thread: heartbeats, failure detection and `status --node N`.
+//! The peer thread: heartbeats, failure detection, `status --node N`, and
+//! the batches of remote records.
 //!
-//! One thread per runtime owns the [`PeerTransport`]. It loops until the
-//! runtime stops:
+//! One thread per runtime owns the [`PeerTransport`]. Each turn of its loop:
 //!
-//! 1. every `cluster.heartbeat`, send a `Heartbeat` frame to every peer (sends
-//!    never block: a frame for a peer that is not connected is dropped);
-//! 2. mark down the peers silent for longer than `cluster.peer_timeout`
-//!    ([`Membership::expire`]) and fail the status requests past their time;
-//! 3. take the requests of the control loop ([`Cluster::node_status`]) and
-//!    of the admin containers ([`PoolAsker::ask`], [`PoolAsker::destroy`]:
-//!    pools over the cluster, [`super::pools`]), fail pool asks past
-//!    `cluster.task_timeout` or waiting on a node that went down, and tell
-//!    the nodes seen (back) up since the last turn ([`PeerEvent::Up`], from
-//!    a membership listener) the pools destroyed and the pools that exist;
-//! 4. wait for a frame until the next heartbeat is due (at most
-//!    [`MAX_WAIT`], so that a stop or a request is seen soon), decode it
-//!    ([`Frame::decode`]: a refused frame is counted and logged, rate-limited)
-//!    and act on it.
+//! 1. takes its [`Doorbell`]'s flag (work handed over after this rings
+//!    again);
+//! 2. every `cluster.heartbeat`, sends a `Heartbeat` frame to every peer
+//!    (sends never block: a frame for a peer that is not connected is
+//!    dropped);
+//! 3. every [`CHECK_EVERY`] (coarse: timeouts only), marks down the peers
+//!    silent for longer than `cluster.peer_timeout` ([`Membership::expire`])
+//!    and fails the status requests, pool asks and remote tasks past their
+//!    time or waiting on a node that went down;
+//! 4. takes the work other threads handed it: requests of the control loop
+//!    ([`Cluster::node_status`]), of the admin containers
+//!    ([`PoolAsker::ask`], [`PoolAsker::destroy`]: pools over the cluster,
+//!    [`super::pools`]), remote tasks of the workers
+//!    ([`PoolAsker::send_task`]) and the completions of tasks of other
+//!    nodes run here ([`PoolAsker::served`]); and tells the nodes seen
+//!    (back) up since the last turn ([`PeerEvent::Up`], from a membership
+//!    listener) the pools destroyed and the pools that exist;
+//! 5. handles the frames already received (decoded by [`Frame::decode`]: a
+//!    refused frame is counted and logged, rate-limited);
+//! 6. if nothing came in and nothing was rung since step 1, sleeps in the
+//!    transport's poll — over its sockets and the doorbell's eventfd —
+//!    until the next heartbeat, or the next coarse check while something
+//!    waits on other nodes (at most [`MAX_WAIT`]).
+//!
+//! So a hand-over or a frame wakes the thread at once (the doorbell's
+//! protocol loses no wake-up), and an idle link wakes only for heartbeats:
+//! no busy loop, no polling timer on the task path.
 //!
 //! Records decided while handling frames and commands go into an
 //! [`Outbox`] that is sent after each step, one batch frame per node and
-//! kind. It sleeps in the transport's poll between these steps: no busy loop. To a
-//! peer it has not heard from (unknown or down) it sends `Hello` instead of
-//! `Heartbeat`; the peer answers a `Hello` at once with a heartbeat, so both
-//! sides see each other up as soon as the connection carries its first frame
-//! (frames sent before ZeroMQ has (re)connected are dropped, not queued). At
-//! stop it sends `Goodbye`, so peers mark it down at once.
+//! kind. To a peer it has not heard from (unknown or down) it sends `Hello`
+//! instead of `Heartbeat`; the peer answers a `Hello` at once with a
+//! heartbeat, so both sides see each other up as soon as the connection
+//! carries its first frame (frames sent before ZeroMQ has (re)connected are
+//! dropped, not queued). At stop it sends `Goodbye`, so peers mark it down
+//! at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,6 +49,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::doorbell::Doorbell;
 use super::frame::{
     Frame, Kind, decode_batch, decode_status_reply, decode_status_request, encode_status_reply,
     encode_status_request,
@@ -54,8 +68,16 @@ const STOP: u8 = 1;
 /// The peer thread ends without a goodbye, as a crash would (tests).
 const VANISH: u8 = 2;
 
-/// Longest wait for a frame before the loop looks at its requests again.
+/// Longest sleep of the loop (its doorbell wakes it for work, frames wake
+/// it too; this bounds how late a heartbeat may be).
 pub const MAX_WAIT: Duration = Duration::from_millis(50);
+
+/// Period of the coarse checks: timeouts of requests and remote tasks,
+/// peers gone silent.
+pub const CHECK_EVERY: Duration = Duration::from_millis(5);
+
+/// Frames handled in a row before the loop looks at its commands again.
+const DRAIN_AT_ONCE: usize = 64;
 
 static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
 static SOCKET_ERROR: RateLimit = RateLimit::new(Duration::from_secs(10));
@@ -73,6 +95,7 @@ pub struct PeerSettings {
 pub struct Cluster {
     membership: Arc<Membership>,
     commands: Sender<Command>,
+    bell: Arc<Doorbell>,
     /// [`RUN`], [`STOP`] or [`VANISH`].
     stop: Arc<AtomicU8>,
     thread: Option<JoinHandle<()>>,
@@ -110,6 +133,7 @@ impl Cluster {
     ) -> std::io::Result<Cluster> {
         let (tx, rx) = channel();
         let stop = Arc::new(AtomicU8::new(RUN));
+        let bell = transport.doorbell();
         // Nodes (back) up, told the destroyed pools by the loop.
         let joined = Arc::new(Mutex::new(Vec::new()));
         let j = joined.clone();
@@ -119,6 +143,7 @@ impl Cluster {
             }
         });
         let mut l = PeerLoop {
+            bell: bell.clone(),
             transport,
             peers: membership.peers().into_iter().map(|(id, _)| id).collect(),
             membership: membership.clone(),
@@ -139,6 +164,7 @@ impl Cluster {
         Ok(Cluster {
             membership,
             commands: tx,
+            bell,
             stop,
             thread: Some(thread),
         })
@@ -172,6 +198,7 @@ impl Cluster {
                 reply,
             })
             .map_err(|_| NodeStatusError::Stopped)?;
+        self.bell.ring();
         // The peer thread answers every request by its deadline.
         answer
             .recv_timeout(timeout + MAX_WAIT * 4)
@@ -183,6 +210,7 @@ impl Cluster {
     pub fn pool_asker(&self) -> PoolAsker {
         PoolAsker {
             commands: self.commands.clone(),
+            bell: self.bell.clone(),
         }
     }
 
@@ -203,6 +231,7 @@ impl Cluster {
         let _ = self
             .stop
             .compare_exchange(RUN, how, Ordering::Release, Ordering::Relaxed);
+        self.bell.ring();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -224,6 +253,7 @@ struct Pending {
 
 struct PeerLoop {
     transport: Box<dyn PeerTransport>,
+    bell: Arc<Doorbell>,
     membership: Arc<Membership>,
     peers: Vec<u32>,
     settings: PeerSettings,
@@ -295,18 +325,20 @@ impl PeerLoop {
     fn run(&mut self) {
         self.broadcast(Kind::Hello);
         let mut next_beat = Instant::now() + self.settings.heartbeat;
+        let mut next_check = Instant::now();
         // Acquire: pairs with the Release store in `Cluster::halt`.
         while self.stop.load(Ordering::Acquire) == RUN {
+            // Work handed over after this is rung again (see `doorbell`).
+            self.bell.take();
             let now = Instant::now();
             if now >= next_beat {
                 self.beat();
                 next_beat = now + self.settings.heartbeat;
             }
-            self.membership.expire(now);
-            self.expire_requests(now);
-            let m = self.membership.clone();
-            let down = move |n: u32| matches!(m.state_of(n), Some((PeerState::Down, _)));
-            self.pools.expire(now, &down, &mut self.outbox);
+            if now >= next_check {
+                self.checks(now);
+                next_check = now + CHECK_EVERY;
+            }
             let joined =
                 std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
             if !joined.is_empty() {
@@ -316,23 +348,49 @@ impl PeerLoop {
                 }
             }
             self.take_commands();
-            self.remote_turn(now);
             self.flush_outbox();
-            let wait = next_beat
-                .saturating_duration_since(Instant::now())
-                .min(self.max_wait());
-            match self.transport.recv(wait) {
+            // Frames already here, without sleeping.
+            let mut got = 0;
+            while got < DRAIN_AT_ONCE {
+                match self.transport.recv(Duration::ZERO) {
+                    Ok(Some(r)) => {
+                        self.handle(&r.bytes, r.from);
+                        got += 1;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.socket_error(&e);
+                        break;
+                    }
+                }
+            }
+            if got > 0 {
+                self.flush_outbox();
+                continue;
+            }
+            if !self.bell.prepare_sleep() {
+                continue;
+            }
+            // Until the next heartbeat; the coarse checks only while
+            // something waits on other nodes.
+            let wake = if self.waiting() {
+                next_beat.min(next_check)
+            } else {
+                next_beat
+            };
+            let wait = wake.saturating_duration_since(Instant::now()).min(MAX_WAIT);
+            let r = self.transport.recv(wait);
+            self.bell.woke();
+            match r {
                 Ok(Some(r)) => {
                     self.handle(&r.bytes, r.from);
                     self.flush_outbox();
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    if let Some(suppressed) = SOCKET_ERROR.allow() {
-                        tracing::warn!(error = %e, suppressed, "peer socket error");
-                    }
+                    self.socket_error(&e);
                     // Never a busy loop, even when the socket keeps failing.
-                    std::thread::sleep(wait.max(Duration::from_millis(10)));
+                    std::thread::sleep(Duration::from_millis(10));
                 }
             }
         }
@@ -353,7 +411,14 @@ impl PeerLoop {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    fn socket_error(&self, e: &super::transport::PeerError) {
+        if let Some(suppressed) = SOCKET_ERROR.allow() {
+            tracing::warn!(error = %e, suppressed, "peer socket error");
+        }
+    }
+
     fn take_commands(&mut self) {
+        let mut served = Vec::new();
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Status {
@@ -389,8 +454,12 @@ impl PeerLoop {
                     self.pools
                         .destroy(id, Waiter::Local(reply), &up, &mut self.outbox);
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+                Ok(Command::Served(task)) => served.push(task),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
+        }
+        if !served.is_empty() {
+            self.replies(&served);
         }
     }
 

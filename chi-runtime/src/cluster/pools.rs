@@ -228,6 +228,15 @@ impl GlobalPools {
         self.host.as_ref()
     }
 
+    /// Whether an ask, a creation, a destruction or a notice waits on other
+    /// nodes (its timeout or its resend is up to [`GlobalPools::expire`]).
+    pub fn busy(&self) -> bool {
+        !self.creating.is_empty()
+            || !self.forwarded.is_empty()
+            || !self.destroying.is_empty()
+            || !self.notices.is_empty()
+    }
+
     fn request_id(&mut self) -> u64 {
         let id = self.next_request;
         self.next_request += 1;

@@ -10,12 +10,18 @@
 //! is unreachable, or whose queue is full, is dropped with an error (a
 //! heartbeat is worth nothing late; remote tasks will learn of failures from
 //! the membership, not from the transport).
+//!
+//! Its receive also wakes for the peer thread's [`Doorbell`], so the
+//! thread sleeps in one wait for frames and for the work other threads
+//! hand it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::doorbell::Doorbell;
 
 /// Why a frame was not sent or received.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,19 +66,28 @@ pub struct Received {
 pub trait PeerTransport: Send {
     /// Queues `frame` for node `to` without blocking.
     fn send(&mut self, to: u32, frame: &[u8]) -> Result<(), PeerError>;
-    /// The next frame received from an admitted peer, or `None` after
-    /// `timeout` without one.
+    /// The next frame received from an admitted peer; `None` after
+    /// `timeout` without one (zero: only a frame already there), or as soon
+    /// as the [`doorbell`](Self::doorbell)'s eventfd is readable (the
+    /// caller drains it).
     fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError>;
+    /// The doorbell whose eventfd [`recv`](Self::recv) also waits for: the
+    /// peer thread's ([`Doorbell`]).
+    fn doorbell(&self) -> Arc<Doorbell>;
 }
 
 /// Frames a node's in-process endpoint may hold before sends to it fail.
 const INPROC_DEPTH: usize = 1024;
 
+/// An endpoint's queue and the doorbell its receiver sleeps on.
+type Endpoint = (SyncSender<Vec<u8>>, Arc<Doorbell>);
+
 /// An in-process network: endpoints by node id. A node is "down" while it has
-/// no endpoint ([`InProcNet::detach`]); sends to it fail as unreachable.
+/// no endpoint ([`InProcNet::detach`]); sends to it fail as unreachable. A
+/// send queues the frame, then rings the receiver's doorbell.
 #[derive(Debug, Clone, Default)]
 pub struct InProcNet {
-    nodes: Arc<Mutex<HashMap<u32, SyncSender<Vec<u8>>>>>,
+    nodes: Arc<Mutex<HashMap<u32, Endpoint>>>,
 }
 
 impl InProcNet {
@@ -84,10 +99,12 @@ impl InProcNet {
     /// Attaches node `id` (replacing an earlier endpoint of it: a restart).
     pub fn attach(&self, id: u32) -> InProcPeer {
         let (tx, rx) = sync_channel(INPROC_DEPTH);
-        self.lock().insert(id, tx);
+        let bell = Arc::new(Doorbell::new().expect("an eventfd for an in-process endpoint"));
+        self.lock().insert(id, (tx, bell.clone()));
         InProcPeer {
             net: self.clone(),
             rx,
+            bell,
         }
     }
 
@@ -99,16 +116,19 @@ impl InProcNet {
     /// Delivers raw bytes to node `to` as if a peer had sent them (tests feed
     /// garbage this way).
     pub fn inject(&self, to: u32, bytes: Vec<u8>) -> Result<(), PeerError> {
-        let tx = self.lock().get(&to).cloned();
-        match tx {
-            Some(tx) => tx
-                .try_send(bytes)
-                .map_err(|_| PeerError::Unreachable { node: to }),
+        let ep = self.lock().get(&to).cloned();
+        match ep {
+            Some((tx, bell)) => {
+                tx.try_send(bytes)
+                    .map_err(|_| PeerError::Unreachable { node: to })?;
+                bell.ring();
+                Ok(())
+            }
             None => Err(PeerError::Unreachable { node: to }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, SyncSender<Vec<u8>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Endpoint>> {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -118,6 +138,7 @@ impl InProcNet {
 pub struct InProcPeer {
     net: InProcNet,
     rx: Receiver<Vec<u8>>,
+    bell: Arc<Doorbell>,
 }
 
 impl PeerTransport for InProcPeer {
@@ -126,15 +147,25 @@ impl PeerTransport for InProcPeer {
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(bytes) => Ok(Some(Received { bytes, from: None })),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            // Detached and replaced: nothing will come to this endpoint again.
-            Err(RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(timeout);
-                Ok(None)
-            }
+        if let Ok(bytes) = self.rx.try_recv() {
+            return Ok(Some(Received { bytes, from: None }));
         }
+        if timeout.is_zero() {
+            return Ok(None);
+        }
+        // A frame rings the doorbell after it is queued (detached and
+        // replaced: nothing comes any more, only the owner's own rings).
+        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        self.bell.wait_fd(ms);
+        Ok(self
+            .rx
+            .try_recv()
+            .ok()
+            .map(|bytes| Received { bytes, from: None }))
+    }
+
+    fn doorbell(&self) -> Arc<Doorbell> {
+        self.bell.clone()
     }
 }
 

@@ -25,8 +25,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::doorbell::Doorbell;
 use super::frame::MAX_FRAME;
 use super::transport::{PeerError, PeerTransport, Received};
 use crate::ratelimit::RateLimit;
@@ -46,6 +48,7 @@ pub struct ZmqPeers {
     dealers: HashMap<u32, zmq::Socket>,
     allowed: HashSet<IpAddr>,
     endpoint: String,
+    bell: Arc<Doorbell>,
     _ctx: zmq::Context,
 }
 
@@ -131,11 +134,14 @@ impl ZmqPeers {
                 .map_err(|e| PeerError::Socket(format!("connecting to {target}: {e}")))?;
             dealers.insert(id, d);
         }
+        let bell = Doorbell::new()
+            .map_err(|e| PeerError::Socket(format!("creating the peer thread's eventfd: {e}")))?;
         Ok(ZmqPeers {
             router,
             dealers,
             allowed,
             endpoint: ep,
+            bell: Arc::new(bell),
             _ctx: ctx,
         })
     }
@@ -226,9 +232,13 @@ impl PeerTransport for ZmqPeers {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            // Rounded up: a poll of 0 ms in a loop would spin.
+            // Rounded up: a poll of 0 ms in a loop would spin (a zero
+            // timeout only looks).
             let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i64;
-            let mut items = [self.router.as_poll_item(zmq::POLLIN)];
+            let mut items = [
+                self.router.as_poll_item(zmq::POLLIN),
+                zmq::PollItem::from_fd(self.bell.fd(), zmq::POLLIN),
+            ];
             zmq::poll(&mut items, ms).map_err(sock_err("polling the peer socket"))?;
             if items[0].is_readable() {
                 if let Some(f) = self.read_one()? {
@@ -237,9 +247,13 @@ impl PeerTransport for ZmqPeers {
                 // A refused message: keep waiting for the rest of the time.
                 continue;
             }
-            if Instant::now() >= deadline {
+            if items[1].is_readable() || Instant::now() >= deadline {
                 return Ok(None);
             }
         }
+    }
+
+    fn doorbell(&self) -> Arc<Doorbell> {
+        self.bell.clone()
     }
 }

@@ -1,6 +1,7 @@
 //! The end of a task: its outcome written, its state word completed, its
 //! waiters woken (a client asleep on the word, a handler waiting for its
-//! subtask), a fire-and-forget task freed. Methods of [`Worker`] (another
+//! subtask; the peer thread, for a task of another node), a fire-and-forget
+//! task freed. Methods of [`Worker`] (another
 //! `impl` block, `#[inline]`: every task ends here) around
 //! [`Outcome::complete`]; the parent module names nothing of this one.
 
@@ -8,8 +9,8 @@ use std::ffi::c_void;
 
 use chi_sdk::task::TaskHeader;
 
-use super::Worker;
 use super::outcome::Outcome;
+use super::{Worker, sched};
 
 impl Worker {
     /// Writes the outcome, marks the task complete and wakes its waiter.
@@ -42,7 +43,20 @@ impl Worker {
         }
         .complete(task, generation, rc, msg, del);
         if waiter != 0 {
-            self.wake(waiter);
+            if waiter == sched::PEER_WAITER {
+                self.served(task);
+            } else {
+                self.wake(waiter);
+            }
+        }
+    }
+
+    /// A task of another node completed here: the peer thread replies
+    /// (see `remote_host.rs`).
+    #[cold]
+    fn served(&self, task: *mut TaskHeader) {
+        if let Some(link) = self.shared.pool_asker.get() {
+            link.served(task as usize);
         }
     }
 }

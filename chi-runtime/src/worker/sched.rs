@@ -99,6 +99,13 @@ pub(crate) fn wake_from_outside(workers: &[Arc<WorkerStats>], queue: &MultiLaneQ
     }
 }
 
+/// The waiter of a task of another node that this node runs
+/// (`remote_host.rs`): no coroutine waits for it, the peer thread does. The
+/// worker that completes it tells the peer thread
+/// ([`crate::cluster::peer::PoolAsker::served`]) instead of waking a slot.
+/// No worker has this token: worker ids stay far below `2^12 - 2`.
+pub(crate) const PEER_WAITER: u32 = u32::MAX;
+
 /// A mailbox entry that wakes every blocked task of the worker (after a
 /// cancellation, a pool's destruction, at stop): each looks at its
 /// condition again.

@@ -1,11 +1,14 @@
 //! What other threads ask of the peer thread: the [`Command`]s of its
 //! channel, and [`PoolAsker`], through which the admin containers and the
-//! workers send them (pool asks and destructions, remote tasks); the
+//! workers send them (pool asks and destructions, remote tasks, the end
+//! of tasks of other nodes), ringing its doorbell; the
 //! control loop's status requests and their [`NodeStatusError`].
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
 use std::time::Duration;
 
+use crate::cluster::doorbell::Doorbell;
 use crate::cluster::pools::{Outgoing, PoolAnswer, PoolAsk};
 use crate::remote::record::Request;
 
@@ -81,23 +84,33 @@ pub(super) enum Command {
         request: Request,
         back: Outgoing,
     },
+    /// A task of another node that ran here completed (its address).
+    Served(usize),
 }
 
-/// Asks the peer thread for pools over the cluster.
+/// Hands the peer thread work: pools over the cluster, remote tasks, the
+/// end of tasks of other nodes run here. Each hand-over rings its doorbell.
 #[derive(Debug, Clone)]
 pub struct PoolAsker {
     pub(super) commands: Sender<Command>,
+    pub(super) bell: Arc<Doorbell>,
 }
 
 impl PoolAsker {
+    fn hand(&self, c: Command) -> Result<(), String> {
+        self.commands
+            .send(c)
+            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
+        self.bell.ring();
+        Ok(())
+    }
+
     /// Hands `ask` to the peer thread; the answer arrives on the returned
     /// receiver (within `cluster.task_timeout`, or as an error when the
     /// runtime stops).
     pub fn ask(&self, ask: PoolAsk) -> Result<Receiver<PoolAnswer>, String> {
         let (reply, answer) = sync_channel(1);
-        self.commands
-            .send(Command::Pool { ask, reply })
-            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
+        self.hand(Command::Pool { ask, reply })?;
         Ok(answer)
     }
 
@@ -106,9 +119,7 @@ impl PoolAsker {
     /// returned receiver, as for [`ask`](Self::ask).
     pub fn destroy(&self, id: u64) -> Result<Receiver<PoolAnswer>, String> {
         let (reply, answer) = sync_channel(1);
-        self.commands
-            .send(Command::Destroy { id, reply })
-            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
+        self.hand(Command::Destroy { id, reply })?;
         Ok(answer)
     }
 
@@ -117,12 +128,18 @@ impl PoolAsker {
     /// host's [`PoolHost::complete`] with the reply, or with an error
     /// naming the node (down, or silent past `cluster.task_timeout`).
     pub fn send_task(&self, node: u32, request: Request, back: Outgoing) -> Result<(), String> {
-        self.commands
-            .send(Command::Task {
-                node,
-                request,
-                back,
-            })
-            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())
+        self.hand(Command::Task {
+            node,
+            request,
+            back,
+        })
+    }
+
+    /// Tells the peer thread that the task at `task`, one of another node's
+    /// that this node's host runs ([`PoolHost::run`]), completed: its reply
+    /// leaves at once ([`PoolHost::finished`]).
+    pub fn served(&self, task: usize) {
+        // A stopping peer thread no longer replies.
+        let _ = self.hand(Command::Served(task));
     }
 }

@@ -1,10 +1,12 @@
 //! The peer thread's part in remote records: batches of task records and
 //! replies ([`super::outbox`]), and the pool agreement they carry
-//! ([`super::pools`]). Methods of [`PeerLoop`] (another `impl` block).
+//! ([`super::pools`]), and the coarse checks of what waits on other nodes
+//! (timeouts, nodes gone down). Methods of [`PeerLoop`] (another `impl`
+//! block).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{MAX_WAIT, PeerLoop};
+use super::PeerLoop;
 use crate::cluster::frame::Kind;
 use crate::cluster::membership::PeerState;
 use crate::cluster::pools::Outgoing;
@@ -101,9 +103,30 @@ impl PeerLoop {
         }
     }
 
-    /// Each turn: fails the remote tasks past their time or on a node that
-    /// went down, and queues the replies of the tasks run here that ended.
-    pub(super) fn remote_turn(&mut self, now: Instant) {
+    /// The coarse checks (every [`super::CHECK_EVERY`]): silent peers down, status
+    /// requests, pool asks and remote tasks past their time or on a node
+    /// that went down.
+    pub(super) fn checks(&mut self, now: Instant) {
+        self.membership.expire(now);
+        self.expire_requests(now);
+        let m = self.membership.clone();
+        let down = move |n: u32| matches!(m.state_of(n), Some((PeerState::Down, _)));
+        self.pools.expire(now, &down, &mut self.outbox);
+        self.expire_remote(now);
+    }
+
+    /// Whether something waits on other nodes (then the loop wakes for the
+    /// coarse checks, else only for heartbeats and work).
+    pub(super) fn waiting(&self) -> bool {
+        !self.pending.is_empty() || !self.inflight.is_empty() || self.pools.busy()
+    }
+
+    /// The coarse check of remote tasks: fails those past their time or
+    /// on a node that went down.
+    pub(super) fn expire_remote(&mut self, now: Instant) {
+        if self.inflight.is_empty() {
+            return;
+        }
         let mut failed = self.inflight.expire(now);
         if !self.inflight.is_empty() {
             let up = self.up();
@@ -116,23 +139,19 @@ impl PeerLoop {
         for (back, e) in failed {
             self.pools.host().complete(back, Err(e));
         }
+    }
+
+    /// Queues the replies of the tasks of other nodes that completed here
+    /// (their workers told this thread, [`super::PoolAsker::served`]); a
+    /// broadcast's replica for this node completes its task at once.
+    pub(super) fn replies(&mut self, served: &[usize]) {
         let me = self.membership.me();
-        for (to, reply) in self.pools.host().finished() {
+        for (to, reply) in self.pools.host().finished(served) {
             if to != me {
                 self.outbox.reply(to, &reply);
             } else if let Some(back) = self.inflight.take(reply.id, me) {
                 self.pools.host().complete(back, Ok(reply));
             }
-        }
-    }
-
-    /// How long the loop may wait for a frame: 1 ms while tasks of other
-    /// nodes run here (their end is looked for each turn), else [`MAX_WAIT`].
-    pub(super) fn max_wait(&self) -> Duration {
-        if self.pools.host().serving() {
-            Duration::from_millis(1)
-        } else {
-            MAX_WAIT
         }
     }
 }

@@ -87,21 +87,19 @@ pub trait PoolHost: Send {
     }
 
     /// Starts running the remote task `req` from node `from` (its reply
-    /// comes out of [`finished`](Self::finished)); an error is replied at
+    /// comes out of [`finished`](Self::finished) once the worker that
+    /// completes it tells the peer thread,
+    /// [`crate::cluster::peer::PoolAsker::served`]); an error is replied at
     /// once.
     fn run(&self, from: u32, req: &Request) -> Result<(), String> {
         let _ = (from, req);
         Err("this node does not run remote tasks".into())
     }
 
-    /// Whether remote tasks run here (the peer thread then looks for their
-    /// end every millisecond).
-    fn serving(&self) -> bool {
-        false
-    }
-
-    /// The replies of the remote tasks that ended, with their node.
-    fn finished(&self) -> Vec<(u32, Reply)> {
+    /// The replies, with their node, of the tasks run here whose workers
+    /// said they completed (`tasks`: their addresses).
+    fn finished(&self, tasks: &[usize]) -> Vec<(u32, Reply)> {
+        let _ = tasks;
         Vec::new()
     }
 
