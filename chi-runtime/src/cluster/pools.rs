@@ -42,7 +42,7 @@
 //! # The end of a pool
 //!
 //! DestroyPool of a pool over the cluster goes to the authority like a
-//! creation ([`CTL_DESTROY`]); see [`life`] for destruction, the rollback,
+//! creation ([`CTL_DESTROY`]); see `pools/life.rs` for destruction, the rollback,
 //! and what a node that (re)joins is told of the pools destroyed meanwhile.
 //!
 //! Control request ids start at [`CONTROL_IDS`] (2^63): the ids of remote

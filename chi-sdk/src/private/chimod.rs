@@ -199,3 +199,46 @@ pub fn default_monitor(mode: MonitorMode, ctx: &mut RunCtx) -> Result<(), Failur
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ContainerId, PoolId};
+
+    fn ctx() -> RunCtx {
+        RunCtx {
+            worker_id: 0,
+            route_lane: 7,
+            est_load_us: 0.0,
+            pool_id: PoolId(5),
+            container_id: ContainerId(0),
+            runtime: std::ptr::null_mut(),
+            queues: std::ptr::null(),
+            num_queues: 0,
+            route_container: u32::MAX,
+            pool_containers: 2,
+        }
+    }
+
+    #[test]
+    fn a_monitor_with_no_container_state_applies_the_default() {
+        for mode in 0..4u32 {
+            let mut c = ctx();
+            // SAFETY: a null container (what the contract allows) and a
+            // valid context; the dispatch is never called.
+            let rc = unsafe {
+                monitor::<u64>(
+                    std::ptr::null_mut(),
+                    mode,
+                    std::ptr::null_mut(),
+                    &mut c,
+                    |_, _, _, _| panic!("the module's monitor ran without a container"),
+                )
+            };
+            assert_eq!(rc, code::OK, "mode {mode}");
+            let lane = if mode == 0 { LaneId::HERE.0 } else { 7 };
+            assert_eq!(c.route_lane, lane, "mode {mode}");
+            assert_eq!(c.route_container, u32::MAX, "no container chosen");
+        }
+    }
+}

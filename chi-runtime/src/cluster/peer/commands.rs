@@ -125,7 +125,7 @@ impl PoolAsker {
 
     /// Hands the remote task `request` for node `node` to the peer thread,
     /// which gives it its id, batches it and completes `back` through the
-    /// host's [`PoolHost::complete`] with the reply, or with an error
+    /// host's [`PoolHost::complete`](crate::cluster::pools::PoolHost::complete) with the reply, or with an error
     /// naming the node (down, or silent past `cluster.task_timeout`).
     pub fn send_task(&self, node: u32, request: Request, back: Outgoing) -> Result<(), String> {
         self.hand(Command::Task {

@@ -27,7 +27,7 @@ pub struct PoolAsk {
 /// A pool the cluster agreed on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PoolSpec {
-    /// Its id (≥ [`GLOBAL_POOL_BASE`]).
+    /// Its id (≥ [`GLOBAL_POOL_BASE`](chi_sdk::admin::GLOBAL_POOL_BASE)).
     pub id: u64,
     /// Module library name.
     pub module: String,
