@@ -7,7 +7,8 @@
 //! its global entries to a thread of their own, `chi-compose`
 //! ([`spawn`]), which
 //!
-//! 1. waits until every node of the hostfile is up, at most [`FORM_WAIT`]
+//! 1. waits until every node of the hostfile is up, and two heartbeats
+//!    more (so that the authority sees them all too), at most [`FORM_WAIT`]
 //!    (then it goes on with the nodes up: the placement deals the
 //!    containers over them);
 //! 2. asks the peer thread for each entry in turn as a GetOrCreatePool over
@@ -121,6 +122,9 @@ fn wait_formed(node: &NodeState) {
             .filter(|&n| n != m.me() && !matches!(m.state_of(n), Some((PeerState::Up, _))))
             .collect();
         if missing.is_empty() {
+            // Two heartbeats more: the authority, which may have heard of
+            // the last node later than this one, sees it up too.
+            pause(node, node.config.cluster.heartbeat * 2);
             return;
         }
         if Instant::now() >= until {
