@@ -22,8 +22,8 @@
 //!   handler); `chimod_refresh_rules` (the YAML rules `cargo chimod refresh`
 //!   applies: an unknown key, a module name that is not an identifier);
 //!   `chimod_impl_errors` (handler of a `-1` method, `destroy`
-//!   handler, monitor of no method, handler shape, `create` signatures, no
-//!   `create`, generic container, trait impl); `chimod_wrong_task` (task type
+//!   handler, monitor and aggregate of no method, handler and aggregate
+//!   shape, `create` signatures, no `create`, generic container, trait impl); `chimod_wrong_task` (task type
 //!   with another METHOD, container not Sync); `no_yaml` (no YAML file).
 //! * One mistake, one error (the items are generated beside the error, so a
 //!   crate that uses them sees no follow-ons): `task_field_used` (a rejected

@@ -30,8 +30,9 @@
 //! (node down, timeout), fail the task with a message naming the node.
 //!
 //! A broadcast ([`crate::remote::Bcast`]) completes its task once every
-//! replica has answered: with the first success's outputs, or failed with
-//! the first failure if any replica failed.
+//! replica has answered: failed with the first failure in container order
+//! if any replica failed, else with container 0's outputs into which the
+//! module combines the others' ([`bcast::combine`]).
 //!
 //! All of it runs on the peer thread; the host is not shared.
 
@@ -48,7 +49,7 @@ use crate::pool::{Container, Pool};
 use crate::remote::codec::{self, Half};
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
-use crate::remote::{Bcast, Sent};
+use crate::remote::{Sent, bcast};
 use crate::state::NodeState;
 use crate::worker::outcome::Outcome;
 use crate::worker::sched::{PEER_WAITER, wake_from_outside};
@@ -108,6 +109,27 @@ impl ShareHost {
         let _ = self
             .alloc
             .free(ShmPtr::new(main.id(), task as u64 - main.base() as u64));
+    }
+}
+
+impl ShareHost {
+    /// Combines the other replicas of a broadcast into `task`
+    /// ([`bcast::combine`]; nothing to do for a task that is not one).
+    ///
+    /// # Safety
+    /// As [`bcast::combine`].
+    unsafe fn combine(
+        &self,
+        node: &NodeState,
+        sent: &Sent,
+        task: *mut TaskHeader,
+        others: &[Reply],
+    ) -> Result<(), String> {
+        if others.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: the caller's contract.
+        unsafe { bcast::combine(&sent.container, task, others, &self.alloc, &node.ipc.main) }
     }
 }
 
@@ -272,12 +294,18 @@ impl PoolHost for ShareHost {
         let Some(node) = self.node.upgrade() else {
             return;
         };
-        let outcome = match &sent.bcast {
-            None => outcome,
-            Some(b) => match gather(b, outcome) {
-                Some(o) => o,
+        // A broadcast completes with its last replica: container 0's reply
+        // loads first, the others are combined into it after.
+        let (outcome, others) = match &sent.bcast {
+            None => (outcome, Vec::new()),
+            Some((b, i)) => match b.gather(*i, outcome) {
                 // Replicas still out.
                 None => return,
+                Some(Ok(mut replies)) => {
+                    let first = replies.remove(0);
+                    (Ok(first), replies)
+                }
+                Some(Err(why)) => (Ok(Reply::failed(why)), Vec::new()),
             },
         };
         let task = sent.task as *mut TaskHeader;
@@ -288,6 +316,9 @@ impl PoolHost for ShareHost {
             return;
         }
         let (rc, msg) = match outcome {
+            Ok(reply) if reply.result != code::OK && reply.body.is_empty() => {
+                (reply.result, Some(reply.message))
+            }
             Ok(reply) => {
                 // SAFETY: our task (generation checked), which nobody runs:
                 // the worker handed it over when it sent it.
@@ -299,7 +330,11 @@ impl PoolHost for ShareHost {
                         // SAFETY: our task, as above; its error field is the
                         // string the load just allocated.
                         let _ = unsafe { (*task).error.free(&self.alloc) };
-                        (reply.result, Some(reply.message))
+                        // SAFETY: our task, as above.
+                        match unsafe { self.combine(&node, &sent, task, &others) } {
+                            Ok(()) => (reply.result, Some(reply.message)),
+                            Err(why) => (code::FAILED, Some(why)),
+                        }
                     }
                     Err(e) if reply.result == code::OK => (code::FAILED, Some(e.to_string())),
                     Err(_) => (reply.result, Some(reply.message)),
@@ -333,46 +368,4 @@ fn spec_of(pool: &Pool) -> Option<PoolSpec> {
         args: pool.args.clone(),
         nodes: placement.nodes().iter().map(|n| n.0).collect(),
     })
-}
-
-/// Adds one replica's outcome to broadcast `b`; the task's outcome once
-/// it was the last: the first success, or the first failure if any
-/// replica failed.
-fn gather(b: &Bcast, outcome: Result<Reply, RemoteError>) -> Option<Result<Reply, RemoteError>> {
-    let mut s = b.state.lock().unwrap_or_else(|e| e.into_inner());
-    match outcome {
-        Ok(r) if r.result == code::OK => {
-            if s.1.is_none() {
-                s.1 = Some(r);
-            }
-        }
-        Ok(r) => {
-            if s.2.is_none() {
-                s.2 = Some(format!(
-                    "a replica of the broadcast failed ({}): {}",
-                    r.result, r.message
-                ));
-            }
-        }
-        Err(e) => {
-            if s.2.is_none() {
-                s.2 = Some(format!("a replica of the broadcast failed: {e}"));
-            }
-        }
-    }
-    s.0 = s.0.saturating_sub(1);
-    if s.0 > 0 {
-        return None;
-    }
-    let failed = |message: String| Reply {
-        id: 0,
-        result: code::FAILED,
-        message,
-        body: Vec::new(),
-    };
-    Some(Ok(match (s.2.take(), s.1.take()) {
-        (Some(why), _) => failed(why),
-        (None, Some(first)) => first,
-        (None, None) => failed("the broadcast had no replica".into()),
-    }))
 }

@@ -9,7 +9,8 @@
 //! * The module exports one symbol, [`ENTRY_SYMBOL`], an [`EntryFn`] returning a
 //!   `#[repr(C)]` [`ModuleApi`]: its [`AbiFingerprint`], its library name and
 //!   `extern "C"` function pointers (create/destroy a container, run, monitor,
-//!   del, and the save/load/copy hooks the network uses).
+//!   del, the save/load/copy hooks the network uses, and how a broadcast's
+//!   replica outputs combine).
 //! * At load time the runtime calls [`ModuleApi::init`] with a `#[repr(C)]`
 //!   [`RuntimeServices`] table of its own functions (logging, yielding the
 //!   current coroutine, the segments to resolve pointers in). A module never
@@ -36,7 +37,7 @@ pub use ctx::{LaneId, LocalQueueInfo, QueueId, RouteError, RunCtx, lane_priority
 pub use services::{CurrentTask, RuntimeServices, SegmentInfo, level, segment_kind};
 
 /// Version of this boundary (tables, calling conventions). Bump on any change.
-pub const ABI_VERSION: u32 = 6;
+pub const ABI_VERSION: u32 = 7;
 
 /// Prefix of the symbol a module library exports: the full name is the prefix
 /// followed by the library's `chimod_lib_name` ([`entry_symbol`]), so that
@@ -299,6 +300,17 @@ pub type NewCopyFn = unsafe extern "C" fn(
     task: *const TaskHeader,
     err: *mut ErrorBuf,
 ) -> *mut TaskHeader;
+/// Combines the outputs of `replica`, a broadcast's replica that ran on
+/// another container, into `task` (same method; the runtime calls it once
+/// per replica, in container order, `task` holding container 0's outputs);
+/// returns a result code, filling `err` on failure. `replica` is the
+/// runtime's copy, freed through `del` afterwards.
+pub type AggregateFn = unsafe extern "C" fn(
+    container: *mut c_void,
+    task: *mut TaskHeader,
+    replica: *const TaskHeader,
+    err: *mut ErrorBuf,
+) -> i32;
 /// The size in bytes of the task type of `method` (0 if the module has none).
 pub type TaskSizeFn = unsafe extern "C" fn(method: u32) -> usize;
 
@@ -335,6 +347,9 @@ pub struct ModuleApi {
     pub new_copy: Option<NewCopyFn>,
     /// The task size of a method (to allocate a block before `load_in`).
     pub task_size: Option<TaskSizeFn>,
+    /// Combines a broadcast's replica outputs; `None` keeps container 0's
+    /// outputs.
+    pub aggregate: Option<AggregateFn>,
 }
 
 impl ModuleApi {

@@ -50,6 +50,14 @@ mod handlers {
 
         // There is no kPong.
         fn monitor_pong(&self, _mode: MonitorMode, _task: &PingTask, _ctx: &mut RunCtx) {}
+
+        // There is no kPong.
+        fn aggregate_pong(&self, _task: &mut PingTask, _replica: &PingTask) -> Result<(), String> {
+            Ok(())
+        }
+
+        // Not an aggregate's shape (the replica by `&mut`), and returns nothing.
+        fn aggregate_custom(&self, _task: &mut CustomTask, _replica: &mut CustomTask) {}
     }
 }
 

@@ -1,6 +1,6 @@
 //! Two whole #[chimod] modules in one program: `ok` with typed create
 //! parameters (and their generated `PoolParams`), handlers failing with
-//! several error types and a monitor; `raw` with the raw `&str` arguments and
+//! several error types, a monitor and an aggregate function; `raw` with the raw `&str` arguments and
 //! no monitor. Checks their constants, library names, exported entries and
 //! function tables (every hook present, `task_size` per method).
 
@@ -75,6 +75,12 @@ mod ok {
             ))
         }
 
+        /// A broadcast's Custom sums the lengths.
+        fn aggregate_custom(&self, task: &mut CustomTask, replica: &CustomTask) -> Result<(), String> {
+            task.len += replica.len;
+            Ok(())
+        }
+
         fn monitor_ping(&self, mode: MonitorMode, task: &PingTask, ctx: &mut RunCtx) {
             if mode == MonitorMode::LocalSchedule {
                 if let Ok(lane) = ctx.lane_by_hash(QueueId(0), task.seq) {
@@ -142,6 +148,7 @@ fn check_hooks(api: &ModuleApi, name: &str, sizes: &[(u32, usize)]) {
     assert!(api.del.is_some() && api.new_copy.is_some());
     assert!(api.save_in.is_some() && api.load_in.is_some());
     assert!(api.save_out.is_some() && api.load_out.is_some());
+    assert!(api.aggregate.is_some(), "{name}: the default aggregation at least");
     let task_size = api.task_size.expect("task_size");
     for &(method, size) in sizes {
         // SAFETY: task_size only reads its argument.

@@ -20,7 +20,8 @@
 //!   back;
 //! * [`inflight`]: the tasks sent out and waited on, by request id, failed
 //!   with an error naming their node when it goes down or past
-//!   `cluster.task_timeout`.
+//!   `cluster.task_timeout`;
+//! * [`bcast`]: a broadcast's replicas, and how their outputs combine.
 //!
 //! The worker sends a task out (`worker/remote.rs`) through the peer
 //! thread, which keeps it in its [`inflight`] table as a [`Sent`]; the node
@@ -30,7 +31,9 @@
 use std::sync::Arc;
 
 use crate::pool::Container;
+pub use bcast::Bcast;
 
+pub mod bcast;
 pub mod codec;
 pub mod inflight;
 pub mod record;
@@ -47,17 +50,6 @@ pub struct Sent {
     /// A container of the task's pool on this node.
     pub container: Arc<Container>,
     /// Of a broadcast: what its replicas share (the task completes with the
-    /// last reply).
-    pub bcast: Option<Arc<Bcast>>,
-}
-
-/// A broadcast's replicas, one per container of the pool: the task
-/// completes when all have answered, with the outputs of the first reply
-/// that succeeded, or failed with the first failure (naming its node) if
-/// any replica failed. Only the peer thread touches it (the lock is for
-/// `Send`, never contended).
-#[derive(Debug, Default)]
-pub struct Bcast {
-    /// (replicas not answered yet, first success, first failure).
-    pub state: std::sync::Mutex<(usize, Option<record::Reply>, Option<String>)>,
+    /// last reply), and which replica this is (in container order).
+    pub bcast: Option<(Arc<Bcast>, usize)>,
 }

@@ -109,6 +109,17 @@ impl Request {
 }
 
 impl Reply {
+    /// A failure without outputs (the task did not run, or its replicas
+    /// failed), with `message`.
+    pub fn failed(message: String) -> Reply {
+        Reply {
+            id: 0,
+            result: chi_sdk::task::code::FAILED,
+            message,
+            body: Vec::new(),
+        }
+    }
+
     /// Appends the record to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(KIND_REPLY);

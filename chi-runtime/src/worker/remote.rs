@@ -74,11 +74,7 @@ impl Worker {
         // SAFETY: a live task of the container's module (its pool's), which
         // nobody writes while the worker holds it.
         let body = unsafe { save(&container, task, Half::In) }.map_err(|e| e.to_string())?;
-        let bcast = (targets.len() > 1).then(|| {
-            Arc::new(Bcast {
-                state: std::sync::Mutex::new((targets.len(), None, None)),
-            })
-        });
+        let bcast = (targets.len() > 1).then(|| Arc::new(Bcast::new(&targets)));
         for (i, to) in targets.iter().enumerate() {
             let request = Request {
                 id: 0,
@@ -92,7 +88,7 @@ impl Worker {
                 task: task as usize,
                 generation,
                 container: container.clone(),
-                bcast: bcast.clone(),
+                bcast: bcast.clone().map(|b| (b, i)),
             };
             if let Err(e) = link.send_task(to.node.0, request, Box::new(sent)) {
                 if i == 0 {

@@ -443,6 +443,18 @@ impl Ser for ClientBuf {
         };
         Ok(())
     }
+    /// Appends the replica's written bytes (growing the buffer as a
+    /// handler's write would).
+    fn collect(&mut self, replica: &Self, _alloc: &Allocator) -> Result<(), SerError> {
+        let tail = saved(replica.ptr, replica.len.min(replica.capacity()))?;
+        if tail.is_empty() {
+            return Ok(());
+        }
+        let mut out = self
+            .get_mut()
+            .map_err(|f| SerError::ClientData(f.message))?;
+        out.write(tail).map_err(|f| SerError::ClientData(f.message))
+    }
     fn deep_copy(&self, _alloc: &Allocator) -> Result<Self, SerError> {
         let data = saved(self.ptr, self.len.min(self.capacity()))?;
         Ok(ClientBuf {

@@ -10,10 +10,10 @@
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-pub use super::hooks::{cast, del, hook, load_in, load_out, new_copy, save};
+pub use super::hooks::{cast, collect, del, hook, load_in, load_out, new_copy, save};
 pub use crate::abi::{
-    AbiFingerprint, ByteSink, ContainerInfo, EntryFn, ErrorBuf, LaneId, ModuleApi, MonitorFn,
-    MonitorMode, RunCtx, RuntimeServices, fixed_str,
+    AbiFingerprint, AggregateFn, ByteSink, ContainerInfo, EntryFn, ErrorBuf, LaneId, ModuleApi,
+    MonitorFn, MonitorMode, RunCtx, RuntimeServices, fixed_str,
 };
 pub use crate::admin::PoolParams;
 pub use crate::container::CreateCtx;
@@ -187,6 +187,33 @@ pub unsafe fn monitor<T>(
         Ok(Err(f)) => f.code,
         Err(_) => code::PANICKED,
     }
+}
+
+/// `aggregate`: calls `dispatch` with the container, the task and the
+/// replica, containing panics and writing failures to `err`.
+///
+/// # Safety
+/// The pointers follow [`crate::abi::AggregateFn`]'s contract; `container`
+/// is a `T` from [`create`].
+pub unsafe fn aggregate<T>(
+    container: *mut c_void,
+    task: *mut TaskHeader,
+    replica: *const TaskHeader,
+    err: *mut ErrorBuf,
+    dispatch: impl FnOnce(&T, *mut TaskHeader, *const TaskHeader) -> Result<(), Failure>,
+) -> i32 {
+    // SAFETY: per the contract.
+    let this = unsafe { &*(container as *const T) };
+    let failure = match catch_unwind(AssertUnwindSafe(|| dispatch(this, task, replica))) {
+        Ok(Ok(())) => return code::OK,
+        Ok(Err(e)) => e,
+        Err(p) => Failure::panicked(format!("aggregate panicked: {}", panic_text(&*p))),
+    };
+    // SAFETY: the caller's buffer, or null.
+    if let Some(err) = unsafe { err.as_mut() } {
+        err.set(&failure.message);
+    }
+    failure.code
 }
 
 /// The monitor of a method without `monitor_*` (the documented default):

@@ -152,6 +152,22 @@ pub unsafe fn new_copy<T: crate::ser::TaskSer>(
     Ok(p.as_ptr() as *mut TaskHeader)
 }
 
+/// The default `aggregate` for a task of type `T`: its generated
+/// [`TaskSer::collect_outputs`](crate::ser::TaskSer::collect_outputs).
+///
+/// # Safety
+/// As [`cast`] for `task`; `replica` is another live task of the same
+/// method, only read.
+pub unsafe fn collect<T: crate::ser::TaskSer>(
+    task: *mut TaskHeader,
+    replica: *const TaskHeader,
+) -> Result<(), Failure> {
+    let alloc = alloc()?;
+    // SAFETY: per the contract (two distinct tasks).
+    let (t, r) = unsafe { (cast::<T>(task)?, &*cast::<T>(replica as *mut TaskHeader)?) };
+    Ok(t.collect_outputs(r, alloc)?)
+}
+
 /// # Safety
 /// `data` holds `len` readable bytes (or `len` is 0).
 unsafe fn bytes_at<'a>(data: *const u8, len: usize) -> &'a [u8] {

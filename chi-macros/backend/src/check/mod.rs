@@ -14,8 +14,9 @@
 //!   fixed id (`-1` allowed from `kNodeFailure` on); custom ids are `-1` or
 //!   [`FIRST_CUSTOM`]`..=u32::MAX`; no two supported methods share an id;
 //! * the handler a key maps to (`kFooBar` → `foo_bar`) is an identifier that is
-//!   not a keyword, does not start with `monitor_` (that prefix names monitor
-//!   functions), and no two keys map to the same handler.
+//!   not a keyword, does not start with `monitor_` or `aggregate_` (those
+//!   prefixes name monitor and aggregate functions), and no two keys map to
+//!   the same handler.
 //!
 //! * a method recorded in the repository's `chimaera_methods.lock`
 //!   ([`crate::lock`]) keeps its id, and no other method takes it (checked by
@@ -353,6 +354,15 @@ pub fn check_module(yaml: &ModYaml, repo: Option<&ModYaml>) -> CheckedModule {
                     m.key
                 ),
             ));
+        } else if handler.starts_with("aggregate_") {
+            problems.push(at(
+                m.line,
+                format!(
+                    "`{}` maps to the handler `{handler}`, but `aggregate_…` names an \
+                     aggregate function: rename the key",
+                    m.key
+                ),
+            ));
         }
     }
 
@@ -445,7 +455,7 @@ kOff: -1
     fn every_rule_is_reported_at_once() {
         let c = check(
             "module_name: bad-name\nnamespace: acme\nkCreate: 1\nkA: 5\nkB: 10\nkC: 10\n\
-             custom: 12\nkType: 13\nkMonitorX: 14\nkOdd: ten\n",
+             custom: 12\nkType: 13\nkMonitorX: 14\nkOdd: ten\nkAggregateY: 15\n",
             Some("namespace: other\n"),
         );
         let all = text(&c);
@@ -458,6 +468,7 @@ kOff: -1
             "unknown key `custom` (did you mean `kCustom`?)",
             "the handler `type`, a Rust keyword",
             "`monitor_…` names a monitor function",
+            "`aggregate_…` names an aggregate function",
             "`kOdd` is not an integer method id",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");

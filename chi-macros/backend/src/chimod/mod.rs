@@ -22,13 +22,19 @@
 //!   container's local queues with `ctx.route(ctx.lane(..)?)`; it cannot
 //!   enqueue. A method without a monitor runs where the runtime took it from
 //!   the process queue (no extra hop).
+//! * optionally `aggregate_foo(&self, task: &mut FooTask, replica: &FooTask)
+//!   -> Result<(), E>` for a handler `foo`: how a broadcast's replica outputs
+//!   combine into the caller's task (called per replica past the first, in
+//!   container order). Without one, the generated default collects
+//!   (`TaskSer::collect_outputs`: collection outputs append, values and
+//!   `#[inout]` fields keep container 0's).
 //!
 //! # What it generates
 //!
 //! The `method` module of id constants, `CHIMOD_LIB_NAME`, `CHIMOD_ENTRY`, and
 //! in a hidden module the C boundary: `create`, `destroy`, `run` and `monitor`
 //! dispatching by method id, and per-method `del`, `save_in`, `load_in`,
-//! `save_out`, `load_out`, `new_copy` and `task_size` hooks over the task
+//! `save_out`, `load_out`, `new_copy`, `task_size` and `aggregate` hooks over the task
 //! types' `TaskSer` impls. A method set to -1, or an id the YAML does not
 //! have, fails with `code::UNSUPPORTED_METHOD`. The entry is exported as
 //! `chimaera_module_entry_{CHIMOD_LIB_NAME}`.
@@ -61,6 +67,7 @@
 //! rest of the crate sees no follow-on errors. Only the C boundary needs a
 //! library name and a non-generic container; without them it is left out.
 
+mod aggregate;
 mod client;
 mod generate;
 mod validate;

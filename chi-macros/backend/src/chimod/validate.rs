@@ -43,6 +43,9 @@ pub(super) struct Functions<'a> {
     pub handlers: BTreeMap<String, Handler<'a>>,
     /// Handler name → its monitor.
     pub monitors: BTreeMap<String, &'a ImplItemFn>,
+    /// Handler name → its aggregate function (how a broadcast's replica
+    /// outputs combine).
+    pub aggregates: BTreeMap<String, &'a ImplItemFn>,
 }
 
 const CREATE_USAGE: &str = "`fn create(ctx: &mut chi_sdk::container::CreateCtx<'_>, params: \
@@ -61,6 +64,7 @@ pub(super) fn functions<'a>(
     let mut create: Option<&ImplItemFn> = None;
     let mut handlers = BTreeMap::new();
     let mut monitors = BTreeMap::new();
+    let mut aggregates = BTreeMap::new();
     // Handlers reported as handling no method: their monitors are not told.
     let mut orphans: Vec<String> = Vec::new();
     for it in &imp.items {
@@ -74,6 +78,15 @@ pub(super) fn functions<'a>(
         }
         if let Some(h) = name.strip_prefix("monitor_") {
             monitors.insert(h.to_owned(), f);
+            continue;
+        }
+        if let Some(h) = name.strip_prefix("aggregate_") {
+            match aggregate_shape(f) {
+                Ok(()) => {
+                    aggregates.insert(h.to_owned(), f);
+                }
+                Err(e) => errors.push(e),
+            }
             continue;
         }
         let Some(m) = module.method_of_handler(&name) else {
@@ -109,7 +122,11 @@ pub(super) fn functions<'a>(
             Err(e) => errors.push(e),
         }
     }
-    for (h, f) in &monitors {
+    let extras = monitors
+        .iter()
+        .map(|(h, f)| ("monitor", h, f))
+        .chain(aggregates.iter().map(|(h, f)| ("aggregate", h, f)));
+    for (kind, h, f) in extras {
         if orphans.contains(h) || module.rejected_key_of_handler(h).is_some() {
             continue;
         }
@@ -117,13 +134,23 @@ pub(super) fn functions<'a>(
             Some(m) if m.supported() => continue,
             Some(m) => format!("`{}` is -1 (unsupported) at {shown}:{}", m.key, m.line),
             None => format!(
-                "no method of {shown} has the handler `{h}` (a monitor is named `monitor_` + \
-                 its method's handler, e.g. `monitor_custom` for `kCustom`)"
+                "no method of {shown} has the handler `{h}` ({noun} is named `{kind}_` + \
+                 its method's handler, e.g. `{kind}_custom` for `kCustom`)",
+                noun = if kind == "monitor" {
+                    "a monitor"
+                } else {
+                    "an aggregate function"
+                }
             ),
+        };
+        let verb = if kind == "monitor" {
+            "monitors"
+        } else {
+            "aggregates"
         };
         errors.push(syn::Error::new(
             f.sig.ident.span(),
-            format!("`monitor_{h}` monitors no supported method: {why}"),
+            format!("`{kind}_{h}` {verb} no supported method: {why}"),
         ));
     }
     let (params, pool_params) = check_create(imp, create, errors);
@@ -149,6 +176,7 @@ pub(super) fn functions<'a>(
         pool_params,
         handlers,
         monitors,
+        aggregates,
     }
 }
 
@@ -165,6 +193,7 @@ pub(super) fn create_only<'a>(imp: &'a ItemImpl, errors: &mut Vec<syn::Error>) -
         pool_params,
         handlers: BTreeMap::new(),
         monitors: BTreeMap::new(),
+        aggregates: BTreeMap::new(),
     }
 }
 
@@ -251,7 +280,10 @@ fn pool_params(f: &ImplItemFn) -> Option<Type> {
 /// YAML rules already rejected (a keyword, a `monitor_…` name).
 fn wants_handler(m: &Method) -> bool {
     let name = m.handler();
-    m.needs_handler() && !is_keyword(&name) && !name.starts_with("monitor_")
+    m.needs_handler()
+        && !is_keyword(&name)
+        && !name.starts_with("monitor_")
+        && !name.starts_with("aggregate_")
 }
 
 /// Whether the impl has a function named `name` (if it was rejected, that was
@@ -313,6 +345,36 @@ fn create_params(f: &ImplItemFn) -> syn::Result<Option<Type>> {
         )),
         other => Ok(Some(other.clone())),
     }
+}
+
+/// Checks the shape of an aggregate function: `fn aggregate_foo(&self,
+/// task: &mut FooTask, replica: &FooTask) -> Result<(), E>` (the types are
+/// the compiler's to check).
+fn aggregate_shape(f: &ImplItemFn) -> syn::Result<()> {
+    let name = &f.sig.ident;
+    let usage = format!(
+        "an aggregate function takes `(&self, task: &mut {t}, replica: &{t})` and returns \
+         `Result<(), E>` with `E: Into<chi_sdk::task::Failure>` (e.g. `String`): it combines the \
+         outputs of one replica of a broadcast into `task`",
+        t = format!(
+            "{}Task",
+            camel_case(name.to_string().trim_start_matches("aggregate_"))
+        )
+    );
+    let inputs: Vec<&FnArg> = f.sig.inputs.iter().collect();
+    let ok_recv = matches!(inputs.first(), Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_none());
+    let ok_task = matches!(inputs.get(1), Some(FnArg::Typed(p)) if matches!(&*p.ty, Type::Reference(r) if r.mutability.is_some()));
+    let ok_replica = matches!(inputs.get(2), Some(FnArg::Typed(p)) if matches!(&*p.ty, Type::Reference(r) if r.mutability.is_none()));
+    if inputs.len() != 3 || !ok_recv || !ok_task || !ok_replica {
+        return Err(syn::Error::new_spanned(&f.sig, usage));
+    }
+    if matches!(f.sig.output, ReturnType::Default) {
+        return Err(syn::Error::new(
+            name.span(),
+            format!("`{name}` returns nothing: add `-> Result<(), String>`; {usage}"),
+        ));
+    }
+    Ok(())
 }
 
 /// `T` of a handler `fn h(&self, task: &mut T, ctx: &mut RunCtx)`.

@@ -103,6 +103,10 @@ pub(crate) fn task(
         is_out,
         &|f, ty| quote!(<#ty as #p::Ser>::load(&mut self.#f, r, alloc)?;),
     );
+    let collects = each(
+        only_out,
+        &|f, ty| quote!(<#ty as #p::Ser>::collect(&mut self.#f, &replica.#f, alloc)?;),
+    );
     let copies = each(any, &|f, ty| {
         quote!(.and_then(|()| {
             copy.#f = <#ty as #p::Ser>::deep_copy(&self.#f, alloc)?;
@@ -240,6 +244,16 @@ pub(crate) fn task(
             ) -> ::core::result::Result<(), #p::SerError> {
                 #p::load_header_out(&mut self.header, r, alloc)?;
                 #(#load_outs)*
+                ::core::result::Result::Ok(())
+            }
+
+            fn collect_outputs(
+                &mut self,
+                replica: &Self,
+                alloc: &#p::Allocator,
+            ) -> ::core::result::Result<(), #p::SerError> {
+                let _ = (replica, alloc);
+                #(#collects)*
                 ::core::result::Result::Ok(())
             }
 

@@ -172,6 +172,16 @@ fn expected_ping(yaml: &Path) -> TokenStream {
                 ::core::result::Result::Ok(())
             }
 
+            fn collect_outputs(
+                &mut self,
+                replica: &Self,
+                alloc: &::chi_sdk::__private::Allocator,
+            ) -> ::core::result::Result<(), ::chi_sdk::__private::SerError> {
+                let _ = (replica, alloc);
+                <u64 as ::chi_sdk::__private::Ser>::collect(&mut self.reply, &replica.reply, alloc)?;
+                ::core::result::Result::Ok(())
+            }
+
             fn new_copy(&self, alloc: &::chi_sdk::__private::Allocator) -> ::core::result::Result<Self, ::chi_sdk::__private::SerError> {
                 let mut copy = Self {
                     header: ::chi_sdk::__private::copy_header(&self.header),

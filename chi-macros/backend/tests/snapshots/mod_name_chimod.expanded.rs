@@ -1572,6 +1572,112 @@ pub mod __chimod {
         load_out: ::core::option::Option::Some(__load_out),
         new_copy: ::core::option::Option::Some(__new_copy),
         task_size: ::core::option::Option::Some(__task_size),
+        aggregate: {
+            unsafe extern "C" fn __aggregate(
+                container: *mut ::core::ffi::c_void,
+                task: *mut ::chi_sdk::__private::chimod::TaskHeader,
+                replica: *const ::chi_sdk::__private::chimod::TaskHeader,
+                err: *mut ::chi_sdk::__private::chimod::ErrorBuf,
+            ) -> i32 {
+                unsafe {
+                    ::chi_sdk::__private::chimod::aggregate::<
+                        ModNameContainer,
+                    >(
+                        container,
+                        task,
+                        replica,
+                        err,
+                        |this, task, replica| {
+                            let _ = this;
+                            match unsafe { (*task).method } {
+                                20u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            CoMutexTestTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                21u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            CoRwLockTestTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                10u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            CustomTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                14u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            EchoTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                16u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            FanOutTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                23u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            LocateTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                11u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            PanicTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                17u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            RecurseTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                15u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            SleepTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                22u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            StackProbeTask,
+                                        >(task, replica)
+                                    }
+                                }
+                                other => {
+                                    ::core::result::Result::Err(
+                                        ::chi_sdk::__private::chimod::unsupported(
+                                            "chimaera_mod_name",
+                                            other,
+                                            NAMES,
+                                        ),
+                                    )
+                                }
+                            }
+                        },
+                    )
+                }
+            }
+            ::core::option::Option::Some(
+                __aggregate as ::chi_sdk::__private::chimod::AggregateFn,
+            )
+        },
     };
     /// The module's entry: its function table.
     ///
