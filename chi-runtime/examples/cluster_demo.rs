@@ -1,7 +1,8 @@
 //! A client of a local cluster (`chi-runtime start --local-cluster 3`): creates
 //! a pool of the example module `mod_name` with one container per node, and
 //! from the node it is connected to sends tasks to each container — by global
-//! id, by hash, and one broadcast — printing which node answered each.
+//! id, by hash, by the module's choice (a dynamic query), and broadcasts whose
+//! answers are collected or summed — printing which node answered each.
 //! `scripts/cluster_demo.sh` starts the cluster, runs this, and stops it.
 
 use chi_sdk::admin::{AdminClient, PoolParams};
@@ -61,11 +62,12 @@ fn main() -> anyhow::Result<()> {
         let (node, container) = at.locate(&client, key)?;
         println!("  Locate dynamic (key {key}): container {container} answered on node {node}");
     }
-    let (node, container) = pool
-        .with_query(DomainQuery::global_bcast())
-        .locate(&client, mod_name::LOCATE_ANY)?;
-    println!(
-        "  Locate broadcast to every container: done (first answer: container {container} on node {node})"
-    );
+    // Broadcasts: every container answers; Census collects the answers (the
+    // generated default), Tally sums them (the module's aggregate_tally).
+    let all = pool.with_query(DomainQuery::global_bcast());
+    let (_, nodes_seen, containers, _, _) = all.census(&client, 0)?;
+    println!("  Census broadcast: containers {containers:?} answered on nodes {nodes_seen:?}");
+    let (total, replicas) = all.tally(&client, 1000)?;
+    println!("  Tally broadcast of 1000: {replicas} replicas summed to {total}");
     Ok(())
 }

@@ -7,21 +7,27 @@
 //!   no choice the containers come round robin; a choice past the pool's
 //!   containers fails the task naming the choice and the count, and the
 //!   node logs it. A pool of one node takes the same path.
+//! * Broadcast: Census from every node collects every container's answer
+//!   in container order (the generated default: vectors and strings
+//!   append, a value and the `#[inout]` tag keep container 0's); Tally's
+//!   `aggregate_tally` sums; Locate keeps container 0's outputs; with node 3
+//!   killed, a broadcast fails naming node 3 within the task timeout (before
+//!   and after it is seen down), and the survivors keep serving.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
 //! ([`support::cluster`]); every wait is bounded by a generous limit.
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chi_sdk::admin::AdminClient;
 use chi_sdk::client::Client;
 use chi_sdk::queue::Priority;
 use chi_sdk::types::{DomainQuery, PoolId};
-use chimaera_mod_name_runtime::{LOCATE_ANY, LOCATE_PAST_END, LocateTask};
-use support::cluster::{ClusterSetup, Node};
-use support::{Watchdog, assert_no_process_left};
+use chimaera_mod_name_runtime::{CensusTask, LOCATE_ANY, LOCATE_PAST_END, LocateTask, TallyTask};
+use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
+use support::{Watchdog, assert_no_process_left, wait_until};
 
 const MOD_NAME: &str = "chimaera_mod_name";
 const LIMIT: Duration = Duration::from_secs(20);
@@ -101,6 +107,86 @@ fn dynamic_queries_go_where_the_monitor_says() {
     let e = locate(&clients[2], local, dynamic, LOCATE_PAST_END).unwrap_err();
     assert!(e.contains("chose container 8"), "{e}");
 
+    drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+/// What a broadcast Census answered: (nodes, containers, trail, first node,
+/// tag).
+type Census = (Vec<u32>, Vec<u32>, String, u32, u32);
+
+fn census(c: &Client, pool: PoolId, q: DomainQuery, tag: u32) -> Result<Census, String> {
+    c.submit(CensusTask::new(pool, q, tag), Priority::LowLatency)
+        .map_err(|e| e.to_string())?
+        .wait_with(|t| {
+            (
+                t.nodes.as_slice().expect("nodes").to_vec(),
+                t.containers.as_slice().expect("containers").to_vec(),
+                String::from_utf8(t.trail.as_bytes().expect("trail").to_vec()).expect("UTF-8"),
+                t.first_node,
+                t.tag,
+            )
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn tally(c: &Client, pool: PoolId, q: DomainQuery, add: u64) -> Result<(u64, u32), String> {
+    c.submit(TallyTask::new(pool, q, add), Priority::LowLatency)
+        .map_err(|e| e.to_string())?
+        .wait_with(|t| (t.total, t.replicas))
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn broadcasts_aggregate_their_replicas() {
+    let _w = Watchdog::new("broadcasts_aggregate", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("cbcast", 3);
+    let mut nodes: Vec<Node> = setup.start_all(LIMIT);
+    let clients = setup.clients();
+    let id = AdminClient::new(&clients[1])
+        .create_cluster_pool(MOD_NAME, "bcast", "", N)
+        .expect("a pool over the cluster");
+    let bcast = DomainQuery::global_bcast();
+
+    for from in &clients {
+        // The generated default collects, in container order.
+        let (nodes_seen, containers, trail, first, tag) =
+            census(from, id, bcast, 7).expect("a broadcast Census");
+        assert_eq!(nodes_seen, (0..N).map(node_of).collect::<Vec<_>>());
+        assert_eq!(containers, (0..N).collect::<Vec<_>>());
+        assert_eq!(trail, "c0@n1;c1@n2;c2@n3;c3@n1;c4@n2;");
+        assert_eq!((first, tag), (1, 7), "values and inout keep container 0's");
+        // The module's aggregate_tally sums: 5 × 1000 + (0 + 1 + 2 + 3 + 4).
+        assert_eq!(tally(from, id, bcast, 1000), Ok((5010, N)));
+        // Locate has scalar outputs only: container 0's.
+        assert_eq!(locate(from, id, bcast, 0), Ok((1, 0)));
+    }
+    // One container: no aggregation at all.
+    assert_eq!(
+        tally(&clients[0], id, DomainQuery::global_id(3), 1000),
+        Ok((1003, 1))
+    );
+
+    // Node 3 dies: a broadcast fails naming it within the task timeout
+    // (before it is seen down: timeout or down; after: at once).
+    nodes[2].kill9();
+    let t0 = Instant::now();
+    let e = census(&clients[0], id, bcast, 0).unwrap_err();
+    assert!(e.contains("node 3") && e.contains("container 2"), "{e}");
+    assert!(t0.elapsed() < TASK_TIMEOUT * 2, "{:?}", t0.elapsed());
+    wait_until(LIMIT, "node 1 sees node 3 down", || {
+        setup.state_seen(1, 3).is_some_and(|(s, _)| s == "down")
+    });
+    let t0 = Instant::now();
+    let e = tally(&clients[1], id, bcast, 1).unwrap_err();
+    assert!(e.contains("node 3 went down"), "{e}");
+    assert!(t0.elapsed() < TASK_TIMEOUT, "{:?}", t0.elapsed());
+    // The others keep serving.
+    assert_eq!(
+        tally(&clients[0], id, DomainQuery::global_id(1), 5),
+        Ok((6, 1))
+    );
     drop(clients);
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);

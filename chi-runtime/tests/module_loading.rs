@@ -250,6 +250,54 @@ fn the_generated_task_hooks_round_trip_tasks() {
     assert_eq!(alloc.stats().live_blocks, baseline, "del leaked blocks");
 }
 
+/// The generated default aggregation (`TaskSer::collect_outputs`) of
+/// mod_name's Census: output vectors and strings append the replica's,
+/// an output value and an `#[inout]` field keep the task's; nothing leaks.
+#[test]
+fn the_generated_collect_appends_collections_and_keeps_values() {
+    use chi_sdk::ser::TaskSer;
+    use chi_sdk::shm::{Allocator, Segment, SegmentId};
+    use chi_sdk::task::Task;
+    use chi_sdk::types::DomainQuery;
+    use mod_name::CensusTask;
+
+    let name = format!("chi_test_collect_{}", std::process::id());
+    let seg = Segment::create(&name, SegmentId(1), 4 << 20).expect("segment");
+    let alloc = Allocator::attach(&seg).expect("allocator");
+    let baseline = alloc.stats().live_blocks;
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let replica = |node: u32, container: u32| {
+                let mut t =
+                    CensusTask::new(PoolId(9), DomainQuery::global_bcast(), 100 * container);
+                t.nodes.push(&alloc, node).unwrap();
+                t.containers.push(&alloc, container).unwrap();
+                t.trail.set(&alloc, &format!("c{container};")).unwrap();
+                t.first_node = node;
+                t
+            };
+            let mut task = replica(1, 0);
+            for (node, g) in [(2, 1), (3, 2)] {
+                let mut r = replica(node, g);
+                task.collect_outputs(&r, &alloc).expect("collect");
+                r.free_fields(&alloc);
+            }
+            assert_eq!(task.nodes.as_slice().unwrap(), &[1, 2, 3]);
+            assert_eq!(task.containers.as_slice().unwrap(), &[0, 1, 2]);
+            assert_eq!(task.trail.to_str().unwrap(), "c0;c1;c2;");
+            assert_eq!(
+                (task.first_node, task.tag),
+                (1, 0),
+                "values keep the task's"
+            );
+            task.free_fields(&alloc);
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(alloc.stats().live_blocks, baseline, "collect leaked blocks");
+}
+
 fn call_hooks(api: &chi_sdk::abi::ModuleApi, alloc: &chi_sdk::shm::Allocator) {
     use chi_sdk::abi::{ByteSink, ErrorBuf};
     use chi_sdk::shm::ShmString;

@@ -20,6 +20,7 @@ use chi_sdk::types::ContainerId;
 
 use crate::tasks::*;
 
+mod census;
 mod locks;
 
 use locks::{Gate, RwTest};
@@ -168,6 +169,25 @@ impl ModNameContainer {
             (MonitorMode::GlobalSchedule, key) => ctx.route_to_container_by_hash(key),
             _ => {}
         }
+    }
+
+    /// kCensus: its node and container, collected by a broadcast.
+    fn census(&self, task: &mut CensusTask, _ctx: &mut RunCtx) -> Result<(), Failure> {
+        census::census(task, self.node_id, self.container_id)
+    }
+
+    /// kTally: `add` + the container id.
+    fn tally(&self, task: &mut TallyTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        task.total = task.add + u64::from(self.container_id);
+        task.replicas = 1;
+        Ok(())
+    }
+
+    /// A broadcast's Tally sums its replicas' answers.
+    fn aggregate_tally(&self, task: &mut TallyTask, replica: &TallyTask) -> Result<(), String> {
+        task.total += replica.total;
+        task.replicas += replica.replicas;
+        Ok(())
     }
 
     /// kEcho.

@@ -1,11 +1,11 @@
 //! The parameters of a `chimaera_mod_name` pool and the tasks of its methods
 //! (`kCustom` 10, `kPanic` 11, `kEcho` 14, `kSleep` 15, `kFanOut` 16,
 //! `kRecurse` 17, `kCoMutexTest` 20, `kCoRwLockTest` 21, `kStackProbe` 22,
-//! `kLocate` 23),
+//! `kLocate` 23, `kCensus` 24, `kTally` 25),
 //! with the ops of
 //! [`CustomTask`], [`CoMutexTestTask`] and [`CoRwLockTestTask`].
 
-use chi_sdk::shm::ShmString;
+use chi_sdk::shm::{ShmString, ShmVec};
 use chi_sdk::types::PoolId;
 
 /// `op` of [`CustomTask`]: upper-case `data`, result = its length in bytes.
@@ -360,4 +360,44 @@ pub struct LocateTask {
     /// The container that ran it.
     #[output]
     pub container_id: u32,
+}
+
+/// Reports the node and the container that ran it. Sent as a broadcast, the
+/// generated default aggregation collects every container's answer, in
+/// container order: the vectors and the string append, `first_node` and
+/// the `#[inout]` `tag` keep container 0's.
+#[chi_sdk::task(method = 24)]
+#[derive(Debug)]
+pub struct CensusTask {
+    /// In: any value; out: the value plus 100 times the container id.
+    #[inout]
+    pub tag: u32,
+    /// The node that ran it.
+    #[output]
+    pub nodes: ShmVec<u32>,
+    /// The container that ran it.
+    #[output]
+    pub containers: ShmVec<u32>,
+    /// `c<container>@n<node>;`.
+    #[output]
+    pub trail: ShmString,
+    /// The node that ran it, as a plain value.
+    #[output]
+    pub first_node: u32,
+}
+
+/// Reports `add` plus the id of the container that ran it. Sent as a
+/// broadcast, the module's `aggregate_tally` sums the replicas' answers.
+#[chi_sdk::task(method = 25)]
+#[derive(Debug)]
+pub struct TallyTask {
+    /// Added to the container's id.
+    #[input]
+    pub add: u64,
+    /// `add` + the container id (a broadcast: the sum over the containers).
+    #[output]
+    pub total: u64,
+    /// Replicas counted (1 per container).
+    #[output]
+    pub replicas: u32,
 }

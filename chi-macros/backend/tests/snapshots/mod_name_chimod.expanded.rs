@@ -115,6 +115,26 @@ impl ModNameContainer {
             _ => {}
         }
     }
+    /// kCensus: its node and container, collected by a broadcast.
+    fn census(&self, task: &mut CensusTask, _ctx: &mut RunCtx) -> Result<(), Failure> {
+        census::census(task, self.node_id, self.container_id)
+    }
+    /// kTally: `add` + the container id.
+    fn tally(&self, task: &mut TallyTask, _ctx: &mut RunCtx) -> Result<(), String> {
+        task.total = task.add + u64::from(self.container_id);
+        task.replicas = 1;
+        Ok(())
+    }
+    /// A broadcast's Tally sums its replicas' answers.
+    fn aggregate_tally(
+        &self,
+        task: &mut TallyTask,
+        replica: &TallyTask,
+    ) -> Result<(), String> {
+        task.total += replica.total;
+        task.replicas += replica.replicas;
+        Ok(())
+    }
     /// kEcho.
     fn echo(&self, task: &mut EchoTask, _ctx: &mut RunCtx) -> Result<(), String> {
         task.reply = task.value;
@@ -498,6 +518,8 @@ impl ModNameContainer {
 }
 /// Method ids of this module (from its `chimaera_mod.yaml`).
 pub mod method {
+    /// `kCensus` in chimaera_mod.yaml: Reports its node and container; a broadcast collects every container's (generated default)
+    pub const CENSUS: u32 = 24u32;
     /// `kCoMutexTest` in chimaera_mod.yaml: CoMutex: counts under contention, holds it, re-enters it from subtasks
     pub const CO_MUTEX_TEST: u32 = 20u32;
     /// `kCoRwLockTest` in chimaera_mod.yaml: CoRwLock: readers overlap, writers exclude, re-entry from subtasks
@@ -512,7 +534,7 @@ pub mod method {
     pub const ECHO: u32 = 14u32;
     /// `kFanOut` in chimaera_mod.yaml: Submits n Echo subtasks to a pool (of any module) and sums the answers
     pub const FAN_OUT: u32 = 16u32;
-    /// `kLocate` in chimaera_mod.yaml: Reports the node and the container (global id) that ran it
+    /// `kLocate` in chimaera_mod.yaml: Reports the node and the container (global id) that ran it; a Dynamic query goes by its key
     pub const LOCATE: u32 = 23u32;
     /// `kPanic` in chimaera_mod.yaml: Panics (tests that panics are contained)
     pub const PANIC: u32 = 11u32;
@@ -522,8 +544,11 @@ pub mod method {
     pub const SLEEP: u32 = 15u32;
     /// `kStackProbe` in chimaera_mod.yaml: A chain of subtasks that reports which levels ran on their parent's stack
     pub const STACK_PROBE: u32 = 22u32;
+    /// `kTally` in chimaera_mod.yaml: Reports add + its container id; a broadcast sums them (aggregate_tally)
+    pub const TALLY: u32 = 25u32;
     /// Every method key with its id (`-1` = unsupported).
     pub const ALL: &[(&str, i64)] = &[
+        ("kCensus", 24i64),
         ("kCoMutexTest", 20i64),
         ("kCoRwLockTest", 21i64),
         ("kCreate", 0i64),
@@ -539,6 +564,7 @@ pub mod method {
         ("kRecurse", 17i64),
         ("kSleep", 15i64),
         ("kStackProbe", 22i64),
+        ("kTally", 25i64),
         ("kUnsupported", -1i64),
         ("kUpgrade", -1i64),
     ];
@@ -558,6 +584,10 @@ const _: &[u8] = include_bytes!("$WORKSPACE/examples/chimaera_repo.yaml");
 pub mod __chimod {
     #[allow(unused_imports)]
     use super::*;
+    const _: () = ::core::assert!(
+        < CensusTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 24u32,
+        "`census` handles `kCensus` (24 in chimaera_mod.yaml), but its task type `CensusTask` has another METHOD: take the `#[task(method = 24)]` type"
+    );
     const _: () = ::core::assert!(
         < CoMutexTestTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 20u32,
         "`co_mutex_test` handles `kCoMutexTest` (20 in chimaera_mod.yaml), but its task type `CoMutexTestTask` has another METHOD: take the `#[task(method = 20)]` type"
@@ -598,6 +628,10 @@ pub mod __chimod {
         < StackProbeTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 22u32,
         "`stack_probe` handles `kStackProbe` (22 in chimaera_mod.yaml), but its task type `StackProbeTask` has another METHOD: take the `#[task(method = 22)]` type"
     );
+    const _: () = ::core::assert!(
+        < TallyTask as ::chi_sdk::__private::chimod::Task > ::METHOD == 25u32,
+        "`tally` handles `kTally` (25 in chimaera_mod.yaml), but its task type `TallyTask` has another METHOD: take the `#[task(method = 25)]` type"
+    );
     const _: fn() = ::chi_sdk::__private::chimod::assert_container::<ModNameContainer>;
     struct __Ret<R>(::core::option::Option<R>);
     trait __RetOk {
@@ -627,6 +661,25 @@ pub mod __chimod {
                 ::core::option::Option::Some(r) => r,
                 ::core::option::Option::None => ::core::unreachable!(),
             }
+        }
+    }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `census` returns `Result<(), Failure>`, but `Failure` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `census`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<Failure>` for `chi_sdk::task::Failure` if `Failure` is a type of this crate"
+    )]
+    trait __CensusReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __CensusReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
         }
     }
     #[diagnostic::on_unimplemented(
@@ -819,7 +872,27 @@ pub mod __chimod {
             self
         }
     }
+    #[diagnostic::on_unimplemented(
+        message = "the handler `tally` returns `Result<(), String>`, but `String` is not `Into<chi_sdk::task::Failure>`",
+        label = "the return type of `tally`",
+        note = "return `Result<(), String>` (e.g. with `.map_err(|e| e.to_string())?`), or implement `From<String>` for `chi_sdk::task::Failure` if `String` is a type of this crate"
+    )]
+    trait __TallyReturns {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure>;
+    }
+    #[diagnostic::do_not_recommend]
+    impl __TallyReturns
+    for ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+        fn __done(
+            self,
+        ) -> ::core::result::Result<(), ::chi_sdk::__private::chimod::Failure> {
+            self
+        }
+    }
     const NAMES: &[(&str, i64)] = &[
+        ("kCensus", 24i64),
         ("kCoMutexTest", 20i64),
         ("kCoRwLockTest", 21i64),
         ("kCreate", 0i64),
@@ -835,6 +908,7 @@ pub mod __chimod {
         ("kRecurse", 17i64),
         ("kSleep", 15i64),
         ("kStackProbe", 22i64),
+        ("kTally", 25i64),
         ("kUnsupported", -1i64),
         ("kUpgrade", -1i64),
     ];
@@ -883,6 +957,17 @@ pub mod __chimod {
                 err,
                 |this, task, ctx| {
                     match unsafe { (*task).method } {
+                        24u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<CensusTask>(task)?
+                            };
+                            __CensusReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.census(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
+                        }
                         20u32 => {
                             let t = unsafe {
                                 ::chi_sdk::__private::chimod::cast::<CoMutexTestTask>(task)?
@@ -995,6 +1080,17 @@ pub mod __chimod {
                                     .__verdict(),
                             )
                         }
+                        25u32 => {
+                            let t = unsafe {
+                                ::chi_sdk::__private::chimod::cast::<TallyTask>(task)?
+                            };
+                            __TallyReturns::__done(
+                                (&mut __Ret(
+                                    ::core::option::Option::Some(this.tally(t, ctx)),
+                                ))
+                                    .__verdict(),
+                            )
+                        }
                         other => {
                             ::core::result::Result::Err(
                                 ::chi_sdk::__private::chimod::unsupported(
@@ -1016,6 +1112,7 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             ::core::option::Option::None,
             || match unsafe { (*task).method } {
+                24u32 => unsafe { ::chi_sdk::__private::chimod::del::<CensusTask>(task) }
                 20u32 => {
                     unsafe { ::chi_sdk::__private::chimod::del::<CoMutexTestTask>(task) }
                 }
@@ -1036,6 +1133,7 @@ pub mod __chimod {
                 22u32 => {
                     unsafe { ::chi_sdk::__private::chimod::del::<StackProbeTask>(task) }
                 }
+                25u32 => unsafe { ::chi_sdk::__private::chimod::del::<TallyTask>(task) }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -1057,6 +1155,13 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                24u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<
+                            CensusTask,
+                        >(task, out, false)
+                    }
+                }
                 20u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<
@@ -1121,6 +1226,11 @@ pub mod __chimod {
                         >(task, out, false)
                     }
                 }
+                25u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<TallyTask>(task, out, false)
+                    }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -1142,6 +1252,11 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                24u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<CensusTask>(task, out, true)
+                    }
+                }
                 20u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::save::<
@@ -1200,6 +1315,11 @@ pub mod __chimod {
                         >(task, out, true)
                     }
                 }
+                25u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::save::<TallyTask>(task, out, true)
+                    }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -1222,6 +1342,13 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                24u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            CensusTask,
+                        >(task, data, len, <CensusTask>::empty)
+                    }
+                }
                 20u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::load_in::<
@@ -1292,6 +1419,13 @@ pub mod __chimod {
                         >(task, data, len, <StackProbeTask>::empty)
                     }
                 }
+                25u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_in::<
+                            TallyTask,
+                        >(task, data, len, <TallyTask>::empty)
+                    }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -1314,6 +1448,13 @@ pub mod __chimod {
         ::chi_sdk::__private::chimod::hook(
             unsafe { err.as_mut() },
             || match unsafe { (*task).method } {
+                24u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            CensusTask,
+                        >(task, data, len)
+                    }
+                }
                 20u32 => {
                     unsafe {
                         ::chi_sdk::__private::chimod::load_out::<
@@ -1384,6 +1525,13 @@ pub mod __chimod {
                         >(task, data, len)
                     }
                 }
+                25u32 => {
+                    unsafe {
+                        ::chi_sdk::__private::chimod::load_out::<
+                            TallyTask,
+                        >(task, data, len)
+                    }
+                }
                 other => {
                     ::core::result::Result::Err(
                         ::chi_sdk::__private::chimod::unsupported(
@@ -1406,6 +1554,11 @@ pub mod __chimod {
             unsafe { err.as_mut() },
             || {
                 copy = match unsafe { (*task).method } {
+                    24u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<CensusTask>(task)
+                        }
+                    }
                     20u32 => {
                         unsafe {
                             ::chi_sdk::__private::chimod::new_copy::<
@@ -1462,6 +1615,11 @@ pub mod __chimod {
                             >(task)
                         }
                     }
+                    25u32 => {
+                        unsafe {
+                            ::chi_sdk::__private::chimod::new_copy::<TallyTask>(task)
+                        }
+                    }
                     other => {
                         ::core::result::Result::Err(
                             ::chi_sdk::__private::chimod::unsupported(
@@ -1479,6 +1637,7 @@ pub mod __chimod {
     }
     unsafe extern "C" fn __task_size(method: u32) -> usize {
         match method {
+            24u32 => ::core::mem::size_of::<CensusTask>(),
             20u32 => ::core::mem::size_of::<CoMutexTestTask>(),
             21u32 => ::core::mem::size_of::<CoRwLockTestTask>(),
             10u32 => ::core::mem::size_of::<CustomTask>(),
@@ -1489,6 +1648,7 @@ pub mod __chimod {
             17u32 => ::core::mem::size_of::<RecurseTask>(),
             15u32 => ::core::mem::size_of::<SleepTask>(),
             22u32 => ::core::mem::size_of::<StackProbeTask>(),
+            25u32 => ::core::mem::size_of::<TallyTask>(),
             _ => 0,
         }
     }
@@ -1590,6 +1750,13 @@ pub mod __chimod {
                         |this, task, replica| {
                             let _ = this;
                             match unsafe { (*task).method } {
+                                24u32 => {
+                                    unsafe {
+                                        ::chi_sdk::__private::chimod::collect::<
+                                            CensusTask,
+                                        >(task, replica)
+                                    }
+                                }
                                 20u32 => {
                                     unsafe {
                                         ::chi_sdk::__private::chimod::collect::<
@@ -1659,6 +1826,18 @@ pub mod __chimod {
                                             StackProbeTask,
                                         >(task, replica)
                                     }
+                                }
+                                25u32 => {
+                                    let (t, r) = unsafe {
+                                        (
+                                            ::chi_sdk::__private::chimod::cast::<TallyTask>(task)?,
+                                            &*::chi_sdk::__private::chimod::cast::<
+                                                TallyTask,
+                                            >(replica as *mut ::chi_sdk::__private::chimod::TaskHeader)?,
+                                        )
+                                    };
+                                    this.aggregate_tally(t, r)
+                                        .map_err(::chi_sdk::__private::chimod::failed)
                                 }
                                 other => {
                                     ::core::result::Result::Err(
@@ -1762,6 +1941,7 @@ impl ModNameClient {
             .async_get_or_create(pool_name, params)
     }
 }
+__chi_calls_CensusTask!(CensusTask, ModNameClient, census, async_census);
 __chi_calls_CoMutexTestTask!(
     CoMutexTestTask, ModNameClient, co_mutex_test, async_co_mutex_test
 );
@@ -1778,3 +1958,4 @@ __chi_calls_SleepTask!(SleepTask, ModNameClient, sleep, async_sleep);
 __chi_calls_StackProbeTask!(
     StackProbeTask, ModNameClient, stack_probe, async_stack_probe
 );
+__chi_calls_TallyTask!(TallyTask, ModNameClient, tally, async_tally);
