@@ -10,7 +10,9 @@
 //! * Broadcast: Census from every node collects every container's answer
 //!   in container order (the generated default: vectors and strings
 //!   append, a value and the `#[inout]` tag keep container 0's); Tally's
-//!   `aggregate_tally` sums; Locate keeps container 0's outputs; with node 3
+//!   `aggregate_tally` sums; Locate keeps container 0's outputs; from a node
+//!   without a container of the pool, the default still collects and a
+//!   module's aggregate fails saying why; with node 3
 //!   killed, a broadcast fails naming node 3 within the task timeout (before
 //!   and after it is seen down), and the survivors keep serving.
 //!
@@ -166,6 +168,22 @@ fn broadcasts_aggregate_their_replicas() {
     assert_eq!(
         tally(&clients[0], id, DomainQuery::global_id(3), 1000),
         Ok((1003, 1))
+    );
+
+    // From a node that holds no container of the pool (2 containers, on
+    // nodes 1 and 2): the default aggregation needs no container; the
+    // module's aggregate_tally, a method of its container, fails saying so.
+    let two = AdminClient::new(&clients[0])
+        .create_cluster_pool(MOD_NAME, "bcast2", "", 2)
+        .expect("a pool of 2 over the cluster");
+    let (nodes_seen, containers, trail, first, _) =
+        census(&clients[2], two, bcast, 0).expect("a broadcast Census from node 3");
+    assert_eq!((nodes_seen, containers), (vec![1, 2], vec![0, 1]));
+    assert_eq!((trail.as_str(), first), ("c0@n1;c1@n2;", 1));
+    let e = tally(&clients[2], two, bcast, 1).unwrap_err();
+    assert!(
+        e.contains("aggregate_tally") && e.contains("holds no container"),
+        "{e}"
     );
 
     // Node 3 dies: a broadcast fails naming it within the task timeout

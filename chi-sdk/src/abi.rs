@@ -305,6 +305,11 @@ pub type NewCopyFn = unsafe extern "C" fn(
 /// per replica, in container order, `task` holding container 0's outputs);
 /// returns a result code, filling `err` on failure. `replica` is the
 /// runtime's copy, freed through `del` afterwards.
+///
+/// `container` is null on a node that holds no container of the pool (see
+/// [`DelFn`]): a default aggregation needs no state; a module's own
+/// `aggregate_*` handler, a method of its container, cannot run there and
+/// fails the broadcast with an error saying so.
 pub type AggregateFn = unsafe extern "C" fn(
     container: *mut c_void,
     task: *mut TaskHeader,

@@ -20,7 +20,10 @@
 //!   generated default that collects: collection outputs append, values
 //!   and `#[inout]` fields keep container 0's); the copy is freed through
 //!   the module's `del`. A module without `aggregate` keeps container 0's
-//!   outputs. A failed combination fails the task with its message.
+//!   outputs. A failed combination fails the task with its message. On a
+//!   node without a container of the pool the hooks get the pool's
+//!   stand-in (a null state): the default aggregation works, a module's
+//!   own `aggregate_*` fails the task saying it needs a container.
 //!
 //! Only the peer thread touches a `Bcast` (the lock is for `Send`, never
 //! contended).

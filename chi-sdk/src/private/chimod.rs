@@ -200,10 +200,10 @@ pub unsafe fn aggregate<T>(
     task: *mut TaskHeader,
     replica: *const TaskHeader,
     err: *mut ErrorBuf,
-    dispatch: impl FnOnce(&T, *mut TaskHeader, *const TaskHeader) -> Result<(), Failure>,
+    dispatch: impl FnOnce(Option<&T>, *mut TaskHeader, *const TaskHeader) -> Result<(), Failure>,
 ) -> i32 {
-    // SAFETY: per the contract.
-    let this = unsafe { &*(container as *const T) };
+    // SAFETY: per the contract: null (no container on this node) or a `T`.
+    let this = unsafe { (container as *const T).as_ref() };
     let failure = match catch_unwind(AssertUnwindSafe(|| dispatch(this, task, replica))) {
         Ok(Ok(())) => return code::OK,
         Ok(Err(e)) => e,
@@ -214,6 +214,15 @@ pub unsafe fn aggregate<T>(
         err.set(&failure.message);
     }
     failure.code
+}
+
+/// The failure of a module's `aggregate_*` handler on a node that holds no
+/// container of the pool (see [`crate::abi::AggregateFn`]).
+pub fn aggregate_needs_container(lib: &str, handler: &str) -> Failure {
+    Failure::failed(format!(
+        "module {lib}: `{handler}` combines a broadcast's replicas, but this node holds no \
+         container of the pool to run it on; send the broadcast from a node that holds one"
+    ))
 }
 
 /// The monitor of a method without `monitor_*` (the documented default):

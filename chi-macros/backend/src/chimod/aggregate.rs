@@ -8,21 +8,26 @@
 //! generated default, the task type's `TaskSer::collect_outputs`
 //! (collections append, values and `#[inout]` fields keep container 0's).
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use syn::{ImplItemFn, Type};
+use syn::{ImplItemFn, LitStr, Type};
 
 use super::generate::private;
 
-/// The arm of method `id` (task type `tt`), calling `custom` if the
-/// container has one.
-pub(super) fn arm(id: u32, tt: &Type, custom: Option<&ImplItemFn>) -> TokenStream {
+/// The arm of method `id` (task type `tt`) of library `lib`, calling
+/// `custom` if the container has one (which needs the container: on a node
+/// without one it fails, saying so).
+pub(super) fn arm(id: u32, tt: &Type, custom: Option<&ImplItemFn>, lib: &str) -> TokenStream {
     let p = private();
     match custom {
         Some(f) => {
             let name = &f.sig.ident;
+            let shown = LitStr::new(&name.to_string(), Span::call_site());
             quote! {
                 #id => {
+                    // No container on this node (a null state): the handler,
+                    // a method of the container, cannot run.
+                    let this = this.ok_or_else(|| #p::aggregate_needs_container(#lib, #shown))?;
                     // SAFETY: the runtime passes two live tasks of this method
                     // (`cast` checks their size and alignment); the replica is
                     // only read.

@@ -125,7 +125,7 @@ struct Arms {
 }
 
 impl Arms {
-    fn of(methods: &[Method], fns: &Functions<'_>) -> Arms {
+    fn of(methods: &[Method], fns: &Functions<'_>, lib: &str) -> Arms {
         let (handlers, monitors) = (&fns.handlers, &fns.monitors);
         let p = private();
         let mut a = Arms::default();
@@ -177,7 +177,7 @@ impl Arms {
             a.task_size
                 .push(quote!(#id => ::core::mem::size_of::<#tt>(),));
             let custom = fns.aggregates.get(&m.handler()).copied();
-            a.aggregate.push(aggregate::arm(id, tt, custom));
+            a.aggregate.push(aggregate::arm(id, tt, custom, lib));
             if let Some(mf) = monitors.get(&m.handler()) {
                 let mname = &mf.sig.ident;
                 a.monitor.push(quote! {
@@ -204,7 +204,7 @@ fn boundary(
 ) -> TokenStream {
     let p = private();
     let ty = &imp.self_ty;
-    let arms = Arms::of(methods, fns);
+    let arms = Arms::of(methods, fns, lib_name);
     let checks = &arms.checks;
     let run_arms = &arms.run;
     let copy_arms = &arms.new_copy;

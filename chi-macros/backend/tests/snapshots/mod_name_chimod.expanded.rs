@@ -1828,6 +1828,11 @@ pub mod __chimod {
                                     }
                                 }
                                 25u32 => {
+                                    let this = this
+                                        .ok_or_else(|| ::chi_sdk::__private::chimod::aggregate_needs_container(
+                                            "chimaera_mod_name",
+                                            "aggregate_tally",
+                                        ))?;
                                     let (t, r) = unsafe {
                                         (
                                             ::chi_sdk::__private::chimod::cast::<TallyTask>(task)?,
