@@ -450,6 +450,8 @@ fn a_node_that_starts_later_or_restarts_learns_the_pools() {
         "node 3 learns the pool made before it started",
         || setup.share(3, early) == Some(vec![]),
     );
+    // Sending needs the peer node up as node 3 sees it.
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
     let c3 = Client::connect(setup.opts(3)).expect("a client of node 3");
     for g in 0..3 {
         let node = if g == 1 { 2 } else { 1 };
@@ -458,7 +460,6 @@ fn a_node_that_starts_later_or_restarts_learns_the_pools() {
 
     // A pool with a container on node 3; node 3 crashes and starts again:
     // it is told the pool and makes its container anew.
-    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
     let back = AdminClient::new(&c1)
         .create_cluster_pool(MOD_NAME, "back", "", 3)
         .expect("a pool over the three nodes");
@@ -480,6 +481,7 @@ fn a_node_that_starts_later_or_restarts_learns_the_pools() {
         setup.state_seen(1, 3).is_some_and(|(s, _)| s == "up")
     });
     assert_eq!(locate(&c1, back, DomainQuery::global_id(2)), Ok((3, 2)));
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
     let c3 = Client::connect(setup.opts(3)).expect("a client of the new node 3");
     assert_eq!(locate(&c3, back, DomainQuery::global_id(0)), Ok((1, 0)));
     assert_eq!(echo(&c3, early, DomainQuery::global_id(1), 8), Ok(8));
