@@ -12,22 +12,19 @@
 //! sides sleep in ZeroMQ's receive (as the peer threads sleep in its poll),
 //! neither spins. Each round trip is timed like the remote echo's.
 //!
-//! The two sides are threads of this process (two contexts: the I/O
-//! threads and TCP connections are those of two processes).
+//! Side B is a thread of this process, side A the caller's thread (two
+//! contexts: the I/O threads and TCP connections are those of two
+//! processes). The pair stays up between blocks of round trips
+//! ([`ZmqPingPong::round_trips`]), so that the workload can interleave them
+//! with its remote round trips: the machine's drift then affects both alike.
 
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::Instant;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::cluster::{free_port_on, node_addr};
 use crate::stats::ns_u32;
-
-/// What a round trip moved and took.
-#[derive(Debug)]
-pub struct ZmqFloor {
-    /// Each round trip, in order (ns).
-    pub samples: Vec<u32>,
-}
 
 fn zerr(what: &str) -> impl FnOnce(zmq::Error) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("ZeroMQ floor: {what}: {e}")
@@ -87,64 +84,104 @@ impl Side {
     }
 }
 
-/// Round trips of `request` bytes out and `reply` bytes back between two
-/// endpoints (see the module doc): a warm-up, then `n` timed, stopping early
-/// once `budget` has passed (at least 100 are timed).
-pub fn ping_pong(request: usize, reply: usize, n: u64, budget: Duration) -> Result<ZmqFloor> {
-    let port = free_port_on(2)?;
-    let a = Side::bind(1, port)?;
-    let b = Side::bind(2, port)?;
-    a.connect(1, 2, port)?;
-    b.connect(2, 1, port)?;
-    std::thread::scope(|s| {
-        let partner = s.spawn(move || -> Result<()> {
-            let answer = vec![0x5a_u8; reply];
-            let mut buf = zmq::Message::new();
-            loop {
-                let len = b.recv(&mut buf)?;
-                if len == 0 {
-                    return Ok(());
-                }
-                b.dealer.send(&answer[..], 0).map_err(zerr("answering"))?;
-            }
-        });
-        let result = (|| -> Result<ZmqFloor> {
-            let ask = vec![0xa5_u8; request.max(1)];
-            let mut buf = zmq::Message::new();
-            let mut round_trip = || -> Result<()> {
-                a.dealer.send(&ask[..], 0).map_err(zerr("sending"))?;
-                let len = a.recv(&mut buf)?;
-                if len != reply {
-                    bail!("ZeroMQ floor: the answer has {len} bytes, not {reply}");
-                }
-                Ok(())
-            };
-            for _ in 0..(n / 10).clamp(200, 5_000) {
-                round_trip()?;
-            }
-            let mut samples = Vec::with_capacity(n as usize);
+/// The two endpoints, up (see the module doc); dropping it stops side B.
+pub struct ZmqPingPong {
+    a: Side,
+    ask: Vec<u8>,
+    reply: usize,
+    buf: zmq::Message,
+    partner: Option<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for ZmqPingPong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZmqPingPong")
+            .field("request", &self.ask.len())
+            .field("reply", &self.reply)
+            .finish()
+    }
+}
+
+impl ZmqPingPong {
+    /// Sets up the pair for requests of `request` bytes and replies of
+    /// `reply`, and warms it up.
+    pub fn start(request: usize, reply: usize) -> Result<ZmqPingPong> {
+        let port = free_port_on(2)?;
+        let a = Side::bind(1, port)?;
+        let b = Side::bind(2, port)?;
+        a.connect(1, 2, port)?;
+        b.connect(2, 1, port)?;
+        let partner =
+            std::thread::Builder::new()
+                .name("zmq-floor".into())
+                .spawn(move || -> Result<()> {
+                    let answer = vec![0x5a_u8; reply.max(1)];
+                    let mut buf = zmq::Message::new();
+                    loop {
+                        if b.recv(&mut buf)? == 0 {
+                            return Ok(());
+                        }
+                        b.dealer.send(&answer[..], 0).map_err(zerr("answering"))?;
+                    }
+                })?;
+        let mut p = ZmqPingPong {
+            a,
+            ask: vec![0xa5_u8; request.max(1)],
+            reply: reply.max(1),
+            buf: zmq::Message::new(),
+            partner: Some(partner),
+        };
+        p.round_trips(2_000)?;
+        Ok(p)
+    }
+
+    fn round_trip(&mut self) -> Result<()> {
+        self.a
+            .dealer
+            .send(&self.ask[..], 0)
+            .map_err(zerr("sending"))?;
+        let len = self.a.recv(&mut self.buf)?;
+        if len != self.reply {
+            bail!(
+                "ZeroMQ floor: the answer has {len} bytes, not {}",
+                self.reply
+            );
+        }
+        Ok(())
+    }
+
+    /// `n` round trips, each timed (ns).
+    pub fn round_trips(&mut self, n: u64) -> Result<Vec<u32>> {
+        let mut samples = Vec::with_capacity(n as usize);
+        for _ in 0..n {
             let t = Instant::now();
-            for i in 0..n {
-                let t0 = Instant::now();
-                round_trip()?;
-                samples.push(ns_u32(t0.elapsed()));
-                if i >= 100 && i % 64 == 0 && t.elapsed() > budget {
-                    break;
-                }
-            }
-            Ok(ZmqFloor { samples })
-        })();
+            self.round_trip()?;
+            samples.push(ns_u32(t.elapsed()));
+        }
+        Ok(samples)
+    }
+
+    /// Stops side B; its error, if it failed.
+    pub fn stop(mut self) -> Result<()> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Result<()> {
+        let Some(h) = self.partner.take() else {
+            return Ok(());
+        };
         // An empty message stops the partner.
-        let stop = a
+        self.a
             .dealer
             .send(&[][..], 0)
-            .context("stopping the ZeroMQ floor's partner");
-        let joined = partner
-            .join()
-            .unwrap_or_else(|_| bail!("the ZeroMQ floor's partner panicked"));
-        let floor = result?;
-        stop?;
-        joined?;
-        Ok(floor)
-    })
+            .map_err(zerr("stopping the partner"))?;
+        h.join()
+            .unwrap_or_else(|_| bail!("the ZeroMQ floor's partner panicked"))
+    }
+}
+
+impl Drop for ZmqPingPong {
+    fn drop(&mut self) {
+        let _ = self.halt();
+    }
 }

@@ -10,10 +10,12 @@
 //!   floor); the same Echo to container 0 (on node 1: no peer link) for
 //!   reference; then pipelined Echoes, `--window` in flight per client
 //!   thread, 1 and 2 threads (tasks/s).
-//! * **The floor**: node 1's peer traffic counters (`status`) give the size
-//!   of a round trip's request and reply frames; a ZeroMQ ROUTER/DEALER
-//!   ping-pong of those sizes between 127.0.0.1 and 127.0.0.2 is timed the
-//!   same way.
+//! * **The floor**: node 1's peer traffic counters (`status`, around a
+//!   warm-up of remote round trips) give the size of a round trip's request
+//!   and reply frames; a ZeroMQ ROUTER/DEALER ping-pong of those sizes
+//!   between 127.0.0.1 and 127.0.0.2 is timed the same way, in blocks of
+//!   [`BLOCK`] alternating with blocks of the remote round trips (so the
+//!   machine's drift, large on a shared machine, affects both alike).
 //! * **Three nodes**, a pool with a container on each: a broadcast Echo
 //!   from node 1 runs on all three and completes once all have answered
 //!   (median, p99).
@@ -36,12 +38,15 @@ use serde::Serialize;
 
 use crate::Ctx;
 use crate::cluster::LocalCluster;
-use crate::floor::zmq;
+use crate::floor::zmq::ZmqPingPong;
 use crate::report::{Base, Series, Target, Unit};
 use crate::runtime::{module_path_yaml, runtime_exe};
 use crate::stats::{self, Summary, ns_u32};
 
 const W: &str = "remote";
+
+/// Round trips per block of the interleaved measurement.
+const BLOCK: u64 = 200;
 
 /// Counts and time budgets of the phases.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -113,7 +118,20 @@ fn echo(client: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u32> {
     Ok(ns)
 }
 
-/// Timed Echoes to `q`: up to `n`, stopping after `budget` (at least 100).
+/// Untimed Echoes to `q`: a warm-up of up to `n`, at most `budget` long.
+fn warm_up(client: &Client, pool: PoolId, q: DomainQuery, n: u64, budget: Duration) -> Result<()> {
+    let t = Instant::now();
+    for i in 0..n {
+        echo(client, pool, q, i)?;
+        if i >= 20 && t.elapsed() > budget {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Timed Echoes to `q`: up to `n`, stopping after `budget` (at least 100),
+/// after a warm-up.
 fn timed(
     client: &Client,
     pool: PoolId,
@@ -121,13 +139,7 @@ fn timed(
     n: u64,
     budget: Duration,
 ) -> Result<Vec<u32>> {
-    let t = Instant::now();
-    for i in 0..(n / 10).clamp(50, 1_000) {
-        echo(client, pool, q, i)?;
-        if i >= 20 && t.elapsed() > budget / 4 {
-            break;
-        }
-    }
+    warm_up(client, pool, q, (n / 10).clamp(50, 1_000), budget / 4)?;
     let mut samples = Vec::with_capacity(n as usize);
     let t = Instant::now();
     for i in 0..n {
@@ -137,6 +149,35 @@ fn timed(
         }
     }
     Ok(samples)
+}
+
+/// Round trips in blocks of [`BLOCK`], alternating remote Echoes to `q`
+/// and the ZeroMQ floor, up to `n` each or until `budget` has passed (at
+/// least one block each): the machine's drift affects both alike.
+fn interleaved(
+    client: &Client,
+    pool: PoolId,
+    q: DomainQuery,
+    floor: &mut ZmqPingPong,
+    n: u64,
+    budget: Duration,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let mut remote = Vec::with_capacity(n as usize);
+    let mut zmq = Vec::with_capacity(n as usize);
+    let t = Instant::now();
+    let mut v = 1_000_000;
+    while (remote.len() as u64) < n {
+        let k = BLOCK.min(n - remote.len() as u64);
+        for _ in 0..k {
+            remote.push(echo(client, pool, q, v)?);
+            v += 1;
+        }
+        zmq.extend(floor.round_trips(k)?);
+        if t.elapsed() > budget {
+            break;
+        }
+    }
+    Ok((remote, zmq))
 }
 
 /// Pipelined Echoes to `q` from `threads` threads of `client`, `window` in
@@ -230,7 +271,8 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let modules = module_path_yaml();
     let bar = ctx.progress.bar(5, "remote: two and three runtimes");
 
-    // Two nodes: round trips, frame sizes, pipelined.
+    // Two nodes: frame sizes (from a warm-up), round trips interleaved
+    // with the floor's, pipelined.
     let two = LocalCluster::start(&exe, 2, workers, &modules)?;
     let c1 = two.client(1)?;
     let pool = cluster_pool(&c1, 2)?;
@@ -241,26 +283,37 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         plan.round_trips,
         plan.budget() / 4,
     )?;
+    let remote_q = DomainQuery::global_id(1);
     let before = two.status(1)?.peer_traffic;
-    let mut remote = timed(
+    warm_up(
         &c1,
         pool,
-        DomainQuery::global_id(1),
-        plan.round_trips,
-        plan.budget(),
+        remote_q,
+        (plan.round_trips / 10).clamp(50, 1_000),
+        plan.budget() / 4,
     )?;
     let after = two.status(1)?.peer_traffic;
-    bar.inc(1);
     let (req, rep) = frame_sizes(&before, &after).context(
         "node 1's status shows no batch frames after the remote round trips: is its \
          `peer_traffic` counted?",
     )?;
+    let mut zmq_pair = ZmqPingPong::start(req.round() as usize, rep.round() as usize)?;
+    let (mut remote, mut floor) = interleaved(
+        &c1,
+        pool,
+        remote_q,
+        &mut zmq_pair,
+        plan.round_trips,
+        plan.budget(),
+    )?;
+    zmq_pair.stop()?;
+    bar.inc(2);
     let mut rates = Vec::new();
     for threads in [1usize, 2] {
         let (tasks, per_sec) = pipelined(
             &c1,
             pool,
-            DomainQuery::global_id(1),
+            remote_q,
             threads,
             window,
             plan.pipelined,
@@ -276,16 +329,6 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     bar.inc(1);
     drop(c1);
     drop(two);
-
-    // The floor, with this run's frame sizes.
-    let mut floor = zmq::ping_pong(
-        req.round() as usize,
-        rep.round() as usize,
-        plan.round_trips,
-        plan.budget(),
-    )?
-    .samples;
-    bar.inc(1);
 
     // Three nodes: a broadcast to a container on each.
     let three = LocalCluster::start(&exe, 3, workers, &modules)?;
