@@ -33,6 +33,16 @@ pub enum RemoteError {
         /// The node.
         node: u32,
     },
+    /// The node has not been heard from since this runtime started (it is
+    /// starting, or not running).
+    #[error(
+        "node {node} has not been heard from since this runtime started; resubmit the task \
+         once it is up (is its runtime running, with the same hostfile?)"
+    )]
+    NotHeard {
+        /// The node.
+        node: u32,
+    },
     /// No reply within the timeout.
     #[error(
         "node {node} did not answer the task within {timeout:?} (cluster.task_timeout); is it \

@@ -82,7 +82,10 @@ impl PeerLoop {
     /// host's `finished` like any other.
     pub(super) fn send_task(&mut self, node: u32, mut request: Request, back: Outgoing) {
         if !self.up().contains(&node) {
-            let e = RemoteError::NodeDown { node };
+            let e = match self.membership.state_of(node) {
+                Some((PeerState::Unknown, _)) => RemoteError::NotHeard { node },
+                _ => RemoteError::NodeDown { node },
+            };
             return self.pools.host().complete(back, Err(e));
         }
         request.id = self.inflight.insert(node, back, Instant::now());
