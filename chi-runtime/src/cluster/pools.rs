@@ -64,8 +64,9 @@ use crate::remote::record::{Reply, Request};
 /// Method of a request record to the authority: "create (or get) this pool
 /// over the cluster" (body: [`PoolAsk`] as JSON; reply body: [`PoolSpec`]).
 pub const CTL_CREATE: MethodId = 0xC000_0001;
-/// Method of a request record from the authority: "create your share of
-/// this pool" (body: [`PoolSpec`] as JSON; empty reply body).
+/// Method of a request record from the authority (or, to a node that
+/// joins, from the lowest other node up): "create your share of this pool"
+/// (body: [`PoolSpec`] as JSON; empty reply body).
 pub const CTL_SHARE: MethodId = 0xC000_0002;
 /// Method of a request record to the authority: "destroy this pool over
 /// the cluster" (body: its id as JSON; reply body: its [`PoolSpec`]).
