@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
     // Broadcasts: every container answers; Census collects the answers (the
     // generated default), Tally sums them (the module's aggregate_tally).
     let all = pool.with_query(DomainQuery::global_bcast());
-    let (_, nodes_seen, containers, _, _) = all.census(&client, 0)?;
+    let (_, nodes_seen, containers, _, _, _) = all.census(&client, 0)?;
     println!("  Census broadcast: containers {containers:?} answered on nodes {nodes_seen:?}");
     let (total, replicas) = all.tally(&client, 1000)?;
     println!("  Tally broadcast of 1000: {replicas} replicas summed to {total}");

@@ -8,13 +8,14 @@
 //!   containers fails the task naming the choice and the count, and the
 //!   node logs it. A pool of one node takes the same path.
 //! * Broadcast: Census from every node collects every container's answer
-//!   in container order (the generated default: vectors and strings
-//!   append, a value and the `#[inout]` tag keep container 0's); Tally's
+//!   in container order (the generated default: vectors, strings and
+//!   client-data buffers append, a value and the `#[inout]` tag keep container 0's); Tally's
 //!   `aggregate_tally` sums; Locate keeps container 0's outputs; from a node
 //!   without a container of the pool, the default still collects and a
 //!   module's aggregate fails saying why; with node 3
 //!   killed, a broadcast fails naming node 3 within the task timeout (before
-//!   and after it is seen down), and the survivors keep serving.
+//!   and after it is seen down), and the survivors keep serving. No node's
+//!   segments keep a block more after the broadcasts.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
 //! ([`support::cluster`]); every wait is bounded by a generous limit.
@@ -114,18 +115,23 @@ fn dynamic_queries_go_where_the_monitor_says() {
     assert_no_process_left(setup.dir.path(), &[]);
 }
 
-/// What a broadcast Census answered: (nodes, containers, trail, first node,
-/// tag).
+/// What a broadcast Census answered: (nodes, containers, trail and note
+/// joined by a space, first node, tag).
 type Census = (Vec<u32>, Vec<u32>, String, u32, u32);
 
 fn census(c: &Client, pool: PoolId, q: DomainQuery, tag: u32) -> Result<Census, String> {
     c.submit(CensusTask::new(pool, q, tag), Priority::LowLatency)
         .map_err(|e| e.to_string())?
         .wait_with(|t| {
+            let text = |b: Vec<u8>| String::from_utf8(b).expect("UTF-8");
             (
                 t.nodes.as_slice().expect("nodes").to_vec(),
                 t.containers.as_slice().expect("containers").to_vec(),
-                String::from_utf8(t.trail.as_bytes().expect("trail").to_vec()).expect("UTF-8"),
+                format!(
+                    "{} {}",
+                    text(t.trail.as_bytes().expect("trail").to_vec()),
+                    text(t.note.to_vec(c).expect("note"))
+                ),
                 t.first_node,
                 t.tag,
             )
@@ -157,13 +163,31 @@ fn broadcasts_aggregate_their_replicas() {
             census(from, id, bcast, 7).expect("a broadcast Census");
         assert_eq!(nodes_seen, (0..N).map(node_of).collect::<Vec<_>>());
         assert_eq!(containers, (0..N).collect::<Vec<_>>());
-        assert_eq!(trail, "c0@n1;c1@n2;c2@n3;c3@n1;c4@n2;");
+        assert_eq!(trail, "c0@n1;c1@n2;c2@n3;c3@n1;c4@n2; n1|n2|n3|n1|n2|");
         assert_eq!((first, tag), (1, 7), "values and inout keep container 0's");
         // The module's aggregate_tally sums: 5 × 1000 + (0 + 1 + 2 + 3 + 4).
         assert_eq!(tally(from, id, bcast, 1000), Ok((5010, N)));
         // Locate has scalar outputs only: container 0's.
         assert_eq!(locate(from, id, bcast, 0), Ok((1, 0)));
     }
+    // Nothing leaks: the copies the replicas are combined through, and the
+    // buffers the collection grows, are freed (counted after a first round,
+    // which leaves the allocators' caches filled).
+    let before: Vec<(u64, u64)> = (1..=3).map(|k| setup.live_blocks(k)).collect();
+    for _ in 0..3 {
+        for from in &clients {
+            census(from, id, bcast, 1).expect("Census");
+            tally(from, id, bcast, 1).expect("Tally");
+        }
+    }
+    for (k, want) in (1..=3).zip(before) {
+        wait_until(
+            LIMIT,
+            &format!("node {k}'s live blocks back to {want:?}"),
+            || setup.live_blocks(k) == want,
+        );
+    }
+
     // One container: no aggregation at all.
     assert_eq!(
         tally(&clients[0], id, DomainQuery::global_id(3), 1000),
@@ -179,7 +203,7 @@ fn broadcasts_aggregate_their_replicas() {
     let (nodes_seen, containers, trail, first, _) =
         census(&clients[2], two, bcast, 0).expect("a broadcast Census from node 3");
     assert_eq!((nodes_seen, containers), (vec![1, 2], vec![0, 1]));
-    assert_eq!((trail.as_str(), first), ("c0@n1;c1@n2;", 1));
+    assert_eq!((trail.as_str(), first), ("c0@n1;c1@n2; n1|n2|", 1));
     let e = tally(&clients[2], two, bcast, 1).unwrap_err();
     assert!(
         e.contains("aggregate_tally") && e.contains("holds no container"),

@@ -188,6 +188,19 @@ impl ClusterSetup {
             .collect()
     }
 
+    /// Node `k`'s (main, client-data) live blocks.
+    #[allow(dead_code)]
+    pub fn live_blocks(&self, k: u32) -> (u64, u64) {
+        let segs = self.status(k).segments;
+        let of = |role: &str| {
+            segs.iter().find(|s| s.role == role).map_or_else(
+                || panic!("node {k} reports no {role} segment"),
+                |s| s.live_blocks,
+            )
+        };
+        (of("main"), of("client_data"))
+    }
+
     /// The state node `viewer` shows for node `of` (`self`, `up`, `down`,
     /// `unknown`), and the incarnation it knows; `None` if it does not answer.
     pub fn state_seen(&self, viewer: u32, of: u32) -> Option<(String, u64)> {

@@ -5,6 +5,7 @@
 //! with the ops of
 //! [`CustomTask`], [`CoMutexTestTask`] and [`CoRwLockTestTask`].
 
+use chi_sdk::bytes::ClientBuf;
 use chi_sdk::shm::{ShmString, ShmVec};
 use chi_sdk::types::PoolId;
 
@@ -364,8 +365,8 @@ pub struct LocateTask {
 
 /// Reports the node and the container that ran it. Sent as a broadcast, the
 /// generated default aggregation collects every container's answer, in
-/// container order: the vectors and the string append, `first_node` and
-/// the `#[inout]` `tag` keep container 0's.
+/// container order: the vectors, the string and the buffer append,
+/// `first_node` and the `#[inout]` `tag` keep container 0's.
 #[chi_sdk::task(method = 24)]
 #[derive(Debug)]
 pub struct CensusTask {
@@ -384,6 +385,9 @@ pub struct CensusTask {
     /// The node that ran it, as a plain value.
     #[output]
     pub first_node: u32,
+    /// `n<node>|`, in a client-data buffer the handler grows.
+    #[output]
+    pub note: ClientBuf,
 }
 
 /// Reports `add` plus the id of the container that ran it. Sent as a

@@ -18,6 +18,7 @@ pub(super) fn census(task: &mut CensusTask, node: u32, container: u32) -> Result
         .set(alloc, &format!("c{container}@n{node};"))
         .map_err(oom)?;
     task.first_node = node;
+    task.note.get_mut()?.write(format!("n{node}|").as_bytes())?;
     task.tag = task.tag.wrapping_add(container.wrapping_mul(100));
     Ok(())
 }
