@@ -12,9 +12,11 @@
 //!    count (over the cluster, or on this node for a pool of one node). It
 //!    names a global container id with `ctx.route_to_container(..)` or
 //!    `ctx.route_to_container_by_hash(..)`, or nothing.
-//! 2. Nothing chosen (no monitor, no container of the pool here, a monitor
-//!    that says nothing, fails or panics): the pool's containers round robin
-//!    ([`Pool::dynamic_turn`], one counter per pool on this node).
+//! 2. Nothing chosen (no monitor, no container of the pool here — the
+//!    monitor is only ever called with a container's state, see
+//!    `chi_sdk::abi::MonitorFn` — a monitor that says nothing, fails or
+//!    panics): the pool's containers round robin ([`Pool::dynamic_turn`],
+//!    one counter per pool on this node).
 //! 3. A choice past the pool's containers is a bug of the module: the task
 //!    fails with an error naming the module, the method, the choice and the
 //!    count, and the runtime logs it (at most once a second).
