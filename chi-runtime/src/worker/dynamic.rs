@@ -3,9 +3,9 @@
 //!
 //! # Design
 //!
-//! [`PoolCache::container_of`](super::pools::PoolCache::container_of) answers
-//! [`DYNAMIC`](super::pools::DYNAMIC) for such a task, and the worker asks
-//! the module (off the fast path: only `Dynamic` tasks come here):
+//! The worker's pool table (`PoolCache::container_of`, [`super::pools`])
+//! answers `DYNAMIC` for such a task, and the worker asks the module (off
+//! the fast path: only `Dynamic` tasks come here):
 //!
 //! 1. Monitor(GlobalSchedule) runs through the pool's first container on
 //!    this node, with [`RunCtx::pool_containers`] set to the pool's container
