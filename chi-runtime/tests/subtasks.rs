@@ -3,7 +3,8 @@
 //! recursive method goes 64 levels deep on a one-worker runtime (the parent
 //! waits for a subtask that the same worker must run), the depth limit of
 //! the configuration is reported by name, a client waits once for many
-//! tasks, and subtasks' memory is freed exactly once.
+//! tasks, and subtasks' memory is freed exactly once; a Dynamic task failed
+//! at stop still reaches the module's Monitor(Cleanup).
 
 mod support;
 
@@ -398,4 +399,39 @@ fn status_names_the_task_a_worker_runs() {
     p.wait().expect("sleep");
     drop(client);
     rt.stop();
+}
+
+/// A Dynamic task discarded at stop before its monitor chose a container
+/// still reaches the module's Monitor(Cleanup), through the pool's first
+/// container (mod_name logs it for Custom).
+#[test]
+fn a_dynamic_task_failed_at_stop_is_cleaned_up() {
+    let _wd = Watchdog::new("dynamic_cleanup", WATCHDOG);
+    let s = setup("dynamic_cleanup", 1, "");
+    let rt = RuntimeGuard::start(&s);
+    let client = Client::connect(s.opts()).expect("connect");
+    let m = ModNameClient::create(&client, "dyn", &CreateParams::default()).expect("pool");
+    // The one low-latency worker is held by a blocking Sleep; the Dynamic
+    // Custom waits behind it on the lanes until the stop fails it.
+    let sleeping = m.async_sleep(&client, 800, true).expect("submit Sleep");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let dynamic = m
+        .with_query(chi_sdk::types::DomainQuery::dynamic())
+        .async_custom(&client, "x", mod_name::OP_COUNT)
+        .expect("submit a Dynamic Custom");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let _ = Client::request_stop(&s.opts());
+    match dynamic.wait() {
+        Err(CallError::Task(TaskError { code, .. })) => {
+            assert_eq!(code, chi_sdk::task::code::SHUTDOWN)
+        }
+        other => panic!("the Dynamic task fails SHUTDOWN at stop, got {other:?}"),
+    }
+    drop(sleeping);
+    drop(client);
+    let log = rt.stop();
+    assert!(
+        log.contains("Custom task cleaned up"),
+        "Monitor(Cleanup) did not run for the Dynamic task:\n{log}"
+    );
 }

@@ -40,7 +40,18 @@ impl Worker {
         let h = unsafe { &*task };
         let found = match container {
             Some(c) => Some(c.clone()),
-            None => self.container_of(h).ok().map(|(_, c)| c),
+            None => match self.container_of(h) {
+                Ok((_, c)) => Some(c),
+                // A Dynamic task discarded before its monitor chose: the
+                // module hears of it through the pool's first container here.
+                Err((super::pools::DYNAMIC, _)) => self
+                    .inline
+                    .pools
+                    .borrow()
+                    .pool(h.pool_id)
+                    .and_then(|p| p.containers.first().cloned()),
+                Err(_) => None,
+            },
         };
         let Some(c) = found else { return };
         if let Some(monitor) = c.module.api.monitor {
