@@ -9,7 +9,7 @@
 //! ```
 //!
 //! * **Lanes** are bounded multi-producer / single-consumer rings of [`ShmPtr`]
-//!   ([`ring`]); their producer and consumer positions sit on separate 128-byte
+//!   (module `ring`); their producer and consumer positions sit on separate 128-byte
 //!   line pairs. The first `low_latency` lanes form the [`Priority::LowLatency`]
 //!   group, the rest the [`Priority::HighLatency`] group.
 //! * **Producers** (clients, or the runtime itself) push with [`MultiLaneQueue::push`];
@@ -19,7 +19,7 @@
 //!   most one [`Consumer`] at a time (its claim word in shared memory holds the
 //!   consumer's pid, and a dead consumer's claim can be taken over). A consumer
 //!   pops its lanes and, when they are all empty, may sleep on its **doorbell**, a
-//!   futex word woken by the next push ([`doorbell`] explains why no wake-up is
+//!   futex word woken by the next push (module `doorbell` explains why no wake-up is
 //!   lost and why a push costs no system call while the consumer is awake).
 //! * **Untrusted.** A queue is found by a [`ShmPtr`] that may come from another
 //!   process: [`MultiLaneQueue::attach`] validates every header field against the

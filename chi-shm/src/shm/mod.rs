@@ -4,7 +4,7 @@
 //! # Design
 //!
 //! * A [`Segment`] is a file in `/dev/shm` (mode 0600) mapped read-write. Its first
-//!   page holds a [`header`](segment) (magic, layout version, id, size, root
+//!   page holds a header (magic, layout version, id, size, root
 //!   slots); the rest is the heap of an [`Allocator`]. The runtime creates
 //!   segments, clients attach to them.
 //! * Shared memory never holds an address: it holds a [`ShmPtr`], a segment id

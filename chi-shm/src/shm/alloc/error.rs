@@ -53,7 +53,7 @@ pub enum AllocError {
         offset: u64,
     },
     /// The page lock stayed with one live, attached process for
-    /// [`LOCK_TIMEOUT`](super::pages::LOCK_TIMEOUT) (2 s) without progress.
+    /// the page lock's timeout (2 s) without progress.
     #[error(
         "{segment}: the allocator's page lock has been held by process {holder} for {waited_ms} \
          ms; if that process is hung, kill it (the lock of a dead process is taken over) and \
@@ -88,7 +88,8 @@ pub enum FreeError {
         ptr: ShmPtr,
     },
     /// Freeing a large block needs the page lock, which stayed with one live,
-    /// attached process for [`LOCK_TIMEOUT`](super::pages::LOCK_TIMEOUT). The block is still allocated.
+    /// attached process for the page lock's timeout (2 s). The block is still
+    /// allocated.
     #[error(
         "{ptr}: not freed, the allocator's page lock has been held by process {holder} for over \
          2 s; if that process is hung, kill it and free the block again"

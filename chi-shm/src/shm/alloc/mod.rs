@@ -3,8 +3,8 @@
 //! # Design
 //!
 //! The heap is an array of 64 KiB pages, each described by one `AtomicU32` page
-//! descriptor ([`layout::desc`]): free, carved into blocks of one size class, or
-//! part of a large run. Every block starts with a 16-byte [`BlockHeader`]
+//! descriptor (`layout::desc`): free, carved into blocks of one size class, or
+//! part of a large run. Every block starts with a 16-byte `BlockHeader`
 //! (free-list link, and one word holding state and owner) that only the allocator
 //! touches, so payloads are 16-byte aligned and a block's owner and state can
 //! always be read.
@@ -13,23 +13,23 @@
 //!
 //! 1. Each thread keeps, per allocator handle and class, a cache ("bin") of up to
 //!    64 free blocks. `allocate` pops one; `free` pushes one. No atomic RMW on
-//!    shared lines apart from the owner's counters ([`cache`]).
+//!    shared lines apart from the owner's counters (module `cache`).
 //! 2. An empty bin refills with up to 32 blocks from the class's shared free list,
 //!    a lock-free Treiber stack in the segment whose head carries a 24-bit tag
-//!    against ABA ([`stack`]). A full bin returns 32 blocks as one chain (one CAS).
+//!    against ABA (module `stack`). A full bin returns 32 blocks as one chain (one CAS).
 //! 3. An empty free list makes the refilling thread claim a fresh page (the only
-//!    lock, [`pages`], once per page) and carve it into blocks.
+//!    lock, module `pages`, once per page) and carve it into blocks.
 //!
 //! A block freed by any process goes into *that* process's cache and is reused
 //! there or, after overflow, by anyone through the shared list.
 //!
 //! **Large sizes** (and alignments above 16) take a run of whole pages under the
 //! page lock; freeing returns the run, which merges with the free pages next to
-//! it at the top of the used range ([`pages`]).
+//! it at the top of the used range (module `pages`).
 //!
 //! **Pages go back.** When no run of pages is left for a request, the allocator
 //! detaches the class free lists, gives every page whose blocks are all on them
-//! back to the page pool, and tries again ([`trim`]); before failing, the calling
+//! back to the page pool, and tries again (module `trim`); before failing, the calling
 //! thread also returns its own cached blocks. So pages carved for one size class
 //! serve other classes and large runs once they are empty; blocks cached by other
 //! threads keep their pages.
@@ -39,7 +39,7 @@
 //! that allocated it (LIVE) or whose thread cache holds it (CACHED), and changes
 //! state and owner in one atomic step, so a dead client's blocks can be found by
 //! walking the pages ([`Allocator::blocks_of`]) and reclaimed
-//! ([`Allocator::reap_owner`], see [`reap`]).
+//! ([`Allocator::reap_owner`], see module `reap`).
 //!
 //! # Robustness
 //!
@@ -55,8 +55,8 @@
 //!   is followed; a list found corrupt is abandoned (reset to empty, its blocks
 //!   leaked and counted) and reported as [`AllocError::CorruptFreeList`].
 //! * Every wait is bounded: the page lock is taken over from dead holders and
-//!   gives up with [`AllocError::PageLockTimeout`] after [`pages::LOCK_TIMEOUT`]
-//!   without progress; every CAS loop gives up after [`stack::MAX_ATTEMPTS`]
+//!   gives up with [`AllocError::PageLockTimeout`] after `pages::LOCK_TIMEOUT`
+//!   without progress; every CAS loop gives up after `stack::MAX_ATTEMPTS`
 //!   failures; every walk of the pages or of a list is bounded by the heap's size.
 //! * Page descriptors, `top` and header fields are range-checked before they index
 //!   anything.

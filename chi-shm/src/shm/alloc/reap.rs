@@ -228,8 +228,8 @@ impl Allocator {
             .collect()
     }
 
-    /// Reclaims what the dead process of `owner` held (see the [module
-    /// docs](self)): frees each of its LIVE blocks for which `keep` returns false,
+    /// Reclaims what the dead process of `owner` held (see *Ownership* in the
+    /// [allocator's design](super)): frees each of its LIVE blocks for which `keep` returns false,
     /// puts the blocks its thread caches held back on the shared lists, settles
     /// its counters, and frees the slot, unless kept blocks remain (then a later
     /// call finishes). Refuses an owner whose process is alive.
