@@ -213,8 +213,8 @@ pub struct LinkArgs {
     /// The Chimaera checkout (or its chi-sdk directory) [default: the one this
     /// cargo-chimod was built from].
     pub checkout: Option<PathBuf>,
-    /// The chi-runtime the tests start [default:
-    /// <checkout>/target/debug/chi-runtime if built, else chi-runtime on PATH].
+    /// The chi-runtime the tests start [default: the checkout's
+    /// target/debug/chi-runtime if built, else chi-runtime on PATH].
     #[arg(long, value_name = "PATH")]
     pub runtime_bin: Option<PathBuf>,
     /// The repository [default: the one the current directory is in].

@@ -8,7 +8,7 @@
 //!   shared-memory containers; the multi-lane queue that carries task pointers
 //!   from clients to the runtime's workers, with futex doorbells for idle
 //!   consumers; process liveness. It knows nothing of tasks or modules.
-//! * [`types`], [`task`]: ids, the domain query, the task header and its state
+//! * [`types`], [`mod@task`]: ids, the domain query, the task header and its state
 //!   machine.
 //! * [`abi`]: the C boundary between the runtime and module libraries;
 //!   [`container`]: what a module's container sees of the runtime.

@@ -10,9 +10,10 @@
 //! `module_side`, whose public face is [`crate::container`].
 //!
 //! * Here: what `#[task]` generates calls: the traits it implements (by path),
-//!   the field check, the header's part of [`TaskSer`].
-//! * [`chimod`]: what `#[chimod]` generates calls: the functions of the
-//!   module's C table, each containing panics and turning a
+//!   the field check, the header's part of
+//!   [`TaskSer`](crate::__private::TaskSer).
+//! * [`chimod`](crate::__private::chimod): what `#[chimod]` generates calls:
+//!   the functions of the module's C table, each containing panics and turning a
 //!   [`Failure`](crate::task::Failure) into a result code and a message for
 //!   the runtime; the per-task-type hooks are in its `hooks` part.
 
