@@ -6,7 +6,7 @@
 //! Workers measure one task in sixteen (the run time of its first step, and
 //! Monitor(EstLoad)'s estimate when the module gives one: see
 //! `worker/samples.rs`); the reinforcement thread ([`crate::reinforcement`])
-//! hands the measurements to [`Models::learn`], which keeps:
+//! hands the measurements to `Models::learn`, which keeps:
 //!
 //! * per (pool, method), the **cost** of a task: an exponentially weighted
 //!   moving average of the measured run times ([`METHOD_ALPHA`]), and the

@@ -15,7 +15,7 @@
 //!    published as [`WorkerStats::load_ns`] for `status`;
 //! 3. for each kind of worker (low and high latency), moves at most one lane
 //!    per tick from the most loaded worker to the least loaded one
-//!    ([`pick`]), if the first carries at least [`MIN_LOAD_NS`] of work and
+//!    (`pick`), if the first carries at least [`MIN_LOAD_NS`] of work and
 //!    twice the second's:
 //!    * from a worker stuck in a task, the lane with the most queued work
 //!      other than the lane of the task it is stuck in (that lane stays: its

@@ -12,7 +12,7 @@
 //! segment ([`codec::load_in`]); the task becomes the runtime's own (client
 //! 0, no waiter, not fire-and-forget whatever it was on its node, its query
 //! the container's global id) and is pushed on a lane of the process queue,
-//! as a client would. Its waiter is [`PEER_WAITER`]: the worker that
+//! as a client would. Its waiter is `PEER_WAITER`: the worker that
 //! completes it tells the peer thread at once
 //! ([`crate::cluster::peer::PoolAsker::served`], which rings its doorbell),
 //! and the host, which keeps it in its serving table by address, saves its
@@ -23,7 +23,7 @@
 //! Completing a task sent out ([`Sent`]): unless the client freed it
 //! meanwhile (its generation changed), the reply's outputs are loaded into
 //! it ([`codec::load_out`]) and it is completed like a local task
-//! ([`Outcome::complete`]: the error message written, the state word
+//! (`Outcome::complete`: the error message written, the state word
 //! completed, a sleeping client woken, a fire-and-forget or abandoned task
 //! freed; the parent coroutine of a subtask woken through its worker's
 //! mailbox). A reply that does not load, and an error in place of a reply

@@ -14,7 +14,7 @@
 //! segments, the process queue and the runtime block → the node state
 //! ([`crate::state`]) with its module manager → admin pool and the local
 //! `compose` pools → spawn the workers and the supervisor, each pinned to the
-//! CPUs of its kind (`workers.affinity`, [`crate::threads`]) → start the peer
+//! CPUs of its kind (`workers.affinity`, `crate::threads`) → start the peer
 //! thread (heartbeats to the other nodes) → the global `compose` pools: a
 //! thread that makes them over the cluster once it is formed
 //! ([`crate::compose`]), or at once on a runtime without peers → ready.

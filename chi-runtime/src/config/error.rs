@@ -123,9 +123,10 @@ pub enum ConfigError {
     #[error("{}: key `{}`: {}{}", .0.at, .0.key, .0.message, .0.snippet)]
     BadValue(Box<ErrorDetail>),
     /// A valid configuration that this machine cannot hold (checked at start by
-    /// [`Config::check_resources`]): segments larger than the free space of
-    /// `/dev/shm`, more threads or coroutine stacks than it can run. `key` is the
-    /// key to change; the message names the others involved and what to do.
+    /// [`Config::check_resources`](super::Config::check_resources)): segments
+    /// larger than the free space of `/dev/shm`, more threads or coroutine stacks
+    /// than it can run. `key` is the key to change; the message names the others
+    /// involved and what to do.
     #[error("{}: key `{}`: {}{}", .0.at, .0.key, .0.message, .0.snippet)]
     Resources(Box<ErrorDetail>),
     /// A mistake in the hostfile.

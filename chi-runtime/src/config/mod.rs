@@ -16,7 +16,7 @@
 //! process queue and room for tasks; worker threads and clients share the main
 //! segment's allocator owner slots. What depends on the machine is checked at
 //! start, before anything is created, by [`Config::check_resources`]
-//! ([`resources`]): the segments against the free space of `/dev/shm`, the
+//! (`resources`): the segments against the free space of `/dev/shm`, the
 //! workers against the CPUs, the coroutine stacks against the memory-map and
 //! address-space limits. Its errors name the file, line and key too, and the
 //! CLI exits with code 2 on them as on any configuration error.
@@ -24,12 +24,11 @@
 //! # Files
 //!
 //! One file per step, each importing only the steps before it:
-//! [`defaults`] and [`limits`] (names and bounds) → [`error`] → [`model`]
-//! (the typed [`Config`]) → [`raw`] (documents as written) → [`parse`] →
-//! [`build`] (checking values) → [`load`]; beside them [`units`] (sizes and
-//! durations), [`cpus`] (CPU lists), [`hostfile`], [`footprint`] and
-//! [`resources`]. This file only
-//! declares them and re-exports the public items.
+//! `defaults` and `limits` (names and bounds) → `error` → `model`
+//! (the typed [`Config`]) → `raw` (documents as written) → `parse` →
+//! `build` (checking values) → `load`; beside them `units` (sizes and
+//! durations), `cpus` (CPU lists), `hostfile`, [`footprint`] and
+//! `resources`. This file only declares them and re-exports the public items.
 
 mod build;
 mod cpus;

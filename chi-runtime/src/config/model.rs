@@ -155,7 +155,8 @@ pub struct QueueConfig {
 /// Coroutine settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoroutineConfig {
-    /// Bytes of one coroutine stack; a multiple of [`STACK_SIZE_GRANULE`].
+    /// Bytes of one coroutine stack; a multiple of
+    /// [`STACK_SIZE_GRANULE`](super::STACK_SIZE_GRANULE).
     pub stack_size: usize,
     /// Live coroutines (running or suspended tasks) per worker at most; past it,
     /// tasks wait in their lanes. At least 1.
@@ -192,7 +193,8 @@ pub struct SupervisorConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ControlConfig {
     /// Registered clients at most. Each holds an allocator owner slot of the main
-    /// segment, so this is at most [`footprint::max_clients_for`] the workers.
+    /// segment, so this is at most
+    /// [`footprint::max_clients_for`](super::footprint::max_clients_for) the workers.
     pub max_clients: u32,
 }
 

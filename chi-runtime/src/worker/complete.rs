@@ -3,7 +3,7 @@
 //! subtask; the peer thread, for a task of another node), a fire-and-forget
 //! task freed. Methods of [`Worker`] (another
 //! `impl` block, `#[inline]`: every task ends here) around
-//! [`Outcome::complete`]; the parent module names nothing of this one.
+//! `Outcome::complete`; the parent module names nothing of this one.
 
 use std::ffi::c_void;
 

@@ -1,4 +1,4 @@
-//! The subtasks running inline on a coroutine: a chain of [`Frame`]s, each
+//! The subtasks running inline on a coroutine: a chain of `Frame`s, each
 //! on the stack of the `run_inline` call that runs its subtask
 //! ([`super::inline`]), innermost first. The chain's head is part of the
 //! running task's `Current` (`super::sched`), which a suspending coroutine

@@ -23,12 +23,12 @@
 //!   subtask runs with its own task node and header as the running task
 //!   (what its own subtasks, `is_cancelled` and `task_node` see) but with
 //!   the coroutine's token, so whatever wakes it wakes the coroutine. It
-//!   ends as any task ([`Outcome::complete`]); its waiter runs and looks at
+//!   ends as any task (`Outcome::complete`); its waiter runs and looks at
 //!   its state next, so no wake-up is sent.
 //! * **Stack room.** Task stacks are mapped at twice their size
-//!   ([`crate::coroutine::mapped_size`]); a subtask runs inline only if the
+//!   (`crate::coroutine::mapped_size`); a subtask runs inline only if the
 //!   stack pointer is at least its container's stack size plus
-//!   [`INLINE_MARGIN`] above the stack's limit, so it never has less stack
+//!   `INLINE_MARGIN` above the stack's limit, so it never has less stack
 //!   than on a coroutine of its own. A chain of subtasks runs inline until
 //!   the stack is used down to that, then continues on a new coroutine.
 //! * **Blocking inline.** A subtask that blocks inline (a lock, a sleep, a

@@ -4,9 +4,9 @@
 //!
 //! A worker holds its process-queue lanes as a [`Consumer`] and keeps them in
 //! two lists of indices into the consumer's lanes: *active* lanes, popped
-//! round robin, and *cold* lanes, found empty [`COLD_AFTER`] times in a row.
+//! round robin, and *cold* lanes, found empty `COLD_AFTER` times in a row.
 //! A worker with many lanes and work on few of them so stops paying a failed
-//! pop per empty lane per task. Cold lanes are looked at every [`COLD_CHECK`]
+//! pop per empty lane per task. Cold lanes are looked at every `COLD_CHECK`
 //! pops (and before the worker sleeps): one that holds work moves back to the
 //! active list. Only the worker's own thread touches its lane sets.
 

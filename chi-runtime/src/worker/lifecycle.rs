@@ -3,7 +3,7 @@
 //!
 //! # Design
 //!
-//! * **Start and restart** ([`worker_thread`]): the thread builds its
+//! * **Start and restart** (`worker_thread`): the thread builds its
 //!   [`Worker`] and runs it; should the worker's own code panic past every
 //!   guard (a bug), the thread logs it and starts a new worker on the same
 //!   lanes, so they are never left without a consumer.

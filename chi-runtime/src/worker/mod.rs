@@ -16,7 +16,7 @@
 //!    goes out, [`remote`]; `Dynamic`: the module picks, [`dynamic`]);
 //! 4. asks the container's `Monitor(LocalSchedule)` for a lane;
 //! 5. runs the module's `run` in a coroutine on a stack taken from the worker's
-//!    pool (no `mmap` per task; see [`crate::coroutine`]); a task that yields is
+//!    pool (no `mmap` per task; see `crate::coroutine`); a task that yields is
 //!    parked and resumed in turn; one that blocks (on a subtask, a lock, a
 //!    timer) is parked until a wake-up names it ([`sched`]);
 //! 6. writes the error message if any, marks the task complete and wakes its

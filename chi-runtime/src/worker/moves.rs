@@ -6,7 +6,7 @@
 //! A lane has one consumer at a time (its claim word in shared memory), and a
 //! worker pops only the lanes of its [`Consumer`]. A lane moves from worker A
 //! to worker B in one of two ways, chosen by the claim hand-shake of
-//! [`WorkerStats::claim_in_task`] (the asymmetric Dekker the supervisor uses to
+//! `WorkerStats::claim_in_task` (the asymmetric Dekker the supervisor uses to
 //! retire a wedged worker):
 //!
 //! * **A is inside a task** (the usual case: a long task holds A while the
@@ -14,18 +14,18 @@
 //!   ([`chi_sdk::queue::MultiLaneQueue::take_over`]) while A's claim is
 //!   pending, lists it in A's `taken` and posts the verdict [`claim::MOVED`].
 //!   A, which pops nothing before it has read the verdict, forgets the lane
-//!   when its step ends ([`Worker::forget_taken`]). So a task that never
+//!   when its step ends (`Worker::forget_taken`). So a task that never
 //!   yields holds up only its own lane: the others leave within a few
 //!   milliseconds.
 //! * **A is between tasks** (or asleep). The mover asks: it lists the lane and
 //!   B in A's `give` and rings A's doorbell. A splits the lane off its
-//!   consumer at the top of its loop ([`Worker::apply_moves`]) and hands it to
+//!   consumer at the top of its loop (`Worker::apply_moves`) and hands it to
 //!   B.
 //!
 //! Either way the lane reaches B as a one-lane consumer in B's `incoming`,
 //! and B absorbs it at the top of its loop (its claim word and doorbell then
 //! name B). The lists of lanes each worker publishes change under the node's
-//! lane-move lock ([`NodeState::lane_moves`]), which the supervisor holds when
+//! lane-move lock (`NodeState::lane_moves`), which the supervisor holds when
 //! it retires a worker, so a lane on its way to a worker that is retired
 //! meanwhile is taken over with the rest of that worker's lanes.
 

@@ -2,7 +2,7 @@
 //! task's end that the worker (`Worker::finish_with`, in `complete.rs`) and
 //! a subtask run inline on its parent's stack ([`super::inline`]) share.
 //! It names nothing of the worker: what it works on comes in an
-//! [`Outcome`].
+//! `Outcome`.
 
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;

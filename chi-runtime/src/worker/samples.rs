@@ -4,15 +4,15 @@
 //! # Design
 //!
 //! Reading the clock costs the task path some 20 ns a read, so a worker
-//! measures one task in [`SAMPLE_EVERY`] (all of its first [`WARM_UP`]),
+//! measures one task in `SAMPLE_EVERY` (all of its first `WARM_UP`),
 //! picked at random (a fixed period would measure the same kind of task
 //! every time when kinds alternate): the run time of its first step
 //! (a task that blocks or yields is measured up to its first suspension),
 //! and, if its container has a monitor, the estimate of Monitor(EstLoad) for
 //! it. Samples gather in the worker's own buffer and move to the one the
-//! reinforcement thread drains every [`FLUSH_AT`] samples, at once for a
-//! step measured or estimated slower than [`FLUSH_SLOWER_THAN_NS`], and
-//! before the worker sleeps; at most [`MAX_QUEUED`] wait there (a reinforcement thread
+//! reinforcement thread drains every `FLUSH_AT` samples, at once for a
+//! step measured or estimated slower than `FLUSH_SLOWER_THAN_NS`, and
+//! before the worker sleeps; at most `MAX_QUEUED` wait there (a reinforcement thread
 //! that is off or late costs memory no further).
 
 use std::sync::atomic::Ordering;

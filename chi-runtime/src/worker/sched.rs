@@ -5,21 +5,21 @@
 //! # Design
 //!
 //! * **Slots and tokens.** Every live coroutine of a worker sits in a slot of
-//!   the worker's [`Slots`]. Its *token* names the worker and the slot
-//!   ([`token`]); it is what a blocked task is woken by. Tokens are not
+//!   the worker's `Slots`. Its *token* names the worker and the slot
+//!   (`token`); it is what a blocked task is woken by. Tokens are not
 //!   unique over time (a slot is reused), so a stale token costs at most a
 //!   spurious wake-up: every wait of the runtime loops on its condition.
 //! * **Ready, blocked, timed.** A task that yields (`yield_now`) stays
 //!   ready and is resumed in turn. A task that blocks (waiting for a
 //!   subtask, a lock, a timer) leaves the ready list and costs nothing until
-//!   a wake-up names its token, or its timer fires ([`Timers`]). A worker
+//!   a wake-up names its token, or its timer fires (`Timers`). A worker
 //!   with nothing ready and nothing in its lanes sleeps on its doorbell
 //!   until the next timer.
 //! * **Wake-ups.** A wake-up for a task of this worker, made on this thread
 //!   (a subtask that completed here, a lock released here), goes to
-//!   [`Local::wakes`], read by the worker after the step. One made on another
+//!   `Local::wakes`, read by the worker after the step. One made on another
 //!   worker's thread is posted to this worker's mailbox
-//!   ([`WorkerStats::post`]) and rings its doorbell
+//!   (`WorkerStats::post`) and rings its doorbell
 //!   ([`chi_sdk::queue::MultiLaneQueue::wake_consumer`]); the worker drains the
 //!   mailbox between steps, so a wake-up never races the step it follows.
 //!   A wake-up that arrives while its task still runs (before it blocked)
@@ -27,7 +27,7 @@
 //! * **Subtasks.** A handler's subtask is handed over by the `submit`
 //!   service: the runtime stamps its task node under the handler's (same
 //!   major, depth + 1, bounded by `tasks.max_depth`) with the handler's token
-//!   as its waiter, and puts it in this worker's inbox ([`Local::inbox`]).
+//!   as its waiter, and puts it in this worker's inbox (`Local::inbox`).
 //!   The worker takes it from there like a task popped from a lane (Monitor
 //!   may route it to another worker's lane). A subtask's completion wakes
 //!   its waiter; so a handler that waits for a subtask of its own container
@@ -35,7 +35,7 @@
 //!   Most often the handler does not get that far: when it waits for one
 //!   subtask still in the inbox, the subtask runs at once on the handler's
 //!   own stack ([`super::inline`]).
-//! * **[`Local`]** is the part of the worker that the services reach while a
+//! * **`Local`** is the part of the worker that the services reach while a
 //!   task of the worker runs (module code cannot reach the worker itself,
 //!   which is inside the step): a thread-local pointer to it is set while
 //!   the worker runs.

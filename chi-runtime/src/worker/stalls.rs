@@ -8,12 +8,12 @@
 //! from a slow one, so it waits and then skips the cell
 //! ([`Consumer::skip_stalled`]):
 //!
-//! * after [`SKIP_AFTER_DEATH`] if a client died since the cell was first seen
+//! * after `SKIP_AFTER_DEATH` if a client died since the cell was first seen
 //!   stalled — the reaper's epoch ([`crate::reaper::ReaperStats::epoch`])
 //!   moved — since then the producer is most likely dead;
-//! * after [`SKIP_ANYWAY`] in any case.
+//! * after `SKIP_ANYWAY` in any case.
 //!
-//! A cell unpublished for less than [`HELD_AFTER`] is a push in progress; one
+//! A cell unpublished for less than `HELD_AFTER` is a push in progress; one
 //! held longer makes an idle worker nap instead of spin. The worker looks every
 //! few thousand iterations while busy, and before it sleeps.
 

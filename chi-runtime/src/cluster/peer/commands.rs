@@ -136,8 +136,9 @@ impl PoolAsker {
     }
 
     /// Tells the peer thread that the task at `task`, one of another node's
-    /// that this node's host runs ([`PoolHost::run`]), completed: its reply
-    /// leaves at once ([`PoolHost::finished`]).
+    /// that this node's host runs ([`PoolHost::run`](crate::cluster::pools::PoolHost::run)),
+    /// completed: its reply leaves at once
+    /// ([`PoolHost::finished`](crate::cluster::pools::PoolHost::finished)).
     pub fn served(&self, task: usize) {
         // A stopping peer thread no longer replies.
         let _ = self.hand(Command::Served(task));
