@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: formatting, lints, the
-# multi-process test suite, doc tests, the loom model checks and a smoke run of
-# the benchmarks. Installs what it needs (cargo-nextest) itself.
+# API docs (no broken, ambiguous or private links), the multi-process test
+# suite, doc tests, the loom model checks and a smoke run of the benchmarks.
+# Installs what it needs (cargo-nextest) itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A one-shot run gains nothing from incremental caches, which double the
@@ -20,6 +21,8 @@ stage "cargo fmt --check"
 cargo fmt --all -- --check
 stage "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+stage "api docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 stage "import circles"; scripts/check-imports.sh
 stage "tests (nextest)"
 cargo nextest run --workspace --no-fail-fast
