@@ -129,7 +129,7 @@ pub fn run(shared: Arc<NodeState>) {
 /// Retires wedged worker `w` (if it is inside a task: the handshake on its
 /// phase word) and starts a new worker on its lanes. The wedged task's waiting
 /// client learns that its task makes no progress (its lane is marked
-/// [`LANE_STALLED`]). Returns the new worker's thread.
+/// [`LANE_STALLED`](chi_sdk::task::LANE_STALLED)). Returns the new worker's thread.
 fn take_over(shared: &Arc<NodeState>, w: &Arc<WorkerStats>) -> Option<std::thread::JoinHandle<()>> {
     // Lanes do not move between workers meanwhile (`worker::moves`).
     let _moves = shared.lane_moves.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,7 +15,7 @@
 //!   copy, so a client that scribbles on the shared `head` cannot move it.
 //! * **Sleeping.** All the lanes of a consumer name the doorbell of its first
 //!   lane; [`Consumer::sleep`] announces the sleep, re-checks every lane and waits
-//!   on the doorbell's futex (see [`doorbell`](super::doorbell)).
+//!   on the doorbell's futex (see [`doorbell`]).
 //! * Dropping a [`Consumer`] releases its claims (a CAS from its own claim, so a
 //!   claim taken over meanwhile stays with its new holder).
 //! * **Moving lanes.** A consumer gives a lane up with [`Consumer::split_off`]

@@ -36,7 +36,7 @@ pub(crate) fn needs_wake(state: &AtomicU32) -> bool {
     needs_wake_fenced(state)
 }
 
-/// [`needs_wake`] for a producer that issued the SeqCst fence itself, after
+/// `needs_wake` (test builds only) for a producer that issued the SeqCst fence itself, after
 /// its publication (pairs with the fence in `prepare_sleep`): the queue's push
 /// reads which doorbell its lane names after that fence too, so a lane that
 /// moved to another consumer ([`super::Consumer::absorb`]) is either seen

@@ -234,7 +234,7 @@ impl Ring<'_> {
         self.has_claimed_from(self.pos.head.0.load(Ordering::Relaxed))
     }
 
-    /// [`has_claimed`](Self::has_claimed) for a consumer at its own `head`.
+    /// `has_claimed` (test builds only) for a consumer at its own `head`.
     #[inline]
     pub(crate) fn has_claimed_from(&self, head: u64) -> bool {
         self.pos.tail.0.load(Ordering::Relaxed) != head

@@ -1,6 +1,6 @@
 //! The peer thread's part in remote records: batches of task records and
-//! replies ([`super::outbox`]), and the pool agreement they carry
-//! ([`super::pools`]), and the coarse checks of what waits on other nodes
+//! replies ([`crate::cluster::outbox`]), and the pool agreement they carry
+//! ([`crate::cluster::pools`]), and the coarse checks of what waits on other nodes
 //! (timeouts, nodes gone down). Methods of [`PeerLoop`] (another `impl`
 //! block).
 
@@ -34,7 +34,7 @@ impl PeerLoop {
     }
 
     /// One record of a batch from node `from`: pool agreement's control
-    /// requests and replies ([`super::pools`]); anything else (remote tasks)
+    /// requests and replies ([`crate::cluster::pools`]); anything else (remote tasks)
     /// is answered with an error, or dropped if a reply.
     pub(super) fn record(&mut self, from: u32, kind: Kind, bytes: &[u8]) {
         let rec = match Record::decode(bytes) {

@@ -11,7 +11,7 @@
 //!   keeps changing is leaked and counted, never retried forever
 //!   ([`Shared::push_or_leak`]).
 //! * **Page runs.** Pages are claimed and released under the page lock
-//!   ([`Pages`], see [`pages`](super::pages)): one page at a time for a class
+//!   ([`Pages`], see [`pages`]): one page at a time for a class
 //!   that needs a fresh page, a run for a large allocation. A claim that finds no
 //!   free run first gives the empty pages of the classes back
 //!   ([`trim`](super::trim)) and tries again ([`Shared::claim_pages`]). Taking
@@ -191,7 +191,7 @@ impl Shared {
 
     /// Claims one page for a size class (`large == None`) or a run of `n` pages
     /// for a large allocation; if no run is free, gives the empty pages of the size
-    /// classes back ([`trim`]) and tries again.
+    /// classes back ([`trim`](super::trim)) and tries again.
     pub(super) fn claim_pages(
         &self,
         large: Option<u64>,

@@ -12,7 +12,7 @@
 //! | (lists, slots, page lock)  | (one u32 per page)    |
 //! ```
 //!
-//! [`format`] writes the header of a fresh, zero-filled segment (zero is the
+//! [`format()`] writes the header of a fresh, zero-filled segment (zero is the
 //! initial value of every other field); [`validate`] checks that an attached
 //! segment's header agrees with its size before anything indexes through it.
 //! [`geometry`] is the one place that computes where the heap starts and how
@@ -218,7 +218,7 @@ const ALLOC_MAGIC: u64 = u64::from_le_bytes(*b"CHIALLOC");
 /// The allocator metadata at `alloc_offset` in the segment.
 #[repr(C)]
 pub(crate) struct AllocHeader {
-    /// [`ALLOC_MAGIC`], written by [`format`].
+    /// [`ALLOC_MAGIC`], written by [`format()`].
     pub magic: u64,
     /// [`PAGE_SIZE`] of the build that formatted the segment.
     pub page_size: u64,

@@ -14,9 +14,10 @@
 //!    taken by the owner is folded into the owner's counters and freed. Its
 //!    `transit` word (the bytes that thread was moving between its cache and the
 //!    shared structures when it died) is added to the leak count.
-//! 3. **Walk the pages** ([`Shared::walk_blocks`]). A block whose header word says
-//!    CACHED by the owner sat in a dead thread's cache: it goes back to its class's
-//!    shared list. A LIVE block of the owner is freed unless `keep` says the runtime
+//! 3. **Walk the pages**
+//!    ([`Shared::walk_blocks`](super::shared::Shared::walk_blocks)). A block
+//!    whose header word says CACHED by the owner sat in a dead thread's cache:
+//!    it goes back to its class's shared list. A LIVE block of the owner is freed unless `keep` says the runtime
 //!    still uses it. Every change is a CAS from the exact word read, so a block
 //!    another process frees concurrently is that process's, never freed twice.
 //! 4. **Counters**: the owner's live counters are set, by difference, to what the
