@@ -66,20 +66,27 @@ impl PoolHost for Host {
     }
 }
 
-fn nodes(n: u32, shares: &Shares, refuse: Option<u32>) -> Vec<GlobalPools> {
-    (1..=n)
-        .map(|me| {
-            GlobalPools::new(
-                me,
-                Duration::from_secs(5),
-                Box::new(Host {
-                    me,
-                    shares: shares.clone(),
-                    refuse: refuse == Some(me),
-                }),
-            )
-        })
-        .collect()
+/// Node `me`, holding its shares in `shares`; a `refuse` node cannot create
+/// one.
+fn node(me: u32, shares: &Shares, refuse: bool) -> GlobalPools {
+    GlobalPools::new(
+        me,
+        Duration::from_secs(5),
+        Box::new(Host {
+            me,
+            shares: shares.clone(),
+            refuse,
+        }),
+    )
+}
+
+/// Nodes 1 to `n` (node `refuse` cannot create a share) and an empty outbox
+/// for each.
+fn cluster(n: u32, shares: &Shares, refuse: Option<u32>) -> (Vec<GlobalPools>, Vec<Outbox>) {
+    let nodes = (1..=n)
+        .map(|me| node(me, shares, refuse == Some(me)))
+        .collect();
+    (nodes, (0..n).map(|_| Outbox::default()).collect())
 }
 
 /// Delivers every queued record until no node has anything to send.
@@ -121,11 +128,40 @@ fn local() -> (Waiter, Receiver<PoolAnswer>) {
     (Waiter::Local(tx), rx)
 }
 
+/// Node `n[i]` asks for `what` with the nodes `up` up; every record is
+/// delivered; the answer.
+fn ask_pumped(
+    n: &mut [GlobalPools],
+    outs: &mut [Outbox],
+    i: usize,
+    what: PoolAsk,
+    up: &[u32],
+) -> PoolAnswer {
+    let (w, rx) = local();
+    n[i].ask(what, w, up, &mut outs[i]);
+    pump(n, outs, up);
+    rx.try_recv().unwrap()
+}
+
+/// Node `n[i]` destroys pool `id` with the nodes `up` up; every record is
+/// delivered; the answer.
+fn destroy_pumped(
+    n: &mut [GlobalPools],
+    outs: &mut [Outbox],
+    i: usize,
+    id: u64,
+    up: &[u32],
+) -> PoolAnswer {
+    let (w, rx) = local();
+    n[i].destroy(id, w, up, &mut outs[i]);
+    pump(n, outs, up);
+    rx.try_recv().unwrap()
+}
+
 #[test]
 fn an_ask_from_another_node_is_decided_by_the_authority_and_shared_by_all() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (mut n, mut outs) = cluster(3, &shares, None);
     let up = [1, 2, 3];
     let (w, rx) = local();
     n[1].ask(ask("p", false), w, &up, &mut outs[1]);
@@ -143,8 +179,7 @@ fn an_ask_from_another_node_is_decided_by_the_authority_and_shared_by_all() {
 #[test]
 fn get_or_create_from_two_nodes_at_once_makes_one_pool() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (mut n, mut outs) = cluster(3, &shares, None);
     let up = [1, 2, 3];
     let (w2, rx2) = local();
     let (w3, rx3) = local();
@@ -166,13 +201,9 @@ fn get_or_create_from_two_nodes_at_once_makes_one_pool() {
 #[test]
 fn a_node_that_cannot_create_its_share_fails_the_ask_naming_it() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, Some(3));
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (mut n, mut outs) = cluster(3, &shares, Some(3));
     let up = [1, 2, 3];
-    let (w, rx) = local();
-    n[1].ask(ask("p", false), w, &up, &mut outs[1]);
-    pump(&mut n, &mut outs, &up);
-    let e = rx.try_recv().unwrap().unwrap_err();
+    let e = ask_pumped(&mut n, &mut outs, 1, ask("p", false), &up).unwrap_err();
     assert!(e.contains("node 3") && e.contains("no such module"), "{e}");
     // Rolled back: no node keeps a share, the name is free, the id is not
     // given again.
@@ -181,19 +212,13 @@ fn a_node_that_cannot_create_its_share_fails_the_ask_naming_it() {
         "{:?}",
         shares.lock().unwrap()
     );
-    n[2] = GlobalPools::new(
-        3,
-        Duration::from_secs(5),
-        Box::new(Host {
-            me: 3,
-            shares: shares.clone(),
-            refuse: false,
-        }),
+    n[2] = node(3, &shares, false);
+    assert_eq!(
+        ask_pumped(&mut n, &mut outs, 1, ask("p", false), &up)
+            .unwrap()
+            .id,
+        GLOBAL_POOL_BASE + 1
     );
-    let (w, rx) = local();
-    n[1].ask(ask("p", false), w, &up, &mut outs[1]);
-    pump(&mut n, &mut outs, &up);
-    assert_eq!(rx.try_recv().unwrap().unwrap().id, GLOBAL_POOL_BASE + 1);
 }
 
 /// The nodes holding a share of pool `id`.
@@ -212,13 +237,9 @@ fn holders(shares: &Shares, id: u64) -> Vec<u32> {
 #[test]
 fn a_destroy_from_any_node_drops_every_share_and_its_id_is_not_given_again() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (mut n, mut outs) = cluster(3, &shares, None);
     let up = [1, 2, 3];
-    let (w, rx) = local();
-    n[1].ask(ask("p", false), w, &up, &mut outs[1]);
-    pump(&mut n, &mut outs, &up);
-    let p = rx.try_recv().unwrap().unwrap();
+    let p = ask_pumped(&mut n, &mut outs, 1, ask("p", false), &up).unwrap();
     assert_eq!(holders(&shares, p.id), vec![1, 2, 3]);
     let (w, rx) = local();
     n[2].destroy(p.id, w, &up, &mut outs[2]);
@@ -236,27 +257,22 @@ fn a_destroy_from_any_node_drops_every_share_and_its_id_is_not_given_again() {
     let e = rx.try_recv().unwrap().unwrap_err();
     assert!(e.contains("no pool"), "{e}");
     // The name is free; the id is not given again, even by a new authority.
-    let (w, rx) = local();
-    n[1].ask(ask("p", false), w, &[2, 3], &mut outs[1]);
-    pump(&mut n, &mut outs, &[2, 3]);
-    assert_eq!(rx.try_recv().unwrap().unwrap().id, p.id + 1);
+    assert_eq!(
+        ask_pumped(&mut n, &mut outs, 1, ask("p", false), &[2, 3])
+            .unwrap()
+            .id,
+        p.id + 1
+    );
 }
 
 #[test]
 fn a_node_away_during_a_destroy_drops_its_share_when_it_joins_again() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
-    let (w, rx) = local();
-    n[0].ask(ask("p", false), w, &[1, 2, 3], &mut outs[0]);
-    pump(&mut n, &mut outs, &[1, 2, 3]);
-    let p = rx.try_recv().unwrap().unwrap();
+    let (mut n, mut outs) = cluster(3, &shares, None);
+    let p = ask_pumped(&mut n, &mut outs, 0, ask("p", false), &[1, 2, 3]).unwrap();
     // Node 3 is unreachable: the destroy does not wait for it.
     let up = [1, 2];
-    let (w, rx) = local();
-    n[1].destroy(p.id, w, &up, &mut outs[1]);
-    pump(&mut n, &mut outs, &up);
-    rx.try_recv().unwrap().unwrap();
+    destroy_pumped(&mut n, &mut outs, 1, p.id, &up).unwrap();
     assert_eq!(holders(&shares, p.id), vec![3]);
     // Node 3 is heard from again: nodes 1 and 2 tell it.
     let up = [1, 2, 3];
@@ -274,7 +290,7 @@ fn a_node_away_during_a_destroy_drops_its_share_when_it_joins_again() {
 #[test]
 fn an_authority_that_goes_down_fails_the_ask_naming_it() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
+    let (mut n, _) = cluster(3, &shares, None);
     let mut out = Outbox::default();
     let (w, rx) = local();
     n[1].ask(ask("p", false), w, &[1, 2, 3], &mut out);
@@ -301,8 +317,7 @@ fn an_authority_that_goes_down_fails_the_ask_naming_it() {
 #[test]
 fn a_node_down_during_creation_fails_it() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
+    let (mut n, mut outs) = cluster(3, &shares, None);
     let (w, rx) = local();
     n[0].ask(ask("p", false), w, &[1, 2, 3], &mut outs[0]);
     let p = GLOBAL_POOL_BASE;
@@ -340,7 +355,7 @@ fn a_node_down_during_creation_fails_it() {
 #[test]
 fn malformed_control_bodies_get_an_error_reply() {
     let shares = Shares::default();
-    let mut n = nodes(2, &shares, None);
+    let (mut n, _) = cluster(2, &shares, None);
     let mut out = Outbox::default();
     for method in [CTL_CREATE, CTL_SHARE, CTL_DESTROY, CTL_DROP] {
         let req = control(9, method, b"{not json".to_vec());
@@ -370,22 +385,17 @@ fn malformed_control_bodies_get_an_error_reply() {
 #[test]
 fn a_new_authority_knows_the_pools_decided_before_it() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
-    let (w, rx) = local();
-    n[2].ask(ask("p", false), w, &[1, 2, 3], &mut outs[2]);
-    pump(&mut n, &mut outs, &[1, 2, 3]);
-    let first = rx.try_recv().unwrap().unwrap();
+    let (mut n, mut outs) = cluster(3, &shares, None);
+    let first = ask_pumped(&mut n, &mut outs, 2, ask("p", false), &[1, 2, 3]).unwrap();
     // Node 1 is gone: node 2 decides, knowing "p" and its id.
     let up = [2, 3];
-    let (w, rx) = local();
-    n[2].ask(ask("p", true), w, &up, &mut outs[2]);
-    pump(&mut n[..], &mut outs, &up);
-    assert_eq!(rx.try_recv().unwrap().unwrap().id, first.id);
-    let (w, rx) = local();
-    n[2].ask(ask("q", false), w, &up, &mut outs[2]);
-    pump(&mut n[..], &mut outs, &up);
-    let q = rx.try_recv().unwrap().unwrap();
+    assert_eq!(
+        ask_pumped(&mut n, &mut outs, 2, ask("p", true), &up)
+            .unwrap()
+            .id,
+        first.id
+    );
+    let q = ask_pumped(&mut n, &mut outs, 2, ask("q", false), &up).unwrap();
     assert_eq!(q.id, first.id + 1);
     assert_eq!(q.nodes, vec![2, 3, 2, 3, 2]);
 }
@@ -393,12 +403,8 @@ fn a_new_authority_knows_the_pools_decided_before_it() {
 #[test]
 fn a_node_that_joins_later_is_told_the_pools_and_lost_notices_are_sent_again() {
     let shares = Shares::default();
-    let mut n = nodes(3, &shares, None);
-    let mut outs: Vec<Outbox> = (0..3).map(|_| Outbox::default()).collect();
-    let (w, rx) = local();
-    n[1].ask(ask("p", false), w, &[1, 2], &mut outs[1]);
-    pump(&mut n, &mut outs, &[1, 2]);
-    let p = rx.try_recv().unwrap().unwrap();
+    let (mut n, mut outs) = cluster(3, &shares, None);
+    let p = ask_pumped(&mut n, &mut outs, 1, ask("p", false), &[1, 2]).unwrap();
     assert_eq!(holders(&shares, p.id), vec![1, 2]);
     // Node 3 comes up: node 1 (the lowest other node up) tells it; node 2
     // does not. The first notice is lost (the link was not connected yet).
