@@ -21,38 +21,14 @@ use std::time::Duration;
 
 use chi_sdk::admin::{AdminClient, PoolParams};
 use chi_sdk::bytes::ClientBuf;
-use chi_sdk::client::Client;
 use chi_sdk::queue::Priority;
 use chi_sdk::types::DomainQuery;
 use chimaera_bdev_runtime::{BdevClient, ReadTask};
 use chimaera_compress_runtime::{CODEC_POOL_DEFAULT, CompressClient, frame};
-use support::cluster::{ClusterSetup, Node};
-use support::{Watchdog, assert_no_process_left, wait_until};
+use support::cluster::ClusterSetup;
+use support::{Watchdog, assert_no_process_left};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// Every node sees all `n` up.
-fn all_up(setup: &ClusterSetup) -> bool {
-    (1..=setup.n).all(|v| {
-        (1..=setup.n).all(|of| {
-            setup
-                .state_seen(v, of)
-                .is_some_and(|(s, _)| s == "up" || (of == v && s == "self"))
-        })
-    })
-}
-
-/// (main, client-data) live blocks of node `k`.
-fn live_blocks(setup: &ClusterSetup, k: u32) -> (u64, u64) {
-    let segs = setup.status(k).segments;
-    let of = |role: &str| {
-        segs.iter().find(|s| s.role == role).map_or_else(
-            || panic!("node {k} reports no {role} segment"),
-            |s| s.live_blocks,
-        )
-    };
-    (of("main"), of("client_data"))
-}
 
 /// Tasks node `k` has completed.
 fn completed(setup: &ClusterSetup, k: u32) -> u64 {
@@ -86,11 +62,8 @@ fn text(n: usize) -> Vec<u8> {
 fn compress_and_bdev_run_on_a_remote_node_with_their_data() {
     let _w = Watchdog::new("cluster_data", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("cdata", 3);
-    let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
-    wait_until(LIMIT, "every node shows all three up", || all_up(&setup));
-    let clients: Vec<Client> = (1..=3)
-        .map(|k| Client::connect(setup.opts(k)).expect("a client"))
-        .collect();
+    let nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
     let admin = AdminClient::new(&clients[0]);
     let zip_pool = admin
         .create_cluster_pool("chimaera_compress", "zip", "", 3)
@@ -112,7 +85,7 @@ fn compress_and_bdev_run_on_a_remote_node_with_their_data() {
     dev(1)
         .get_stats(&clients[0])
         .expect("a first remote GetStats");
-    let before: Vec<(u64, u64)> = (1..=3).map(|k| live_blocks(&setup, k)).collect();
+    let before: Vec<(u64, u64)> = (1..=3).map(|k| setup.live_blocks(k)).collect();
 
     // compress: node 1's bytes compressed on node 2, the frame decompressed
     // on node 3 by a client of node 2.
@@ -213,10 +186,10 @@ fn compress_and_bdev_run_on_a_remote_node_with_their_data() {
     for k in 1..=3u32 {
         let want = before[k as usize - 1];
         let t0 = std::time::Instant::now();
-        let mut now = live_blocks(&setup, k);
+        let mut now = setup.live_blocks(k);
         while now != want && t0.elapsed() < LIMIT {
             std::thread::sleep(Duration::from_millis(50));
-            now = live_blocks(&setup, k);
+            now = setup.live_blocks(k);
         }
         assert_eq!(now, want, "node {k}'s (main, client-data) live blocks");
     }

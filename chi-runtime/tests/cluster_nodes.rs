@@ -24,14 +24,6 @@ use support::{Watchdog, assert_no_process_left, run_cli, runtime_exe, wait_until
 /// Bound on each wait for the cluster to change (far above the 1 s timeout).
 const CHANGE_LIMIT: Duration = Duration::from_secs(20);
 
-fn all_up(setup: &ClusterSetup, viewer: u32) -> bool {
-    (1..=setup.n).all(|of| {
-        setup
-            .state_seen(viewer, of)
-            .is_some_and(|(s, _)| s == "up" || (of == viewer && s == "self"))
-    })
-}
-
 #[test]
 fn three_runtimes_form_a_cluster_and_survive_a_kill() {
     let _w = Watchdog::new(
@@ -42,7 +34,7 @@ fn three_runtimes_form_a_cluster_and_survive_a_kill() {
     let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
     let mut nodes = nodes;
     wait_until(CHANGE_LIMIT, "every node shows all three up", || {
-        (1..=3).all(|v| all_up(&setup, v))
+        setup.all_up()
     });
     for k in 1..=3u32 {
         let st = setup.status(k);
@@ -103,9 +95,7 @@ fn three_runtimes_form_a_cluster_and_survive_a_kill() {
 
     // Restarted, it rejoins as a new incarnation.
     nodes[1] = Node::start(&setup, 2);
-    wait_until(CHANGE_LIMIT, "node 2 back up everywhere", || {
-        (1..=3).all(|v| all_up(&setup, v))
-    });
+    wait_until(CHANGE_LIMIT, "node 2 back up everywhere", || setup.all_up());
     for v in [1, 3] {
         let (_, inc) = setup.state_seen(v, 2).unwrap();
         assert!(
@@ -155,7 +145,7 @@ fn garbage_on_the_peer_port_leaves_a_runtime_serving() {
     let setup = ClusterSetup::new("garbage", 2);
     let nodes: Vec<Node> = (1..=2).map(|k| Node::start(&setup, k)).collect();
     wait_until(CHANGE_LIMIT, "both up", || {
-        all_up(&setup, 1) && all_up(&setup, 2)
+        setup.sees_all_up(1) && setup.sees_all_up(2)
     });
 
     let mut rng = support::Rng::new(0x5eed_c1a5);
@@ -227,7 +217,7 @@ fn garbage_on_the_peer_port_leaves_a_runtime_serving() {
     drop(Client::connect(setup.opts(2)).expect("a client of node 2"));
     let st = setup.status(2);
     assert_eq!(st.peer_frames_refused, sent, "{:?}", st.cluster);
-    assert!(all_up(&setup, 1) && all_up(&setup, 2));
+    assert!(setup.sees_all_up(1) && setup.sees_all_up(2));
     assert_eq!(Client::node_status(&setup.opts(1), 2).unwrap().node_id, 2);
     drop((d, impostor, stranger, big));
     drop(nodes);
@@ -260,7 +250,11 @@ fn local_cluster_starts_and_stops() {
             "{}",
             out.stdout
         );
-        assert!(all_up(&setup, k), "node {k}: {:?}", setup.status(k).cluster);
+        assert!(
+            setup.sees_all_up(k),
+            "node {k}: {:?}",
+            setup.status(k).cluster
+        );
     }
     // A second cluster on the same port is refused and leaves the first be.
     let other = setup.dir.path().join("other");
@@ -285,7 +279,11 @@ fn local_cluster_starts_and_stops() {
         out.stderr
     );
     for k in 1..=3 {
-        assert!(all_up(&setup, k), "node {k}: {:?}", setup.status(k).cluster);
+        assert!(
+            setup.sees_all_up(k),
+            "node {k}: {:?}",
+            setup.status(k).cluster
+        );
     }
     let out = run_cli(
         runtime_exe(),

@@ -23,36 +23,19 @@ use chi_sdk::admin::AdminClient;
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
 use chimaera_kv_runtime::KvClient;
-use chimaera_mod_name_runtime::{EchoTask, LocateTask};
-use support::cluster::{ClusterSetup, Node};
+use chimaera_mod_name_runtime::EchoTask;
+use support::cluster::{ClusterSetup, Node, echo, locate};
 use support::{Watchdog, assert_no_process_left, wait_until};
 
 const MOD_NAME: &str = "chimaera_mod_name";
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String> {
-    c.submit(
-        EchoTask::new(pool, q, v),
-        chi_sdk::queue::Priority::LowLatency,
-    )
-    .map_err(|e| e.to_string())?
-    .wait_with(|t| t.reply)
-    .map_err(|e| e.to_string())
-}
-
-fn connect_all(setup: &ClusterSetup) -> Vec<Client> {
-    (1..=setup.n)
-        .map(|k| Client::connect(setup.opts(k)).expect("a client"))
-        .collect()
-}
-
 #[test]
 fn destroy_from_any_node_removes_the_pool_everywhere() {
     let _w = Watchdog::new("destroy_everywhere", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("plife-destroy", 3);
-    let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
-    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
-    let clients = connect_all(&setup);
+    let nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
 
     // Made at node 2, destroyed at node 3 (node 1 decides both).
     let id = AdminClient::new(&clients[1])
@@ -113,9 +96,8 @@ fn destroy_from_any_node_removes_the_pool_everywhere() {
 fn a_node_away_during_a_destroy_drops_the_pool_when_it_is_back() {
     let _w = Watchdog::new("destroy_away", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("plife-away", 3);
-    let mut nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
-    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
-    let clients = connect_all(&setup);
+    let mut nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
     let id = AdminClient::new(&clients[0])
         .create_cluster_pool(MOD_NAME, "stale", "", 3)
         .expect("a pool over the cluster");
@@ -162,7 +144,7 @@ fn a_creation_one_node_cannot_make_is_rolled_back() {
         })
         .collect();
     wait_until(LIMIT, "every node shows all three up", || setup.all_up());
-    let clients = connect_all(&setup);
+    let clients = setup.clients();
 
     // Node 3 does not find the module (asked at node 3 and at node 1,
     // decided by node 1, made by nodes 1 and 2 first).
@@ -183,7 +165,7 @@ fn a_creation_one_node_cannot_make_is_rolled_back() {
     drop(nodes.pop());
     nodes.push(Node::start(&setup, 3));
     wait_until(LIMIT, "every node shows all three up", || setup.all_up());
-    let clients = connect_all(&setup);
+    let clients = setup.clients();
     // The create handler fails on node 2 only.
     let args = r#"{"fail_on_node": 2}"#;
     for c in &clients {
@@ -220,17 +202,6 @@ fn a_creation_one_node_cannot_make_is_rolled_back() {
     assert_no_process_left(setup.dir.path(), &[]);
 }
 
-/// The node and container that ran a Locate task sent with query `q`.
-fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
-    c.submit(
-        LocateTask::new(pool, q, 0),
-        chi_sdk::queue::Priority::LowLatency,
-    )
-    .map_err(|e| e.to_string())?
-    .wait_with(|t| (t.node_id, t.container_id))
-    .map_err(|e| e.to_string())
-}
-
 /// The id of the pool named `name` on node `k`, if it lists one.
 fn id_of(setup: &ClusterSetup, k: u32, name: &str) -> Option<PoolId> {
     Client::status(&setup.opts(k))
@@ -258,7 +229,7 @@ fn compose_makes_global_pools_over_the_cluster() {
         (1..=3)
             .all(|k| id_of(&setup, k, "everywhere").is_some() && id_of(&setup, k, "five").is_some())
     });
-    let clients = connect_all(&setup);
+    let clients = setup.clients();
     for (name, n) in [("everywhere", 3u32), ("five", 5)] {
         let id = id_of(&setup, 1, name).unwrap();
         for k in 1..=3 {
@@ -350,9 +321,8 @@ fn compose_global_on_a_runtime_without_peers_makes_the_pool_at_start() {
 fn a_node_without_a_container_sends_tasks_to_the_pool() {
     let _w = Watchdog::new("containerless", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("plife-none", 3);
-    let nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
-    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
-    let clients = connect_all(&setup);
+    let nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
     // Two containers over three nodes: node 3 knows the pool, holds none.
     let id = AdminClient::new(&clients[2])
         .create_cluster_pool(MOD_NAME, "two", "", 2)

@@ -25,63 +25,19 @@ use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
 use chimaera_kv_runtime::KvClient;
-use chimaera_mod_name_runtime::{EchoTask, FanOutTask, LocateTask, TARGET_MOD_NAME_SPREAD};
-use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
+use chimaera_mod_name_runtime::{EchoTask, FanOutTask, TARGET_MOD_NAME_SPREAD};
+use support::cluster::{ClusterSetup, TASK_TIMEOUT, echo, locate};
 use support::{Watchdog, assert_no_process_left, wait_until};
 
 const MOD_NAME: &str = "chimaera_mod_name";
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn all_up(setup: &ClusterSetup) -> bool {
-    (1..=setup.n).all(|v| {
-        (1..=setup.n).all(|of| {
-            setup
-                .state_seen(v, of)
-                .is_some_and(|(s, _)| s == "up" || (of == v && s == "self"))
-        })
-    })
-}
-
-/// The containers node `k` shows for pool `id`.
-fn share(setup: &ClusterSetup, k: u32, id: PoolId) -> Option<Vec<u32>> {
-    setup
-        .status(k)
-        .pools
-        .into_iter()
-        .find(|p| p.id == id.0)
-        .map(|p| p.containers)
-}
-
-/// The node and container that ran a Locate task sent with query `q`.
-fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
-    c.submit(
-        LocateTask::new(pool, q, 0),
-        chi_sdk::queue::Priority::LowLatency,
-    )
-    .map_err(|e| e.to_string())?
-    .wait_with(|t| (t.node_id, t.container_id))
-    .map_err(|e| e.to_string())
-}
-
-fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String> {
-    c.submit(
-        EchoTask::new(pool, q, v),
-        chi_sdk::queue::Priority::LowLatency,
-    )
-    .map_err(|e| e.to_string())?
-    .wait_with(|t| t.reply)
-    .map_err(|e| e.to_string())
-}
-
 #[test]
 fn pools_over_three_nodes() {
     let _w = Watchdog::new("pools_over_three_nodes", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("cpools", 3);
-    let mut nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
-    wait_until(LIMIT, "every node shows all three up", || all_up(&setup));
-    let clients: Vec<Client> = (1..=3)
-        .map(|k| Client::connect(setup.opts(k)).expect("a client"))
-        .collect();
+    let mut nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
 
     // Five containers asked at node 2 (decided by node 1): 0 and 3 on node
     // 1, 1 and 4 on node 2, 2 on node 3; every node knows the pool.
@@ -89,9 +45,9 @@ fn pools_over_three_nodes() {
         .create_cluster_pool(MOD_NAME, "spread", "", 5)
         .expect("a pool over the cluster");
     assert!(id.0 >= GLOBAL_POOL_BASE, "{id}");
-    assert_eq!(share(&setup, 1, id), Some(vec![0, 3]));
-    assert_eq!(share(&setup, 2, id), Some(vec![1, 4]));
-    assert_eq!(share(&setup, 3, id), Some(vec![2]));
+    assert_eq!(setup.listed_share(1, id), Some(vec![0, 3]));
+    assert_eq!(setup.listed_share(2, id), Some(vec![1, 4]));
+    assert_eq!(setup.listed_share(3, id), Some(vec![2]));
 
     // By global id and global hash, from every node, a task runs on its
     // container's node (container g on node g % 3 + 1), which gave it its
@@ -186,7 +142,7 @@ fn pools_over_three_nodes() {
     assert_eq!(ids[0], ids[1]);
     assert_ne!(ids[0], id);
     for k in 1..=3 {
-        assert_eq!(share(&setup, k, ids[0]), Some(vec![k - 1]), "node {k}");
+        assert_eq!(setup.listed_share(k, ids[0]), Some(vec![k - 1]), "node {k}");
     }
     // A taken name is refused wherever it is asked.
     let e = AdminClient::new(&clients[2])
@@ -238,7 +194,7 @@ fn pools_over_three_nodes() {
         .destroy_pool(ids[0])
         .expect("destroy a pool over the cluster");
     for k in 1..=3 {
-        assert_eq!(share(&setup, k, ids[0]), None, "node {k}");
+        assert_eq!(setup.listed_share(k, ids[0]), None, "node {k}");
     }
     for c in &clients {
         let e = echo(c, ids[0], DomainQuery::global_id(0), 1).unwrap_err();
@@ -277,7 +233,7 @@ fn pools_over_three_nodes() {
     let c2 = Client::connect(setup.opts(2)).expect("a client of node 2");
     let t0 = Instant::now();
     match AdminClient::new(&c2).create_cluster_pool(MOD_NAME, "after", "", 2) {
-        Ok(p) => assert_eq!(share(&setup, 2, p), Some(vec![0, 1])),
+        Ok(p) => assert_eq!(setup.listed_share(2, p), Some(vec![0, 1])),
         Err(e) => assert!(e.to_string().contains("node 1"), "{e}"),
     }
     assert!(t0.elapsed() < TASK_TIMEOUT * 3, "{:?}", t0.elapsed());
@@ -287,7 +243,7 @@ fn pools_over_three_nodes() {
     let p = AdminClient::new(&c2)
         .get_or_create_cluster_pool(MOD_NAME, "after2", "", 2)
         .expect("node 2 decides once node 1 is down");
-    assert_eq!(share(&setup, 2, p), Some(vec![0, 1]));
+    assert_eq!(setup.listed_share(2, p), Some(vec![0, 1]));
     drop(c2);
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);

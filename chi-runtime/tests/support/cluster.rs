@@ -13,6 +13,8 @@
 //!   stops it (or kills it) and reaps it, printing its log if the test failed.
 //! * [`ClusterSetup::start_all`]: every node started and seeing the others
 //!   up; [`ClusterSetup::clients`]: a client of each.
+//! * [`echo`] and [`locate`]: one task of the `mod_name` example to a pool,
+//!   its reply or the error's text (for assertions on either).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,7 +23,10 @@ use std::time::{Duration, Instant};
 
 use chi_sdk::client::{Client, ClientOptions};
 use chi_sdk::proto::StatusReport;
+use chi_sdk::queue::Priority;
+use chi_sdk::types::{DomainQuery, PoolId};
 use chi_testkit::{die_with_parent, spawn_registered, try_reap};
+use chimaera_mod_name_runtime::{EchoTask, LocateTask};
 
 use super::{
     READY_LIMIT, Scratch, free_port, processes_naming, register_port, remove_runtime_files,
@@ -148,23 +153,30 @@ impl ClusterSetup {
 
     /// Whether every node shows every other node up.
     pub fn all_up(&self) -> bool {
-        (1..=self.n).all(|v| {
-            (1..=self.n).all(|of| {
-                self.state_seen(v, of)
-                    .is_some_and(|(s, _)| s == "up" || (of == v && s == "self"))
-            })
+        (1..=self.n).all(|v| self.sees_all_up(v))
+    }
+
+    /// Whether node `viewer` shows every other node up (and itself as
+    /// `self`).
+    #[allow(dead_code)]
+    pub fn sees_all_up(&self, viewer: u32) -> bool {
+        (1..=self.n).all(|of| {
+            self.state_seen(viewer, of)
+                .is_some_and(|(s, _)| s == "up" || (of == viewer && s == "self"))
         })
     }
 
     /// The containers node `k` shows for pool `id` (`None`: it does not
     /// list the pool, or does not answer).
-    pub fn share(&self, k: u32, id: chi_sdk::types::PoolId) -> Option<Vec<u32>> {
-        Client::status(&self.opts(k))
-            .ok()?
-            .pools
-            .into_iter()
-            .find(|p| p.id == id.0)
-            .map(|p| p.containers)
+    pub fn share(&self, k: u32, id: PoolId) -> Option<Vec<u32>> {
+        share_in(Client::status(&self.opts(k)).ok()?, id)
+    }
+
+    /// The containers node `k` shows for pool `id` (`None`: it does not
+    /// list the pool); panics if node `k` does not answer.
+    #[allow(dead_code)]
+    pub fn listed_share(&self, k: u32, id: PoolId) -> Option<Vec<u32>> {
+        share_in(self.status(k), id)
     }
 
     /// Starts every node and waits (at most `limit`) until all see each
@@ -224,6 +236,35 @@ impl Drop for ClusterSetup {
         remove_runtime_files(self.port);
         unregister_port(self.port);
     }
+}
+
+/// The containers a status lists for pool `id`.
+fn share_in(status: StatusReport, id: PoolId) -> Option<Vec<u32>> {
+    status
+        .pools
+        .into_iter()
+        .find(|p| p.id == id.0)
+        .map(|p| p.containers)
+}
+
+/// An Echo of `v` through `c` to pool `pool` with query `q`: its reply, or
+/// the error's text.
+#[allow(dead_code)]
+pub fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, String> {
+    c.submit(EchoTask::new(pool, q, v), Priority::LowLatency)
+        .map_err(|e| e.to_string())?
+        .wait_with(|t| t.reply)
+        .map_err(|e| e.to_string())
+}
+
+/// The node and container that ran a Locate task sent through `c` to pool
+/// `pool` with query `q`, or the error's text.
+#[allow(dead_code)]
+pub fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
+    c.submit(LocateTask::new(pool, q, 0), Priority::LowLatency)
+        .map_err(|e| e.to_string())?
+        .wait_with(|t| (t.node_id, t.container_id))
+        .map_err(|e| e.to_string())
 }
 
 /// One node's runtime process (see the module doc).
