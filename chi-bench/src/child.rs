@@ -143,3 +143,41 @@ pub fn say_ready() -> Result<()> {
 pub fn orphaned(parent: u32) -> bool {
     std::os::unix::process::parent_id() != parent
 }
+
+/// In a spinning partner: counts the spins without work and, every so many
+/// of them, fails if the parent is gone (checking only now and then keeps the
+/// loop a bare load).
+pub struct Idle {
+    parent: u32,
+    spins: u32,
+    mask: u32,
+}
+
+impl Idle {
+    /// Watches the current parent; `mask` (one less than a power of two) sets
+    /// how many idle spins pass between two checks.
+    pub fn new(mask: u32) -> Idle {
+        Idle {
+            parent: std::os::unix::process::parent_id(),
+            spins: 0,
+            mask,
+        }
+    }
+
+    /// Work was done: the count starts again.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.spins = 0;
+    }
+
+    /// One spin without work; an error if a check finds the parent gone.
+    #[inline]
+    pub fn spin(&mut self) -> Result<()> {
+        std::hint::spin_loop();
+        self.spins = self.spins.wrapping_add(1);
+        if self.spins & self.mask == 0 && orphaned(self.parent) {
+            bail!("the parent went away");
+        }
+        Ok(())
+    }
+}

@@ -306,18 +306,29 @@ fn task_ping_pong(shm: &FloorShm, n: u64) -> Result<Vec<u32>> {
     result
 }
 
+/// In a partner: attaches the floor's segment `segment`, resolves its root
+/// `root` (`missing`: the error if the parent set none) and says ready. The
+/// segment is returned to keep it mapped while the object is used.
+fn attach_partner<T>(
+    segment: &str,
+    root: usize,
+    missing: &'static str,
+) -> Result<(Segment, FullPtr<T>)> {
+    let seg = Segment::attach(segment)?;
+    let obj: FullPtr<T> = seg.root(root).context(missing)?.resolve()?;
+    child::say_ready()?;
+    Ok((seg, obj))
+}
+
 /// The partner of the task-shaped ping-pong: reads each posted message whole and
 /// answers with the sum of its payload words in its first word.
 pub fn task_child(segment: &str) -> Result<()> {
-    let parent = std::os::unix::process::parent_id();
-    let seg = Segment::attach(segment)?;
-    let tf: FullPtr<TaskFloor> = seg.root(2).context("no task floor")?.resolve()?;
+    let mut idle = child::Idle::new(0xFF_FFFF);
+    let (_seg, tf) = attach_partner::<TaskFloor>(segment, 2, "no task floor")?;
     // SAFETY: the parent allocated and initialised it and frees it only after
     // this process exited.
     let t = unsafe { tf.as_ref() };
-    child::say_ready()?;
     let mut last = 0u64;
-    let mut idle = 0u32;
     loop {
         // Acquire: pairs with the parent's Release store of the slot.
         let v = t.slot.0.load(Ordering::Acquire);
@@ -330,27 +341,20 @@ pub fn task_child(segment: &str) -> Result<()> {
             let sum: u64 = t.msg.0[1..].iter().map(|w| w.load(Ordering::Relaxed)).sum();
             // Release: publishes the answer; pairs with the parent's Acquire load.
             t.msg.0[0].store(sum, Ordering::Release);
-            idle = 0;
+            idle.reset();
             continue;
         }
-        std::hint::spin_loop();
-        idle = idle.wrapping_add(1);
-        if idle & 0xFF_FFFF == 0 && child::orphaned(parent) {
-            bail!("the parent went away");
-        }
+        idle.spin()?;
     }
 }
 
 /// The partner of the ping-pong: answers each odd value with the next one.
 pub fn pong_child(segment: &str) -> Result<()> {
-    let parent = std::os::unix::process::parent_id();
-    let seg = Segment::attach(segment)?;
-    let word: FullPtr<Line> = seg.root(0).context("no ping-pong word")?.resolve()?;
+    let mut idle = child::Idle::new(0xFF_FFFF);
+    let (_seg, word) = attach_partner::<Line>(segment, 0, "no ping-pong word")?;
     // SAFETY: the parent allocated and initialised the word and frees it only
     // after this process exited.
     let w = &unsafe { word.as_ref() }.0;
-    child::say_ready()?;
-    let mut idle = 0u32;
     loop {
         // Acquire: pairs with the parent's Release store of a request.
         let v = w.load(Ordering::Acquire);
@@ -360,14 +364,10 @@ pub fn pong_child(segment: &str) -> Result<()> {
         if v % 2 == 1 {
             // Release: publishes the answer; pairs with the parent's Acquire load.
             w.store(v + 1, Ordering::Release);
-            idle = 0;
+            idle.reset();
             continue;
         }
-        std::hint::spin_loop();
-        idle = idle.wrapping_add(1);
-        if idle & 0xFF_FFFF == 0 && child::orphaned(parent) {
-            bail!("the parent went away");
-        }
+        idle.spin()?;
     }
 }
 
@@ -419,25 +419,18 @@ fn ring(shm: &FloorShm, count: u64) -> Result<f64> {
 
 /// The consumer of the ring: takes `count` items, checking each.
 pub fn ring_child(segment: &str, count: u64) -> Result<()> {
-    let parent = std::os::unix::process::parent_id();
-    let seg = Segment::attach(segment)?;
-    let ring: FullPtr<Ring> = seg.root(1).context("no ring")?.resolve()?;
+    let mut idle = child::Idle::new(0xFF_FFFF);
+    let (_seg, ring) = attach_partner::<Ring>(segment, 1, "no ring")?;
     // SAFETY: the parent allocated and initialised the ring and frees it only
     // after this process exited.
     let r = unsafe { ring.as_ref() };
-    child::say_ready()?;
     let mut tail = 0u64;
-    let mut idle = 0u32;
     for i in 0..count {
         while tail <= i {
             // Acquire: pairs with the producer's Release store of `tail`, so the
             // slot's item is visible.
             tail = r.tail.0.load(Ordering::Acquire);
-            std::hint::spin_loop();
-            idle = idle.wrapping_add(1);
-            if idle & 0xFF_FFFF == 0 && child::orphaned(parent) {
-                bail!("the parent went away");
-            }
+            idle.spin()?;
         }
         // Relaxed: ordered by the Acquire load of `tail` above.
         let v = r.slots[i as usize % RING_SLOTS].load(Ordering::Relaxed);
