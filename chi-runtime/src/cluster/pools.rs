@@ -251,16 +251,30 @@ impl GlobalPools {
         if authority == self.me {
             return self.decide(ask, waiter, up, out);
         }
-        let id = self.request_id();
         let body = serde_json::to_vec(&ask).unwrap_or_default();
-        out.request(authority, &control(id, CTL_CREATE, body));
+        self.forward(authority, CTL_CREATE, body, waiter, out);
+    }
+
+    /// Sends the `authority` a control request of `method` (CTL_CREATE or
+    /// CTL_DESTROY) with `body` for this node's admin, keeping `waiter` until
+    /// the reply, or until the authority goes down or `timeout` passes.
+    fn forward(
+        &mut self,
+        authority: u32,
+        method: MethodId,
+        body: Vec<u8>,
+        waiter: Waiter,
+        out: &mut Outbox,
+    ) {
+        let id = self.request_id();
+        out.request(authority, &control(id, method, body));
         self.forwarded.insert(
             id,
             Forwarded {
                 waiter,
                 authority,
                 deadline: Instant::now() + self.timeout,
-                destroy: false,
+                destroy: method == CTL_DESTROY,
             },
         );
     }

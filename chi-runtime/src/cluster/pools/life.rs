@@ -51,8 +51,8 @@ use std::time::{Duration, Instant};
 use chi_sdk::types::MethodId;
 
 use super::{
-    CTL_DESTROY, CTL_DROP, CTL_SHARE, Destroying, FAILED, Forwarded, GlobalPools, Notice, Outbox,
-    PoolSpec, Waiter, answer, control,
+    CTL_DESTROY, CTL_DROP, CTL_SHARE, Destroying, FAILED, GlobalPools, Notice, Outbox, PoolSpec,
+    Waiter, answer, control,
 };
 use crate::remote::record::{Reply, Request};
 
@@ -67,18 +67,8 @@ impl GlobalPools {
         if authority == self.me {
             return self.decide_destroy(id, waiter, up, out);
         }
-        let rid = self.request_id();
         let body = serde_json::to_vec(&id).unwrap_or_default();
-        out.request(authority, &control(rid, CTL_DESTROY, body));
-        self.forwarded.insert(
-            rid,
-            Forwarded {
-                waiter,
-                authority,
-                deadline: Instant::now() + self.timeout,
-                destroy: true,
-            },
-        );
+        self.forward(authority, CTL_DESTROY, body, waiter, out);
     }
 
     /// The authority's destruction of pool `id`.
