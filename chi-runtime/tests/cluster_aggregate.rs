@@ -28,23 +28,14 @@ use chi_sdk::admin::AdminClient;
 use chi_sdk::client::Client;
 use chi_sdk::queue::Priority;
 use chi_sdk::types::{DomainQuery, PoolId};
-use chimaera_mod_name_runtime::{CensusTask, LOCATE_ANY, LOCATE_PAST_END, LocateTask, TallyTask};
-use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT};
+use chimaera_mod_name_runtime::{CensusTask, LOCATE_ANY, LOCATE_PAST_END, TallyTask};
+use support::cluster::{ClusterSetup, Node, TASK_TIMEOUT, locate_key};
 use support::{Watchdog, assert_no_process_left, wait_until};
 
 const MOD_NAME: &str = "chimaera_mod_name";
 const LIMIT: Duration = Duration::from_secs(20);
 /// Containers of the test pool.
 const N: u32 = 5;
-
-/// The node and container that ran a Locate task with `key`, sent with
-/// query `q`.
-fn locate(c: &Client, pool: PoolId, q: DomainQuery, key: u64) -> Result<(u32, u32), String> {
-    c.submit(LocateTask::new(pool, q, key), Priority::LowLatency)
-        .map_err(|e| e.to_string())?
-        .wait_with(|t| (t.node_id, t.container_id))
-        .map_err(|e| e.to_string())
-}
 
 /// The node of container `g` of the test pool.
 fn node_of(g: u32) -> u32 {
@@ -69,7 +60,7 @@ fn dynamic_queries_go_where_the_monitor_says() {
         for key in 1..=2 * u64::from(N) {
             let g = (key % u64::from(N)) as u32;
             assert_eq!(
-                locate(from, id, dynamic, key),
+                locate_key(from, id, dynamic, key),
                 Ok((node_of(g), g)),
                 "key {key}"
             );
@@ -80,7 +71,7 @@ fn dynamic_queries_go_where_the_monitor_says() {
     // per pool on each node), twice around from node 2.
     let seen: Vec<u32> = (0..2 * N)
         .map(|_| {
-            let (node, g) = locate(&clients[1], id, dynamic, LOCATE_ANY).expect("round robin");
+            let (node, g) = locate_key(&clients[1], id, dynamic, LOCATE_ANY).expect("round robin");
             assert_eq!(node, node_of(g));
             g
         })
@@ -90,7 +81,7 @@ fn dynamic_queries_go_where_the_monitor_says() {
     }
 
     // A choice past the pool's containers fails the task, naming it.
-    let e = locate(&clients[2], id, dynamic, LOCATE_PAST_END).unwrap_err();
+    let e = locate_key(&clients[2], id, dynamic, LOCATE_PAST_END).unwrap_err();
     assert!(
         e.contains("chose container 12") && e.contains("5 container(s)"),
         "{e}"
@@ -105,9 +96,12 @@ fn dynamic_queries_go_where_the_monitor_says() {
     let local = AdminClient::new(&clients[2])
         .create_pool(MOD_NAME, "dyn-local", "", PoolId::NULL)
         .expect("a local pool");
-    assert_eq!(locate(&clients[2], local, dynamic, 4), Ok((3, 0)));
-    assert_eq!(locate(&clients[2], local, dynamic, LOCATE_ANY), Ok((3, 0)));
-    let e = locate(&clients[2], local, dynamic, LOCATE_PAST_END).unwrap_err();
+    assert_eq!(locate_key(&clients[2], local, dynamic, 4), Ok((3, 0)));
+    assert_eq!(
+        locate_key(&clients[2], local, dynamic, LOCATE_ANY),
+        Ok((3, 0))
+    );
+    let e = locate_key(&clients[2], local, dynamic, LOCATE_PAST_END).unwrap_err();
     assert!(e.contains("chose container 8"), "{e}");
 
     drop(clients);
@@ -168,7 +162,7 @@ fn broadcasts_aggregate_their_replicas() {
         // The module's aggregate_tally sums: 5 × 1000 + (0 + 1 + 2 + 3 + 4).
         assert_eq!(tally(from, id, bcast, 1000), Ok((5010, N)));
         // Locate has scalar outputs only: container 0's.
-        assert_eq!(locate(from, id, bcast, 0), Ok((1, 0)));
+        assert_eq!(locate_key(from, id, bcast, 0), Ok((1, 0)));
     }
     // Nothing leaks: the copies the replicas are combined through, and the
     // buffers the collection grows, are freed (counted after a first round,

@@ -261,7 +261,19 @@ pub fn echo(c: &Client, pool: PoolId, q: DomainQuery, v: u64) -> Result<u64, Str
 /// `pool` with query `q`, or the error's text.
 #[allow(dead_code)]
 pub fn locate(c: &Client, pool: PoolId, q: DomainQuery) -> Result<(u32, u32), String> {
-    c.submit(LocateTask::new(pool, q, 0), Priority::LowLatency)
+    locate_key(c, pool, q, 0)
+}
+
+/// As [`locate`], for a Locate task with `key` (what its monitor routes a
+/// dynamic query by).
+#[allow(dead_code)]
+pub fn locate_key(
+    c: &Client,
+    pool: PoolId,
+    q: DomainQuery,
+    key: u64,
+) -> Result<(u32, u32), String> {
+    c.submit(LocateTask::new(pool, q, key), Priority::LowLatency)
         .map_err(|e| e.to_string())?
         .wait_with(|t| (t.node_id, t.container_id))
         .map_err(|e| e.to_string())
