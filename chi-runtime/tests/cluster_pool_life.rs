@@ -253,8 +253,17 @@ fn compose_makes_global_pools_over_the_cluster() {
         assert!(id.0 < chi_sdk::admin::GLOBAL_POOL_BASE, "{id}");
         assert_eq!(echo(&clients[i], *id, DomainQuery::local(), 4), Ok(4));
     }
-    let log = nodes[2].log();
-    assert!(log.contains("compose pool over the cluster ready"), "{log}");
+    // Node 3's own compose thread asks only once it sees every node up,
+    // which may come after the pools were shared to it.
+    wait_until(
+        LIMIT,
+        "node 3's compose thread logs its pools ready",
+        || {
+            nodes[2]
+                .log()
+                .contains("compose pool over the cluster ready")
+        },
+    );
     drop(clients);
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);
