@@ -7,7 +7,8 @@
 //! After an intended change, rewrite the file and read the diff:
 //! `UPDATE_SNAPSHOTS=1 cargo test -p chi-macros-backend --test expand_snapshot`.
 //! Absolute paths (the YAML files the expansion includes) are written from
-//! `$WORKSPACE`, so the file is the same in every checkout.
+//! `$WORKSPACE` (before pretty-printing, so that the line breaks do not
+//! depend on the checkout's path), so the file is the same in every checkout.
 
 use std::path::{Path, PathBuf};
 
@@ -64,9 +65,14 @@ fn mod_name_container_expansion() {
     };
     let out = chi_macros_backend::expand_chimod_in(args, item, &ctx)
         .unwrap_or_else(|e| panic!("#[chimod] on examples/mod_name fails: {e}"));
-    let expanded: syn::File = syn::parse2(out).expect("the expansion is Rust");
-    let pretty =
-        prettyplease::unparse(&expanded).replace(&root.display().to_string(), "$WORKSPACE");
+    // The paths are replaced before pretty-printing: line breaks depend on
+    // line lengths, so a checkout at a longer path would otherwise wrap the
+    // `include_bytes!` lines differently.
+    let tokens = out
+        .to_string()
+        .replace(&root.display().to_string(), "$WORKSPACE");
+    let expanded: syn::File = syn::parse_str(&tokens).expect("the expansion is Rust");
+    let pretty = prettyplease::unparse(&expanded);
     let got = format!(
         "// The expansion of #[chimod] on examples/mod_name's container, written by\n\
          // chi-macros/backend/tests/expand_snapshot.rs (UPDATE_SNAPSHOTS=1 rewrites it).\n\
