@@ -12,13 +12,15 @@
 //! segment ([`codec::load_in`]); the task becomes the runtime's own (client
 //! 0, no waiter, not fire-and-forget whatever it was on its node, its query
 //! the container's global id) and is pushed on a lane of the process queue,
-//! as a client would. Its waiter is `PEER_WAITER`: the worker that
-//! completes it tells the peer thread at once
-//! ([`crate::cluster::peer::PoolAsker::served`], which rings its doorbell),
-//! and the host, which keeps it in its serving table by address, saves its
-//! outputs ([`codec::save`] of [`Half::Out`]) into a reply with the result
-//! code and error message, and frees it through the module's `del`. No
-//! thread looks for completed tasks: each completion is handed over.
+//! as a client would. It is entered in the serving table shared with the
+//! workers first ([`crate::remote::serving`]). Its waiter is
+//! `PEER_WAITER`: the worker that completes it saves its outputs
+//! ([`codec::save`] of `Half::Out`) into a reply with the result code and
+//! error message, frees it through the module's `del`, and sends the
+//! reply itself ([`crate::cluster::wire`]); only a broadcast replica of
+//! this node's own comes back here
+//! ([`crate::cluster::peer::PoolAsker::served`], [`PoolHost::finished`]).
+//! No thread looks for completed tasks.
 //!
 //! Completing a task sent out ([`Sent`]): unless the client freed it
 //! meanwhile (its generation changed), the reply's outputs are loaded into
@@ -34,10 +36,9 @@
 //! if any replica failed, else with container 0's outputs into which the
 //! module combines the others' ([`bcast::combine`]).
 //!
-//! All of it runs on the peer thread; the host is not shared.
+//! All of it runs on the peer thread; the host is not shared (the serving
+//! table it fills is).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use chi_sdk::shm::{Allocator, ShmPtr};
@@ -45,36 +46,29 @@ use chi_sdk::task::{TaskHeader, code, flags, next_generation, task_word};
 use chi_sdk::types::{DomainQuery, PoolId};
 
 use crate::cluster::pools::{Outgoing, PoolHost, PoolSpec};
-use crate::pool::{Container, Pool};
-use crate::remote::codec::{self, Half};
+use crate::pool::Pool;
+use crate::remote::codec;
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
+use crate::remote::serving::{self, Serving, ServingTable};
 use crate::remote::{Sent, bcast};
 use crate::state::NodeState;
 use crate::worker::outcome::Outcome;
 use crate::worker::sched::{PEER_WAITER, wake_from_outside};
-
-/// A task of another node running here.
-struct Serving {
-    from: u32,
-    request: u64,
-    task: usize,
-    container: Arc<Container>,
-}
 
 /// The peer thread's [`PoolHost`] (see the module doc); weak: the peer
 /// thread must not keep a stopped runtime's state alive.
 pub struct ShareHost {
     node: Weak<NodeState>,
     alloc: Allocator,
-    /// By task address.
-    serving: RefCell<HashMap<usize, Serving>>,
+    /// Shared with the workers ([`ServingTable`]).
+    serving: Arc<ServingTable>,
 }
 
 impl std::fmt::Debug for ShareHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShareHost")
-            .field("serving", &self.serving.borrow().len())
+            .field("serving", &self.serving)
             .finish()
     }
 }
@@ -86,7 +80,7 @@ impl ShareHost {
         Ok(ShareHost {
             node: Arc::downgrade(node),
             alloc,
-            serving: RefCell::new(HashMap::new()),
+            serving: node.serving.clone(),
         })
     }
 
@@ -94,21 +88,6 @@ impl ShareHost {
         self.node
             .upgrade()
             .ok_or_else(|| "the runtime is stopping".to_owned())
-    }
-
-    /// Frees a task this host made, through its module's `del`.
-    fn free(&self, node: &NodeState, task: *mut TaskHeader, c: &Container) {
-        if let Some(del) = c.module.api.del {
-            // SAFETY: the task is complete (or never queued) and ours alone;
-            // the container is alive (held).
-            if unsafe { del(c.state, task) } == code::OK {
-                return;
-            }
-        }
-        let main = &node.ipc.main;
-        let _ = self
-            .alloc
-            .free(ShmPtr::new(main.id(), task as u64 - main.base() as u64));
     }
 }
 
@@ -221,22 +200,21 @@ impl PoolHost for ShareHost {
             .store(lane as u32, std::sync::atomic::Ordering::Relaxed);
         h.mark_queued();
         // Kept before the push: its worker may complete it at once.
-        self.serving.borrow_mut().insert(
-            task as usize,
-            Serving {
-                from,
-                request: req.id,
-                task: task as usize,
-                container: c,
-            },
-        );
+        self.serving.insert(Serving {
+            from,
+            request: req.id,
+            task: task as usize,
+            container: c,
+        });
         let main = &node.ipc.main;
         let ptr = ShmPtr::new(main.id(), task as u64 - main.base() as u64);
         if q.try_push(lane, task_word(ptr, u32::from(h.generation)))
             .is_err()
         {
-            if let Some(s) = self.serving.borrow_mut().remove(&(task as usize)) {
-                self.free(&node, task, &s.container);
+            if let Some(s) = self.serving.remove(task as usize) {
+                // SAFETY: our task, never queued (the push failed), of the
+                // container's module.
+                unsafe { serving::free(task, &s.container, &self.alloc, &node.ipc.main) };
             }
             return Err(format!("node {me}'s process queue is full; resubmit later"));
         }
@@ -244,47 +222,13 @@ impl PoolHost for ShareHost {
     }
 
     fn finished(&self, tasks: &[usize]) -> Vec<(u32, Reply)> {
-        let mut out = Vec::new();
         let Some(node) = self.node.upgrade() else {
-            return out;
+            return Vec::new();
         };
-        let mut serving = self.serving.borrow_mut();
-        for t in tasks {
-            let Some(s) = serving.remove(t) else {
-                continue;
-            };
-            let task = s.task as *mut TaskHeader;
-            // SAFETY: our task, live until we free it; only read.
-            let h = unsafe { &*task };
-            if !h.is_complete() {
-                // Not ours to reply yet (never the case: its worker said so
-                // after completing it); keep it.
-                serving.insert(*t, s);
-                continue;
-            }
-            let mut result = h.result();
-            let mut message = h.error.to_str().unwrap_or_default().to_owned();
-            // SAFETY: complete: nobody writes it any more.
-            let body = match unsafe { codec::save(&s.container, task, Half::Out) } {
-                Ok(b) => b,
-                Err(e) => {
-                    result = code::FAILED;
-                    message = e.to_string();
-                    Vec::new()
-                }
-            };
-            out.push((
-                s.from,
-                Reply {
-                    id: s.request,
-                    result,
-                    message,
-                    body,
-                },
-            ));
-            self.free(&node, task, &s.container);
-        }
-        out
+        tasks
+            .iter()
+            .filter_map(|&t| self.serving.finish(t, &self.alloc, &node.ipc.main))
+            .collect()
     }
 
     fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {

@@ -353,6 +353,7 @@ impl Runtime {
                 let c =
                     Cluster::start_with_pools(Box::new(peers), membership, settings, report, host)?;
                 let _ = shared.pool_asker.set(c.pool_asker());
+                let _ = shared.wire.set(c.wire().clone());
                 Some(c)
             }
             None => None,

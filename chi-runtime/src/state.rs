@@ -146,6 +146,12 @@ pub struct NodeState {
     /// Asks the peer thread for pools over the cluster; unset without a
     /// peer link (a runtime alone makes such pools by itself).
     pub pool_asker: std::sync::OnceLock<crate::cluster::peer::PoolAsker>,
+    /// What the workers share with the peer thread to send remote tasks
+    /// and replies themselves ([`crate::cluster::wire`]); unset without a
+    /// peer link.
+    pub wire: std::sync::OnceLock<Arc<crate::cluster::wire::Wire>>,
+    /// The tasks of other nodes running here ([`crate::remote::serving`]).
+    pub serving: Arc<crate::remote::serving::ServingTable>,
     /// The process's claim, spent: no other runtime starts in this process.
     _claim: ProcessClaim,
 }
@@ -198,6 +204,8 @@ impl NodeState {
             supervisor_cpus: std::sync::OnceLock::new(),
             membership: std::sync::OnceLock::new(),
             pool_asker: std::sync::OnceLock::new(),
+            wire: std::sync::OnceLock::new(),
+            serving: Arc::default(),
             _claim: claim,
         })
     }

@@ -52,6 +52,7 @@ pub mod peer;
 pub mod pools;
 pub mod traffic;
 pub mod transport;
+pub mod wire;
 pub mod zmq_peer;
 
 #[cfg(test)]

@@ -15,11 +15,12 @@
 //! 4. takes the work other threads handed it: requests of the control loop
 //!    ([`Cluster::node_status`]), of the admin containers
 //!    ([`PoolAsker::ask`], [`PoolAsker::destroy`]: pools over the cluster,
-//!    [`super::pools`]), remote tasks of the workers
-//!    ([`PoolAsker::send_task`]) and the completions of tasks of other
-//!    nodes run here ([`PoolAsker::served`]); and tells the nodes seen
-//!    (back) up since the last turn ([`PeerEvent::Up`], from a membership
-//!    listener) the pools destroyed and the pools that exist;
+//!    [`super::pools`]), and of the workers: the replicas of broadcasts for
+//!    this node itself ([`PoolAsker::send_task`], [`PoolAsker::served`]) and
+//!    the tasks they could not send ([`PoolAsker::failed`]) — the workers
+//!    send remote tasks and replies themselves ([`super::wire`]); and tells
+//!    the nodes seen (back) up since the last turn ([`PeerEvent::Up`], from
+//!    a membership listener) the pools destroyed and the pools that exist;
 //! 5. handles the frames already received (decoded by [`Frame::decode`]: a
 //!    refused frame is counted and logged, rate-limited);
 //! 6. if nothing came in and nothing was rung since step 1, sleeps in the
@@ -56,10 +57,10 @@ use super::frame::{
 };
 use super::membership::{Membership, PeerEvent, PeerState};
 use super::outbox::Outbox;
-use super::pools::{GlobalPools, NoPools, Outgoing, PoolHost, Waiter};
-use super::transport::PeerTransport;
+use super::pools::{GlobalPools, NoPools, PoolHost, Waiter};
+use super::transport::{PeerError, PeerTransport};
+use super::wire::Wire;
 use crate::ratelimit::RateLimit;
-use crate::remote::inflight::InFlight;
 
 /// The peer thread runs ([`Cluster::stop`] word).
 const RUN: u8 = 0;
@@ -96,6 +97,7 @@ pub struct Cluster {
     membership: Arc<Membership>,
     commands: Sender<Command>,
     bell: Arc<Doorbell>,
+    wire: Arc<Wire>,
     /// [`RUN`], [`STOP`] or [`VANISH`].
     stop: Arc<AtomicU8>,
     thread: Option<JoinHandle<()>>,
@@ -134,6 +136,11 @@ impl Cluster {
         let (tx, rx) = channel();
         let stop = Arc::new(AtomicU8::new(RUN));
         let bell = transport.doorbell();
+        let wire = Arc::new(Wire::new(
+            membership.clone(),
+            transport.sender(),
+            settings.task_timeout,
+        ));
         // Nodes (back) up, told the destroyed pools by the loop.
         let joined = Arc::new(Mutex::new(Vec::new()));
         let j = joined.clone();
@@ -154,7 +161,7 @@ impl Cluster {
             next_request: 1,
             stop: stop.clone(),
             pools: GlobalPools::new(membership.me(), settings.task_timeout, host),
-            inflight: InFlight::new(settings.task_timeout),
+            wire: wire.clone(),
             outbox: Outbox::default(),
             joined,
         };
@@ -165,6 +172,7 @@ impl Cluster {
             membership,
             commands: tx,
             bell,
+            wire,
             stop,
             thread: Some(thread),
         })
@@ -203,6 +211,12 @@ impl Cluster {
         answer
             .recv_timeout(timeout + MAX_WAIT * 4)
             .unwrap_or(Err(NodeStatusError::Timeout { node, timeout }))
+    }
+
+    /// What the workers share with the peer thread to send remote records
+    /// themselves ([`super::wire`]).
+    pub fn wire(&self) -> &Arc<Wire> {
+        &self.wire
     }
 
     /// A handle that asks for pools over the cluster
@@ -264,42 +278,18 @@ struct PeerLoop {
     stop: Arc<AtomicU8>,
     pools: GlobalPools,
     outbox: Outbox,
-    inflight: InFlight<Outgoing>,
+    /// The in-flight table and the sending half, shared with the workers.
+    wire: Arc<Wire>,
     /// Nodes seen (back) up since the last turn ([`PeerEvent::Up`]).
     joined: Arc<Mutex<Vec<u32>>>,
 }
 
 impl PeerLoop {
-    fn frame(&self, kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
-        Frame {
-            kind,
-            sender: self.membership.me(),
-            incarnation: self.membership.incarnation(),
-            payload,
-        }
-        .encode()
-    }
-
     fn send(&mut self, to: u32, kind: Kind, payload: &[u8]) {
-        let Some(bytes) = self.frame(kind, payload) else {
-            tracing::warn!(
-                to,
-                ?kind,
-                size = payload.len(),
-                "a frame too large to send was dropped"
-            );
-            return;
-        };
-        match self.transport.send(to, &bytes) {
-            Ok(()) => {
-                // A batch payload starts with its record count.
-                let records = match kind {
-                    Kind::TaskBatch | Kind::ReplyBatch => payload
-                        .get(..4)
-                        .map_or(0, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize),
-                    _ => 0,
-                };
-                self.membership.traffic().sent(kind, bytes.len(), records);
+        match self.wire.send(to, kind, payload) {
+            Ok(()) => {}
+            Err(e @ PeerError::TooLarge { .. }) => {
+                tracing::warn!(to, ?kind, error = %e, "a frame too large to send was dropped");
             }
             Err(e) => tracing::trace!(to, ?kind, error = %e, "frame not sent"),
         }
@@ -399,7 +389,7 @@ impl PeerLoop {
             return;
         }
         self.pools.stop(&mut self.outbox);
-        for (back, e) in self.inflight.drain() {
+        for (back, e) in self.wire.close() {
             self.pools.host().complete(back, Err(e));
         }
         self.flush_outbox();
@@ -455,6 +445,11 @@ impl PeerLoop {
                         .destroy(id, Waiter::Local(reply), &up, &mut self.outbox);
                 }
                 Ok(Command::Served(task)) => served.push(task),
+                Ok(Command::Failed(tasks)) => {
+                    for (back, e) in tasks {
+                        self.pools.host().complete(back, Err(e));
+                    }
+                }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }

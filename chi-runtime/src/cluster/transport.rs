@@ -14,6 +14,12 @@
 //! Its receive also wakes for the peer thread's [`Doorbell`], so the
 //! thread sleeps in one wait for frames and for the work other threads
 //! hand it.
+//!
+//! Sending is a separate, shared half ([`PeerSend`], from
+//! [`PeerTransport::sender`]): the peer thread sends through it, and so do
+//! the workers, which put the remote tasks they save and the replies of the
+//! tasks they complete on the wire themselves, without handing them to the
+//! peer thread first (`crate::remote::wire`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -62,10 +68,16 @@ pub struct Received {
     pub from: Option<IpAddr>,
 }
 
+/// The sending half of a transport, shared by every thread that sends.
+pub trait PeerSend: Send + Sync {
+    /// Queues `frame` for node `to` without blocking.
+    fn send(&self, to: u32, frame: &[u8]) -> Result<(), PeerError>;
+}
+
 /// Frames to and from the other nodes.
 pub trait PeerTransport: Send {
-    /// Queues `frame` for node `to` without blocking.
-    fn send(&mut self, to: u32, frame: &[u8]) -> Result<(), PeerError>;
+    /// The sending half, for every thread that sends.
+    fn sender(&self) -> Arc<dyn PeerSend>;
     /// The next frame received from an admitted peer; `None` after
     /// `timeout` without one (zero: only a frame already there), or as soon
     /// as the [`doorbell`](Self::doorbell)'s eventfd is readable (the
@@ -141,9 +153,15 @@ pub struct InProcPeer {
     bell: Arc<Doorbell>,
 }
 
+impl PeerSend for InProcNet {
+    fn send(&self, to: u32, frame: &[u8]) -> Result<(), PeerError> {
+        self.inject(to, frame.to_vec())
+    }
+}
+
 impl PeerTransport for InProcPeer {
-    fn send(&mut self, to: u32, frame: &[u8]) -> Result<(), PeerError> {
-        self.net.inject(to, frame.to_vec())
+    fn sender(&self) -> Arc<dyn PeerSend> {
+        Arc::new(self.net.clone())
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {

@@ -10,7 +10,11 @@
 //!   after the routing id, and at most [`MAX_FRAME`] bytes (the socket's
 //!   `ZMQ_MAXMSGSIZE` drops a connection announcing a larger message before
 //!   reading it). Refused messages are logged, rate-limited, and dropped.
-//! * **DEALER** (send side), one per peer, connected to the peer's ROUTER from
+//! * **DEALER** (send side), one per peer, each behind its own lock
+//!   ([`ZmqSender`]): the peer thread and the workers send on it (ZeroMQ
+//!   lets a socket move between threads when a full barrier separates the
+//!   uses, which the lock provides), and frames to one peer keep their
+//!   order whoever sends them. It is connected to the peer's ROUTER from
 //!   this node's own address (`tcp://{mine}:0;{peer}:{port}`, so that on a
 //!   machine hosting several nodes on 127.0.0.x the source address is still
 //!   the sender's hostfile address: the peer thread checks that a frame's
@@ -25,12 +29,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::doorbell::Doorbell;
 use super::frame::MAX_FRAME;
-use super::transport::{PeerError, PeerTransport, Received};
+use super::transport::{PeerError, PeerSend, PeerTransport, Received};
 use crate::ratelimit::RateLimit;
 
 /// Frames queued per peer before sends to it fail.
@@ -45,7 +49,7 @@ static REFUSED_SHAPE: RateLimit = RateLimit::new(Duration::from_secs(10));
 pub struct ZmqPeers {
     // Dropped last (fields drop in order): the sockets first.
     router: zmq::Socket,
-    dealers: HashMap<u32, zmq::Socket>,
+    sender: Arc<ZmqSender>,
     allowed: HashSet<IpAddr>,
     endpoint: String,
     bell: Arc<Doorbell>,
@@ -56,7 +60,7 @@ impl std::fmt::Debug for ZmqPeers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZmqPeers")
             .field("endpoint", &self.endpoint)
-            .field("peers", &self.dealers.len())
+            .field("peers", &self.sender.dealers.len())
             .finish()
     }
 }
@@ -132,13 +136,13 @@ impl ZmqPeers {
             let connect = format!("tcp://{src};{}", &target["tcp://".len()..]);
             d.connect(&connect)
                 .map_err(|e| PeerError::Socket(format!("connecting to {target}: {e}")))?;
-            dealers.insert(id, d);
+            dealers.insert(id, Mutex::new(d));
         }
         let bell = Doorbell::new()
             .map_err(|e| PeerError::Socket(format!("creating the peer thread's eventfd: {e}")))?;
         Ok(ZmqPeers {
             router,
-            dealers,
+            sender: Arc::new(ZmqSender { dealers }),
             allowed,
             endpoint: ep,
             bell: Arc::new(bell),
@@ -210,8 +214,24 @@ impl ZmqPeers {
     }
 }
 
-impl PeerTransport for ZmqPeers {
-    fn send(&mut self, to: u32, frame: &[u8]) -> Result<(), PeerError> {
+/// The sending half of [`ZmqPeers`]: the DEALER of each peer, each behind
+/// its lock (see the module doc). The sockets keep their context alive, so
+/// a sender outliving the transport still sends (to nobody, once the peers
+/// are gone) and closes its sockets when the last holder drops it.
+pub struct ZmqSender {
+    dealers: HashMap<u32, Mutex<zmq::Socket>>,
+}
+
+impl std::fmt::Debug for ZmqSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZmqSender")
+            .field("peers", &self.dealers.len())
+            .finish()
+    }
+}
+
+impl PeerSend for ZmqSender {
+    fn send(&self, to: u32, frame: &[u8]) -> Result<(), PeerError> {
         if frame.len() > MAX_FRAME {
             return Err(PeerError::TooLarge {
                 size: frame.len(),
@@ -221,11 +241,19 @@ impl PeerTransport for ZmqPeers {
         let d = self
             .dealers
             .get(&to)
-            .ok_or(PeerError::NoSuchNode { node: to })?;
+            .ok_or(PeerError::NoSuchNode { node: to })?
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         d.send(frame, zmq::DONTWAIT).map_err(|e| match e {
             zmq::Error::EAGAIN => PeerError::Unreachable { node: to },
             e => PeerError::Socket(format!("sending to node {to}: {e}")),
         })
+    }
+}
+
+impl PeerTransport for ZmqPeers {
+    fn sender(&self) -> Arc<dyn PeerSend> {
+        self.sender.clone()
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {

@@ -15,8 +15,10 @@
 //! can no longer be answered, each with a [`RemoteError`] naming the node:
 //! a remote task fails, it never hangs.
 //!
-//! The table is owned by the peer thread: no lock, no atomics. Deadlines
-//! are kept in a min-ordered set, so `expire` looks only at what is due.
+//! The table itself takes no lock: in a runtime it lives behind the lock
+//! of [`crate::cluster::wire::Wire`], where the workers insert the tasks
+//! they send and the peer thread takes them out. Deadlines are kept in a
+//! min-ordered set, so `expire` looks only at what is due.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -43,6 +45,19 @@ pub enum RemoteError {
         /// The node.
         node: u32,
     },
+    /// The frame carrying the task could not be queued for the node (no
+    /// connection to it now, or too many frames wait for it).
+    #[error(
+        "node {node} could not be reached (no connection to it now, or too many frames wait \
+         for it); resubmit the task later"
+    )]
+    Unreachable {
+        /// The node.
+        node: u32,
+    },
+    /// This runtime stops: its peer link no longer waits for replies.
+    #[error("this runtime is stopping; its peer link is closed")]
+    Stopping,
     /// No reply within the timeout.
     #[error(
         "node {node} did not answer the task within {timeout:?} (cluster.task_timeout); is it \

@@ -6,8 +6,8 @@
 //! A task whose domain query resolves ([`crate::placement`]) to a container
 //! on another node is a subtask of the runtime: the worker saves its inputs
 //! with the module's `save_in` ([`codec::save`]) into a [`record::Request`]
-//! and hands it to the peer link, which batches the records bound for one
-//! node into one message. The peer decodes the request, loads the inputs
+//! and sends it itself, batched with the other records it has for that
+//! node ([`crate::cluster::wire`]). The peer decodes the request, loads the inputs
 //! into a fresh task of its main segment ([`codec::load_in`]), runs it like
 //! any subtask, and sends back a [`record::Reply`] with the result code, the
 //! error message and the outputs (`save_out`). The sender loads the outputs
@@ -23,10 +23,12 @@
 //!   `cluster.task_timeout`;
 //! * [`bcast`]: a broadcast's replicas, and how their outputs combine.
 //!
-//! The worker sends a task out (`worker/remote.rs`) through the peer
-//! thread, which keeps it in its [`inflight`] table as a [`Sent`]; the node
-//! state's host (`remote_host.rs`) runs the requests of other nodes and
-//! completes what was sent when its reply (or its error) comes.
+//! The worker sends a task out (`worker/remote.rs`) after entering it in
+//! the [`inflight`] table it shares with the peer thread, as a [`Sent`];
+//! the node state's host (`remote_host.rs`), on the peer thread, runs the
+//! requests of other nodes (entering them in the [`serving`] table, where
+//! the worker that completes one finds it and replies) and completes what
+//! was sent when its reply (or its error) comes.
 
 use std::sync::Arc;
 
@@ -37,6 +39,7 @@ pub mod bcast;
 pub mod codec;
 pub mod inflight;
 pub mod record;
+pub mod serving;
 
 /// What the sending node keeps of a task it sent out: the task, its
 /// generation when sent (a task the client freed meanwhile is not written),

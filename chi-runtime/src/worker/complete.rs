@@ -51,12 +51,31 @@ impl Worker {
         }
     }
 
-    /// A task of another node completed here: the peer thread replies
-    /// (see `remote_host.rs`).
+    /// A task of another node completed here: its reply is saved and
+    /// queued on this worker's batch ([`crate::remote::serving`]); the
+    /// replica of a broadcast of this node goes to the peer thread, which
+    /// holds the broadcast.
     #[cold]
-    fn served(&self, task: *mut TaskHeader) {
+    fn served(&mut self, task: *mut TaskHeader) {
+        let t = task as usize;
+        if let Some(wire) = self.shared.wire.get()
+            && self
+                .shared
+                .serving
+                .sender_of(t)
+                .is_some_and(|n| n != wire.me())
+        {
+            if let Some((to, reply)) =
+                self.shared
+                    .serving
+                    .finish(t, &self.alloc, &self.shared.ipc.main)
+            {
+                self.wire_out.reply(to, &reply);
+            }
+            return;
+        }
         if let Some(link) = self.shared.pool_asker.get() {
-            link.served(task as usize);
+            link.served(t);
         }
     }
 }

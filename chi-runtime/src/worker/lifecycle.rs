@@ -104,6 +104,8 @@ impl Worker {
         if !self.retired {
             self.drain();
         }
+        // The replies of tasks that ended in the drain leave too.
+        self.flush_wire();
     }
 
     /// Runs `f`, catching a panic of the worker's own code (a module's panics

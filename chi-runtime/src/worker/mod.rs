@@ -156,6 +156,8 @@ pub struct Worker {
     started: u32,
     /// Measured steps not yet handed to the reinforcement thread.
     samples: Vec<crate::models::Sample>,
+    /// Remote tasks and replies this worker saved, not yet sent ([`remote`]).
+    wire_out: crate::cluster::wire::WireBatch,
 }
 
 /// Live coroutines past which a worker resumes woken tasks before it starts
@@ -210,6 +212,7 @@ impl Worker {
             sample_tick: seed,
             started: 0,
             samples: Vec::new(),
+            wire_out: Default::default(),
         })
     }
 
@@ -241,6 +244,10 @@ impl Worker {
                 self.check_stalled_cells();
             }
             self.collect_wakes();
+            // A busy worker's remote records wait a bounded time ([`remote`]).
+            if self.wire_out.due() {
+                self.flush_wire();
+            }
             // Subtasks first: their parents wait for them (and keep their
             // coroutines) meanwhile, and a parent woken by each of its
             // subtasks resumes once, after the last. Newest first, so a tree
@@ -275,6 +282,10 @@ impl Worker {
                 self.handling = None;
                 idle.worked();
                 continue;
+            }
+            // Nothing more queued now: the remote records leave.
+            if !self.wire_out.is_empty() {
+                self.flush_wire();
             }
             if let Some(s) = self.slots.ready.pop_front() {
                 self.resume(s);

@@ -1,12 +1,15 @@
 //! A task whose container is on another node leaves this node: the worker
 //! saves its inputs with the module's `save_in` (through a container of the
 //! pool on this node: the hooks are the module's, whichever container) into
-//! a request record and hands it to the peer thread
-//! ([`crate::cluster::peer::PoolAsker::send_task`]), which batches it for
-//! that node and completes the task when the reply comes
+//! a request record, registers it in the in-flight table it shares with the
+//! peer thread and queues it in its own batch, which it sends itself
+//! ([`crate::cluster::wire`]: when it has nothing else to do, or the batch
+//! is full or old); the peer thread completes the task when the reply comes
 //! (`remote_host.rs`). The worker forgets the task: it neither runs nor
-//! completes it. Methods of [`Worker`] (another `impl` block), off the fast
-//! path (only pools over the cluster get here).
+//! completes it. A replica for this node itself (a broadcast's) goes to
+//! the peer thread ([`crate::cluster::peer::PoolAsker::send_task`]).
+//! Methods of [`Worker`] (another `impl` block), off the fast path (only
+//! pools over the cluster get here).
 //!
 //! A subtask of a handler goes out the same way; its parent coroutine is
 //! woken through its worker's mailbox when the reply completes it.
@@ -75,8 +78,9 @@ impl Worker {
         // nobody writes while the worker holds it.
         let body = unsafe { save(&container, task, Half::In) }.map_err(|e| e.to_string())?;
         let bcast = (targets.len() > 1).then(|| Arc::new(Bcast::new(&targets)));
+        let wire = self.shared.wire.get().cloned();
         for (i, to) in targets.iter().enumerate() {
-            let request = Request {
+            let mut request = Request {
                 id: 0,
                 pool: pool.id,
                 container: to.container,
@@ -90,6 +94,21 @@ impl Worker {
                 container: container.clone(),
                 bcast: bcast.clone().map(|b| (b, i)),
             };
+            if let Some(wire) = wire.as_deref()
+                && to.node.0 != here.0
+            {
+                match wire.register(to.node.0, Box::new(sent)) {
+                    Ok(id) => {
+                        request.id = id;
+                        self.wire_out.request(to.node.0, &request);
+                    }
+                    Err((_, e)) if bcast.is_none() => return Err(e.to_string()),
+                    // The other replicas go on: the broadcast fails with this
+                    // one's error once all have answered.
+                    Err((back, e)) => link.failed(vec![(back, e)]),
+                }
+                continue;
+            }
             if let Err(e) = link.send_task(to.node.0, request, Box::new(sent)) {
                 if i == 0 {
                     return Err(e);
@@ -100,5 +119,22 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Sends this worker's batch of remote records ([`crate::cluster::wire`]);
+    /// the tasks it could not send fail through the peer thread.
+    pub(super) fn flush_wire(&mut self) {
+        if self.wire_out.is_empty() {
+            return;
+        }
+        let Some(wire) = self.shared.wire.get() else {
+            return;
+        };
+        let failed = self.wire_out.flush(wire);
+        if !failed.is_empty()
+            && let Some(link) = self.shared.pool_asker.get()
+        {
+            link.failed(failed);
+        }
     }
 }

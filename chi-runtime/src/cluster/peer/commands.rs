@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::cluster::doorbell::Doorbell;
 use crate::cluster::pools::{Outgoing, PoolAnswer, PoolAsk};
+use crate::remote::inflight::RemoteError;
 use crate::remote::record::Request;
 
 /// Why another node's status could not be had.
@@ -86,6 +87,8 @@ pub(super) enum Command {
     },
     /// A task of another node that ran here completed (its address).
     Served(usize),
+    /// Tasks a worker could not send: to complete with their errors.
+    Failed(Vec<(Outgoing, RemoteError)>),
 }
 
 /// Hands the peer thread work: pools over the cluster, remote tasks, the
@@ -133,6 +136,13 @@ impl PoolAsker {
             request,
             back,
         })
+    }
+
+    /// Hands the peer thread tasks a worker could not send, to complete
+    /// with their errors ([`crate::cluster::wire::WireBatch::flush`]).
+    pub fn failed(&self, tasks: Vec<(Outgoing, RemoteError)>) {
+        // A stopping peer thread failed every task it knew of.
+        let _ = self.hand(Command::Failed(tasks));
     }
 
     /// Tells the peer thread that the task at `task`, one of another node's

@@ -61,7 +61,8 @@ impl PeerLoop {
             }
             (Kind::ReplyBatch, Record::Reply(p)) => {
                 if !self.pools.on_reply(from, &p, &mut self.outbox) {
-                    match self.inflight.take(p.id, from) {
+                    let back = self.wire.table().tasks.take(p.id, from);
+                    match back {
                         Some(back) => self.pools.host().complete(back, Ok(p)),
                         None => tracing::debug!(
                             from,
@@ -88,13 +89,13 @@ impl PeerLoop {
             };
             return self.pools.host().complete(back, Err(e));
         }
-        request.id = self.inflight.insert(node, back, Instant::now());
+        request.id = self.wire.table().tasks.insert(node, back, Instant::now());
         let me = self.membership.me();
         if node != me {
             return self.outbox.request(node, &request);
         }
         if let Err(message) = self.pools.host().run(me, &request)
-            && let Some(back) = self.inflight.take(request.id, me)
+            && let Some(back) = self.wire.table().tasks.take(request.id, me)
         {
             let reply = Reply {
                 id: request.id,
@@ -121,24 +122,25 @@ impl PeerLoop {
     /// Whether something waits on other nodes (then the loop wakes for the
     /// coarse checks, else only for heartbeats and work).
     pub(super) fn waiting(&self) -> bool {
-        !self.pending.is_empty() || !self.inflight.is_empty() || self.pools.busy()
+        !self.pending.is_empty() || !self.wire.table().tasks.is_empty() || self.pools.busy()
     }
 
     /// The coarse check of remote tasks: fails those past their time or
     /// on a node that went down.
     pub(super) fn expire_remote(&mut self, now: Instant) {
-        if self.inflight.is_empty() {
-            return;
-        }
-        let mut failed = self.inflight.expire(now);
-        if !self.inflight.is_empty() {
-            let up = self.up();
-            for n in 1..=self.membership.len() {
-                if !up.contains(&n) {
-                    failed.extend(self.inflight.node_down(n));
+        let up = self.up();
+        let failed = {
+            let mut t = self.wire.table();
+            let mut failed = t.tasks.expire(now);
+            if !t.tasks.is_empty() {
+                for n in 1..=self.membership.len() {
+                    if !up.contains(&n) {
+                        failed.extend(t.tasks.node_down(n));
+                    }
                 }
             }
-        }
+            failed
+        };
         for (back, e) in failed {
             self.pools.host().complete(back, Err(e));
         }
@@ -152,7 +154,10 @@ impl PeerLoop {
         for (to, reply) in self.pools.host().finished(served) {
             if to != me {
                 self.outbox.reply(to, &reply);
-            } else if let Some(back) = self.inflight.take(reply.id, me) {
+                continue;
+            }
+            let back = self.wire.table().tasks.take(reply.id, me);
+            if let Some(back) = back {
                 self.pools.host().complete(back, Ok(reply));
             }
         }

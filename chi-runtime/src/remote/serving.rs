@@ -1,0 +1,123 @@
+//! The tasks of other nodes running on this one, and their replies.
+//!
+//! # Design
+//!
+//! The peer thread loads a request into a task of the main segment and
+//! queues it (`remote_host.rs`), after it enters the task here by address
+//! ([`ServingTable::insert`]). The worker that completes the task finds it
+//! here by the `PEER_WAITER` of its header and turns it into its reply
+//! ([`ServingTable::finish`]: the outputs saved with the module's
+//! `save_out`, the result code, the error message) and frees it, on its
+//! own thread: the reply leaves from that worker
+//! ([`crate::cluster::wire`]). A replica of a broadcast that this node
+//! sent itself is answered by the peer thread instead, which holds the
+//! broadcast.
+//!
+//! The table is shared by the peer thread (inserts) and the workers
+//! (finishes): one lock, taken once per task at each end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chi_sdk::shm::{Allocator, Segment, ShmPtr};
+use chi_sdk::task::{TaskHeader, code};
+
+use super::codec::{self, Half};
+use super::record::Reply;
+use crate::pool::Container;
+
+/// A task of another node running here.
+#[derive(Debug)]
+pub struct Serving {
+    /// The node that sent it.
+    pub from: u32,
+    /// Its request id there.
+    pub request: u64,
+    /// The task's header, as an address in the main segment.
+    pub task: usize,
+    /// The container it runs on (holds the module's hooks).
+    pub container: Arc<Container>,
+}
+
+/// The tasks of other nodes running here, by address (see the module doc).
+#[derive(Debug, Default)]
+pub struct ServingTable {
+    map: Mutex<HashMap<usize, Serving>>,
+}
+
+impl ServingTable {
+    fn lock(&self) -> MutexGuard<'_, HashMap<usize, Serving>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Enters `s` (before its task is queued: its worker may complete it
+    /// at once).
+    pub fn insert(&self, s: Serving) {
+        self.lock().insert(s.task, s);
+    }
+
+    /// Takes the task at `task` out.
+    pub fn remove(&self, task: usize) -> Option<Serving> {
+        self.lock().remove(&task)
+    }
+
+    /// The node that sent the task at `task`, if it runs here.
+    pub fn sender_of(&self, task: usize) -> Option<u32> {
+        self.lock().get(&task).map(|s| s.from)
+    }
+
+    /// Takes out the task at `task`, which completed, and turns it into its
+    /// reply, freeing it: `(node it goes to, reply)`. `None` if the task is
+    /// not one of ours, or not complete (it stays).
+    pub fn finish(&self, task: usize, alloc: &Allocator, main: &Segment) -> Option<(u32, Reply)> {
+        let s = self.remove(task)?;
+        let t = s.task as *mut TaskHeader;
+        // SAFETY: our task, live until we free it; only read.
+        let h = unsafe { &*t };
+        if !h.is_complete() {
+            // Not ours to reply yet (never the case: its worker said so
+            // after completing it); keep it.
+            self.insert(s);
+            return None;
+        }
+        let mut result = h.result();
+        let mut message = h.error.to_str().unwrap_or_default().to_owned();
+        // SAFETY: complete: nobody writes it any more.
+        let body = match unsafe { codec::save(&s.container, t, Half::Out) } {
+            Ok(b) => b,
+            Err(e) => {
+                result = code::FAILED;
+                message = e.to_string();
+                Vec::new()
+            }
+        };
+        // SAFETY: complete, ours alone (out of the table), and its
+        // container is held.
+        unsafe { free(t, &s.container, alloc, main) };
+        Some((
+            s.from,
+            Reply {
+                id: s.request,
+                result,
+                message,
+                body,
+            },
+        ))
+    }
+}
+
+/// Frees a task made for another node's request, through its module's
+/// `del` (or as a bare block if the module has none, or it fails).
+///
+/// # Safety
+/// `task` is a task of `c`'s module in `main`, complete or never queued,
+/// that nobody else holds.
+pub unsafe fn free(task: *mut TaskHeader, c: &Container, alloc: &Allocator, main: &Segment) {
+    if let Some(del) = c.module.api.del {
+        // SAFETY: the caller's contract; the container is alive (borrowed).
+        if unsafe { del(c.state, task) } == code::OK {
+            return;
+        }
+    }
+    let _ = alloc.free(ShmPtr::new(main.id(), task as u64 - main.base() as u64));
+}
