@@ -215,8 +215,13 @@ fn broadcasts_aggregate_their_replicas() {
         setup.state_seen(1, 3).is_some_and(|(s, _)| s == "down")
     });
     let t0 = Instant::now();
+    // From node 2, which may not see node 3 down yet: then its frame to
+    // node 3 cannot be queued (no connection), which fails it at once too.
     let e = tally(&clients[1], id, bcast, 1).unwrap_err();
-    assert!(e.contains("node 3 went down"), "{e}");
+    assert!(
+        e.contains("node 3 went down") || e.contains("node 3 could not be reached"),
+        "{e}"
+    );
     assert!(t0.elapsed() < TASK_TIMEOUT, "{:?}", t0.elapsed());
     // The others keep serving.
     assert_eq!(

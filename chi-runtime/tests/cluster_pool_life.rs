@@ -10,7 +10,9 @@
 //! without peers; a node that holds no container of a pool (2 containers
 //! over 3 nodes) still sends tasks to it, with client data and broadcasts;
 //! a node that starts after a pool was made learns it (and sends to it),
-//! and a node that restarts gets its containers back.
+//! and a node that restarts gets its containers back; node 1, the pools'
+//! authority, restarted, makes new pools past the ones that exist and
+//! drops none of them.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s, `cluster.task_timeout` 2 s
 //! ([`support::cluster`]); every wait is bounded by a generous limit.
@@ -465,6 +467,58 @@ fn a_node_that_starts_later_or_restarts_learns_the_pools() {
     assert_eq!(locate(&c3, back, DomainQuery::global_id(0)), Ok((1, 0)));
     assert_eq!(echo(&c3, early, DomainQuery::global_id(1), 8), Ok(8));
     drop((c1, c3));
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn a_restarted_node_1_makes_new_pools_past_the_pools_that_exist() {
+    let _w = Watchdog::new("restart_authority", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("plife-auth", 3);
+    let mut nodes: Vec<Node> = (1..=3).map(|k| Node::start(&setup, k)).collect();
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    let c2 = Client::connect(setup.opts(2)).expect("a client of node 2");
+    let admin2 = AdminClient::new(&c2);
+    let a = admin2
+        .create_cluster_pool(MOD_NAME, "a", "", 3)
+        .expect("pool a");
+    let b = admin2
+        .create_cluster_pool(MOD_NAME, "b", "", 3)
+        .expect("pool b");
+    // Node 1, the pools' authority, crashes and starts again knowing no
+    // pool; a client of it asks for pools as soon as it can connect.
+    nodes[0].kill9();
+    wait_until(LIMIT, "node 2 sees node 1 down", || {
+        setup.state_seen(2, 1).is_some_and(|(s, _)| s == "down")
+    });
+    nodes[0] = Node::start(&setup, 1);
+    let c1 = Client::connect(setup.opts(1)).expect("a client of the new node 1");
+    let admin1 = AdminClient::new(&c1);
+    let c = admin1
+        .create_cluster_pool(MOD_NAME, "c", "", 3)
+        .expect("pool c, made by the restarted authority");
+    assert!(c.0 > b.0 && b.0 > a.0, "ids {a:?} {b:?} {c:?}");
+    assert_eq!(
+        admin1
+            .get_or_create_cluster_pool(MOD_NAME, "a", "", 3)
+            .expect("pool a, from the restarted authority"),
+        a,
+        "the restarted authority knows the pool made before"
+    );
+    // Nothing that existed was dropped: every node lists the three pools
+    // with their ids, and tasks reach every container.
+    for k in 1..=3 {
+        for (name, id) in [("a", a), ("b", b), ("c", c)] {
+            assert_eq!(id_of(&setup, k, name), Some(id), "node {k}, pool {name}");
+        }
+    }
+    wait_until(LIMIT, "every node shows all three up", || setup.all_up());
+    for pool in [a, b, c] {
+        for g in 0..3 {
+            assert_eq!(echo(&c2, pool, DomainQuery::global_id(g), 5), Ok(5));
+        }
+    }
+    drop((c1, c2));
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);
 }

@@ -170,6 +170,12 @@ impl Membership {
         self.incarnation
     }
 
+    /// How long a peer may stay silent before it is down
+    /// (`cluster.peer_timeout`).
+    pub fn peer_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Number of nodes, this one included.
     pub fn len(&self) -> u32 {
         self.lock().len() as u32

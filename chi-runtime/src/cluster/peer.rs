@@ -316,6 +316,7 @@ impl PeerLoop {
         self.broadcast(Kind::Hello);
         let mut next_beat = Instant::now() + self.settings.heartbeat;
         let mut next_check = Instant::now();
+        let started = Instant::now();
         // Acquire: pairs with the Release store in `Cluster::halt`.
         while self.stop.load(Ordering::Acquire) == RUN {
             // Work handed over after this is rung again (see `doorbell`).
@@ -329,6 +330,7 @@ impl PeerLoop {
                 self.checks(now);
                 next_check = now + CHECK_EVERY;
             }
+            self.await_unheard(now, started);
             let joined =
                 std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
             if !joined.is_empty() {

@@ -74,6 +74,10 @@ pub const CTL_DESTROY: MethodId = 0xC000_0003;
 /// Method of a request record: "drop your share of these pools, they are
 /// destroyed" (body: the ids as a JSON list; empty reply body).
 pub const CTL_DROP: MethodId = 0xC000_0004;
+/// Method of a request record to a node seen (back) up: "this is what I
+/// hold" (body: the next pool id the sender would give and the specs of its
+/// pools over the cluster, as JSON; empty reply body). See `pools/sync.rs`.
+pub const CTL_HELD: MethodId = 0xC000_0005;
 /// The first request id of control records (remote tasks count from 1).
 pub const CONTROL_IDS: u64 = 1 << 63;
 /// Most containers a pool over the cluster may have.
@@ -102,6 +106,13 @@ struct Creating {
     asked: Vec<u32>,
     missing: BTreeSet<u32>,
     waiters: Vec<Waiter>,
+    deadline: Instant,
+}
+
+/// An ask waiting for the nodes' [`CTL_HELD`] (`pools/sync.rs`).
+struct Deferred {
+    ask: PoolAsk,
+    waiter: Waiter,
     deadline: Instant,
 }
 
@@ -154,6 +165,13 @@ pub struct GlobalPools {
     destroying: HashMap<u64, Destroying>,
     /// Notices waiting for their reply, by request id.
     notices: HashMap<u64, Notice>,
+    /// Nodes that told this one what they hold since they were last seen
+    /// (back) up ([`CTL_HELD`], `pools/sync.rs`).
+    synced: BTreeSet<u32>,
+    /// Asks waiting for the nodes' [`CTL_HELD`] before they are decided.
+    deferred: Vec<Deferred>,
+    /// Nodes not heard from since this one started, awaited too.
+    unheard: BTreeSet<u32>,
 }
 
 impl std::fmt::Debug for GlobalPools {
@@ -221,6 +239,9 @@ impl GlobalPools {
             destroyed: BTreeSet::new(),
             destroying: HashMap::new(),
             notices: HashMap::new(),
+            synced: BTreeSet::new(),
+            deferred: Vec::new(),
+            unheard: BTreeSet::new(),
         }
     }
 
@@ -236,6 +257,7 @@ impl GlobalPools {
             || !self.forwarded.is_empty()
             || !self.destroying.is_empty()
             || !self.notices.is_empty()
+            || !self.deferred.is_empty()
     }
 
     fn request_id(&mut self) -> u64 {
@@ -281,6 +303,10 @@ impl GlobalPools {
 
     /// The authority's decision on `ask`.
     fn decide(&mut self, ask: PoolAsk, waiter: Waiter, up: &[u32], out: &mut Outbox) {
+        // Not before every node up has told this one what it holds.
+        let Some((ask, waiter)) = self.defer(ask, waiter, up) else {
+            return;
+        };
         let taken = |module: &str| {
             format!(
                 "pool name '{}' is taken in the cluster by a pool of module '{module}'; choose \
@@ -324,8 +350,7 @@ impl GlobalPools {
             Ok(p) => p,
             Err(e) => return answer(waiter, Err(e.to_string()), out),
         };
-        let past_destroyed = self.destroyed.last().map_or(0, |d| d + 1);
-        self.next_pool = self.next_pool.max(self.host.free_id()).max(past_destroyed);
+        self.next_pool = self.next_id();
         let spec = PoolSpec {
             id: self.next_pool,
             module: ask.module,
@@ -434,6 +459,7 @@ impl GlobalPools {
                 }
             }
             CTL_DROP => self.on_drop(from, req, out),
+            CTL_HELD => self.on_held(from, req, up, out),
             CTL_SHARE => {
                 let r = serde_json::from_slice::<PoolSpec>(&req.body)
                     .map_err(|e| format!("malformed pool spec: {e}"))
@@ -506,64 +532,6 @@ impl GlobalPools {
         true
     }
 
-    /// Fails what waits past its deadline or on a node that is `down`.
-    pub fn expire(&mut self, now: Instant, down: &dyn Fn(u32) -> bool, out: &mut Outbox) {
-        let timeout = self.timeout;
-        let late: Vec<u64> = self
-            .forwarded
-            .iter()
-            .filter(|(_, f)| now >= f.deadline || down(f.authority))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            if let Some(f) = self.forwarded.remove(&id) {
-                let why = if down(f.authority) {
-                    format!(
-                        "node {} (the cluster's pool authority) went down before it answered; \
-                         ask again (the next node up takes over)",
-                        f.authority
-                    )
-                } else {
-                    format!(
-                        "node {} (the cluster's pool authority) did not answer within {timeout:?} \
-                         (cluster.task_timeout)",
-                        f.authority
-                    )
-                };
-                answer(f.waiter, Err(why), out);
-            }
-        }
-        let failing: Vec<(String, String)> = self
-            .creating
-            .iter()
-            .filter_map(|(name, c)| {
-                let gone: Vec<u32> = c.missing.iter().copied().filter(|&n| down(n)).collect();
-                if !gone.is_empty() {
-                    Some((
-                        name.clone(),
-                        format!("node(s) {gone:?} went down while pool '{name}' was being created"),
-                    ))
-                } else if now >= c.deadline {
-                    Some((
-                        name.clone(),
-                        format!(
-                            "node(s) {:?} did not create their share of pool '{name}' within \
-                             {timeout:?} (cluster.task_timeout)",
-                            c.missing
-                        ),
-                    ))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        for (name, why) in failing {
-            self.fail(&name, why, out);
-        }
-        self.expire_destroying(now, down, out);
-        self.resend_notices(now, down, out);
-    }
-
     /// Fails every ask (the runtime stops).
     pub fn stop(&mut self, out: &mut Outbox) {
         for (_, f) in self.forwarded.drain() {
@@ -574,11 +542,13 @@ impl GlobalPools {
             self.fail(&name, "this runtime is stopping".into(), out);
         }
         self.stop_destroying(out);
+        self.stop_deferred(out);
     }
 }
 
 mod host;
 mod life;
+mod sync;
 
 pub use host::{NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, PoolSpec};
 #[cfg(test)]

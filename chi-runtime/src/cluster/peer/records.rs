@@ -26,6 +26,21 @@ impl PeerLoop {
             .collect()
     }
 
+    /// Tells the pools which nodes this node has not heard from since it
+    /// started, while `cluster.peer_timeout` has not passed since: an
+    /// authority waits for what they hold before it decides a pool
+    /// (`pools/sync.rs`).
+    pub(super) fn await_unheard(&mut self, now: Instant, started: Instant) {
+        if now.saturating_duration_since(started) >= self.membership.peer_timeout() {
+            self.pools.unheard(&[]);
+            return;
+        }
+        let unheard: Vec<u32> = (1..=self.membership.len())
+            .filter(|&n| matches!(self.membership.state_of(n), Some((PeerState::Unknown, _))))
+            .collect();
+        self.pools.unheard(&unheard);
+    }
+
     /// Sends what the outbox holds: one batch frame per node and kind.
     pub(super) fn flush_outbox(&mut self) {
         for (to, kind, payload) in self.outbox.drain() {
@@ -116,6 +131,9 @@ impl PeerLoop {
         let m = self.membership.clone();
         let down = move |n: u32| matches!(m.state_of(n), Some((PeerState::Down, _)));
         self.pools.expire(now, &down, &mut self.outbox);
+        // Asks waiting for what the nodes hold: a node may have gone down.
+        let up = self.up();
+        self.pools.retry_deferred(now, &up, &mut self.outbox);
         self.expire_remote(now);
     }
 

@@ -1,5 +1,6 @@
 //! The end of a pool over the cluster: its destruction, the rollback of a
-//! failed creation, and what a node that (re)joins is told. Methods of
+//! failed creation, what a node that (re)joins is told, and the coarse
+//! check of what waits on other nodes ([`GlobalPools::expire`]). Methods of
 //! [`GlobalPools`] (another `impl` block).
 //!
 //! # Design
@@ -138,7 +139,14 @@ impl GlobalPools {
 
     /// Sends node `node` a notice (`method`, `body`), kept until answered
     /// for the destruction of `pool` (0: none).
-    fn notify(&mut self, node: u32, method: MethodId, body: Vec<u8>, pool: u64, out: &mut Outbox) {
+    pub(super) fn notify(
+        &mut self,
+        node: u32,
+        method: MethodId,
+        body: Vec<u8>,
+        pool: u64,
+        out: &mut Outbox,
+    ) {
         let request = control(self.request_id(), method, body);
         out.request(node, &request);
         self.notices.insert(
@@ -221,10 +229,10 @@ impl GlobalPools {
             return false;
         };
         if reply.result != 0 {
-            let what = if request.method == CTL_SHARE {
-                "register a pool of the cluster"
-            } else {
-                "drop a pool of the cluster"
+            let what = match request.method {
+                CTL_SHARE => "register a pool of the cluster",
+                CTL_DROP => "drop a pool of the cluster",
+                _ => "take the pools this node holds",
             };
             tracing::warn!(
                 node = from,
@@ -266,7 +274,8 @@ impl GlobalPools {
     /// gets every destroyed id, so it drops what it still holds of them;
     /// and from the lowest other node up, every pool over the cluster that
     /// node holds, so it knows them (and makes its containers of them, if
-    /// the placement has any on it: a node that restarted).
+    /// the placement has any on it: a node that restarted); and from every
+    /// node, what it holds (`pools/sync.rs`).
     pub fn joined(&mut self, node: u32, up: &[u32], out: &mut Outbox) {
         if node == self.me {
             return;
@@ -276,16 +285,75 @@ impl GlobalPools {
             let body = serde_json::to_vec(&ids).unwrap_or_default();
             self.notify(node, CTL_DROP, body, 0, out);
         }
-        if up.iter().find(|&&n| n != node) != Some(&self.me) {
-            return;
-        }
-        for spec in self.host.cluster_pools() {
-            if self.destroyed.contains(&spec.id) {
-                continue;
+        if up.iter().find(|&&n| n != node) == Some(&self.me) {
+            for spec in self.host.cluster_pools() {
+                if self.destroyed.contains(&spec.id) {
+                    continue;
+                }
+                let body = serde_json::to_vec(&spec).unwrap_or_default();
+                self.notify(node, CTL_SHARE, body, 0, out);
             }
-            let body = serde_json::to_vec(&spec).unwrap_or_default();
-            self.notify(node, CTL_SHARE, body, 0, out);
         }
+        // After the drops and shares: what this node holds (`pools/sync.rs`).
+        self.tell_held(node, out);
+    }
+
+    /// Fails what waits past its deadline or on a node that is `down`.
+    pub fn expire(&mut self, now: Instant, down: &dyn Fn(u32) -> bool, out: &mut Outbox) {
+        let timeout = self.timeout;
+        let late: Vec<u64> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| now >= f.deadline || down(f.authority))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(f) = self.forwarded.remove(&id) {
+                let why = if down(f.authority) {
+                    format!(
+                        "node {} (the cluster's pool authority) went down before it answered; \
+                         ask again (the next node up takes over)",
+                        f.authority
+                    )
+                } else {
+                    format!(
+                        "node {} (the cluster's pool authority) did not answer within {timeout:?} \
+                         (cluster.task_timeout)",
+                        f.authority
+                    )
+                };
+                answer(f.waiter, Err(why), out);
+            }
+        }
+        let failing: Vec<(String, String)> = self
+            .creating
+            .iter()
+            .filter_map(|(name, c)| {
+                let gone: Vec<u32> = c.missing.iter().copied().filter(|&n| down(n)).collect();
+                if !gone.is_empty() {
+                    Some((
+                        name.clone(),
+                        format!("node(s) {gone:?} went down while pool '{name}' was being created"),
+                    ))
+                } else if now >= c.deadline {
+                    Some((
+                        name.clone(),
+                        format!(
+                            "node(s) {:?} did not create their share of pool '{name}' within \
+                             {timeout:?} (cluster.task_timeout)",
+                            c.missing
+                        ),
+                    ))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (name, why) in failing {
+            self.fail(&name, why, out);
+        }
+        self.expire_destroying(now, down, out);
+        self.resend_notices(now, down, out);
     }
 
     /// Fails every destruction (the runtime stops).

@@ -82,11 +82,39 @@ fn node(me: u32, shares: &Shares, refuse: bool) -> GlobalPools {
 
 /// Nodes 1 to `n` (node `refuse` cannot create a share) and an empty outbox
 /// for each.
+/// They have seen each other up and told each other what they hold.
 fn cluster(n: u32, shares: &Shares, refuse: Option<u32>) -> (Vec<GlobalPools>, Vec<Outbox>) {
-    let nodes = (1..=n)
+    let mut nodes: Vec<GlobalPools> = (1..=n)
         .map(|me| node(me, shares, refuse == Some(me)))
         .collect();
-    (nodes, (0..n).map(|_| Outbox::default()).collect())
+    let mut outs: Vec<Outbox> = (0..n).map(|_| Outbox::default()).collect();
+    let up: Vec<u32> = (1..=n).collect();
+    meet(&mut nodes, &mut outs, &up);
+    (nodes, outs)
+}
+
+/// The nodes `up` see each other (back) up; every record is delivered.
+fn meet(nodes: &mut [GlobalPools], outs: &mut [Outbox], up: &[u32]) {
+    for &a in up {
+        for &b in up.iter().filter(|&&b| b != a) {
+            let i = (a - 1) as usize;
+            nodes[i].joined(b, up, &mut outs[i]);
+        }
+    }
+    pump(nodes, outs, up);
+}
+
+/// The methods of the requests node `n[i]` has queued (taken out).
+fn methods(outs: &mut [Outbox], i: usize) -> Vec<MethodId> {
+    let mut m = Vec::new();
+    for (_, kind, payload) in outs[i].drain() {
+        for r in decode_batch(kind, &payload).unwrap() {
+            if let Record::Request(q) = Record::decode(r).unwrap() {
+                m.push(q.method);
+            }
+        }
+    }
+    m
 }
 
 /// Delivers every queued record until no node has anything to send.
@@ -357,14 +385,14 @@ fn malformed_control_bodies_get_an_error_reply() {
     let shares = Shares::default();
     let (mut n, _) = cluster(2, &shares, None);
     let mut out = Outbox::default();
-    for method in [CTL_CREATE, CTL_SHARE, CTL_DESTROY, CTL_DROP] {
+    for method in [CTL_CREATE, CTL_SHARE, CTL_DESTROY, CTL_DROP, CTL_HELD] {
         let req = control(9, method, b"{not json".to_vec());
         assert!(n[1].on_request(1, &req, &[1, 2], &mut out));
     }
     let frames = out.drain();
     assert_eq!(frames.len(), 1);
     let records = decode_batch(frames[0].1, &frames[0].2).unwrap();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 5);
     for r in records {
         let Record::Reply(p) = Record::decode(r).unwrap() else {
             panic!("not a reply")
@@ -411,7 +439,8 @@ fn a_node_that_joins_later_is_told_the_pools_and_lost_notices_are_sent_again() {
     let up = [1, 2, 3];
     n[0].joined(3, &up, &mut outs[0]);
     n[1].joined(3, &up, &mut outs[1]);
-    assert!(outs[1].is_empty(), "only the lowest other node tells");
+    // Node 2 only says what it holds: the lowest other node up shares.
+    assert_eq!(methods(&mut outs, 1), vec![CTL_HELD]);
     let lost = outs[0].drain();
     assert_eq!(lost.len(), 1);
     n[0].expire(Instant::now(), &|_| false, &mut outs[0]);
@@ -430,4 +459,72 @@ fn a_node_that_joins_later_is_told_the_pools_and_lost_notices_are_sent_again() {
         &mut outs[0],
     );
     assert!(outs[0].is_empty());
+}
+
+#[test]
+fn a_restarted_authority_decides_only_once_it_knows_what_the_others_hold() {
+    let shares = Shares::default();
+    let (mut n, mut outs) = cluster(3, &shares, None);
+    let p = ask_pumped(&mut n, &mut outs, 1, ask("p", false), &[1, 2, 3]).unwrap();
+    let q = ask_pumped(&mut n, &mut outs, 2, ask("q", false), &[1, 2, 3]).unwrap();
+    // Node 1 restarts: it holds nothing and knows no id.
+    n[0] = node(1, &shares, false);
+    shares.lock().unwrap().retain(|(node, _)| *node != 1);
+    let up = [1, 2, 3];
+    let (w, r_new) = local();
+    n[0].ask(ask("r", false), w, &up, &mut outs[0]);
+    let (w, p_again) = local();
+    n[0].ask(ask("p", true), w, &up, &mut outs[0]);
+    assert!(outs[0].is_empty(), "nothing decided yet");
+    assert!(r_new.try_recv().is_err() && p_again.try_recv().is_err());
+    // It meets the others: they tell it what they hold, and it decides.
+    meet(&mut n, &mut outs, &up);
+    let r = r_new.try_recv().unwrap().unwrap();
+    assert_eq!(r.id, q.id + 1, "an id past every pool the others hold");
+    assert_eq!(p_again.try_recv().unwrap().unwrap(), p);
+    // No pool of the others was touched.
+    assert_eq!(holders(&shares, p.id), vec![1, 2, 3]);
+    assert_eq!(holders(&shares, q.id), vec![1, 2, 3]);
+    assert_eq!(holders(&shares, r.id), vec![1, 2, 3]);
+}
+
+#[test]
+fn an_ask_waiting_for_silent_nodes_fails_after_the_timeout_naming_them() {
+    let shares = Shares::default();
+    let mut one = node(1, &shares, false);
+    let mut out = Outbox::default();
+    let up = [1, 2];
+    let (w, rx) = local();
+    one.ask(ask("p", false), w, &up, &mut out);
+    assert!(one.busy(), "the peer thread keeps checking");
+    one.retry_deferred(Instant::now(), &up, &mut out);
+    assert!(rx.try_recv().is_err());
+    // Node 2 went down meanwhile: decided without it.
+    one.retry_deferred(Instant::now(), &[1], &mut out);
+    assert_eq!(rx.try_recv().unwrap().unwrap().nodes, vec![1; 5]);
+    let (w, rx) = local();
+    one.ask(ask("q", false), w, &up, &mut out);
+    one.retry_deferred(Instant::now() + Duration::from_secs(6), &up, &mut out);
+    let e = rx.try_recv().unwrap().unwrap_err();
+    assert!(
+        e.contains("node(s) [2]") && e.contains("task_timeout"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_authority_waits_for_the_nodes_it_has_not_heard_from_until_the_grace_ends() {
+    let shares = Shares::default();
+    let mut one = node(1, &shares, false);
+    let mut out = Outbox::default();
+    // Node 1 has just started: nodes 2 and 3 have not been heard from.
+    one.unheard(&[2, 3]);
+    let (w, rx) = local();
+    one.ask(ask("p", false), w, &[1], &mut out);
+    one.retry_deferred(Instant::now() + Duration::from_secs(60), &[1], &mut out);
+    assert!(rx.try_recv().is_err(), "waits while the grace lasts");
+    // The grace ended without a word from them: decided without them.
+    one.unheard(&[]);
+    one.retry_deferred(Instant::now(), &[1], &mut out);
+    assert_eq!(rx.try_recv().unwrap().unwrap().nodes, vec![1; 5]);
 }
