@@ -43,6 +43,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -50,12 +51,14 @@ use chi_sdk::abi::AbiFingerprint;
 use chi_sdk::auth::{ControlKey, KeyFile, RuntimeDir, runtime_tag};
 use chi_sdk::proto::{Registration, Reply, Request, StatusReport, runtime_state};
 use chi_sdk::queue::Priority;
-use chi_sdk::transport::{ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, ZmqServer};
+use chi_sdk::transport::{
+    Caller, ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, ZmqServer,
+};
 use chi_sdk::types::PoolId;
 
 use crate::cluster::hosts::resolve;
 use crate::cluster::membership::Membership;
-use crate::cluster::peer::{Cluster, PeerSettings};
+use crate::cluster::peer::{Cluster, NodeStatusError, PeerSettings, StatusAnswer};
 use crate::cluster::zmq_peer::ZmqPeers;
 use crate::config::{Config, PoolQuery};
 use crate::ipc::{Ipc, SegmentFamily};
@@ -67,7 +70,7 @@ use crate::worker::WorkerStats;
 /// own 5 s for suspended tasks) before it exits without a wedged one.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for another node's status (`status --node N`); the control
-/// socket answers nothing else meanwhile.
+/// socket answers the other requests meanwhile.
 pub const NODE_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// A started runtime.
 pub struct Runtime {
@@ -122,7 +125,17 @@ fn answer(state: &NodeState, cluster: Option<&Cluster>, req: Request) -> Reply {
         }
         Request::Status => Reply::Status(state.status()),
         Request::NodeStatus { node } if node == state.node_id => Reply::Status(state.status()),
-        Request::NodeStatus { node } => node_status(state, cluster, node),
+        // Asked without waiting (`Runtime::serve`); here only if called
+        // directly.
+        Request::NodeStatus { node } => match node_status_later(state, cluster, node) {
+            Ok(answer) => node_status_reply(
+                node,
+                answer
+                    .recv_timeout(NODE_STATUS_TIMEOUT * 2)
+                    .unwrap_or(Err(NodeStatusError::Stopped)),
+            ),
+            Err(message) => Reply::Error { message },
+        },
         Request::Stop => {
             state.request_stop("a stop request");
             Reply::Ok {
@@ -132,19 +145,30 @@ fn answer(state: &NodeState, cluster: Option<&Cluster>, req: Request) -> Reply {
     }
 }
 
-/// Another node's status, through the peer link.
-fn node_status(state: &NodeState, cluster: Option<&Cluster>, node: u32) -> Reply {
+/// Asks another node's status through the peer link, without waiting:
+/// the answer comes on the receiver (at most `NODE_STATUS_TIMEOUT` later),
+/// or why not at once (the message of an error reply).
+fn node_status_later(
+    state: &NodeState,
+    cluster: Option<&Cluster>,
+    node: u32,
+) -> Result<Receiver<StatusAnswer>, String> {
     let Some(cluster) = cluster else {
-        return Reply::Error {
-            message: format!(
-                "node {node} is not in the cluster: this runtime (node {}) runs alone, without a \
-                 hostfile of more than one host",
-                state.node_id
-            ),
-        };
+        return Err(format!(
+            "node {node} is not in the cluster: this runtime (node {}) runs alone, without a \
+             hostfile of more than one host",
+            state.node_id
+        ));
     };
     let timeout = state.config.cluster.peer_timeout.min(NODE_STATUS_TIMEOUT);
-    match cluster.node_status(node, timeout) {
+    cluster
+        .node_status_later(node, timeout)
+        .map_err(|e| e.to_string())
+}
+
+/// The reply to `status --node N` once its answer came.
+fn node_status_reply(node: u32, answer: StatusAnswer) -> Reply {
+    match answer {
         Ok(bytes) => match serde_json::from_slice::<StatusReport>(&bytes) {
             Ok(r) => Reply::Status(r),
             Err(e) => Reply::Error {
@@ -155,6 +179,16 @@ fn node_status(state: &NodeState, cluster: Option<&Cluster>, node: u32) -> Reply
             message: e.to_string(),
         },
     }
+}
+
+/// A `status --node N` waiting for the other node's answer, while the
+/// control socket serves the other requests.
+struct Later {
+    caller: Caller,
+    node: u32,
+    answer: Receiver<StatusAnswer>,
+    /// Past it, the request fails (the peer thread answers before).
+    deadline: Instant,
 }
 
 /// Binds the first host of the list this machine can, or the one
@@ -383,19 +417,60 @@ impl Runtime {
         })
     }
 
+    /// Replies to the node statuses that came (or are past their time).
+    fn answer_later(&mut self, later: &mut Vec<Later>) {
+        if later.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for l in std::mem::take(later) {
+            let answer = match l.answer.try_recv() {
+                Ok(a) => a,
+                Err(TryRecvError::Empty) if now < l.deadline => {
+                    later.push(l);
+                    continue;
+                }
+                Err(TryRecvError::Empty) => Err(NodeStatusError::Timeout {
+                    node: l.node,
+                    timeout: NODE_STATUS_TIMEOUT,
+                }),
+                Err(TryRecvError::Disconnected) => Err(NodeStatusError::Stopped),
+            };
+            let reply = node_status_reply(l.node, answer);
+            self.send_reply(&l.caller, &reply);
+        }
+    }
+
+    fn send_reply(&mut self, to: &Caller, reply: &Reply) {
+        let bytes = serde_json::to_vec(reply).unwrap_or_default();
+        if let Err(e) = self.server.reply(to, &bytes) {
+            tracing::warn!(error = %e, "could not reply on the control socket");
+        }
+    }
+
     /// The node state.
     pub fn state(&self) -> &Arc<NodeState> {
         &self.shared
     }
 
     /// Serves the loopback socket until a stop is requested, then stops.
+    /// A `status --node N` does not hold up the requests after it: its
+    /// answer is awaited beside them ([`Later`]).
     pub fn serve(mut self) -> Result<()> {
+        let mut later: Vec<Later> = Vec::new();
         while !self.shared.stopping() {
             if self.signal.load(Ordering::Relaxed) {
                 self.shared.request_stop("a signal");
                 break;
             }
-            let msg = match self.server.recv(Duration::from_millis(50)) {
+            let wait = if later.is_empty() {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_millis(2)
+            };
+            let got = self.server.recv(wait);
+            self.answer_later(&mut later);
+            let (caller, msg) = match got {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
@@ -405,6 +480,20 @@ impl Runtime {
             };
             let reply = match msg {
                 Incoming::Request(bytes) => match serde_json::from_slice::<Request>(&bytes) {
+                    Ok(Request::NodeStatus { node }) if node != self.shared.node_id => {
+                        match node_status_later(&self.shared, self.cluster.as_ref(), node) {
+                            Ok(answer) => {
+                                later.push(Later {
+                                    caller,
+                                    node,
+                                    answer,
+                                    deadline: Instant::now() + NODE_STATUS_TIMEOUT * 2,
+                                });
+                                continue;
+                            }
+                            Err(message) => Reply::Error { message },
+                        }
+                    }
                     Ok(req) => answer(&self.shared, self.cluster.as_ref(), req),
                     Err(e) => Reply::Error {
                         message: format!("malformed request: {e}"),
@@ -419,10 +508,16 @@ impl Runtime {
                     }
                 }
             };
-            let bytes = serde_json::to_vec(&reply).unwrap_or_default();
-            if let Err(e) = self.server.reply(&bytes) {
-                tracing::warn!(error = %e, "could not reply on the control socket");
-            }
+            self.send_reply(&caller, &reply);
+        }
+        for l in later {
+            let reply = Reply::Error {
+                message: format!(
+                    "this runtime is stopping; the status of node {} did not come",
+                    l.node
+                ),
+            };
+            self.send_reply(&l.caller, &reply);
         }
         self.shutdown();
         Ok(())

@@ -4,8 +4,9 @@
 //! Garbage sent to a runtime's peer port (random bytes, truncated headers,
 //! huge length fields, wrong versions, many-part and oversized messages,
 //! frames from an address outside the hostfile, a frame whose sender id is
-//! not the node of its source address) leaves it serving. The
-//! local-cluster launcher starts and stops N nodes.
+//! not the node of its source address) leaves it serving. A `status --node
+//! N` of a node that fell silent holds up no other request of the control
+//! socket. The local-cluster launcher starts and stops N nodes.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s ([`support::cluster`]). No
 //! timing is asserted: every wait is bounded by a generous limit that fails
@@ -331,4 +332,31 @@ fn a_runtime_without_hostfile_is_a_cluster_of_one() {
     assert_eq!(out.code(), 1, "{out:?}");
     assert!(out.stderr.contains("runs alone"), "{}", out.stderr);
     rt.stop();
+}
+
+#[test]
+fn a_status_of_a_silent_node_holds_up_no_other_request() {
+    let _w = Watchdog::new("status_of_a_silent_node", Duration::from_secs(90));
+    let setup = ClusterSetup::new("cluster-silent", 2);
+    let mut nodes: Vec<Node> = (1..=2).map(|k| Node::start(&setup, k)).collect();
+    wait_until(CHANGE_LIMIT, "both nodes show both up", || setup.all_up());
+    // Node 2 falls silent; node 1 still has it up for up to a second.
+    nodes[1].pause();
+    let opts = setup.opts(1);
+    let asking = std::thread::spawn(move || Client::node_status(&opts, 2));
+    std::thread::sleep(Duration::from_millis(100));
+    // Meanwhile node 1's control socket answers its own status and
+    // registers a client.
+    assert_eq!(setup.status(1).node_id, 1);
+    let c = Client::connect(setup.opts(1)).expect("a client registered meanwhile");
+    assert!(
+        !asking.is_finished(),
+        "the status of node 2 came before node 1's own requests were answered"
+    );
+    let e = asking.join().unwrap().unwrap_err().to_string();
+    assert!(e.contains("node 2"), "{e}");
+    drop(c);
+    nodes[1].resume();
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
 }

@@ -186,6 +186,21 @@ impl Cluster {
     /// Asks node `node` for its status report (JSON), waiting up to `timeout`.
     /// Fails at once if the node is down or was never heard from.
     pub fn node_status(&self, node: u32, timeout: Duration) -> StatusAnswer {
+        let answer = self.node_status_later(node, timeout)?;
+        // The peer thread answers every request by its deadline.
+        answer
+            .recv_timeout(timeout + MAX_WAIT * 4)
+            .unwrap_or(Err(NodeStatusError::Timeout { node, timeout }))
+    }
+
+    /// As [`node_status`](Self::node_status), without waiting: the answer
+    /// comes on the returned receiver within `timeout` (plus a turn of the
+    /// peer thread), or at once as an error.
+    pub fn node_status_later(
+        &self,
+        node: u32,
+        timeout: Duration,
+    ) -> Result<Receiver<StatusAnswer>, NodeStatusError> {
         let nodes = self.membership.len();
         match self.membership.state_of(node) {
             None => return Err(NodeStatusError::NoSuchNode { node, nodes }),
@@ -207,10 +222,7 @@ impl Cluster {
             })
             .map_err(|_| NodeStatusError::Stopped)?;
         self.bell.ring();
-        // The peer thread answers every request by its deadline.
-        answer
-            .recv_timeout(timeout + MAX_WAIT * 4)
-            .unwrap_or(Err(NodeStatusError::Timeout { node, timeout }))
+        Ok(answer)
     }
 
     /// What the workers share with the peer thread to send remote records
@@ -589,5 +601,6 @@ impl PeerLoop {
 mod commands;
 mod records;
 
-use commands::{Command, StatusAnswer};
+use commands::Command;
+pub use commands::StatusAnswer;
 pub use commands::{NodeStatusError, PoolAsker};

@@ -131,12 +131,19 @@ pub trait ControlClient {
     fn request(&self, msg: &[u8], timeout: Duration) -> Result<Vec<u8>, TransportError>;
 }
 
-/// Server side: receive a request, send its reply.
+/// Who sent a request: where its reply goes (the envelope of a ROUTER
+/// socket). A server may hold several and answer them in any order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub(crate) Vec<Vec<u8>>);
+
+/// Server side: receive requests, send each its reply, in any order (a
+/// request that needs time does not hold up the next ones).
 pub trait ControlServer {
-    /// The next request, or `None` after `timeout` without one.
-    fn recv(&mut self, timeout: Duration) -> Result<Option<Incoming>, TransportError>;
-    /// Replies to the request last received.
-    fn reply(&mut self, msg: &[u8]) -> Result<(), TransportError>;
+    /// The next request and its caller, or `None` after `timeout` without
+    /// one.
+    fn recv(&mut self, timeout: Duration) -> Result<Option<(Caller, Incoming)>, TransportError>;
+    /// Replies to the request of `to` (once).
+    fn reply(&mut self, to: &Caller, msg: &[u8]) -> Result<(), TransportError>;
 }
 
 /// The endpoint string of a TCP address.

@@ -32,12 +32,14 @@ impl Echo {
         let s2 = stop.clone();
         let thread = std::thread::spawn(move || {
             while !s2.load(Ordering::Relaxed) {
-                let answer = match server.recv(Duration::from_millis(20)).unwrap() {
+                let (caller, answer) = match server.recv(Duration::from_millis(20)).unwrap() {
                     None => continue,
-                    Some(Incoming::Request(m)) => format!("len {}", m.len()),
-                    Some(Incoming::Rejected { size, parts }) => format!("rejected {size} {parts}"),
+                    Some((c, Incoming::Request(m))) => (c, format!("len {}", m.len())),
+                    Some((c, Incoming::Rejected { size, parts })) => {
+                        (c, format!("rejected {size} {parts}"))
+                    }
                 };
-                server.reply(answer.as_bytes()).unwrap();
+                server.reply(&caller, answer.as_bytes()).unwrap();
             }
         });
         Echo {
@@ -153,4 +155,41 @@ fn nobody_listening_is_said_at_once() {
         c.request(b"x", T),
         Err(TransportError::NoRuntime { .. })
     ));
+}
+
+#[test]
+fn replies_go_to_their_callers_in_any_order() {
+    let key = ControlKey::generate().unwrap();
+    let (port, mut server) = loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if let Ok(s) = ZmqServer::bind("127.0.0.1", port, key.clone()) {
+            break (port, s);
+        }
+    };
+    let ask = |what: &'static [u8]| {
+        let key = key.clone();
+        std::thread::spawn(move || ZmqClient::new("127.0.0.1", port, key).request(what, T))
+    };
+    let first = ask(b"first");
+    let mut next = || loop {
+        if let Some((c, Incoming::Request(m))) = server.recv(T).unwrap() {
+            return (c, m);
+        }
+    };
+    let (held, m) = next();
+    assert_eq!(m, b"first");
+    // The first waits; a second caller is answered meanwhile.
+    let second = ask(b"second");
+    let (c, m) = next();
+    assert_eq!(m, b"second");
+    assert_ne!(c, held);
+    server.reply(&c, b"to the second").unwrap();
+    assert_eq!(second.join().unwrap().unwrap(), b"to the second");
+    assert!(!first.is_finished());
+    server.reply(&held, b"to the first").unwrap();
+    assert_eq!(first.join().unwrap().unwrap(), b"to the first");
 }

@@ -1,9 +1,15 @@
-//! The ZeroMQ REP server of the control socket, and its authenticator.
+//! The ZeroMQ server of the control socket, and its authenticator.
+//!
+//! A ROUTER socket, not REP: REP answers in lock-step, so one request that
+//! waits (another node's status) would hold up every client behind it. The
+//! clients are REQ sockets; each request comes with its envelope (the
+//! routing id and the empty delimiter), kept in a [`Caller`] so that the
+//! reply can go later, after other requests were answered.
 
 use std::time::{Duration, Instant};
 
 use super::{
-    ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, millis, tcp_endpoint, zerr,
+    Caller, ControlServer, Incoming, MAX_REQUEST_BYTES, TransportError, millis, tcp_endpoint, zerr,
 };
 use crate::auth::{ControlKey, current_uid};
 
@@ -18,7 +24,7 @@ const REFUSALS_LOGGED: u32 = 5;
 /// See [`REFUSALS_LOGGED`].
 const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
 
-/// ZeroMQ REP server bound to one endpoint, admitting only peers that present
+/// ZeroMQ ROUTER server bound to one endpoint, admitting only peers that present
 /// its key. It has a ZeroMQ context of its own, whose authentication requests it
 /// answers from [`recv`](ControlServer::recv).
 pub struct ZmqServer {
@@ -49,7 +55,7 @@ impl ZmqServer {
         // Bound before the control socket: a handshake without an authenticator
         // fails.
         zap.bind(ZAP_ENDPOINT).map_err(zerr(&endpoint))?;
-        let sock = ctx.socket(zmq::REP).map_err(zerr(&endpoint))?;
+        let sock = ctx.socket(zmq::ROUTER).map_err(zerr(&endpoint))?;
         sock.set_linger(0).map_err(zerr(&endpoint))?;
         sock.set_maxmsgsize(MAX_REQUEST_BYTES as i64)
             .map_err(zerr(&endpoint))?;
@@ -115,26 +121,37 @@ impl ZmqServer {
         Ok(())
     }
 
-    /// Reads every part of the next request.
-    fn read_request(&mut self) -> Result<Incoming, TransportError> {
-        let first = self.sock.recv_msg(0).map_err(zerr(&self.endpoint))?;
-        let mut size = first.len();
-        let mut parts = 1;
-        // Discarded as they come: REP answers only once the last part is read.
+    /// Reads every part of the next request: its envelope (the routing id,
+    /// and the empty delimiter a REQ client puts before the body), then the
+    /// body, which must be one part within [`MAX_REQUEST_BYTES`].
+    fn read_request(&mut self) -> Result<(Caller, Incoming), TransportError> {
+        let id = self.sock.recv_bytes(0).map_err(zerr(&self.endpoint))?;
+        let mut envelope = vec![id];
+        let mut size = 0;
+        let mut parts = 0;
+        let mut body = None;
         while self.sock.get_rcvmore().map_err(zerr(&self.endpoint))? {
-            size += self.sock.recv_msg(0).map_err(zerr(&self.endpoint))?.len();
+            let msg = self.sock.recv_msg(0).map_err(zerr(&self.endpoint))?;
+            if envelope.len() == 1 && parts == 0 && msg.is_empty() {
+                envelope.push(Vec::new());
+                continue;
+            }
+            size += msg.len();
             parts += 1;
+            if parts == 1 {
+                body = Some(msg);
+            }
         }
-        Ok(if parts > 1 || size > MAX_REQUEST_BYTES {
-            Incoming::Rejected { size, parts }
-        } else {
-            Incoming::Request(first.to_vec())
-        })
+        let incoming = match body {
+            Some(b) if parts == 1 && size <= MAX_REQUEST_BYTES => Incoming::Request(b.to_vec()),
+            _ => Incoming::Rejected { size, parts },
+        };
+        Ok((Caller(envelope), incoming))
     }
 }
 
 impl ControlServer for ZmqServer {
-    fn recv(&mut self, timeout: Duration) -> Result<Option<Incoming>, TransportError> {
+    fn recv(&mut self, timeout: Duration) -> Result<Option<(Caller, Incoming)>, TransportError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -156,7 +173,13 @@ impl ControlServer for ZmqServer {
         }
     }
 
-    fn reply(&mut self, msg: &[u8]) -> Result<(), TransportError> {
+    fn reply(&mut self, to: &Caller, msg: &[u8]) -> Result<(), TransportError> {
+        // A caller gone meanwhile: ROUTER drops the reply.
+        for part in &to.0 {
+            self.sock
+                .send(part.as_slice(), zmq::SNDMORE)
+                .map_err(zerr(&self.endpoint))?;
+        }
         self.sock.send(msg, 0).map_err(zerr(&self.endpoint))
     }
 }

@@ -64,7 +64,7 @@ pub enum NodeStatusError {
 }
 
 /// The answer to a status request: the peer's report as JSON bytes.
-pub(super) type StatusAnswer = Result<Vec<u8>, NodeStatusError>;
+pub type StatusAnswer = Result<Vec<u8>, NodeStatusError>;
 
 pub(super) enum Command {
     Status {
