@@ -343,14 +343,7 @@ impl PeerLoop {
                 next_check = now + CHECK_EVERY;
             }
             self.await_unheard(now, started);
-            let joined =
-                std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
-            if !joined.is_empty() {
-                let up = self.up();
-                for node in joined {
-                    self.pools.joined(node, &up, &mut self.outbox);
-                }
-            }
+            self.take_joined();
             self.take_commands();
             self.flush_outbox();
             // Frames already here, without sleeping.
@@ -472,32 +465,6 @@ impl PeerLoop {
         }
     }
 
-    fn expire_requests(&mut self, now: Instant) {
-        self.pending.retain(|_, p| {
-            let down = matches!(self.membership.state_of(p.node), Some((PeerState::Down, _)));
-            if now < p.deadline && !down {
-                return true;
-            }
-            let e = if down {
-                NodeStatusError::Down {
-                    node: p.node,
-                    silent_ms: self
-                        .membership
-                        .state_of(p.node)
-                        .and_then(|(_, s)| s)
-                        .map_or(0, |d| d.as_millis() as u64),
-                }
-            } else {
-                NodeStatusError::Timeout {
-                    node: p.node,
-                    timeout: p.timeout,
-                }
-            };
-            let _ = p.reply.try_send(Err(e));
-            false
-        });
-    }
-
     fn handle(&mut self, bytes: &[u8], from_ip: Option<IpAddr>) {
         let f = match Frame::decode(bytes) {
             Ok(f) => f,
@@ -573,6 +540,10 @@ impl PeerLoop {
                         .traffic()
                         .received(f.kind, bytes.len(), records.len());
                     self.membership.heard(from, inc, Instant::now());
+                    // A node this frame brought (back) up is told what this
+                    // one holds, and counted unsynced, before its records
+                    // (maybe what it holds) are taken.
+                    self.take_joined();
                     for r in records {
                         self.record(from, f.kind, r);
                     }

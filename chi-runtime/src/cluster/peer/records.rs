@@ -1,12 +1,12 @@
 //! The peer thread's part in remote records: batches of task records and
 //! replies ([`crate::cluster::outbox`]), and the pool agreement they carry
-//! ([`crate::cluster::pools`]), and the coarse checks of what waits on other nodes
-//! (timeouts, nodes gone down). Methods of [`PeerLoop`] (another `impl`
-//! block).
+//! ([`crate::cluster::pools`]), the nodes seen (back) up, and the coarse
+//! checks of what waits on other nodes (timeouts, nodes gone down, status
+//! requests). Methods of [`PeerLoop`] (another `impl` block).
 
 use std::time::Instant;
 
-use super::PeerLoop;
+use super::{NodeStatusError, PeerLoop};
 use crate::cluster::frame::Kind;
 use crate::cluster::membership::PeerState;
 use crate::cluster::pools::Outgoing;
@@ -39,6 +39,46 @@ impl PeerLoop {
             .filter(|&n| matches!(self.membership.state_of(n), Some((PeerState::Unknown, _))))
             .collect();
         self.pools.unheard(&unheard);
+    }
+
+    /// Tells the nodes seen (back) up since the last call the pools
+    /// ([`GlobalPools::joined`]).
+    pub(super) fn take_joined(&mut self) {
+        let joined = std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
+        if !joined.is_empty() {
+            let up = self.up();
+            for node in joined {
+                self.pools.joined(node, &up, &mut self.outbox);
+            }
+        }
+    }
+
+    /// Fails the status requests past their deadline or on a node gone
+    /// down.
+    pub(super) fn expire_requests(&mut self, now: Instant) {
+        self.pending.retain(|_, p| {
+            let down = matches!(self.membership.state_of(p.node), Some((PeerState::Down, _)));
+            if now < p.deadline && !down {
+                return true;
+            }
+            let e = if down {
+                NodeStatusError::Down {
+                    node: p.node,
+                    silent_ms: self
+                        .membership
+                        .state_of(p.node)
+                        .and_then(|(_, s)| s)
+                        .map_or(0, |d| d.as_millis() as u64),
+                }
+            } else {
+                NodeStatusError::Timeout {
+                    node: p.node,
+                    timeout: p.timeout,
+                }
+            };
+            let _ = p.reply.try_send(Err(e));
+            false
+        });
     }
 
     /// Sends what the outbox holds: one batch frame per node and kind.

@@ -52,8 +52,8 @@ use std::time::{Duration, Instant};
 use chi_sdk::types::MethodId;
 
 use super::{
-    CTL_DESTROY, CTL_DROP, CTL_SHARE, Destroying, FAILED, GlobalPools, Notice, Outbox, PoolSpec,
-    Waiter, answer, control,
+    CTL_DESTROY, CTL_DROP, CTL_HELD, CTL_SHARE, Destroying, FAILED, GlobalPools, Notice, Outbox,
+    PoolSpec, Waiter, answer, control,
 };
 use crate::remote::record::{Reply, Request};
 
@@ -228,6 +228,12 @@ impl GlobalPools {
         let Some(Notice { pool, request, .. }) = self.notices.remove(&reply.id) else {
             return false;
         };
+        if request.method == CTL_HELD && reply.result == 0 {
+            // What the node holds, in its reply (`pools/sync.rs`).
+            if let Err(e) = self.take_held(from, &reply.body) {
+                tracing::warn!(node = from, "a node's list of pools was refused: {e}");
+            }
+        }
         if reply.result != 0 {
             let what = match request.method {
                 CTL_SHARE => "register a pool of the cluster",

@@ -14,8 +14,10 @@
 //! * every node sends a node it sees (back) up a [`CTL_HELD`] notice (after
 //!   the drops and shares it sends it): the next pool id it would give (past
 //!   every id it holds or saw destroyed) and the specs of the pools over the
-//!   cluster it holds. The receiver registers those pools (idempotent), moves
-//!   its next id past the sender's, and counts the sender as *synced*;
+//!   cluster it holds; the receiver replies with the same of its own. Each
+//!   side registers the other's pools (idempotent), moves its next id past
+//!   the other's, and counts the other as *synced*: a node is synced by its
+//!   own notice's reply, whatever the other saw;
 //! * the authority decides an ask only once every other node up is synced,
 //!   and so is every node it has not heard from since it started, for
 //!   `cluster.peer_timeout` after its start (a node that restarted learns
@@ -53,10 +55,9 @@ impl GlobalPools {
         self.next_pool.max(self.host.free_id()).max(past_destroyed)
     }
 
-    /// Tells node `node`, seen (back) up, what this node holds
-    /// ([`CTL_HELD`]); it is unsynced until it tells this node the same.
-    pub(super) fn tell_held(&mut self, node: u32, out: &mut Outbox) {
-        self.synced.remove(&node);
+    /// What this node holds: the next id it would give, its pools over the
+    /// cluster (not destroyed).
+    fn held(&self) -> Vec<u8> {
         let held = Held {
             next: self.next_id(),
             pools: self
@@ -66,43 +67,58 @@ impl GlobalPools {
                 .filter(|p| !self.destroyed.contains(&p.id))
                 .collect(),
         };
-        let body = serde_json::to_vec(&held).unwrap_or_default();
+        serde_json::to_vec(&held).unwrap_or_default()
+    }
+
+    /// Tells node `node`, seen (back) up, what this node holds
+    /// ([`CTL_HELD`]); it is unsynced until it tells this node the same, in
+    /// its reply or in a notice of its own.
+    pub(super) fn tell_held(&mut self, node: u32, out: &mut Outbox) {
+        self.synced.remove(&node);
+        let body = self.held();
         self.notify(node, CTL_HELD, body, 0, out);
     }
 
-    /// A [`CTL_HELD`] from node `from`: registers its pools, moves the next
-    /// id past its, counts it synced, replies, and decides the asks that
-    /// waited for it.
-    pub(super) fn on_held(&mut self, from: u32, req: &Request, up: &[u32], out: &mut Outbox) {
-        let (result, message) = match serde_json::from_slice::<Held>(&req.body) {
-            Ok(held) => {
-                for spec in &held.pools {
-                    // A destroyed one is refused; a conflict is the sender's
-                    // to report (it holds the pool, this node another).
-                    if let Err(e) = self.share(spec) {
-                        tracing::warn!(
-                            node = from,
-                            pool = spec.id,
-                            name = %spec.name,
-                            "a pool another node holds was not registered here: {e}"
-                        );
-                    }
-                }
-                self.next_pool = self.next_pool.max(held.next);
-                self.synced.insert(from);
-                (0, String::new())
+    /// Takes in what node `from` holds: registers its pools, moves the next
+    /// id past its, and counts it synced.
+    pub(super) fn take_held(&mut self, from: u32, body: &[u8]) -> Result<(), String> {
+        let held = serde_json::from_slice::<Held>(body)
+            .map_err(|e| format!("malformed list of held pools: {e}"))?;
+        for spec in &held.pools {
+            // A destroyed one is refused; a conflict is the sender's to
+            // report (it holds the pool, this node another).
+            if let Err(e) = self.share(spec) {
+                tracing::warn!(
+                    node = from,
+                    pool = spec.id,
+                    name = %spec.name,
+                    "a pool another node holds was not registered here: {e}"
+                );
             }
-            Err(e) => (FAILED, format!("malformed list of held pools: {e}")),
-        };
-        out.reply(
-            from,
-            &Reply {
+        }
+        self.next_pool = self.next_pool.max(held.next);
+        self.synced.insert(from);
+        Ok(())
+    }
+
+    /// A [`CTL_HELD`] from node `from`: takes it in, replies with what this
+    /// node holds, and decides the asks that waited for it.
+    pub(super) fn on_held(&mut self, from: u32, req: &Request, up: &[u32], out: &mut Outbox) {
+        let reply = match self.take_held(from, &req.body) {
+            Ok(()) => Reply {
                 id: req.id,
-                result,
+                result: 0,
+                message: String::new(),
+                body: self.held(),
+            },
+            Err(message) => Reply {
+                id: req.id,
+                result: FAILED,
                 message,
                 body: Vec::new(),
             },
-        );
+        };
+        out.reply(from, &reply);
         self.retry_deferred(Instant::now(), up, out);
     }
 

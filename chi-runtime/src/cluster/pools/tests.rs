@@ -528,3 +528,30 @@ fn an_authority_waits_for_the_nodes_it_has_not_heard_from_until_the_grace_ends()
     one.retry_deferred(Instant::now(), &[1], &mut out);
     assert_eq!(rx.try_recv().unwrap().unwrap().nodes, vec![1; 5]);
 }
+
+#[test]
+fn an_authority_is_synced_by_the_reply_to_its_own_notice() {
+    let shares = Shares::default();
+    let mut n = vec![node(1, &shares, false), node(2, &shares, false)];
+    let mut outs = vec![Outbox::default(), Outbox::default()];
+    let up = [1, 2];
+    // Node 2 made a pool alone before; node 1 sees node 2 up, but node 2
+    // never saw node 1 come up (it was not down to it): node 2's reply
+    // tells node 1 what it holds.
+    let old = PoolSpec {
+        id: GLOBAL_POOL_BASE + 7,
+        module: "m".into(),
+        name: "old".into(),
+        args: String::new(),
+        nodes: vec![2],
+    };
+    shares.lock().unwrap().push((2, old.clone()));
+    n[0].joined(2, &up, &mut outs[0]);
+    pump(&mut n, &mut outs, &up);
+    let p = ask_pumped(&mut n, &mut outs, 0, ask("p", false), &up).unwrap();
+    assert_eq!(p.id, old.id + 1);
+    assert_eq!(
+        ask_pumped(&mut n, &mut outs, 0, ask("old", true), &up).unwrap(),
+        old
+    );
+}
