@@ -455,7 +455,7 @@ impl Runtime {
 
     /// Serves the loopback socket until a stop is requested, then stops.
     /// A `status --node N` does not hold up the requests after it: its
-    /// answer is awaited beside them ([`Later`]).
+    /// answer is awaited beside them (`Later`).
     pub fn serve(mut self) -> Result<()> {
         let mut later: Vec<Later> = Vec::new();
         while !self.shared.stopping() {
