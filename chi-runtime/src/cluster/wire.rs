@@ -19,7 +19,11 @@
 //! * a worker sends its batch ([`WireBatch::flush`]) when it has nothing
 //!   else to do right now, when the batch is full, or when its oldest
 //!   record has waited [`WireBatch::MAX_AGE`]: one frame per node and
-//!   kind, so pipelined tasks still share frames.
+//!   kind, so pipelined tasks still share frames;
+//! * a worker that sent records polls three times `idle.busy_poll` before
+//!   it sleeps: the reply, or the next task of the client that waited on
+//!   one, comes about a round trip later and finds it awake (a wake-up of a
+//!   sleeping worker is the dearest step of a remote round trip here).
 //!
 //! The frames go out through the transport's shared sending half
 //! ([`PeerSend`]); for ZeroMQ, the same DEALER per peer as the peer

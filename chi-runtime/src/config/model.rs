@@ -229,7 +229,8 @@ pub struct LoggingConfig {
 /// How workers go idle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdleConfig {
-    /// How long a worker keeps polling after it last found work, before sleeping.
+    /// How long a worker keeps polling after it last found work, before
+    /// sleeping (three times as long after it sent remote records).
     pub busy_poll: Duration,
 }
 

@@ -130,6 +130,7 @@ impl Worker {
         let Some(wire) = self.shared.wire.get() else {
             return;
         };
+        self.wire_recent = true;
         let failed = self.wire_out.flush(wire);
         if !failed.is_empty()
             && let Some(link) = self.shared.pool_asker.get()
