@@ -16,18 +16,23 @@ struct Echo {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A server admitting `key` on a free port of 127.0.0.1.
+fn bind_free(key: &ControlKey) -> (u16, ZmqServer) {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if let Ok(s) = ZmqServer::bind("127.0.0.1", port, key.clone()) {
+            return (port, s);
+        }
+    }
+}
+
 impl Echo {
     fn start(key: ControlKey) -> Echo {
-        let (port, mut server) = loop {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            if let Ok(s) = ZmqServer::bind("127.0.0.1", port, key.clone()) {
-                break (port, s);
-            }
-        };
+        let (port, mut server) = bind_free(&key);
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -160,16 +165,7 @@ fn nobody_listening_is_said_at_once() {
 #[test]
 fn replies_go_to_their_callers_in_any_order() {
     let key = ControlKey::generate().unwrap();
-    let (port, mut server) = loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if let Ok(s) = ZmqServer::bind("127.0.0.1", port, key.clone()) {
-            break (port, s);
-        }
-    };
+    let (port, mut server) = bind_free(&key);
     let ask = |what: &'static [u8]| {
         let key = key.clone();
         std::thread::spawn(move || ZmqClient::new("127.0.0.1", port, key).request(what, T))
