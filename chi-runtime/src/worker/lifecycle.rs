@@ -108,6 +108,15 @@ impl Worker {
         self.flush_wire();
     }
 
+    /// Looks for lanes held up by a claimed but unpublished cell and skips
+    /// those whose producer is most likely dead
+    /// ([`CellStalls::check`](super::stalls::CellStalls::check)). Returns
+    /// whether some lane is still held up.
+    pub(super) fn check_stalled_cells(&mut self) -> bool {
+        let epoch = self.shared.reaper.epoch();
+        self.stalls.check(&mut self.consumer, epoch, &self.stats)
+    }
+
     /// Runs `f`, catching a panic of the worker's own code (a module's panics
     /// are caught on the module's side of the boundary): the panic is logged,
     /// counted, and the task of `ptr`, if it is a live task not yet complete, is

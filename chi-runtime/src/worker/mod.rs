@@ -26,9 +26,8 @@
 //! Subtasks that handlers submit wait in the worker's inbox and are taken
 //! before the lanes; ready tasks and lanes take turns. With nothing to do
 //! the worker polls for the configured busy period (yielding the CPU between
-//! polls after the first microseconds; three times as long when it sent
-//! records to other nodes since it last slept: their answers come a network
-//! round trip later), then sleeps on its doorbell until a push, a wake-up
+//! polls after the first microseconds; longer after remote work, see
+//! [`remote`]), then sleeps on its doorbell until a push, a wake-up
 //! from another worker or its next timer. At stop it finishes
 //! parked tasks and fails what is left in its lanes with `SHUTDOWN`, so no
 //! client waits forever.
@@ -160,21 +159,11 @@ pub struct Worker {
     samples: Vec<crate::models::Sample>,
     /// Remote tasks and replies this worker saved, not yet sent ([`remote`]).
     wire_out: crate::cluster::wire::WireBatch,
-    /// This worker sent remote records since it last slept: its answer (or
-    /// the next task of the same caller) is likely within a round trip.
-    wire_recent: bool,
 }
 
 /// Live coroutines past which a worker resumes woken tasks before it starts
 /// new subtasks (see `serve`).
 const SUBTASK_SOFT_LIVE: u64 = 32;
-
-/// How many times `idle.busy_poll` a worker polls when it sent remote
-/// records since it last slept: the reply, or the next task of a client
-/// that waited on one, comes about a round trip between nodes later (here
-/// 100–200 µs), and a worker still polling takes it without the wake-up of
-/// a sleeper, the dearest step of a remote round trip (see `remote`).
-const REMOTE_BUSY_FACTOR: u32 = 3;
 
 /// Loop iterations between two looks for lanes held up by unpublished cells
 /// while the worker is busy (an idle worker looks before it sleeps).
@@ -225,7 +214,6 @@ impl Worker {
             started: 0,
             samples: Vec::new(),
             wire_out: Default::default(),
-            wire_recent: false,
         })
     }
 
@@ -258,9 +246,7 @@ impl Worker {
             }
             self.collect_wakes();
             // A busy worker's remote records wait a bounded time ([`remote`]).
-            if self.wire_out.due() {
-                self.flush_wire();
-            }
+            self.flush_wire_if(self.wire_out.due());
             // Subtasks first: their parents wait for them (and keep their
             // coroutines) meanwhile, and a parent woken by each of its
             // subtasks resumes once, after the last. Newest first, so a tree
@@ -297,20 +283,13 @@ impl Worker {
                 continue;
             }
             // Nothing more queued now: the remote records leave.
-            if !self.wire_out.is_empty() {
-                self.flush_wire();
-            }
+            self.flush_wire_if(!self.wire_out.is_empty());
             if let Some(s) = self.slots.ready.pop_front() {
                 self.resume(s);
                 idle.stepped();
                 continue;
             }
-            let busy_now = if self.wire_recent {
-                busy * REMOTE_BUSY_FACTOR
-            } else {
-                busy
-            };
-            match idle.empty_poll(busy_now) {
+            match idle.empty_poll(self.wire_out.busy_period(busy)) {
                 Idle::Poll => {
                     std::hint::spin_loop();
                     continue;
@@ -320,7 +299,7 @@ impl Worker {
                     std::thread::yield_now();
                     continue;
                 }
-                Idle::Sleep => self.wire_recent = false,
+                Idle::Sleep => self.wire_out.slept(),
             }
             // Drop this worker's references to destroyed pools before sleeping, so
             // their containers go (and release what they hold) without waiting
@@ -346,14 +325,6 @@ impl Worker {
             sets.warm(&self.consumer);
             idle.worked();
         }
-    }
-
-    /// Looks for lanes held up by a claimed but unpublished cell and skips those
-    /// whose producer is most likely dead ([`CellStalls::check`]). Returns
-    /// whether some lane is still held up.
-    fn check_stalled_cells(&mut self) -> bool {
-        let epoch = self.shared.reaper.epoch();
-        self.stalls.check(&mut self.consumer, epoch, &self.stats)
     }
 
     fn handle(&mut self, ptr: ShmPtr) {

@@ -121,8 +121,18 @@ impl Worker {
         Ok(())
     }
 
+    /// [`flush_wire`](Self::flush_wire) when `now` (the loop's checks,
+    /// inlined: a flag test when there is nothing to send).
+    #[inline(always)]
+    pub(super) fn flush_wire_if(&mut self, now: bool) {
+        if now {
+            self.flush_wire();
+        }
+    }
+
     /// Sends this worker's batch of remote records ([`crate::cluster::wire`]);
     /// the tasks it could not send fail through the peer thread.
+    #[cold]
     pub(super) fn flush_wire(&mut self) {
         if self.wire_out.is_empty() {
             return;
@@ -130,7 +140,6 @@ impl Worker {
         let Some(wire) = self.shared.wire.get() else {
             return;
         };
-        self.wire_recent = true;
         let failed = self.wire_out.flush(wire);
         if !failed.is_empty()
             && let Some(link) = self.shared.pool_asker.get()
