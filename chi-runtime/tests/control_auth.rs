@@ -248,7 +248,7 @@ fn peers_without_the_key_are_refused_and_logged_sparingly() {
             Err(TransportError::NotAuthorised { owner, .. }) => {
                 assert_eq!(owner, Some(current_uid()))
             }
-            other => panic!("a wrong key: {other:?}"),
+            other => panic!("a wrong key: {other:?}; the runtime's log:\n{}", rt.log()),
         }
     }
     let st = Client::status(&setup.opts()).unwrap();

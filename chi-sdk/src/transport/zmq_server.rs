@@ -5,7 +5,15 @@
 //! clients are REQ sockets; each request comes with its envelope (the
 //! routing id and the empty delimiter), kept in a [`Caller`] so that the
 //! reply can go later, after other requests were answered.
+//!
+//! The authenticator (the ZAP handler libzmq asks about every new
+//! connection) runs on a thread of its own, not in [`recv`](ControlServer::recv):
+//! a peer is admitted or refused at once, whatever the thread serving the
+//! requests is doing.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{
@@ -23,16 +31,24 @@ const ZAP_DOMAIN: &str = "chimaera-control";
 const REFUSALS_LOGGED: u32 = 5;
 /// See [`REFUSALS_LOGGED`].
 const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
+/// How often the authenticator looks whether its server was dropped.
+const ZAP_STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// ZeroMQ ROUTER server bound to one endpoint, admitting only peers that present
-/// its key. It has a ZeroMQ context of its own, whose authentication requests it
-/// answers from [`recv`](ControlServer::recv).
+/// its key. It has a ZeroMQ context of its own, whose authentication requests
+/// its [`Authenticator`] thread answers.
 pub struct ZmqServer {
     sock: zmq::Socket,
-    zap: zmq::Socket,
     endpoint: String,
-    key: ControlKey,
-    refusals: Refusals,
+    zap: Option<Authenticator>,
+}
+
+impl Drop for ZmqServer {
+    fn drop(&mut self) {
+        if let Some(a) = self.zap.take() {
+            a.stop();
+        }
+    }
 }
 
 impl std::fmt::Debug for ZmqServer {
@@ -50,11 +66,9 @@ impl ZmqServer {
         let endpoint = tcp_endpoint(addr, port);
         // A context of its own: the ZAP endpoint is one per context.
         let ctx = zmq::Context::new();
-        let zap = ctx.socket(zmq::REP).map_err(zerr(&endpoint))?;
-        zap.set_linger(0).map_err(zerr(&endpoint))?;
-        // Bound before the control socket: a handshake without an authenticator
-        // fails.
-        zap.bind(ZAP_ENDPOINT).map_err(zerr(&endpoint))?;
+        // Started before the control socket is bound: a handshake without an
+        // authenticator fails.
+        let zap = Authenticator::start(&ctx, &endpoint, key)?;
         let sock = ctx.socket(zmq::ROUTER).map_err(zerr(&endpoint))?;
         sock.set_linger(0).map_err(zerr(&endpoint))?;
         sock.set_maxmsgsize(MAX_REQUEST_BYTES as i64)
@@ -69,10 +83,8 @@ impl ZmqServer {
         })?;
         Ok(ZmqServer {
             sock,
-            zap,
             endpoint,
-            key,
-            refusals: Refusals::new(),
+            zap: Some(zap),
         })
     }
 
@@ -91,34 +103,6 @@ impl ZmqServer {
     /// The endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
-    }
-
-    /// Answers one ZAP request: admits the peer if it presented the key.
-    fn authenticate(&mut self) -> Result<(), TransportError> {
-        let frames = self.zap.recv_multipart(0).map_err(zerr(&self.endpoint))?;
-        // version, request id, domain, address, routing id, mechanism, credentials.
-        let admitted = frames.len() == 8
-            && frames[0] == b"1.0"
-            && frames[5] == b"PLAIN"
-            && self.key.matches(&frames[7]);
-        let id = frames.get(1).cloned().unwrap_or_default();
-        let (code, text): (&[u8], &[u8]) = if admitted {
-            (b"200", b"OK")
-        } else {
-            (b"400", b"not authorised")
-        };
-        // version, request id, status code, status text, user id, metadata.
-        self.zap
-            .send_multipart([b"1.0".as_slice(), &id, code, text, b"", b""], 0)
-            .map_err(zerr(&self.endpoint))?;
-        if !admitted {
-            let peer = frames
-                .get(3)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .unwrap_or_default();
-            self.refusals.note(&peer);
-        }
-        Ok(())
     }
 
     /// Reads every part of the next request: its envelope (the routing id,
@@ -152,24 +136,12 @@ impl ZmqServer {
 
 impl ControlServer for ZmqServer {
     fn recv(&mut self, timeout: Duration) -> Result<Option<(Caller, Incoming)>, TransportError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut items = [
-                self.sock.as_poll_item(zmq::POLLIN),
-                self.zap.as_poll_item(zmq::POLLIN),
-            ];
-            zmq::poll(&mut items, millis(left)).map_err(zerr(&self.endpoint))?;
-            let (request, zap) = (items[0].is_readable(), items[1].is_readable());
-            if zap {
-                self.authenticate()?;
-            }
-            if request {
-                return self.read_request().map(Some);
-            }
-            if !zap && Instant::now() >= deadline {
-                return Ok(None);
-            }
+        let mut items = [self.sock.as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, millis(timeout)).map_err(zerr(&self.endpoint))?;
+        if items[0].is_readable() {
+            self.read_request().map(Some)
+        } else {
+            Ok(None)
         }
     }
 
@@ -181,6 +153,104 @@ impl ControlServer for ZmqServer {
                 .map_err(zerr(&self.endpoint))?;
         }
         self.sock.send(msg, 0).map_err(zerr(&self.endpoint))
+    }
+}
+
+/// The thread answering the ZAP requests of a server's context.
+struct Authenticator {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Authenticator {
+    /// Binds the context's ZAP endpoint and starts answering on it.
+    fn start(
+        ctx: &zmq::Context,
+        endpoint: &str,
+        key: ControlKey,
+    ) -> Result<Authenticator, TransportError> {
+        let zap = ctx.socket(zmq::REP).map_err(zerr(endpoint))?;
+        zap.set_linger(0).map_err(zerr(endpoint))?;
+        zap.bind(ZAP_ENDPOINT).map_err(zerr(endpoint))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut zap = Zap {
+            sock: zap,
+            endpoint: endpoint.to_owned(),
+            key,
+            refusals: Refusals::new(),
+        };
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("chi-control-auth".into())
+            .spawn(move || {
+                // Relaxed: the flag carries no data; pairs with the store in `stop`.
+                while !flag.load(Ordering::Relaxed) {
+                    if let Err(e) = zap.serve_one(ZAP_STOP_CHECK) {
+                        tracing::warn!(error = %e, "control socket authenticator error");
+                        std::thread::sleep(ZAP_STOP_CHECK);
+                    }
+                }
+            })
+            .map_err(|e| TransportError::Socket {
+                endpoint: endpoint.to_owned(),
+                message: format!("cannot start the authenticator thread: {e}"),
+            })?;
+        Ok(Authenticator { stop, thread })
+    }
+
+    /// Stops the thread (within [`ZAP_STOP_CHECK`]) and waits for it.
+    fn stop(self) {
+        // Relaxed: see the load in the thread.
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+/// The authenticator thread's socket and state.
+struct Zap {
+    sock: zmq::Socket,
+    endpoint: String,
+    key: ControlKey,
+    refusals: Refusals,
+}
+
+impl Zap {
+    /// Answers the next ZAP request, if one comes within `wait`.
+    fn serve_one(&mut self, wait: Duration) -> Result<(), TransportError> {
+        let mut items = [self.sock.as_poll_item(zmq::POLLIN)];
+        zmq::poll(&mut items, millis(wait)).map_err(zerr(&self.endpoint))?;
+        if items[0].is_readable() {
+            self.authenticate()?;
+        }
+        Ok(())
+    }
+
+    /// Answers one ZAP request: admits the peer if it presented the key.
+    fn authenticate(&mut self) -> Result<(), TransportError> {
+        let frames = self.sock.recv_multipart(0).map_err(zerr(&self.endpoint))?;
+        // version, request id, domain, address, routing id, mechanism, credentials.
+        let admitted = frames.len() == 8
+            && frames[0] == b"1.0"
+            && frames[5] == b"PLAIN"
+            && self.key.matches(&frames[7]);
+        let id = frames.get(1).cloned().unwrap_or_default();
+        let (code, text): (&[u8], &[u8]) = if admitted {
+            (b"200", b"OK")
+        } else {
+            (b"400", b"not authorised")
+        };
+        // version, request id, status code, status text, user id, metadata.
+        self.sock
+            .send_multipart([b"1.0".as_slice(), &id, code, text, b"", b""], 0)
+            .map_err(zerr(&self.endpoint))?;
+        if !admitted {
+            let peer = frames
+                .get(3)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default();
+            self.refusals.note(&peer);
+        }
+        Ok(())
     }
 }
 
