@@ -36,7 +36,7 @@ const ZAP_STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// ZeroMQ ROUTER server bound to one endpoint, admitting only peers that present
 /// its key. It has a ZeroMQ context of its own, whose authentication requests
-/// its [`Authenticator`] thread answers.
+/// its authenticator thread answers.
 pub struct ZmqServer {
     sock: zmq::Socket,
     endpoint: String,
