@@ -272,3 +272,42 @@ fn garbage_is_refused_and_counted_and_the_node_keeps_going(net: &dyn Net) {
     let r = b.node_status(1, Duration::from_secs(5));
     assert!(r.is_ok(), "{r:?}");
 }
+
+/// The ZeroMQ transport alone: refused messages (several parts) are
+/// skipped, a receive of no time skips at most one (a stream of them never
+/// holds the peer thread), and a frame ends a receive that waits.
+#[test]
+fn zeromq_recv_skips_refused_messages_within_its_time() {
+    let net = ZmqNet::new();
+    let mut t = net.attach(1);
+    let s = net.ctx.socket(zmq::DEALER).unwrap();
+    s.set_linger(0).unwrap();
+    s.connect(&format!("tcp://127.0.0.2:0;127.0.0.1:{}", net.port))
+        .unwrap();
+    let refused = 200u32;
+    for _ in 0..refused {
+        s.send_multipart([b"a".as_slice(), b"b"], 0).unwrap();
+    }
+    s.send(b"good".as_slice(), 0).unwrap();
+    // Each receive of no time returns `None` after one refused message (or
+    // none yet arrived), so it takes at least one call per refused message.
+    let t0 = Instant::now();
+    let mut nones = 0u32;
+    let frame = loop {
+        assert!(t0.elapsed() < LIMIT, "the good frame never came");
+        match t.recv(Duration::ZERO).unwrap() {
+            Some(f) => break f,
+            None => nones += 1,
+        }
+    };
+    assert_eq!(frame.bytes, b"good");
+    assert_eq!(frame.from, Some("127.0.0.2".parse().unwrap()));
+    assert!(
+        nones >= refused,
+        "{nones} empty receives for {refused} refused messages"
+    );
+    // A later frame ends a receive that waits for it.
+    s.send(b"next".as_slice(), 0).unwrap();
+    let f = t.recv(LIMIT).unwrap().expect("the next frame");
+    assert_eq!(f.bytes, b"next");
+}

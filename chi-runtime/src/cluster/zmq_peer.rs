@@ -155,12 +155,14 @@ impl ZmqPeers {
         &self.endpoint
     }
 
-    /// Reads one message (all of its parts); returns the frame if admitted.
-    fn read_one(&mut self) -> Result<Option<Received>, PeerError> {
-        let _routing_id = self
-            .router
-            .recv_msg(0)
-            .map_err(sock_err("receiving from a peer"))?;
+    /// Reads the next message (all of its parts) if one is here, without
+    /// waiting: its frame if admitted.
+    fn read_one(&mut self) -> Result<Read, PeerError> {
+        let _routing_id = match self.router.recv_msg(zmq::DONTWAIT) {
+            Ok(m) => m,
+            Err(zmq::Error::EAGAIN) => return Ok(Read::Empty),
+            Err(e) => return Err(sock_err("receiving from a peer")(e)),
+        };
         let mut parts = 0usize;
         let mut size = 0usize;
         let mut body = None;
@@ -180,7 +182,7 @@ impl ZmqPeers {
             }
         }
         let Some(mut body) = body else {
-            return Ok(None);
+            return Ok(Read::Refused);
         };
         let from = body.gets("Peer-Address").map(str::to_owned);
         let ip = from.as_deref().and_then(|a| a.parse::<IpAddr>().ok());
@@ -193,7 +195,7 @@ impl ZmqPeers {
                     "refused a peer frame from an address not in the hostfile"
                 );
             }
-            return Ok(None);
+            return Ok(Read::Refused);
         }
         if parts != 1 || size > MAX_FRAME {
             if let Some(suppressed) = REFUSED_SHAPE.allow() {
@@ -205,13 +207,23 @@ impl ZmqPeers {
                     "refused a peer message: a frame is one part of at most {MAX_FRAME} bytes"
                 );
             }
-            return Ok(None);
+            return Ok(Read::Refused);
         }
-        Ok(Some(Received {
+        Ok(Read::Frame(Received {
             bytes: body.to_vec(),
             from: ip,
         }))
     }
+}
+
+/// What [`ZmqPeers::read_one`] found.
+enum Read {
+    /// No message is waiting.
+    Empty,
+    /// A message was read and refused (logged).
+    Refused,
+    /// A frame from a hostfile address.
+    Frame(Received),
 }
 
 /// The sending half of [`ZmqPeers`]: the DEALER of each peer, each behind
@@ -259,23 +271,29 @@ impl PeerTransport for ZmqPeers {
     fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {
         let deadline = Instant::now() + timeout;
         loop {
+            // A message already here is read without a poll: a poll is a
+            // system call or two, and a frame of a busy link is usually
+            // here by the time the peer thread looks.
+            match self.read_one()? {
+                Read::Frame(f) => return Ok(Some(f)),
+                // A refused message: look for the next one, within the time
+                // (a flood of them must not hold the peer thread).
+                Read::Refused if Instant::now() < deadline => continue,
+                Read::Refused => return Ok(None),
+                Read::Empty => {}
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            // Rounded up: a poll of 0 ms in a loop would spin (a zero
-            // timeout only looks).
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Rounded up: a poll of 0 ms in a loop would spin.
             let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i64;
             let mut items = [
                 self.router.as_poll_item(zmq::POLLIN),
                 zmq::PollItem::from_fd(self.bell.fd(), zmq::POLLIN),
             ];
             zmq::poll(&mut items, ms).map_err(sock_err("polling the peer socket"))?;
-            if items[0].is_readable() {
-                if let Some(f) = self.read_one()? {
-                    return Ok(Some(f));
-                }
-                // A refused message: keep waiting for the rest of the time.
-                continue;
-            }
-            if items[1].is_readable() || Instant::now() >= deadline {
+            if !items[0].is_readable() && items[1].is_readable() {
                 return Ok(None);
             }
         }
