@@ -444,7 +444,7 @@ impl PoolManager {
             .by_id
             .keys()
             .filter(|id| id.0 >= base)
-            .map(|id| id.0 + 1)
+            .map(|id| id.0.saturating_add(1))
             .max();
         PoolId(past.unwrap_or(base))
     }

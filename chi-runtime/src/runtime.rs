@@ -132,7 +132,17 @@ fn answer(state: &NodeState, cluster: Option<&Cluster>, req: Request) -> Reply {
                 node,
                 answer
                     .recv_timeout(NODE_STATUS_TIMEOUT * 2)
-                    .unwrap_or(Err(NodeStatusError::Stopped)),
+                    .unwrap_or_else(|e| match e {
+                        std::sync::mpsc::RecvTimeoutError::Timeout => {
+                            Err(NodeStatusError::Timeout {
+                                node,
+                                timeout: NODE_STATUS_TIMEOUT * 2,
+                            })
+                        }
+                        std::sync::mpsc::RecvTimeoutError::Disconnected => {
+                            Err(NodeStatusError::Stopped)
+                        }
+                    }),
             ),
             Err(message) => Reply::Error { message },
         },
@@ -430,9 +440,11 @@ impl Runtime {
                     later.push(l);
                     continue;
                 }
+                // The peer thread answers a timeout itself; this is the
+                // backstop, past twice its time.
                 Err(TryRecvError::Empty) => Err(NodeStatusError::Timeout {
                     node: l.node,
-                    timeout: NODE_STATUS_TIMEOUT,
+                    timeout: NODE_STATUS_TIMEOUT * 2,
                 }),
                 Err(TryRecvError::Disconnected) => Err(NodeStatusError::Stopped),
             };

@@ -351,6 +351,11 @@ impl GlobalPools {
             Err(e) => return answer(waiter, Err(e.to_string()), out),
         };
         self.next_pool = self.next_id();
+        if self.next_pool == u64::MAX {
+            // Only a peer's corrupt count gets here (ids are not reused).
+            let m = "the cluster's pool ids are used up; restart the cluster".to_owned();
+            return answer(waiter, Err(m), out);
+        }
         let spec = PoolSpec {
             id: self.next_pool,
             module: ask.module,

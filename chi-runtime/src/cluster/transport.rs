@@ -19,7 +19,7 @@
 //! [`PeerTransport::sender`]): the peer thread sends through it, and so do
 //! the workers, which put the remote tasks they save and the replies of the
 //! tasks they complete on the wire themselves, without handing them to the
-//! peer thread first (`crate::remote::wire`).
+//! peer thread first (`crate::cluster::wire`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

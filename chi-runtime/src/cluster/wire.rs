@@ -33,11 +33,15 @@
 //! owns the timing, the workers only insert), and sends what concerns this
 //! node itself (a broadcast's replica of a local container).
 //!
-//! When the peer thread stops it closes the table ([`Wire::close`]): what
-//! waits fails, and a worker that registers afterwards is told the runtime
-//! stops, so no task waits on a table nobody watches.
+//! When the peer thread stops it closes the wire ([`Wire::close`]) before
+//! it says goodbye to its peers: what waits fails, a worker that registers
+//! afterwards is told the runtime stops, so no task waits on a table nobody
+//! watches, and no worker frame leaves any more (a frame after the goodbye
+//! would bring this node back up on its peers). A worker sends its batch
+//! holding the wire's gate for reading; closing takes it for writing, so a
+//! batch is either wholly sent before the close or not at all.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use super::frame::{Frame, Kind};
@@ -45,8 +49,12 @@ use super::membership::{Membership, PeerState};
 use super::outbox::Outbox;
 use super::pools::Outgoing;
 use super::transport::{PeerError, PeerSend};
+use crate::ratelimit::RateLimit;
 use crate::remote::inflight::{InFlight, RemoteError};
-use crate::remote::record::{Reply, Request};
+use crate::remote::record::{Record, Reply, Request};
+
+/// Replies that could not be sent (their senders' tasks time out).
+static REPLIES_DROPPED: RateLimit = RateLimit::new(Duration::from_secs(10));
 
 /// The tasks this node sent and waits on, and whether anyone still watches.
 #[derive(Debug)]
@@ -61,6 +69,9 @@ pub struct Wire {
     membership: Arc<Membership>,
     sender: Arc<dyn PeerSend>,
     table: Mutex<Table>,
+    /// Whether workers may still send (see the module doc); taken before
+    /// the table where both are.
+    open: RwLock<bool>,
 }
 
 impl std::fmt::Debug for Wire {
@@ -86,6 +97,7 @@ impl Wire {
                 tasks: InFlight::new(task_timeout),
                 closed: false,
             }),
+            open: RwLock::new(true),
         }
     }
 
@@ -120,9 +132,11 @@ impl Wire {
         Ok(t.tasks.insert(node, back, Instant::now()))
     }
 
-    /// Fails every waiting task and refuses new ones (the peer thread
-    /// stops): what it returns is for the caller to complete.
+    /// Fails every waiting task, refuses new ones and stops the workers'
+    /// frames (the peer thread stops; it may still send its own): what it
+    /// returns is for the caller to complete. Waits for a batch being sent.
     pub fn close(&self) -> Vec<(Outgoing, RemoteError)> {
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
         let mut t = self.table();
         t.closed = true;
         t.tasks.drain()
@@ -159,9 +173,6 @@ impl Wire {
 #[derive(Debug, Default)]
 pub struct WireBatch {
     outbox: Outbox,
-    /// Requests queued: (node, request id), to fail them if their frame
-    /// cannot be sent.
-    requests: Vec<(u32, u64)>,
     records: usize,
     since: Option<Instant>,
     /// Something was sent since the worker last slept.
@@ -171,7 +182,8 @@ pub struct WireBatch {
 impl WireBatch {
     /// Records past which the batch is sent at once.
     pub const FULL: usize = 32;
-    /// Longest a record waits in a busy worker's batch.
+    /// Longest a record waits in a busy worker's batch, as checked between
+    /// the worker's loop turns (a long step of a handler holds it longer).
     pub const MAX_AGE: Duration = Duration::from_micros(50);
 
     /// Nothing queued.
@@ -224,7 +236,6 @@ impl WireBatch {
     /// Queues request `r` (registered: its id is set) for node `to`.
     pub fn request(&mut self, to: u32, r: &Request) {
         self.outbox.request(to, r);
-        self.requests.push((to, r.id));
         self.queued();
     }
 
@@ -234,33 +245,62 @@ impl WireBatch {
         self.queued();
     }
 
-    /// Sends what is queued. Returns the tasks whose requests could not be
-    /// sent (taken out of the in-flight table), each with its error, for
-    /// the caller to complete; a reply that cannot be sent is dropped with
-    /// a log line (its sender's task times out).
+    /// Sends what is queued, unless the wire is closed (then it is
+    /// dropped: its requests were failed by the close). Returns the tasks
+    /// whose requests could not be sent (taken out of the in-flight table),
+    /// each with its error, for the caller to complete; a reply that cannot
+    /// be sent is dropped with a log line (its sender's task times out).
     pub fn flush(&mut self, wire: &Wire) -> Vec<(Outgoing, RemoteError)> {
         self.sent |= self.records != 0;
+        self.records = 0;
+        self.since = None;
+        let batches = self.outbox.drain();
+        // Held across the sends (see the module doc).
+        let open = wire.open.read().unwrap_or_else(|e| e.into_inner());
+        if !*open {
+            return Vec::new();
+        }
         let mut failed = Vec::new();
-        for (to, kind, payload) in self.outbox.drain() {
+        for (to, kind, payload) in batches {
             let Err(e) = wire.send(to, kind, &payload) else {
                 continue;
             };
-            tracing::debug!(to, ?kind, error = %e, "a batch was not sent");
             if kind != Kind::TaskBatch {
+                if let Some(suppressed) = REPLIES_DROPPED.allow() {
+                    tracing::warn!(
+                        to,
+                        error = %e,
+                        suppressed,
+                        "replies to node {to} could not be sent; its tasks will time out there"
+                    );
+                }
                 continue;
             }
+            tracing::debug!(to, error = %e, "a batch of tasks was not sent");
+            // Only the requests of this frame (a large batch is split).
             let mut t = wire.table();
-            for &(node, id) in self.requests.iter().filter(|(n, _)| *n == to) {
-                if let Some(back) = t.tasks.take(id, node) {
-                    failed.push((back, RemoteError::Unreachable { node }));
+            for id in request_ids(&payload) {
+                if let Some(back) = t.tasks.take(id, to) {
+                    failed.push((back, RemoteError::Unreachable { node: to }));
                 }
             }
         }
-        self.requests.clear();
-        self.records = 0;
-        self.since = None;
         failed
     }
+}
+
+/// The request ids of a TaskBatch payload this node encoded (cold: only for
+/// a frame that could not be sent).
+#[cold]
+fn request_ids(payload: &[u8]) -> Vec<u64> {
+    super::frame::decode_batch(Kind::TaskBatch, payload)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| match Record::decode(r) {
+            Ok(Record::Request(q)) => Some(q.id),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -411,9 +451,71 @@ mod tests {
         w.register(2, Box::new(2u32)).map_err(|(_, e)| e).unwrap();
         let waiting = w.close();
         assert_eq!(waiting.len(), 1);
-        assert_eq!(waiting[0].1, RemoteError::NodeDown { node: 2 });
+        assert_eq!(waiting[0].1, RemoteError::Stopping);
         let (_, e) = w.register(2, Box::new(0u32)).unwrap_err();
         assert_eq!(e, RemoteError::Stopping);
         assert!(w.table().tasks.is_empty());
+    }
+
+    #[test]
+    fn after_the_close_no_worker_frame_leaves_but_the_peer_threads_do() {
+        let (w, _net, mut two, _three) = wire(&[2]);
+        let mut b = WireBatch::default();
+        queue(&w, &mut b, 2, 1);
+        b.reply(2, &Reply::failed("shut down".to_owned()));
+        let failed = w.close();
+        assert_eq!(failed.len(), 1, "the queued request failed by the close");
+        assert!(b.flush(&w).is_empty());
+        assert!(b.is_empty());
+        assert!(two.try_recv().is_none(), "a worker frame after the close");
+        // The peer thread's goodbye still goes.
+        w.send(2, Kind::Goodbye, &[]).unwrap();
+        let f = two.try_recv().unwrap();
+        assert_eq!(Frame::decode(&f).unwrap().kind, Kind::Goodbye);
+    }
+
+    #[test]
+    fn a_split_batch_that_fails_fails_only_the_tasks_of_its_frame() {
+        /// Fails every send after the first `ok`.
+        struct FailAfter(std::sync::atomic::AtomicU32, Arc<dyn PeerSend>);
+        impl PeerSend for FailAfter {
+            fn send(&self, to: u32, frame: &[u8]) -> Result<(), PeerError> {
+                // Relaxed: a test counter on one thread.
+                if self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                    return Err(PeerError::Unreachable { node: to });
+                }
+                self.1.send(to, frame)
+            }
+        }
+        let (w0, _net, mut two, _three) = wire(&[2]);
+        let w = Wire::new(
+            w0.membership().clone(),
+            Arc::new(FailAfter(1.into(), w0.sender.clone())),
+            Duration::from_secs(5),
+        );
+        let mut b = WireBatch::default();
+        // Each request about half a frame: two frames of one request each.
+        let big = super::super::frame::MAX_PAYLOAD / 2 + 1;
+        let mut ids = Vec::new();
+        for tag in 0..2u32 {
+            let id = w.register(2, Box::new(tag)).map_err(|(_, e)| e).unwrap();
+            b.request(
+                2,
+                &Request {
+                    body: vec![0; big],
+                    ..req(id)
+                },
+            );
+            ids.push(id);
+        }
+        let failed = b.flush(&w);
+        assert_eq!(failed.len(), 1, "only the second frame's task");
+        assert_eq!(*failed[0].0.downcast_ref::<u32>().unwrap(), 1);
+        let (kind, rs) = records(&two.try_recv().unwrap());
+        assert_eq!(kind, Kind::TaskBatch);
+        assert!(matches!(&rs[..], [Record::Request(q)] if q.id == ids[0]));
+        let mut t = w.table();
+        assert_eq!(t.tasks.len(), 1, "the sent task still waits for its reply");
+        assert!(t.tasks.take(ids[0], 2).is_some());
     }
 }

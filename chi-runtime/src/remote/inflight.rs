@@ -183,13 +183,13 @@ impl<T> InFlight<T> {
         out
     }
 
-    /// Takes out every task (the runtime stops), each failed as if its node
-    /// had gone down.
+    /// Takes out every task (the runtime stops), each failed with
+    /// [`RemoteError::Stopping`].
     pub fn drain(&mut self) -> Vec<(T, RemoteError)> {
         self.due.clear();
         self.by_id
             .drain()
-            .map(|(_, e)| (e.value, RemoteError::NodeDown { node: e.node }))
+            .map(|(_, e)| (e.value, RemoteError::Stopping))
             .collect()
     }
 }
@@ -273,7 +273,9 @@ mod tests {
         let mut t = InFlight::new(T);
         t.insert(2, 'x', now);
         t.insert(3, 'y', now);
-        assert_eq!(t.drain().len(), 2);
+        let all = t.drain();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|(_, e)| *e == RemoteError::Stopping));
         assert!(t.is_empty() && t.expire(now + T * 2).is_empty());
     }
 }

@@ -14,7 +14,8 @@
 //! broadcast.
 //!
 //! The table is shared by the peer thread (inserts) and the workers
-//! (finishes): one lock, taken once per task at each end.
+//! (finishes): one lock, taken once per task at each end
+//! ([`ServingTable::finish_from_other`] looks and takes under one).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,18 +62,43 @@ impl ServingTable {
         self.lock().remove(&task)
     }
 
-    /// The node that sent the task at `task`, if it runs here.
-    pub fn sender_of(&self, task: usize) -> Option<u32> {
-        self.lock().get(&task).map(|s| s.from)
-    }
-
     /// Takes out the task at `task`, which completed, and turns it into its
     /// reply, freeing it: `(node it goes to, reply)`. `None` if the task is
     /// not one of ours, or not complete (it stays).
     pub fn finish(&self, task: usize, alloc: &Allocator, main: &Segment) -> Option<(u32, Reply)> {
         let s = self.remove(task)?;
+        self.reply_of(s, alloc, main)
+    }
+
+    /// As [`finish`](Self::finish), but only for a task another node than
+    /// `me` sent (one lock for the look and the take): the worker that
+    /// completed it replies; this node's own broadcast replicas stay for
+    /// the peer thread.
+    pub fn finish_from_other(
+        &self,
+        task: usize,
+        me: u32,
+        alloc: &Allocator,
+        main: &Segment,
+    ) -> Option<(u32, Reply)> {
+        let s = {
+            let mut g = self.lock();
+            if g.get(&task)?.from == me {
+                return None;
+            }
+            g.remove(&task)?
+        };
+        self.reply_of(s, alloc, main)
+    }
+
+    /// The reply of `s`, out of the table, then freed (put back if it is
+    /// not complete).
+    fn reply_of(&self, s: Serving, alloc: &Allocator, main: &Segment) -> Option<(u32, Reply)> {
         let t = s.task as *mut TaskHeader;
-        // SAFETY: our task, live until we free it; only read.
+        // SAFETY: our task, live until we free it (only through this
+        // table, and it is out of it). Only read here; its waiter is
+        // PEER_WAITER, so the worker that completes it calls here only
+        // after completing it, and nothing writes a complete task.
         let h = unsafe { &*t };
         if !h.is_complete() {
             // Not ours to reply yet (never the case: its worker said so

@@ -59,19 +59,14 @@ impl Worker {
     fn served(&mut self, task: *mut TaskHeader) {
         let t = task as usize;
         if let Some(wire) = self.shared.wire.get()
-            && self
-                .shared
-                .serving
-                .sender_of(t)
-                .is_some_and(|n| n != wire.me())
+            && let Some((to, reply)) = self.shared.serving.finish_from_other(
+                t,
+                wire.me(),
+                &self.alloc,
+                &self.shared.ipc.main,
+            )
         {
-            if let Some((to, reply)) =
-                self.shared
-                    .serving
-                    .finish(t, &self.alloc, &self.shared.ipc.main)
-            {
-                self.wire_out.reply(to, &reply);
-            }
+            self.wire_out.reply(to, &reply);
             return;
         }
         if let Some(link) = self.shared.pool_asker.get() {

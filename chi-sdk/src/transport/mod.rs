@@ -2,12 +2,13 @@
 //! `chi-runtime stop|status` commands) and a runtime's loopback socket.
 //!
 //! Behind two small traits so that the backend can change in one file; the
-//! ZeroMQ backend (REQ/REP over TCP) is the real one.
+//! ZeroMQ backend (REQ clients, a ROUTER server, over TCP) is the real one.
 //!
 //! # Who may connect
 //! Every connection must present the runtime's key ([`crate::auth`]): the socket
 //! uses ZeroMQ's PLAIN mechanism with the key as password, and the server checks
-//! it while answering ZeroMQ's authentication (ZAP) requests itself. A peer
+//! it on a thread of its own that answers ZeroMQ's authentication (ZAP)
+//! requests. A peer
 //! without the key is disconnected during the handshake, before it can send a
 //! message; the client notices the refusal (a socket monitor reports it) and
 //! fails with [`TransportError::NotAuthorised`] at once.

@@ -40,15 +40,8 @@ const ZAP_STOP_CHECK: Duration = Duration::from_millis(50);
 pub struct ZmqServer {
     sock: zmq::Socket,
     endpoint: String,
-    zap: Option<Authenticator>,
-}
-
-impl Drop for ZmqServer {
-    fn drop(&mut self) {
-        if let Some(a) = self.zap.take() {
-            a.stop();
-        }
-    }
+    /// Stopped when the server drops (after its socket).
+    _zap: Authenticator,
 }
 
 impl std::fmt::Debug for ZmqServer {
@@ -84,7 +77,7 @@ impl ZmqServer {
         Ok(ZmqServer {
             sock,
             endpoint,
-            zap: Some(zap),
+            _zap: zap,
         })
     }
 
@@ -156,10 +149,11 @@ impl ControlServer for ZmqServer {
     }
 }
 
-/// The thread answering the ZAP requests of a server's context.
+/// The thread answering the ZAP requests of a server's context; stopped
+/// and joined when dropped (also when the bind that started it failed).
 struct Authenticator {
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Authenticator {
@@ -195,14 +189,21 @@ impl Authenticator {
                 endpoint: endpoint.to_owned(),
                 message: format!("cannot start the authenticator thread: {e}"),
             })?;
-        Ok(Authenticator { stop, thread })
+        Ok(Authenticator {
+            stop,
+            thread: Some(thread),
+        })
     }
+}
 
+impl Drop for Authenticator {
     /// Stops the thread (within [`ZAP_STOP_CHECK`]) and waits for it.
-    fn stop(self) {
+    fn drop(&mut self) {
         // Relaxed: see the load in the thread.
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.thread.join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -51,7 +51,7 @@ impl GlobalPools {
     /// The next pool id this node would give: past every id it holds, gave
     /// or saw destroyed.
     pub(super) fn next_id(&self) -> u64 {
-        let past_destroyed = self.destroyed.last().map_or(0, |d| d + 1);
+        let past_destroyed = self.destroyed.last().map_or(0, |d| d.saturating_add(1));
         self.next_pool.max(self.host.free_id()).max(past_destroyed)
     }
 
