@@ -164,8 +164,10 @@ impl GlobalPools {
         None
     }
 
-    /// Decides the asks that waited, if every node up is synced now; fails
-    /// those past their deadline naming the nodes not heard.
+    /// Decides the asks that waited, if every node up is synced now (or
+    /// forwards them, if a lower node came up meanwhile and is the
+    /// authority now); fails those past their deadline naming the nodes not
+    /// heard.
     pub fn retry_deferred(&mut self, now: Instant, up: &[u32], out: &mut Outbox) {
         if self.deferred.is_empty() {
             return;
@@ -176,7 +178,7 @@ impl GlobalPools {
         let silent: Vec<u32> = missing.iter().copied().filter(|n| up.contains(n)).collect();
         for d in std::mem::take(&mut self.deferred) {
             if missing.is_empty() {
-                self.decide(d.ask, d.waiter, up, out);
+                self.ask(d.ask, d.waiter, up, out);
             } else if now >= d.deadline && !silent.is_empty() {
                 let why = format!(
                     "node(s) {silent:?} did not tell node {} (the cluster's pool authority) the \

@@ -544,6 +544,29 @@ fn an_authority_waits_for_the_nodes_it_has_not_heard_from_until_the_grace_ends()
 }
 
 #[test]
+fn asks_that_waited_go_to_the_authority_that_came_up_meanwhile() {
+    let shares = Shares::default();
+    let mut n = vec![node(1, &shares, false), node(2, &shares, false)];
+    let mut outs = vec![Outbox::default(), Outbox::default()];
+    // Both started alone, each waiting for the other: each its own
+    // authority, each keeps an ask for the same name.
+    n[0].unheard(&[2]);
+    n[1].unheard(&[1]);
+    let (w1, rx1) = local();
+    n[0].ask(ask("p", false), w1, &[1], &mut outs[0]);
+    let (w2, rx2) = local();
+    n[1].ask(ask("p", false), w2, &[2], &mut outs[1]);
+    assert!(rx1.try_recv().is_err() && rx2.try_recv().is_err());
+    // They meet: node 1 is the authority and decides both.
+    meet(&mut n, &mut outs, &[1, 2]);
+    let (a1, a2) = (rx1.try_recv().unwrap(), rx2.try_recv().unwrap());
+    assert_eq!(a1.unwrap().nodes, vec![1, 2, 1, 2, 1]);
+    let e = a2.unwrap_err();
+    assert!(e.contains("is taken"), "{e}");
+    assert_eq!(holders(&shares, GLOBAL_POOL_BASE), vec![1, 2]);
+}
+
+#[test]
 fn an_authority_is_synced_by_the_reply_to_its_own_notice() {
     let shares = Shares::default();
     let mut n = vec![node(1, &shares, false), node(2, &shares, false)];
