@@ -120,16 +120,52 @@ impl Wire {
     /// (giving `back` back with why) if `node` is not up or the peer thread
     /// has stopped.
     pub fn register(&self, node: u32, back: Outgoing) -> Result<u64, (Outgoing, RemoteError)> {
-        match self.membership.state_of(node) {
-            Some((PeerState::Up, _)) => {}
-            Some((PeerState::Unknown, _)) => return Err((back, RemoteError::NotHeard { node })),
-            _ => return Err((back, RemoteError::NodeDown { node })),
+        if let Err(e) = self.admits(node) {
+            return Err((back, e));
         }
         let mut t = self.table();
         if t.closed {
             return Err((back, RemoteError::Stopping));
         }
         Ok(t.tasks.insert(node, back, Instant::now()))
+    }
+
+    /// Registers the replicas of a broadcast, `(node, replica)` each, all
+    /// at once: the request id of each replica to send, `None` for one
+    /// whose node is not up (registered as failed: the peer thread gives it
+    /// back with its error at its next look, so the broadcast gathers
+    /// it); or, if the peer thread has stopped, none at all.
+    pub fn register_replicas(
+        &self,
+        replicas: Vec<(u32, Outgoing)>,
+    ) -> Result<Vec<Option<u64>>, RemoteError> {
+        let admitted: Vec<Result<(), RemoteError>> =
+            replicas.iter().map(|(n, _)| self.admits(*n)).collect();
+        let mut t = self.table();
+        if t.closed {
+            return Err(RemoteError::Stopping);
+        }
+        let now = Instant::now();
+        Ok(replicas
+            .into_iter()
+            .zip(admitted)
+            .map(|((node, back), ok)| match ok {
+                Ok(()) => Some(t.tasks.insert(node, back, now)),
+                Err(e) => {
+                    t.tasks.insert_failed(node, back, e, now);
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Whether a task may be sent to `node` now: it is up.
+    fn admits(&self, node: u32) -> Result<(), RemoteError> {
+        match self.membership.state_of(node) {
+            Some((PeerState::Up, _)) => Ok(()),
+            Some((PeerState::Unknown, _)) => Err(RemoteError::NotHeard { node }),
+            _ => Err(RemoteError::NodeDown { node }),
+        }
     }
 
     /// Fails every waiting task, refuses new ones and stops the workers'
@@ -455,6 +491,24 @@ mod tests {
         let (_, e) = w.register(2, Box::new(0u32)).unwrap_err();
         assert_eq!(e, RemoteError::Stopping);
         assert!(w.table().tasks.is_empty());
+    }
+
+    #[test]
+    fn replicas_register_all_at_once_and_one_for_a_node_not_up_fails_at_the_next_look() {
+        let (w, _net, _two, _three) = wire(&[2]);
+        let ids = w
+            .register_replicas(vec![(2, Box::new(2u32)), (3, Box::new(3u32))])
+            .unwrap();
+        assert!(ids[0].is_some() && ids[1].is_none());
+        let failed = w.table().tasks.expire(Instant::now());
+        assert_eq!(failed.len(), 1);
+        assert_eq!(*failed[0].0.downcast_ref::<u32>().unwrap(), 3);
+        assert_eq!(failed[0].1, RemoteError::NotHeard { node: 3 });
+        assert_eq!(w.table().tasks.len(), 1, "the replica sent waits");
+        w.close();
+        let e = w.register_replicas(vec![(2, Box::new(0u32))]).unwrap_err();
+        assert_eq!(e, RemoteError::Stopping);
+        assert!(w.table().tasks.is_empty(), "none registered once closed");
     }
 
     #[test]

@@ -75,6 +75,8 @@ struct Entry<T> {
     node: u32,
     deadline: Instant,
     value: T,
+    /// Failed already (never sent): its error, given at its deadline.
+    failed: Option<RemoteError>,
 }
 
 /// Tasks sent to other nodes, by request id (see the module doc).
@@ -126,9 +128,30 @@ impl<T> InFlight<T> {
                 node,
                 deadline,
                 value,
+                failed: None,
             },
         );
         self.due.insert((deadline, id));
+        id
+    }
+
+    /// Records `value`, which could not be sent to `node`, as failed with
+    /// `error`: due at `now`, so the next [`expire`](Self::expire) gives it
+    /// back with that error (and [`drain`](Self::drain) with its own).
+    /// Returns its id.
+    pub fn insert_failed(&mut self, node: u32, value: T, error: RemoteError, now: Instant) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.by_id.insert(
+            id,
+            Entry {
+                node,
+                deadline: now,
+                value,
+                failed: Some(error),
+            },
+        );
+        self.due.insert((now, id));
         id
     }
 
@@ -152,13 +175,11 @@ impl<T> InFlight<T> {
             }
             self.due.pop_first();
             if let Some(e) = self.by_id.remove(&id) {
-                out.push((
-                    e.value,
-                    RemoteError::Timeout {
-                        node: e.node,
-                        timeout: self.timeout,
-                    },
-                ));
+                let why = e.failed.unwrap_or(RemoteError::Timeout {
+                    node: e.node,
+                    timeout: self.timeout,
+                });
+                out.push((e.value, why));
             }
         }
         out
@@ -177,7 +198,8 @@ impl<T> InFlight<T> {
         for id in ids {
             if let Some(e) = self.by_id.remove(&id) {
                 self.due.remove(&(e.deadline, id));
-                out.push((e.value, RemoteError::NodeDown { node }));
+                let why = e.failed.unwrap_or(RemoteError::NodeDown { node });
+                out.push((e.value, why));
             }
         }
         out
@@ -265,6 +287,26 @@ mod tests {
         assert_eq!(t.take(ids[0], 2), None);
         let msg = RemoteError::NodeDown { node: 3 }.to_string();
         assert!(msg.contains("node 3 went down"), "{msg}");
+    }
+
+    #[test]
+    fn a_task_failed_at_once_comes_back_with_its_error_at_the_next_look() {
+        let now = Instant::now();
+        let mut t = InFlight::new(T);
+        let sent = t.insert(2, 'x', now);
+        t.insert_failed(3, 'y', RemoteError::NotHeard { node: 3 }, now);
+        t.insert_failed(4, 'z', RemoteError::NotHeard { node: 4 }, now);
+        // Its node seen down first: still its own error.
+        assert_eq!(
+            t.node_down(4),
+            vec![('z', RemoteError::NotHeard { node: 4 })]
+        );
+        assert_eq!(
+            t.expire(now),
+            vec![('y', RemoteError::NotHeard { node: 3 })]
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.take(sent, 2), Some('x'));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::Worker;
 use crate::placement::Target;
 use std::sync::Arc;
 
+use crate::cluster::pools::Outgoing;
 use crate::remote::codec::{Half, save};
 use crate::remote::record::Request;
 use crate::remote::{Bcast, Sent};
@@ -78,45 +79,69 @@ impl Worker {
         // nobody writes while the worker holds it.
         let body = unsafe { save(&container, task, Half::In) }.map_err(|e| e.to_string())?;
         let bcast = (targets.len() > 1).then(|| Arc::new(Bcast::new(&targets)));
+        let sent_of = |i: usize| Sent {
+            task: task as usize,
+            generation,
+            container: container.clone(),
+            bcast: bcast.clone().map(|b| (b, i)),
+        };
+        let request_to = |to: &crate::placement::Located, id: u64| Request {
+            id,
+            pool: pool.id,
+            container: to.container,
+            method: h.method,
+            flags: h.flags,
+            body: body.clone(),
+        };
         let wire = self.shared.wire.get().cloned();
-        for (i, to) in targets.iter().enumerate() {
-            let mut request = Request {
-                id: 0,
-                pool: pool.id,
-                container: to.container,
-                method: h.method,
-                flags: h.flags,
-                body: body.clone(),
-            };
-            let sent = Sent {
-                task: task as usize,
-                generation,
-                container: container.clone(),
-                bcast: bcast.clone().map(|b| (b, i)),
-            };
-            if let Some(wire) = wire.as_deref()
-                && to.node.0 != here.0
-            {
-                match wire.register(to.node.0, Box::new(sent)) {
-                    Ok(id) => {
-                        request.id = id;
-                        self.wire_out.request(to.node.0, &request);
-                    }
-                    Err((_, e)) if bcast.is_none() => return Err(e.to_string()),
-                    // The other replicas go on: the broadcast fails with this
-                    // one's error once all have answered.
-                    Err((back, e)) => link.failed(vec![(back, e)]),
+        let mut sent_any = false;
+        // Replicas for other nodes: through the wire. A broadcast's are
+        // registered all at once (none if the runtime stops, so the task
+        // fails here; one for a node not up fails through the table, so the
+        // broadcast still gathers every replica).
+        if let Some(wire) = wire.as_deref() {
+            let remote: Vec<usize> = (0..targets.len())
+                .filter(|&i| targets[i].node.0 != here.0)
+                .collect();
+            let ids: Vec<Option<u64>> = match (&bcast, remote.as_slice()) {
+                (_, []) => Vec::new(),
+                (None, &[i]) => {
+                    let id = wire
+                        .register(targets[i].node.0, Box::new(sent_of(i)))
+                        .map_err(|(_, e)| e.to_string())?;
+                    vec![Some(id)]
                 }
+                _ => wire
+                    .register_replicas(
+                        remote
+                            .iter()
+                            .map(|&i| (targets[i].node.0, Box::new(sent_of(i)) as Outgoing))
+                            .collect(),
+                    )
+                    .map_err(|e| e.to_string())?,
+            };
+            for (&i, id) in remote.iter().zip(ids) {
+                sent_any = true;
+                if let Some(id) = id {
+                    self.wire_out
+                        .request(targets[i].node.0, &request_to(&targets[i], id));
+                }
+            }
+        }
+        // Replicas for this node (all, without a wire): the peer thread.
+        for (i, to) in targets.iter().enumerate() {
+            if wire.is_some() && to.node.0 != here.0 {
                 continue;
             }
-            if let Err(e) = link.send_task(to.node.0, request, Box::new(sent)) {
-                if i == 0 {
+            if let Err(e) = link.send_task(to.node.0, request_to(to, 0), Box::new(sent_of(i))) {
+                if !sent_any {
                     return Err(e);
                 }
                 // The runtime stops: the replicas sent fail with it.
                 tracing::warn!(error = %e, "a broadcast was cut short");
                 break;
             }
+            sent_any = true;
         }
         Ok(())
     }
