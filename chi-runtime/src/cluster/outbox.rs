@@ -13,6 +13,11 @@ use std::collections::BTreeMap;
 use super::frame::{Kind, MAX_PAYLOAD, encode_batch};
 use crate::remote::record::{Reply, Request};
 
+/// The largest record a frame carries (a batch of one: its count and the
+/// record's length come first). Workers check their records against it
+/// before they queue them, so that a task too large fails at once.
+pub const MAX_RECORD: usize = MAX_PAYLOAD - 8;
+
 /// Encoded records per node and kind.
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -53,7 +58,7 @@ impl Outbox {
                 let mut batch: Vec<&[u8]> = Vec::new();
                 let mut size = 4;
                 for r in &records {
-                    if 4 + 4 + r.len() > MAX_PAYLOAD {
+                    if r.len() > MAX_RECORD {
                         tracing::warn!(
                             to,
                             size = r.len(),

@@ -106,6 +106,17 @@ impl Request {
         out.extend_from_slice(&self.flags.to_le_bytes());
         put_bytes(out, &self.body);
     }
+
+    /// How many bytes [`encode`](Self::encode) appends.
+    pub fn encoded_len(&self) -> usize {
+        1 + 8
+            + size_of_val(&self.pool.0)
+            + size_of_val(&self.container.0)
+            + size_of_val(&self.method)
+            + size_of_val(&self.flags)
+            + 4
+            + self.body.len()
+    }
 }
 
 impl Reply {
@@ -127,6 +138,11 @@ impl Reply {
         out.extend_from_slice(&self.result.to_le_bytes());
         put_bytes(out, self.message.as_bytes());
         put_bytes(out, &self.body);
+    }
+
+    /// How many bytes [`encode`](Self::encode) appends.
+    pub fn encoded_len(&self) -> usize {
+        1 + 8 + size_of_val(&self.result) + 4 + self.message.len() + 4 + self.body.len()
     }
 }
 
@@ -228,6 +244,11 @@ mod tests {
         ] {
             let mut buf = Vec::new();
             rec.encode(&mut buf);
+            let len = match &rec {
+                Record::Request(r) => r.encoded_len(),
+                Record::Reply(r) => r.encoded_len(),
+            };
+            assert_eq!(len, buf.len(), "encoded_len of {rec:?}");
             assert_eq!(Record::decode(&buf).unwrap(), rec);
         }
     }

@@ -25,6 +25,7 @@ use chi_sdk::task::{TaskHeader, code};
 
 use super::codec::{self, Half};
 use super::record::Reply;
+use crate::cluster::outbox::MAX_RECORD;
 use crate::pool::Container;
 
 /// A task of another node running here.
@@ -120,15 +121,32 @@ impl ServingTable {
         // SAFETY: complete, ours alone (out of the table), and its
         // container is held.
         unsafe { free(t, &s.container, alloc, main) };
-        Some((
-            s.from,
-            Reply {
-                id: s.request,
-                result,
-                message,
-                body,
-            },
-        ))
+        Some((s.from, fitted(s.request, result, message, body)))
+    }
+}
+
+/// The reply of request `id`; one too large for a frame fails instead,
+/// saying so (sent, it would be dropped and its task would time out).
+fn fitted(id: u64, result: i32, message: String, body: Vec<u8>) -> Reply {
+    let reply = Reply {
+        id,
+        result,
+        message,
+        body,
+    };
+    let size = reply.encoded_len();
+    if size <= MAX_RECORD {
+        return reply;
+    }
+    Reply {
+        id,
+        result: code::FAILED,
+        message: format!(
+            "the outputs of this task took {size} bytes saved, over the {MAX_RECORD} bytes a \
+             task carries back from another node; submit it on the node of its container, or \
+             split its data into smaller tasks"
+        ),
+        body: Vec::new(),
     }
 }
 
@@ -146,4 +164,20 @@ pub unsafe fn free(task: *mut TaskHeader, c: &Container, alloc: &Allocator, main
         }
     }
     let _ = alloc.free(ShmPtr::new(main.id(), task as u64 - main.base() as u64));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_too_large_for_a_frame_fails_saying_so() {
+        let small = fitted(3, 0, String::new(), vec![7; 10]);
+        assert_eq!((small.id, small.result, small.body.len()), (3, 0, 10));
+        let big = fitted(4, 0, String::new(), vec![0; MAX_RECORD]);
+        assert_eq!((big.id, big.result), (4, code::FAILED));
+        assert!(big.body.is_empty());
+        assert!(big.message.contains("over the"), "{}", big.message);
+        assert!(big.encoded_len() <= MAX_RECORD);
+    }
 }

@@ -24,6 +24,7 @@ use super::Worker;
 use crate::placement::Target;
 use std::sync::Arc;
 
+use crate::cluster::outbox::MAX_RECORD;
 use crate::cluster::pools::Outgoing;
 use crate::remote::codec::{Half, save};
 use crate::remote::record::Request;
@@ -93,6 +94,25 @@ impl Worker {
             flags: h.flags,
             body: body.clone(),
         };
+        // The record's header plus the body (not copied for the look).
+        let size = Request {
+            id: 0,
+            pool: pool.id,
+            container: to.container,
+            method: h.method,
+            flags: h.flags,
+            body: Vec::new(),
+        }
+        .encoded_len()
+            + body.len();
+        if size > MAX_RECORD {
+            return Err(format!(
+                "the inputs of this task take {size} bytes saved, over the {MAX_RECORD} bytes a \
+                 task carries to another node; submit it on node {} (its container's), or \
+                 split its data into smaller tasks",
+                to.node.0
+            ));
+        }
         let wire = self.shared.wire.get().cloned();
         let mut sent_any = false;
         // Replicas for other nodes: through the wire. A broadcast's are
