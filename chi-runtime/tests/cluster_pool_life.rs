@@ -289,7 +289,12 @@ fn compose_retries_until_every_node_can_make_its_share() {
         let log = nodes[0].log();
         log.contains("compose pool over the cluster not made yet") && log.contains("node 3")
     });
-    assert!((1..=3).all(|k| id_of(&setup, k, "everywhere").is_none()));
+    // No half pool stays: each attempt is rolled back (a look may fall in
+    // the middle of one, while nodes 1 and 2 hold their shares, so wait
+    // for a look between attempts, which come farther apart each time).
+    wait_until(LIMIT, "no node holds a share of the pool", || {
+        (1..=3).all(|k| id_of(&setup, k, "everywhere").is_none())
+    });
     // Node 3 again, with the module: a later ask makes the pool (over the
     // nodes up when it is asked: while node 3 restarts, nodes 1 and 2 may
     // make it without it).
