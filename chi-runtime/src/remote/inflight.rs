@@ -119,20 +119,7 @@ impl<T> InFlight<T> {
 
     /// Records `value` sent to `node` at `now`; returns its request id.
     pub fn insert(&mut self, node: u32, value: T, now: Instant) -> u64 {
-        let id = self.next;
-        self.next += 1;
-        let deadline = now + self.timeout;
-        self.by_id.insert(
-            id,
-            Entry {
-                node,
-                deadline,
-                value,
-                failed: None,
-            },
-        );
-        self.due.insert((deadline, id));
-        id
+        self.put(node, value, now + self.timeout, None)
     }
 
     /// Records `value`, which could not be sent to `node`, as failed with
@@ -140,18 +127,22 @@ impl<T> InFlight<T> {
     /// back with that error (and [`drain`](Self::drain) with its own).
     /// Returns its id.
     pub fn insert_failed(&mut self, node: u32, value: T, error: RemoteError, now: Instant) -> u64 {
+        self.put(node, value, now, Some(error))
+    }
+
+    fn put(&mut self, node: u32, value: T, deadline: Instant, failed: Option<RemoteError>) -> u64 {
         let id = self.next;
         self.next += 1;
         self.by_id.insert(
             id,
             Entry {
                 node,
-                deadline: now,
+                deadline,
                 value,
-                failed: Some(error),
+                failed,
             },
         );
-        self.due.insert((now, id));
+        self.due.insert((deadline, id));
         id
     }
 

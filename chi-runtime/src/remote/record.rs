@@ -107,15 +107,19 @@ impl Request {
         put_bytes(out, &self.body);
     }
 
+    /// The bytes [`encode`](Self::encode) appends before the body: kind,
+    /// id, pool, container, method, flags and the body's length.
+    pub const HEADER_LEN: usize = 1
+        + size_of::<u64>()
+        + size_of::<PoolId>()
+        + size_of::<ContainerId>()
+        + size_of::<MethodId>()
+        + size_of::<u32>()
+        + 4;
+
     /// How many bytes [`encode`](Self::encode) appends.
     pub fn encoded_len(&self) -> usize {
-        1 + 8
-            + size_of_val(&self.pool.0)
-            + size_of_val(&self.container.0)
-            + size_of_val(&self.method)
-            + size_of_val(&self.flags)
-            + 4
-            + self.body.len()
+        Self::HEADER_LEN + self.body.len()
     }
 }
 

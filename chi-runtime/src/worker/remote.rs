@@ -94,17 +94,7 @@ impl Worker {
             flags: h.flags,
             body: body.clone(),
         };
-        // The record's header plus the body (not copied for the look).
-        let size = Request {
-            id: 0,
-            pool: pool.id,
-            container: to.container,
-            method: h.method,
-            flags: h.flags,
-            body: Vec::new(),
-        }
-        .encoded_len()
-            + body.len();
+        let size = Request::HEADER_LEN + body.len();
         if size > MAX_RECORD {
             return Err(format!(
                 "the inputs of this task take {size} bytes saved, over the {MAX_RECORD} bytes a \
