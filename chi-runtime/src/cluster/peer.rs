@@ -38,15 +38,16 @@
 //! instead of `Heartbeat`; the peer answers a `Hello` at once with a
 //! heartbeat, so both sides see each other up as soon as the connection
 //! carries its first frame (frames sent before ZeroMQ has (re)connected are
-//! dropped, not queued). At stop it sends `Goodbye`, so peers mark it down
-//! at once.
+//! dropped, not queued). At stop it fails what waits on other nodes, ends
+//! the commands handed over last (the channel's gate closes first, so no
+//! hand-over is lost: [`PoolAsker`]) and sends `Goodbye`, so peers mark it
+//! down at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError, channel, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, channel, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -95,8 +96,8 @@ pub struct PeerSettings {
 /// A running peer link: the membership table and the peer thread.
 pub struct Cluster {
     membership: Arc<Membership>,
-    commands: Sender<Command>,
-    bell: Arc<Doorbell>,
+    /// The peer thread's command channel (its gate: [`PoolAsker`]).
+    hand: PoolAsker,
     wire: Arc<Wire>,
     /// [`RUN`], [`STOP`] or [`VANISH`].
     stop: Arc<AtomicU8>,
@@ -136,6 +137,11 @@ impl Cluster {
         let (tx, rx) = channel();
         let stop = Arc::new(AtomicU8::new(RUN));
         let bell = transport.doorbell();
+        let hand = PoolAsker {
+            commands: tx,
+            bell: bell.clone(),
+            open: Arc::new(RwLock::new(true)),
+        };
         let wire = Arc::new(Wire::new(
             membership.clone(),
             transport.sender(),
@@ -157,6 +163,7 @@ impl Cluster {
             settings,
             report,
             commands: rx,
+            open: hand.open.clone(),
             pending: HashMap::new(),
             next_request: 1,
             stop: stop.clone(),
@@ -170,8 +177,7 @@ impl Cluster {
             .spawn(move || l.run())?;
         Ok(Cluster {
             membership,
-            commands: tx,
-            bell,
+            hand,
             wire,
             stop,
             thread: Some(thread),
@@ -214,14 +220,13 @@ impl Cluster {
             Some((PeerState::Up, _)) => {}
         }
         let (reply, answer) = sync_channel(1);
-        self.commands
-            .send(Command::Status {
+        self.hand
+            .hand(Command::Status {
                 node,
                 timeout,
                 reply,
             })
             .map_err(|_| NodeStatusError::Stopped)?;
-        self.bell.ring();
         Ok(answer)
     }
 
@@ -234,10 +239,7 @@ impl Cluster {
     /// A handle that asks for pools over the cluster
     /// ([`PoolAsker::ask`]), for the admin containers.
     pub fn pool_asker(&self) -> PoolAsker {
-        PoolAsker {
-            commands: self.commands.clone(),
-            bell: self.bell.clone(),
-        }
+        self.hand.clone()
     }
 
     /// Says goodbye to the peers and stops the peer thread.
@@ -251,13 +253,26 @@ impl Cluster {
         self.halt(VANISH);
     }
 
-    fn halt(&mut self, how: u8) {
+    /// Tells the peer thread to stop (`how`) without waiting for it: the
+    /// first word set wins.
+    fn signal(&self, how: u8) {
         // Release: pairs with the Acquire load in `PeerLoop::run`; nothing
-        // else is published by it. The first word set wins.
+        // else is published by it.
         let _ = self
             .stop
             .compare_exchange(RUN, how, Ordering::Release, Ordering::Relaxed);
-        self.bell.ring();
+        self.hand.bell.ring();
+    }
+
+    /// Tells the peer thread to stop, without waiting (tests of what it
+    /// does at stop).
+    #[cfg(test)]
+    pub(super) fn signal_stop(&self) {
+        self.signal(STOP);
+    }
+
+    fn halt(&mut self, how: u8) {
+        self.signal(how);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -285,6 +300,8 @@ struct PeerLoop {
     settings: PeerSettings,
     report: Box<dyn Fn() -> Vec<u8> + Send>,
     commands: Receiver<Command>,
+    /// The gate of `commands` ([`PoolAsker`]).
+    open: Arc<RwLock<bool>>,
     pending: HashMap<u64, Pending>,
     next_request: u64,
     stop: Arc<AtomicU8>,
@@ -399,6 +416,7 @@ impl PeerLoop {
         for (back, e) in self.wire.close() {
             self.pools.host().complete(back, Err(e));
         }
+        self.close_commands();
         self.flush_outbox();
         self.broadcast(Kind::Goodbye);
         for (_, p) in self.pending.drain() {

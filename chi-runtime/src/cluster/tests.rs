@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 use super::frame::{Frame, Kind, encode_batch};
 use super::membership::{Membership, PeerEvent, PeerState};
 use super::peer::{Cluster, NodeStatusError, PeerSettings};
+use super::pools::{NoPools, Outgoing, PoolHost, PoolSpec};
 use super::transport::{InProcNet, PeerTransport};
 use super::zmq_peer::ZmqPeers;
+use crate::remote::inflight::RemoteError;
+use crate::remote::record::{Record, Reply, Request};
+use chi_sdk::types::{ContainerId, PoolId};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -310,4 +314,119 @@ fn zeromq_recv_skips_refused_messages_within_its_time() {
     s.send(b"next".as_slice(), 0).unwrap();
     let f = t.recv(LIMIT).unwrap().expect("the next frame");
     assert_eq!(f.bytes, b"next");
+}
+
+/// A host whose `run` of a task from node 2 blocks until the test says, and
+/// that records what it completed (the tags the tasks were sent with).
+struct StopHost {
+    hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    running: std::sync::mpsc::SyncSender<()>,
+    completed: Arc<Mutex<Vec<(u32, String)>>>,
+    ran_from_self: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PoolHost for StopHost {
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
+        NoPools.create_share(spec)
+    }
+    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
+        None
+    }
+    fn free_id(&self) -> u64 {
+        NoPools.free_id()
+    }
+    fn run(&self, from: u32, _req: &Request) -> Result<(), String> {
+        if from == 1 {
+            self.ran_from_self
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        } else if let Some(hold) = self.hold.lock().unwrap().take() {
+            self.running.send(()).unwrap();
+            let _ = hold.recv_timeout(LIMIT);
+        }
+        Ok(())
+    }
+    fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {
+        let tag = *back.downcast::<u32>().unwrap();
+        let what = match outcome {
+            Ok(r) => format!("reply {}", r.result),
+            Err(e) => e.to_string(),
+        };
+        self.completed.lock().unwrap().push((tag, what));
+    }
+}
+
+/// At stop, the commands handed over after the peer thread's last look are
+/// still taken: a task for this node itself (a broadcast's local replica)
+/// fails saying the runtime stops — before, it was lost in the channel and
+/// its broadcast never gathered — and a hand-over after the stop fails at
+/// once.
+#[test]
+fn commands_handed_over_at_stop_are_ended_not_lost() {
+    let net = InProcNet::new();
+    let (release, hold) = std::sync::mpsc::channel();
+    let (running, is_running) = std::sync::mpsc::sync_channel(1);
+    let completed = Arc::new(Mutex::new(Vec::new()));
+    let ran_from_self = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let host = StopHost {
+        hold: Mutex::new(Some(hold)),
+        running,
+        completed: completed.clone(),
+        ran_from_self: ran_from_self.clone(),
+    };
+    let m = Arc::new(Membership::new(1, 10, &hosts(3), TIMEOUT));
+    let a = Cluster::start_with_pools(
+        Box::new(net.attach(1)),
+        m,
+        PeerSettings {
+            heartbeat: Duration::from_millis(20),
+            task_timeout: Duration::from_secs(5),
+        },
+        Box::new(|| b"{}".to_vec()),
+        Box::new(host),
+    )
+    .unwrap();
+    let req = |id| Request {
+        id,
+        pool: PoolId(1 << 40),
+        container: ContainerId(0),
+        method: 10,
+        flags: 0,
+        body: Vec::new(),
+    };
+    // Node 2 sends node 1 a task: the peer thread runs it and is held
+    // there, after its look at the commands of this turn.
+    let mut rec = Vec::new();
+    Record::Request(req(1)).encode(&mut rec);
+    let batch = encode_batch([rec.as_slice()]).unwrap();
+    let frame = Frame {
+        kind: Kind::TaskBatch,
+        sender: 2,
+        incarnation: 5,
+        payload: &batch,
+    }
+    .encode()
+    .unwrap();
+    net.inject(1, frame).unwrap();
+    is_running.recv_timeout(LIMIT).unwrap();
+    // Meanwhile: a replica for node 1 itself is handed over, and the
+    // runtime stops; the peer thread ends its loop right after the task.
+    let asker = a.pool_asker();
+    asker.send_task(1, req(0), Box::new(7u32)).unwrap();
+    a.signal_stop();
+    release.send(()).unwrap();
+    drop(a);
+    assert_eq!(
+        *completed.lock().unwrap(),
+        [(
+            7,
+            "this runtime is stopping; its peer link is closed".to_owned()
+        )]
+    );
+    assert!(
+        !ran_from_self.load(std::sync::atomic::Ordering::SeqCst),
+        "the replica ran although the runtime had stopped"
+    );
+    let late = asker.send_task(1, req(0), Box::new(8u32));
+    assert!(late.unwrap_err().contains("stopping"));
+    assert_eq!(completed.lock().unwrap().len(), 1);
 }

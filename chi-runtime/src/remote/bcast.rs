@@ -119,6 +119,22 @@ impl Bcast {
     }
 }
 
+impl Bcast {
+    /// Records the replicas `unsent` (which could not be handed over: the
+    /// runtime stops) as failed with `e`; if one of them was the last
+    /// outcome the broadcast waited for, the task's failure, which the
+    /// caller then reports (nobody else completes the task).
+    pub fn fail_unsent(&self, unsent: &[usize], e: &RemoteError) -> Option<String> {
+        let mut last = None;
+        for &i in unsent {
+            if let Some(done) = self.gather(i, Err(e.clone())) {
+                last = Some(done.err().unwrap_or_else(|| e.to_string()));
+            }
+        }
+        last
+    }
+}
+
 /// Folds the outputs of `replies` (replicas 1.. in container order) into
 /// `task`, which holds container 0's, through the module of `c` (see the
 /// module doc).
@@ -180,4 +196,76 @@ pub unsafe fn combine(
         done?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chi_sdk::types::{ContainerId, NodeId};
+
+    use super::*;
+
+    /// Containers 0, 1, 2 on nodes 1, 2, 3.
+    fn three() -> Bcast {
+        let t: Vec<Located> = (0..3)
+            .map(|i| Located {
+                node: NodeId(i + 1),
+                container: ContainerId(i),
+            })
+            .collect();
+        Bcast::new(&t)
+    }
+
+    fn ok(id: u64) -> Result<Reply, RemoteError> {
+        Ok(Reply {
+            id,
+            result: code::OK,
+            message: String::new(),
+            body: vec![id as u8],
+        })
+    }
+
+    #[test]
+    fn the_last_replica_yields_every_reply_in_container_order() {
+        let b = three();
+        assert!(b.gather(2, ok(2)).is_none());
+        assert!(b.gather(0, ok(0)).is_none());
+        // A second outcome for a replica counts once.
+        assert!(b.gather(0, ok(9)).is_none());
+        let all = b.gather(1, ok(1)).unwrap().unwrap();
+        assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+
+    #[test]
+    fn the_first_failure_in_container_order_fails_the_broadcast() {
+        let b = three();
+        assert!(
+            b.gather(2, Err(RemoteError::NodeDown { node: 3 }))
+                .is_none()
+        );
+        assert!(b.gather(0, ok(0)).is_none());
+        let why = b
+            .gather(1, Err(RemoteError::NotHeard { node: 2 }))
+            .unwrap()
+            .unwrap_err();
+        assert!(why.contains("container 1 (node 2)"), "{why}");
+    }
+
+    #[test]
+    fn replicas_that_could_not_be_handed_over_still_gather() {
+        // The unsent replicas are the last outcomes: the caller fails the
+        // task, naming the first failure.
+        let b = three();
+        assert!(b.gather(0, ok(0)).is_none());
+        assert!(b.gather(2, ok(2)).is_none());
+        let why = b.fail_unsent(&[1], &RemoteError::Stopping).unwrap();
+        assert!(
+            why.contains("container 1 (node 2)") && why.contains("stopping"),
+            "{why}"
+        );
+        // Outcomes still out: whoever gives the last one fails the task.
+        let b = three();
+        assert!(b.fail_unsent(&[1, 2], &RemoteError::Stopping).is_none());
+        let why = b.gather(0, ok(0)).unwrap().unwrap_err();
+        assert!(why.contains("container 1 (node 2)"), "{why}");
+    }
 }

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use crate::cluster::outbox::MAX_RECORD;
 use crate::cluster::pools::Outgoing;
 use crate::remote::codec::{Half, save};
+use crate::remote::inflight::RemoteError;
 use crate::remote::record::Request;
 use crate::remote::{Bcast, Sent};
 
@@ -139,17 +140,23 @@ impl Worker {
             }
         }
         // Replicas for this node (all, without a wire): the peer thread.
-        for (i, to) in targets.iter().enumerate() {
-            if wire.is_some() && to.node.0 != here.0 {
-                continue;
-            }
+        let local: Vec<usize> = (0..targets.len())
+            .filter(|&i| wire.is_none() || targets[i].node.0 == here.0)
+            .collect();
+        for (k, &i) in local.iter().enumerate() {
+            let to = &targets[i];
             if let Err(e) = link.send_task(to.node.0, request_to(to, 0), Box::new(sent_of(i))) {
-                if !sent_any {
+                let (true, Some(b)) = (sent_any, &bcast) else {
                     return Err(e);
-                }
-                // The runtime stops: the replicas sent fail with it.
+                };
+                // The runtime stops: the replicas sent fail with it (the
+                // peer thread fails them), these here; if theirs were the
+                // broadcast's last outcomes, the task fails on this worker.
                 tracing::warn!(error = %e, "a broadcast was cut short");
-                break;
+                return match b.fail_unsent(&local[k..], &RemoteError::Stopping) {
+                    Some(why) => Err(why),
+                    None => Ok(()),
+                };
             }
             sent_any = true;
         }

@@ -4,8 +4,8 @@
 //! of tasks of other nodes), ringing its doorbell; the
 //! control loop's status requests and their [`NodeStatusError`].
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, sync_channel};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::cluster::doorbell::Doorbell;
@@ -91,19 +91,34 @@ pub(super) enum Command {
     Failed(Vec<(Outgoing, RemoteError)>),
 }
 
+/// Why a hand-over to a stopping peer thread fails.
+pub(super) const STOPPING: &str = "this runtime is stopping; its peer link is closed";
+
 /// Hands the peer thread work: pools over the cluster, remote tasks, the
 /// end of tasks of other nodes run here. Each hand-over rings its doorbell.
+///
+/// The channel has a gate: a hand-over holds it for reading while it
+/// queues its command, and the stopping peer thread closes it (holding it
+/// for writing) before it takes the commands queued last. So every command either
+/// fails at its sender or is taken by the peer thread; none is lost in
+/// the channel (a broadcast's replica lost so never gathered).
 #[derive(Debug, Clone)]
 pub struct PoolAsker {
     pub(super) commands: Sender<Command>,
     pub(super) bell: Arc<Doorbell>,
+    /// Open while the peer thread takes commands.
+    pub(super) open: Arc<RwLock<bool>>,
 }
 
 impl PoolAsker {
-    fn hand(&self, c: Command) -> Result<(), String> {
-        self.commands
-            .send(c)
-            .map_err(|_| "this runtime is stopping; its peer link is closed".to_owned())?;
+    pub(super) fn hand(&self, c: Command) -> Result<(), String> {
+        {
+            let open = self.open.read().unwrap_or_else(|e| e.into_inner());
+            if !*open {
+                return Err(STOPPING.to_owned());
+            }
+            self.commands.send(c).map_err(|_| STOPPING.to_owned())?;
+        }
         self.bell.ring();
         Ok(())
     }

@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use super::{NodeStatusError, PeerLoop};
+use super::commands::STOPPING;
+use super::{Command, NodeStatusError, PeerLoop};
 use crate::cluster::frame::Kind;
 use crate::cluster::membership::PeerState;
 use crate::cluster::pools::Outgoing;
@@ -201,6 +202,40 @@ impl PeerLoop {
         };
         for (back, e) in failed {
             self.pools.host().complete(back, Err(e));
+        }
+    }
+
+    /// At stop, after the wire closed: closes the gate of the command
+    /// channel (a hand-over after this fails at its sender) and ends the
+    /// commands queued before it, which no turn of the loop took: status
+    /// requests and pool asks are answered that this runtime stops, tasks
+    /// for other nodes (a broadcast's replicas) fail with
+    /// [`RemoteError::Stopping`] (so a broadcast still gathers every
+    /// replica), the replies of tasks served here still leave.
+    pub(super) fn close_commands(&mut self) {
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = false;
+        let mut served = Vec::new();
+        while let Ok(c) = self.commands.try_recv() {
+            match c {
+                Command::Status { reply, .. } => {
+                    let _ = reply.try_send(Err(NodeStatusError::Stopped));
+                }
+                Command::Pool { reply, .. } | Command::Destroy { reply, .. } => {
+                    let _ = reply.try_send(Err(STOPPING.to_owned()));
+                }
+                Command::Task { back, .. } => {
+                    self.pools.host().complete(back, Err(RemoteError::Stopping));
+                }
+                Command::Served(task) => served.push(task),
+                Command::Failed(tasks) => {
+                    for (back, e) in tasks {
+                        self.pools.host().complete(back, Err(e));
+                    }
+                }
+            }
+        }
+        if !served.is_empty() {
+            self.replies(&served);
         }
     }
 
