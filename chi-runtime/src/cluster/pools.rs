@@ -160,7 +160,7 @@ pub struct GlobalPools {
     forwarded: HashMap<u64, Forwarded>,
     /// Ids of the pools over the cluster destroyed (or rolled back): never
     /// given again, and told to nodes that (re)join.
-    destroyed: BTreeSet<u64>,
+    destroyed: IdRanges,
     /// Destructions waiting for the nodes' drops, by pool id.
     destroying: HashMap<u64, Destroying>,
     /// Notices waiting for their reply, by request id.
@@ -236,7 +236,7 @@ impl GlobalPools {
             creating: HashMap::new(),
             shares: HashMap::new(),
             forwarded: HashMap::new(),
-            destroyed: BTreeSet::new(),
+            destroyed: IdRanges::default(),
             destroying: HashMap::new(),
             notices: HashMap::new(),
             synced: BTreeSet::new(),
@@ -552,9 +552,11 @@ impl GlobalPools {
 }
 
 mod host;
+mod ids;
 mod life;
 mod sync;
 
 pub use host::{NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, PoolSpec};
+use ids::IdRanges;
 #[cfg(test)]
 mod tests;

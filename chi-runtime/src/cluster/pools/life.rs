@@ -29,8 +29,9 @@
 //! share of a destroyed id is refused, and each node up sends a node that
 //! comes (back) up its whole set in one [`CTL_DROP`] ([`GlobalPools::joined`]):
 //! a node that was unreachable during a destruction drops its stale share
-//! as soon as it is heard from again. The set lives as long as the runtime
-//! (a few bytes per destroyed pool).
+//! as soon as it is heard from again. The set lives as long as the runtime,
+//! kept as ranges of ids (`ids.rs`): its size is bounded by the pools
+//! alive, not by how many were ever destroyed.
 //!
 //! **A node that joins** (starts after a pool was made, or restarts) is
 //! also sent every pool over the cluster by the lowest other node up, as
@@ -51,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use chi_sdk::types::MethodId;
 
+use super::ids::Span;
 use super::{
     CTL_DESTROY, CTL_DROP, CTL_HELD, CTL_SHARE, Destroying, FAILED, GlobalPools, Notice, Outbox,
     PoolSpec, Waiter, answer, control,
@@ -93,7 +95,7 @@ impl GlobalPools {
             .cloned()
             .or_else(|| self.host.lookup_id(id));
         let Some(spec) = spec else {
-            let m = if self.destroyed.contains(&id) {
+            let m = if self.destroyed.contains(id) {
                 format!("pool {id} of the cluster is destroyed already")
             } else {
                 format!("no pool {id} in the cluster; list the pools with `chi-runtime status`")
@@ -179,18 +181,34 @@ impl GlobalPools {
     /// Pool `id` is destroyed: remembered, its name free, this node's share
     /// dropped.
     pub(super) fn dropped(&mut self, id: u64) {
-        self.destroyed.insert(id);
-        self.ready.retain(|_, s| s.id != id);
-        match self.host.destroy_share(id) {
-            Ok(true) => tracing::info!(pool = id, "share of a pool of the cluster dropped"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(pool = id, "could not drop a pool of the cluster: {e}"),
+        self.dropped_range(id, id);
+    }
+
+    /// The pools `lo` to `hi` (both included) are destroyed: as
+    /// [`dropped`](Self::dropped), for the pools of the range this node
+    /// holds (the range is not walked: it may be wide).
+    fn dropped_range(&mut self, lo: u64, hi: u64) {
+        self.destroyed.insert_range(lo, hi);
+        let inside = |id: &u64| (lo..=hi).contains(id);
+        self.ready.retain(|_, s| !inside(&s.id));
+        let ids: Vec<u64> = if lo == hi {
+            vec![lo]
+        } else {
+            let held = self.host.cluster_pools().into_iter().map(|s| s.id);
+            held.filter(inside).collect()
+        };
+        for id in ids {
+            match self.host.destroy_share(id) {
+                Ok(true) => tracing::info!(pool = id, "share of a pool of the cluster dropped"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(pool = id, "could not drop a pool of the cluster: {e}"),
+            }
         }
     }
 
     /// Creates this node's share of `spec`, unless the pool is destroyed.
     pub(super) fn share(&mut self, spec: &PoolSpec) -> Result<(), String> {
-        if self.destroyed.contains(&spec.id) {
+        if self.destroyed.contains(spec.id) {
             return Err(format!(
                 "pool '{}' ({}) of the cluster was destroyed meanwhile",
                 spec.name, spec.id
@@ -201,10 +219,18 @@ impl GlobalPools {
 
     /// A [`CTL_DROP`] from node `from`: drops the pools named and replies.
     pub(super) fn on_drop(&mut self, from: u32, req: &Request, out: &mut Outbox) {
-        let (result, message) = match serde_json::from_slice::<Vec<u64>>(&req.body) {
-            Ok(ids) => {
-                for id in ids {
-                    self.dropped(id);
+        let ranges = serde_json::from_slice::<Vec<Span>>(&req.body)
+            .map_err(|e| e.to_string())
+            .and_then(|spans| {
+                spans
+                    .into_iter()
+                    .map(Span::bounds)
+                    .collect::<Result<Vec<_>, _>>()
+            });
+        let (result, message) = match ranges {
+            Ok(ranges) => {
+                for (lo, hi) in ranges {
+                    self.dropped_range(lo, hi);
                 }
                 (0, String::new())
             }
@@ -287,13 +313,12 @@ impl GlobalPools {
             return;
         }
         if !self.destroyed.is_empty() {
-            let ids: Vec<u64> = self.destroyed.iter().copied().collect();
-            let body = serde_json::to_vec(&ids).unwrap_or_default();
+            let body = serde_json::to_vec(&self.destroyed.spans()).unwrap_or_default();
             self.notify(node, CTL_DROP, body, 0, out);
         }
         if up.iter().find(|&&n| n != node) == Some(&self.me) {
             for spec in self.host.cluster_pools() {
-                if self.destroyed.contains(&spec.id) {
+                if self.destroyed.contains(spec.id) {
                     continue;
                 }
                 let body = serde_json::to_vec(&spec).unwrap_or_default();

@@ -64,7 +64,7 @@ impl GlobalPools {
                 .host
                 .cluster_pools()
                 .into_iter()
-                .filter(|p| !self.destroyed.contains(&p.id))
+                .filter(|p| !self.destroyed.contains(p.id))
                 .collect(),
         };
         serde_json::to_vec(&held).unwrap_or_default()

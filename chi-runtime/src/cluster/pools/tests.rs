@@ -592,3 +592,5 @@ fn an_authority_is_synced_by_the_reply_to_its_own_notice() {
         old
     );
 }
+
+mod ids;
