@@ -14,6 +14,10 @@
 //! * Afterwards every node's main and client-data segments hold as many
 //!   live blocks as before the remote tasks: nothing leaked on the sender or
 //!   on the node that ran them.
+//! * Data too large for a peer frame (16 MiB): a task whose inputs are
+//!   larger fails on its own node at once, one whose outputs are larger
+//!   fails on the node that ran it, each saying so; neither waits for
+//!   `cluster.task_timeout`, and both nodes go on serving.
 
 mod support;
 
@@ -193,6 +197,49 @@ fn compress_and_bdev_run_on_a_remote_node_with_their_data() {
         }
         assert_eq!(now, want, "node {k}'s (main, client-data) live blocks");
     }
+    drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn data_too_large_for_a_peer_frame_fails_at_once_saying_so() {
+    let _w = Watchdog::new("cluster_data_large", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("cdbig", 2).with_client_data("96m");
+    let nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
+    let admin = AdminClient::new(&clients[0]);
+    let zip_pool = admin
+        .create_cluster_pool("chimaera_compress", "zip", "", 2)
+        .expect("a compress pool over the cluster");
+    let on_2 = CompressClient::from(zip_pool).with_query(DomainQuery::global_id(1));
+    let big = text(17 << 20);
+    // Inputs over the limit: refused on node 1, never sent.
+    let ran_on_2 = completed(&setup, 2);
+    let e = on_2
+        .compress(&clients[0], &big, CODEC_POOL_DEFAULT)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bytes a task carries to another node") && e.contains("node 2"),
+        "{e}"
+    );
+    // Outputs over the limit: a small frame that decompresses to 17 MiB
+    // runs on node 2, whose reply says why it carries no data.
+    let f = frame::encode(&big, chimaera_compress_runtime::Codec::Lz4, 0);
+    assert!(f.len() < 12 << 20, "{} bytes", f.len());
+    let e = on_2.decompress(&clients[0], &f).unwrap_err().to_string();
+    assert!(
+        e.contains("bytes a task carries back from another node"),
+        "{e}"
+    );
+    assert!(completed(&setup, 2) > ran_on_2, "node 2 ran no task");
+    // Both go on serving.
+    let small = text(1000);
+    let (f, _) = on_2
+        .compress(&clients[0], &small, CODEC_POOL_DEFAULT)
+        .expect("a small remote compress afterwards");
+    assert!(on_2.decompress(&clients[1], &f).expect("and back") == small);
     drop(clients);
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);

@@ -124,6 +124,16 @@ impl ClusterSetup {
         }
     }
 
+    /// The same setup with a client-data segment of `size` (a size as the
+    /// configuration writes it, `64m`) on every node.
+    #[allow(dead_code)]
+    pub fn with_client_data(self, size: &str) -> ClusterSetup {
+        let text = std::fs::read_to_string(&self.config).expect("read the configuration");
+        let text = text.replace("client_data: 16m", &format!("client_data: {size}"));
+        std::fs::write(&self.config, text).expect("write the configuration");
+        self
+    }
+
     /// A copy of the configuration whose module path is empty (its nodes
     /// find no example module).
     pub fn config_without_modules(&self) -> PathBuf {
