@@ -44,7 +44,6 @@
 //! down at once.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, channel, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
@@ -52,10 +51,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::doorbell::Doorbell;
-use super::frame::{
-    Frame, Kind, decode_batch, decode_status_reply, decode_status_request, encode_status_reply,
-    encode_status_request,
-};
+use super::frame::{Kind, encode_status_request};
 use super::membership::{Membership, PeerEvent, PeerState};
 use super::outbox::Outbox;
 use super::pools::{GlobalPools, NoPools, PoolHost, Waiter};
@@ -482,112 +478,10 @@ impl PeerLoop {
             self.replies(&served);
         }
     }
-
-    fn handle(&mut self, bytes: &[u8], from_ip: Option<IpAddr>) {
-        let f = match Frame::decode(bytes) {
-            Ok(f) => f,
-            Err(e) => return self.refuse(&e.to_string(), bytes.len()),
-        };
-        if f.sender == self.membership.me() || f.sender > self.membership.len() {
-            return self.refuse(
-                &format!(
-                    "sender node {} is not a peer of node {} (nodes 1 to {})",
-                    f.sender,
-                    self.membership.me(),
-                    self.membership.len()
-                ),
-                bytes.len(),
-            );
-        }
-        // The node of the source address must be the sender it claims: this
-        // also catches nodes whose hostfiles differ.
-        if let Some(ip) = from_ip
-            && self.membership.address_of(f.sender) != Some(ip)
-        {
-            return self.refuse(
-                &format!(
-                    "a frame from {ip} claims to be node {} (whose hostfile address is {}): do \
-                     all nodes use the same hostfile?",
-                    f.sender,
-                    self.membership
-                        .address_of(f.sender)
-                        .map_or_else(|| "unknown".to_owned(), |a| a.to_string())
-                ),
-                bytes.len(),
-            );
-        }
-        let (from, inc) = (f.sender, f.incarnation);
-        if !matches!(f.kind, Kind::TaskBatch | Kind::ReplyBatch) {
-            self.membership.traffic().received(f.kind, bytes.len(), 0);
-        }
-        if f.kind == Kind::Goodbye {
-            self.membership.goodbye(from, inc);
-            return;
-        }
-        // Payloads are checked before the frame counts as a sign of life.
-        match f.kind {
-            Kind::StatusRequest => match decode_status_request(f.payload) {
-                Ok(id) => {
-                    if self.membership.heard(from, inc, Instant::now()) {
-                        let report = (self.report)();
-                        self.send(from, Kind::StatusReply, &encode_status_reply(id, &report));
-                    }
-                }
-                Err(e) => self.refuse(&e.to_string(), bytes.len()),
-            },
-            Kind::StatusReply => match decode_status_reply(f.payload) {
-                Ok((id, report)) => {
-                    self.membership.heard(from, inc, Instant::now());
-                    if let Some(p) = self.pending.remove(&id) {
-                        let answer = if p.node == from {
-                            Ok(report.to_vec())
-                        } else {
-                            Err(NodeStatusError::Malformed {
-                                node: p.node,
-                                why: format!("the reply came from node {from}"),
-                            })
-                        };
-                        let _ = p.reply.try_send(answer);
-                    }
-                }
-                Err(e) => self.refuse(&e.to_string(), bytes.len()),
-            },
-            Kind::TaskBatch | Kind::ReplyBatch => match decode_batch(f.kind, f.payload) {
-                Ok(records) => {
-                    self.membership
-                        .traffic()
-                        .received(f.kind, bytes.len(), records.len());
-                    self.membership.heard(from, inc, Instant::now());
-                    // A node this frame brought (back) up is told what this
-                    // one holds, and counted unsynced, before its records
-                    // (maybe what it holds) are taken.
-                    self.take_joined();
-                    for r in records {
-                        self.record(from, f.kind, r);
-                    }
-                }
-                Err(e) => self.refuse(&e.to_string(), bytes.len()),
-            },
-            Kind::Hello => {
-                if self.membership.heard(from, inc, Instant::now()) {
-                    self.send(from, Kind::Heartbeat, &[]);
-                }
-            }
-            Kind::Heartbeat | Kind::Goodbye => {
-                self.membership.heard(from, inc, Instant::now());
-            }
-        }
-    }
-
-    fn refuse(&self, why: &str, size: usize) {
-        self.membership.note_refused();
-        if let Some(suppressed) = BAD_FRAME.allow() {
-            tracing::warn!(size, suppressed, "refused a peer frame: {why}");
-        }
-    }
 }
 
 mod commands;
+mod frames;
 mod records;
 
 use commands::Command;
