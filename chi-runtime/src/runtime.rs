@@ -392,6 +392,8 @@ impl Runtime {
                 let settings = PeerSettings {
                     heartbeat: shared.config.cluster.heartbeat,
                     task_timeout: shared.config.cluster.task_timeout,
+                    busy: shared.config.idle.busy_poll
+                        * crate::cluster::wire::WireBatch::BUSY_FACTOR,
                 };
                 let host = Box::new(crate::remote_host::ShareHost::new(&shared)?);
                 let c =

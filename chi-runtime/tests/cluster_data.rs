@@ -18,6 +18,8 @@
 //!   larger fails on its own node at once, one whose outputs are larger
 //!   fails on the node that ran it, each saying so; neither waits for
 //!   `cluster.task_timeout`, and both nodes go on serving.
+//! * At rest after remote work, every peer thread and worker sleeps: none
+//!   is seen running in half of 50 looks at its state.
 
 mod support;
 
@@ -240,6 +242,76 @@ fn data_too_large_for_a_peer_frame_fails_at_once_saying_so() {
         .compress(&clients[0], &small, CODEC_POOL_DEFAULT)
         .expect("a small remote compress afterwards");
     assert!(on_2.decompress(&clients[1], &f).expect("and back") == small);
+    drop(clients);
+    drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+/// For each thread of process `pid` whose name starts with one of
+/// `prefixes`: in how many of `samples` looks (2 ms apart) it was running
+/// or runnable (`R` in `/proc/<pid>/task/<tid>/stat`).
+fn running_counts(pid: u32, prefixes: &[&str], samples: u32) -> Vec<(String, u32)> {
+    let tasks = format!("/proc/{pid}/task");
+    let threads: Vec<(String, String)> = std::fs::read_dir(&tasks)
+        .expect("the runtime's threads")
+        .filter_map(|e| {
+            let tid = e.ok()?.file_name().into_string().ok()?;
+            let comm = std::fs::read_to_string(format!("{tasks}/{tid}/comm")).ok()?;
+            let comm = comm.trim().to_owned();
+            prefixes
+                .iter()
+                .any(|p| comm.starts_with(p))
+                .then_some((tid, comm))
+        })
+        .collect();
+    let mut counts = vec![0u32; threads.len()];
+    for _ in 0..samples {
+        for (i, (tid, _)) in threads.iter().enumerate() {
+            let stat = std::fs::read_to_string(format!("{tasks}/{tid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('R'))
+            {
+                counts[i] += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    threads.into_iter().map(|(_, c)| c).zip(counts).collect()
+}
+
+#[test]
+fn a_cluster_at_rest_after_remote_work_sleeps() {
+    // The peer threads and workers poll for a short window after remote
+    // work, then sleep: none keeps a CPU once the work has stopped.
+    let _w = Watchdog::new("cluster_data_rest", Duration::from_secs(120));
+    let setup = ClusterSetup::with_modules("cdrest", 2);
+    let nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
+    let admin = AdminClient::new(&clients[0]);
+    let zip_pool = admin
+        .create_cluster_pool("chimaera_compress", "zip", "", 2)
+        .expect("a compress pool over the cluster");
+    let on_2 = CompressClient::from(zip_pool).with_query(DomainQuery::global_id(1));
+    let data = text(256);
+    for _ in 0..300 {
+        on_2.compress(&clients[0], &data, CODEC_POOL_DEFAULT)
+            .expect("a remote compress");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let samples = 50;
+    for n in &nodes {
+        let counts = running_counts(n.pid, &["chi-peers", "chi-worker"], samples);
+        assert!(counts.iter().any(|(c, _)| c == "chi-peers"), "{counts:?}");
+        for (thread, running) in counts {
+            assert!(
+                running < samples / 2,
+                "node {}'s thread {thread} was running in {running} of {samples} looks at rest",
+                n.k
+            );
+        }
+    }
     drop(clients);
     drop(nodes);
     assert_no_process_left(setup.dir.path(), &[]);

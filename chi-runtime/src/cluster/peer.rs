@@ -23,14 +23,22 @@
 //!    a membership listener) the pools destroyed and the pools that exist;
 //! 5. handles the frames already received (decoded by [`Frame::decode`]: a
 //!    refused frame is counted and logged, rate-limited);
-//! 6. if nothing came in and nothing was rung since step 1, sleeps in the
+//! 6. if nothing came in and nothing was rung since step 1: within
+//!    [`PeerSettings::busy`] of the last remote task traffic (a batch of
+//!    task records or replies received, a task or a served task handed
+//!    over), yields the CPU and turns again; else sleeps in the
 //!    transport's poll — over its sockets and the doorbell's eventfd —
 //!    until the next heartbeat, or the next coarse check while something
 //!    waits on other nodes (at most [`MAX_WAIT`]).
 //!
 //! So a hand-over or a frame wakes the thread at once (the doorbell's
-//! protocol loses no wake-up), and an idle link wakes only for heartbeats:
-//! no busy loop, no polling timer on the task path.
+//! protocol loses no wake-up), and an idle link wakes only for heartbeats.
+//! The busy window is the workers' after remote work (three times
+//! `idle.busy_poll`): on a link carrying tasks, the next frame (a reply, or
+//! the next request of a client that waits on each) comes within about a
+//! round trip, and a thread still polling takes it without the wake-up
+//! from the socket's poll, which a round trip would pay twice (the request
+//! on one node, the reply on the other; `docs/benchmarks.md`).
 //!
 //! Records decided while handling frames and commands go into an
 //! [`Outbox`] that is sent after each step, one batch frame per node and
@@ -87,6 +95,9 @@ pub struct PeerSettings {
     pub heartbeat: Duration,
     /// Longest wait for another node's answer (`cluster.task_timeout`).
     pub task_timeout: Duration,
+    /// How long the thread keeps polling, without sleeping, after remote
+    /// task traffic (step 6 of the loop); zero: it sleeps at once.
+    pub busy: Duration,
 }
 
 /// A running peer link: the membership table and the peer thread.
@@ -167,6 +178,7 @@ impl Cluster {
             wire: wire.clone(),
             outbox: Outbox::default(),
             joined,
+            task_traffic: false,
         };
         let thread = std::thread::Builder::new()
             .name("chi-peers".into())
@@ -307,6 +319,8 @@ struct PeerLoop {
     wire: Arc<Wire>,
     /// Nodes seen (back) up since the last turn ([`PeerEvent::Up`]).
     joined: Arc<Mutex<Vec<u32>>>,
+    /// Remote task traffic since the loop last looked (step 6).
+    task_traffic: bool,
 }
 
 impl PeerLoop {
@@ -342,6 +356,8 @@ impl PeerLoop {
         let mut next_beat = Instant::now() + self.settings.heartbeat;
         let mut next_check = Instant::now();
         let started = Instant::now();
+        // The last remote task traffic (see step 6).
+        let mut last_task: Option<Instant> = None;
         // Acquire: pairs with the Release store in `Cluster::halt`.
         while self.stop.load(Ordering::Acquire) == RUN {
             // Work handed over after this is rung again (see `doorbell`).
@@ -376,6 +392,15 @@ impl PeerLoop {
             }
             if got > 0 {
                 self.flush_outbox();
+            }
+            if std::mem::take(&mut self.task_traffic) {
+                last_task = Some(Instant::now());
+            }
+            if got > 0 {
+                continue;
+            }
+            if last_task.is_some_and(|t| t.elapsed() < self.settings.busy) {
+                std::thread::yield_now();
                 continue;
             }
             if !self.bell.prepare_sleep() {
@@ -395,6 +420,9 @@ impl PeerLoop {
                 Ok(Some(r)) => {
                     self.handle(&r.bytes, r.from);
                     self.flush_outbox();
+                    if std::mem::take(&mut self.task_traffic) {
+                        last_task = Some(Instant::now());
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -454,7 +482,10 @@ impl PeerLoop {
                     node,
                     request,
                     back,
-                }) => self.send_task(node, request, back),
+                }) => {
+                    self.task_traffic = true;
+                    self.send_task(node, request, back);
+                }
                 Ok(Command::Pool { ask, reply }) => {
                     let up = self.up();
                     self.pools
@@ -465,7 +496,10 @@ impl PeerLoop {
                     self.pools
                         .destroy(id, Waiter::Local(reply), &up, &mut self.outbox);
                 }
-                Ok(Command::Served(task)) => served.push(task),
+                Ok(Command::Served(task)) => {
+                    self.task_traffic = true;
+                    served.push(task);
+                }
                 Ok(Command::Failed(tasks)) => {
                     for (back, e) in tasks {
                         self.pools.host().complete(back, Err(e));
