@@ -15,9 +15,9 @@
 //!   live blocks as before the remote tasks: nothing leaked on the sender or
 //!   on the node that ran them.
 //! * Data too large for a peer frame (16 MiB): a task whose inputs are
-//!   larger fails on its own node at once, one whose outputs are larger
-//!   fails on the node that ran it, each saying so; neither waits for
-//!   `cluster.task_timeout`, and both nodes go on serving.
+//!   larger fails on its own node, never sent, one whose outputs are
+//!   larger fails on the node that ran it, each saying so (not a timeout);
+//!   both nodes go on serving.
 //! * At rest after remote work, every peer thread and worker sleeps: none
 //!   is seen running in half of 50 looks at its state.
 

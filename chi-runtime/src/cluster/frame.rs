@@ -43,7 +43,9 @@
 /// The first four bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"CHIP";
 /// The frame format's version; a frame of another version is refused.
-pub const VERSION: u8 = 1;
+/// Version 2: a pool-drop notice carries ranges of ids (`pools/ids.rs`),
+/// which version 1 cannot read.
+pub const VERSION: u8 = 2;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload accepted (and sent), in bytes.

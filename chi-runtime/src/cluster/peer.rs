@@ -21,7 +21,8 @@
 //!    send remote tasks and replies themselves ([`super::wire`]); and tells
 //!    the nodes seen (back) up since the last turn ([`PeerEvent::Up`], from
 //!    a membership listener) the pools destroyed and the pools that exist;
-//! 5. handles the frames already received (decoded by [`Frame::decode`]: a
+//! 5. handles the frames already received (decoded by
+//!    [`Frame::decode`](super::frame::Frame::decode): a
 //!    refused frame is counted and logged, rate-limited);
 //! 6. if nothing came in and nothing was rung since step 1: within
 //!    [`PeerSettings::busy`] of the last remote task traffic (a batch of
@@ -377,6 +378,7 @@ impl PeerLoop {
             self.flush_outbox();
             // Frames already here, without sleeping.
             let mut got = 0;
+            let mut failing = false;
             while got < DRAIN_AT_ONCE {
                 match self.transport.recv(Duration::ZERO) {
                     Ok(Some(r)) => {
@@ -386,6 +388,7 @@ impl PeerLoop {
                     Ok(None) => break,
                     Err(e) => {
                         self.socket_error(&e);
+                        failing = true;
                         break;
                     }
                 }
@@ -395,6 +398,11 @@ impl PeerLoop {
             }
             if std::mem::take(&mut self.task_traffic) {
                 last_task = Some(Instant::now());
+            }
+            if failing {
+                // No busy window over a failing socket: the sleep below
+                // backs off.
+                last_task = None;
             }
             if got > 0 {
                 continue;

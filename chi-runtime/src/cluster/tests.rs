@@ -338,6 +338,8 @@ impl PoolHost for StopHost {
     }
     fn run(&self, from: u32, _req: &Request) -> Result<(), String> {
         if from == 1 {
+            // SeqCst: a flag the test reads after joining the peer thread
+            // (the join orders it anyway).
             self.ran_from_self
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         } else if let Some(hold) = self.hold.lock().unwrap().take() {
@@ -424,6 +426,7 @@ fn commands_handed_over_at_stop_are_ended_not_lost() {
             "this runtime is stopping; its peer link is closed".to_owned()
         )]
     );
+    // SeqCst: pairs with the store in `StopHost::run` (see there).
     assert!(
         !ran_from_self.load(std::sync::atomic::Ordering::SeqCst),
         "the replica ran although the runtime had stopped"

@@ -282,11 +282,14 @@ impl WireBatch {
     }
 
     /// Sends what is queued, unless the wire is closed (then it is
-    /// dropped: its requests were failed by the close). Returns the tasks
-    /// whose requests could not be sent (taken out of the in-flight table),
-    /// each with its error, for the caller to complete; a reply that cannot
-    /// be sent is dropped with a log line (its sender's task times out).
-    pub fn flush(&mut self, wire: &Wire) -> Vec<(Outgoing, RemoteError)> {
+    /// dropped: its requests were failed by the close). The tasks whose
+    /// requests could not be sent (taken out of the in-flight table), each
+    /// with its error, go to `failed` for the caller to complete, called
+    /// while the wire is still held open: a close waits for it, so what
+    /// `failed` hands the peer thread is taken before it stops (see
+    /// [`crate::cluster::peer::PoolAsker`]). A reply that cannot be sent is
+    /// dropped with a log line (its sender's task times out).
+    pub fn flush(&mut self, wire: &Wire, failed: impl FnOnce(Vec<(Outgoing, RemoteError)>)) {
         self.sent |= self.records != 0;
         self.records = 0;
         self.since = None;
@@ -294,9 +297,9 @@ impl WireBatch {
         // Held across the sends (see the module doc).
         let open = wire.open.read().unwrap_or_else(|e| e.into_inner());
         if !*open {
-            return Vec::new();
+            return;
         }
-        let mut failed = Vec::new();
+        let mut lost = Vec::new();
         for (to, kind, payload) in batches {
             let Err(e) = wire.send(to, kind, &payload) else {
                 continue;
@@ -317,11 +320,14 @@ impl WireBatch {
             let mut t = wire.table();
             for id in request_ids(&payload) {
                 if let Some(back) = t.tasks.take(id, to) {
-                    failed.push((back, RemoteError::Unreachable { node: to }));
+                    lost.push((back, RemoteError::Unreachable { node: to }));
                 }
             }
         }
-        failed
+        if !lost.is_empty() {
+            failed(lost);
+        }
+        drop(open);
     }
 }
 
@@ -367,6 +373,13 @@ mod tests {
         (w, net, two, three)
     }
 
+    /// What a flush of `b` failed.
+    fn flushed(b: &mut WireBatch, w: &Wire) -> Vec<(Outgoing, RemoteError)> {
+        let mut failed = Vec::new();
+        b.flush(w, |f| failed = f);
+        failed
+    }
+
     fn req(id: u64) -> Request {
         Request {
             id,
@@ -410,7 +423,7 @@ mod tests {
         };
         b.reply(2, &reply);
         assert!(!b.is_empty());
-        assert!(b.flush(&w).is_empty());
+        assert!(flushed(&mut b, &w).is_empty());
         assert!(b.is_empty() && !b.due());
         let busy = Duration::from_micros(100);
         assert_eq!(b.busy_period(busy), busy * WireBatch::BUSY_FACTOR);
@@ -451,7 +464,7 @@ mod tests {
         queue(&w, &mut b, 2, 0);
         std::thread::sleep(WireBatch::MAX_AGE * 20);
         assert!(b.due(), "a record older than MAX_AGE");
-        b.flush(&w);
+        flushed(&mut b, &w);
         for t in 0..WireBatch::FULL as u32 {
             queue(&w, &mut b, 2, t);
         }
@@ -466,7 +479,7 @@ mod tests {
         let kept = queue(&w, &mut b, 2, 2);
         queue(&w, &mut b, 3, 3);
         b.reply(3, &Reply::failed("lost".to_owned()));
-        let failed = b.flush(&w);
+        let failed = flushed(&mut b, &w);
         assert_eq!(failed.len(), 1);
         let (back, e) = failed.into_iter().next().unwrap();
         assert_eq!(*back.downcast::<u32>().unwrap(), 3);
@@ -519,7 +532,7 @@ mod tests {
         b.reply(2, &Reply::failed("shut down".to_owned()));
         let failed = w.close();
         assert_eq!(failed.len(), 1, "the queued request failed by the close");
-        assert!(b.flush(&w).is_empty());
+        assert!(flushed(&mut b, &w).is_empty());
         assert!(b.is_empty());
         assert!(two.try_recv().is_none(), "a worker frame after the close");
         // The peer thread's goodbye still goes.
@@ -562,7 +575,7 @@ mod tests {
             );
             ids.push(id);
         }
-        let failed = b.flush(&w);
+        let failed = flushed(&mut b, &w);
         assert_eq!(failed.len(), 1, "only the second frame's task");
         assert_eq!(*failed[0].0.downcast_ref::<u32>().unwrap(), 1);
         let (kind, rs) = records(&two.try_recv().unwrap());

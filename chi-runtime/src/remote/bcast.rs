@@ -25,8 +25,11 @@
 //!   stand-in (a null state): the default aggregation works, a module's
 //!   own `aggregate_*` fails the task saying it needs a container.
 //!
-//! Only the peer thread touches a `Bcast` (the lock is for `Send`, never
-//! contended).
+//! The peer thread gathers the outcomes, except those of replicas for this
+//! node that a worker could not hand over because the runtime stops: the
+//! worker gathers their failure itself ([`Bcast::fail_unsent`]), and if it
+//! was the last, fails the task. The lock makes the two safe; whoever
+//! gathers the last outcome, and only they, completes the task.
 
 use std::sync::Mutex;
 

@@ -6,8 +6,10 @@
 //! ([`crate::cluster::wire`]: when it has nothing else to do, or the batch
 //! is full or old); the peer thread completes the task when the reply comes
 //! (`remote_host.rs`). The worker forgets the task: it neither runs nor
-//! completes it. A replica for this node itself (a broadcast's) goes to
-//! the peer thread ([`crate::cluster::peer::PoolAsker::send_task`]).
+//! completes it (unless the runtime stops while a broadcast is being
+//! handed over: see [`crate::remote::Bcast::fail_unsent`]). A replica for
+//! this node itself (a broadcast's) goes to the peer thread
+//! ([`crate::cluster::peer::PoolAsker::send_task`]).
 //! Methods of [`Worker`] (another `impl` block), off the fast path (only
 //! pools over the cluster get here).
 //!
@@ -182,11 +184,11 @@ impl Worker {
         let Some(wire) = self.shared.wire.get() else {
             return;
         };
-        let failed = self.wire_out.flush(wire);
-        if !failed.is_empty()
-            && let Some(link) = self.shared.pool_asker.get()
-        {
-            link.failed(failed);
-        }
+        let link = self.shared.pool_asker.get();
+        self.wire_out.flush(wire, |failed| {
+            if let Some(link) = link {
+                link.failed(failed);
+            }
+        });
     }
 }

@@ -154,9 +154,12 @@ impl PoolAsker {
     }
 
     /// Hands the peer thread tasks a worker could not send, to complete
-    /// with their errors ([`crate::cluster::wire::WireBatch::flush`]).
+    /// with their errors ([`crate::cluster::wire::WireBatch::flush`], which
+    /// calls it while it holds the wire open: the stopping peer thread
+    /// closes the wire, which waits for that, before it closes this
+    /// channel, so the hand-over is always taken).
     pub fn failed(&self, tasks: Vec<(Outgoing, RemoteError)>) {
-        // A stopping peer thread failed every task it knew of.
+        // Refused only by a peer thread that vanished (tests of a crash).
         let _ = self.hand(Command::Failed(tasks));
     }
 
@@ -165,7 +168,9 @@ impl PoolAsker {
     /// completed: its reply leaves at once
     /// ([`PoolHost::finished`](crate::cluster::pools::PoolHost::finished)).
     pub fn served(&self, task: usize) {
-        // A stopping peer thread no longer replies.
+        // Refused once the peer thread stopped: the reply is not sent (the
+        // sender's task fails with this node's goodbye) and the task's block
+        // stays until the runtime's segments go, moments later.
         let _ = self.hand(Command::Served(task));
     }
 }
