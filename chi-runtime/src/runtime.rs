@@ -253,6 +253,32 @@ fn incarnation() -> u64 {
         .max(1)
 }
 
+/// The cluster key (`cluster.key_file`, else `~/.chimaera/cluster.key`,
+/// else `cluster.key` of the per-user directory), made if missing.
+fn cluster_key(config: &Config, dir: &RuntimeDir) -> Result<ControlKey> {
+    let path = config
+        .cluster
+        .key_file
+        .clone()
+        .or_else(chi_sdk::auth::default_cluster_key_file)
+        .unwrap_or_else(|| dir.path().join("cluster.key"));
+    let (key, made) = ControlKey::load_or_create(&path).with_context(|| {
+        format!(
+            "the cluster key {} (cluster.key_file): every node of the cluster reads it",
+            path.display()
+        )
+    })?;
+    if made {
+        tracing::info!(
+            path = %path.display(),
+            "made the cluster key: every node must read the same one (a shared home directory, or a copy)"
+        );
+    } else {
+        tracing::debug!(path = %path.display(), "cluster key read");
+    }
+    Ok(key)
+}
+
 impl Runtime {
     /// Starts a runtime with `config`; returns once it is ready.
     pub fn start(config: Config) -> Result<Runtime> {
@@ -276,12 +302,14 @@ impl Runtime {
                 config.cluster.peer_timeout,
             ));
             let allowed = hosts.iter().map(|(_, ip)| *ip).collect();
+            let cluster_key = cluster_key(&config, &dir)?;
             let peers = ZmqPeers::bind(
                 node_id,
                 my_ip,
                 config.cluster.port,
                 &membership.peers(),
                 allowed,
+                &cluster_key,
             )
             .context("binding the peer socket")?;
             tracing::debug!(endpoint = peers.endpoint(), "peer socket bound");

@@ -113,10 +113,14 @@ fn three_runtimes_form_a_cluster_and_survive_a_kill() {
     assert_no_process_left(setup.dir.path(), &[]);
 }
 
-/// A DEALER to node `k`'s peer port, from `from` (an address of this machine).
+/// A DEALER to node `k`'s peer port, from `from` (an address of this
+/// machine), presenting the cluster key.
 fn dealer(ctx: &zmq::Context, setup: &ClusterSetup, from: &str, k: u32) -> zmq::Socket {
     let s = ctx.socket(zmq::DEALER).unwrap();
     s.set_linger(1000).unwrap();
+    s.set_plain_username(Some("chimaera")).unwrap();
+    s.set_plain_password(Some(&setup.cluster_key().to_hex()))
+        .unwrap();
     s.connect(&format!(
         "tcp://{from}:0;{}:{}",
         node_addr(k),
@@ -358,5 +362,45 @@ fn a_status_of_a_silent_node_holds_up_no_other_request() {
     drop(c);
     nodes[1].resume();
     drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn a_node_without_the_cluster_key_is_kept_out() {
+    // Node 2 reads another key: its connections to node 1 are refused in
+    // the handshake (logged), so neither sees the other up; given the
+    // cluster's key, it joins.
+    let _w = Watchdog::new(
+        "a_node_without_the_cluster_key_is_kept_out",
+        Duration::from_secs(90),
+    );
+    let setup = ClusterSetup::new("clusterkey", 2);
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let other = setup.dir.write(
+        "chi-other-key.yaml",
+        &text.replace("key_file: cluster.key", "key_file: other.key"),
+    );
+    let n1 = Node::start(&setup, 1);
+    let mut n2 = Node::start_config(&setup, 2, &other);
+    assert!(
+        setup.dir.path().join("other.key").exists(),
+        "node 2 made its own key"
+    );
+    wait_until(CHANGE_LIMIT, "node 1 to refuse node 2's connection", || {
+        n1.log()
+            .contains("refused a peer connection without the cluster key")
+    });
+    wait_until(CHANGE_LIMIT, "node 2 to be refused too", || {
+        n2.log()
+            .contains("refused a peer connection without the cluster key")
+    });
+    // Refused connections carry no heartbeat: neither is up for the other.
+    assert!(!setup.sees_all_up(1) && !setup.sees_all_up(2));
+    n2.kill9();
+    drop(n2);
+    let _n2 = Node::start(&setup, 2);
+    wait_until(CHANGE_LIMIT, "both up with the same key", || setup.all_up());
+    drop(_n2);
+    drop(n1);
     assert_no_process_left(setup.dir.path(), &[]);
 }

@@ -46,15 +46,18 @@ fn defaults_and_values() {
     let d = Config::defaults().unwrap();
     assert_eq!(d.cluster.port, d.port + 1);
     assert_eq!(d.cluster.node, None);
+    assert_eq!(d.cluster.key_file, None);
     assert!(d.cluster.peer_timeout >= d.cluster.heartbeat * 2);
     let dir = Dir::new("values");
     dir.write("hosts", "127.0.0.[1-3]\n");
     let p = dir.write(
         "c.yaml",
-        "port: 7000\nhostfile: hosts\ncluster:\n  port: 7100\n  node: 127.0.0.2\n  heartbeat: 100ms\n  peer_timeout: 1s\n",
+        "port: 7000\nhostfile: hosts\ncluster:\n  port: 7100\n  node: 127.0.0.2\n  heartbeat: 100ms\n  peer_timeout: 1s\n  key_file: keys/cluster.key\n",
     );
     let c = Config::from_file(&p).unwrap();
     assert_eq!(c.cluster.port, 7100);
+    // A relative key file is from the configuration's directory.
+    assert_eq!(c.cluster.key_file, Some(dir.0.join("keys/cluster.key")));
     assert_eq!(c.cluster.node.as_deref(), Some("127.0.0.2"));
     assert_eq!(c.cluster.heartbeat, Duration::from_millis(100));
     assert_eq!(c.cluster.peer_timeout, Duration::from_secs(1));

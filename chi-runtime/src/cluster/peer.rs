@@ -180,6 +180,12 @@ impl Cluster {
             outbox: Outbox::default(),
             joined,
             task_traffic: false,
+            hellos: HashMap::new(),
+            renewed: membership
+                .peers()
+                .into_iter()
+                .map(|(id, _)| (id, Instant::now()))
+                .collect(),
         };
         let thread = std::thread::Builder::new()
             .name("chi-peers".into())
@@ -322,6 +328,11 @@ struct PeerLoop {
     joined: Arc<Mutex<Vec<u32>>>,
     /// Remote task traffic since the loop last looked (step 6).
     task_traffic: bool,
+    /// Per peer: Hellos received while it was up, since its last heartbeat
+    /// (it does not hear this node; `peer/links.rs`).
+    hellos: HashMap<u32, u32>,
+    /// Per peer: when its link was last made or renewed.
+    renewed: HashMap<u32, Instant>,
 }
 
 impl PeerLoop {
@@ -524,6 +535,7 @@ impl PeerLoop {
 
 mod commands;
 mod frames;
+mod links;
 mod records;
 
 use commands::Command;

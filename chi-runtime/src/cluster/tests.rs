@@ -15,6 +15,8 @@ use super::transport::{InProcNet, PeerTransport};
 use super::zmq_peer::ZmqPeers;
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Record, Reply, Request};
+use chi_sdk::auth::ControlKey;
+use chi_sdk::transport::PLAIN_USER;
 use chi_sdk::types::{ContainerId, PoolId};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -48,9 +50,10 @@ impl Net for InProcNet {
     }
 }
 
-/// ZeroMQ on 127.0.0.1..3 at a port free on all three.
+/// ZeroMQ on 127.0.0.1..3 at a port free on all three, with a cluster key.
 struct ZmqNet {
     port: u16,
+    key: ControlKey,
     ctx: zmq::Context,
     injectors: Mutex<Vec<zmq::Socket>>,
 }
@@ -67,14 +70,27 @@ impl ZmqNet {
         };
         ZmqNet {
             port,
+            key: ControlKey::generate().unwrap(),
             ctx: zmq::Context::new(),
             injectors: Mutex::new(Vec::new()),
         }
     }
-}
 
-impl Net for ZmqNet {
-    fn attach(&self, id: u32) -> Box<dyn PeerTransport> {
+    /// A DEALER from `from` to node `to`'s peer socket, presenting `key`.
+    fn dealer(&self, from: u32, to: u32, key: &ControlKey) -> zmq::Socket {
+        let s = self.ctx.socket(zmq::DEALER).unwrap();
+        s.set_linger(1000).unwrap();
+        s.set_plain_username(Some(PLAIN_USER)).unwrap();
+        s.set_plain_password(Some(&key.to_hex())).unwrap();
+        s.connect(&format!(
+            "tcp://127.0.0.{from}:0;127.0.0.{to}:{}",
+            self.port
+        ))
+        .unwrap();
+        s
+    }
+
+    fn bind(&self, id: u32) -> ZmqPeers {
         let h = hosts(3);
         let peers: Vec<(u32, IpAddr)> = (1..=3u32)
             .filter(|&k| k != id)
@@ -84,8 +100,9 @@ impl Net for ZmqNet {
         let t0 = Instant::now();
         // A restarted node may find its old socket's port not yet released.
         loop {
-            match ZmqPeers::bind(id, h[id as usize - 1].1, self.port, &peers, allowed.clone()) {
-                Ok(p) => return Box::new(p),
+            let me = h[id as usize - 1].1;
+            match ZmqPeers::bind(id, me, self.port, &peers, allowed.clone(), &self.key) {
+                Ok(p) => return p,
                 Err(e) => {
                     assert!(t0.elapsed() < LIMIT, "binding node {id}: {e}");
                     std::thread::sleep(Duration::from_millis(20));
@@ -93,14 +110,17 @@ impl Net for ZmqNet {
             }
         }
     }
+}
+
+impl Net for ZmqNet {
+    fn attach(&self, id: u32) -> Box<dyn PeerTransport> {
+        Box::new(self.bind(id))
+    }
     fn detach(&self, _id: u32) {
         // The node's sockets close when its Cluster vanishes.
     }
     fn inject(&self, to: u32, bytes: Vec<u8>) {
-        let s = self.ctx.socket(zmq::DEALER).unwrap();
-        s.set_linger(1000).unwrap();
-        s.connect(&format!("tcp://127.0.0.1:0;127.0.0.{to}:{}", self.port))
-            .unwrap();
+        let s = self.dealer(1, to, &self.key);
         s.send(bytes, 0).unwrap();
         self.injectors.lock().unwrap().push(s);
     }
@@ -285,10 +305,7 @@ fn garbage_is_refused_and_counted_and_the_node_keeps_going(net: &dyn Net) {
 fn zeromq_recv_skips_refused_messages_within_its_time() {
     let net = ZmqNet::new();
     let mut t = net.attach(1);
-    let s = net.ctx.socket(zmq::DEALER).unwrap();
-    s.set_linger(0).unwrap();
-    s.connect(&format!("tcp://127.0.0.2:0;127.0.0.1:{}", net.port))
-        .unwrap();
+    let s = net.dealer(2, 1, &net.key);
     let refused = 200u32;
     for _ in 0..refused {
         s.send_multipart([b"a".as_slice(), b"b"], 0).unwrap();
@@ -434,4 +451,56 @@ fn commands_handed_over_at_stop_are_ended_not_lost() {
     let late = asker.send_task(1, req(0), Box::new(8u32));
     assert!(late.unwrap_err().contains("stopping"));
     assert_eq!(completed.lock().unwrap().len(), 1);
+}
+
+/// The ZeroMQ transport refuses, during the handshake, a connection that
+/// does not present the cluster key: its frames never arrive (a Hello from
+/// a hostfile address, claiming node 2, leaves node 2 unheard of), the
+/// refusal is counted; the same frame with the key gets in.
+#[test]
+fn zeromq_peers_without_the_cluster_key_are_refused() {
+    let net = ZmqNet::new();
+    let mut t = net.bind(1);
+    let hello = Frame {
+        kind: Kind::Hello,
+        sender: 2,
+        incarnation: 5,
+        payload: b"",
+    }
+    .encode()
+    .unwrap();
+    let wrong = ControlKey::generate().unwrap();
+    let outsider = net.dealer(2, 1, &wrong);
+    outsider.send(hello.as_slice(), zmq::DONTWAIT).ok();
+    let t0 = Instant::now();
+    while t.refused_connections() == 0 {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "no refusal of a connection without the key"
+        );
+        assert!(
+            t.recv(Duration::from_millis(10)).unwrap().is_none(),
+            "a frame got in"
+        );
+    }
+    // Whatever the outsider keeps trying, nothing of it arrives.
+    for _ in 0..20 {
+        assert!(
+            t.recv(Duration::from_millis(10)).unwrap().is_none(),
+            "a frame got in"
+        );
+    }
+    let member = net.dealer(2, 1, &net.key);
+    member.send(hello.as_slice(), 0).unwrap();
+    let t0 = Instant::now();
+    let got = loop {
+        if let Some(r) = t.recv(Duration::from_millis(50)).unwrap() {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < LIMIT,
+            "the frame with the key did not arrive"
+        );
+    };
+    assert_eq!(got.bytes, hello);
 }

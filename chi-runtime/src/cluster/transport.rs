@@ -72,6 +72,12 @@ pub struct Received {
 pub trait PeerSend: Send + Sync {
     /// Queues `frame` for node `to` without blocking.
     fn send(&self, to: u32, frame: &[u8]) -> Result<(), PeerError>;
+    /// Replaces the link to node `to` with a fresh one (what is queued on
+    /// it is dropped): the peer thread's remedy for a link whose frames do
+    /// not arrive. Nothing to do for a backend without connections.
+    fn reset(&self, to: u32) {
+        let _ = to;
+    }
 }
 
 /// Frames to and from the other nodes.

@@ -178,6 +178,12 @@ impl Wire {
         t.tasks.drain()
     }
 
+    /// Replaces the link to node `to` with a fresh one
+    /// ([`PeerSend::reset`]).
+    pub fn renew_link(&self, to: u32) {
+        self.sender.reset(to);
+    }
+
     /// Frames `payload` as `kind` from this node and sends it to `to`,
     /// counting it in the traffic counters.
     pub fn send(&self, to: u32, kind: Kind, payload: &[u8]) -> Result<(), PeerError> {

@@ -3,6 +3,13 @@
 //!
 //! # Sockets
 //!
+//! * **The cluster key.** Both sides speak ZeroMQ's PLAIN mechanism with the
+//!   cluster key as password (`chi_sdk::auth`, `cluster.key_file`): the
+//!   ROUTER's context answers the handshakes itself ([`Authenticator`]) and
+//!   admits only connections presenting the key, so a process on a hostfile
+//!   host that lacks it cannot get a message in. Refusals are counted
+//!   ([`ZmqPeers::refused_connections`]) and logged, a few a minute. The
+//!   check is made once per connection: frames pay nothing for it.
 //! * **ROUTER** (receive side), bound on `{this node's address}:{cluster.port}`
 //!   only, never on a wildcard. Every message is checked before its bytes are
 //!   handed on: its sender's IP address (ZeroMQ's `Peer-Address` message
@@ -32,10 +39,16 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chi_sdk::auth::ControlKey;
+use chi_sdk::transport::{Authenticator, Guarded, PLAIN_USER};
+
 use super::doorbell::Doorbell;
 use super::frame::MAX_FRAME;
 use super::transport::{PeerError, PeerSend, PeerTransport, Received};
 use crate::ratelimit::RateLimit;
+
+/// The ZAP domain of the peer socket.
+const ZAP_DOMAIN: &str = "chimaera-cluster";
 
 /// Frames queued per peer before sends to it fail.
 const SEND_HWM: i32 = 1000;
@@ -53,6 +66,9 @@ pub struct ZmqPeers {
     allowed: HashSet<IpAddr>,
     endpoint: String,
     bell: Arc<Doorbell>,
+    /// Answers the handshakes of the ROUTER's connections; stopped before
+    /// the context is.
+    zap: Authenticator,
     _ctx: zmq::Context,
 }
 
@@ -78,20 +94,32 @@ fn sock_err(what: &str) -> impl FnOnce(zmq::Error) -> PeerError + '_ {
 
 impl ZmqPeers {
     /// Binds `addr:port` and connects to each of `peers` (node id, address)
-    /// on `port`. Only messages from `allowed` addresses are received.
+    /// on `port`. Only messages from `allowed` addresses, over connections
+    /// presenting `key`, are received; the connections to the peers present
+    /// it.
     pub fn bind(
         me: u32,
         addr: IpAddr,
         port: u16,
         peers: &[(u32, IpAddr)],
         allowed: HashSet<IpAddr>,
+        key: &ControlKey,
     ) -> Result<ZmqPeers, PeerError> {
         let ctx = zmq::Context::new();
         let ep = endpoint(addr, port);
+        // Before the ROUTER is bound: a handshake without it fails.
+        let zap = Authenticator::start(&ctx, &ep, key.clone(), Guarded::Peers)
+            .map_err(|e| PeerError::Socket(format!("starting the peer authenticator: {e}")))?;
         let router = ctx
             .socket(zmq::ROUTER)
             .map_err(sock_err("creating the peer socket"))?;
         router.set_linger(0).map_err(sock_err("ZMQ_LINGER"))?;
+        router
+            .set_plain_server(true)
+            .map_err(sock_err("ZMQ_PLAIN_SERVER"))?;
+        router
+            .set_zap_domain(ZAP_DOMAIN)
+            .map_err(sock_err("ZMQ_ZAP_DOMAIN"))?;
         router
             .set_maxmsgsize(MAX_FRAME as i64)
             .map_err(sock_err("ZMQ_MAXMSGSIZE"))?;
@@ -110,42 +138,27 @@ impl ZmqPeers {
                 e => format!("cannot listen for peers on {ep}: {e}"),
             })
         })?;
+        let link = LinkSpec {
+            ctx: ctx.clone(),
+            me,
+            addr,
+            port,
+            password: key.to_hex(),
+            peers: peers.iter().copied().collect(),
+        };
         let mut dealers = HashMap::new();
-        for &(id, peer) in peers {
-            let d = ctx
-                .socket(zmq::DEALER)
-                .map_err(sock_err("creating a peer link"))?;
-            d.set_linger(0).map_err(sock_err("ZMQ_LINGER"))?;
-            d.set_immediate(true).map_err(sock_err("ZMQ_IMMEDIATE"))?;
-            d.set_sndhwm(SEND_HWM).map_err(sock_err("ZMQ_SNDHWM"))?;
-            d.set_reconnect_ivl(100)
-                .map_err(sock_err("ZMQ_RECONNECT_IVL"))?;
-            d.set_reconnect_ivl_max(1000)
-                .map_err(sock_err("ZMQ_RECONNECT_IVL_MAX"))?;
-            d.set_identity(format!("node-{me}").as_bytes())
-                .map_err(sock_err("ZMQ_ROUTING_ID"))?;
-            if peer.is_ipv6() {
-                d.set_ipv6(true).map_err(sock_err("ZMQ_IPV6"))?;
-            }
-            // From this node's own address (port 0: any), to the peer's.
-            let src = match addr {
-                IpAddr::V4(a) => format!("{a}:0"),
-                IpAddr::V6(a) => format!("[{a}]:0"),
-            };
-            let target = endpoint(peer, port);
-            let connect = format!("tcp://{src};{}", &target["tcp://".len()..]);
-            d.connect(&connect)
-                .map_err(|e| PeerError::Socket(format!("connecting to {target}: {e}")))?;
-            dealers.insert(id, Mutex::new(d));
+        for &(id, _) in peers {
+            dealers.insert(id, Mutex::new(link.dealer(id)?));
         }
         let bell = Doorbell::new()
             .map_err(|e| PeerError::Socket(format!("creating the peer thread's eventfd: {e}")))?;
         Ok(ZmqPeers {
             router,
-            sender: Arc::new(ZmqSender { dealers }),
+            sender: Arc::new(ZmqSender { dealers, link }),
             allowed,
             endpoint: ep,
             bell: Arc::new(bell),
+            zap,
             _ctx: ctx,
         })
     }
@@ -153,6 +166,11 @@ impl ZmqPeers {
     /// The endpoint peers reach this node at.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Connections refused so far for not presenting the cluster key.
+    pub fn refused_connections(&self) -> u64 {
+        self.zap.refused()
     }
 
     /// Reads the next message (all of its parts) if one is here, without
@@ -232,6 +250,60 @@ enum Read {
 /// are gone) and closes its sockets when the last holder drops it.
 pub struct ZmqSender {
     dealers: HashMap<u32, Mutex<zmq::Socket>>,
+    /// How to make a DEALER again ([`PeerSend::reset`]).
+    link: LinkSpec,
+}
+
+/// What a DEALER to a peer is made of.
+struct LinkSpec {
+    ctx: zmq::Context,
+    me: u32,
+    addr: IpAddr,
+    port: u16,
+    /// The cluster key, as the PLAIN password.
+    password: String,
+    /// Each peer's address, by node id.
+    peers: HashMap<u32, IpAddr>,
+}
+
+impl LinkSpec {
+    /// A DEALER connected to node `id`'s ROUTER (see the module doc).
+    fn dealer(&self, id: u32) -> Result<zmq::Socket, PeerError> {
+        let peer = *self
+            .peers
+            .get(&id)
+            .ok_or(PeerError::NoSuchNode { node: id })?;
+        let d = self
+            .ctx
+            .socket(zmq::DEALER)
+            .map_err(sock_err("creating a peer link"))?;
+        d.set_linger(0).map_err(sock_err("ZMQ_LINGER"))?;
+        d.set_immediate(true).map_err(sock_err("ZMQ_IMMEDIATE"))?;
+        d.set_sndhwm(SEND_HWM).map_err(sock_err("ZMQ_SNDHWM"))?;
+        d.set_reconnect_ivl(100)
+            .map_err(sock_err("ZMQ_RECONNECT_IVL"))?;
+        d.set_reconnect_ivl_max(1000)
+            .map_err(sock_err("ZMQ_RECONNECT_IVL_MAX"))?;
+        d.set_identity(format!("node-{}", self.me).as_bytes())
+            .map_err(sock_err("ZMQ_ROUTING_ID"))?;
+        d.set_plain_username(Some(PLAIN_USER))
+            .map_err(sock_err("ZMQ_PLAIN_USERNAME"))?;
+        d.set_plain_password(Some(&self.password))
+            .map_err(sock_err("ZMQ_PLAIN_PASSWORD"))?;
+        if peer.is_ipv6() {
+            d.set_ipv6(true).map_err(sock_err("ZMQ_IPV6"))?;
+        }
+        // From this node's own address (port 0: any), to the peer's.
+        let src = match self.addr {
+            IpAddr::V4(a) => format!("{a}:0"),
+            IpAddr::V6(a) => format!("[{a}]:0"),
+        };
+        let target = endpoint(peer, self.port);
+        let connect = format!("tcp://{src};{}", &target["tcp://".len()..]);
+        d.connect(&connect)
+            .map_err(|e| PeerError::Socket(format!("connecting to {target}: {e}")))?;
+        Ok(d)
+    }
 }
 
 impl std::fmt::Debug for ZmqSender {
@@ -260,6 +332,20 @@ impl PeerSend for ZmqSender {
             zmq::Error::EAGAIN => PeerError::Unreachable { node: to },
             e => PeerError::Socket(format!("sending to node {to}: {e}")),
         })
+    }
+
+    /// A fresh DEALER in place of node `to`'s. libzmq gives up on a
+    /// connection whose handshake the peer refused (a node that read
+    /// another cluster key, since fixed and restarted): without this, the
+    /// link would stay dead until this node restarts.
+    fn reset(&self, to: u32) {
+        let Some(slot) = self.dealers.get(&to) else {
+            return;
+        };
+        match self.link.dealer(to) {
+            Ok(d) => *slot.lock().unwrap_or_else(|e| e.into_inner()) = d,
+            Err(e) => tracing::warn!(node = to, error = %e, "could not renew the link to a peer"),
+        }
     }
 }
 

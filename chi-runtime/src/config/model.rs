@@ -215,6 +215,10 @@ pub struct ClusterConfig {
     /// over the cluster being created); past it, or when the node goes down
     /// first, the task fails with an error naming the node.
     pub task_timeout: Duration,
+    /// The file of the cluster key, which every node presents to the
+    /// others' peer sockets (made if missing); `None`:
+    /// `~/.chimaera/cluster.key` ([`chi_sdk::auth::default_cluster_key_file`]).
+    pub key_file: Option<PathBuf>,
 }
 
 /// Log settings.

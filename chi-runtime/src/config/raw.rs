@@ -147,6 +147,9 @@ pub(super) struct RawCluster {
     pub(super) heartbeat: Leaf<DurationValue>,
     pub(super) peer_timeout: Leaf<DurationValue>,
     pub(super) task_timeout: Leaf<DurationValue>,
+    /// `~`: `~/.chimaera/cluster.key`.
+    #[serde(default, deserialize_with = "present")]
+    pub(super) key_file: Leaf<Option<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,7 +251,8 @@ impl_merge!(RawCluster {
     node,
     heartbeat,
     peer_timeout,
-    task_timeout
+    task_timeout,
+    key_file
 });
 impl_merge!(RawLogging { level, file });
 impl_merge!(RawIdle { busy_poll });

@@ -103,13 +103,17 @@ impl ClusterSetup {
         register_port(port);
         let dir = Scratch::new(test);
         let hostfile = dir.write("hostfile", &format!("127.0.0.[1-{n}]\n"));
+        // The cluster's own key, made in the scratch directory.
+        chi_sdk::auth::ControlKey::load_or_create(&dir.path().join("cluster.key"))
+            .expect("a cluster key");
         let config = dir.write(
             "chi.yaml",
             &format!(
                 "port: {port}\nhostfile: hostfile\n\
                  segments:\n  main: 64m\n  client_data: 16m\n  runtime_data: 16m\n\
                  workers:\n  low_latency: 1\n  high_latency: 1\n\
-                 cluster:\n  heartbeat: {HEARTBEAT}\n  peer_timeout: {}ms\n  task_timeout: {}ms\n{extra}",
+                 cluster:\n  heartbeat: {HEARTBEAT}\n  peer_timeout: {}ms\n  task_timeout: {}ms\n  \
+                 key_file: cluster.key\n{extra}",
                 PEER_TIMEOUT.as_millis(),
                 TASK_TIMEOUT.as_millis()
             ),
@@ -132,6 +136,14 @@ impl ClusterSetup {
         let text = text.replace("client_data: 16m", &format!("client_data: {size}"));
         std::fs::write(&self.config, text).expect("write the configuration");
         self
+    }
+
+    /// The cluster key every node of this setup presents.
+    #[allow(dead_code)]
+    pub fn cluster_key(&self) -> chi_sdk::auth::ControlKey {
+        chi_sdk::auth::ControlKey::load_or_create(&self.dir.path().join("cluster.key"))
+            .expect("the cluster key")
+            .0
     }
 
     /// A copy of the configuration whose module path is empty (its nodes

@@ -34,18 +34,24 @@
 //! The key is a capability: whoever can read it may register, query and stop the
 //! runtime. It never appears in logs, errors or `Debug` output.
 //!
+//! The nodes of a cluster present a key to each other's peer sockets too:
+//! one **cluster key** shared by all of them, kept in a file every node
+//! reads ([`ControlKey::load_or_create`], `cluster.rs`).
+//!
 //! Runtimes of one user on one machine need distinct ports, unless each binds
 //! its own loopback address (the nodes of a local cluster on 127.0.0.x): like
 //! the segment names, the key file is named by the port, or by the address and
 //! port for a runtime on a loopback address other than 127.0.0.1
 //! ([`runtime_tag`]).
 
+mod cluster;
 mod dir;
 mod key;
 mod owner;
 
 use std::path::PathBuf;
 
+pub use cluster::default_cluster_key_file;
 pub use dir::{DIR_NAME, RuntimeDir, runtime_tag};
 pub use key::{ControlKey, KEY_BYTES, KeyFile};
 pub use owner::listener_uid;

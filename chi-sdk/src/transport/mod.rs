@@ -28,7 +28,7 @@ mod zmq_server;
 use std::time::Duration;
 
 pub use zmq_client::ZmqClient;
-pub use zmq_server::ZmqServer;
+pub use zmq_server::{Authenticator, Guarded, ZmqServer};
 
 /// Largest request a runtime accepts, in bytes.
 pub const MAX_REQUEST_BYTES: usize = 64 << 10;
@@ -38,7 +38,7 @@ pub const MAX_REQUEST_BYTES: usize = 64 << 10;
 pub const MAX_REPLY_BYTES: usize = 16 << 20;
 
 /// The PLAIN user name clients present (the key is the password).
-pub(crate) const PLAIN_USER: &str = "chimaera";
+pub const PLAIN_USER: &str = "chimaera";
 
 /// Why a request could not be answered.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! The ZeroMQ server of the control socket, and its authenticator.
+//! The ZeroMQ server of the control socket, and the authenticator it and
+//! the runtimes' peer sockets use.
 //!
 //! A ROUTER socket, not REP: REP answers in lock-step, so one request that
 //! waits (another node's status) would hold up every client behind it. The
@@ -12,7 +13,7 @@
 //! requests is doing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -61,7 +62,7 @@ impl ZmqServer {
         let ctx = zmq::Context::new();
         // Started before the control socket is bound: a handshake without an
         // authenticator fails.
-        let zap = Authenticator::start(&ctx, &endpoint, key)?;
+        let zap = Authenticator::start(&ctx, &endpoint, key, Guarded::Control)?;
         let sock = ctx.socket(zmq::ROUTER).map_err(zerr(&endpoint))?;
         sock.set_linger(0).map_err(zerr(&endpoint))?;
         sock.set_maxmsgsize(MAX_REQUEST_BYTES as i64)
@@ -149,38 +150,68 @@ impl ControlServer for ZmqServer {
     }
 }
 
-/// The thread answering the ZAP requests of a server's context; stopped
-/// and joined when dropped (also when the bind that started it failed).
-struct Authenticator {
+/// What an [`Authenticator`] guards: it names its thread and its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guarded {
+    /// A runtime's control socket (its key: the runtime's own).
+    Control,
+    /// A runtime's peer socket (its key: the cluster key).
+    Peers,
+}
+
+/// The thread answering the ZAP requests (RFC 27) of a ZeroMQ context:
+/// admits a connection whose PLAIN password is its key, refuses (and
+/// counts, and logs a few a minute) the others. Stopped and joined when
+/// dropped (also when the bind that started it failed). A socket it guards
+/// sets `ZMQ_PLAIN_SERVER` and a ZAP domain, and is bound after it started:
+/// a handshake without an authenticator fails.
+pub struct Authenticator {
     stop: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("refused", &self.refused())
+            .finish()
+    }
+}
+
 impl Authenticator {
-    /// Binds the context's ZAP endpoint and starts answering on it.
-    fn start(
+    /// Binds the ZAP endpoint of `ctx` and starts answering on it, for the
+    /// sockets of `endpoint` (named in errors), admitting `key`.
+    pub fn start(
         ctx: &zmq::Context,
         endpoint: &str,
         key: ControlKey,
+        guarded: Guarded,
     ) -> Result<Authenticator, TransportError> {
         let zap = ctx.socket(zmq::REP).map_err(zerr(endpoint))?;
         zap.set_linger(0).map_err(zerr(endpoint))?;
         zap.bind(ZAP_ENDPOINT).map_err(zerr(endpoint))?;
         let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicU64::new(0));
         let mut zap = Zap {
             sock: zap,
             endpoint: endpoint.to_owned(),
             key,
-            refusals: Refusals::new(),
+            refusals: Refusals::new(guarded),
+            refused: refused.clone(),
         };
         let flag = stop.clone();
+        let name = match guarded {
+            Guarded::Control => "chi-control-auth",
+            Guarded::Peers => "chi-peer-auth",
+        };
         let thread = std::thread::Builder::new()
-            .name("chi-control-auth".into())
+            .name(name.into())
             .spawn(move || {
                 // Relaxed: the flag carries no data; pairs with the store in `stop`.
                 while !flag.load(Ordering::Relaxed) {
                     if let Err(e) = zap.serve_one(ZAP_STOP_CHECK) {
-                        tracing::warn!(error = %e, "control socket authenticator error");
+                        tracing::warn!(error = %e, ?guarded, "socket authenticator error");
                         std::thread::sleep(ZAP_STOP_CHECK);
                     }
                 }
@@ -191,13 +222,20 @@ impl Authenticator {
             })?;
         Ok(Authenticator {
             stop,
+            refused,
             thread: Some(thread),
         })
+    }
+
+    /// Connections refused so far.
+    pub fn refused(&self) -> u64 {
+        // Relaxed: a counter; pairs with the increment in `Zap::authenticate`.
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for Authenticator {
-    /// Stops the thread (within [`ZAP_STOP_CHECK`]) and waits for it.
+    /// Stops the thread (within 50 ms) and waits for it.
     fn drop(&mut self) {
         // Relaxed: see the load in the thread.
         self.stop.store(true, Ordering::Relaxed);
@@ -213,6 +251,7 @@ struct Zap {
     endpoint: String,
     key: ControlKey,
     refusals: Refusals,
+    refused: Arc<AtomicU64>,
 }
 
 impl Zap {
@@ -245,6 +284,8 @@ impl Zap {
             .send_multipart([b"1.0".as_slice(), &id, code, text, b"", b""], 0)
             .map_err(zerr(&self.endpoint))?;
         if !admitted {
+            // Relaxed: a counter; see `Authenticator::refused`.
+            self.refused.fetch_add(1, Ordering::Relaxed);
             let peer = frames
                 .get(3)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -257,14 +298,16 @@ impl Zap {
 
 /// Logs refused connections, at most [`REFUSALS_LOGGED`] per [`REFUSAL_WINDOW`].
 struct Refusals {
+    guarded: Guarded,
     window: Instant,
     logged: u32,
     unlogged: u64,
 }
 
 impl Refusals {
-    fn new() -> Refusals {
+    fn new(guarded: Guarded) -> Refusals {
         Refusals {
+            guarded,
             window: Instant::now(),
             logged: 0,
             unlogged: 0,
@@ -272,23 +315,33 @@ impl Refusals {
     }
 
     fn note(&mut self, peer: &str) {
+        let what = match self.guarded {
+            Guarded::Control => "control connections without the runtime's key",
+            Guarded::Peers => "peer connections without the cluster key",
+        };
         if self.window.elapsed() >= REFUSAL_WINDOW {
             if self.unlogged > 0 {
                 tracing::warn!(
                     count = self.unlogged,
-                    "refused {} more control connections without the runtime's key",
+                    "refused {} more {what}",
                     self.unlogged
                 );
             }
-            *self = Refusals::new();
+            *self = Refusals::new(self.guarded);
         }
         if self.logged < REFUSALS_LOGGED {
             self.logged += 1;
-            tracing::warn!(
-                peer,
-                "refused a control connection without the runtime's key: not authorised, only the user who started the runtime (uid {}) may talk to it",
-                current_uid()
-            );
+            match self.guarded {
+                Guarded::Control => tracing::warn!(
+                    peer,
+                    "refused a control connection without the runtime's key: not authorised, only the user who started the runtime (uid {}) may talk to it",
+                    current_uid()
+                ),
+                Guarded::Peers => tracing::warn!(
+                    peer,
+                    "refused a peer connection without the cluster key: every node of a cluster must read the same key (cluster.key_file)"
+                ),
+            }
         } else {
             self.unlogged += 1;
         }

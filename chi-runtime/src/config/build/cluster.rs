@@ -1,5 +1,5 @@
-//! The `cluster` section: the peer port, this node's hostfile entry and the
-//! heartbeat timing.
+//! The `cluster` section: the peer port, this node's hostfile entry, the
+//! heartbeat timing and the cluster key's file.
 
 use super::*;
 
@@ -72,12 +72,21 @@ impl Builder<'_> {
                 Some(name)
             }
         };
+        let key_file = match self.need(raw.key_file, "cluster.key_file")? {
+            Item { value: None, .. } => None,
+            Item {
+                value: Some(path),
+                from_user,
+                ..
+            } => Some(self.resolve(from_user, path)),
+        };
         Ok(ClusterConfig {
             port: peer_port,
             node,
             heartbeat,
             peer_timeout,
             task_timeout,
+            key_file,
         })
     }
 }
