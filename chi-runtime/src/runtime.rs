@@ -256,12 +256,24 @@ fn incarnation() -> u64 {
 /// The cluster key (`cluster.key_file`, else `~/.chimaera/cluster.key`,
 /// else `cluster.key` of the per-user directory), made if missing.
 fn cluster_key(config: &Config, dir: &RuntimeDir) -> Result<ControlKey> {
-    let path = config
+    let path = match config
         .cluster
         .key_file
         .clone()
         .or_else(chi_sdk::auth::default_cluster_key_file)
-        .unwrap_or_else(|| dir.path().join("cluster.key"));
+    {
+        Some(p) => p,
+        None => {
+            let p = dir.path().join("cluster.key");
+            tracing::warn!(
+                path = %p.display(),
+                "no home directory (HOME) for the cluster key: using this node's own directory, \
+                 which nodes on other hosts do not read; set cluster.key_file to a file every \
+                 node reads"
+            );
+            p
+        }
+    };
     let (key, made) = ControlKey::load_or_create(&path).with_context(|| {
         format!(
             "the cluster key {} (cluster.key_file): every node of the cluster reads it",

@@ -9,7 +9,9 @@
 //!    (sends never block: a frame for a peer that is not connected is
 //!    dropped);
 //! 3. every [`CHECK_EVERY`] (coarse: timeouts only), marks down the peers
-//!    silent for longer than `cluster.peer_timeout` ([`Membership::expire`])
+//!    silent for longer than `cluster.peer_timeout` ([`Membership::expire`]),
+//!    renews the links of peers not up for as long (and, when handling a
+//!    `Hello`, the link of a peer this node cannot answer: `peer/links.rs`),
 //!    and fails the status requests, pool asks and remote tasks past their
 //!    time or waiting on a node that went down;
 //! 4. takes the work other threads handed it: requests of the control loop
@@ -328,22 +330,24 @@ struct PeerLoop {
     joined: Arc<Mutex<Vec<u32>>>,
     /// Remote task traffic since the loop last looked (step 6).
     task_traffic: bool,
-    /// Per peer: Hellos received while it was up, since its last heartbeat
-    /// (it does not hear this node; `peer/links.rs`).
+    /// Per peer: Hellos in a row whose answer could not be sent (this
+    /// node's link to it is broken; `peer/links.rs`).
     hellos: HashMap<u32, u32>,
     /// Per peer: when its link was last made or renewed.
     renewed: HashMap<u32, Instant>,
 }
 
 impl PeerLoop {
-    fn send(&mut self, to: u32, kind: Kind, payload: &[u8]) {
+    /// Sends a frame (never blocks); whether it was queued.
+    fn send(&mut self, to: u32, kind: Kind, payload: &[u8]) -> bool {
         match self.wire.send(to, kind, payload) {
-            Ok(()) => {}
+            Ok(()) => return true,
             Err(e @ PeerError::TooLarge { .. }) => {
                 tracing::warn!(to, ?kind, error = %e, "a frame too large to send was dropped");
             }
             Err(e) => tracing::trace!(to, ?kind, error = %e, "frame not sent"),
         }
+        false
     }
 
     fn broadcast(&mut self, kind: Kind) {

@@ -7,9 +7,10 @@
 //!   cluster key as password (`chi_sdk::auth`, `cluster.key_file`): the
 //!   ROUTER's context answers the handshakes itself ([`Authenticator`]) and
 //!   admits only connections presenting the key, so a process on a hostfile
-//!   host that lacks it cannot get a message in. Refusals are counted
-//!   ([`ZmqPeers::refused_connections`]) and logged, a few a minute. The
-//!   check is made once per connection: frames pay nothing for it.
+//!   host that lacks it cannot get a message in. A wrong key is counted
+//!   ([`ZmqPeers::refused_connections`]) and logged, a few a minute; a
+//!   connection without PLAIN at all is refused by libzmq itself, silently.
+//!   The check is made once per connection: frames pay nothing for it.
 //! * **ROUTER** (receive side), bound on `{this node's address}:{cluster.port}`
 //!   only, never on a wildcard. Every message is checked before its bytes are
 //!   handed on: its sender's IP address (ZeroMQ's `Peer-Address` message
@@ -117,6 +118,13 @@ impl ZmqPeers {
         router
             .set_plain_server(true)
             .map_err(sock_err("ZMQ_PLAIN_SERVER"))?;
+        // A renewed link of a peer comes with the routing id of its old
+        // one, which may still be open here: the new connection takes the
+        // id over (else libzmq drops its messages). Nothing here uses the
+        // routing id.
+        router
+            .set_router_handover(true)
+            .map_err(sock_err("ZMQ_ROUTER_HANDOVER"))?;
         router
             .set_zap_domain(ZAP_DOMAIN)
             .map_err(sock_err("ZMQ_ZAP_DOMAIN"))?;

@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::{AuthError, ControlKey, current_uid};
@@ -63,7 +63,8 @@ impl ControlKey {
             _ => Path::new("."),
         };
         match rustix::fs::mkdir(dir, Mode::RWXU) {
-            Ok(()) | Err(Errno::EXIST) => {}
+            Ok(()) => {}
+            Err(Errno::EXIST) => check_key_dir(dir, uid)?,
             Err(e) => return Err(io("creating the directory of the cluster key", dir, e)),
         }
         let key = ControlKey::generate().map_err(|source| AuthError::Io {
@@ -71,28 +72,12 @@ impl ControlKey {
             path: path.to_owned(),
             source,
         })?;
-        let name = path
-            .file_name()
-            .map_or_else(|| "cluster.key".into(), |n| n.to_string_lossy());
-        // Unique to this call (threads of one process race too); nothing of
-        // the key in the name.
-        static MADE: AtomicU64 = AtomicU64::new(0);
-        // Relaxed: only a distinct number is needed.
-        let n = MADE.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".{name}.{}.{n}", std::process::id()));
-        let fd = rustix::fs::open(
-            &tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::RUSR | Mode::WUSR,
-        )
-        .map_err(|e| io("creating the cluster key file", &tmp, e))?;
-        let written = std::fs::File::from(fd)
-            .write_all(format!("{}\n", key.to_hex()).as_bytes())
-            .map_err(|source| AuthError::Io {
-                action: "writing the cluster key file",
-                path: tmp.clone(),
-                source,
-            });
+        let (tmp, file) = private_temp(dir, path)?;
+        let written = write_synced(file, &key).map_err(|source| AuthError::Io {
+            action: "writing the cluster key file",
+            path: tmp.clone(),
+            source,
+        });
         // Into place only if nobody was first; the temporary name goes either way.
         let linked = written.and_then(|()| match rustix::fs::link(&tmp, path) {
             Ok(()) => Ok(true),
@@ -105,6 +90,84 @@ impl ControlKey {
         }
         ControlKey::read(path, uid).map(|k| (k, false))
     }
+}
+
+/// The directory of a key file that already existed: a real directory of
+/// `uid` that nobody else may write to (else another user could put a key
+/// of theirs in place first, or take ours away).
+fn check_key_dir(dir: &Path, uid: u32) -> Result<(), AuthError> {
+    let st = rustix::fs::lstat(dir).map_err(|e| AuthError::Io {
+        action: "checking the directory of the cluster key",
+        path: dir.to_owned(),
+        source: e.into(),
+    })?;
+    let problem = if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+        Some("it is not a directory (or is a symbolic link)".to_owned())
+    } else if st.st_uid != uid {
+        Some(format!("it belongs to uid {}, not to uid {uid}", st.st_uid))
+    } else if st.st_mode & 0o022 != 0 {
+        Some(format!(
+            "its mode is {:04o}: group or others may write to it",
+            st.st_mode & 0o7777
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(AuthError::UnsafeFile {
+            path: dir.to_owned(),
+            problem: format!("{problem}; the cluster key file needs a directory of its own user"),
+        }),
+    }
+}
+
+/// A new private file (mode 0600, `O_EXCL | O_NOFOLLOW`) beside `path` in
+/// `dir`, under a name of its own: the process, a counter and random bytes
+/// (nodes starting together on a shared directory may have one pid).
+fn private_temp(dir: &Path, path: &Path) -> Result<(PathBuf, std::fs::File), AuthError> {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map_or_else(|| "cluster.key".into(), |n| n.to_string_lossy());
+    let mut tries = 0;
+    loop {
+        // Relaxed: only a distinct number is needed.
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        // Random, and nothing of the key.
+        let nonce = ControlKey::generate().map_err(|source| AuthError::Io {
+            action: "making a temporary name in",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let tmp = dir.join(format!(
+            ".{name}.{}.{n}.{}",
+            std::process::id(),
+            &nonce.to_hex()[..16]
+        ));
+        match rustix::fs::open(
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        ) {
+            Ok(fd) => return Ok((tmp, std::fs::File::from(fd))),
+            Err(Errno::EXIST) if tries < 3 => tries += 1,
+            Err(e) => {
+                return Err(AuthError::Io {
+                    action: "creating the cluster key file",
+                    path: tmp,
+                    source: e.into(),
+                });
+            }
+        }
+    }
+}
+
+/// Writes `key` to `file` and syncs it: a key file linked into place is
+/// never empty, even after a crash of the machine.
+fn write_synced(mut file: std::fs::File, key: &ControlKey) -> std::io::Result<()> {
+    file.write_all(format!("{}\n", key.to_hex()).as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(all(test, not(miri)))]
@@ -145,10 +208,12 @@ mod tests {
     fn nodes_starting_together_agree_on_one_key() {
         let d = scratch("race");
         let path = d.join("cluster.key");
+        let start = std::sync::Barrier::new(8);
         let keys: Vec<(String, bool)> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..8)
                 .map(|_| {
                     s.spawn(|| {
+                        start.wait();
                         let (k, made) = ControlKey::load_or_create(&path).unwrap();
                         (k.to_hex(), made)
                     })
@@ -181,6 +246,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("64 hex digits"), "{e}");
+        // A directory others may write to is refused for a new key.
+        let open = d.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ControlKey::load_or_create(&open.join("cluster.key"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("others may write to it"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

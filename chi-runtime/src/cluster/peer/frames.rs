@@ -9,7 +9,6 @@ use super::{BAD_FRAME, NodeStatusError, PeerLoop};
 use crate::cluster::frame::{
     Frame, Kind, decode_batch, decode_status_reply, decode_status_request, encode_status_reply,
 };
-use crate::cluster::membership::PeerState;
 
 impl PeerLoop {
     pub(super) fn handle(&mut self, bytes: &[u8], from_ip: Option<IpAddr>) {
@@ -99,18 +98,16 @@ impl PeerLoop {
                 Err(e) => self.refuse(&e.to_string(), bytes.len()),
             },
             Kind::Hello => {
-                let was_up = matches!(self.membership.state_of(from), Some((PeerState::Up, _)));
                 if self.membership.heard(from, inc, Instant::now()) {
-                    self.send(from, Kind::Heartbeat, &[]);
-                    if was_up {
-                        self.hello_while_up(from);
+                    if self.send(from, Kind::Heartbeat, &[]) {
+                        self.hellos.remove(&from);
+                    } else {
+                        self.unanswered_hello(from);
                     }
                 }
             }
             Kind::Heartbeat | Kind::Goodbye => {
-                if self.membership.heard(from, inc, Instant::now()) {
-                    self.hellos.remove(&from);
-                }
+                self.membership.heard(from, inc, Instant::now());
             }
         }
     }

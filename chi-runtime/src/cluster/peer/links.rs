@@ -1,43 +1,57 @@
-//! The peer thread's care of its links: a link whose frames do not arrive
+//! The peer thread's care of its links: a link whose frames cannot leave
 //! is replaced. Methods of [`PeerLoop`] (another `impl` block).
 //!
 //! # Design
 //!
 //! libzmq gives up on a connection whose handshake the other side refused
 //! (it read another cluster key: a node started with the wrong key file,
-//! since fixed and restarted), and the peer thread cannot see that in the
-//! socket. It sees it in the protocol: a node that does not hear this one
-//! keeps sending `Hello` instead of `Heartbeat`. So a peer up here that
-//! says hello [`HELLOS_BEFORE_RENEWAL`] times without a heartbeat between
-//! gets a fresh link ([`Wire::renew_link`](crate::cluster::wire::Wire::renew_link)),
-//! and so does a peer not up for a whole `cluster.peer_timeout` since its
-//! link was made or last renewed (both directions refused). What was queued
-//! on the old link is dropped, which costs nothing here: it was not
-//! arriving.
+//! since fixed and restarted), and never connects it again. With
+//! `ZMQ_IMMEDIATE` a send on such a link fails at once (no connection to
+//! queue on), which the peer thread sees when it answers a `Hello`: a node
+//! says hello until it hears this one. So after [`UNANSWERED_BEFORE_RENEWAL`]
+//! hellos in a row whose answer could not be sent, the peer's link is
+//! renewed ([`Wire::renew_link`](crate::cluster::wire::Wire::renew_link));
+//! so is the link of a peer not up for a whole `cluster.peer_timeout` since
+//! the link was made or last renewed (both directions refused). A link is
+//! renewed at most once per half `cluster.peer_timeout`. Nothing queued is
+//! lost: a link that cannot send holds nothing. The peer's ROUTER hands the
+//! routing id over to the new connection (`ZMQ_ROUTER_HANDOVER`), so an old
+//! connection it still holds does not shadow the new one.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::PeerLoop;
 use crate::cluster::membership::PeerState;
+use crate::ratelimit::RateLimit;
 
-/// Hellos from a peer that is up, with no heartbeat between, after which
-/// its link is renewed (a restarted peer says hello once or twice before it
-/// hears this node).
-pub(super) const HELLOS_BEFORE_RENEWAL: u32 = 3;
+/// Hellos in a row whose answer could not be sent, after which the link to
+/// their sender is renewed (a link still connecting after the peer
+/// restarted answers within one or two).
+pub(super) const UNANSWERED_BEFORE_RENEWAL: u32 = 3;
+
+static RENEWED: RateLimit = RateLimit::new(Duration::from_secs(10));
 
 impl PeerLoop {
-    /// Node `from`, up here, said hello: it does not hear this node yet.
-    pub(super) fn hello_while_up(&mut self, from: u32) {
+    /// Node `from` said hello and this node's answer could not leave.
+    pub(super) fn unanswered_hello(&mut self, from: u32) {
         let n = self.hellos.entry(from).or_default();
         *n += 1;
-        if *n >= HELLOS_BEFORE_RENEWAL {
-            *n = 0;
+        if *n < UNANSWERED_BEFORE_RENEWAL {
+            return;
+        }
+        let now = Instant::now();
+        if !self.may_renew(from, now) {
+            return;
+        }
+        self.hellos.remove(&from);
+        if let Some(suppressed) = RENEWED.allow() {
             tracing::info!(
                 node = from,
-                "node {from} does not hear this node (it keeps saying hello): renewing the link to it"
+                suppressed,
+                "node {from} cannot hear this node (its link refused or closed): renewing the link"
             );
-            self.renew_link(from, Instant::now());
         }
+        self.renew_link(from, now);
     }
 
     /// Renews the links of the peers not up for `cluster.peer_timeout`
@@ -58,6 +72,15 @@ impl PeerLoop {
             tracing::debug!(node = n, "renewing the link to a peer not heard from");
             self.renew_link(n, now);
         }
+    }
+
+    /// Whether `node`'s link was made or renewed at least half a
+    /// `cluster.peer_timeout` ago.
+    fn may_renew(&self, node: u32, now: Instant) -> bool {
+        let half = self.membership.peer_timeout() / 2;
+        self.renewed
+            .get(&node)
+            .is_none_or(|&at| now.saturating_duration_since(at) >= half)
     }
 
     fn renew_link(&mut self, node: u32, now: Instant) {
