@@ -27,11 +27,12 @@ use std::time::Duration;
 
 use chi_sdk::admin::{AdminClient, PoolParams};
 use chi_sdk::bytes::ClientBuf;
+use chi_sdk::client::Client;
 use chi_sdk::queue::Priority;
 use chi_sdk::types::DomainQuery;
 use chimaera_bdev_runtime::{BdevClient, ReadTask};
 use chimaera_compress_runtime::{CODEC_POOL_DEFAULT, CompressClient, frame};
-use support::cluster::ClusterSetup;
+use support::cluster::{ClusterSetup, Node};
 use support::{Watchdog, assert_no_process_left};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -204,17 +205,23 @@ fn compress_and_bdev_run_on_a_remote_node_with_their_data() {
     assert_no_process_left(setup.dir.path(), &[]);
 }
 
+/// The two nodes of `setup` started, a client of each, and a compress pool
+/// over them: the client of its container 1, on node 2.
+fn two_nodes_zip(setup: &ClusterSetup) -> (Vec<Node>, Vec<Client>, CompressClient) {
+    let nodes = setup.start_all(LIMIT);
+    let clients = setup.clients();
+    let zip_pool = AdminClient::new(&clients[0])
+        .create_cluster_pool("chimaera_compress", "zip", "", 2)
+        .expect("a compress pool over the cluster");
+    let on_2 = CompressClient::from(zip_pool).with_query(DomainQuery::global_id(1));
+    (nodes, clients, on_2)
+}
+
 #[test]
 fn data_too_large_for_a_peer_frame_fails_at_once_saying_so() {
     let _w = Watchdog::new("cluster_data_large", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("cdbig", 2).with_client_data("96m");
-    let nodes = setup.start_all(LIMIT);
-    let clients = setup.clients();
-    let admin = AdminClient::new(&clients[0]);
-    let zip_pool = admin
-        .create_cluster_pool("chimaera_compress", "zip", "", 2)
-        .expect("a compress pool over the cluster");
-    let on_2 = CompressClient::from(zip_pool).with_query(DomainQuery::global_id(1));
+    let (nodes, clients, on_2) = two_nodes_zip(&setup);
     let big = text(17 << 20);
     // Inputs over the limit: refused on node 1, never sent.
     let ran_on_2 = completed(&setup, 2);
@@ -287,13 +294,7 @@ fn a_cluster_at_rest_after_remote_work_sleeps() {
     // work, then sleep: none keeps a CPU once the work has stopped.
     let _w = Watchdog::new("cluster_data_rest", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("cdrest", 2);
-    let nodes = setup.start_all(LIMIT);
-    let clients = setup.clients();
-    let admin = AdminClient::new(&clients[0]);
-    let zip_pool = admin
-        .create_cluster_pool("chimaera_compress", "zip", "", 2)
-        .expect("a compress pool over the cluster");
-    let on_2 = CompressClient::from(zip_pool).with_query(DomainQuery::global_id(1));
+    let (nodes, clients, on_2) = two_nodes_zip(&setup);
     let data = text(256);
     for _ in 0..300 {
         on_2.compress(&clients[0], &data, CODEC_POOL_DEFAULT)
