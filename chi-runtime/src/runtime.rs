@@ -325,6 +325,7 @@ impl Runtime {
             )
             .context("binding the peer socket")?;
             tracing::debug!(endpoint = peers.endpoint(), "peer socket bound");
+            membership.count_refused_connections(peers.refusal_counter());
             Some((membership, peers))
         } else {
             None

@@ -41,8 +41,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use chi_sdk::proto::{
-    LaneStatus, ModelStatus, PeerStatus, PoolStatus, ReaperStatus, StatusReport, WorkerStatus,
-    runtime_state,
+    LaneStatus, ModelStatus, PeerStatus, PeerTraffic, PoolStatus, ReaperStatus, StatusReport,
+    WorkerStatus, runtime_state,
 };
 use chi_sdk::queue::Priority;
 use chi_sdk::types::{NodeId, PoolId};
@@ -296,7 +296,13 @@ impl NodeState {
     /// The status report.
     pub fn status(&self) -> StatusReport {
         let (cluster, peer_frames_refused, peer_traffic) = match self.membership.get() {
-            Some(m) => (m.snapshot(), m.refused(), Box::new(m.traffic().snapshot())),
+            Some(m) => {
+                let traffic = PeerTraffic {
+                    connections_refused: m.connections_refused(),
+                    ..m.traffic().snapshot()
+                };
+                (m.snapshot(), m.refused(), Box::new(traffic))
+            }
             None => (
                 vec![PeerStatus {
                     node_id: self.node_id,

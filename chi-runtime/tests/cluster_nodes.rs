@@ -394,8 +394,22 @@ fn a_node_without_the_cluster_key_is_kept_out() {
         n2.log()
             .contains("refused a peer connection without the cluster key")
     });
-    // Refused connections carry no heartbeat: neither is up for the other.
+    // Refused connections carry no heartbeat: neither is up for the other;
+    // the refusals are counted in the status.
     assert!(!setup.sees_all_up(1) && !setup.sees_all_up(2));
+    assert!(setup.status(1).peer_traffic.connections_refused >= 1);
+    let out = run_cli(
+        runtime_exe(),
+        &["status", "-c", setup.config.to_str().unwrap()],
+        &[],
+        CHANGE_LIMIT,
+    );
+    assert!(
+        out.stdout
+            .contains("peer connections refused (no cluster key)"),
+        "{}",
+        out.stdout
+    );
     n2.kill9();
     drop(n2);
     let _n2 = Node::start(&setup, 2);

@@ -333,6 +333,10 @@ pub struct PeerTraffic {
     pub replies_out: u64,
     /// Reply records received.
     pub replies_in: u64,
+    /// Connections to the peer port refused for not presenting the cluster
+    /// key.
+    #[serde(default)]
+    pub connections_refused: u64,
 }
 
 /// One node of the cluster in a [`StatusReport`].

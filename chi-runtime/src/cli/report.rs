@@ -129,11 +129,7 @@ pub(crate) fn write_cluster(out: &mut impl Write, st: &StatusReport) -> std::io:
         "cluster: {} node(s), {up} up (seen from node {}){}",
         st.cluster.len(),
         st.node_id,
-        if st.peer_frames_refused > 0 {
-            format!(", {} peer frames refused", st.peer_frames_refused)
-        } else {
-            String::new()
-        }
+        refusals(st)
     )?;
     let t = &st.peer_traffic;
     if t.frames_out + t.frames_in > 0 {
@@ -174,4 +170,19 @@ pub(crate) fn write_cluster(out: &mut impl Write, st: &StatusReport) -> std::io:
         )?;
     }
     Ok(())
+}
+
+/// What the peer port refused, for the cluster line (empty if nothing).
+fn refusals(st: &StatusReport) -> String {
+    let mut s = String::new();
+    if st.peer_frames_refused > 0 {
+        s.push_str(&format!(", {} peer frames refused", st.peer_frames_refused));
+    }
+    if st.peer_traffic.connections_refused > 0 {
+        s.push_str(&format!(
+            ", {} peer connections refused (no cluster key)",
+            st.peer_traffic.connections_refused
+        ));
+    }
+    s
 }

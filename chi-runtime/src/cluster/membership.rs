@@ -28,7 +28,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chi_sdk::proto::PeerStatus;
@@ -115,6 +115,9 @@ pub struct Membership {
     /// Frames refused as malformed or not from a peer (a statistic: Relaxed,
     /// nothing is ordered by it).
     refused: AtomicU64,
+    /// Connections the peer socket refused for not presenting the cluster
+    /// key: the transport's counter, once it is bound.
+    connections_refused: std::sync::OnceLock<Arc<AtomicU64>>,
     /// What the peer link moved.
     traffic: super::traffic::Traffic,
 }
@@ -156,6 +159,7 @@ impl Membership {
             ),
             listeners: Mutex::new(Vec::new()),
             refused: AtomicU64::new(0),
+            connections_refused: std::sync::OnceLock::new(),
             traffic: super::traffic::Traffic::default(),
         }
     }
@@ -218,6 +222,21 @@ impl Membership {
     /// Frames refused so far.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Shows `counter` (the peer socket's refused connections) in
+    /// [`connections_refused`](Self::connections_refused); the first one
+    /// given stays.
+    pub fn count_refused_connections(&self, counter: Arc<AtomicU64>) {
+        let _ = self.connections_refused.set(counter);
+    }
+
+    /// Connections refused so far for not presenting the cluster key.
+    pub fn connections_refused(&self) -> u64 {
+        // Relaxed: a statistic; the authenticator increments it Relaxed.
+        self.connections_refused
+            .get()
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// The peer link's traffic counters (written by the peer thread).

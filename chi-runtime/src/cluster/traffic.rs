@@ -92,6 +92,9 @@ impl Traffic {
             tasks_in: g(&self.tasks_in),
             replies_out: g(&self.replies_out),
             replies_in: g(&self.replies_in),
+            // Not the peer thread's: the membership adds it (the
+            // authenticator's counter).
+            connections_refused: 0,
         }
     }
 }

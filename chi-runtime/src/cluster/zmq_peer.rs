@@ -181,6 +181,12 @@ impl ZmqPeers {
         self.zap.refused()
     }
 
+    /// The counter behind [`refused_connections`](Self::refused_connections),
+    /// for the status report.
+    pub fn refusal_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.zap.refusals()
+    }
+
     /// Reads the next message (all of its parts) if one is here, without
     /// waiting: its frame if admitted.
     fn read_one(&mut self) -> Result<Read, PeerError> {

@@ -227,6 +227,12 @@ impl Authenticator {
         })
     }
 
+    /// The counter of refused connections, to show elsewhere (a status
+    /// report); incremented Relaxed.
+    pub fn refusals(&self) -> Arc<AtomicU64> {
+        self.refused.clone()
+    }
+
     /// Connections refused so far.
     pub fn refused(&self) -> u64 {
         // Relaxed: a counter; pairs with the increment in `Zap::authenticate`.
