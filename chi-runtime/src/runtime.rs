@@ -253,44 +253,6 @@ fn incarnation() -> u64 {
         .max(1)
 }
 
-/// The cluster key (`cluster.key_file`, else `~/.chimaera/cluster.key`,
-/// else `cluster.key` of the per-user directory), made if missing.
-fn cluster_key(config: &Config, dir: &RuntimeDir) -> Result<ControlKey> {
-    let path = match config
-        .cluster
-        .key_file
-        .clone()
-        .or_else(chi_sdk::auth::default_cluster_key_file)
-    {
-        Some(p) => p,
-        None => {
-            let p = dir.path().join("cluster.key");
-            tracing::warn!(
-                path = %p.display(),
-                "no home directory (HOME) for the cluster key: using this node's own directory, \
-                 which nodes on other hosts do not read; set cluster.key_file to a file every \
-                 node reads"
-            );
-            p
-        }
-    };
-    let (key, made) = ControlKey::load_or_create(&path).with_context(|| {
-        format!(
-            "the cluster key {} (cluster.key_file): every node of the cluster reads it",
-            path.display()
-        )
-    })?;
-    if made {
-        tracing::info!(
-            path = %path.display(),
-            "made the cluster key: every node must read the same one (a shared home directory, or a copy)"
-        );
-    } else {
-        tracing::debug!(path = %path.display(), "cluster key read");
-    }
-    Ok(key)
-}
-
 impl Runtime {
     /// Starts a runtime with `config`; returns once it is ready.
     pub fn start(config: Config) -> Result<Runtime> {
@@ -314,7 +276,8 @@ impl Runtime {
                 config.cluster.peer_timeout,
             ));
             let allowed = hosts.iter().map(|(_, ip)| *ip).collect();
-            let cluster_key = cluster_key(&config, &dir)?;
+            let cluster_key =
+                crate::cluster::key::cluster_key(config.cluster.key_file.as_deref(), dir.path())?;
             let peers = ZmqPeers::bind(
                 node_id,
                 my_ip,

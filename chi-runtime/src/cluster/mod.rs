@@ -46,6 +46,7 @@
 pub mod doorbell;
 pub mod frame;
 pub mod hosts;
+pub mod key;
 pub mod membership;
 pub mod outbox;
 pub mod peer;
