@@ -7,11 +7,11 @@
 //!    again);
 //! 2. every `cluster.heartbeat`, sends a `Heartbeat` frame to every peer
 //!    (sends never block: a frame for a peer that is not connected is
-//!    dropped);
+//!    dropped), and renews the links of peers not up for
+//!    `cluster.peer_timeout` (and, when handling a `Hello`, the link of a
+//!    peer this node cannot answer: `peer/links.rs`);
 //! 3. every [`CHECK_EVERY`] (coarse: timeouts only), marks down the peers
-//!    silent for longer than `cluster.peer_timeout` ([`Membership::expire`]),
-//!    renews the links of peers not up for as long (and, when handling a
-//!    `Hello`, the link of a peer this node cannot answer: `peer/links.rs`),
+//!    silent for longer than `cluster.peer_timeout` ([`Membership::expire`])
 //!    and fails the status requests, pool asks and remote tasks past their
 //!    time or waiting on a node that went down;
 //! 4. takes the work other threads handed it: requests of the control loop
@@ -381,6 +381,7 @@ impl PeerLoop {
             let now = Instant::now();
             if now >= next_beat {
                 self.beat();
+                self.renew_silent_links(now);
                 next_beat = now + self.settings.heartbeat;
             }
             if now >= next_check {
@@ -408,9 +409,6 @@ impl PeerLoop {
                     }
                 }
             }
-            if got > 0 {
-                self.flush_outbox();
-            }
             if std::mem::take(&mut self.task_traffic) {
                 last_task = Some(Instant::now());
             }
@@ -420,6 +418,7 @@ impl PeerLoop {
                 last_task = None;
             }
             if got > 0 {
+                self.flush_outbox();
                 continue;
             }
             if last_task.is_some_and(|t| t.elapsed() < self.settings.busy) {

@@ -26,9 +26,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+use super::dir::dir_problem;
 use super::{AuthError, ControlKey, current_uid};
 
 /// Where the cluster key is kept unless `cluster.key_file` says otherwise:
@@ -96,24 +97,7 @@ impl ControlKey {
 /// `uid` that nobody else may write to (else another user could put a key
 /// of theirs in place first, or take ours away).
 fn check_key_dir(dir: &Path, uid: u32) -> Result<(), AuthError> {
-    let st = rustix::fs::lstat(dir).map_err(|e| AuthError::Io {
-        action: "checking the directory of the cluster key",
-        path: dir.to_owned(),
-        source: e.into(),
-    })?;
-    let problem = if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-        Some("it is not a directory (or is a symbolic link)".to_owned())
-    } else if st.st_uid != uid {
-        Some(format!("it belongs to uid {}, not to uid {uid}", st.st_uid))
-    } else if st.st_mode & 0o022 != 0 {
-        Some(format!(
-            "its mode is {:04o}: group or others may write to it",
-            st.st_mode & 0o7777
-        ))
-    } else {
-        None
-    };
-    match problem {
+    match dir_problem(dir, uid, 0o022, "checking the directory of the cluster key")? {
         None => Ok(()),
         Some(problem) => Err(AuthError::UnsafeFile {
             path: dir.to_owned(),

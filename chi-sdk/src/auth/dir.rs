@@ -128,33 +128,48 @@ fn xdg_base(uid: u32) -> Option<PathBuf> {
 /// Fails unless `path` is a directory (not a symbolic link) owned by `uid` with
 /// no group or other permission bits.
 pub(crate) fn check_private_dir(path: &Path, uid: u32) -> Result<(), AuthError> {
+    match dir_problem(path, uid, 0o077, "checking the runtime directory")? {
+        None => Ok(()),
+        Some(problem) => Err(AuthError::UnsafeDir {
+            path: path.to_owned(),
+            problem,
+        }),
+    }
+}
+
+/// What makes `path` unfit to hold a user's secret files: not a directory
+/// (a symbolic link is not one), not owned by `uid`, or any of the mode bits
+/// `forbidden` set (`0o077`: group or other access at all; `0o022`: their
+/// writing); `None` if it is fit. `action` names the check in an I/O error.
+pub(crate) fn dir_problem(
+    path: &Path,
+    uid: u32,
+    forbidden: u32,
+    action: &'static str,
+) -> Result<Option<String>, AuthError> {
     let st = rustix::fs::lstat(path).map_err(|e| AuthError::Io {
-        action: "checking the runtime directory",
+        action,
         path: path.to_owned(),
         source: e.into(),
     })?;
-    let unsafe_dir = |problem: String| AuthError::UnsafeDir {
-        path: path.to_owned(),
-        problem,
-    };
-    match FileType::from_raw_mode(st.st_mode) {
-        FileType::Directory => {}
-        FileType::Symlink => return Err(unsafe_dir("it is a symbolic link".into())),
-        _ => return Err(unsafe_dir("it is not a directory".into())),
-    }
-    if st.st_uid != uid {
-        return Err(unsafe_dir(format!(
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Symlink => Some("it is a symbolic link".into()),
+        FileType::Directory if st.st_uid != uid => Some(format!(
             "it belongs to uid {}, not to uid {uid} (another user may have created it to read or replace the runtime's files)",
             st.st_uid
-        )));
-    }
-    if st.st_mode & 0o077 != 0 {
-        return Err(unsafe_dir(format!(
-            "its mode is {:04o}: group or others have access",
-            st.st_mode & 0o7777
-        )));
-    }
-    Ok(())
+        )),
+        FileType::Directory if st.st_mode & forbidden != 0 => Some(format!(
+            "its mode is {:04o}: group or others {}",
+            st.st_mode & 0o7777,
+            if forbidden & 0o044 != 0 {
+                "have access"
+            } else {
+                "may write to it"
+            }
+        )),
+        FileType::Directory => None,
+        _ => Some("it is not a directory".into()),
+    })
 }
 
 // Real segments, processes, files or sockets: not under Miri (see

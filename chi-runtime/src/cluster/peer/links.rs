@@ -55,8 +55,8 @@ impl PeerLoop {
     }
 
     /// Renews the links of the peers not up for `cluster.peer_timeout`
-    /// since their link was made or last renewed (part of the coarse
-    /// checks).
+    /// since their link was made or last renewed (at each heartbeat: the
+    /// timeout is coarse).
     pub(super) fn renew_silent_links(&mut self, now: Instant) {
         let timeout = self.membership.peer_timeout();
         let due: Vec<u32> = self

@@ -168,7 +168,6 @@ impl PeerLoop {
     /// that went down.
     pub(super) fn checks(&mut self, now: Instant) {
         self.membership.expire(now);
-        self.renew_silent_links(now);
         self.expire_requests(now);
         let m = self.membership.clone();
         let down = move |n: u32| matches!(m.state_of(n), Some((PeerState::Down, _)));
