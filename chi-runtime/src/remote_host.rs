@@ -36,8 +36,10 @@
 //! if any replica failed, else with container 0's outputs into which the
 //! module combines the others' ([`bcast::combine`]).
 //!
-//! All of it runs on the peer thread; the host is not shared (the serving
-//! table it fills is).
+//! It runs on the peer thread, and a copy of it
+//! ([`PoolHost::for_workers`]) on the worker that takes the frames of
+//! remote tasks and replies itself ([`crate::cluster::intake`]), under the
+//! intake's lock; the serving table they fill is shared with every worker.
 
 use std::sync::{Arc, Weak};
 
@@ -229,6 +231,14 @@ impl PoolHost for ShareHost {
             .iter()
             .filter_map(|&t| self.serving.finish(t, &self.alloc, &node.ipc.main))
             .collect()
+    }
+
+    fn for_workers(&self) -> Option<Box<dyn PoolHost>> {
+        Some(Box::new(ShareHost {
+            node: self.node.clone(),
+            alloc: self.alloc.clone(),
+            serving: self.serving.clone(),
+        }))
     }
 
     fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {

@@ -396,14 +396,13 @@ impl Runtime {
                 let settings = PeerSettings {
                     heartbeat: shared.config.cluster.heartbeat,
                     task_timeout: shared.config.cluster.task_timeout,
-                    busy: shared.config.idle.busy_poll
-                        * crate::cluster::wire::WireBatch::BUSY_FACTOR,
                 };
                 let host = Box::new(crate::remote_host::ShareHost::new(&shared)?);
                 let c =
                     Cluster::start_with_pools(Box::new(peers), membership, settings, report, host)?;
                 let _ = shared.pool_asker.set(c.pool_asker());
                 let _ = shared.wire.set(c.wire().clone());
+                let _ = shared.intake.set(c.intake().clone());
                 Some(c)
             }
             None => None,

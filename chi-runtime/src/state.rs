@@ -150,6 +150,10 @@ pub struct NodeState {
     /// and replies themselves ([`crate::cluster::wire`]); unset without a
     /// peer link.
     pub wire: std::sync::OnceLock<Arc<crate::cluster::wire::Wire>>,
+    /// The peer socket's receiving side, which a worker waiting on remote
+    /// work reads too ([`crate::cluster::intake`]); unset without a peer
+    /// link.
+    pub intake: std::sync::OnceLock<Arc<crate::cluster::intake::Intake>>,
     /// The tasks of other nodes running here ([`crate::remote::serving`]).
     pub serving: Arc<crate::remote::serving::ServingTable>,
     /// The process's claim, spent: no other runtime starts in this process.
@@ -205,6 +209,7 @@ impl NodeState {
             membership: std::sync::OnceLock::new(),
             pool_asker: std::sync::OnceLock::new(),
             wire: std::sync::OnceLock::new(),
+            intake: std::sync::OnceLock::new(),
             serving: Arc::default(),
             _claim: claim,
         })

@@ -337,6 +337,10 @@ pub struct PeerTraffic {
     /// key.
     #[serde(default)]
     pub connections_refused: u64,
+    /// Of the batch frames received, those a worker waiting on remote work
+    /// took itself, without the peer thread.
+    #[serde(default)]
+    pub batches_in_by_workers: u64,
 }
 
 /// One node of the cluster in a [`StatusReport`].

@@ -289,6 +289,22 @@ impl Membership {
         current
     }
 
+    /// As [`heard`](Self::heard), for a frame that changes nothing else:
+    /// `node` is up as `incarnation` already, and its last frame is now
+    /// `now`. `false` (and nothing changed) for any other node or
+    /// incarnation: the frame is then the peer thread's to handle
+    /// ([`super::intake`]).
+    pub fn heard_if_up(&self, node: u32, incarnation: u64, now: Instant) -> bool {
+        let mut peers = self.lock();
+        match self.peer_mut(&mut peers, node) {
+            Some(p) if p.state == PeerState::Up && p.incarnation == Some(incarnation) => {
+                p.last_heard = Some(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// `node` said it is stopping.
     pub fn goodbye(&self, node: u32, incarnation: u64) {
         let mut events = Vec::new();

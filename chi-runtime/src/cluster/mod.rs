@@ -21,7 +21,9 @@
 //!   new incarnation") that later code subscribes to;
 //! * [`peer`]: the thread that sends heartbeats, marks silent peers down,
 //!   fetches another node's status for `chi-runtime status --node N`, and
-//!   carries the batches of request and reply records ([`outbox`]);
+//!   carries the batches of request and reply records ([`outbox`]); the
+//!   workers send their own ([`wire`]) and, while they poll after remote
+//!   work, take those received ([`intake`]);
 //! * [`pools`]: pools over the cluster: the authority (lowest node id up)
 //!   picks a pool's id and placement and every node creates its share.
 //!
@@ -31,10 +33,11 @@
 //! its address, and every frame is untrusted input: a malformed, truncated, oversized or wrong-version frame
 //! is refused with a log line (rate-limited) and counted
 //! (`peer_frames_refused` in `status`); it never stops or corrupts the
-//! runtime. Frames carry no key: any process on a hostfile host can send
-//! them, and they now create pools over the cluster and run tasks on their
-//! containers (never on the admin pool or a node's own pools): the hostfile
-//! hosts must be trusted as a whole (see the README's "Trust model").
+//! runtime. Only connections presenting the cluster key get a frame in
+//! ([`zmq_peer`], `cluster.key_file`); frames then create pools over the
+//! cluster and run tasks on their containers (never on the admin pool or a
+//! node's own pools): whoever holds the key is trusted as a node (see the
+//! README's "Trust model").
 //!
 //! # Remote records
 //!
@@ -46,6 +49,7 @@
 pub mod doorbell;
 pub mod frame;
 pub mod hosts;
+pub mod intake;
 pub mod key;
 pub mod membership;
 pub mod outbox;

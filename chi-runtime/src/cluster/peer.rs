@@ -1,7 +1,9 @@
 //! The peer thread: heartbeats, failure detection, `status --node N`, and
 //! the batches of remote records.
 //!
-//! One thread per runtime owns the [`PeerTransport`]. Each turn of its loop:
+//! One thread per runtime owns the [`PeerTransport`]'s receiving side,
+//! which it shares with the worker that waits on remote work
+//! ([`super::intake`]). Each turn of its loop:
 //!
 //! 1. takes its [`Doorbell`]'s flag (work handed over after this rings
 //!    again);
@@ -23,25 +25,25 @@
 //!    send remote tasks and replies themselves ([`super::wire`]); and tells
 //!    the nodes seen (back) up since the last turn ([`PeerEvent::Up`], from
 //!    a membership listener) the pools destroyed and the pools that exist;
-//! 5. handles the frames already received (decoded by
-//!    [`Frame::decode`](super::frame::Frame::decode): a
-//!    refused frame is counted and logged, rate-limited);
-//! 6. if nothing came in and nothing was rung since step 1: within
-//!    [`PeerSettings::busy`] of the last remote task traffic (a batch of
-//!    task records or replies received, a task or a served task handed
-//!    over), yields the CPU and turns again; else sleeps in the
-//!    transport's poll — over its sockets and the doorbell's eventfd —
-//!    until the next heartbeat, or the next coarse check while something
-//!    waits on other nodes (at most [`MAX_WAIT`]).
+//! 5. handles the frames a worker left to it, then, unless a worker holds
+//!    the socket ([`Intake::peer_receives`]), the frames already received
+//!    (decoded by [`Frame::decode`](super::frame::Frame::decode): a refused
+//!    frame is counted and logged, rate-limited), each under the intake's
+//!    lock;
+//! 6. if nothing came in and nothing was rung since step 1, sleeps until
+//!    the next heartbeat, or the next coarse check while something waits on
+//!    other nodes (at most [`MAX_WAIT`]): in the transport's poll — over
+//!    its socket and the doorbell's eventfd, holding the intake's lock —
+//!    or, while a worker holds the socket, on the doorbell alone, for at
+//!    most [`STEAL_AFTER`].
 //!
 //! So a hand-over or a frame wakes the thread at once (the doorbell's
 //! protocol loses no wake-up), and an idle link wakes only for heartbeats.
-//! The busy window is the workers' after remote work (three times
-//! `idle.busy_poll`): on a link carrying tasks, the next frame (a reply, or
-//! the next request of a client that waits on each) comes within about a
-//! round trip, and a thread still polling takes it without the wake-up
-//! from the socket's poll, which a round trip would pay twice (the request
-//! on one node, the reply on the other; `docs/benchmarks.md`).
+//! On a link carrying tasks, the frames mostly go to the workers polling
+//! after remote work (the reply, or the next request of a client that
+//! waits on each, comes within about a round trip): the peer thread stays
+//! asleep, and a round trip pays no wake-up of it on either node
+//! (`docs/benchmarks.md`).
 //!
 //! Records decided while handling frames and commands go into an
 //! [`Outbox`] that is sent after each step, one batch frame per node and
@@ -63,6 +65,7 @@ use std::time::{Duration, Instant};
 
 use super::doorbell::Doorbell;
 use super::frame::{Kind, encode_status_request};
+use super::intake::{Intake, STEAL_AFTER, Watch};
 use super::membership::{Membership, PeerEvent, PeerState};
 use super::outbox::Outbox;
 use super::pools::{GlobalPools, NoPools, PoolHost, Waiter};
@@ -98,9 +101,6 @@ pub struct PeerSettings {
     pub heartbeat: Duration,
     /// Longest wait for another node's answer (`cluster.task_timeout`).
     pub task_timeout: Duration,
-    /// How long the thread keeps polling, without sleeping, after remote
-    /// task traffic (step 6 of the loop); zero: it sleeps at once.
-    pub busy: Duration,
 }
 
 /// A running peer link: the membership table and the peer thread.
@@ -109,6 +109,7 @@ pub struct Cluster {
     /// The peer thread's command channel (its gate: [`PoolAsker`]).
     hand: PoolAsker,
     wire: Arc<Wire>,
+    intake: Arc<Intake>,
     /// [`RUN`], [`STOP`] or [`VANISH`].
     stop: Arc<AtomicU8>,
     thread: Option<JoinHandle<()>>,
@@ -157,6 +158,7 @@ impl Cluster {
             transport.sender(),
             settings.task_timeout,
         ));
+        let intake = Arc::new(Intake::new(transport, host.for_workers()));
         // Nodes (back) up, told the destroyed pools by the loop.
         let joined = Arc::new(Mutex::new(Vec::new()));
         let j = joined.clone();
@@ -167,7 +169,8 @@ impl Cluster {
         });
         let mut l = PeerLoop {
             bell: bell.clone(),
-            transport,
+            intake: intake.clone(),
+            watch: Watch::default(),
             peers: membership.peers().into_iter().map(|(id, _)| id).collect(),
             membership: membership.clone(),
             settings,
@@ -181,7 +184,6 @@ impl Cluster {
             wire: wire.clone(),
             outbox: Outbox::default(),
             joined,
-            task_traffic: false,
             hellos: HashMap::new(),
             renewed: membership
                 .peers()
@@ -191,11 +193,15 @@ impl Cluster {
         };
         let thread = std::thread::Builder::new()
             .name("chi-peers".into())
-            .spawn(move || l.run())?;
+            .spawn(move || {
+                l.run();
+                l.intake.close();
+            })?;
         Ok(Cluster {
             membership,
             hand,
             wire,
+            intake,
             stop,
             thread: Some(thread),
         })
@@ -251,6 +257,12 @@ impl Cluster {
     /// themselves ([`super::wire`]).
     pub fn wire(&self) -> &Arc<Wire> {
         &self.wire
+    }
+
+    /// The peer socket's receiving side, which a worker waiting on remote
+    /// work reads too ([`super::intake`]).
+    pub fn intake(&self) -> &Arc<Intake> {
+        &self.intake
     }
 
     /// A handle that asks for pools over the cluster
@@ -310,7 +322,10 @@ struct Pending {
 }
 
 struct PeerLoop {
-    transport: Box<dyn PeerTransport>,
+    /// The transport's receiving side, shared with the workers.
+    intake: Arc<Intake>,
+    /// Whether the worker that claimed the socket still looks at it.
+    watch: Watch,
     bell: Arc<Doorbell>,
     membership: Arc<Membership>,
     peers: Vec<u32>,
@@ -328,8 +343,6 @@ struct PeerLoop {
     wire: Arc<Wire>,
     /// Nodes seen (back) up since the last turn ([`PeerEvent::Up`]).
     joined: Arc<Mutex<Vec<u32>>>,
-    /// Remote task traffic since the loop last looked (step 6).
-    task_traffic: bool,
     /// Per peer: Hellos in a row whose answer could not be sent (this
     /// node's link to it is broken; `peer/links.rs`).
     hellos: HashMap<u32, u32>,
@@ -372,8 +385,6 @@ impl PeerLoop {
         let mut next_beat = Instant::now() + self.settings.heartbeat;
         let mut next_check = Instant::now();
         let started = Instant::now();
-        // The last remote task traffic (see step 6).
-        let mut last_task: Option<Instant> = None;
         // Acquire: pairs with the Release store in `Cluster::halt`.
         while self.stop.load(Ordering::Acquire) == RUN {
             // Work handed over after this is rung again (see `doorbell`).
@@ -392,11 +403,19 @@ impl PeerLoop {
             self.take_joined();
             self.take_commands();
             self.flush_outbox();
-            // Frames already here, without sleeping.
+            // Frames already here, without sleeping: those a worker left
+            // first, then the socket's unless a worker reads it.
+            let intake = self.intake.clone();
+            let mine = intake.peer_receives(&mut self.watch, Instant::now());
             let mut got = 0;
-            let mut failing = false;
+            let mut inlet = intake.lock();
             while got < DRAIN_AT_ONCE {
-                match self.transport.recv(Duration::ZERO) {
+                let r = if mine {
+                    inlet.recv(Duration::ZERO)
+                } else {
+                    Ok(inlet.deferred())
+                };
+                match r {
                     Ok(Some(r)) => {
                         self.handle(&r.bytes, r.from);
                         got += 1;
@@ -404,25 +423,13 @@ impl PeerLoop {
                     Ok(None) => break,
                     Err(e) => {
                         self.socket_error(&e);
-                        failing = true;
                         break;
                     }
                 }
             }
-            if std::mem::take(&mut self.task_traffic) {
-                last_task = Some(Instant::now());
-            }
-            if failing {
-                // No busy window over a failing socket: the sleep below
-                // backs off.
-                last_task = None;
-            }
+            drop(inlet);
             if got > 0 {
                 self.flush_outbox();
-                continue;
-            }
-            if last_task.is_some_and(|t| t.elapsed() < self.settings.busy) {
-                std::thread::yield_now();
                 continue;
             }
             if !self.bell.prepare_sleep() {
@@ -435,19 +442,31 @@ impl PeerLoop {
             } else {
                 next_beat
             };
-            let wait = wake.saturating_duration_since(Instant::now()).min(MAX_WAIT);
-            let r = self.transport.recv(wait);
+            let mut wait = wake.saturating_duration_since(Instant::now()).min(MAX_WAIT);
+            if !mine {
+                // The doorbell alone (a worker rings it for a frame it
+                // leaves here, and when it gives the socket back), and a
+                // look at the worker's claim in a while.
+                wait = wait.min(STEAL_AFTER);
+                let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                self.bell.wait_fd(ms);
+                self.bell.woke();
+                continue;
+            }
+            // In the socket's poll, holding the intake's lock (a worker
+            // claiming the socket rings the doorbell: the poll returns).
+            let mut inlet = intake.lock();
+            let r = inlet.recv(wait);
             self.bell.woke();
             match r {
                 Ok(Some(r)) => {
                     self.handle(&r.bytes, r.from);
+                    drop(inlet);
                     self.flush_outbox();
-                    if std::mem::take(&mut self.task_traffic) {
-                        last_task = Some(Instant::now());
-                    }
                 }
                 Ok(None) => {}
                 Err(e) => {
+                    drop(inlet);
                     self.socket_error(&e);
                     // Never a busy loop, even when the socket keeps failing.
                     std::thread::sleep(Duration::from_millis(10));
@@ -505,7 +524,6 @@ impl PeerLoop {
                     request,
                     back,
                 }) => {
-                    self.task_traffic = true;
                     self.send_task(node, request, back);
                 }
                 Ok(Command::Pool { ask, reply }) => {
@@ -518,10 +536,7 @@ impl PeerLoop {
                     self.pools
                         .destroy(id, Waiter::Local(reply), &up, &mut self.outbox);
                 }
-                Ok(Command::Served(task)) => {
-                    self.task_traffic = true;
-                    served.push(task);
-                }
+                Ok(Command::Served(task)) => served.push(task),
                 Ok(Command::Failed(tasks)) => {
                     for (back, e) in tasks {
                         self.pools.host().complete(back, Err(e));

@@ -78,6 +78,12 @@ pub const CTL_DROP: MethodId = 0xC000_0004;
 /// hold" (body: the next pool id the sender would give and the specs of its
 /// pools over the cluster, as JSON; empty reply body). See `pools/sync.rs`.
 pub const CTL_HELD: MethodId = 0xC000_0005;
+/// Whether `method` is one of pool agreement's control methods (the
+/// top two bits set; module methods never use them).
+pub fn is_control(method: MethodId) -> bool {
+    method & 0xC000_0000 == 0xC000_0000
+}
+
 /// The first request id of control records (remote tasks count from 1).
 pub const CONTROL_IDS: u64 = 1 << 63;
 /// Most containers a pool over the cluster may have.

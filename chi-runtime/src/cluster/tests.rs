@@ -135,7 +135,6 @@ fn node(net: &dyn Net, id: u32, incarnation: u64) -> Cluster {
         PeerSettings {
             heartbeat: Duration::from_millis(20),
             task_timeout: Duration::from_secs(5),
-            busy: Duration::ZERO,
         },
         report,
     )
@@ -400,7 +399,6 @@ fn commands_handed_over_at_stop_are_ended_not_lost() {
         PeerSettings {
             heartbeat: Duration::from_millis(20),
             task_timeout: Duration::from_secs(5),
-            busy: Duration::ZERO,
         },
         Box::new(|| b"{}".to_vec()),
         Box::new(host),

@@ -1,9 +1,11 @@
 //! Counters of what the peer link moves, for `status` (`peer_traffic`).
 //!
-//! Only the peer thread writes them (when it hands a frame to the transport
-//! and when it decodes one); `status` reads them from the control thread.
-//! They are statistics: Relaxed, nothing is ordered by them, and a load and
-//! a store per count (one writer) instead of a locked instruction.
+//! The peer thread and the workers write them (when they hand a frame to
+//! the transport and when they decode one: the workers send their own
+//! batches and take some of the frames received, `super::intake`); `status`
+//! reads them from the control thread. They are statistics: Relaxed,
+//! nothing is ordered by them; one add per count and frame, never per
+//! task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,13 +28,14 @@ pub struct Traffic {
     tasks_in: AtomicU64,
     replies_out: AtomicU64,
     replies_in: AtomicU64,
+    batches_in_by_workers: AtomicU64,
 }
 
-/// Adds `n` to a counter only the peer thread writes.
+/// Adds `n` to a counter.
 fn add(c: &AtomicU64, n: u64) {
-    // Relaxed: a statistic with one writer; `status` reads it with no
-    // ordering against anything else.
-    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    // Relaxed: a statistic; `status` reads it with no ordering against
+    // anything else.
+    c.fetch_add(n, Ordering::Relaxed);
 }
 
 impl Traffic {
@@ -75,6 +78,12 @@ impl Traffic {
         }
     }
 
+    /// Counts a batch frame a worker took itself (also counted by
+    /// [`Traffic::received`]).
+    pub fn taken_by_worker(&self) {
+        add(&self.batches_in_by_workers, 1);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> PeerTraffic {
         // Relaxed: statistics (see `add`).
@@ -95,6 +104,7 @@ impl Traffic {
             // Not the peer thread's: the membership adds it (the
             // authenticator's counter).
             connections_refused: 0,
+            batches_in_by_workers: g(&self.batches_in_by_workers),
         }
     }
 }

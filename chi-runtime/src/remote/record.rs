@@ -124,6 +124,14 @@ impl Request {
 }
 
 impl Reply {
+    /// The answer to request `id` that node `me` could not start (`why`).
+    pub fn not_run(me: u32, id: u64, why: &str) -> Reply {
+        Reply {
+            id,
+            ..Reply::failed(format!("node {me} could not run the task: {why}"))
+        }
+    }
+
     /// A failure without outputs (the task did not run, or its replicas
     /// failed), with `message`.
     pub fn failed(message: String) -> Reply {

@@ -291,15 +291,15 @@ impl Worker {
             }
             match idle.empty_poll(self.wire_out.busy_period(busy)) {
                 Idle::Poll => {
-                    std::hint::spin_loop();
+                    self.idle_poll();
                     continue;
                 }
                 // A client may be waiting for this CPU (see `idle`).
                 Idle::Yield => {
-                    std::thread::yield_now();
+                    self.idle_yield();
                     continue;
                 }
-                Idle::Sleep => self.wire_out.slept(),
+                Idle::Sleep => self.remote_sleep(),
             }
             // Drop this worker's references to destroyed pools before sleeping, so
             // their containers go (and release what they hold) without waiting

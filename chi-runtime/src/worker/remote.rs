@@ -4,8 +4,9 @@
 //! a request record, registers it in the in-flight table it shares with the
 //! peer thread and queues it in its own batch, which it sends itself
 //! ([`crate::cluster::wire`]: when it has nothing else to do, or the batch
-//! is full or old); the peer thread completes the task when the reply comes
-//! (`remote_host.rs`). The worker forgets the task: it neither runs nor
+//! is full or old); whoever takes the reply (this worker or another polling
+//! after remote work, else the peer thread: [`crate::cluster::intake`])
+//! completes the task (`remote_host.rs`). The worker forgets the task: it neither runs nor
 //! completes it (unless the runtime stops while a broadcast is being
 //! handed over: see [`crate::remote::Bcast::fail_unsent`]). A replica for
 //! this node itself (a broadcast's) goes to the peer thread
@@ -15,6 +16,12 @@
 //!
 //! A subtask of a handler goes out the same way; its parent coroutine is
 //! woken through its worker's mailbox when the reply completes it.
+//!
+//! While it polls after remote work (its busy window, three times
+//! `idle.busy_poll`), an idle worker looks at the peer socket every
+//! `LOOK_EVERY` (16) turns of its loop, and yields the CPU after a look that
+//! found nothing: on a small machine the threads a round trip wakes (the
+//! ZeroMQ I/O threads, the client) need the CPU it polls on.
 //!
 //! A node that holds no container of the pool (fewer containers than
 //! nodes) sends through the pool's stand-in ([`crate::pool::Pool::hooks`]):
@@ -32,6 +39,10 @@ use crate::remote::codec::{Half, save};
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::Request;
 use crate::remote::{Bcast, Sent};
+
+/// Turns of an idle worker's loop between two looks at the peer socket in
+/// its busy window after remote work (a look costs a system call or two).
+const LOOK_EVERY: u64 = 16;
 
 impl Worker {
     /// Sends `task` to the node of its container, or fails it with why not.
@@ -163,6 +174,50 @@ impl Worker {
             sent_any = true;
         }
         Ok(())
+    }
+
+    /// An idle worker's empty poll: in its busy window after remote work,
+    /// every [`LOOK_EVERY`] turns of its loop it looks for the frames of
+    /// remote tasks and replies that came ([`crate::cluster::intake`]).
+    #[inline(always)]
+    pub(super) fn idle_poll(&mut self) {
+        if self.wire_out.sent_since_sleep() && self.beat.is_multiple_of(LOOK_EVERY) {
+            if !self.take_frames() {
+                std::thread::yield_now();
+            }
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// An idle worker's yield: in its busy window after remote work, it
+    /// first looks for frames (as [`idle_poll`](Self::idle_poll)), and
+    /// yields the CPU only if there were none.
+    pub(super) fn idle_yield(&mut self) {
+        if !(self.wire_out.sent_since_sleep() && self.take_frames()) {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Takes the frames of remote tasks and replies that came, if this
+    /// worker reads the peer socket now: whether there were any.
+    #[cold]
+    fn take_frames(&mut self) -> bool {
+        let (Some(intake), Some(wire)) = (self.shared.intake.get(), self.shared.wire.get()) else {
+            return false;
+        };
+        intake.take(self.stats.id, wire, &mut self.wire_out) > 0
+    }
+
+    /// The worker goes to sleep: the peer socket is the peer thread's
+    /// again.
+    pub(super) fn remote_sleep(&mut self) {
+        if self.wire_out.sent_since_sleep()
+            && let Some(intake) = self.shared.intake.get()
+        {
+            intake.release(self.stats.id);
+        }
+        self.wire_out.slept();
     }
 
     /// [`flush_wire`](Self::flush_wire) when `now` (the loop's checks,

@@ -82,7 +82,6 @@ impl PeerLoop {
             },
             Kind::TaskBatch | Kind::ReplyBatch => match decode_batch(f.kind, f.payload) {
                 Ok(records) => {
-                    self.task_traffic = true;
                     self.membership
                         .traffic()
                         .received(f.kind, bytes.len(), records.len());

@@ -104,15 +104,7 @@ impl PeerLoop {
                     && let Err(m) = self.pools.host().run(from, &q)
                 {
                     let me = self.membership.me();
-                    self.outbox.reply(
-                        from,
-                        &Reply {
-                            id: q.id,
-                            result: chi_sdk::task::code::FAILED,
-                            message: format!("node {me} could not run the task: {m}"),
-                            body: Vec::new(),
-                        },
-                    );
+                    self.outbox.reply(from, &Reply::not_run(me, q.id, &m));
                 }
             }
             (Kind::ReplyBatch, Record::Reply(p)) => {
@@ -153,12 +145,7 @@ impl PeerLoop {
         if let Err(message) = self.pools.host().run(me, &request)
             && let Some(back) = self.wire.table().tasks.take(request.id, me)
         {
-            let reply = Reply {
-                id: request.id,
-                result: chi_sdk::task::code::FAILED,
-                message: format!("node {me} could not run the task: {message}"),
-                body: Vec::new(),
-            };
+            let reply = Reply::not_run(me, request.id, &message);
             self.pools.host().complete(back, Ok(reply));
         }
     }

@@ -109,6 +109,14 @@ pub trait PoolHost: Send {
     fn complete(&self, back: Outgoing, outcome: Result<Reply, RemoteError>) {
         let _ = (back, outcome);
     }
+
+    /// A host of the same node for the workers that take remote records
+    /// themselves ([`crate::cluster::intake`]): [`run`](Self::run) and
+    /// [`complete`](Self::complete) only; `None` (the default): workers
+    /// take none and the peer thread handles every frame.
+    fn for_workers(&self) -> Option<Box<dyn PoolHost>> {
+        None
+    }
 }
 
 /// A pool host for a peer link that hosts no pools (tests of membership).

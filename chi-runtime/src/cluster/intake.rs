@@ -1,0 +1,345 @@
+//! The intake: the peer socket's receiving side, shared by the peer thread
+//! and the worker that waits on remote work, so that a frame of tasks or
+//! replies is taken by the thread that was going to run or wait for them.
+//!
+//! # Why
+//!
+//! On a small machine a remote round trip is as dear as the thread
+//! hand-overs it crosses. With the peer thread receiving every frame, a
+//! round trip crossed two more than the network needs: node 2's peer thread
+//! to the worker that runs the task, and node 1's peer thread, which
+//! completes it, before the client (`docs/benchmarks.md`). A worker that
+//! sent remote records polls for a while anyway, waiting for the reply or
+//! the next task; while it does, it takes the frames itself.
+//!
+//! # Design
+//!
+//! * **One lock for the socket.** The transport (and what workers run the
+//!   records with: the node state's [`PoolHost`]) sits in the intake's lock
+//!   ([`Inlet`]). Whoever receives holds it from reading a frame until it
+//!   has handled it, so frames are handled in the order they came, as by one
+//!   thread. ZeroMQ lets a socket move between threads when a full barrier
+//!   separates the uses, which the lock is.
+//! * **The claim: who looks.** By default the peer thread receives: it
+//!   sleeps in the transport's poll over the socket and its doorbell,
+//!   holding the lock (a worker's `try_lock` then fails and it goes on). A
+//!   worker in its busy window after remote work ([`super::wire`]) claims
+//!   the socket ([`Intake::take`]: one compare-and-swap, then a ring of the
+//!   peer thread's doorbell, so that it leaves the socket's poll) and from
+//!   then on looks for frames at each of its idle yields, without waiting
+//!   (`try_lock`, then reads that never block). Meanwhile the peer thread
+//!   sleeps on its doorbell alone. A worker going to sleep gives the claim
+//!   back ([`Intake::release`]) and rings again: the peer thread reads what
+//!   came meanwhile and goes back to the socket's poll. A worker that stops
+//!   looking without going to sleep (a long handler) loses the claim: the
+//!   peer thread, waking at least every [`STEAL_AFTER`] while a worker holds
+//!   it, takes it back when the worker's look count has not moved for that
+//!   long ([`Intake::peer_receives`]). No frame waits longer than that
+//!   unlooked at.
+//! * **What a worker handles.** Only batches of remote tasks and of their
+//!   replies from a peer that is up as the incarnation the frame names
+//!   ([`Membership::heard_if_up`]), every record of which decodes and is
+//!   not pool agreement's (control requests, replies to control ids: the
+//!   peer thread's pools own those). It runs the requests through the host
+//!   (its failures are replied from the worker's own batch) and completes
+//!   the tasks whose replies came. Any other frame, including one that is
+//!   malformed, goes to the peer thread untouched ([`Inlet::deferred`]),
+//!   with a ring: it checks, counts, logs or handles it as always, and no
+//!   worker reads past it before it has, so the order holds.
+//!
+//! A worker's look is a few system calls (ZeroMQ's mailbox check) once per
+//! yield of an idle worker in its busy window; a runtime without remote
+//! work never looks.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use super::doorbell::Doorbell;
+use super::frame::{Frame, Kind, decode_batch};
+use super::membership::Membership;
+use super::pools::{CONTROL_IDS, PoolHost, is_control};
+use super::transport::{PeerError, PeerTransport, Received};
+use super::wire::{Wire, WireBatch};
+use crate::remote::record::{Record, Reply};
+
+/// Longest a claimed socket goes unlooked at before the peer thread takes
+/// it back (see the module doc); also the longest the peer thread sleeps
+/// while a worker holds the claim.
+pub const STEAL_AFTER: Duration = Duration::from_millis(1);
+
+/// Frames a worker takes in one look.
+const TAKE_AT_ONCE: usize = 16;
+
+/// What the intake's lock holds (see the module doc).
+pub struct Inlet {
+    /// `None` once the peer thread has stopped.
+    transport: Option<Box<dyn PeerTransport>>,
+    /// Frames a worker read and left to the peer thread, in order.
+    deferred: VecDeque<Received>,
+    /// Runs and completes the records workers take; `None`: workers take
+    /// nothing.
+    host: Option<Box<dyn PoolHost>>,
+}
+
+impl std::fmt::Debug for Inlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inlet")
+            .field("open", &self.transport.is_some())
+            .field("deferred", &self.deferred.len())
+            .finish()
+    }
+}
+
+impl Inlet {
+    /// The next frame: a deferred one first, else one from the transport
+    /// within `timeout` (the transport's [`PeerTransport::recv`]).
+    pub fn recv(&mut self, timeout: Duration) -> Result<Option<Received>, PeerError> {
+        if let Some(r) = self.deferred.pop_front() {
+            return Ok(Some(r));
+        }
+        match self.transport.as_mut() {
+            Some(t) => t.recv(timeout),
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame a worker left to the peer thread.
+    pub fn deferred(&mut self) -> Option<Received> {
+        self.deferred.pop_front()
+    }
+}
+
+/// The peer thread's view of a worker's claim: who held it, its look count
+/// and since when that has not moved.
+#[derive(Debug, Default)]
+pub struct Watch {
+    claim: u32,
+    looks: u64,
+    since: Option<Instant>,
+}
+
+/// The shared receiving side (see the module doc).
+pub struct Intake {
+    inlet: Mutex<Inlet>,
+    /// 0: the peer thread receives; else the claiming worker's id + 1.
+    claim: AtomicU32,
+    /// Looks of the claiming worker (a progress count).
+    looks: AtomicU64,
+    /// The peer thread's.
+    bell: Arc<Doorbell>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            // Relaxed: a snapshot for the debug output.
+            .field("claim", &self.claim.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Intake {
+    /// The intake of `transport`; workers run and complete the records
+    /// they take with `host` (none: they take nothing).
+    pub fn new(transport: Box<dyn PeerTransport>, host: Option<Box<dyn PoolHost>>) -> Intake {
+        Intake {
+            bell: transport.doorbell(),
+            inlet: Mutex::new(Inlet {
+                transport: Some(transport),
+                deferred: VecDeque::new(),
+                host,
+            }),
+            claim: AtomicU32::new(0),
+            looks: AtomicU64::new(0),
+        }
+    }
+
+    /// The lock (the peer thread's side; a worker only tries it).
+    pub fn lock(&self) -> MutexGuard<'_, Inlet> {
+        self.inlet.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops the transport (the peer thread has stopped): its sockets
+    /// close, workers find nothing more.
+    pub fn close(&self) {
+        let t = self.lock().transport.take();
+        drop(t);
+    }
+
+    /// The peer thread, each turn: whether it receives from the socket
+    /// itself (no worker holds the claim, or the one that does stopped
+    /// looking for [`STEAL_AFTER`]: then the claim is taken back).
+    pub fn peer_receives(&self, w: &mut Watch, now: Instant) -> bool {
+        // SeqCst: pairs with the claim's changes by the workers, which ring
+        // the doorbell after them (its fences order them before the peer
+        // thread's next look).
+        let c = self.claim.load(Ordering::SeqCst);
+        if c == 0 {
+            w.since = None;
+            return true;
+        }
+        // Relaxed: a progress count, compared with itself only.
+        let looks = self.looks.load(Ordering::Relaxed);
+        match w.since {
+            Some(t) if w.claim == c && w.looks == looks => {
+                if now.saturating_duration_since(t) >= STEAL_AFTER
+                    // SeqCst: as above.
+                    && self
+                        .claim
+                        .compare_exchange(c, 0, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                {
+                    w.since = None;
+                    return true;
+                }
+                false
+            }
+            _ => {
+                *w = Watch {
+                    claim: c,
+                    looks,
+                    since: Some(now),
+                };
+                false
+            }
+        }
+    }
+
+    /// A worker (`worker`: its id) in its busy window after remote work:
+    /// claims the socket if nobody does, and takes the frames of remote
+    /// tasks and replies already here (see the module doc), queueing what
+    /// it replies at once in `out`. Returns how many frames it handled.
+    pub fn take(&self, worker: u32, wire: &Wire, out: &mut WireBatch) -> usize {
+        let me = worker + 1;
+        // Relaxed: a first look; the swap below decides.
+        let c = self.claim.load(Ordering::Relaxed);
+        if c == 0 {
+            // SeqCst: see `peer_receives`.
+            if self
+                .claim
+                .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                return 0;
+            }
+            // The peer thread leaves the socket's poll (and its lock).
+            self.bell.ring();
+        } else if c != me {
+            return 0;
+        }
+        // Relaxed: a progress count (see `peer_receives`).
+        self.looks.fetch_add(1, Ordering::Relaxed);
+        let mut inlet = match self.inlet.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return 0,
+        };
+        // SeqCst: see `peer_receives` (taken back meanwhile: stop).
+        if self.claim.load(Ordering::SeqCst) != me || !inlet.deferred.is_empty() {
+            return 0;
+        }
+        let Inlet {
+            transport: Some(transport),
+            deferred,
+            host: Some(host),
+        } = &mut *inlet
+        else {
+            return 0;
+        };
+        let mut taken = 0;
+        while taken < TAKE_AT_ONCE {
+            let Ok(Some(r)) = transport.recv(Duration::ZERO) else {
+                break;
+            };
+            match tasks_of(&r, wire.membership()) {
+                Some((from, records)) => {
+                    serve(from, records, wire, host.as_ref(), out);
+                    taken += 1;
+                }
+                None => {
+                    deferred.push_back(r);
+                    self.bell.ring();
+                    break;
+                }
+            }
+        }
+        taken
+    }
+
+    /// A worker going to sleep: gives its claim back, if it holds it, and
+    /// wakes the peer thread to receive again.
+    pub fn release(&self, worker: u32) {
+        let me = worker + 1;
+        // SeqCst: see `peer_receives`.
+        if self
+            .claim
+            .compare_exchange(me, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.bell.ring();
+        }
+    }
+}
+
+/// The sender and records of `r` if it is a frame a worker handles (see
+/// the module doc), counted as received and as a sign of life; `None`
+/// (nothing counted) for any other.
+fn tasks_of(r: &Received, m: &Membership) -> Option<(u32, Vec<Record>)> {
+    let f = Frame::decode(&r.bytes).ok()?;
+    if !matches!(f.kind, Kind::TaskBatch | Kind::ReplyBatch) {
+        return None;
+    }
+    if let Some(ip) = r.from
+        && m.address_of(f.sender) != Some(ip)
+    {
+        return None;
+    }
+    let raw = decode_batch(f.kind, f.payload).ok()?;
+    let mut records = Vec::with_capacity(raw.len());
+    for bytes in raw {
+        let rec = Record::decode(bytes).ok()?;
+        match (f.kind, &rec) {
+            (Kind::TaskBatch, Record::Request(q)) if !is_control(q.method) => {}
+            (Kind::ReplyBatch, Record::Reply(p)) if p.id < CONTROL_IDS => {}
+            _ => return None,
+        }
+        records.push(rec);
+    }
+    // Last: it counts the frame as a sign of life.
+    if !m.heard_if_up(f.sender, f.incarnation, Instant::now()) {
+        return None;
+    }
+    m.traffic().received(f.kind, r.bytes.len(), records.len());
+    m.traffic().taken_by_worker();
+    Some((f.sender, records))
+}
+
+/// Runs the requests and completes the tasks whose replies came, as the
+/// peer thread would (`peer/records.rs`).
+fn serve(from: u32, records: Vec<Record>, wire: &Wire, host: &dyn PoolHost, out: &mut WireBatch) {
+    for rec in records {
+        match rec {
+            Record::Request(q) => {
+                if let Err(why) = host.run(from, &q) {
+                    out.reply(from, &Reply::not_run(wire.me(), q.id, &why));
+                }
+            }
+            Record::Reply(p) => {
+                let back = wire.table().tasks.take(p.id, from);
+                match back {
+                    Some(back) => host.complete(back, Ok(p)),
+                    None => tracing::debug!(
+                        from,
+                        id = p.id,
+                        "a reply to no request of this node was dropped"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
