@@ -1,4 +1,4 @@
-//! The node state as the peer thread sees it ([`PoolHost`]): it creates
+//! The node state as the peer link sees it ([`PoolHost`]): it creates
 //! this node's share of the pools over the cluster, runs the tasks other
 //! nodes send, and completes the tasks this node sent when their replies
 //! come.
@@ -58,8 +58,8 @@ use crate::state::NodeState;
 use crate::worker::outcome::Outcome;
 use crate::worker::sched::{PEER_WAITER, wake_from_outside};
 
-/// The peer thread's [`PoolHost`] (see the module doc); weak: the peer
-/// thread must not keep a stopped runtime's state alive.
+/// The peer link's [`PoolHost`] (see the module doc); weak: the peer
+/// thread and the intake must not keep a stopped runtime's state alive.
 pub struct ShareHost {
     node: Weak<NodeState>,
     alloc: Allocator,

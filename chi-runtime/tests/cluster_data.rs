@@ -290,8 +290,9 @@ fn running_counts(pid: u32, prefixes: &[&str], samples: u32) -> Vec<(String, u32
 
 #[test]
 fn a_cluster_at_rest_after_remote_work_sleeps() {
-    // The peer threads and workers poll for a short window after remote
-    // work, then sleep: none keeps a CPU once the work has stopped.
+    // The workers poll for a short window after remote work (reading the
+    // peer socket meanwhile), then sleep and give the socket back to the
+    // peer threads: none keeps a CPU once the work has stopped.
     let _w = Watchdog::new("cluster_data_rest", Duration::from_secs(120));
     let setup = ClusterSetup::with_modules("cdrest", 2);
     let (nodes, clients, on_2) = two_nodes_zip(&setup);

@@ -1,10 +1,12 @@
 //! The peer thread's doorbell: how other threads wake it when they hand it
 //! work (a remote task to send, a served task that completed, a request of
-//! the control loop, a stop).
+//! the control loop, a stop, a frame a worker left it or a change of who
+//! reads the peer socket: `super::intake`).
 //!
 //! # Design
 //!
-//! The peer thread sleeps in one poll over its sockets and an eventfd. A
+//! The peer thread sleeps in one poll over its socket and an eventfd (or
+//! on the eventfd alone while a worker reads the socket). A
 //! producer queues its work (on a channel of its own), then [`rings`]: it
 //! sets the *rung* flag and, only if the thread announced that it sleeps,
 //! writes the eventfd (one system call; none while the thread is awake).
@@ -62,8 +64,11 @@ impl Doorbell {
 
     /// A producer, after queueing its work: wakes the thread if it sleeps.
     pub fn ring(&self) {
-        // Relaxed: ordered by the fence below.
-        self.rung.store(true, Ordering::Relaxed);
+        // Release: pairs with the Acquire swap in `take`: what the producer
+        // did before ringing (its queue, a change of the intake's claim) is
+        // seen by the turn that takes the flag. The fence below orders it
+        // against the load of `sleeping`.
+        self.rung.store(true, Ordering::Release);
         // SeqCst: pairs with the fence in `prepare_sleep` (a store then a
         // load on each side: one of the two loads sees the other's store).
         fence(Ordering::SeqCst);
@@ -80,8 +85,7 @@ impl Doorbell {
     /// The thread, at the start of its turn: whether anything was rung
     /// since it last looked. Work queued after this call rings again.
     pub fn take(&self) -> bool {
-        // Acquire: pairs with the store in `ring` (through the fence); the
-        // work itself is published by its own queue.
+        // Acquire: pairs with the Release store in `ring`.
         self.rung.swap(false, Ordering::Acquire)
     }
 

@@ -28,14 +28,20 @@
 //!   peer thread's doorbell, so that it leaves the socket's poll) and from
 //!   then on looks for frames at each of its idle yields, without waiting
 //!   (`try_lock`, then reads that never block). Meanwhile the peer thread
-//!   sleeps on its doorbell alone. A worker going to sleep gives the claim
-//!   back ([`Intake::release`]) and rings again: the peer thread reads what
-//!   came meanwhile and goes back to the socket's poll. A worker that stops
+//!   sleeps on its doorbell alone, waking every [`STEAL_AFTER`] to check
+//!   the claim. A worker going to sleep gives the claim back
+//!   ([`Intake::release`]) and rings again: the peer thread reads what came
+//!   meanwhile and goes back to the socket's poll. A worker that stops
 //!   looking without going to sleep (a long handler) loses the claim: the
-//!   peer thread, waking at least every [`STEAL_AFTER`] while a worker holds
-//!   it, takes it back when the worker's look count has not moved for that
-//!   long ([`Intake::peer_receives`]). No frame waits longer than that
-//!   unlooked at.
+//!   peer thread takes it back once the worker's look count has not moved
+//!   between two of its checks [`STEAL_AFTER`] apart
+//!   ([`Intake::peer_receives`]), so no frame waits unlooked at for much
+//!   more than twice that. A worker whose read fails gives the claim back
+//!   at once (the peer thread logs the error and backs off).
+//! * **Workers that take nothing.** Without a host for them (a peer link
+//!   that hosts no pools), and from the moment the peer thread leaves its
+//!   loop at stop ([`Intake::shut_workers`]: what a worker ran then could no
+//!   longer reply), no worker claims the socket.
 //! * **What a worker handles.** Only batches of remote tasks and of their
 //!   replies from a peer that is up as the incarnation the frame names
 //!   ([`Membership::heard_if_up`]), every record of which decodes and is
@@ -71,6 +77,10 @@ pub const STEAL_AFTER: Duration = Duration::from_millis(1);
 
 /// Frames a worker takes in one look.
 const TAKE_AT_ONCE: usize = 16;
+
+/// The claim's value once workers take nothing (no host for them, or the
+/// peer thread has left its loop): the peer thread receives.
+const SHUT: u32 = u32::MAX;
 
 /// What the intake's lock holds (see the module doc).
 pub struct Inlet {
@@ -145,13 +155,13 @@ impl Intake {
     /// they take with `host` (none: they take nothing).
     pub fn new(transport: Box<dyn PeerTransport>, host: Option<Box<dyn PoolHost>>) -> Intake {
         Intake {
+            claim: AtomicU32::new(if host.is_some() { 0 } else { SHUT }),
             bell: transport.doorbell(),
             inlet: Mutex::new(Inlet {
                 transport: Some(transport),
                 deferred: VecDeque::new(),
                 host,
             }),
-            claim: AtomicU32::new(0),
             looks: AtomicU64::new(0),
         }
     }
@@ -161,9 +171,21 @@ impl Intake {
         self.inlet.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The peer thread has left its loop: from now on no worker reads the
+    /// socket (one reading now finishes first). What workers would run or
+    /// complete after the wire closed would be lost: their replies no
+    /// longer leave.
+    pub fn shut_workers(&self) {
+        // SeqCst: see `peer_receives`; a worker checks the claim again
+        // under the lock, which is taken next.
+        self.claim.store(SHUT, Ordering::SeqCst);
+        drop(self.lock());
+    }
+
     /// Drops the transport (the peer thread has stopped): its sockets
     /// close, workers find nothing more.
     pub fn close(&self) {
+        self.shut_workers();
         let t = self.lock().transport.take();
         drop(t);
     }
@@ -172,11 +194,11 @@ impl Intake {
     /// itself (no worker holds the claim, or the one that does stopped
     /// looking for [`STEAL_AFTER`]: then the claim is taken back).
     pub fn peer_receives(&self, w: &mut Watch, now: Instant) -> bool {
-        // SeqCst: pairs with the claim's changes by the workers, which ring
-        // the doorbell after them (its fences order them before the peer
-        // thread's next look).
+        // SeqCst: pairs with the claim's changes by the workers, each
+        // followed by a ring of the doorbell, whose Release store of its
+        // flag the peer thread's `take` acquires before this look.
         let c = self.claim.load(Ordering::SeqCst);
-        if c == 0 {
+        if c == 0 || c == SHUT {
             w.since = None;
             return true;
         }
@@ -250,8 +272,15 @@ impl Intake {
         };
         let mut taken = 0;
         while taken < TAKE_AT_ONCE {
-            let Ok(Some(r)) = transport.recv(Duration::ZERO) else {
-                break;
+            let r = match transport.recv(Duration::ZERO) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(_) => {
+                    // The peer thread's to see, log and back off from.
+                    drop(inlet);
+                    self.release(worker);
+                    return taken;
+                }
             };
             match tasks_of(&r, wire.membership()) {
                 Some((from, records)) => {

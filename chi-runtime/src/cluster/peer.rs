@@ -38,12 +38,13 @@
 //!    most [`STEAL_AFTER`].
 //!
 //! So a hand-over or a frame wakes the thread at once (the doorbell's
-//! protocol loses no wake-up), and an idle link wakes only for heartbeats.
-//! On a link carrying tasks, the frames mostly go to the workers polling
-//! after remote work (the reply, or the next request of a client that
-//! waits on each, comes within about a round trip): the peer thread stays
-//! asleep, and a round trip pays no wake-up of it on either node
-//! (`docs/benchmarks.md`).
+//! protocol loses no wake-up; a frame while a worker reads the socket is
+//! the worker's), and an idle link wakes only for heartbeats. On a link
+//! carrying tasks, the frames mostly go to the workers polling after
+//! remote work (the reply, or the next request of a client that waits on
+//! each, comes within about a round trip): the peer thread only checks the
+//! claim every [`STEAL_AFTER`], and a round trip pays no wake-up of it on
+//! either node (`docs/benchmarks.md`).
 //!
 //! Records decided while handling frames and commands go into an
 //! [`Outbox`] that is sent after each step, one batch frame per node and
@@ -418,6 +419,9 @@ impl PeerLoop {
                 match r {
                     Ok(Some(r)) => {
                         self.handle(&r.bytes, r.from);
+                        // A node this frame brought (back) up is told the
+                        // pools before a worker may take its next frame.
+                        self.take_joined();
                         got += 1;
                     }
                     Ok(None) => break,
@@ -461,6 +465,7 @@ impl PeerLoop {
             match r {
                 Ok(Some(r)) => {
                     self.handle(&r.bytes, r.from);
+                    self.take_joined();
                     drop(inlet);
                     self.flush_outbox();
                 }
@@ -473,6 +478,8 @@ impl PeerLoop {
                 }
             }
         }
+        // What a worker took from now on could no longer be answered.
+        self.intake.shut_workers();
         // Acquire: as above.
         if self.stop.load(Ordering::Acquire) == VANISH {
             return;

@@ -175,7 +175,59 @@ for_each_backend!(
     three_nodes_meet_fail_and_rejoin,
     status_requests_round_trip_and_fail_clearly,
     garbage_is_refused_and_counted_and_the_node_keeps_going,
+    a_claim_left_unused_is_taken_back,
 );
+
+/// A host whose copy for the workers lets them claim the peer socket.
+struct ClaimHost;
+
+impl PoolHost for ClaimHost {
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
+        NoPools.create_share(spec)
+    }
+    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
+        None
+    }
+    fn free_id(&self) -> u64 {
+        NoPools.free_id()
+    }
+    fn for_workers(&self) -> Option<Box<dyn PoolHost>> {
+        Some(Box::new(NoPools))
+    }
+}
+
+/// A worker that claims the peer socket and stops looking at it (a long
+/// handler) does not stop the node hearing its peers: the peer thread takes
+/// the socket back (and, given back, reads it at once).
+fn a_claim_left_unused_is_taken_back(net: &dyn Net) {
+    let m = Arc::new(Membership::new(1, 10, &hosts(3), TIMEOUT));
+    let a = Cluster::start_with_pools(
+        net.attach(1),
+        m,
+        PeerSettings {
+            heartbeat: Duration::from_millis(20),
+            task_timeout: Duration::from_secs(5),
+        },
+        Box::new(|| b"{\"node\":1}".to_vec()),
+        Box::new(ClaimHost),
+    )
+    .unwrap();
+    let b = node(net, 2, 20);
+    wait_for("both up", || {
+        state(&a, 2) == PeerState::Up && state(&b, 1) == PeerState::Up
+    });
+    for round in 0..4 {
+        a.intake()
+            .take(7, a.wire(), &mut super::wire::WireBatch::default());
+        if round == 1 {
+            a.intake().release(7);
+        }
+        let answer = b.node_status(1, Duration::from_secs(5));
+        assert_eq!(answer.as_deref(), Ok(&b"{\"node\":1}"[..]), "round {round}");
+    }
+    assert_eq!(state(&b, 1), PeerState::Up);
+    assert_eq!(state(&a, 2), PeerState::Up);
+}
 
 fn three_nodes_meet_fail_and_rejoin(net: &dyn Net) {
     let a = node(net, 1, 10);

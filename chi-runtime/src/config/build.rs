@@ -375,7 +375,7 @@ impl Builder<'_> {
                 &busy_poll,
                 "idle.busy_poll",
                 format!(
-                    "{:?} is too long (an idle worker, and a cluster's peer thread three times as long, would spin that long); expected at most {MAX_BUSY_POLL:?}",
+                    "{:?} is too long (an idle worker would spin that long, three times as long after remote work); expected at most {MAX_BUSY_POLL:?}",
                     busy_poll.value.0
                 ),
             ));

@@ -6,7 +6,9 @@
 //! The worker saves the task's inputs once and sends one request per
 //! container (`worker/remote.rs`), each [`Sent`](super::Sent) naming its
 //! replica (its index in container order) and sharing one [`Bcast`]. The
-//! peer thread hands every replica's outcome to [`Bcast::gather`]; the last
+//! thread that takes a replica's reply (the peer thread, or a worker
+//! polling after remote work: `cluster/intake.rs`) hands its outcome to
+//! [`Bcast::gather`]; the last
 //! one yields them all, in container order:
 //!
 //! * if any replica failed (its handler, or its node down or silent), the
@@ -25,9 +27,9 @@
 //!   stand-in (a null state): the default aggregation works, a module's
 //!   own `aggregate_*` fails the task saying it needs a container.
 //!
-//! The peer thread gathers the outcomes, except those of replicas for this
-//! node that a worker could not hand over because the runtime stops: the
-//! worker gathers their failure itself ([`Bcast::fail_unsent`]), and if it
+//! Those threads gather the outcomes; a replica for this node that a
+//! worker could not hand over because the runtime stops is gathered by
+//! that worker, as a failure ([`Bcast::fail_unsent`]), and if it
 //! was the last, fails the task. The lock makes the two safe; whoever
 //! gathers the last outcome, and only they, completes the task.
 

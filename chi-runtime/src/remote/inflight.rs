@@ -17,7 +17,8 @@
 //!
 //! The table itself takes no lock: in a runtime it lives behind the lock
 //! of [`crate::cluster::wire::Wire`], where the workers insert the tasks
-//! they send and the peer thread takes them out. Deadlines are kept in a
+//! they send and whoever takes a reply (a worker polling after remote work,
+//! or the peer thread, which also expires them) takes them out. Deadlines are kept in a
 //! min-ordered set, so `expire` looks only at what is due.
 
 use std::collections::{BTreeSet, HashMap};

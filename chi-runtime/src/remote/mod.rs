@@ -25,10 +25,12 @@
 //!
 //! The worker sends a task out (`worker/remote.rs`) after entering it in
 //! the [`inflight`] table it shares with the peer thread, as a [`Sent`];
-//! the node state's host (`remote_host.rs`), on the peer thread, runs the
-//! requests of other nodes (entering them in the [`serving`] table, where
-//! the worker that completes one finds it and replies) and completes what
-//! was sent when its reply (or its error) comes.
+//! the node state's host (`remote_host.rs`), on whichever thread takes the
+//! frame (a worker polling after remote work, else the peer thread:
+//! `cluster/intake.rs`), runs the requests of other nodes (entering them in
+//! the [`serving`] table, where the worker that completes one finds it and
+//! replies) and completes what was sent when its reply comes (its error:
+//! on the peer thread, which owns the timeouts).
 
 use std::sync::Arc;
 

@@ -2,8 +2,10 @@
 //!
 //! # Design
 //!
-//! The peer thread loads a request into a task of the main segment and
-//! queues it (`remote_host.rs`), after it enters the task here by address
+//! The thread that takes a request's frame (a worker polling after remote
+//! work, or the peer thread: `cluster/intake.rs`) loads it into a task of
+//! the main segment and queues it (`remote_host.rs`), after it enters the
+//! task here by address
 //! ([`ServingTable::insert`]). The worker that completes the task finds it
 //! here by the `PEER_WAITER` of its header and turns it into its reply
 //! ([`ServingTable::finish`]: the outputs saved with the module's
@@ -13,8 +15,8 @@
 //! sent itself is answered by the peer thread instead, which holds the
 //! broadcast.
 //!
-//! The table is shared by the peer thread (inserts) and the workers
-//! (finishes): one lock, taken once per task at each end
+//! The table is shared by the thread that takes the requests (inserts) and
+//! the workers (finishes): one lock, taken once per task at each end
 //! ([`ServingTable::finish_from_other`] looks and takes under one).
 
 use std::collections::HashMap;

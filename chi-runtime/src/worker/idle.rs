@@ -12,7 +12,9 @@
 //! longer (`docs/benchmarks.md`, "The first task after idleness"). So past
 //! [`YIELD_AFTER`] of idleness the worker yields the CPU once per clock read;
 //! a sync round trip's gap between two tasks stays well within the window
-//! that polls alone, and makes no system call.
+//! that polls alone, and makes no system call. (After remote work the
+//! worker also looks at the peer socket every few polls, and yields after
+//! a look that found nothing: `worker/remote.rs`.)
 
 use std::time::{Duration, Instant};
 

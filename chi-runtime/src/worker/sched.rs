@@ -86,9 +86,9 @@ pub(crate) fn split(token: u32) -> Option<(u32, u32)> {
     (w != 0).then(|| (w - 1, token & MAX_SLOTS))
 }
 
-/// Wakes the task of `token` from a thread that is not a worker's (the
-/// peer thread completing a remote subtask): posts the wake-up to its
-/// worker's mailbox and rings it.
+/// Wakes the task of `token` from another thread than its worker's (the
+/// peer thread, or a worker that took the reply of a remote subtask,
+/// completing it): posts the wake-up to its worker's mailbox and rings it.
 pub(crate) fn wake_from_outside(workers: &[Arc<WorkerStats>], queue: &MultiLaneQueue, token: u32) {
     let Some((w, slot)) = split(token) else {
         return;
@@ -100,9 +100,10 @@ pub(crate) fn wake_from_outside(workers: &[Arc<WorkerStats>], queue: &MultiLaneQ
 }
 
 /// The waiter of a task of another node that this node runs
-/// (`remote_host.rs`): no coroutine waits for it, the peer thread does. The
-/// worker that completes it tells the peer thread
-/// ([`crate::cluster::peer::PoolAsker::served`]) instead of waking a slot.
+/// (`remote_host.rs`): no coroutine waits for it. The worker that
+/// completes it sends its reply ([`crate::cluster::wire`]), or, for a
+/// broadcast's replica of this node's own, tells the peer thread
+/// ([`crate::cluster::peer::PoolAsker::served`]), instead of waking a slot.
 /// No worker has this token: worker ids stay far below `2^12 - 2`.
 pub(crate) const PEER_WAITER: u32 = u32::MAX;
 

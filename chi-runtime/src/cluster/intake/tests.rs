@@ -135,10 +135,17 @@ impl Node {
         std::mem::take(&mut *self.done.lock().unwrap())
     }
 
-    /// The kind of the frame the peer thread gets next.
-    fn peer_gets(&self) -> Option<Kind> {
+    /// The kind and sender of the frame the peer thread gets next (`None`
+    /// for bytes that are not a frame).
+    fn peer_gets(&self) -> Option<Option<(Kind, u32)>> {
         let r = self.intake.lock().recv(Duration::ZERO).unwrap()?;
-        Some(Frame::decode(&r.bytes).map_or(Kind::Hello, |f| f.kind))
+        Some(Frame::decode(&r.bytes).ok().map(|f| (f.kind, f.sender)))
+    }
+
+    /// As [`peer_gets`](Self::peer_gets), for a frame a worker left.
+    fn left(&self) -> Option<Option<(Kind, u32)>> {
+        let r = self.intake.lock().deferred()?;
+        Some(Frame::decode(&r.bytes).ok().map(|f| (f.kind, f.sender)))
     }
 }
 
@@ -181,17 +188,25 @@ fn frames_a_worker_does_not_handle_go_to_the_peer_thread_in_order() {
     assert!(n.done().is_empty());
     // The peer thread takes the heartbeat (it owns what was left), the
     // worker the batch after it.
-    assert_eq!(n.intake.lock().deferred().map(|r| r.bytes.len()), Some(24));
+    assert_eq!(n.left(), Some(Some((Kind::Heartbeat, 2))));
+    assert_eq!(n.left(), None);
     assert_eq!(n.take(0, &mut out), 1);
     assert_eq!(n.done(), vec![Done::Ran { from: 2, id: 1 }]);
-    // Pool agreement's records, a node not up, a bad frame: all left.
+    // Pool agreement's records, a node not up, a bad frame: all left, in
+    // the order they came.
     n.batch(2, &[req(2, 10), req(3, CTL_SHARE)], &[]);
     n.batch(2, &[], &[reply(crate::cluster::pools::CONTROL_IDS + 1)]);
     n.batch(3, &[req(4, 10)], &[]);
     n.net.inject(1, b"not a frame".to_vec()).unwrap();
-    for _ in 0..4 {
+    let expected = [
+        Some((Kind::TaskBatch, 2)),
+        Some((Kind::ReplyBatch, 2)),
+        Some((Kind::TaskBatch, 3)),
+        None,
+    ];
+    for e in expected {
         assert_eq!(n.take(0, &mut out), 0);
-        assert!(n.intake.lock().deferred().is_some());
+        assert_eq!(n.left(), Some(e));
     }
     assert!(n.done().is_empty(), "no record of a frame left behind ran");
     let traffic = n.wire.membership().traffic().snapshot();
@@ -214,7 +229,7 @@ fn the_socket_goes_back_to_the_peer_thread_when_released_or_unlooked_at() {
     assert!(!n.intake.peer_receives(&mut w, t0));
     n.intake.release(3);
     assert!(n.intake.peer_receives(&mut w, t0), "released");
-    assert_eq!(n.peer_gets(), Some(Kind::TaskBatch));
+    assert_eq!(n.peer_gets(), Some(Some((Kind::TaskBatch, 2))));
     // A worker that keeps looking keeps it; one that stops loses it.
     n.take(3, &mut out);
     assert!(!n.intake.peer_receives(&mut w, t0));
@@ -230,10 +245,23 @@ fn the_socket_goes_back_to_the_peer_thread_when_released_or_unlooked_at() {
 }
 
 #[test]
-fn a_closed_intake_gives_nothing() {
+fn once_the_peer_thread_stops_workers_take_nothing() {
     let n = node();
     let mut out = WireBatch::default();
+    let mut w = Watch::default();
+    n.take(0, &mut out);
     n.batch(2, &[req(1, 10)], &[]);
+    n.intake.shut_workers();
+    assert!(n.intake.peer_receives(&mut w, Instant::now()));
+    assert_eq!(n.take(0, &mut out), 0);
+    assert!(
+        n.intake.peer_receives(&mut w, Instant::now()),
+        "not claimed"
+    );
+    assert!(n.done().is_empty());
+    assert_eq!(n.peer_gets(), Some(Some((Kind::TaskBatch, 2))));
+    // Closed: the transport is gone.
+    n.batch(2, &[req(2, 10)], &[]);
     n.intake.close();
     assert_eq!(n.take(0, &mut out), 0);
     assert_eq!(n.peer_gets(), None);
@@ -247,5 +275,9 @@ fn without_a_host_workers_take_nothing() {
     let intake = Intake::new(Box::new(one), None);
     n.batch(2, &[req(1, 10)], &[]);
     assert_eq!(intake.take(0, &n.wire, &mut WireBatch::default()), 0);
+    assert!(
+        intake.peer_receives(&mut Watch::default(), Instant::now()),
+        "the socket is never claimed"
+    );
     assert!(intake.lock().recv(Duration::ZERO).unwrap().is_some());
 }
