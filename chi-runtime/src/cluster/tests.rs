@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::frame::{Frame, Kind, encode_batch};
 use super::membership::{Membership, PeerEvent, PeerState};
 use super::peer::{Cluster, NodeStatusError, PeerSettings};
-use super::pools::{NoPools, Outgoing, PoolHost, PoolSpec};
+use super::pools::{NoPools, Outgoing, PoolHost};
 use super::transport::{InProcNet, PeerTransport};
 use super::zmq_peer::ZmqPeers;
 use crate::remote::inflight::RemoteError;
@@ -127,16 +127,28 @@ impl Net for ZmqNet {
 }
 
 fn node(net: &dyn Net, id: u32, incarnation: u64) -> Cluster {
+    hosting(net.attach(id), id, incarnation, Box::new(NoPools))
+}
+
+/// Node `id` over `transport`, with `host`; its status report is
+/// `{"node":id}`.
+fn hosting(
+    transport: Box<dyn PeerTransport>,
+    id: u32,
+    incarnation: u64,
+    host: Box<dyn PoolHost>,
+) -> Cluster {
     let m = Arc::new(Membership::new(id, incarnation, &hosts(3), TIMEOUT));
     let report = Box::new(move || format!("{{\"node\":{id}}}").into_bytes());
-    Cluster::start(
-        net.attach(id),
+    Cluster::start_with_pools(
+        transport,
         m,
         PeerSettings {
             heartbeat: Duration::from_millis(20),
             task_timeout: Duration::from_secs(5),
         },
         report,
+        host,
     )
     .unwrap()
 }
@@ -182,15 +194,6 @@ for_each_backend!(
 struct ClaimHost;
 
 impl PoolHost for ClaimHost {
-    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
-        NoPools.create_share(spec)
-    }
-    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
-        None
-    }
-    fn free_id(&self) -> u64 {
-        NoPools.free_id()
-    }
     fn for_workers(&self) -> Option<Box<dyn PoolHost>> {
         Some(Box::new(NoPools))
     }
@@ -200,18 +203,7 @@ impl PoolHost for ClaimHost {
 /// handler) does not stop the node hearing its peers: the peer thread takes
 /// the socket back (and, given back, reads it at once).
 fn a_claim_left_unused_is_taken_back(net: &dyn Net) {
-    let m = Arc::new(Membership::new(1, 10, &hosts(3), TIMEOUT));
-    let a = Cluster::start_with_pools(
-        net.attach(1),
-        m,
-        PeerSettings {
-            heartbeat: Duration::from_millis(20),
-            task_timeout: Duration::from_secs(5),
-        },
-        Box::new(|| b"{\"node\":1}".to_vec()),
-        Box::new(ClaimHost),
-    )
-    .unwrap();
+    let a = hosting(net.attach(1), 1, 10, Box::new(ClaimHost));
     let b = node(net, 2, 20);
     wait_for("both up", || {
         state(&a, 2) == PeerState::Up && state(&b, 1) == PeerState::Up
@@ -395,15 +387,6 @@ struct StopHost {
 }
 
 impl PoolHost for StopHost {
-    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
-        NoPools.create_share(spec)
-    }
-    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
-        None
-    }
-    fn free_id(&self) -> u64 {
-        NoPools.free_id()
-    }
     fn run(&self, from: u32, _req: &Request) -> Result<(), String> {
         if from == 1 {
             // SeqCst: a flag the test reads after joining the peer thread
@@ -444,18 +427,7 @@ fn commands_handed_over_at_stop_are_ended_not_lost() {
         completed: completed.clone(),
         ran_from_self: ran_from_self.clone(),
     };
-    let m = Arc::new(Membership::new(1, 10, &hosts(3), TIMEOUT));
-    let a = Cluster::start_with_pools(
-        Box::new(net.attach(1)),
-        m,
-        PeerSettings {
-            heartbeat: Duration::from_millis(20),
-            task_timeout: Duration::from_secs(5),
-        },
-        Box::new(|| b"{}".to_vec()),
-        Box::new(host),
-    )
-    .unwrap();
+    let a = hosting(Box::new(net.attach(1)), 1, 10, Box::new(host));
     let req = |id| Request {
         id,
         pool: PoolId(1 << 40),

@@ -9,7 +9,7 @@ use chi_sdk::types::{ContainerId, PoolId};
 
 use super::*;
 use crate::cluster::outbox::Outbox;
-use crate::cluster::pools::{CTL_SHARE, Outgoing, PoolSpec};
+use crate::cluster::pools::{CTL_SHARE, Outgoing};
 use crate::cluster::transport::{InProcNet, PeerTransport};
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::Request;
@@ -24,15 +24,6 @@ enum Done {
 struct Host(Arc<Mutex<Vec<Done>>>);
 
 impl PoolHost for Host {
-    fn create_share(&self, _: &PoolSpec) -> Result<(), String> {
-        Err("not here".into())
-    }
-    fn lookup(&self, _: &str) -> Option<PoolSpec> {
-        None
-    }
-    fn free_id(&self) -> u64 {
-        chi_sdk::admin::GLOBAL_POOL_BASE
-    }
     fn run(&self, from: u32, req: &Request) -> Result<(), String> {
         if req.method == 99 {
             return Err("no method 99".into());

@@ -51,19 +51,31 @@ impl PoolSpec {
 pub type PoolAnswer = Result<PoolSpec, String>;
 
 /// What creates a node's share of a pool (the node state, in a runtime).
+/// Every method has the answer of a host of no pools ([`NoPools`]) by
+/// default.
 pub trait PoolHost: Send {
     /// Creates this node's containers of `spec` and registers the pool;
     /// the same spec again is `Ok`.
-    fn create_share(&self, spec: &PoolSpec) -> Result<(), String>;
+    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
+        Err(format!(
+            "this node hosts no pools over the cluster (asked for '{}')",
+            spec.name
+        ))
+    }
 
     /// The pool over the cluster named `name` this node holds: what a node
     /// that becomes the authority knows of the pools its predecessor
     /// decided.
-    fn lookup(&self, name: &str) -> Option<PoolSpec>;
+    fn lookup(&self, name: &str) -> Option<PoolSpec> {
+        let _ = name;
+        None
+    }
 
     /// The id past every id from [`GLOBAL_POOL_BASE`](chi_sdk::admin::GLOBAL_POOL_BASE) up that a pool of
     /// this node has.
-    fn free_id(&self) -> u64;
+    fn free_id(&self) -> u64 {
+        chi_sdk::admin::GLOBAL_POOL_BASE
+    }
 
     /// Destroys this node's share of pool `id` over the cluster (its
     /// containers end once no task holds them); `Ok(false)` if this node
@@ -123,22 +135,7 @@ pub trait PoolHost: Send {
 #[derive(Debug)]
 pub struct NoPools;
 
-impl PoolHost for NoPools {
-    fn create_share(&self, spec: &PoolSpec) -> Result<(), String> {
-        Err(format!(
-            "this node hosts no pools over the cluster (asked for '{}')",
-            spec.name
-        ))
-    }
-
-    fn lookup(&self, _name: &str) -> Option<PoolSpec> {
-        None
-    }
-
-    fn free_id(&self) -> u64 {
-        chi_sdk::admin::GLOBAL_POOL_BASE
-    }
-}
+impl PoolHost for NoPools {}
 
 /// What the sender of a remote task keeps to complete it (opaque to the
 /// peer thread).
