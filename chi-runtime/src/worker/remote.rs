@@ -6,9 +6,10 @@
 //! ([`crate::cluster::wire`]: when it has nothing else to do, or the batch
 //! is full or old); whoever takes the reply (this worker or another polling
 //! after remote work, else the peer thread: [`crate::cluster::intake`])
-//! completes the task (`remote_host.rs`). The worker forgets the task: it neither runs nor
-//! completes it (unless the runtime stops while a broadcast is being
-//! handed over: see [`crate::remote::Bcast::fail_unsent`]). A replica for
+//! completes the task (`remote_host.rs`). The worker forgets the task: it
+//! neither runs nor completes it (unless the runtime stops while a
+//! broadcast is being handed over: see
+//! [`crate::remote::Bcast::fail_unsent`]). A replica for
 //! this node itself (a broadcast's) goes to the peer thread
 //! ([`crate::cluster::peer::PoolAsker::send_task`]).
 //! Methods of [`Worker`] (another `impl` block), off the fast path (only
