@@ -69,7 +69,7 @@ use super::frame::{Kind, encode_status_request};
 use super::intake::{Intake, STEAL_AFTER, Watch};
 use super::membership::{Membership, PeerEvent, PeerState};
 use super::outbox::Outbox;
-use super::pools::{GlobalPools, NoPools, PoolHost, Waiter};
+use super::pools::{GlobalPools, PoolHost, Waiter};
 use super::transport::{PeerError, PeerTransport};
 use super::wire::Wire;
 use crate::ratelimit::RateLimit;
@@ -126,19 +126,9 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// Starts the peer thread over `transport`; `report` makes this node's
-    /// status report (JSON) for peers that ask. It hosts no pools over the
-    /// cluster ([`Cluster::start_with_pools`] does).
-    pub fn start(
-        transport: Box<dyn PeerTransport>,
-        membership: Arc<Membership>,
-        settings: PeerSettings,
-        report: Box<dyn Fn() -> Vec<u8> + Send>,
-    ) -> std::io::Result<Cluster> {
-        Cluster::start_with_pools(transport, membership, settings, report, Box::new(NoPools))
-    }
-
-    /// As [`Cluster::start`], with `host` creating this node's share of the
-    /// pools over the cluster ([`super::pools`]).
+    /// status report (JSON) for peers that ask, `host` creates this node's
+    /// share of the pools over the cluster ([`super::pools`]; [`super::pools::NoPools`]
+    /// for a peer link that hosts none).
     pub fn start_with_pools(
         transport: Box<dyn PeerTransport>,
         membership: Arc<Membership>,
