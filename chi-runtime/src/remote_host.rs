@@ -5,10 +5,11 @@
 //!
 //! # Design
 //!
-//! Running a request: only for a pool over the cluster (peer frames carry
-//! no key; the admin pool and a node's own pools never run tasks of other
-//! nodes). The container named by the record (a container of this node, by
-//! global id) loads the body into a fresh task of the main
+//! Running a request: only for a pool over the cluster (the admin pool
+//! and a node's own pools never run tasks of other nodes: the cluster key
+//! admits a peer to the cluster's pools, not to this node's
+//! administration). The container named by the record (a container of
+//! this node, by global id) loads the body into a fresh task of the main
 //! segment ([`codec::load_in`]); the task becomes the runtime's own (client
 //! 0, no waiter, not fire-and-forget whatever it was on its node, its query
 //! the container's global id) and is pushed on a lane of the process queue,
@@ -162,8 +163,8 @@ impl PoolHost for ShareHost {
             .get(req.pool)
             .ok_or_else(|| format!("no {} on node {me}", req.pool))?;
         if pool.placement.is_none() {
-            // Peer frames carry no key: only pools over the cluster take
-            // tasks from other nodes (never the admin pool or a local one).
+            // Only pools over the cluster take tasks from other nodes (see
+            // the module doc): never the admin pool or a local one.
             return Err(format!(
                 "{} is not a pool over the cluster; node {me} runs tasks of other nodes only \
                  for those",

@@ -25,7 +25,9 @@ use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
 use chi_sdk::client::Client;
 use chi_sdk::types::{DomainQuery, PoolId};
 use chimaera_kv_runtime::KvClient;
-use chimaera_mod_name_runtime::{EchoTask, FanOutTask, TARGET_MOD_NAME_SPREAD};
+use chimaera_mod_name_runtime::{
+    CreateParams, EchoTask, FanOutTask, MUTEX_COUNT, ModNameClient, TARGET_MOD_NAME_SPREAD,
+};
 use support::cluster::{ClusterSetup, TASK_TIMEOUT, echo, locate};
 use support::{Watchdog, assert_no_process_left, wait_until};
 
@@ -135,6 +137,40 @@ fn pools_over_three_nodes() {
         "no frame was taken by a worker: {:?} / {:?}",
         setup.status(1).peer_traffic,
         setup.status(2).peer_traffic
+    );
+    // A worker kept busy (a task that yields its coroutine 50 000 times
+    // on node 1: a turn of the worker's loop each) still takes the reply of
+    // a remote task it sent, while it holds the peer socket from its busy
+    // window: it looks every few hundred turns (`worker/remote.rs`), where
+    // without that look the reply would wait for the peer thread to take
+    // the socket back. The remote echo must come back while the busy task
+    // still runs, taken by a worker; a machine that put the worker to sleep
+    // between the two (the claim goes) needs another try.
+    let busy_pool =
+        ModNameClient::create(&clients[0], "busy", &CreateParams::default()).expect("a local pool");
+    let busy_look = (0..50u64).any(|v| {
+        let before = taken(1);
+        // The worker claims the socket waiting for this one's reply.
+        assert_eq!(echo(&clients[0], id, DomainQuery::global_id(1), v), Ok(v));
+        let busy = busy_pool
+            .async_co_mutex_test(&clients[0], MUTEX_COUNT, 50_000, 0)
+            .expect("CoMutexTest");
+        let remote = clients[0]
+            .submit(
+                EchoTask::new(id, DomainQuery::global_id(1), v),
+                chi_sdk::queue::Priority::LowLatency,
+            )
+            .expect("submit");
+        assert_eq!(remote.wait_with(|t| t.reply).expect("remote echo"), v);
+        let during = !busy.is_complete();
+        busy.wait().expect("CoMutexTest");
+        // Both replies taken by the worker.
+        during && taken(1) >= before + 2
+    });
+    assert!(
+        busy_look,
+        "no reply was taken by a busy worker: {:?}",
+        setup.status(1).peer_traffic
     );
     assert_eq!(echo(&clients[0], id, DomainQuery::global_id(3), 7), Ok(7));
     assert_eq!(echo(&clients[2], id, DomainQuery::global_id(2), 8), Ok(8));

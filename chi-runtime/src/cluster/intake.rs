@@ -26,8 +26,10 @@
 //!   worker in its busy window after remote work ([`super::wire`]) claims
 //!   the socket ([`Intake::take`]: one compare-and-swap, then a ring of the
 //!   peer thread's doorbell, so that it leaves the socket's poll) and from
-//!   then on looks for frames at each of its idle yields, without waiting
-//!   (`try_lock`, then reads that never block). Meanwhile the peer thread
+//!   then on looks for frames without waiting (`try_lock`, then reads that
+//!   never block): every few turns of its loop while idle, and, while it
+//!   has work, every few hundred turns ([`Intake::take_held`]: a busy
+//!   worker looks only while it holds the claim). Meanwhile the peer thread
 //!   sleeps on its doorbell alone, waking every [`STEAL_AFTER`] to check
 //!   the claim. A worker going to sleep gives the claim back
 //!   ([`Intake::release`]) and rings again: the peer thread reads what came
@@ -53,9 +55,10 @@
 //!   with a ring: it checks, counts, logs or handles it as always, and no
 //!   worker reads past it before it has, so the order holds.
 //!
-//! A worker's look is a few system calls (ZeroMQ's mailbox check) once per
-//! yield of an idle worker in its busy window; a runtime without remote
-//! work never looks.
+//! A worker's look is a few system calls (ZeroMQ's mailbox check): every
+//! few turns of an idle worker's loop in its busy window, every few hundred
+//! of a busy one holding the claim; a runtime without remote work never
+//! looks.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -234,10 +237,23 @@ impl Intake {
     /// tasks and replies already here (see the module doc), queueing what
     /// it replies at once in `out`. Returns how many frames it handled.
     pub fn take(&self, worker: u32, wire: &Wire, out: &mut WireBatch) -> usize {
+        self.take_as(worker, wire, out, true)
+    }
+
+    /// As [`take`](Self::take) for a worker between tasks: it looks only if
+    /// it holds the claim already, and claims nothing. A busy worker looks
+    /// seldom; were it to claim, the peer thread would take the socket back
+    /// after [`STEAL_AFTER`] without a look, and the two would take turns
+    /// at a cost of up to that much to each frame.
+    pub fn take_held(&self, worker: u32, wire: &Wire, out: &mut WireBatch) -> usize {
+        self.take_as(worker, wire, out, false)
+    }
+
+    fn take_as(&self, worker: u32, wire: &Wire, out: &mut WireBatch, claim: bool) -> usize {
         let me = worker + 1;
         // Relaxed: a first look; the swap below decides.
         let c = self.claim.load(Ordering::Relaxed);
-        if c == 0 {
+        if c == 0 && claim {
             // SeqCst: see `peer_receives`.
             if self
                 .claim

@@ -168,9 +168,7 @@ const SUBTASK_SOFT_LIVE: u64 = 32;
 /// Loop iterations between two looks for lanes held up by unpublished cells
 /// while the worker is busy (an idle worker looks before it sleeps).
 const STALL_CHECK_EVERY: u64 = 4096;
-
-/// Rate limits of the worker's warnings about refused words and failures.
-static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
+const _: () = assert!(STALL_CHECK_EVERY.is_multiple_of(remote::BUSY_LOOK_EVERY));
 
 impl Worker {
     /// A worker consuming `consumer`'s lanes.
@@ -240,9 +238,13 @@ impl Worker {
                 self.stalls = CellStalls::new(self.consumer.lanes().len());
             }
             // A lane held up by a cell a dead client claimed must be noticed
-            // even while other lanes and suspended tasks keep the worker busy.
-            if self.beat.is_multiple_of(STALL_CHECK_EVERY) {
-                self.check_stalled_cells();
+            // even while other lanes and suspended tasks keep the worker
+            // busy; so must the frames of remote work ([`remote`]).
+            if self.beat.is_multiple_of(remote::BUSY_LOOK_EVERY) {
+                self.busy_look();
+                if self.beat.is_multiple_of(STALL_CHECK_EVERY) {
+                    self.check_stalled_cells();
+                }
             }
             self.collect_wakes();
             // A busy worker's remote records wait a bounded time ([`remote`]).
@@ -332,16 +334,7 @@ impl Worker {
             Ok(v) => v,
             Err(Invalid::Refuse(why)) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = REFUSED_LOG.allow() {
-                    tracing::warn!(
-                        worker = self.stats.id,
-                        word = format_args!("{:#018x}", ptr.to_bits()),
-                        suppressed,
-                        "dropped a word from a lane that is not a live task ({why}); a client \
-                         pushed a stale or garbage pointer"
-                    );
-                }
-                return;
+                return validate::log_refused(self.stats.id, ptr, &why);
             }
             Err(Invalid::Fail {
                 task,

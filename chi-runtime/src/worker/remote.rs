@@ -22,7 +22,9 @@
 //! `idle.busy_poll`), an idle worker looks at the peer socket every
 //! `LOOK_EVERY` (16) turns of its loop, and yields the CPU after a look that
 //! found nothing: on a small machine the threads a round trip wakes (the
-//! ZeroMQ I/O threads, the client) need the CPU it polls on.
+//! ZeroMQ I/O threads, the client) need the CPU it polls on. Once it holds
+//! the socket's claim it looks every `BUSY_LOOK_EVERY` (256) turns while it
+//! has work too, until it sleeps.
 //!
 //! A node that holds no container of the pool (fewer containers than
 //! nodes) sends through the pool's stand-in ([`crate::pool::Pool::hooks`]):
@@ -44,6 +46,11 @@ use crate::remote::{Bcast, Sent};
 /// Turns of an idle worker's loop between two looks at the peer socket in
 /// its busy window after remote work (a look costs a system call or two).
 const LOOK_EVERY: u64 = 16;
+
+/// Turns of a busy worker's loop between two looks at the peer socket while
+/// it holds the claim (a power of two dividing the loop's
+/// `STALL_CHECK_EVERY`, so the two checks share one test of the turn count).
+pub(super) const BUSY_LOOK_EVERY: u64 = 256;
 
 impl Worker {
     /// Sends `task` to the node of its container, or fails it with why not.
@@ -197,6 +204,21 @@ impl Worker {
     pub(super) fn idle_yield(&mut self) {
         if !(self.wire_out.sent_since_sleep() && self.take_frames()) {
             std::thread::yield_now();
+        }
+    }
+
+    /// A worker with work, every [`BUSY_LOOK_EVERY`] turns: if it holds
+    /// the peer socket's claim from its busy window, it looks for frames,
+    /// so that remote tasks and replies do not wait for it to run dry, or
+    /// for the peer thread to take the socket back
+    /// ([`crate::cluster::intake::STEAL_AFTER`]).
+    #[cold]
+    pub(super) fn busy_look(&mut self) {
+        if !self.wire_out.sent_since_sleep() {
+            return;
+        }
+        if let (Some(intake), Some(wire)) = (self.shared.intake.get(), self.shared.wire.get()) {
+            intake.take_held(self.stats.id, wire, &mut self.wire_out);
         }
     }
 

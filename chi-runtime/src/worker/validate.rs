@@ -101,6 +101,23 @@ pub fn validate_task(
     Ok((task, generation))
 }
 
+/// Rate limit of the workers' warnings about refused words.
+static REFUSED_LOG: crate::ratelimit::RateLimit = crate::ratelimit::RateLimit::per_second();
+
+/// Warns (rate limited) that worker `worker` dropped `word` for `why`.
+#[cold]
+pub fn log_refused(worker: u32, word: ShmPtr, why: &str) {
+    if let Some(suppressed) = REFUSED_LOG.allow() {
+        tracing::warn!(
+            worker,
+            word = format_args!("{:#018x}", word.to_bits()),
+            suppressed,
+            "dropped a word from a lane that is not a live task ({why}); a client pushed a \
+             stale or garbage pointer"
+        );
+    }
+}
+
 /// The refusal of a word, built off the task path (the checks above stay small
 /// enough to inline into the worker's loop).
 #[cold]

@@ -272,3 +272,29 @@ fn without_a_host_workers_take_nothing() {
     );
     assert!(intake.lock().recv(Duration::ZERO).unwrap().is_some());
 }
+
+#[test]
+fn a_busy_worker_looks_only_while_it_holds_the_claim() {
+    let n = node();
+    let mut out = WireBatch::default();
+    let mut w = Watch::default();
+    n.batch(2, &[req(1, 10)], &[]);
+    assert_eq!(n.intake.take_held(0, &n.wire, &mut out), 0);
+    assert!(
+        n.intake.peer_receives(&mut w, Instant::now()),
+        "a busy look claims nothing"
+    );
+    assert!(n.done().is_empty());
+    assert_eq!(n.take(0, &mut out), 1, "an idle look claims");
+    n.batch(2, &[req(2, 10)], &[]);
+    assert_eq!(n.intake.take_held(0, &n.wire, &mut out), 1);
+    n.batch(2, &[req(3, 10)], &[]);
+    assert_eq!(n.intake.take_held(1, &n.wire, &mut out), 0, "not its claim");
+    assert_eq!(
+        n.done(),
+        vec![Done::Ran { from: 2, id: 1 }, Done::Ran { from: 2, id: 2 }]
+    );
+    n.intake.release(0);
+    assert!(n.intake.peer_receives(&mut w, Instant::now()));
+    assert_eq!(n.peer_gets(), Some(Some((Kind::TaskBatch, 2))));
+}
