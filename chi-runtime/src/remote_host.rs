@@ -186,6 +186,18 @@ impl PoolHost for ShareHost {
             .map_err(|e| e.to_string())?;
         // SAFETY: a fresh task of ours, not yet queued.
         let h = unsafe { &mut *task };
+        if h.flags & flags::PERIODIC != 0 {
+            // It would run until cancelled, and nothing cancels it from
+            // another node: its sender would wait for a reply that never
+            // comes (the sending node refuses these; another might not).
+            // SAFETY: our task, never queued, of the container's module.
+            unsafe { serving::free(task, &c, &self.alloc, &node.ipc.main) };
+            return Err(format!(
+                "a periodic task runs only on the node it is submitted to; submit it to node \
+                 {me}, which holds container {}",
+                req.container.0
+            ));
+        }
         h.pool_id = req.pool;
         h.method = req.method;
         h.flags &= !flags::FIRE_AND_FORGET;
@@ -277,14 +289,16 @@ impl PoolHost for ShareHost {
             Ok(reply) => {
                 // SAFETY: our task (generation checked), which nobody runs:
                 // the worker handed it over when it sent it.
-                match unsafe { codec::load_out(&sent.container, task, &reply.body) } {
+                let loaded = unsafe { codec::load_out(&sent.container, task, &reply.body) };
+                // The load stored the message in the header too (before any
+                // failure of the outputs' load); the completion writes its
+                // own (and frees it when nobody reads it), so the loaded
+                // copy goes, whether the rest loaded or not.
+                // SAFETY: our task, as above; its error field is empty (as
+                // sent) or the string the load just allocated.
+                let _ = unsafe { (*task).error.free(&self.alloc) };
+                match loaded {
                     Ok(()) => {
-                        // The load stored the message in the header too; the
-                        // completion writes it (and frees it when nobody
-                        // reads it), so the loaded copy goes.
-                        // SAFETY: our task, as above; its error field is the
-                        // string the load just allocated.
-                        let _ = unsafe { (*task).error.free(&self.alloc) };
                         // SAFETY: our task, as above.
                         match unsafe { self.combine(&node, &sent, task, &others) } {
                             Ok(()) => (reply.result, Some(reply.message)),

@@ -179,6 +179,22 @@ fn pools_over_three_nodes() {
     assert_eq!(echo(&clients[0], id, DomainQuery::global_id(1), 11), Ok(11));
     let e = echo(&clients[0], id, DomainQuery::global_id(5), 1).unwrap_err();
     assert!(e.contains("has 5 container"), "{e}");
+    // A periodic task for a container on another node fails at once: it
+    // would run there until cancelled, and nothing cancels it from here.
+    let e = clients[0]
+        .submit_periodic(
+            EchoTask::new(id, DomainQuery::global_id(1), 1),
+            Duration::from_millis(10),
+            chi_sdk::queue::Priority::LowLatency,
+        )
+        .expect("submit")
+        .wait_with(|t| t.reply)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("periodic task runs only on the node") && e.contains("node 2"),
+        "{e}"
+    );
 
     // GetOrCreatePool of one name from nodes 2 and 3 at once: one pool.
     let ids: Vec<PoolId> = std::thread::scope(|s| {

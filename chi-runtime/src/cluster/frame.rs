@@ -36,8 +36,9 @@
 //! * [`Kind::StatusRequest`] / [`Kind::StatusReply`]: `status --node N`; the
 //!   payload is a request id (u64), then for the reply the sender's status
 //!   report as JSON.
-//! * [`Kind::TaskBatch`] / [`Kind::ReplyBatch`]: reserved for remote tasks:
-//!   many opaque records to one node in one frame, `u32 count` then
+//! * [`Kind::TaskBatch`] / [`Kind::ReplyBatch`]: remote tasks and their
+//!   replies, and pool agreement's control requests and replies: many
+//!   opaque records to one node in one frame, `u32 count` then
 //!   `(u32 length, bytes)` per record ([`encode_batch`], [`decode_batch`]).
 
 /// The first four bytes of every frame.
@@ -67,9 +68,9 @@ pub enum Kind {
     StatusRequest = 4,
     /// The status report asked for (payload: request id, JSON report).
     StatusReply = 5,
-    /// Reserved for remote tasks: records of tasks to run on the receiver.
+    /// Records of tasks to run on the receiver (and control requests).
     TaskBatch = 6,
-    /// Reserved for remote tasks: records of completed tasks.
+    /// Records of completed tasks (and control replies).
     ReplyBatch = 7,
 }
 

@@ -11,8 +11,9 @@
 //!
 //! Every runtime has an incarnation: its start time in microseconds since the
 //! Unix epoch, carried in every frame it sends. A restarted node has a larger
-//! one. A frame of an older incarnation than the one known is stale and
-//! ignored; a larger one while the peer is up means it restarted between two
+//! one. A frame of an older incarnation than the one known is stale: it
+//! is no sign of life ([`Membership::heard`] says so), and its records are
+//! dropped (`peer/frames.rs`); a larger one while the peer is up means it restarted between two
 //! heartbeats: the old incarnation goes down and the new one comes up. (This
 //! assumes a node's clock does not step back by more than its restart takes:
 //! a restarted runtime whose clock did would be ignored as stale until the
@@ -22,9 +23,10 @@
 //!
 //! Every transition is a [`PeerEvent`] handed to the listeners registered with
 //! [`Membership::subscribe`], after the table's lock is released, on the
-//! thread that noticed it (the peer thread). This is the hook later code (the
-//! remote tasks) uses to fail what it sent to a node that went down, and to
-//! learn that a node came back as a new incarnation.
+//! thread that noticed it (the peer thread). The peer thread's listener
+//! fails the remote tasks sent to a node that went down (or restarted: the
+//! new run never heard of them) and tells a node that came back the pools
+//! (`peer/records.rs`, `take_joined`).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -23,6 +23,8 @@ pub const MAX_RECORD: usize = MAX_PAYLOAD - 8;
 pub struct Outbox {
     requests: BTreeMap<u32, Vec<Vec<u8>>>,
     replies: BTreeMap<u32, Vec<Vec<u8>>>,
+    /// The records' encoded bytes.
+    bytes: usize,
 }
 
 impl Outbox {
@@ -30,6 +32,7 @@ impl Outbox {
     pub fn request(&mut self, to: u32, r: &Request) {
         let mut v = Vec::new();
         r.encode(&mut v);
+        self.bytes += v.len();
         self.requests.entry(to).or_default().push(v);
     }
 
@@ -37,7 +40,15 @@ impl Outbox {
     pub fn reply(&mut self, to: u32, r: &Reply) {
         let mut v = Vec::new();
         r.encode(&mut v);
+        self.bytes += v.len();
         self.replies.entry(to).or_default().push(v);
+    }
+
+    /// The encoded bytes of the records queued (what the peer thread
+    /// bounds between two drains: a frame of many small requests that fail
+    /// queues a reply each).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Nothing queued.
@@ -49,6 +60,7 @@ impl Outbox {
     /// per node and kind unless a batch would be too large (then split; a
     /// single record too large for any frame is dropped with a log line).
     pub fn drain(&mut self) -> Vec<(u32, Kind, Vec<u8>)> {
+        self.bytes = 0;
         let mut out = Vec::new();
         for (kind, map) in [
             (Kind::TaskBatch, &mut self.requests),
@@ -117,8 +129,10 @@ mod tests {
                 body: vec![1, 2],
             },
         );
+        assert!(o.bytes() > 5 * 10);
         let frames = o.drain();
         assert!(o.is_empty());
+        assert_eq!(o.bytes(), 0);
         assert_eq!(frames.len(), 3, "{frames:?}");
         let (to, kind, payload) = &frames[0];
         assert_eq!((*to, *kind), (2, Kind::TaskBatch));

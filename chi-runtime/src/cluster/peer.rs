@@ -73,6 +73,7 @@ use super::pools::{GlobalPools, PoolHost, Waiter};
 use super::transport::{PeerError, PeerTransport};
 use super::wire::Wire;
 use crate::ratelimit::RateLimit;
+use crate::remote::inflight::first_id;
 
 /// The peer thread runs ([`Cluster::stop`] word).
 const RUN: u8 = 0;
@@ -91,6 +92,11 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(5);
 
 /// Frames handled in a row before the loop looks at its commands again.
 const DRAIN_AT_ONCE: usize = 64;
+
+/// Bytes of records the outbox holds at most while the loop handles frames
+/// in a row (the replies a flood of failing requests queues are sent as
+/// they pile up, not held by the million).
+const FLUSH_AT: usize = 1 << 20;
 
 static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
 static SOCKET_ERROR: RateLimit = RateLimit::new(Duration::from_secs(10));
@@ -150,13 +156,17 @@ impl Cluster {
             settings.task_timeout,
         ));
         let intake = Arc::new(Intake::new(transport, host.for_workers()));
-        // Nodes (back) up, told the destroyed pools by the loop.
+        // Nodes (back) up, told the destroyed pools by the loop, and nodes
+        // gone down, whose remote tasks it fails: a restart seen in one
+        // frame (down and up at once) is never down at a coarse check.
         let joined = Arc::new(Mutex::new(Vec::new()));
         let j = joined.clone();
         membership.subscribe(move |e| {
-            if let PeerEvent::Up { node, .. } = e {
-                j.lock().unwrap_or_else(|e| e.into_inner()).push(*node);
-            }
+            let change = match e {
+                PeerEvent::Up { node, .. } => (*node, true),
+                PeerEvent::Down { node, .. } => (*node, false),
+            };
+            j.lock().unwrap_or_else(|e| e.into_inner()).push(change);
         });
         let mut l = PeerLoop {
             bell: bell.clone(),
@@ -169,9 +179,14 @@ impl Cluster {
             commands: rx,
             open: hand.open.clone(),
             pending: HashMap::new(),
-            next_request: 1,
+            next_request: first_id(membership.incarnation()),
             stop: stop.clone(),
-            pools: GlobalPools::new(membership.me(), settings.task_timeout, host),
+            pools: GlobalPools::new(
+                membership.me(),
+                membership.incarnation(),
+                settings.task_timeout,
+                host,
+            ),
             wire: wire.clone(),
             outbox: Outbox::default(),
             joined,
@@ -332,8 +347,9 @@ struct PeerLoop {
     outbox: Outbox,
     /// The in-flight table and the sending half, shared with the workers.
     wire: Arc<Wire>,
-    /// Nodes seen (back) up since the last turn ([`PeerEvent::Up`]).
-    joined: Arc<Mutex<Vec<u32>>>,
+    /// Nodes seen (back) up (`true`, [`PeerEvent::Up`]) or down since the
+    /// last turn, in order.
+    joined: Arc<Mutex<Vec<(u32, bool)>>>,
     /// Per peer: Hellos in a row whose answer could not be sent (this
     /// node's link to it is broken; `peer/links.rs`).
     hellos: HashMap<u32, u32>,
@@ -413,6 +429,9 @@ impl PeerLoop {
                         // pools before a worker may take its next frame.
                         self.take_joined();
                         got += 1;
+                        if self.outbox.bytes() >= FLUSH_AT {
+                            self.flush_outbox();
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {

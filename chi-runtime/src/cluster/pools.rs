@@ -45,10 +45,12 @@
 //! creation ([`CTL_DESTROY`]); see `pools/life.rs` for destruction, the rollback,
 //! and what a node that (re)joins is told of the pools destroyed meanwhile.
 //!
-//! Control request ids start at [`CONTROL_IDS`] (2^63): the ids of remote
-//! tasks ([`crate::remote::inflight`], from 1 up) travel in the same
-//! batches and their replies come back the same way, so the two ranges
-//! never meet.
+//! Control request ids are at or above [`CONTROL_IDS`] (2^63): the ids of
+//! remote tasks ([`crate::remote::inflight`], below 2^62) travel in the
+//! same batches and their replies come back the same way, so the two ranges
+//! never meet. Like those, they start at the run's own
+//! [`first_id`] past it, so a reply to a run before a restart matches
+//! nothing of this one.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::SyncSender;
@@ -59,6 +61,7 @@ use chi_sdk::types::{ContainerId, MethodId, NodeId, PoolId};
 
 use super::outbox::Outbox;
 use crate::placement::Placement;
+use crate::remote::inflight::first_id;
 use crate::remote::record::{Reply, Request};
 
 /// Method of a request record to the authority: "create (or get) this pool
@@ -84,10 +87,9 @@ pub fn is_control(method: MethodId) -> bool {
     method & 0xC000_0000 == 0xC000_0000
 }
 
-/// The first request id of control records (remote tasks count from 1).
+/// The first request id of control records (those of remote tasks are
+/// below 2^62: [`crate::remote::inflight::first_id`]).
 pub const CONTROL_IDS: u64 = 1 << 63;
-/// Most containers a pool over the cluster may have.
-pub const MAX_CONTAINERS: u32 = 1 << 16;
 
 /// Result code of a control reply that failed.
 const FAILED: i32 = chi_sdk::task::code::CREATE_FAILED;
@@ -231,13 +233,18 @@ fn control(id: u64, method: MethodId, body: Vec<u8>) -> Request {
 
 impl GlobalPools {
     /// The agreement state of node `me`; asks fail after `timeout`.
-    pub fn new(me: u32, timeout: Duration, host: Box<dyn PoolHost>) -> GlobalPools {
+    pub fn new(
+        me: u32,
+        incarnation: u64,
+        timeout: Duration,
+        host: Box<dyn PoolHost>,
+    ) -> GlobalPools {
         GlobalPools {
             me,
             timeout,
             host,
             next_pool: GLOBAL_POOL_BASE,
-            next_request: CONTROL_IDS,
+            next_request: CONTROL_IDS + first_id(incarnation),
             ready: HashMap::new(),
             creating: HashMap::new(),
             shares: HashMap::new(),
@@ -357,8 +364,8 @@ impl GlobalPools {
             Err(e) => return answer(waiter, Err(e.to_string()), out),
         };
         self.next_pool = self.next_id();
-        if self.next_pool == u64::MAX {
-            // Only a peer's corrupt count gets here (ids are not reused).
+        if self.next_pool >= GLOBAL_POOL_END {
+            // 2^48 − 2^32 pools made (ids are not reused).
             let m = "the cluster's pool ids are used up; restart the cluster".to_owned();
             return answer(waiter, Err(m), out);
         }
@@ -562,7 +569,9 @@ mod ids;
 mod life;
 mod sync;
 
-pub use host::{NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, PoolSpec};
+pub use host::{
+    GLOBAL_POOL_END, MAX_CONTAINERS, NoPools, Outgoing, PoolAnswer, PoolAsk, PoolHost, PoolSpec,
+};
 use ids::IdRanges;
 #[cfg(test)]
 mod tests;

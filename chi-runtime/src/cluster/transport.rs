@@ -8,8 +8,9 @@
 //! A transport moves opaque bytes: it neither decodes nor trusts them
 //! ([`super::frame`] does). It never blocks a sender: a frame for a node that
 //! is unreachable, or whose queue is full, is dropped with an error (a
-//! heartbeat is worth nothing late; remote tasks will learn of failures from
-//! the membership, not from the transport).
+//! heartbeat is worth nothing late; the remote tasks of a batch that could
+//! not be queued fail at once, naming the node, and those sent fail when
+//! the membership sees their node down, or at their timeout).
 //!
 //! Its receive also wakes for the peer thread's [`Doorbell`], so the
 //! thread sleeps in one wait for frames and for the work other threads

@@ -54,7 +54,7 @@ use super::outbox::Outbox;
 use super::pools::Outgoing;
 use super::transport::{PeerError, PeerSend};
 use crate::ratelimit::RateLimit;
-use crate::remote::inflight::{InFlight, RemoteError};
+use crate::remote::inflight::{InFlight, RemoteError, first_id};
 use crate::remote::record::{Record, Reply, Request};
 
 /// Replies that could not be sent (their senders' tasks time out).
@@ -94,11 +94,12 @@ impl Wire {
         sender: Arc<dyn PeerSend>,
         task_timeout: Duration,
     ) -> Wire {
+        let first = first_id(membership.incarnation());
         Wire {
             membership,
             sender,
             table: Mutex::new(Table {
-                tasks: InFlight::new(task_timeout),
+                tasks: InFlight::new(task_timeout, first),
                 closed: false,
             }),
             open: RwLock::new(true),

@@ -53,8 +53,10 @@ const ZAP_DOMAIN: &str = "chimaera-cluster";
 
 /// Frames queued per peer before sends to it fail.
 const SEND_HWM: i32 = 1000;
-/// Frames queued on the receive side before ZeroMQ stops reading.
-const RECV_HWM: i32 = 10_000;
+/// Frames queued on the receive side before ZeroMQ stops reading (per
+/// connection: what a peer can make this node hold unread is this many
+/// frames of at most [`MAX_FRAME`] bytes).
+const RECV_HWM: i32 = 1000;
 
 static REFUSED_ADDR: RateLimit = RateLimit::new(Duration::from_secs(10));
 static REFUSED_SHAPE: RateLimit = RateLimit::new(Duration::from_secs(10));

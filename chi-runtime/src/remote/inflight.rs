@@ -10,10 +10,17 @@
 //! complete it (`T`: the task's pointer and generation, in a runtime; any
 //! value in tests). A reply takes its entry out ([`InFlight::take`]) only if
 //! it comes from the node the request went to, so a node cannot complete
-//! another node's task. [`InFlight::expire`] (every turn of the peer
-//! thread) and [`InFlight::node_down`] (on `PeerEvent::Down`) take out what
-//! can no longer be answered, each with a [`RemoteError`] naming the node:
+//! another node's task. [`InFlight::expire`] (at the peer thread's coarse
+//! checks, every few milliseconds) and [`InFlight::node_down`] (when the
+//! peer thread sees a node go down or restart, and at those checks for
+//! every node down) take out what can no longer be answered, each with a [`RemoteError`] naming the node:
 //! a remote task fails, it never hangs.
+//!
+//! Request ids are this run's own: they start at [`first_id`] of the
+//! runtime's incarnation, so a late reply to a task an earlier run of this
+//! node sent (it crashed and restarted within a task's time) finds no
+//! entry here and is dropped, rather than completing a task of this run
+//! that happens to carry the same id with another task's outputs.
 //!
 //! The table itself takes no lock: in a runtime it lives behind the lock
 //! of [`crate::cluster::wire::Wire`], where the workers insert the tasks
@@ -72,6 +79,17 @@ pub enum RemoteError {
     },
 }
 
+/// The first request id of a run whose incarnation is `incarnation` (µs
+/// since the epoch at its start, larger for each run of a node): that times
+/// 2 048, kept below 2^62. Two runs of a node share ids only if the earlier
+/// one sent more than 2 048 requests per microsecond of its life (or in
+/// 2041, when the product first wraps past 2^62); ids stay below the 2^63
+/// where pool agreement's start
+/// ([`crate::cluster::pools::CONTROL_IDS`]), which adds this to them too.
+pub fn first_id(incarnation: u64) -> u64 {
+    (incarnation.wrapping_mul(2048) & ((1 << 62) - 1)).max(1)
+}
+
 struct Entry<T> {
     node: u32,
     deadline: Instant,
@@ -98,11 +116,12 @@ impl<T> std::fmt::Debug for InFlight<T> {
 }
 
 impl<T> InFlight<T> {
-    /// An empty table whose tasks fail after `timeout`.
-    pub fn new(timeout: Duration) -> InFlight<T> {
+    /// An empty table whose tasks fail after `timeout`, and whose first
+    /// request id is `first` ([`first_id`]).
+    pub fn new(timeout: Duration, first: u64) -> InFlight<T> {
         InFlight {
             timeout,
-            next: 1,
+            next: first,
             by_id: HashMap::new(),
             due: BTreeSet::new(),
         }
@@ -215,9 +234,21 @@ mod tests {
     const T: Duration = Duration::from_secs(2);
 
     #[test]
+    fn each_run_of_a_node_numbers_its_requests_from_its_own_start() {
+        // 2026 and one microsecond later: 2 048 ids apart, under 2^62.
+        let inc = 1_796_000_000_000_000;
+        assert_eq!(first_id(inc + 1) - first_id(inc), 2048);
+        assert!(first_id(inc) < 1 << 62);
+        assert!(first_id(u64::MAX) < 1 << 62);
+        assert_eq!(first_id(0), 1);
+        let mut t = InFlight::new(T, first_id(inc));
+        assert_eq!(t.insert(2, "a", Instant::now()), first_id(inc));
+    }
+
+    #[test]
     fn a_reply_takes_its_task_only_from_the_node_it_went_to() {
         let now = Instant::now();
-        let mut t = InFlight::new(T);
+        let mut t = InFlight::new(T, 1);
         let a = t.insert(2, "a", now);
         let b = t.insert(3, "b", now);
         assert_ne!(a, b);
@@ -233,7 +264,7 @@ mod tests {
     #[test]
     fn tasks_past_their_deadline_fail_with_a_timeout_naming_the_node() {
         let now = Instant::now();
-        let mut t = InFlight::new(T);
+        let mut t = InFlight::new(T, 1);
         t.insert(2, 1, now);
         t.insert(3, 2, now + Duration::from_secs(1));
         assert!(t.expire(now + Duration::from_millis(1999)).is_empty());
@@ -261,7 +292,7 @@ mod tests {
     #[test]
     fn a_node_going_down_fails_its_tasks_only() {
         let now = Instant::now();
-        let mut t = InFlight::new(T);
+        let mut t = InFlight::new(T, 1);
         let ids: Vec<u64> = (0..6).map(|i| t.insert(2 + i % 2, i, now)).collect();
         let mut down: Vec<u32> = t
             .node_down(3)
@@ -284,7 +315,7 @@ mod tests {
     #[test]
     fn a_task_failed_at_once_comes_back_with_its_error_at_the_next_look() {
         let now = Instant::now();
-        let mut t = InFlight::new(T);
+        let mut t = InFlight::new(T, 1);
         let sent = t.insert(2, 'x', now);
         t.insert_failed(3, 'y', RemoteError::NotHeard { node: 3 }, now);
         t.insert_failed(4, 'z', RemoteError::NotHeard { node: 4 }, now);
@@ -304,7 +335,7 @@ mod tests {
     #[test]
     fn drain_fails_everything() {
         let now = Instant::now();
-        let mut t = InFlight::new(T);
+        let mut t = InFlight::new(T, 1);
         t.insert(2, 'x', now);
         t.insert(3, 'y', now);
         let all = t.drain();

@@ -148,13 +148,25 @@ impl Reply {
         out.push(KIND_REPLY);
         out.extend_from_slice(&self.id.to_le_bytes());
         out.extend_from_slice(&self.result.to_le_bytes());
-        put_bytes(out, self.message.as_bytes());
+        put_bytes(out, self.sent_message().as_bytes());
         put_bytes(out, &self.body);
     }
 
     /// How many bytes [`encode`](Self::encode) appends.
     pub fn encoded_len(&self) -> usize {
-        1 + 8 + size_of_val(&self.result) + 4 + self.message.len() + 4 + self.body.len()
+        1 + 8 + size_of_val(&self.result) + 4 + self.sent_message().len() + 4 + self.body.len()
+    }
+
+    /// The message as it is sent: cut to [`MAX_MESSAGE`] bytes at a
+    /// character's boundary (a receiver refuses a longer one, and the whole
+    /// reply with it: its task would fail by timeout, its error lost).
+    fn sent_message(&self) -> &str {
+        let m = self.message.as_str();
+        let mut end = m.len().min(MAX_MESSAGE);
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        &m[..end]
     }
 }
 
@@ -263,6 +275,27 @@ mod tests {
             assert_eq!(len, buf.len(), "encoded_len of {rec:?}");
             assert_eq!(Record::decode(&buf).unwrap(), rec);
         }
+    }
+
+    #[test]
+    fn a_reply_with_a_long_message_goes_with_the_message_cut() {
+        // 3-byte characters: the cut falls inside one and moves back.
+        let long = "✗".repeat(MAX_MESSAGE);
+        let reply = Reply {
+            id: 1,
+            result: -1,
+            message: long.clone(),
+            body: vec![1, 2],
+        };
+        let mut buf = Vec::new();
+        reply.encode(&mut buf);
+        assert_eq!(reply.encoded_len(), buf.len());
+        let Record::Reply(got) = Record::decode(&buf).unwrap() else {
+            panic!("not a reply");
+        };
+        assert!(long.starts_with(&got.message));
+        assert!(got.message.len() <= MAX_MESSAGE && got.message.len() > MAX_MESSAGE - 3);
+        assert_eq!((got.id, got.result, got.body), (1, -1, vec![1, 2]));
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub const CLOCK_EVERY: u32 = 128;
 /// clock reads.
 pub const YIELD_AFTER: Duration = Duration::from_micros(5);
 
+/// Turns of a busy worker's loop between two looks at the peer socket while
+/// it holds its claim from its busy window (`worker/remote.rs`); a power of
+/// two dividing the loop's `STALL_CHECK_EVERY`, so the two checks share one
+/// test of the turn count.
+pub const BUSY_LOOK_EVERY: u64 = 256;
+
 /// What an idle worker does after an empty poll.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Idle {

@@ -168,7 +168,7 @@ const SUBTASK_SOFT_LIVE: u64 = 32;
 /// Loop iterations between two looks for lanes held up by unpublished cells
 /// while the worker is busy (an idle worker looks before it sleeps).
 const STALL_CHECK_EVERY: u64 = 4096;
-const _: () = assert!(STALL_CHECK_EVERY.is_multiple_of(remote::BUSY_LOOK_EVERY));
+const _: () = assert!(STALL_CHECK_EVERY.is_multiple_of(idle::BUSY_LOOK_EVERY));
 
 impl Worker {
     /// A worker consuming `consumer`'s lanes.
@@ -240,7 +240,7 @@ impl Worker {
             // A lane held up by a cell a dead client claimed must be noticed
             // even while other lanes and suspended tasks keep the worker
             // busy; so must the frames of remote work ([`remote`]).
-            if self.beat.is_multiple_of(remote::BUSY_LOOK_EVERY) {
+            if self.beat.is_multiple_of(idle::BUSY_LOOK_EVERY) {
                 self.busy_look();
                 if self.beat.is_multiple_of(STALL_CHECK_EVERY) {
                     self.check_stalled_cells();

@@ -30,7 +30,7 @@
 //! nodes) sends through the pool's stand-in ([`crate::pool::Pool::hooks`]):
 //! the module's hooks with a null container state.
 
-use chi_sdk::task::{TaskHeader, code};
+use chi_sdk::task::{TaskHeader, code, flags};
 
 use super::Worker;
 use crate::placement::Target;
@@ -46,11 +46,6 @@ use crate::remote::{Bcast, Sent};
 /// Turns of an idle worker's loop between two looks at the peer socket in
 /// its busy window after remote work (a look costs a system call or two).
 const LOOK_EVERY: u64 = 16;
-
-/// Turns of a busy worker's loop between two looks at the peer socket while
-/// it holds the claim (a power of two dividing the loop's
-/// `STALL_CHECK_EVERY`, so the two checks share one test of the turn count).
-pub(super) const BUSY_LOOK_EVERY: u64 = 256;
 
 impl Worker {
     /// Sends `task` to the node of its container, or fails it with why not.
@@ -85,6 +80,14 @@ impl Worker {
             }
         };
         let to = targets[0];
+        if h.flags & flags::PERIODIC != 0 {
+            return Err(format!(
+                "a periodic task runs only on the node it is submitted to, and container {} of \
+                 {} is on node {}: submit it to that node (CHI_ADDR), or to a container of this \
+                 one",
+                to.container.0, pool.id, to.node.0
+            ));
+        }
         let container = pool.hooks().cloned().ok_or_else(|| {
             format!(
                 "{} has neither a container nor its module on node {}; submit the task to \
@@ -108,12 +111,15 @@ impl Worker {
             container: container.clone(),
             bcast: bcast.clone().map(|b| (b, i)),
         };
+        // Read now: once registered, the task may be completed (the node
+        // went down, the runtime stops) and freed by its client at any time.
+        let (method, task_flags) = (h.method, h.flags);
         let request_to = |to: &crate::placement::Located, id: u64| Request {
             id,
             pool: pool.id,
             container: to.container,
-            method: h.method,
-            flags: h.flags,
+            method,
+            flags: task_flags,
             body: body.clone(),
         };
         let size = Request::HEADER_LEN + body.len();
@@ -207,7 +213,7 @@ impl Worker {
         }
     }
 
-    /// A worker with work, every [`BUSY_LOOK_EVERY`] turns: if it holds
+    /// A worker with work, every [`BUSY_LOOK_EVERY`](super::idle::BUSY_LOOK_EVERY) turns: if it holds
     /// the peer socket's claim from its busy window, it looks for frames,
     /// so that remote tasks and replies do not wait for it to run dry, or
     /// for the peer thread to take the socket back

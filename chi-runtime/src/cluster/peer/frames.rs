@@ -85,10 +85,22 @@ impl PeerLoop {
                     self.membership
                         .traffic()
                         .received(f.kind, bytes.len(), records.len());
-                    self.membership.heard(from, inc, Instant::now());
+                    if !self.membership.heard(from, inc, Instant::now()) {
+                        // A frame of an earlier run of the node that
+                        // crossed its restart: what that run asked is
+                        // waited for no more, and what this node sent it
+                        // failed at the restart (`take_joined`).
+                        tracing::debug!(
+                            from,
+                            incarnation = inc,
+                            "dropped a batch of an earlier run of the node"
+                        );
+                        return;
+                    }
                     // A node this frame brought (back) up is told what this
                     // one holds, and counted unsynced, before its records
-                    // (maybe what it holds) are taken.
+                    // (maybe what it holds) are taken; what was sent to a
+                    // run of it that went down fails first.
                     self.take_joined();
                     for r in records {
                         self.record(from, f.kind, r);

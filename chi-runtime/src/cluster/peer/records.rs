@@ -42,14 +42,24 @@ impl PeerLoop {
         self.pools.unheard(&unheard);
     }
 
-    /// Tells the nodes seen (back) up since the last call the pools
-    /// ([`GlobalPools::joined`]).
+    /// Fails the remote tasks sent to nodes seen down since the last call
+    /// (a restart too: the new run never heard of them), and tells the
+    /// nodes seen (back) up the pools ([`GlobalPools::joined`]), in the
+    /// order it happened.
     pub(super) fn take_joined(&mut self) {
         let joined = std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
-        if !joined.is_empty() {
-            let up = self.up();
-            for node in joined {
+        if joined.is_empty() {
+            return;
+        }
+        let up = self.up();
+        for (node, is_up) in joined {
+            if is_up {
                 self.pools.joined(node, &up, &mut self.outbox);
+                continue;
+            }
+            let failed = self.wire.table().tasks.node_down(node);
+            for (back, e) in failed {
+                self.pools.host().complete(back, Err(e));
             }
         }
     }
@@ -90,8 +100,10 @@ impl PeerLoop {
     }
 
     /// One record of a batch from node `from`: pool agreement's control
-    /// requests and replies ([`crate::cluster::pools`]); anything else (remote tasks)
-    /// is answered with an error, or dropped if a reply.
+    /// requests and replies ([`crate::cluster::pools`]); a remote task runs
+    /// through the host (or is answered with why not), and a reply
+    /// completes the task this node sent (or is dropped if it answers none
+    /// of them).
     pub(super) fn record(&mut self, from: u32, kind: Kind, bytes: &[u8]) {
         let rec = match Record::decode(bytes) {
             Ok(r) => r,

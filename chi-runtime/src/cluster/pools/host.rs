@@ -3,11 +3,19 @@
 //! state's `ShareHost`, in a runtime), and [`NoPools`], the host of a peer
 //! link without pools.
 
+use chi_sdk::admin::GLOBAL_POOL_BASE;
 use chi_sdk::types::NodeId;
 
 use crate::placement::Placement;
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Reply, Request};
+
+/// Most containers a pool over the cluster may have.
+pub const MAX_CONTAINERS: u32 = 1 << 16;
+/// The end of the ids of pools over the cluster (they start at
+/// [`GLOBAL_POOL_BASE`]): 2^48 − 2^32 pools, and no node's count past it
+/// is taken in.
+pub const GLOBAL_POOL_END: u64 = 1 << 48;
 
 /// What a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +48,34 @@ pub struct PoolSpec {
 }
 
 impl PoolSpec {
+    /// Whether a spec from another node is one this node takes in: an id
+    /// of the cluster's range, 1 to [`MAX_CONTAINERS`] containers, each
+    /// on a node (≥ 1). What fails says which field is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if !(GLOBAL_POOL_BASE..GLOBAL_POOL_END).contains(&self.id) {
+            return Err(format!(
+                "pool '{}' has id {}, outside the ids of pools over the cluster ({GLOBAL_POOL_BASE} \
+                 to {GLOBAL_POOL_END})",
+                self.name, self.id
+            ));
+        }
+        let n = self.nodes.len();
+        if n == 0 || n > MAX_CONTAINERS as usize {
+            return Err(format!(
+                "pool '{}' ({}) has {n} containers; a pool over the cluster has 1 to \
+                 {MAX_CONTAINERS}",
+                self.name, self.id
+            ));
+        }
+        if self.nodes.contains(&0) {
+            return Err(format!(
+                "pool '{}' ({}) places a container on node 0; nodes count from 1",
+                self.name, self.id
+            ));
+        }
+        Ok(())
+    }
+
     /// Its placement.
     pub fn placement(&self) -> Result<Placement, String> {
         Placement::from_nodes(self.nodes.iter().map(|&n| NodeId(n)).collect())

@@ -18,7 +18,10 @@
 
 use std::collections::BTreeMap;
 
+use chi_sdk::admin::GLOBAL_POOL_BASE;
 use serde::{Deserialize, Serialize};
+
+use super::host::GLOBAL_POOL_END;
 
 /// An element of a [`CTL_DROP`](super::CTL_DROP) body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,13 +34,23 @@ pub enum Span {
 }
 
 impl Span {
-    /// The first and last id, or why not.
+    /// The first and last id, or why not (ids of pools over the cluster
+    /// only: a peer's range past them would use up the ids for good).
     pub fn bounds(self) -> Result<(u64, u64), String> {
-        match self {
-            Span::One(id) => Ok((id, id)),
-            Span::Range(lo, hi) if lo <= hi => Ok((lo, hi)),
-            Span::Range(lo, hi) => Err(format!("the range [{lo}, {hi}] ends before it starts")),
+        let (lo, hi) = match self {
+            Span::One(id) => (id, id),
+            Span::Range(lo, hi) if lo <= hi => (lo, hi),
+            Span::Range(lo, hi) => {
+                return Err(format!("the range [{lo}, {hi}] ends before it starts"));
+            }
+        };
+        if lo < GLOBAL_POOL_BASE || hi >= GLOBAL_POOL_END {
+            return Err(format!(
+                "the range [{lo}, {hi}] is not within the ids of pools over the cluster \
+                 ({GLOBAL_POOL_BASE} to {GLOBAL_POOL_END})"
+            ));
         }
+        Ok((lo, hi))
     }
 }
 
@@ -166,9 +179,17 @@ mod tests {
     fn the_wire_form_takes_ids_and_ranges_and_refuses_backward_ones() {
         let spans: Vec<Span> = serde_json::from_str("[3,[5,9],[7,7]]").unwrap();
         assert_eq!(spans, [Span::One(3), Span::Range(5, 9), Span::Range(7, 7)]);
-        assert_eq!(spans[1].bounds(), Ok((5, 9)));
-        let e = Span::Range(9, 5).bounds().unwrap_err();
-        assert!(e.contains("[9, 5]"), "{e}");
+        let b = GLOBAL_POOL_BASE;
+        assert_eq!(Span::Range(b + 5, b + 9).bounds(), Ok((b + 5, b + 9)));
+        assert_eq!(Span::One(b).bounds(), Ok((b, b)));
+        let e = Span::Range(b + 9, b + 5).bounds().unwrap_err();
+        assert!(e.contains(&format!("[{}, {}]", b + 9, b + 5)), "{e}");
+        // Outside the ids of pools over the cluster: a local id, or one
+        // that would use the ids up.
+        for s in [spans[1], Span::One(b - 1), Span::Range(b, GLOBAL_POOL_END)] {
+            let e = s.bounds().unwrap_err();
+            assert!(e.contains("not within the ids"), "{e}");
+        }
         assert!(serde_json::from_str::<Vec<Span>>("[[1,2,3]]").is_err());
         assert!(serde_json::from_str::<Vec<Span>>("[-1]").is_err());
         assert_eq!(

@@ -208,6 +208,7 @@ impl GlobalPools {
 
     /// Creates this node's share of `spec`, unless the pool is destroyed.
     pub(super) fn share(&mut self, spec: &PoolSpec) -> Result<(), String> {
+        spec.check()?;
         if self.destroyed.contains(spec.id) {
             return Err(format!(
                 "pool '{}' ({}) of the cluster was destroyed meanwhile",

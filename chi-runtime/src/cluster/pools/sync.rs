@@ -35,7 +35,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CTL_HELD, Deferred, FAILED, GlobalPools, Outbox, PoolAsk, PoolSpec, Waiter, answer};
+use super::{
+    CTL_HELD, Deferred, FAILED, GLOBAL_POOL_END, GlobalPools, Outbox, PoolAsk, PoolSpec, Waiter,
+    answer,
+};
 use crate::remote::record::{Reply, Request};
 
 /// The body of a [`CTL_HELD`] notice.
@@ -96,7 +99,15 @@ impl GlobalPools {
                 );
             }
         }
-        self.next_pool = self.next_pool.max(held.next);
+        if held.next > GLOBAL_POOL_END {
+            tracing::warn!(
+                node = from,
+                next = held.next,
+                "a node's next pool id is past the ids of pools over the cluster; not taken in"
+            );
+        } else {
+            self.next_pool = self.next_pool.max(held.next);
+        }
         self.synced.insert(from);
         Ok(())
     }

@@ -71,6 +71,7 @@ impl PoolHost for Host {
 fn node(me: u32, shares: &Shares, refuse: bool) -> GlobalPools {
     GlobalPools::new(
         me,
+        0,
         Duration::from_secs(5),
         Box::new(Host {
             me,
@@ -411,20 +412,6 @@ fn malformed_control_bodies_get_an_error_reply() {
 }
 
 #[test]
-fn ids_at_the_end_of_the_range_from_a_peer_never_overflow() {
-    let shares = Shares::default();
-    let (mut n, mut outs) = cluster(2, &shares, None);
-    let up = [1, 2];
-    let mut out = Outbox::default();
-    let held = format!(r#"{{"next":{},"pools":[]}}"#, u64::MAX);
-    assert!(n[0].on_request(2, &control(9, CTL_HELD, held.into_bytes()), &up, &mut out));
-    let drop = format!("[{}]", u64::MAX);
-    assert!(n[0].on_request(2, &control(10, CTL_DROP, drop.into_bytes()), &up, &mut out));
-    let e = ask_pumped(&mut n, &mut outs, 0, ask("p", false), &up).unwrap_err();
-    assert!(e.contains("pool ids are used up"), "{e}");
-}
-
-#[test]
 fn a_new_authority_knows_the_pools_decided_before_it() {
     let shares = Shares::default();
     let (mut n, mut outs) = cluster(3, &shares, None);
@@ -594,3 +581,5 @@ fn an_authority_is_synced_by_the_reply_to_its_own_notice() {
 }
 
 mod ids;
+
+mod peer_input;
