@@ -33,7 +33,7 @@ use chi_sdk::shm::ShmString;
 use chi_sdk::task::{Failure, code};
 use chi_sdk::types::PoolId;
 
-use crate::cluster::pools::{MAX_CONTAINERS, PoolAnswer, PoolAsk, PoolSpec};
+use crate::cluster::pools::{GLOBAL_POOL_END, MAX_CONTAINERS, PoolAnswer, PoolAsk, PoolSpec};
 use crate::module::Builtin;
 use crate::state::NodeState;
 
@@ -86,6 +86,9 @@ pub(crate) fn alone(node: &NodeState, ask: PoolAsk) -> Result<PoolId, String> {
         ));
     }
     let id = node.pools.free_cluster_id();
+    if id.0 >= GLOBAL_POOL_END {
+        return Err("the cluster's pool ids are used up; restart the cluster".to_owned());
+    }
     let spec = PoolSpec {
         id: id.0,
         module: ask.module,

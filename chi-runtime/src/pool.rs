@@ -432,18 +432,22 @@ impl PoolManager {
         }))
     }
 
-    /// The id past every id from [`chi_sdk::admin::GLOBAL_POOL_BASE`] up
-    /// that a pool of this node has (a runtime without peers numbers its
-    /// pools over the cluster itself; a node that becomes the authority
-    /// numbers past what it holds). Past, not the lowest free: the id of a
-    /// destroyed pool is never given again.
+    /// The id past every id of the range of pools over the cluster
+    /// ([`chi_sdk::admin::GLOBAL_POOL_BASE`] to
+    /// [`GLOBAL_POOL_END`](crate::cluster::pools::GLOBAL_POOL_END)) that a
+    /// pool of this node has (a runtime without peers numbers its pools over
+    /// the cluster itself; a node that becomes the authority numbers past
+    /// what it holds; a local pool a client gave an id past the range is no
+    /// pool over the cluster's to avoid). Past, not the lowest free: the id
+    /// of a destroyed pool is never given again.
     pub fn free_cluster_id(&self) -> PoolId {
         let t = self.tables.read().unwrap_or_else(|e| e.into_inner());
         let base = chi_sdk::admin::GLOBAL_POOL_BASE;
+        let end = crate::cluster::pools::GLOBAL_POOL_END;
         let past = t
             .by_id
             .keys()
-            .filter(|id| id.0 >= base)
+            .filter(|id| (base..end).contains(&id.0))
             .map(|id| id.0.saturating_add(1))
             .max();
         PoolId(past.unwrap_or(base))

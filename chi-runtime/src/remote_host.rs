@@ -44,7 +44,7 @@
 
 use std::sync::{Arc, Weak};
 
-use chi_sdk::shm::{Allocator, ShmPtr};
+use chi_sdk::shm::{Allocator, ShmPtr, ShmString};
 use chi_sdk::task::{TaskHeader, code, flags, next_generation, task_word};
 use chi_sdk::types::{DomainQuery, PoolId};
 
@@ -186,7 +186,7 @@ impl PoolHost for ShareHost {
             .map_err(|e| e.to_string())?;
         // SAFETY: a fresh task of ours, not yet queued.
         let h = unsafe { &mut *task };
-        if h.flags & flags::PERIODIC != 0 {
+        if crate::worker::periodic::periodic_of(task).is_some() {
             // It would run until cancelled, and nothing cancels it from
             // another node: its sender would wait for a reply that never
             // comes (the sending node refuses these; another might not).
@@ -287,15 +287,21 @@ impl PoolHost for ShareHost {
                 (reply.result, Some(reply.message))
             }
             Ok(reply) => {
+                // What the client left in the error field is not ours to
+                // free, nor a buffer to load the reply's message into: the
+                // load starts from an empty one.
                 // SAFETY: our task (generation checked), which nobody runs:
-                // the worker handed it over when it sent it.
+                // the worker handed it over when it sent it; the field is
+                // plain data.
+                unsafe { std::ptr::addr_of_mut!((*task).error).write(ShmString::new()) };
+                // SAFETY: as above.
                 let loaded = unsafe { codec::load_out(&sent.container, task, &reply.body) };
                 // The load stored the message in the header too (before any
                 // failure of the outputs' load); the completion writes its
                 // own (and frees it when nobody reads it), so the loaded
                 // copy goes, whether the rest loaded or not.
-                // SAFETY: our task, as above; its error field is empty (as
-                // sent) or the string the load just allocated.
+                // SAFETY: our task, as above; its error field is empty or
+                // the string the load just allocated.
                 let _ = unsafe { (*task).error.free(&self.alloc) };
                 match loaded {
                     Ok(()) => {

@@ -29,7 +29,8 @@
 //!   then on looks for frames without waiting (`try_lock`, then reads that
 //!   never block): every few turns of its loop while idle, and, while it
 //!   has work, every few hundred turns ([`Intake::take_held`]: a busy
-//!   worker looks only while it holds the claim). Meanwhile the peer thread
+//!   worker looks only while it holds the claim, and gives it back when its
+//!   looks come far apart or find a backlog). Meanwhile the peer thread
 //!   sleeps on its doorbell alone, waking every [`STEAL_AFTER`] to check
 //!   the claim. A worker going to sleep gives the claim back
 //!   ([`Intake::release`]) and rings again: the peer thread reads what came
@@ -48,7 +49,9 @@
 //!   replies from a peer that is up as the incarnation the frame names
 //!   ([`Membership::heard_if_up`]), every record of which decodes and is
 //!   not pool agreement's (control requests, replies to control ids: the
-//!   peer thread's pools own those). It runs the requests through the host
+//!   peer thread's pools own those), and that holds at most 256 records
+//!   (the replies to a flood of requests that fail are the peer thread's to
+//!   send as they pile up). It runs the requests through the host
 //!   (its failures are replied from the worker's own batch) and completes
 //!   the tasks whose replies came. Any other frame, including one that is
 //!   malformed, goes to the peer thread untouched ([`Inlet::deferred`]),
@@ -79,7 +82,12 @@ use crate::remote::record::{Record, Reply};
 pub const STEAL_AFTER: Duration = Duration::from_millis(1);
 
 /// Frames a worker takes in one look.
-const TAKE_AT_ONCE: usize = 16;
+pub const TAKE_AT_ONCE: usize = 16;
+
+/// Records a frame a worker takes holds at most; a larger batch (a flood,
+/// or a peer thread's batch of a burst) is the peer thread's, which sends
+/// the replies it queues as they pile up.
+const WORKER_RECORDS: usize = 256;
 
 /// The claim's value once workers take nothing (no host for them, or the
 /// peer thread has left its loop): the peer thread receives.
@@ -342,6 +350,9 @@ fn tasks_of(r: &Received, m: &Membership) -> Option<(u32, Vec<Record>)> {
         return None;
     }
     let raw = decode_batch(f.kind, f.payload).ok()?;
+    if raw.len() > WORKER_RECORDS {
+        return None;
+    }
     let mut records = Vec::with_capacity(raw.len());
     for bytes in raw {
         let rec = Record::decode(bytes).ok()?;

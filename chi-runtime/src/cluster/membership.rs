@@ -253,6 +253,20 @@ impl Membership {
         Some((p.state, p.last_heard.map(|t| t.elapsed())))
     }
 
+    /// The run (incarnation) `node` is up as; else its state (`None`: not
+    /// a peer), read under one lock with it.
+    pub fn up_as(&self, node: u32) -> Result<u64, Option<PeerState>> {
+        let peers = self.lock();
+        let p = node
+            .checked_sub(1)
+            .and_then(|i| peers.get(i as usize))
+            .ok_or(None)?;
+        match (p.state, p.incarnation) {
+            (PeerState::Up, Some(run)) => Ok(run),
+            (state, _) => Err(Some(state)),
+        }
+    }
+
     /// A frame from `node` of `incarnation` arrived at `now`. Returns whether
     /// it is current (false: a stale incarnation, or not a peer).
     pub fn heard(&self, node: u32, incarnation: u64, now: Instant) -> bool {

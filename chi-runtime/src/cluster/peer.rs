@@ -93,9 +93,9 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(5);
 /// Frames handled in a row before the loop looks at its commands again.
 const DRAIN_AT_ONCE: usize = 64;
 
-/// Bytes of records the outbox holds at most while the loop handles frames
-/// in a row (the replies a flood of failing requests queues are sent as
-/// they pile up, not held by the million).
+/// Bytes of records the outbox holds at most while the loop handles the
+/// records of frames (the replies a flood of failing requests queues are
+/// sent as they pile up, not held by the million: `peer/frames.rs`).
 const FLUSH_AT: usize = 1 << 20;
 
 static BAD_FRAME: RateLimit = RateLimit::new(Duration::from_secs(10));
@@ -161,13 +161,7 @@ impl Cluster {
         // frame (down and up at once) is never down at a coarse check.
         let joined = Arc::new(Mutex::new(Vec::new()));
         let j = joined.clone();
-        membership.subscribe(move |e| {
-            let change = match e {
-                PeerEvent::Up { node, .. } => (*node, true),
-                PeerEvent::Down { node, .. } => (*node, false),
-            };
-            j.lock().unwrap_or_else(|e| e.into_inner()).push(change);
-        });
+        membership.subscribe(move |e| j.lock().unwrap_or_else(|e| e.into_inner()).push(*e));
         let mut l = PeerLoop {
             bell: bell.clone(),
             intake: intake.clone(),
@@ -347,9 +341,8 @@ struct PeerLoop {
     outbox: Outbox,
     /// The in-flight table and the sending half, shared with the workers.
     wire: Arc<Wire>,
-    /// Nodes seen (back) up (`true`, [`PeerEvent::Up`]) or down since the
-    /// last turn, in order.
-    joined: Arc<Mutex<Vec<(u32, bool)>>>,
+    /// Nodes seen (back) up or down since the last turn, in order.
+    joined: Arc<Mutex<Vec<PeerEvent>>>,
     /// Per peer: Hellos in a row whose answer could not be sent (this
     /// node's link to it is broken; `peer/links.rs`).
     hellos: HashMap<u32, u32>,
@@ -429,9 +422,6 @@ impl PeerLoop {
                         // pools before a worker may take its next frame.
                         self.take_joined();
                         got += 1;
-                        if self.outbox.bytes() >= FLUSH_AT {
-                            self.flush_outbox();
-                        }
                     }
                     Ok(None) => break,
                     Err(e) => {

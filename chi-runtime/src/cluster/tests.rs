@@ -533,4 +533,5 @@ fn zeromq_peers_without_the_cluster_key_are_refused() {
     assert_eq!(got.bytes, hello);
 }
 
+mod floods;
 mod restarts;

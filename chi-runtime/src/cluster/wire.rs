@@ -125,14 +125,15 @@ impl Wire {
     /// (giving `back` back with why) if `node` is not up or the peer thread
     /// has stopped.
     pub fn register(&self, node: u32, back: Outgoing) -> Result<u64, (Outgoing, RemoteError)> {
-        if let Err(e) = self.admits(node) {
-            return Err((back, e));
-        }
+        let run = match self.admits(node) {
+            Ok(run) => run,
+            Err(e) => return Err((back, e)),
+        };
         let mut t = self.table();
         if t.closed {
             return Err((back, RemoteError::Stopping));
         }
-        Ok(t.tasks.insert(node, back, Instant::now()))
+        Ok(t.tasks.insert(node, run, back, Instant::now()))
     }
 
     /// Registers the replicas of a broadcast, `(node, replica)` each, all
@@ -144,7 +145,7 @@ impl Wire {
         &self,
         replicas: Vec<(u32, Outgoing)>,
     ) -> Result<Vec<Option<u64>>, RemoteError> {
-        let admitted: Vec<Result<(), RemoteError>> =
+        let admitted: Vec<Result<u64, RemoteError>> =
             replicas.iter().map(|(n, _)| self.admits(*n)).collect();
         let mut t = self.table();
         if t.closed {
@@ -155,7 +156,7 @@ impl Wire {
             .into_iter()
             .zip(admitted)
             .map(|((node, back), ok)| match ok {
-                Ok(()) => Some(t.tasks.insert(node, back, now)),
+                Ok(run) => Some(t.tasks.insert(node, run, back, now)),
                 Err(e) => {
                     t.tasks.insert_failed(node, back, e, now);
                     None
@@ -164,12 +165,14 @@ impl Wire {
             .collect())
     }
 
-    /// Whether a task may be sent to `node` now: it is up.
-    fn admits(&self, node: u32) -> Result<(), RemoteError> {
-        match self.membership.state_of(node) {
-            Some((PeerState::Up, _)) => Ok(()),
-            Some((PeerState::Unknown, _)) => Err(RemoteError::NotHeard { node }),
-            _ => Err(RemoteError::NodeDown { node }),
+    /// Whether a task may be sent to `node` now: the run it is up as.
+    /// (A task registered for a run is failed when that run goes down,
+    /// not when the next one comes up: `InFlight::run_down`.)
+    fn admits(&self, node: u32) -> Result<u64, RemoteError> {
+        match self.membership.up_as(node) {
+            Ok(run) => Ok(run),
+            Err(Some(PeerState::Unknown)) => Err(RemoteError::NotHeard { node }),
+            Err(_) => Err(RemoteError::NodeDown { node }),
         }
     }
 
@@ -224,6 +227,9 @@ pub struct WireBatch {
     since: Option<Instant>,
     /// Something was sent since the worker last slept.
     sent: bool,
+    /// The worker's last look at the peer socket while busy, if it has not
+    /// been idle since ([`Self::busy_look_gap`]).
+    busy_looked: Option<Instant>,
 }
 
 impl WireBatch {
@@ -285,6 +291,21 @@ impl WireBatch {
     #[inline]
     pub fn slept(&mut self) {
         self.sent = false;
+        self.busy_looked = None;
+    }
+
+    /// A busy worker looks at the peer socket at `now`: the time since its
+    /// previous look while busy, unless it was idle since.
+    pub fn busy_look_gap(&mut self, now: Instant) -> Option<Duration> {
+        self.busy_looked
+            .replace(now)
+            .map(|t| now.saturating_duration_since(t))
+    }
+
+    /// The worker looked at the peer socket while idle.
+    #[inline]
+    pub fn idle_looked(&mut self) {
+        self.busy_looked = None;
     }
 
     /// Queues request `r` (registered: its id is set) for node `to`.

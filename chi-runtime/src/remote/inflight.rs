@@ -83,15 +83,18 @@ pub enum RemoteError {
 /// since the epoch at its start, larger for each run of a node): that times
 /// 2 048, kept below 2^62. Two runs of a node share ids only if the earlier
 /// one sent more than 2 048 requests per microsecond of its life (or in
-/// 2041, when the product first wraps past 2^62); ids stay below the 2^63
-/// where pool agreement's start
-/// ([`crate::cluster::pools::CONTROL_IDS`]), which adds this to them too.
+/// 2041, when the product first wraps past 2^62). Remote tasks' ids thus
+/// stay below 2^63, where pool agreement's start
+/// ([`crate::cluster::pools::CONTROL_IDS`]); pool agreement adds this to
+/// its own too.
 pub fn first_id(incarnation: u64) -> u64 {
     (incarnation.wrapping_mul(2048) & ((1 << 62) - 1)).max(1)
 }
 
 struct Entry<T> {
     node: u32,
+    /// The run (incarnation) of the node it was sent to; 0: unknown.
+    run: u64,
     deadline: Instant,
     value: T,
     /// Failed already (never sent): its error, given at its deadline.
@@ -137,9 +140,10 @@ impl<T> InFlight<T> {
         self.by_id.is_empty()
     }
 
-    /// Records `value` sent to `node` at `now`; returns its request id.
-    pub fn insert(&mut self, node: u32, value: T, now: Instant) -> u64 {
-        self.put(node, value, now + self.timeout, None)
+    /// Records `value` sent to `node`, up as run (incarnation) `run`, at
+    /// `now`; returns its request id.
+    pub fn insert(&mut self, node: u32, run: u64, value: T, now: Instant) -> u64 {
+        self.put(node, run, value, now + self.timeout, None)
     }
 
     /// Records `value`, which could not be sent to `node`, as failed with
@@ -147,16 +151,24 @@ impl<T> InFlight<T> {
     /// back with that error (and [`drain`](Self::drain) with its own).
     /// Returns its id.
     pub fn insert_failed(&mut self, node: u32, value: T, error: RemoteError, now: Instant) -> u64 {
-        self.put(node, value, now, Some(error))
+        self.put(node, 0, value, now, Some(error))
     }
 
-    fn put(&mut self, node: u32, value: T, deadline: Instant, failed: Option<RemoteError>) -> u64 {
+    fn put(
+        &mut self,
+        node: u32,
+        run: u64,
+        value: T,
+        deadline: Instant,
+        failed: Option<RemoteError>,
+    ) -> u64 {
         let id = self.next;
         self.next += 1;
         self.by_id.insert(
             id,
             Entry {
                 node,
+                run,
                 deadline,
                 value,
                 failed,
@@ -196,13 +208,20 @@ impl<T> InFlight<T> {
         out
     }
 
-    /// Takes out every task sent to `node` (it went down), each with its
+    /// Takes out every task sent to `node` (it is down), each with its
     /// error.
     pub fn node_down(&mut self, node: u32) -> Vec<(T, RemoteError)> {
+        self.run_down(node, u64::MAX)
+    }
+
+    /// Takes out every task sent to run `run` of `node`, or to an earlier
+    /// one (that run went down, or the node restarted as a later one: the
+    /// tasks already sent to the later run stay), each with its error.
+    pub fn run_down(&mut self, node: u32, run: u64) -> Vec<(T, RemoteError)> {
         let ids: Vec<u64> = self
             .by_id
             .iter()
-            .filter(|(_, e)| e.node == node)
+            .filter(|(_, e)| e.node == node && e.run <= run)
             .map(|(id, _)| *id)
             .collect();
         let mut out = Vec::with_capacity(ids.len());
@@ -234,6 +253,20 @@ mod tests {
     const T: Duration = Duration::from_secs(2);
 
     #[test]
+    fn a_run_gone_down_takes_its_tasks_and_not_the_next_runs() {
+        let now = Instant::now();
+        let mut t = InFlight::new(T, 1);
+        t.insert(2, 5, 'a', now);
+        let b = t.insert(2, 6, 'b', now);
+        t.insert(3, 5, 'c', now);
+        let gone: Vec<char> = t.run_down(2, 5).into_iter().map(|(v, _)| v).collect();
+        assert_eq!(gone, ['a']);
+        assert_eq!(t.take(b, 2), Some('b'));
+        assert_eq!(t.node_down(3).len(), 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
     fn each_run_of_a_node_numbers_its_requests_from_its_own_start() {
         // 2026 and one microsecond later: 2 048 ids apart, under 2^62.
         let inc = 1_796_000_000_000_000;
@@ -242,15 +275,15 @@ mod tests {
         assert!(first_id(u64::MAX) < 1 << 62);
         assert_eq!(first_id(0), 1);
         let mut t = InFlight::new(T, first_id(inc));
-        assert_eq!(t.insert(2, "a", Instant::now()), first_id(inc));
+        assert_eq!(t.insert(2, 1, "a", Instant::now()), first_id(inc));
     }
 
     #[test]
     fn a_reply_takes_its_task_only_from_the_node_it_went_to() {
         let now = Instant::now();
         let mut t = InFlight::new(T, 1);
-        let a = t.insert(2, "a", now);
-        let b = t.insert(3, "b", now);
+        let a = t.insert(2, 1, "a", now);
+        let b = t.insert(3, 1, "b", now);
         assert_ne!(a, b);
         assert_eq!(t.take(a, 3), None, "node 3 cannot answer node 2's task");
         assert_eq!(t.take(a, 2), Some("a"));
@@ -265,8 +298,8 @@ mod tests {
     fn tasks_past_their_deadline_fail_with_a_timeout_naming_the_node() {
         let now = Instant::now();
         let mut t = InFlight::new(T, 1);
-        t.insert(2, 1, now);
-        t.insert(3, 2, now + Duration::from_secs(1));
+        t.insert(2, 1, 1, now);
+        t.insert(3, 1, 2, now + Duration::from_secs(1));
         assert!(t.expire(now + Duration::from_millis(1999)).is_empty());
         let out = t.expire(now + T);
         assert_eq!(
@@ -293,7 +326,7 @@ mod tests {
     fn a_node_going_down_fails_its_tasks_only() {
         let now = Instant::now();
         let mut t = InFlight::new(T, 1);
-        let ids: Vec<u64> = (0..6).map(|i| t.insert(2 + i % 2, i, now)).collect();
+        let ids: Vec<u64> = (0..6).map(|i| t.insert(2 + i % 2, 1, i, now)).collect();
         let mut down: Vec<u32> = t
             .node_down(3)
             .into_iter()
@@ -316,7 +349,7 @@ mod tests {
     fn a_task_failed_at_once_comes_back_with_its_error_at_the_next_look() {
         let now = Instant::now();
         let mut t = InFlight::new(T, 1);
-        let sent = t.insert(2, 'x', now);
+        let sent = t.insert(2, 1, 'x', now);
         t.insert_failed(3, 'y', RemoteError::NotHeard { node: 3 }, now);
         t.insert_failed(4, 'z', RemoteError::NotHeard { node: 4 }, now);
         // Its node seen down first: still its own error.
@@ -336,8 +369,8 @@ mod tests {
     fn drain_fails_everything() {
         let now = Instant::now();
         let mut t = InFlight::new(T, 1);
-        t.insert(2, 'x', now);
-        t.insert(3, 'y', now);
+        t.insert(2, 1, 'x', now);
+        t.insert(3, 1, 'y', now);
         let all = t.drain();
         assert_eq!(all.len(), 2);
         assert!(all.iter().all(|(_, e)| *e == RemoteError::Stopping));

@@ -24,18 +24,22 @@
 //! found nothing: on a small machine the threads a round trip wakes (the
 //! ZeroMQ I/O threads, the client) need the CPU it polls on. Once it holds
 //! the socket's claim it looks every `BUSY_LOOK_EVERY` (256) turns while it
-//! has work too, until it sleeps.
+//! has work too, until it sleeps; it gives the socket back to the peer
+//! thread when those looks come more than `BUSY_LOOK_GAP` (500 µs) apart
+//! or find a backlog, so that no frame waits long for a busy worker.
 //!
 //! A node that holds no container of the pool (fewer containers than
 //! nodes) sends through the pool's stand-in ([`crate::pool::Pool::hooks`]):
 //! the module's hooks with a null container state.
 
-use chi_sdk::task::{TaskHeader, code, flags};
+use chi_sdk::task::{TaskHeader, code};
 
 use super::Worker;
 use crate::placement::Target;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crate::cluster::intake::TAKE_AT_ONCE;
 use crate::cluster::outbox::MAX_RECORD;
 use crate::cluster::pools::Outgoing;
 use crate::remote::codec::{Half, save};
@@ -46,6 +50,11 @@ use crate::remote::{Bcast, Sent};
 /// Turns of an idle worker's loop between two looks at the peer socket in
 /// its busy window after remote work (a look costs a system call or two).
 const LOOK_EVERY: u64 = 16;
+
+/// Longest time between two looks of a busy worker at the peer socket it
+/// holds (see [`Worker::busy_look`]): half the time after which the peer
+/// thread would take the socket back from a worker that stopped looking.
+const BUSY_LOOK_GAP: Duration = Duration::from_micros(500);
 
 impl Worker {
     /// Sends `task` to the node of its container, or fails it with why not.
@@ -80,13 +89,22 @@ impl Worker {
             }
         };
         let to = targets[0];
-        if h.flags & flags::PERIODIC != 0 {
-            return Err(format!(
-                "a periodic task runs only on the node it is submitted to, and container {} of \
-                 {} is on node {}: submit it to that node (CHI_ADDR), or to a container of this \
-                 one",
-                to.container.0, pool.id, to.node.0
-            ));
+        if super::periodic::periodic_of(task).is_some() {
+            return Err(if targets.len() > 1 {
+                format!(
+                    "a periodic task runs only on the node it is submitted to, and a broadcast \
+                     reaches the containers of {} on other nodes: submit it to a container of \
+                     node {} (or to each node)",
+                    pool.id, here.0
+                )
+            } else {
+                format!(
+                    "a periodic task runs only on the node it is submitted to, and container {} \
+                     of {} is on node {}: submit it to that node (CHI_ADDR), or to a container \
+                     of this one",
+                    to.container.0, pool.id, to.node.0
+                )
+            });
         }
         let container = pool.hooks().cloned().ok_or_else(|| {
             format!(
@@ -213,18 +231,27 @@ impl Worker {
         }
     }
 
-    /// A worker with work, every [`BUSY_LOOK_EVERY`](super::idle::BUSY_LOOK_EVERY) turns: if it holds
-    /// the peer socket's claim from its busy window, it looks for frames,
-    /// so that remote tasks and replies do not wait for it to run dry, or
-    /// for the peer thread to take the socket back
-    /// ([`crate::cluster::intake::STEAL_AFTER`]).
+    /// A worker with work, every [`BUSY_LOOK_EVERY`](super::idle::BUSY_LOOK_EVERY)
+    /// turns: if it holds the peer socket's claim from its busy window, it
+    /// looks for frames, so that remote tasks and replies do not wait for
+    /// it to run dry, or for the peer thread to take the socket back
+    /// ([`crate::cluster::intake::STEAL_AFTER`]). A worker whose looks come
+    /// more than [`BUSY_LOOK_GAP`] apart (long steps), or that found a full
+    /// look's worth of frames (a backlog), gives the socket back: the peer
+    /// thread reads it without delay until this worker idles again.
     #[cold]
     pub(super) fn busy_look(&mut self) {
         if !self.wire_out.sent_since_sleep() {
             return;
         }
-        if let (Some(intake), Some(wire)) = (self.shared.intake.get(), self.shared.wire.get()) {
-            intake.take_held(self.stats.id, wire, &mut self.wire_out);
+        let (Some(intake), Some(wire)) = (self.shared.intake.get(), self.shared.wire.get()) else {
+            return;
+        };
+        let gap = self.wire_out.busy_look_gap(Instant::now());
+        if gap.is_some_and(|g| g > BUSY_LOOK_GAP)
+            || intake.take_held(self.stats.id, wire, &mut self.wire_out) >= TAKE_AT_ONCE
+        {
+            intake.release(self.stats.id);
         }
     }
 
@@ -232,6 +259,7 @@ impl Worker {
     /// worker reads the peer socket now: whether there were any.
     #[cold]
     fn take_frames(&mut self) -> bool {
+        self.wire_out.idle_looked();
         let (Some(intake), Some(wire)) = (self.shared.intake.get(), self.shared.wire.get()) else {
             return false;
         };

@@ -183,17 +183,20 @@ fn frames_a_worker_does_not_handle_go_to_the_peer_thread_in_order() {
     assert_eq!(n.left(), None);
     assert_eq!(n.take(0, &mut out), 1);
     assert_eq!(n.done(), vec![Done::Ran { from: 2, id: 1 }]);
-    // Pool agreement's records, a node not up, a bad frame: all left, in
-    // the order they came.
+    // Pool agreement's records, a node not up, a bad frame, a batch of
+    // over 256 records: all left, in the order they came.
     n.batch(2, &[req(2, 10), req(3, CTL_SHARE)], &[]);
     n.batch(2, &[], &[reply(crate::cluster::pools::CONTROL_IDS + 1)]);
     n.batch(3, &[req(4, 10)], &[]);
     n.net.inject(1, b"not a frame".to_vec()).unwrap();
+    let flood: Vec<Request> = (0..257).map(|i| req(100 + i, 10)).collect();
+    n.batch(2, &flood, &[]);
     let expected = [
         Some((Kind::TaskBatch, 2)),
         Some((Kind::ReplyBatch, 2)),
         Some((Kind::TaskBatch, 3)),
         None,
+        Some((Kind::TaskBatch, 2)),
     ];
     for e in expected {
         assert_eq!(n.take(0, &mut out), 0);

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use super::{BAD_FRAME, NodeStatusError, PeerLoop};
+use super::{BAD_FRAME, FLUSH_AT, NodeStatusError, PeerLoop};
 use crate::cluster::frame::{
     Frame, Kind, decode_batch, decode_status_reply, decode_status_request, encode_status_reply,
 };
@@ -93,7 +93,7 @@ impl PeerLoop {
                         tracing::debug!(
                             from,
                             incarnation = inc,
-                            "dropped a batch of an earlier run of the node"
+                            "dropped a batch of a stale incarnation of the node"
                         );
                         return;
                     }
@@ -104,6 +104,9 @@ impl PeerLoop {
                     self.take_joined();
                     for r in records {
                         self.record(from, f.kind, r);
+                        if self.outbox.bytes() >= FLUSH_AT {
+                            self.flush_outbox();
+                        }
                     }
                 }
                 Err(e) => self.refuse(&e.to_string(), bytes.len()),

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::commands::STOPPING;
 use super::{Command, NodeStatusError, PeerLoop};
 use crate::cluster::frame::Kind;
-use crate::cluster::membership::PeerState;
+use crate::cluster::membership::{PeerEvent, PeerState};
 use crate::cluster::pools::Outgoing;
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::Request;
@@ -42,24 +42,28 @@ impl PeerLoop {
         self.pools.unheard(&unheard);
     }
 
-    /// Fails the remote tasks sent to nodes seen down since the last call
-    /// (a restart too: the new run never heard of them), and tells the
-    /// nodes seen (back) up the pools ([`GlobalPools::joined`]), in the
-    /// order it happened.
+    /// Fails the remote tasks sent to the runs of nodes seen down since the
+    /// last call (a restart too: the new run never heard of them; what was
+    /// sent to the new run meanwhile stays), and tells the nodes seen
+    /// (back) up the pools ([`GlobalPools::joined`]), in the order it
+    /// happened.
     pub(super) fn take_joined(&mut self) {
         let joined = std::mem::take(&mut *self.joined.lock().unwrap_or_else(|e| e.into_inner()));
         if joined.is_empty() {
             return;
         }
         let up = self.up();
-        for (node, is_up) in joined {
-            if is_up {
-                self.pools.joined(node, &up, &mut self.outbox);
-                continue;
-            }
-            let failed = self.wire.table().tasks.node_down(node);
-            for (back, e) in failed {
-                self.pools.host().complete(back, Err(e));
+        for event in joined {
+            match event {
+                PeerEvent::Up { node, .. } => self.pools.joined(node, &up, &mut self.outbox),
+                PeerEvent::Down {
+                    node, incarnation, ..
+                } => {
+                    let failed = self.wire.table().tasks.run_down(node, incarnation);
+                    for (back, e) in failed {
+                        self.pools.host().complete(back, Err(e));
+                    }
+                }
             }
         }
     }
@@ -142,15 +146,26 @@ impl PeerLoop {
     /// container) runs here without a frame; its reply comes out of the
     /// host's `finished` like any other.
     pub(super) fn send_task(&mut self, node: u32, mut request: Request, back: Outgoing) {
-        if !self.up().contains(&node) {
-            let e = match self.membership.state_of(node) {
-                Some((PeerState::Unknown, _)) => RemoteError::NotHeard { node },
-                _ => RemoteError::NodeDown { node },
-            };
-            return self.pools.host().complete(back, Err(e));
-        }
-        request.id = self.wire.table().tasks.insert(node, back, Instant::now());
         let me = self.membership.me();
+        let run = if node == me {
+            self.membership.incarnation()
+        } else {
+            match self.membership.up_as(node) {
+                Ok(run) => run,
+                Err(state) => {
+                    let e = match state {
+                        Some(PeerState::Unknown) => RemoteError::NotHeard { node },
+                        _ => RemoteError::NodeDown { node },
+                    };
+                    return self.pools.host().complete(back, Err(e));
+                }
+            }
+        };
+        request.id = self
+            .wire
+            .table()
+            .tasks
+            .insert(node, run, back, Instant::now());
         if node != me {
             return self.outbox.request(node, &request);
         }
