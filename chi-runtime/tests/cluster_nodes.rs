@@ -6,7 +6,8 @@
 //! frames from an address outside the hostfile, a frame whose sender id is
 //! not the node of its source address) leaves it serving. A `status --node
 //! N` of a node that fell silent holds up no other request of the control
-//! socket. The local-cluster launcher starts and stops N nodes.
+//! socket. A periodic task in a frame from a peer is refused, never
+//! started. The local-cluster launcher starts and stops N nodes.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s ([`support::cluster`]). No
 //! timing is asserted: every wait is bounded by a generous limit that fails
@@ -226,6 +227,74 @@ fn garbage_on_the_peer_port_leaves_a_runtime_serving() {
     assert_eq!(Client::node_status(&setup.opts(1), 2).unwrap().node_id, 2);
     drop((d, impostor, stranger, big));
     drop(nodes);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+/// A periodic task in a frame from a peer (a node that does not refuse
+/// them itself) is answered that it does not run there, and never starts:
+/// it would run until cancelled, and nothing cancels it from another node.
+#[test]
+fn a_periodic_task_from_a_peer_is_refused() {
+    use chi_runtime::cluster::frame::encode_batch;
+    use chi_runtime::remote::record::{Record, Request};
+    use chi_sdk::ser::TaskSer;
+    use chi_sdk::task::{Task, flags};
+    use chi_sdk::types::{ContainerId, DomainQuery};
+    use chimaera_mod_name_runtime::EchoTask;
+
+    let _w = Watchdog::new(
+        "a_periodic_task_from_a_peer_is_refused",
+        Duration::from_secs(90),
+    );
+    let setup = ClusterSetup::with_modules("periodic", 2);
+    let nodes = setup.start_all(CHANGE_LIMIT);
+    let clients = setup.clients();
+    let pool = chi_sdk::admin::AdminClient::new(&clients[0])
+        .create_cluster_pool("chimaera_mod_name", "p", "", 2)
+        .expect("a pool over the cluster");
+    // Container 1 is node 2's; the frame comes from node 1's address as
+    // its current incarnation.
+    let mut task = EchoTask::new(pool, DomainQuery::global_id(1), 5);
+    task.header_mut().flags |= flags::PERIODIC;
+    task.header_mut().period_ns = 1_000_000;
+    let mut body = Vec::new();
+    task.save_in(&mut body).unwrap();
+    let mut rec = Vec::new();
+    Record::Request(Request {
+        id: 7,
+        pool,
+        container: ContainerId(1),
+        method: EchoTask::METHOD,
+        flags: task.header().flags,
+        body,
+    })
+    .encode(&mut rec);
+    let batch = encode_batch([rec.as_slice()]).unwrap();
+    let (_, incarnation) = setup.state_seen(2, 1).expect("node 2 knows node 1");
+    let f = Frame {
+        kind: Kind::TaskBatch,
+        sender: 1,
+        incarnation,
+        payload: &batch,
+    }
+    .encode()
+    .unwrap();
+    let before = setup.status(2).peer_traffic;
+    let ctx = zmq::Context::new();
+    let d = dealer(&ctx, &setup, "127.0.0.1", 2);
+    d.send(f.as_slice(), 0).unwrap();
+    wait_until(CHANGE_LIMIT, "node 2 took the task in and answered", || {
+        let t = setup.status(2).peer_traffic;
+        t.tasks_in > before.tasks_in && t.replies_out > before.replies_out
+    });
+    let periodic: u64 = setup
+        .status(2)
+        .workers
+        .iter()
+        .map(|w| w.periodic_tasks)
+        .sum();
+    assert_eq!(periodic, 0, "a periodic task from a peer runs on node 2");
+    drop((d, clients, nodes));
     assert_no_process_left(setup.dir.path(), &[]);
 }
 
