@@ -153,6 +153,28 @@ fn hosting(
     .unwrap()
 }
 
+/// A frame of `kind` (a batch) carrying `records`, from run `incarnation`
+/// of node `sender`.
+fn batch_frame(kind: Kind, sender: u32, incarnation: u64, records: &[Record]) -> Vec<u8> {
+    let encoded: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| {
+            let mut v = Vec::new();
+            r.encode(&mut v);
+            v
+        })
+        .collect();
+    let batch = encode_batch(encoded.iter().map(Vec::as_slice)).unwrap();
+    Frame {
+        kind,
+        sender,
+        incarnation,
+        payload: &batch,
+    }
+    .encode()
+    .unwrap()
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
@@ -438,17 +460,7 @@ fn commands_handed_over_at_stop_are_ended_not_lost() {
     };
     // Node 2 sends node 1 a task: the peer thread runs it and is held
     // there, after its look at the commands of this turn.
-    let mut rec = Vec::new();
-    Record::Request(req(1)).encode(&mut rec);
-    let batch = encode_batch([rec.as_slice()]).unwrap();
-    let frame = Frame {
-        kind: Kind::TaskBatch,
-        sender: 2,
-        incarnation: 5,
-        payload: &batch,
-    }
-    .encode()
-    .unwrap();
+    let frame = batch_frame(Kind::TaskBatch, 2, 5, &[Record::Request(req(1))]);
     net.inject(1, frame).unwrap();
     is_running.recv_timeout(LIMIT).unwrap();
     // Meanwhile: a replica for node 1 itself is handed over, and the

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{InProcNet, LIMIT, hosting};
-use crate::cluster::frame::{Frame, Kind, decode_batch, encode_batch};
+use super::{InProcNet, LIMIT, batch_frame, hosting};
+use crate::cluster::frame::{Frame, Kind, decode_batch};
 use crate::cluster::pools::NoPools;
 use crate::cluster::transport::PeerTransport;
 use crate::remote::record::{Record, Request};
@@ -19,9 +19,8 @@ fn the_replies_to_a_flood_of_failing_requests_leave_as_they_pile_up() {
     let a = hosting(Box::new(net.attach(1)), 1, 10, Box::new(NoPools));
     let mut b = net.attach(2);
     const N: u64 = 30_000;
-    let records: Vec<Vec<u8>> = (1..=N)
+    let records: Vec<Record> = (1..=N)
         .map(|id| {
-            let mut rec = Vec::new();
             Record::Request(Request {
                 id,
                 pool: PoolId(1 << 40),
@@ -30,20 +29,10 @@ fn the_replies_to_a_flood_of_failing_requests_leave_as_they_pile_up() {
                 flags: 0,
                 body: Vec::new(),
             })
-            .encode(&mut rec);
-            rec
         })
         .collect();
-    let batch = encode_batch(records.iter().map(Vec::as_slice)).unwrap();
-    let frame = Frame {
-        kind: Kind::TaskBatch,
-        sender: 2,
-        incarnation: 5,
-        payload: &batch,
-    }
-    .encode()
-    .unwrap();
-    net.inject(1, frame).unwrap();
+    net.inject(1, batch_frame(Kind::TaskBatch, 2, 5, &records))
+        .unwrap();
     let (mut frames, mut replies) = (0, 0u64);
     let t0 = Instant::now();
     while replies < N {

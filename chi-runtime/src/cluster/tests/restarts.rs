@@ -9,8 +9,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{InProcNet, hosts, state, wait_for};
-use crate::cluster::frame::{Frame, Kind, encode_batch};
+use super::{InProcNet, batch_frame, hosts, state, wait_for};
+use crate::cluster::frame::Kind;
 use crate::cluster::membership::{Membership, PeerState};
 use crate::cluster::peer::{Cluster, PeerSettings};
 use crate::cluster::pools::{Outgoing, PoolHost};
@@ -76,23 +76,18 @@ fn task() -> Request {
 /// A batch with the reply `result` to request `id`, from run `incarnation`
 /// of node `sender`.
 fn reply_frame(sender: u32, incarnation: u64, id: u64, result: i32) -> Vec<u8> {
-    let mut rec = Vec::new();
-    Record::Reply(Reply {
+    let reply = Reply {
         id,
         result,
         message: String::new(),
         body: Vec::new(),
-    })
-    .encode(&mut rec);
-    let batch = encode_batch([rec.as_slice()]).unwrap();
-    Frame {
-        kind: Kind::ReplyBatch,
+    };
+    batch_frame(
+        Kind::ReplyBatch,
         sender,
         incarnation,
-        payload: &batch,
-    }
-    .encode()
-    .unwrap()
+        &[Record::Reply(reply)],
+    )
 }
 
 fn both_up(a: &Cluster, b: &Cluster) {
