@@ -153,6 +153,19 @@ fn hosting(
     .unwrap()
 }
 
+/// An empty request `id` of method 10 for container `container` of a pool
+/// over the cluster.
+fn request(id: u64, container: u32) -> Request {
+    Request {
+        id,
+        pool: PoolId(1 << 40),
+        container: ContainerId(container),
+        method: 10,
+        flags: 0,
+        body: Vec::new(),
+    }
+}
+
 /// A frame of `kind` (a batch) carrying `records`, from run `incarnation`
 /// of node `sender`.
 fn batch_frame(kind: Kind, sender: u32, incarnation: u64, records: &[Record]) -> Vec<u8> {
@@ -450,14 +463,7 @@ fn commands_handed_over_at_stop_are_ended_not_lost() {
         ran_from_self: ran_from_self.clone(),
     };
     let a = hosting(Box::new(net.attach(1)), 1, 10, Box::new(host));
-    let req = |id| Request {
-        id,
-        pool: PoolId(1 << 40),
-        container: ContainerId(0),
-        method: 10,
-        flags: 0,
-        body: Vec::new(),
-    };
+    let req = |id| request(id, 0);
     // Node 2 sends node 1 a task: the peer thread runs it and is held
     // there, after its look at the commands of this turn.
     let frame = batch_frame(Kind::TaskBatch, 2, 5, &[Record::Request(req(1))]);

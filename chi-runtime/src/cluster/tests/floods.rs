@@ -4,12 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::{InProcNet, LIMIT, batch_frame, hosting};
+use super::{InProcNet, LIMIT, batch_frame, hosting, request};
 use crate::cluster::frame::{Frame, Kind, decode_batch};
 use crate::cluster::pools::NoPools;
 use crate::cluster::transport::PeerTransport;
-use crate::remote::record::{Record, Request};
-use chi_sdk::types::{ContainerId, PoolId};
+use crate::remote::record::Record;
 
 #[test]
 fn the_replies_to_a_flood_of_failing_requests_leave_as_they_pile_up() {
@@ -19,18 +18,7 @@ fn the_replies_to_a_flood_of_failing_requests_leave_as_they_pile_up() {
     let a = hosting(Box::new(net.attach(1)), 1, 10, Box::new(NoPools));
     let mut b = net.attach(2);
     const N: u64 = 30_000;
-    let records: Vec<Record> = (1..=N)
-        .map(|id| {
-            Record::Request(Request {
-                id,
-                pool: PoolId(1 << 40),
-                container: ContainerId(0),
-                method: 10,
-                flags: 0,
-                body: Vec::new(),
-            })
-        })
-        .collect();
+    let records: Vec<Record> = (1..=N).map(|id| Record::Request(request(id, 0))).collect();
     net.inject(1, batch_frame(Kind::TaskBatch, 2, 5, &records))
         .unwrap();
     let (mut frames, mut replies) = (0, 0u64);

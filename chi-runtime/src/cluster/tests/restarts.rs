@@ -9,14 +9,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{InProcNet, batch_frame, hosts, state, wait_for};
+use super::{InProcNet, batch_frame, hosts, request, state, wait_for};
 use crate::cluster::frame::Kind;
 use crate::cluster::membership::{Membership, PeerState};
 use crate::cluster::peer::{Cluster, PeerSettings};
 use crate::cluster::pools::{Outgoing, PoolHost};
 use crate::remote::inflight::RemoteError;
 use crate::remote::record::{Record, Reply, Request};
-use chi_sdk::types::{ContainerId, PoolId};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -63,14 +62,7 @@ fn patient(net: &InProcNet, id: u32, incarnation: u64, host: Box<dyn PoolHost>) 
 }
 
 fn task() -> Request {
-    Request {
-        id: 0,
-        pool: PoolId(1 << 40),
-        container: ContainerId(1),
-        method: 10,
-        flags: 0,
-        body: Vec::new(),
-    }
+    request(0, 1)
 }
 
 /// A batch with the reply `result` to request `id`, from run `incarnation`
