@@ -30,7 +30,10 @@
 //!   connection that is not up and a small send high-water mark bounds what
 //!   waits for a slow peer: a frame that cannot be queued is dropped
 //!   ([`PeerError::Unreachable`]), a send never blocks. ZeroMQ reconnects by
-//!   itself when a peer comes back.
+//!   itself when a peer comes back, within `RECONNECT_MAX_MS` (250 ms): a node
+//!   may see a restarted peer up (from the peer's own frames) a little
+//!   before its own link to it is, and the tasks it sends it meanwhile fail
+//!   at once as unreachable, to resubmit.
 //!
 //! Not REQ/REP lock-step: frames flow both ways independently, many in
 //! flight, so batches of tasks can stream to a peer.
@@ -53,6 +56,10 @@ const ZAP_DOMAIN: &str = "chimaera-cluster";
 
 /// Frames queued per peer before sends to it fail.
 const SEND_HWM: i32 = 1000;
+/// The longest wait between two attempts of a link to reconnect to a peer
+/// that is away (ZeroMQ backs off from 100 ms to this): after the peer is
+/// back, its tasks fail as unreachable for at most about this long.
+const RECONNECT_MAX_MS: i32 = 250;
 /// Frames queued on the receive side before ZeroMQ stops reading (per
 /// connection: what a peer can make this node hold unread is this many
 /// frames of at most [`MAX_FRAME`] bytes).
@@ -298,7 +305,7 @@ impl LinkSpec {
         d.set_sndhwm(SEND_HWM).map_err(sock_err("ZMQ_SNDHWM"))?;
         d.set_reconnect_ivl(100)
             .map_err(sock_err("ZMQ_RECONNECT_IVL"))?;
-        d.set_reconnect_ivl_max(1000)
+        d.set_reconnect_ivl_max(RECONNECT_MAX_MS)
             .map_err(sock_err("ZMQ_RECONNECT_IVL_MAX"))?;
         d.set_identity(format!("node-{}", self.me).as_bytes())
             .map_err(sock_err("ZMQ_ROUTING_ID"))?;
