@@ -484,9 +484,8 @@ impl PeerLoop {
             return;
         }
         self.pools.stop(&mut self.outbox);
-        for (back, e) in self.wire.close() {
-            self.pools.host().complete(back, Err(e));
-        }
+        let failed = self.wire.close();
+        self.fail_remote(failed);
         self.close_commands();
         self.flush_outbox();
         self.broadcast(Kind::Goodbye);
@@ -543,11 +542,7 @@ impl PeerLoop {
                         .destroy(id, Waiter::Local(reply), &up, &mut self.outbox);
                 }
                 Ok(Command::Served(task)) => served.push(task),
-                Ok(Command::Failed(tasks)) => {
-                    for (back, e) in tasks {
-                        self.pools.host().complete(back, Err(e));
-                    }
-                }
+                Ok(Command::Failed(tasks)) => self.fail_remote(tasks),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }

@@ -168,7 +168,7 @@ impl Wire {
     /// Whether a task may be sent to `node` now: the run it is up as.
     /// (A task registered for a run is failed when that run goes down,
     /// not when the next one comes up: `InFlight::run_down`.)
-    fn admits(&self, node: u32) -> Result<u64, RemoteError> {
+    pub fn admits(&self, node: u32) -> Result<u64, RemoteError> {
         match self.membership.up_as(node) {
             Ok(run) => Ok(run),
             Err(Some(PeerState::Unknown)) => Err(RemoteError::NotHeard { node }),

@@ -60,9 +60,7 @@ impl PeerLoop {
                     node, incarnation, ..
                 } => {
                     let failed = self.wire.table().tasks.run_down(node, incarnation);
-                    for (back, e) in failed {
-                        self.pools.host().complete(back, Err(e));
-                    }
+                    self.fail_remote(failed);
                 }
             }
         }
@@ -150,15 +148,9 @@ impl PeerLoop {
         let run = if node == me {
             self.membership.incarnation()
         } else {
-            match self.membership.up_as(node) {
+            match self.wire.admits(node) {
                 Ok(run) => run,
-                Err(state) => {
-                    let e = match state {
-                        Some(PeerState::Unknown) => RemoteError::NotHeard { node },
-                        _ => RemoteError::NodeDown { node },
-                    };
-                    return self.pools.host().complete(back, Err(e));
-                }
+                Err(e) => return self.pools.host().complete(back, Err(e)),
             }
         };
         request.id = self
@@ -214,6 +206,11 @@ impl PeerLoop {
             }
             failed
         };
+        self.fail_remote(failed);
+    }
+
+    /// Completes each remote task of `failed` with its error.
+    pub(super) fn fail_remote(&self, failed: Vec<(Outgoing, RemoteError)>) {
         for (back, e) in failed {
             self.pools.host().complete(back, Err(e));
         }
@@ -241,11 +238,7 @@ impl PeerLoop {
                     self.pools.host().complete(back, Err(RemoteError::Stopping));
                 }
                 Command::Served(task) => served.push(task),
-                Command::Failed(tasks) => {
-                    for (back, e) in tasks {
-                        self.pools.host().complete(back, Err(e));
-                    }
-                }
+                Command::Failed(tasks) => self.fail_remote(tasks),
             }
         }
         if !served.is_empty() {
