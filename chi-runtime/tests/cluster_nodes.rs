@@ -7,7 +7,9 @@
 //! not the node of its source address) leaves it serving. A `status --node
 //! N` of a node that fell silent holds up no other request of the control
 //! socket. A periodic task in a frame from a peer is refused, never
-//! started. The local-cluster launcher starts and stops N nodes.
+//! started. A reply whose outputs do not load fails its task, naming the
+//! load, and leaves nothing allocated. The local-cluster launcher starts and
+//! stops N nodes.
 //!
 //! Heartbeats every 100 ms, peers down after 1 s ([`support::cluster`]). No
 //! timing is asserted: every wait is bounded by a generous limit that fails
@@ -485,5 +487,89 @@ fn a_node_without_the_cluster_key_is_kept_out() {
     wait_until(CHANGE_LIMIT, "both up with the same key", || setup.all_up());
     drop(_n2);
     drop(n1);
+    assert_no_process_left(setup.dir.path(), &[]);
+}
+
+#[test]
+fn a_reply_whose_outputs_do_not_load_fails_its_task_and_leaks_nothing() {
+    use chi_runtime::cluster::frame::encode_batch;
+    use chi_runtime::remote::inflight::first_id;
+    use chi_runtime::remote::record::{Record, Reply};
+    use chi_sdk::queue::Priority;
+    use chi_sdk::types::DomainQuery;
+    use chimaera_mod_name_runtime::EchoTask;
+    use support::cluster::echo;
+
+    let _w = Watchdog::new(
+        "a_reply_whose_outputs_do_not_load_fails_its_task_and_leaks_nothing",
+        Duration::from_secs(90),
+    );
+    let setup = ClusterSetup::with_modules("badreply", 2);
+    let mut nodes = setup.start_all(CHANGE_LIMIT);
+    let clients = setup.clients();
+    let pool = chi_sdk::admin::AdminClient::new(&clients[0])
+        .create_cluster_pool("chimaera_mod_name", "p", "", 2)
+        .expect("a pool over the cluster");
+    let to_two = DomainQuery::global_id(1);
+    assert_eq!(echo(&clients[0], pool, to_two, 3), Ok(3));
+    let (_, one) = setup.state_seen(2, 1).expect("node 2 knows node 1");
+    let (_, two) = setup.state_seen(1, 2).expect("node 1 knows node 2");
+    let before = setup.live_blocks(1);
+    // The forged replies come from node 2's address; the socket connects
+    // before node 2 falls silent, so they arrive well within the timeout.
+    let ctx = zmq::Context::new();
+    let d = dealer(&ctx, &setup, "127.0.0.2", 1);
+    nodes[1].pause();
+    let pending = clients[0]
+        .submit(EchoTask::new(pool, to_two, 5), Priority::LowLatency)
+        .expect("submit");
+    // Node 1's request ids start at its run's first id; a reply to each of
+    // the first 64 whose outputs (as an Echo's `save_out` lays them: result
+    // code, error message, reply) hold a message the load stores in the
+    // task, then 3 bytes where the reply's 8 should be.
+    let message = "a message the load stores";
+    let mut body = 0i32.to_le_bytes().to_vec();
+    body.extend_from_slice(&(message.len() as u64).to_le_bytes());
+    body.extend_from_slice(message.as_bytes());
+    body.extend_from_slice(&[0xff; 3]);
+    let records: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            let mut rec = Vec::new();
+            Record::Reply(Reply {
+                id: first_id(one) + i,
+                result: 0,
+                message: String::new(),
+                body: body.clone(),
+            })
+            .encode(&mut rec);
+            rec
+        })
+        .collect();
+    let batch = encode_batch(records.iter().map(Vec::as_slice)).unwrap();
+    let f = Frame {
+        kind: Kind::ReplyBatch,
+        sender: 2,
+        incarnation: two,
+        payload: &batch,
+    }
+    .encode()
+    .unwrap();
+    d.send(f.as_slice(), 0).unwrap();
+    let err = pending
+        .wait_with(|t| t.reply)
+        .expect_err("outputs that do not load");
+    let text = err.to_string();
+    assert!(text.contains("load failed"), "{text}");
+    // The task is freed; so is every string the failed load allocated.
+    wait_until(
+        CHANGE_LIMIT,
+        "node 1's segments back to their blocks",
+        || setup.live_blocks(1) == before,
+    );
+    // Node 2's own reply, late, completes nothing; both go on serving.
+    nodes[1].resume();
+    wait_until(CHANGE_LIMIT, "node 2 back up", || setup.sees_all_up(1));
+    assert_eq!(echo(&clients[0], pool, to_two, 7), Ok(7));
+    drop((d, clients, nodes));
     assert_no_process_left(setup.dir.path(), &[]);
 }
