@@ -169,6 +169,37 @@ fn a_worker_runs_the_requests_and_completes_the_replies_it_takes() {
 }
 
 #[test]
+fn a_batch_of_another_run_of_its_sender_goes_to_the_peer_thread() {
+    let n = node();
+    let mut out = WireBatch::default();
+    let mut o = Outbox::default();
+    o.request(1, &req(1, 10));
+    let (_, kind, payload) = o.drain().pop().unwrap();
+    // Node 2 is up as run 1: run 2's first batch (a restart, which only
+    // the peer thread may take in) and a late one of run 0 are left.
+    for incarnation in [2, 0] {
+        let bytes = Frame {
+            kind,
+            sender: 2,
+            incarnation,
+            payload: &payload,
+        }
+        .encode()
+        .unwrap();
+        n.net.inject(1, bytes).unwrap();
+        assert_eq!(n.take(0, &mut out), 0);
+        assert_eq!(n.left(), Some(Some((Kind::TaskBatch, 2))));
+    }
+    assert!(n.done().is_empty(), "a batch of another run ran");
+    assert_eq!(
+        n.wire.membership().up_as(2),
+        Ok(1),
+        "the worker took a run in"
+    );
+    assert_eq!(n.wire.membership().traffic().snapshot().tasks_in, 0);
+}
+
+#[test]
 fn frames_a_worker_does_not_handle_go_to_the_peer_thread_in_order() {
     let n = node();
     let mut out = WireBatch::default();
