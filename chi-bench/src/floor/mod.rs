@@ -18,7 +18,9 @@
 //!
 //! The floor of the `remote` workload, a ZeroMQ ROUTER/DEALER ping-pong with
 //! the message sizes of a remote task's frames, is in [`zmq`] (measured by
-//! that workload, beside its figures).
+//! that workload, beside its figures); the same ping-pong behind a
+//! shared-memory hop, the shape of a remote task's path with none of the
+//! runtime's work, in [`zmq_relay`].
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +35,7 @@ use crate::report::{Base, Series, Unit};
 use crate::stats::{self, ns_u32};
 
 pub mod zmq;
+pub mod zmq_relay;
 
 /// Slots of the ring (a power of two).
 const RING_SLOTS: usize = 1024;

@@ -26,20 +26,20 @@ use anyhow::{Result, bail};
 use crate::cluster::{free_port_on, node_addr};
 use crate::stats::ns_u32;
 
-fn zerr(what: &str) -> impl FnOnce(zmq::Error) -> anyhow::Error + '_ {
+pub(super) fn zerr(what: &str) -> impl FnOnce(zmq::Error) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("ZeroMQ floor: {what}: {e}")
 }
 
 /// One side's sockets: a ROUTER bound on `127.0.0.{me}:{port}`, a DEALER
 /// connected from that address to `127.0.0.{other}:{port}`.
-struct Side {
-    router: zmq::Socket,
-    dealer: zmq::Socket,
+pub(super) struct Side {
+    pub(super) router: zmq::Socket,
+    pub(super) dealer: zmq::Socket,
     _ctx: zmq::Context,
 }
 
 impl Side {
-    fn bind(me: u32, port: u16) -> Result<Side> {
+    pub(super) fn bind(me: u32, port: u16) -> Result<Side> {
         let ctx = zmq::Context::new();
         let router = ctx.socket(zmq::ROUTER).map_err(zerr("ROUTER"))?;
         router.set_linger(0).map_err(zerr("ZMQ_LINGER"))?;
@@ -61,7 +61,7 @@ impl Side {
         })
     }
 
-    fn connect(&self, me: u32, other: u32, port: u16) -> Result<()> {
+    pub(super) fn connect(&self, me: u32, other: u32, port: u16) -> Result<()> {
         self.dealer
             .connect(&format!(
                 "tcp://{}:0;{}:{port}",
@@ -72,7 +72,7 @@ impl Side {
     }
 
     /// Receives one message on the ROUTER: its body's length.
-    fn recv(&self, buf: &mut zmq::Message) -> Result<usize> {
+    pub(super) fn recv(&self, buf: &mut zmq::Message) -> Result<usize> {
         self.router
             .recv(buf, 0)
             .map_err(zerr("receiving (the other side stopped answering?)"))?;

@@ -16,6 +16,11 @@
 //!   between 127.0.0.1 and 127.0.0.2 is timed the same way, in blocks of
 //!   [`BLOCK`] alternating with blocks of the remote round trips (so the
 //!   machine's drift, large on a shared machine, affects both alike).
+//! * **The path's floor** ([`crate::floor::zmq_relay`]): the same ping-pong
+//!   behind a shared-memory hop at node 1's end, every thread polling, in
+//!   the same interleaving: the shape of a remote task's path with none of
+//!   the runtime's work. The remote echo over it is what the runtime's own
+//!   work and threads cost.
 //! * **Three nodes**, a pool with a container on each: a broadcast Echo
 //!   from node 1 runs on all three and completes once all have answered
 //!   (median, p99).
@@ -39,6 +44,7 @@ use serde::Serialize;
 use crate::Ctx;
 use crate::cluster::LocalCluster;
 use crate::floor::zmq::ZmqPingPong;
+use crate::floor::zmq_relay::ZmqRelay;
 use crate::report::{Base, Series, Target, Unit};
 use crate::runtime::{module_path_yaml, runtime_exe};
 use crate::stats::{self, Summary, ns_u32};
@@ -100,7 +106,9 @@ struct Details {
     remote_ns: Summary,
     local_container_ns: Summary,
     zmq_floor_ns: Summary,
+    relay_floor_ns: Summary,
     remote_over_floor_median: f64,
+    remote_over_relay_floor_median: f64,
     pipelined: Vec<Rate>,
     broadcast_3_nodes_ns: Summary,
 }
@@ -151,19 +159,28 @@ fn timed(
     Ok(samples)
 }
 
-/// Round trips in blocks of [`BLOCK`], alternating remote Echoes to `q`
-/// and the ZeroMQ floor, up to `n` each or until `budget` has passed (at
-/// least one block each): the machine's drift affects both alike.
+/// Samples of the three interleaved measurements.
+struct Interleaved {
+    remote: Vec<u32>,
+    zmq: Vec<u32>,
+    relay: Vec<u32>,
+}
+
+/// Round trips in blocks of [`BLOCK`], alternating remote Echoes to `q`,
+/// the ZeroMQ floor and the relayed floor, up to `n` each or until `budget`
+/// has passed (at least one block each): the machine's drift affects all
+/// alike.
 fn interleaved(
     client: &Client,
     pool: PoolId,
     q: DomainQuery,
-    floor: &mut ZmqPingPong,
+    (floor, relay): (&mut ZmqPingPong, &mut ZmqRelay),
     n: u64,
     budget: Duration,
-) -> Result<(Vec<u32>, Vec<u32>)> {
+) -> Result<Interleaved> {
     let mut remote = Vec::with_capacity(n as usize);
     let mut zmq = Vec::with_capacity(n as usize);
+    let mut relayed = Vec::with_capacity(n as usize);
     let t = Instant::now();
     let mut v = 1_000_000;
     while (remote.len() as u64) < n {
@@ -173,11 +190,16 @@ fn interleaved(
             v += 1;
         }
         zmq.extend(floor.round_trips(k)?);
+        relayed.extend(relay.round_trips(k)?);
         if t.elapsed() > budget {
             break;
         }
     }
-    Ok((remote, zmq))
+    Ok(Interleaved {
+        remote,
+        zmq,
+        relay: relayed,
+    })
 }
 
 /// Pipelined Echoes to `q` from `threads` threads of `client`, `window` in
@@ -297,16 +319,23 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         "node 1's status shows no batch frames after the remote round trips: is its \
          `peer_traffic` counted?",
     )?;
-    let mut zmq_pair = ZmqPingPong::start(req.round() as usize, rep.round() as usize)?;
-    let (mut remote, mut floor) = interleaved(
+    let (req_n, rep_n) = (req.round() as usize, rep.round() as usize);
+    let mut zmq_pair = ZmqPingPong::start(req_n, rep_n)?;
+    let mut relay = ZmqRelay::start(req_n, rep_n)?;
+    let Interleaved {
+        mut remote,
+        zmq: mut floor,
+        relay: mut relayed,
+    } = interleaved(
         &c1,
         pool,
         remote_q,
-        &mut zmq_pair,
+        (&mut zmq_pair, &mut relay),
         plan.round_trips,
         plan.budget(),
     )?;
     zmq_pair.stop()?;
+    relay.stop()?;
     bar.inc(2);
     let mut rates = Vec::new();
     for threads in [1usize, 2] {
@@ -350,6 +379,7 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     let s_remote = stats::summarize(&mut remote);
     let s_local = stats::summarize(&mut local);
     let s_floor = stats::summarize(&mut floor);
+    let s_relay = stats::summarize(&mut relayed);
     let s_bcast = stats::summarize(&mut bcast);
     let r = &mut ctx.report;
     let zf = s_floor.p50;
@@ -363,6 +393,14 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         None,
     );
     r.add(W, "zmq round trip: p99", s_floor.p99, Unit::Ns, None);
+    r.add(
+        W,
+        "the same behind a shared-memory hop at node 1, all polling: median (the path's floor)",
+        s_relay.p50,
+        Unit::Ns,
+        None,
+    )
+    .versus(Base::Zmq, zf);
     r.add(
         W,
         "remote echo, 2 nodes: median",
@@ -381,6 +419,13 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
         None,
     )
     .target(Target::at_most(1.3));
+    r.add(
+        W,
+        "remote echo median / the path's floor median",
+        s_remote.p50 / s_relay.p50,
+        Unit::Times,
+        None,
+    );
     r.add(
         W,
         "same echo to the container on the client's node: median",
@@ -421,6 +466,10 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
     .versus(Base::Zmq, s_floor.p99);
     for (label, s) in [
         ("zmq ROUTER/DEALER round trip (floor)", &floor),
+        (
+            "zmq behind a shared-memory hop (the path's floor)",
+            &relayed,
+        ),
         ("remote echo, 2 nodes", &remote),
         ("broadcast echo, 3 nodes", &bcast),
         ("echo to the container on the client's node", &local),
@@ -446,7 +495,9 @@ pub fn run(ctx: &mut Ctx) -> Result<()> {
             remote_ns: s_remote,
             local_container_ns: s_local,
             zmq_floor_ns: s_floor,
+            relay_floor_ns: s_relay,
             remote_over_floor_median: s_remote.p50 / zf,
+            remote_over_relay_floor_median: s_remote.p50 / s_relay.p50,
             pipelined: rates,
             broadcast_3_nodes_ns: s_bcast,
         },
