@@ -3,7 +3,8 @@
 //! makes one pool on every node, each holding its round-robin share of the
 //! containers with their global ids; tasks by global id and global hash,
 //! from every node, run on their container's node (over the peer link when
-//! it is another), 200 at once too, fire-and-forget and abandoned ones
+//! it is another, marked as sent there), 200 at once too, fire-and-forget
+//! and abandoned ones
 //! freed by the sender; a kv pool over the cluster stores a
 //! 100 kB value put from node 1 on node 2 and serves it to node 3 (the
 //! bytes travel both ways); GetOrCreatePool of one name from two
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use chi_sdk::admin::{AdminClient, GLOBAL_POOL_BASE};
 use chi_sdk::client::Client;
+use chi_sdk::task::{Task, state};
 use chi_sdk::types::{DomainQuery, PoolId};
 use chimaera_kv_runtime::KvClient;
 use chimaera_mod_name_runtime::{
@@ -109,6 +111,20 @@ fn pools_over_three_nodes() {
     for (v, p) in pending.into_iter().enumerate() {
         assert_eq!(p.wait_with(|t| t.reply).expect("remote echo"), v as u64);
     }
+    // A task sent to another node is marked so (its client spins longer on
+    // it: `client/wait.rs`); one run on the client's node is not.
+    let state_of = |g: u32| {
+        clients[0]
+            .submit(
+                EchoTask::new(id, DomainQuery::global_id(g), 1),
+                chi_sdk::queue::Priority::LowLatency,
+            )
+            .expect("submit")
+            .wait_with(|t| t.header().state_bits())
+            .expect("echo")
+    };
+    assert_ne!(state_of(1) & state::REMOTE, 0, "a task to node 2");
+    assert_eq!(state_of(0) & state::REMOTE, 0, "a task to node 1");
     // Node 1's peer traffic counted them (requests out, replies in) and
     // the heartbeats beside the batch frames.
     let after = setup.status(1).peer_traffic;

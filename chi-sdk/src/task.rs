@@ -15,13 +15,14 @@
 //! | --- | --- | --- | --- | --- |
 //! | [`state::QUEUED`] | [`mark_queued`](TaskHeader::mark_queued) | client, before the push | Relaxed (the push's Release publishes it) | handed to the runtime |
 //! | [`state::ROUTED`] | [`mark_routed`](TaskHeader::mark_routed) / [`unmark_routed`](TaskHeader::unmark_routed) | worker, before / after a failed push to another lane | Release / Relaxed | moved to the worker of its container lane: run there without asking Monitor again |
+//! | [`state::REMOTE`] | [`mark_remote`](TaskHeader::mark_remote) | worker, before it hands the task to the peer link | Relaxed (a hint: orders nothing) | sent to another node: its completion comes a network round trip later, so a waiting client spins longer before it sleeps ([`ClientOptions::remote_spin`](crate::client::ClientOptions::remote_spin)) |
 //! | [`state::WAITER`] | [`announce_waiter`](TaskHeader::announce_waiter) | waiting client, before it sleeps | Acquire | a thread sleeps on the futex: wake it |
 //! | [`state::COMPLETE`] | [`complete`](TaskHeader::complete), then [`wake_waiters`](TaskHeader::wake_waiters) | worker | Release | finished; outputs and `result` are final |
 //! | [`state::ABANDONED`] | [`abandon`](TaskHeader::abandon) | client dropping a handle it never waited on | AcqRel | nobody waits: if the task was complete the client frees it, else the worker frees it when it completes it (it sees the bit in the word `complete` replaced) |
 //! | [`state::CANCELLED`] | [`cancel`](TaskHeader::cancel) | client, parent task or runtime | Release | asked to stop: not started if not yet running, a periodic task does not run again, waits of its handler end and pass the cancellation on to the subtasks they wait for; the task completes with [`code::CANCELLED`] unless its handler finished first |
 //! | [`state::RUNNING`] | — | — | — | reserved (a worker does not set it: the waiting client spins on this word, and a write while the task runs would cost the round trip a cache-line transfer) |
 //!
-//! A fresh header has no bit set; a task goes `0 → QUEUED [→ ROUTED] → COMPLETE`,
+//! A fresh header has no bit set; a task goes `0 → QUEUED [→ ROUTED | REMOTE] → COMPLETE`,
 //! with `WAITER` set at any point by a client that stops spinning. Readers:
 //! [`is_complete`](TaskHeader::is_complete) (Acquire, pairs with `complete`),
 //! [`is_in_flight`](TaskHeader::is_in_flight) (queued and not complete: the
@@ -56,6 +57,9 @@ pub mod state {
     /// Nobody will wait for the task any more: whoever of the client and the
     /// runtime comes second (the abandon or the completion) frees it.
     pub const ABANDONED: u32 = 1 << 6;
+    /// The runtime sent the task to another node: its completion comes a
+    /// network round trip later.
+    pub const REMOTE: u32 = 1 << 7;
 }
 
 /// Bits of [`TaskHeader::flags`].
@@ -320,6 +324,23 @@ impl TaskHeader {
     pub fn unmark_routed(&self) {
         // Relaxed: only this worker holds the task.
         self.state.fetch_and(!state::ROUTED, Ordering::Relaxed);
+    }
+
+    /// The worker sends the task to another node: sets `REMOTE` before it
+    /// hands the task over (after that the task is no longer its to touch).
+    #[inline]
+    pub fn mark_remote(&self) {
+        // Relaxed: a hint for the waiting client's spin (`is_remote`); it
+        // publishes nothing.
+        self.state.fetch_or(state::REMOTE, Ordering::Relaxed);
+    }
+
+    /// Whether the runtime sent the task to another node (a hint: see
+    /// [`mark_remote`](Self::mark_remote)).
+    #[inline]
+    pub fn is_remote(&self) -> bool {
+        // Relaxed: pairs with nothing (`mark_remote`).
+        self.state.load(Ordering::Relaxed) & state::REMOTE != 0
     }
 
     /// Whether another worker routed the task here.

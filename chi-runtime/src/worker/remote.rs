@@ -149,6 +149,10 @@ impl Worker {
                 to.node.0
             ));
         }
+        if targets.iter().any(|t| t.node.0 != here.0) {
+            // Its client spins longer: the answer comes a round trip later.
+            h.mark_remote();
+        }
         let wire = self.shared.wire.get().cloned();
         let mut sent_any = false;
         // Replicas for other nodes: through the wire. A broadcast's are

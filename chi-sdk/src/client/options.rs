@@ -17,6 +17,13 @@ pub struct ClientOptions {
     /// [`SPIN_YIELD_AFTER`](super::SPIN_YIELD_AFTER) poll only, the rest
     /// yields the CPU between polls.
     pub spin: Duration,
+    /// How long to spin on a task the runtime sent to another node
+    /// ([`state::REMOTE`](crate::task::state::REMOTE)) before sleeping, if
+    /// longer than `spin`: its answer comes a network round trip later,
+    /// and a sleeping client's wake-up would add to it. The runtime's
+    /// workers poll as long after remote work (three times
+    /// `idle.busy_poll`).
+    pub remote_spin: Duration,
 }
 
 impl Default for ClientOptions {
@@ -26,6 +33,7 @@ impl Default for ClientOptions {
             port: proto::DEFAULT_PORT,
             connect_timeout: Duration::from_secs(5),
             spin: Duration::from_micros(50),
+            remote_spin: Duration::from_micros(300),
         }
     }
 }

@@ -203,7 +203,7 @@ impl<'c, T: Task> PendingSet<'c, T> {
                 }
                 continue;
             }
-            match SpinPhase::at(start.elapsed(), self.client.opts.spin) {
+            match SpinPhase::at(start.elapsed(), self.client.spin_for(first.header())) {
                 SpinPhase::Poll => {
                     std::hint::spin_loop();
                     continue;

@@ -13,7 +13,15 @@
 //! the CPU between batches of polls until [`ClientOptions::spin`] has passed
 //! ([`SpinPhase`]), then sleeps.
 //!
+//! A task the runtime sent to another node ([`TaskHeader::is_remote`]) is
+//! spun on for [`ClientOptions::remote_spin`] instead: its answer comes a
+//! network round trip (tens of microseconds or more) later, and the futex
+//! wake-up of a client that slept meanwhile would add to every such round
+//! trip (about 20 µs on the development machine: `docs/benchmarks.md`,
+//! "The client's wait on a remote task").
+//!
 //! [`ClientOptions::spin`]: super::ClientOptions::spin
+//! [`ClientOptions::remote_spin`]: super::ClientOptions::remote_spin
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,7 +30,7 @@ use crate::proto::{self, runtime_state};
 use crate::shm::ShmPtr;
 use crate::task::{Task, TaskHeader, state};
 
-use super::{Client, ClientError, TaskPtr, Waitable};
+use super::{Client, ClientError, ClientOptions, TaskPtr, Waitable};
 
 /// How long a wait polls the state word alone before it yields the CPU
 /// between polls (if [`ClientOptions::spin`](super::ClientOptions::spin) is
@@ -61,6 +69,17 @@ impl SpinPhase {
         } else {
             SPIN_YIELD_AFTER
         }
+    }
+}
+
+/// How long a client with `opts` spins on the task whose header is `h`
+/// before sleeping: `remote_spin` for a task sent to another node, if
+/// longer than `spin`.
+fn spin_of(opts: &ClientOptions, h: Option<&TaskHeader>) -> Duration {
+    if h.is_some_and(TaskHeader::is_remote) {
+        opts.spin.max(opts.remote_spin)
+    } else {
+        opts.spin
     }
 }
 
@@ -197,6 +216,12 @@ impl Client {
         Ok(())
     }
 
+    /// How long to spin on the task whose header is `h` before sleeping
+    /// (see the module doc).
+    pub(super) fn spin_for(&self, h: Option<&TaskHeader>) -> Duration {
+        spin_of(&self.opts, h)
+    }
+
     /// Waits for the task whose header is `h` (at `ptr`).
     #[inline]
     pub(super) fn wait_header(
@@ -260,7 +285,7 @@ impl Client {
     ) -> Result<(), ClientError> {
         // The rest of the spin gives the CPU up between polls: the worker that
         // answers may be queued on this very CPU (see the module doc).
-        while SpinPhase::at(start.elapsed(), self.opts.spin) == SpinPhase::PollAndYield {
+        while SpinPhase::at(start.elapsed(), self.spin_for(Some(h))) == SpinPhase::PollAndYield {
             for _ in 0..64 {
                 if h.is_complete() {
                     return Ok(());
@@ -395,6 +420,34 @@ mod tests {
         assert_eq!(SpinPhase::poll_for(spin), SPIN_YIELD_AFTER);
         assert_eq!(SpinPhase::at(US(19_999), spin), SpinPhase::PollAndYield);
         assert_eq!(SpinPhase::at(US(20_000), spin), SpinPhase::Sleep);
+    }
+
+    #[test]
+    fn a_task_sent_to_another_node_is_spun_on_longer() {
+        use crate::task::TaskHeader;
+        use crate::types::{DomainQuery, PoolId};
+
+        let opts = ClientOptions::default();
+        let h = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
+        assert_eq!(spin_of(&opts, Some(&h)), opts.spin);
+        assert_eq!(spin_of(&opts, None), opts.spin);
+        h.mark_remote();
+        assert!(opts.remote_spin > opts.spin);
+        assert_eq!(spin_of(&opts, Some(&h)), opts.remote_spin);
+        assert_eq!(
+            SpinPhase::at(opts.spin, spin_of(&opts, Some(&h))),
+            SpinPhase::PollAndYield,
+            "still spinning where a local task's wait sleeps"
+        );
+        // A remote spin shorter than the spin never shortens it.
+        let short = ClientOptions {
+            remote_spin: US(1),
+            ..ClientOptions::default()
+        };
+        assert_eq!(spin_of(&short, Some(&h)), short.spin);
+        // The bit survives the completion (a later wait on the same task).
+        let _ = h.complete(0);
+        assert!(h.is_remote() && h.is_complete());
     }
 
     /// The inlined loop ends where `at` leaves `Poll`.
