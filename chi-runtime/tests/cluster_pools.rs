@@ -98,6 +98,9 @@ fn pools_over_three_nodes() {
         assert_eq!(sum, u64::from(n) * u64::from(n + 1) / 2);
     }
     // Many tasks to other nodes at once share frames, and all come back.
+    // (The thread counts its handles: with others in flight, a wait spins
+    // no longer on a remote task than on any other.)
+    assert_eq!(Client::pending_on_this_thread(), 0);
     let pending: Vec<_> = (0..200u64)
         .map(|v| {
             clients[0]
@@ -108,9 +111,11 @@ fn pools_over_three_nodes() {
                 .expect("submit")
         })
         .collect();
+    assert_eq!(Client::pending_on_this_thread(), 200);
     for (v, p) in pending.into_iter().enumerate() {
         assert_eq!(p.wait_with(|t| t.reply).expect("remote echo"), v as u64);
     }
+    assert_eq!(Client::pending_on_this_thread(), 0);
     // A task sent to another node is marked so (its client spins longer on
     // it: `client/wait.rs`); one run on the client's node is not.
     let state_of = |g: u32| {

@@ -429,10 +429,15 @@ impl Client {
             self.del_task(t);
             return Err(e.into());
         }
-        Ok(Pending {
-            client: self,
-            task: Some(t),
-        })
+        Ok(Pending::new(self, t))
+    }
+
+    /// How many [`Pending`] handles the calling thread holds: made on it by
+    /// a submit and not dropped yet (a handle dropped on another thread is
+    /// counted off there). A wait on a task sent to another node spins
+    /// longer only while this is at most 1 (see [`ClientOptions::remote_spin`]).
+    pub fn pending_on_this_thread() -> u32 {
+        task_ptr::pending_here()
     }
 
     /// [`submit`](Self::submit) onto process-queue lane `lane` (see
@@ -449,10 +454,7 @@ impl Client {
             self.del_task(t);
             return Err(e.into());
         }
-        Ok(Pending {
-            client: self,
-            task: Some(t),
-        })
+        Ok(Pending::new(self, t))
     }
 
     /// Submits `task` as a periodic task (seed: `TASK_PERIODIC`): the runtime

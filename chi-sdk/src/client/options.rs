@@ -22,7 +22,9 @@ pub struct ClientOptions {
     /// longer than `spin`: its answer comes a network round trip later,
     /// and a sleeping client's wake-up would add to it. The runtime's
     /// workers poll as long after remote work (three times
-    /// `idle.busy_poll`).
+    /// `idle.busy_poll`). Only while the waiting thread holds no other
+    /// [`Pending`](super::Pending) task: a thread with many in flight
+    /// spins `spin`, as on any task.
     pub remote_spin: Duration,
 }
 

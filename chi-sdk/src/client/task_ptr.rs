@@ -70,6 +70,19 @@ impl<T: Task> TaskPtr<T> {
     }
 }
 
+std::thread_local! {
+    /// [`Pending`] handles made on this thread and not dropped yet: a wait
+    /// with others of its thread's tasks in flight is pipelined, and spins
+    /// no longer on a remote task than on any other (`wait.rs`).
+    static PENDING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// How many [`Pending`] handles this thread holds (made here, not dropped;
+/// a handle dropped on another thread is counted off there, never below 0).
+pub(super) fn pending_here() -> u32 {
+    PENDING.with(std::cell::Cell::get)
+}
+
 /// A task submitted with [`Client::submit`], not yet waited for.
 ///
 /// Dropping it without waiting frees the task and what it owns: at once if
@@ -86,6 +99,16 @@ impl<T: Task> std::fmt::Debug for Pending<'_, T> {
 }
 
 impl<'c, T: Task> Pending<'c, T> {
+    /// The handle of `task`, submitted through `client`.
+    #[inline]
+    pub(super) fn new(client: &'c Client, task: TaskPtr<T>) -> Pending<'c, T> {
+        PENDING.with(|n| n.set(n.get().saturating_add(1)));
+        Pending {
+            client,
+            task: Some(task),
+        }
+    }
+
     /// Whether the runtime completed the task (wait does not block then).
     pub fn is_complete(&self) -> bool {
         self.task.as_ref().is_none_or(TaskPtr::is_complete)
@@ -176,6 +199,7 @@ impl<T: Task> Drop for Pending<'_, T> {
     /// Frees the task (and the buffers it owns) if it completed; otherwise
     /// hands it to the runtime, which frees it when it completes it.
     fn drop(&mut self) {
+        PENDING.with(|n| n.set(n.get().saturating_sub(1)));
         if let Some(t) = self.task.take()
             && (t.is_complete() || t.get().header().abandon())
         {

@@ -18,7 +18,11 @@
 //! network round trip (tens of microseconds or more) later, and the futex
 //! wake-up of a client that slept meanwhile would add to every such round
 //! trip (about 20 µs on the development machine: `docs/benchmarks.md`,
-//! "The client's wait on a remote task").
+//! "The client's wait on a remote task"). Only while the waiting thread has
+//! no other task in flight (one [`Pending`](super::Pending) of its own at
+//! most): a thread that keeps many tasks in flight gets completions either
+//! way, and the CPU its longer spin would take is the runtime's (pipelined
+//! remote tasks lost a tenth of their rate to it beside other load).
 //!
 //! [`ClientOptions::spin`]: super::ClientOptions::spin
 //! [`ClientOptions::remote_spin`]: super::ClientOptions::remote_spin
@@ -74,9 +78,10 @@ impl SpinPhase {
 
 /// How long a client with `opts` spins on the task whose header is `h`
 /// before sleeping: `remote_spin` for a task sent to another node, if
-/// longer than `spin`.
-fn spin_of(opts: &ClientOptions, h: Option<&TaskHeader>) -> Duration {
-    if h.is_some_and(TaskHeader::is_remote) {
+/// longer than `spin`, when the waiting thread has no other task in flight
+/// (`alone`; see the module doc).
+fn spin_of(opts: &ClientOptions, h: Option<&TaskHeader>, alone: bool) -> Duration {
+    if alone && h.is_some_and(TaskHeader::is_remote) {
         opts.spin.max(opts.remote_spin)
     } else {
         opts.spin
@@ -219,7 +224,7 @@ impl Client {
     /// How long to spin on the task whose header is `h` before sleeping
     /// (see the module doc).
     pub(super) fn spin_for(&self, h: Option<&TaskHeader>) -> Duration {
-        spin_of(&self.opts, h)
+        spin_of(&self.opts, h, super::task_ptr::pending_here() <= 1)
     }
 
     /// Waits for the task whose header is `h` (at `ptr`).
@@ -429,13 +434,13 @@ mod tests {
 
         let opts = ClientOptions::default();
         let h = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
-        assert_eq!(spin_of(&opts, Some(&h)), opts.spin);
-        assert_eq!(spin_of(&opts, None), opts.spin);
+        assert_eq!(spin_of(&opts, Some(&h), true), opts.spin);
+        assert_eq!(spin_of(&opts, None, true), opts.spin);
         h.mark_remote();
         assert!(opts.remote_spin > opts.spin);
-        assert_eq!(spin_of(&opts, Some(&h)), opts.remote_spin);
+        assert_eq!(spin_of(&opts, Some(&h), true), opts.remote_spin);
         assert_eq!(
-            SpinPhase::at(opts.spin, spin_of(&opts, Some(&h))),
+            SpinPhase::at(opts.spin, spin_of(&opts, Some(&h), true)),
             SpinPhase::PollAndYield,
             "still spinning where a local task's wait sleeps"
         );
@@ -444,7 +449,9 @@ mod tests {
             remote_spin: US(1),
             ..ClientOptions::default()
         };
-        assert_eq!(spin_of(&short, Some(&h)), short.spin);
+        assert_eq!(spin_of(&short, Some(&h), true), short.spin);
+        // A thread with other tasks in flight spins as on any task.
+        assert_eq!(spin_of(&opts, Some(&h), false), opts.spin);
         // The bit survives the completion (a later wait on the same task).
         let _ = h.complete(0);
         assert!(h.is_remote() && h.is_complete());
