@@ -519,10 +519,15 @@ fn a_reply_whose_outputs_do_not_load_fails_its_task_and_leaks_nothing() {
     // before node 2 falls silent, so they arrive well within the timeout.
     let ctx = zmq::Context::new();
     let d = dealer(&ctx, &setup, "127.0.0.2", 1);
+    let sent = setup.status(1).peer_traffic.tasks_out;
     nodes[1].pause();
     let pending = clients[0]
         .submit(EchoTask::new(pool, to_two, 5), Priority::LowLatency)
         .expect("submit");
+    // Its request id is registered once node 1 sent it.
+    wait_until(CHANGE_LIMIT, "node 1 sent the task", || {
+        setup.status(1).peer_traffic.tasks_out > sent
+    });
     // Node 1's request ids start at its run's first id; a reply to each of
     // the first 64 whose outputs (as an Echo's `save_out` lays them: result
     // code, error message, reply) hold a message the load stores in the

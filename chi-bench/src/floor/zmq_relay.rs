@@ -40,9 +40,19 @@ const POLL_ALONE: Duration = Duration::from_micros(5);
 /// blocks, before it looks at `stop` again (ms).
 const REST_POLL_MS: i64 = 100;
 
+/// Longest wait for an answer within a block: a partner that stalls fails
+/// the measurement instead of hanging it (as the raw floor's receive
+/// timeout does).
+const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+
 /// Polls `ready` until it answers, alone for [`POLL_ALONE`], then yielding;
-/// `None` as soon as `rest` is set (the block is over).
-fn poll<T>(rest: &AtomicBool, mut ready: impl FnMut() -> Result<Option<T>>) -> Result<Option<T>> {
+/// `None` as soon as `rest` is set (the block is over, or the pair stops);
+/// an error naming `what` after [`ANSWER_LIMIT`].
+fn poll<T>(
+    rest: &AtomicBool,
+    what: &str,
+    mut ready: impl FnMut() -> Result<Option<T>>,
+) -> Result<Option<T>> {
     let t = Instant::now();
     loop {
         if let Some(v) = ready()? {
@@ -51,7 +61,11 @@ fn poll<T>(rest: &AtomicBool, mut ready: impl FnMut() -> Result<Option<T>>) -> R
         if rest.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        if t.elapsed() < POLL_ALONE {
+        let waited = t.elapsed();
+        if waited > ANSWER_LIMIT {
+            bail!("ZeroMQ relay floor: no {what} within {ANSWER_LIMIT:?}");
+        }
+        if waited < POLL_ALONE {
             std::hint::spin_loop();
         } else {
             std::thread::yield_now();
@@ -91,7 +105,7 @@ fn answer(b: &Side, w: &Words, reply: usize) -> Result<()> {
     let answer = vec![0x5a_u8; reply.max(1)];
     let mut buf = zmq::Message::new();
     while !w.stop.load(Ordering::Relaxed) {
-        if poll(&w.rest, || try_recv(b, &mut buf))?.is_some() {
+        if poll(&w.rest, "request", || try_recv(b, &mut buf))?.is_some() {
             b.dealer.send(&answer[..], 0).map_err(zerr("answering"))?;
         } else {
             b.router
@@ -110,7 +124,7 @@ fn relay(a: &Side, w: &Words, request: usize) -> Result<()> {
     let mut seen = 0;
     while !w.stop.load(Ordering::Relaxed) {
         // Acquire: pairs with the client's Release store of `ask`.
-        let next = poll(&w.rest, || {
+        let next = poll(&w.rest, "request", || {
             let v = w.ask.load(Ordering::Acquire);
             Ok((v != seen).then_some(v))
         })?;
@@ -120,8 +134,11 @@ fn relay(a: &Side, w: &Words, request: usize) -> Result<()> {
             continue;
         };
         a.dealer.send(&ask[..], 0).map_err(zerr("sending"))?;
-        // The reply is awaited whatever `rest` says: the block waits for it.
-        while poll(&AtomicBool::new(false), || try_recv(a, &mut buf))?.is_none() {}
+        // The reply is awaited whatever `rest` says (the block waits for
+        // it), until the pair stops.
+        if poll(&w.stop, "reply", || try_recv(a, &mut buf))?.is_none() {
+            return Ok(());
+        }
         seen = next;
         // Release: pairs with the client's Acquire load of `done`.
         w.done.store(next, Ordering::Release);
@@ -163,15 +180,16 @@ impl ZmqRelay {
         let relay = std::thread::Builder::new()
             .name("zmq-relay".into())
             .spawn(move || relay(&a, &w, request))?;
-        let w = words.clone();
+        let mut r = ZmqRelay {
+            words: words.clone(),
+            seq: 0,
+            threads: vec![relay],
+        };
+        // On an error from here on, dropping `r` stops the relay thread.
         let partner = std::thread::Builder::new()
             .name("zmq-relay-b".into())
-            .spawn(move || answer(&b, &w, reply))?;
-        let mut r = ZmqRelay {
-            words,
-            seq: 0,
-            threads: vec![relay, partner],
-        };
+            .spawn(move || answer(&b, &words, reply))?;
+        r.threads.push(partner);
         r.round_trips(2_000)?;
         Ok(r)
     }
@@ -189,7 +207,7 @@ impl ZmqRelay {
                 // Acquire load of `ask`.
                 self.words.ask.store(seq, Ordering::Release);
                 self.threads[0].thread().unpark();
-                let done = poll(&AtomicBool::new(false), || {
+                let done = poll(&AtomicBool::new(false), "reply", || {
                     if self.threads.iter().any(JoinHandle::is_finished) {
                         bail!("ZeroMQ relay floor: a thread stopped");
                     }

@@ -66,7 +66,9 @@ impl Worker {
     }
 
     fn try_send_remote(&mut self, task: *mut TaskHeader, generation: u32) -> Result<(), String> {
-        // SAFETY: validated by the caller as a live task; only read.
+        // SAFETY: validated by the caller as a live task; only read, but for
+        // `mark_remote` (an atomic on the state word) before the task is
+        // handed over, while it is still this worker's.
         let h = unsafe { &*task };
         let cache = self.inline.pools.borrow();
         let here = cache.here();

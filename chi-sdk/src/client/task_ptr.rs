@@ -77,8 +77,11 @@ std::thread_local! {
     static PENDING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// How many [`Pending`] handles this thread holds (made here, not dropped;
-/// a handle dropped on another thread is counted off there, never below 0).
+/// How many [`Pending`] handles this thread holds (made here, not dropped).
+/// A handle moved to another thread stays counted on the thread that made
+/// it and is counted off on the one that drops it (never below 0): a thread
+/// that waits on handles made elsewhere counts as holding none, and spins
+/// on each remote task as a synchronous caller would (`remote_spin`).
 pub(super) fn pending_here() -> u32 {
     PENDING.with(std::cell::Cell::get)
 }

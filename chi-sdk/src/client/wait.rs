@@ -289,8 +289,10 @@ impl Client {
         deadline: Option<Instant>,
     ) -> Result<(), ClientError> {
         // The rest of the spin gives the CPU up between polls: the worker that
-        // answers may be queued on this very CPU (see the module doc).
-        while SpinPhase::at(start.elapsed(), self.spin_for(Some(h))) == SpinPhase::PollAndYield {
+        // answers may be queued on this very CPU (see the module doc). (With
+        // a spin shorter than the alone poll, a remote task's longer spin
+        // starts here in the `Poll` phase: it yields too.)
+        while SpinPhase::at(start.elapsed(), self.spin_for(Some(h))) != SpinPhase::Sleep {
             for _ in 0..64 {
                 if h.is_complete() {
                     return Ok(());
@@ -450,6 +452,16 @@ mod tests {
             ..ClientOptions::default()
         };
         assert_eq!(spin_of(&short, Some(&h), true), short.spin);
+        // With a spin shorter than the alone poll, the slow path starts in
+        // the `Poll` phase of the remote spin, and keeps spinning there.
+        let tiny = ClientOptions {
+            spin: US(2),
+            ..ClientOptions::default()
+        };
+        assert_ne!(
+            SpinPhase::at(US(2), spin_of(&tiny, Some(&h), true)),
+            SpinPhase::Sleep
+        );
         // A thread with other tasks in flight spins as on any task.
         assert_eq!(spin_of(&opts, Some(&h), false), opts.spin);
         // The bit survives the completion (a later wait on the same task).
