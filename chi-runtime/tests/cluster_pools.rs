@@ -128,7 +128,9 @@ fn pools_over_three_nodes() {
             .wait_with(|t| t.header().state_bits())
             .expect("echo")
     };
-    assert_ne!(state_of(1) & state::REMOTE, 0, "a task to node 2");
+    let to_two = state_of(1);
+    assert_ne!(to_two & state::REMOTE, 0, "a task to node 2");
+    assert_ne!(to_two & state::REMOTE_CPU, 0, "the sending worker's CPU");
     assert_eq!(state_of(0) & state::REMOTE, 0, "a task to node 1");
     // Node 1's peer traffic counted them (requests out, replies in) and
     // the heartbeats beside the batch frames.

@@ -16,6 +16,7 @@
 //! | [`state::QUEUED`] | [`mark_queued`](TaskHeader::mark_queued) | client, before the push | Relaxed (the push's Release publishes it) | handed to the runtime |
 //! | [`state::ROUTED`] | [`mark_routed`](TaskHeader::mark_routed) / [`unmark_routed`](TaskHeader::unmark_routed) | worker, before / after a failed push to another lane | Release / Relaxed | moved to the worker of its container lane: run there without asking Monitor again |
 //! | [`state::REMOTE`] | [`mark_remote`](TaskHeader::mark_remote) | worker, before it hands the task to the peer link | Relaxed (a hint: orders nothing) | sent to another node: its completion comes a network round trip later, so a waiting client spins longer before it sleeps ([`ClientOptions::remote_spin`](crate::client::ClientOptions::remote_spin)) |
+//! | [`state::REMOTE_CPU`] (a field, bits 8–15) | [`mark_remote`](TaskHeader::mark_remote), with `REMOTE` | worker | as `REMOTE` | the CPU the worker sent it from, plus one (0: unknown; read by [`remote_cpu`](TaskHeader::remote_cpu)): a client that finds its own CPU there skips the alone poll of its next wait (`client/wait.rs`) |
 //! | [`state::WAITER`] | [`announce_waiter`](TaskHeader::announce_waiter) | waiting client, before it sleeps | Acquire | a thread sleeps on the futex: wake it |
 //! | [`state::COMPLETE`] | [`complete`](TaskHeader::complete), then [`wake_waiters`](TaskHeader::wake_waiters) | worker | Release | finished; outputs and `result` are final |
 //! | [`state::ABANDONED`] | [`abandon`](TaskHeader::abandon) | client dropping a handle it never waited on | AcqRel | nobody waits: if the task was complete the client frees it, else the worker frees it when it completes it (it sees the bit in the word `complete` replaced) |
@@ -60,6 +61,11 @@ pub mod state {
     /// The runtime sent the task to another node: its completion comes a
     /// network round trip later.
     pub const REMOTE: u32 = 1 << 7;
+    /// With [`REMOTE`]: the CPU the sending worker ran on, plus one, in
+    /// these bits (0: unknown).
+    pub const REMOTE_CPU: u32 = 0xff << REMOTE_CPU_SHIFT;
+    /// The lowest bit of [`REMOTE_CPU`].
+    pub const REMOTE_CPU_SHIFT: u32 = 8;
 }
 
 /// Bits of [`TaskHeader::flags`].
@@ -326,13 +332,29 @@ impl TaskHeader {
         self.state.fetch_and(!state::ROUTED, Ordering::Relaxed);
     }
 
-    /// The worker sends the task to another node: sets `REMOTE` before it
-    /// hands the task over (after that the task is no longer its to touch).
+    /// The worker sends the task to another node, from CPU `cpu` (if
+    /// known): sets `REMOTE` and the `REMOTE_CPU` field before it hands the
+    /// task over (after that the task is no longer its to touch).
     #[inline]
-    pub fn mark_remote(&self) {
-        // Relaxed: a hint for the waiting client's spin (`is_remote`); it
-        // publishes nothing.
-        self.state.fetch_or(state::REMOTE, Ordering::Relaxed);
+    pub fn mark_remote(&self, cpu: Option<usize>) {
+        let field = match cpu {
+            Some(c) if c < 255 => (c as u32 + 1) << state::REMOTE_CPU_SHIFT,
+            _ => 0,
+        };
+        // Relaxed: a hint for the waiting client's spin (`is_remote`,
+        // `remote_cpu`); it publishes nothing.
+        self.state
+            .fetch_or(state::REMOTE | field, Ordering::Relaxed);
+    }
+
+    /// The CPU the worker sent the task to another node from, if it was
+    /// and the CPU is known (a hint: see [`mark_remote`](Self::mark_remote)).
+    #[inline]
+    pub fn remote_cpu(&self) -> Option<usize> {
+        // Relaxed: pairs with nothing (`mark_remote`).
+        let field =
+            (self.state.load(Ordering::Relaxed) & state::REMOTE_CPU) >> state::REMOTE_CPU_SHIFT;
+        (field as usize).checked_sub(1)
     }
 
     /// Whether the runtime sent the task to another node (a hint: see

@@ -152,8 +152,9 @@ impl Worker {
             ));
         }
         if targets.iter().any(|t| t.node.0 != here.0) {
-            // Its client spins longer: the answer comes a round trip later.
-            h.mark_remote();
+            // Its client spins longer: the answer comes a round trip later
+            // (and polls less at first when it shares this CPU).
+            h.mark_remote(Some(rustix::thread::sched_getcpu()));
         }
         let wire = self.shared.wire.get().cloned();
         let mut sent_any = false;

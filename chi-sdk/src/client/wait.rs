@@ -24,6 +24,15 @@
 //! way, and the CPU its longer spin would take is the runtime's (pipelined
 //! remote tasks lost a tenth of their rate to it beside other load).
 //!
+//! A thread whose last wait past the first poll ended on a remote task sent
+//! by a worker on this thread's own CPU ([`TaskHeader::remote_cpu`]) does
+//! not poll alone at the start of its next wait: that task most likely goes
+//! the same way, and its worker, sharing the CPU, could not even take it
+//! until the alone poll ended (about 10 µs of each remote round trip beside
+//! other load on the development machine). A worker on another CPU takes
+//! the task meanwhile, so the alone poll stays (skipping it always cost
+//! about 20 µs there: `docs/benchmarks.md`).
+//!
 //! [`ClientOptions::spin`]: super::ClientOptions::spin
 //! [`ClientOptions::remote_spin`]: super::ClientOptions::remote_spin
 
@@ -65,6 +74,18 @@ impl SpinPhase {
         }
     }
 
+    /// How long a wait polls alone before its slow path: [`Self::poll_for`],
+    /// or nothing when the last remote task's worker shared this thread's
+    /// CPU (`worker_shared_cpu`; see the module doc).
+    #[inline]
+    pub(super) fn first_poll(spin: Duration, worker_shared_cpu: bool) -> Duration {
+        if worker_shared_cpu {
+            Duration::ZERO
+        } else {
+            Self::poll_for(spin)
+        }
+    }
+
     /// How long [`SpinPhase::Poll`] lasts for a spin of `spin`.
     #[inline]
     pub(super) fn poll_for(spin: Duration) -> Duration {
@@ -74,6 +95,13 @@ impl SpinPhase {
             SPIN_YIELD_AFTER
         }
     }
+}
+
+std::thread_local! {
+    /// Whether this thread's last wait that got past the first poll
+    /// ([`Client::wait_slow`]) ended on a remote task whose sending worker
+    /// ran on this thread's CPU (see the module doc).
+    static WORKER_SHARED_CPU: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// How long a client with `opts` spins on the task whose header is `h`
@@ -242,9 +270,11 @@ impl Client {
             return self.wait_in_runtime(h, ptr, deadline);
         }
         let start = Instant::now();
-        // Polls alone for the first microseconds only; the rest of the spin
-        // yields, off this inlined path (`wait_slow`).
-        let poll_for = SpinPhase::poll_for(self.opts.spin);
+        // Polls alone for the first microseconds only (not at all when the
+        // last remote task's worker shared this CPU: see the module doc);
+        // the rest of the spin yields, off this inlined path (`wait_slow`).
+        let poll_for =
+            SpinPhase::first_poll(self.opts.spin, WORKER_SHARED_CPU.with(std::cell::Cell::get));
         while start.elapsed() < poll_for {
             for _ in 0..64 {
                 if h.is_complete() {
@@ -282,6 +312,22 @@ impl Client {
 
     #[cold]
     fn wait_slow(
+        &self,
+        ptr: ShmPtr,
+        h: &TaskHeader,
+        start: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<(), ClientError> {
+        let r = self.spin_then_sleep(ptr, h, start, deadline);
+        if r.is_ok() {
+            let shared = h.is_remote() && h.remote_cpu() == Some(rustix::thread::sched_getcpu());
+            WORKER_SHARED_CPU.with(|c| c.set(shared));
+        }
+        r
+    }
+
+    /// The rest of a wait past its first poll (see the module doc).
+    fn spin_then_sleep(
         &self,
         ptr: ShmPtr,
         h: &TaskHeader,
@@ -438,7 +484,8 @@ mod tests {
         let h = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
         assert_eq!(spin_of(&opts, Some(&h), true), opts.spin);
         assert_eq!(spin_of(&opts, None, true), opts.spin);
-        h.mark_remote();
+        h.mark_remote(Some(3));
+        assert_eq!(h.remote_cpu(), Some(3));
         assert!(opts.remote_spin > opts.spin);
         assert_eq!(spin_of(&opts, Some(&h), true), opts.remote_spin);
         assert_eq!(
@@ -467,6 +514,36 @@ mod tests {
         // The bit survives the completion (a later wait on the same task).
         let _ = h.complete(0);
         assert!(h.is_remote() && h.is_complete());
+    }
+
+    #[test]
+    fn after_a_remote_task_from_this_cpu_the_next_wait_does_not_poll_alone() {
+        let spin = ClientOptions::default().spin;
+        assert_eq!(SpinPhase::first_poll(spin, false), SPIN_YIELD_AFTER);
+        assert_eq!(SpinPhase::first_poll(spin, true), Duration::ZERO);
+        assert_eq!(SpinPhase::first_poll(US(2), false), US(2));
+    }
+
+    #[test]
+    fn the_sending_cpu_is_kept_beside_the_other_bits() {
+        use crate::task::{TaskHeader, state};
+        use crate::types::{DomainQuery, PoolId};
+
+        let h = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
+        assert_eq!(h.remote_cpu(), None);
+        h.mark_remote(Some(0));
+        assert_eq!(h.remote_cpu(), Some(0));
+        assert_eq!(h.state_bits() & !state::REMOTE_CPU, state::REMOTE);
+        let _ = h.complete(0);
+        assert!(h.is_complete() && h.remote_cpu() == Some(0));
+        // A CPU past the field is unknown.
+        let h = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
+        h.mark_remote(Some(255));
+        assert!(h.is_remote());
+        assert_eq!(h.remote_cpu(), None);
+        let h = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
+        h.mark_remote(None);
+        assert_eq!((h.is_remote(), h.remote_cpu()), (true, None));
     }
 
     /// The inlined loop ends where `at` leaves `Poll`.
