@@ -130,7 +130,10 @@ fn pools_over_three_nodes() {
     };
     let to_two = state_of(1);
     assert_ne!(to_two & state::REMOTE, 0, "a task to node 2");
-    assert_ne!(to_two & state::REMOTE_CPU, 0, "the sending worker's CPU");
+    // (Its CPU, when the field can hold it.)
+    if std::thread::available_parallelism().map_or(1, usize::from) < 255 {
+        assert_ne!(to_two & state::REMOTE_CPU, 0, "the sending worker's CPU");
+    }
     assert_eq!(state_of(0) & state::REMOTE, 0, "a task to node 1");
     // Node 1's peer traffic counted them (requests out, replies in) and
     // the heartbeats beside the batch frames.

@@ -7,7 +7,8 @@
 //!
 //! # The state word
 //!
-//! `TaskHeader::state` is one `u32` of bits, also used as a futex. It is
+//! `TaskHeader::state` is one `u32` of bits (and one 8-bit field,
+//! `REMOTE_CPU`), also used as a futex. It is
 //! private to this file: every transition is a named method of [`TaskHeader`],
 //! and this table is the whole state machine.
 //!
@@ -28,6 +29,8 @@
 //! [`is_complete`](TaskHeader::is_complete) (Acquire, pairs with `complete`),
 //! [`is_in_flight`](TaskHeader::is_in_flight) (queued and not complete: the
 //! runtime may still write to it), [`is_routed`](TaskHeader::is_routed) and
+//! [`is_remote`](TaskHeader::is_remote) and
+//! [`remote_cpu`](TaskHeader::remote_cpu) (hints, Relaxed), and
 //! [`state_bits`](TaskHeader::state_bits) for diagnostics.
 //!
 //! Completion is `fetch_or(COMPLETE)` with Release ordering after the outputs were

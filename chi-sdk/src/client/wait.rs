@@ -28,10 +28,11 @@
 //! by a worker on this thread's own CPU ([`TaskHeader::remote_cpu`]) does
 //! not poll alone at the start of its next wait: that task most likely goes
 //! the same way, and its worker, sharing the CPU, could not even take it
-//! until the alone poll ended (about 10 µs of each remote round trip beside
+//! until the alone poll ended (about 6 µs of each remote round trip beside
 //! other load on the development machine). A worker on another CPU takes
 //! the task meanwhile, so the alone poll stays (skipping it always cost
-//! about 20 µs there: `docs/benchmarks.md`).
+//! about 20 µs there: `docs/benchmarks.md`). Like the longer spin, only
+//! for a thread with no other task in flight.
 //!
 //! [`ClientOptions::spin`]: super::ClientOptions::spin
 //! [`ClientOptions::remote_spin`]: super::ClientOptions::remote_spin
@@ -102,6 +103,14 @@ std::thread_local! {
     /// ([`Client::wait_slow`]) ended on a remote task whose sending worker
     /// ran on this thread's CPU (see the module doc).
     static WORKER_SHARED_CPU: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a thread on CPU `cpu`, with no other task in flight (`alone`),
+/// that just finished waiting on the task whose header is `h` skips the
+/// alone poll of its next wait: `h` went to another node from a worker on
+/// `cpu` (see the module doc).
+fn sent_from_here(h: &TaskHeader, cpu: usize, alone: bool) -> bool {
+    alone && h.is_remote() && h.remote_cpu() == Some(cpu)
 }
 
 /// How long a client with `opts` spins on the task whose header is `h`
@@ -320,7 +329,11 @@ impl Client {
     ) -> Result<(), ClientError> {
         let r = self.spin_then_sleep(ptr, h, start, deadline);
         if r.is_ok() {
-            let shared = h.is_remote() && h.remote_cpu() == Some(rustix::thread::sched_getcpu());
+            let shared = sent_from_here(
+                h,
+                rustix::thread::sched_getcpu(),
+                super::task_ptr::pending_here() <= 1,
+            );
             WORKER_SHARED_CPU.with(|c| c.set(shared));
         }
         r
@@ -518,10 +531,22 @@ mod tests {
 
     #[test]
     fn after_a_remote_task_from_this_cpu_the_next_wait_does_not_poll_alone() {
+        use crate::task::TaskHeader;
+        use crate::types::{DomainQuery, PoolId};
+
         let spin = ClientOptions::default().spin;
         assert_eq!(SpinPhase::first_poll(spin, false), SPIN_YIELD_AFTER);
         assert_eq!(SpinPhase::first_poll(spin, true), Duration::ZERO);
-        assert_eq!(SpinPhase::first_poll(US(2), false), US(2));
+        let local = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
+        assert!(!sent_from_here(&local, 0, true), "a local task");
+        let remote = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
+        remote.mark_remote(Some(1));
+        assert!(sent_from_here(&remote, 1, true), "sent from this CPU");
+        assert!(!sent_from_here(&remote, 0, true), "sent from another CPU");
+        assert!(!sent_from_here(&remote, 1, false), "others in flight");
+        let unknown = TaskHeader::new(PoolId(1), 0, 64, DomainQuery::local());
+        unknown.mark_remote(None);
+        assert!(!sent_from_here(&unknown, 0, true), "CPU unknown");
     }
 
     #[test]
