@@ -39,7 +39,7 @@ pub(super) struct Side {
 }
 
 impl Side {
-    pub(super) fn bind(me: u32, port: u16) -> Result<Side> {
+    fn bind(me: u32, port: u16) -> Result<Side> {
         let ctx = zmq::Context::new();
         let router = ctx.socket(zmq::ROUTER).map_err(zerr("ROUTER"))?;
         router.set_linger(0).map_err(zerr("ZMQ_LINGER"))?;
@@ -61,7 +61,18 @@ impl Side {
         })
     }
 
-    pub(super) fn connect(&self, me: u32, other: u32, port: u16) -> Result<()> {
+    /// Side A on 127.0.0.1 and side B on 127.0.0.2, on a port free on
+    /// both, each connected to the other.
+    pub(super) fn pair() -> Result<(Side, Side)> {
+        let port = free_port_on(2)?;
+        let a = Side::bind(1, port)?;
+        let b = Side::bind(2, port)?;
+        a.connect(1, 2, port)?;
+        b.connect(2, 1, port)?;
+        Ok((a, b))
+    }
+
+    fn connect(&self, me: u32, other: u32, port: u16) -> Result<()> {
         self.dealer
             .connect(&format!(
                 "tcp://{}:0;{}:{port}",
@@ -106,11 +117,7 @@ impl ZmqPingPong {
     /// Sets up the pair for requests of `request` bytes and replies of
     /// `reply`, and warms it up.
     pub fn start(request: usize, reply: usize) -> Result<ZmqPingPong> {
-        let port = free_port_on(2)?;
-        let a = Side::bind(1, port)?;
-        let b = Side::bind(2, port)?;
-        a.connect(1, 2, port)?;
-        b.connect(2, 1, port)?;
+        let (a, b) = Side::pair()?;
         let partner =
             std::thread::Builder::new()
                 .name("zmq-floor".into())

@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use super::zmq::{Side, zerr};
-use crate::cluster::free_port_on;
 use crate::stats::ns_u32;
 
 /// How long a poller looks without yielding the CPU (the runtime's
@@ -165,11 +164,7 @@ impl ZmqRelay {
     /// Sets up the relay for requests of `request` bytes and replies of
     /// `reply`, and warms it up.
     pub fn start(request: usize, reply: usize) -> Result<ZmqRelay> {
-        let port = free_port_on(2)?;
-        let a = Side::bind(1, port)?;
-        let b = Side::bind(2, port)?;
-        a.connect(1, 2, port)?;
-        b.connect(2, 1, port)?;
+        let (a, b) = Side::pair()?;
         let words = Arc::new(Words {
             ask: AtomicU64::new(0),
             done: AtomicU64::new(0),
