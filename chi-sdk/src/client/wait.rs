@@ -327,31 +327,35 @@ impl Client {
         start: Instant,
         deadline: Option<Instant>,
     ) -> Result<(), ClientError> {
-        let r = self.spin_then_sleep(ptr, h, start, deadline);
+        // The thread's other tasks in flight do not change while it waits.
+        let alone = super::task_ptr::pending_here() <= 1;
+        let r = self.spin_then_sleep(ptr, h, start, deadline, alone);
         if r.is_ok() {
-            let shared = sent_from_here(
-                h,
-                rustix::thread::sched_getcpu(),
-                super::task_ptr::pending_here() <= 1,
-            );
+            let shared = sent_from_here(h, rustix::thread::sched_getcpu(), alone);
             WORKER_SHARED_CPU.with(|c| c.set(shared));
         }
         r
     }
 
-    /// The rest of a wait past its first poll (see the module doc).
+    /// The rest of a wait past its first poll (see the module doc); `alone`:
+    /// the thread has no other task in flight.
     fn spin_then_sleep(
         &self,
         ptr: ShmPtr,
         h: &TaskHeader,
         start: Instant,
         deadline: Option<Instant>,
+        alone: bool,
     ) -> Result<(), ClientError> {
         // The rest of the spin gives the CPU up between polls: the worker that
         // answers may be queued on this very CPU (see the module doc). (With
         // a spin shorter than the alone poll, a remote task's longer spin
         // starts here in the `Poll` phase: it yields too.)
-        while SpinPhase::at(start.elapsed(), self.spin_for(Some(h))) != SpinPhase::Sleep {
+        // (The spin is read again each turn: the worker may mark the task
+        // remote after the wait began.)
+        while SpinPhase::at(start.elapsed(), spin_of(&self.opts, Some(h), alone))
+            != SpinPhase::Sleep
+        {
             for _ in 0..64 {
                 if h.is_complete() {
                     return Ok(());
